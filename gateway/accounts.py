@@ -1,0 +1,175 @@
+"""Domains, accounts and hosted addresses: creation, lookup and password checks.
+
+An account is a person's portal login; each of its addresses has its own address
+password, which mail programs use for SMTP AUTH (as in the reference mail host).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import audit
+from gateway.addresses import domain_of, normalize_address, normalize_domain
+from gateway.models import Account, Address, Domain
+from gateway.passwords import PasswordHasher
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be carried out; the text is safe to show."""
+
+
+def add_domain(session: so.Session, name: str, *, actor: str) -> Domain:
+    name = normalize_domain(name)
+    if session.scalar(sa.select(Domain).where(Domain.name == name)):
+        raise AccountError(f"domain {name} exists already")
+    domain = Domain(name=name)
+    session.add(domain)
+    audit.record(session, "domain.add", actor=actor, target=name)
+    return domain
+
+
+def list_domains(session: so.Session) -> list[Domain]:
+    return list(session.scalars(sa.select(Domain).order_by(Domain.name)))
+
+
+def find_domain(session: so.Session, name: str) -> Domain | None:
+    return session.scalar(sa.select(Domain).where(Domain.name == name.lower()))
+
+
+def is_hosted(session: so.Session, address: str) -> bool:
+    return find_domain(session, domain_of(address)) is not None
+
+
+def add_account(
+    session: so.Session,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+    *,
+    actor: str,
+    is_admin: bool = False,
+    language: str = "en",
+) -> Account:
+    email = normalize_address(email)
+    if find_account(session, email):
+        raise AccountError(f"account {email} exists already")
+    account = Account(
+        email=email,
+        password_hash=hasher.hash(password),
+        is_admin=is_admin,
+        language=language,
+    )
+    session.add(account)
+    session.flush()
+    audit.record(
+        session,
+        "account.add",
+        actor=actor,
+        target=email,
+        account_id=account.id,
+        detail="admin" if is_admin else "",
+    )
+    return account
+
+
+def find_account(session: so.Session, email: str) -> Account | None:
+    return session.scalar(sa.select(Account).where(Account.email == email.strip().lower()))
+
+
+def list_accounts(session: so.Session) -> list[Account]:
+    return list(session.scalars(sa.select(Account).order_by(Account.email)))
+
+
+def add_address(
+    session: so.Session,
+    hasher: PasswordHasher,
+    address: str,
+    account: Account,
+    password: str,
+    *,
+    actor: str,
+) -> Address:
+    address = normalize_address(address)
+    domain = find_domain(session, domain_of(address))
+    if domain is None:
+        raise AccountError(
+            f"{domain_of(address)} is not a hosted domain (add it with `sealgate domain add`)"
+        )
+    if find_address(session, address):
+        raise AccountError(f"address {address} exists already")
+    row = Address(
+        address=address,
+        account=account,
+        domain=domain,
+        password_hash=hasher.hash(password),
+    )
+    session.add(row)
+    audit.record(session, "address.add", actor=actor, target=address, account_id=account.id)
+    return row
+
+
+def find_address(session: so.Session, address: str) -> Address | None:
+    return session.scalar(sa.select(Address).where(Address.address == address.strip().lower()))
+
+
+def list_addresses(session: so.Session) -> list[Address]:
+    return list(session.scalars(sa.select(Address).order_by(Address.address)))
+
+
+def set_address_password(
+    session: so.Session, hasher: PasswordHasher, address: Address, password: str, *, actor: str
+) -> None:
+    address.password_hash = hasher.hash(password)
+    audit.record(
+        session,
+        "address.password",
+        actor=actor,
+        target=address.address,
+        account_id=address.account_id,
+    )
+
+
+def set_account_password(
+    session: so.Session, hasher: PasswordHasher, account: Account, password: str, *, actor: str
+) -> None:
+    account.password_hash = hasher.hash(password)
+    audit.record(
+        session, "account.password", actor=actor, target=account.email, account_id=account.id
+    )
+
+
+def authenticate_address(
+    session: so.Session, hasher: PasswordHasher, login: str, password: str
+) -> Address | None:
+    """The address whose address password this is, or None. Unknown logins cost a full verify."""
+    row = find_address(session, login)
+    ok = hasher.verify(row.password_hash if row else None, password)
+    if not (ok and row):
+        return None
+    if hasher.needs_rehash(row.password_hash):
+        row.password_hash = hasher.hash(password)
+    return row
+
+
+def authenticate_account(
+    session: so.Session, hasher: PasswordHasher, email: str, password: str
+) -> Account | None:
+    """The account for this portal login, or None. Unknown logins cost a full verify."""
+    account = find_account(session, email)
+    ok = hasher.verify(account.password_hash if account else None, password)
+    if not (ok and account):
+        return None
+    if hasher.needs_rehash(account.password_hash):
+        account.password_hash = hasher.hash(password)
+    return account
+
+
+def owned_addresses(session: so.Session, account_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            sa.select(Address.address)
+            .where(Address.account_id == account_id)
+            .order_by(Address.address)
+        )
+    )

@@ -1,0 +1,36 @@
+"""Append-only audit log: admin actions, key events, logins and SMTP AUTH attempts."""
+
+from __future__ import annotations
+
+import sqlalchemy.orm as so
+
+from gateway.models import AuditEvent
+from gateway.timeutil import utcnow
+
+
+def record(
+    session: so.Session,
+    action: str,
+    *,
+    actor: str,
+    target: str = "",
+    account_id: int | None = None,
+    success: bool = True,
+    ip: str = "",
+    user_agent: str = "",
+    detail: str = "",
+) -> AuditEvent:
+    """Add one event to the caller's transaction (so it commits with what it describes)."""
+    event = AuditEvent(
+        at=utcnow(),
+        action=action,
+        actor=actor,
+        target=target,
+        account_id=account_id,
+        success=success,
+        ip=ip,
+        user_agent=user_agent[:300],
+        detail=detail,
+    )
+    session.add(event)
+    return event

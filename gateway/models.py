@@ -1,0 +1,140 @@
+"""The gateway's tables: domains, accounts and addresses, mailboxes, the outbound queue, audit.
+
+Every schema change goes through an Alembic migration in `gateway/migrations`;
+the naming convention keeps constraint names the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway.timeutil import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(so.DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+class Domain(Base):
+    """A mail domain this gateway hosts; its addresses get mailboxes and keys."""
+
+    __tablename__ = "domains"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(253), unique=True)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
+class Account(Base):
+    """A person's portal login; it owns one or more hosted addresses."""
+
+    __tablename__ = "accounts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(320), unique=True)
+    password_hash: so.Mapped[str] = so.mapped_column(sa.String(200))
+    is_admin: so.Mapped[bool] = so.mapped_column(default=False)
+    language: so.Mapped[str] = so.mapped_column(sa.String(5), default="en")
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+    addresses: so.Mapped[list[Address]] = so.relationship(
+        back_populates="account", order_by="Address.address"
+    )
+
+
+class Address(Base):
+    """A hosted address with its own password, used for SMTP submission."""
+
+    __tablename__ = "addresses"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address: so.Mapped[str] = so.mapped_column(sa.String(320), unique=True)
+    account_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    domain_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("domains.id"), index=True)
+    password_hash: so.Mapped[str] = so.mapped_column(sa.String(200))
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+    account: so.Mapped[Account] = so.relationship(back_populates="addresses")
+    domain: so.Mapped[Domain] = so.relationship()
+
+
+class MailboxMessage(Base):
+    """One message in one hosted address's folder, raw bytes included."""
+
+    __tablename__ = "mailbox_messages"
+    __table_args__ = (sa.Index("ix_mailbox_folder_date", "address_id", "folder", "received_at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("addresses.id"))
+    folder: so.Mapped[str] = so.mapped_column(sa.String(32), default="INBOX")
+    flags: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
+    subject: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    from_addr: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    envelope_from: so.Mapped[str] = so.mapped_column(sa.String(320), default="")
+    date: so.Mapped[dt.datetime | None]
+    received_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    size: so.Mapped[int]
+    encrypted: so.Mapped[bool] = so.mapped_column(default=False)
+    raw: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+
+    address: so.Mapped[Address] = so.relationship()
+
+
+class QueueItem(Base):
+    """One message for one external recipient, waiting for the outbound relay.
+
+    A row is handed to one worker at a time through `leased_until`; a worker that
+    dies leaves a lease that simply runs out, and the row is tried again.
+    """
+
+    __tablename__ = "outbound_queue"
+    __table_args__ = (sa.Index("ix_queue_due", "status", "next_attempt_at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
+    mail_from: so.Mapped[str] = so.mapped_column(sa.String(320))
+    rcpt_to: so.Mapped[str] = so.mapped_column(sa.String(320))
+    raw: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="queued")
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    next_attempt_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    leased_until: so.Mapped[dt.datetime | None]
+    last_error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: admin actions, key events, logins, SMTP AUTH.
+
+    The per-account rows are what the user's "recent activity" page lists.
+    Never store a secret in `detail`.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_account_at", "account_id", "at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow, index=True)
+    actor: so.Mapped[str] = so.mapped_column(sa.String(320))
+    account_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    action: so.Mapped[str] = so.mapped_column(sa.String(64))
+    target: so.Mapped[str] = so.mapped_column(sa.String(320), default="")
+    success: so.Mapped[bool] = so.mapped_column(default=True)
+    ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    user_agent: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
+    detail: so.Mapped[str] = so.mapped_column(sa.Text, default="")

@@ -1,0 +1,33 @@
+"""What every entry point (CLI, SMTP server, relay, portal) builds once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import db
+from gateway.passwords import PasswordHasher
+from gateway.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: sa.Engine
+    sessions: so.sessionmaker[so.Session]
+    hasher: PasswordHasher
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        engine = db.create_engine(settings.database_url, echo=settings.database.echo)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=db.session_factory(engine),
+            hasher=PasswordHasher(settings.passwords),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()

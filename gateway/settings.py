@@ -1,0 +1,222 @@
+"""The one typed settings object: `<data dir>/sealgate.toml`, then `SEALGATE_<SECTION>_<KEY>`.
+
+Everything tunable lives here so no module reads the environment or hard-codes a
+limit on its own. A bad value stops start-up with `SettingsError` naming the key,
+because a typo in a mail gateway's configuration should never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+DEFAULT_DATA_DIR = "./sealgate-data"
+ENV_PREFIX = "SEALGATE_"
+SETTINGS_FILE = "sealgate.toml"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    hostname: str = "localhost"
+    listen: str = "127.0.0.1"
+    submission_port: int = 2587
+    tls_port: int = 2465
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    idle_timeout: float = 300.0
+    max_connections_per_client: int = 20
+    max_auth_failures_per_client: int = 10
+    auth_failure_window: float = 600.0
+    max_mime_depth: int = 32
+    max_mime_parts: int = 1000
+    tls_cert: str = "tls/cert.pem"
+    tls_key: str = "tls/key.pem"
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = "https://localhost:8080"
+    tls: bool = True
+    threads: int = 8
+    session_minutes: int = 180
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    host: str = ""
+    port: int = 25
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+    timeout: float = 60.0
+    first_retry: float = 300.0
+    max_retry_interval: float = 4 * 3600.0
+    max_age: float = 5 * 24 * 3600.0
+    poll_interval: float = 1.0
+    batch_size: int = 20
+    lease_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class PasswordSettings:
+    """Argon2id cost. Production defaults follow RFC 9106's second option; tests lower them."""
+
+    time_cost: int = 3
+    memory_cost: int = 65536
+    parallelism: int = 4
+    max_concurrent_hashes: int = 4
+    max_password_bytes: int = 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    passwords: PasswordSettings = field(default_factory=PasswordSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'sealgate.db'}"
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path setting against the data dir (absolute paths stay as they are)."""
+        return self.data_dir / relative
+
+    def replace(self, **sections: Any) -> Settings:
+        """A copy with some sections' keys changed: `settings.replace(smtp={"tls_port": 0})`."""
+        changes = {
+            name: dataclasses.replace(getattr(self, name), **values)
+            for name, values in sections.items()
+        }
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings)
+    if f.name != "data_dir"
+}
+
+
+def resolve_data_dir(cli_value: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    raw = cli_value or env.get(f"{ENV_PREFIX}DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def load_settings(
+    data_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file (if any), then apply `SEALGATE_<SECTION>_<KEY>` overrides."""
+    env = os.environ if env is None else env
+    root = resolve_data_dir(data_dir, env)
+    file_values: dict[str, Any] = {}
+    settings_file = root / SETTINGS_FILE
+    if settings_file.exists():
+        try:
+            file_values = tomllib.loads(settings_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{settings_file}: not valid TOML: {exc}") from None
+    unknown = set(file_values) - set(SECTIONS)
+    if unknown:
+        raise SettingsError(f"unknown section [{sorted(unknown)[0]}] in {settings_file}")
+
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        raw = file_values.get(name, {})
+        if not isinstance(raw, dict):
+            raise SettingsError(f"[{name}] must be a table")
+        sections[name] = _build_section(name, cls, raw, env)
+    return Settings(data_dir=root, **sections)
+
+
+def _build_section(
+    name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise SettingsError(f"unknown setting [{name}] {key}")
+    values: dict[str, Any] = {}
+    for key in known:
+        env_key = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        label = f"[{name}] {key}"
+        if env_key in env:
+            values[key] = _coerce(label + f" (from {env_key})", hints[key], env[env_key], True)
+        elif key in raw:
+            values[key] = _coerce(label, hints[key], raw[key], False)
+    section = cls(**values)
+    _validate(name, section)
+    return section
+
+
+def _coerce(label: str, hint: Any, value: Any, from_env: bool) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise SettingsError(f"{label}: must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if from_env and str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if from_env and str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool) or (not from_env and not isinstance(value, int)):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool) or (not from_env and not isinstance(value, int | float)):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except ValueError:
+        raise SettingsError(f"{label}: expected {hint.__name__}, got {value!r}") from None
+    raise SettingsError(f"{label}: unsupported setting type {hint!r}")
+
+
+def _validate(name: str, section: Any) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.name.endswith("port") and isinstance(value, int) and not 0 <= value <= 65535:
+            raise SettingsError(f"[{name}] {f.name}: {value} is not a TCP port")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise SettingsError(f"[{name}] {f.name}: must not be negative")
+    if name == "portal" and not section.base_url.startswith(("https://", "http://")):
+        raise SettingsError("[portal] base_url: must start with https:// or http://")
+    if name == "smtp" and section.max_message_size < 1024:
+        raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")

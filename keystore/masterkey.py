@@ -1,0 +1,138 @@
+"""The master key ring: versioned 256-bit keys that wrap every secret key at rest.
+
+It lives outside the database, in `<data dir>/master.keys` (mode 0600, checked at
+start) or in the `SEALGATE_MASTER_KEYS` environment variable for containers, so a
+stolen database or backup alone opens nothing. Exactly one version is primary and
+wraps new blobs; older versions only unwrap until a re-wrap moves every blob off
+them and they are retired.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+MASTER_KEYS_FILE = "master.keys"
+MASTER_KEYS_ENV = "SEALGATE_MASTER_KEYS"
+KEY_BYTES = 32
+
+
+class MasterKeyError(RuntimeError):
+    """The ring is missing, malformed, or its file is readable by others."""
+
+
+@dataclass(frozen=True)
+class MasterKeyRing:
+    primary: int
+    keys: Mapping[int, bytes] = field(repr=False)
+    retired: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.primary not in self.keys or self.primary in self.retired:
+            raise MasterKeyError("the primary master-key version is missing or retired")
+        for version, key in self.keys.items():
+            if len(key) != KEY_BYTES:
+                raise MasterKeyError(f"master key version {version} is not {KEY_BYTES} bytes")
+
+    def __repr__(self) -> str:
+        return f"MasterKeyRing(primary={self.primary}, versions={sorted(self.keys)})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("master keys are not picklable")
+
+    def key(self, version: int) -> bytes:
+        """The key of an active version; a retired or unknown version is refused."""
+        if version in self.retired or version not in self.keys:
+            raise MasterKeyError(f"master key version {version} is not active")
+        return self.keys[version]
+
+    @property
+    def active_versions(self) -> list[int]:
+        return sorted(v for v in self.keys if v not in self.retired)
+
+    def with_new_primary(self) -> MasterKeyRing:
+        version = max(self.keys) + 1
+        keys = dict(self.keys)
+        keys[version] = secrets.token_bytes(KEY_BYTES)
+        return MasterKeyRing(primary=version, keys=keys, retired=self.retired)
+
+    def with_retired(self, version: int) -> MasterKeyRing:
+        if version == self.primary:
+            raise MasterKeyError("the primary version cannot be retired")
+        # A retired key is forgotten, not kept: what it wrapped must already be re-wrapped.
+        keys = {v: k for v, k in self.keys.items() if v != version}
+        return MasterKeyRing(
+            primary=self.primary, keys=keys, retired=self.retired | frozenset({version})
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": 1,
+                "primary": self.primary,
+                "keys": {str(v): base64.b64encode(k).decode() for v, k in self.keys.items()},
+                "retired": sorted(self.retired),
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> MasterKeyRing:
+        try:
+            data: dict[str, Any] = json.loads(text)
+            keys = {int(v): base64.b64decode(k, validate=True) for v, k in data["keys"].items()}
+            return cls(
+                primary=int(data["primary"]),
+                keys=keys,
+                retired=frozenset(int(v) for v in data.get("retired", [])),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MasterKeyError(f"the master key ring is malformed ({type(exc).__name__})") from None
+
+    @classmethod
+    def generate(cls) -> MasterKeyRing:
+        return cls(primary=1, keys={1: secrets.token_bytes(KEY_BYTES)})
+
+
+def ring_path(data_dir: Path) -> Path:
+    return data_dir / MASTER_KEYS_FILE
+
+
+def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKeyRing:
+    env = os.environ if env is None else env
+    if env.get(MASTER_KEYS_ENV):
+        return MasterKeyRing.from_json(env[MASTER_KEYS_ENV])
+    path = ring_path(data_dir)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MasterKeyError(f"{path} does not exist (run `sealgate init`)") from None
+    if stat.S_IMODE(mode) & 0o077:
+        raise MasterKeyError(
+            f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 on it"
+        )
+    return MasterKeyRing.from_json(path.read_text(encoding="utf-8"))
+
+
+def save_ring(data_dir: Path, ring: MasterKeyRing) -> None:
+    """Replace the ring file atomically, so a crash leaves the old ring or the new one."""
+    path = ring_path(data_dir)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(ring.to_json())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,1 @@
+"""The `sealgate` command: the composition root above webportal → gateway → keystore."""

@@ -1,0 +1,132 @@
+"""`sealgate domain|user|address …`: hosted domains, portal accounts, addresses."""
+
+from __future__ import annotations
+
+import click
+
+from gateway import accounts
+from gateway.accounts import AccountError
+from gateway.addresses import InvalidAddress
+from gateway.passwords import PasswordTooLong
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, obtain_password, pass_state, password_option
+
+
+@cli.group()
+def domain() -> None:
+    """Hosted domains."""
+
+
+@domain.command("add")
+@click.argument("name")
+@pass_state
+def domain_add(state: CliState, name: str) -> None:
+    """Host the mail domain NAME."""
+    try:
+        with state.transaction() as session:
+            row = accounts.add_domain(session, name, actor=CLI_ACTOR)
+            click.echo(f"domain {row.name} added")
+    except (AccountError, InvalidAddress) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@domain.command("list")
+@pass_state
+def domain_list(state: CliState) -> None:
+    with state.transaction() as session:
+        for row in accounts.list_domains(session):
+            click.echo(row.name)
+
+
+@cli.group()
+def user() -> None:
+    """Portal accounts."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Give the account admin rights.")
+@click.option("--language", type=click.Choice(["de", "en", "fr"]), default="en")
+@password_option
+@pass_state
+def user_add(state: CliState, email: str, admin: bool, language: str, password_stdin: bool) -> None:
+    """Create the portal account EMAIL."""
+    password, generated = obtain_password(password_stdin)
+    hasher = state.require_initialised().hasher
+    try:
+        with state.transaction() as session:
+            account = accounts.add_account(
+                session, hasher, email, password, actor=CLI_ACTOR, is_admin=admin, language=language
+            )
+            click.echo(f"account {account.email} added")
+    except (AccountError, InvalidAddress, PasswordTooLong) as exc:
+        raise click.ClickException(str(exc)) from None
+    if generated:
+        click.echo(f"password: {password}  (shown once; store it now)")
+
+
+@user.command("list")
+@pass_state
+def user_list(state: CliState) -> None:
+    with state.transaction() as session:
+        for account in accounts.list_accounts(session):
+            role = "admin" if account.is_admin else "user"
+            addrs = ", ".join(a.address for a in account.addresses) or "-"
+            click.echo(f"{account.email}\t{role}\t{addrs}")
+
+
+@cli.group()
+def address() -> None:
+    """Hosted addresses and their SMTP passwords."""
+
+
+@address.command("add")
+@click.argument("address_")
+@click.option("--user", "user_email", required=True, help="The account that owns the address.")
+@password_option
+@pass_state
+def address_add(state: CliState, address_: str, user_email: str, password_stdin: bool) -> None:
+    """Create the hosted address ADDRESS for an account."""
+    password, generated = obtain_password(password_stdin)
+    hasher = state.require_initialised().hasher
+    try:
+        with state.transaction() as session:
+            account = accounts.find_account(session, user_email)
+            if account is None:
+                raise AccountError(f"no account {user_email}")
+            row = accounts.add_address(
+                session, hasher, address_, account, password, actor=CLI_ACTOR
+            )
+            click.echo(f"address {row.address} added for {account.email}")
+    except (AccountError, InvalidAddress, PasswordTooLong) as exc:
+        raise click.ClickException(str(exc)) from None
+    if generated:
+        click.echo(f"address password: {password}  (shown once; store it now)")
+
+
+@address.command("list")
+@pass_state
+def address_list(state: CliState) -> None:
+    with state.transaction() as session:
+        for row in accounts.list_addresses(session):
+            click.echo(f"{row.address}\t{row.account.email}")
+
+
+@address.command("passwd")
+@click.argument("address_")
+@password_option
+@pass_state
+def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None:
+    """Set a new SMTP password for ADDRESS."""
+    password, generated = obtain_password(password_stdin)
+    hasher = state.require_initialised().hasher
+    try:
+        with state.transaction() as session:
+            row = accounts.find_address(session, address_)
+            if row is None:
+                raise AccountError(f"no address {address_}")
+            accounts.set_address_password(session, hasher, row, password, actor=CLI_ACTOR)
+            click.echo(f"password of {row.address} changed")
+    except (AccountError, PasswordTooLong) as exc:
+        raise click.ClickException(str(exc)) from None
+    if generated:
+        click.echo(f"address password: {password}  (shown once; store it now)")

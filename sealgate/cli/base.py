@@ -1,0 +1,93 @@
+"""The root command group and the helpers every subcommand shares."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import sqlalchemy.orm as so
+
+from gateway import db
+from gateway.passwords import generate_password
+from gateway.runtime import Runtime
+from gateway.settings import Settings, SettingsError, load_settings
+
+CLI_ACTOR = "cli"
+
+
+@dataclass
+class CliState:
+    data_dir: str | None
+    _settings: Settings | None = None
+    _runtime: Runtime | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.data_dir)
+            except SettingsError as exc:
+                raise click.ClickException(f"configuration error: {exc}") from None
+        return self._settings
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime.open(self.settings)
+        return self._runtime
+
+    @property
+    def data_dir_path(self) -> Path:
+        return self.settings.data_dir
+
+    def require_initialised(self) -> Runtime:
+        runtime = self.runtime
+        if db.schema_revision(runtime.engine) is None:
+            raise click.ClickException(
+                f"no database found for {self.settings.data_dir} (run `sealgate init` first)"
+            )
+        return runtime
+
+    @contextmanager
+    def transaction(self) -> Iterator[so.Session]:
+        with db.transaction(self.require_initialised().sessions) as session:
+            yield session
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory (default: $SEALGATE_DATA_DIR, else ./sealgate-data).",
+)
+@click.pass_context
+def cli(ctx: click.Context, data_dir: str | None) -> None:
+    """sealgate: an end-to-end encrypted mail gateway."""
+    ctx.obj = CliState(data_dir=data_dir)
+    ctx.call_on_close(lambda: ctx.obj._runtime and ctx.obj._runtime.close())
+
+
+def password_option(fn: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from standard input instead of generating one.",
+    )(fn)
+
+
+def obtain_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password to set, and whether it was generated (and so must be printed once)."""
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise click.ClickException("no password on standard input")
+        return value, False
+    return generate_password(), True

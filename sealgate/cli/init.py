@@ -1,0 +1,88 @@
+"""`sealgate init`: a working data dir on a fresh machine, and nothing changed on a second run."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import sqlalchemy as sa
+
+from gateway import accounts, db
+from gateway.accounts import AccountError
+from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
+from gateway.models import Account
+from gateway.passwords import generate_password
+from gateway.tls import create_self_signed
+from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+DEFAULT_DOMAIN = "example.test"
+
+
+@cli.command()
+@click.option("--domain", "domain_name", default=DEFAULT_DOMAIN, show_default=True)
+@click.option("--admin", "admin_email", default=None, help="Default: admin@DOMAIN.")
+@pass_state
+def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
+    """Create the data dir, database, master key, TLS certificate and first admin."""
+    try:
+        domain_name = normalize_domain(domain_name)
+        admin_email = normalize_address(admin_email or f"admin@{domain_name}")
+    except InvalidAddress as exc:
+        raise click.ClickException(str(exc)) from None
+    settings = state.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
+    done: list[str] = []
+
+    runtime = state.runtime
+    if db.schema_revision(runtime.engine) is None:
+        done.append("database created")
+    db.migrate(runtime.engine)
+
+
+
+    if not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists():
+        save_ring(settings.data_dir, MasterKeyRing.generate())
+        done.append(f"master key written to {ring_path(settings.data_dir)} (mode 0600)")
+
+    cert, key = settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
+    if not cert.exists() or not key.exists():
+        create_self_signed(cert, key, settings.smtp.hostname)
+        done.append(f"self-signed TLS certificate written to {cert}")
+
+    secrets_to_print: list[str] = []
+    with db.transaction(runtime.sessions) as session:
+        has_admin = session.scalar(sa.select(Account.id).where(Account.is_admin).limit(1))
+        if has_admin is None:
+            try:
+                if accounts.find_domain(session, domain_name) is None:
+                    accounts.add_domain(session, domain_name, actor=CLI_ACTOR)
+                    done.append(f"hosted domain {domain_name} added")
+                password = generate_password()
+                admin = accounts.add_account(
+                    session, runtime.hasher, admin_email, password, actor=CLI_ACTOR, is_admin=True
+                )
+                smtp_password = generate_password()
+                accounts.add_address(
+                    session, runtime.hasher, admin_email, admin, smtp_password, actor=CLI_ACTOR
+                )
+            except AccountError as exc:
+                raise click.ClickException(str(exc)) from None
+            done.append(f"admin account {admin_email} created")
+            secrets_to_print = [
+                f"portal login:  {admin_email} / {password}",
+                f"SMTP login:    {admin_email} / {smtp_password}",
+            ]
+
+    if not done:
+        click.echo(f"{settings.data_dir} is already initialised; nothing changed.")
+        return
+    for line in done:
+        click.echo(line)
+    if secrets_to_print:
+        click.echo("")
+        click.echo("First admin (shown once; store these now):")
+        for line in secrets_to_print:
+            click.echo("  " + line)
+        click.echo(f"  portal:        {settings.portal.base_url}/")
