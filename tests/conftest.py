@@ -1,0 +1,104 @@
+"""Shared fixtures: a data dir with cheap Argon2, a real database, a throwaway TLS CA.
+
+The suite runs on SQLite by default and on PostgreSQL when
+SEALGATE_TEST_DATABASE_URL is set (each test starts from an empty schema).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trustme
+
+from gateway import accounts, db
+from gateway.runtime import Runtime
+from gateway.settings import Settings, load_settings
+from keystore.masterkey import MasterKeyRing, save_ring
+
+TEST_DATABASE_URL = os.environ.get("SEALGATE_TEST_DATABASE_URL", "")
+
+# Argon2 at test cost: the production defaults stay in gateway/settings.py.
+CHEAP_ARGON2 = {
+    "SEALGATE_PASSWORDS_TIME_COST": "1",
+    "SEALGATE_PASSWORDS_MEMORY_COST": "256",
+    "SEALGATE_PASSWORDS_PARALLELISM": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    tls_ca.configure_trust(ctx)
+    return ctx
+
+
+def reset_database(url: str) -> None:
+    """Drop every table so each test starts from migrations, as a fresh install does."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def test_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for settings (and for `sealgate` subprocesses) of one test."""
+    env = dict(CHEAP_ARGON2)
+    env["SEALGATE_DATA_DIR"] = str(tmp_path / "data")
+    env["SEALGATE_SMTP_SUBMISSION_PORT"] = "0"
+    env["SEALGATE_SMTP_TLS_PORT"] = "0"
+    env["SEALGATE_PORTAL_PORT"] = "0"
+    if TEST_DATABASE_URL:
+        env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
+    return env
+
+
+@pytest.fixture
+def settings(test_env: dict[str, str], tls_ca: trustme.CA) -> Settings:
+    data_dir = Path(test_env["SEALGATE_DATA_DIR"])
+    data_dir.mkdir(mode=0o700)
+    loaded = load_settings(data_dir, env=test_env)
+    cert = tls_ca.issue_cert("localhost", "127.0.0.1")
+    cert_path, key_path = loaded.path(loaded.smtp.tls_cert), loaded.path(loaded.smtp.tls_key)
+    cert_path.parent.mkdir(parents=True)
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    key_path.chmod(0o600)
+    save_ring(data_dir, MasterKeyRing.generate())
+    return loaded
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
+    rt = Runtime.open(settings)
+    db.migrate(rt.engine)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def mail_users(runtime: Runtime) -> dict[str, str]:
+    """A hosted domain with two accounts; returns address → address password."""
+    users = {"alice@example.test": "alice-smtp-pw", "bob@example.test": "bob-smtp-pw"}
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "example.test", actor="test")
+        for address, password in users.items():
+            account = accounts.add_account(
+                session, runtime.hasher, address, "portal-" + password, actor="test"
+            )
+            accounts.add_address(session, runtime.hasher, address, account, password, actor="test")
+    return users

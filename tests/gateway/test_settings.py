@@ -1,0 +1,52 @@
+"""Settings: TOML file, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import SettingsError, load_settings
+
+
+def test_defaults_without_file(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, env={})
+    assert s.smtp.submission_port == 2587
+    assert s.smtp.tls_port == 2465
+    assert s.portal.port == 8080
+    assert s.passwords.time_cost == 3 and s.passwords.memory_cost == 65536
+    assert s.database_url == f"sqlite:///{tmp_path / 'sealgate.db'}"
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    (tmp_path / "sealgate.toml").write_text(
+        '[smtp]\nhostname = "mx.example.org"\nsubmission_port = 587\n'
+        '[relay]\nhost = "smarthost"\nsecurity = "tls"\n'
+    )
+    s = load_settings(tmp_path, env={"SEALGATE_SMTP_SUBMISSION_PORT": "1587"})
+    assert s.smtp.hostname == "mx.example.org"
+    assert s.smtp.submission_port == 1587
+    assert s.relay.security == "tls"
+
+
+def test_data_dir_from_environment(tmp_path: Path) -> None:
+    s = load_settings(None, env={"SEALGATE_DATA_DIR": str(tmp_path)})
+    assert s.data_dir == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "named"),
+    [
+        ("[smtp]\nsubmission_port = 'x'\n", {}, "[smtp] submission_port"),
+        ("[smtp]\nsubmision_port = 25\n", {}, "[smtp] submision_port"),
+        ("[relay]\nsecurity = 'maybe'\n", {}, "[relay] security"),
+        ("", {"SEALGATE_PORTAL_PORT": "eighty"}, "SEALGATE_PORTAL_PORT"),
+        ("", {"SEALGATE_SMTP_TLS_PORT": "70000"}, "[smtp] tls_port"),
+        ("[smtpd]\nx = 1\n", {}, "[smtpd]"),
+        ("[smtp\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, toml: str, env: dict[str, str], named: str) -> None:
+    (tmp_path / "sealgate.toml").write_text(toml)
+    with pytest.raises(SettingsError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(tmp_path, env=env)
