@@ -1,12 +1,60 @@
-"""The outbound queue: one row per external recipient, durable until the relay is done with it."""
+"""The outbound queue: one row per external recipient, durable until the relay is done with it.
+
+A row's life: `enqueue` (in the submitting transaction) → `claim` (a worker leases
+it) → `mark_sent` | `defer` | `give_up` | `release`. Claiming is exclusive: on
+PostgreSQL the due rows are locked with `FOR UPDATE SKIP LOCKED` and leased in
+the same transaction; on SQLite every transaction starts with `BEGIN IMMEDIATE`
+(gateway/db.py), so the select and update already run alone. A worker that dies
+leaves a lease that runs out, and the row is claimed again.
+
+Sent rows are deleted, not kept as tombstones: the table stays as small as the
+backlog (the claim query stays cheap), and a delivered message's bytes do not
+linger on the server. The log line that names the queue id and recipient is
+the delivery record.
+
+Every function takes the caller's session and `now`; the caller commits.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import random
+from dataclasses import dataclass
 
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from gateway import accounts, audit, dsn, mailbox
 from gateway.models import QueueItem
+from gateway.settings import RelaySettings
+
+QUEUED = "queued"
+SENDING = "sending"
+RELAY_ACTOR = "relay"
+MAX_ERROR_CHARS = 1000
+
+
+class QueueError(ValueError):
+    """A queue request that cannot be carried out; the text is safe to show."""
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """A leased row, detached from any session so the relay can carry it across threads.
+
+    `lease` is the `leased_until` value this claim wrote: finishing a row checks it,
+    so a worker whose lease ran out cannot overwrite the next worker's outcome.
+    """
+
+    id: int
+    queue_id: str
+    mail_from: str
+    rcpt_to: str
+    raw: bytes = dataclasses.field(repr=False)
+    attempts: int
+    created_at: dt.datetime
+    lease: dt.datetime
 
 
 def enqueue(
@@ -24,10 +72,237 @@ def enqueue(
         mail_from=mail_from,
         rcpt_to=rcpt_to,
         raw=raw,
-        status="queued",
+        status=QUEUED,
         attempts=0,
         created_at=now,
         next_attempt_at=now,
     )
     session.add(item)
     return item
+
+
+def _claimable(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        QueueItem.status.in_((QUEUED, SENDING)),
+        QueueItem.next_attempt_at <= now,
+        sa.or_(QueueItem.leased_until.is_(None), QueueItem.leased_until <= now),
+    )
+
+
+def claim(
+    session: so.Session, *, now: dt.datetime, lease_seconds: float, limit: int
+) -> list[ClaimedItem]:
+    """Lease up to `limit` due rows to the caller; commit promptly so others skip them."""
+    rows = session.scalars(
+        sa.select(QueueItem)
+        .where(_claimable(now))
+        .order_by(QueueItem.next_attempt_at, QueueItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    lease = now + dt.timedelta(seconds=lease_seconds)
+    claimed = []
+    for row in rows:
+        row.status = SENDING
+        row.leased_until = lease
+        claimed.append(
+            ClaimedItem(
+                id=row.id,
+                queue_id=row.queue_id,
+                mail_from=row.mail_from,
+                rcpt_to=row.rcpt_to,
+                raw=row.raw,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                lease=lease,
+            )
+        )
+    session.flush()
+    return claimed
+
+
+def _still_ours(item: ClaimedItem) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        QueueItem.id == item.id,
+        QueueItem.status == SENDING,
+        QueueItem.leased_until == item.lease,
+    )
+
+
+def mark_sent(session: so.Session, item: ClaimedItem) -> bool:
+    """Delete the delivered row (even if our lease ran out: it must not be sent again)."""
+    result = session.execute(sa.delete(QueueItem).where(QueueItem.id == item.id))
+    return _rowcount(result) == 1
+
+
+def retry_delay(attempts: int, relay: RelaySettings, rng: random.Random | None = None) -> float:
+    """Seconds until the next try after `attempts` failed ones: doubling, capped.
+
+    With `rng`, ±10 % jitter spreads a backlog out after an outage instead of
+    retrying it all at the same instant; tests pass a seeded one or none.
+    """
+    exponent = max(attempts - 1, 0)
+    cap = relay.max_retry_interval
+    # 2**64 is far past any cap; stop doubling before floats overflow.
+    delay = cap if exponent >= 64 else min(relay.first_retry * 2.0**exponent, cap)
+    if rng is not None:
+        delay *= rng.uniform(0.9, 1.1)
+    return max(delay, 0.0)
+
+
+def defer(
+    session: so.Session,
+    item: ClaimedItem,
+    *,
+    error: str,
+    now: dt.datetime,
+    relay: RelaySettings,
+    rng: random.Random | None = None,
+) -> dt.datetime | None:
+    """Put the row back with back-off; the time of the next try, or None if the lease was lost."""
+    attempts = item.attempts + 1
+    next_at = now + dt.timedelta(seconds=retry_delay(attempts, relay, rng))
+    result = session.execute(
+        sa.update(QueueItem)
+        .where(_still_ours(item))
+        .values(
+            status=QUEUED,
+            leased_until=None,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            last_error=error[:MAX_ERROR_CHARS],
+        )
+    )
+    return next_at if _rowcount(result) == 1 else None
+
+
+def release(session: so.Session, item: ClaimedItem, *, now: dt.datetime) -> bool:
+    """Hand an unattempted row back at once (a clean stop); not counted as an attempt."""
+    result = session.execute(
+        sa.update(QueueItem)
+        .where(_still_ours(item))
+        .values(status=QUEUED, leased_until=None, next_attempt_at=now)
+    )
+    return _rowcount(result) == 1
+
+
+def give_up(
+    session: so.Session,
+    item: ClaimedItem,
+    failure: dsn.Failure,
+    *,
+    now: dt.datetime,
+    reporting_mta: str,
+) -> str | None:
+    """Remove the row and, in the same transaction, bounce it to a hosted sender.
+
+    Returns where the bounce went: "mailbox", "dropped" (sender not hosted, or a
+    null sender: a bounce is never bounced), or None if the lease was lost and
+    nothing was changed.
+    """
+    result = session.execute(sa.delete(QueueItem).where(_still_ours(item)))
+    if _rowcount(result) != 1:
+        return None
+    sender = accounts.find_address(session, item.mail_from) if item.mail_from else None
+    detail = f"queue {item.queue_id} to {item.rcpt_to}: {failure.status}"
+    if sender is None:
+        why = "null sender" if not item.mail_from else "sender not hosted"
+        audit.record(
+            session,
+            "relay.bounce_dropped",
+            actor=RELAY_ACTOR,
+            target=item.mail_from or "<>",
+            success=False,
+            detail=f"{detail} ({why})",
+        )
+        return "dropped"
+    report = dsn.build_bounce(
+        original=item.raw,
+        envelope_from=item.mail_from,
+        recipient=item.rcpt_to,
+        failure=failure,
+        reporting_mta=reporting_mta,
+        queue_id=item.queue_id,
+        arrival_date=item.created_at,
+        now=now,
+    )
+    mailbox.store(session, sender, report, queue_id=item.queue_id, envelope_from="", now=now)
+    audit.record(
+        session,
+        "relay.bounce",
+        actor=RELAY_ACTOR,
+        target=sender.address,
+        account_id=sender.account_id,
+        success=False,
+        detail=detail,
+    )
+    return "mailbox"
+
+
+def _rowcount(result: sa.Result[object]) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
+# -- administration (`sealgate queue …`) -------------------------------------------
+
+
+def list_items(session: so.Session) -> list[QueueItem]:
+    return list(session.scalars(sa.select(QueueItem).order_by(QueueItem.created_at, QueueItem.id)))
+
+
+def in_flight(item: QueueItem, now: dt.datetime) -> bool:
+    return item.status == SENDING and item.leased_until is not None and item.leased_until > now
+
+
+def find(session: so.Session, ident: str) -> list[QueueItem]:
+    """The rows of queue id `ident` (one per recipient); else, if it is a number, that row."""
+    rows = list(
+        session.scalars(
+            sa.select(QueueItem).where(QueueItem.queue_id == ident).order_by(QueueItem.id)
+        )
+    )
+    if not rows and ident.isdigit():
+        row = session.get(QueueItem, int(ident))
+        rows = [row] if row is not None else []
+    if not rows:
+        raise QueueError(f"no queued message {ident}")
+    return rows
+
+
+def _refuse_in_flight(rows: list[QueueItem], now: dt.datetime) -> None:
+    busy = [row for row in rows if in_flight(row, now)]
+    if busy:
+        raise QueueError(
+            f"queue {busy[0].queue_id} to {busy[0].rcpt_to} is being sent right now; "
+            "try again in a moment"
+        )
+
+
+def retry_now(session: so.Session, ident: str, *, now: dt.datetime, actor: str) -> list[QueueItem]:
+    """Make the rows due at once (an admin fixed the relay and does not want to wait)."""
+    rows = find(session, ident)
+    _refuse_in_flight(rows, now)
+    for row in rows:
+        row.status = QUEUED
+        row.leased_until = None
+        row.next_attempt_at = now
+        audit.record(
+            session, "queue.retry", actor=actor, target=row.rcpt_to, detail=f"queue {row.queue_id}"
+        )
+    return rows
+
+
+def delete(session: so.Session, ident: str, *, now: dt.datetime, actor: str) -> list[QueueItem]:
+    """Drop the rows without a bounce (an admin's decision, so it is audited)."""
+    rows = find(session, ident)
+    _refuse_in_flight(rows, now)
+    for row in rows:
+        session.delete(row)
+        audit.record(
+            session,
+            "queue.delete",
+            actor=actor,
+            target=row.rcpt_to,
+            detail=f"queue {row.queue_id} from {row.mail_from or '<>'}",
+        )
+    return rows

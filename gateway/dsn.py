@@ -1,0 +1,165 @@
+"""Bounces as RFC 3464 delivery status notifications (multipart/report; delivery-status).
+
+Built by hand rather than with `email.mime`: the standard library's handling of
+message/delivery-status is quirky, and every byte here is either ours or
+sanitised text from a remote server, which must never be able to add a header
+line or a MIME boundary. Only the original's header block goes back to the
+sender (as text/rfc822-headers), never its body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+import secrets
+from dataclasses import dataclass
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_DIAGNOSTIC_CHARS = 900
+
+_ENHANCED_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a recipient failed, in DSN terms.
+
+    `diagnostic_type` is "smtp" when `diagnostic` is a remote server's reply
+    ("550 5.1.1 No such user"), else "X-Sealgate" for our own reason (RFC 3464
+    allows X- types, as Postfix's "X-Postfix" does).
+    """
+
+    status: str
+    diagnostic_type: str
+    diagnostic: str
+    remote_mta: str = ""
+
+
+def smtp_failure(code: int, message: str, *, remote_mta: str = "") -> Failure:
+    """A permanent failure from a remote reply; the status is its enhanced code if it has one."""
+    match = _ENHANCED_STATUS.match(message.strip())
+    status = match.group(0) if match and match.group(1) == "5" else "5.0.0"
+    return Failure(status, "smtp", f"{code} {message.strip()}", remote_mta)
+
+
+def expired_failure(last_error: str, *, remote_mta: str = "") -> Failure:
+    """Gave up after the maximum age: 4.4.7 "delivery time expired" (RFC 3463)."""
+    is_reply = re.match(r"^[2-5]\d\d[ -]", last_error) is not None
+    return Failure(
+        "4.4.7",
+        "smtp" if is_reply else "X-Sealgate",
+        last_error or "delivery time expired",
+        remote_mta,
+    )
+
+
+def clean(text: str, limit: int = MAX_DIAGNOSTIC_CHARS) -> str:
+    """One printable ASCII line: remote text can neither add a header nor a part."""
+    flat = _UNSAFE.sub(" ", text).encode("ascii", "replace").decode("ascii")
+    return " ".join(flat.split())[:limit]
+
+
+def _address_field(address: str) -> str:
+    addr = _UNSAFE.sub("", address)
+    return f"utf-8; {addr}" if not addr.isascii() else f"rfc822; {addr}"
+
+
+def header_block(raw: bytes) -> bytes:
+    """The original's header section, CRLF line ends, capped (never the body)."""
+    cut = len(raw)
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        pos = raw.find(sep)
+        if pos != -1:
+            cut = min(cut, pos)
+    head = raw[:cut][:MAX_HEADER_BYTES]
+    lines = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return b"".join(line + b"\r\n" for line in lines if line)
+
+
+def build_bounce(
+    *,
+    original: bytes,
+    envelope_from: str,
+    recipient: str,
+    failure: Failure,
+    reporting_mta: str,
+    queue_id: str,
+    arrival_date: dt.datetime,
+    now: dt.datetime,
+) -> bytes:
+    """The complete bounce message for one failed recipient, CRLF line ends."""
+    mta = clean(reporting_mta, 253) or "localhost"
+    rcpt = _UNSAFE.sub("", recipient)
+    sender = _UNSAFE.sub("", envelope_from)
+    diagnostic = clean(failure.diagnostic)
+    headers = header_block(original)
+    boundary = f"=_sealgate-dsn-{secrets.token_hex(12)}"
+    while boundary.encode() in headers:  # pragma: no cover  (96 random bits)
+        boundary = f"=_sealgate-dsn-{secrets.token_hex(12)}"
+
+    human = [
+        f"This is the mail gateway at {mta}.",
+        "",
+        f"Your message could not be delivered to {rcpt}.",
+        (
+            "It could not be delivered in time, so the gateway has stopped trying."
+            if failure.status.startswith("4.")
+            else "The receiving side refused it permanently."
+        ),
+        "",
+        f"Reason: {diagnostic}",
+        f"Queue id: {clean(queue_id, 64)}",
+        "",
+        "The headers of your message are attached.",
+    ]
+    per_message = [
+        f"Reporting-MTA: dns; {mta}",
+        f"X-Sealgate-Queue-ID: {clean(queue_id, 64)}",
+        f"Arrival-Date: {email.utils.format_datetime(arrival_date)}",
+    ]
+    per_recipient = [
+        f"Final-Recipient: {_address_field(rcpt)}",
+        "Action: failed",
+        f"Status: {clean(failure.status, 16)}",
+    ]
+    if failure.remote_mta:
+        per_recipient.append(f"Remote-MTA: dns; {clean(failure.remote_mta, 253)}")
+    per_recipient += [
+        f"Diagnostic-Code: {clean(failure.diagnostic_type, 32)}; {diagnostic}",
+        f"Last-Attempt-Date: {email.utils.format_datetime(now)}",
+    ]
+    top = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{mta}>",
+        f"To: <{sender}>",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {email.utils.format_datetime(now)}",
+        f"Message-ID: <{secrets.token_hex(16)}@{mta}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        f'\tboundary="{boundary}"',
+        "",
+        "This is a MIME-encapsulated message.",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 8bit",
+        "",
+        *human,
+        "",
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "",
+        *per_message,
+        "",
+        *per_recipient,
+        "",
+        f"--{boundary}",
+        "Content-Type: text/rfc822-headers",
+        "Content-Transfer-Encoding: " + ("7bit" if headers.isascii() else "8bit"),
+        "",
+    ]
+    tail = ["", f"--{boundary}--", ""]
+    return "\r\n".join(top).encode("utf-8") + b"\r\n" + headers + "\r\n".join(tail).encode("utf-8")

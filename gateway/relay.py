@@ -1,0 +1,406 @@
+"""The outbound relay: hands queued mail to the configured smarthost, byte for byte.
+
+One sweep claims a batch of due rows (gateway.queue), sends each on its own
+connection with aiosmtplib, and records the outcome: delivered rows go, a
+temporary failure (4xx, no connection, timeout, no STARTTLS, bad certificate)
+is retried with back-off, a 5xx to MAIL/RCPT/DATA or the maximum age bounces
+to the sender. A 5xx anywhere else (EHLO, STARTTLS, AUTH) means our own relay
+configuration is wrong, so the mail waits instead of bouncing.
+
+With `security = starttls` the relay never sends in clear: a server that does
+not offer STARTTLS, or whose certificate does not verify, gets nothing. Logs
+name queue ids and recipients only; never a body or the relay password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import aiosmtplib
+import sqlalchemy.exc
+import sqlalchemy.orm as so
+
+from gateway import db, dsn
+from gateway import queue as outbound
+from gateway.queue import ClaimedItem
+from gateway.runtime import Runtime
+from gateway.settings import RelaySettings, SettingsError
+from gateway.timeutil import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After `stop` is set, in-flight sends get this long to finish before they are
+# cut off and their rows released; a stop must not wait out a hung smarthost.
+STOP_GRACE_SECONDS = 10.0
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    RELEASED = "released"
+    LEASE_LOST = "lease lost"
+
+
+@dataclass(frozen=True)
+class Result:
+    item_id: int
+    queue_id: str
+    outcome: Outcome
+
+
+class _Temporary(Exception):
+    """Try again later; the text becomes the row's last_error (never holds secrets)."""
+
+
+class _Permanent(Exception):
+    def __init__(self, failure: dsn.Failure) -> None:
+        super().__init__(failure.diagnostic)
+        self.failure = failure
+
+
+def client_tls_context(relay: RelaySettings) -> ssl.SSLContext:
+    """Verifying context: the system store, or only the CA file when one is configured."""
+    try:
+        ctx = ssl.create_default_context(cafile=relay.ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(
+            f"[relay] ca_file: cannot load {relay.ca_file}: {exc.strerror or exc}"
+        ) from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class Relay:
+    """One relay worker's state: settings, TLS context, clock and back-off jitter."""
+
+    def __init__(
+        self, runtime: Runtime, *, clock: Clock = utcnow, rng: random.Random | None = None
+    ) -> None:
+        self.settings = runtime.settings
+        self.relay = runtime.settings.relay
+        self.sessions = runtime.sessions
+        self.clock = clock
+        self.rng = rng
+        self.tls_context = client_tls_context(self.relay) if self.relay.security != "none" else None
+        self._warned_no_host = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.relay.host)
+
+    async def _db(self, fn: Callable[[so.Session], T]) -> T:
+        def work() -> T:
+            with db.transaction(self.sessions) as session:
+                return fn(session)
+
+        return await asyncio.to_thread(work)
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep until `stop` is set, waiting `poll_interval` when nothing is due."""
+        if not self.configured:
+            self._warn_no_host()
+            await stop.wait()
+            return
+        log.info(
+            "relay: sending through %s:%d (%s)",
+            self.relay.host,
+            self.relay.port,
+            self.relay.security,
+        )
+        while not stop.is_set():
+            try:
+                results = await self.sweep(stop)
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                log.error("relay: database error, retrying shortly: %s", type(exc).__name__)
+                results = []
+            if len(results) >= self.relay.batch_size and not stop.is_set():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.relay.poll_interval)
+        log.info("relay: stopped")
+
+    def _warn_no_host(self) -> None:
+        if not self._warned_no_host:
+            self._warned_no_host = True
+            log.warning(
+                "relay: no smarthost configured ([relay] host is empty); outbound mail "
+                "stays queued until one is set"
+            )
+
+    async def sweep(self, stop: asyncio.Event | None = None) -> list[Result]:
+        """Claim one batch of due rows and deliver them concurrently; the outcomes."""
+        if not self.configured:
+            self._warn_no_host()
+            return []
+        now = self.clock()
+        items = await self._db(
+            lambda s: outbound.claim(
+                s, now=now, lease_seconds=self.relay.lease_seconds, limit=self.relay.batch_size
+            )
+        )
+        if not items:
+            return []
+        tasks = [asyncio.create_task(self._deliver(item)) for item in items]
+        try:
+            if stop is not None:
+                await self._wait_or_stop(tasks, stop)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return [r for r in results if isinstance(r, Result)]
+
+    async def _wait_or_stop(self, tasks: list[asyncio.Task[Result]], stop: asyncio.Event) -> None:
+        """Wait for the batch; once `stop` is set, give it a grace period, then cut it off."""
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while pending and not stop.is_set():
+                _done, pending = await asyncio.wait(
+                    {*pending, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopping)
+        finally:
+            stopping.cancel()
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
+            if pending:
+                log.info("relay: stopping; releasing %d unfinished row(s)", len(pending))
+            for task in pending:
+                task.cancel()
+
+    # -- one row -----------------------------------------------------------------
+
+    async def _deliver(self, item: ClaimedItem) -> Result:
+        attempt = item.attempts + 1
+        log.info(
+            "relay: queue %s to %s: attempt %d via %s:%d",
+            item.queue_id,
+            item.rcpt_to,
+            attempt,
+            self.relay.host,
+            self.relay.port,
+        )
+        try:
+            # Stay well inside the lease, so no other worker can pick the row up
+            # while this one may still be talking to the smarthost.
+            async with asyncio.timeout(self.relay.lease_seconds * 0.8):
+                reply = await self._send(item)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish_released(item))
+            raise
+        except _Permanent as exc:
+            return await self._bounce(item, exc.failure)
+        except _Temporary as exc:
+            return await self._defer(item, str(exc))
+        except TimeoutError:
+            return await self._defer(item, "timed out talking to the relay")
+        except Exception as exc:  # a bug or an odd peer must not stop the worker
+            log.exception("relay: queue %s to %s: unexpected error", item.queue_id, item.rcpt_to)
+            return await self._defer(item, f"internal error ({type(exc).__name__})")
+        await self._db(lambda s: outbound.mark_sent(s, item))
+        log.info(
+            "relay: queue %s to %s: sent (%s)", item.queue_id, item.rcpt_to, dsn.clean(reply, 200)
+        )
+        return Result(item.id, item.queue_id, Outcome.SENT)
+
+    async def _finish_released(self, item: ClaimedItem) -> None:
+        now = self.clock()
+        await self._db(lambda s: outbound.release(s, item, now=now))
+        log.info("relay: queue %s to %s: released unsent", item.queue_id, item.rcpt_to)
+
+    async def _defer(self, item: ClaimedItem, error: str) -> Result:
+        now = self.clock()
+        age = (now - item.created_at).total_seconds()
+        if age >= self.relay.max_age:
+            failure = dsn.expired_failure(error, remote_mta=self.relay.host)
+            log.warning(
+                "relay: queue %s to %s: giving up after %d attempts over %.0f s: %s",
+                item.queue_id,
+                item.rcpt_to,
+                item.attempts + 1,
+                age,
+                error,
+            )
+            return await self._bounce(item, failure)
+        next_at = await self._db(
+            lambda s: outbound.defer(s, item, error=error, now=now, relay=self.relay, rng=self.rng)
+        )
+        if next_at is None:
+            return self._lease_lost(item)
+        log.warning(
+            "relay: queue %s to %s: deferred until %s: %s",
+            item.queue_id,
+            item.rcpt_to,
+            next_at.isoformat(timespec="seconds"),
+            error,
+        )
+        return Result(item.id, item.queue_id, Outcome.DEFERRED)
+
+    async def _bounce(self, item: ClaimedItem, failure: dsn.Failure) -> Result:
+        now = self.clock()
+        where = await self._db(
+            lambda s: outbound.give_up(
+                s, item, failure, now=now, reporting_mta=self.settings.smtp.hostname
+            )
+        )
+        if where is None:
+            return self._lease_lost(item)
+        log.warning(
+            "relay: queue %s to %s: failed (%s %s); bounce %s",
+            item.queue_id,
+            item.rcpt_to,
+            failure.status,
+            dsn.clean(failure.diagnostic, 200),
+            "stored for the sender" if where == "mailbox" else "dropped (sender not hosted)",
+        )
+        return Result(item.id, item.queue_id, Outcome.BOUNCED)
+
+    def _lease_lost(self, item: ClaimedItem) -> Result:
+        log.warning(
+            "relay: queue %s to %s: lease ran out before the outcome was recorded",
+            item.queue_id,
+            item.rcpt_to,
+        )
+        return Result(item.id, item.queue_id, Outcome.LEASE_LOST)
+
+    # -- SMTP --------------------------------------------------------------------
+
+    async def _send(self, item: ClaimedItem) -> str:
+        """Deliver the raw bytes unchanged; the reply to DATA, else _Temporary/_Permanent."""
+        relay = self.relay
+        where = f"{relay.host}:{relay.port}"
+        client = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            use_tls=relay.security == "tls",
+            start_tls=False,
+            tls_context=self.tls_context,
+            validate_certs=relay.security != "none",
+            timeout=relay.timeout,
+            local_hostname=self.settings.smtp.hostname,
+        )
+        try:
+            await self._connect(client, where)
+            reply = await self._transaction(client, item)
+        except BaseException:
+            client.close()
+            raise
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+        client.close()
+        return reply
+
+    async def _connect(self, client: aiosmtplib.SMTP, where: str) -> None:
+        relay = self.relay
+        try:
+            await client.connect()
+            await client.ehlo()
+            if relay.security == "starttls":
+                if not client.supports_extension("starttls"):
+                    raise _Temporary(
+                        f"relay {where} does not offer STARTTLS; not sending in clear "
+                        "([relay] security = starttls)"
+                    )
+                await client.starttls()
+            if relay.username:
+                if relay.security == "none":
+                    raise _Temporary(
+                        "refusing to send the relay password over an unencrypted connection "
+                        "([relay] security = none)"
+                    )
+                await client.login(relay.username, relay.password)
+        except _Temporary:
+            raise
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise _Temporary(
+                f"relay {where} refused our credentials: {exc.code} {dsn.clean(exc.message)}"
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _Temporary(f"{exc.code} {dsn.clean(exc.message)}") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if (bad_cert := _cert_error(exc)) is not None:
+                raise _Temporary(
+                    f"tls: certificate of relay {where} not trusted: {bad_cert.verify_message}"
+                ) from None
+            raise _Temporary(f"connection to relay {where} failed: {_describe(exc)}") from None
+
+    async def _transaction(self, client: aiosmtplib.SMTP, item: ClaimedItem) -> str:
+        options: list[str] = []
+        if not (item.mail_from.isascii() and item.rcpt_to.isascii()):
+            if not client.supports_extension("smtputf8"):
+                raise _Permanent(
+                    dsn.Failure(
+                        "5.6.7",
+                        "X-Sealgate",
+                        "the relay does not support SMTPUTF8, needed for this address",
+                        self.relay.host,
+                    )
+                )
+            options.append("SMTPUTF8")
+        if not item.raw.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        try:
+            _errors, reply = await client.sendmail(
+                item.mail_from, [item.rcpt_to], item.raw, mail_options=options
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            self._classify(first.code, first.message)
+        except aiosmtplib.SMTPResponseException as exc:
+            self._classify(exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _Temporary(f"connection to relay lost: {_describe(exc)}") from None
+        return reply
+
+    def _classify(self, code: int, message: str) -> NoReturn:
+        if 500 <= code < 600:
+            raise _Permanent(dsn.smtp_failure(code, message, remote_mta=self.relay.host))
+        raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = dsn.clean(str(exc), 300)
+    return re.sub(r"^\[Errno \d+\] ", "", text) or type(exc).__name__
+
+
+async def run_relay(
+    runtime: Runtime,
+    stop: asyncio.Event,
+    clock: Clock = utcnow,
+    *,
+    rng: random.Random | None = None,
+) -> None:
+    """The relay worker for `sealgate serve`: runs until `stop` is set.
+
+    Raises SettingsError at once if [relay] ca_file cannot be loaded. Back-off
+    jitter comes from `rng` (a fresh generator if None; tests pass a seeded one).
+    """
+    if rng is None:
+        rng = random.Random()  # noqa: S311  (jitter, not secrecy)
+    await Relay(runtime, clock=clock, rng=rng).run(stop)

@@ -1,0 +1,1 @@
+"""Real protocol peers that tests talk to over sockets (a recording SMTP smarthost, …)."""
