@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,8 @@ class MasterKeyRing:
                 retired=frozenset(int(v) for v in data.get("retired", [])),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise MasterKeyError(f"the master key ring is malformed ({type(exc).__name__})") from None
+            reason = type(exc).__name__
+            raise MasterKeyError(f"the master key ring is malformed ({reason})") from None
 
     @classmethod
     def generate(cls) -> MasterKeyRing:
@@ -136,3 +138,42 @@ def save_ring(data_dir: Path, ring: MasterKeyRing) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class RingFile:
+    """The ring as a long-running process sees it: read again whenever the file changes.
+
+    `sealgate keys rotate-master` replaces the file (a new primary, later a retired
+    version) while gateways and portals keep running; each of them asks `get()` per
+    unit of work, so they start wrapping under the new version and unwrapping
+    re-wrapped blobs without a restart. The check costs one `stat()`. A ring from
+    `SEALGATE_MASTER_KEYS` is fixed for the life of the process.
+    """
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self._data_dir = data_dir
+        self._env = dict(os.environ if env is None else env)
+        self._lock = threading.Lock()
+        self._ring: MasterKeyRing | None = None
+        self._stamp: tuple[int, int, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"RingFile({ring_path(self._data_dir)})"
+
+    def get(self) -> MasterKeyRing:
+        with self._lock:
+            if self._env.get(MASTER_KEYS_ENV):
+                if self._ring is None:
+                    self._ring = load_ring(self._data_dir, self._env)
+                return self._ring
+            try:
+                st = ring_path(self._data_dir).stat()
+            except FileNotFoundError:
+                raise MasterKeyError(
+                    f"{ring_path(self._data_dir)} does not exist (run `sealgate init`)"
+                ) from None
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            if self._ring is None or stamp != self._stamp:
+                self._ring = load_ring(self._data_dir, self._env)
+                self._stamp = stamp
+            return self._ring

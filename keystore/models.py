@@ -1,6 +1,18 @@
-"""The keystore's own tables. keystore/ imports nothing from gateway/ or webportal/."""
+"""The keystore's own tables. keystore/ imports nothing from gateway/ or webportal/.
+
+`keystore_keys` holds one row per OpenPGP key ever made for an address: the public
+key in the clear, the secret key only as a wrapped blob. The database itself keeps
+one current key per address (a partial unique index over `status = 'active'`), so
+two processes that both make a first key for an address end with one winner.
+`keystore_master_versions` records which master-key versions are retired, so a
+process still holding an old ring cannot wrap under a version the rotation has
+already declared empty.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -13,6 +25,85 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+STATUS_ACTIVE = "active"
+STATUS_RETIRED = "retired"
+STATUS_REVOKED = "revoked"
+KEY_STATUSES = (STATUS_ACTIVE, STATUS_RETIRED, STATUS_REVOKED)
+
+VERSION_ACTIVE = "active"
+VERSION_RETIRED = "retired"
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Stores naive UTC (SQLite has no time zones) and always returns aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
 
 class KeystoreBase(so.DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime()}
+
+
+_ACTIVE_ONLY = sa.text("status = 'active'")
+
+
+class StoredKey(KeystoreBase):
+    """One address key. `status`: active (the one that encrypts and signs), retired
+    (rotated out, decrypt-only) or revoked (a revocation signature is in `public_key`;
+    still opens old mail)."""
+
+    __tablename__ = "keystore_keys"
+    __table_args__ = (
+        sa.Index(
+            "uq_keystore_keys_current_address",
+            "address",
+            unique=True,
+            sqlite_where=_ACTIVE_ONLY,
+            postgresql_where=_ACTIVE_ONLY,
+        ),
+        sa.CheckConstraint("status IN ('active', 'retired', 'revoked')", name="status_known"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address: so.Mapped[str] = so.mapped_column(sa.String(320), index=True)
+    # z-base-32 SHA-1 of the local part: the Web Key Directory looks keys up by it.
+    wkd_hash: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(40), unique=True)
+    key_id: so.Mapped[str] = so.mapped_column(sa.String(16), index=True)
+    subkey_id: so.Mapped[str] = so.mapped_column(sa.String(16), index=True)
+    public_key: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    wrapped_secret: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary, deferred=True)
+    master_version: so.Mapped[int] = so.mapped_column(index=True)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=STATUS_ACTIVE)
+    created_at: so.Mapped[dt.datetime]
+    status_changed_at: so.Mapped[dt.datetime | None]
+    revocation_reason: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredKey(address={self.address!r}, fingerprint={self.fingerprint!r},"
+            f" status={self.status!r}, master_version={self.master_version})"
+        )
+
+
+class MasterKeyVersion(KeystoreBase):
+    """A master-key version some blob was wrapped under, and whether it is retired."""
+
+    __tablename__ = "keystore_master_versions"
+
+    version: so.Mapped[int] = so.mapped_column(primary_key=True, autoincrement=False)
+    state: so.Mapped[str] = so.mapped_column(sa.String(16), default=VERSION_ACTIVE)
+    first_seen_at: so.Mapped[dt.datetime]
+    retired_at: so.Mapped[dt.datetime | None]

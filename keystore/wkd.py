@@ -1,0 +1,36 @@
+"""Web Key Directory names: z-base-32 of the SHA-1 of the lower-cased local part.
+
+The keystore stores this hash beside each key so the directory finds a key with
+one indexed lookup; the HTTP side lives in `webportal.wkd`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+ZBASE32_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
+HASH_LENGTH = 32
+
+
+def zbase32(data: bytes) -> str:
+    bits = int.from_bytes(data, "big")
+    nbits = len(data) * 8
+    chars = []
+    for shift in range(nbits - 5, -5, -5):
+        index = (bits >> shift) & 31 if shift >= 0 else (bits << -shift) & 31
+        chars.append(ZBASE32_ALPHABET[index])
+    return "".join(chars)
+
+
+def local_part_hash(local_part: str) -> str:
+    """The `hu/` name for a local part (ASCII lower-casing, as the WKD draft says)."""
+    lowered = "".join(c.lower() if c.isascii() else c for c in local_part)
+    return zbase32(hashlib.sha1(lowered.encode("utf-8"), usedforsecurity=False).digest())
+
+
+def address_hash(address: str) -> str:
+    return local_part_hash(address.rpartition("@")[0])
+
+
+def is_wkd_hash(value: str) -> bool:
+    return len(value) == HASH_LENGTH and all(c in ZBASE32_ALPHABET for c in value)
