@@ -6,10 +6,13 @@ import re
 
 # Deliberately conservative: hosted addresses are created by admins, and the local
 # part of an external address is only ever compared, never interpreted.
-_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}"
-_DOMAIN = r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-_ADDRESS_RE = re.compile(rf"^{_LOCAL}@{_DOMAIN}$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
+# Non-ASCII is allowed (RFC 6531, SMTPUTF8); control characters, spaces and quotes are not.
+_U = "\u0080-\U0010ffff"
+_LOCAL = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.{_U}-]{{1,64}}"
+_LABEL = rf"[A-Za-z0-9{_U}](?:[A-Za-z0-9{_U}-]{{0,61}}[A-Za-z0-9{_U}])?"
+_DOMAIN = rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)+(?:[A-Za-z{_U}]{{2,63}}|xn--[A-Za-z0-9-]{{1,59}})"
+_ADDRESS_RE = re.compile(rf"{_LOCAL}@{_DOMAIN}")
+_DOMAIN_RE = re.compile(_DOMAIN)
 
 
 class InvalidAddress(ValueError):
@@ -19,14 +22,14 @@ class InvalidAddress(ValueError):
 def normalize_address(value: str) -> str:
     """Lower-case it (hosted addresses are case-insensitive), refuse anything that is not one."""
     value = value.strip()
-    if not _ADDRESS_RE.match(value) or ".." in value:
+    if not _ADDRESS_RE.fullmatch(value) or ".." in value:
         raise InvalidAddress(f"not a valid mail address: {value!r}")
     return value.lower()
 
 
 def normalize_domain(value: str) -> str:
     value = value.strip().lower().rstrip(".")
-    if not _DOMAIN_RE.match(value):
+    if not _DOMAIN_RE.fullmatch(value):
         raise InvalidAddress(f"not a valid domain name: {value!r}")
     return value
 

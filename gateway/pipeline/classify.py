@@ -1,0 +1,21 @@
+"""Step `classify-recipients`: which recipients live here, and which leave through the relay."""
+
+from __future__ import annotations
+
+import sqlalchemy.orm as so
+
+from gateway import accounts
+from gateway.pipeline.context import Submission
+
+
+def classify_recipients(session: so.Session, submission: Submission) -> None:
+    seen: set[str] = set()
+    for rcpt in submission.recipients:
+        key = rcpt.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        if accounts.is_hosted(session, rcpt):
+            submission.hosted.append(key)
+        else:
+            submission.external.append(rcpt)

@@ -1,0 +1,47 @@
+"""The typed context that flows through the submission pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The authenticated submitter: the account and the address it sends from."""
+
+    account_id: int
+    address: str
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Where the message came from, for the Received header and the audit log."""
+
+    helo: str
+    ip: str
+    protocol: str  # "ESMTPSA", "UTF8SMTPSA", or "HTTPS" for webmail
+
+
+@dataclass
+class Submission:
+    """One submitted message on its way through the pipeline.
+
+    `raw` is the message as it will be stored or relayed; steps replace it rather
+    than edit it in place. `hosted` and `external` are filled by classification.
+    """
+
+    sender: Sender
+    envelope_from: str
+    recipients: list[str]
+    raw: bytes
+    client: ClientInfo
+    received_at: dt.datetime
+    queue_id: str = field(default_factory=new_queue_id)
+    hosted: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)

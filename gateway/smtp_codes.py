@@ -1,0 +1,19 @@
+"""SMTP replies as named constants, so each one is written (and reviewed) in one place."""
+
+from __future__ import annotations
+
+OK_AUTH = "235 2.7.0 Authentication successful"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTH_TOO_MANY_FAILURES = "454 4.7.0 Too many failed logins from your address; try again later"
+AUTH_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address; try again later"
+SENDER_NOT_OWNED = "553 5.7.1 Sender address <{sender}> is not one of your addresses"
+SENDER_EMPTY = "553 5.1.7 A null sender is not allowed for submission"
+BAD_RECIPIENT_SYNTAX = "553 5.1.3 Recipient address <{rcpt}> is not valid"
+UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"
+MIME_TOO_COMPLEX = "554 5.6.0 Message structure too complex: {reason}"
+MALFORMED_MESSAGE = "554 5.6.0 Message could not be parsed: {reason}"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure; the message was not accepted, please retry"
+QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
