@@ -7,6 +7,7 @@ the naming convention keeps constraint names the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -24,7 +25,7 @@ NAMING_CONVENTION = {
 
 class Base(so.DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime()}
 
 
 class Domain(Base):

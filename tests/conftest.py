@@ -6,10 +6,13 @@ SEALGATE_TEST_DATABASE_URL is set (each test starts from an empty schema).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +21,10 @@ import trustme
 from gateway import accounts, db
 from gateway.runtime import Runtime
 from gateway.settings import Settings, load_settings
+from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyRing, save_ring
+
+pytest_plugins = ["tests.fakes.smarthost"]
 
 TEST_DATABASE_URL = os.environ.get("SEALGATE_TEST_DATABASE_URL", "")
 
@@ -102,3 +108,36 @@ def mail_users(runtime: Runtime) -> dict[str, str]:
             )
             accounts.add_address(session, runtime.hasher, address, account, password, actor="test")
     return users
+
+
+class LoopThread:
+    """An asyncio loop in a thread, so blocking test clients can talk to async servers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def submission_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[SubmissionServer]:
+    """The real submission server (STARTTLS and implicit TLS) on free ports."""
+    server = SubmissionServer(runtime)
+    loop_thread.run(server.start())
+    yield server
+    loop_thread.run(server.stop(grace=5))

@@ -40,8 +40,6 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
         done.append("database created")
     db.migrate(runtime.engine)
 
-
-
     if not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists():
         save_ring(settings.data_dir, MasterKeyRing.generate())
         done.append(f"master key written to {ring_path(settings.data_dir)} (mode 0600)")
