@@ -52,6 +52,10 @@ class PortalSettings:
     tls: bool = True
     threads: int = 8
     session_minutes: int = 180
+    # Where the portal's rate-limit counters live: "memory://" (one process) or a
+    # Redis URL such as "redis://127.0.0.1:6379/0" when several processes share them.
+    ratelimit_storage: str = "memory://"
+    login_rate_limit: str = "10/minute;50/hour"
 
 
 @dataclass(frozen=True)

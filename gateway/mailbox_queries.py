@@ -1,0 +1,103 @@
+"""Read-side queries over hosted mailboxes, for the portal's message lists.
+
+They select the list columns only: `raw` can be tens of megabytes per row and a
+list page must not pull it. Every query is scoped by account, so a page can show
+only mail of addresses the account owns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway.models import Address, MailboxMessage
+
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    id: int
+    address: str
+    from_addr: str
+    subject: str
+    date: dt.datetime
+    size: int
+    encrypted: bool
+    flags: str
+
+
+@dataclass(frozen=True)
+class FolderPage:
+    items: list[MessageSummary]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_newer(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_older(self) -> bool:
+        return self.page < self.pages
+
+
+def list_folder(
+    session: so.Session, account_id: int, folder: str, page: int, per_page: int
+) -> FolderPage:
+    """One page of `folder` across all the account's addresses, newest first.
+
+    Out-of-range pages are clamped rather than refused: a stale "older" link after
+    mail was deleted should land on the last page, not on an error.
+    """
+    per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    scope = (
+        sa.select(MailboxMessage.id)
+        .join(Address, MailboxMessage.address_id == Address.id)
+        .where(Address.account_id == account_id, MailboxMessage.folder == folder)
+    )
+    total = session.scalar(sa.select(sa.func.count()).select_from(scope.subquery())) or 0
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(page, 1), pages)
+    rows = session.execute(
+        sa.select(
+            MailboxMessage.id,
+            Address.address,
+            MailboxMessage.from_addr,
+            MailboxMessage.subject,
+            MailboxMessage.date,
+            MailboxMessage.received_at,
+            MailboxMessage.size,
+            MailboxMessage.encrypted,
+            MailboxMessage.flags,
+        )
+        .join(Address, MailboxMessage.address_id == Address.id)
+        .where(Address.account_id == account_id, MailboxMessage.folder == folder)
+        .order_by(MailboxMessage.received_at.desc(), MailboxMessage.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    items = [
+        MessageSummary(
+            id=row.id,
+            address=row.address,
+            from_addr=row.from_addr,
+            subject=row.subject,
+            # The Date header is what the sender claims; fall back to arrival time.
+            date=row.date or row.received_at,
+            size=row.size,
+            encrypted=row.encrypted,
+            flags=row.flags,
+        )
+        for row in rows
+    ]
+    return FolderPage(items=items, total=total, page=page, per_page=per_page)

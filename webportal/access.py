@@ -1,0 +1,110 @@
+"""Every view states who may call it; a view that states nothing is refused.
+
+Decorate each view with exactly one of `public`, `login_required` or
+`admin_required` (issue 6 adds `fresh_login_required` here). The rule is kept on
+the function (`access_rule(view)`), so the app factory refuses to start with an
+undeclared view, a request hook answers 403 for one added later, and a test walks
+`app.url_map` for any view without a rule. Forgetting the decorator therefore
+fails closed instead of publishing a page.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import current_user
+
+log = logging.getLogger(__name__)
+
+Rule = Literal["public", "login_required", "admin_required"]
+RULE_ATTRIBUTE = "sealgate_access_rule"
+# Endpoints Flask itself adds, allowed explicitly: static files are public by nature.
+BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
+LOGIN_ENDPOINT = "auth.login"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MissingAccessRule(RuntimeError):
+    """A view was registered without an access rule."""
+
+
+def _mark(view: F, rule: Rule) -> F:
+    if getattr(view, RULE_ATTRIBUTE, None) not in (None, rule):
+        raise MissingAccessRule(f"{view.__qualname__} declares two access rules")
+    setattr(view, RULE_ATTRIBUTE, rule)
+    return view
+
+
+def public(view: F) -> F:
+    """Anyone may call it, logged in or not."""
+    return _mark(view, "public")
+
+
+def login_required(view: F) -> F:
+    """Only a logged-in account; others go to the login page and come back after."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for(LOGIN_ENDPOINT, next=_relative_target()))
+        return view(*args, **kwargs)
+
+    return _mark(cast(F, wrapper), "login_required")
+
+
+def admin_required(view: F) -> F:
+    """Only a logged-in admin account; a logged-in non-admin gets 403."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for(LOGIN_ENDPOINT, next=_relative_target()))
+        if not getattr(current_user, "is_admin", False):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return _mark(cast(F, wrapper), "admin_required")
+
+
+def access_rule(view: Callable[..., Any]) -> Rule | None:
+    rule: Rule | None = getattr(view, RULE_ATTRIBUTE, None)
+    return rule
+
+
+def endpoints_without_rule(app: Flask) -> list[str]:
+    return sorted(
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint not in BUILTIN_PUBLIC_ENDPOINTS and access_rule(view) is None
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Refuse to build an app with an undeclared view, and deny one added later."""
+    missing = endpoints_without_rule(app)
+    if missing:
+        raise MissingAccessRule(
+            "views without an access rule (decorate them with webportal.access.public,"
+            f" login_required or admin_required): {', '.join(missing)}"
+        )
+
+    @app.before_request
+    def _deny_undeclared() -> None:
+        endpoint = request.endpoint
+        if endpoint is None or endpoint in BUILTIN_PUBLIC_ENDPOINTS:
+            return
+        view = app.view_functions.get(endpoint)
+        if view is None or access_rule(view) is None:
+            log.error("refused request to %s: the view declares no access rule", endpoint)
+            abort(403)
+
+
+def _relative_target() -> str:
+    """Where to come back to after login: this path and query, never a host."""
+    path = request.full_path
+    return path[:-1] if path.endswith("?") else path

@@ -1,0 +1,105 @@
+"""Friendly error pages: every HTTP error and every unexpected exception gets a page.
+
+No traceback, exception text or request data ever reaches the browser; the
+unexpected ones are logged (by Flask, with the traceback) for the admin. Each
+handler first rolls back the request's database work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, render_template
+from flask_limiter import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from webportal.extensions import discard_db_session
+from webportal.i18n import gettext, gettext_noop
+
+log = logging.getLogger(__name__)
+
+noop = gettext_noop
+PAGES: dict[int, tuple[str, str]] = {
+    400: (noop("Bad request"), noop("The request could not be understood.")),
+    403: (noop("Access denied"), noop("You do not have access to this page.")),
+    404: (noop("Page not found"), noop("There is no page at this address.")),
+    405: (noop("Method not allowed"), noop("This page cannot be used that way.")),
+    413: (noop("Request too large"), noop("What you sent is larger than this server accepts.")),
+    429: (
+        noop("Too many attempts"),
+        noop("Too many requests from your network. Please wait a few minutes and try again."),
+    ),
+    500: (
+        noop("Something went wrong"),
+        noop("The server could not complete your request. Please try again later."),
+    ),
+}
+CSRF_PAGE = (
+    noop("Form expired"),
+    noop(
+        "This form has expired or was sent from another site."
+        " Go back, reload the page and try again."
+    ),
+)
+
+# Last resort when even the error template fails (a broken database while
+# loading the user, say): static text, nothing from the request.
+FALLBACK_HTML = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error</title>'
+    "</head><body><h1>Something went wrong</h1><p>Please try again later.</p></body></html>"
+)
+
+
+def render_error(code: int, title: str, message: str) -> Response:
+    try:
+        body = render_template(
+            "portal/error.html",
+            code=code,
+            title=gettext(title),
+            message=gettext(message),
+            # A server error may come from the database: do not load the user again.
+            show_account=code != 500,
+        )
+    except Exception:
+        log.exception("rendering the error page for %s failed", code)
+        body = FALLBACK_HTML
+    return Response(body, status=code, mimetype="text/html")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    discard_db_session()
+    code = exc.code or 500
+    title, message = PAGES.get(code, PAGES[400] if code < 500 else PAGES[500])
+    response = render_error(code, title, message)
+    if code == 405 and exc.response is None:
+        allowed = exc.get_headers()
+        for name, value in allowed:
+            if name.lower() == "allow":
+                response.headers["Allow"] = value
+    return response
+
+
+def _rate_limited(exc: RateLimitExceeded) -> Response:
+    discard_db_session()
+    response = render_error(429, *PAGES[429])
+    # The window length: by then at least one counted attempt has aged out.
+    response.headers["Retry-After"] = str(exc.limit.limit.get_expiry())
+    return response
+
+
+def _csrf_error(_exc: CSRFError) -> Response:
+    discard_db_session()
+    return render_error(400, *CSRF_PAGE)
+
+
+def _server_error(_exc: InternalServerError) -> Response:
+    discard_db_session()
+    return render_error(500, *PAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.register_error_handler(InternalServerError, _server_error)

@@ -1,0 +1,114 @@
+"""What every blueprint reaches through the app: the runtime, a database session per
+request, login state, CSRF protection and the rate limiter.
+
+The unit of work is the request: a view that returns a response has its changes
+committed before the response goes out (so a failed commit becomes a 500 page,
+not a lie); a view that raises, or aborts with an HTTP error, has them rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy.orm as so
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limiter
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "sealgate"
+LIMITER_KEY = "sealgate.limiter"
+
+csrf = CSRFProtect()
+
+
+def runtime(app: Flask | None = None) -> Runtime:
+    rt: Runtime = (app or current_app).extensions[RUNTIME_KEY]
+    return rt
+
+
+def db_session() -> so.Session:
+    """The request's session, opened on first use."""
+    session: so.Session | None = g.get("sealgate_db")
+    if session is None:
+        session = runtime().sessions()
+        g.sealgate_db = session
+    return session
+
+
+def discard_db_session() -> None:
+    """Roll back the request's work; called by every error handler."""
+    session: so.Session | None = g.get("sealgate_db")
+    if session is not None:
+        session.rollback()
+        g.sealgate_db_discarded = True
+
+
+def init_db_session(app: Flask) -> None:
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        session: so.Session | None = g.get("sealgate_db")
+        if session is not None and not g.get("sealgate_db_discarded"):
+            # An exception here reaches the 500 handler, which rolls back.
+            session.commit()
+        return response
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        session: so.Session | None = g.pop("sealgate_db", None)
+        if session is not None:
+            session.close()
+
+
+def client_address() -> str:
+    """The peer's address, the key for per-client limits and the audit log.
+
+    The portal speaks to clients directly (cheroot); a reverse proxy in front
+    would need a trusted-proxy setting before X-Forwarded-For could be believed.
+    """
+    return request.remote_addr or "unknown"
+
+
+def make_login_manager() -> LoginManager:
+    manager = LoginManager()
+    manager.login_view = "auth.login"
+    # "basic": a session whose browser fingerprint changes is kept but marked not
+    # fresh; "strong" would log out phones that switch networks.
+    manager.session_protection = "basic"
+    return manager
+
+
+def make_limiter(app: Flask, storage_uri: str, key_prefix: str = "sealgate") -> Limiter:
+    """One limiter per app (its storage is per app); blueprints fetch it with `limiter()`."""
+    limiter = Limiter(
+        key_func=client_address,
+        storage_uri=storage_uri,
+        key_prefix=key_prefix,
+        strategy="moving-window",
+        # No X-RateLimit-* on every answer; the 429 page sets Retry-After itself.
+        headers_enabled=False,
+        # Fail closed: with the counter store down, the login form answers 500
+        # rather than accepting unlimited password guesses.
+        swallow_errors=False,
+    )
+    limiter.init_app(app)
+    app.extensions[LIMITER_KEY] = limiter
+    return limiter
+
+
+def limiter(app: Flask | None = None) -> Limiter:
+    lim: Limiter = (app or current_app).extensions[LIMITER_KEY]
+    return lim
+
+
+def request_meta() -> dict[str, Any]:
+    """Who is asking, for the audit log (never anything from the request body)."""
+    return {
+        "ip": client_address(),
+        "user_agent": request.headers.get("User-Agent", "")[:300],
+    }

@@ -1,0 +1,93 @@
+"""Serve the portal with cheroot (a threaded, pure-Python WSGI server), over TLS.
+
+`sealgate serve` builds one `PortalServer` beside the SMTP servers: `start()`
+binds and returns once the socket listens (so port 0 can be read back through
+`port`), and `stop()` finishes the running requests and joins the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from flask import Flask
+
+from gateway.settings import Settings
+from gateway.tls import server_context
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "sealgate"
+
+
+class PortalServer:
+    def __init__(self, app: Flask, settings: Settings) -> None:
+        self._settings = settings
+        portal = settings.portal
+        self._server: Any = wsgi.Server(
+            (portal.host, portal.port),
+            app,
+            numthreads=portal.threads,
+            server_name=SERVER_NAME,
+        )
+        # cheroot advertises itself in "Server:"; say only what the app is called.
+        self._server.version = SERVER_NAME
+        if portal.tls:
+            cert = settings.path(settings.smtp.tls_cert)
+            key = settings.path(settings.smtp.tls_key)
+            adapter = BuiltinSSLAdapter(str(cert), str(key))
+            # The gateway's own context: TLS 1.2 at least, as on the SMTP ports.
+            adapter.context = server_context(cert, key)
+            self._server.ssl_adapter = adapter
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self._settings.portal.tls
+
+    @property
+    def host(self) -> str:
+        host: str = self._server.bind_addr[0]
+        return host
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when the setting was 0), valid after `start()`."""
+        port: int = self._server.bind_addr[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and listen (errors such as a port in use raise here), then serve in a thread."""
+        if self._thread is not None:
+            raise RuntimeError("the portal server is already running")
+        self._server.prepare()
+        self._thread = threading.Thread(
+            target=self._server.serve, name="sealgate-portal", daemon=True
+        )
+        self._thread.start()
+        log.info("portal listening on %s", self.url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._server.stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the portal server thread did not stop within %.0f s", timeout)
+        self._thread = None
+
+    def __enter__(self) -> PortalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
