@@ -319,6 +319,7 @@ class Relay:
                         "([relay] security = starttls)"
                     )
                 await client.starttls()
+                await client.ehlo()  # extensions offered before TLS do not count
             if relay.username:
                 if relay.security == "none":
                     raise _Temporary(
@@ -370,6 +371,10 @@ class Relay:
         return reply
 
     def _classify(self, code: int, message: str) -> NoReturn:
+        if code == 530:  # RFC 4954: authentication required; our configuration, not the mail
+            raise _Temporary(
+                f"relay requires AUTH ([relay] username/password): {code} {dsn.clean(message)}"
+            )
         if 500 <= code < 600:
             raise _Permanent(dsn.smtp_failure(code, message, remote_mta=self.relay.host))
         raise _Temporary(f"{code} {dsn.clean(message)}")

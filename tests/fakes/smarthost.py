@@ -20,6 +20,8 @@ Failures are injected per SMTP stage ("mail", "rcpt", "data"):
     smarthost.fail("rcpt", "553 5.1.3 bad address")   # any reply text
     smarthost.clear_failures()
     smarthost.delay("data", 2.0)              # DATA answers after 2 s (slow peer)
+    smarthost.hold("data")                    # DATA replies wait until release_hold() …
+    smarthost.wait_held()                     # … and this blocks until a client is waiting
     smarthost.stop(); smarthost.start()       # down (connection refused), then up on the SAME port
 
 Variants come from `smarthost_factory(starttls=False)` (no STARTTLS offered),
@@ -112,6 +114,9 @@ class FakeSmarthost:
         self._context = server_context
         self._failures: dict[Stage, _Failure] = {}
         self._delays: dict[Stage, float] = {}
+        self._hold_stage: Stage | None = None
+        self._hold_open: asyncio.Event | None = None
+        self._held = threading.Event()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._loop = asyncio.new_event_loop()
@@ -190,9 +195,10 @@ class FakeSmarthost:
             hostname="smarthost.test",
             tls_context=self._context if self.starttls else None,
             enable_SMTPUTF8=True,
-            # aiosmtpd does not count implicit TLS as TLS (its issue #281).
+            # aiosmtpd does not count implicit TLS as TLS (its issue #281), and it
+            # warns when AUTH is required without TLS; handle_MAIL insists instead.
             auth_require_tls=not self.implicit_tls,
-            auth_required=self.credentials is not None,
+            auth_required=False,
             authenticator=self._authenticate if self.credentials else None,
             timeout=30,
             loop=self._loop,
@@ -212,7 +218,7 @@ class FakeSmarthost:
         if not ok:
             with self._lock:
                 self.auth_failures += 1
-        return AuthResult(success=ok, auth_data=data if ok else None)
+        return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
     # -- failure injection -------------------------------------------------------
 
@@ -229,7 +235,27 @@ class FakeSmarthost:
         with self._lock:
             self._delays[stage] = seconds
 
+    def hold(self, stage: Stage) -> None:
+        """Keep clients waiting at `stage` until `release_hold()`: a peer stuck mid-transaction."""
+        self._held.clear()
+        self._hold_open = self._call(self._new_event())
+        self._hold_stage = stage
+
+    def wait_held(self, timeout: float = 10.0) -> None:
+        """Block until a client is being held; AssertionError after `timeout` s."""
+        if not self._held.wait(timeout):
+            raise AssertionError("no client reached the held stage")
+
+    def release_hold(self) -> None:
+        event, self._hold_stage, self._hold_open = self._hold_open, None, None
+        if event is not None:
+            self._loop.call_soon_threadsafe(event.set)
+
+    async def _new_event(self) -> asyncio.Event:
+        return asyncio.Event()
+
     def clear_failures(self) -> None:
+        """Forget injected failures and delays (a hold stays until `release_hold()`)."""
         with self._lock:
             self._failures.clear()
             self._delays.clear()
@@ -250,6 +276,10 @@ class FakeSmarthost:
             seconds = self._delays.get(stage, 0.0)
         if seconds:
             await asyncio.sleep(seconds)
+        event = self._hold_open
+        if self._hold_stage == stage and event is not None:
+            self._held.set()
+            await event.wait()
 
     # -- reading what arrived ----------------------------------------------------
 
@@ -286,6 +316,8 @@ class _Handler:
         mail_options: list[str],
     ) -> str:
         await self.owner._wait("mail")
+        if self.owner.credentials is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
         if (reply := self.owner._injected("mail")) is not None:
             return reply
         envelope.mail_from = address

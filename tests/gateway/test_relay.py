@@ -1,0 +1,475 @@
+"""The outbound relay against a real SMTP smarthost (aiosmtpd, STARTTLS with a throwaway CA).
+
+Threats and failures covered: sending in clear or to an unverified server when
+STARTTLS is required, losing mail while the relay is down, sending it twice,
+retrying a permanent failure, bouncing a bounce, and leaking the relay password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import email
+import email.message
+import logging
+import random
+from email.policy import default as default_policy
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import db, relay
+from gateway import queue as outbound
+from gateway.models import AuditEvent, MailboxMessage, QueueItem
+from gateway.relay import Outcome, Relay, run_relay
+from gateway.runtime import Runtime
+from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+ALICE = "alice@example.test"
+CAROL = "carol@elsewhere.test"
+RAW = (
+    b"From: Alice <alice@example.test>\r\n"
+    b"To: carol@elsewhere.test\r\n"
+    b"Subject: quarterly numbers\r\n"
+    b"Message-ID: <q1@example.test>\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b".a line that starts with a dot\r\n"
+    b"From the desk of Alice\r\n"
+    b"Gr\xc3\xbc\xc3\x9fe, secret body text\r\n"
+)
+
+
+class FakeClock:
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def with_relay(runtime: Runtime, smarthost: FakeSmarthost, **relay_keys: object) -> Runtime:
+    return dataclasses.replace(
+        runtime, settings=relay_settings_for(runtime.settings, smarthost, **relay_keys)
+    )
+
+
+def enqueue(
+    runtime: Runtime,
+    *,
+    mail_from: str = ALICE,
+    rcpt_to: str = CAROL,
+    raw: bytes = RAW,
+    queue_id: str = "Q1",
+    now: dt.datetime = T0,
+) -> int:
+    with db.transaction(runtime.sessions) as session:
+        item = outbound.enqueue(
+            session, queue_id=queue_id, mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, now=now
+        )
+        session.flush()
+        return item.id
+
+
+def rows(runtime: Runtime) -> list[QueueItem]:
+    with db.transaction(runtime.sessions) as session:
+        return list(session.scalars(sa.select(QueueItem).order_by(QueueItem.id)))
+
+
+def mailbox_of(runtime: Runtime, address: str) -> list[MailboxMessage]:
+    with db.transaction(runtime.sessions) as session:
+        return [
+            m
+            for m in session.scalars(sa.select(MailboxMessage).order_by(MailboxMessage.id))
+            if m.address.address == address
+        ]
+
+
+def audit_actions(runtime: Runtime) -> list[AuditEvent]:
+    with db.transaction(runtime.sessions) as session:
+        return list(session.scalars(sa.select(AuditEvent).where(AuditEvent.actor == "relay")))
+
+
+def sweep(runtime: Runtime, clock: FakeClock, **kwargs: object) -> list[relay.Result]:
+    return asyncio.run(Relay(runtime, clock=clock, **kwargs).sweep())  # type: ignore[arg-type]
+
+
+def delivery_status(
+    report: bytes,
+) -> tuple[email.message.EmailMessage, list[email.message.Message]]:
+    msg = email.message_from_bytes(report, policy=default_policy)
+    assert isinstance(msg, email.message.EmailMessage)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+    blocks = parts[1].get_payload()
+    assert isinstance(blocks, list) and len(blocks) == 2
+    return msg, blocks
+
+
+# -- delivery --------------------------------------------------------------------
+
+
+def test_external_delivery_sends_exact_bytes_over_starttls(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """The worker loop empties the queue; the smarthost gets the raw bytes and envelope."""
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, now=dt.datetime.now(dt.UTC))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_relay(rt, stop, rng=random.Random(1)))
+        for _ in range(400):
+            if not await asyncio.to_thread(rows, rt):
+                break
+            await asyncio.sleep(0.025)
+        stop.set()
+        await worker
+
+    asyncio.run(scenario())
+    assert rows(rt) == []
+    [msg] = smarthost.messages
+    assert msg.content == RAW
+    assert msg.mail_from == ALICE
+    assert msg.rcpt_tos == (CAROL,)
+    assert msg.tls is True
+    assert "BODY=8BITMIME" in msg.mail_options
+
+
+def test_relay_down_defers_then_delivers_exactly_once(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost, first_retry=300.0, max_retry_interval=3600.0)
+    clock = FakeClock()
+    enqueue(rt)
+    smarthost.stop()
+
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert (row.status, row.attempts, row.leased_until) == ("queued", 1, None)
+    assert row.next_attempt_at == T0 + dt.timedelta(seconds=300)
+    assert "connection to relay" in row.last_error
+
+    clock.advance(299)
+    assert sweep(rt, clock) == []  # not due yet: nothing is even tried
+
+    clock.advance(1)
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert row.attempts == 2
+    assert row.next_attempt_at == clock.now + dt.timedelta(seconds=600)
+
+    smarthost.start()
+    clock.advance(600)
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.SENT]
+    clock.advance(3600)
+    assert sweep(rt, clock) == []
+    assert rows(rt) == []
+    assert [m.content for m in smarthost.messages] == [RAW]
+
+
+@pytest.mark.parametrize("stage", ["mail", "rcpt", "data"])
+def test_temporary_reply_defers(runtime: Runtime, smarthost: FakeSmarthost, stage: str) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt)
+    smarthost.fail(stage, 451)  # type: ignore[arg-type]
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert row.attempts == 1
+    assert row.last_error.startswith("451 4.3.0")
+    assert smarthost.messages == []
+
+
+def test_past_max_age_bounces_to_sender_mailbox(
+    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+) -> None:
+    """Must show 3: past the maximum age a DSN reaches the sender's mailbox, the queue empties."""
+    rt = with_relay(runtime, smarthost, max_age=5 * 24 * 3600.0)
+    clock = FakeClock()
+    enqueue(rt)
+    smarthost.fail("rcpt", 451)
+
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.DEFERRED]
+    clock.advance(5 * 24 * 3600)
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.BOUNCED]
+
+    assert rows(rt) == []
+    [bounce] = mailbox_of(rt, ALICE)
+    assert bounce.envelope_from == ""
+    assert bounce.subject == "Undelivered Mail Returned to Sender"
+    msg, (per_message, per_recipient) = delivery_status(bounce.raw)
+    assert msg["To"].addresses[0].addr_spec == ALICE
+    assert per_message["Reporting-MTA"] == f"dns; {rt.settings.smtp.hostname}"
+    assert per_recipient["Final-Recipient"] == f"rfc822; {CAROL}"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "4.4.7"
+    assert per_recipient["Diagnostic-Code"].startswith("smtp; 451 4.3.0")
+    headers = list(msg.iter_parts())[2].get_content()
+    assert "Subject: quarterly numbers" in headers
+    assert b"secret body text" not in bounce.raw
+    assert [e.action for e in audit_actions(rt)] == ["relay.bounce"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "status"),
+    [("rcpt", 550, "5.1.1"), ("data", 554, "5.7.1"), ("mail", 553, "5.1.3")],
+)
+def test_permanent_reply_bounces_at_once(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    smarthost: FakeSmarthost,
+    stage: str,
+    code: int,
+    status: str,
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt)
+    smarthost.fail(stage, code)  # type: ignore[arg-type]
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    assert rows(rt) == []
+    [bounce] = mailbox_of(rt, ALICE)
+    _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+    assert per_recipient["Status"] == status
+    assert per_recipient["Diagnostic-Code"].startswith(f"smtp; {code} {status}")
+    assert per_recipient["Remote-MTA"] == f"dns; {smarthost.host}"
+    assert smarthost.messages == []
+
+
+def test_bounce_for_sender_not_hosted_is_dropped_with_audit(
+    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, mail_from="someone@elsewhere.test")
+    smarthost.fail("rcpt", 550)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    assert rows(rt) == []
+    assert mailbox_of(rt, ALICE) == [] and mailbox_of(rt, "bob@example.test") == []
+    [event] = audit_actions(rt)
+    assert (event.action, event.target, event.success) == (
+        "relay.bounce_dropped",
+        "someone@elsewhere.test",
+        False,
+    )
+    assert "sender not hosted" in event.detail
+
+
+def test_a_bounce_is_never_bounced(
+    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, mail_from="")
+    smarthost.fail("rcpt", 550)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    assert rows(rt) == []
+    with db.transaction(rt.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count(MailboxMessage.id))) == 0
+    [event] = audit_actions(rt)
+    assert event.action == "relay.bounce_dropped" and "null sender" in event.detail
+
+
+def test_null_sender_is_delivered_with_empty_mail_from(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, mail_from="")
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert msg.mail_from == "<>" and msg.content == RAW  # aiosmtpd keeps the brackets
+
+
+# -- TLS insistence, implicit TLS, AUTH -------------------------------------------
+
+
+def test_no_starttls_offered_means_nothing_is_sent(
+    runtime: Runtime, smarthost_factory: SmarthostFactory
+) -> None:
+    plain = smarthost_factory(starttls=False)
+    rt = with_relay(runtime, plain)  # security = starttls
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert "does not offer STARTTLS; not sending in clear" in row.last_error
+    assert plain.messages == []
+
+
+def test_untrusted_certificate_means_nothing_is_sent(
+    runtime: Runtime, smarthost_factory: SmarthostFactory
+) -> None:
+    impostor = smarthost_factory(trusted=False)
+    rt = with_relay(runtime, impostor)
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert row.last_error.startswith("tls: certificate of relay")
+    assert "not trusted" in row.last_error
+    assert impostor.messages == []
+
+
+def test_plain_relay_when_security_none(
+    runtime: Runtime, smarthost_factory: SmarthostFactory
+) -> None:
+    local = smarthost_factory(starttls=False)
+    rt = with_relay(runtime, local, security="none")
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = local.messages
+    assert msg.tls is False and msg.content == RAW
+
+
+def test_implicit_tls_with_auth(runtime: Runtime, smarthost_factory: SmarthostFactory) -> None:
+    submission = smarthost_factory(implicit_tls=True, credentials=("relay-user", "relay-pw-9x"))
+    rt = with_relay(runtime, submission)
+    assert rt.settings.relay.security == "tls"
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = submission.messages
+    assert (msg.tls, msg.auth_login, msg.content) == (True, "relay-user", RAW)
+
+
+def test_starttls_with_auth(runtime: Runtime, smarthost_factory: SmarthostFactory) -> None:
+    host = smarthost_factory(credentials=("relay-user", "relay-pw-9x"))
+    rt = with_relay(runtime, host)
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    assert host.messages[0].auth_login == "relay-user"
+
+
+def test_wrong_relay_password_defers_and_never_logs_it(
+    runtime: Runtime, smarthost_factory: SmarthostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bad credentials are our misconfiguration: the mail waits, it does not bounce."""
+    host = smarthost_factory(credentials=("relay-user", "relay-pw-9x"))
+    rt = with_relay(runtime, host, password="wrong-pw-Zq7")
+    enqueue(rt)
+    caplog.set_level(logging.DEBUG)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert "refused our credentials" in row.last_error
+    assert host.auth_failures >= 1 and host.messages == []
+    assert "wrong-pw-Zq7" not in caplog.text and "wrong-pw-Zq7" not in row.last_error
+    assert "secret body text" not in caplog.text
+
+
+def test_relay_demanding_auth_we_lack_defers_instead_of_bouncing(
+    runtime: Runtime, mail_users: dict[str, str], smarthost_factory: SmarthostFactory
+) -> None:
+    host = smarthost_factory(credentials=("relay-user", "relay-pw-9x"))
+    rt = with_relay(runtime, host, username="", password="")
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    assert "relay requires AUTH" in rows(rt)[0].last_error
+    assert mailbox_of(rt, ALICE) == []
+
+
+def test_password_is_never_sent_without_tls(
+    runtime: Runtime, smarthost_factory: SmarthostFactory
+) -> None:
+    local = smarthost_factory(starttls=False)
+    rt = with_relay(runtime, local, security="none", username="u", password="p-Hk2")
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    assert "unencrypted" in rows(rt)[0].last_error
+    assert local.messages == []
+
+
+def test_unreadable_ca_file_is_a_settings_error(runtime: Runtime, tmp_path: object) -> None:
+    bad = dataclasses.replace(
+        runtime,
+        settings=runtime.settings.replace(relay={"host": "127.0.0.1", "ca_file": "/nonexistent"}),
+    )
+    with pytest.raises(relay.SettingsError, match=r"\[relay\] ca_file"):
+        Relay(bad)
+
+
+# -- the worker loop ----------------------------------------------------------------
+
+
+def test_no_host_warns_once_and_leaves_mail_queued(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    enqueue(runtime)
+    caplog.set_level(logging.WARNING, logger="gateway.relay")
+    worker = Relay(runtime, clock=FakeClock())
+
+    async def scenario() -> None:
+        assert await worker.sweep() == []
+        assert await worker.sweep() == []
+        stop = asyncio.Event()
+        stop.set()
+        await worker.run(stop)
+
+    asyncio.run(scenario())
+    warnings = [r for r in caplog.records if "no smarthost configured" in r.getMessage()]
+    assert len(warnings) == 1
+    [row] = rows(runtime)
+    assert (row.status, row.attempts) == ("queued", 0)
+
+
+def test_stop_releases_the_in_flight_row(
+    runtime: Runtime, smarthost: FakeSmarthost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop while the smarthost is stuck mid-DATA hands the row back unsent, not lost."""
+    monkeypatch.setattr(relay, "STOP_GRACE_SECONDS", 0.05)
+    rt = with_relay(runtime, smarthost)
+    clock = FakeClock()
+    enqueue(rt)
+    smarthost.hold("data")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_relay(rt, stop, clock))
+        await asyncio.to_thread(smarthost.wait_held)
+        stop.set()
+        await worker
+
+    asyncio.run(scenario())
+    [row] = rows(rt)
+    assert (row.status, row.attempts, row.leased_until) == ("queued", 0, None)
+    assert row.next_attempt_at == T0
+    assert smarthost.messages == []
+
+    smarthost.release_hold()
+    assert [r.outcome for r in sweep(rt, clock)] == [Outcome.SENT]
+    assert [m.content for m in smarthost.messages] == [RAW]
+
+
+def test_two_workers_send_every_row_exactly_once(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """Two relay workers, each with its own engine (as two processes would), one queue."""
+    rt = with_relay(runtime, smarthost, batch_size=3)
+    other = Runtime.open(rt.settings)
+    count = 24
+    for n in range(count):
+        enqueue(rt, queue_id=f"Q{n}", rcpt_to=f"r{n}@elsewhere.test", now=dt.datetime.now(dt.UTC))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        workers = [asyncio.create_task(run_relay(r, stop)) for r in (rt, other)]
+        await asyncio.to_thread(smarthost.wait_for, count, 20.0)
+        for _ in range(400):
+            if not await asyncio.to_thread(rows, rt):
+                break
+            await asyncio.sleep(0.025)
+        stop.set()
+        await asyncio.gather(*workers)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        other.close()
+    got = sorted(rcpt for m in smarthost.messages for rcpt in m.rcpt_tos)
+    assert got == sorted(f"r{n}@elsewhere.test" for n in range(count))
+    assert rows(rt) == []
