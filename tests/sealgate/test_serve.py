@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from gateway import db
 from gateway.models import MailboxMessage, QueueItem
 from gateway.runtime import Runtime
+from tests.fakes.smarthost import FakeSmarthost
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@elsewhere.example"
 READY = re.compile(
@@ -176,3 +177,44 @@ def test_sigkill_during_200_submissions_loses_nothing(
     # Every message is in both places or in neither: one transaction per message.
     assert set(in_mailbox) == set(in_queue)
     assert len(acked) >= 199  # only the message in flight at the kill may lack a 250
+
+
+def test_external_recipient_reaches_the_smarthost_byte_for_byte(
+    serve_env: dict[str, str],
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    smarthost: FakeSmarthost,
+) -> None:
+    env = {
+        **serve_env,
+        "SEALGATE_RELAY_HOST": smarthost.host,
+        "SEALGATE_RELAY_PORT": str(smarthost.port),
+        "SEALGATE_RELAY_SECURITY": "starttls",
+        "SEALGATE_RELAY_CA_FILE": str(smarthost.ca_file),
+        "SEALGATE_RELAY_POLL_INTERVAL": "0.05",
+    }
+    raw = (
+        f"From: {ALICE}\r\nTo: {CAROL}\r\nSubject: =?utf-8?q?Gr=C3=BCsse?=\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nGrüsse, Carol.\r\n.leading dot\r\n"
+    ).encode()
+    with running(env) as server:
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", server.tls_port, timeout=30, context=client_ssl_context
+        ) as client:
+            client.login(ALICE, mail_users[ALICE])
+            client.mail(ALICE, ["BODY=8BITMIME"])
+            client.rcpt(CAROL)
+            code, reply = client.data(raw)
+            assert code == 250
+            queue_id = reply.decode().rsplit(" ", 1)[1]
+        [relayed] = smarthost.wait_for(1, timeout=30)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_and_close() == 0
+    assert relayed.mail_from == ALICE and relayed.rcpt_tos == (CAROL,)
+    assert relayed.tls
+    received, sep, rest = relayed.content.partition(b"\r\nFrom: ")
+    assert sep and b"From: " + rest == raw
+    assert received.startswith(b"Received: from ")
+    assert f"id {queue_id}".encode() in received and f"for <{CAROL}>".encode() in received
+    assert relayed.content.count(b"Received:") == 1
