@@ -1,0 +1,182 @@
+"""`sealgate keys`: list, export, rotate and revoke address keys; rotate the master key."""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from typing import Any
+
+import click
+import sqlalchemy.orm as so
+
+from gateway import audit
+from gateway.timeutil import utcnow
+from keystore import pgp, rotation, store
+from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring
+from keystore.wrap import DecryptionError
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+
+def audit_sink(session: so.Session, action: str, target: str, detail: str) -> None:
+    audit.record(session, action, actor=CLI_ACTOR, target=target, detail=detail)
+
+
+def _ring(state: CliState) -> MasterKeyRing:
+    try:
+        return load_ring(state.settings.data_dir)
+    except MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def keys() -> None:
+    """OpenPGP keys of the hosted addresses, and the master key that wraps them."""
+
+
+@keys.command("list")
+@click.argument("address", required=False)
+@pass_state
+def list_keys(state: CliState, address: str | None) -> None:
+    """List keys (of ADDRESS, or of every address)."""
+    try:
+        with state.transaction() as session:
+            rows = store.list_keys(session, address)
+            if address and not rows:
+                raise store.NoKeyError(f"{address} has no key")
+            click.echo("address\tfingerprint\tcreated\tstatus\tmaster-key version")
+            for row in rows:
+                click.echo(
+                    f"{row.address}\t{row.fingerprint}\t{row.created_at:%Y-%m-%d %H:%M:%S}Z"
+                    f"\t{row.status}\t{row.master_version}"
+                )
+    except store.KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@keys.command("export")
+@click.argument("address")
+@pass_state
+def export(state: CliState, address: str) -> None:
+    """Print ADDRESS's armored public key, followed by its revoked keys."""
+    try:
+        with state.transaction() as session:
+            click.echo(store.export_public(session, address), nl=False)
+    except store.KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _key_error(exc: Exception, address: str) -> click.ClickException:
+    if isinstance(exc, store.NoKeyError):
+        return click.ClickException(
+            f"{address} has no key (one is made when the address first sends or receives"
+            " encrypted mail)"
+        )
+    if isinstance(exc, DecryptionError):
+        return click.ClickException(
+            f"the secret key of {address} cannot be opened with the master key ring"
+        )
+    return click.ClickException(str(exc))
+
+
+@keys.command("rotate")
+@click.argument("address")
+@pass_state
+def rotate(state: CliState, address: str) -> None:
+    """Give ADDRESS a new key; the old key stays for reading old mail."""
+    ring = _ring(state)
+    try:
+        with state.transaction() as session:
+            old = store.current_key(session, address)
+            new = store.rotate(session, ring, address, utcnow(), events=audit_sink)
+            click.echo(f"{new.address}: new key {new.fingerprint}")
+            if old is not None:
+                click.echo(f"old key {old.fingerprint} kept for decryption only")
+    except (store.KeystoreError, DecryptionError, MasterKeyError) as exc:
+        raise _key_error(exc, address) from None
+
+
+@keys.command("revoke")
+@click.argument("address")
+@click.option("--reason", required=True, help="Why (stored in the revocation signature).")
+@click.option(
+    "--code",
+    type=click.Choice(sorted(pgp.REVOCATION_REASONS)),
+    default="compromised",
+    show_default=True,
+    help="OpenPGP reason-for-revocation code.",
+)
+@pass_state
+def revoke(state: CliState, address: str, reason: str, code: Any) -> None:
+    """Revoke ADDRESS's current key and give it a new one."""
+    ring = _ring(state)
+    try:
+        with state.transaction() as session:
+            old = store.current_key(session, address)
+            new = store.revoke(
+                session, ring, address, reason, utcnow(), events=audit_sink, code=code
+            )
+            if old is not None:
+                click.echo(f"{new.address}: key {old.fingerprint} revoked ({code})")
+            click.echo(f"{new.address}: new key {new.fingerprint}")
+    except (store.KeystoreError, DecryptionError, MasterKeyError) as exc:
+        raise _key_error(exc, address) from None
+
+
+@keys.command("rotate-master")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=rotation.DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Keys re-wrapped per transaction.",
+)
+@pass_state
+def rotate_master(state: CliState, batch_size: int) -> None:
+    """Add a master-key version, re-wrap every secret key under it, retire the old one.
+
+    Safe to interrupt: running it again finishes the rotation. Mail keeps flowing
+    meanwhile; running gateway and portal processes pick up the new ring file.
+    """
+    if os.environ.get(MASTER_KEYS_ENV):
+        raise click.ClickException(
+            f"the master key ring comes from {MASTER_KEYS_ENV}; rotate-master rewrites the"
+            f" ring file in the data dir, so unset {MASTER_KEYS_ENV} for this command"
+        )
+    runtime = state.require_initialised()
+    _ring(state)
+    with ExitStack() as stack:
+        bars: list[Any] = []
+
+        def on_start(plan: rotation.RotationPlan, total: int) -> None:
+            old = ", ".join(str(v) for v in plan.old_versions)
+            verb = "resuming the rotation" if plan.resumed else "rotating"
+            click.echo(
+                f"{verb}: master-key version {plan.ring.primary} is primary;"
+                f" {total} secret keys to re-wrap from version {old}"
+            )
+            bars.append(
+                stack.enter_context(
+                    click.progressbar(length=max(total, 1), label="re-wrapping", show_pos=True)
+                )
+            )
+
+        def on_batch(done: int) -> None:
+            bars[0].update(done)
+
+        try:
+            result = rotation.rotate_master(
+                state.settings.data_dir,
+                runtime.sessions,
+                utcnow(),
+                events=audit_sink,
+                batch_size=batch_size,
+                on_start=on_start,
+                on_batch=on_batch,
+            )
+        except (MasterKeyError, rotation.RotationError) as exc:
+            raise click.ClickException(str(exc)) from None
+    retired = ", ".join(str(v) for v in result.old_versions)
+    click.echo(
+        f"done: every secret key is wrapped under version {result.ring.primary};"
+        f" version {retired} retired"
+    )
