@@ -1,0 +1,117 @@
+"""Bounces (RFC 3464): structure a mail client can read, and no way for a remote
+server's reply text to inject a header or a MIME part into them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.message
+from email.policy import default as default_policy
+
+from gateway import dsn
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+ORIGINAL = (
+    b"From: Alice <alice@example.test>\r\n"
+    b"To: carol@elsewhere.test\r\n"
+    b"Subject: the plan\r\n"
+    b"\r\n"
+    b"confidential body\r\n"
+)
+
+
+def build(original: bytes = ORIGINAL, **kw: object) -> bytes:
+    args: dict[str, object] = {
+        "original": original,
+        "envelope_from": "alice@example.test",
+        "recipient": "carol@elsewhere.test",
+        "failure": dsn.smtp_failure(550, "5.1.1 No such user", remote_mta="relay.test"),
+        "reporting_mta": "mail.example.test",
+        "queue_id": "ABC123",
+        "arrival_date": T0,
+        "now": T0 + dt.timedelta(minutes=3),
+    }
+    args.update(kw)
+    return dsn.build_bounce(**args)  # type: ignore[arg-type]
+
+
+def parts(report: bytes) -> list[email.message.EmailMessage]:
+    msg = email.message_from_bytes(report, policy=default_policy)
+    assert isinstance(msg, email.message.EmailMessage)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert not msg.defects
+    return list(msg.iter_parts())  # type: ignore[arg-type]
+
+
+def test_bounce_is_a_well_formed_delivery_status_report() -> None:
+    report = build()
+    msg = email.message_from_bytes(report, policy=default_policy)
+    assert msg["From"].addresses[0].addr_spec == "MAILER-DAEMON@mail.example.test"
+    assert msg["To"].addresses[0].addr_spec == "alice@example.test"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    human, status, headers = parts(report)
+    assert human.get_content_type() == "text/plain"
+    assert "could not be delivered to carol@elsewhere.test" in human.get_content()
+    assert "refused it permanently" in human.get_content()
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, per_recipient = status.get_payload()  # type: ignore[misc]
+    assert per_message["Reporting-MTA"] == "dns; mail.example.test"
+    assert per_message["Arrival-Date"] == "Mon, 02 Mar 2026 09:00:00 +0000"
+    assert per_recipient["Final-Recipient"] == "rfc822; carol@elsewhere.test"
+    assert per_recipient["Action"] == "failed"
+    assert per_recipient["Status"] == "5.1.1"
+    assert per_recipient["Remote-MTA"] == "dns; relay.test"
+    assert per_recipient["Diagnostic-Code"] == "smtp; 550 5.1.1 No such user"
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert headers.get_content() == (
+        "From: Alice <alice@example.test>\r\nTo: carol@elsewhere.test\r\nSubject: the plan\r\n"
+    )
+    assert b"confidential body" not in report
+    assert all(line.endswith(b"\r") or not line for line in report.split(b"\n")[:-1])
+
+
+def test_remote_reply_text_cannot_inject_headers_or_parts() -> None:
+    evil = "5.1.1 nope\r\nX-Injected: yes\r\n\r\n--=_sealgate-dsn-x\r\nContent-Type: text/html\x00"
+    report = build(failure=dsn.smtp_failure(550, evil))
+    assert not any(line.startswith(b"X-Injected") for line in report.split(b"\r\n"))
+    assert b"\x00" not in report
+    _human, status, _headers = parts(report)
+    _per_message, per_recipient = status.get_payload()  # type: ignore[misc]
+    assert per_recipient["Diagnostic-Code"].startswith("smtp; 550 5.1.1 nope X-Injected: yes")
+
+
+def test_status_comes_from_the_enhanced_code_when_it_is_permanent() -> None:
+    assert dsn.smtp_failure(550, "5.7.1 relaying denied").status == "5.7.1"
+    assert dsn.smtp_failure(550, "mailbox unavailable").status == "5.0.0"
+    assert dsn.smtp_failure(554, "4.4.1 odd mix").status == "5.0.0"
+
+
+def test_expiry_reports_4_4_7_with_the_last_error() -> None:
+    smtp = dsn.expired_failure("451 4.3.0 try later")
+    assert (smtp.status, smtp.diagnostic_type) == ("4.4.7", "smtp")
+    ours = dsn.expired_failure("connection to relay r:25 failed: Connection refused")
+    assert (ours.status, ours.diagnostic_type) == ("4.4.7", "X-Sealgate")
+    human, _status, _headers = parts(build(failure=ours))
+    assert "could not be delivered in time" in human.get_content()
+
+
+def test_utf8_recipient_uses_the_utf8_address_type() -> None:
+    report = build(recipient="jörg@exämple.test")
+    _human, status, _headers = parts(report)
+    _per_message, per_recipient = status.get_payload()  # type: ignore[misc]
+    assert per_recipient["Final-Recipient"] == "utf-8; jörg@exämple.test"
+
+
+def test_header_block_stops_at_the_body_and_normalises_line_ends() -> None:
+    assert dsn.header_block(b"A: 1\nB: 2\n\nbody\n") == b"A: 1\r\nB: 2\r\n"
+    assert dsn.header_block(b"A: 1\r\n\r\nB: body\r\n") == b"A: 1\r\n"
+    assert dsn.header_block(b"A: 1\r\n") == b"A: 1\r\n"
+    huge = b"X: " + b"a" * (dsn.MAX_HEADER_BYTES * 2) + b"\r\n\r\nbody"
+    assert len(dsn.header_block(huge)) <= dsn.MAX_HEADER_BYTES + 2
+
+
+def test_eight_bit_original_headers_are_declared() -> None:
+    report = build(original="Subject: Grüße\r\n\r\nx\r\n".encode())
+    _human, _status, headers = parts(report)
+    assert headers["Content-Transfer-Encoding"] == "8bit"
