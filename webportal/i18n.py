@@ -138,8 +138,13 @@ def select_language() -> str:
         chosen = normalize_language(getattr(current_user, "language", None))
         if chosen:
             return chosen
-    best = request.accept_languages.best_match(SUPPORTED, default=DEFAULT_LANGUAGE)
-    return best or DEFAULT_LANGUAGE
+    # By quality, primary subtag only: "de-CH, en;q=0.5" is German (werkzeug's
+    # best_match would pick the exact "en" over the regional "de-CH").
+    for value, _quality in request.accept_languages:
+        chosen = normalize_language(value)
+        if chosen:
+            return chosen
+    return DEFAULT_LANGUAGE
 
 
 def current_language() -> str:
