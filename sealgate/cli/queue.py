@@ -1,0 +1,65 @@
+"""`sealgate queue list|retry|delete`: see and steer the outbound queue."""
+
+from __future__ import annotations
+
+import click
+
+from gateway import queue as outbound
+from gateway.queue import QueueError
+from gateway.timeutil import utcnow
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+
+@cli.group()
+def queue() -> None:
+    """Outbound mail waiting for the relay."""
+
+
+@queue.command("list")
+@pass_state
+def queue_list(state: CliState) -> None:
+    """Every queued row: queue id, row id, state, attempts, next try, envelope, last error."""
+    now = utcnow()
+    with state.transaction() as session:
+        rows = outbound.list_items(session)
+        if not rows:
+            click.echo("queue is empty")
+            return
+        for row in rows:
+            status = "sending" if outbound.in_flight(row, now) else "queued"
+            click.echo(
+                f"{row.queue_id}\t#{row.id}\t{status}\tattempts {row.attempts}\t"
+                f"next {row.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC\t"
+                f"{row.mail_from or '<>'} -> {row.rcpt_to}\t{len(row.raw)} bytes"
+            )
+            if row.last_error:
+                click.echo(f"\tlast error: {row.last_error}")
+        click.echo(f"{len(rows)} row(s) queued")
+
+
+@queue.command("retry")
+@click.argument("ident", metavar="ID")
+@pass_state
+def queue_retry(state: CliState, ident: str) -> None:
+    """Try ID again now (a queue id, or a row number from `queue list`)."""
+    try:
+        with state.transaction() as session:
+            rows = outbound.retry_now(session, ident, now=utcnow(), actor=CLI_ACTOR)
+            for row in rows:
+                click.echo(f"{row.queue_id} to {row.rcpt_to}: due now")
+    except QueueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@queue.command("delete")
+@click.argument("ident", metavar="ID")
+@pass_state
+def queue_delete(state: CliState, ident: str) -> None:
+    """Remove ID from the queue without a bounce (a queue id, or a row number)."""
+    try:
+        with state.transaction() as session:
+            rows = outbound.delete(session, ident, now=utcnow(), actor=CLI_ACTOR)
+            for row in rows:
+                click.echo(f"{row.queue_id} to {row.rcpt_to}: deleted")
+    except QueueError as exc:
+        raise click.ClickException(str(exc)) from None
