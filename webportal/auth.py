@@ -187,6 +187,14 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
+    audit.record(
+        db_session(),
+        "logout",
+        actor=current_user.email,
+        target=current_user.email,
+        account_id=current_user.account_id,
+        **request_meta(),
+    )
     logout_user()
     session.clear()
     flash(gettext_noop("You have been signed out."))

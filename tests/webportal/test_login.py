@@ -159,7 +159,7 @@ def test_cross_site_post_is_refused_even_with_a_token(
 
 
 def test_logout_is_post_only_and_needs_the_token(
-    client: FlaskClient, mail_users: dict[str, str], login: LoginFn
+    client: FlaskClient, runtime: Runtime, mail_users: dict[str, str], login: LoginFn
 ) -> None:
     login(ALICE, ALICE_PW)
     assert client.get("/logout").status_code == 405
@@ -171,6 +171,9 @@ def test_logout_is_post_only_and_needs_the_token(
     assert response.status_code == 302 and response.headers["Location"] == "/login"
     assert "You have been signed out." in client.get("/login").text
     assert client.get("/inbox").status_code == 302
+    with runtime.sessions() as session:
+        logout = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "logout")).one()
+    assert (logout.actor, logout.success, logout.ip) == (ALICE, True, "127.0.0.1")
 
 
 def test_login_starts_a_fresh_session_with_its_own_nonce(
