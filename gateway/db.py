@@ -8,6 +8,7 @@ PostgreSQL several gateway and portal processes share one database.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY = "sealgate_read_only"
 
 
 def create_engine(url: str, *, echo: bool = False) -> sa.Engine:
@@ -44,17 +46,46 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
     return so.sessionmaker(engine, expire_on_commit=False)
 
 
+_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def _writer_lock(factory: so.sessionmaker[so.Session]) -> contextlib.AbstractContextManager[Any]:
+    """SQLite has one writer at a time; queue this process's writers on a lock.
+
+    Without it, concurrent writers wait inside SQLite's busy handler, which sleeps in
+    growing steps (up to 100 ms) and turns four busy SMTP sessions into a long tail.
+    """
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, sa.Engine) or bind.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    key = str(bind.url)
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(key, threading.RLock())
+
+
 @contextlib.contextmanager
 def transaction(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
     """One unit of work: commit on success, roll back on any error."""
+    with _writer_lock(factory), factory() as session, session.begin():
+        yield session
+
+
+@contextlib.contextmanager
+def read_only(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
+    """A transaction that only reads: on SQLite it does not take the write lock."""
     with factory() as session, session.begin():
+        session.connection(execution_options={READ_ONLY: True})
         yield session
 
 

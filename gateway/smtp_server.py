@@ -208,7 +208,7 @@ class SubmissionHandler:
 
     def _deliverable(self, rcpt: str) -> bool:
         """External recipients always are; hosted ones must name an existing address."""
-        with db.transaction(self.runtime.sessions) as session:
+        with db.read_only(self.runtime.sessions) as session:
             if not accounts.is_hosted(session, rcpt):
                 return True
             return accounts.find_address(session, rcpt) is not None
