@@ -125,7 +125,11 @@ class Relay:
             try:
                 results = await self.sweep(stop)
             except sqlalchemy.exc.SQLAlchemyError as exc:
+                # Only the type: driver messages can quote statement parameters (bodies).
                 log.error("relay: database error, retrying shortly: %s", type(exc).__name__)
+                results = []
+            except Exception:
+                log.exception("relay: sweep failed, retrying shortly")
                 results = []
             if len(results) >= self.relay.batch_size and not stop.is_set():
                 continue
@@ -164,6 +168,18 @@ class Relay:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        for item, outcome in zip(items, results, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, asyncio.CancelledError
+            ):
+                # Most likely the database went away while recording the outcome;
+                # the lease runs out and the row is tried again.
+                log.error(
+                    "relay: queue %s to %s: outcome not recorded (%s)",
+                    item.queue_id,
+                    item.rcpt_to,
+                    type(outcome).__name__,
+                )
         return [r for r in results if isinstance(r, Result)]
 
     async def _wait_or_stop(self, tasks: list[asyncio.Task[Result]], stop: asyncio.Event) -> None:

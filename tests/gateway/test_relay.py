@@ -473,3 +473,37 @@ def test_two_workers_send_every_row_exactly_once(
     got = sorted(rcpt for m in smarthost.messages for rcpt in m.rcpt_tos)
     assert got == sorted(f"r{n}@elsewhere.test" for n in range(count))
     assert rows(rt) == []
+
+
+def test_a_database_error_does_not_stop_the_worker(
+    runtime: Runtime,
+    smarthost: FakeSmarthost,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, now=dt.datetime.now(dt.UTC))
+    real_claim = outbound.claim
+    calls = 0
+
+    def flaky_claim(*args: object, **kwargs: object) -> list[outbound.ClaimedItem]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sa.exc.OperationalError("SELECT …", {"raw": b"secret body text"}, Exception())
+        return real_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbound, "claim", flaky_claim)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_relay(rt, stop))
+        await asyncio.to_thread(smarthost.wait_for, 1)
+        stop.set()
+        await worker
+
+    asyncio.run(scenario())
+    assert calls >= 2
+    assert "database error, retrying shortly: OperationalError" in caplog.text
+    assert "secret body text" not in caplog.text
+    assert [m.content for m in smarthost.messages] == [RAW]
