@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+# Importing a command module registers its commands on `cli`.
+from sealgate.cli import accounts, init, keys, mailbox, queue, serve  # noqa: F401
 from sealgate.cli.base import cli
-from sealgate.cli import accounts, init, keys, serve  # noqa: F401  (registers commands)
-from sealgate.cli import mailbox, queue  # noqa: F401  (registers commands)
 
 
 def main() -> None:

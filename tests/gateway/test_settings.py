@@ -46,7 +46,9 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         ("[smtp\n", {}, "not valid TOML"),
     ],
 )
-def test_bad_values_name_the_key(tmp_path: Path, toml: str, env: dict[str, str], named: str) -> None:
+def test_bad_values_name_the_key(
+    tmp_path: Path, toml: str, env: dict[str, str], named: str
+) -> None:
     (tmp_path / "sealgate.toml").write_text(toml)
     with pytest.raises(SettingsError, match=named.replace("[", r"\[").replace("]", r"\]")):
         load_settings(tmp_path, env=env)
