@@ -84,7 +84,7 @@ class PortalUser:
 
 def load_user(user_id: str) -> PortalUser | None:
     account_id, _, nonce = user_id.partition(":")
-    if not account_id.isdigit() or not nonce:
+    if not (account_id.isascii() and account_id.isdigit() and len(account_id) <= 12 and nonce):
         return None
     account = db_session().get(Account, int(account_id))
     return None if account is None else PortalUser.from_account(account, nonce)
@@ -100,12 +100,14 @@ def check_login(
     user_agent: str,
 ) -> Account | None:
     """The account when email and password match, else None; the attempt is audited."""
-    if len(email) > MAX_EMAIL_LENGTH:
-        email = ""  # still pays the dummy verify below
+    if len(email) > MAX_EMAIL_LENGTH or not email.isprintable():
+        email = ""  # no such account (and no NUL for PostgreSQL); still pays the verify
     detail = ""
     try:
         account = accounts.authenticate_account(session, hasher, email, password)
     except PasswordTooLong:
+        # The hasher refuses long input before hashing; should it ever raise
+        # instead of answering False, that is still just a failed login.
         account, detail = None, "password too long"
     known = account or (accounts.find_account(session, email) if email else None)
     audit.record(

@@ -108,7 +108,9 @@ def limiter(app: Flask | None = None) -> Limiter:
 
 def request_meta() -> dict[str, Any]:
     """Who is asking, for the audit log (never anything from the request body)."""
+    agent = request.headers.get("User-Agent", "")[:300]
     return {
         "ip": client_address(),
-        "user_agent": request.headers.get("User-Agent", "")[:300],
+        # Printable only: the audit page shows it, and PostgreSQL refuses NUL.
+        "user_agent": "".join(c if c.isprintable() else "?" for c in agent),
     }

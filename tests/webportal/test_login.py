@@ -119,6 +119,32 @@ def test_overlong_email_is_an_ordinary_failure(
     assert ("a" * 400) not in response.text
 
 
+@pytest.mark.parametrize(
+    "email", ["alice@example.test\x00", "ali\x00ce@example.test", "\x1b[31m@example.test"]
+)
+def test_control_characters_are_an_ordinary_failure(
+    client: FlaskClient, runtime: Runtime, mail_users: dict[str, str], login: LoginFn, email: str
+) -> None:
+    response = login(email, ALICE_PW)
+    assert response.status_code == 200
+    assert "Email or password is wrong." in response.text
+    [event] = login_events(runtime)
+    assert (event.success, event.actor, event.account_id) == (False, UNKNOWN_ACTOR, None)
+
+
+def test_user_agent_is_stored_printable(
+    client: FlaskClient, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    token = csrf_from(client.get("/login").text)
+    client.post(
+        "/login",
+        data={"email": ALICE, "password": ALICE_PW, "csrf_token": token},
+        headers={"User-Agent": "Mozilla/5.0\x00\x07 (evil)"},
+    )
+    [event] = login_events(runtime)
+    assert event.success and event.user_agent == "Mozilla/5.0?? (evil)"
+
+
 def test_missing_csrf_token_gets_the_friendly_400_page(
     client: FlaskClient, runtime: Runtime, mail_users: dict[str, str]
 ) -> None:
