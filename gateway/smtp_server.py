@@ -31,6 +31,7 @@ from gateway.smtp_codes import (
     AUTH_INVALID,
     AUTH_TOO_MANY_FAILURES,
     BAD_RECIPIENT_SYNTAX,
+    IDLE_TIMEOUT,
     MESSAGE_TOO_BIG,
     OK_AUTH,
     QUEUED,
@@ -283,6 +284,13 @@ class SubmissionSMTP(SMTP):
                 self.transport.close()
             return
         await super()._handle_client()
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §4.1.1.10 wants a reason before an idle connection is dropped.
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write((IDLE_TIMEOUT + "\r\n").encode())
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: Any) -> None:
         # aiosmtpd's own 552 texts do not name the limit; clients and users need it.

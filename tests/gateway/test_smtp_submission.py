@@ -348,3 +348,53 @@ def test_internal_error_is_a_generic_temporary_failure(
         assert b"secret" not in err.value.smtp_error and b"Runtime" not in err.value.smtp_error
         assert client.noop()[0] == 250
     assert mailbox_rows(submission_server.runtime, BOB) == []
+
+
+def test_idle_connections_time_out_and_connections_per_client_are_limited(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    loop_thread: object,
+) -> None:
+    from tests.conftest import LoopThread
+
+    assert isinstance(loop_thread, LoopThread)
+    strict = Runtime.open(
+        runtime.settings.replace(smtp={"idle_timeout": 1.0, "max_connections_per_client": 2})
+    )
+    server = SubmissionServer(strict)
+    loop_thread.run(server.start())
+    try:
+        first = smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30)
+        second = smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30)
+        # A third concurrent connection from the same address is turned away at once.
+        with pytest.raises(smtplib.SMTPConnectError) as err:
+            smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30)
+        assert err.value.smtp_code == 421
+        # An idle connection is closed by the server after idle_timeout.
+        assert first.sock is not None
+        first.sock.settimeout(30)
+        assert first.sock.recv(1024).startswith(b"421")
+        first.close()
+        second.close()
+        # With those gone, the address may connect again.
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as third:
+            assert third.noop()[0] == 250
+    finally:
+        loop_thread.run(server.stop(grace=1))
+        strict.close()
+
+
+def test_smtputf8_recipient_is_accepted(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    rcpt = "jürg@bücher.example"
+    raw = f"From: {ALICE}\r\nTo: {rcpt}\r\nSubject: utf8\r\n\r\nhoi\r\n".encode()
+    with starttls_client(submission_server, client_ssl_context) as client:
+        client.login(ALICE, mail_users[ALICE])
+        assert client.sendmail(ALICE, [rcpt], raw, mail_options=["SMTPUTF8"]) == {}
+    with db.transaction(submission_server.runtime.sessions) as session:
+        (item,) = session.scalars(sa.select(QueueItem)).all()
+    assert item.rcpt_to == rcpt
