@@ -65,7 +65,8 @@ def configure(app: Flask, portal: PortalSettings) -> None:
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         if secure:
             headers["Strict-Transport-Security"] = HSTS
-        if request.endpoint != "static":
-            # Pages show mail and carry CSRF tokens: no copy in any cache.
+        if request.endpoint != "static" and not response.cache_control.public:
+            # Pages show mail and carry CSRF tokens: no copy in any cache. A view
+            # serving something public (a WKD key) opts out by marking it public.
             headers["Cache-Control"] = "no-store"
         return response

@@ -9,7 +9,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
 from gateway import audit
@@ -52,6 +52,21 @@ def test_every_answer_carries_the_security_headers(client: FlaskClient, path: st
             assert response.headers.get("Cache-Control") != "no-store"
         else:
             assert response.headers["Cache-Control"] == "no-store"
+
+
+@access.public
+def _public_document() -> Response:
+    response = Response("a public key")
+    response.cache_control.public = True
+    response.cache_control.max_age = 3600
+    return response
+
+
+def test_only_a_response_marked_public_may_be_cached(app: Flask) -> None:
+    app.add_url_rule("/public-doc", "public_doc", _public_document)
+    response = app.test_client().get("/public-doc")
+    assert response.headers["Cache-Control"] in ("public, max-age=3600", "max-age=3600, public")
+    assert_security_headers(response.headers)
 
 
 def test_pages_use_no_inline_script_or_style(
