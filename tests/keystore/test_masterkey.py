@@ -1,0 +1,53 @@
+"""The master key ring as long-running processes see it (`RingFile`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keystore.masterkey import (
+    MASTER_KEYS_ENV,
+    MasterKeyError,
+    MasterKeyRing,
+    RingFile,
+    load_ring,
+    ring_path,
+    save_ring,
+)
+
+
+def test_ring_file_rereads_the_ring_when_the_file_is_replaced(tmp_path: Path) -> None:
+    save_ring(tmp_path, MasterKeyRing.generate())
+    ring_file = RingFile(tmp_path, env={})
+    first = ring_file.get()
+    assert ring_file.get() is first  # unchanged file: no re-read
+    save_ring(tmp_path, first.with_new_primary())
+    second = ring_file.get()
+    assert (second.primary, second.active_versions) == (2, [1, 2])
+    save_ring(tmp_path, second.with_retired(1))
+    assert ring_file.get().retired == {1}
+    assert str(tmp_path) in repr(ring_file)
+    assert all(key.hex() not in repr(ring_file) for key in second.keys.values())
+
+
+def test_ring_file_checks_the_mode_on_every_reload(tmp_path: Path) -> None:
+    save_ring(tmp_path, MasterKeyRing.generate())
+    ring_file = RingFile(tmp_path, env={})
+    ring_file.get()
+    ring = load_ring(tmp_path, env={})
+    save_ring(tmp_path, ring.with_new_primary())
+    ring_path(tmp_path).chmod(0o644)
+    with pytest.raises(MasterKeyError, match="readable by others"):
+        ring_file.get()
+    ring_path(tmp_path).unlink()
+    with pytest.raises(MasterKeyError, match="does not exist"):
+        ring_file.get()
+
+
+def test_ring_from_the_environment_is_fixed(tmp_path: Path) -> None:
+    ring = MasterKeyRing.generate()
+    ring_file = RingFile(tmp_path, env={MASTER_KEYS_ENV: ring.to_json()})
+    got = ring_file.get()
+    assert got.keys == ring.keys
+    assert ring_file.get() is got
