@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sealgate_read_only"
@@ -24,15 +25,19 @@ READ_ONLY = "sealgate_read_only"
 
 def create_engine(url: str, *, echo: bool = False) -> sa.Engine:
     if url.startswith("sqlite"):
+        # hide_parameters: a logged SQL error must not carry bound values (raw mail, hashes).
         engine = sa.create_engine(
-            url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+            url,
+            echo=echo,
+            hide_parameters=True,
+            connect_args={"timeout": 30, "check_same_thread": False},
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite opens transactions lazily and never for SELECT; take the write
         # lock at BEGIN instead so two writers do not deadlock on lock upgrade.
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,20 +103,23 @@ def alembic_config(engine: sa.Engine) -> AlembicConfig:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest migrations (idempotent).
+
+    "heads", not "head": work on separate areas may add migrations side by side
+    (branches off one parent) until a merge revision joins them.
+    """
+    command.upgrade(alembic_config(engine), "heads")
 
 
-def schema_revision(engine: sa.Engine) -> str | None:
+def schema_revisions(engine: sa.Engine) -> frozenset[str]:
+    """The revisions the database is at; empty when it was never migrated."""
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return frozenset()
+        return frozenset(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
-def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
+def head_revisions() -> frozenset[str]:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return frozenset(ScriptDirectory.from_config(cfg).get_heads())

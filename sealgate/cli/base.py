@@ -46,7 +46,7 @@ class CliState:
 
     def require_initialised(self) -> Runtime:
         runtime = self.runtime
-        if db.schema_revision(runtime.engine) is None:
+        if not db.schema_revisions(runtime.engine):
             raise click.ClickException(
                 f"no database found for {self.settings.data_dir} (run `sealgate init` first)"
             )

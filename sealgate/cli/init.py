@@ -36,9 +36,12 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     done: list[str] = []
 
     runtime = state.runtime
-    if db.schema_revision(runtime.engine) is None:
-        done.append("database created")
+    before = db.schema_revisions(runtime.engine)
     db.migrate(runtime.engine)
+    if not before:
+        done.append("database created")
+    elif before != db.schema_revisions(runtime.engine):
+        done.append("database schema upgraded")
 
     if not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists():
         save_ring(settings.data_dir, MasterKeyRing.generate())

@@ -47,11 +47,11 @@ def _preflight(runtime: Runtime) -> None:
     for name in (settings.smtp.tls_cert, settings.smtp.tls_key):
         if not settings.path(name).is_file():
             raise click.ClickException(f"TLS file {settings.path(name)} is missing")
-    current, head = db.schema_revision(runtime.engine), db.head_revision()
-    if current != head:
+    current, heads = db.schema_revisions(runtime.engine), db.head_revisions()
+    if current != heads:
         raise click.ClickException(
-            f"the database schema is at {current}, this version needs {head}: "
-            "run `sealgate init` to migrate"
+            f"the database schema is at {', '.join(sorted(current)) or 'nothing'}, this version"
+            f" needs {', '.join(sorted(heads))}: run `sealgate init` to migrate"
         )
 
 
