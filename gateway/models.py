@@ -48,6 +48,7 @@ class Account(Base):
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(200))
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
     language: so.Mapped[str] = so.mapped_column(sa.String(5), default="en")
+    always_encrypt: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     addresses: so.Mapped[list[Address]] = so.relationship(
@@ -69,6 +70,16 @@ class Address(Base):
 
     account: so.Mapped[Account] = so.relationship(back_populates="addresses")
     domain: so.Mapped[Domain] = so.relationship()
+
+
+class EncryptionRule(Base):
+    """An admin rule: mail to this recipient domain is always encrypted."""
+
+    __tablename__ = "encryption_rules"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    domain: so.Mapped[str] = so.mapped_column(sa.String(253), unique=True)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
 
 class MailboxMessage(Base):
