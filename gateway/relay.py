@@ -217,7 +217,7 @@ class Relay:
             # Stay well inside the lease, so no other worker can pick the row up
             # while this one may still be talking to the smarthost.
             async with asyncio.timeout(self.relay.lease_seconds * 0.8):
-                reply = await self._send(item)
+                reply, client = await self._send(item)
         except asyncio.CancelledError:
             await asyncio.shield(self._finish_released(item))
             raise
@@ -230,11 +230,24 @@ class Relay:
         except Exception as exc:  # a bug or an odd peer must not stop the worker
             log.exception("relay: queue %s to %s: unexpected error", item.queue_id, item.rcpt_to)
             return await self._defer(item, f"internal error ({type(exc).__name__})")
-        await self._db(lambda s: outbound.mark_sent(s, item))
-        log.info(
-            "relay: queue %s to %s: sent (%s)", item.queue_id, item.rcpt_to, dsn.clean(reply, 200)
-        )
+        # Accepted: from here on a stop must not release the row (that would send it
+        # twice), so recording the delivery is shielded from cancellation.
+        await asyncio.shield(self._record_sent(item, reply, client))
         return Result(item.id, item.queue_id, Outcome.SENT)
+
+    async def _record_sent(self, item: ClaimedItem, reply: str, client: aiosmtplib.SMTP) -> None:
+        try:
+            await self._db(lambda s: outbound.mark_sent(s, item))
+            log.info(
+                "relay: queue %s to %s: sent (%s)",
+                item.queue_id,
+                item.rcpt_to,
+                dsn.clean(reply, 200),
+            )
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+        finally:
+            client.close()
 
     async def _finish_released(self, item: ClaimedItem) -> None:
         now = self.clock()
@@ -298,8 +311,11 @@ class Relay:
 
     # -- SMTP --------------------------------------------------------------------
 
-    async def _send(self, item: ClaimedItem) -> str:
-        """Deliver the raw bytes unchanged; the reply to DATA, else _Temporary/_Permanent."""
+    async def _send(self, item: ClaimedItem) -> tuple[str, aiosmtplib.SMTP]:
+        """Deliver the raw bytes unchanged: the reply to DATA and the still-open client.
+
+        Raises _Temporary or _Permanent; the caller QUITs once the delivery is recorded.
+        """
         relay = self.relay
         where = f"{relay.host}:{relay.port}"
         client = aiosmtplib.SMTP(
@@ -318,10 +334,7 @@ class Relay:
         except BaseException:
             client.close()
             raise
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit()
-        client.close()
-        return reply
+        return reply, client
 
     async def _connect(self, client: aiosmtplib.SMTP, where: str) -> None:
         relay = self.relay

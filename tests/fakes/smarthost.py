@@ -13,7 +13,7 @@ recipients, encrypted outbound delivery):
         assert msg.content == raw_bytes       # exactly what came out of DATA
         assert msg.tls                        # it went over STARTTLS
 
-Failures are injected per SMTP stage ("mail", "rcpt", "data"):
+Failures, delays and holds are injected per SMTP stage ("mail", "rcpt", "data", "quit"):
 
     smarthost.fail("rcpt", 451)               # every RCPT answers 451 4.3.0 until cleared
     smarthost.fail("data", 550, times=1)      # only the next DATA answers 550 5.7.1
@@ -48,8 +48,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.settings import Settings
 
-Stage = Literal["mail", "rcpt", "data"]
-STAGES: tuple[Stage, ...] = ("mail", "rcpt", "data")
+Stage = Literal["mail", "rcpt", "data", "quit"]
+STAGES: tuple[Stage, ...] = ("mail", "rcpt", "data", "quit")
 
 DEFAULT_REPLIES = {
     421: "421 4.3.0 Service shutting down (injected)",
@@ -337,6 +337,13 @@ class _Handler:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+    async def handle_QUIT(  # noqa: N802  (aiosmtpd's hook names)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        await self.owner._wait("quit")
+        reply = self.owner._injected("quit")
+        return reply if reply is not None else "221 2.0.0 Bye"
 
     async def handle_DATA(  # noqa: N802  (aiosmtpd's hook names)
         self, server: SMTP, session: Session, envelope: Envelope

@@ -445,6 +445,33 @@ def test_stop_releases_the_in_flight_row(
     assert [m.content for m in smarthost.messages] == [RAW]
 
 
+def test_stop_after_the_smarthost_accepted_does_not_send_twice(
+    runtime: Runtime, smarthost: FakeSmarthost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once DATA got its 250 the row counts as sent, even if the stop comes during QUIT."""
+    monkeypatch.setattr(relay, "STOP_GRACE_SECONDS", 0.05)
+    rt = with_relay(runtime, smarthost)
+    clock = FakeClock()
+    enqueue(rt)
+    smarthost.hold("quit")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_relay(rt, stop, clock))
+        await asyncio.to_thread(smarthost.wait_held)
+        stop.set()
+        await worker
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        smarthost.release_hold()
+    assert rows(rt) == []
+    clock.advance(3600)
+    assert sweep(rt, clock) == []
+    assert [m.content for m in smarthost.messages] == [RAW]
+
+
 def test_two_workers_send_every_row_exactly_once(
     runtime: Runtime, smarthost: FakeSmarthost
 ) -> None:
