@@ -168,6 +168,10 @@ def _parse_key(data: bytes | str) -> Any:
         _fail("OpenPGP key is too large")
     with _untrusted("not a valid OpenPGP key"):
         key, _others = pgpy.PGPKey.from_blob(data)
+        # pgpy hands back an empty shell for input with no key packet in it.
+        if key._key is None or not key.userids:
+            _fail("not a valid OpenPGP key")
+        _ids(key)
     return key
 
 
@@ -184,7 +188,8 @@ def parse_public_key(data: bytes | str) -> PublicKey:
     key = _parse_key(data)
     if not key.is_public:
         # Never keep secret material that arrived where a public key was expected.
-        key = key.pubkey
+        with _untrusted("not a valid OpenPGP key"):
+            key = key.pubkey
     return _public(key)
 
 
