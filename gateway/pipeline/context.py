@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 def new_queue_id() -> str:
@@ -29,6 +30,16 @@ class ClientInfo:
 
 
 @dataclass
+class Copy:
+    """One stored or queued copy: to a mailbox, to the relay, or to the sender's Sent folder."""
+
+    destination: Literal["mailbox", "queue", "sent"]
+    recipients: list[str]
+    raw: bytes = field(repr=False)
+    encrypted: bool = False
+
+
+@dataclass
 class Submission:
     """One submitted message on its way through the pipeline.
 
@@ -45,3 +56,7 @@ class Submission:
     queue_id: str = field(default_factory=new_queue_id)
     hosted: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
+    encrypt: bool = False
+    encrypt_reasons: tuple[str, ...] = ()
+    password: str | None = field(default=None, repr=False)
+    copies: list[Copy] = field(default_factory=list)

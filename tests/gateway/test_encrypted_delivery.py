@@ -1,0 +1,227 @@
+"""Encrypted delivery over real SMTP: triggers, PGP/MIME to hosted recipients, Bcc isolation."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+import ssl
+import subprocess
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import db, rawheaders
+from gateway.models import Account, EncryptionRule, MailboxMessage, QueueItem
+from gateway.pipeline import pgpmime
+from gateway.runtime import Runtime
+from gateway.smtp_server import SubmissionServer
+from keystore import store
+from tests.keystore.conftest import GnuPG
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+
+
+@pytest.fixture
+def gpg(tmp_path: Path) -> Iterator[GnuPG]:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    yield GnuPG(home)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+def rich_message(subject: str = "Grüsse aus Zürich – Überweisung") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = ALICE
+    msg["To"] = BOB
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<rich-1@example.test>"
+    msg.set_content("Hallo Bob,\nanbei die Rechnung. Grüsse, Alice\n")
+    msg.add_alternative("<p>Hallo <b>Bob</b>, anbei die Rechnung.</p>", subtype="html")
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="rechnung.pdf")
+    return msg
+
+
+def submit(
+    server: SubmissionServer,
+    ctx: ssl.SSLContext,
+    password: str,
+    raw: bytes,
+    rcpts: list[str],
+    sender: str = ALICE,
+) -> str:
+    with smtplib.SMTP_SSL("127.0.0.1", server.tls_port, context=ctx, timeout=60) as client:
+        client.login(sender, password)
+        client.mail(sender, ["SMTPUTF8", "BODY=8BITMIME"])
+        for rcpt in rcpts:
+            assert client.rcpt(rcpt)[0] == 250
+        code, reply = client.data(raw)
+        assert code == 250, reply
+        return reply.decode().rsplit(" ", 1)[1]
+
+
+def mailbox(runtime: Runtime, address: str, folder: str = "INBOX") -> list[MailboxMessage]:
+    with db.transaction(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                sa.select(MailboxMessage)
+                .join(MailboxMessage.address)
+                .where(sa.text("addresses.address = :a"), MailboxMessage.folder == folder)
+                .params(a=address)
+                .order_by(MailboxMessage.id)
+            )
+        )
+
+
+def export_secret(runtime: Runtime, address: str) -> bytes:
+    from keystore import pgp
+
+    with db.transaction(runtime.sessions) as session:
+        keys = store.secret_keys_for_decryption(session, runtime.ring.get(), address)
+    return b"".join(pgp.secret_key_bytes(k) for k in keys)
+
+
+def gpg_decrypt(gpg: GnuPG, raw: bytes) -> tuple[bytes, str]:
+    armored = pgpmime.encrypted_payload(raw)
+    assert armored is not None
+    result = gpg.run("--status-fd", "2", "--decrypt", input=armored)
+    return result.stdout, result.stderr.decode()
+
+
+def test_subject_tag_encrypts_to_hosted_recipient_and_gpg_recovers_the_mime_tree(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+    gpg: GnuPG,
+) -> None:
+    original = rich_message("[Encrypt] Grüsse aus Zürich")
+    raw = original.as_bytes(policy=email.policy.SMTP)
+    submit(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
+
+    (stored,) = mailbox(runtime, BOB)
+    assert stored.encrypted
+    assert stored.subject == "Grüsse aus Zürich"  # tag removed, subject kept in clear
+    outer = email.message_from_bytes(stored.raw, policy=email.policy.default)
+    assert outer.get_content_type() == "multipart/encrypted"
+    assert outer.get_param("protocol") == "application/pgp-encrypted"
+    version, data = outer.iter_parts()
+    assert version.get_content().strip() == b"Version: 1"
+    assert data.get_content_type() == "application/octet-stream"
+    assert b"Rechnung" not in stored.raw and b"%PDF" not in stored.raw
+
+    gpg.import_key(export_secret(runtime, BOB))
+    gpg.import_key(export_secret(runtime, ALICE))
+    plaintext, status = gpg_decrypt(gpg, stored.raw)
+    assert "[GNUPG:] GOODSIG" in status and "[GNUPG:] DECRYPTION_OKAY" in status
+    inner = email.message_from_bytes(plaintext, policy=email.policy.default)
+    parts = [(p.get_content_type(), p.get_payload(decode=True)) for p in inner.walk()]
+    sent_tree = email.message_from_bytes(raw, policy=email.policy.default)
+    expected = [(p.get_content_type(), p.get_payload(decode=True)) for p in sent_tree.walk()]
+    assert parts == expected  # same tree, same attachment bytes
+
+    (sent,) = mailbox(runtime, ALICE, "Sent")
+    assert sent.encrypted
+    plaintext, status = gpg_decrypt(gpg, sent.raw)
+    assert "GOODSIG" in status and b"rechnung.pdf" in plaintext
+
+
+def test_header_trigger_and_control_headers_never_stored(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    raw = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: by header\r\nX-Sealgate-Encrypt: yes\r\n"
+        "X-Sealgate-Whatever: private\r\n\r\nsecret body\r\n"
+    ).encode()
+    submit(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
+    for row in mailbox(runtime, BOB) + mailbox(runtime, ALICE, "Sent"):
+        assert row.encrypted
+        assert b"X-Sealgate" not in row.raw and b"secret body" not in row.raw
+
+
+def test_account_setting_and_domain_rule_triggers(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    plain = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: plain\r\n\r\nhello\r\n".encode()
+    submit(submission_server, client_ssl_context, mail_users[ALICE], plain, [BOB])
+    with db.transaction(runtime.sessions) as session:
+        session.add(EncryptionRule(domain="example.test"))
+    submit(submission_server, client_ssl_context, mail_users[ALICE], plain, [BOB])
+    with db.transaction(runtime.sessions) as session:
+        session.execute(sa.delete(EncryptionRule))
+        session.execute(
+            sa.update(Account).where(Account.email == ALICE).values(always_encrypt=True)
+        )
+    submit(submission_server, client_ssl_context, mail_users[ALICE], plain, [BOB])
+    assert [m.encrypted for m in mailbox(runtime, BOB)] == [False, True, True]
+    # Unencrypted mail is stored exactly as submitted, after the one Received header.
+    first = mailbox(runtime, BOB)[0].raw
+    assert first.endswith(plain) and first.startswith(b"Received: ")
+
+
+def test_external_recipient_without_key_is_refused_and_nothing_is_sent(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    raw = f"From: {ALICE}\r\nTo: {BOB}, x@elsewhere.example\r\nSubject: [encrypt] hi\r\n\r\nx\r\n"
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", submission_server.tls_port, context=client_ssl_context, timeout=60
+    ) as client:
+        client.login(ALICE, mail_users[ALICE])
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            client.sendmail(ALICE, [BOB, "x@elsewhere.example"], raw.encode())
+    assert err.value.smtp_code == 550
+    assert b"x@elsewhere.example" in err.value.smtp_error
+    assert mailbox(runtime, BOB) == []
+    with db.transaction(runtime.sessions) as session:
+        assert session.scalars(sa.select(QueueItem)).all() == []
+
+
+def test_bcc_recipient_key_ids_stay_hidden(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+    gpg: GnuPG,
+) -> None:
+    from gateway import accounts
+
+    carol, dave = "carol@example.test", "dave@example.test"
+    with db.transaction(runtime.sessions) as session:
+        for who in (carol, dave):
+            acct = accounts.add_account(session, runtime.hasher, who, "pw-" + who, actor="t")
+            accounts.add_address(session, runtime.hasher, who, acct, "smtp-" + who, actor="t")
+    raw = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nCc: {carol}\r\nBcc: {dave}\r\n"
+        "Subject: [encrypt] board minutes\r\n\r\nconfidential\r\n"
+    ).encode()
+    submit(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB, carol, dave])
+
+    with db.transaction(runtime.sessions) as session:
+        ids = {a: store.current_key(session, a) for a in (BOB, carol, dave)}
+    subkey = {a: row.subkey_id for a, row in ids.items() if row is not None}
+
+    def recipients_of(row: MailboxMessage) -> set[str]:
+        packets = gpg.list_packets(pgpmime.encrypted_payload(row.raw) or b"")
+        return {a for a, sid in subkey.items() if f"keyid {sid}" in packets}
+
+    (to_bob,) = mailbox(runtime, BOB)
+    (to_carol,) = mailbox(runtime, carol)
+    (to_dave,) = mailbox(runtime, dave)
+    assert recipients_of(to_bob) == {BOB, carol}
+    assert recipients_of(to_carol) == {BOB, carol}
+    assert recipients_of(to_dave) == {dave}
+    for row in (to_bob, to_carol, to_dave):
+        assert rawheaders.get(row.raw, "Bcc") is None and dave.encode() not in row.raw
