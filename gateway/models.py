@@ -150,3 +150,120 @@ class AuditEvent(Base):
     ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
     user_agent: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
     detail: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+
+
+# -- account security (issue 6) ------------------------------------------------
+
+
+class AccountSecurity(Base):
+    """An account's second factor and alert choices; no row means no 2FA, every alert on.
+
+    The TOTP secret is stored only wrapped under the master-key ring
+    (gateway.totp); `totp_last_step` is the replay guard: a code is accepted
+    only for a time step after the last one used.
+    """
+
+    __tablename__ = "account_security"
+
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    totp_secret: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
+    totp_enabled_at: so.Mapped[dt.datetime | None]
+    totp_last_step: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    totp_pending: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
+    totp_pending_at: so.Mapped[dt.datetime | None]
+    alert_new_device: so.Mapped[bool] = so.mapped_column(default=True)
+    alert_failed_login: so.Mapped[bool] = so.mapped_column(default=True)
+
+
+class RecoveryCode(Base):
+    """One one-time recovery code, as a digest; `used_at` is set when it is spent."""
+
+    __tablename__ = "recovery_codes"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    digest: so.Mapped[str] = so.mapped_column(sa.String(64))
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    used_at: so.Mapped[dt.datetime | None]
+
+
+class AppPassword(Base):
+    """A named password for one mail program, as a digest; SMTP AUTH only."""
+
+    __tablename__ = "app_passwords"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: so.Mapped[str] = so.mapped_column(sa.String(64))
+    digest: so.Mapped[str] = so.mapped_column(sa.String(64))
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    last_used_at: so.Mapped[dt.datetime | None]
+    last_used_ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+
+
+class PortalSession(Base):
+    """One portal login: the server-side half of the session cookie.
+
+    The cookie holds a random nonce; this row holds its SHA-256, so a session
+    ended here is refused on its next request whatever cookie the browser keeps.
+    """
+
+    __tablename__ = "portal_sessions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_digest: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    authenticated_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    ip: so.Mapped[str] = so.mapped_column(sa.String(64), default="")
+    user_agent: so.Mapped[str] = so.mapped_column(sa.String(300), default="")
+    ended_at: so.Mapped[dt.datetime | None]
+    end_reason: so.Mapped[str] = so.mapped_column(sa.String(32), default="")
+
+
+class KnownDevice(Base):
+    """A network prefix and browser family an account has logged in from before."""
+
+    __tablename__ = "known_devices"
+    __table_args__ = (sa.UniqueConstraint("account_id", "network", "browser"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("accounts.id", ondelete="CASCADE"))
+    network: so.Mapped[str] = so.mapped_column(sa.String(64))
+    browser: so.Mapped[str] = so.mapped_column(sa.String(32))
+    first_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
+class AlertSent(Base):
+    """When the last alert mail of a kind went to an account (the rate limit's memory)."""
+
+    __tablename__ = "alerts_sent"
+
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: so.Mapped[str] = so.mapped_column(sa.String(32), primary_key=True)
+    last_sent_at: so.Mapped[dt.datetime]
+
+
+class LoginLockout(Base):
+    """Failure counter and lock of one login name (`portal:<email>`, `smtp:<account id>`)."""
+
+    __tablename__ = "login_lockouts"
+
+    key: so.Mapped[str] = so.mapped_column(sa.String(400), primary_key=True)
+    failures: so.Mapped[int] = so.mapped_column(default=0)
+    window_started_at: so.Mapped[dt.datetime]
+    locked_until: so.Mapped[dt.datetime | None]
+    lock_count: so.Mapped[int] = so.mapped_column(default=0)
+    last_failure_at: so.Mapped[dt.datetime]
