@@ -1,0 +1,181 @@
+"""What must not be touched: already-encrypted mail, and DKIM-signed plain mail."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import email.policy
+import smtplib
+import ssl
+import subprocess
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import dkim
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway import db
+from gateway.models import Account, MailboxMessage
+from gateway.relay import Relay
+from gateway.runtime import Runtime
+from gateway.smtp_server import SubmissionServer
+from gateway.timeutil import utcnow
+from keystore import store
+from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
+from tests.keystore.conftest import GnuPG
+
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@elsewhere.example"
+
+
+@pytest.fixture
+def gpg(tmp_path: Path) -> Iterator[GnuPG]:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    yield GnuPG(home)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+@pytest.fixture
+def always_encrypt(runtime: Runtime, mail_users: dict[str, str]) -> None:
+    """Alice's account encrypts everything: pass-through must win over that."""
+    with db.transaction(runtime.sessions) as session:
+        session.execute(
+            sa.update(Account).where(Account.email == ALICE).values(always_encrypt=True)
+        )
+
+
+def send(
+    server: SubmissionServer, ctx: ssl.SSLContext, pw: str, raw: bytes, rcpts: list[str]
+) -> None:
+    with smtplib.SMTP_SSL("127.0.0.1", server.tls_port, context=ctx, timeout=60) as client:
+        client.login(ALICE, pw)
+        assert client.sendmail(ALICE, rcpts, raw) == {}
+
+
+def relay_once(runtime: Runtime, smarthost: FakeSmarthost) -> None:
+    relayed = dataclasses.replace(runtime, settings=relay_settings_for(runtime.settings, smarthost))
+    asyncio.run(Relay(relayed).sweep())
+
+
+def stored(runtime: Runtime) -> list[MailboxMessage]:
+    with db.transaction(runtime.sessions) as session:
+        return list(session.scalars(sa.select(MailboxMessage).order_by(MailboxMessage.id)))
+
+
+def strip_received(raw: bytes) -> bytes:
+    """The message without the one (folded) Received header the gateway put in front."""
+    assert raw.startswith(b"Received: ")
+    end = 0
+    while True:
+        end = raw.index(b"\r\n", end) + 2
+        if raw[end : end + 1] not in (b" ", b"\t"):
+            return raw[end:]
+
+
+def test_pgp_mime_made_by_gpg_passes_through_byte_identical(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    always_encrypt: None,
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+    smarthost: FakeSmarthost,
+    gpg: GnuPG,
+) -> None:
+    with db.transaction(runtime.sessions) as session:
+        row = store.get_or_create(session, runtime.ring.get(), BOB, utcnow(), events=_sink)
+        gpg.import_key(row.public_key)
+    encrypted = gpg.run(
+        "--armor", "--encrypt", "--recipient", BOB, input=b"Content-Type: text/plain\r\n\r\nhi\r\n"
+    ).stdout
+    raw = (
+        (
+            f"From: {ALICE}\r\nTo: {BOB}, {CAROL}\r\nSubject: from gpg\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            ' boundary="b1"\r\n\r\n--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
+            "Version: 1\r\n\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + encrypted.replace(b"\n", b"\r\n")
+        + b"\r\n--b1--\r\n"
+    )
+    # CAROL has no key: already-encrypted mail still goes out, as it came.
+    send(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB, CAROL])
+    relay_once(runtime, smarthost)
+    (to_bob,) = stored(runtime)
+    (to_carol,) = smarthost.wait_for(1)
+    assert strip_received(to_bob.raw) == raw
+    assert strip_received(to_carol.content) == raw
+
+
+def test_inline_pgp_and_smime_are_not_encrypted_twice(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    always_encrypt: None,
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    inline = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: inline\r\n\r\n"
+        "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0123\r\n-----END PGP MESSAGE-----\r\n"
+    ).encode()
+    smime = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: smime\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggE=\r\n"
+    ).encode()
+    for raw in (inline, smime):
+        send(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
+    rows = stored(runtime)
+    assert [strip_received(r.raw) for r in rows] == [inline, smime]
+
+
+def test_dkim_signed_plain_mail_arrives_with_a_valid_signature(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+    smarthost: FakeSmarthost,
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = ALICE, CAROL, "Signed, not encrypted"
+    msg["Date"] = "Fri, 27 Nov 2026 10:00:00 +0000"
+    msg.set_content("A line that must arrive exactly.\n  With spaces.  \n")
+    unsigned = msg.as_bytes(policy=email.policy.SMTP)
+    signature = dkim.sign(
+        unsigned,
+        b"sel",
+        b"example.test",
+        private_pem,
+        include_headers=[b"from", b"to", b"subject", b"date"],
+    )
+    signed = signature + unsigned
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        """The DNS TXT answer for the selector (DNS is outside the machine)."""
+        assert name == b"sel._domainkey.example.test."
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der)
+
+    assert dkim.verify(signed, dnsfunc=dns)
+    send(submission_server, client_ssl_context, mail_users[ALICE], signed, [CAROL])
+    relay_once(runtime, smarthost)
+    (arrived,) = smarthost.wait_for(1)
+    assert strip_received(arrived.content) == signed
+    assert dkim.verify(arrived.content, dnsfunc=dns)
+
+
+def _sink(session: object, action: str, target: str, detail: str) -> None:
+    """Key events of this test setup are not under test."""
+    assert action == "key.create"
