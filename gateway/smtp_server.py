@@ -48,6 +48,16 @@ from gateway.tls import server_context
 log = logging.getLogger(__name__)
 
 
+class _NoProtocolDebug(logging.Filter):
+    """aiosmtpd logs every received line at DEBUG, message bodies included: never pass them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_AIOSMTPD_LOG = logging.getLogger("mail.log")
+
+
 @dataclass(frozen=True)
 class SmtpIdentity:
     """What a successful AUTH leaves in the session: who may send, and as which addresses."""
@@ -313,6 +323,8 @@ class SubmissionServer:
             ),
         )
         self._connections = ConnectionCounter(smtp.max_connections_per_client)
+        if not any(isinstance(f, _NoProtocolDebug) for f in _AIOSMTPD_LOG.filters):
+            _AIOSMTPD_LOG.addFilter(_NoProtocolDebug())
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
         self.submission_port = 0
