@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import NullHandler, aiosmtpd_server, run_load, sealgate_server  # noqa: E402
+from harness import NullHandler, aiosmtpd_server, run_load, sealgate_server
 
 
 def main() -> None:
