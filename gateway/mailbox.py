@@ -9,6 +9,7 @@ from email.policy import default as default_policy
 
 import sqlalchemy.orm as so
 
+from gateway import rawheaders
 from gateway.models import Address, MailboxMessage
 
 INBOX = "INBOX"
@@ -27,7 +28,8 @@ def store(
     encrypted: bool = False,
 ) -> MailboxMessage:
     """Add the message to the caller's transaction; list columns come from its headers."""
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    # Only the header block: the header parser would still read the whole body.
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(rawheaders.split_message(raw)[0])
     row = MailboxMessage(
         address=address,
         folder=folder,

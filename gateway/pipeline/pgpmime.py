@@ -31,12 +31,13 @@ _crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
 
 def armor(data: bytes, kind: str = "MESSAGE") -> bytes:
     encoded = base64.b64encode(data)
-    lines = [encoded[i : i + ARMOR_LINE] for i in range(0, len(encoded), ARMOR_LINE)]
+    lines = b"".join(
+        encoded[i : i + ARMOR_LINE] + b"\r\n" for i in range(0, len(encoded), ARMOR_LINE)
+    )
     checksum = b"=" + base64.b64encode(_crc24(data).to_bytes(3, "big"))
     return (
         f"-----BEGIN PGP {kind}-----\r\n\r\n".encode()
-        + b"\r\n".join(lines)
-        + b"\r\n"
+        + lines
         + checksum
         + f"\r\n-----END PGP {kind}-----\r\n".encode()
     )
