@@ -6,13 +6,17 @@ password, which mail programs use for SMTP AUTH (as in the reference mail host).
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit
+from gateway import app_passwords, audit, lockout, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.models import Account, Address, Domain
 from gateway.passwords import PasswordHasher
+from gateway.settings import SecuritySettings
 
 
 class AccountError(ValueError):
@@ -173,3 +177,59 @@ def owned_addresses(session: so.Session, account_id: int) -> list[str]:
             .order_by(Address.address)
         )
     )
+
+
+@dataclass(frozen=True)
+class SmtpLogin:
+    """The outcome of one SMTP AUTH: the address on success, else the reply to give.
+
+    `known` is the address the login named, if it exists (for the audit log);
+    `detail` says how it went, never with a secret in it.
+    """
+
+    address: Address | None
+    known: Address | None = None
+    reply: str | None = None
+    detail: str = ""
+
+
+def authenticate_smtp(
+    session: so.Session,
+    hasher: PasswordHasher,
+    security: SecuritySettings,
+    login: str,
+    password: str,
+    *,
+    ip: str,
+    now: dt.datetime,
+) -> SmtpLogin:
+    """Check an SMTP AUTH login: the address password, or an app password of its account.
+
+    An account with two-factor login accepts app passwords only, and a refusal
+    says so. Failures count towards the account's SMTP lockout; a locked account
+    is refused without a password check. Unknown logins cost a full Argon2 verify.
+    """
+    row = find_address(session, login) if login.isprintable() and len(login) <= 320 else None
+    if row is None:
+        hasher.verify(None, password)
+        return SmtpLogin(None)
+    counters = lockout.store_for(session, security)
+    key = lockout.smtp_key(row.account_id)
+    if counters.locked_until(key, now) is not None:
+        return SmtpLogin(None, row, lockout.SMTP_LOCKED, "account locked")
+    app = app_passwords.verify(session, row.account_id, password, now, ip=ip)
+    if app is not None:
+        counters.clear(key)
+        return SmtpLogin(row, row, detail=f"app password {app.name!r}")
+    if totp.is_enabled(session, row.account_id):
+        counters.record_failure(key, now)
+        return SmtpLogin(
+            None, row, app_passwords.AUTH_APP_PASSWORD_REQUIRED, "two-factor login: no app password"
+        )
+    if not hasher.verify(row.password_hash, password):
+        counters.record_failure(key, now)
+        return SmtpLogin(None, row)
+    if hasher.needs_rehash(row.password_hash):
+        row.password_hash = hasher.hash(password)
+    counters.clear(key)
+    return SmtpLogin(row, row)

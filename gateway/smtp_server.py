@@ -106,9 +106,9 @@ class SubmissionHandler:
             return None  # a syntax reply was already sent
         login, password = credentials
         identity = await asyncio.to_thread(self._authenticate, login, password, ip)
-        if identity is None:
+        if not isinstance(identity, SmtpIdentity):
             self.failed_logins.record(ip)
-            return AUTH_INVALID
+            return identity
         session.authenticated = True
         session.auth_data = identity  # type: ignore[assignment]
         return OK_AUTH
@@ -152,14 +152,23 @@ class SubmissionHandler:
         blob = await server.challenge_auth(challenge)
         return None if blob is MISSING else bytes(blob)
 
-    def _authenticate(self, login: str, password: str, ip: str) -> SmtpIdentity | None:
+    def _authenticate(self, login: str, password: str, ip: str) -> SmtpIdentity | str:
+        """The identity for a right login, else the reply (535, or why it was refused)."""
         rt = self.runtime
         with db.transaction(rt.sessions) as session:
             try:
-                address = accounts.authenticate_address(session, rt.hasher, login, password)
+                result = accounts.authenticate_smtp(
+                    session,
+                    rt.hasher,
+                    rt.settings.security,
+                    login,
+                    password,
+                    ip=ip,
+                    now=self.clock(),
+                )
             except PasswordTooLong:
-                address = None
-            known = address or accounts.find_address(session, login)
+                result = accounts.SmtpLogin(None)
+            address, known = result.address, result.known
             audit.record(
                 session,
                 "smtp.auth",
@@ -168,10 +177,11 @@ class SubmissionHandler:
                 account_id=known.account_id if known else None,
                 success=address is not None,
                 ip=ip,
+                detail=result.detail,
             )
             if address is None:
                 log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
-                return None
+                return result.reply or AUTH_INVALID
             owned = accounts.owned_addresses(session, address.account_id)
             return SmtpIdentity(address.account_id, address.address, frozenset(owned))
 

@@ -1,0 +1,121 @@
+"""An account's recent activity (its rows of the audit log) and the purge that ends it.
+
+The activity page lists what the audit log holds for the account: logins and
+their failures, password and 2FA changes, app-password use, key events. After
+`[security] activity_days` those rows go, together with everything else that
+records where a person logged in from: ended portal sessions, devices not seen
+since, failed logins for names that are no account, stale lockout records.
+Admin and system events without an account (domains, relay, master key) stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import db, lockout, login_alerts, sessions
+from gateway.models import AuditEvent
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.timeutil import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+# Events without an account that still describe a person: a login attempt for a
+# name that is no account carries the typed name, an IP and a browser.
+PERSONAL_ACTIONS = ("login", "logout", "smtp.auth")
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[AuditEvent]
+    page: int
+    pages: int
+
+
+def recent(
+    session: so.Session,
+    account_id: int,
+    *,
+    now: dt.datetime,
+    days: int,
+    page: int = 1,
+    per_page: int = 50,
+) -> Page:
+    since = now - dt.timedelta(days=days)
+    condition = sa.and_(AuditEvent.account_id == account_id, AuditEvent.at >= since)
+    total = int(
+        session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(condition)) or 0
+    )
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 1), pages)
+    events = list(
+        session.scalars(
+            sa.select(AuditEvent)
+            .where(condition)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+    )
+    return Page(events=events, page=page, pages=pages)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    events: int
+    sessions: int
+    devices: int
+    lockouts: int
+
+
+def purge(session: so.Session, settings: Settings, now: dt.datetime) -> PurgeResult:
+    cutoff = now - dt.timedelta(days=settings.security.activity_days)
+    events = session.execute(
+        sa.delete(AuditEvent).where(
+            AuditEvent.at < cutoff,
+            sa.or_(AuditEvent.account_id.is_not(None), AuditEvent.action.in_(PERSONAL_ACTIONS)),
+        )
+    )
+    return PurgeResult(
+        events=int(getattr(events, "rowcount", 0)),
+        sessions=sessions.purge(session, cutoff),
+        devices=login_alerts.forget_devices_unseen_since(session, cutoff),
+        lockouts=lockout.purge(session, now, lockout.Policy.from_settings(settings.security)),
+    )
+
+
+async def run_purge(
+    runtime: Runtime,
+    stop: asyncio.Event,
+    clock: Clock = utcnow,
+    interval: float = PURGE_INTERVAL_SECONDS,
+) -> None:
+    """Purge now and then every `interval` seconds until `stop` is set (for `sealgate serve`)."""
+
+    def once() -> PurgeResult:
+        with db.transaction(runtime.sessions) as session:
+            return purge(session, runtime.settings, clock())
+
+    while not stop.is_set():
+        try:
+            result = await asyncio.to_thread(once)
+            if result.events or result.sessions or result.devices:
+                log.info(
+                    "purged activity older than %d days: %d events, %d sessions, %d devices",
+                    runtime.settings.security.activity_days,
+                    result.events,
+                    result.sessions,
+                    result.devices,
+                )
+        except Exception as exc:  # noqa: BLE001  (a failed purge must not stop the server)
+            log.error("activity purge failed: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,241 @@
+"""Account lockout: after too many failed logins for one name, refuse it for a while.
+
+Counters are shared by every process: in the database (the default) or in Redis
+(`[security] lockout_storage`), never in one process's memory, so spreading
+guesses over several portal or gateway processes gains nothing. Each lock lasts
+twice as long as the one before (from `lockout_first` up to `lockout_max`);
+a successful login, or `sealgate user unlock`, clears the record.
+
+Keys name what is being guessed: `portal:<email as typed, normalised>` for the
+portal (unknown names lock exactly like real ones, so a lock says nothing about
+whether an account exists) and `smtp:<account id>` for SMTP AUTH, counted apart
+so that a mail program with an old password does not lock its owner out of the
+portal. While a name is locked its attempts are refused without a password
+check and are not counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+import sqlalchemy as sa
+import sqlalchemy.exc
+import sqlalchemy.orm as so
+
+from gateway.models import LoginLockout
+from gateway.settings import SecuritySettings
+
+MAX_KEY_LENGTH = 400
+# SMTP AUTH for a locked account: temporary, so mail programs retry instead of asking again.
+SMTP_LOCKED = "454 4.7.0 Too many failed logins for this account; try again later"
+
+
+@dataclass(frozen=True)
+class Policy:
+    threshold: int
+    window: dt.timedelta
+    first_lock: dt.timedelta
+    max_lock: dt.timedelta
+
+    @classmethod
+    def from_settings(cls, security: SecuritySettings) -> Policy:
+        return cls(
+            threshold=security.lockout_threshold,
+            window=dt.timedelta(seconds=security.lockout_window),
+            first_lock=dt.timedelta(seconds=security.lockout_first),
+            max_lock=dt.timedelta(seconds=security.lockout_max),
+        )
+
+    def lock_length(self, lock_count: int) -> dt.timedelta:
+        """The `lock_count`-th lock (from 1): doubling, capped."""
+        exponent = min(max(lock_count - 1, 0), 40)
+        return min(self.first_lock * (1 << exponent), self.max_lock)
+
+    @property
+    def memory(self) -> dt.timedelta:
+        """How long a quiet name keeps its lock count before starting again from the first."""
+        return max(self.max_lock, self.window) * 2
+
+
+def portal_key(login: str) -> str:
+    return "portal:" + login.strip().lower()[: MAX_KEY_LENGTH - 7]
+
+
+def smtp_key(account_id: int) -> str:
+    return f"smtp:{account_id}"
+
+
+class Store(Protocol):
+    def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        """The end of the lock on `key`, or None when it is not locked."""
+
+    def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        """Count one failure; the end of the lock it started, if it started one."""
+
+    def clear(self, key: str) -> None:
+        """Forget the failures and the lock (a successful login, an admin's unlock)."""
+
+
+class DatabaseStore:
+    """Counters in `login_lockouts`, written in the caller's transaction."""
+
+    def __init__(self, session: so.Session, policy: Policy) -> None:
+        self.session = session
+        self.policy = policy
+
+    def _row(self, key: str, *, lock: bool) -> LoginLockout | None:
+        query = sa.select(LoginLockout).where(LoginLockout.key == key)
+        if lock:
+            query = query.with_for_update()
+        return self.session.scalar(query)
+
+    def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        row = self._row(key, lock=False)
+        if row is None or row.locked_until is None or row.locked_until <= now:
+            return None
+        return row.locked_until
+
+    def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        row = self._row(key, lock=True)
+        if row is None:
+            try:
+                with self.session.begin_nested():
+                    row = LoginLockout(
+                        key=key,
+                        failures=0,
+                        window_started_at=now,
+                        locked_until=None,
+                        lock_count=0,
+                        last_failure_at=now,
+                    )
+                    self.session.add(row)
+            except sqlalchemy.exc.IntegrityError:
+                row = self._row(key, lock=True)
+                assert row is not None
+        if row.locked_until is not None and row.locked_until > now:
+            return None  # already locked: not counted
+        if now - row.last_failure_at > self.policy.memory:
+            row.lock_count = 0
+        if now - row.window_started_at > self.policy.window:
+            row.window_started_at = now
+            row.failures = 0
+        row.failures += 1
+        row.last_failure_at = now
+        if row.failures < self.policy.threshold:
+            return None
+        row.lock_count += 1
+        row.failures = 0
+        row.window_started_at = now
+        row.locked_until = now + self.policy.lock_length(row.lock_count)
+        return row.locked_until
+
+    def clear(self, key: str) -> None:
+        self.session.execute(sa.delete(LoginLockout).where(LoginLockout.key == key))
+
+
+# Atomic in Redis: read the record, count the failure, maybe lock, write it back.
+# Times are whole seconds since the epoch, passed in (the caller's clock).
+_RECORD_FAILURE = """
+local now = tonumber(ARGV[1])
+local window, threshold = tonumber(ARGV[2]), tonumber(ARGV[3])
+local first, max_lock, memory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', KEYS[1], 'start', 'fails', 'locks', 'until', 'last')
+local start, fails = tonumber(h[1] or now), tonumber(h[2] or 0)
+local locks, until_, last = tonumber(h[3] or 0), tonumber(h[4] or 0), tonumber(h[5] or now)
+if until_ > now then return '0' end
+if now - last > memory then locks = 0 end
+if now - start > window then start = now; fails = 0 end
+fails = fails + 1
+local result = '0'
+if fails >= threshold then
+  locks = locks + 1
+  local length = first * 2 ^ math.min(locks - 1, 40)
+  if length > max_lock then length = max_lock end
+  until_ = now + length
+  fails = 0
+  start = now
+  result = tostring(until_)
+end
+redis.call('HSET', KEYS[1], 'start', start, 'fails', fails, 'locks', locks,
+           'until', until_, 'last', now)
+redis.call('EXPIRE', KEYS[1], memory)
+return result
+"""
+
+
+class RedisStore:
+    """Counters in Redis hashes `<prefix>:<key>`, for deployments that already share Redis."""
+
+    def __init__(
+        self, client: redis.Redis, policy: Policy, prefix: str = "sealgate:lockout"
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.prefix = prefix
+        self._script: Any = client.register_script(_RECORD_FAILURE)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        raw = self.client.hget(self._name(key), "until")
+        if raw is None:
+            return None
+        until = dt.datetime.fromtimestamp(int(float(raw)), dt.UTC)
+        return until if until > now else None
+
+    def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        policy = self.policy
+        result = self._script(
+            keys=[self._name(key)],
+            args=[
+                int(now.timestamp()),
+                int(policy.window.total_seconds()),
+                policy.threshold,
+                int(policy.first_lock.total_seconds()),
+                int(policy.max_lock.total_seconds()),
+                max(int(policy.memory.total_seconds()), 1),
+            ],
+        )
+        text = result.decode() if isinstance(result, bytes) else str(result)
+        seconds = int(float(text))
+        return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
+
+    def clear(self, key: str) -> None:
+        self.client.delete(self._name(key))
+
+
+_redis_clients: dict[str, redis.Redis] = {}
+_redis_guard = threading.Lock()
+
+
+def _redis_client(url: str) -> redis.Redis:
+    with _redis_guard:
+        client = _redis_clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            _redis_clients[url] = client
+        return client
+
+
+def store_for(session: so.Session, security: SecuritySettings) -> Store:
+    """The configured store; database counters share the caller's transaction."""
+    policy = Policy.from_settings(security)
+    if security.lockout_storage == "database":
+        return DatabaseStore(session, policy)
+    return RedisStore(_redis_client(security.lockout_storage), policy)
+
+
+def purge(session: so.Session, now: dt.datetime, policy: Policy) -> int:
+    """Drop database records that no longer lock and whose lock count has been forgotten."""
+    result = session.execute(
+        sa.delete(LoginLockout).where(
+            LoginLockout.last_failure_at < now - policy.memory,
+            sa.or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
