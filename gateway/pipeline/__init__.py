@@ -22,8 +22,9 @@ from gateway import db
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import plain_copies, store_and_queue
-from gateway.pipeline.encrypt import RecipientKey, encrypt_copies
+from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.keys import resolve_keys, trigger_inputs
 from gateway.pipeline.pgpmime import is_already_encrypted
 from gateway.pipeline.received import add_received
@@ -56,8 +57,9 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     )
     add_received(submission, hostname=settings.smtp.hostname)
 
-    if submission.encrypt and not is_already_encrypted(submission.raw):
-        external = lookup_external_keys(runtime, submission)
+    already_encrypted = is_already_encrypted(submission.raw)
+    if submission.encrypt and not already_encrypted:
+        external = lookup_external_keys(runtime, submission.external, submission.received_at)
         missing = [r for r in submission.external if r not in external]
         if missing:
             # The secure page for recipients without a key is not there yet: never send in clear.
@@ -65,7 +67,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         keys, sender_keys = resolve_keys(runtime, submission, external)
         encrypt_copies(submission, keys, sender_keys)
     else:
-        plain_copies(submission)
+        plain_copies(submission, already_encrypted=already_encrypted)
 
     with db.transaction(runtime.sessions) as session:
         store_and_queue(session, submission)
@@ -79,8 +81,3 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         len(submission.raw),
     )
     return submission.queue_id
-
-
-def lookup_external_keys(runtime: Runtime, submission: Submission) -> dict[str, RecipientKey]:
-    """Keys of external recipients from the key directory (imports and WKD)."""
-    return {}

@@ -39,6 +39,16 @@ class Copy:
     encrypted: bool = False
 
 
+@dataclass(frozen=True)
+class Handling:
+    """How one recipient's copy was handled: what the delivery report tells the sender."""
+
+    recipient: str
+    method: Literal["pgp", "secure-page", "plain", "passthrough"]
+    fingerprint: str = ""
+    key_source: str = ""  # "hosted", "import" or "wkd" for method "pgp"
+
+
 @dataclass
 class Submission:
     """One submitted message on its way through the pipeline.
@@ -60,3 +70,4 @@ class Submission:
     encrypt_reasons: tuple[str, ...] = ()
     password: str | None = field(default=None, repr=False)
     copies: list[Copy] = field(default_factory=list)
+    handling: list[Handling] = field(default_factory=list)

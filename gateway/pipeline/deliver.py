@@ -6,16 +6,20 @@ is given only once every delivery is on disk, and a crash leaves all or nothing.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy.orm as so
 
 from gateway import accounts, mailbox, queue
-from gateway.pipeline.context import Copy, Submission
+from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 
 
-def plain_copies(submission: Submission) -> None:
+def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
     """Unencrypted mail: the same bytes for everyone, exactly as submitted (plus Received)."""
+    method: Literal["passthrough", "plain"] = "passthrough" if already_encrypted else "plain"
+    submission.handling.extend(Handling(r, method) for r in submission.hosted + submission.external)
     if submission.hosted:
         submission.copies.append(Copy("mailbox", list(submission.hosted), submission.raw))
     submission.copies.extend(Copy("queue", [r], submission.raw) for r in submission.external)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.pipeline import pgpmime
-from gateway.pipeline.context import Copy, Submission
+from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.visibility import split_visible
 from keystore import pgp
 
@@ -45,6 +45,10 @@ def encrypt_copies(
     recipients = [r for r in submission.hosted + submission.external if r in keys]
     visible, hidden = split_visible(raw, recipients)
 
+    submission.handling.extend(
+        Handling(r, "pgp", fingerprint=keys[r].fingerprint, key_source=keys[r].source)
+        for r in recipients
+    )
     groups = ([visible] if visible else []) + [[r] for r in hidden]
     for group in groups:
         armored = _encrypt(inner, [keys[r].key for r in group], sender.signer)
