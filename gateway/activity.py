@@ -43,14 +43,22 @@ class Page:
 def recent(
     session: so.Session,
     account_id: int,
+    addresses: list[str],
     *,
     now: dt.datetime,
     days: int,
     page: int = 1,
     per_page: int = 50,
 ) -> Page:
+    """The account's events, newest first; key events are found by their address."""
     since = now - dt.timedelta(days=days)
-    condition = sa.and_(AuditEvent.account_id == account_id, AuditEvent.at >= since)
+    mine = AuditEvent.account_id == account_id
+    if addresses:
+        # Key events are logged by the keystore, which knows addresses, not accounts.
+        mine = sa.or_(
+            mine, sa.and_(AuditEvent.action.like("key.%"), AuditEvent.target.in_(addresses))
+        )
+    condition = sa.and_(mine, AuditEvent.at >= since)
     total = int(
         session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(condition)) or 0
     )

@@ -261,6 +261,4 @@ def _validate_security(section: SecuritySettings) -> None:
     storage = section.lockout_storage
     if storage != "database" and not storage.startswith(("redis://", "rediss://", "unix://")):
         # The URL may hold a Redis password: name the key, not the value.
-        raise SettingsError(
-            "[security] lockout_storage: must be database or a redis:// URL"
-        )
+        raise SettingsError("[security] lockout_storage: must be database or a redis:// URL")

@@ -1,7 +1,7 @@
 """Every view states who may call it; a view that states nothing is refused.
 
-Decorate each view with exactly one of `public`, `login_required` or
-`admin_required` (issue 6 adds `fresh_login_required` here). The rule is kept on
+Decorate each view with exactly one of `public`, `login_required`,
+`fresh_login_required` or `admin_required`. The rule is kept on
 the function (`access_rule(view)`), so the app factory refuses to start with an
 undeclared view, a request hook answers 403 for one added later, and a test walks
 `app.url_map` for any view without a rule. Forgetting the decorator therefore
@@ -10,6 +10,7 @@ fails closed instead of publishing a page.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
@@ -18,13 +19,18 @@ from typing import Any, Literal, TypeVar, cast
 from flask import Flask, abort, redirect, request, url_for
 from flask_login import current_user
 
+from webportal import clock
+from webportal.extensions import runtime
+
 log = logging.getLogger(__name__)
 
-Rule = Literal["public", "login_required", "admin_required"]
+Rule = Literal["public", "login_required", "fresh_login_required", "admin_required"]
+RULES: tuple[Rule, ...] = ("public", "login_required", "fresh_login_required", "admin_required")
 RULE_ATTRIBUTE = "sealgate_access_rule"
 # Endpoints Flask itself adds, allowed explicitly: static files are public by nature.
 BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
 LOGIN_ENDPOINT = "auth.login"
+REAUTH_ENDPOINT = "account.reauth"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +61,36 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return _mark(cast(F, wrapper), "login_required")
+
+
+def is_fresh(user: Any, now: dt.datetime) -> bool:
+    """True when the user proved their password (and second factor) recently enough."""
+    proven: dt.datetime | None = getattr(user, "authenticated_at", None)
+    minutes = runtime().settings.security.fresh_login_minutes
+    return proven is not None and now - proven < dt.timedelta(minutes=minutes)
+
+
+def fresh_login_required(view: F) -> F:
+    """A logged-in account whose login is recent; others confirm their password first.
+
+    For the sensitive actions (2FA, passwords, app passwords): a session left
+    open on a shared computer, or a stolen cookie, does not reach them.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for(LOGIN_ENDPOINT, next=_relative_target()))
+        if not is_fresh(current_user, clock.now()):
+            # A form sent after the login went stale cannot be replayed from a
+            # redirect; come back to its page (when it has one) to send it again.
+            rule = request.url_rule
+            page = request.method == "GET" or (rule is not None and "GET" in (rule.methods or ()))
+            target = _relative_target() if request.method == "GET" else request.path
+            return redirect(url_for(REAUTH_ENDPOINT, next=target if page else None))
+        return view(*args, **kwargs)
+
+    return _mark(cast(F, wrapper), "fresh_login_required")
 
 
 def admin_required(view: F) -> F:
@@ -90,7 +126,7 @@ def init_app(app: Flask) -> None:
     if missing:
         raise MissingAccessRule(
             "views without an access rule (decorate them with webportal.access.public,"
-            f" login_required or admin_required): {', '.join(missing)}"
+            f" login_required, fresh_login_required or admin_required): {', '.join(missing)}"
         )
 
     @app.before_request

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from flask import Flask, g, request
 from flask_login import current_user
 
+from webportal import i18n_account
+
 DEFAULT_LANGUAGE = "en"
 SUPPORTED = ("en", "de", "fr")
 
-CATALOGS: Mapping[str, Mapping[str, str]] = {
+_BASE: Mapping[str, Mapping[str, str]] = {
     "de": {
         "Sign in": "Anmelden",
         "Email": "E-Mail-Adresse",
@@ -115,6 +117,10 @@ CATALOGS: Mapping[str, Mapping[str, str]] = {
         ),
         "Back to the start page": "Retour à l'accueil",
     },
+}
+CATALOGS: Mapping[str, Mapping[str, str]] = {
+    "de": {**_BASE["de"], **i18n_account.DE},
+    "fr": {**_BASE["fr"], **i18n_account.FR},
 }
 
 

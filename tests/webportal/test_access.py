@@ -22,7 +22,7 @@ def test_every_endpoint_of_the_portal_declares_a_rule(app: Flask) -> None:
         view = app.view_functions[rule.endpoint]
         if rule.endpoint in access.BUILTIN_PUBLIC_ENDPOINTS:
             continue
-        if access.access_rule(view) not in ("public", "login_required", "admin_required"):
+        if access.access_rule(view) not in access.RULES:
             undeclared.append(rule.endpoint)
     assert undeclared == []
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}

@@ -21,7 +21,7 @@ GETTEXT_NAMES = ("_", "gettext", "gettext_noop", "noop")
 def template_messages() -> set[str]:
     env = jinja2.Environment(autoescape=True)
     found: set[str] = set()
-    for path in (templates_dir() / "portal").glob("*.html"):
+    for path in (templates_dir() / "portal").rglob("*.html"):
         tree = env.parse(path.read_text(encoding="utf-8"))
         for _line, _func, strings in extract_from_ast(
             tree, gettext_functions=GETTEXT_NAMES, babel_style=False
