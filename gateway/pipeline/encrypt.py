@@ -2,8 +2,10 @@
 
 Recipients named in To/Cc share one ciphertext (one session key, every visible
 recipient's key); each Bcc recipient gets a ciphertext of their own, naming only
-their key. The sender's Sent copy is encrypted to the sender's key. Everything
-is signed with the sender's key. Output is always SEIPD with MDC, AES-256.
+their key. The sender's key is added to the visible group's ciphertext, which then
+also serves as the Sent copy (one encryption instead of two); with only Bcc
+recipients the Sent copy is encrypted on its own. Everything is signed with the
+sender's key. Output is always SEIPD with MDC, AES-256.
 """
 
 from __future__ import annotations
@@ -49,9 +51,17 @@ def encrypt_copies(
         Handling(r, "pgp", fingerprint=keys[r].fingerprint, key_source=keys[r].source)
         for r in recipients
     )
-    groups = ([visible] if visible else []) + [[r] for r in hidden]
-    for group in groups:
-        armored = _encrypt(inner, [keys[r].key for r in group], sender.signer)
+    sent: bytes | None = None
+    for group in ([visible] if visible else []) + [[r] for r in hidden]:
+        # The sender is in From for everyone who sees To/Cc, so the visible group's
+        # ciphertext may name the sender's key too and serve as the Sent copy.
+        is_visible = group is visible
+        group_keys = [keys[r].key for r in group]
+        if is_visible and all(k.fingerprint != sender.public.fingerprint for k in group_keys):
+            group_keys.append(sender.public)
+        armored = _encrypt(inner, group_keys, sender.signer)
+        if is_visible:
+            sent = armored
         hosted = [r for r in group if keys[r].source == "hosted"]
         external = [r for r in group if keys[r].source != "hosted"]
         if hosted:
@@ -62,7 +72,8 @@ def encrypt_copies(
             message = pgpmime.build_encrypted(raw, armored, extra_headers=autocrypt)
             submission.copies.extend(Copy("queue", [r], message, encrypted=True) for r in external)
 
-    sent = _encrypt(inner, [sender.public], sender.signer)
+    if sent is None:
+        sent = _encrypt(inner, [sender.public], sender.signer)
     submission.copies.append(
         Copy("sent", [submission.sender.address], pgpmime.build_encrypted(raw, sent), True)
     )
