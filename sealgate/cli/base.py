@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import db
@@ -45,11 +46,20 @@ class CliState:
         return self.settings.data_dir
 
     def require_initialised(self) -> Runtime:
+        missing = click.ClickException(
+            f"{self.settings.data_dir} is not initialised (run `sealgate init` first)"
+        )
+        if not self.settings.data_dir.is_dir():
+            raise missing
         runtime = self.runtime
-        if not db.schema_revisions(runtime.engine):
+        try:
+            revisions = db.schema_revisions(runtime.engine)
+        except sa.exc.OperationalError:
             raise click.ClickException(
-                f"no database found for {self.settings.data_dir} (run `sealgate init` first)"
-            )
+                f"cannot open the database of {self.settings.data_dir}; check [database] url"
+            ) from None
+        if not revisions:
+            raise missing
         return runtime
 
     @contextmanager

@@ -1,0 +1,111 @@
+"""`sealgate init`, `domain`, `user` and `address` through the real command line."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHEAP_ARGON2, TEST_DATABASE_URL, reset_database
+
+
+def sealgate(
+    data_dir: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **CHEAP_ARGON2, **(env or {})}
+    if TEST_DATABASE_URL:
+        full_env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
+    return subprocess.run(
+        [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
+    return tmp_path / "data"
+
+
+def test_init_creates_everything_once(data_dir: Path) -> None:
+    first = sealgate(data_dir, "init", "--domain", "mail.example.org")
+    assert first.returncode == 0, first.stderr
+    assert "portal login:  admin@mail.example.org / " in first.stdout
+    assert "SMTP login:    admin@mail.example.org / " in first.stdout
+    assert stat.S_IMODE((data_dir / "master.keys").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data_dir / "tls" / "key.pem").stat().st_mode) == 0o600
+    assert (data_dir / "tls" / "cert.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    ring = (data_dir / "master.keys").read_bytes()
+
+    second = sealgate(data_dir, "init", "--domain", "mail.example.org")
+    assert second.returncode == 0
+    assert "already initialised; nothing changed" in second.stdout
+    assert "login:" not in second.stdout
+    assert (data_dir / "master.keys").read_bytes() == ring
+
+    users = sealgate(data_dir, "user", "list")
+    assert users.stdout.split("\t")[:2] == ["admin@mail.example.org", "admin"]
+
+
+def test_users_and_addresses(data_dir: Path) -> None:
+    assert sealgate(data_dir, "init", "--domain", "example.org").returncode == 0
+    assert sealgate(data_dir, "domain", "add", "example.net").returncode == 0
+    assert sealgate(data_dir, "domain", "list").stdout.split() == ["example.net", "example.org"]
+
+    added = sealgate(data_dir, "user", "add", "Jane@Example.org")
+    assert added.returncode == 0, added.stderr
+    assert "account jane@example.org added" in added.stdout
+    generated = added.stdout.split("password: ")[1].split()[0]
+    assert len(generated) >= 16
+
+    chosen = sealgate(
+        data_dir,
+        "address",
+        "add",
+        "jane@example.net",
+        "--user",
+        "jane@example.org",
+        "--password-stdin",
+        stdin="a chosen address password\n",
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    assert "a chosen address password" not in chosen.stdout  # never echoed
+
+    again = sealgate(data_dir, "address", "add", "jane@example.net", "--user", "jane@example.org")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    unhosted = sealgate(data_dir, "address", "add", "jane@other.test", "--user", "jane@example.org")
+    assert unhosted.returncode == 1 and "is not a hosted domain" in unhosted.stderr
+    bad = sealgate(data_dir, "user", "add", "not an address")
+    assert bad.returncode == 1 and "not a valid mail address" in bad.stderr
+    assert "Traceback" not in bad.stderr + unhosted.stderr + again.stderr
+
+    passwd = sealgate(data_dir, "address", "passwd", "jane@example.net")
+    assert passwd.returncode == 0 and "address password: " in passwd.stdout
+    listing = sealgate(data_dir, "address", "list").stdout
+    assert "jane@example.net\tjane@example.org" in listing
+
+
+def test_commands_before_init_and_bad_settings_are_clear(data_dir: Path) -> None:
+    before = sealgate(data_dir, "user", "list")
+    assert before.returncode == 1
+    assert "is not initialised (run `sealgate init` first)" in before.stderr
+    assert "Traceback" not in before.stderr
+
+    data_dir.mkdir()
+    (data_dir / "sealgate.toml").write_text("[smtp]\nsubmission_port = 'twenty-five'\n")
+    bad = sealgate(data_dir, "init")
+    assert bad.returncode == 1
+    assert "[smtp] submission_port" in bad.stderr and "Traceback" not in bad.stderr
+    (data_dir / "sealgate.toml").write_text("[smtp]\nsubmission_port = 587\n")
+    env_bad = sealgate(data_dir, "init", env={"SEALGATE_RELAY_SECURITY": "maybe"})
+    assert "[relay] security" in env_bad.stderr
