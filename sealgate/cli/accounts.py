@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from gateway import accounts
+from gateway import accounts, audit, lockout, sessions
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress
 from gateway.passwords import PasswordTooLong
+from gateway.timeutil import utcnow
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, obtain_password, pass_state, password_option
 
 
@@ -130,3 +131,53 @@ def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None
         raise click.ClickException(str(exc)) from None
     if generated:
         click.echo(f"address password: {password}  (shown once; store it now)")
+
+
+@user.command("unlock")
+@click.argument("email")
+@pass_state
+def user_unlock(state: CliState, email: str) -> None:
+    """Lift a lockout after failed logins (portal and SMTP) for the account EMAIL."""
+    security = state.settings.security
+    try:
+        with state.transaction() as session:
+            account = accounts.find_account(session, email)
+            if account is None:
+                raise AccountError(f"no account {email}")
+            counters = lockout.store_for(session, security)
+            counters.clear(lockout.portal_key(account.email))
+            counters.clear(lockout.smtp_key(account.id))
+            audit.record(
+                session,
+                "account.unlock",
+                actor=CLI_ACTOR,
+                target=account.email,
+                account_id=account.id,
+            )
+            click.echo(f"sign-in for {account.email} unlocked")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@user.command("passwd")
+@click.argument("email")
+@password_option
+@pass_state
+def user_passwd(state: CliState, email: str, password_stdin: bool) -> None:
+    """Set a new portal password for EMAIL and end its portal sessions."""
+    password, generated = obtain_password(password_stdin)
+    hasher = state.require_initialised().hasher
+    try:
+        with state.transaction() as session:
+            account = accounts.find_account(session, email)
+            if account is None:
+                raise AccountError(f"no account {email}")
+            accounts.set_account_password(session, hasher, account, password, actor=CLI_ACTOR)
+            ended = sessions.end_all(
+                session, account.id, reason=sessions.END_BY_ADMIN, now=utcnow()
+            )
+            click.echo(f"password of {account.email} changed; {ended} portal session(s) ended")
+    except (AccountError, PasswordTooLong) as exc:
+        raise click.ClickException(str(exc)) from None
+    if generated:
+        click.echo(f"password: {password}  (shown once; store it now)")

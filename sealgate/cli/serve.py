@@ -14,7 +14,7 @@ import signal
 
 import click
 
-from gateway import db, logs
+from gateway import activity, db, logs
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
@@ -70,6 +70,7 @@ async def _serve(runtime: Runtime) -> None:
         await smtp.stop(grace=0)
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
+    purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
 
     host = runtime.settings.smtp.listen
     click.echo(
@@ -89,6 +90,7 @@ async def _serve(runtime: Runtime) -> None:
         pass
     except Exception as exc:  # noqa: BLE001  (reported below, after a clean stop)
         failure = exc
+    await purge
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:

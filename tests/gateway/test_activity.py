@@ -1,0 +1,120 @@
+"""The activity log: what the account's page lists, and the purge after `activity_days`.
+
+Threat: login history (addresses, browsers, typed names) kept forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import sqlalchemy as sa
+
+from gateway import activity, audit, db, login_alerts, sessions
+from gateway.models import Account, AuditEvent, KnownDevice, PortalSession
+from gateway.runtime import Runtime
+
+NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+OLD = NOW - dt.timedelta(days=91)
+RECENT = NOW - dt.timedelta(days=89)
+
+
+def add_event(runtime: Runtime, action: str, at: dt.datetime, **kwargs: object) -> None:
+    kwargs.setdefault("actor", "x")
+    with db.transaction(runtime.sessions) as session:
+        event = audit.record(session, action, **kwargs)  # type: ignore[arg-type]
+        event.at = at
+
+
+def forget_setup_events(runtime: Runtime) -> None:
+    """The fixture's account.add/address.add rows carry today's date; start from none."""
+    with db.transaction(runtime.sessions) as session:
+        session.execute(sa.delete(AuditEvent))
+
+
+def alice_id(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return session.scalars(
+            sa.select(Account.id).where(Account.email == "alice@example.test")
+        ).one()
+
+
+def test_recent_lists_the_accounts_events_and_key_events_of_its_addresses(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    account_id = alice_id(runtime)
+    forget_setup_events(runtime)
+    add_event(runtime, "login", RECENT, account_id=account_id, ip="203.0.113.5")
+    add_event(runtime, "key.rotate", RECENT, target="alice@example.test")
+    add_event(runtime, "key.rotate", RECENT, target="bob@example.test")
+    add_event(runtime, "login", OLD, account_id=account_id)
+    add_event(runtime, "domain.add", RECENT, target="example.test")
+    with runtime.sessions() as session:
+        page = activity.recent(session, account_id, ["alice@example.test"], now=NOW, days=90)
+    assert [(e.action, e.target) for e in page.events] == [
+        ("key.rotate", "alice@example.test"),
+        ("login", ""),
+    ]
+    assert (page.page, page.pages) == (1, 1)
+
+
+def test_recent_pages(runtime: Runtime, mail_users: dict[str, str]) -> None:
+    account_id = alice_id(runtime)
+    forget_setup_events(runtime)
+    for minute in range(5):
+        add_event(runtime, "login", NOW - dt.timedelta(minutes=minute), account_id=account_id)
+    with runtime.sessions() as session:
+        second = activity.recent(session, account_id, [], now=NOW, days=90, page=2, per_page=2)
+        past_end = activity.recent(session, account_id, [], now=NOW, days=90, page=9, per_page=2)
+    assert (second.page, second.pages, len(second.events)) == (2, 3, 2)
+    assert (past_end.page, len(past_end.events)) == (3, 1)
+
+
+def test_purge_drops_old_personal_records_and_keeps_system_events(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    account_id = alice_id(runtime)
+    forget_setup_events(runtime)
+    add_event(runtime, "login", OLD, account_id=account_id)
+    add_event(runtime, "login", OLD, actor="nobody@example.test", success=False)
+    add_event(runtime, "smtp.auth", OLD, success=False)
+    add_event(runtime, "domain.add", OLD, target="example.test")
+    add_event(runtime, "login", RECENT, account_id=account_id)
+    with db.transaction(runtime.sessions) as session:
+        old = sessions.create(session, account_id, "n1", ip="", user_agent="", now=OLD)
+        sessions.create(session, account_id, "n2", ip="", user_agent="", now=RECENT)
+        sessions.end(session, account_id, old.id, reason="logout", now=OLD)
+        login_alerts.remember_device(session, account_id, "203.0.113.5", "Firefox/1", OLD)
+        login_alerts.remember_device(session, account_id, "198.51.100.5", "Firefox/1", RECENT)
+
+    with db.transaction(runtime.sessions) as session:
+        result = activity.purge(session, runtime.settings, NOW)
+    assert (result.events, result.sessions, result.devices) == (3, 1, 1)
+    with runtime.sessions() as session:
+        left = session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.id)).all()
+        assert "domain.add" in left and left.count("login") == 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(PortalSession)) == 1
+        assert session.scalars(sa.select(KnownDevice.network)).all() == ["198.51.100.0/24"]
+
+
+def test_the_serve_task_purges_and_stops(runtime: Runtime, mail_users: dict[str, str]) -> None:
+    add_event(runtime, "login", OLD, account_id=alice_id(runtime))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(activity.run_purge(runtime, stop, clock=lambda: NOW))
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            with runtime.sessions() as session:
+                if not session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.action == "login")
+                ):
+                    break
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    with runtime.sessions() as session:
+        assert session.scalars(sa.select(AuditEvent.action)).all().count("login") == 0
