@@ -267,3 +267,51 @@ class LoginLockout(Base):
     locked_until: so.Mapped[dt.datetime | None]
     lock_count: so.Mapped[int] = so.mapped_column(default=0)
     last_failure_at: so.Mapped[dt.datetime]
+
+
+class Autoresponder(Base):
+    """One saved away message of a hosted address; at most one per address is active."""
+
+    __tablename__ = "autoresponders"
+    __table_args__ = (
+        sa.Index(
+            "uq_autoresponders_one_active",
+            "address_id",
+            unique=True,
+            sqlite_where=sa.text("active"),
+            postgresql_where=sa.text("active"),
+        ),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("addresses.id", ondelete="CASCADE"), index=True
+    )
+    name: so.Mapped[str] = so.mapped_column(sa.String(100))
+    subject: so.Mapped[str] = so.mapped_column(sa.String(200))
+    body: so.Mapped[str] = so.mapped_column(sa.Text)
+    active: so.Mapped[bool] = so.mapped_column(default=False)
+    starts_at: so.Mapped[dt.datetime | None]
+    ends_at: so.Mapped[dt.datetime | None]
+    weekdays: so.Mapped[int] = so.mapped_column(default=127)  # bit 0 = Monday
+    reply_from_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("addresses.id", ondelete="SET NULL")
+    )
+    excluded: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+    reply_from: so.Mapped[Address | None] = so.relationship(foreign_keys=[reply_from_id])
+
+
+class AutoreplySent(Base):
+    """When a sender last got an automatic reply from an address (the 7-day rule)."""
+
+    __tablename__ = "autoreplies_sent"
+    __table_args__ = (sa.UniqueConstraint("address_id", "sender"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("addresses.id", ondelete="CASCADE")
+    )
+    sender: so.Mapped[str] = so.mapped_column(sa.String(320))
+    sent_at: so.Mapped[dt.datetime]

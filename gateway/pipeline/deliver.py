@@ -10,7 +10,7 @@ from typing import Literal
 
 import sqlalchemy.orm as so
 
-from gateway import accounts, mailbox, queue
+from gateway import accounts, autoresponder, mailbox, queue
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
@@ -53,3 +53,12 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                 folder=folder,
                 encrypted=copy.encrypted,
             )
+            if folder == mailbox.INBOX:
+                autoresponder.respond(
+                    session,
+                    address,
+                    copy.raw,
+                    envelope_from=submission.envelope_from,
+                    now=submission.received_at,
+                    queue_id=submission.queue_id,
+                )

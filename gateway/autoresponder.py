@@ -1,0 +1,211 @@
+"""The autoresponder: an away message per hosted address, as the reference mail host has it.
+
+Several messages can be saved per address, one is active at a time. It answers
+within its start/end window and on its weekdays, at most once per sender per 7
+days (a reset forgets who was answered), never to excluded addresses or
+`@domain` entries, and never where RFC 3834 §2 says an automatic reply must not
+go: `Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, `List-Id`,
+an empty return path, or mail from the address itself. It answers encrypted
+mail too: it needs only the headers, which stay in clear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import email.utils
+import re
+import secrets
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import mailbox, mails, queue, rawheaders
+from gateway.addresses import domain_of
+from gateway.models import Address, AutoreplySent, Autoresponder
+
+REPLY_INTERVAL = dt.timedelta(days=7)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_WEEKDAYS = (1 << 7) - 1
+_BULK_PRECEDENCE = {"bulk", "list", "junk"}
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
+
+
+class AutoresponderError(ValueError):
+    """A request about autoresponders that cannot be carried out; the text is safe to show."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the decision needs from a delivered message: the envelope and a few headers."""
+
+    envelope_from: str
+    recipient: str
+    headers: dict[str, str]  # lower-cased names of the fields that matter, decoded
+
+    @classmethod
+    def from_raw(cls, raw: bytes, envelope_from: str, recipient: str) -> Incoming:
+        wanted = ("auto-submitted", "precedence", "list-id", "subject", "message-id", "references")
+        found: dict[str, str] = {}
+        for field in rawheaders.headers(raw):
+            key = field.name.lower()
+            if key in wanted and key not in found:
+                found[key] = field.value
+        return cls(envelope_from=envelope_from, recipient=recipient, headers=found)
+
+
+def rfc3834_allows(incoming: Incoming) -> bool:
+    """Whether RFC 3834 lets an automatic reply go to this message at all."""
+    sender = incoming.envelope_from.strip().lower()
+    if not sender or sender == incoming.recipient.lower():
+        return False
+    auto = incoming.headers.get("auto-submitted", "no").split(";", 1)[0].strip().lower()
+    if auto != "no":
+        return False
+    if incoming.headers.get("precedence", "").strip().lower() in _BULK_PRECEDENCE:
+        return False
+    return "list-id" not in incoming.headers
+
+
+def in_window(responder: Autoresponder, now: dt.datetime) -> bool:
+    if responder.starts_at is not None and now < responder.starts_at:
+        return False
+    if responder.ends_at is not None and now >= responder.ends_at:
+        return False
+    return bool(responder.weekdays & (1 << now.weekday()))
+
+
+def excluded(responder: Autoresponder, sender: str) -> bool:
+    sender = sender.lower()
+    for entry in parse_exclusions(responder.excluded):
+        if entry.startswith("@"):
+            if domain_of(sender) == entry[1:]:
+                return True
+        elif entry == sender:
+            return True
+    return False
+
+
+def parse_exclusions(text: str) -> list[str]:
+    return [e.strip().lower() for e in text.replace(",", "\n").splitlines() if e.strip()]
+
+
+def active_responder(session: so.Session, address_id: int) -> Autoresponder | None:
+    return session.scalar(
+        sa.select(Autoresponder).where(
+            Autoresponder.address_id == address_id, Autoresponder.active.is_(True)
+        )
+    )
+
+
+def activate(session: so.Session, responder: Autoresponder) -> None:
+    """Make `responder` the address's one active message (the others are switched off)."""
+    session.execute(
+        sa.update(Autoresponder)
+        .where(Autoresponder.address_id == responder.address_id, Autoresponder.id != responder.id)
+        .values(active=False)
+    )
+    session.flush()
+    responder.active = True
+    session.flush()
+
+
+def reset(session: so.Session, address_id: int) -> int:
+    """Forget who was answered, so everyone gets the message again; the count forgotten."""
+    result = session.execute(sa.delete(AutoreplySent).where(AutoreplySent.address_id == address_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def answered_recently(
+    session: so.Session, address_id: int, sender: str, now: dt.datetime
+) -> bool:
+    last = session.scalar(
+        sa.select(AutoreplySent.sent_at).where(
+            AutoreplySent.address_id == address_id, AutoreplySent.sender == sender.lower()
+        )
+    )
+    return last is not None and now - last < REPLY_INTERVAL
+
+
+def respond(
+    session: so.Session,
+    address: Address,
+    raw: bytes,
+    *,
+    envelope_from: str,
+    now: dt.datetime,
+    queue_id: str,
+) -> bool:
+    """Answer one delivered message if the address's active autoresponder should; True if so.
+
+    Runs in the delivery's transaction: the reply and the record of it commit with it.
+    """
+    responder = active_responder(session, address.id)
+    if responder is None:
+        return False
+    incoming = Incoming.from_raw(raw, envelope_from, address.address)
+    sender = envelope_from.lower()
+    if (
+        not rfc3834_allows(incoming)
+        or not in_window(responder, now)
+        or excluded(responder, sender)
+        or answered_recently(session, address.id, sender, now)
+    ):
+        return False
+    reply_from = responder.reply_from.address if responder.reply_from else address.address
+    reply = build_reply(responder, incoming, reply_from=reply_from, now=now)
+    _remember(session, address.id, sender, now)
+    target = session.scalar(sa.select(Address).where(Address.address == sender))
+    if target is not None:
+        mailbox.store(session, target, reply, queue_id=queue_id, envelope_from="", now=now)
+    else:
+        # RFC 3834 §3.3: an automatic reply goes out with an empty return path.
+        queue.enqueue(session, queue_id=queue_id, mail_from="", rcpt_to=sender, raw=reply, now=now)
+    return True
+
+
+def _remember(session: so.Session, address_id: int, sender: str, now: dt.datetime) -> None:
+    row = session.scalar(
+        sa.select(AutoreplySent).where(
+            AutoreplySent.address_id == address_id, AutoreplySent.sender == sender
+        )
+    )
+    if row is None:
+        session.add(AutoreplySent(address_id=address_id, sender=sender, sent_at=now))
+    else:
+        row.sent_at = now
+
+
+def build_reply(
+    responder: Autoresponder,
+    incoming: Incoming,
+    *,
+    reply_from: str,
+    now: dt.datetime,
+) -> bytes:
+    """A plain-text reply marked `Auto-Submitted: auto-replied` and threaded to the original."""
+    original_subject = incoming.headers.get("subject", "")
+    subject = _one_line(f"{responder.subject} {original_subject}")[:300]
+    message = EmailMessage(policy=email.policy.default)
+    message["From"] = mails.check_header("From", reply_from)
+    message["To"] = mails.check_header("To", incoming.envelope_from)
+    message["Subject"] = subject
+    message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
+    message["Message-ID"] = f"<{secrets.token_hex(16)}@{domain_of(reply_from)}>"
+    message["Auto-Submitted"] = "auto-replied"
+    message_id = incoming.headers.get("message-id", "").strip()
+    if _MESSAGE_ID.fullmatch(message_id):
+        message["In-Reply-To"] = message_id
+        message["References"] = message_id
+    message.set_content(responder.body)
+    return mails.to_bytes(message)
+
+
+def _one_line(text: str) -> str:
+    """A header value from untrusted text: printable characters on one line, spaces folded,
+    and no encoded-word opener left to re-fold into a line break (CVE-2024-6923)."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat.replace("=?", "= ?")
+
