@@ -16,8 +16,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, current_app, redirect, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RoutingException
 
 from webportal import clock
 from webportal.extensions import runtime
@@ -84,10 +86,11 @@ def fresh_login_required(view: F) -> F:
         if not is_fresh(current_user, clock.now()):
             # A form sent after the login went stale cannot be replayed from a
             # redirect; come back to its page (when it has one) to send it again.
-            rule = request.url_rule
-            page = request.method == "GET" or (rule is not None and "GET" in (rule.methods or ()))
-            target = _relative_target() if request.method == "GET" else request.path
-            return redirect(url_for(REAUTH_ENDPOINT, next=target if page else None))
+            if request.method == "GET":
+                target: str | None = _relative_target()
+            else:
+                target = request.path if _has_page(request.path) else None
+            return redirect(url_for(REAUTH_ENDPOINT, next=target))
         return view(*args, **kwargs)
 
     return _mark(cast(F, wrapper), "fresh_login_required")
@@ -138,6 +141,18 @@ def init_app(app: Flask) -> None:
         if view is None or access_rule(view) is None:
             log.error("refused request to %s: the view declares no access rule", endpoint)
             abort(403)
+
+
+def _has_page(path: str) -> bool:
+    """Whether a GET to `path` reaches a view (a form's own page, say)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        adapter.match(path, method="GET")
+    except HTTPException:
+        return False
+    except RoutingException:  # a redirect (trailing slash): no page of its own
+        return False
+    return True
 
 
 def _relative_target() -> str:
