@@ -111,6 +111,7 @@ def sealgate_server(
         "SEALGATE_SMTP_SUBMISSION_PORT": "0",
         "SEALGATE_SMTP_TLS_PORT": "0",
         "SEALGATE_PORTAL_PORT": "0",
+        "SEALGATE_SMTP_INBOUND_PORT": "0",
         **(extra_env or {}),
     }
     init = subprocess.run(

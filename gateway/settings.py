@@ -32,6 +32,8 @@ class SmtpSettings:
     listen: str = "127.0.0.1"
     submission_port: int = 2587
     tls_port: int = 2465
+    inbound: bool = True
+    inbound_port: int = 2525
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
     idle_timeout: float = 300.0

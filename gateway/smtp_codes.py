@@ -11,6 +11,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address; try ag
 SENDER_NOT_OWNED = "553 5.7.1 Sender address <{sender}> is not one of your addresses"
 SENDER_EMPTY = "553 5.1.7 A null sender is not allowed for submission"
 BAD_RECIPIENT_SYNTAX = "553 5.1.3 Recipient address <{rcpt}> is not valid"
+RELAY_DENIED = "550 5.7.1 Relaying denied: this server takes mail for its own domains only"
 UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"

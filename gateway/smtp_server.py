@@ -16,6 +16,7 @@ import ssl
 import time
 import weakref
 from base64 import b64decode
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ def _identity(session: Session) -> SmtpIdentity:
     return identity
 
 
-def _peer_ip(session: Session) -> str:
+def peer_ip(session: Session) -> str:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
@@ -98,7 +99,7 @@ class SubmissionHandler:
     async def handle_AUTH(  # noqa: N802  (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
     ) -> str | None:
-        ip = _peer_ip(session)
+        ip = peer_ip(session)
         if self.failed_logins.blocked(ip):
             return AUTH_TOO_MANY_FAILURES
         credentials = await self._read_credentials(server, args)
@@ -246,7 +247,7 @@ class SubmissionHandler:
             raw=bytes(envelope.original_content or b""),
             client=ClientInfo(
                 helo=session.host_name or "",
-                ip=_peer_ip(session),
+                ip=peer_ip(session),
                 protocol="UTF8SMTPSA" if smtputf8 else "ESMTPSA",
             ),
             received_at=self.clock(),
@@ -285,7 +286,7 @@ class SubmissionSMTP(SMTP):
         first = self.transport is None
         super().connection_made(transport)
         if first:
-            ip = _peer_ip(self.session) if self.session else "unknown"
+            ip = peer_ip(self.session) if self.session else "unknown"
             if self._connections.acquire(ip):
                 self._counted_ip = ip
             else:
@@ -386,22 +387,31 @@ class SubmissionServer:
         )
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop accepting, let messages in the pipeline commit and be answered, then hang up.
-
-        A message whose transaction has not committed when the process ends was never
-        answered `250`, so the client still holds it and will retry.
-        """
-        for server in self._servers:
-            server.close()
-        deadline = time.monotonic() + grace
-        while self.handler.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for protocol in list(self._sessions):
-            if protocol.transport is not None:
-                protocol.transport.close()
-        deadline = time.monotonic() + 5
-        while any(p.transport is not None for p in self._sessions) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for server in self._servers:
-            await server.wait_closed()
+        await stop_servers(self._servers, self._sessions, lambda: self.handler.inflight, grace)
         self._servers = []
+
+
+async def stop_servers(
+    servers: list[asyncio.Server],
+    sessions: weakref.WeakSet[SubmissionSMTP],
+    inflight: Callable[[], int],
+    grace: float,
+) -> None:
+    """Stop accepting, let messages in the pipeline commit and be answered, then hang up.
+
+    A message whose transaction has not committed when the process ends was never
+    answered `250`, so the client still holds it and will retry.
+    """
+    for server in servers:
+        server.close()
+    deadline = time.monotonic() + grace
+    while inflight() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for protocol in list(sessions):
+        if protocol.transport is not None:
+            protocol.transport.close()
+    deadline = time.monotonic() + 5
+    while any(p.transport is not None for p in sessions) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    for server in servers:
+        await server.wait_closed()

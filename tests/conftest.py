@@ -66,6 +66,7 @@ def test_env(tmp_path: Path) -> dict[str, str]:
     env["SEALGATE_SMTP_SUBMISSION_PORT"] = "0"
     env["SEALGATE_SMTP_TLS_PORT"] = "0"
     env["SEALGATE_PORTAL_PORT"] = "0"
+    env["SEALGATE_SMTP_INBOUND_PORT"] = "0"
     if TEST_DATABASE_URL:
         env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
     return env

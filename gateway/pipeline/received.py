@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 
-from gateway.pipeline.context import Submission
+from gateway.pipeline.context import ClientInfo, Submission
 
 
 def add_received(submission: Submission, *, hostname: str) -> None:
-    client = submission.client
+    header = trace_header(
+        submission.client,
+        hostname=hostname,
+        queue_id=submission.queue_id,
+        recipients=submission.recipients,
+        when=submission.received_at,
+    )
+    submission.raw = header + submission.raw
+
+
+def trace_header(
+    client: ClientInfo,
+    *,
+    hostname: str,
+    queue_id: str,
+    recipients: list[str],
+    when: dt.datetime,
+) -> bytes:
     helo = _printable(client.helo) or "unknown"
     # Name the recipient only when there is one: several would disclose Bcc recipients.
-    for_clause = (
-        f"\r\n\tfor <{submission.recipients[0]}>" if len(submission.recipients) == 1 else ""
-    )
-    stamp = email.utils.format_datetime(submission.received_at)
+    for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
+    stamp = email.utils.format_datetime(when)
     header = (
         f"Received: from {helo} ([{client.ip}])\r\n"
-        f"\tby {hostname} (sealgate) with {client.protocol} id {submission.queue_id}"
+        f"\tby {hostname} (sealgate) with {client.protocol} id {queue_id}"
         f"{for_clause};\r\n\t{stamp}\r\n"
     )
-    submission.raw = header.encode("utf-8") + submission.raw
+    return header.encode("utf-8")
 
 
 def _printable(value: str) -> str:

@@ -55,11 +55,18 @@ def decide_encryption(
     if rules and any(domain_of(r) in rules for r in submission.recipients):
         reasons.append("domain rule")
 
-    submission.raw = rawheaders.edit(
-        raw, drop=lambda name: name.lower().startswith(CONTROL_PREFIX), replace=replace
-    )
+    submission.raw = rawheaders.edit(raw, drop=is_control_header, replace=replace)
     submission.encrypt = bool(reasons)
     submission.encrypt_reasons = tuple(reasons)
+
+
+def is_control_header(name: str) -> bool:
+    return name.lower().startswith(CONTROL_PREFIX)
+
+
+def strip_control_headers(raw: bytes) -> bytes:
+    """Mail from outside may carry X-Sealgate-* headers too: they never get stored."""
+    return rawheaders.edit(raw, drop=is_control_header)
 
 
 def _remove_tag(subject: str, tag: str) -> str | None:

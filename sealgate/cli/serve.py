@@ -15,6 +15,7 @@ import signal
 import click
 
 from gateway import activity, db, logs
+from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
@@ -62,20 +63,26 @@ async def _serve(runtime: Runtime) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     smtp = SubmissionServer(runtime)
+    inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
     portal = PortalServer(create_app(runtime), runtime.settings)
     try:
         await smtp.start()
+        if inbound is not None:
+            await inbound.start()
         portal.start()
     except OSError as exc:
         await smtp.stop(grace=0)
+        if inbound is not None:
+            await inbound.stop(grace=0)
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
 
     host = runtime.settings.smtp.listen
+    mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
-        f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}",
+        f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
     )
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({waiter, relay}, return_when=asyncio.FIRST_COMPLETED)
@@ -83,6 +90,8 @@ async def _serve(runtime: Runtime) -> None:
     log.info("stopping")
     stop.set()
     await smtp.stop()
+    if inbound is not None:
+        await inbound.stop()
     failure: BaseException | None = None
     try:
         await relay

@@ -1,0 +1,191 @@
+"""Inbound SMTP (the MX side): mail from anywhere for the hosted addresses, no AUTH.
+
+It relays nothing: a RCPT outside the hosted domains is refused with 550 5.7.1,
+an unknown hosted address with 550 5.1.1. Accepted mail gets the same checks as
+submitted mail (MIME structure, X-Sealgate-* headers removed), one Received
+header, and is stored in each recipient's INBOX, where the autoresponder sees it,
+in one transaction before the `250`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from aiosmtpd.smtp import Envelope, Session
+
+from gateway import accounts, autoresponder, db, mailbox
+from gateway.addresses import InvalidAddress, normalize_address
+from gateway.pipeline.context import ClientInfo, new_queue_id
+from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.received import trace_header
+from gateway.pipeline.structure import check_structure
+from gateway.pipeline.triggers import strip_control_headers
+from gateway.ratelimit import ConnectionCounter
+from gateway.runtime import Runtime
+from gateway.smtp_codes import (
+    BAD_RECIPIENT_SYNTAX,
+    QUEUED,
+    RELAY_DENIED,
+    TEMPORARY_FAILURE,
+    TOO_MANY_RECIPIENTS,
+    UNKNOWN_LOCAL_RECIPIENT,
+)
+from gateway.smtp_server import SubmissionSMTP, peer_ip, stop_servers
+from gateway.timeutil import Clock, utcnow
+from gateway.tls import server_context
+
+log = logging.getLogger(__name__)
+
+
+def receive(
+    runtime: Runtime,
+    *,
+    envelope_from: str,
+    recipients: list[str],
+    raw: bytes,
+    client: ClientInfo,
+    clock: Clock = utcnow,
+) -> str:
+    """Store one inbound message for its hosted recipients; returns the queue id."""
+    smtp = runtime.settings.smtp
+    check_structure(raw, max_depth=smtp.max_mime_depth, max_parts=smtp.max_mime_parts)
+    now = clock()
+    queue_id = new_queue_id()
+    raw = trace_header(
+        client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
+    ) + strip_control_headers(raw)
+    with db.transaction(runtime.sessions) as session:
+        for rcpt in dict.fromkeys(r.lower() for r in recipients):
+            address = accounts.find_address(session, rcpt)
+            if address is None:
+                raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
+            mailbox.store(
+                session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
+            )
+            autoresponder.respond(
+                session, address, raw, envelope_from=envelope_from, now=now, queue_id=queue_id
+            )
+    log.info(
+        "received %s for %d hosted recipient(s), %d bytes", queue_id, len(recipients), len(raw)
+    )
+    return queue_id
+
+
+def _reverse_path(mail_from: str | None) -> str:
+    """aiosmtpd keeps a null sender as "<>"; store it as the empty return path it is."""
+    value = (mail_from or "").strip()
+    return "" if value in ("", "<>") else value
+
+
+class InboundHandler:
+    def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.inflight = 0
+
+    async def handle_RCPT(  # noqa: N802  (aiosmtpd hook name)
+        self,
+        server: SubmissionSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        limit = self.runtime.settings.smtp.max_recipients
+        if len(envelope.rcpt_tos) >= limit:
+            return TOO_MANY_RECIPIENTS.format(limit=limit)
+        try:
+            normalize_address(address)
+        except InvalidAddress:
+            return BAD_RECIPIENT_SYNTAX.format(rcpt=address[:320])
+        verdict = await asyncio.to_thread(self._check_recipient, address)
+        if verdict is not None:
+            return verdict
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    def _check_recipient(self, rcpt: str) -> str | None:
+        with db.read_only(self.runtime.sessions) as session:
+            if not accounts.is_hosted(session, rcpt):
+                return RELAY_DENIED
+            if accounts.find_address(session, rcpt) is None:
+                return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt)
+        return None
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SubmissionSMTP, session: Session, envelope: Envelope
+    ) -> str:
+        smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
+        tls = session.ssl is not None
+        protocol = ("UTF8SMTP" if smtputf8 else "ESMTP") + ("S" if tls else "")
+        self.inflight += 1
+        try:
+            queue_id = await asyncio.to_thread(
+                receive,
+                self.runtime,
+                envelope_from=_reverse_path(envelope.mail_from),
+                recipients=list(envelope.rcpt_tos),
+                raw=bytes(envelope.original_content or b""),
+                client=ClientInfo(
+                    helo=session.host_name or "", ip=peer_ip(session), protocol=protocol
+                ),
+                clock=self.clock,
+            )
+        except RejectMessage as reject:
+            return reject.status
+        finally:
+            self.inflight -= 1
+        return QUEUED.format(queue_id=queue_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("inbound SMTP session error", exc_info=error)
+        return TEMPORARY_FAILURE
+
+
+class InboundServer:
+    """The MX listener: STARTTLS offered (not required), no AUTH, hosted recipients only."""
+
+    def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
+        self.runtime = runtime
+        self.handler = InboundHandler(runtime, clock=clock)
+        self._connections = ConnectionCounter(runtime.settings.smtp.max_connections_per_client)
+        self._servers: list[asyncio.Server] = []
+        self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
+        self.port = 0
+
+    async def start(self) -> None:
+        settings = self.runtime.settings
+        smtp = settings.smtp
+        context = server_context(settings.path(smtp.tls_cert), settings.path(smtp.tls_key))
+
+        def protocol() -> SubmissionSMTP:
+            session = SubmissionSMTP(
+                self.handler,
+                connections=self._connections,
+                implicit_tls=False,
+                hostname=smtp.hostname,
+                ident="sealgate ESMTP",
+                data_size_limit=smtp.max_message_size,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                tls_context=context,
+                require_starttls=False,
+                auth_required=False,
+                auth_exclude_mechanism=["LOGIN", "PLAIN"],
+                timeout=smtp.idle_timeout,
+            )
+            self._sessions.add(session)
+            return session
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(protocol, smtp.listen, smtp.inbound_port)
+        self._servers = [server]
+        self.port = server.sockets[0].getsockname()[1]
+        log.info("inbound SMTP listening on %s:%d", smtp.listen, self.port)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        await stop_servers(self._servers, self._sessions, lambda: self.handler.inflight, grace)
+        self._servers = []

@@ -1,0 +1,93 @@
+"""The inbound (MX) listener: mail from anywhere for hosted addresses, never a relay."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import accounts, autoresponder, db
+from gateway.inbound import InboundServer
+from gateway.models import Address, Autoresponder, MailboxMessage, QueueItem
+from gateway.runtime import Runtime
+from tests.conftest import LoopThread
+
+BOB = "bob@example.test"
+OUTSIDER = "news@elsewhere.example"
+
+
+@pytest.fixture
+def inbound(
+    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
+) -> Iterator[InboundServer]:
+    server = InboundServer(runtime)
+    loop_thread.run(server.start())
+    yield server
+    loop_thread.run(server.stop(grace=5))
+
+
+def inbox(runtime: Runtime, address: str) -> list[MailboxMessage]:
+    with db.transaction(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                sa.select(MailboxMessage)
+                .join(MailboxMessage.address)
+                .where(Address.address == address)
+            )
+        )
+
+
+def test_no_relaying_and_no_unknown_mailboxes(inbound: InboundServer) -> None:
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.ehlo("mx.elsewhere.example")
+        assert not client.has_extn("auth")
+        assert client.has_extn("starttls")
+        assert client.mail(OUTSIDER)[0] == 250
+        code, reply = client.rcpt("victim@gmail.example")
+        assert code == 550 and reply.startswith(b"5.7.1")
+        code, reply = client.rcpt("ghost@example.test")
+        assert code == 550 and reply.startswith(b"5.1.1")
+
+
+def test_mail_from_outside_is_stored_with_trace_and_without_control_headers(
+    inbound: InboundServer, runtime: Runtime, client_ssl_context: ssl.SSLContext
+) -> None:
+    raw = (
+        f"From: {OUTSIDER}\r\nTo: {BOB}\r\nSubject: hello from outside\r\n"
+        "X-Sealgate-Encrypt: yes\r\nX-Sealgate-Password: planted\r\n\r\nhi Bob\r\n"
+    ).encode()
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.starttls(context=client_ssl_context)
+        assert client.sendmail(OUTSIDER, [BOB], raw) == {}
+        # A bounce (null sender) is accepted too.
+        assert client.sendmail("", [BOB], b"Subject: bounce\r\n\r\nundeliverable\r\n") == {}
+    first, bounce = inbox(runtime, BOB)
+    assert first.subject == "hello from outside" and first.envelope_from == OUTSIDER
+    assert b"X-Sealgate" not in first.raw and b"planted" not in first.raw
+    assert first.raw.startswith(b"Received: from ") and b"with ESMTPS id" in first.raw
+    assert first.raw.endswith(b"\r\n\r\nhi Bob\r\n")
+    assert bounce.envelope_from == ""
+
+
+def test_autoresponder_answers_mail_from_anywhere(inbound: InboundServer, runtime: Runtime) -> None:
+    with db.transaction(runtime.sessions) as session:
+        bob = accounts.find_address(session, BOB)
+        assert bob is not None
+        responder = Autoresponder(address_id=bob.id, name="away", subject="Away:", body="Later.")
+        session.add(responder)
+        session.flush()
+        autoresponder.activate(session, responder)
+    raw = f"From: {OUTSIDER}\r\nTo: {BOB}\r\nSubject: offer\r\n\r\nbuy\r\n".encode()
+    list_mail = (
+        f"From: {OUTSIDER}\r\nTo: {BOB}\r\nList-Id: <l.x>\r\nSubject: l\r\n\r\nx\r\n".encode()
+    )
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        assert client.sendmail("person@elsewhere.example", [BOB], raw) == {}
+        assert client.sendmail("list@elsewhere.example", [BOB], list_mail) == {}
+    with db.transaction(runtime.sessions) as session:
+        (reply,) = session.scalars(sa.select(QueueItem)).all()
+    assert reply.rcpt_to == "person@elsewhere.example" and reply.mail_from == ""
+    assert b"Subject: Away: offer" in reply.raw
