@@ -118,9 +118,7 @@ def reset(session: so.Session, address_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def answered_recently(
-    session: so.Session, address_id: int, sender: str, now: dt.datetime
-) -> bool:
+def answered_recently(session: so.Session, address_id: int, sender: str, now: dt.datetime) -> bool:
     last = session.scalar(
         sa.select(AutoreplySent.sent_at).where(
             AutoreplySent.address_id == address_id, AutoreplySent.sender == sender.lower()
@@ -208,4 +206,3 @@ def _one_line(text: str) -> str:
     and no encoded-word opener left to re-fold into a line break (CVE-2024-6923)."""
     flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return flat.replace("=?", "= ?")
-

@@ -59,11 +59,13 @@ def incoming(sender: str = STRANGER, **headers: str) -> bytes:
 
 
 def respond(
-    session: so.Session, bob: Address, raw: bytes, sender: str = STRANGER, now: dt.datetime = WEDNESDAY
+    session: so.Session,
+    bob: Address,
+    raw: bytes,
+    sender: str = STRANGER,
+    now: dt.datetime = WEDNESDAY,
 ) -> bool:
-    return autoresponder.respond(
-        session, bob, raw, envelope_from=sender, now=now, queue_id="Q1"
-    )
+    return autoresponder.respond(session, bob, raw, envelope_from=sender, now=now, queue_id="Q1")
 
 
 def replies(session: so.Session) -> list[QueueItem]:
@@ -170,8 +172,17 @@ def test_reply_subject_cannot_inject_headers(session: so.Session, bob: Address) 
     parsed = email.message_from_bytes(reply.raw, policy=email.policy.default)
     assert parsed["Bcc"] is None
     assert sorted(parsed.keys()) == sorted(
-        ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version",
-         "Content-Type", "Content-Transfer-Encoding"]
+        [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "Auto-Submitted",
+            "MIME-Version",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+        ]
     )
 
 
