@@ -269,6 +269,73 @@ class LoginLockout(Base):
     last_failure_at: so.Mapped[dt.datetime]
 
 
+# -- secure page (issue 5) -----------------------------------------------------
+
+
+class SecureMessage(Base):
+    """A message for recipients without a key, sealed under the sender's password.
+
+    `ciphertext` is the message (minus Bcc) under a random message key;
+    `wrapped_key` is that key under Argon2id(password, salt) with the stored
+    parameters. Neither opens without the password: the master key plays no
+    part. `generation` counts re-seals (a new password makes a new message key).
+    Purging drops both blobs and keeps the row for the sender's history.
+    """
+
+    __tablename__ = "secure_messages"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    public_id: so.Mapped[str] = so.mapped_column(sa.String(32), unique=True)
+    queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    sender_address: so.Mapped[str] = so.mapped_column(sa.String(320))
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    generation: so.Mapped[int] = so.mapped_column(default=1)
+    kdf_salt: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    kdf_time_cost: so.Mapped[int]
+    kdf_memory_cost: so.Mapped[int]
+    kdf_parallelism: so.Mapped[int]
+    wrapped_key: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
+    ciphertext: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary, deferred=True)
+    size: so.Mapped[int] = so.mapped_column(default=0)
+    purged_at: so.Mapped[dt.datetime | None]
+
+    links: so.Mapped[list[SecureLink]] = so.relationship(
+        back_populates="message", order_by="SecureLink.id", cascade="all, delete-orphan"
+    )
+
+
+class SecureLink(Base):
+    """One recipient's link to a secure message; only the SHA-256 of its token is kept.
+
+    `failures` counts wrong passwords (an attempt is counted before the password
+    is checked, so parallel guesses in several processes cannot pass the limit).
+    """
+
+    __tablename__ = "secure_links"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    message_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("secure_messages.id", ondelete="CASCADE"), index=True
+    )
+    recipient: so.Mapped[str] = so.mapped_column(sa.String(320))
+    token_digest: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    expires_at: so.Mapped[dt.datetime] = so.mapped_column(index=True)
+    failures: so.Mapped[int] = so.mapped_column(default=0)
+    locked_at: so.Mapped[dt.datetime | None]
+    revoked_at: so.Mapped[dt.datetime | None]
+    first_opened_at: so.Mapped[dt.datetime | None]
+    last_opened_at: so.Mapped[dt.datetime | None]
+    open_count: so.Mapped[int] = so.mapped_column(default=0)
+    reply_count: so.Mapped[int] = so.mapped_column(default=0)
+    last_reply_at: so.Mapped[dt.datetime | None]
+
+    message: so.Mapped[SecureMessage] = so.relationship(back_populates="links")
+
+
 class Autoresponder(Base):
     """One saved away message of a hosted address; at most one per address is active."""
 

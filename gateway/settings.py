@@ -116,6 +116,40 @@ class SecuritySettings:
     activity_days: int = 90
 
 
+# Bounds on the Argon2id cost of a secure page: checked at start-up for the
+# settings, and again whenever stored parameters are read back (a tampered row
+# must not make the portal spend unbounded memory or time).
+SECUREPAGE_MAX_TIME_COST = 16
+SECUREPAGE_MAX_MEMORY_COST = 4 * 1024 * 1024  # KiB (4 GiB)
+SECUREPAGE_MAX_PARALLELISM = 64
+
+
+@dataclass(frozen=True)
+class SecurePageSettings:
+    """Password-protected pages for external recipients without a key (issue 5).
+
+    The Argon2id defaults are RFC 9106's second recommended option; tests lower them.
+    """
+
+    valid_days: int = 30
+    max_valid_days: int = 90
+    max_failures: int = 10
+    rate_limit: str = "10/minute;60/hour"
+    kdf_time_cost: int = 3
+    kdf_memory_cost: int = 65536
+    kdf_parallelism: int = 4
+    max_concurrent_derivations: int = 4
+    min_password_length: int = 8
+    generated_password_length: int = 16
+    show_subject: bool = False
+    notification_from: str = ""
+    unlock_minutes: int = 30
+    max_reply_bytes: int = 10 * 1024 * 1024
+    max_replies_per_link: int = 20
+    history_days: int = 90
+    purge_interval: float = 3600.0
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -126,6 +160,7 @@ class Settings:
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
 
     @property
     def database_url(self) -> str:
@@ -252,6 +287,8 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "security":
         _validate_security(section)
+    if name == "securepage":
+        _validate_securepage(section)
 
 
 def _validate_security(section: SecuritySettings) -> None:
@@ -264,3 +301,37 @@ def _validate_security(section: SecuritySettings) -> None:
     if storage != "database" and not storage.startswith(("redis://", "rediss://", "unix://")):
         # The URL may hold a Redis password: name the key, not the value.
         raise SettingsError("[security] lockout_storage: must be database or a redis:// URL")
+
+
+def _validate_securepage(section: SecurePageSettings) -> None:
+    for key in (
+        "valid_days",
+        "max_failures",
+        "kdf_time_cost",
+        "kdf_parallelism",
+        "max_concurrent_derivations",
+        "unlock_minutes",
+        "max_replies_per_link",
+        "history_days",
+    ):
+        if getattr(section, key) < 1:
+            raise SettingsError(f"[securepage] {key}: must be at least 1")
+    if section.max_valid_days < section.valid_days:
+        raise SettingsError("[securepage] max_valid_days: must not be less than valid_days")
+    if section.kdf_time_cost > SECUREPAGE_MAX_TIME_COST:
+        raise SettingsError(f"[securepage] kdf_time_cost: at most {SECUREPAGE_MAX_TIME_COST}")
+    if section.kdf_parallelism > SECUREPAGE_MAX_PARALLELISM:
+        raise SettingsError(f"[securepage] kdf_parallelism: at most {SECUREPAGE_MAX_PARALLELISM}")
+    if not 8 * section.kdf_parallelism <= section.kdf_memory_cost <= SECUREPAGE_MAX_MEMORY_COST:
+        raise SettingsError(
+            "[securepage] kdf_memory_cost: between 8 KiB per lane and"
+            f" {SECUREPAGE_MAX_MEMORY_COST} KiB"
+        )
+    if section.min_password_length < 1:
+        raise SettingsError("[securepage] min_password_length: must be at least 1")
+    if section.generated_password_length < max(section.min_password_length, 12):
+        raise SettingsError(
+            "[securepage] generated_password_length: at least 12 and min_password_length"
+        )
+    if section.purge_interval < 60:
+        raise SettingsError("[securepage] purge_interval: at least 60 seconds")

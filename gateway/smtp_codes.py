@@ -22,4 +22,12 @@ NO_KEY_FOR_RECIPIENTS = (
     "550 5.7.1 Encryption was requested, but these recipients have no OpenPGP key and"
     " secure-page delivery is not available: {recipients}; nothing was sent"
 )
+WEAK_SECURE_PAGE_KEY = (
+    "550 5.7.1 The secure-page password (X-Sealgate-Password) must have at least {length}"
+    " characters; nothing was sent"
+)
+OVERLONG_SECURE_PAGE_KEY = (
+    "550 5.7.1 The secure-page password (X-Sealgate-Password) is longer than {limit} bytes;"
+    " nothing was sent"
+)
 QUEUED = "250 2.0.0 Ok: queued as {queue_id}"

@@ -3,8 +3,8 @@
 Read top to bottom, it is the flow in DESIGN.md:
 
     check-structure → decide-encryption (strips control headers) → add-received
-    → classify-recipients → [encrypted: resolve-keys → encrypt-pgp | plain copies]
-    → store-and-queue → commit
+    → classify-recipients → [encrypted: resolve-keys → encrypt-pgp
+    → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
 Each step is a small function in its own module taking the `Submission` context.
 Steps refuse a message by raising `RejectMessage(status)`; the caller turns that
@@ -28,10 +28,11 @@ from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.keys import resolve_keys, trigger_inputs
 from gateway.pipeline.pgpmime import is_already_encrypted
 from gateway.pipeline.received import add_received
+from gateway.pipeline.report import add_delivery_report
+from gateway.pipeline.secure_page import seal_for_secure_page
 from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import decide_encryption
 from gateway.runtime import Runtime
-from gateway.smtp_codes import NO_KEY_FOR_RECIPIENTS
 
 __all__ = ["ClientInfo", "Copy", "RejectMessage", "Sender", "Submission", "submit"]
 
@@ -61,11 +62,11 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     if submission.encrypt and not already_encrypted:
         external = lookup_external_keys(runtime, submission.external, submission.received_at)
         missing = [r for r in submission.external if r not in external]
-        if missing:
-            # The secure page for recipients without a key is not there yet: never send in clear.
-            raise RejectMessage(NO_KEY_FOR_RECIPIENTS.format(recipients=", ".join(missing)))
         keys, sender_keys = resolve_keys(runtime, submission, external)
         encrypt_copies(submission, keys, sender_keys)
+        # Recipients without a key get a link to a password-protected page, never clear text.
+        secure = seal_for_secure_page(runtime, submission, missing) if missing else None
+        add_delivery_report(runtime, submission, sender_keys.public, secure)
     else:
         plain_copies(submission, already_encrypted=already_encrypted)
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import sqlalchemy.orm as so
 
 
 def new_queue_id() -> str:
@@ -71,3 +75,6 @@ class Submission:
     password: str | None = field(default=None, repr=False)
     copies: list[Copy] = field(default_factory=list)
     handling: list[Handling] = field(default_factory=list)
+    # Rows a step prepared for the final transaction (the secure page's, the
+    # delivery report): `store-and-queue` calls each inside it, after the copies.
+    finalizers: list[Callable[[so.Session], None]] = field(default_factory=list, repr=False)

@@ -62,3 +62,5 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                     now=submission.received_at,
                     queue_id=submission.queue_id,
                 )
+    for finish in submission.finalizers:
+        finish(session)

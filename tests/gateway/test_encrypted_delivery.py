@@ -169,24 +169,29 @@ def test_account_setting_and_domain_rule_triggers(
     assert first.endswith(plain) and first.startswith(b"Received: ")
 
 
-def test_external_recipient_without_key_is_refused_and_nothing_is_sent(
+def test_external_recipient_without_key_is_never_sent_in_clear(
     submission_server: SubmissionServer,
     mail_users: dict[str, str],
     client_ssl_context: ssl.SSLContext,
     runtime: Runtime,
 ) -> None:
-    raw = f"From: {ALICE}\r\nTo: {BOB}, x@elsewhere.example\r\nSubject: [encrypt] hi\r\n\r\nx\r\n"
+    # Issue 5 replaced the 550 with the secure page: the relay gets a notification only.
+    body = "the secret body text"
+    raw = (
+        f"From: {ALICE}\r\nTo: {BOB}, x@elsewhere.example\r\nSubject: [encrypt] hi\r\n"
+        f"\r\n{body}\r\n"
+    )
     with smtplib.SMTP_SSL(
         "127.0.0.1", submission_server.tls_port, context=client_ssl_context, timeout=60
     ) as client:
         client.login(ALICE, mail_users[ALICE])
-        with pytest.raises(smtplib.SMTPDataError) as err:
-            client.sendmail(ALICE, [BOB, "x@elsewhere.example"], raw.encode())
-    assert err.value.smtp_code == 550
-    assert b"x@elsewhere.example" in err.value.smtp_error
-    assert mailbox(runtime, BOB) == []
+        assert client.sendmail(ALICE, [BOB, "x@elsewhere.example"], raw.encode()) == {}
+    (to_bob,) = mailbox(runtime, BOB)
+    assert to_bob.encrypted and body.encode() not in to_bob.raw
     with db.transaction(runtime.sessions) as session:
-        assert session.scalars(sa.select(QueueItem)).all() == []
+        (item,) = session.scalars(sa.select(QueueItem)).all()
+    assert item.rcpt_to == "x@elsewhere.example"
+    assert body.encode() not in item.raw and b"/s/" in item.raw
 
 
 def test_bcc_recipient_key_ids_stay_hidden(

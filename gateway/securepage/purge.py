@@ -1,0 +1,142 @@
+"""Delete what a secure page no longer needs: `sealgate purge`, and hourly in `serve`.
+
+A message's ciphertext and wrapped key go once none of its links can be opened
+any more (each expired or revoked). A locked link keeps them until it expires:
+the sender may still set a new password, which unlocks it. The rows themselves
+stay for the sender's view (who opened what, when) for `history_days` more,
+then go too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import audit, db
+from gateway.models import SecureLink, SecureMessage
+from gateway.runtime import Runtime
+from gateway.settings import SecurePageSettings
+from gateway.timeutil import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTOR = "purge"
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    ciphertexts: int = 0
+    forgotten: int = 0
+
+
+def _still_open(now: dt.datetime) -> sa.Exists:
+    return (
+        sa.select(SecureLink.id)
+        .where(
+            SecureLink.message_id == SecureMessage.id,
+            SecureLink.revoked_at.is_(None),
+            SecureLink.expires_at > now,
+        )
+        .exists()
+    )
+
+
+def due_for_purge(session: so.Session, now: dt.datetime) -> list[int]:
+    """Ids of messages with ciphertext left whose every link is expired or revoked."""
+    return list(
+        session.scalars(
+            sa.select(SecureMessage.id)
+            .where(SecureMessage.purged_at.is_(None), ~_still_open(now))
+            .order_by(SecureMessage.id)
+        )
+    )
+
+
+def purge_messages(session: so.Session, ids: list[int], now: dt.datetime) -> int:
+    """Drop the blobs of these messages (re-checked: a link extended meanwhile keeps them)."""
+    if not ids:
+        return 0
+    result = session.execute(
+        sa.update(SecureMessage)
+        .where(
+            SecureMessage.id.in_(ids),
+            SecureMessage.purged_at.is_(None),
+            ~_still_open(now),
+        )
+        .values(ciphertext=None, wrapped_key=None, size=0, purged_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0))
+    if count:
+        audit.record(
+            session, "securepage.purge", actor=ACTOR, detail=f"{count} ciphertexts deleted"
+        )
+    return count
+
+
+def forget_history(session: so.Session, now: dt.datetime, settings: SecurePageSettings) -> int:
+    cutoff = now - dt.timedelta(days=settings.history_days)
+    ids = list(
+        session.scalars(
+            sa.select(SecureMessage.id).where(
+                SecureMessage.purged_at.is_not(None), SecureMessage.purged_at < cutoff
+            )
+        )
+    )
+    if not ids:
+        return 0
+    session.execute(sa.delete(SecureLink).where(SecureLink.message_id.in_(ids)))
+    session.execute(sa.delete(SecureMessage).where(SecureMessage.id.in_(ids)))
+    return len(ids)
+
+
+def purge(
+    runtime: Runtime,
+    now: dt.datetime,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> PurgeResult:
+    """Purge in batches, one transaction each, so a large backlog never holds a long lock."""
+    with db.read_only(runtime.sessions) as session:
+        ids = due_for_purge(session, now)
+    deleted = 0
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
+        with db.transaction(runtime.sessions) as session:
+            deleted += purge_messages(session, batch, now)
+        if progress is not None:
+            progress(len(batch))
+    with db.transaction(runtime.sessions) as session:
+        forgotten = forget_history(session, now, runtime.settings.securepage)
+    return PurgeResult(ciphertexts=deleted, forgotten=forgotten)
+
+
+def pending(runtime: Runtime, now: dt.datetime) -> int:
+    with db.read_only(runtime.sessions) as session:
+        return len(due_for_purge(session, now))
+
+
+async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:
+    """Purge now and then every `[securepage] purge_interval` seconds until `stop` is set."""
+    interval = runtime.settings.securepage.purge_interval
+    while not stop.is_set():
+        try:
+            result = await asyncio.to_thread(purge, runtime, clock())
+            if result.ciphertexts or result.forgotten:
+                log.info(
+                    "secure pages: %d ciphertexts deleted, %d old messages forgotten",
+                    result.ciphertexts,
+                    result.forgotten,
+                )
+        except Exception as exc:  # noqa: BLE001  (a failed purge must not stop the server)
+            log.error("secure-page purge failed: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
