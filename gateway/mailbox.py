@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from email.parser import BytesHeaderParser
+import re
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import default as default_policy
 
 import sqlalchemy.orm as so
 
 from gateway import rawheaders
 from gateway.models import Address, MailboxMessage
+
+SEARCH_INDEX_LIMIT = 2 * 1024 * 1024
+SEARCH_TEXT_LIMIT = 200_000
+_TAGS = re.compile(r"<[^>]*>")
 
 INBOX = "INBOX"
 SENT = "Sent"
@@ -37,6 +42,10 @@ def store(
         queue_id=queue_id,
         subject=_header_text(headers, "Subject"),
         from_addr=_header_text(headers, "From"),
+        to_addr=", ".join(
+            v for v in (_header_text(headers, "To"), _header_text(headers, "Cc")) if v
+        ),
+        search_text=None if encrypted else searchable_text(raw),
         envelope_from=envelope_from,
         date=_header_date(headers),
         received_at=now,
@@ -46,6 +55,28 @@ def store(
     )
     session.add(row)
     return row
+
+
+def searchable_text(raw: bytes) -> str | None:
+    """The text parts of a plain message, for search; None when it is too big to index.
+
+    Only ever called for mail that is stored unencrypted anyway: an encrypted
+    message's body is never indexed (its search matches the subject only).
+    """
+    if len(raw) > SEARCH_INDEX_LIMIT:
+        return None
+    try:
+        message = BytesParser(policy=default_policy).parsebytes(raw)
+        texts: list[str] = []
+        for part in message.walk():
+            if part.get_content_maintype() == "text" and not part.is_attachment():
+                content = part.get_content()
+                if part.get_content_subtype() == "html":
+                    content = _TAGS.sub(" ", content)
+                texts.append(content)
+    except Exception:  # noqa: BLE001  (malformed MIME: the message is stored, just not indexed)
+        return None
+    return " ".join(" ".join(texts).split())[:SEARCH_TEXT_LIMIT]
 
 
 def _header_text(headers: object, name: str) -> str:

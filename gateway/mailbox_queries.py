@@ -59,11 +59,18 @@ def list_folder(
     Out-of-range pages are clamped rather than refused: a stale "older" link after
     mail was deleted should land on the last page, not on an error.
     """
+    conditions = [Address.account_id == account_id, MailboxMessage.folder == folder]
+    return _page(session, conditions, page, per_page)
+
+
+def _page(
+    session: so.Session, conditions: list[sa.ColumnElement[bool]], page: int, per_page: int
+) -> FolderPage:
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
     scope = (
         sa.select(MailboxMessage.id)
         .join(Address, MailboxMessage.address_id == Address.id)
-        .where(Address.account_id == account_id, MailboxMessage.folder == folder)
+        .where(*conditions)
     )
     total = session.scalar(sa.select(sa.func.count()).select_from(scope.subquery())) or 0
     pages = max(1, math.ceil(total / per_page))
@@ -81,7 +88,7 @@ def list_folder(
             MailboxMessage.flags,
         )
         .join(Address, MailboxMessage.address_id == Address.id)
-        .where(Address.account_id == account_id, MailboxMessage.folder == folder)
+        .where(*conditions)
         .order_by(MailboxMessage.received_at.desc(), MailboxMessage.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
@@ -101,3 +108,58 @@ def list_folder(
         for row in rows
     ]
     return FolderPage(items=items, total=total, page=page, per_page=per_page)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What the search form asks; empty fields do not filter."""
+
+    text: str = ""
+    sender: str = ""
+    recipient: str = ""
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    folder: str | None = None
+
+
+def _contains(
+    column: so.QueryableAttribute[str] | sa.ColumnElement[str], needle: str
+) -> sa.ColumnElement[bool]:
+    """Case-insensitive substring match with the user's % and _ taken literally."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.func.lower(column).like(f"%{escaped.lower()}%", escape="\\")
+
+
+def search(
+    session: so.Session, account_id: int, query: SearchQuery, page: int, per_page: int
+) -> FolderPage:
+    """Messages of the account matching `query`, newest first.
+
+    The text matches the subject of every message, and the body only of plain
+    ones: an encrypted message's body is ciphertext, and it is never indexed.
+    """
+    conditions: list[sa.ColumnElement[bool]] = [Address.account_id == account_id]
+    if query.folder:
+        conditions.append(MailboxMessage.folder == query.folder)
+    if query.text.strip():
+        text = query.text.strip()
+        conditions.append(
+            sa.or_(
+                _contains(MailboxMessage.subject, text),
+                sa.and_(
+                    MailboxMessage.encrypted.is_(False),
+                    MailboxMessage.search_text.is_not(None),
+                    _contains(sa.func.coalesce(MailboxMessage.search_text, ""), text),
+                ),
+            )
+        )
+    if query.sender.strip():
+        conditions.append(_contains(MailboxMessage.from_addr, query.sender.strip()))
+    if query.recipient.strip():
+        conditions.append(_contains(MailboxMessage.to_addr, query.recipient.strip()))
+    if query.since is not None:
+        conditions.append(MailboxMessage.received_at >= query.since)
+    if query.until is not None:
+        conditions.append(MailboxMessage.received_at < query.until)
+
+    return _page(session, conditions, page, per_page)

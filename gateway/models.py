@@ -95,6 +95,9 @@ class MailboxMessage(Base):
     queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
     subject: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     from_addr: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    to_addr: so.Mapped[str] = so.mapped_column(sa.Text, default="", server_default="")
+    # The text of a plain message, for search; NULL for encrypted mail (subject only).
+    search_text: so.Mapped[str | None] = so.mapped_column(sa.Text)
     envelope_from: so.Mapped[str] = so.mapped_column(sa.String(320), default="")
     date: so.Mapped[dt.datetime | None]
     received_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
