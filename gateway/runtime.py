@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -10,6 +10,7 @@ import sqlalchemy.orm as so
 from gateway import db
 from gateway.passwords import PasswordHasher
 from gateway.settings import Settings
+from gateway.wkd_client import Transport
 from keystore.masterkey import RingFile
 
 
@@ -20,6 +21,8 @@ class Runtime:
     sessions: so.sessionmaker[so.Session]
     hasher: PasswordHasher
     ring: RingFile
+    # How Web Key Directory lookups reach the network (tests point it at a local server).
+    wkd_transport: Transport = field(default_factory=Transport)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:

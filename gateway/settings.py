@@ -83,6 +83,20 @@ class EncryptionSettings:
 
 
 @dataclass(frozen=True)
+class KeysSettings:
+    """Keys of external recipients (imports, Web Key Directory) and the budget for
+    parsing OpenPGP data from outside."""
+
+    wkd: bool = True
+    wkd_timeout: float = 5.0
+    wkd_cache_ttl: float = 86400.0
+    wkd_failure_ttl: float = 900.0
+    max_key_bytes: int = 512 * 1024
+    parse_timeout: float = 5.0
+    parse_memory_mb: int = 256
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = ""
     echo: bool = False
@@ -158,6 +172,7 @@ class Settings:
     relay: RelaySettings = field(default_factory=RelaySettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+    keys: KeysSettings = field(default_factory=KeysSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
@@ -287,8 +302,18 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "security":
         _validate_security(section)
+    if name == "keys":
+        _validate_keys(section)
     if name == "securepage":
         _validate_securepage(section)
+
+
+def _validate_keys(section: KeysSettings) -> None:
+    for key in ("wkd_timeout", "parse_timeout", "max_key_bytes"):
+        if getattr(section, key) <= 0:
+            raise SettingsError(f"[keys] {key}: must be more than 0")
+    if section.parse_memory_mb < 64:
+        raise SettingsError("[keys] parse_memory_mb: at least 64 (the parser itself needs ~40)")
 
 
 def _validate_security(section: SecuritySettings) -> None:

@@ -6,13 +6,15 @@ one current key per address (a partial unique index over `status = 'active'`), s
 two processes that both make a first key for an address end with one winner.
 `keystore_master_versions` records which master-key versions are retired, so a
 process still holding an old ring cannot wrap under a version the rotation has
-already declared empty.
+already declared empty. `keystore_external_keys` holds vetted public keys of
+addresses hosted elsewhere (admin imports, Web Key Directory answers), and
+`keystore_wkd_misses` the WKD lookups that recently found nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -107,3 +109,66 @@ class MasterKeyVersion(KeystoreBase):
     state: so.Mapped[str] = so.mapped_column(sa.String(16), default=VERSION_ACTIVE)
     first_seen_at: so.Mapped[dt.datetime]
     retired_at: so.Mapped[dt.datetime | None]
+
+
+SOURCE_IMPORT: Final = "import"
+SOURCE_WKD: Final = "wkd"
+EXTERNAL_SOURCES = (SOURCE_IMPORT, SOURCE_WKD)
+
+_NOT_REVOKED = sa.text("revoked_at IS NULL")
+
+
+class ExternalKey(KeystoreBase):
+    """A public key of an address hosted elsewhere: imported by an admin or found by WKD.
+
+    `public_key` is our own minimal re-serialisation of a key that passed vetting
+    (primary key, the address's user id and self-signature, one encryption subkey
+    and its binding), never the bytes that came from outside. At most one row per
+    address and source is in use (a partial unique index over rows not revoked); a
+    revoked row stays as a tombstone, so re-importing the same key without its
+    revocation does not bring it back.
+    """
+
+    __tablename__ = "keystore_external_keys"
+    __table_args__ = (
+        sa.Index(
+            "uq_keystore_external_keys_current",
+            "address",
+            "source",
+            unique=True,
+            sqlite_where=_NOT_REVOKED,
+            postgresql_where=_NOT_REVOKED,
+        ),
+        sa.CheckConstraint("source IN ('import', 'wkd')", name="source_known"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    address: so.Mapped[str] = so.mapped_column(sa.String(320), index=True)
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(40), index=True)
+    subkey_id: so.Mapped[str] = so.mapped_column(sa.String(16))
+    public_key: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    source: so.Mapped[str] = so.mapped_column(sa.String(16))
+    # When this key was first stored for the address, and when its source last vouched
+    # for it (an import, or a WKD answer that still served it).
+    fetched_at: so.Mapped[dt.datetime]
+    last_checked: so.Mapped[dt.datetime]
+    expires_at: so.Mapped[dt.datetime | None]
+    revoked_at: so.Mapped[dt.datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"ExternalKey(address={self.address!r}, fingerprint={self.fingerprint!r},"
+            f" source={self.source!r})"
+        )
+
+
+class WkdMiss(KeystoreBase):
+    """A Web Key Directory lookup that found no usable key, remembered until `retry_after`
+    so a failing or key-less domain is not asked again for every message."""
+
+    __tablename__ = "keystore_wkd_misses"
+
+    address: so.Mapped[str] = so.mapped_column(sa.String(320), primary_key=True)
+    failed_at: so.Mapped[dt.datetime]
+    retry_after: so.Mapped[dt.datetime]
+    reason: so.Mapped[str] = so.mapped_column(sa.String(200))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, overload
 
 import pgpy
+from cryptography.hazmat.primitives import hashes
 from pgpy.constants import (
     CompressionAlgorithm,
     EllipticCurveOID,
@@ -31,6 +32,8 @@ from pgpy.constants import (
     KeyFlags,
     PubKeyAlgorithm,
     RevocationReason,
+    SecurityIssues,
+    SignatureType,
     SymmetricKeyAlgorithm,
 )
 from pgpy.packet.packets import IntegrityProtectedSKEData, LiteralData
@@ -58,14 +61,32 @@ def _fail(what: str) -> NoReturn:
     raise PgpError(what) from None
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is, or was caused by, a MemoryError (pgpy wraps it in its own errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MemoryError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @contextmanager
 def _untrusted(what: str) -> Iterator[None]:
-    """Turn whatever pgpy raises on bad input into one `PgpError` (it raises many types)."""
+    """Turn whatever pgpy raises on bad input into one `PgpError` (it raises many types).
+
+    Running out of memory stays a `MemoryError`, so a sandboxed parse can tell a
+    memory bomb from malformed input.
+    """
     try:
         yield
-    except PgpError:
+    except (PgpError, MemoryError):
         raise
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
+        if _out_of_memory(exc):
+            raise MemoryError from None
         _fail(what)
 
 
@@ -317,3 +338,317 @@ def verify(decrypted: Decrypted, signer: PublicKey) -> bool:
             return bool(signer._key.verify(decrypted._message))
     except PgpError:
         return False
+
+
+# --- vetting keys from outside --------------------------------------------------------
+#
+# pgpy parses a key without checking any of its signatures, so everything below
+# decides for itself which parts of an outside key hold: a user id counts only with a
+# self-signature that verifies, a subkey only with a binding signature that verifies,
+# and revocations only when the key itself made them. Time is the caller's `now`, not
+# pgpy's wall clock. These functions run in the sandboxed child of
+# `keystore.untrusted`, never on the server's own threads: pgpy's armor parser can
+# spin for hours and its decompression has no bound.
+
+ENCRYPTION_ALGORITHMS = frozenset({PubKeyAlgorithm.RSAEncryptOrSign, PubKeyAlgorithm.ECDH})
+ENCRYPTION_FLAGS = frozenset({KeyFlags.EncryptCommunications, KeyFlags.EncryptStorage})
+CERTIFICATIONS = frozenset(
+    {
+        SignatureType.Generic_Cert,
+        SignatureType.Persona_Cert,
+        SignatureType.Casual_Cert,
+        SignatureType.Positive_Cert,
+    }
+)
+SELF_SIGNATURE_HASHES = frozenset(
+    {HashAlgorithm.SHA224, HashAlgorithm.SHA256, HashAlgorithm.SHA384, HashAlgorithm.SHA512}
+)
+# A self-signature needs only second-preimage resistance, which SHA-1 still has; like
+# Sequoia's standard policy, SHA-1 self-signatures made after this date are refused.
+SHA1_SELF_SIGNATURE_CUTOFF = dt.datetime(2023, 2, 1, tzinfo=dt.UTC)
+MAX_ADDRESS_LENGTH = 254
+
+RejectCode = Literal[
+    "secret-key",
+    "weak-key",
+    "created-in-future",
+    "revoked",
+    "user-id-revoked",
+    "subkey-revoked",
+    "expired",
+    "no-user-id",
+    "address-mismatch",
+    "no-encryption-subkey",
+    "bad-binding",
+    "unusable",
+]
+
+
+@dataclass(frozen=True)
+class VettedKey:
+    """An outside key that holds for one address: its minimal re-serialisation (primary
+    key, the address's user id and self-signature, one encryption subkey and its
+    binding signature; nothing else from the input survives)."""
+
+    address: str
+    fingerprint: str
+    subkey_id: str
+    created: dt.datetime
+    expires_at: dt.datetime | None
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RejectedKey:
+    """An outside key that is not used, and why (the reason is safe to show). Only
+    `code == "revoked"` means the key itself is revoked."""
+
+    fingerprint: str
+    addresses: tuple[str, ...]
+    code: RejectCode
+    reason: str
+
+
+@dataclass(frozen=True)
+class KeyVetting:
+    accepted: tuple[VettedKey, ...]
+    rejected: tuple[RejectedKey, ...]
+
+
+class _Rejected(Exception):
+    def __init__(self, code: RejectCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code: RejectCode = code
+        self.reason = reason
+
+
+def uid_address(userid: str) -> str | None:
+    """The mail address a user id names (`Name <a@b>` or a bare `a@b`), lower-cased."""
+    text = userid.strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1]
+    local, at, domain = text.rpartition("@")
+    if not (at and local and domain) or len(text) > MAX_ADDRESS_LENGTH:
+        return None
+    if not text.isprintable() or any(c in text for c in " <>\"'"):
+        return None
+    return text.lower()
+
+
+def _expiry(created: dt.datetime, lifetime: dt.timedelta | None) -> dt.datetime | None:
+    if lifetime is None or lifetime.total_seconds() <= 0:
+        return None
+    return created + lifetime
+
+
+def _signature_holds(primary: Any, sig: Any, subject: Any, now: dt.datetime) -> bool:
+    """A signature made by `primary` over `subject` that verifies and is in force at `now`."""
+    try:
+        if str(sig.signer).upper() != primary.fingerprint.keyid.upper():
+            return False
+        issuer = str(sig.signer_fingerprint or "").replace(" ", "").upper()
+        if issuer and issuer != _ids(primary)[0]:
+            return False
+        created = sig.created
+        if created > now:
+            return False
+        expires = sig.expires_at
+        if expires is not None and expires != created and expires <= now:
+            return False
+        algorithm = sig.hash_algorithm
+        if algorithm not in SELF_SIGNATURE_HASHES and not (
+            algorithm == HashAlgorithm.SHA1 and created < SHA1_SELF_SIGNATURE_CUTOFF
+        ):
+            return False
+        digest = getattr(hashes, algorithm.name)()
+        return primary._key.verify(sig.hashdata(subject), sig.__sig__, digest) is True
+    except Exception as exc:  # noqa: BLE001  (malformed signature material: it does not hold)
+        if _out_of_memory(exc):
+            raise MemoryError from None
+        return False
+
+
+def _newest_holding(primary: Any, sigs: Iterable[Any], subject: Any, now: dt.datetime) -> Any:
+    holding = [s for s in sigs if _signature_holds(primary, s, subject, now)]
+    return max(holding, key=lambda s: s.created, default=None)
+
+
+def _is_revoked(primary: Any, subject: Any, kind: SignatureType, now: dt.datetime) -> bool:
+    return any(
+        _signature_holds(primary, s, subject, now) for s in subject._signatures if s.type == kind
+    )
+
+
+def _sound_algorithm(key: Any) -> bool:
+    issues = key.key_algorithm.validate_params(key.key_size)
+    return not issues & (
+        SecurityIssues.BrokenAsymmetricFunc | SecurityIssues.AsymmetricKeyLengthIsTooShort
+    )
+
+
+@dataclass(frozen=True)
+class _Uid:
+    address: str
+    uid: Any
+    selfsig: Any
+    expires_at: dt.datetime | None
+
+
+def _valid_uids(key: Any, now: dt.datetime, address: str | None) -> list[_Uid]:
+    found: dict[str, _Uid] = {}
+    problems: list[tuple[RejectCode, str]] = []
+    for uid in key.userids:
+        named = uid_address(uid.userid or "")
+        if named is None:
+            continue
+        if address is not None and named != address:
+            continue
+        selfsig = _newest_holding(
+            key, (s for s in uid._signatures if s.type in CERTIFICATIONS), uid, now
+        )
+        if selfsig is None:
+            problems.append(("no-user-id", f"the user id {named} has no valid self-signature"))
+            continue
+        if _is_revoked(key, uid, SignatureType.CertRevocation, now):
+            problems.append(("user-id-revoked", f"the user id {named} is revoked"))
+            continue
+        expires = _expiry(key.created, selfsig.key_expiration)
+        if expires is not None and expires <= now:
+            problems.append(("expired", f"the key expired on {expires:%Y-%m-%d}"))
+            continue
+        previous = found.get(named)
+        if previous is None or selfsig.created > previous.selfsig.created:
+            found[named] = _Uid(named, uid, selfsig, expires)
+    if found:
+        return list(found.values())
+    if problems:
+        raise _Rejected(*problems[0])
+    if address is not None:
+        raise _Rejected("address-mismatch", f"no user id of the key names {address}")
+    raise _Rejected("no-user-id", "the key has no user id with a mail address")
+
+
+def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetime | None]:
+    problems: list[tuple[RejectCode, str]] = []
+    usable: list[tuple[Any, Any, dt.datetime | None]] = []
+    for subkey in key.subkeys.values():
+        bindings = [s for s in subkey._signatures if s.type == SignatureType.Subkey_Binding]
+        binding = _newest_holding(key, bindings, subkey, now)
+        if binding is None:
+            if bindings:
+                problems.append(("bad-binding", "a subkey's binding signature does not verify"))
+            continue
+        flags = set(binding.key_flags)
+        if not (flags & ENCRYPTION_FLAGS if flags else subkey.key_algorithm.can_encrypt):
+            continue
+        if subkey.key_algorithm not in ENCRYPTION_ALGORITHMS or not _sound_algorithm(subkey):
+            problems.append(
+                ("weak-key", "the encryption subkey's algorithm is weak or unsupported")
+            )
+            continue
+        if subkey.created > now:
+            problems.append(("created-in-future", "the encryption subkey is dated in the future"))
+            continue
+        if _is_revoked(key, subkey, SignatureType.SubkeyRevocation, now):
+            problems.append(("subkey-revoked", "the encryption subkey is revoked"))
+            continue
+        expires = _expiry(subkey.created, binding.key_expiration)
+        if expires is not None and expires <= now:
+            problems.append(("expired", f"the encryption subkey expired on {expires:%Y-%m-%d}"))
+            continue
+        usable.append((subkey, binding, expires))
+    if usable:
+        return max(usable, key=lambda u: u[0].created)
+    if problems:
+        raise _Rejected(*problems[0])
+    raise _Rejected("no-encryption-subkey", "the key has no encryption subkey")
+
+
+def _minimal(key: Any, uid: _Uid, subkey: Any, binding: Any) -> bytes:
+    parts = (key._key, uid.uid._uid, uid.selfsig._signature, subkey._key, binding._signature)
+    return b"".join(bytes(p) for p in parts)
+
+
+def _check_minimal(data: bytes, fingerprint: str, subkey_id: str) -> None:
+    """The re-serialised key parses back to the same key and can be encrypted to."""
+    again, _ = pgpy.PGPKey.from_blob(data)
+    if _ids(again)[0] != fingerprint or list(again.subkeys) != [subkey_id]:
+        raise _Rejected("unusable", "the key does not survive re-serialisation")
+    try:
+        again.encrypt(pgpy.PGPMessage.new(b"probe", format="b"), cipher=MESSAGE_CIPHER)
+    except Exception as exc:  # noqa: BLE001
+        if _out_of_memory(exc):
+            raise MemoryError from None
+        raise _Rejected("unusable", "the key cannot be encrypted to") from None
+
+
+def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]:
+    if not key.is_public:
+        raise _Rejected("secret-key", "a secret key was given; import its public key instead")
+    fingerprint = _ids(key)[0]
+    if not _sound_algorithm(key):
+        raise _Rejected("weak-key", "the primary key's algorithm is weak or unsupported")
+    if key.created > now:
+        raise _Rejected("created-in-future", "the key is dated in the future")
+    if _is_revoked(key, key, SignatureType.KeyRevocation, now):
+        raise _Rejected("revoked", "the key is revoked")
+    direct = _newest_holding(
+        key, (s for s in key._signatures if s.type == SignatureType.DirectlyOnKey), key, now
+    )
+    direct_expiry = _expiry(key.created, direct.key_expiration) if direct is not None else None
+    if direct_expiry is not None and direct_expiry <= now:
+        raise _Rejected("expired", f"the key expired on {direct_expiry:%Y-%m-%d}")
+    uids = _valid_uids(key, now, address)
+    subkey, binding, subkey_expiry = _encryption_subkey(key, now)
+    subkey_id = str(subkey.fingerprint.keyid).upper()
+    vetted = []
+    for uid in uids:
+        data = _minimal(key, uid, subkey, binding)
+        _check_minimal(data, fingerprint, subkey_id)
+        ends = [e for e in (uid.expires_at, subkey_expiry, direct_expiry) if e is not None]
+        expires = min(ends, default=None)
+        vetted.append(VettedKey(uid.address, fingerprint, subkey_id, key.created, expires, data))
+    return vetted
+
+
+def _named_addresses(key: Any) -> tuple[str, ...]:
+    try:
+        named = (uid_address(uid.userid or "") for uid in key.userids)
+        return tuple(sorted({a for a in named if a is not None}))
+    except Exception:  # noqa: BLE001
+        return ()
+
+
+def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None) -> KeyVetting:
+    """Every key in `data` (armored or binary, one or more), sorted into the usable
+    (per address) and the refused (with the reason). With `address`, only user ids
+    naming that address count, as a Web Key Directory answer requires.
+
+    Raises `PgpError` when `data` holds no OpenPGP key at all.
+    """
+    wanted = address.lower() if address is not None else None
+    with _untrusted("not a valid OpenPGP key"):
+        first, others = pgpy.PGPKey.from_blob(data)
+        candidates = [first, *others.values()]
+    primaries: dict[str, Any] = {}
+    for candidate in candidates:
+        with _untrusted("not a valid OpenPGP key"):
+            if candidate._key is None or not candidate.is_primary:
+                continue
+            primaries.setdefault(_ids(candidate)[0], candidate)
+    if not primaries:
+        _fail("not a valid OpenPGP key")
+    accepted: list[VettedKey] = []
+    rejected: list[RejectedKey] = []
+    for fingerprint, key in primaries.items():
+        try:
+            accepted.extend(_vet_one(key, now, wanted))
+        except _Rejected as exc:
+            rejected.append(RejectedKey(fingerprint, _named_addresses(key), exc.code, exc.reason))
+        except Exception as exc:  # noqa: BLE001  (pgpy raises anything on odd packets)
+            if _out_of_memory(exc):
+                raise MemoryError from None
+            rejected.append(
+                RejectedKey(fingerprint, _named_addresses(key), "unusable", "the key is malformed")
+            )
+    return KeyVetting(tuple(accepted), tuple(rejected))

@@ -1,18 +1,163 @@
 """Step `find-external-keys`: OpenPGP keys of external recipients (admin imports, then WKD).
 
 Runs before any transaction: a Web Key Directory lookup goes to the network.
+For each recipient, an admin-imported key wins; otherwise a WKD key confirmed
+within `[keys] wkd_cache_ttl` is used from the database; otherwise, unless a
+recent lookup for the address failed (remembered for `wkd_failure_ttl`), the
+recipient's domain is asked, several recipients at once. Each answer is vetted
+in the sandboxed parser; what it yields is stored (with the lookup failures) in
+one short transaction of its own, so the cache survives whatever happens to the
+message. A revoked or expired key is never returned. Recipients without a
+usable key are simply left out: the caller decides what they get instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+import sqlalchemy.orm as so
+
+from gateway import audit, db
 from gateway.pipeline.encrypt import RecipientKey
 from gateway.runtime import Runtime
+from gateway.settings import KeysSettings
+from gateway.wkd_client import WkdClient, WkdError, WkdNotFound
+from keystore import directory, pgp, untrusted
+from keystore.models import SOURCE_IMPORT, SOURCE_WKD
+from keystore.store import KeystoreError
+
+log = logging.getLogger(__name__)
+
+WKD_ACTOR = "wkd"
+MAX_PARALLEL_LOOKUPS = 8
+
+
+def parse_budget(keys: KeysSettings) -> untrusted.Budget:
+    return untrusted.Budget(
+        max_bytes=keys.max_key_bytes, timeout=keys.parse_timeout, memory_mb=keys.parse_memory_mb
+    )
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What one WKD lookup found: a usable key, or why not."""
+
+    address: str
+    vetted: pgp.VettedKey | None = None
+    method: str = ""
+    revoked: tuple[str, ...] = ()  # fingerprints the answer showed revoked
+    failure: str = ""
+    gone: bool = False  # the directory has no usable key: drop a cached one
 
 
 def lookup_external_keys(
     runtime: Runtime, recipients: list[str], now: dt.datetime
 ) -> dict[str, RecipientKey]:
     """The usable key of each recipient that has one; recipients without a key are left out."""
-    return {}
+    if not recipients:
+        return {}
+    keys = runtime.settings.keys
+    found: dict[str, RecipientKey] = {}
+    to_fetch: list[str] = []
+    with db.read_only(runtime.sessions) as session:
+        for rcpt in recipients:
+            try:
+                stored = _stored_key(session, rcpt, now, keys)
+            except KeystoreError:
+                continue  # not an address a key can belong to
+            if stored is not None:
+                found[rcpt] = stored
+            elif keys.wkd and directory.active_miss(session, rcpt, now) is None:
+                to_fetch.append(rcpt)
+    if to_fetch:
+        for discovery in discover_all(runtime, to_fetch, now):
+            if discovery.vetted is not None:
+                public = directory.parsed(discovery.vetted.fingerprint, discovery.vetted.data)
+                found[discovery.address] = RecipientKey(discovery.address, public, SOURCE_WKD)
+    return found
+
+
+def _stored_key(
+    session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
+) -> RecipientKey | None:
+    row = directory.usable(session, rcpt, SOURCE_IMPORT, now)
+    if row is None and keys.wkd:
+        fresh_since = now - dt.timedelta(seconds=keys.wkd_cache_ttl)
+        row = directory.usable(session, rcpt, SOURCE_WKD, now, checked_since=fresh_since)
+    if row is None:
+        return None
+    return RecipientKey(rcpt, directory.public_key_of(row), row.source)
+
+
+def discover_all(runtime: Runtime, addresses: list[str], now: dt.datetime) -> list[Discovery]:
+    """Ask WKD for every address (in parallel), vet the answers, store what they show."""
+    keys = runtime.settings.keys
+    client = WkdClient.from_settings(keys, runtime.wkd_transport)
+    budget = parse_budget(keys)
+    workers = min(MAX_PARALLEL_LOOKUPS, len(addresses))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wkd") as pool:
+        discoveries = list(pool.map(lambda a: discover(client, a, now, budget), addresses))
+    return _remember(runtime, discoveries, now)
+
+
+def discover(
+    client: WkdClient, address: str, now: dt.datetime, budget: untrusted.Budget
+) -> Discovery:
+    """One WKD lookup and the vetting of its answer; never raises for a bad answer."""
+    try:
+        answer = client.fetch(address)
+    except WkdNotFound as exc:
+        return Discovery(address, failure=str(exc), gone=True)
+    except WkdError as exc:
+        return Discovery(address, failure=str(exc))
+    try:
+        vetting = untrusted.vet_keys(answer.body, now, budget, address=address)
+    except untrusted.UntrustedDataError as exc:
+        return Discovery(address, method=answer.method, failure=f"answer refused: {exc}", gone=True)
+    revoked = tuple(r.fingerprint for r in vetting.rejected if r.code == "revoked")
+    if not vetting.accepted:
+        reasons = "; ".join(f"{r.fingerprint[-16:]}: {r.reason}" for r in vetting.rejected)
+        return Discovery(
+            address,
+            method=answer.method,
+            revoked=revoked,
+            failure=f"no usable key ({reasons or 'none for this address'})",
+            gone=True,
+        )
+    newest = max(vetting.accepted, key=lambda v: v.created)
+    return Discovery(address, vetted=newest, method=answer.method, revoked=revoked)
+
+
+def _remember(runtime: Runtime, discoveries: list[Discovery], now: dt.datetime) -> list[Discovery]:
+    """Store the keys found and the lookups that failed; returns the usable discoveries."""
+    keys = runtime.settings.keys
+    retry_after = now + dt.timedelta(seconds=keys.wkd_failure_ttl)
+    sink = audit.key_event_sink(WKD_ACTOR)
+    usable: list[Discovery] = []
+    with db.transaction(runtime.sessions) as session:
+        for found in discoveries:
+            for fingerprint in found.revoked:
+                directory.mark_revoked(session, fingerprint, now, events=sink)
+            failure, gone = found.failure, found.gone
+            if found.vetted is not None:
+                outcome = directory.save(session, found.vetted, SOURCE_WKD, now, events=sink)
+                if outcome != "revoked":
+                    directory.clear_miss(session, found.address)
+                    usable.append(found)
+                    log.info(
+                        "WKD (%s): key %s for %s (%s)",
+                        found.method,
+                        found.vetted.fingerprint,
+                        found.address,
+                        outcome,
+                    )
+                    continue
+                failure, gone = f"key {found.vetted.fingerprint} was revoked earlier", True
+            if gone:
+                directory.forget(session, found.address, SOURCE_WKD)
+            directory.record_miss(session, found.address, failure, now, retry_after)
+            log.info("WKD: no key for %s: %s", found.address, failure)
+    return usable

@@ -1,4 +1,5 @@
-"""`sealgate keys`: list, export, rotate and revoke address keys; rotate the master key."""
+"""`sealgate keys`: list, export, rotate and revoke address keys; rotate the master key;
+import and list keys of external recipients."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import click
 import sqlalchemy.orm as so
 
 from gateway import audit
+from gateway.pipeline.external_keys import parse_budget
 from gateway.timeutil import utcnow
-from keystore import pgp, rotation, store
+from keystore import directory, pgp, rotation, store, untrusted
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring
 from keystore.wrap import DecryptionError
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
@@ -28,9 +30,13 @@ def _ring(state: CliState) -> MasterKeyRing:
         raise click.ClickException(str(exc)) from None
 
 
+ACTION_IMPORT = "external-key.import"
+
+
 @cli.group()
 def keys() -> None:
-    """OpenPGP keys of the hosted addresses, and the master key that wraps them."""
+    """OpenPGP keys of the hosted addresses, the master key that wraps them, and
+    imported keys of external recipients."""
 
 
 @keys.command("list")
@@ -180,3 +186,94 @@ def rotate_master(state: CliState, batch_size: int) -> None:
         f"done: every secret key is wrapped under version {result.ring.primary};"
         f" version {retired} retired"
     )
+
+
+@keys.command("import")
+@click.argument("file", type=click.File("rb"))
+@pass_state
+def import_keys(state: CliState, file: Any) -> None:
+    """Import public keys of external recipients from FILE ("-" for standard input).
+
+    FILE may be armored or binary and hold one or more keys. Each key is checked
+    (self-signatures, subkey binding, expiry, revocation, an encryption subkey) and
+    used from then on for every address in its valid user ids, ahead of any Web Key
+    Directory answer. Importing a key's revocation stops its use.
+    """
+    state.require_initialised()
+    limits = state.settings.keys
+    data = file.read(limits.max_key_bytes + 1)
+    name = getattr(file, "name", "-")
+    now = utcnow()
+    try:
+        vetting = untrusted.vet_keys(data, now, parse_budget(limits))
+    except untrusted.UntrustedDataError as exc:
+        hint = ""
+        if exc.kind in ("too-large", "timeout", "memory"):
+            hint = " (split the file, or raise the limits in [keys])"
+        raise click.ClickException(f"{name}: {exc}{hint}") from None
+    imported = revoked = 0
+    with state.transaction() as session:
+        for rejected in vetting.rejected:
+            label = _key_label(rejected.fingerprint, rejected.addresses)
+            if rejected.code == "revoked":
+                revoked += 1
+                stopped = directory.mark_revoked(
+                    session, rejected.fingerprint, now, events=audit_sink
+                )
+                used = (
+                    f"no longer used for {', '.join(stopped)}" if stopped else "it was not in use"
+                )
+                click.echo(f"key {label} is revoked: {used}")
+                continue
+            click.echo(f"rejected key {label}: {rejected.reason}", err=True)
+        for vetted in vetting.accepted:
+            outcome = directory.save(
+                session, vetted, directory.SOURCE_IMPORT, now, events=audit_sink
+            )
+            if outcome == "revoked":
+                click.echo(
+                    f"rejected key {vetted.fingerprint} for {vetted.address}:"
+                    " it was revoked earlier",
+                    err=True,
+                )
+                continue
+            imported += 1
+            expires = f", expires {vetted.expires_at:%Y-%m-%d}" if vetted.expires_at else ""
+            click.echo(f"{vetted.address}: key {vetted.fingerprint} {outcome}{expires}")
+        audit.record(
+            session,
+            ACTION_IMPORT,
+            actor=CLI_ACTOR,
+            target=name[:200],
+            detail=(
+                f"{imported} imported, {revoked} revoked,"
+                f" {len(vetting.rejected) - revoked} rejected"
+            ),
+        )
+    if not imported and not revoked:
+        raise click.ClickException(f"{name}: no key imported")
+
+
+def _key_label(fingerprint: str, addresses: tuple[str, ...]) -> str:
+    return f"{fingerprint} ({', '.join(addresses)})" if addresses else fingerprint
+
+
+@keys.command("list-external")
+@click.argument("address", required=False)
+@pass_state
+def list_external(state: CliState, address: str | None) -> None:
+    """List stored keys of external recipients (of ADDRESS, or all): imported and from WKD."""
+    try:
+        with state.transaction() as session:
+            rows = directory.list_keys(session, address)
+            click.echo("address\tfingerprint\tsource\tstored\tlast checked\texpires\tstatus")
+            for row in rows:
+                expires = f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never"
+                status = "revoked" if row.revoked_at else "in use"
+                click.echo(
+                    f"{row.address}\t{row.fingerprint}\t{row.source}"
+                    f"\t{row.fetched_at:%Y-%m-%d %H:%M:%S}Z\t{row.last_checked:%Y-%m-%d %H:%M:%S}Z"
+                    f"\t{expires}\t{status}"
+                )
+    except store.KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
