@@ -1,0 +1,170 @@
+"""Reading a stored message: decrypt on the fly for its owner, split it into what a page shows.
+
+The address's secret key is unwrapped for this one call and dropped with it:
+nothing decrypted is cached or written anywhere. The signature is checked
+against the sender's key when the gateway knows it (a hosted sender's current
+or older key).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Literal
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway.addresses import InvalidAddress, normalize_address
+from gateway.models import Address, MailboxMessage
+from gateway.pipeline import pgpmime
+from keystore import pgp, store
+from keystore.masterkey import MasterKeyRing
+from keystore.wrap import DecryptionError
+
+SignatureStatus = Literal["valid", "invalid", "unknown-key", "unsigned", "not-encrypted"]
+HEADERS_SHOWN = ("From", "To", "Cc", "Date", "Subject", "Reply-To", "Message-ID", "In-Reply-To")
+
+
+class MessageNotFound(LookupError):
+    """No such message for this account (the same answer whether it exists elsewhere or not)."""
+
+
+class CannotDecrypt(ValueError):
+    """The message is encrypted but none of the address's keys opens it."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    index: int
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OpenedMessage:
+    id: int
+    address: str
+    folder: str
+    encrypted: bool
+    signature: SignatureStatus
+    headers: dict[str, str]
+    text: str = field(repr=False)
+    html: str | None = field(repr=False)
+    attachments: list[Attachment]
+
+
+def owned_message(session: so.Session, account_id: int, message_id: int) -> MailboxMessage:
+    row = session.scalar(
+        sa.select(MailboxMessage)
+        .join(Address, MailboxMessage.address_id == Address.id)
+        .where(MailboxMessage.id == message_id, Address.account_id == account_id)
+    )
+    if row is None:
+        raise MessageNotFound(message_id)
+    return row
+
+
+def open_message(
+    session: so.Session, ring: MasterKeyRing, account_id: int, message_id: int
+) -> OpenedMessage:
+    row = owned_message(session, account_id, message_id)
+    outer = BytesParser(policy=email.policy.default).parsebytes(row.raw)
+    headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
+    armored = pgpmime.encrypted_payload(row.raw) if row.encrypted else None
+    if armored is None:
+        entity: EmailMessage = outer
+        signature: SignatureStatus = "not-encrypted"
+    else:
+        try:
+            decrypted = store.decrypt_for(session, ring, row.address.address, armored)
+        except (pgp.PgpError, DecryptionError, store.KeystoreError):
+            raise CannotDecrypt(message_id) from None
+        entity = BytesParser(policy=email.policy.default).parsebytes(decrypted.data)
+        signature = _signature(session, decrypted, headers.get("From", ""))
+    text, html, attachments = _split(entity)
+    return OpenedMessage(
+        id=row.id,
+        address=row.address.address,
+        folder=row.folder,
+        encrypted=row.encrypted,
+        signature=signature,
+        headers=headers,
+        text=text,
+        html=html,
+        attachments=attachments,
+    )
+
+
+def _signature(session: so.Session, decrypted: pgp.Decrypted, from_header: str) -> SignatureStatus:
+    if not decrypted.signer_key_ids:
+        return "unsigned"
+    sender = _address_in(from_header)
+    if sender is None:
+        return "unknown-key"
+    for row in store.keys_of(session, sender):
+        key = store.parsed_public_key(row)
+        if decrypted.signer_key_ids & {key.key_id, *key.subkey_ids}:
+            return "valid" if pgp.verify(decrypted, key) else "invalid"
+    return "unknown-key"
+
+
+def _address_in(header: str) -> str | None:
+    _name, addr = email.utils.parseaddr(header)
+    try:
+        return normalize_address(addr)
+    except InvalidAddress:
+        return None
+
+
+def _split(entity: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
+    """The text body, the HTML body (unsanitized: the page sanitizes), and attachments."""
+    text_part = entity.get_body(preferencelist=("plain",))
+    html_part = entity.get_body(preferencelist=("html",))
+    text = _content(text_part) if text_part is not None else ""
+    html = _content(html_part) if html_part is not None else None
+    attachments = [
+        Attachment(
+            index=index,
+            filename=part.get_filename() or f"attachment-{index}",
+            content_type=part.get_content_type(),
+            data=_payload_bytes(part),
+        )
+        for index, part in enumerate(entity.iter_attachments())
+        if isinstance(part, EmailMessage)
+    ]
+    return text, html, attachments
+
+
+def _payload_bytes(part: EmailMessage) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _content(part: object) -> str:
+    """Decoded text with plain line ends (mail carries CRLF; pages want LF)."""
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+    except (LookupError, ValueError, AssertionError):
+        return ""
+    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
+
+
+def move(session: so.Session, account_id: int, message_id: int, folder: str) -> None:
+    owned_message(session, account_id, message_id).folder = folder
+
+
+def delete(session: so.Session, account_id: int, message_id: int) -> None:
+    """Into Trash; from Trash, gone for good."""
+    row = owned_message(session, account_id, message_id)
+    if row.folder == TRASH:
+        session.delete(row)
+    else:
+        row.folder = TRASH
+
+
+TRASH = "Trash"
