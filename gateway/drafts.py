@@ -1,0 +1,62 @@
+"""Drafts: stored encrypted to the author's own key, like everything the webmail keeps.
+
+A draft is a complete MIME message; only its subject stays in clear (for the
+list), as for encrypted mail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy.orm as so
+
+from gateway import audit, mailbox, reading
+from gateway.models import Address, MailboxMessage
+from gateway.pipeline import pgpmime
+from keystore import pgp, store
+from keystore.masterkey import MasterKeyRing
+
+DRAFTS = "Drafts"
+
+
+def save(
+    session: so.Session,
+    ring: MasterKeyRing,
+    address: Address,
+    raw: bytes,
+    *,
+    now: dt.datetime,
+    replaces: int | None = None,
+) -> MailboxMessage:
+    """Store `raw` as a draft of `address` (replacing draft `replaces`, if given)."""
+    key = store.get_or_create(
+        session, ring, address.address, now, events=audit.key_event_sink("webmail")
+    )
+    public = store.parsed_public_key(key)
+    armored = pgpmime.armor(pgp.encrypt_and_sign(pgpmime.to_crlf(raw), [public], None, armor=False))
+    sealed = pgpmime.build_encrypted(pgpmime.to_crlf(raw), armored)
+    if replaces is not None:
+        old = reading.owned_message(session, address.account_id, replaces)
+        if old.folder == DRAFTS:
+            session.delete(old)
+    row = mailbox.store(
+        session,
+        address,
+        sealed,
+        queue_id="draft",
+        envelope_from=address.address,
+        now=now,
+        folder=DRAFTS,
+        encrypted=True,
+    )
+    session.flush()
+    return row
+
+
+def load(session: so.Session, ring: MasterKeyRing, account_id: int, draft_id: int) -> bytes:
+    """The draft's MIME entity, decrypted for its author."""
+    row = reading.owned_message(session, account_id, draft_id)
+    armored = pgpmime.encrypted_payload(row.raw)
+    if row.folder != DRAFTS or armored is None:
+        raise reading.MessageNotFound(draft_id)
+    return store.decrypt_for(session, ring, row.address.address, armored).data
