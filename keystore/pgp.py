@@ -367,6 +367,9 @@ SELF_SIGNATURE_HASHES = frozenset(
 # Sequoia's standard policy, SHA-1 self-signatures made after this date are refused.
 SHA1_SELF_SIGNATURE_CUTOFF = dt.datetime(2023, 2, 1, tzinfo=dt.UTC)
 MAX_ADDRESS_LENGTH = 254
+# Correspondents' clocks run a little ahead at times: a key or self-signature made
+# "in the future" by less than this still counts. Revocations count whatever their date.
+CLOCK_SKEW = dt.timedelta(minutes=10)
 
 RejectCode = Literal[
     "secret-key",
@@ -441,7 +444,9 @@ def _expiry(created: dt.datetime, lifetime: dt.timedelta | None) -> dt.datetime 
     return created + lifetime
 
 
-def _signature_holds(primary: Any, sig: Any, subject: Any, now: dt.datetime) -> bool:
+def _signature_holds(
+    primary: Any, sig: Any, subject: Any, now: dt.datetime, *, revocation: bool = False
+) -> bool:
     """A signature made by `primary` over `subject` that verifies and is in force at `now`."""
     try:
         if str(sig.signer).upper() != primary.fingerprint.keyid.upper():
@@ -450,7 +455,7 @@ def _signature_holds(primary: Any, sig: Any, subject: Any, now: dt.datetime) -> 
         if issuer and issuer != _ids(primary)[0]:
             return False
         created = sig.created
-        if created > now:
+        if created > now + CLOCK_SKEW and not revocation:
             return False
         expires = sig.expires_at
         if expires is not None and expires != created and expires <= now:
@@ -475,7 +480,9 @@ def _newest_holding(primary: Any, sigs: Iterable[Any], subject: Any, now: dt.dat
 
 def _is_revoked(primary: Any, subject: Any, kind: SignatureType, now: dt.datetime) -> bool:
     return any(
-        _signature_holds(primary, s, subject, now) for s in subject._signatures if s.type == kind
+        _signature_holds(primary, s, subject, now, revocation=True)
+        for s in subject._signatures
+        if s.type == kind
     )
 
 
@@ -546,7 +553,7 @@ def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetim
                 ("weak-key", "the encryption subkey's algorithm is weak or unsupported")
             )
             continue
-        if subkey.created > now:
+        if subkey.created > now + CLOCK_SKEW:
             problems.append(("created-in-future", "the encryption subkey is dated in the future"))
             continue
         if _is_revoked(key, subkey, SignatureType.SubkeyRevocation, now):
@@ -588,7 +595,7 @@ def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]
     fingerprint = _ids(key)[0]
     if not _sound_algorithm(key):
         raise _Rejected("weak-key", "the primary key's algorithm is weak or unsupported")
-    if key.created > now:
+    if key.created > now + CLOCK_SKEW:
         raise _Rejected("created-in-future", "the key is dated in the future")
     if _is_revoked(key, key, SignatureType.KeyRevocation, now):
         raise _Rejected("revoked", "the key is revoked")
