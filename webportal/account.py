@@ -209,7 +209,13 @@ def enable_2fa() -> ResponseReturnValue:
     ring = totp.ring_for(rt.settings)
     error = None
     if request.method == "POST":
-        codes = totp.confirm_enrolment(db, ring, account, _field("code"), _now(), **request_meta())
+        try:
+            codes = totp.confirm_enrolment(
+                db, ring, account, _field("code"), _now(), **request_meta()
+            )
+        except totp.TotpError:
+            # No set-up waiting (it expired, or the form came from elsewhere): start over.
+            return redirect(url_for("account.enable_2fa"))
         if codes is not None:
             return render_template(
                 "portal/account/recovery_codes.html", codes=codes, just_enabled=True
@@ -320,7 +326,7 @@ def create_app_password() -> ResponseReturnValue:
     )
 
 
-@bp.post("/app-passwords/<int:app_password_id>/revoke")
+@bp.post("/app-passwords/<int(max=2147483647):app_password_id>/revoke")
 @fresh_login_required
 def revoke_app_password(app_password_id: int) -> ResponseReturnValue:
     try:
@@ -493,7 +499,7 @@ def sessions_page() -> ResponseReturnValue:
     )
 
 
-@bp.post("/sessions/<int:session_id>/end")
+@bp.post("/sessions/<int(max=2147483647):session_id>/end")
 @login_required
 def end_session(session_id: int) -> ResponseReturnValue:
     db = db_session()

@@ -36,11 +36,12 @@ def starttls_client(server: SubmissionServer, ctx: ssl.SSLContext) -> smtplib.SM
 def auth(client: smtplib.SMTP, login: str, password: str) -> tuple[int, str]:
     """One AUTH PLAIN attempt (smtplib's login() would try every mechanism)."""
     client.user, client.password = login, password
+    reply: bytes | str
     try:
         code, reply = client.auth("PLAIN", client.auth_plain)
     except smtplib.SMTPAuthenticationError as exc:
         code, reply = exc.smtp_code, exc.smtp_error
-    return code, reply.decode()
+    return code, reply.decode() if isinstance(reply, bytes) else reply
 
 
 def enable_2fa(runtime: Runtime, email: str) -> None:

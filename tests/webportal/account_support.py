@@ -63,8 +63,8 @@ class Browser:
     def _env(self) -> dict[str, object]:
         return {"REMOTE_ADDR": self.ip, "HTTP_USER_AGENT": self.agent, "wsgi.url_scheme": "https"}
 
-    def get(self, path: str, **kwargs: object) -> TestResponse:
-        return self.client.get(path, environ_base=self._env(), **kwargs)  # type: ignore[arg-type]
+    def get(self, path: str) -> TestResponse:
+        return self.client.get(path, environ_base=self._env())
 
     def post(
         self, path: str, data: dict[str, str] | None = None, *, page: str | None = None

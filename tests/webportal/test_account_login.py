@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gateway import db, lockout
-from gateway.models import AuditEvent, PortalSession
+from gateway.models import Account, AuditEvent, PortalSession
 from gateway.relay import Relay
 from gateway.runtime import Runtime
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
@@ -389,3 +389,25 @@ def test_every_login_leaves_a_session_row(
         [row] = session.scalars(sa.select(PortalSession)).all()
     assert (row.ip, row.user_agent, row.ended_at) == ("198.51.100.7", FIREFOX, None)
     assert len(row.token_digest) == 64
+
+
+def test_a_hash_made_with_old_parameters_is_renewed_at_login(
+    runtime: Runtime, mail_users: dict[str, str], clock: FakeClock
+) -> None:
+    stronger = Runtime.open(runtime.settings.replace(passwords={"time_cost": 2}))
+    try:
+        app = create_app(stronger, testing=True)
+        set_clock(app, clock)
+        with stronger.sessions() as session:
+            before = session.scalars(
+                sa.select(Account.password_hash).where(Account.email == ALICE)
+            ).one()
+        assert ",t=1," in before
+        assert Browser(app.test_client()).login().status_code == 302
+        with stronger.sessions() as session:
+            after = session.scalars(
+                sa.select(Account.password_hash).where(Account.email == ALICE)
+            ).one()
+        assert ",t=2," in after and stronger.hasher.verify(after, ALICE_PW)
+    finally:
+        stronger.close()

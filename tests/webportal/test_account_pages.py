@@ -59,6 +59,8 @@ def test_sensitive_views_declare_the_fresh_login_rule(app: Flask) -> None:
         "account.revoke_all_app_passwords",
         "account.change_password",
         "account.address_password",
+        # Issue 5: a new secure-page password opens the Sent copy with the sender's key.
+        "secure.new_password",
     }
     for name in ("account.security", "account.activity_page", "account.sessions_page"):
         assert rules[name] == "login_required"
@@ -320,3 +322,25 @@ def test_pages_speak_the_accounts_language(
         assert f'<html lang="{language}">' in page.text
         if path in expected:
             assert expected[path] in text_of(page.text)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/account/sessions/99999999999999999999/end",
+        "/account/app-passwords/99999999999999999999/revoke",
+        "/account/sessions/-1/end",
+        "/account/app-passwords/x/revoke",
+    ],
+)
+def test_odd_ids_are_a_plain_404(alice: Browser, path: str) -> None:
+    response = alice.post(path, page="/account/security")
+    assert response.status_code == 404 and "Page not found" in response.text
+
+
+def test_confirming_without_a_set_up_starts_over(
+    alice: Browser, runtime: Runtime, clock: FakeClock
+) -> None:
+    response = alice.post("/account/2fa/enable", {"code": "123456"}, page="/account/security")
+    assert response.status_code == 302 and response.headers["Location"] == "/account/2fa/enable"
+    assert "totp-secret" in alice.get("/account/2fa/enable").text
