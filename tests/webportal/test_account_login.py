@@ -411,3 +411,28 @@ def test_a_hash_made_with_old_parameters_is_renewed_at_login(
         assert ",t=2," in after and stronger.hasher.verify(after, ALICE_PW)
     finally:
         stronger.close()
+
+
+def test_the_code_form_is_rate_limited_per_client(
+    runtime: Runtime, mail_users: dict[str, str], clock: FakeClock
+) -> None:
+    limited = Runtime.open(
+        runtime.settings.replace(
+            portal={"login_rate_limit": "3/minute"}, security={"lockout_threshold": 100}
+        )
+    )
+    try:
+        app = create_app(limited, testing=True)
+        set_clock(app, clock)
+        first = Browser(app.test_client(), ip="192.0.2.10")
+        first.login()
+        enable_2fa(first, clock)
+        first.logout()
+        attacker = Browser(app.test_client(), ip="192.0.2.11")
+        assert attacker.login().headers["Location"] == "/login/code"
+        for _ in range(3):
+            assert attacker.code("000000").status_code == 200
+        blocked = attacker.code("000000")
+        assert blocked.status_code == 429 and "Too many attempts" in blocked.text
+    finally:
+        limited.close()
