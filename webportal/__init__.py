@@ -16,7 +16,18 @@ from limits.errors import ConfigurationError
 
 from gateway.runtime import Runtime
 from gateway.settings import SettingsError
-from webportal import access, account, auth, errors, i18n, mail, security, session_key, wkd
+from webportal import (
+    access,
+    account,
+    auth,
+    errors,
+    i18n,
+    mail,
+    secure,
+    security,
+    session_key,
+    wkd,
+)
 from webportal.extensions import RUNTIME_KEY, csrf, init_db_session, make_limiter
 
 # Marks a directory as sealgate's template tree (and not some other "templates").
@@ -82,6 +93,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     account.init_app(app)
     app.register_blueprint(mail.bp)
     app.register_blueprint(wkd.bp)
+    secure.init_app(app)
 
     access.init_app(app)
     return app

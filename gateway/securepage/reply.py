@@ -30,7 +30,6 @@ from gateway.securepage.content import PageMessage, safe_filename
 from gateway.securepage.notify import MAX_SUBJECT, one_line
 from gateway.settings import SecurePageSettings
 from keystore import pgp
-from keystore import store as keystore
 
 MAX_TEXT_CHARS = 200_000
 MAX_FILES = 10
@@ -98,37 +97,37 @@ def build_reply(
     return message.as_bytes(policy=email.policy.SMTP)
 
 
-def encrypt_for(session: so.Session, address: str, raw: bytes) -> bytes:
-    """PGP/MIME to the address's current key (unsigned: the recipient has no key of ours)."""
-    key = keystore.public_key(session, address)
-    if key is None:
-        raise ReplyError("The answer cannot be delivered right now.")
+def encrypt_to(key: pgp.PublicKey, raw: bytes) -> bytes:
+    """PGP/MIME to the sender's key (unsigned: the recipient has no key of ours).
+
+    Pure computation: run it before the transaction that stores the result.
+    """
     sealed = pgp.encrypt_and_sign(pgpmime.inner_entity(raw), [key], None, armor=False)
-    armored = pgpmime.armor(sealed)
-    return pgpmime.build_encrypted(raw, armored)
+    return pgpmime.build_encrypted(raw, pgpmime.armor(sealed))
 
 
 def deliver(
     session: so.Session,
-    link: SecureLink,
-    raw: bytes,
+    link_id: int,
+    encrypted: bytes,
     now: dt.datetime,
     settings: SecurePageSettings,
 ) -> MailboxMessage:
-    """Encrypt the answer to the sender and store it in their INBOX; counts against the link."""
+    """Store the encrypted answer in the sender's INBOX; counts against the link's limit."""
     result = session.execute(
         sa.update(SecureLink)
-        .where(SecureLink.id == link.id, SecureLink.reply_count < settings.max_replies_per_link)
+        .where(SecureLink.id == link_id, SecureLink.reply_count < settings.max_replies_per_link)
         .values(reply_count=SecureLink.reply_count + 1, last_reply_at=now)
         .execution_options(synchronize_session=False)
     )
     if int(getattr(result, "rowcount", 0)) != 1:
         raise ReplyError("This link cannot send more answers.")
+    link = session.get(SecureLink, link_id)
+    assert link is not None
     sender = link.message.sender_address
     address = find_address(session, sender)
     if address is None:
         raise ReplyError("The answer cannot be delivered right now.")
-    encrypted = encrypt_for(session, sender, raw)
     stored = mailbox.store(
         session,
         address,
@@ -144,6 +143,6 @@ def deliver(
         actor=link.recipient,
         target=sender,
         account_id=link.message.account_id,
-        detail=f"queue {link.message.queue_id}, {len(raw)} bytes",
+        detail=f"queue {link.message.queue_id}, {len(encrypted)} bytes",
     )
     return stored

@@ -141,6 +141,7 @@ def usable_link(
     link = session.scalar(
         sa.select(SecureLink)
         .join(SecureLink.message)
+        .options(so.contains_eager(SecureLink.message))
         .where(
             SecureLink.token_digest == links.digest(token),
             SecureMessage.purged_at.is_(None),
@@ -358,8 +359,9 @@ def list_for_account(
         .options(so.selectinload(SecureMessage.links))
         .order_by(SecureMessage.created_at.desc(), SecureMessage.id.desc())
     ).all()
-    subjects = dict(
-        session.execute(
+    subjects: dict[str, str] = {
+        queue_id: subject
+        for queue_id, subject in session.execute(
             sa.select(MailboxMessage.queue_id, MailboxMessage.subject)
             .join(MailboxMessage.address)
             .where(
@@ -367,8 +369,8 @@ def list_for_account(
                 MailboxMessage.folder == mailbox.SENT,
                 MailboxMessage.queue_id.in_([m.queue_id for m in rows]),
             )
-        ).tuples()
-    )
+        )
+    }
     views = []
     for message in rows:
         ceiling = max_expiry(message, settings)
@@ -413,14 +415,14 @@ def max_expiry(message: SecureMessage, settings: SecurePageSettings) -> dt.datet
 
 def owned_link(session: so.Session, account_id: int, link_id: int) -> SecureLink:
     """The link if it belongs to a message of the account; the same error otherwise."""
-    link = session.get(SecureLink, link_id, with_for_update=True)
+    link = session.get(SecureLink, link_id, with_for_update=True, populate_existing=True)
     if link is None or link.message.account_id != account_id:
         raise SecurePageError("There is no such link.")
     return link
 
 
 def owned_message(session: so.Session, account_id: int, message_id: int) -> SecureMessage:
-    message = session.get(SecureMessage, message_id)
+    message = session.get(SecureMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None or message.account_id != account_id:
         raise SecurePageError("There is no such message.")
     return message

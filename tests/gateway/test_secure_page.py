@@ -152,13 +152,9 @@ def test_external_recipient_without_key_gets_a_link_and_nothing_in_clear(
     assert parsed["Subject"] == "Alice Example sent you an encrypted message"  # subject hidden
     assert "Vertrag" not in notification.raw.decode()
     token = token_of(notification.raw)
-    assert (
-        LINK_RE.search(notification.raw.decode())
-        .group(0)
-        .startswith(  # type: ignore[union-attr]
-            runtime.settings.portal.base_url + "/s/"
-        )
-    )
+    found = LINK_RE.search(notification.raw.decode())
+    assert found is not None
+    assert found.group(0).startswith(runtime.settings.portal.base_url + "/s/")
 
     with db.read_only(runtime.sessions) as session:
         (message,) = session.scalars(sa.select(SecureMessage)).all()

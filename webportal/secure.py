@@ -1,0 +1,560 @@
+"""The secure page for external recipients (`/s/<token>`), and the sender's control of it.
+
+Recipient side (public; the link token is the credential):
+
+- GET shows the password form, or the message when this browser already opened it;
+- POST checks the password: the try is counted in the database first (so all
+  portal processes share the limit), Argon2 runs with no transaction open, then
+  the try is given back or, at the limit, the link locks and the sender is told;
+- the right password leaves a short-lived *grant* in the session cookie: the
+  message key sealed under a portal key and bound to the link, the message's
+  seal generation and an expiry, so downloads and the reply need no second
+  password entry, and a new password (a new seal) ends old grants;
+- unknown, expired, locked, revoked and purged links all get the same static
+  page, byte for byte: it holds no token, no CSRF field, and sets no cookie.
+
+Sender side (logged in): the list of their secure-page messages with each
+link's state and opening times; revoke, extend up to the maximum, and a new
+password, for which the server opens the sender's own Sent copy with the
+sender's key (it cannot open the page without the old password) and re-seals.
+
+Tokens never reach a log line: errors in these views are logged here, with a
+short digest prefix of the token, instead of Flask's "Exception on <path>".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+import logging
+import os
+import struct
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import limits
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from gateway import db
+from gateway.models import SecureLink
+from gateway.pipeline import pgpmime
+from gateway.pipeline.secure_page import generate_password
+from gateway.securepage import content, crypto, links, reply, store
+from gateway.securepage.crypto import MessageKey
+from gateway.settings import SecurePageSettings, SettingsError
+from keystore import pgp
+from keystore import store as keystore
+from webportal import clock
+from webportal.access import fresh_login_required, login_required, public
+from webportal.errors import PAGES, render_error
+from webportal.extensions import db_session, discard_db_session, limiter, runtime
+from webportal.i18n import gettext, gettext_noop
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("secure", __name__)
+
+GRANTS_KEY = "sealgate_securepage"
+GRANT_LABEL = b"sealgate portal securepage grant v1"
+MAX_GRANTS = 5
+NONCE_BYTES = 12
+EXTEND_CHOICES = (7, 14, 30)
+
+WRONG_PASSWORD = gettext_noop(
+    "The password is wrong. After too many wrong passwords the link is locked."
+)
+NO_PASSWORD = gettext_noop("Enter the password.")
+REPLY_SENT = gettext_noop("Your answer was sent, encrypted.")
+REPLY_AGAIN = gettext_noop("Please enter the password again.")
+REVOKED = gettext_noop("The link for {recipient} was revoked.")
+EXTENDED = gettext_noop("The link for {recipient} now works until {date}.")
+PASSWORD_SET = gettext_noop(
+    "The message has a new password. Every link that was not revoked works with it"
+    " (locked links are unlocked)."
+)
+PASSWORDS_DIFFER = gettext_noop("The two passwords are not the same.")
+PASSWORD_TOO_SHORT = gettext_noop("The password must have at least {length} characters.")
+PASSWORD_TOO_LONG = gettext_noop("The password is too long.")
+SENT_COPY_UNREADABLE = gettext_noop(
+    "Your Sent copy of this message cannot be opened, so it cannot be sealed again."
+)
+# gateway.securepage messages, shown translated (they are message ids).
+gettext_noop("There is no such link.")
+gettext_noop("There is no such message.")
+gettext_noop("A revoked or deleted link cannot be extended.")
+gettext_noop("Choose a number of days within the allowed range.")
+gettext_noop("This link is already at its latest possible expiry.")
+gettext_noop("The Sent copy of this message is gone; it cannot be re-sealed.")
+gettext_noop("The message changed meanwhile; please try again.")
+gettext_noop("Write an answer or attach a file.")
+gettext_noop("The answer is too large.")
+gettext_noop("This link cannot send more answers.")
+gettext_noop("The answer cannot be delivered right now.")
+STATES = {
+    store.LinkState.ACTIVE: gettext_noop("active"),
+    store.LinkState.EXPIRED: gettext_noop("expired"),
+    store.LinkState.LOCKED: gettext_noop("locked"),
+    store.LinkState.REVOKED: gettext_noop("revoked"),
+    store.LinkState.PURGED: gettext_noop("deleted"),
+}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(view: F) -> F:
+    """Errors in these views are logged here, by token digest: Flask's own log line
+    ("Exception on /s/<token>") would write the token into the log."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001  (answered with the 500 page, logged below)
+            return _error(exc)
+
+    return cast(F, wrapper)
+
+
+def _settings() -> SecurePageSettings:
+    return runtime().settings.securepage
+
+
+# -- the one page for every link that cannot be opened -------------------------------
+
+
+def unavailable() -> Response:
+    """The same bytes for unknown, expired, locked, revoked and purged links."""
+    discard_db_session()
+    return Response(
+        render_template("portal/secure/unavailable.html"), status=404, mimetype="text/html"
+    )
+
+
+# -- grants: "this browser typed the right password", in the session cookie -----------
+
+
+def _grant_aead() -> AESGCM:
+    secret = current_app.config["SECRET_KEY"]
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=GRANT_LABEL).derive(
+        secret if isinstance(secret, bytes) else str(secret).encode()
+    )
+    return AESGCM(key)
+
+
+def _grant_ad(link_id: int, public_id: str, generation: int, until: int) -> bytes:
+    return GRANT_LABEL + struct.pack(">QIQ", link_id, generation, until) + public_id.encode()
+
+
+def _store_grant(attempt: store.Attempt, key: MessageKey, now: dt.datetime) -> None:
+    until = int((now + dt.timedelta(minutes=_settings().unlock_minutes)).timestamp())
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = _grant_aead().encrypt(
+        nonce,
+        key.material,
+        _grant_ad(attempt.link_id, attempt.public_id, attempt.generation, until),
+    )
+    grants = {
+        k: v
+        for k, v in dict(session.get(GRANTS_KEY) or {}).items()
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int) and v[0] > now.timestamp()
+    }
+    grants[str(attempt.link_id)] = [until, base64.b64encode(nonce + sealed).decode()]
+    newest = sorted(grants.items(), key=lambda item: item[1][0], reverse=True)[:MAX_GRANTS]
+    session[GRANTS_KEY] = dict(newest)
+
+
+def _grant(link: SecureLink, now: dt.datetime) -> MessageKey | None:
+    entry = (session.get(GRANTS_KEY) or {}).get(str(link.id))
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)):
+        return None
+    until, blob_text = entry
+    if until <= now.timestamp() or not isinstance(blob_text, str):
+        return None
+    try:
+        blob = base64.b64decode(blob_text, validate=True)
+        material = _grant_aead().decrypt(
+            blob[:NONCE_BYTES],
+            blob[NONCE_BYTES:],
+            _grant_ad(link.id, link.message.public_id, link.message.generation, until),
+        )
+    except (binascii.Error, InvalidTag, ValueError):
+        return None
+    return MessageKey(material)
+
+
+def _forget_grant(link_id: int) -> None:
+    grants = dict(session.get(GRANTS_KEY) or {})
+    if grants.pop(str(link_id), None) is not None:
+        session[GRANTS_KEY] = grants
+
+
+# -- the recipient's page -------------------------------------------------------------
+
+
+def _open(token: str, now: dt.datetime) -> tuple[SecureLink, bytes | None] | None:
+    """(link, message or None when this browser has no valid grant); None if not usable.
+
+    The link is read in a read-only transaction and returned detached: the
+    caller only reads plain columns from it.
+    """
+    with db.read_only(runtime().sessions) as s:
+        link = store.usable_link(s, token, now, _settings())
+        if link is None:
+            return None
+        key = _grant(link, now)
+        message = store.open_message(link, key) if key is not None else None
+        s.expunge_all()
+    return link, message
+
+
+def _unlock_page(link: SecureLink, error: str | None, status: int = 200) -> ResponseReturnValue:
+    return (
+        render_template(
+            "portal/secure/unlock.html",
+            sender=link.message.sender_address,
+            expires=link.expires_at,
+            error=error,
+        ),
+        status,
+    )
+
+
+def _message_page(
+    token: str, link: SecureLink, data: bytes, error: str | None = None, status: int = 200
+) -> ResponseReturnValue:
+    return (
+        render_template(
+            "portal/secure/message.html",
+            token=token,
+            message=content.parse(data),
+            sender=link.message.sender_address,
+            recipient=link.recipient,
+            expires=link.expires_at,
+            max_reply_bytes=_settings().max_reply_bytes,
+            error=error,
+        ),
+        status,
+    )
+
+
+@bp.route("/s/<token>", methods=["GET", "POST"])
+@public
+@guarded
+def page(token: str) -> ResponseReturnValue:
+    now = clock.now()
+    if request.method == "POST":
+        return _unlock(token, now)
+    opened = _open(token, now)
+    if opened is None:
+        return unavailable()
+    link, data = opened
+    if data is None:
+        return _unlock_page(link, None)
+    return _message_page(token, link, data)
+
+
+def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
+    rt = runtime()
+    password = request.form.get("password", "")
+    if not password:
+        opened = _open(token, now)
+        return unavailable() if opened is None else _unlock_page(opened[0], NO_PASSWORD, 400)
+    if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
+        password = ""  # counts as a wrong password, without hashing a huge input
+
+    # Count the try and commit before the slow check, so parallel guesses see it.
+    s = db_session()
+    attempt = store.reserve_attempt(s, token, now, rt.settings.securepage)
+    s.commit()
+    if attempt is None:
+        return unavailable()
+    key = store.try_password(attempt, password, rt.settings.securepage) if password else None
+    if key is None:
+        locked = store.record_failure(s, attempt, now, rt.settings)
+        s.commit()
+        log.info(
+            "secure page %s: wrong password%s",
+            links.log_name(token),
+            ", link locked" if locked else "",
+        )
+        if locked:
+            return unavailable()
+        opened = _open(token, now)
+        return unavailable() if opened is None else _unlock_page(opened[0], WRONG_PASSWORD, 403)
+    store.record_success(s, attempt, now)
+    s.commit()
+    _store_grant(attempt, key, now)
+    log.info("secure page %s opened", links.log_name(token))
+    return redirect(url_for("secure.page", token=token), code=303)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the UTF-8 name (RFC 6266, RFC 8187)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    encoded = urllib.parse.quote(filename, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+@bp.get("/s/<token>/a/<int:index>")
+@public
+@guarded
+def download(token: str, index: int) -> ResponseReturnValue:
+    opened = _open(token, clock.now())
+    if opened is None:
+        return unavailable()
+    _link, data = opened
+    if data is None:
+        return redirect(url_for("secure.page", token=token), code=303)
+    found = content.attachment(data, index)
+    if found is None:
+        return unavailable()
+    info, payload = found
+    response = Response(payload, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = content_disposition(info.filename)
+    return response
+
+
+@bp.post("/s/<token>/reply")
+@public
+@guarded
+def answer(token: str) -> ResponseReturnValue:
+    rt = runtime()
+    now = clock.now()
+    with db.read_only(rt.sessions) as s:
+        link = store.usable_link(s, token, now, rt.settings.securepage)
+        if link is None:
+            return unavailable()
+        key = _grant(link, now)
+        data = store.open_message(link, key) if key is not None else None
+        sender_key = keystore.public_key(s, link.message.sender_address)
+        s.expunge_all()
+    if data is None:
+        flash(REPLY_AGAIN)
+        return redirect(url_for("secure.page", token=token), code=303)
+    limit = rt.settings.securepage.max_reply_bytes
+    try:
+        uploads = [
+            reply.ReplyFile(
+                filename=upload.filename or "",
+                content_type=upload.mimetype or "",
+                data=upload.stream.read(limit + 1),
+            )
+            for upload in request.files.getlist("files")
+            if upload.filename
+        ]
+        raw = reply.build_reply(
+            recipient=link.recipient,
+            sender_address=link.message.sender_address,
+            original=content.parse(data),
+            text=request.form.get("text", ""),
+            files=uploads,
+            now=now,
+            hostname=rt.settings.smtp.hostname,
+            settings=rt.settings.securepage,
+        )
+        if sender_key is None:
+            raise reply.ReplyError("The answer cannot be delivered right now.")
+        encrypted = reply.encrypt_to(sender_key, raw)
+        s = db_session()
+        reply.deliver(s, link.id, encrypted, now, rt.settings.securepage)
+        s.commit()
+    except reply.ReplyError as exc:
+        discard_db_session()
+        return _message_page(token, link, data, error=str(exc), status=400)
+    log.info("secure page %s: answer stored for the sender", links.log_name(token))
+    flash(REPLY_SENT)
+    return redirect(url_for("secure.page", token=token), code=303)
+
+
+# -- the sender's control ---------------------------------------------------------------
+
+
+@bp.get("/secure/sent")
+@login_required
+@guarded
+def sent() -> ResponseReturnValue:
+    messages = store.list_for_account(
+        db_session(), current_user.account_id, clock.now(), _settings()
+    )
+    return render_template(
+        "portal/secure/sent.html",
+        messages=messages,
+        states=STATES,
+        extend_choices=EXTEND_CHOICES,
+    )
+
+
+@bp.post("/secure/links/<int:link_id>/revoke")
+@login_required
+@guarded
+def revoke(link_id: int) -> ResponseReturnValue:
+    try:
+        link = store.revoke(
+            db_session(), current_user.account_id, link_id, clock.now(), actor=current_user.email
+        )
+    except store.SecurePageError:
+        abort(404)
+    flash(gettext(REVOKED, recipient=link.recipient))
+    return redirect(url_for("secure.sent"), code=303)
+
+
+@bp.post("/secure/links/<int:link_id>/extend")
+@login_required
+@guarded
+def extend(link_id: int) -> ResponseReturnValue:
+    days = request.form.get("days", type=int) or 0
+    try:
+        link = store.extend(
+            db_session(),
+            current_user.account_id,
+            link_id,
+            days,
+            clock.now(),
+            _settings(),
+            actor=current_user.email,
+        )
+    except store.SecurePageError as exc:
+        if str(exc) == "There is no such link.":
+            abort(404)
+        flash(str(exc))
+        return redirect(url_for("secure.sent"), code=303)
+    flash(gettext(EXTENDED, recipient=link.recipient, date=maildate(link.expires_at)))
+    return redirect(url_for("secure.sent"), code=303)
+
+
+def maildate(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.route("/secure/messages/<int:message_id>/password", methods=["GET", "POST"])
+@fresh_login_required
+@guarded
+def new_password(message_id: int) -> ResponseReturnValue:
+    rt = runtime()
+    page_settings = rt.settings.securepage
+    s = db_session()
+    try:
+        message = store.owned_message(s, current_user.account_id, message_id)
+    except store.SecurePageError:
+        abort(404)
+    if message.purged_at is not None:
+        abort(404)
+    subject = store.sent_subject(s, message) or ""
+    if request.method == "GET":
+        return render_template("portal/secure/password.html", message=message, subject=subject)
+
+    typed = request.form.get("password", "")
+    generated = None
+    error = None
+    if not typed:
+        typed = generated = generate_password(page_settings.generated_password_length)
+    elif typed != request.form.get("confirm", ""):
+        error = gettext(PASSWORDS_DIFFER)
+    elif len(typed) < page_settings.min_password_length:
+        error = gettext(PASSWORD_TOO_SHORT, length=page_settings.min_password_length)
+    elif len(typed.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
+        error = gettext(PASSWORD_TOO_LONG)
+    if error is not None:
+        return (
+            render_template(
+                "portal/secure/password.html", message=message, subject=subject, error=error
+            ),
+            400,
+        )
+
+    # The server cannot open the page without the old password; the sender's own
+    # Sent copy (encrypted to the sender's key) holds the same message.
+    copy = store.sent_copy(s, message)
+    payload = pgpmime.encrypted_payload(copy.raw) if copy is not None else None
+    try:
+        if payload is None:
+            raise pgp.PgpError("no Sent copy")
+        inner = keystore.decrypt_for(s, rt.ring.get(), message.sender_address, payload).data
+        plan = store.reseal_plan(s, message, inner)
+    except (pgp.PgpError, store.SecurePageError):
+        discard_db_session()
+        return (
+            render_template(
+                "portal/secure/password.html",
+                message=message,
+                subject=subject,
+                error=gettext(SENT_COPY_UNREADABLE),
+            ),
+            409,
+        )
+    s.commit()  # no lock held while Argon2 runs
+    sealed = crypto.seal(
+        plan.content,
+        typed,
+        page_settings,
+        public_id=plan.public_id,
+        generation=plan.generation + 1,
+    )
+    try:
+        store.apply_reseal(
+            s, current_user.account_id, plan, sealed, clock.now(), actor=current_user.email
+        )
+    except store.SecurePageError as exc:
+        discard_db_session()
+        flash(str(exc))
+        return redirect(url_for("secure.sent"), code=303)
+    s.commit()
+    if generated is None:
+        flash(PASSWORD_SET)
+        return redirect(url_for("secure.sent"), code=303)
+    # Shown once, on this response only: never flashed (the session is a cookie).
+    return render_template("portal/secure/password_set.html", subject=subject, password=generated)
+
+
+# -- wiring -----------------------------------------------------------------------------
+
+
+def _error(exc: Exception) -> Response:
+    """Log without the request path (it holds the token); answer the usual 500 page."""
+    discard_db_session()
+    token = (request.view_args or {}).get("token")
+    where = f"link {links.log_name(token)}" if isinstance(token, str) else str(request.endpoint)
+    log.error("secure page error (%s): %s", where, type(exc).__name__, exc_info=exc)
+    return render_error(500, *PAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    rate = runtime(app).settings.securepage.rate_limit
+    try:
+        limits.parse_many(rate)
+    except ValueError:
+        raise SettingsError(
+            f"[securepage] rate_limit: {rate!r} is not a rate such as '10/minute;60/hour'"
+        ) from None
+    app.register_blueprint(bp)
+    # One budget per client for password tries and answers together.
+    shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])
+    for endpoint in ("secure.page", "secure.answer"):
+        app.view_functions[endpoint] = shared(app.view_functions[endpoint])
