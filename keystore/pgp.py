@@ -384,6 +384,7 @@ RejectCode = Literal[
     "no-encryption-subkey",
     "bad-binding",
     "unusable",
+    "malformed",
 ]
 
 
@@ -626,6 +627,33 @@ def _named_addresses(key: Any) -> tuple[str, ...]:
         return ()
 
 
+ARMOR_BEGIN = b"-----BEGIN PGP "
+
+
+def _armor_blocks(data: bytes) -> list[bytes]:
+    """Each armored block of `data` on its own (pgpy reads only the first of several);
+    binary data stays whole. A linear scan, no regular expression."""
+    if ARMOR_BEGIN not in data:
+        return [data]
+    blocks: list[bytes] = []
+    current: list[bytes] | None = None
+    end = b""
+    for line in data.splitlines(keepends=True):
+        stripped = line.strip()
+        if current is None:
+            if stripped.startswith(ARMOR_BEGIN) and stripped.endswith(b"-----"):
+                current = [line]
+                end = b"-----END PGP " + stripped[len(ARMOR_BEGIN) : -5] + b"-----"
+            continue
+        current.append(line)
+        if stripped == end:
+            blocks.append(b"".join(current))
+            current = None
+    if current is not None:
+        blocks.append(b"".join(current))  # unterminated: pgpy has the last word
+    return blocks
+
+
 def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None) -> KeyVetting:
     """Every key in `data` (armored or binary, one or more), sorted into the usable
     (per address) and the refused (with the reason). With `address`, only user ids
@@ -634,15 +662,24 @@ def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None
     Raises `PgpError` when `data` holds no OpenPGP key at all.
     """
     wanted = address.lower() if address is not None else None
-    with _untrusted("not a valid OpenPGP key"):
-        first, others = pgpy.PGPKey.from_blob(data)
-        candidates = [first, *others.values()]
     primaries: dict[str, Any] = {}
-    for candidate in candidates:
-        with _untrusted("not a valid OpenPGP key"):
-            if candidate._key is None or not candidate.is_primary:
-                continue
-            primaries.setdefault(_ids(candidate)[0], candidate)
+    broken: list[RejectedKey] = []
+    blocks = _armor_blocks(data)
+    for number, block in enumerate(blocks, start=1):
+        try:
+            with _untrusted("not a valid OpenPGP key"):
+                first, others = pgpy.PGPKey.from_blob(block)
+                found = 0
+                for candidate in [first, *others.values()]:
+                    if candidate._key is None or not candidate.is_primary:
+                        continue
+                    primaries.setdefault(_ids(candidate)[0], candidate)
+                    found += 1
+                if not found:
+                    _fail("not a valid OpenPGP key")
+        except PgpError as exc:
+            reason = f"armored block {number}: {exc}" if len(blocks) > 1 else str(exc)
+            broken.append(RejectedKey("", (), "malformed", reason))
     if not primaries:
         _fail("not a valid OpenPGP key")
     accepted: list[VettedKey] = []
@@ -658,4 +695,4 @@ def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None
             rejected.append(
                 RejectedKey(fingerprint, _named_addresses(key), "unusable", "the key is malformed")
             )
-    return KeyVetting(tuple(accepted), tuple(rejected))
+    return KeyVetting(tuple(accepted), tuple(rejected + broken))

@@ -255,6 +255,8 @@ def import_keys(state: CliState, file: Any) -> None:
 
 
 def _key_label(fingerprint: str, addresses: tuple[str, ...]) -> str:
+    if not fingerprint:
+        return "data"
     return f"{fingerprint} ({', '.join(addresses)})" if addresses else fingerprint
 
 

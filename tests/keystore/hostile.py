@@ -16,6 +16,16 @@ def hostile_armor(lines: int = 28) -> bytes:
     ).encode()
 
 
+def hostile_headers(lines: int = 12) -> bytes:
+    """Armor header lines with many ": " each: pgpy's header group can split every line at
+    any of them, and tries every combination when the body then fails to match."""
+    return (
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n"
+        + ("a: " * 8 + "a\n") * lines
+        + "\n!!!!\n-----END PGP PUBLIC KEY BLOCK-----\n"
+    ).encode()
+
+
 def compression_bomb(inflated: int = 400 * 1024 * 1024) -> bytes:
     """A compressed-data packet (ZLIB) holding one literal packet of `inflated` zero bytes."""
     literal_header = (

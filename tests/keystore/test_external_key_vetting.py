@@ -100,6 +100,14 @@ def test_several_keys_in_one_file_each_get_their_verdict(partner: GnuPG) -> None
     assert rejected.addresses == ("dan@partner.example",)
 
 
+def test_concatenated_armored_blocks_are_all_read(partner: GnuPG) -> None:
+    # pgpy alone reads only the first armored block of a file.
+    one = make_key(partner, f"Carol <{CAROL}>")
+    two = make_key(partner, "Dan <dan@partner.example>")
+    both = export(partner, one, armor=True) + b"\n" + export(partner, two, armor=True)
+    assert sorted(v.fingerprint for v in vet(both).accepted) == sorted([one, two])
+
+
 def test_revoked_key_is_refused(partner: GnuPG) -> None:
     fpr = make_key(partner, f"Carol <{CAROL}>")
     rejected = only_rejection(vet(revoke_key(partner, fpr)))

@@ -1,7 +1,8 @@
 """The sandboxed parser: hostile OpenPGP input is stopped within its budget, cleanly.
 
 Threats: a 202-byte armored blob on which pgpy's armor regular expression
-backtracks for hours (PGPy issue #466), and a 400 KB compressed packet that
+backtracks for hours (PGPy issue #466, and a variant through the armor header
+lines that survives splitting a file into blocks), and a 400 KB compressed packet that
 inflates to 400 MB inside pgpy's key parser. Either, parsed on a server thread,
 would hold that thread or exhaust the machine; here each costs one child process
 its budget and the caller gets a refusal it can show, while other parses go on.
@@ -20,7 +21,7 @@ import pytest
 from keystore import untrusted
 from tests.keystore.conftest import GnuPG
 from tests.keystore.gpgkeys import export, make_key
-from tests.keystore.hostile import compression_bomb, hostile_armor
+from tests.keystore.hostile import compression_bomb, hostile_armor, hostile_headers
 
 BUDGET = untrusted.Budget(max_bytes=512 * 1024, timeout=5.0, memory_mb=256)
 
@@ -43,9 +44,9 @@ def test_a_good_key_comes_back_vetted(carol_key: bytes) -> None:
     assert vetting.rejected == ()
 
 
-def test_hostile_armor_is_killed_at_the_deadline() -> None:
-    blob = hostile_armor()
-    assert len(blob) < 210
+@pytest.mark.parametrize("blob", [hostile_armor(), hostile_headers()], ids=["466", "headers"])
+def test_hostile_armor_is_killed_at_the_deadline(blob: bytes) -> None:
+    assert len(blob) < 400
     budget = untrusted.Budget(max_bytes=1024, timeout=2.0, memory_mb=256)
     with pytest.raises(untrusted.UntrustedDataError) as err:
         untrusted.vet_keys(blob, now(), budget)
