@@ -16,7 +16,6 @@ import weakref
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway import accounts, autoresponder, db, mailbox
-from gateway.addresses import InvalidAddress, normalize_address
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.received import trace_header
@@ -25,14 +24,18 @@ from gateway.pipeline.triggers import strip_control_headers
 from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
 from gateway.smtp_codes import (
-    BAD_RECIPIENT_SYNTAX,
     QUEUED,
     RELAY_DENIED,
     TEMPORARY_FAILURE,
-    TOO_MANY_RECIPIENTS,
     UNKNOWN_LOCAL_RECIPIENT,
 )
-from gateway.smtp_server import SubmissionSMTP, peer_ip, stop_servers
+from gateway.smtp_server import (
+    SubmissionSMTP,
+    accept_recipient,
+    peer_ip,
+    refuse_recipient,
+    stop_servers,
+)
 from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
 
@@ -93,19 +96,10 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        limit = self.runtime.settings.smtp.max_recipients
-        if len(envelope.rcpt_tos) >= limit:
-            return TOO_MANY_RECIPIENTS.format(limit=limit)
-        try:
-            normalize_address(address)
-        except InvalidAddress:
-            return BAD_RECIPIENT_SYNTAX.format(rcpt=address[:320])
-        verdict = await asyncio.to_thread(self._check_recipient, address)
-        if verdict is not None:
-            return verdict
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Recipient OK"
+        refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
+        if refusal is None:
+            refusal = await asyncio.to_thread(self._check_recipient, address)
+        return refusal or accept_recipient(envelope, address, rcpt_options)
 
     def _check_recipient(self, rcpt: str) -> str | None:
         with db.read_only(self.runtime.sessions) as session:

@@ -68,6 +68,23 @@ class SmtpIdentity:
     addresses: frozenset[str]
 
 
+def refuse_recipient(envelope: Envelope, address: str, limit: int) -> str | None:
+    """The reply refusing a RCPT for its syntax or the recipient limit, or None."""
+    if len(envelope.rcpt_tos) >= limit:
+        return TOO_MANY_RECIPIENTS.format(limit=limit)
+    try:
+        normalize_address(address)
+    except InvalidAddress:
+        return BAD_RECIPIENT_SYNTAX.format(rcpt=address[:320])
+    return None
+
+
+def accept_recipient(envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    envelope.rcpt_tos.append(address)
+    envelope.rcpt_options.extend(rcpt_options)
+    return "250 2.1.5 Recipient OK"
+
+
 def _identity(session: Session) -> SmtpIdentity:
     identity = session.auth_data
     if not isinstance(identity, SmtpIdentity):
@@ -215,18 +232,10 @@ class SubmissionHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        limit = self.runtime.settings.smtp.max_recipients
-        if len(envelope.rcpt_tos) >= limit:
-            return TOO_MANY_RECIPIENTS.format(limit=limit)
-        try:
-            normalize_address(address)
-        except InvalidAddress:
-            return BAD_RECIPIENT_SYNTAX.format(rcpt=address[:320])
-        if not await asyncio.to_thread(self._deliverable, address):
-            return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=address)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Recipient OK"
+        refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
+        if refusal is None and not await asyncio.to_thread(self._deliverable, address):
+            refusal = UNKNOWN_LOCAL_RECIPIENT.format(rcpt=address)
+        return refusal or accept_recipient(envelope, address, rcpt_options)
 
     def _deliverable(self, rcpt: str) -> bool:
         """External recipients always are; hosted ones must name an existing address."""
