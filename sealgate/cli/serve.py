@@ -18,6 +18,7 @@ from gateway import activity, db, logs
 from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
+from gateway.securepage import purge as securepage_purge
 from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyError, load_ring
 from sealgate.cli.base import CliState, cli, pass_state
@@ -77,6 +78,7 @@ async def _serve(runtime: Runtime) -> None:
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
+    pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
@@ -100,6 +102,7 @@ async def _serve(runtime: Runtime) -> None:
     except Exception as exc:  # noqa: BLE001  (reported below, after a clean stop)
         failure = exc
     await purge
+    await pages
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:

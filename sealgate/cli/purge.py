@@ -1,0 +1,36 @@
+"""`sealgate purge`: delete secure-page ciphertext nobody can open any more.
+
+`sealgate serve` runs the same purge every `[securepage] purge_interval`; this
+command is for a server that is not running, or to purge at once.
+"""
+
+from __future__ import annotations
+
+import click
+
+from gateway.securepage import purge as securepage_purge
+from gateway.timeutil import utcnow
+from sealgate.cli.base import CliState, cli, pass_state
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only say how many messages would be purged.")
+@pass_state
+def purge(state: CliState, dry_run: bool) -> None:
+    """Delete the ciphertext of secure-page messages whose links all expired or were revoked.
+
+    Rows purged longer ago than `[securepage] history_days` are forgotten too.
+    """
+    runtime = state.require_initialised()
+    now = utcnow()
+    due = securepage_purge.pending(runtime, now)
+    if dry_run:
+        click.echo(f"{due} secure-page message(s) would be purged")
+        return
+    with click.progressbar(length=due, label="purging secure pages", show_pos=True) as bar:
+        result = securepage_purge.purge(runtime, now, progress=bar.update)
+    click.echo(
+        f"purged {result.ciphertexts} secure-page message(s);"
+        f" forgot {result.forgotten} purged more than"
+        f" {runtime.settings.securepage.history_days} days ago"
+    )

@@ -1,0 +1,132 @@
+"""`sealgate purge` and the hourly purge in `sealgate serve`: expired and revoked secure
+pages lose their ciphertext; pages someone can still open keep it.
+
+Threat: a message kept on the server longer than promised (30 days, or until the
+sender revokes it) is a message a later break-in can still take.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import time
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from click.testing import CliRunner, Result
+
+from gateway import db
+from gateway.models import AuditEvent, SecureLink, SecureMessage
+from gateway.runtime import Runtime
+from gateway.securepage import links, purge
+from gateway.timeutil import utcnow
+from sealgate.cli.base import cli
+from tests.sealgate.test_serve import running
+from tests.webportal.test_secure import compose, send
+
+
+def run(test_env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=test_env)
+
+
+def change(runtime: Runtime, token: str, **values: object) -> None:
+    with db.transaction(runtime.sessions) as session:
+        session.execute(
+            sa.update(SecureLink)
+            .where(SecureLink.token_digest == links.digest(token))
+            .values(**values)
+        )
+
+
+def message_of(runtime: Runtime, token: str) -> SecureMessage:
+    with db.read_only(runtime.sessions) as session:
+        message = session.scalar(
+            sa.select(SecureMessage)
+            .join(SecureMessage.links)
+            .where(SecureLink.token_digest == links.digest(token))
+            .options(so.undefer(SecureMessage.ciphertext))
+        )
+        assert message is not None
+        return message
+
+
+def test_purge_deletes_only_what_nobody_can_open(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    now = utcnow()
+    active = send(runtime, compose(to="a@x.example"), ["a@x.example"])["a@x.example"]
+    locked = send(runtime, compose(to="l@x.example"), ["l@x.example"])["l@x.example"]
+    revoked = send(runtime, compose(to="r@x.example"), ["r@x.example"])["r@x.example"]
+    expired = send(runtime, compose(to="e@x.example"), ["e@x.example"])["e@x.example"]
+    both = send(runtime, compose(to="p@x.example, q@x.example"), ["p@x.example", "q@x.example"])
+    change(runtime, locked, locked_at=now, failures=10)
+    change(runtime, revoked, revoked_at=now)
+    change(runtime, expired, expires_at=now - dt.timedelta(minutes=1))
+    change(runtime, both["p@x.example"], revoked_at=now)  # q's link still works
+
+    dry = run(test_env, "purge", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "2 secure-page message(s) would be purged" in dry.output
+    assert message_of(runtime, revoked).ciphertext is not None
+
+    result = run(test_env, "purge")
+    assert result.exit_code == 0, result.output
+    assert "purged 2 secure-page message(s)" in result.output
+    for gone in (revoked, expired):
+        message = message_of(runtime, gone)
+        assert message.ciphertext is None and message.wrapped_key is None
+        assert message.purged_at is not None and message.size == 0
+    # A locked link can still be unlocked by a new password; q can still open theirs.
+    for kept in (active, locked, both["q@x.example"]):
+        assert message_of(runtime, kept).ciphertext is not None
+    with db.read_only(runtime.sessions) as session:
+        events = session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "securepage.purge")
+        ).all()
+    assert [e.detail for e in events] == ["2 ciphertexts deleted"]
+    assert "purged 0" in run(test_env, "purge").output  # idempotent
+
+
+def test_a_link_extended_before_the_purge_keeps_its_message(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    now = utcnow()
+    token = send(runtime, compose(), ["carol@elsewhere.example"])["carol@elsewhere.example"]
+    change(runtime, token, expires_at=now - dt.timedelta(minutes=1))
+    with db.read_only(runtime.sessions) as session:
+        due = purge.due_for_purge(session, now)
+    assert len(due) == 1
+    change(runtime, token, expires_at=now + dt.timedelta(days=3))  # the sender extended it
+    with db.transaction(runtime.sessions) as session:
+        assert purge.purge_messages(session, due, now) == 0
+    assert message_of(runtime, token).ciphertext is not None
+
+
+def test_history_is_forgotten_after_history_days(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    token = send(runtime, compose(), ["carol@elsewhere.example"])["carol@elsewhere.example"]
+    now = utcnow()
+    change(runtime, token, revoked_at=now)
+    assert purge.purge(runtime, now).ciphertexts == 1
+    days = runtime.settings.securepage.history_days
+    assert purge.purge(runtime, now + dt.timedelta(days=days - 1)).forgotten == 0
+    assert purge.purge(runtime, now + dt.timedelta(days=days, minutes=1)).forgotten == 1
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalars(sa.select(SecureMessage)).all() == []
+        assert session.scalars(sa.select(SecureLink)).all() == []
+
+
+def test_serve_purges_when_it_starts_and_stops_cleanly(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    token = send(runtime, compose(), ["carol@elsewhere.example"])["carol@elsewhere.example"]
+    change(runtime, token, revoked_at=utcnow())
+    with running(test_env) as server:
+        deadline = time.monotonic() + 60
+        while message_of(runtime, token).purged_at is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_and_close() == 0
+    assert message_of(runtime, token).ciphertext is None
+    assert not any("purge failed" in line for line in server.output), server.output
