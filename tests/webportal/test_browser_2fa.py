@@ -10,11 +10,11 @@ work, and the forms pass the CSRF and Sec-Fetch-Site checks as browsers send the
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from gateway.runtime import Runtime
 from webportal import create_app
@@ -62,6 +62,24 @@ def portal(
     server.stop()
 
 
+@pytest.fixture
+def new_page(chromium: Browser, portal: PortalServer) -> Iterator[Callable[[], Page]]:
+    """Pages in fresh browser contexts (separate cookie jars), closed before the portal
+    stops so no keep-alive connection holds its shutdown up."""
+    contexts: list[BrowserContext] = []
+
+    def make() -> Page:
+        context = chromium.new_context(ignore_https_errors=True, locale="en-US")
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
 def sign_in(page: Page, portal: PortalServer) -> None:
     page.goto(f"{portal.url}/login")
     page.fill("#email", ALICE)
@@ -76,11 +94,10 @@ def sign_out(page: Page, portal: PortalServer) -> None:
 
 @pytest.mark.browser
 def test_enable_2fa_then_sign_in_with_code_replay_and_recovery_code(
-    chromium: Browser, portal: PortalServer, clock: FakeClock, tmp_path: Path
+    new_page: Callable[[], Page], portal: PortalServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    context = chromium.new_context(ignore_https_errors=True, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
+    page = new_page()
+    context = page.context
     console_errors: list[str] = []
     page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
     failed: list[str] = []
@@ -150,17 +167,14 @@ def test_enable_2fa_then_sign_in_with_code_replay_and_recovery_code(
     # No CSP violation, no failed request (but the favicon the portal does not have).
     assert [url for url in failed if not url.endswith("/favicon.ico")] == []
     assert [e for e in console_errors if "favicon" not in e and "404" not in e] == []
-    context.close()
 
 
 @pytest.mark.browser
 def test_ending_a_session_in_one_browser_logs_out_the_other(
-    chromium: Browser, portal: PortalServer, clock: FakeClock, tmp_path: Path
+    new_page: Callable[[], Page], portal: PortalServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    laptop = chromium.new_context(ignore_https_errors=True, locale="en-US").new_page()
-    phone = chromium.new_context(ignore_https_errors=True, locale="en-US").new_page()
+    laptop, phone = new_page(), new_page()
     for page in (laptop, phone):
-        page.set_default_timeout(10_000)
         sign_in(page, portal)
         expect(page).to_have_url(f"{portal.url}/inbox")
 
