@@ -184,7 +184,15 @@ def check_login(
     if account is not None:
         if not totp.is_enabled(session, account.id):
             return PasswordCheck(account)
-        _audit_login(session, account, email, success=True, detail="second factor required", **meta)
+        _audit_login(
+            session,
+            account,
+            email,
+            success=True,
+            detail="second factor required",
+            action="login.password",
+            **meta,
+        )
         return PasswordCheck(account, needs_second_factor=True)
     known = accounts.find_account(session, email) if email else None
     if key is not None:
@@ -211,10 +219,11 @@ def _audit_login(
     detail: str,
     ip: str,
     user_agent: str,
+    action: str = "login",
 ) -> None:
     audit.record(
         session,
-        "login.password" if detail == "second factor required" else "login",
+        action,
         actor=known.email if known else _actor_for(typed),
         target=known.email if known else "",
         account_id=known.id if known else None,
