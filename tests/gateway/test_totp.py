@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from gateway import db, totp
 from gateway.models import Account, AccountSecurity, RecoveryCode
 from gateway.runtime import Runtime
-from keystore.masterkey import MasterKeyRing, load_ring
+from keystore.masterkey import MasterKeyRing, load_ring, save_ring
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, 5, tzinfo=dt.UTC)
 ALICE = "alice@example.test"
@@ -243,3 +243,16 @@ def test_qr_code_is_a_local_svg_of_the_otpauth_uri() -> None:
     assert "%3Csvg" in data_uri and "http" not in data_uri.split(",", 1)[1].replace(
         "http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg", ""
     )
+
+
+def test_a_secret_under_an_old_version_is_rewrapped_when_used(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    secret, _ = enrol(runtime, now=T0 - dt.timedelta(minutes=5))
+    old = load_ring(runtime.settings.data_dir)
+    save_ring(runtime.settings.data_dir, old.with_new_primary())  # rotate-master's first step
+    assert check(runtime, totp.code_at(secret, totp.time_step(T0)), T0) == "totp"
+    with runtime.sessions() as session:
+        row = session.get(AccountSecurity, account(runtime).id)
+        assert row is not None and row.totp_secret is not None
+        assert totp.blob_version(row.totp_secret) == old.primary + 1
