@@ -1,0 +1,234 @@
+"""Database plus master key do not open a secure page: only its password does.
+
+Threat: a thief (or a curious admin) with the database, the master key ring and
+the portal's session key. The test sends a secure-page message over SMTP, takes
+a copy of the database (its files on SQLite, every row on PostgreSQL) and of the
+data dir's key files, and plays the attacker:
+
+- the message body, the attachment, the password, the link token and the
+  message key appear nowhere in what was taken;
+- no key the attacker can derive (each master-key version, raw and as the
+  keystore's wrapping key; the portal's session key and its sub-keys; every
+  hosted secret key, unwrapped with the ring) opens the wrapped message key or
+  the ciphertext;
+- the password opens both (the control).
+
+The boundary, stated by the last test so nobody reads more into this: the
+sender's own Sent copy is encrypted to the sender's key like all hosted mail,
+and hosted secret keys are wrapped by the master key. Whoever holds database and
+master key can read the Sent copy, as they can read all hosted mail (DESIGN,
+"Trust model"). The secure page adds no further way in.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import shutil
+import sqlite3
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway import db
+from gateway.pipeline import pgpmime
+from gateway.runtime import Runtime
+from gateway.securepage import crypto, links
+from gateway.smtp_server import SubmissionServer
+from keystore import pgp, wrap
+from keystore.masterkey import MasterKeyRing
+from keystore.models import StoredKey
+from keystore.store import unlock_row
+from tests.gateway.test_secure_page import (
+    ALICE,
+    CAROL,
+    MARKER,
+    PASSWORD,
+    decrypt_as,
+    message_with_attachment,
+    queued,
+    send,
+    token_of,
+)
+from webportal import create_app, session_key
+
+ATTACHMENT_PIECE = bytes(range(256))
+
+
+@dataclass
+class SealedRow:
+    """The secure_messages row, as read from the stolen copy."""
+
+    public_id: str
+    generation: int
+    params: crypto.KdfParams
+    wrapped: bytes
+    ciphertext: bytes
+
+
+@dataclass
+class Stolen:
+    """What the attacker took."""
+
+    everything: bytes  # every byte of the database and the data dir's files
+    ring: MasterKeyRing
+    session_root: bytes
+    row: SealedRow
+    link_digests: list[str]
+
+
+def steal(runtime: Runtime, loot: Path) -> Stolen:
+    data_dir = runtime.settings.data_dir
+    loot.mkdir()
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            shutil.copy2(path, loot / path.name)
+    files = b"".join(p.read_bytes() for p in sorted(loot.iterdir()))
+    columns = (
+        "public_id, generation, kdf_salt, kdf_time_cost, kdf_memory_cost,"
+        " kdf_parallelism, wrapped_key, ciphertext"
+    )
+    query = f"SELECT {columns} FROM secure_messages"  # noqa: S608
+    if runtime.engine.dialect.name == "sqlite":
+        conn = sqlite3.connect(loot / "sealgate.db")  # the copy (its -wal came along)
+        try:
+            values = conn.execute(query).fetchone()
+            digests = [r[0] for r in conn.execute("SELECT token_digest FROM secure_links")]
+        finally:
+            conn.close()
+        dump = b""
+    else:
+        chunks: list[bytes] = []
+        with runtime.engine.connect() as pg:
+            for table in sa.inspect(pg).get_table_names():
+                for record in pg.execute(sa.text(f'SELECT * FROM "{table}"')):  # noqa: S608
+                    chunks.extend(
+                        bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+                        for v in record
+                    )
+            values = tuple(pg.execute(sa.text(query)).one())
+            digests = list(pg.execute(sa.text("SELECT token_digest FROM secure_links")).scalars())
+        dump = b"\n".join(chunks)
+    public_id, generation, salt, t, m, p, wrapped, ciphertext = values
+    return Stolen(
+        everything=files + dump,
+        ring=MasterKeyRing.from_json((loot / "master.keys").read_text()),
+        session_root=(loot / "session.key").read_bytes(),
+        row=SealedRow(
+            public_id=str(public_id),
+            generation=int(generation),
+            params=crypto.KdfParams(int(t), int(m), int(p), bytes(salt)),
+            wrapped=bytes(wrapped),
+            ciphertext=bytes(ciphertext),
+        ),
+        link_digests=[str(d) for d in digests],
+    )
+
+
+def hkdf(key: bytes, label: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(key)
+
+
+def attacker_keys(stolen: Stolen) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    labels = [wrap.WRAP_LABEL, crypto.KDF_LABEL, crypto.WRAP_LABEL, crypto.BODY_LABEL, b""]
+    for version, master in stolen.ring.keys.items():
+        keys[f"master v{version}"] = master
+        for label in labels:
+            keys[f"HKDF(master v{version}, {label!r})"] = hkdf(master, label)
+    keys["session root"] = stolen.session_root
+    for purpose in ("session-cookie", "csrf"):
+        derived = session_key.derive(stolen.session_root, purpose)
+        keys[f"session {purpose}"] = derived
+        keys[f"grant key from {purpose}"] = hkdf(derived, b"sealgate portal securepage grant v1")
+    return keys
+
+
+def blob_opens(key: bytes, blob: bytes, ad: bytes) -> bool:
+    """Whether `key` opens the AES-GCM blob; the attacker knows the format (`ad`) from the code."""
+    try:
+        AESGCM(key).decrypt(blob[1:13], blob[13:], ad)
+    except InvalidTag:
+        return False
+    return True
+
+
+@pytest.fixture
+def sent(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> str:
+    create_app(runtime)  # the portal has run: its session key is in the data dir too
+    raw = message_with_attachment().as_bytes(policy=email.policy.SMTP)
+    send(submission_server, client_ssl_context, mail_users[ALICE], raw, [CAROL])
+    return token_of(queued(runtime)[0].raw)
+
+
+def test_database_and_master_key_do_not_open_the_secure_page(
+    sent: str, runtime: Runtime, tmp_path: Path
+) -> None:
+    stolen = steal(runtime, tmp_path / "loot")
+    row = stolen.row
+    params, wrapped, ciphertext = row.params, row.wrapped, row.ciphertext
+    public_id, generation = row.public_id, row.generation
+
+    # The control: the password opens it (this is how the test knows the message key).
+    message_key = crypto.unwrap_key(
+        PASSWORD, params, wrapped, public_id=public_id, generation=generation, max_concurrent=1
+    )
+    opened = crypto.open_body(message_key, ciphertext, public_id=public_id, generation=generation)
+    assert MARKER.encode() in opened and ATTACHMENT_PIECE not in ciphertext
+
+    for needle, what in (
+        (MARKER.encode(), "body"),
+        (ATTACHMENT_PIECE, "attachment"),
+        (PASSWORD.encode(), "password"),
+        (message_key.material, "message key"),
+    ):
+        assert needle not in stolen.everything, what
+    # The link table holds the token's digest only. (The token itself is in the
+    # notification mail while it waits in the outbound queue: it is the mail's
+    # point, and it opens nothing without the password.)
+    assert stolen.link_digests == [links.digest(sent)]
+
+    keys = attacker_keys(stolen)
+    with db.read_only(runtime.sessions) as session:
+        secret_keys = [unlock_row(stolen.ring, r) for r in session.scalars(sa.select(StoredKey))]
+    assert len(keys) >= 10 and len(secret_keys) >= 1
+    wrap_ad = crypto._wrap_ad(public_id, generation, params)
+    body_ad = crypto._body_ad(public_id, generation)
+    assert blob_opens(message_key.material, ciphertext, body_ad)  # the check itself works
+    for name, key in keys.items():
+        assert not blob_opens(key, wrapped, wrap_ad), name
+        assert not blob_opens(key, ciphertext, body_ad), name
+    for secret in secret_keys:  # the blobs are no OpenPGP messages any hosted key could open
+        for blob in (wrapped, ciphertext):
+            with pytest.raises(pgp.PgpError):
+                pgp.decrypt(blob, [secret])
+    for guess in ("", "password", sent, ALICE, CAROL, public_id):
+        with pytest.raises(crypto.SealError):
+            crypto.unwrap_key(
+                guess,
+                params,
+                wrapped,
+                public_id=public_id,
+                generation=generation,
+                max_concurrent=1,
+            )
+
+
+def test_the_boundary_the_senders_sent_copy_is_hosted_mail(sent: str, runtime: Runtime) -> None:
+    """Stated, not hidden: the master key opens hosted keys, and so the Sent copy."""
+    from tests.gateway.test_secure_page import folder
+
+    (copy,) = folder(runtime, ALICE, "Sent")
+    assert MARKER.encode() not in copy.raw and pgpmime.encrypted_payload(copy.raw) is not None
+    assert MARKER.encode() in decrypt_as(runtime, ALICE, copy.raw)
