@@ -125,7 +125,7 @@ DE: dict[str, str] = {
     "locked": "gesperrt",
     "not opened": "nicht geöffnet",
     "revoked": "widerrufen",
-    "{count} answers": "{count} Antworten",
+    "answered {count}×": "{count}× beantwortet",
     "{sender} sent you an encrypted message. Enter the password you received from them.": (
         "{sender} hat Ihnen eine verschlüsselte Nachricht gesendet. Geben Sie das Passwort ein,"
         " das Sie von dort erhalten haben."
@@ -249,7 +249,7 @@ FR: dict[str, str] = {
     "locked": "bloqué",
     "not opened": "pas ouvert",
     "revoked": "révoqué",
-    "{count} answers": "{count} réponses",
+    "answered {count}×": "{count} réponse(s)",
     "{sender} sent you an encrypted message. Enter the password you received from them.": (
         "{sender} vous a envoyé un message chiffré. Saisissez le mot de passe que vous avez"
         " reçu de sa part."
