@@ -38,10 +38,9 @@ from gateway.runtime import Runtime
 from gateway.securepage import links, purge
 from gateway.timeutil import utcnow
 from keystore import store as keystore
+from tests.webportal.conftest import LoginFn, csrf_from
 from webportal import create_app
 from webportal.clock import set_clock
-
-from .conftest import LoginFn, csrf_from
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 CAROL, DAN = "carol@elsewhere.example", "dan@elsewhere.example"

