@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway import db
 from gateway.models import Base
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 from keystore.models import KeystoreBase
+from tests.conftest import TEST_DATABASE_URL, reset_database
 
 
 def test_migrated_schema_matches_the_models(runtime: Runtime) -> None:
@@ -23,3 +29,37 @@ def test_database_is_at_every_head(runtime: Runtime) -> None:
     assert db.schema_revisions(runtime.engine) == db.head_revisions()
     db.migrate(runtime.engine)  # a second run changes nothing
     assert db.schema_revisions(runtime.engine) == db.head_revisions()
+
+
+def test_upgrading_an_existing_database_keeps_rows_that_refer_to_altered_tables(
+    settings: Settings,
+) -> None:
+    """SQLite batch mode rebuilds a table; with foreign keys on, that used to cascade-delete
+    every row referring to it (here: a user's app password) during an upgrade."""
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
+    engine = db.create_engine(settings.database_url)
+    cfg = db.alembic_config(engine)
+    command.upgrade(cfg, "0003")  # the account-security branch only, as an older install
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO accounts (id, email, password_hash, is_admin, language, created_at)"
+                " VALUES (1, 'a@x.test', 'h', false, 'en', :n)"
+            ),
+            {"n": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO app_passwords (account_id, name, digest, created_at, last_used_ip)"
+                " VALUES (1, 'p', 'd', :n, '')"
+            ),
+            {"n": now},
+        )
+    db.migrate(engine)  # every other branch, including ones that alter `accounts`
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app_passwords")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar() == 1
+    assert db.schema_revisions(engine) == db.head_revisions()
+    engine.dispose()
