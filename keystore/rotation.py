@@ -164,8 +164,13 @@ def rotate_master(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_start: Callable[[RotationPlan, int], None] = lambda plan, total: None,
     on_batch: Callable[[int], None] = lambda done: None,
+    other_blobs: Callable[[so.Session, MasterKeyRing], int] = lambda session, ring: 0,
 ) -> RotationPlan:
-    """Run (or finish) a master-key rotation; returns the plan with the final ring."""
+    """Run (or finish) a master-key rotation; returns the plan with the final ring.
+
+    `other_blobs` re-wraps what other parts of the system keep under the ring (the
+    gateway's TOTP secrets); it runs before each attempt to retire a version.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     rotation = plan(data_dir)
@@ -181,6 +186,8 @@ def rotate_master(
             if not done:
                 break
             on_batch(done)
+        with sessions.begin() as session:
+            other_blobs(session, ring)
         if all(try_retire(sessions, v, now, events) for v in rotation.old_versions):
             break
     else:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import sqlalchemy.orm as so
 
-from gateway import audit
+from gateway import audit, totp
 from gateway.pipeline.external_keys import parse_budget
 from gateway.timeutil import utcnow
 from keystore import directory, pgp, rotation, store, untrusted
@@ -178,6 +178,7 @@ def rotate_master(state: CliState, batch_size: int) -> None:
                 batch_size=batch_size,
                 on_start=on_start,
                 on_batch=on_batch,
+                other_blobs=totp.rewrap_secrets,
             )
         except (MasterKeyError, rotation.RotationError) as exc:
             raise click.ClickException(str(exc)) from None
