@@ -29,6 +29,8 @@ class MessageSummary:
     size: int
     encrypted: bool
     flags: str
+    to_addr: str = ""
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def _page(
             MailboxMessage.size,
             MailboxMessage.encrypted,
             MailboxMessage.flags,
+            MailboxMessage.to_addr,
+            MailboxMessage.folder,
         )
         .join(Address, MailboxMessage.address_id == Address.id)
         .where(*conditions)
@@ -104,6 +108,8 @@ def _page(
             size=row.size,
             encrypted=row.encrypted,
             flags=row.flags,
+            to_addr=row.to_addr,
+            folder=row.folder,
         )
         for row in rows
     ]

@@ -165,6 +165,17 @@ class SecurePageSettings:
 
 
 @dataclass(frozen=True)
+class WebmailSettings:
+    """The webmail (issue 7): list pages, attachments, the compose page's key lookups."""
+
+    per_page: int = 50
+    # All attachments of one message together; the whole message must also fit
+    # [smtp] max_message_size (base64 makes attachments a third larger).
+    max_attachment_bytes: int = 18 * 1024 * 1024
+    recipient_lookup_timeout: float = 4.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -176,6 +187,7 @@ class Settings:
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
+    webmail: WebmailSettings = field(default_factory=WebmailSettings)
 
     @property
     def database_url(self) -> str:
@@ -306,6 +318,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_keys(section)
     if name == "securepage":
         _validate_securepage(section)
+    if name == "webmail":
+        _validate_webmail(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -360,3 +374,10 @@ def _validate_securepage(section: SecurePageSettings) -> None:
         )
     if section.purge_interval < 60:
         raise SettingsError("[securepage] purge_interval: at least 60 seconds")
+
+
+def _validate_webmail(section: WebmailSettings) -> None:
+    if not 1 <= section.per_page <= 200:
+        raise SettingsError("[webmail] per_page: between 1 and 200")
+    if section.recipient_lookup_timeout <= 0:
+        raise SettingsError("[webmail] recipient_lookup_timeout: must be more than 0")

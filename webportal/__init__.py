@@ -20,6 +20,8 @@ from webportal import (
     access,
     account,
     auth,
+    autoreply,
+    compose,
     errors,
     i18n,
     mail,
@@ -92,6 +94,8 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     auth.init_app(app)
     account.init_app(app)
     app.register_blueprint(mail.bp)
+    compose.init_app(app)
+    app.register_blueprint(autoreply.bp)
     app.register_blueprint(wkd.bp)
     secure.init_app(app)
 

@@ -1,22 +1,76 @@
-"""Webmail: the message list of the account's addresses (reading and sending come later)."""
+"""Webmail reading: the folders, one message, its attachments, moving, deleting, search.
+
+A message is decrypted for the request that shows it (gateway.reading unwraps
+the address key for that one call); nothing decrypted is kept. HTML bodies go
+through the same nh3 allow-list as the secure page (no images, styles, forms or
+scripts; links get rel="noopener noreferrer"), and the page's CSP stands behind
+it. Attachments are only ever downloads (`Content-Disposition: attachment`,
+`application/octet-stream`), never rendered on the portal's origin.
+
+The Sent view of an encrypted message also shows its secure-page links, if it
+had recipients without a key, with the controls of webportal.secure.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from flask import Blueprint, redirect, render_template, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from gateway.mailbox import INBOX
-from gateway.mailbox_queries import list_folder
+from gateway import reading
+from gateway.mailbox import INBOX, SENT
+from gateway.mailbox_queries import SearchQuery, list_folder, search
+from gateway.models import SecureMessage
+from gateway.reading import TRASH
+from gateway.securepage import store as pages
+from gateway.securepage.content import safe_filename, sanitize_html
+from webportal import clock
 from webportal.access import login_required, public
-from webportal.extensions import db_session
-from webportal.i18n import current_language, gettext
+from webportal.extensions import db_session, runtime
+from webportal.i18n import current_language, gettext, gettext_noop
+from webportal.secure import STATES, content_disposition
 
 bp = Blueprint("mail", __name__)
 
-PER_PAGE = 50
+DRAFTS = "Drafts"
+FOLDERS = {"inbox": INBOX, "sent": SENT, "drafts": DRAFTS, "trash": TRASH}
+SLUGS = {folder: slug for slug, folder in FOLDERS.items()}
+FOLDER_NAMES = {
+    INBOX: gettext_noop("Inbox"),
+    SENT: gettext_noop("Sent"),
+    DRAFTS: gettext_noop("Drafts"),
+    TRASH: gettext_noop("Trash"),
+}
+# Where a message can be moved by hand (a draft is made by saving one, not by moving).
+MOVE_TARGETS = (INBOX, SENT, TRASH)
+SIGNATURES = {
+    "valid": gettext_noop("Signed by the sender: the signature is valid."),
+    "invalid": gettext_noop("The signature does not match: the message may have been changed."),
+    "unknown-key": gettext_noop("Signed with a key this server does not know."),
+    "unsigned": gettext_noop("Not signed."),
+}
+CANNOT_DECRYPT = gettext_noop("This message cannot be decrypted with your keys.")
+MOVED = gettext_noop("The message was moved to {folder}.")
+TRASHED = gettext_noop("The message was moved to the trash.")
+DELETED = gettext_noop("The message was deleted for good.")
+BAD_DATE = gettext_noop("Enter dates as YYYY-MM-DD.")
+
+
+def per_page() -> int:
+    return runtime().settings.webmail.per_page
+
+
+def folder_label(folder: str) -> str:
+    return gettext(FOLDER_NAMES.get(folder, folder))
+
+
+@bp.app_context_processor
+def _mail_helpers() -> dict[str, object]:
+    return {"folder_label": folder_label, "folder_slugs": SLUGS}
 
 
 @bp.get("/")
@@ -25,12 +79,224 @@ def index() -> ResponseReturnValue:
     return redirect(url_for("mail.inbox"))
 
 
-@bp.get("/inbox")
+@bp.get("/inbox", defaults={"slug": "inbox"})
+@bp.get("/<any(sent, drafts, trash):slug>")
 @login_required
-def inbox() -> ResponseReturnValue:
+def inbox(slug: str) -> ResponseReturnValue:
+    folder = FOLDERS[slug]
     page = request.args.get("page", 1, type=int)
-    folder = list_folder(db_session(), current_user.account_id, INBOX, page, PER_PAGE)
-    return render_template("portal/inbox.html", folder=folder)
+    listing = list_folder(db_session(), current_user.account_id, folder, page, per_page())
+    return render_template("portal/mail/folder.html", folder=listing, name=folder, slug=slug)
+
+
+@dataclass(frozen=True)
+class SecureLinks:
+    """The secure-page side of a Sent message: when its links expire and their state."""
+
+    message: pages.MessageView
+    expires_at: dt.datetime
+
+    @property
+    def count(self) -> int:
+        return len(self.message.links)
+
+
+def secure_links(account_id: int, queue_id: str, subject: str) -> SecureLinks | None:
+    s = db_session()
+    row = s.scalar(
+        sa.select(SecureMessage)
+        .where(SecureMessage.account_id == account_id, SecureMessage.queue_id == queue_id)
+        .order_by(SecureMessage.id)
+        .limit(1)
+    )
+    if row is None or not row.links:
+        return None
+    now = clock.now()
+    settings = runtime().settings.securepage
+    ceiling = pages.max_expiry(row, settings)
+    views = []
+    for link in row.links:
+        state = pages.state_of(link, now, settings)
+        views.append(
+            pages.LinkView(
+                id=link.id,
+                recipient=link.recipient,
+                state=state,
+                created_at=link.created_at,
+                expires_at=link.expires_at,
+                failures=link.failures,
+                first_opened_at=link.first_opened_at,
+                last_opened_at=link.last_opened_at,
+                open_count=link.open_count,
+                reply_count=link.reply_count,
+                locked_at=link.locked_at,
+                revoked_at=link.revoked_at,
+                can_extend=state
+                in (pages.LinkState.ACTIVE, pages.LinkState.EXPIRED, pages.LinkState.LOCKED)
+                and link.expires_at < ceiling,
+            )
+        )
+    live = [v.expires_at for v in views if v.revoked_at is None] or [v.expires_at for v in views]
+    view = pages.MessageView(
+        id=row.id,
+        queue_id=row.queue_id,
+        subject=subject,
+        sender_address=row.sender_address,
+        created_at=row.created_at,
+        purged=row.purged_at is not None,
+        links=views,
+    )
+    return SecureLinks(view, max(live))
+
+
+def _open(message_id: int) -> reading.OpenedMessage:
+    try:
+        return reading.open_message(
+            db_session(), runtime().ring.get(), current_user.account_id, message_id
+        )
+    except reading.MessageNotFound:
+        abort(404)
+
+
+@bp.get("/mail/<int:message_id>")
+@login_required
+def message(message_id: int) -> ResponseReturnValue:
+    s = db_session()
+    try:
+        row = reading.owned_message(s, current_user.account_id, message_id)
+    except reading.MessageNotFound:
+        abort(404)
+    if row.folder == DRAFTS:
+        return redirect(url_for("compose.compose", draft=message_id))
+    secure = (
+        secure_links(current_user.account_id, row.queue_id, row.subject)
+        if row.folder == SENT and row.encrypted
+        else None
+    )
+    try:
+        opened = _open(message_id)
+    except reading.CannotDecrypt:
+        return render_template(
+            "portal/mail/message.html",
+            row=row,
+            opened=None,
+            error=CANNOT_DECRYPT,
+            secure=secure,
+            move_targets=[f for f in MOVE_TARGETS if f != row.folder],
+        )
+    html = sanitize_html(opened.html) if opened.html is not None else None
+    attachments = [
+        (a.index, safe_filename(a.filename, a.index), len(a.data)) for a in opened.attachments
+    ]
+    return render_template(
+        "portal/mail/message.html",
+        row=row,
+        opened=opened,
+        html=html,
+        attachments=attachments,
+        signature=SIGNATURES.get(opened.signature),
+        secure=secure,
+        states=STATES,
+        extend_choices=(7, 14, 30),
+        move_targets=[f for f in MOVE_TARGETS if f != row.folder],
+        error=None,
+    )
+
+
+@bp.get("/mail/<int:message_id>/attachments/<int:index>")
+@login_required
+def attachment(message_id: int, index: int) -> ResponseReturnValue:
+    try:
+        opened = _open(message_id)
+    except reading.CannotDecrypt:
+        abort(404)
+    found = next((a for a in opened.attachments if a.index == index), None)
+    if found is None:
+        abort(404)
+    response = Response(found.data, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = content_disposition(
+        safe_filename(found.filename, index)
+    )
+    return response
+
+
+@bp.post("/mail/<int:message_id>/move")
+@login_required
+def move(message_id: int) -> ResponseReturnValue:
+    target = request.form.get("folder", "")
+    if target not in MOVE_TARGETS:
+        abort(400)
+    s = db_session()
+    try:
+        row = reading.owned_message(s, current_user.account_id, message_id)
+    except reading.MessageNotFound:
+        abort(404)
+    origin = row.folder
+    reading.move(s, current_user.account_id, message_id, target)
+    flash(gettext(MOVED, folder=folder_label(target)))
+    return redirect(url_for("mail.inbox", slug=SLUGS.get(origin, "inbox")), code=303)
+
+
+@bp.post("/mail/<int:message_id>/delete")
+@login_required
+def delete(message_id: int) -> ResponseReturnValue:
+    s = db_session()
+    try:
+        row = reading.owned_message(s, current_user.account_id, message_id)
+    except reading.MessageNotFound:
+        abort(404)
+    origin = row.folder
+    reading.delete(s, current_user.account_id, message_id)
+    flash(DELETED if origin == TRASH else TRASHED)
+    return redirect(url_for("mail.inbox", slug=SLUGS.get(origin, "inbox")), code=303)
+
+
+def _day(value: str) -> dt.datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    parsed = dt.date.fromisoformat(value)
+    return dt.datetime(parsed.year, parsed.month, parsed.day, tzinfo=dt.UTC)
+
+
+@bp.get("/search")
+@login_required
+def search_page() -> ResponseReturnValue:
+    args = request.args
+    form = {key: args.get(key, "")[:200] for key in ("q", "sender", "recipient", "since", "until")}
+    folder_slug = args.get("folder", "")
+    folder = FOLDERS.get(folder_slug)
+    error = None
+    results = None
+    try:
+        since, until = _day(form["since"]), _day(form["until"])
+    except ValueError:
+        since = until = None
+        error = BAD_DATE
+    asked = any(v.strip() for v in form.values())
+    if asked and error is None:
+        query = SearchQuery(
+            text=form["q"],
+            sender=form["sender"],
+            recipient=form["recipient"],
+            since=since,
+            # "until" names a day: everything up to its end.
+            until=until + dt.timedelta(days=1) if until else None,
+            folder=folder,
+        )
+        page = args.get("page", 1, type=int)
+        results = search(db_session(), current_user.account_id, query, page, per_page())
+    status = 400 if error else 200
+    return (
+        render_template(
+            "portal/mail/search.html",
+            form=form,
+            folder_slug=folder_slug if folder else "",
+            results=results,
+            error=error,
+        ),
+        status,
+    )
 
 
 @bp.app_template_filter("filesize")

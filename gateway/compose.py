@@ -1,0 +1,253 @@
+"""Webmail messages: built from what the compose form holds, sent through the one pipeline.
+
+`send` makes an RFC 5322 message with `email.message.EmailMessage` and hands it
+to `gateway.pipeline.submit`, in process, exactly as the SMTP edge does: the
+lock becomes `X-Sealgate-Encrypt: yes` (the pipeline strips it), and the
+secure-page password goes into the submission itself, so it never sits in the
+message bytes at all. Bcc recipients are in the envelope only: the message
+built for sending has no Bcc header (a plain copy would otherwise show it to
+everyone).
+
+SMTP clients keep their own Sent copy (over IMAP); the webmail has no client,
+so for a plain message the gateway files the Sent copy itself, in the same
+transaction as the delivery. An encrypted message's Sent copy is made by the
+pipeline (encrypted to the sender's key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import email.utils
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import sqlalchemy.orm as so
+
+from gateway import accounts, db, mailbox
+from gateway.addresses import InvalidAddress, domain_of, normalize_address
+from gateway.pipeline import ClientInfo, Sender, Submission, submit
+from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.triggers import ENCRYPT_HEADER
+from gateway.runtime import Runtime
+from gateway.securepage.content import safe_filename
+from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
+
+WEBMAIL_HELO = "webmail"
+WEBMAIL_PROTOCOL = "HTTPS"
+MAX_SUBJECT = 998
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
+_SPLIT = re.compile(r"[,;\n]")
+
+
+class ComposeError(ValueError):
+    """The message cannot be sent as written; `message` is an English id the portal translates."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class Outgoing:
+    """A message as the compose form holds it."""
+
+    sender: str
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    subject: str = ""
+    text: str = field(default="", repr=False)
+    attachments: list[Upload] = field(default_factory=list)
+    encrypt: bool = False
+    in_reply_to: str = ""
+    references: str = ""
+
+    @property
+    def recipients(self) -> list[str]:
+        """To, Cc and Bcc once each (first mention wins), for the envelope."""
+        seen: set[str] = set()
+        result: list[str] = []
+        for address in self.to + self.cc + self.bcc:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                result.append(address)
+        return result
+
+    @property
+    def attachment_bytes(self) -> int:
+        return sum(len(a.data) for a in self.attachments)
+
+
+def parse_addresses(text: str) -> list[str]:
+    """The addresses of a To/Cc/Bcc field: comma-, semicolon- or line-separated,
+    bare or as `Name <address>`. A bad entry is refused, naming it."""
+    found: list[str] = []
+    for entry in _SPLIT.split(text):
+        entry = entry.strip()
+        if not entry:
+            continue
+        _name, address = email.utils.parseaddr(entry)
+        try:
+            normalize_address(address)
+        except InvalidAddress:
+            raise ComposeError(
+                "{address} is not a valid mail address.", address=entry[:320]
+            ) from None
+        # External local parts keep their case (only the remote server may fold it).
+        found.append(address.strip())
+    return found
+
+
+def one_line(text: str, limit: int = MAX_SUBJECT) -> str:
+    """A header value from a form field: printable, on one line, bounded."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat[:limit]
+
+
+def message_id_or_empty(value: str) -> str:
+    value = value.strip()
+    return value if _MESSAGE_ID.fullmatch(value) else ""
+
+
+def references_or_empty(value: str) -> str:
+    ids = [v for v in value.split() if _MESSAGE_ID.fullmatch(v)]
+    return " ".join(ids[-20:])
+
+
+def build(
+    outgoing: Outgoing,
+    *,
+    now: dt.datetime,
+    include_bcc: bool = False,
+    message_id: str | None = None,
+) -> bytes:
+    """The MIME message in wire form. Bcc only when asked (for a draft, which only its
+    author can read); the lock as the control header the pipeline reads and strips."""
+    message = EmailMessage(policy=email.policy.default)
+    message["From"] = outgoing.sender
+    if outgoing.to:
+        message["To"] = ", ".join(outgoing.to)
+    if outgoing.cc:
+        message["Cc"] = ", ".join(outgoing.cc)
+    if include_bcc and outgoing.bcc:
+        message["Bcc"] = ", ".join(outgoing.bcc)
+    message["Subject"] = one_line(outgoing.subject)
+    message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
+    message["Message-ID"] = message_id or f"<{secrets.token_hex(16)}@{domain_of(outgoing.sender)}>"
+    in_reply_to = message_id_or_empty(outgoing.in_reply_to)
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    references = references_or_empty(outgoing.references)
+    if references:
+        message["References"] = references
+    if outgoing.encrypt:
+        message[ENCRYPT_HEADER] = "yes"
+    text = outgoing.text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii():
+        message.set_content(text)
+    else:
+        # Quoted-printable travels through any relay, 8BITMIME or not.
+        message.set_content(text, cte="quoted-printable")
+    for index, upload in enumerate(outgoing.attachments):
+        maintype, _, subtype = upload.content_type.partition("/")
+        if not (maintype.isascii() and subtype.isascii() and maintype and subtype):
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(
+            upload.data,
+            maintype=maintype.lower(),
+            subtype=subtype.lower(),
+            filename=safe_filename(upload.filename, index),
+        )
+    addresses = [outgoing.sender, *outgoing.to, *outgoing.cc, *outgoing.bcc]
+    # An address with a non-ASCII local part cannot be written as an encoded word.
+    policy = email.policy.SMTP if all(a.isascii() for a in addresses) else email.policy.SMTPUTF8
+    return message.as_bytes(policy=policy)
+
+
+def check(session: so.Session, runtime: Runtime, account_id: int, outgoing: Outgoing) -> None:
+    """Everything the SMTP edge would refuse before DATA, as errors the page can show."""
+    owned = accounts.owned_addresses(session, account_id)
+    try:
+        sender = normalize_address(outgoing.sender)
+    except InvalidAddress:
+        sender = ""
+    if sender not in owned:
+        raise ComposeError("You cannot send from {address}.", address=outgoing.sender[:320])
+    outgoing.sender = sender
+    recipients = outgoing.recipients
+    if not recipients:
+        raise ComposeError("Add at least one recipient.")
+    limit = runtime.settings.smtp.max_recipients
+    if len(recipients) > limit:
+        raise ComposeError("A message can have at most {limit} recipients.", limit=limit)
+    for rcpt in recipients:
+        if accounts.is_hosted(session, rcpt) and accounts.find_address(session, rcpt) is None:
+            raise ComposeError("There is no mailbox {address} here.", address=rcpt)
+    max_attachments = runtime.settings.webmail.max_attachment_bytes
+    if outgoing.attachment_bytes > max_attachments:
+        raise ComposeError("The attachments are larger than {limit} bytes.", limit=max_attachments)
+
+
+def send(
+    runtime: Runtime,
+    account_id: int,
+    outgoing: Outgoing,
+    *,
+    password: str | None,
+    client_ip: str,
+    now: dt.datetime,
+) -> str:
+    """Check, build and submit; the queue id. Raises ComposeError or RejectMessage.
+
+    Blocking, and it opens its own transactions: call it with no write pending
+    in the caller's session (SQLite has one writer).
+    """
+    with db.read_only(runtime.sessions) as session:
+        check(session, runtime, account_id, outgoing)
+    raw = build(outgoing, now=now)
+    limit = runtime.settings.smtp.max_message_size
+    if len(raw) > limit:
+        raise ComposeError("The message is larger than {limit} bytes.", limit=limit)
+    submission = Submission(
+        sender=Sender(account_id=account_id, address=outgoing.sender),
+        envelope_from=outgoing.sender,
+        recipients=outgoing.recipients,
+        raw=raw,
+        client=ClientInfo(helo=WEBMAIL_HELO, ip=client_ip, protocol=WEBMAIL_PROTOCOL),
+        received_at=now,
+        password=password or None,
+    )
+    submission.finalizers.append(_plain_sent_copy(submission))
+    return submit(runtime, submission)
+
+
+def _plain_sent_copy(submission: Submission) -> Callable[[so.Session], None]:
+    def file_sent_copy(session: so.Session) -> None:
+        if any(copy.destination == "sent" for copy in submission.copies):
+            return  # the pipeline made an encrypted one
+        address = accounts.find_address(session, submission.sender.address)
+        if address is None:
+            raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=submission.sender.address))
+        mailbox.store(
+            session,
+            address,
+            submission.raw,
+            queue_id=submission.queue_id,
+            envelope_from=submission.envelope_from,
+            now=submission.received_at,
+            folder=mailbox.SENT,
+        )
+
+    return file_sent_copy

@@ -1,0 +1,551 @@
+"""Webmail compose: write, reply, forward, save a draft, send with or without the lock.
+
+Send calls `gateway.compose.send`, which runs the submission pipeline in
+process: the same steps, the same encryption, as a message from a mail program.
+The page works without JavaScript (the lock is a checkbox, the secure-page
+password a field, and the server refuses a closed lock without a password when
+a recipient needs one); webmail.js turns them into the lock button, the
+recipient chips and the password dialog. What the user wrote survives every
+refusal: the page comes back filled in, with the reason.
+
+Drafts are stored encrypted to the author's key (gateway.drafts); a draft keeps
+its Bcc and the lock, never a secure-page password. Attachments of a draft or
+of a forwarded message are carried over by reference (`carry_from` and the
+indexes to keep) and read again, decrypted, when the message is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import email.utils
+import html
+import logging
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+import nh3
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from gateway import accounts, drafts, reading, recipients
+from gateway import compose as mailcompose
+from gateway.compose import ComposeError, Outgoing, Upload
+from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
+from gateway.pipeline.triggers import ENCRYPT_HEADER
+from gateway.securepage.content import safe_filename
+from webportal import clock
+from webportal.access import login_required
+from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
+from webportal.i18n import gettext, gettext_noop
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("compose", __name__)
+
+noop = gettext_noop
+RECIPIENT_LOOKUP_RATE = "120/minute"
+MAX_TEXT = 1_000_000
+MAX_FIELD = 10_000
+
+SENT_OK = noop("Your message was sent.")
+SENT_SECURE = noop(
+    "Your message was sent. {count} recipient(s) get a link to a secure page:"
+    " give them the password another way (by phone, for example)."
+)
+DRAFT_SAVED = noop("The draft was saved, encrypted to your key.")
+NEED_PASSWORD = noop(
+    "These recipients have no key and need a password for their secure page: {addresses}."
+    " A password was suggested below; note it before sending."
+)
+PASSWORD_TOO_SHORT = noop("The password must have at least {length} characters.")
+PASSWORD_TOO_LONG = noop("The password is too long.")
+NOT_SENT = noop("The message was not sent: {reason}")
+SEND_FAILED = noop("The message could not be sent. Please try again in a moment.")
+ATTACH_AGAIN = noop("Please attach your files again.")
+LOOKING_UP = noop("looking up…")
+# gateway.compose messages, shown translated (they are message ids).
+noop("{address} is not a valid mail address.")
+noop("You cannot send from {address}.")
+noop("Add at least one recipient.")
+noop("A message can have at most {limit} recipients.")
+noop("There is no mailbox {address} here.")
+noop("The attachments are larger than {limit} bytes.")
+noop("The message is larger than {limit} bytes.")
+
+CHIP_TITLES = {
+    "plain": noop("Sent without encryption while the lock is open"),
+    "hosted": noop("Hosted here: receives it encrypted, nothing to do"),
+    "key": noop("Has an OpenPGP key: {fingerprint}"),
+    "password": noop("No key: gets a link to a secure page and needs a password"),
+    "unknown-mailbox": noop("There is no such mailbox here"),
+    "invalid": noop("Not a valid mail address"),
+}
+CHIP_LABELS = {
+    "hosted": noop("hosted"),
+    "key": noop("key"),
+    "password": noop("needs a password"),
+    "unknown-mailbox": noop("no such mailbox"),
+    "invalid": noop("invalid"),
+}
+
+
+@dataclass
+class ComposeForm:
+    """What the compose page shows in its fields (also after a refusal)."""
+
+    sender: str = ""
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    text: str = field(default="", repr=False)
+    encrypt: bool = False
+    password: str = field(default="", repr=False)
+    in_reply_to: str = ""
+    references: str = ""
+    draft_id: int | None = None
+    carry_from: int | None = None
+    carried: list[tuple[int, str, int, bool]] = field(
+        default_factory=list
+    )  # index, name, size, kept
+
+
+def _owned() -> list[str]:
+    return accounts.owned_addresses(db_session(), current_user.account_id)
+
+
+def _default_sender(owned: list[str]) -> str:
+    email_ = str(current_user.email).lower()
+    return email_ if email_ in owned else (owned[0] if owned else "")
+
+
+def _addresses_of(value: str) -> list[str]:
+    return [addr for _name, addr in email.utils.getaddresses([value]) if addr]
+
+
+def _text_of(opened: reading.OpenedMessage) -> str:
+    if opened.text.strip() or opened.html is None:
+        return opened.text
+    flat = nh3.clean(opened.html, tags=set(), clean_content_tags={"script", "style", "title"})
+    return html.unescape(re.sub(r"\n\s*\n\s*\n+", "\n\n", flat)).strip()
+
+
+def _prefixed(prefix: str, subject: str) -> str:
+    if re.match(rf"(?i)\s*{prefix}\s*:", subject):
+        return subject
+    return f"{prefix}: {subject}"
+
+
+def _carried_from(
+    opened: reading.OpenedMessage, keep: set[int] | None
+) -> list[tuple[int, str, int, bool]]:
+    return [
+        (a.index, safe_filename(a.filename, a.index), len(a.data), keep is None or a.index in keep)
+        for a in opened.attachments
+    ]
+
+
+def _reply_form(
+    opened: reading.OpenedMessage, row_address: str, everyone: bool, owned: list[str]
+) -> ComposeForm:
+    headers = opened.headers
+    to = _addresses_of(headers.get("Reply-To") or headers.get("From", ""))
+    cc: list[str] = []
+    if everyone:
+        mine = {a.lower() for a in owned} | {a.lower() for a in to}
+        for address in _addresses_of(headers.get("To", "")) + _addresses_of(headers.get("Cc", "")):
+            if address.lower() not in mine:
+                mine.add(address.lower())
+                cc.append(address)
+    message_id = mailcompose.message_id_or_empty(headers.get("Message-ID", ""))
+    references = " ".join(
+        v
+        for v in (mailcompose.references_or_empty(headers.get("In-Reply-To", "")), message_id)
+        if v
+    )
+    quoted = "\n".join("> " + line for line in _text_of(opened).splitlines())
+    intro = gettext(
+        "On {date}, {sender} wrote:", date=headers.get("Date", ""), sender=headers.get("From", "")
+    )
+    return ComposeForm(
+        sender=row_address if row_address in owned else _default_sender(owned),
+        to=", ".join(to),
+        cc=", ".join(cc),
+        subject=_prefixed("Re", headers.get("Subject", "")),
+        text=f"\n\n{intro}\n{quoted}\n",
+        encrypt=opened.encrypted,
+        in_reply_to=message_id,
+        references=references,
+    )
+
+
+def _forward_form(opened: reading.OpenedMessage, row_address: str, owned: list[str]) -> ComposeForm:
+    headers = opened.headers
+    lines = [gettext("---------- Forwarded message ----------")]
+    for name, label in (
+        ("From", noop("From")),
+        ("Date", noop("Date")),
+        ("Subject", noop("Subject")),
+        ("To", noop("To")),
+        ("Cc", noop("Cc")),
+    ):
+        if headers.get(name):
+            lines.append(f"{gettext(label)}: {headers[name]}")
+    return ComposeForm(
+        sender=row_address if row_address in owned else _default_sender(owned),
+        subject=_prefixed("Fwd", headers.get("Subject", "")),
+        text="\n\n" + "\n".join(lines) + "\n\n" + _text_of(opened) + "\n",
+        encrypt=opened.encrypted,
+        carry_from=opened.id,
+        carried=_carried_from(opened, None),
+    )
+
+
+def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
+    s = db_session()
+    ring = runtime().ring.get()
+    try:
+        data = drafts.load(s, ring, current_user.account_id, draft_id)
+        opened = reading.open_message(s, ring, current_user.account_id, draft_id)
+    except (reading.MessageNotFound, reading.CannotDecrypt):
+        abort(404)
+    parsed = BytesParser(policy=email.policy.default).parsebytes(data)
+    assert isinstance(parsed, EmailMessage)
+
+    def header(name: str) -> str:
+        value = parsed[name]
+        return "" if value is None else str(value)
+
+    sender = _addresses_of(header("From"))
+    return ComposeForm(
+        sender=sender[0] if sender and sender[0] in owned else _default_sender(owned),
+        to=header("To"),
+        cc=header("Cc"),
+        bcc=header("Bcc"),
+        subject=header("Subject"),
+        text=opened.text,
+        encrypt=header(ENCRYPT_HEADER).strip().lower() == "yes",
+        in_reply_to=header("In-Reply-To"),
+        references=header("References"),
+        draft_id=draft_id,
+        carry_from=draft_id if opened.attachments else None,
+        carried=_carried_from(opened, None),
+    )
+
+
+def _render(
+    form: ComposeForm,
+    owned: list[str],
+    error: str | None = None,
+    status: int = 200,
+    *,
+    need_password: bool = False,
+) -> ResponseReturnValue:
+    settings = runtime().settings
+    strings = {
+        "titles": {k: gettext(v, fingerprint="{fingerprint}") for k, v in CHIP_TITLES.items()},
+        "labels": {k: gettext(v) for k, v in CHIP_LABELS.items()},
+        "lookingUp": gettext(LOOKING_UP),
+        "lockOpen": gettext("Not encrypted. Click to encrypt this message."),
+        "lockClosed": gettext("Encrypted. Click to send without encryption."),
+        "copied": gettext("Copied"),
+        "passwordTooShort": gettext(
+            PASSWORD_TOO_SHORT, length=settings.securepage.min_password_length
+        ),
+        "passwordSet": gettext("Password set for recipients without a key."),
+        "passwordNeeded": gettext("Set a password for the recipients without a key."),
+        "attachmentsTooLarge": gettext(
+            "The attachments are larger than {limit} bytes.",
+            limit=settings.webmail.max_attachment_bytes,
+        ),
+    }
+    return (
+        render_template(
+            "portal/mail/compose.html",
+            form=form,
+            owned=owned,
+            error=error,
+            need_password=need_password,
+            strings=strings,
+            max_attachment_bytes=settings.webmail.max_attachment_bytes,
+            min_password_length=settings.securepage.min_password_length,
+            password_length=settings.securepage.generated_password_length,
+            password_alphabet=PASSWORD_ALPHABET,
+        ),
+        status,
+    )
+
+
+@bp.route("/compose", methods=["GET", "POST"])
+@login_required
+def compose() -> ResponseReturnValue:
+    if request.method == "POST":
+        return _send()
+    owned = _owned()
+    args = request.args
+    s = db_session()
+    ring = runtime().ring.get()
+    source = args.get("reply", type=int) or args.get("forward", type=int)
+    if args.get("draft", type=int):
+        form = _draft_form(args.get("draft", type=int) or 0, owned)
+    elif source:
+        try:
+            row = reading.owned_message(s, current_user.account_id, source)
+            opened = reading.open_message(s, ring, current_user.account_id, source)
+        except (reading.MessageNotFound, reading.CannotDecrypt):
+            abort(404)
+        if args.get("forward", type=int):
+            form = _forward_form(opened, row.address.address, owned)
+        else:
+            form = _reply_form(opened, row.address.address, bool(args.get("all")), owned)
+    else:
+        form = ComposeForm(sender=_default_sender(owned), to=args.get("to", "")[:MAX_FIELD])
+    return _render(form, owned)
+
+
+def _form_from_request(owned: list[str]) -> ComposeForm:
+    data = request.form
+    carried: list[tuple[int, str, int, bool]] = []
+    keep = {int(v) for v in data.getlist("carry") if v.isdigit()}
+    carry_from = data.get("carry_from", type=int)
+    if carry_from:
+        try:
+            opened = reading.open_message(
+                db_session(), runtime().ring.get(), current_user.account_id, carry_from
+            )
+        except (reading.MessageNotFound, reading.CannotDecrypt):
+            carry_from = None
+        else:
+            carried = _carried_from(opened, keep)
+    return ComposeForm(
+        sender=data.get("from", "")[:320],
+        to=data.get("to", "")[:MAX_FIELD],
+        cc=data.get("cc", "")[:MAX_FIELD],
+        bcc=data.get("bcc", "")[:MAX_FIELD],
+        subject=data.get("subject", "")[:MAX_FIELD],
+        text=data.get("text", "")[:MAX_TEXT],
+        encrypt=data.get("encrypt") == "yes",
+        password=data.get("password", ""),
+        in_reply_to=data.get("in_reply_to", "")[:1000],
+        references=data.get("references", "")[:MAX_FIELD],
+        draft_id=data.get("draft_id", type=int),
+        carry_from=carry_from,
+        carried=carried,
+    )
+
+
+def _outgoing(form: ComposeForm) -> Outgoing:
+    limit = runtime().settings.webmail.max_attachment_bytes
+    uploads = [
+        Upload(
+            filename=upload.filename or "",
+            content_type=upload.mimetype or "application/octet-stream",
+            data=upload.stream.read(limit + 1),
+        )
+        for upload in request.files.getlist("attachments")
+        if upload.filename
+    ]
+    if form.carry_from:
+        opened = reading.open_message(
+            db_session(), runtime().ring.get(), current_user.account_id, form.carry_from
+        )
+        kept = {index for index, _name, _size, keep in form.carried if keep}
+        uploads = [
+            Upload(a.filename, a.content_type, a.data)
+            for a in opened.attachments
+            if a.index in kept
+        ] + uploads
+    return Outgoing(
+        sender=form.sender,
+        to=mailcompose.parse_addresses(form.to),
+        cc=mailcompose.parse_addresses(form.cc),
+        bcc=mailcompose.parse_addresses(form.bcc),
+        subject=form.subject,
+        text=form.text,
+        attachments=uploads,
+        encrypt=form.encrypt,
+        in_reply_to=form.in_reply_to,
+        references=form.references,
+    )
+
+
+def _reject_text(status: str) -> str:
+    settings = runtime().settings
+    if "X-Sealgate-Password" in status and "at least" in status:
+        return gettext(PASSWORD_TOO_SHORT, length=settings.securepage.min_password_length)
+    if "X-Sealgate-Password" in status:
+        return gettext(PASSWORD_TOO_LONG)
+    parts = status.split(" ", 2)
+    return gettext(NOT_SENT, reason=parts[2] if len(parts) == 3 else status)
+
+
+def _send() -> ResponseReturnValue:
+    owned = _owned()
+    form = _form_from_request(owned)
+    uploaded = any(f.filename for f in request.files.getlist("attachments"))
+    rt = runtime()
+    now = clock.now()
+
+    def refuse(
+        message: str, status: int = 400, *, need_password: bool = False
+    ) -> ResponseReturnValue:
+        discard_db_session()
+        if uploaded:
+            message = f"{message} {gettext(ATTACH_AGAIN)}"
+        return _render(form, owned, message, status, need_password=need_password)
+
+    try:
+        outgoing = _outgoing(form)
+    except ComposeError as exc:
+        return refuse(gettext(exc.message, **exc.params))
+    except (reading.MessageNotFound, reading.CannotDecrypt):
+        abort(404)
+
+    if request.form.get("action") == "draft":
+        return _save_draft(form, outgoing, owned, now)
+
+    password: str | None = None
+    if form.encrypt:
+        try:
+            with_password = _needs_password(outgoing, now)
+        except ComposeError as exc:
+            return refuse(gettext(exc.message, **exc.params))
+        if with_password:
+            if not form.password:
+                form.password = generate_password(rt.settings.securepage.generated_password_length)
+                return refuse(
+                    gettext(NEED_PASSWORD, addresses=", ".join(with_password)),
+                    need_password=True,
+                )
+            if len(form.password) < rt.settings.securepage.min_password_length:
+                return refuse(
+                    gettext(PASSWORD_TOO_SHORT, length=rt.settings.securepage.min_password_length),
+                    need_password=True,
+                )
+            password = form.password
+        secure_count = len(with_password)
+    else:
+        secure_count = 0
+
+    # compose.send opens its own transactions: nothing of this request may hold a write.
+    db_session().commit()
+    try:
+        queue_id = mailcompose.send(
+            rt,
+            current_user.account_id,
+            outgoing,
+            password=password,
+            client_ip=client_address(),
+            now=now,
+        )
+    except ComposeError as exc:
+        return refuse(gettext(exc.message, **exc.params))
+    except RejectMessage as exc:
+        log.info("webmail message from %s refused: %s", outgoing.sender, exc.status)
+        return refuse(_reject_text(exc.status))
+    except Exception:  # the page keeps what was written; the log has the cause
+        log.exception("webmail send from %s failed", outgoing.sender)
+        return refuse(gettext(SEND_FAILED), 500)
+    log.info("webmail message %s sent by account %s", queue_id, current_user.account_id)
+    if form.draft_id:
+        _drop_draft(form.draft_id)
+    if secure_count:
+        flash(gettext(SENT_SECURE, count=secure_count))
+    else:
+        flash(SENT_OK)
+    return redirect(url_for("mail.inbox", slug="sent"), code=303)
+
+
+def _needs_password(outgoing: Outgoing, now: dt.datetime) -> list[str]:
+    """The recipients that will get a secure page (no key), as far as a lookup now tells."""
+    rt = runtime()
+    with_class = recipients.classify(
+        rt, outgoing.recipients, now, timeout=rt.settings.webmail.recipient_lookup_timeout
+    )
+    for item in with_class:
+        if item.kind == "unknown-mailbox":
+            raise ComposeError("There is no mailbox {address} here.", address=item.address)
+    return [item.address for item in with_class if item.kind == "password"]
+
+
+def _save_draft(
+    form: ComposeForm, outgoing: Outgoing, owned: list[str], now: dt.datetime
+) -> ResponseReturnValue:
+    s = db_session()
+    sender = accounts.find_address(s, outgoing.sender)
+    if sender is None or sender.account_id != current_user.account_id:
+        discard_db_session()
+        return _render(
+            form,
+            owned,
+            gettext("You cannot send from {address}.", address=outgoing.sender[:320]),
+            400,
+        )
+    raw = mailcompose.build(outgoing, now=now, include_bcc=True)
+    replaces = form.draft_id
+    if replaces is not None:
+        try:
+            reading.owned_message(s, current_user.account_id, replaces)
+        except reading.MessageNotFound:
+            replaces = None
+    row = drafts.save(s, runtime().ring.get(), sender, raw, now=now, replaces=replaces)
+    flash(DRAFT_SAVED)
+    return redirect(url_for("compose.compose", draft=row.id), code=303)
+
+
+def _drop_draft(draft_id: int) -> None:
+    s = db_session()
+    try:
+        row = reading.owned_message(s, current_user.account_id, draft_id)
+    except reading.MessageNotFound:
+        return
+    if row.folder == drafts.DRAFTS:
+        s.delete(row)
+
+
+@bp.get("/compose/recipients")
+@login_required
+def recipient_classes() -> ResponseReturnValue:
+    """JSON for the chips: each address's class, and the key's fingerprint."""
+    rt = runtime()
+    wanted = [a.strip()[:320] for a in request.args.getlist("address") if a.strip()]
+    wanted = wanted[: rt.settings.smtp.max_recipients]
+    classes = recipients.classify(
+        rt, wanted, clock.now(), timeout=rt.settings.webmail.recipient_lookup_timeout
+    )
+    payload: dict[str, Any] = {
+        "recipients": [
+            {
+                "address": c.address,
+                "kind": c.kind,
+                "fingerprint": c.fingerprint,
+                "pending": c.pending,
+            }
+            for c in classes
+        ]
+    }
+    return jsonify(payload)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    limited: Any = limiter(app).limit(RECIPIENT_LOOKUP_RATE)
+    app.view_functions["compose.recipient_classes"] = limited(
+        app.view_functions["compose.recipient_classes"]
+    )

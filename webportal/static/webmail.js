@@ -1,0 +1,343 @@
+/* sealgate webmail: the lock button, recipient chips and the secure-page password dialog.
+ *
+ * The compose form works without this file (a checkbox and a password field, checked by
+ * the server); this only makes it nicer and shows, before sending, what encryption will
+ * do for each recipient. Loaded as a file: the portal's CSP allows no inline script.
+ */
+(function () {
+  "use strict";
+
+  // Forms that ask before they act (delete for good, delete an away message).
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) {
+        event.preventDefault();
+      }
+    });
+  });
+
+  var form = document.getElementById("compose");
+  if (!form) {
+    return;
+  }
+  var strings = JSON.parse(document.getElementById("compose-strings").textContent);
+  var LOCK_CONFIRMED = "sealgate.lock-confirmed";
+
+  var checkbox = document.getElementById("encrypt");
+  var passwordField = document.getElementById("password");
+  var lock = document.getElementById("lock");
+  var send = document.getElementById("send");
+  var status = document.getElementById("password-status");
+  var passwordDialog = document.getElementById("password-dialog");
+  var dialogPassword = document.getElementById("dialog-password");
+  var dialogError = document.getElementById("dialog-error");
+  var needsList = document.getElementById("needs-password-list");
+  var lockConfirm = document.getElementById("lock-confirm");
+  var attachments = document.getElementById("attachments");
+  var attachmentsError = document.getElementById("attachments-error");
+  var recipientInputs = Array.prototype.slice.call(form.querySelectorAll("input[data-recipients]"));
+
+  var lookupUrl = form.getAttribute("data-lookup-url");
+  var maxAttachments = parseInt(form.getAttribute("data-max-attachments"), 10);
+  var minPassword = parseInt(form.getAttribute("data-min-password"), 10);
+  var passwordLength = parseInt(form.getAttribute("data-password-length"), 10);
+  var alphabet = form.getAttribute("data-password-alphabet");
+
+  var classes = {}; // address (lower-case) -> {kind, fingerprint, pending}
+  var pending = 0;
+  var passwordSet = passwordField.value.length >= minPassword;
+  var tooLarge = false;
+  var dialogDismissed = false;
+
+  form.classList.add("js");
+  lock.hidden = false;
+
+  function addresses(input) {
+    return input.value
+      .split(/[,;\n]/)
+      .map(function (entry) {
+        var inside = entry.match(/<([^<>]*)>/);
+        return (inside ? inside[1] : entry).trim();
+      })
+      .filter(function (entry) {
+        return entry.length > 0;
+      });
+  }
+
+  function allAddresses() {
+    var seen = {};
+    var result = [];
+    recipientInputs.forEach(function (input) {
+      addresses(input).forEach(function (address) {
+        var key = address.toLowerCase();
+        if (!seen[key]) {
+          seen[key] = true;
+          result.push(address);
+        }
+      });
+    });
+    return result;
+  }
+
+  function locked() {
+    return checkbox.checked;
+  }
+
+  function kindOf(address) {
+    if (!locked()) {
+      return "plain";
+    }
+    var known = classes[address.toLowerCase()];
+    return known ? known.kind : "pending";
+  }
+
+  function needingPassword() {
+    return allAddresses().filter(function (address) {
+      return kindOf(address) === "password";
+    });
+  }
+
+  function chip(address) {
+    var kind = kindOf(address);
+    var known = classes[address.toLowerCase()] || {};
+    var element = document.createElement("span");
+    element.className = "chip chip-" + kind;
+    element.setAttribute("data-address", address);
+    element.setAttribute("data-kind", kind);
+    var icon = document.createElement("span");
+    icon.className = "chip-icon";
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = { hosted: "🔒", key: "🔑", password: "⚠", invalid: "✖", "unknown-mailbox": "✖" }[kind] || "";
+    element.appendChild(icon);
+    var text = document.createElement("span");
+    text.className = "chip-address";
+    text.textContent = address;
+    element.appendChild(text);
+    var label = kind === "pending" ? strings.lookingUp : strings.labels[kind];
+    if (label) {
+      var small = document.createElement("span");
+      small.className = "chip-label";
+      small.textContent = label;
+      element.appendChild(small);
+    }
+    var title = strings.titles[kind] || "";
+    if (kind === "key") {
+      title = title.replace("{fingerprint}", known.fingerprint || "");
+      element.setAttribute("data-fingerprint", known.fingerprint || "");
+    }
+    if (title) {
+      element.title = title;
+    }
+    return element;
+  }
+
+  function renderChips() {
+    recipientInputs.forEach(function (input) {
+      var box = document.getElementById("chips-" + input.id);
+      box.textContent = "";
+      addresses(input).forEach(function (address) {
+        box.appendChild(chip(address));
+      });
+    });
+  }
+
+  function renderLock() {
+    var closed = locked();
+    lock.setAttribute("aria-pressed", closed ? "true" : "false");
+    lock.classList.toggle("closed", closed);
+    lock.querySelector(".lock-icon").textContent = closed ? "🔒" : "🔓";
+    lock.querySelector(".lock-text").textContent = closed ? strings.lockClosed : strings.lockOpen;
+    lock.title = closed ? strings.lockClosed : strings.lockOpen;
+  }
+
+  function update() {
+    renderLock();
+    renderChips();
+    var needing = needingPassword();
+    var needsPassword = locked() && needing.length > 0;
+    status.hidden = !needsPassword;
+    if (needsPassword) {
+      status.querySelector(".text").textContent = passwordSet ? strings.passwordSet : strings.passwordNeeded;
+      status.classList.toggle("set", passwordSet);
+    }
+    var waiting = locked() && pending > 0;
+    send.disabled = tooLarge || waiting || (needsPassword && !passwordSet);
+    if (needsPassword && !passwordSet && !waiting && !passwordDialog.open && !dialogDismissed) {
+      openPasswordDialog();
+    }
+  }
+
+  function lookup() {
+    if (!locked()) {
+      update();
+      return;
+    }
+    var missing = allAddresses().filter(function (address) {
+      return !classes[address.toLowerCase()];
+    });
+    if (missing.length === 0) {
+      update();
+      return;
+    }
+    var query = missing
+      .map(function (address) {
+        return "address=" + encodeURIComponent(address);
+      })
+      .join("&");
+    pending += 1;
+    update();
+    fetch(lookupUrl + "?" + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("lookup failed: " + response.status);
+        }
+        return response.json();
+      })
+      .then(function (data) {
+        data.recipients.forEach(function (item) {
+          classes[item.address.toLowerCase()] = item;
+        });
+      })
+      .catch(function () {
+        // Unknown means "needs a password": the safe guess (the server checks again).
+        missing.forEach(function (address) {
+          classes[address.toLowerCase()] = { kind: "password", fingerprint: "" };
+        });
+      })
+      .then(function () {
+        pending -= 1;
+        update();
+      });
+  }
+
+  function randomPassword() {
+    var result = "";
+    var limit = 256 - (256 % alphabet.length);
+    var bytes = new Uint8Array(1);
+    while (result.length < passwordLength) {
+      window.crypto.getRandomValues(bytes);
+      if (bytes[0] < limit) {
+        result += alphabet.charAt(bytes[0] % alphabet.length);
+      }
+    }
+    return result;
+  }
+
+  function openPasswordDialog() {
+    needsList.textContent = "";
+    needingPassword().forEach(function (address) {
+      var item = document.createElement("li");
+      item.textContent = address;
+      needsList.appendChild(item);
+    });
+    dialogPassword.value = passwordField.value || randomPassword();
+    dialogError.hidden = true;
+    if (!passwordDialog.open) {
+      passwordDialog.showModal();
+    }
+    dialogPassword.select();
+  }
+
+  function closeLock() {
+    checkbox.checked = true;
+    dialogDismissed = false;
+    lookup();
+  }
+
+  lock.addEventListener("click", function () {
+    if (locked()) {
+      checkbox.checked = false;
+      update();
+      return;
+    }
+    if (window.localStorage && window.localStorage.getItem(LOCK_CONFIRMED) === "yes") {
+      closeLock();
+    } else {
+      lockConfirm.showModal();
+    }
+  });
+
+  document.getElementById("confirm-lock").addEventListener("click", function () {
+    try {
+      window.localStorage.setItem(LOCK_CONFIRMED, "yes");
+    } catch (ignored) {
+      // Private windows may refuse storage: the question then comes again next time.
+    }
+    lockConfirm.close();
+    closeLock();
+  });
+  document.getElementById("cancel-lock").addEventListener("click", function () {
+    lockConfirm.close();
+  });
+
+  document.getElementById("copy-password").addEventListener("click", function () {
+    var button = this;
+    var done = function () {
+      button.textContent = strings.copied;
+    };
+    dialogPassword.select();
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(dialogPassword.value).then(done, function () {
+        if (document.execCommand("copy")) {
+          done();
+        }
+      });
+    } else if (document.execCommand("copy")) {
+      done();
+    }
+  });
+  document.getElementById("new-password").addEventListener("click", function () {
+    dialogPassword.value = randomPassword();
+    dialogPassword.select();
+  });
+  document.getElementById("use-password").addEventListener("click", function () {
+    if (dialogPassword.value.length < minPassword) {
+      dialogError.textContent = strings.passwordTooShort;
+      dialogError.hidden = false;
+      return;
+    }
+    passwordField.value = dialogPassword.value;
+    passwordSet = true;
+    passwordDialog.close();
+    update();
+  });
+  document.getElementById("cancel-password").addEventListener("click", function () {
+    dialogDismissed = true;
+    passwordDialog.close();
+  });
+  passwordDialog.addEventListener("cancel", function () {
+    dialogDismissed = true;
+  });
+  passwordDialog.addEventListener("close", update);
+  document.getElementById("change-password").addEventListener("click", function () {
+    dialogDismissed = false;
+    openPasswordDialog();
+  });
+
+  var timer = null;
+  recipientInputs.forEach(function (input) {
+    input.addEventListener("input", function () {
+      renderChips();
+      window.clearTimeout(timer);
+      timer = window.setTimeout(lookup, 400);
+    });
+    input.addEventListener("change", lookup);
+  });
+
+  attachments.addEventListener("change", function () {
+    var total = 0;
+    Array.prototype.forEach.call(attachments.files, function (file) {
+      total += file.size;
+    });
+    tooLarge = total > maxAttachments;
+    attachmentsError.textContent = tooLarge ? strings.attachmentsTooLarge : "";
+    attachmentsError.hidden = !tooLarge;
+    update();
+  });
+
+  // The server asked for a password (sent without this script's help): show it.
+  if (document.getElementById("server-needs-password")) {
+    passwordSet = false;
+  }
+  lookup();
+})();
