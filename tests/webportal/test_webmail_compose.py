@@ -1,0 +1,316 @@
+"""Webmail compose: Send runs the submission pipeline, the lock encrypts, refusals keep the text.
+
+Threats and promises covered: a Bcc recipient never shows in any copy; the lock
+gives hosted recipients and key holders PGP/MIME and everyone else a secure page
+that only the sender's password opens; a closed lock with a recipient who needs
+a password is never sent without one (no JavaScript needed for that check); an
+account cannot send as an address it does not own; what the user wrote comes
+back on every refusal, a pipeline refusal included; the recipient-class answer
+for the chips matches what the send does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import html
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from gateway import accounts, db
+from gateway.mailbox import SENT
+from gateway.pipeline.secure_page import PASSWORD_ALPHABET
+from gateway.runtime import Runtime
+from tests.gateway.test_secure_page import decrypt_as, open_with, token_of
+from webportal import create_app
+
+from .webmail_support import (
+    ALICE,
+    BOB,
+    CAROL,
+    DAVE,
+    Webmail,
+    field_value,
+    grouped,
+    import_key,
+    queued,
+    rows,
+    textarea,
+    webmail_app,
+)
+
+ERIN = "erin@example.test"
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 16 + b"\n%%EOF\n"
+SECRET_TEXT = "Der Tresorcode ist 4711-Okapi."
+PASSWORD = "Tulpen-und-Regen-42"
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    return webmail_app(runtime)
+
+
+# Plain clients, not `with` blocks: a preserved app context (and flask-login's user in
+# `g`) would carry one user into the other's requests.
+@pytest.fixture
+def alice(app: Flask, mail_users: dict[str, str]) -> Webmail:
+    return Webmail(app.test_client()).login(ALICE)
+
+
+@pytest.fixture
+def bob(app: Flask, mail_users: dict[str, str]) -> Webmail:
+    return Webmail(app.test_client()).login(BOB)
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
+
+
+def add_erin(runtime: Runtime) -> None:
+    with db.transaction(runtime.sessions) as session:
+        account = accounts.add_account(session, runtime.hasher, ERIN, "erin-pw", actor="test")
+        accounts.add_address(session, runtime.hasher, ERIN, account, "erin-smtp", actor="test")
+
+
+def test_plain_message_reaches_the_inbox_files_a_sent_copy_and_hides_bcc(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    add_erin(runtime)
+    sent = alice.compose(
+        **{"from": ALICE, "to": BOB, "bcc": ERIN, "subject": "Grüße", "text": "Hallo Bob ✓"},
+        files=[(PDF, "plan.pdf", "application/pdf")],
+    )
+    assert sent.status_code == 303 and sent.headers["Location"] == "/sent"
+    assert "Your message was sent." in alice.get("/sent").text
+
+    (to_bob,) = rows(runtime, BOB)
+    (to_erin,) = rows(runtime, ERIN)
+    (sent_copy,) = rows(runtime, ALICE, SENT)
+    for row in (to_bob, to_erin, sent_copy):
+        assert not row.encrypted
+        message = parse(row.raw)
+        assert message["Bcc"] is None and ERIN.encode() not in row.raw
+        assert not any(name.lower().startswith("x-sealgate") for name in message)
+        assert message["Subject"] == "Grüße" and message["From"] == ALICE
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None and body.get_content().strip() == "Hallo Bob ✓"
+        (attached,) = list(message.iter_attachments())
+        assert attached.get_filename() == "plan.pdf"
+        assert attached.get_payload(decode=True) == PDF
+    assert "Received: from webmail" in to_bob.raw.decode("ascii", "replace")
+    assert queued(runtime) == []
+
+
+def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
+    alice: Webmail, bob: Webmail, runtime: Runtime, tmp_path: Path
+) -> None:
+    fingerprint = import_key(runtime, DAVE, tmp_path / "gpg")
+    sent = alice.compose(
+        **{
+            "from": ALICE,
+            "to": f"{BOB}, {CAROL}",
+            "cc": DAVE,
+            "subject": "Vertrag",
+            "text": SECRET_TEXT,
+            "encrypt": "yes",
+            "password": PASSWORD,
+        }
+    )
+    assert sent.status_code == 303, sent.text
+    notice = html.unescape(alice.get("/sent").text)
+    assert "1 recipient(s) get a link to a secure page" in notice
+
+    # Bob (hosted): encrypted at rest, decrypted in his webmail, signature checked.
+    (stored,) = rows(runtime, BOB)
+    assert stored.encrypted and SECRET_TEXT.encode() not in stored.raw
+    (message_id,) = bob.message_ids("/inbox")
+    inbox = bob.get("/inbox").text
+    assert inbox.count('class="badge-lock"') == 1
+    view = html.unescape(bob.get(f"/mail/{message_id}").text)
+    assert SECRET_TEXT in view and "Encrypted" in view
+    assert "Signed by the sender: the signature is valid." in view
+
+    # Dave (external key): PGP/MIME to his key; Carol (no key): a notification only.
+    items = {item.rcpt_to: item for item in queued(runtime)}
+    assert set(items) == {DAVE, CAROL}
+    assert b"BEGIN PGP MESSAGE" in items[DAVE].raw and SECRET_TEXT.encode() not in items[DAVE].raw
+    assert SECRET_TEXT.encode() not in items[CAROL].raw
+    token = token_of(items[CAROL].raw)
+    opened = open_with(runtime, token, PASSWORD)
+    assert opened is not None and SECRET_TEXT.encode() in opened
+    assert open_with(runtime, token, "not-the-password") is None
+
+    # Alice's Sent copy: encrypted to her own key, and its view shows the secure page.
+    (copy,) = rows(runtime, ALICE, SENT)
+    assert copy.encrypted and SECRET_TEXT.encode() in decrypt_as(runtime, ALICE, copy.raw)
+    page = html.unescape(alice.get(f"/mail/{copy.id}").text)
+    assert SECRET_TEXT in page
+    assert re.search(
+        r"Expires on \d{4}-\d\d-\d\d \d\d:\d\d for 1 recipient\(s\) with a password", page
+    )
+    assert CAROL in page and "/secure/links/" in page and "/revoke" in page
+    assert "/secure/messages/" in page  # the new-password control
+    assert grouped(fingerprint)  # the key is the one the chips name (see the JSON test)
+
+
+def test_closed_lock_without_a_password_comes_back_filled_in_with_a_suggestion(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    fields = {
+        "from": ALICE,
+        "to": f"{BOB}, {CAROL}",
+        "cc": "",
+        "subject": "Nur mit Passwort",
+        "text": SECRET_TEXT,
+        "encrypt": "yes",
+    }
+    refused = alice.compose(**fields)
+    assert refused.status_code == 400
+    page = html.unescape(refused.text)
+    assert f"need a password for their secure page: {CAROL}" in page
+    assert field_value(refused.text, "to") == html.escape(f"{BOB}, {CAROL}")
+    assert field_value(refused.text, "subject") == "Nur mit Passwort"
+    assert html.unescape(textarea(refused.text, "text")) == SECRET_TEXT
+    assert 'name="encrypt" value="yes" checked' in refused.text
+    suggested = field_value(refused.text, "password")
+    assert len(suggested) == 16 and set(suggested) <= set(PASSWORD_ALPHABET)
+    assert 'id="server-needs-password"' in refused.text
+    assert rows(runtime, BOB) == [] and queued(runtime) == []
+
+    short = alice.compose(**fields, password="kurz")
+    assert short.status_code == 400
+    assert "The password must have at least 8 characters." in short.text
+    assert rows(runtime, BOB) == [] and queued(runtime) == []
+
+    # The suggested password works as it stands.
+    assert alice.compose(**fields, password=suggested).status_code == 303
+    token = token_of(queued(runtime)[0].raw)
+    assert open_with(runtime, token, suggested) is not None
+
+
+def test_closed_lock_to_hosted_recipients_only_needs_no_password(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    sent = alice.compose(
+        **{"from": ALICE, "to": BOB, "subject": "s", "text": "t", "encrypt": "yes"}
+    )
+    assert sent.status_code == 303
+    (stored,) = rows(runtime, BOB)
+    assert stored.encrypted and queued(runtime) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"from": BOB, "to": CAROL}, f"You cannot send from {BOB}."),
+        ({"to": "not-an-address"}, "not-an-address is not a valid mail address."),
+        ({"to": "nobody@example.test"}, "There is no mailbox nobody@example.test here."),
+        ({"to": ""}, "Add at least one recipient."),
+    ],
+)
+def test_refusals_keep_what_was_written(
+    alice: Webmail, runtime: Runtime, fields: dict[str, str], error: str
+) -> None:
+    refused = alice.compose(**{"from": ALICE, "subject": "Betreff", "text": SECRET_TEXT, **fields})
+    assert refused.status_code == 400
+    assert error in html.unescape(refused.text)
+    assert html.unescape(textarea(refused.text, "text")) == SECRET_TEXT
+    assert field_value(refused.text, "subject") == "Betreff"
+    assert rows(runtime, BOB) == [] and rows(runtime, ALICE, SENT) == [] and queued(runtime) == []
+
+
+def test_a_pipeline_refusal_is_a_friendly_error_with_the_text_kept(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    strict = dataclasses.replace(
+        runtime,
+        settings=runtime.settings.replace(keys={"wkd": False}, smtp={"max_mime_parts": 3}),
+    )
+    app = create_app(strict, testing=True)
+    alice = Webmail(app.test_client()).login(ALICE)
+    refused = alice.compose(
+        **{"from": ALICE, "to": BOB, "subject": "Viele Anhänge", "text": SECRET_TEXT},
+        files=[(b"x" * 10, f"file{n}.txt", "text/plain") for n in range(3)],
+    )
+    assert refused.status_code == 400
+    page = html.unescape(refused.text)
+    assert "The message was not sent: Message structure too complex" in page
+    assert "Please attach your files again." in page
+    assert "Traceback" not in page and "554" not in page
+    assert html.unescape(textarea(refused.text, "text")) == SECRET_TEXT
+    assert rows(runtime, BOB) == []
+
+
+def test_attachments_over_the_limit_are_refused(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    small = dataclasses.replace(
+        runtime,
+        settings=runtime.settings.replace(
+            keys={"wkd": False}, webmail={"max_attachment_bytes": 1000}
+        ),
+    )
+    alice = Webmail(create_app(small, testing=True).test_client()).login(ALICE)
+    assert 'data-max-attachments="1000"' in alice.get("/compose").text
+    refused = alice.compose(
+        **{"from": ALICE, "to": BOB, "subject": "big", "text": "t"},
+        files=[(b"y" * 1001, "big.bin", "application/octet-stream")],
+    )
+    assert refused.status_code == 400
+    assert "The attachments are larger than 1000 bytes." in refused.text
+    assert rows(runtime, BOB) == []
+
+
+def test_recipient_classes_for_the_chips(
+    alice: Webmail, runtime: Runtime, app: Flask, tmp_path: Path
+) -> None:
+    fingerprint = import_key(runtime, DAVE, tmp_path / "gpg")
+    query = "&".join(
+        f"address={a}" for a in (BOB, DAVE, CAROL, "nobody@example.test", "not an address")
+    )
+    answer = alice.get(f"/compose/recipients?{query}")
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    classes = {item["address"]: item for item in answer.json["recipients"]}
+    assert classes[BOB]["kind"] == "hosted"
+    assert classes[DAVE]["kind"] == "key" and classes[DAVE]["fingerprint"] == grouped(fingerprint)
+    assert classes[CAROL]["kind"] == "password" and classes[CAROL]["fingerprint"] == ""
+    assert classes["nobody@example.test"]["kind"] == "unknown-mailbox"
+    assert classes["not an address"]["kind"] == "invalid"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+    # A key holder needs no password: the lock closes and the send goes through.
+    sent = alice.compose(
+        **{"from": ALICE, "to": DAVE, "subject": "s", "text": "t", "encrypt": "yes"}
+    )
+    assert sent.status_code == 303
+    (item,) = queued(runtime)
+    assert b"BEGIN PGP MESSAGE" in item.raw
+
+    anonymous = app.test_client().get(f"/compose/recipients?address={BOB}")
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
+
+
+def test_the_compose_page_runs_under_the_strict_csp(alice: Webmail, app: Flask) -> None:
+    page = alice.get("/compose")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    scripts = re.findall(r"<script([^>]*)>", page.text)
+    assert scripts and all('src="/static/' in s or 'type="application/json"' in s for s in scripts)
+    assert not re.search(r"\son[a-z]+=", page.text)  # no inline event handlers
+    assert "style=" not in page.text
+    script = alice.get("/static/webmail.js")
+    script.close()
+    assert script.status_code == 200
+    # The lock sits left of Send; without JavaScript it is a checkbox and a field.
+    assert page.text.index('id="lock"') < page.text.index('id="send"')
+    assert 'name="encrypt" value="yes"' in page.text and 'name="password"' in page.text
+    owned = re.findall(
+        r'<option value="([^"]+)"', page.text.split('id="from"')[1].split("</select>")[0]
+    )
+    assert owned == [ALICE]
