@@ -239,7 +239,8 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
         cc=header("Cc"),
         bcc=header("Bcc"),
         subject=header("Subject"),
-        text=opened.text,
+        # The MIME body ends with the line end set_content added; the form had none.
+        text=opened.text.removesuffix("\n"),
         encrypt=header(ENCRYPT_HEADER).strip().lower() == "yes",
         in_reply_to=header("In-Reply-To"),
         references=header("References"),
