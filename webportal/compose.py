@@ -265,6 +265,8 @@ def _render(
         "lookingUp": gettext(LOOKING_UP),
         "lockOpen": gettext("Not encrypted. Click to encrypt this message."),
         "lockClosed": gettext("Encrypted. Click to send without encryption."),
+        "lockOpenShort": gettext("Not encrypted"),
+        "lockClosedShort": gettext("Encrypted"),
         "copied": gettext("Copied"),
         "passwordTooShort": gettext(
             PASSWORD_TOO_SHORT, length=settings.securepage.min_password_length

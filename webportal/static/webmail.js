@@ -35,6 +35,7 @@
   var lockConfirm = document.getElementById("lock-confirm");
   var attachments = document.getElementById("attachments");
   var attachmentsError = document.getElementById("attachments-error");
+  var icons = document.getElementById("chip-icons").content;
   var recipientInputs = Array.prototype.slice.call(form.querySelectorAll("input[data-recipients]"));
 
   var lookupUrl = form.getAttribute("data-lookup-url");
@@ -104,11 +105,13 @@
     element.className = "chip chip-" + kind;
     element.setAttribute("data-address", address);
     element.setAttribute("data-kind", kind);
-    var icon = document.createElement("span");
-    icon.className = "chip-icon";
-    icon.setAttribute("aria-hidden", "true");
-    icon.textContent = { hosted: "🔒", key: "🔑", password: "⚠", invalid: "✖", "unknown-mailbox": "✖" }[kind] || "";
-    element.appendChild(icon);
+    var icon = icons.querySelector('[data-kind="' + kind + '"]');
+    if (icon) {
+      var copy = icon.cloneNode(true);
+      copy.className = "chip-icon";
+      copy.removeAttribute("data-kind");
+      element.appendChild(copy);
+    }
     var text = document.createElement("span");
     text.className = "chip-address";
     text.textContent = address;
@@ -145,9 +148,9 @@
     var closed = locked();
     lock.setAttribute("aria-pressed", closed ? "true" : "false");
     lock.classList.toggle("closed", closed);
-    lock.querySelector(".lock-icon").textContent = closed ? "🔒" : "🔓";
-    lock.querySelector(".lock-text").textContent = closed ? strings.lockClosed : strings.lockOpen;
+    lock.querySelector(".lock-text").textContent = closed ? strings.lockClosedShort : strings.lockOpenShort;
     lock.title = closed ? strings.lockClosed : strings.lockOpen;
+    lock.setAttribute("aria-label", lock.title);
   }
 
   function update() {
@@ -230,7 +233,7 @@
       item.textContent = address;
       needsList.appendChild(item);
     });
-    dialogPassword.value = passwordField.value || randomPassword();
+    dialogPassword.value = passwordField.value || dialogPassword.value || randomPassword();
     dialogError.hidden = true;
     if (!passwordDialog.open) {
       passwordDialog.showModal();
