@@ -72,6 +72,7 @@ DE: dict[str, str] = {
     "Hosted here: receives it encrypted, nothing to do": (
         "Hier gehostet: erhält sie verschlüsselt, nichts zu tun"
     ),
+    "Mail": "E-Mail",
     "Mail folders": "E-Mail-Ordner",
     "Mailbox": "Postfach",
     "Make another": "Neues erzeugen",
@@ -295,6 +296,7 @@ FR: dict[str, str] = {
     "Hosted here: receives it encrypted, nothing to do": (
         "Hébergé ici : le reçoit chiffré, rien à faire"
     ),
+    "Mail": "Messagerie",
     "Mail folders": "Dossiers de messagerie",
     "Mailbox": "Boîte",
     "Make another": "En créer un autre",
