@@ -214,6 +214,10 @@ def test_secure_page_in_a_real_browser(
         expect(page.locator("body")).not_to_contain_text(MARKER)
         shoot(page, shots, "02-wrong-password.png")
 
+        (cookie,) = context.cookies()
+        assert cookie["name"] == "__Host-sealgate" and cookie["httpOnly"] and cookie["secure"]
+        assert cookie["sameSite"] == "Lax"
+
         page.fill("#password", PASSWORD)
         page.click("button.primary")
         expect(page.locator("h1.subject")).to_have_text("Vertrag und Unterlagen")
