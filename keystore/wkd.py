@@ -1,7 +1,8 @@
 """Web Key Directory names: z-base-32 of the SHA-1 of the lower-cased local part.
 
 The keystore stores this hash beside each key so the directory finds a key with
-one indexed lookup; the HTTP side lives in `webportal.wkd`.
+one indexed lookup; the HTTP side lives in `webportal.wkd` (serving) and
+`gateway.wkd_client` (asking other domains).
 """
 
 from __future__ import annotations
