@@ -78,9 +78,12 @@ def _remove_tag(subject: str, tag: str) -> str | None:
 
 
 def _subject_field(text: str) -> bytes:
+    """A new Subject field on one logical line: a decoded line break or control character
+    in the old subject must not become a raw one (a header of its own) in the new."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     try:
         text.encode("ascii")
         value = text
     except UnicodeEncodeError:
-        value = Header(text, "utf-8").encode()
+        value = Header(text, "utf-8").encode(linesep="\r\n")
     return f"Subject: {value}\r\n".encode()

@@ -230,3 +230,20 @@ def test_bcc_recipient_key_ids_stay_hidden(
     assert recipients_of(to_dave) == {dave}
     for row in (to_bob, to_carol, to_dave):
         assert rawheaders.get(row.raw, "Bcc") is None and dave.encode() not in row.raw
+
+
+def test_subject_tag_removal_cannot_add_a_header(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    raw = (
+        f"From: {ALICE}\r\nTo: {BOB}\r\n"
+        "Subject: [encrypt] =?UTF-8?Q?hi=0ABcc:_x@y.example?=\r\n\r\nbody\r\n"
+    ).encode()
+    submit(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
+    (stored,) = mailbox(runtime, BOB)
+    outer = email.message_from_bytes(stored.raw, policy=email.policy.default)
+    assert outer["Bcc"] is None and b"\nBcc:" not in stored.raw
+    assert stored.subject == "hi Bcc: x@y.example"
