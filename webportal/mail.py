@@ -32,7 +32,7 @@ from webportal import clock
 from webportal.access import login_required, public
 from webportal.extensions import db_session, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
-from webportal.secure import STATES, content_disposition
+from webportal.secure import EXTEND_CHOICES, STATES, content_disposition
 
 bp = Blueprint("mail", __name__)
 
@@ -168,38 +168,33 @@ def message(message_id: int) -> ResponseReturnValue:
         abort(404)
     if row.folder == DRAFTS:
         return redirect(url_for("compose.compose", draft=message_id))
-    secure = (
-        secure_links(current_user.account_id, row.queue_id, row.subject)
-        if row.folder == SENT and row.encrypted
-        else None
-    )
+    page = {
+        "row": row,
+        "secure": (
+            secure_links(current_user.account_id, row.queue_id, row.subject)
+            if row.folder == SENT and row.encrypted
+            else None
+        ),
+        "states": STATES,
+        "extend_choices": EXTEND_CHOICES,
+        "move_targets": [f for f in MOVE_TARGETS if f != row.folder],
+    }
     try:
         opened = _open(message_id)
     except reading.CannotDecrypt:
         return render_template(
-            "portal/mail/message.html",
-            row=row,
-            opened=None,
-            error=CANNOT_DECRYPT,
-            secure=secure,
-            move_targets=[f for f in MOVE_TARGETS if f != row.folder],
+            "portal/mail/message.html", opened=None, error=CANNOT_DECRYPT, **page
         )
-    html = sanitize_html(opened.html) if opened.html is not None else None
-    attachments = [
-        (a.index, safe_filename(a.filename, a.index), len(a.data)) for a in opened.attachments
-    ]
     return render_template(
         "portal/mail/message.html",
-        row=row,
         opened=opened,
-        html=html,
-        attachments=attachments,
+        html=sanitize_html(opened.html) if opened.html is not None else None,
+        attachments=[
+            (a.index, safe_filename(a.filename, a.index), len(a.data)) for a in opened.attachments
+        ],
         signature=SIGNATURES.get(opened.signature),
-        secure=secure,
-        states=STATES,
-        extend_choices=(7, 14, 30),
-        move_targets=[f for f in MOVE_TARGETS if f != row.folder],
         error=None,
+        **page,
     )
 
 

@@ -23,6 +23,7 @@ from flask import Flask
 
 from gateway import accounts, db
 from gateway.mailbox import SENT
+from gateway.models import MailboxMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET
 from gateway.runtime import Runtime
 from tests.gateway.test_secure_page import decrypt_as, open_with, token_of
@@ -156,6 +157,17 @@ def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
     )
     assert CAROL in page and "/secure/links/" in page and "/revoke" in page
     assert "/secure/messages/" in page  # the new-password control
+
+    # A Sent copy that no longer opens still shows (and controls) its secure page.
+    with db.transaction(runtime.sessions) as session:
+        broken = session.get(MailboxMessage, copy.id)
+        assert broken is not None
+        broken.raw = broken.raw.replace(
+            b"-----BEGIN PGP MESSAGE-----\r\n", b"-----BEGIN PGP MESSAGE-----\r\n\r\nAAAA", 1
+        )
+    page = html.unescape(alice.get(f"/mail/{copy.id}").text)
+    assert "This message cannot be decrypted with your keys." in page
+    assert "for 1 recipient(s) with a password" in page and "/revoke" in page
     assert grouped(fingerprint)  # the key is the one the chips name (see the JSON test)
 
 
