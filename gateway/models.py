@@ -380,8 +380,6 @@ class AutoreplySent(Base):
     __table_args__ = (sa.UniqueConstraint("address_id", "sender"),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    address_id: so.Mapped[int] = so.mapped_column(
-        sa.ForeignKey("addresses.id", ondelete="CASCADE")
-    )
+    address_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("addresses.id", ondelete="CASCADE"))
     sender: so.Mapped[str] = so.mapped_column(sa.String(320))
     sent_at: so.Mapped[dt.datetime]
