@@ -113,6 +113,9 @@ def discover(
         return Discovery(address, failure=str(exc), gone=True)
     except WkdError as exc:
         return Discovery(address, failure=str(exc))
+    except Exception:  # a lookup must never take the message down with it
+        log.exception("WKD lookup for %s failed unexpectedly", address)
+        return Discovery(address, failure="the lookup failed")
     try:
         vetting = untrusted.vet_keys(answer.body, now, budget, address=address)
     except untrusted.UntrustedDataError as exc:
