@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy.orm as so
 
 from gateway.models import AuditEvent
 from gateway.timeutil import utcnow
-from keystore.store import KeyEventSink
+
+if TYPE_CHECKING:  # the keystore (and pgpy) is not needed to write an audit row
+    from keystore.store import KeyEventSink
 
 
 def record(

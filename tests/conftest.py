@@ -26,7 +26,29 @@ from keystore.masterkey import MasterKeyRing, save_ring
 
 pytest_plugins = ["tests.fakes.smarthost"]
 
-TEST_DATABASE_URL = os.environ.get("SEALGATE_TEST_DATABASE_URL", "")
+
+def _worker_database(url: str) -> str:
+    """With pytest-xdist, each worker gets a database of its own (test_gw0, test_gw1, ...).
+
+    Every test starts by dropping the schema, so two workers must never share one.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    base = sa.engine.make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).scalar()
+        if not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+TEST_DATABASE_URL = _worker_database(os.environ.get("SEALGATE_TEST_DATABASE_URL", ""))
 
 # Argon2 at test cost: the production defaults stay in gateway/settings.py.
 CHEAP_ARGON2 = {

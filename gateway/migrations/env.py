@@ -12,6 +12,12 @@ config = context.config
 target_metadata = [Base.metadata, KeystoreBase.metadata]
 
 
+def _driver_pragma(connection: sa.Connection, pragma: str) -> None:
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(pragma)
+
+
 def run_migrations() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
@@ -23,7 +29,7 @@ def run_migrations() -> None:
             # enforced, dropping the old table would cascade to, null out, or be
             # refused by every row that refers to it. The pragma only takes effect
             # outside a transaction, so it goes to the driver connection directly.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            _driver_pragma(connection, "PRAGMA foreign_keys=OFF")
         try:
             context.configure(
                 connection=connection,
@@ -39,7 +45,7 @@ def run_migrations() -> None:
             connection.commit()
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+                _driver_pragma(connection, "PRAGMA foreign_keys=ON")
 
 
 run_migrations()

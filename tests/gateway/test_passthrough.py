@@ -59,7 +59,14 @@ def send(
 
 def relay_once(runtime: Runtime, smarthost: FakeSmarthost) -> None:
     relayed = dataclasses.replace(runtime, settings=relay_settings_for(runtime.settings, smarthost))
-    asyncio.run(Relay(relayed).sweep())
+
+    async def sweep() -> None:
+        await Relay(relayed).sweep()
+        # The TLS shutdown of the relay's connection finishes after sweep() returns; let it,
+        # before asyncio.run closes the loop (an unclosed transport warns, and warnings fail).
+        await asyncio.sleep(0.5)
+
+    asyncio.run(sweep())
 
 
 def stored(runtime: Runtime) -> list[MailboxMessage]:
