@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 
-ALICE, BOB = "alice@example.test", "bob@example.test"
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@elsewhere.example"
 MARKER = "Zebra-7f3c1e-Quokka"
 
 
@@ -63,7 +63,7 @@ def test_marker_is_nowhere_at_rest(
     caplog.set_level(logging.DEBUG)
     subject = f"[encrypt] {MARKER}" if marker_in_subject else "[encrypt] quarterly figures"
     raw = (
-        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+        f"From: {ALICE}\r\nTo: {BOB}, {CAROL}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="m"\r\n\r\n--m\r\n'
         f"Content-Type: text/plain\r\n\r\nThe body says {MARKER}.\r\n--m\r\n"
         f'Content-Type: application/octet-stream; name="{MARKER}.bin"\r\n'
@@ -73,8 +73,14 @@ def test_marker_is_nowhere_at_rest(
         "127.0.0.1", submission_server.tls_port, context=client_ssl_context, timeout=60
     ) as client:
         client.login(ALICE, mail_users[ALICE])
-        assert client.sendmail(ALICE, [BOB], raw) == {}
+        # A hosted recipient (PGP/MIME) and an external one without a key (secure page,
+        # with a notification waiting in the outbound queue).
+        assert client.sendmail(ALICE, [BOB, CAROL], raw) == {}
 
+    with runtime.engine.connect() as conn:
+        # The scan below covers a sealed secure page and its queued notification too.
+        assert conn.execute(sa.text("SELECT count(*) FROM secure_messages")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM outbound_queue")).scalar() == 1
     marker = MARKER.encode()
     at_rest = all_files(runtime.settings.data_dir) + database_text(runtime)
     logs = "\n".join(r.getMessage() for r in caplog.records).encode()
