@@ -34,9 +34,9 @@ from gateway.relay import Relay
 from gateway.runtime import Runtime
 from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
-from tests.fakes.wkd_server import free_port
 from tests.gateway.test_secure_page import token_of
 from webportal import create_app
+from webportal.extensions import RUNTIME_KEY
 from webportal.server import PortalServer
 
 from .webmail_support import (
@@ -82,23 +82,36 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def rt(runtime: Runtime, smarthost: FakeSmarthost, mail_users: dict[str, str]) -> Runtime:
-    """Links in notifications point at this portal; the relay reaches the test smarthost;
-    key lookups stay on this machine (no Web Key Directory)."""
-    port = free_port()
-    settings = relay_settings_for(runtime.settings, smarthost).replace(
-        keys={"wkd": False},
-        portal={"port": port, "base_url": f"https://127.0.0.1:{port}"},
+def served(
+    runtime: Runtime, smarthost: FakeSmarthost, mail_users: dict[str, str]
+) -> Iterator[tuple[PortalServer, Runtime]]:
+    """The portal on a port of its own choosing, and the runtime it runs on: links in
+    notifications point at it, the relay reaches the test smarthost, key lookups stay
+    on this machine (no Web Key Directory)."""
+    quiet = dataclasses.replace(
+        runtime,
+        settings=relay_settings_for(runtime.settings, smarthost).replace(keys={"wkd": False}),
     )
-    return dataclasses.replace(runtime, settings=settings)
+    app = create_app(quiet)
+    server = PortalServer(app, quiet.settings)
+    server.start()
+    # The URL is known once the port is bound; every request reads the runtime anew.
+    linked = dataclasses.replace(
+        quiet, settings=quiet.settings.replace(portal={"base_url": server.url})
+    )
+    app.extensions[RUNTIME_KEY] = linked
+    yield server, linked
+    server.stop()
 
 
 @pytest.fixture
-def portal(rt: Runtime) -> Iterator[PortalServer]:
-    server = PortalServer(create_app(rt), rt.settings)
-    server.start()
-    yield server
-    server.stop()
+def portal(served: tuple[PortalServer, Runtime]) -> PortalServer:
+    return served[0]
+
+
+@pytest.fixture
+def rt(served: tuple[PortalServer, Runtime]) -> Runtime:
+    return served[1]
 
 
 class Browsers:
