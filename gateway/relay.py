@@ -247,7 +247,7 @@ class Relay:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
         finally:
-            client.close()
+            await close_client(client)
 
     async def _finish_released(self, item: ClaimedItem) -> None:
         now = self.clock()
@@ -332,7 +332,7 @@ class Relay:
             await self._connect(client, where)
             reply = await self._transaction(client, item)
         except BaseException:
-            client.close()
+            await close_client(client)
             raise
         return reply, client
 
@@ -407,6 +407,21 @@ class Relay:
         if 500 <= code < 600:
             raise _Permanent(dsn.smtp_failure(code, message, remote_mta=self.relay.host))
         raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+async def close_client(client: aiosmtplib.SMTP, wait: float = 2.0) -> None:
+    """Close the connection and wait until it is gone.
+
+    A TLS connection finishes its shutdown after `close()` returns; a sweep that
+    returned earlier would leave the socket to be reclaimed by whoever ends the loop.
+    """
+    protocol = client.protocol
+    client.close()
+    deadline = asyncio.get_running_loop().time() + wait
+    while protocol is not None and not getattr(protocol, "_connection_lost", True):
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.01)
 
 
 def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
