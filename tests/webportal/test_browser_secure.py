@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from gateway import db
 from gateway.pipeline import pgpmime
@@ -53,13 +53,6 @@ PASSWORD = "Tulpe-Regen-42-Kiesel"
 MARKER = "Axolotl-4be2-Quetzal"
 ATTACHMENT = b"%PDF-1.4\n" + os.urandom(50_000) + b"\n%%EOF\n"
 REPLY_FILE = b"signed \x00\x01\x02 contract " + os.urandom(2_000)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY_SHOTS = ("01-password.png", "02-wrong-password.png", "03-message.png", "05-sender-view.png")
 
 
@@ -121,19 +114,6 @@ def hostile_message(evil: str) -> bytes:
     )
     msg.add_attachment(ATTACHMENT, maintype="application", subtype="pdf", filename="vertrag.pdf")
     return msg.as_bytes(policy=email.policy.SMTP)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

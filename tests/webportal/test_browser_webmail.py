@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET
 from gateway.relay import Relay
@@ -51,13 +51,6 @@ from .webmail_support import (
     queued,
 )
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SUBJECT = "Vertrag für März"
 SECRET = "Der Tresorcode lautet 4711-Okapi-Quetzal."
 SHOTS = {
@@ -66,19 +59,6 @@ SHOTS = {
     "05-inbox.png": "webmail-inbox.png",
     "06-message.png": "webmail-message.png",
 }
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
