@@ -44,3 +44,15 @@ def test_pgpy_is_imported_in_one_module_only() -> None:
         if any(n.split(".")[0] == "pgpy" for n in _imports(path))
     )
     assert users == ["keystore/pgp.py"]
+
+
+def test_gateway_imports_neither_webportal_nor_the_cli() -> None:
+    """gateway/ is the domain core: the webmail's Send calls into it, never the reverse."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            n for n in _imports(path) if n.split(".")[0] in ("webportal", "sealgate")
+        )
+        for path in (ROOT / "gateway").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert len(offenders) >= 30
