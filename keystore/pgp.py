@@ -18,14 +18,21 @@ with a message that is safe to show and never contains key or message bytes.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn, overload
 
-import pgpy
-from cryptography.hazmat.primitives import hashes
-from pgpy.constants import (
+# pgpy 0.6.0 uses cipher APIs that `cryptography` has moved (and the imghdr module);
+# the notices concern pgpy's code, not anything an admin can act on, so they stay out
+# of the server's log. Only these messages, only from pgpy.
+for _notice in (r"\w+ has been moved", r"'imghdr' is deprecated"):
+    warnings.filterwarnings("ignore", message=_notice, module=r"pgpy(\.|$)")
+
+import pgpy  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from pgpy.constants import (  # noqa: E402
     CompressionAlgorithm,
     EllipticCurveOID,
     HashAlgorithm,
@@ -36,7 +43,7 @@ from pgpy.constants import (
     SignatureType,
     SymmetricKeyAlgorithm,
 )
-from pgpy.packet.packets import IntegrityProtectedSKEData, LiteralData
+from pgpy.packet.packets import IntegrityProtectedSKEData, LiteralData  # noqa: E402
 
 MESSAGE_CIPHER = SymmetricKeyAlgorithm.AES256
 SIGNATURE_HASH = HashAlgorithm.SHA512
