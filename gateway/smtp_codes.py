@@ -16,12 +16,7 @@ UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"
 MIME_TOO_COMPLEX = "554 5.6.0 Message structure too complex: {reason}"
-MALFORMED_MESSAGE = "554 5.6.0 Message could not be parsed: {reason}"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure; the message was not accepted, please retry"
-NO_KEY_FOR_RECIPIENTS = (
-    "550 5.7.1 Encryption was requested, but these recipients have no OpenPGP key and"
-    " secure-page delivery is not available: {recipients}; nothing was sent"
-)
 WEAK_SECURE_PAGE_KEY = (
     "550 5.7.1 The secure-page password (X-Sealgate-Password) must have at least {length}"
     " characters; nothing was sent"
