@@ -244,10 +244,8 @@ class Relay:
                 item.rcpt_to,
                 dsn.clean(reply, 200),
             )
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
         finally:
-            await close_client(client)
+            await close_client(client, say_quit=True)
 
     async def _finish_released(self, item: ClaimedItem) -> None:
         now = self.clock()
@@ -409,19 +407,49 @@ class Relay:
         raise _Temporary(f"{code} {dsn.clean(message)}")
 
 
-async def close_client(client: aiosmtplib.SMTP, wait: float = 2.0) -> None:
-    """Close the connection and wait until it is gone.
+async def close_client(
+    client: aiosmtplib.SMTP, *, say_quit: bool = False, wait: float = 2.0
+) -> None:
+    """Say QUIT (if asked), close the connection, and wait until the socket is gone.
 
-    A TLS connection finishes its shutdown after `close()` returns; a sweep that
-    returned earlier would leave the socket to be reclaimed by whoever ends the loop.
+    A TLS connection finishes its shutdown after `close()` returns (and aiosmtplib
+    forgets its protocol on QUIT, so that is caught first). A sweep that returned
+    earlier would leave the socket to whoever ends the event loop; a peer that does
+    not finish the shutdown within `wait` seconds, or a cancellation meanwhile,
+    gets the connection aborted.
     """
-    protocol = client.protocol
-    client.close()
-    deadline = asyncio.get_running_loop().time() + wait
-    while protocol is not None and not getattr(protocol, "_connection_lost", True):
-        if asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.01)
+    protocol, transport = client.protocol, client.transport
+    try:
+        if say_quit:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+    finally:
+        client.close()
+        if protocol is not None:
+            await _closed(protocol, transport, wait)
+
+
+async def _closed(protocol: object, transport: object, wait: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    try:
+        while not getattr(protocol, "_connection_lost", True):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            return
+    except asyncio.CancelledError:
+        _abort(transport)
+        raise
+    _abort(transport)
+    for _ in range(3):  # abort() closes the socket a loop turn or two later
+        await asyncio.sleep(0)
+
+
+def _abort(transport: object) -> None:
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
 
 
 def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

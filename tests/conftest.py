@@ -7,6 +7,7 @@ SEALGATE_TEST_DATABASE_URL is set (each test starts from an empty schema).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import ssl
 import threading
@@ -167,3 +168,14 @@ def submission_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[Sub
     loop_thread.run(server.start())
     yield server
     loop_thread.run(server.stop(grace=5))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_test() -> Iterator[None]:
+    """Collect garbage at teardown, so a leaked socket fails the test that leaked it.
+
+    Without this, the ResourceWarning for an unclosed transport fires whenever the
+    collector happens to run, and fails whichever test is running then.
+    """
+    yield
+    gc.collect()
