@@ -4,6 +4,10 @@ The address's secret key is unwrapped for this one call and dropped with it:
 nothing decrypted is cached or written anywhere. The signature is checked
 against the sender's key when the gateway knows it (a hosted sender's current
 or older key).
+
+The Sent copy of a message that went out through secure pages is sealed under
+the message's password, not encrypted to the sender's key: it opens only with
+the key `unlock_sealed` gets from that password.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import sqlalchemy.orm as so
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
+from gateway.securepage import crypto, sent_copy
+from gateway.settings import SecurePageSettings
 from keystore import pgp, store
 from keystore.masterkey import MasterKeyRing
 from keystore.wrap import DecryptionError
 
-SignatureStatus = Literal["valid", "invalid", "unknown-key", "unsigned", "not-encrypted"]
+SignatureStatus = Literal["valid", "invalid", "unknown-key", "unsigned", "not-encrypted", "sealed"]
 HEADERS_SHOWN = ("From", "To", "Cc", "Date", "Subject", "Reply-To", "Message-ID", "In-Reply-To")
 
 
@@ -35,6 +41,40 @@ class MessageNotFound(LookupError):
 
 class CannotDecrypt(ValueError):
     """The message is encrypted but none of the address's keys opens it."""
+
+
+class PasswordNeeded(CannotDecrypt):
+    """The message is a Sent copy sealed under its secure-page password (or the key is wrong)."""
+
+
+def is_sealed(row: MailboxMessage) -> bool:
+    return row.encrypted and sent_copy.is_sealed(row.raw)
+
+
+def sealed_binding(row: MailboxMessage) -> str:
+    return sent_copy.binding(row.queue_id, row.address.address)
+
+
+def unlock_sealed(
+    session: so.Session,
+    account_id: int,
+    message_id: int,
+    password: str,
+    settings: SecurePageSettings,
+) -> crypto.MessageKey:
+    """The key of a sealed Sent copy, if `password` is its password; else `PasswordNeeded`.
+
+    Costs one Argon2 run: the caller should hold no write transaction.
+    """
+    row = owned_message(session, account_id, message_id)
+    blob = sent_copy.blob_of(row.raw) if row.encrypted else None
+    if blob is None:
+        raise PasswordNeeded(message_id)
+    try:
+        kek = crypto.password_key(password, settings, crypto.copy_params(blob))
+        return crypto.unwrap_copy(kek, blob, binding=sealed_binding(row))
+    except crypto.SealError:
+        raise PasswordNeeded(message_id) from None
 
 
 @dataclass(frozen=True)
@@ -70,15 +110,34 @@ def owned_message(session: so.Session, account_id: int, message_id: int) -> Mail
 
 
 def open_message(
-    session: so.Session, ring: MasterKeyRing, account_id: int, message_id: int
+    session: so.Session,
+    ring: MasterKeyRing,
+    account_id: int,
+    message_id: int,
+    *,
+    sealed_key: crypto.MessageKey | None = None,
 ) -> OpenedMessage:
+    """Decrypt and split a message; a sealed Sent copy needs `sealed_key` (`unlock_sealed`)."""
     row = owned_message(session, account_id, message_id)
     outer = BytesParser(policy=email.policy.default).parsebytes(row.raw)
     headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
-    armored = pgpmime.encrypted_payload(row.raw) if row.encrypted else None
-    if armored is None:
-        entity: EmailMessage = outer
-        signature: SignatureStatus = "not-encrypted"
+    blob = sent_copy.blob_of(row.raw) if row.encrypted else None
+    armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and blob is None else None
+    entity: EmailMessage
+    signature: SignatureStatus
+    if blob is not None:
+        if sealed_key is None:
+            raise PasswordNeeded(message_id)
+        try:
+            content = crypto.open_copy(sealed_key, blob, binding=sealed_binding(row))
+        except crypto.SealError:
+            raise PasswordNeeded(message_id) from None
+        entity = BytesParser(policy=email.policy.default).parsebytes(content)
+        headers = {name: str(entity[name]) for name in (*HEADERS_SHOWN, "Bcc") if entity[name]}
+        signature = "sealed"
+    elif armored is None:
+        entity = outer
+        signature = "not-encrypted"
     else:
         try:
             decrypted = store.decrypt_for(session, ring, row.address.address, armored)

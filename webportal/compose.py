@@ -53,6 +53,7 @@ from webportal import clock
 from webportal.access import login_required
 from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
 from webportal.i18n import gettext, gettext_noop
+from webportal.mail import open_owned
 
 log = logging.getLogger(__name__)
 
@@ -303,14 +304,15 @@ def compose() -> ResponseReturnValue:
     owned = _owned()
     args = request.args
     s = db_session()
-    ring = runtime().ring.get()
     source = args.get("reply", type=int) or args.get("forward", type=int)
     if args.get("draft", type=int):
         form = _draft_form(args.get("draft", type=int) or 0, owned)
     elif source:
         try:
             row = reading.owned_message(s, current_user.account_id, source)
-            opened = reading.open_message(s, ring, current_user.account_id, source)
+            opened = open_owned(source)
+        except reading.PasswordNeeded:  # a sealed Sent copy: its password first
+            return redirect(url_for("mail.message", message_id=source), code=303)
         except (reading.MessageNotFound, reading.CannotDecrypt):
             abort(404)
         if args.get("forward", type=int):
@@ -329,9 +331,7 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
     carry_from = data.get("carry_from", type=int)
     if carry_from:
         try:
-            opened = reading.open_message(
-                db_session(), runtime().ring.get(), current_user.account_id, carry_from
-            )
+            opened = open_owned(carry_from)
         except (reading.MessageNotFound, reading.CannotDecrypt):
             carry_from = None
         else:

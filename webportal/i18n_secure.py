@@ -22,9 +22,27 @@ DE: dict[str, str] = {
     "Enter the password.": "Geben Sie das Passwort ein.",
     "Extend": "Verlängern",
     'For the message "{subject}". The old password stops working; every link that is not'
-    " revoked opens with the new one.": (
+    " revoked opens with the new one, and so does your Sent copy.": (
         "Für die Nachricht „{subject}“. Das alte Passwort gilt dann nicht mehr; jeder nicht"
-        " widerrufene Link öffnet mit dem neuen."
+        " widerrufene Link öffnet mit dem neuen, ebenso Ihre Kopie unter „Gesendet“."
+    ),
+    "Enter the message's current password.": "Geben Sie das aktuelle Passwort der Nachricht ein.",
+    "Only the current password opens the message: the server cannot, so it cannot seal it again"
+    " without it.": (
+        "Nur das aktuelle Passwort öffnet die Nachricht; der Server kann es nicht und sie daher"
+        " ohne dieses Passwort nicht neu versiegeln."
+    ),
+    "Open": "Öffnen",
+    "Password of the message": "Passwort der Nachricht",
+    "Sealed with the message's password, like its secure pages.": (
+        "Mit dem Passwort der Nachricht versiegelt, wie ihre sicheren Seiten."
+    ),
+    "The current password is wrong.": "Das aktuelle Passwort ist falsch.",
+    "This message went to recipients through secure pages. Your copy is sealed with the same"
+    " password, so that only the password opens it: not even this server can read it.": (
+        "Diese Nachricht ging über sichere Seiten an Empfänger. Ihre Kopie ist mit demselben"
+        " Passwort versiegelt, damit nur das Passwort sie öffnet: selbst dieser Server kann sie"
+        " nicht lesen."
     ),
     "If you still need the message, ask the sender to send it again.": (
         "Wenn Sie die Nachricht noch brauchen, bitten Sie den Absender, sie erneut zu senden."
@@ -47,9 +65,6 @@ DE: dict[str, str] = {
     "Set a new password": "Neues Passwort festlegen",
     "Set the password": "Passwort festlegen",
     "State": "Status",
-    "The Sent copy of this message is gone; it cannot be re-sealed.": (
-        "Die Kopie dieser Nachricht unter „Gesendet“ fehlt; sie kann nicht neu versiegelt werden."
-    ),
     "The answer cannot be delivered right now.": (
         "Die Antwort kann gerade nicht zugestellt werden."
     ),
@@ -108,10 +123,6 @@ DE: dict[str, str] = {
     "You have not sent any message through a secure page.": (
         "Sie haben noch keine Nachricht über eine sichere Seite gesendet."
     ),
-    "Your Sent copy of this message cannot be opened, so it cannot be sealed again.": (
-        "Ihre Kopie dieser Nachricht unter „Gesendet“ lässt sich nicht öffnen; daher kann sie"
-        " nicht neu versiegelt werden."
-    ),
     "Your answer": "Ihre Antwort",
     "Your answer is encrypted and reaches {sender} only.": (
         "Ihre Antwort wird verschlüsselt und erreicht nur {sender}."
@@ -151,9 +162,27 @@ FR: dict[str, str] = {
     "Enter the password.": "Saisissez le mot de passe.",
     "Extend": "Prolonger",
     'For the message "{subject}". The old password stops working; every link that is not'
-    " revoked opens with the new one.": (
+    " revoked opens with the new one, and so does your Sent copy.": (
         "Pour le message « {subject} ». L'ancien mot de passe ne fonctionnera plus ; chaque"
-        " lien non révoqué s'ouvrira avec le nouveau."
+        " lien non révoqué s'ouvrira avec le nouveau, tout comme votre copie dans « Envoyés »."
+    ),
+    "Enter the message's current password.": "Saisissez le mot de passe actuel du message.",
+    "Only the current password opens the message: the server cannot, so it cannot seal it again"
+    " without it.": (
+        "Seul le mot de passe actuel ouvre le message : le serveur ne le peut pas et ne peut donc"
+        " pas le resceller sans lui."
+    ),
+    "Open": "Ouvrir",
+    "Password of the message": "Mot de passe du message",
+    "Sealed with the message's password, like its secure pages.": (
+        "Scellé avec le mot de passe du message, comme ses pages sécurisées."
+    ),
+    "The current password is wrong.": "Le mot de passe actuel est incorrect.",
+    "This message went to recipients through secure pages. Your copy is sealed with the same"
+    " password, so that only the password opens it: not even this server can read it.": (
+        "Ce message a été remis à des destinataires par des pages sécurisées. Votre copie est"
+        " scellée avec le même mot de passe, afin que seul ce mot de passe l'ouvre : même ce"
+        " serveur ne peut pas la lire."
     ),
     "If you still need the message, ask the sender to send it again.": (
         "Si vous avez encore besoin du message, demandez à l'expéditeur de le renvoyer."
@@ -175,9 +204,6 @@ FR: dict[str, str] = {
     "Set a new password": "Définir un nouveau mot de passe",
     "Set the password": "Définir le mot de passe",
     "State": "État",
-    "The Sent copy of this message is gone; it cannot be re-sealed.": (
-        "La copie de ce message dans « Envoyés » a disparu ; il ne peut pas être rescellé."
-    ),
     "The answer cannot be delivered right now.": (
         "La réponse ne peut pas être distribuée pour le moment."
     ),
@@ -231,10 +257,6 @@ FR: dict[str, str] = {
     ),
     "You have not sent any message through a secure page.": (
         "Vous n'avez encore envoyé aucun message par page sécurisée."
-    ),
-    "Your Sent copy of this message cannot be opened, so it cannot be sealed again.": (
-        "Votre copie de ce message dans « Envoyés » ne peut pas être ouverte ; il ne peut donc"
-        " pas être rescellé."
     ),
     "Your answer": "Votre réponse",
     "Your answer is encrypted and reaches {sender} only.": (

@@ -8,7 +8,10 @@ it. Attachments are only ever downloads (`Content-Disposition: attachment`,
 `application/octet-stream`), never rendered on the portal's origin.
 
 The Sent view of an encrypted message also shows its secure-page links, if it
-had recipients without a key, with the controls of webportal.secure.
+had recipients without a key, with the controls of webportal.secure. Such a
+message's Sent copy is sealed under its password (gateway.securepage.sent_copy):
+the view asks for the password, and the right one leaves a short-lived grant in
+the session (webportal.grants), as the secure page does for its recipients.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from flask_login import current_user
 from gateway import reading
 from gateway.mailbox import INBOX, SENT
 from gateway.mailbox_queries import SearchQuery, list_folder, search
-from gateway.models import SecureMessage
+from gateway.models import MailboxMessage, SecureMessage
 from gateway.reading import TRASH
 from gateway.securepage import store as pages
 from gateway.securepage.content import safe_filename, sanitize_html
-from webportal import clock
+from gateway.securepage.crypto import MessageKey
+from webportal import clock, grants
 from webportal.access import login_required, public
 from webportal.extensions import db_session, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
@@ -52,8 +56,12 @@ SIGNATURES = {
     "invalid": gettext_noop("The signature does not match: the message may have been changed."),
     "unknown-key": gettext_noop("Signed with a key this server does not know."),
     "unsigned": gettext_noop("Not signed."),
+    "sealed": gettext_noop("Sealed with the message's password, like its secure pages."),
 }
 CANNOT_DECRYPT = gettext_noop("This message cannot be decrypted with your keys.")
+SEALED_WRONG = gettext_noop("The password is wrong.")
+SEALED_EMPTY = gettext_noop("Enter the password.")
+GRANT_KIND = "sent"
 MOVED = gettext_noop("The message was moved to {folder}.")
 TRASHED = gettext_noop("The message was moved to the trash.")
 DELETED = gettext_noop("The message was deleted for good.")
@@ -149,13 +157,41 @@ def secure_links(account_id: int, queue_id: str, subject: str) -> SecureLinks | 
     return SecureLinks(view, max(live))
 
 
-def _open(message_id: int) -> reading.OpenedMessage:
+def sealed_key(row: MailboxMessage) -> MessageKey | None:
+    """The key of a sealed Sent copy if this browser typed its password lately."""
+    if not reading.is_sealed(row):
+        return None
+    return grants.granted(GRANT_KIND, row.id, _binding(row), clock.now())
+
+
+def _binding(row: MailboxMessage) -> bytes:
+    return reading.sealed_binding(row).encode()
+
+
+def open_owned(message_id: int) -> reading.OpenedMessage:
+    """The message for this request, a sealed Sent copy through this browser's grant."""
+    s = db_session()
     try:
+        row = reading.owned_message(s, current_user.account_id, message_id)
         return reading.open_message(
-            db_session(), runtime().ring.get(), current_user.account_id, message_id
+            s, runtime().ring.get(), current_user.account_id, message_id, sealed_key=sealed_key(row)
         )
     except reading.MessageNotFound:
         abort(404)
+
+
+def _page_context(row: MailboxMessage) -> dict[str, object]:
+    return {
+        "row": row,
+        "secure": (
+            secure_links(current_user.account_id, row.queue_id, row.subject)
+            if row.folder == SENT and row.encrypted
+            else None
+        ),
+        "states": STATES,
+        "extend_choices": EXTEND_CHOICES,
+        "move_targets": [f for f in MOVE_TARGETS if f != row.folder],
+    }
 
 
 @bp.get("/mail/<int:message_id>")
@@ -168,19 +204,11 @@ def message(message_id: int) -> ResponseReturnValue:
         abort(404)
     if row.folder == DRAFTS:
         return redirect(url_for("compose.compose", draft=message_id))
-    page = {
-        "row": row,
-        "secure": (
-            secure_links(current_user.account_id, row.queue_id, row.subject)
-            if row.folder == SENT and row.encrypted
-            else None
-        ),
-        "states": STATES,
-        "extend_choices": EXTEND_CHOICES,
-        "move_targets": [f for f in MOVE_TARGETS if f != row.folder],
-    }
+    page = _page_context(row)
     try:
-        opened = _open(message_id)
+        opened = open_owned(message_id)
+    except reading.PasswordNeeded:
+        return render_template("portal/mail/sealed.html", error=None, **page)
     except reading.CannotDecrypt:
         return render_template(
             "portal/mail/message.html", opened=None, error=CANNOT_DECRYPT, **page
@@ -202,7 +230,7 @@ def message(message_id: int) -> ResponseReturnValue:
 @login_required
 def attachment(message_id: int, index: int) -> ResponseReturnValue:
     try:
-        opened = _open(message_id)
+        opened = open_owned(message_id)
     except reading.CannotDecrypt:
         abort(404)
     found = next((a for a in opened.attachments if a.index == index), None)
@@ -213,6 +241,38 @@ def attachment(message_id: int, index: int) -> ResponseReturnValue:
         safe_filename(found.filename, index)
     )
     return response
+
+
+@bp.post("/mail/<int:message_id>/unlock")
+@login_required
+def unlock(message_id: int) -> ResponseReturnValue:
+    """Open a sealed Sent copy with the message's password (one Argon2 run)."""
+    rt = runtime()
+    s = db_session()
+    try:
+        row = reading.owned_message(s, current_user.account_id, message_id)
+    except reading.MessageNotFound:
+        abort(404)
+    if not reading.is_sealed(row):
+        return redirect(url_for("mail.message", message_id=message_id), code=303)
+    page = _page_context(row)
+    password = request.form.get("password", "")
+    if not password:
+        return render_template("portal/mail/sealed.html", error=SEALED_EMPTY, **page), 400
+    if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
+        return render_template("portal/mail/sealed.html", error=SEALED_WRONG, **page), 403
+    binding = _binding(row)
+    s.commit()  # no transaction open while Argon2 runs
+    try:
+        key = reading.unlock_sealed(
+            s, current_user.account_id, message_id, password, rt.settings.securepage
+        )
+    except reading.PasswordNeeded:
+        return render_template("portal/mail/sealed.html", error=SEALED_WRONG, **page), 403
+    grants.grant(
+        GRANT_KIND, message_id, binding, key, clock.now(), rt.settings.securepage.unlock_minutes
+    )
+    return redirect(url_for("mail.message", message_id=message_id), code=303)
 
 
 @bp.post("/mail/<int:message_id>/move")

@@ -15,8 +15,8 @@ Recipient side (public; the link token is the credential):
 
 Sender side (logged in): the list of their secure-page messages with each
 link's state and opening times; revoke, extend up to the maximum, and a new
-password, for which the server opens the sender's own Sent copy with the
-sender's key (it cannot open the page without the old password) and re-seals.
+password, for which the sender types the current one: only it opens the page
+and the sender's sealed Sent copy, which are sealed again under the new one.
 
 Tokens never reach a log line: errors in these views are logged here, with a
 short digest prefix of the token, instead of Flask's "Exception on <path>".
@@ -24,33 +24,24 @@ short digest prefix of the token, instead of Flask's "Exception on <path>".
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import functools
 import logging
-import os
 import struct
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import limits
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import (
     Blueprint,
     Flask,
     Response,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -59,14 +50,12 @@ from werkzeug.exceptions import HTTPException
 
 from gateway import db
 from gateway.models import SecureLink
-from gateway.pipeline import pgpmime
 from gateway.pipeline.secure_page import generate_password
 from gateway.securepage import content, crypto, links, reply, store
 from gateway.securepage.crypto import MessageKey
 from gateway.settings import SecurePageSettings, SettingsError
-from keystore import pgp
 from keystore import store as keystore
-from webportal import clock
+from webportal import clock, grants
 from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, render_error
 from webportal.extensions import db_session, discard_db_session, limiter, runtime
@@ -76,10 +65,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("secure", __name__)
 
-GRANTS_KEY = "sealgate_securepage"
-GRANT_LABEL = b"sealgate portal securepage grant v1"
-MAX_GRANTS = 5
-NONCE_BYTES = 12
 EXTEND_CHOICES = (7, 14, 30)
 
 WRONG_PASSWORD = gettext_noop(
@@ -97,16 +82,14 @@ PASSWORD_SET = gettext_noop(
 PASSWORDS_DIFFER = gettext_noop("The two passwords are not the same.")
 PASSWORD_TOO_SHORT = gettext_noop("The password must have at least {length} characters.")
 PASSWORD_TOO_LONG = gettext_noop("The password is too long.")
-SENT_COPY_UNREADABLE = gettext_noop(
-    "Your Sent copy of this message cannot be opened, so it cannot be sealed again."
-)
+CURRENT_PASSWORD_NEEDED = gettext_noop("Enter the message's current password.")
+CURRENT_PASSWORD_WRONG = gettext_noop("The current password is wrong.")
 # gateway.securepage messages, shown translated (they are message ids).
 gettext_noop("There is no such link.")
 gettext_noop("There is no such message.")
 gettext_noop("A revoked or deleted link cannot be extended.")
 gettext_noop("Choose a number of days within the allowed range.")
 gettext_noop("This link is already at its latest possible expiry.")
-gettext_noop("The Sent copy of this message is gone; it cannot be re-sealed.")
 gettext_noop("The message changed meanwhile; please try again.")
 gettext_noop("Write an answer or attach a file.")
 gettext_noop("The answer is too large.")
@@ -155,62 +138,23 @@ def unavailable() -> Response:
     )
 
 
-# -- grants: "this browser typed the right password", in the session cookie -----------
+# -- grants (webportal.grants): the link's message key for this browser -----------------
+
+GRANT_KIND = "page"
 
 
-def _grant_aead() -> AESGCM:
-    secret = current_app.config["SECRET_KEY"]
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=GRANT_LABEL).derive(
-        secret if isinstance(secret, bytes) else str(secret).encode()
-    )
-    return AESGCM(key)
-
-
-def _grant_ad(link_id: int, public_id: str, generation: int, until: int) -> bytes:
-    return GRANT_LABEL + struct.pack(">QIQ", link_id, generation, until) + public_id.encode()
+def _grant_binding(public_id: str, generation: int) -> bytes:
+    return struct.pack(">I", generation) + public_id.encode()
 
 
 def _store_grant(attempt: store.Attempt, key: MessageKey, now: dt.datetime) -> None:
-    until = int((now + dt.timedelta(minutes=_settings().unlock_minutes)).timestamp())
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = _grant_aead().encrypt(
-        nonce,
-        key.material,
-        _grant_ad(attempt.link_id, attempt.public_id, attempt.generation, until),
-    )
-    grants = {
-        k: v
-        for k, v in dict(session.get(GRANTS_KEY) or {}).items()
-        if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int) and v[0] > now.timestamp()
-    }
-    grants[str(attempt.link_id)] = [until, base64.b64encode(nonce + sealed).decode()]
-    newest = sorted(grants.items(), key=lambda item: item[1][0], reverse=True)[:MAX_GRANTS]
-    session[GRANTS_KEY] = dict(newest)
+    binding = _grant_binding(attempt.public_id, attempt.generation)
+    grants.grant(GRANT_KIND, attempt.link_id, binding, key, now, _settings().unlock_minutes)
 
 
 def _grant(link: SecureLink, now: dt.datetime) -> MessageKey | None:
-    entry = (session.get(GRANTS_KEY) or {}).get(str(link.id))
-    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)):
-        return None
-    until, blob_text = entry
-    if until <= now.timestamp() or not isinstance(blob_text, str):
-        return None
-    try:
-        blob = base64.b64decode(blob_text, validate=True)
-        material = _grant_aead().decrypt(
-            blob[:NONCE_BYTES],
-            blob[NONCE_BYTES:],
-            _grant_ad(link.id, link.message.public_id, link.message.generation, until),
-        )
-    except (binascii.Error, InvalidTag, ValueError):
-        return None
-    return MessageKey(material)
-
-
-def _forget_grant(link_id: int) -> None:
-    grants = dict(session.get(GRANTS_KEY) or {})
-    if grants.pop(str(link_id), None) is not None:
-        session[GRANTS_KEY] = grants
+    binding = _grant_binding(link.message.public_id, link.message.generation)
+    return grants.granted(GRANT_KIND, link.id, binding, now)
 
 
 # -- the recipient's page -------------------------------------------------------------
@@ -470,10 +414,15 @@ def new_password(message_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("portal/secure/password.html", message=message, subject=subject)
 
+    current = request.form.get("current", "")
     typed = request.form.get("password", "")
     generated = None
     error = None
-    if not typed:
+    if not current:
+        error = gettext(CURRENT_PASSWORD_NEEDED)
+    elif len(current.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
+        error = gettext(CURRENT_PASSWORD_WRONG)
+    elif not typed:
         typed = generated = generate_password(page_settings.generated_password_length)
     elif typed != request.form.get("confirm", ""):
         error = gettext(PASSWORDS_DIFFER)
@@ -489,37 +438,27 @@ def new_password(message_id: int) -> ResponseReturnValue:
             400,
         )
 
-    # The server cannot open the page without the old password; the sender's own
-    # Sent copy (encrypted to the sender's key) holds the same message.
-    copy = store.sent_copy(s, message)
-    payload = pgpmime.encrypted_payload(copy.raw) if copy is not None else None
+    # Only the current password opens the page and the Sent copy: the server cannot.
     try:
-        if payload is None:
-            raise pgp.PgpError("no Sent copy")
-        inner = keystore.decrypt_for(s, rt.ring.get(), message.sender_address, payload).data
-        plan = store.reseal_plan(s, message, inner)
-    except (pgp.PgpError, store.SecurePageError):
-        discard_db_session()
+        plan = store.reseal_plan(s, message)
+    except store.SecurePageError:
+        abort(404)
+    s.commit()  # no transaction open while Argon2 runs
+    try:
+        resealed = store.reseal(plan, current, typed, page_settings)
+    except crypto.SealError:
         return (
             render_template(
                 "portal/secure/password.html",
                 message=message,
                 subject=subject,
-                error=gettext(SENT_COPY_UNREADABLE),
+                error=gettext(CURRENT_PASSWORD_WRONG),
             ),
-            409,
+            403,
         )
-    s.commit()  # no lock held while Argon2 runs
-    sealed = crypto.seal(
-        plan.content,
-        typed,
-        page_settings,
-        public_id=plan.public_id,
-        generation=plan.generation + 1,
-    )
     try:
         store.apply_reseal(
-            s, current_user.account_id, plan, sealed, clock.now(), actor=current_user.email
+            s, current_user.account_id, plan, resealed, clock.now(), actor=current_user.email
         )
     except store.SecurePageError as exc:
         discard_db_session()
@@ -554,7 +493,8 @@ def init_app(app: Flask) -> None:
             f"[securepage] rate_limit: {rate!r} is not a rate such as '10/minute;60/hour'"
         ) from None
     app.register_blueprint(bp)
-    # One budget per client for password tries and answers together.
+    # One budget per client for password tries and answers together, the sender's
+    # own password entries (a new password, a sealed Sent copy) included.
     shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])
-    for endpoint in ("secure.page", "secure.answer"):
+    for endpoint in ("secure.page", "secure.answer", "secure.new_password", "mail.unlock"):
         app.view_functions[endpoint] = shared(app.view_functions[endpoint])

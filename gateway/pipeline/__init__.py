@@ -63,7 +63,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         external = lookup_external_keys(runtime, submission.external, submission.received_at)
         missing = [r for r in submission.external if r not in external]
         keys, sender_keys = resolve_keys(runtime, submission, external)
-        encrypt_copies(submission, keys, sender_keys)
+        encrypt_copies(submission, keys, sender_keys, sent_copy=not missing)
         # Recipients without a key get a link to a password-protected page, never clear text.
         secure = seal_for_secure_page(runtime, submission, missing) if missing else None
         add_delivery_report(runtime, submission, sender_keys.public, secure)

@@ -38,9 +38,16 @@ class SenderKeys:
 
 
 def encrypt_copies(
-    submission: Submission, keys: dict[str, RecipientKey], sender: SenderKeys
+    submission: Submission,
+    keys: dict[str, RecipientKey],
+    sender: SenderKeys,
+    *,
+    sent_copy: bool = True,
 ) -> None:
-    """Fill `submission.copies` with encrypted copies for every recipient in `keys`."""
+    """Fill `submission.copies` with encrypted copies for every recipient in `keys`.
+
+    With `sent_copy` false the sender's key is left out and no Sent copy is made.
+    """
     raw = submission.raw
     inner = pgpmime.inner_entity(raw)
     autocrypt = pgpmime.autocrypt_header(submission.sender.address, sender.public.to_bytes())
@@ -57,7 +64,11 @@ def encrypt_copies(
         # ciphertext may name the sender's key too and serve as the Sent copy.
         is_visible = group is visible
         group_keys = [keys[r].key for r in group]
-        if is_visible and all(k.fingerprint != sender.public.fingerprint for k in group_keys):
+        if (
+            sent_copy
+            and is_visible
+            and all(k.fingerprint != sender.public.fingerprint for k in group_keys)
+        ):
             group_keys.append(sender.public)
         armored = _encrypt(inner, group_keys, sender.signer)
         if is_visible:
@@ -72,6 +83,8 @@ def encrypt_copies(
             message = pgpmime.build_encrypted(raw, armored, extra_headers=autocrypt)
             submission.copies.extend(Copy("queue", [r], message, encrypted=True) for r in external)
 
+    if not sent_copy:
+        return
     if sent is None:
         sent = _encrypt(inner, [sender.public], sender.signer)
     submission.copies.append(

@@ -3,8 +3,10 @@
 A short mail goes straight into the sender's INBOX (in the message's own
 transaction) when the recipients were handled in different ways, or whenever
 the gateway made up a secure-page password: that password reaches the sender
-here and nowhere else. The report is encrypted to the sender's own key like the
-Sent copy, so a generated password is never at rest in clear.
+here and nowhere else. The report is encrypted to the sender's own key, so a
+generated password is never at rest in clear; but it is hosted mail, which
+database plus master key open (README, "Trust model"): a sender-chosen password
+is the one that only the sender and the recipients know.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ password (gateway.securepage.crypto). The Argon2 run and the encryption happen
 here, before the final transaction; the rows are added inside it by the
 `store-and-queue` step through `submission.finalizers`.
 
+The sender's Sent copy (the whole message, Bcc included) is sealed under the
+same password and the same Argon2 run: encrypted to the sender's key it would
+let database plus master key read the message (gateway.securepage.sent_copy).
+
 Each recipient gets their own 256-bit link and a notification mail, queued for
 the relay like any outbound copy. One password serves all of a message's
 secure-page recipients; with none given, one is generated and reported to the
@@ -28,7 +32,7 @@ from gateway.models import Account
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.runtime import Runtime
-from gateway.securepage import crypto, links, notify, store
+from gateway.securepage import crypto, links, notify, sent_copy, store
 from gateway.smtp_codes import (
     BAD_RECIPIENT_SYNTAX,
     OVERLONG_SECURE_PAGE_KEY,
@@ -73,7 +77,12 @@ def seal_for_secure_page(
     now = submission.received_at
     expires_at = now + dt.timedelta(days=page.valid_days)
     public_id = store.new_public_id()
-    sealed = crypto.seal(store.page_content(submission.raw), password, page, public_id=public_id)
+    kek = crypto.password_key(password, page)
+    sealed = crypto.seal_with(store.page_content(submission.raw), kek, public_id=public_id)
+    sent = sent_copy.build(
+        submission.raw, kek, queue_id=submission.queue_id, sender=submission.sender.address
+    )
+    submission.copies.append(Copy("sent", [submission.sender.address], sent, encrypted=True))
 
     with db.read_only(runtime.sessions) as session:
         language = session.scalar(

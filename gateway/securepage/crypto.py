@@ -6,6 +6,10 @@
     KEK          = Argon2id(password, LABEL || salt, t, m, p) → 32 bytes
     wrapped key  = 0x01 | nonce (12) | AES-256-GCM(KEK, message key, AD)
 
+The sender's Sent copy of such a message is sealed the same way under the same
+password (see "the sender's Sent copy" below), so database and master key
+together open neither.
+
 The associated data binds both blobs to the message's public id and generation,
 and the wrap also to the Argon2 parameters and salt: a blob moved to another row,
 or a row whose cost was edited down, does not open. The Argon2 parameters are
@@ -47,7 +51,10 @@ TAG_BYTES = 16
 KDF_LABEL = b"sealgate securepage kek v1"
 WRAP_LABEL = b"sealgate securepage wrap v1"
 BODY_LABEL = b"sealgate securepage body v1"
+SENT_WRAP_LABEL = b"sealgate sent copy wrap v1"
+SENT_BODY_LABEL = b"sealgate sent copy body v1"
 MIN_BLOB = 1 + NONCE_BYTES + TAG_BYTES
+PARAMS_BYTES = 12 + SALT_BYTES
 
 
 class SealError(Exception):
@@ -89,6 +96,28 @@ class KdfParams:
 
     def encode(self) -> bytes:
         return struct.pack(">III", self.time_cost, self.memory_cost, self.parallelism) + self.salt
+
+    @classmethod
+    def decode(cls, data: bytes) -> KdfParams:
+        if len(data) != PARAMS_BYTES:
+            _fail()
+        time_cost, memory_cost, parallelism = struct.unpack(">III", data[:12])
+        return cls(time_cost, memory_cost, parallelism, data[12:])
+
+
+@dataclass(frozen=True, eq=False)
+class PasswordKey:
+    """A key derived from a password (the KEK), with the parameters that derived it.
+
+    One derivation can wrap several message keys (the page's and the Sent copy's):
+    each wrap has its own random nonce and its own associated data.
+    """
+
+    params: KdfParams
+    material: bytes = field(repr=False)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("password keys are not picklable")
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,11 +227,42 @@ def unwrap_key(
     max_concurrent: int,
 ) -> MessageKey:
     """The message key, if `password` is right; else `SealError`. Costs one Argon2 run."""
-    kek = derive_kek(password, params, max_concurrent=max_concurrent)
-    material = _open(kek, wrapped_key, _wrap_ad(public_id, generation, params))
+    kek = PasswordKey(params, derive_kek(password, params, max_concurrent=max_concurrent))
+    return unwrap_with(kek, wrapped_key, public_id=public_id, generation=generation)
+
+
+def password_key(
+    password: str, settings: SecurePageSettings, params: KdfParams | None = None
+) -> PasswordKey:
+    """Derive the KEK for `password`: under new parameters from settings, or under `params`.
+
+    CPU- and memory-heavy (one Argon2 run): call it before opening a transaction.
+    """
+    params = params or KdfParams.new(settings)
+    material = derive_kek(password, params, max_concurrent=settings.max_concurrent_derivations)
+    return PasswordKey(params, material)
+
+
+def unwrap_with(
+    kek: PasswordKey, wrapped_key: bytes, *, public_id: str, generation: int
+) -> MessageKey:
+    """The page's message key under an already derived KEK; `SealError` if it does not open."""
+    material = _open(kek.material, wrapped_key, _wrap_ad(public_id, generation, kek.params))
     if len(material) != KEY_BYTES:
         _fail()
     return MessageKey(material)
+
+
+def seal_with(content: bytes, kek: PasswordKey, *, public_id: str, generation: int = 1) -> Sealed:
+    """Encrypt `content` under a new message key and wrap that key under `kek`."""
+    key = MessageKey.generate()
+    return Sealed(
+        params=kek.params,
+        wrapped_key=wrap_key(
+            key, kek.material, kek.params, public_id=public_id, generation=generation
+        ),
+        ciphertext=encrypt_body(key, content, public_id=public_id, generation=generation),
+    )
 
 
 def seal(
@@ -213,15 +273,74 @@ def seal(
     public_id: str,
     generation: int = 1,
 ) -> Sealed:
-    """Encrypt `content` under a new message key and wrap that key under the password.
+    """`seal_with` under a KEK freshly derived from `password` (one Argon2 run)."""
+    kek = password_key(password, settings)
+    return seal_with(content, kek, public_id=public_id, generation=generation)
 
-    CPU- and memory-heavy (one Argon2 run): call it before opening a transaction.
-    """
-    params = KdfParams.new(settings)
+
+# -- the sender's Sent copy of a secure-page message ------------------------------------
+#
+#     copy blob = 0x01 | params (28) | len (4) | wrapped key | body blob
+#
+# Same construction as the page, in one self-contained blob stored in the Sent
+# folder, bound to its own labels and to the message's queue id and sender: the
+# sender reads their copy with the message's password, as the recipients do.
+# A new password re-wraps the key; the body is not encrypted again.
+
+
+def _copy_ad(label: bytes, binding: str, params: KdfParams | None = None) -> bytes:
+    fields = [label, bytes([FORMAT_V1]), binding.encode("utf-8")]
+    if params is not None:
+        fields.append(params.encode())
+    return _length_prefixed(*fields)
+
+
+def seal_copy(content: bytes, kek: PasswordKey, *, binding: str) -> bytes:
     key = MessageKey.generate()
-    kek = derive_kek(password, params, max_concurrent=settings.max_concurrent_derivations)
-    return Sealed(
-        params=params,
-        wrapped_key=wrap_key(key, kek, params, public_id=public_id, generation=generation),
-        ciphertext=encrypt_body(key, content, public_id=public_id, generation=generation),
+    body = _seal(key.material, content, _copy_ad(SENT_BODY_LABEL, binding))
+    return _copy_blob(kek, key, body, binding)
+
+
+def _copy_blob(kek: PasswordKey, key: MessageKey, body: bytes, binding: str) -> bytes:
+    wrapped = _seal(kek.material, key.material, _copy_ad(SENT_WRAP_LABEL, binding, kek.params))
+    return (
+        bytes([FORMAT_V1]) + kek.params.encode() + struct.pack(">I", len(wrapped)) + wrapped + body
     )
+
+
+def _split_copy(blob: bytes) -> tuple[KdfParams, bytes, bytes]:
+    head = 1 + PARAMS_BYTES + 4
+    if len(blob) < head or blob[0] != FORMAT_V1:
+        _fail()
+    params = KdfParams.decode(blob[1 : 1 + PARAMS_BYTES])
+    (length,) = struct.unpack(">I", blob[1 + PARAMS_BYTES : head])
+    if length != MIN_BLOB + KEY_BYTES or len(blob) < head + length + MIN_BLOB:
+        _fail()
+    return params, blob[head : head + length], blob[head + length :]
+
+
+def copy_params(blob: bytes) -> KdfParams:
+    """The Argon2 parameters a copy was wrapped under (to reuse a KEK already derived)."""
+    return _split_copy(blob)[0]
+
+
+def unwrap_copy(kek: PasswordKey, blob: bytes, *, binding: str) -> MessageKey:
+    params, wrapped, _body = _split_copy(blob)
+    if params != kek.params:
+        _fail()
+    material = _open(kek.material, wrapped, _copy_ad(SENT_WRAP_LABEL, binding, params))
+    if len(material) != KEY_BYTES:
+        _fail()
+    return MessageKey(material)
+
+
+def open_copy(key: MessageKey, blob: bytes, *, binding: str) -> bytes:
+    _params, _wrapped, body = _split_copy(blob)
+    return _open(key.material, body, _copy_ad(SENT_BODY_LABEL, binding))
+
+
+def rewrap_copy(blob: bytes, key: MessageKey, new_kek: PasswordKey, *, binding: str) -> bytes:
+    """The same copy with its key wrapped under a new password's KEK."""
+    open_copy(key, blob, binding=binding)  # refuses a key that does not belong to this copy
+    _params, _wrapped, body = _split_copy(blob)
+    return _copy_blob(new_kek, key, body, binding)

@@ -27,7 +27,7 @@ from gateway import audit, mailbox, mails
 from gateway.accounts import find_address
 from gateway.models import Account, Address, MailboxMessage, SecureLink, SecureMessage
 from gateway.pipeline import pgpmime
-from gateway.securepage import crypto, links, notify
+from gateway.securepage import crypto, links, notify, sent_copy
 from gateway.securepage.crypto import KdfParams, MessageKey, Sealed
 from gateway.settings import SecurePageSettings, Settings
 
@@ -301,8 +301,8 @@ def _rowcount(result: sa.Result[object]) -> int:
 # -- the sender's side ---------------------------------------------------------------
 
 
-def sent_copy(session: so.Session, message: SecureMessage) -> MailboxMessage | None:
-    """The sender's Sent copy of the message (encrypted to the sender's own key)."""
+def find_sent_copy(session: so.Session, message: SecureMessage) -> MailboxMessage | None:
+    """The sender's Sent copy of the message (sealed under the same password)."""
     return session.scalar(
         sa.select(MailboxMessage)
         .join(MailboxMessage.address)
@@ -317,7 +317,7 @@ def sent_copy(session: so.Session, message: SecureMessage) -> MailboxMessage | N
 
 
 def sent_subject(session: so.Session, message: SecureMessage) -> str | None:
-    copy = sent_copy(session, message)
+    copy = find_sent_copy(session, message)
     return None if copy is None else copy.subject
 
 
@@ -479,28 +479,97 @@ def extend(
 
 @dataclass(frozen=True)
 class ResealPlan:
-    """What re-sealing needs after the sender's key opened the Sent copy."""
+    """A snapshot of what a new password needs, taken before the slow Argon2 runs.
+
+    The sender types the current password: only it opens the page (and the Sent
+    copy), the server alone cannot.
+    """
 
     message_id: int
     public_id: str
     generation: int
-    content: bytes = dataclasses.field(repr=False)
+    params: KdfParams
+    wrapped_key: bytes = dataclasses.field(repr=False)
+    ciphertext: bytes = dataclasses.field(repr=False)
+    sent_copy_id: int | None
+    sent_copy_raw: bytes | None = dataclasses.field(repr=False)
+    sent_copy_binding: str
 
 
-def reseal_plan(session: so.Session, message: SecureMessage, inner_entity: bytes) -> ResealPlan:
-    """The page content rebuilt from the Sent copy's clear headers and its decrypted entity."""
-    copy = sent_copy(session, message)
-    if copy is None:
-        raise SecurePageError("The Sent copy of this message is gone; it cannot be re-sealed.")
-    content = pgpmime.outer_headers(copy.raw) + b"MIME-Version: 1.0\r\n" + inner_entity
-    return ResealPlan(message.id, message.public_id, message.generation, content)
+def reseal_plan(session: so.Session, message: SecureMessage) -> ResealPlan:
+    if message.wrapped_key is None or message.ciphertext is None:
+        raise SecurePageError("There is no such message.")
+    copy = find_sent_copy(session, message)
+    sealed_copy = copy if copy is not None and sent_copy.is_sealed(copy.raw) else None
+    return ResealPlan(
+        message_id=message.id,
+        public_id=message.public_id,
+        generation=message.generation,
+        params=params_of(message),
+        wrapped_key=message.wrapped_key,
+        ciphertext=message.ciphertext,
+        sent_copy_id=sealed_copy.id if sealed_copy is not None else None,
+        sent_copy_raw=sealed_copy.raw if sealed_copy is not None else None,
+        sent_copy_binding=sent_copy.binding(message.queue_id, message.sender_address),
+    )
+
+
+@dataclass(frozen=True)
+class Resealed:
+    """The new seal of the page, and of the Sent copy when it could be re-wrapped."""
+
+    sealed: Sealed
+    sent_copy_raw: bytes | None = dataclasses.field(repr=False)
+
+
+def reseal(plan: ResealPlan, current: str, new: str, settings: SecurePageSettings) -> Resealed:
+    """Open with the current password and seal under the new one; `SealError` if wrong.
+
+    Two or three Argon2 runs (current, new, and the Sent copy's only if it was
+    wrapped under other parameters): call it with no transaction open.
+    """
+    old_kek = crypto.password_key(current, settings, plan.params)
+    key = crypto.unwrap_with(
+        old_kek, plan.wrapped_key, public_id=plan.public_id, generation=plan.generation
+    )
+    content = crypto.open_body(
+        key, plan.ciphertext, public_id=plan.public_id, generation=plan.generation
+    )
+    new_kek = crypto.password_key(new, settings)
+    sealed = crypto.seal_with(
+        content, new_kek, public_id=plan.public_id, generation=plan.generation + 1
+    )
+    return Resealed(sealed, _rewrapped_copy(plan, current, old_kek, new_kek, settings))
+
+
+def _rewrapped_copy(
+    plan: ResealPlan,
+    current: str,
+    old_kek: crypto.PasswordKey,
+    new_kek: crypto.PasswordKey,
+    settings: SecurePageSettings,
+) -> bytes | None:
+    raw = plan.sent_copy_raw
+    blob = sent_copy.blob_of(raw) if raw is not None else None
+    if raw is None or blob is None:
+        return None
+    try:
+        params = crypto.copy_params(blob)
+        kek = (
+            old_kek if params == old_kek.params else crypto.password_key(current, settings, params)
+        )
+        key = crypto.unwrap_copy(kek, blob, binding=plan.sent_copy_binding)
+        new_blob = crypto.rewrap_copy(blob, key, new_kek, binding=plan.sent_copy_binding)
+    except crypto.SealError:
+        return None  # sealed under another password: it keeps that one
+    return sent_copy.with_blob(raw, new_blob)
 
 
 def apply_reseal(
     session: so.Session,
     account_id: int,
     plan: ResealPlan,
-    sealed: Sealed,
+    resealed: Resealed,
     now: dt.datetime,
     *,
     actor: str,
@@ -509,6 +578,12 @@ def apply_reseal(
     message = owned_message(session, account_id, plan.message_id)
     if message.generation != plan.generation or message.purged_at is not None:
         raise SecurePageError("The message changed meanwhile; please try again.")
+    sealed = resealed.sealed
+    if resealed.sent_copy_raw is not None and plan.sent_copy_id is not None:
+        copy = session.get(MailboxMessage, plan.sent_copy_id)
+        if copy is not None and copy.raw == plan.sent_copy_raw:
+            copy.raw = resealed.sent_copy_raw
+            copy.size = len(resealed.sent_copy_raw)
     message.generation = plan.generation + 1
     message.kdf_salt = sealed.params.salt
     message.kdf_time_cost = sealed.params.time_cost

@@ -3,12 +3,14 @@
 What is shown: the message is sealed once for all such recipients under the one
 password; each gets their own link in a notification queued for the relay; the
 notification carries no body; a generated password reaches the sender only, in
-the delivery report, which is encrypted to the sender's key; the report lists
-how each recipient was handled; Bcc stays out of the sealed message.
+the delivery report, which is encrypted to the sender's key; the sender's Sent
+copy is sealed under the same password; the report lists how each recipient was
+handled; Bcc stays out of the sealed message.
 """
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import re
@@ -23,7 +25,7 @@ from gateway import db, rawheaders
 from gateway.models import MailboxMessage, QueueItem, SecureLink, SecureMessage
 from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
-from gateway.securepage import crypto, links
+from gateway.securepage import crypto, links, sent_copy
 from gateway.securepage import store as pages
 from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
@@ -105,6 +107,16 @@ def decrypt_as(runtime: Runtime, address: str, raw: bytes) -> bytes:
         return keystore.decrypt_for(session, runtime.ring.get(), address, payload).data
 
 
+def open_sent_copy(runtime: Runtime, row: MailboxMessage, password: str) -> bytes:
+    """What the webmail does with the password the sender types for a sealed Sent copy."""
+    blob = sent_copy.blob_of(row.raw)
+    assert blob is not None
+    binding = sent_copy.binding(row.queue_id, ALICE)
+    params = crypto.copy_params(blob)
+    kek = crypto.password_key(password, runtime.settings.securepage, params)
+    return crypto.open_copy(crypto.unwrap_copy(kek, blob, binding=binding), blob, binding=binding)
+
+
 def open_with(runtime: Runtime, token: str, password: str) -> bytes | None:
     """What the portal does: count a try, run Argon2, open the ciphertext."""
     page = runtime.settings.securepage
@@ -175,9 +187,17 @@ def test_external_recipient_without_key_gets_a_link_and_nothing_in_clear(
     assert rawheaders.get(content, "X-Sealgate-Password") is None
     assert open_with(runtime, token, "wrong password") is None
 
-    # The Sent copy is encrypted to Alice; only one recipient kind: no report.
+    # The Sent copy is sealed under the same password, not encrypted to Alice's key;
+    # it holds the whole message, Bcc and all. One recipient kind: no report.
     (sent,) = folder(runtime, ALICE, "Sent")
-    assert sent.encrypted and MARKER.encode() in decrypt_as(runtime, ALICE, sent.raw)
+    assert sent.encrypted and pgpmime.encrypted_payload(sent.raw) is None
+    pdf_base64 = base64.b64encode(b"%PDF-1.4\n")[:8]
+    assert MARKER.encode() not in sent.raw and pdf_base64 not in sent.raw
+    assert rawheaders.get(sent.raw, "Subject") == "Vertrag"  # in clear, as on every Sent copy
+    copy = open_sent_copy(runtime, sent, PASSWORD)
+    assert MARKER in copy.decode() and pdf_base64 in copy
+    with pytest.raises(crypto.SealError):
+        open_sent_copy(runtime, sent, "wrong password")
     assert folder(runtime, ALICE) == []
 
 

@@ -133,3 +133,65 @@ def test_production_defaults_are_rfc_9106_second_option() -> None:
         64 * 1024,
         4,
     )
+
+
+# -- the sender's sealed Sent copy --------------------------------------------------------
+
+BINDING = "Q1\0alice@example.test"
+
+
+def kek(password: str = PASSWORD, params: KdfParams = PARAMS) -> crypto.PasswordKey:
+    return crypto.PasswordKey(params, crypto.derive_kek(password, params, max_concurrent=1))
+
+
+def open_copy(blob: bytes, password: str = PASSWORD, binding: str = BINDING) -> bytes:
+    derived = kek(password, crypto.copy_params(blob))
+    key = crypto.unwrap_copy(derived, blob, binding=binding)
+    return crypto.open_copy(key, blob, binding=binding)
+
+
+def test_sent_copy_round_trip_shares_the_pages_derivation() -> None:
+    shared = kek()
+    page = crypto.seal_with(PLAINTEXT, shared, public_id=PUBLIC_ID)
+    blob = crypto.seal_copy(PLAINTEXT, shared, binding=BINDING)
+    assert crypto.copy_params(blob) == page.params == PARAMS  # one Argon2 run for both
+    assert PLAINTEXT not in blob and KEY not in blob
+    assert open_copy(blob) == PLAINTEXT
+    assert crypto.unwrap_with(shared, page.wrapped_key, public_id=PUBLIC_ID, generation=1)
+
+
+def test_sent_copy_refuses_other_passwords_bindings_and_edits() -> None:
+    blob = crypto.seal_copy(PLAINTEXT, kek(), binding=BINDING)
+    flipped = bytearray(blob)
+    flipped[-1] ^= 1
+    cases: list[tuple[bytes, str, str]] = [
+        (blob, "correct horse batterY", BINDING),
+        (blob, PASSWORD, "Q2\0alice@example.test"),  # moved to another message
+        (bytes(flipped), PASSWORD, BINDING),
+        (blob[:-1], PASSWORD, BINDING),
+        (b"\x02" + blob[1:], PASSWORD, BINDING),
+        (blob[:40], PASSWORD, BINDING),
+    ]
+    for candidate, password, binding in cases:
+        with pytest.raises(SealError):
+            open_copy(candidate, password, binding)
+    # Cheaper parameters written into the blob do not open it either.
+    cheaper = blob[:1] + KdfParams(1, 32, 1, PARAMS.salt).encode() + blob[1 + 28 :]
+    with pytest.raises(SealError):
+        open_copy(cheaper)
+    # A KEK derived under other parameters is refused before any decryption.
+    with pytest.raises(SealError):
+        crypto.unwrap_copy(kek(params=KdfParams(1, 72, 1, PARAMS.salt)), blob, binding=BINDING)
+
+
+def test_sent_copy_rewrap_moves_it_to_the_new_password_without_reencrypting() -> None:
+    blob = crypto.seal_copy(PLAINTEXT, kek(), binding=BINDING)
+    key = crypto.unwrap_copy(kek(), blob, binding=BINDING)
+    new_params = KdfParams(1, 64, 1, bytes(range(16, 32)))
+    moved = crypto.rewrap_copy(blob, key, kek("new password", new_params), binding=BINDING)
+    assert open_copy(moved, "new password") == PLAINTEXT
+    with pytest.raises(SealError):
+        open_copy(moved, PASSWORD)
+    assert moved.endswith(blob[-len(PLAINTEXT) - 16 :])  # same body blob: no nonce reused
+    with pytest.raises(SealError):  # a key that is not this copy's is refused
+        crypto.rewrap_copy(blob, MessageKey(bytes(32)), kek(), binding=BINDING)

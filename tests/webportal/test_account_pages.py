@@ -59,7 +59,7 @@ def test_sensitive_views_declare_the_fresh_login_rule(app: Flask) -> None:
         "account.revoke_all_app_passwords",
         "account.change_password",
         "account.address_password",
-        # Issue 5: a new secure-page password opens the Sent copy with the sender's key.
+        # Issue 5: a new secure-page password re-seals what only the password opens.
         "secure.new_password",
     }
     for name in ("account.security", "account.activity_page", "account.sessions_page"):

@@ -4,7 +4,9 @@ Must show 1: a message with an attachment goes in over SMTP (TLS) to an external
 address without a key; the relay hands the notification to a test smarthost;
 the link is taken from that mail and opened; a wrong password shows an error,
 the right one the body; the downloaded attachment is byte-identical; the answer
-lands in the sender's mailbox, encrypted, and opens with the sender's key.
+lands in the sender's mailbox, encrypted, and opens with the sender's key. The
+sender's own Sent copy is sealed under the same password: in the webmail she
+types it (a wrong one is refused) to read the message and download the file.
 
 Must show 5: the same message carries the EFAIL-style exfiltration patterns (a
 remote image, CSS `url()` in a style attribute and a style sheet, a form, a
@@ -53,7 +55,13 @@ PASSWORD = "Tulpe-Regen-42-Kiesel"
 MARKER = "Axolotl-4be2-Quetzal"
 ATTACHMENT = b"%PDF-1.4\n" + os.urandom(50_000) + b"\n%%EOF\n"
 REPLY_FILE = b"signed \x00\x01\x02 contract " + os.urandom(2_000)
-KEY_SHOTS = ("01-password.png", "02-wrong-password.png", "03-message.png", "05-sender-view.png")
+KEY_SHOTS = (
+    "01-password.png",
+    "02-wrong-password.png",
+    "03-message.png",
+    "05-sender-view.png",
+    "06-sealed-sent-copy.png",
+)
 
 
 class CountingHandler(http.server.BaseHTTPRequestHandler):
@@ -266,6 +274,23 @@ def test_secure_page_in_a_real_browser(
         expect(row.locator("td.state")).to_have_text("active")
         expect(row.locator("td.opened")).to_contain_text("answered 1×")
         shoot(page, shots, "05-sender-view.png")
+
+        # 6. Her Sent copy is sealed under the same password: she types it to read it.
+        (copy,) = folder(runtime, ALICE, "Sent")
+        page.goto(f"{portal.url}/mail/{copy.id}")
+        expect(page.locator("#sealed-password")).to_be_visible()
+        expect(page.locator("body")).not_to_contain_text(MARKER)
+        page.fill("#sealed-password", "Tulpe-Regen-42-falsch")
+        page.click("form.sealed-unlock button")
+        expect(page.locator("p.error")).to_have_text("The password is wrong.")
+        page.fill("#sealed-password", PASSWORD)
+        page.click("form.sealed-unlock button")
+        expect(page.locator(".html-body").first).to_contain_text(MARKER)
+        expect(page.locator(".signature-sealed")).to_be_visible()
+        with page.expect_download() as sent_download:
+            page.click(".attachments a >> text=vertrag.pdf")
+        assert Path(sent_download.value.path()).read_bytes() == ATTACHMENT
+        shoot(page, shots, "06-sealed-sent-copy.png")
     finally:
         sender.close()
 

@@ -241,7 +241,12 @@ def test_compose_with_the_lock_then_read_as_hosted_and_external_recipient(
     alice.locator("td.subject a", has_text=SUBJECT).click()
     expect(alice.locator(".secure-summary")).to_contain_text("for 1 recipient(s) with a password.")
     expect(alice.locator(".secure-links td.recipient")).to_have_text(CAROL)
+    # Her Sent copy is sealed under the password she just set: she types it to read it.
+    expect(alice.locator(".text-body")).to_have_count(0)
+    alice.fill("#sealed-password", password)
+    alice.click("form.sealed-unlock button")
     expect(alice.locator(".text-body")).to_contain_text(SECRET)
+    expect(alice.locator(".secure-summary")).to_contain_text("for 1 recipient(s) with a password.")
     shoot(alice, shots, "04-sent-secure-page.png")
 
     # 5. Bob: the lock badge in the inbox, the message decrypted, the signature valid.

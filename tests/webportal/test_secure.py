@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from gateway import db
+from gateway import db, reading
 from gateway.models import (
     Account,
     AuditEvent,
@@ -541,7 +541,7 @@ def test_extend_moves_the_expiry_up_to_the_maximum(
     assert link_row(runtime, carol_token).expires_at == after.expires_at
 
 
-def test_new_password_reseals_from_the_sent_copy_and_unlocks(
+def test_new_password_needs_the_current_one_and_reseals_page_and_sent_copy(
     make_app: Callable[..., Flask],
     alice_client: FlaskClient,
     visitor: FlaskClient,
@@ -556,18 +556,48 @@ def test_new_password_reseals_from_the_sent_copy_and_unlocks(
         row.failures, row.locked_at = 10, utcnow()
         message_id = row.message_id
     assert visitor.get(f"/s/{carol_token}").status_code == 404  # locked
+    sent_before = sent_copy_raw(runtime)
 
     form = alice_client.get(f"/secure/messages/{message_id}/password")
     assert form.status_code == 200, form.headers.get("Location")
+    token_field = csrf_from(form.text)
     mismatch = alice_client.post(
         f"/secure/messages/{message_id}/password",
-        data={"csrf_token": csrf_from(form.text), "password": "new one 1", "confirm": "x"},
+        data={
+            "csrf_token": token_field,
+            "current": PASSWORD,
+            "password": "new one 1",
+            "confirm": "x",
+        },
     )
     assert mismatch.status_code == 400 and "not the same" in mismatch.text
+    no_current = alice_client.post(
+        f"/secure/messages/{message_id}/password",
+        data={
+            "csrf_token": token_field,
+            "password": "brand new secret",
+            "confirm": "brand new secret",
+        },
+    )
+    assert no_current.status_code == 400 and "current password" in no_current.text
+    wrong_current = alice_client.post(
+        f"/secure/messages/{message_id}/password",
+        data={
+            "csrf_token": token_field,
+            "current": "not the password",
+            "password": "brand new secret",
+            "confirm": "brand new secret",
+        },
+    )
+    assert wrong_current.status_code == 403 and "current password is wrong" in wrong_current.text
+    assert link_row(runtime, carol_token).locked_at is not None  # nothing changed
+    assert sent_copy_raw(runtime) == sent_before
+
     done = alice_client.post(
         f"/secure/messages/{message_id}/password",
         data={
-            "csrf_token": csrf_from(form.text),
+            "csrf_token": token_field,
+            "current": PASSWORD,
             "password": "brand new secret",
             "confirm": "brand new secret",
         },
@@ -578,11 +608,19 @@ def test_new_password_reseals_from_the_sent_copy_and_unlocks(
     assert unlock(visitor, carol_token, PASSWORD).status_code == 403  # old one is gone
     assert unlock(visitor, carol_token, "brand new secret").status_code == 303
     assert MARKER in visitor.get(f"/s/{carol_token}").text
+    # Alice's Sent copy follows: the new password opens it, the old one no longer does.
+    assert sent_copy_opens(runtime, "brand new secret")
+    assert not sent_copy_opens(runtime, PASSWORD)
 
     # Left empty, the portal makes one and shows it once.
     generated = alice_client.post(
         f"/secure/messages/{message_id}/password",
-        data={"csrf_token": csrf_from(form.text), "password": "", "confirm": ""},
+        data={
+            "csrf_token": token_field,
+            "current": "brand new secret",
+            "password": "",
+            "confirm": "",
+        },
     )
     assert generated.status_code == 200
     match = re.search(r"<code>([A-Za-z0-9]{16})</code>", generated.text)
@@ -590,6 +628,29 @@ def test_new_password_reseals_from_the_sent_copy_and_unlocks(
     # The earlier grant was for the old seal: the browser must type the new password.
     assert "Enter the password" in visitor.get(f"/s/{carol_token}").text
     assert unlock(visitor, carol_token, match.group(1)).status_code == 303
+    assert sent_copy_opens(runtime, match.group(1))
     with db.read_only(runtime.sessions) as session:
         message = session.get(SecureMessage, message_id)
         assert message is not None and message.generation == 3
+
+
+def sent_copy_raw(runtime: Runtime) -> bytes:
+    with db.read_only(runtime.sessions) as session:
+        (row,) = session.scalars(sa.select(MailboxMessage).where(MailboxMessage.folder == "Sent"))
+        return row.raw
+
+
+def sent_copy_opens(runtime: Runtime, password: str) -> bool:
+    with db.read_only(runtime.sessions) as session:
+        (row,) = session.scalars(sa.select(MailboxMessage).where(MailboxMessage.folder == "Sent"))
+        account_id = row.address.account_id
+        try:
+            key = reading.unlock_sealed(
+                session, account_id, row.id, password, runtime.settings.securepage
+            )
+        except reading.PasswordNeeded:
+            return False
+        opened = reading.open_message(
+            session, runtime.ring.get(), account_id, row.id, sealed_key=key
+        )
+    return MARKER in opened.text

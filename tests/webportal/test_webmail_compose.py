@@ -26,6 +26,7 @@ from gateway.mailbox import SENT
 from gateway.models import MailboxMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET
 from gateway.runtime import Runtime
+from keystore import pgp
 from tests.gateway.test_secure_page import decrypt_as, open_with, token_of
 from webportal import create_app
 
@@ -147,26 +148,43 @@ def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
     assert opened is not None and SECRET_TEXT.encode() in opened
     assert open_with(runtime, token, "not-the-password") is None
 
-    # Alice's Sent copy: encrypted to her own key, and its view shows the secure page.
+    # No ciphertext names Alice's key: with secure-page recipients, database plus
+    # master key (which unwrap her key) must not open the message anywhere.
+    for ciphertext in (stored.raw, items[DAVE].raw):
+        with pytest.raises(pgp.PgpError, match="not encrypted to a key of"):
+            decrypt_as(runtime, ALICE, ciphertext)
+
+    # Alice's Sent copy is sealed under the same password: its view asks for it, and
+    # shows the secure page and its controls meanwhile.
     (copy,) = rows(runtime, ALICE, SENT)
-    assert copy.encrypted and SECRET_TEXT.encode() in decrypt_as(runtime, ALICE, copy.raw)
+    assert copy.encrypted and SECRET_TEXT.encode() not in copy.raw
     page = html.unescape(alice.get(f"/mail/{copy.id}").text)
-    assert SECRET_TEXT in page
+    assert SECRET_TEXT not in page and 'name="password"' in page
     assert re.search(
         r"Expires on \d{4}-\d\d-\d\d \d\d:\d\d for 1 recipient\(s\) with a password", page
     )
     assert CAROL in page and "/secure/links/" in page and "/revoke" in page
     assert "/secure/messages/" in page  # the new-password control
+    reply = alice.get(f"/compose?reply={copy.id}")
+    assert reply.status_code == 303 and reply.headers["Location"].endswith(f"/mail/{copy.id}")
+    unlock_page = f"/mail/{copy.id}"
+    wrong = alice.post(f"/mail/{copy.id}/unlock", {"password": "not-the-password"}, unlock_page)
+    assert wrong.status_code == 403 and "The password is wrong." in wrong.text
+    right = alice.post(f"/mail/{copy.id}/unlock", {"password": PASSWORD}, unlock_page)
+    assert right.status_code == 303
+    page = html.unescape(alice.get(f"/mail/{copy.id}").text)
+    assert SECRET_TEXT in page and "Sealed with the message's password" in page
+    assert "for 1 recipient(s) with a password" in page
+    assert SECRET_TEXT in html.unescape(alice.get(f"/compose?reply={copy.id}").text)
 
     # A Sent copy that no longer opens still shows (and controls) its secure page.
     with db.transaction(runtime.sessions) as session:
         broken = session.get(MailboxMessage, copy.id)
         assert broken is not None
-        broken.raw = broken.raw.replace(
-            b"-----BEGIN PGP MESSAGE-----\r\n", b"-----BEGIN PGP MESSAGE-----\r\n\r\nAAAA", 1
-        )
+        head, sep, body = broken.raw.partition(b"\r\n\r\n")
+        broken.raw = head + sep + b"AAAA" + body[4:]
     page = html.unescape(alice.get(f"/mail/{copy.id}").text)
-    assert "This message cannot be decrypted with your keys." in page
+    assert SECRET_TEXT not in page and 'name="password"' in page
     assert "for 1 recipient(s) with a password" in page and "/revoke" in page
     assert grouped(fingerprint)  # the key is the one the chips name (see the JSON test)
 
