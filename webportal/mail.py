@@ -208,7 +208,7 @@ def message(message_id: int) -> ResponseReturnValue:
     try:
         opened = open_owned(message_id)
     except reading.PasswordNeeded:
-        return render_template("portal/mail/sealed.html", error=None, **page)
+        return render_template("portal/mail/message.html", sealed=True, error=None, **page)
     except reading.CannotDecrypt:
         return render_template(
             "portal/mail/message.html", opened=None, error=CANNOT_DECRYPT, **page
@@ -258,9 +258,9 @@ def unlock(message_id: int) -> ResponseReturnValue:
     page = _page_context(row)
     password = request.form.get("password", "")
     if not password:
-        return render_template("portal/mail/sealed.html", error=SEALED_EMPTY, **page), 400
+        return render_template("portal/mail/message.html", sealed=True, error=SEALED_EMPTY, **page), 400
     if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
-        return render_template("portal/mail/sealed.html", error=SEALED_WRONG, **page), 403
+        return render_template("portal/mail/message.html", sealed=True, error=SEALED_WRONG, **page), 403
     binding = _binding(row)
     s.commit()  # no transaction open while Argon2 runs
     try:
@@ -268,7 +268,7 @@ def unlock(message_id: int) -> ResponseReturnValue:
             s, current_user.account_id, message_id, password, rt.settings.securepage
         )
     except reading.PasswordNeeded:
-        return render_template("portal/mail/sealed.html", error=SEALED_WRONG, **page), 403
+        return render_template("portal/mail/message.html", sealed=True, error=SEALED_WRONG, **page), 403
     grants.grant(
         GRANT_KIND, message_id, binding, key, clock.now(), rt.settings.securepage.unlock_minutes
     )
