@@ -24,6 +24,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings, load_settings
 from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyRing, save_ring
+from tests.gnupg import stop_agents
 
 pytest_plugins = ["tests.fakes.smarthost"]
 
@@ -168,6 +169,13 @@ def submission_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[Sub
     loop_thread.run(server.start())
     yield server
     loop_thread.run(server.stop(grace=5))
+
+
+@pytest.fixture(autouse=True)
+def _stop_gpg_agents_after_test() -> Iterator[None]:
+    """GnuPG homes made by a test leave an agent running; stop them with the test."""
+    yield
+    stop_agents()
 
 
 @pytest.fixture(autouse=True)

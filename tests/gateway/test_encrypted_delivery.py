@@ -6,7 +6,6 @@ import email
 import email.policy
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,7 +19,7 @@ from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from keystore import store
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -30,7 +29,6 @@ def gpg(tmp_path: Path) -> Iterator[GnuPG]:
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     yield GnuPG(home)
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
 def rich_message(subject: str = "Grüsse aus Zürich – Überweisung") -> EmailMessage:

@@ -42,7 +42,8 @@ from keystore.models import WkdMiss
 from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, RecordedMessage, relay_settings_for
 from tests.fakes.wkd_server import WkdServer
-from tests.keystore.conftest import GnuPG, run_sealgate
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key
 from tests.keystore.hostile import hostile_armor
 

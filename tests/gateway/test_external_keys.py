@@ -28,7 +28,8 @@ from gateway.wkd_client import Transport
 from keystore import directory, untrusted
 from keystore.models import ExternalKey, WkdMiss
 from tests.fakes.wkd_server import WkdServer
-from tests.keystore.conftest import GnuPG, audit_sink
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import audit_sink
 from tests.keystore.gpgkeys import export, make_key, revoke_key
 from tests.keystore.hostile import hostile_armor
 

@@ -8,7 +8,6 @@ import dataclasses
 import email.policy
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,7 +26,7 @@ from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
 from keystore import store
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@elsewhere.example"
 
@@ -37,7 +36,6 @@ def gpg(tmp_path: Path) -> Iterator[GnuPG]:
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     yield GnuPG(home)
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from gateway.runtime import Runtime
 from gateway.wkd_client import Transport
 from keystore import directory
 from tests.fakes.wkd_server import WkdServer, wkd_path
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
 
 BOB = "bob@example.test"

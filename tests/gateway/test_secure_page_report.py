@@ -29,7 +29,8 @@ from gateway.runtime import Runtime
 from keystore import directory, untrusted
 from keystore import store as keystore
 from tests.gateway.test_secure_page import decrypt_as, folder, queued, token_of
-from tests.keystore.conftest import GnuPG, audit_sink
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import audit_sink
 from tests.keystore.gpgkeys import export, make_key
 
 ALICE, BOB = "alice@example.test", "bob@example.test"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 
 PUBLIC_KEY, USER_ID, SIGNATURE, PUBLIC_SUBKEY = 6, 13, 2, 14
 

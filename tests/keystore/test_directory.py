@@ -13,7 +13,8 @@ import sqlalchemy.orm as so
 from gateway.models import AuditEvent
 from keystore import directory, pgp, untrusted
 from keystore.models import ExternalKey
-from tests.keystore.conftest import GnuPG, audit_sink
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import audit_sink
 from tests.keystore.gpgkeys import export, make_key, revoke_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from keystore import pgp, untrusted
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import (
     PUBLIC_KEY,
     PUBLIC_SUBKEY,

@@ -19,7 +19,8 @@ import sqlalchemy.orm as so
 from keystore import pgp, store
 from keystore.masterkey import MasterKeyRing
 from keystore.models import StoredKey
-from tests.keystore.conftest import GnuPG, audit_sink
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import audit_sink
 
 ALICE = "alice@example.test"
 CAROL = "carol@elsewhere.test"

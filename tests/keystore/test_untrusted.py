@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from keystore import untrusted
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
 from tests.keystore.hostile import compression_bomb, hostile_armor, hostile_headers
 

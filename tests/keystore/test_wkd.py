@@ -25,7 +25,8 @@ from gateway.runtime import Runtime
 from keystore import store
 from keystore.masterkey import MasterKeyRing
 from keystore.wkd import local_part_hash, zbase32
-from tests.keystore.conftest import GnuPG, audit_sink
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import audit_sink
 from webportal import create_app, wkd
 from webportal.server import PortalServer
 

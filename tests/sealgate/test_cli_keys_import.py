@@ -13,7 +13,8 @@ from gateway import db
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from keystore import directory
-from tests.keystore.conftest import GnuPG, run_sealgate
+from tests.gnupg import GnuPG
+from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key, revocation_certificate
 from tests.keystore.hostile import hostile_armor
 

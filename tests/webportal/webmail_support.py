@@ -22,7 +22,7 @@ from gateway.models import Address, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from keystore import directory, pgp
 from keystore.models import SOURCE_IMPORT
-from tests.keystore.conftest import GnuPG
+from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
 from webportal import create_app
 
