@@ -121,11 +121,14 @@ def open_message(
     row = owned_message(session, account_id, message_id)
     outer = BytesParser(policy=email.policy.default).parsebytes(row.raw)
     headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
-    blob = sent_copy.blob_of(row.raw) if row.encrypted else None
-    armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and blob is None else None
+    sealed = is_sealed(row)
+    armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and not sealed else None
     entity: EmailMessage
     signature: SignatureStatus
-    if blob is not None:
+    if sealed:
+        blob = sent_copy.blob_of(row.raw)
+        if blob is None:
+            raise CannotDecrypt(message_id)
         if sealed_key is None:
             raise PasswordNeeded(message_id)
         try:

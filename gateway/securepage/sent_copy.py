@@ -45,17 +45,18 @@ def with_blob(raw: bytes, blob: bytes) -> bytes:
     )
 
 
-def blob_of(raw: bytes) -> bytes | None:
-    """The sealed blob of a Sent copy built here; None for any other message."""
+def is_sealed(raw: bytes) -> bool:
+    """Whether `raw` is a Sent copy built here (by its Content-Type; the body is not read)."""
     content_type = (rawheaders.get(raw, "Content-Type") or "").strip().lower()
-    if content_type.split(";")[0].strip() != CONTENT_TYPE:
+    return content_type.split(";")[0].strip() == CONTENT_TYPE
+
+
+def blob_of(raw: bytes) -> bytes | None:
+    """The sealed blob of a Sent copy built here; None for any other or a damaged one."""
+    if not is_sealed(raw):
         return None
     body = rawheaders.split_message(raw)[2]
     try:
         return base64.b64decode(b"".join(body.split()), validate=True)
     except binascii.Error:
         return None
-
-
-def is_sealed(raw: bytes) -> bool:
-    return blob_of(raw) is not None

@@ -186,6 +186,13 @@ def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
     page = html.unescape(alice.get(f"/mail/{copy.id}").text)
     assert SECRET_TEXT not in page and 'name="password"' in page
     assert "for 1 recipient(s) with a password" in page and "/revoke" in page
+    with db.transaction(runtime.sessions) as session:
+        broken = session.get(MailboxMessage, copy.id)
+        assert broken is not None
+        broken.raw = broken.raw.rstrip() + b"!\r\n"  # no longer base64 at all
+    page = html.unescape(alice.get(f"/mail/{copy.id}").text)
+    assert "This message cannot be decrypted with your keys." in page
+    assert 'name="password"' not in page and "/revoke" in page
     assert grouped(fingerprint)  # the key is the one the chips name (see the JSON test)
 
 
