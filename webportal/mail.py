@@ -243,6 +243,10 @@ def attachment(message_id: int, index: int) -> ResponseReturnValue:
     return response
 
 
+def _sealed(page: dict[str, object], error: str, status: int) -> ResponseReturnValue:
+    return render_template("portal/mail/message.html", sealed=True, error=error, **page), status
+
+
 @bp.post("/mail/<int:message_id>/unlock")
 @login_required
 def unlock(message_id: int) -> ResponseReturnValue:
@@ -258,13 +262,9 @@ def unlock(message_id: int) -> ResponseReturnValue:
     page = _page_context(row)
     password = request.form.get("password", "")
     if not password:
-        return render_template(
-            "portal/mail/message.html", sealed=True, error=SEALED_EMPTY, **page
-        ), 400
+        return _sealed(page, SEALED_EMPTY, 400)
     if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
-        return render_template(
-            "portal/mail/message.html", sealed=True, error=SEALED_WRONG, **page
-        ), 403
+        return _sealed(page, SEALED_WRONG, 403)
     binding = _binding(row)
     s.commit()  # no transaction open while Argon2 runs
     try:
@@ -272,9 +272,7 @@ def unlock(message_id: int) -> ResponseReturnValue:
             s, current_user.account_id, message_id, password, rt.settings.securepage
         )
     except reading.PasswordNeeded:
-        return render_template(
-            "portal/mail/message.html", sealed=True, error=SEALED_WRONG, **page
-        ), 403
+        return _sealed(page, SEALED_WRONG, 403)
     grants.grant(
         GRANT_KIND, message_id, binding, key, clock.now(), rt.settings.securepage.unlock_minutes
     )
