@@ -123,6 +123,9 @@ class QueueItem(Base):
     mail_from: so.Mapped[str] = so.mapped_column(sa.String(320))
     rcpt_to: so.Mapped[str] = so.mapped_column(sa.String(320))
     raw: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
+    # True when `raw` is sealed under the master key (gateway.queue.seal_raw): a
+    # notification carries a secure-page link, which a stolen database must not show.
+    sealed: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default="queued")
     attempts: so.Mapped[int] = so.mapped_column(default=0)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)

@@ -12,6 +12,11 @@ backlog (the claim query stays cheap), and a delivered message's bytes do not
 linger on the server. The log line that names the queue id and recipient is
 the delivery record.
 
+A row that carries a secret (a secure-page notification holds its link) is
+sealed at rest under the master key (`seal_raw`); `claim` hands the relay the
+bytes to send, opened, and a master-key rotation moves such rows with
+`rewrap_sealed`.
+
 Every function takes the caller's session and `now`; the caller commits.
 """
 
@@ -28,7 +33,10 @@ import sqlalchemy.orm as so
 from gateway import accounts, audit, dsn, mailbox
 from gateway.models import QueueItem
 from gateway.settings import RelaySettings
+from keystore import seal
+from keystore.masterkey import MasterKeyRing
 
+SEAL_PURPOSE = "outbound queue"
 QUEUED = "queued"
 SENDING = "sending"
 RELAY_ACTOR = "relay"
@@ -57,6 +65,35 @@ class ClaimedItem:
     lease: dt.datetime
 
 
+def _binding(queue_id: str, rcpt_to: str) -> bytes:
+    return f"{queue_id}\0{rcpt_to}".encode()
+
+
+def seal_raw(ring: MasterKeyRing, raw: bytes, *, queue_id: str, rcpt_to: str) -> bytes:
+    """`raw` sealed for a queue row (one recipient of one message); enqueue it with `sealed`."""
+    return seal.seal(ring, raw, purpose=SEAL_PURPOSE, binding=_binding(queue_id, rcpt_to))
+
+
+def open_raw(ring: MasterKeyRing, row: QueueItem) -> bytes:
+    """The bytes to send for a row, opened if sealed; `SealedRecordError` if they do not open."""
+    if not row.sealed:
+        return row.raw
+    return seal.open_sealed(
+        ring, row.raw, purpose=SEAL_PURPOSE, binding=_binding(row.queue_id, row.rcpt_to)
+    )
+
+
+def rewrap_sealed(session: so.Session, ring: MasterKeyRing) -> int:
+    """Re-seal every sealed row under the ring's primary version; how many moved."""
+    moved = 0
+    for row in session.scalars(sa.select(QueueItem).where(QueueItem.sealed.is_(True))):
+        if seal.blob_version(row.raw) != ring.primary:
+            binding = _binding(row.queue_id, row.rcpt_to)
+            row.raw = seal.reseal(ring, row.raw, purpose=SEAL_PURPOSE, binding=binding)
+            moved += 1
+    return moved
+
+
 def enqueue(
     session: so.Session,
     *,
@@ -65,6 +102,7 @@ def enqueue(
     rcpt_to: str,
     raw: bytes,
     now: dt.datetime,
+    sealed: bool = False,
 ) -> QueueItem:
     """Add a row to the caller's transaction; it is sent once that transaction commits."""
     item = QueueItem(
@@ -72,6 +110,7 @@ def enqueue(
         mail_from=mail_from,
         rcpt_to=rcpt_to,
         raw=raw,
+        sealed=sealed,
         status=QUEUED,
         attempts=0,
         created_at=now,
@@ -90,9 +129,18 @@ def _claimable(now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def claim(
-    session: so.Session, *, now: dt.datetime, lease_seconds: float, limit: int
+    session: so.Session,
+    *,
+    now: dt.datetime,
+    lease_seconds: float,
+    limit: int,
+    ring: MasterKeyRing | None = None,
 ) -> list[ClaimedItem]:
-    """Lease up to `limit` due rows to the caller; commit promptly so others skip them."""
+    """Lease up to `limit` due rows to the caller; commit promptly so others skip them.
+
+    Sealed rows are opened with `ring`; one that does not open (no ring, or its
+    master-key version is gone) is not claimed and is marked with the reason.
+    """
     rows = session.scalars(
         sa.select(QueueItem)
         .where(_claimable(now))
@@ -103,6 +151,12 @@ def claim(
     lease = now + dt.timedelta(seconds=lease_seconds)
     claimed = []
     for row in rows:
+        try:
+            raw = open_raw(ring, row) if ring is not None else _unsealed(row)
+        except seal.SealedRecordError:
+            row.last_error = "sealed at rest under a master-key version this ring does not hold"
+            row.next_attempt_at = now + dt.timedelta(hours=1)
+            continue
         row.status = SENDING
         row.leased_until = lease
         claimed.append(
@@ -111,7 +165,7 @@ def claim(
                 queue_id=row.queue_id,
                 mail_from=row.mail_from,
                 rcpt_to=row.rcpt_to,
-                raw=row.raw,
+                raw=raw,
                 attempts=row.attempts,
                 created_at=row.created_at,
                 lease=lease,
@@ -119,6 +173,12 @@ def claim(
         )
     session.flush()
     return claimed
+
+
+def _unsealed(row: QueueItem) -> bytes:
+    if row.sealed:
+        raise seal.SealedRecordError()
+    return row.raw
 
 
 def _still_ours(item: ClaimedItem) -> sa.ColumnElement[bool]:

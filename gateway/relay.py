@@ -91,6 +91,7 @@ class Relay:
         self.settings = runtime.settings
         self.relay = runtime.settings.relay
         self.sessions = runtime.sessions
+        self.ring = runtime.ring
         self.clock = clock
         self.rng = rng
         self.tls_context = client_tls_context(self.relay) if self.relay.security != "none" else None
@@ -153,7 +154,11 @@ class Relay:
         now = self.clock()
         items = await self._db(
             lambda s: outbound.claim(
-                s, now=now, lease_seconds=self.relay.lease_seconds, limit=self.relay.batch_size
+                s,
+                now=now,
+                lease_seconds=self.relay.lease_seconds,
+                limit=self.relay.batch_size,
+                ring=self.ring.get(),
             )
         )
         if not items:

@@ -41,6 +41,7 @@ class Copy:
     recipients: list[str]
     raw: bytes = field(repr=False)
     encrypted: bool = False
+    sealed: bool = False  # a queue copy sealed at rest under the master key (gateway.queue)
 
 
 @dataclass(frozen=True)

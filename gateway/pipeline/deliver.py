@@ -36,6 +36,7 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                     rcpt_to=rcpt,
                     raw=copy.raw,
                     now=submission.received_at,
+                    sealed=copy.sealed,
                 )
             continue
         folder = mailbox.SENT if copy.destination == "sent" else mailbox.INBOX

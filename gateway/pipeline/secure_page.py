@@ -11,7 +11,8 @@ same password and the same Argon2 run: encrypted to the sender's key it would
 let database plus master key read the message (gateway.securepage.sent_copy).
 
 Each recipient gets their own 256-bit link and a notification mail, queued for
-the relay like any outbound copy. One password serves all of a message's
+the relay like any outbound copy but sealed at rest under the master key (it
+holds the link). One password serves all of a message's
 secure-page recipients; with none given, one is generated and reported to the
 sender only (gateway.pipeline.report), never stored.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, mails
+from gateway import db, mails, queue
 from gateway.models import Account
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
@@ -93,6 +94,7 @@ def seal_for_secure_page(
     subject = notify.subject_of(submission.raw)
 
     new_links = [store.NewLink(r, links.new_token(), expires_at) for r in recipients]
+    ring = runtime.ring.get()
     for link in new_links:
         notification = notify.build_notification(
             settings,
@@ -105,7 +107,11 @@ def seal_for_secure_page(
             language=language,
             now=now,
         )
-        submission.copies.append(Copy("queue", [link.recipient], notification))
+        # The notification holds the link: sealed at rest until the relay sends it.
+        sealed_notification = queue.seal_raw(
+            ring, notification, queue_id=submission.queue_id, rcpt_to=link.recipient
+        )
+        submission.copies.append(Copy("queue", [link.recipient], sealed_notification, sealed=True))
         submission.handling.append(Handling(link.recipient, "secure-page"))
         log.info(
             "secure page for %s in %s: link %s",

@@ -10,13 +10,18 @@ from typing import Any
 import click
 import sqlalchemy.orm as so
 
-from gateway import audit, totp
+from gateway import audit, queue, totp
 from gateway.pipeline.external_keys import parse_budget
 from gateway.timeutil import utcnow
 from keystore import directory, pgp, rotation, store, untrusted
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring
 from keystore.wrap import DecryptionError
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+
+def rewrap_gateway_records(session: so.Session, ring: MasterKeyRing) -> int:
+    """What the gateway keeps under the master key besides address keys, moved to the primary."""
+    return totp.rewrap_secrets(session, ring) + queue.rewrap_sealed(session, ring)
 
 
 def audit_sink(session: so.Session, action: str, target: str, detail: str) -> None:
@@ -178,7 +183,7 @@ def rotate_master(state: CliState, batch_size: int) -> None:
                 batch_size=batch_size,
                 on_start=on_start,
                 on_batch=on_batch,
-                other_blobs=totp.rewrap_secrets,
+                other_blobs=rewrap_gateway_records,
             )
         except (MasterKeyError, rotation.RotationError) as exc:
             raise click.ClickException(str(exc)) from None

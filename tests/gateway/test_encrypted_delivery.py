@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway import db, rawheaders
+from gateway import db, queue, rawheaders
 from gateway.models import Account, EncryptionRule, MailboxMessage, QueueItem
 from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
@@ -188,8 +188,9 @@ def test_external_recipient_without_key_is_never_sent_in_clear(
     assert to_bob.encrypted and body.encode() not in to_bob.raw
     with db.transaction(runtime.sessions) as session:
         (item,) = session.scalars(sa.select(QueueItem)).all()
-    assert item.rcpt_to == "x@elsewhere.example"
-    assert body.encode() not in item.raw and b"/s/" in item.raw
+        sent = queue.open_raw(runtime.ring.get(), item)  # what the relay will send
+    assert item.rcpt_to == "x@elsewhere.example" and item.sealed
+    assert body.encode() not in sent and b"/s/" in sent
 
 
 def test_bcc_recipient_key_ids_stay_hidden(

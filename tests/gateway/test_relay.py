@@ -24,6 +24,9 @@ from gateway import queue as outbound
 from gateway.models import AuditEvent, MailboxMessage, QueueItem
 from gateway.relay import Outcome, Relay, run_relay
 from gateway.runtime import Runtime
+from keystore import seal
+from keystore.masterkey import MasterKeyRing
+from sealgate.cli.keys import rewrap_gateway_records
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -534,3 +537,58 @@ def test_a_database_error_does_not_stop_the_worker(
     assert "database error, retrying shortly: OperationalError" in caplog.text
     assert "secret body text" not in caplog.text
     assert [m.content for m in smarthost.messages] == [RAW]
+
+
+# -- rows sealed at rest (secure-page notifications) --------------------------------
+
+
+def enqueue_sealed(runtime: Runtime, ring: MasterKeyRing, *, queue_id: str = "Q1") -> int:
+    sealed = outbound.seal_raw(ring, RAW, queue_id=queue_id, rcpt_to=CAROL)
+    assert RAW not in sealed
+    with db.transaction(runtime.sessions) as session:
+        item = outbound.enqueue(
+            session,
+            queue_id=queue_id,
+            mail_from=ALICE,
+            rcpt_to=CAROL,
+            raw=sealed,
+            now=T0,
+            sealed=True,
+        )
+        session.flush()
+        return item.id
+
+
+def test_a_sealed_row_is_sent_opened_byte_for_byte(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue_sealed(rt, rt.ring.get())
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert msg.content == RAW
+
+
+def test_a_sealed_row_the_ring_cannot_open_waits_and_says_why(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    rt = with_relay(runtime, smarthost)
+    enqueue_sealed(rt, MasterKeyRing(primary=9, keys={9: bytes(32)}))
+    assert sweep(rt, FakeClock()) == []
+    [row] = rows(rt)
+    assert row.status == "queued" and row.attempts == 0
+    assert "master-key version" in row.last_error
+    assert row.next_attempt_at > T0 and smarthost.messages == []
+
+
+def test_master_key_rotation_moves_sealed_rows_with_the_totp_secrets(runtime: Runtime) -> None:
+    old = runtime.ring.get()
+    enqueue_sealed(runtime, old)
+    rotated = old.with_new_primary()
+    with db.transaction(runtime.sessions) as session:
+        assert rewrap_gateway_records(session, rotated) == 1
+    with db.transaction(runtime.sessions) as session:
+        assert rewrap_gateway_records(session, rotated) == 0  # already moved
+    [row] = rows(runtime)
+    assert seal.blob_version(row.raw) == rotated.primary
+    assert outbound.open_raw(rotated.with_retired(old.primary), row) == RAW

@@ -21,7 +21,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from gateway import db, rawheaders
+from gateway import db, queue, rawheaders
 from gateway.models import MailboxMessage, QueueItem, SecureLink, SecureMessage
 from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
@@ -77,8 +77,19 @@ def send(
 
 
 def queued(runtime: Runtime) -> list[QueueItem]:
+    """Mail waiting for the relay, as the relay will send it (see `as_relayed`)."""
     with db.read_only(runtime.sessions) as session:
-        return list(session.scalars(sa.select(QueueItem).order_by(QueueItem.id)))
+        items = list(session.scalars(sa.select(QueueItem).order_by(QueueItem.id)))
+    return as_relayed(runtime, items)
+
+
+def as_relayed(runtime: Runtime, items: list[QueueItem]) -> list[QueueItem]:
+    """The rows with `raw` opened where it is sealed at rest (the objects are detached
+    copies: nothing stored changes). `sealed` still tells which were sealed."""
+    ring = runtime.ring.get()
+    for item in items:
+        item.raw = queue.open_raw(ring, item)
+    return items
 
 
 def folder(runtime: Runtime, address: str, name: str = "INBOX") -> list[MailboxMessage]:
@@ -156,6 +167,9 @@ def test_external_recipient_without_key_gets_a_link_and_nothing_in_clear(
 
     (notification,) = queued(runtime)
     assert notification.rcpt_to == CAROL and notification.mail_from == ALICE
+    with db.read_only(runtime.sessions) as session:
+        (stored,) = session.scalars(sa.select(QueueItem))
+        assert stored.sealed and b"/s/" not in stored.raw and b"Subject:" not in stored.raw
     assert MARKER.encode() not in notification.raw and b"%PDF" not in notification.raw
     assert PASSWORD.encode() not in notification.raw
     parsed = email.message_from_bytes(notification.raw, policy=email.policy.default)

@@ -6,7 +6,8 @@ a copy of the database (its files on SQLite, every row on PostgreSQL) and of the
 data dir's key files, and plays the attacker:
 
 - the message body, the attachment, the password, the link token and the
-  message key appear nowhere in what was taken;
+  message key appear nowhere in what was taken (the queued notification that
+  carries the link is sealed under the master key);
 - no key the attacker can derive (each master-key version, raw and as the
   keystore's wrapping key; the portal's session key and its sub-keys; every
   hosted secret key, unwrapped with the ring) opens the wrapped message key or
@@ -209,11 +210,12 @@ def test_database_and_master_key_do_not_open_the_secure_page(
         (ATTACHMENT_PIECE, "attachment"),
         (PASSWORD.encode(), "password"),
         (message_key.material, "message key"),
+        (sent.encode(), "link token"),
     ):
         assert needle not in stolen.everything, what
-    # The link table holds the token's digest only. (The token itself is in the
-    # notification mail while it waits in the outbound queue: it is the mail's
-    # point, and it opens nothing without the password.)
+    # The link table holds the token's digest only; the notification that carries
+    # the token waits in the outbound queue sealed under the master key (the
+    # master key opens it, and the link alone opens nothing without the password).
     assert stolen.link_digests == [links.digest(sent)]
 
     keys = attacker_keys(stolen)

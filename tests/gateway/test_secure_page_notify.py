@@ -25,11 +25,12 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import db
-from gateway.models import Account, QueueItem
+from gateway.models import Account
 from gateway.pipeline import ClientInfo, Sender, Submission, submit
 from gateway.runtime import Runtime
 from gateway.securepage import links, notify
 from gateway.settings import Settings
+from tests.gateway.test_secure_page import queued
 
 ALICE, CAROL = "alice@example.test", "carol@elsewhere.example"
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -185,8 +186,7 @@ def test_end_to_end_through_the_pipeline(runtime: Runtime, mail_users: dict[str,
             received_at=NOW,
         ),
     )
-    with db.read_only(runtime.sessions) as session:
-        (item,) = session.scalars(sa.select(QueueItem)).all()
+    (item,) = queued(runtime)
     assert item.rcpt_to == CAROL
     assert header_names(item.raw) == EXPECTED + MIME
     parsed = email.message_from_bytes(item.raw, policy=email.policy.default)

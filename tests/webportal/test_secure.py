@@ -29,7 +29,6 @@ from gateway.models import (
     Account,
     AuditEvent,
     MailboxMessage,
-    QueueItem,
     SecureLink,
     SecureMessage,
 )
@@ -38,6 +37,7 @@ from gateway.runtime import Runtime
 from gateway.securepage import links, purge
 from gateway.timeutil import utcnow
 from keystore import store as keystore
+from tests.gateway.test_secure_page import queued
 from tests.webportal.conftest import LoginFn, csrf_from
 from webportal import create_app
 from webportal.clock import set_clock
@@ -96,11 +96,6 @@ def send(runtime: Runtime, raw: bytes, rcpts: list[str]) -> dict[str, str]:
             assert match
             tokens[item.rcpt_to] = match.group(1)
     return tokens
-
-
-def queued(runtime: Runtime) -> list[QueueItem]:
-    with db.read_only(runtime.sessions) as session:
-        return list(session.scalars(sa.select(QueueItem).order_by(QueueItem.id)))
 
 
 def inbox(runtime: Runtime, address: str) -> list[MailboxMessage]:

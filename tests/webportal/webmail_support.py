@@ -22,6 +22,7 @@ from gateway.models import Address, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from keystore import directory, pgp
 from keystore.models import SOURCE_IMPORT
+from tests.gateway.test_secure_page import as_relayed
 from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
 from webportal import create_app
@@ -109,7 +110,8 @@ def queued(runtime: Runtime, *, everything: bool = False) -> list[QueueItem]:
     logins themselves queue for the account addresses."""
     with db.read_only(runtime.sessions) as session:
         items = session.scalars(sa.select(QueueItem).order_by(QueueItem.id))
-        return [item for item in items if everything or item.rcpt_to not in PASSWORDS]
+        waiting = [item for item in items if everything or item.rcpt_to not in PASSWORDS]
+    return as_relayed(runtime, waiting)
 
 
 def deliver(
