@@ -56,25 +56,21 @@ def sealed_binding(row: MailboxMessage) -> str:
 
 
 def unlock_sealed(
-    session: so.Session,
-    account_id: int,
-    message_id: int,
-    password: str,
-    settings: SecurePageSettings,
+    row: MailboxMessage, password: str, settings: SecurePageSettings
 ) -> crypto.MessageKey:
     """The key of a sealed Sent copy, if `password` is its password; else `PasswordNeeded`.
 
-    Costs one Argon2 run: the caller should hold no write transaction.
+    Costs one Argon2 run and touches no database: the caller reads the row (it
+    must be the owner's), ends its transaction, then calls this.
     """
-    row = owned_message(session, account_id, message_id)
     blob = sent_copy.blob_of(row.raw) if row.encrypted else None
     if blob is None:
-        raise PasswordNeeded(message_id)
+        raise PasswordNeeded(row.id)
     try:
         kek = crypto.password_key(password, settings, crypto.copy_params(blob))
         return crypto.unwrap_copy(kek, blob, binding=sealed_binding(row))
     except crypto.SealError:
-        raise PasswordNeeded(message_id) from None
+        raise PasswordNeeded(row.id) from None
 
 
 @dataclass(frozen=True)

@@ -266,11 +266,9 @@ def unlock(message_id: int) -> ResponseReturnValue:
     if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
         return _sealed(page, SEALED_WRONG, 403)
     binding = _binding(row)
-    s.commit()  # no transaction open while Argon2 runs
+    s.commit()  # no transaction (on SQLite: no write lock) held while Argon2 runs
     try:
-        key = reading.unlock_sealed(
-            s, current_user.account_id, message_id, password, rt.settings.securepage
-        )
+        key = reading.unlock_sealed(row, password, rt.settings.securepage)
     except reading.PasswordNeeded:
         return _sealed(page, SEALED_WRONG, 403)
     grants.grant(

@@ -640,9 +640,7 @@ def sent_copy_opens(runtime: Runtime, password: str) -> bool:
         (row,) = session.scalars(sa.select(MailboxMessage).where(MailboxMessage.folder == "Sent"))
         account_id = row.address.account_id
         try:
-            key = reading.unlock_sealed(
-                session, account_id, row.id, password, runtime.settings.securepage
-            )
+            key = reading.unlock_sealed(row, password, runtime.settings.securepage)
         except reading.PasswordNeeded:
             return False
         opened = reading.open_message(
