@@ -119,41 +119,10 @@ def secure_links(account_id: int, queue_id: str, subject: str) -> SecureLinks | 
     )
     if row is None or not row.links:
         return None
-    now = clock.now()
-    settings = runtime().settings.securepage
-    ceiling = pages.max_expiry(row, settings)
-    views = []
-    for link in row.links:
-        state = pages.state_of(link, now, settings)
-        views.append(
-            pages.LinkView(
-                id=link.id,
-                recipient=link.recipient,
-                state=state,
-                created_at=link.created_at,
-                expires_at=link.expires_at,
-                failures=link.failures,
-                first_opened_at=link.first_opened_at,
-                last_opened_at=link.last_opened_at,
-                open_count=link.open_count,
-                reply_count=link.reply_count,
-                locked_at=link.locked_at,
-                revoked_at=link.revoked_at,
-                can_extend=state
-                in (pages.LinkState.ACTIVE, pages.LinkState.EXPIRED, pages.LinkState.LOCKED)
-                and link.expires_at < ceiling,
-            )
-        )
-    live = [v.expires_at for v in views if v.revoked_at is None] or [v.expires_at for v in views]
-    view = pages.MessageView(
-        id=row.id,
-        queue_id=row.queue_id,
-        subject=subject,
-        sender_address=row.sender_address,
-        created_at=row.created_at,
-        purged=row.purged_at is not None,
-        links=views,
-    )
+    view = pages.message_view(row, subject, clock.now(), runtime().settings.securepage)
+    live = [v.expires_at for v in view.links if v.revoked_at is None] or [
+        v.expires_at for v in view.links
+    ]
     return SecureLinks(view, max(live))
 
 

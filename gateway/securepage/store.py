@@ -371,42 +371,46 @@ def list_for_account(
             )
         )
     }
-    views = []
-    for message in rows:
-        ceiling = max_expiry(message, settings)
-        link_views = []
-        for link in message.links:
-            state = state_of(link, now, settings)
-            link_views.append(
-                LinkView(
-                    id=link.id,
-                    recipient=link.recipient,
-                    state=state,
-                    created_at=link.created_at,
-                    expires_at=link.expires_at,
-                    failures=link.failures,
-                    first_opened_at=link.first_opened_at,
-                    last_opened_at=link.last_opened_at,
-                    open_count=link.open_count,
-                    reply_count=link.reply_count,
-                    locked_at=link.locked_at,
-                    revoked_at=link.revoked_at,
-                    can_extend=state in (LinkState.ACTIVE, LinkState.EXPIRED, LinkState.LOCKED)
-                    and link.expires_at < ceiling,
-                )
-            )
-        views.append(
-            MessageView(
-                id=message.id,
-                queue_id=message.queue_id,
-                subject=subjects.get(message.queue_id, ""),
-                sender_address=message.sender_address,
-                created_at=message.created_at,
-                purged=message.purged_at is not None,
-                links=link_views,
+    return [
+        message_view(message, subjects.get(message.queue_id, ""), now, settings) for message in rows
+    ]
+
+
+def message_view(
+    message: SecureMessage, subject: str, now: dt.datetime, settings: SecurePageSettings
+) -> MessageView:
+    """What the sender sees of one message: each link's state, openings and what it allows."""
+    ceiling = max_expiry(message, settings)
+    link_views = []
+    for link in message.links:
+        state = state_of(link, now, settings)
+        link_views.append(
+            LinkView(
+                id=link.id,
+                recipient=link.recipient,
+                state=state,
+                created_at=link.created_at,
+                expires_at=link.expires_at,
+                failures=link.failures,
+                first_opened_at=link.first_opened_at,
+                last_opened_at=link.last_opened_at,
+                open_count=link.open_count,
+                reply_count=link.reply_count,
+                locked_at=link.locked_at,
+                revoked_at=link.revoked_at,
+                can_extend=state in (LinkState.ACTIVE, LinkState.EXPIRED, LinkState.LOCKED)
+                and link.expires_at < ceiling,
             )
         )
-    return views
+    return MessageView(
+        id=message.id,
+        queue_id=message.queue_id,
+        subject=subject,
+        sender_address=message.sender_address,
+        created_at=message.created_at,
+        purged=message.purged_at is not None,
+        links=link_views,
+    )
 
 
 def max_expiry(message: SecureMessage, settings: SecurePageSettings) -> dt.datetime:
