@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import app_passwords, audit, lockout, totp
+from gateway import address_keys, app_passwords, audit, lockout, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.models import Account, Address, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import SecuritySettings
+from gateway.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from keystore.masterkey import MasterKeyRing
 
 
 class AccountError(ValueError):
@@ -93,7 +98,15 @@ def add_address(
     password: str,
     *,
     actor: str,
+    ring: MasterKeyRing | None = None,
+    now: dt.datetime | None = None,
 ) -> Address:
+    """Create a hosted address and its OpenPGP key, in the caller's transaction.
+
+    The key is made here, the one place addresses are created, so nothing ever
+    meets an address without one. `ring` defaults to the master-key ring bound to
+    the session by the runtime (`gateway.address_keys`).
+    """
     address = normalize_address(address)
     domain = find_domain(session, domain_of(address))
     if domain is None:
@@ -110,6 +123,7 @@ def add_address(
     )
     session.add(row)
     audit.record(session, "address.add", actor=actor, target=address, account_id=account.id)
+    address_keys.make_key(session, address, now or utcnow(), actor=actor, ring=ring)
     return row
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db
+from gateway import address_keys, db
 from gateway.passwords import PasswordHasher
 from gateway.settings import Settings
 from gateway.wkd_client import Transport
@@ -27,12 +27,16 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         engine = db.create_engine(settings.database_url, echo=settings.database.echo)
+        sessions = db.session_factory(engine)
+        ring = RingFile(settings.data_dir)
+        # add_address makes the new address's key and needs the ring for it.
+        address_keys.bind_ring(sessions, ring)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=db.session_factory(engine),
+            sessions=sessions,
             hasher=PasswordHasher(settings.passwords),
-            ring=RingFile(settings.data_dir),
+            ring=ring,
         )
 
     def close(self) -> None:

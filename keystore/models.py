@@ -172,3 +172,36 @@ class WkdMiss(KeystoreBase):
     failed_at: so.Mapped[dt.datetime]
     retry_after: so.Mapped[dt.datetime]
     reason: so.Mapped[str] = so.mapped_column(sa.String(200))
+
+
+PREFER_MUTUAL: Final = "mutual"
+PREFER_NONE: Final = "nopreference"
+
+
+class AutocryptPeer(KeystoreBase):
+    """What Autocrypt (autocrypt.org Level 1, "peer state") learnt about an external address.
+
+    `last_seen` is the effective date of the newest message from the address,
+    `autocrypt_timestamp` that of the newest one with a valid `Autocrypt:` header,
+    whose vetted key (our minimal re-serialisation, as for `ExternalKey`) and
+    prefer-encrypt value are kept here. The rules that change a row live in
+    `gateway.autocrypt.peers`.
+    """
+
+    __tablename__ = "keystore_autocrypt_peers"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "prefer_encrypt IN ('mutual', 'nopreference')", name="prefer_encrypt_known"
+        ),
+    )
+
+    address: so.Mapped[str] = so.mapped_column(sa.String(320), primary_key=True)
+    last_seen: so.Mapped[dt.datetime]
+    autocrypt_timestamp: so.Mapped[dt.datetime | None]
+    fingerprint: so.Mapped[str | None] = so.mapped_column(sa.String(40), index=True)
+    public_key: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
+    expires_at: so.Mapped[dt.datetime | None]
+    prefer_encrypt: so.Mapped[str] = so.mapped_column(sa.String(16), default=PREFER_NONE)
+
+    def __repr__(self) -> str:
+        return f"AutocryptPeer(address={self.address!r}, fingerprint={self.fingerprint!r})"

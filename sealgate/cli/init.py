@@ -14,6 +14,7 @@ from gateway.models import Account
 from gateway.passwords import generate_password
 from gateway.tls import create_self_signed
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
+from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 
 DEFAULT_DOMAIN = "example.test"
@@ -51,6 +52,10 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     if not cert.exists() or not key.exists():
         create_self_signed(cert, key, settings.smtp.hostname)
         done.append(f"self-signed TLS certificate written to {cert}")
+
+    made = backfill_keys(runtime)
+    if made:
+        done.append(f"keys made for {made} address(es) that had none")
 
     secrets_to_print: list[str] = []
     with db.transaction(runtime.sessions) as session:

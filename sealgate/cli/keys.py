@@ -79,8 +79,8 @@ def export(state: CliState, address: str) -> None:
 def _key_error(exc: Exception, address: str) -> click.ClickException:
     if isinstance(exc, store.NoKeyError):
         return click.ClickException(
-            f"{address} has no key (one is made when the address first sends or receives"
-            " encrypted mail)"
+            f"{address} has no key (is it a hosted address? `sealgate init` makes the keys"
+            " of addresses that have none)"
         )
     if isinstance(exc, DecryptionError):
         return click.ClickException(

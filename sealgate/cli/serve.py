@@ -21,6 +21,7 @@ from gateway.runtime import Runtime
 from gateway.securepage import purge as securepage_purge
 from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyError, load_ring
+from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CliState, cli, pass_state
 from webportal import create_app
 from webportal.server import PortalServer
@@ -36,6 +37,7 @@ def serve(state: CliState, debug: bool) -> None:
     logs.configure(logging.DEBUG if debug else logging.INFO)
     runtime = state.require_initialised()
     _preflight(runtime)
+    backfill_keys(runtime)  # addresses restored or made by an older version
     asyncio.run(_serve(runtime))
 
 
