@@ -4,7 +4,8 @@ It relays nothing: a RCPT outside the hosted domains is refused with 550 5.7.1,
 an unknown hosted address with 550 5.1.1. Accepted mail gets the same checks as
 submitted mail (MIME structure, X-Sealgate-* headers removed), one Received
 header, and is stored in each recipient's INBOX, where the autoresponder sees it,
-in one transaction before the `250`.
+in one transaction before the `250`. An `Autocrypt:` header from an external
+sender updates that sender's peer state in the same transaction (gateway.autocrypt).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import weakref
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway import accounts, autoresponder, db, mailbox
+from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.received import trace_header
@@ -56,6 +58,7 @@ def receive(
     check_structure(raw, max_depth=smtp.max_mime_depth, max_parts=smtp.max_mime_parts)
     now = clock()
     queue_id = new_queue_id()
+    learnt = autocrypt_inbound.observe(runtime, raw, now)
     raw = trace_header(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
@@ -70,6 +73,8 @@ def receive(
             autoresponder.respond(
                 session, address, raw, envelope_from=envelope_from, now=now, queue_id=queue_id
             )
+        if learnt is not None:
+            autocrypt_inbound.record(session, learnt, now)
     log.info(
         "received %s for %d hosted recipient(s), %d bytes", queue_id, len(recipients), len(raw)
     )

@@ -24,7 +24,7 @@ import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from keystore import pgp
-from keystore.models import SOURCE_IMPORT, SOURCE_WKD, ExternalKey, WkdMiss
+from keystore.models import SOURCE_IMPORT, SOURCE_WKD, AutocryptPeer, ExternalKey, WkdMiss
 from keystore.store import KeyEventSink, PublicKeyCache, normalize_address
 
 ACTION_ADD = "external-key.add"
@@ -76,14 +76,18 @@ def usable(
 
 
 def is_revoked(session: so.Session, fingerprint: str) -> bool:
-    return (
-        session.scalar(
-            sa.select(sa.func.count())
-            .select_from(ExternalKey)
-            .where(ExternalKey.fingerprint == fingerprint, ExternalKey.revoked_at.is_not(None))
-        )
-        or 0
-    ) > 0
+    """Whether the key was ever seen revoked, as an import, WKD or Autocrypt key."""
+    external = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ExternalKey)
+        .where(ExternalKey.fingerprint == fingerprint, ExternalKey.revoked_at.is_not(None))
+    )
+    peers = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(AutocryptPeer)
+        .where(AutocryptPeer.fingerprint == fingerprint, AutocryptPeer.revoked_at.is_not(None))
+    )
+    return ((external or 0) + (peers or 0)) > 0
 
 
 def _current(session: so.Session, address: str, source: Source) -> ExternalKey | None:
@@ -161,7 +165,15 @@ def mark_revoked(
     for row in rows:
         row.revoked_at = now
         events(session, ACTION_REVOKE, row.address, f"{row.source} key {fingerprint} revoked")
-    return sorted({row.address for row in rows})
+    peers = session.scalars(
+        sa.select(AutocryptPeer).where(
+            AutocryptPeer.fingerprint == fingerprint, AutocryptPeer.revoked_at.is_(None)
+        )
+    ).all()
+    for peer in peers:
+        peer.revoked_at = now
+        events(session, ACTION_REVOKE, peer.address, f"autocrypt key {fingerprint} revoked")
+    return sorted({row.address for row in rows} | {peer.address for peer in peers})
 
 
 def forget(session: so.Session, address: str, source: Source) -> ExternalKey | None:

@@ -201,6 +201,9 @@ class AutocryptPeer(KeystoreBase):
     fingerprint: so.Mapped[str | None] = so.mapped_column(sa.String(40), index=True)
     public_key: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary)
     expires_at: so.Mapped[dt.datetime | None]
+    # Set when the key was seen revoked (an import, a WKD answer): it is never used
+    # again, and a later header carrying it again is refused.
+    revoked_at: so.Mapped[dt.datetime | None]
     prefer_encrypt: so.Mapped[str] = so.mapped_column(sa.String(16), default=PREFER_NONE)
 
     def __repr__(self) -> str:

@@ -6,12 +6,18 @@ their key. The sender's key is added to the visible group's ciphertext, which th
 also serves as the Sent copy (one encryption instead of two); with only Bcc
 recipients the Sent copy is encrypted on its own. Everything is signed with the
 sender's key. Output is always SEIPD with MDC, AES-256.
+
+With two or more visible recipients, the encrypted part of their copy carries an
+`Autocrypt-Gossip:` header for each of them (Autocrypt Level 1, section 2.7), so
+every recipient's mail program learns the others' keys and a reply-all can be
+encrypted. Bcc recipients are never gossiped, and their own copies carry none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.autocrypt.header import gossip_headers
 from gateway.pipeline import pgpmime
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.visibility import split_visible
@@ -24,7 +30,7 @@ class RecipientKey:
 
     address: str
     key: pgp.PublicKey
-    source: str  # "hosted", "import" or "wkd"
+    source: str  # "hosted", "import", "autocrypt" or "wkd"
 
     @property
     def fingerprint(self) -> str:
@@ -70,7 +76,11 @@ def encrypt_copies(
             and all(k.fingerprint != sender.public.fingerprint for k in group_keys)
         ):
             group_keys.append(sender.public)
-        armored = _encrypt(inner, group_keys, sender.signer)
+        content = inner
+        if is_visible and len(group) > 1:
+            gossip = [(r, keys[r].key.to_bytes()) for r in group]
+            content = gossip_headers(gossip) + inner
+        armored = _encrypt(content, group_keys, sender.signer)
         if is_visible:
             sent = armored
         hosted = [r for r in group if keys[r].source == "hosted"]

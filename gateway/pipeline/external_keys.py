@@ -1,8 +1,10 @@
-"""Step `find-external-keys`: OpenPGP keys of external recipients (admin imports, then WKD).
+"""Step `find-external-keys`: OpenPGP keys of external recipients.
 
 Runs before any transaction: a Web Key Directory lookup goes to the network.
-For each recipient, an admin-imported key wins; otherwise a WKD key confirmed
-within `[keys] wkd_cache_ttl` is used from the database; otherwise, unless a
+For each recipient, in this order: an admin-imported key; the key the recipient
+sent in an `Autocrypt:` header (gateway.autocrypt.peers, unless the peer is in
+the spec's "reset" state); a WKD key confirmed within `[keys] wkd_cache_ttl`
+from the database; otherwise, unless a
 recent lookup for the address failed (remembered for `wkd_failure_ttl`), the
 recipient's domain is asked, several recipients at once. Each answer is vetted
 in the sandboxed parser; what it yields is stored (with the lookup failures) in
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import sqlalchemy.orm as so
 
 from gateway import audit, db
+from gateway.autocrypt import peers
 from gateway.pipeline.encrypt import RecipientKey
 from gateway.runtime import Runtime
 from gateway.settings import KeysSettings
@@ -32,6 +35,7 @@ from keystore.store import KeystoreError
 log = logging.getLogger(__name__)
 
 WKD_ACTOR = "wkd"
+SOURCE_AUTOCRYPT = "autocrypt"
 MAX_PARALLEL_LOOKUPS = 8
 
 
@@ -84,6 +88,10 @@ def _stored_key(
     session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
 ) -> RecipientKey | None:
     row = directory.usable(session, rcpt, SOURCE_IMPORT, now)
+    if row is None:
+        peer = peers.usable_key(session, rcpt, now)
+        if peer is not None:
+            return RecipientKey(rcpt, peers.public_key_of(peer), SOURCE_AUTOCRYPT)
     if row is None and keys.wkd:
         fresh_since = now - dt.timedelta(seconds=keys.wkd_cache_ttl)
         row = directory.usable(session, rcpt, SOURCE_WKD, now, checked_since=fresh_since)

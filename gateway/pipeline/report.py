@@ -1,9 +1,11 @@
 """Step `delivery-report`: tell the sender how each recipient's copy went, when that varies.
 
 A short mail goes straight into the sender's INBOX (in the message's own
-transaction) when the recipients were handled in different ways, or whenever
-the gateway made up a secure-page password: that password reaches the sender
-here and nowhere else. The report is encrypted to the sender's own key, so a
+transaction) when the recipients were handled in different ways, when the
+gateway found a recipient's key by itself (from an Autocrypt header or by WKD:
+the sender should learn which key their message was encrypted to, and where it
+came from), or whenever the gateway made up a secure-page password: that
+password reaches the sender here and nowhere else. The report is encrypted to the sender's own key, so a
 generated password is never at rest in clear; but it is hosted mail, which
 database plus master key open (README, "Trust model"): a sender-chosen password
 is the one that only the sender and the recipients know.
@@ -27,11 +29,15 @@ from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 from keystore import pgp
 
 TEMPLATE = "delivery_report"
+# Key sources the gateway found by itself (the templates name each one).
+DISCOVERED_SOURCES = ("autocrypt", "wkd")
 
 
 def needs_report(handling: list[Handling], secure: SecurePageResult | None) -> bool:
     methods = {h.method for h in handling}
-    return len(methods) > 1 or (secure is not None and secure.generated_password is not None)
+    discovered = any(h.method == "pgp" and h.key_source in DISCOVERED_SOURCES for h in handling)
+    generated = secure is not None and secure.generated_password is not None
+    return len(methods) > 1 or discovered or generated
 
 
 def format_fingerprint(fingerprint: str) -> str:

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(length=40), nullable=True),
         sa.Column("public_key", sa.LargeBinary(), nullable=True),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.Column("prefer_encrypt", sa.String(length=16), nullable=False),
         sa.CheckConstraint(
             "prefer_encrypt IN ('mutual', 'nopreference')",

@@ -1,0 +1,103 @@
+"""What an arriving message teaches about its sender's key, and recording it.
+
+`observe` runs before the message's transaction: it reads the headers and vets
+the header's key in the sandboxed parser (a child process with a time and
+memory budget, as for an imported key), so no transaction waits on pgpy.
+`record` runs inside the transaction that stores the message, so the peer state
+changes exactly when the message is accepted. Neither ever refuses a message:
+a bad header is logged and ignored, as the spec asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import sqlalchemy.orm as so
+
+from gateway import accounts, audit, db
+from gateway.autocrypt import header, peers
+from gateway.autocrypt.header import PreferEncrypt
+from gateway.pipeline.external_keys import parse_budget
+from gateway.runtime import Runtime
+from keystore import directory, pgp, untrusted
+
+log = logging.getLogger(__name__)
+
+AUTOCRYPT_ACTOR = "autocrypt"
+
+
+@dataclass(frozen=True)
+class Observation:
+    sender: str
+    effective: dt.datetime
+    vetted: pgp.VettedKey | None = field(default=None, repr=False)
+    prefer_encrypt: PreferEncrypt = "nopreference"
+    revoked: tuple[str, ...] = ()
+    note: str = ""
+
+
+def observe(runtime: Runtime, raw: bytes, now: dt.datetime) -> Observation | None:
+    """The evidence in `raw` about an external sender; None when there is none to keep."""
+    try:
+        return _observe(runtime, raw, now)
+    except Exception:  # the message must be stored whatever its Autocrypt header holds
+        log.exception("Autocrypt: reading a header failed unexpectedly")
+        return None
+
+
+def _observe(runtime: Runtime, raw: bytes, now: dt.datetime) -> Observation | None:
+    keys = runtime.settings.keys
+    facts = header.read_message(raw, max_key_bytes=keys.max_key_bytes)
+    if facts.sender is None:
+        return None
+    with db.read_only(runtime.sessions) as session:
+        if accounts.is_hosted(session, facts.sender):
+            return None  # a hosted address's key is the keystore's, never a header's
+    effective = header.effective_date(facts.date, now)
+    found = facts.header
+    if found is None:
+        return Observation(facts.sender, effective, note=facts.problem)
+    try:
+        vetting = untrusted.vet_keys(found.keydata, now, parse_budget(keys), address=found.addr)
+    except untrusted.UntrustedDataError as exc:
+        return Observation(facts.sender, effective, note=f"keydata refused: {exc}")
+    revoked = tuple(r.fingerprint for r in vetting.rejected if r.code == "revoked")
+    mine = [v for v in vetting.accepted if v.address == found.addr]
+    if not mine:
+        reasons = "; ".join(r.reason for r in vetting.rejected) or "no key for the address"
+        return Observation(
+            facts.sender, effective, revoked=revoked, note=f"no usable key: {reasons}"
+        )
+    return Observation(
+        facts.sender,
+        effective,
+        vetted=max(mine, key=lambda v: v.created),
+        prefer_encrypt=found.prefer_encrypt,
+        revoked=revoked,
+    )
+
+
+def record(session: so.Session, observation: Observation, now: dt.datetime) -> peers.Outcome:
+    """Apply the observation to the sender's peer state, in the caller's transaction."""
+    sink = audit.key_event_sink(AUTOCRYPT_ACTOR)
+    for fingerprint in observation.revoked:
+        directory.mark_revoked(session, fingerprint, now, events=sink)
+    outcome = peers.update(
+        session,
+        observation.sender,
+        observation.effective,
+        observation.vetted,
+        observation.prefer_encrypt,
+        now,
+        events=sink,
+    )
+    if observation.note or outcome not in ("no-peer", "seen", "unchanged"):
+        log.info(
+            "Autocrypt from %s: %s%s",
+            observation.sender,
+            outcome,
+            f" ({observation.note})" if observation.note else "",
+        )
+    return outcome
