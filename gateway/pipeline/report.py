@@ -5,10 +5,10 @@ transaction) when the recipients were handled in different ways, when the
 gateway found a recipient's key by itself (from an Autocrypt header or by WKD:
 the sender should learn which key their message was encrypted to, and where it
 came from), or whenever the gateway made up a secure-page password: that
-password reaches the sender here and nowhere else. The report is encrypted to the sender's own key, so a
-generated password is never at rest in clear; but it is hosted mail, which
-database plus master key open (README, "Trust model"): a sender-chosen password
-is the one that only the sender and the recipients know.
+password reaches the sender here and nowhere else. The report is encrypted to
+the sender's own key, so a generated password is never at rest in clear; but it
+is hosted mail, which database plus master key open (README, "Trust model"): a
+sender-chosen password is the one that only the sender and the recipients know.
 """
 
 from __future__ import annotations
