@@ -1,0 +1,313 @@
+"""Autocrypt Level 1 inbound, end to end (issue 13, Must show 2).
+
+An external correspondent with a real gpg key writes to a hosted user through
+the inbound (MX) listener, with a PGP/MIME signature and an `Autocrypt:` header.
+The hosted user's next encrypted reply leaves through the relay as PGP/MIME that
+the correspondent's gpg opens, and the delivery report names Autocrypt as where
+the key came from. Later messages follow the spec's update rules (a newer Date
+brings a new key, an older one changes nothing, a header whose addr is not the
+From is ignored, a long run without a header stops the key's use); a header
+that would displace an admin-imported key changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import email.utils
+import smtplib
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import db, rawheaders
+from gateway.autocrypt import peers
+from gateway.inbound import InboundServer
+from gateway.pipeline import pgpmime
+from gateway.runtime import Runtime
+from gateway.smtp_server import SubmissionServer
+from keystore import directory, pgp, store, untrusted
+from keystore.models import AutocryptPeer
+from tests.conftest import LoopThread
+from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
+from tests.gateway.test_external_delivery import (
+    inbox,
+    keystore_public,
+    open_with_gpg,
+    relay,
+    subkey_id,
+)
+from tests.gnupg import GnuPG
+from tests.keystore.gpgkeys import export, make_key
+
+ALICE = "alice@example.test"
+CAROL, DAVE, MALLORY = "carol@partner.example", "dave@partner.example", "mallory@partner.example"
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def partner(tmp_path: Path) -> GnuPG:
+    home = tmp_path / "partner"
+    home.mkdir(mode=0o700)
+    return GnuPG(home)
+
+
+@pytest.fixture
+def rt(runtime: Runtime, smarthost: FakeSmarthost, mail_users: dict[str, str]) -> Runtime:
+    """Relaying to the fake smarthost; no WKD (DNS is outside the machine): a recipient
+    without an imported or Autocrypt key gets a secure page."""
+    settings = relay_settings_for(runtime.settings, smarthost).replace(keys={"wkd": False})
+    return dataclasses.replace(runtime, settings=settings)
+
+
+@pytest.fixture
+def servers(
+    rt: Runtime, loop_thread: LoopThread
+) -> Iterator[tuple[InboundServer, SubmissionServer]]:
+    inbound, submission = InboundServer(rt), SubmissionServer(rt)
+    loop_thread.run(inbound.start())
+    loop_thread.run(submission.start())
+    yield inbound, submission
+    loop_thread.run(inbound.stop(grace=5))
+    loop_thread.run(submission.stop(grace=5))
+
+
+def autocrypt_header(addr: str, key: bytes) -> str:
+    keydata = base64.b64encode(key).decode()
+    folded = "\r\n ".join(keydata[i : i + 70] for i in range(0, len(keydata), 70))
+    return f"Autocrypt: addr={addr}; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n"
+
+
+def signed_mail(
+    gpg: GnuPG, sender: str, fingerprint: str, *, date: dt.datetime, autocrypt: str = ""
+) -> bytes:
+    """A PGP/MIME signed message (RFC 3156 §5) from `sender`, made with gpg."""
+    body = b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello Alice, write back encrypted.\r\n"
+    signature = gpg.run("--armor", "--detach-sign", "--local-user", fingerprint, input=body).stdout
+    return (
+        (
+            f"From: {sender}\r\nTo: {ALICE}\r\nSubject: hello\r\n"
+            f"Date: {email.utils.format_datetime(date)}\r\n"
+            f"Message-ID: <{date.timestamp()}@partner.example>\r\n{autocrypt}"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: multipart/signed; micalg=pgp-sha512; protocol="application/pgp-signature";'
+            ' boundary="sig"\r\n\r\n--sig\r\n'
+        ).encode()
+        + body
+        + (b"--sig\r\nContent-Type: application/pgp-signature\r\n\r\n" + signature + b"--sig--\r\n")
+    )
+
+
+def deliver_inbound(inbound: InboundServer, ctx: ssl.SSLContext, sender: str, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=60) as client:
+        client.starttls(context=ctx)
+        assert client.sendmail(sender, [ALICE], raw) == {}
+
+
+def reply(
+    rt: Runtime,
+    submission: SubmissionServer,
+    ctx: ssl.SSLContext,
+    password: str,
+    to: str,
+    smarthost: FakeSmarthost,
+) -> bytes:
+    """Alice's encrypted reply to `to`; returns what reached the smarthost for them."""
+    raw = (
+        f"From: {ALICE}\r\nTo: {to}\r\nSubject: Re: hello\r\nX-Sealgate-Encrypt: yes\r\n"
+        "\r\nThe secret answer.\r\n"
+    ).encode()
+    already = len(smarthost.messages)
+    with smtplib.SMTP_SSL("127.0.0.1", submission.tls_port, context=ctx, timeout=60) as client:
+        client.login(ALICE, password)
+        assert client.sendmail(ALICE, [to], raw) == {}
+    copies = relay(rt, smarthost, already + 1)
+    return copies[to].content if to in copies else smarthost.messages[-1].content
+
+
+def last_report(rt: Runtime) -> str:
+    """The newest delivery report in Alice's INBOX, decrypted with her key."""
+    reports = [m for m in inbox(rt, ALICE) if b"Subject: Delivery report" in m.raw]
+    assert reports, "no delivery report"
+    payload = pgpmime.encrypted_payload(reports[-1].raw)
+    assert payload is not None
+    with db.read_only(rt.sessions) as session:
+        opened = store.decrypt_for(session, rt.ring.get(), ALICE, payload)
+    return opened.data.decode()
+
+
+def peer_row(rt: Runtime, address: str) -> AutocryptPeer | None:
+    with db.read_only(rt.sessions) as session:
+        return peers.peer(session, address)
+
+
+def encrypted_to(rt: Runtime, raw: bytes) -> frozenset[str]:
+    """The recipients' key ids, the sender's own (for her Sent copy) left out."""
+    payload = pgpmime.encrypted_payload(raw)
+    assert payload is not None
+    return pgp.recipient_key_ids(payload) - set(keystore_public(rt, ALICE).subkey_ids)
+
+
+def test_autocrypt_key_is_used_for_the_reply_and_follows_the_update_rules(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    smarthost: FakeSmarthost,
+    partner: GnuPG,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    inbound, submission = servers
+    ctx, password = client_ssl_context, mail_users[ALICE]
+    first = make_key(partner, f"Carol <{CAROL}>")
+    first_date = NOW - dt.timedelta(days=60)
+    raw = signed_mail(
+        partner,
+        CAROL,
+        first,
+        date=first_date,
+        autocrypt=autocrypt_header(CAROL, export(partner, first)),
+    )
+    deliver_inbound(inbound, ctx, CAROL, raw)
+    row = peer_row(rt, CAROL)
+    assert row is not None and row.fingerprint == first
+    assert row.autocrypt_timestamp == row.last_seen == first_date.replace(microsecond=0)
+    assert row.prefer_encrypt == "mutual"
+    assert any(b"Hello Alice" in m.raw for m in inbox(rt, ALICE))  # the mail itself is kept
+
+    # The reply: PGP/MIME to Carol's Autocrypt key, opened by her gpg; the report says so.
+    relayed = reply(rt, submission, ctx, password, CAROL, smarthost)
+    with db.read_only(rt.sessions) as session:
+        partner.import_key(store.export_public(session, ALICE).encode())
+    inner = open_with_gpg(partner, relayed, keystore_public(rt, ALICE))
+    assert "The secret answer." in inner.get_content()
+    assert encrypted_to(rt, relayed) == {subkey_id(partner, first)}
+    report = last_report(rt)
+    assert "from their Autocrypt header" in report and first[:4] in report
+
+    # A newer message with another key: the new key replaces the old one.
+    second = make_key(partner, f"Carol New <{CAROL}>")
+    second_date = NOW - dt.timedelta(days=50)
+    deliver_inbound(
+        inbound,
+        ctx,
+        CAROL,
+        signed_mail(
+            partner,
+            CAROL,
+            second,
+            date=second_date,
+            autocrypt=autocrypt_header(CAROL, export(partner, second)),
+        ),
+    )
+    row = peer_row(rt, CAROL)
+    assert row is not None and row.fingerprint == second
+    assert encrypted_to(rt, reply(rt, submission, ctx, password, CAROL, smarthost)) == {
+        subkey_id(partner, second)
+    }
+
+    # An older message (it arrives late) with a third key changes nothing.
+    third = make_key(partner, f"Carol Old <{CAROL}>")
+    deliver_inbound(
+        inbound,
+        ctx,
+        CAROL,
+        signed_mail(
+            partner,
+            CAROL,
+            third,
+            date=NOW - dt.timedelta(days=55),
+            autocrypt=autocrypt_header(CAROL, export(partner, third)),
+        ),
+    )
+    after = peer_row(rt, CAROL)
+    assert after is not None
+    assert (after.fingerprint, after.autocrypt_timestamp, after.last_seen) == (
+        second,
+        second_date.replace(microsecond=0),
+        second_date.replace(microsecond=0),
+    )
+
+    # A header whose addr is not the From: ignored, as if there were none. The message
+    # still counts as seen (last_seen moves), the key stays.
+    mallory = make_key(partner, f"Mallory <{MALLORY}>")
+    seen_date = NOW - dt.timedelta(days=45)
+    deliver_inbound(
+        inbound,
+        ctx,
+        CAROL,
+        signed_mail(
+            partner,
+            CAROL,
+            mallory,
+            date=seen_date,
+            autocrypt=autocrypt_header(MALLORY, export(partner, mallory)),
+        ),
+    )
+    after = peer_row(rt, CAROL)
+    assert after is not None and after.fingerprint == second
+    assert after.autocrypt_timestamp == second_date.replace(microsecond=0)
+    assert after.last_seen == seen_date.replace(microsecond=0)
+    assert peer_row(rt, MALLORY) is None
+
+    # Mail without a header for more than 35 days after the last one with it: the
+    # spec's "reset"; the key is kept but not used, the reply goes as a secure page.
+    deliver_inbound(inbound, ctx, CAROL, signed_mail(partner, CAROL, second, date=NOW))
+    after = peer_row(rt, CAROL)
+    assert after is not None and after.fingerprint == second and peers.is_reset(after)
+    relayed = reply(rt, submission, ctx, password, CAROL, smarthost)
+    assert rawheaders.get(relayed, "Content-Type") is not None
+    assert b"multipart/encrypted" not in relayed.split(b"\r\n\r\n", 1)[0]
+    assert "secure page" in last_report(rt)
+
+    # A header again: the key is in use again.
+    deliver_inbound(
+        inbound,
+        ctx,
+        CAROL,
+        signed_mail(
+            partner,
+            CAROL,
+            second,
+            date=NOW,
+            autocrypt=autocrypt_header(CAROL, export(partner, second)),
+        ),
+    )
+    assert encrypted_to(rt, reply(rt, submission, ctx, password, CAROL, smarthost)) == {
+        subkey_id(partner, second)
+    }
+
+
+def test_an_autocrypt_header_never_displaces_an_imported_key(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    smarthost: FakeSmarthost,
+    partner: GnuPG,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    inbound, submission = servers
+    imported = make_key(partner, f"Dave <{DAVE}>")
+    vetting = untrusted.vet_keys(
+        export(partner, imported), NOW, untrusted.Budget(64 * 1024, 10.0, 256)
+    )
+    with db.transaction(rt.sessions) as session:
+        for vetted in vetting.accepted:
+            directory.save(session, vetted, "import", NOW, events=lambda *a: None)
+
+    other = make_key(partner, f"Dave Elsewhere <{DAVE}>")
+    deliver_inbound(
+        inbound,
+        client_ssl_context,
+        DAVE,
+        signed_mail(
+            partner, DAVE, other, date=NOW, autocrypt=autocrypt_header(DAVE, export(partner, other))
+        ),
+    )
+    assert peer_row(rt, DAVE) is None
+    relayed = reply(rt, submission, client_ssl_context, mail_users[ALICE], DAVE, smarthost)
+    assert encrypted_to(rt, relayed) == {subkey_id(partner, imported)}
