@@ -95,8 +95,8 @@ def signed_mail(
             f"Date: {email.utils.format_datetime(date)}\r\n"
             f"Message-ID: <{date.timestamp()}@partner.example>\r\n{autocrypt}"
             "MIME-Version: 1.0\r\n"
-            'Content-Type: multipart/signed; micalg=pgp-sha512; protocol="application/pgp-signature";'
-            ' boundary="sig"\r\n\r\n--sig\r\n'
+            "Content-Type: multipart/signed; micalg=pgp-sha512;"
+            ' protocol="application/pgp-signature"; boundary="sig"\r\n\r\n--sig\r\n'
         ).encode()
         + body
         + (b"--sig\r\nContent-Type: application/pgp-signature\r\n\r\n" + signature + b"--sig--\r\n")
@@ -311,3 +311,58 @@ def test_an_autocrypt_header_never_displaces_an_imported_key(
     assert peer_row(rt, DAVE) is None
     relayed = reply(rt, submission, client_ssl_context, mail_users[ALICE], DAVE, smarthost)
     assert encrypted_to(rt, relayed) == {subkey_id(partner, imported)}
+
+
+def test_visible_recipients_are_gossiped_inside_the_encryption_bcc_never(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    smarthost: FakeSmarthost,
+    partner: GnuPG,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """Autocrypt Level 1 §2.7: a copy to several recipients carries, inside its encrypted
+    part, an `Autocrypt-Gossip:` header with each visible recipient's key."""
+    inbound, submission = servers
+    keys = {}
+    for who in (CAROL, DAVE, MALLORY):
+        keys[who] = make_key(partner, f"<{who}>")
+        header = autocrypt_header(who, export(partner, keys[who]))
+        deliver_inbound(
+            inbound,
+            client_ssl_context,
+            who,
+            signed_mail(partner, who, keys[who], date=NOW, autocrypt=header),
+        )
+    raw = (
+        f"From: {ALICE}\r\nTo: {CAROL}, bob@example.test\r\nCc: {DAVE}\r\nBcc: {MALLORY}\r\n"
+        "Subject: plans\r\nX-Sealgate-Encrypt: yes\r\n\r\nThe plan.\r\n"
+    ).encode()
+    rcpts = [CAROL, "bob@example.test", DAVE, MALLORY]
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", submission.tls_port, context=client_ssl_context, timeout=60
+    ) as client:
+        client.login(ALICE, mail_users[ALICE])
+        assert client.sendmail(ALICE, rcpts, raw) == {}
+    copies = relay(rt, smarthost, 3)
+    with db.read_only(rt.sessions) as session:
+        partner.import_key(store.export_public(session, ALICE).encode())
+    alice = keystore_public(rt, ALICE)
+    bob = keystore_public(rt, "bob@example.test")
+
+    visible = open_with_gpg(partner, copies[CAROL].content, alice)
+    gossip = {}
+    for value in visible.get_all("Autocrypt-Gossip") or []:
+        fields = dict(
+            part.strip().split("=", 1) for part in "".join(str(value).split()).split(";") if part
+        )
+        gossip[fields["addr"]] = pgp.parse_public_key(base64.b64decode(fields["keydata"]))
+    assert set(gossip) == {CAROL, DAVE, "bob@example.test"}
+    assert gossip[CAROL].fingerprint == keys[CAROL]
+    assert gossip[DAVE].fingerprint == keys[DAVE]
+    assert gossip["bob@example.test"].fingerprint == bob.fingerprint
+    # Nothing about the Bcc recipient anywhere in the visible copy, nor gossip outside.
+    assert MALLORY.encode() not in copies[CAROL].content
+    assert rawheaders.get(copies[CAROL].content, "Autocrypt-Gossip") is None
+    hidden = open_with_gpg(partner, copies[MALLORY].content, alice)
+    assert hidden.get_all("Autocrypt-Gossip") is None
