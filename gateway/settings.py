@@ -91,6 +91,7 @@ class KeysSettings:
     wkd_timeout: float = 5.0
     wkd_cache_ttl: float = 86400.0
     wkd_failure_ttl: float = 900.0
+    wkd_refresh_interval: float = 3600.0
     max_key_bytes: int = 512 * 1024
     parse_timeout: float = 5.0
     parse_memory_mb: int = 256
@@ -323,7 +324,7 @@ def _validate(name: str, section: Any) -> None:
 
 
 def _validate_keys(section: KeysSettings) -> None:
-    for key in ("wkd_timeout", "parse_timeout", "max_key_bytes"):
+    for key in ("wkd_timeout", "parse_timeout", "max_key_bytes", "wkd_refresh_interval"):
         if getattr(section, key) <= 0:
             raise SettingsError(f"[keys] {key}: must be more than 0")
     if section.parse_memory_mb < 64:

@@ -285,3 +285,20 @@ def list_external(state: CliState, address: str | None) -> None:
                 )
     except store.KeystoreError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@keys.command("refresh")
+@pass_state
+def refresh(state: CliState) -> None:
+    """Ask Web Key Directories again for every WKD key older than [keys] wkd_cache_ttl;
+    revoked keys and keys the directory no longer serves stop being used."""
+    from gateway import wkd_refresh
+
+    runtime = state.require_initialised()
+    result = wkd_refresh.refresh(runtime, utcnow())
+    for address in result.dropped:
+        click.echo(f"{address}: WKD key no longer used")
+    click.echo(
+        f"{result.checked} WKD key(s) checked, {result.confirmed} confirmed,"
+        f" {len(result.dropped)} dropped"
+    )

@@ -14,7 +14,7 @@ import signal
 
 import click
 
-from gateway import activity, db, logs
+from gateway import activity, db, logs, wkd_refresh
 from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
@@ -81,6 +81,7 @@ async def _serve(runtime: Runtime) -> None:
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
+    wkd = asyncio.create_task(wkd_refresh.run_refresh(runtime, stop), name="wkd-refresh")
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
@@ -105,6 +106,7 @@ async def _serve(runtime: Runtime) -> None:
         failure = exc
     await purge
     await pages
+    await wkd
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:
