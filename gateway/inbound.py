@@ -16,14 +16,13 @@ import weakref
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gateway import accounts, autoresponder, db, mailbox
+from gateway import accounts, autoresponder, db, mailbox, ratelimit
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.received import trace_header
 from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import strip_control_headers
-from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
 from gateway.smtp_codes import (
     QUEUED,
@@ -150,7 +149,11 @@ class InboundServer:
     def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
         self.runtime = runtime
         self.handler = InboundHandler(runtime, clock=clock)
-        self._connections = ConnectionCounter(runtime.settings.smtp.max_connections_per_client)
+        self._connections = ratelimit.connection_limiter(
+            runtime.settings.limits.storage,
+            runtime.settings.smtp.max_connections_per_client,
+            "inbound",
+        )
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
         self.port = 0

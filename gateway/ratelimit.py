@@ -1,31 +1,73 @@
 """Per-client counters for the SMTP edge: concurrent connections and recent AUTH failures.
 
-These live in the process that holds the connections, which is where they act;
-account lockout (shared by every process) is kept in the database instead.
+With `[limits] storage = "memory://"` (the default) they live in the process that
+holds the connections. With a Redis URL every `sealgate serve` process counts in
+the same Redis, so a client spreading connections or password guesses over
+several processes (behind one load balancer) meets the same limits as against
+one. Account lockout is separate (gateway/lockout.py, database or Redis).
+
+The Redis forms are sorted sets per client, scored by time, changed by Lua
+scripts so a check and its update are one atomic step. A connection entry
+carries a lease (`CONNECTION_LEASE` seconds, renewed by nothing): if a process
+dies without releasing, its entries expire instead of locking the client out.
+A Redis that cannot be reached lets the client through (logged): the limits are
+a brake, and the account lockout still guards the passwords.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import secrets
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+MEMORY = "memory://"
+PREFIX = "sealgate:smtp"
+CONNECTION_LEASE = 3600
+
+
+class ConnectionLimiter(Protocol):
+    limit: int
+
+    def acquire(self, client: str) -> bool: ...
+
+    def release(self, client: str) -> None: ...
+
+
+class FailureCounter(Protocol):
+    def blocked(self, client: str) -> bool: ...
+
+    def record(self, client: str) -> None: ...
 
 
 class ConnectionCounter:
+    """In one process; locked, because the SMTP edge calls it from worker threads."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._open: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
 
     def acquire(self, client: str) -> bool:
-        if self._open[client] >= self.limit:
-            return False
-        self._open[client] += 1
-        return True
+        with self._lock:
+            if self._open[client] >= self.limit:
+                return False
+            self._open[client] += 1
+            return True
 
     def release(self, client: str) -> None:
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
+        with self._lock:
+            self._open[client] -= 1
+            if self._open[client] <= 0:
+                del self._open[client]
 
 
 class FailureWindow:
@@ -38,6 +80,7 @@ class FailureWindow:
         self.window = window
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
     def _recent(self, client: str) -> deque[float]:
         now = self._clock()
@@ -47,10 +90,156 @@ class FailureWindow:
         return entries
 
     def blocked(self, client: str) -> bool:
-        recent = self._recent(client)
-        if not recent:
-            self._failures.pop(client, None)
-        return len(recent) >= self.limit
+        with self._lock:
+            recent = self._recent(client)
+            if not recent:
+                self._failures.pop(client, None)
+            return len(recent) >= self.limit
 
     def record(self, client: str) -> None:
-        self._recent(client).append(self._clock())
+        with self._lock:
+            self._recent(client).append(self._clock())
+
+
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+_BLOCKED = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+_RECORD = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class RedisConnectionCounter:
+    """Concurrent connections per client, counted over every process sharing Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        limit: int,
+        name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease: int = CONNECTION_LEASE,
+    ) -> None:
+        self.limit = limit
+        self._redis = client
+        self._name = name
+        self._clock = clock
+        self._lease = lease
+        self._token = secrets.token_hex(8)  # this process's entries
+        self._serial = itertools.count()
+        self._held: dict[str, list[str]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._acquire: Any = client.register_script(_ACQUIRE)
+
+    def _key(self, client: str) -> str:
+        return f"{PREFIX}:{self._name}:conn:{client}"
+
+    def acquire(self, client: str) -> bool:
+        member = f"{self._token}:{next(self._serial)}"
+        now = self._clock()
+        try:
+            granted = self._acquire(
+                keys=[self._key(client)],
+                args=[now, self.limit, now + self._lease, member, self._lease],
+            )
+        except redis.RedisError as exc:
+            log.warning("connection limit not checked (Redis: %s)", type(exc).__name__)
+            return True
+        if not int(granted):
+            return False
+        with self._lock:
+            self._held[client].append(member)
+        return True
+
+    def release(self, client: str) -> None:
+        with self._lock:
+            members = self._held.get(client)
+            if not members:
+                return
+            member = members.pop()
+            if not members:
+                del self._held[client]
+        try:
+            self._redis.zrem(self._key(client), member)
+        except redis.RedisError as exc:  # the entry's lease ends it
+            log.warning("connection not released in Redis (%s)", type(exc).__name__)
+
+
+class RedisFailureWindow:
+    """At most `limit` AUTH failures per client within `window` seconds, over every process."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        limit: int,
+        window: float,
+        name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._name = name
+        self._clock = clock
+        self._blocked: Any = client.register_script(_BLOCKED)
+        self._record: Any = client.register_script(_RECORD)
+
+    def _key(self, client: str) -> str:
+        return f"{PREFIX}:{self._name}:authfail:{client}"
+
+    def blocked(self, client: str) -> bool:
+        try:
+            count = self._blocked(keys=[self._key(client)], args=[self._clock() - self.window])
+        except redis.RedisError as exc:
+            log.warning("AUTH failure limit not checked (Redis: %s)", type(exc).__name__)
+            return False
+        return int(count) >= self.limit
+
+    def record(self, client: str) -> None:
+        member = secrets.token_hex(8)
+        try:
+            self._record(
+                keys=[self._key(client)],
+                args=[self._clock(), member, max(int(self.window) + 1, 1)],
+            )
+        except redis.RedisError as exc:
+            log.warning("AUTH failure not counted (Redis: %s)", type(exc).__name__)
+
+
+_clients: dict[str, redis.Redis] = {}
+_clients_guard = threading.Lock()
+
+
+def _redis_client(url: str) -> redis.Redis:
+    with _clients_guard:
+        client = _clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            _clients[url] = client
+        return client
+
+
+def connection_limiter(storage: str, limit: int, name: str) -> ConnectionLimiter:
+    """The per-client connection counter for the listener `name`, where `storage` says."""
+    if storage == MEMORY:
+        return ConnectionCounter(limit)
+    return RedisConnectionCounter(_redis_client(storage), limit, name)
+
+
+def failure_counter(storage: str, limit: int, window: float, name: str) -> FailureCounter:
+    if storage == MEMORY:
+        return FailureWindow(limit, window)
+    return RedisFailureWindow(_redis_client(storage), limit, window, name)

@@ -98,6 +98,15 @@ class KeysSettings:
 
 
 @dataclass(frozen=True)
+class LimitsSettings:
+    """Where the SMTP per-client counters (connections, AUTH failures) live."""
+
+    # "memory://" (one process) or a Redis URL such as "redis://127.0.0.1:6379/0",
+    # so several `serve` processes count together.
+    storage: str = "memory://"
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = ""
     echo: bool = False
@@ -185,6 +194,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     keys: KeysSettings = field(default_factory=KeysSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
@@ -317,6 +327,10 @@ def _validate(name: str, section: Any) -> None:
         _validate_security(section)
     if name == "keys":
         _validate_keys(section)
+    limits_ok = ("memory://", "redis://", "rediss://", "unix://")
+    if name == "limits" and not section.storage.startswith(limits_ok):
+        # The URL may hold a Redis password: name the key, not the value.
+        raise SettingsError("[limits] storage: must be memory:// or a redis:// URL")
     if name == "securepage":
         _validate_securepage(section)
     if name == "webmail":

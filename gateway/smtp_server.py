@@ -22,11 +22,11 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
-from gateway import accounts, audit, db
+from gateway import accounts, audit, db, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.passwords import PasswordTooLong
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
-from gateway.ratelimit import ConnectionCounter, FailureWindow
+from gateway.ratelimit import ConnectionLimiter, FailureCounter
 from gateway.runtime import Runtime
 from gateway.smtp_codes import (
     AUTH_INVALID,
@@ -105,7 +105,7 @@ class SubmissionHandler:
         runtime: Runtime,
         *,
         clock: Clock = utcnow,
-        failed_logins: FailureWindow,
+        failed_logins: FailureCounter,
     ) -> None:
         self.runtime = runtime
         self.clock = clock
@@ -117,7 +117,8 @@ class SubmissionHandler:
         self, server: SMTP, session: Session, envelope: Envelope, args: list[str]
     ) -> str | None:
         ip = peer_ip(session)
-        if self.failed_logins.blocked(ip):
+        # In a thread: with [limits] storage on Redis this is a network round trip.
+        if await asyncio.to_thread(self.failed_logins.blocked, ip):
             return AUTH_TOO_MANY_FAILURES
         credentials = await self._read_credentials(server, args)
         if credentials is None:
@@ -125,7 +126,7 @@ class SubmissionHandler:
         login, password = credentials
         identity = await asyncio.to_thread(self._authenticate, login, password, ip)
         if not isinstance(identity, SmtpIdentity):
-            self.failed_logins.record(ip)
+            await asyncio.to_thread(self.failed_logins.record, ip)
             return identity
         session.authenticated = True
         session.auth_data = identity  # type: ignore[assignment]
@@ -280,7 +281,7 @@ class SubmissionSMTP(SMTP):
     """aiosmtpd's protocol plus per-client connection limits and our reply texts."""
 
     def __init__(
-        self, *args: Any, connections: ConnectionCounter, implicit_tls: bool, **kwargs: Any
+        self, *args: Any, connections: ConnectionLimiter, implicit_tls: bool, **kwargs: Any
     ) -> None:
         super().__init__(*args, auth_require_tls=True, **kwargs)
         if implicit_tls:
@@ -289,29 +290,30 @@ class SubmissionSMTP(SMTP):
             self._auth_require_tls = False
         self._connections = connections
         self._counted_ip: str | None = None
-        self._over_limit = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self.transport is None
-        super().connection_made(transport)
-        if first:
-            ip = peer_ip(self.session) if self.session else "unknown"
-            if self._connections.acquire(ip):
-                self._counted_ip = ip
-            else:
-                self._over_limit = True
+        self._lost = False
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._counted_ip is not None:
-            self._connections.release(self._counted_ip)
-            self._counted_ip = None
+        self._lost = True
+        self._release()
         super().connection_lost(error)
 
+    def _release(self) -> None:
+        ip, self._counted_ip = self._counted_ip, None
+        if ip is not None:
+            # Off the loop: with [limits] storage on Redis this is a network round trip.
+            asyncio.get_running_loop().run_in_executor(None, self._connections.release, ip)
+
     async def _handle_client(self) -> None:
-        if self._over_limit:
+        # Counted here rather than in connection_made, which cannot wait for Redis.
+        ip = peer_ip(self.session) if self.session else "unknown"
+        if not await asyncio.to_thread(self._connections.acquire, ip):
             await self.push(TOO_MANY_CONNECTIONS)
             if self.transport is not None:
                 self.transport.close()
+            return
+        self._counted_ip = ip
+        if self._lost:  # the client left while the count was taken
+            self._release()
             return
         await super()._handle_client()
 
@@ -338,11 +340,16 @@ class SubmissionServer:
         self.handler = SubmissionHandler(
             runtime,
             clock=clock,
-            failed_logins=FailureWindow(
-                smtp.max_auth_failures_per_client, smtp.auth_failure_window
+            failed_logins=ratelimit.failure_counter(
+                runtime.settings.limits.storage,
+                smtp.max_auth_failures_per_client,
+                smtp.auth_failure_window,
+                "submission",
             ),
         )
-        self._connections = ConnectionCounter(smtp.max_connections_per_client)
+        self._connections = ratelimit.connection_limiter(
+            runtime.settings.limits.storage, smtp.max_connections_per_client, "submission"
+        )
         if not any(isinstance(f, _NoProtocolDebug) for f in _AIOSMTPD_LOG.filters):
             _AIOSMTPD_LOG.addFilter(_NoProtocolDebug())
         self._servers: list[asyncio.Server] = []
