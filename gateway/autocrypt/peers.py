@@ -27,6 +27,7 @@ import datetime as dt
 from typing import Literal
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from gateway.autocrypt.header import PreferEncrypt
@@ -82,9 +83,37 @@ def update(
             return "seen"
         return "unchanged"
     if row is None:
-        row = AutocryptPeer(address=address, last_seen=effective)
-        session.add(row)
+        try:
+            with session.begin_nested():
+                session.add(
+                    _with_key(
+                        AutocryptPeer(address=address, last_seen=effective),
+                        vetted,
+                        effective,
+                        prefer_encrypt,
+                    )
+                )
+        except sqlalchemy.exc.IntegrityError:
+            # Another message from this peer made its row at the same moment: apply
+            # the rules to that row instead.
+            return update(session, address, effective, vetted, prefer_encrypt, now, events=events)
+        events(session, ACTION_KEY, address, f"key {vetted.fingerprint}")
+        return "added"
     previous = row.fingerprint
+    _with_key(row, vetted, effective, prefer_encrypt)
+    if previous == vetted.fingerprint:
+        return "unchanged"
+    detail = f"{previous} -> {vetted.fingerprint}" if previous else f"key {vetted.fingerprint}"
+    events(session, ACTION_KEY, address, detail)
+    return "replaced" if previous else "added"
+
+
+def _with_key(
+    row: AutocryptPeer,
+    vetted: pgp.VettedKey,
+    effective: dt.datetime,
+    prefer_encrypt: PreferEncrypt,
+) -> AutocryptPeer:
     row.last_seen = max(row.last_seen, effective)
     row.autocrypt_timestamp = effective
     row.fingerprint = vetted.fingerprint
@@ -92,11 +121,7 @@ def update(
     row.expires_at = vetted.expires_at
     row.revoked_at = None
     row.prefer_encrypt = prefer_encrypt
-    if previous == vetted.fingerprint:
-        return "unchanged"
-    detail = f"{previous} -> {vetted.fingerprint}" if previous else f"key {vetted.fingerprint}"
-    events(session, ACTION_KEY, address, detail)
-    return "replaced" if previous else "added"
+    return row
 
 
 def usable_key(session: so.Session, address: str, now: dt.datetime) -> AutocryptPeer | None:
