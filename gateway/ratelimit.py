@@ -26,6 +26,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -223,11 +225,15 @@ _clients: dict[str, redis.Redis] = {}
 _clients_guard = threading.Lock()
 
 
-def _redis_client(url: str) -> redis.Redis:
+def redis_client(url: str) -> redis.Redis:
+    """One client per URL and process. No retries: a counter that cannot be reached
+    should let the client through at once, not after rounds of back-off."""
     with _clients_guard:
         client = _clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            client = redis.Redis.from_url(
+                url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+            )
             _clients[url] = client
         return client
 
@@ -236,10 +242,10 @@ def connection_limiter(storage: str, limit: int, name: str) -> ConnectionLimiter
     """The per-client connection counter for the listener `name`, where `storage` says."""
     if storage == MEMORY:
         return ConnectionCounter(limit)
-    return RedisConnectionCounter(_redis_client(storage), limit, name)
+    return RedisConnectionCounter(redis_client(storage), limit, name)
 
 
 def failure_counter(storage: str, limit: int, window: float, name: str) -> FailureCounter:
     if storage == MEMORY:
         return FailureWindow(limit, window)
-    return RedisFailureWindow(_redis_client(storage), limit, window, name)
+    return RedisFailureWindow(redis_client(storage), limit, window, name)
