@@ -47,6 +47,14 @@ def peer(session: so.Session, address: str) -> AutocryptPeer | None:
     return session.get(AutocryptPeer, address.lower())
 
 
+def list_peers(session: so.Session, address: str | None = None) -> list[AutocryptPeer]:
+    """Peers with a key (of `address`, or all), by address."""
+    query = sa.select(AutocryptPeer).where(AutocryptPeer.fingerprint.is_not(None))
+    if address is not None:
+        query = query.where(AutocryptPeer.address == address.strip().lower())
+    return list(session.scalars(query.order_by(AutocryptPeer.address)))
+
+
 def is_reset(row: AutocryptPeer) -> bool:
     """The spec's "discourage": no header for more than 35 days of mail from the peer."""
     return row.autocrypt_timestamp is None or row.last_seen - row.autocrypt_timestamp > RESET_AFTER

@@ -270,7 +270,11 @@ def _key_label(fingerprint: str, addresses: tuple[str, ...]) -> str:
 @click.argument("address", required=False)
 @pass_state
 def list_external(state: CliState, address: str | None) -> None:
-    """List stored keys of external recipients (of ADDRESS, or all): imported and from WKD."""
+    """List stored keys of external recipients (of ADDRESS, or all): imported, from
+    WKD, and from Autocrypt headers (there "stored" is the date of the newest header,
+    "last checked" that of the newest mail)."""
+    from gateway.autocrypt import peers
+
     try:
         with state.transaction() as session:
             rows = directory.list_keys(session, address)
@@ -282,6 +286,20 @@ def list_external(state: CliState, address: str | None) -> None:
                     f"{row.address}\t{row.fingerprint}\t{row.source}"
                     f"\t{row.fetched_at:%Y-%m-%d %H:%M:%S}Z\t{row.last_checked:%Y-%m-%d %H:%M:%S}Z"
                     f"\t{expires}\t{status}"
+                )
+            for peer in peers.list_peers(session, address):
+                expires = f"{peer.expires_at:%Y-%m-%d}" if peer.expires_at else "never"
+                status = (
+                    "revoked" if peer.revoked_at else "reset" if peers.is_reset(peer) else "in use"
+                )
+                stored = (
+                    f"{peer.autocrypt_timestamp:%Y-%m-%d %H:%M:%S}Z"
+                    if peer.autocrypt_timestamp
+                    else "-"
+                )
+                click.echo(
+                    f"{peer.address}\t{peer.fingerprint}\tautocrypt\t{stored}"
+                    f"\t{peer.last_seen:%Y-%m-%d %H:%M:%S}Z\t{expires}\t{status}"
                 )
     except store.KeystoreError as exc:
         raise click.ClickException(str(exc)) from None

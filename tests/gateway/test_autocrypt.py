@@ -43,6 +43,7 @@ from tests.gateway.test_external_delivery import (
     subkey_id,
 )
 from tests.gnupg import GnuPG
+from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key
 
 ALICE = "alice@example.test"
@@ -366,3 +367,25 @@ def test_visible_recipients_are_gossiped_inside_the_encryption_bcc_never(
     assert rawheaders.get(copies[CAROL].content, "Autocrypt-Gossip") is None
     hidden = open_with_gpg(partner, copies[MALLORY].content, alice)
     assert hidden.get_all("Autocrypt-Gossip") is None
+
+
+def test_the_admin_sees_autocrypt_keys_with_the_external_ones(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    partner: GnuPG,
+    client_ssl_context: ssl.SSLContext,
+    test_env: dict[str, str],
+) -> None:
+    inbound, _submission = servers
+    carol = make_key(partner, f"<{CAROL}>")
+    header = autocrypt_header(CAROL, export(partner, carol))
+    deliver_inbound(
+        inbound,
+        client_ssl_context,
+        CAROL,
+        signed_mail(partner, CAROL, carol, date=NOW, autocrypt=header),
+    )
+    listed = run_sealgate(test_env, "keys", "list-external", CAROL)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert row[:3] == [CAROL, carol, "autocrypt"] and row[-1] == "in use"

@@ -37,6 +37,7 @@ from tests.fakes.wkd_server import WkdServer, wkd_path
 from tests.gateway.test_autocrypt import last_report
 from tests.gateway.test_external_delivery import keystore_public, open_with_gpg, relay
 from tests.gnupg import GnuPG
+from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key, revoke_key
 
 ALICE = "alice@example.test"
@@ -120,6 +121,7 @@ def test_the_running_gateway_finds_remembers_and_refreshes_wkd_keys(
     partner: GnuPG,
     mail_users: dict[str, str],
     client_ssl_context: ssl.SSLContext,
+    test_env: dict[str, str],
 ) -> None:
     ctx, password = client_ssl_context, mail_users[ALICE]
     carol, dan = make_key(partner, f"Carol <{CAROL}>"), make_key(partner, f"Dan <{DAN}>")
@@ -141,7 +143,10 @@ def test_the_running_gateway_finds_remembers_and_refreshes_wkd_keys(
     report = last_report(rt)
     assert report.count("found by WKD") == 4  # both recipients, in the text and the HTML part
 
-    # Within the cache time the directory is not asked again.
+    # Within the cache time the directory is not asked again (nor by the refresh).
+    refreshed = run_sealgate(test_env, "keys", "refresh")
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert "0 WKD key(s) checked" in refreshed.stdout
     asked = len(wkd.requests)
     send(server, ctx, password, [CAROL])
     relay(rt, smarthost, 3)
