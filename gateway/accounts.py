@@ -19,6 +19,7 @@ from gateway.models import Account, Address, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import SecuritySettings
 from gateway.timeutil import utcnow
+from keystore.masterkey import MasterKeyError
 
 if TYPE_CHECKING:
     from keystore.masterkey import MasterKeyRing
@@ -123,7 +124,10 @@ def add_address(
     )
     session.add(row)
     audit.record(session, "address.add", actor=actor, target=address, account_id=account.id)
-    address_keys.make_key(session, address, now or utcnow(), actor=actor, ring=ring)
+    try:
+        address_keys.make_key(session, address, now or utcnow(), actor=actor, ring=ring)
+    except (MasterKeyError, address_keys.NoRingError) as exc:
+        raise AccountError(f"cannot make the OpenPGP key of {address}: {exc}") from None
     return row
 
 

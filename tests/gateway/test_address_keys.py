@@ -143,3 +143,41 @@ def test_init_gives_addresses_without_a_key_theirs_after_the_upgrade(data_dir: P
     again = sealgate(data_dir, "init", "--domain", DOMAIN)
     assert "nothing changed" in again
     assert pgp.parse_public_key(sealgate(data_dir, "keys", "export", names[0])).fingerprint
+
+
+def test_without_the_master_key_no_address_is_made_and_the_cli_says_why(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The key is part of the address: when it cannot be made, neither is the address."""
+    sealgate(data_dir, "user", "add", NEW, "--password-stdin", stdin="portal password 1\n")
+    ring = data_dir / "master.keys"
+    ring.rename(tmp_path / "master.keys.away")
+    env = {**os.environ, **CHEAP_ARGON2}
+    if TEST_DATABASE_URL:
+        env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sealgate",
+            "--data-dir",
+            str(data_dir),
+            "address",
+            "add",
+            NEW,
+            "--user",
+            NEW,
+            "--password-stdin",
+        ],
+        input="smtp pw 1\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"cannot make the OpenPGP key of {NEW}" in done.stderr
+    assert "Traceback" not in done.stderr
+    (tmp_path / "master.keys.away").rename(ring)
+    assert NEW not in sealgate(data_dir, "address", "list")

@@ -147,6 +147,12 @@ def peer_row(rt: Runtime, address: str) -> AutocryptPeer | None:
         return peers.peer(session, address)
 
 
+def encrypted_to_key(raw: bytes) -> frozenset[str]:
+    payload = pgpmime.encrypted_payload(raw)
+    assert payload is not None
+    return pgp.recipient_key_ids(payload)
+
+
 def encrypted_to(rt: Runtime, raw: bytes) -> frozenset[str]:
     """The recipients' key ids, the sender's own (for her Sent copy) left out."""
     payload = pgpmime.encrypted_payload(raw)
@@ -389,3 +395,51 @@ def test_the_admin_sees_autocrypt_keys_with_the_external_ones(
     assert listed.returncode == 0, listed.stderr
     (row,) = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
     assert row[:3] == [CAROL, carol, "autocrypt"] and row[-1] == "in use"
+
+
+def test_headers_naming_a_hosted_address_change_nothing(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    smarthost: FakeSmarthost,
+    partner: GnuPG,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """A hosted address's key is the keystore's. Neither mail between hosted users (whose
+    mail program may add its own header) nor outside mail forging a hosted From changes
+    it or makes peer state."""
+    inbound, submission = servers
+    bob = "bob@example.test"
+    foreign = make_key(partner, f"<{bob}>")
+    header = autocrypt_header(bob, export(partner, foreign))
+    before = keystore_public(rt, bob).fingerprint
+    deliver_inbound(
+        inbound,
+        client_ssl_context,
+        bob,
+        signed_mail(partner, bob, foreign, date=NOW, autocrypt=header),
+    )
+    raw = (
+        f"From: {bob}\r\nTo: {ALICE}\r\nSubject: hi\r\n{header}"
+        "X-Sealgate-Encrypt: yes\r\n\r\nhi\r\n"
+    ).encode()
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", submission.tls_port, context=client_ssl_context, timeout=60
+    ) as client:
+        client.login(bob, mail_users[bob])
+        assert client.sendmail(bob, [ALICE], raw) == {}
+    assert peer_row(rt, bob) is None
+    assert keystore_public(rt, bob).fingerprint == before
+    # Alice's reply to Bob is encrypted to his keystore key, stored in his mailbox.
+    reply_raw = (
+        f"From: {ALICE}\r\nTo: {bob}\r\nSubject: Re: hi\r\nX-Sealgate-Encrypt: yes\r\n\r\nok\r\n"
+    ).encode()
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", submission.tls_port, context=client_ssl_context, timeout=60
+    ) as client:
+        client.login(ALICE, mail_users[ALICE])
+        assert client.sendmail(ALICE, [bob], reply_raw) == {}
+    (stored,) = [m for m in inbox(rt, bob) if m.encrypted]
+    assert encrypted_to_key(stored.raw) == set(keystore_public(rt, bob).subkey_ids) | set(
+        keystore_public(rt, ALICE).subkey_ids
+    )

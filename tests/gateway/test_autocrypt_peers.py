@@ -7,6 +7,7 @@ of the newest message that had a header.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -120,3 +121,11 @@ def test_thirty_five_days_without_a_header_is_the_reset(
             == "seen"
         )
         assert (peers.usable_key(session, PEER, later) is not None) == used
+
+
+def test_an_expired_autocrypt_key_is_not_used(runtime: Runtime) -> None:
+    expiring = dataclasses.replace(vetted(1), expires_at=NOW + dt.timedelta(days=1))
+    with db.transaction(runtime.sessions) as session:
+        peers.update(session, PEER, NOW, expiring, "mutual", NOW, events=no_events)
+        assert peers.usable_key(session, PEER, NOW) is not None
+        assert peers.usable_key(session, PEER, NOW + dt.timedelta(days=2)) is None
