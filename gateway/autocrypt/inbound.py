@@ -11,7 +11,11 @@ a bad header is logged and ignored, as the spec asks.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import sqlalchemy.orm as so
@@ -26,6 +30,42 @@ from keystore import directory, pgp, untrusted
 log = logging.getLogger(__name__)
 
 AUTOCRYPT_ACTOR = "autocrypt"
+VETTING_CACHE_SIZE = 1024
+VETTING_CACHE_SECONDS = 3600.0
+
+
+class _VettingCache:
+    """Vetting results by (address, digest of the keydata), for an hour.
+
+    Autocrypt mail programs send the same header with every message; one sandboxed
+    parse per key and hour is enough. Expiry is checked again at each use, and a
+    revocation changes the keydata (so the digest), so a cached answer never
+    outlives what it vouches for.
+    """
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, bytes], tuple[float, pgp.KeyVetting]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, address: str, keydata: bytes) -> pgp.KeyVetting | None:
+        key = (address, hashlib.sha256(keydata).digest())
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or time.monotonic() - found[0] > VETTING_CACHE_SECONDS:
+                self._items.pop(key, None)
+                return None
+            self._items.move_to_end(key)
+            return found[1]
+
+    def put(self, address: str, keydata: bytes, vetting: pgp.KeyVetting) -> None:
+        key = (address, hashlib.sha256(keydata).digest())
+        with self._lock:
+            self._items[key] = (time.monotonic(), vetting)
+            while len(self._items) > VETTING_CACHE_SIZE:
+                self._items.popitem(last=False)
+
+
+vetting_cache = _VettingCache()
 
 
 @dataclass(frozen=True)
@@ -59,12 +99,19 @@ def _observe(runtime: Runtime, raw: bytes, now: dt.datetime) -> Observation | No
     found = facts.header
     if found is None:
         return Observation(facts.sender, effective, note=facts.problem)
-    try:
-        vetting = untrusted.vet_keys(found.keydata, now, parse_budget(keys), address=found.addr)
-    except untrusted.UntrustedDataError as exc:
-        return Observation(facts.sender, effective, note=f"keydata refused: {exc}")
+    vetting = vetting_cache.get(found.addr, found.keydata)
+    if vetting is None:
+        try:
+            vetting = untrusted.vet_keys(found.keydata, now, parse_budget(keys), address=found.addr)
+        except untrusted.UntrustedDataError as exc:
+            return Observation(facts.sender, effective, note=f"keydata refused: {exc}")
+        vetting_cache.put(found.addr, found.keydata, vetting)
     revoked = tuple(r.fingerprint for r in vetting.rejected if r.code == "revoked")
-    mine = [v for v in vetting.accepted if v.address == found.addr]
+    mine = [
+        v
+        for v in vetting.accepted
+        if v.address == found.addr and (v.expires_at is None or v.expires_at > now)
+    ]
     if not mine:
         reasons = "; ".join(r.reason for r in vetting.rejected) or "no key for the address"
         return Observation(

@@ -7,8 +7,10 @@ of the newest message that had a header.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import db
+from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.autocrypt import peers
 from gateway.runtime import Runtime
-from keystore import directory, pgp
+from keystore import directory, pgp, untrusted
 from keystore.models import AutocryptPeer
 
 PEER = "carol@partner.example"
@@ -129,3 +132,27 @@ def test_an_expired_autocrypt_key_is_not_used(runtime: Runtime) -> None:
         peers.update(session, PEER, NOW, expiring, "mutual", NOW, events=no_events)
         assert peers.usable_key(session, PEER, NOW) is not None
         assert peers.usable_key(session, PEER, NOW + dt.timedelta(days=2)) is None
+
+
+def test_the_same_header_again_is_not_parsed_again(
+    runtime: Runtime, mail_users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Autocrypt programs send their header with every message: one sandboxed parse."""
+    key = pgp.generate(PEER, NOW).public.to_bytes()
+    raw = (
+        f"From: {PEER}\r\nTo: alice@example.test\r\nDate: Wed, 02 Dec 2026 12:00:00 +0000\r\n"
+        f"Autocrypt: addr={PEER}; keydata={base64.b64encode(key).decode()}\r\n\r\nhi\r\n"
+    ).encode()
+    calls: list[bytes] = []
+    real = untrusted.vet_keys
+
+    def counting(data: bytes, *args: Any, **kwargs: Any) -> pgp.KeyVetting:
+        calls.append(data)
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(untrusted, "vet_keys", counting)
+    first = autocrypt_inbound.observe(runtime, raw, NOW)
+    second = autocrypt_inbound.observe(runtime, raw, NOW + dt.timedelta(minutes=5))
+    assert first is not None and first.vetted is not None
+    assert second is not None and second.vetted == first.vetted
+    assert len(calls) == 1
