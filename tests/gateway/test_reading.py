@@ -100,7 +100,8 @@ def test_tampered_ciphertext_is_a_clear_error(
     with db.transaction(runtime.sessions) as session:
         row = session.get(MailboxMessage, message_id)
         assert row is not None
-        start = row.raw.index(b"-----BEGIN PGP MESSAGE-----") + 200
+        # In the encrypted data (near the end), not in another recipient's session key.
+        start = row.raw.index(b"-----END PGP MESSAGE-----") - 100
         flipped = b"A" if row.raw[start : start + 1] != b"A" else b"B"
         row.raw = row.raw[:start] + flipped + row.raw[start + 1 :]
     with db.read_only(runtime.sessions) as session, pytest.raises(reading.CannotDecrypt):
