@@ -332,7 +332,8 @@ def decrypt_for(
     """
     raw = message.encode("ascii", "replace") if isinstance(message, str) else message
     try:
-        found = packets.session_key_packets(raw)
+        binary = packets.dearmor(raw)  # pgpy's armor parser is slow and unsafe on it
+        found = packets.session_key_packets(binary)
     except packets.PacketError as exc:
         raise pgp.PgpError(str(exc)) from None
     wanted = {p.key_id for p in found}
@@ -344,7 +345,7 @@ def decrypt_for(
     key = pgp.session_key(
         [(p.key_id, p.packet) for p in found], [unlock_row(ring, r) for r in rows]
     )
-    return untrusted.decrypt_message(raw, key, budget, max_output=max_output)
+    return untrusted.decrypt_message(binary, key, budget, max_output=max_output)
 
 
 # --- rotation and revocation ----------------------------------------------------------

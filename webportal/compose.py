@@ -53,7 +53,7 @@ from webportal import clock
 from webportal.access import login_required
 from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
 from webportal.i18n import gettext, gettext_noop
-from webportal.mail import open_owned
+from webportal.mail import CANNOT_SHOW, abort_cannot_show, open_owned
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +222,11 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
     s = db_session()
     ring = runtime().ring.get()
     try:
-        data = drafts.load(s, ring, current_user.account_id, draft_id)
-        opened = reading.open_message(s, ring, current_user.account_id, draft_id)
+        limits = runtime().settings.limits
+        data = drafts.load(s, ring, current_user.account_id, draft_id, limits)
+        opened = reading.open_message(s, ring, current_user.account_id, draft_id, limits=limits)
+    except reading.CannotShow:
+        abort_cannot_show(draft_id)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
     parsed = BytesParser(policy=email.policy.default).parsebytes(data)
@@ -313,6 +316,8 @@ def compose() -> ResponseReturnValue:
             opened = open_owned(source)
         except reading.PasswordNeeded:  # a sealed Sent copy: its password first
             return redirect(url_for("mail.message", message_id=source), code=303)
+        except reading.CannotShow:
+            abort_cannot_show(source)
         except (reading.MessageNotFound, reading.CannotDecrypt):
             abort(404)
         if args.get("forward", type=int):
@@ -366,7 +371,11 @@ def _outgoing(form: ComposeForm) -> Outgoing:
     ]
     if form.carry_from:
         opened = reading.open_message(
-            db_session(), runtime().ring.get(), current_user.account_id, form.carry_from
+            db_session(),
+            runtime().ring.get(),
+            current_user.account_id,
+            form.carry_from,
+            limits=runtime().settings.limits,
         )
         kept = {index for index, _name, _size, keep in form.carried if keep}
         uploads = [
@@ -417,6 +426,8 @@ def _send() -> ResponseReturnValue:
         outgoing = _outgoing(form)
     except ComposeError as exc:
         return refuse(gettext(exc.message, **exc.params))
+    except reading.CannotShow:
+        return refuse(gettext(CANNOT_SHOW), 422)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
 

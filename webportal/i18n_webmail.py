@@ -182,6 +182,11 @@ DE: dict[str, str] = {
     "This message cannot be decrypted with your keys.": (
         "Diese Nachricht lässt sich mit Ihren Schlüsseln nicht entschlüsseln."
     ),
+    "This message cannot be shown: it is too large or too complex to open safely."
+    " Your administrator can see it in the server log.": (
+        "Diese Nachricht kann nicht angezeigt werden: Sie ist zu groß oder zu komplex, um"
+        " sie sicher zu öffnen. Ihr Administrator sieht sie im Serverprotokoll."
+    ),
     "Thursday": "Donnerstag",
     "Trash": "Papierkorb",
     "Tuesday": "Dienstag",
@@ -409,6 +414,11 @@ FR: dict[str, str] = {
     ),
     "This message cannot be decrypted with your keys.": (
         "Ce message ne peut pas être déchiffré avec vos clés."
+    ),
+    "This message cannot be shown: it is too large or too complex to open safely."
+    " Your administrator can see it in the server log.": (
+        "Ce message ne peut pas être affiché : il est trop volumineux ou trop complexe pour"
+        " être ouvert sans risque. Votre administrateur le voit dans le journal du serveur."
     ),
     "Thursday": "jeudi",
     "Trash": "Corbeille",
