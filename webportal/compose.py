@@ -79,6 +79,10 @@ PASSWORD_TOO_LONG = noop("The password is too long.")
 NOT_SENT = noop("The message was not sent: {reason}")
 SEND_FAILED = noop("The message could not be sent. Please try again in a moment.")
 ATTACH_AGAIN = noop("Please attach your files again.")
+SERVER_BUSY = noop(
+    "The server is busy with many large messages right now; nothing was sent."
+    " Please try again in a minute."
+)
 LOOKING_UP = noop("looking up…")
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
@@ -408,6 +412,23 @@ def _reject_text(status: str) -> str:
 
 
 def _send() -> ResponseReturnValue:
+    """Send or save, holding the request's size in the process's in-flight budget
+    (gateway.inflight) meanwhile; past the budget the page comes back, filled in."""
+    hold = runtime().inflight.try_reserve(request.content_length or 0)
+    if hold is None:
+        log.info("webmail send refused for now: the in-flight budget is spent")
+        owned = _owned()
+        form = _form_from_request(owned)
+        message = gettext(SERVER_BUSY)
+        if any(f.filename for f in request.files.getlist("attachments")):
+            message = f"{message} {gettext(ATTACH_AGAIN)}"
+        discard_db_session()
+        return _render(form, owned, message, 503)
+    with hold:
+        return _send_held()
+
+
+def _send_held() -> ResponseReturnValue:
     owned = _owned()
     form = _form_from_request(owned)
     uploaded = any(f.filename for f in request.files.getlist("attachments"))
