@@ -344,6 +344,7 @@ class SubmissionSMTP(SMTP):
         hold = self._budget.try_reserve(self._expected_size())
         if hold is None:
             log.info("DATA refused for now: %d bytes of messages in flight", self._budget.used)
+            self._set_post_data_state()  # the transaction failed; the client starts anew
             await self.push(SERVER_BUSY)
             return
         self._hold = hold
@@ -355,13 +356,17 @@ class SubmissionSMTP(SMTP):
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         # A client whose data outgrew its declared SIZE holds the real size before the
-        # pipeline (where a message costs most) runs, or waits its turn.
+        # pipeline (where a message costs most) runs, or waits its turn. The hold ends
+        # when the pipeline has committed or refused, before the reply goes out.
         hold, envelope = self._hold, self.envelope
-        if command == "DATA" and hold is not None and envelope is not None:
-            size = len(envelope.original_content or b"")
-            if not hold.resize(size):
+        if command != "DATA" or hold is None or envelope is None:
+            return await super()._call_handler_hook(command, *args)
+        try:
+            if not hold.resize(len(envelope.original_content or b"")):
                 return SERVER_BUSY
-        return await super()._call_handler_hook(command, *args)
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            hold.release()
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.1.1.10 wants a reason before an idle connection is dropped.
