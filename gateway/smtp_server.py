@@ -344,7 +344,8 @@ class SubmissionSMTP(SMTP):
         hold = self._budget.try_reserve(self._expected_size())
         if hold is None:
             log.info("DATA refused for now: %d bytes of messages in flight", self._budget.used)
-            self._set_post_data_state()  # the transaction failed; the client starts anew
+            # The transaction failed; the client starts anew (aiosmtpd leaves it untyped).
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(SERVER_BUSY)
             return
         self._hold = hold
