@@ -106,3 +106,12 @@ def test_tampered_ciphertext_is_a_clear_error(
         row.raw = row.raw[:start] + flipped + row.raw[start + 1 :]
     with db.read_only(runtime.sessions) as session, pytest.raises(reading.CannotDecrypt):
         reading.open_message(session, runtime.ring.get(), bob_id, message_id)
+
+
+def test_the_keystore_default_read_bounds_are_the_settings_defaults() -> None:
+    """Readers that pass no settings (store.decrypt_for's defaults) are bounded the same."""
+    from gateway.settings import LimitsSettings
+    from keystore import untrusted
+
+    assert reading.read_budget(LimitsSettings()) == untrusted.STORED_MESSAGE_BUDGET
+    assert LimitsSettings().decrypt_max_bytes == untrusted.STORED_MESSAGE_MAX_OUTPUT

@@ -10,6 +10,7 @@ steps, so 1 GiB of them never exists in the test's memory.
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import hashlib
 import os
@@ -23,6 +24,7 @@ from keystore import packets, pgp
 CHUNK = 1024 * 1024
 AES256 = 9
 ZLIB = 2
+BZIP2 = 3
 
 
 def _packet(tag: int, body_length: int) -> bytes:
@@ -49,10 +51,22 @@ def _compressed_literal(prefix: bytes, zeros: int) -> bytes:
     return _packet(8, 1 + len(compressed)) + bytes([ZLIB]) + compressed
 
 
+def _wrapped(inner: bytes) -> bytes:
+    """`inner` packets inside one more compressed packet (BZip2, the other algorithm)."""
+    compressed = bz2.compress(inner, 9)
+    return _packet(8, 1 + len(compressed)) + bytes([BZIP2]) + compressed
+
+
 def compression_bomb(
-    public: pgp.PublicKey, secret: pgp.SecretKey, *, inflated: int, prefix: bytes = b""
+    public: pgp.PublicKey,
+    secret: pgp.SecretKey,
+    *,
+    inflated: int,
+    prefix: bytes = b"",
+    nested: bool = False,
 ) -> bytes:
-    """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes.
+    """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes
+    (with `nested`, the compressed packet sits inside a second, BZip2 one).
 
     `secret` (the same key) opens the probe's session key, which the bomb reuses.
     """
@@ -61,12 +75,10 @@ def compression_bomb(
     session = pgp.session_key([(p.key_id, p.packet) for p in found], [secret])
     assert session.algorithm == AES256
     random_prefix = os.urandom(16)
-    body = (
-        random_prefix
-        + random_prefix[-2:]
-        + _compressed_literal(prefix, max(0, inflated - len(prefix)))
-        + b"\xd3\x14"
-    )
+    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
+    if nested:
+        packets_inside = _wrapped(packets_inside)
+    body = random_prefix + random_prefix[-2:] + packets_inside + b"\xd3\x14"
     plain = body + hashlib.sha1(body).digest()  # noqa: S324  (the MDC is SHA-1 by RFC 4880)
     encryptor = Cipher(algorithms.AES(session.key), CFB(bytes(16))).encryptor()
     ciphertext = encryptor.update(plain) + encryptor.finalize()
