@@ -5,14 +5,16 @@ took `sealgate serve` from 104 MB to 1.2 GB, with 20 connections allowed per
 client. Memory was bounded per message, not in total. Now every message in flight
 holds its size in one budget (`[limits] in_flight_bytes`); past it a new DATA gets
 `451 4.3.1` before the client sends the data, the webmail says the server is busy
-and keeps the form, and a retry after the budget is released succeeds. Nothing is
-lost. Here with a budget of 64 KiB and messages of 40 KiB; bench/memory.py drives
-the full-size case against a real `sealgate serve`.
+and keeps the form, the relay leaves rows queued, and a retry after the budget is
+released succeeds. Nothing is lost. Here with a budget of 64 KiB and messages of
+40 KiB; bench/memory.py drives the full-size case against a real `sealgate serve`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime as dt
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -20,11 +22,14 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from gateway import mailbox
+from gateway import db, mailbox
+from gateway import queue as outbound
 from gateway.inflight import InFlightBudget
+from gateway.relay import Relay
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from tests.conftest import LoopThread
+from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
 from tests.webportal.webmail_support import Webmail, rows, webmail_app
 from webportal.compose import SERVER_BUSY
 from webportal.i18n import translate
@@ -158,3 +163,32 @@ def test_the_webmail_says_busy_keeps_the_form_and_sends_once_released(
     assert tight.inflight.used == 0
     for language in ("de", "fr"):
         assert translate(language, SERVER_BUSY) != SERVER_BUSY
+
+
+def test_the_relay_claims_only_what_the_budget_holds_and_sends_the_rest_later(
+    tight: Runtime, smarthost: FakeSmarthost
+) -> None:
+    rt = dataclasses.replace(tight, settings=relay_settings_for(tight.settings, smarthost))
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(rt.sessions) as session:
+        for n in range(3):
+            outbound.enqueue(
+                session,
+                queue_id=f"R{n}",
+                mail_from=ALICE,
+                rcpt_to=f"carol{n}@elsewhere.example",
+                raw=body(n),
+                now=now,
+            )
+    worker = Relay(rt, clock=lambda: now)
+    held = rt.inflight.try_reserve(BUDGET - SIZE)  # something else is in flight
+    assert held is not None
+    first = asyncio.run(worker.sweep())
+    assert [r.queue_id for r in first] == ["R0"]  # the 2nd row would pass 64 KiB
+    assert rt.inflight.used == BUDGET - SIZE  # its hold came back after the send
+    held.release()
+    rest = asyncio.run(worker.sweep())
+    rest += asyncio.run(worker.sweep())
+    assert sorted(r.queue_id for r in first + rest) == ["R0", "R1", "R2"]
+    assert len(smarthost.messages) == 3
+    assert rt.inflight.used == 0
