@@ -45,6 +45,7 @@ from flask_login import current_user
 from gateway import accounts, drafts, reading, recipients
 from gateway import compose as mailcompose
 from gateway.compose import ComposeError, Outgoing, Upload
+from gateway.inflight import Reservation
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
@@ -425,10 +426,10 @@ def _send() -> ResponseReturnValue:
         discard_db_session()
         return _render(form, owned, message, 503)
     with hold:
-        return _send_held()
+        return _send_held(hold)
 
 
-def _send_held() -> ResponseReturnValue:
+def _send_held(hold: Reservation) -> ResponseReturnValue:
     owned = _owned()
     form = _form_from_request(owned)
     uploaded = any(f.filename for f in request.files.getlist("attachments"))
@@ -451,6 +452,11 @@ def _send_held() -> ResponseReturnValue:
         return refuse(gettext(CANNOT_SHOW), 422)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
+    # Attachments carried over from a forwarded message or a draft came from the
+    # store, not the request: the hold grows to the whole message, or waits.
+    size = len(outgoing.text.encode()) + sum(len(a.data) for a in outgoing.attachments)
+    if size > hold.size and not hold.resize(size):
+        return refuse(gettext(SERVER_BUSY), 503)
 
     if request.form.get("action") == "draft":
         return _save_draft(form, outgoing, owned, now)

@@ -192,3 +192,34 @@ def test_the_relay_claims_only_what_the_budget_holds_and_sends_the_rest_later(
     assert sorted(r.queue_id for r in first + rest) == ["R0", "R1", "R2"]
     assert len(smarthost.messages) == 3
     assert rt.inflight.used == 0
+
+
+def test_a_forward_holds_its_carried_attachment_too(webmail: Webmail, tight: Runtime) -> None:
+    """The request is small, but the attachment carried over from the store is not."""
+    attachment = bytes(range(256)) * 120  # 30 KiB
+    first = webmail.compose(
+        files=[(attachment, "plan.bin", "application/octet-stream")],
+        **{"from": ALICE, "to": BOB, "subject": "Plan", "text": "anbei", "encrypt": "yes"},
+    )
+    assert first.status_code == 303, first.text
+    (sent,) = rows(tight, ALICE, mailbox.SENT)
+    forward = {
+        "from": ALICE,
+        "to": BOB,
+        "subject": "Fwd: Plan",
+        "text": "siehe unten",
+        "encrypt": "yes",
+        "carry_from": str(sent.id),
+        "carry": "0",
+    }
+    held = tight.inflight.try_reserve(BUDGET - 16 * 1024)  # room for the form, not the file
+    assert held is not None
+    busy = webmail.compose(page=f"/compose?forward={sent.id}", **forward)
+    assert busy.status_code == 503
+    assert translate("en", SERVER_BUSY) in busy.text
+    assert len(rows(tight, BOB)) == 1
+    held.release()
+    done = webmail.compose(page=f"/compose?forward={sent.id}", **forward)
+    assert done.status_code == 303, done.text
+    assert [row.subject for row in rows(tight, BOB)] == ["Plan", "Fwd: Plan"]
+    assert tight.inflight.used == 0
