@@ -13,6 +13,7 @@ import sqlalchemy.orm as so
 from gateway import audit, mailbox, reading
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
+from gateway.settings import LimitsSettings
 from keystore import pgp, store
 from keystore.masterkey import MasterKeyRing
 
@@ -53,10 +54,16 @@ def save(
     return row
 
 
-def load(session: so.Session, ring: MasterKeyRing, account_id: int, draft_id: int) -> bytes:
-    """The draft's MIME entity, decrypted for its author."""
+def load(
+    session: so.Session,
+    ring: MasterKeyRing,
+    account_id: int,
+    draft_id: int,
+    limits: LimitsSettings | None = None,
+) -> bytes:
+    """The draft's MIME entity, decrypted for its author within `limits`."""
     row = reading.owned_message(session, account_id, draft_id)
     armored = pgpmime.encrypted_payload(row.raw)
     if row.folder != DRAFTS or armored is None:
         raise reading.MessageNotFound(draft_id)
-    return store.decrypt_for(session, ring, row.address.address, armored).data
+    return reading.decrypt_stored(session, ring, row, armored, limits).data

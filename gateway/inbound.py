@@ -168,6 +168,7 @@ class InboundServer:
                 self.handler,
                 connections=self._connections,
                 implicit_tls=False,
+                budget=self.runtime.inflight,
                 hostname=smtp.hostname,
                 ident="sealgate ESMTP",
                 data_size_limit=smtp.max_message_size,

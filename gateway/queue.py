@@ -31,6 +31,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, audit, dsn, mailbox
+from gateway.inflight import InFlightBudget, Reservation
 from gateway.models import QueueItem
 from gateway.settings import RelaySettings
 from keystore import seal
@@ -63,6 +64,8 @@ class ClaimedItem:
     attempts: int
     created_at: dt.datetime
     lease: dt.datetime
+    # Its size held in the in-flight budget until the relay is done with it.
+    hold: Reservation | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _binding(queue_id: str, rcpt_to: str) -> bytes:
@@ -135,25 +138,49 @@ def claim(
     lease_seconds: float,
     limit: int,
     ring: MasterKeyRing | None = None,
+    budget: InFlightBudget | None = None,
 ) -> list[ClaimedItem]:
     """Lease up to `limit` due rows to the caller; commit promptly so others skip them.
 
     Sealed rows are opened with `ring`; one that does not open (no ring, or its
     master-key version is gone) is not claimed and is marked with the reason.
+    With `budget`, each row's size is reserved in it before its bytes are loaded
+    (the item's `hold`, for the caller to release); rows past the budget stay
+    queued for a later claim.
     """
-    rows = session.scalars(
+    query = (
         sa.select(QueueItem)
         .where(_claimable(now))
         .order_by(QueueItem.next_attempt_at, QueueItem.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()
+    )
+    if budget is not None:
+        query = query.options(so.defer(QueueItem.raw))
+    rows = session.scalars(query).all()
+    sizes: dict[int, int] = {}
+    if budget is not None and rows:
+        sizes = {
+            row_id: int(size or 0)
+            for row_id, size in session.execute(
+                sa.select(QueueItem.id, sa.func.length(QueueItem.raw)).where(
+                    QueueItem.id.in_([row.id for row in rows])
+                )
+            )
+        }
     lease = now + dt.timedelta(seconds=lease_seconds)
     claimed = []
     for row in rows:
+        hold = None
+        if budget is not None:
+            hold = budget.try_reserve(sizes.get(row.id, 0))
+            if hold is None:
+                break
         try:
             raw = open_raw(ring, row) if ring is not None else _unsealed(row)
         except seal.SealedRecordError:
+            if hold is not None:
+                hold.release()
             row.last_error = "sealed at rest under a master-key version this ring does not hold"
             row.next_attempt_at = now + dt.timedelta(hours=1)
             continue
@@ -169,6 +196,7 @@ def claim(
                 attempts=row.attempts,
                 created_at=row.created_at,
                 lease=lease,
+                hold=hold,
             )
         )
     session.flush()

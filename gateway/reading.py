@@ -8,12 +8,19 @@ or older key).
 The Sent copy of a message that went out through secure pages is sealed under
 the message's password, not encrypted to the sender's key: it opens only with
 the key `unlock_sealed` gets from that password.
+
+Whatever a hosted user received is outside data, however it is stored: every
+decryption of stored OpenPGP goes through `decrypt_stored`, which decrypts in
+the sandbox of `keystore.untrusted` with the `[limits]` bounds on size, time and
+memory. A message beyond them is `CannotShow`: the reader says so, and the log
+gets one line naming the message (never its content) for the admin.
 """
 
 from __future__ import annotations
 
 import email.policy
 import email.utils
+import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -26,10 +33,12 @@ from gateway.addresses import InvalidAddress, normalize_address
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.securepage import crypto, sent_copy
-from gateway.settings import SecurePageSettings
-from keystore import pgp, store
+from gateway.settings import LimitsSettings, SecurePageSettings
+from keystore import pgp, store, untrusted
 from keystore.masterkey import MasterKeyRing
 from keystore.wrap import DecryptionError
+
+log = logging.getLogger(__name__)
 
 SignatureStatus = Literal["valid", "invalid", "unknown-key", "unsigned", "not-encrypted", "sealed"]
 HEADERS_SHOWN = ("From", "To", "Cc", "Date", "Subject", "Reply-To", "Message-ID", "In-Reply-To")
@@ -41,6 +50,15 @@ class MessageNotFound(LookupError):
 
 class CannotDecrypt(ValueError):
     """The message is encrypted but none of the address's keys opens it."""
+
+
+class CannotShow(CannotDecrypt):
+    """The message is beyond the bounds for decrypting stored mail (a compression bomb,
+    or simply too large or too slow to open); `kind` is the sandbox's reason."""
+
+    def __init__(self, message_id: int, kind: str) -> None:
+        super().__init__(message_id)
+        self.kind = kind
 
 
 class PasswordNeeded(CannotDecrypt):
@@ -94,6 +112,50 @@ class OpenedMessage:
     attachments: list[Attachment]
 
 
+def read_budget(limits: LimitsSettings) -> untrusted.Budget:
+    """The sandbox budget for one stored message: the input may be the armored form
+    of the largest output (a third larger) plus headers."""
+    return untrusted.Budget(
+        max_bytes=limits.decrypt_max_bytes * 4 // 3 + 64 * 1024,
+        timeout=limits.decrypt_timeout,
+        memory_mb=limits.decrypt_memory_mb,
+    )
+
+
+def decrypt_stored(
+    session: so.Session,
+    ring: MasterKeyRing,
+    row: MailboxMessage,
+    armored: bytes,
+    limits: LimitsSettings | None = None,
+) -> pgp.Decrypted:
+    """Decrypt the OpenPGP payload of a stored message for its owner, within `limits`
+    (the defaults when None). `CannotShow` past the bounds, else `CannotDecrypt`."""
+    limits = limits or LimitsSettings()
+    try:
+        return store.decrypt_for(
+            session,
+            ring,
+            row.address.address,
+            armored,
+            read_budget(limits),
+            max_output=limits.decrypt_max_bytes,
+        )
+    except untrusted.UntrustedDataError as exc:
+        if exc.kind == "invalid":
+            raise CannotDecrypt(row.id) from None
+        log.warning(
+            "stored message %d of %s cannot be shown: %s (%s)",
+            row.id,
+            row.address.address,
+            exc.kind,
+            exc,
+        )
+        raise CannotShow(row.id, exc.kind) from None
+    except (pgp.PgpError, DecryptionError, store.KeystoreError):
+        raise CannotDecrypt(row.id) from None
+
+
 def owned_message(session: so.Session, account_id: int, message_id: int) -> MailboxMessage:
     row = session.scalar(
         sa.select(MailboxMessage)
@@ -112,8 +174,12 @@ def open_message(
     message_id: int,
     *,
     sealed_key: crypto.MessageKey | None = None,
+    limits: LimitsSettings | None = None,
 ) -> OpenedMessage:
-    """Decrypt and split a message; a sealed Sent copy needs `sealed_key` (`unlock_sealed`)."""
+    """Decrypt and split a message; a sealed Sent copy needs `sealed_key` (`unlock_sealed`).
+
+    Decryption is bounded by `limits` (`decrypt_stored`); `CannotShow` past them.
+    """
     row = owned_message(session, account_id, message_id)
     outer = BytesParser(policy=email.policy.default).parsebytes(row.raw)
     headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
@@ -138,10 +204,7 @@ def open_message(
         entity = outer
         signature = "not-encrypted"
     else:
-        try:
-            decrypted = store.decrypt_for(session, ring, row.address.address, armored)
-        except (pgp.PgpError, DecryptionError, store.KeystoreError):
-            raise CannotDecrypt(message_id) from None
+        decrypted = decrypt_stored(session, ring, row, armored, limits)
         entity = BytesParser(policy=email.policy.default).parsebytes(decrypted.data)
         signature = _signature(session, decrypted, headers.get("From", ""))
     text, html, attachments = _split(entity)

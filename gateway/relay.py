@@ -92,6 +92,7 @@ class Relay:
         self.relay = runtime.settings.relay
         self.sessions = runtime.sessions
         self.ring = runtime.ring
+        self.inflight = runtime.inflight
         self.clock = clock
         self.rng = rng
         self.tls_context = client_tls_context(self.relay) if self.relay.security != "none" else None
@@ -159,11 +160,12 @@ class Relay:
                 lease_seconds=self.relay.lease_seconds,
                 limit=self.relay.batch_size,
                 ring=self.ring.get(),
+                budget=self.inflight,
             )
         )
         if not items:
             return []
-        tasks = [asyncio.create_task(self._deliver(item)) for item in items]
+        tasks = [asyncio.create_task(self._deliver_and_release(item)) for item in items]
         try:
             if stop is not None:
                 await self._wait_or_stop(tasks, stop)
@@ -207,6 +209,13 @@ class Relay:
                 task.cancel()
 
     # -- one row -----------------------------------------------------------------
+
+    async def _deliver_and_release(self, item: ClaimedItem) -> Result:
+        try:
+            return await self._deliver(item)
+        finally:
+            if item.hold is not None:
+                item.hold.release()
 
     async def _deliver(self, item: ClaimedItem) -> Result:
         attempt = item.attempts + 1

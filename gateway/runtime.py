@@ -8,8 +8,9 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import address_keys, db
+from gateway.inflight import InFlightBudget
 from gateway.passwords import PasswordHasher
-from gateway.settings import Settings
+from gateway.settings import DEFAULT_IN_FLIGHT_BYTES, Settings
 from gateway.wkd_client import Transport
 from keystore.masterkey import RingFile
 
@@ -23,6 +24,10 @@ class Runtime:
     ring: RingFile
     # How Web Key Directory lookups reach the network (tests point it at a local server).
     wkd_transport: Transport = field(default_factory=Transport)
+    # Bytes of messages in flight, shared by SMTP, the pipeline, uploads and the relay.
+    inflight: InFlightBudget = field(
+        default_factory=lambda: InFlightBudget(DEFAULT_IN_FLIGHT_BYTES)
+    )
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -37,6 +42,7 @@ class Runtime:
             sessions=sessions,
             hasher=PasswordHasher(settings.passwords),
             ring=ring,
+            inflight=InFlightBudget(settings.limits.in_flight_bytes),
         )
 
     def close(self) -> None:

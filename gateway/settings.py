@@ -98,15 +98,6 @@ class KeysSettings:
 
 
 @dataclass(frozen=True)
-class LimitsSettings:
-    """Where the SMTP per-client counters (connections, AUTH failures) live."""
-
-    # "memory://" (one process) or a Redis URL such as "redis://127.0.0.1:6379/0",
-    # so several `serve` processes count together.
-    storage: str = "memory://"
-
-
-@dataclass(frozen=True)
 class DatabaseSettings:
     url: str = ""
     echo: bool = False
@@ -185,6 +176,31 @@ class WebmailSettings:
     recipient_lookup_timeout: float = 4.0
 
 
+# The default in-flight budget follows from the memory the whole `sealgate serve`
+# process aims to stay under: what it holds idle, and what one message costs at its
+# peak per byte of its size (SMTP line buffers, MIME parse, pgpy's copies, the
+# armored ciphertext, the database write), measured with bench/memory.py.
+MEMORY_AIM_BYTES = 1536 * 1024 * 1024
+MEMORY_BASELINE_BYTES = 256 * 1024 * 1024
+MEMORY_COST_PER_MESSAGE_BYTE = 12
+DEFAULT_IN_FLIGHT_BYTES = (MEMORY_AIM_BYTES - MEMORY_BASELINE_BYTES) // MEMORY_COST_PER_MESSAGE_BYTE
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Bounds across the whole process (issue 10): bytes of messages in flight, and what
+    decrypting one stored message may cost; and where the SMTP per-client counters
+    (connections, AUTH failures) live."""
+
+    # "memory://" (one process) or a Redis URL such as "redis://127.0.0.1:6379/0",
+    # so several `serve` processes count together.
+    storage: str = "memory://"
+    in_flight_bytes: int = DEFAULT_IN_FLIGHT_BYTES
+    decrypt_max_bytes: int = 64 * 1024 * 1024
+    decrypt_timeout: float = 10.0
+    decrypt_memory_mb: int = 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -194,11 +210,11 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     keys: KeysSettings = field(default_factory=KeysSettings)
-    limits: LimitsSettings = field(default_factory=LimitsSettings)
     passwords: PasswordSettings = field(default_factory=PasswordSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     @property
     def database_url(self) -> str:
@@ -335,6 +351,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_securepage(section)
     if name == "webmail":
         _validate_webmail(section)
+    if name == "limits":
+        _validate_limits(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -396,3 +414,11 @@ def _validate_webmail(section: WebmailSettings) -> None:
         raise SettingsError("[webmail] per_page: between 1 and 200")
     if section.recipient_lookup_timeout <= 0:
         raise SettingsError("[webmail] recipient_lookup_timeout: must be more than 0")
+
+
+def _validate_limits(section: LimitsSettings) -> None:
+    for key in ("in_flight_bytes", "decrypt_max_bytes", "decrypt_timeout"):
+        if getattr(section, key) <= 0:
+            raise SettingsError(f"[limits] {key}: must be more than 0")
+    if section.decrypt_memory_mb < 64:
+        raise SettingsError("[limits] decrypt_memory_mb: at least 64 (the parser itself needs ~40)")

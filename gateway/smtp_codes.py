@@ -26,3 +26,4 @@ OVERLONG_SECURE_PAGE_KEY = (
     " nothing was sent"
 )
 QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
+SERVER_BUSY = "451 4.3.1 Too many messages in progress on this server; please try again shortly"

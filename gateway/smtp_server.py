@@ -24,6 +24,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from gateway import accounts, audit, db, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
+from gateway.inflight import InFlightBudget, Reservation
 from gateway.passwords import PasswordTooLong
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionLimiter, FailureCounter
@@ -38,6 +39,7 @@ from gateway.smtp_codes import (
     QUEUED,
     SENDER_EMPTY,
     SENDER_NOT_OWNED,
+    SERVER_BUSY,
     TEMPORARY_FAILURE,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_RECIPIENTS,
@@ -281,9 +283,16 @@ class SubmissionSMTP(SMTP):
     """aiosmtpd's protocol plus per-client connection limits and our reply texts."""
 
     def __init__(
-        self, *args: Any, connections: ConnectionLimiter, implicit_tls: bool, **kwargs: Any
+        self,
+        *args: Any,
+        connections: ConnectionLimiter,
+        implicit_tls: bool,
+        budget: InFlightBudget | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, auth_require_tls=True, **kwargs)
+        self._budget = budget
+        self._hold: Reservation | None = None
         if implicit_tls:
             # The whole connection is TLS, but aiosmtpd only counts STARTTLS as TLS
             # (aiosmtpd issue #281) and would never offer AUTH here.
@@ -316,6 +325,51 @@ class SubmissionSMTP(SMTP):
             self._release()
             return
         await super()._handle_client()
+
+    def _expected_size(self) -> int:
+        """The size MAIL FROM declared (SIZE=, RFC 1870), else the largest allowed."""
+        limit = self.data_size_limit or 0
+        assert self.envelope is not None
+        for option in self.envelope.mail_options:
+            name, _eq, value = option.partition("=")
+            if name.upper() == "SIZE" and value.isdigit():
+                return min(int(value), limit) if limit else int(value)
+        return limit
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command name)
+        """Reserve the message in the process's in-flight budget before the client sends
+        it (gateway.inflight): past the budget, 451 4.3.1 and the client retries."""
+        envelope = self.envelope
+        if self._budget is None or envelope is None or not envelope.rcpt_tos or arg:
+            await super().smtp_DATA(arg)  # aiosmtpd answers the out-of-sequence cases
+            return
+        hold = self._budget.try_reserve(self._expected_size())
+        if hold is None:
+            log.info("DATA refused for now: %d bytes of messages in flight", self._budget.used)
+            # The transaction failed; the client starts anew (aiosmtpd leaves it untyped).
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(SERVER_BUSY)
+            return
+        self._hold = hold
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._hold = None
+            hold.release()  # committed (250) or refused: either way no longer held
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # A client whose data outgrew its declared SIZE holds the real size before the
+        # pipeline (where a message costs most) runs, or waits its turn. The hold ends
+        # when the pipeline has committed or refused, before the reply goes out.
+        hold, envelope = self._hold, self.envelope
+        if command != "DATA" or hold is None or envelope is None:
+            return await super()._call_handler_hook(command, *args)
+        try:
+            if not hold.resize(len(envelope.original_content or b"")):
+                return SERVER_BUSY
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            hold.release()
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.1.1.10 wants a reason before an idle connection is dropped.
@@ -362,6 +416,7 @@ class SubmissionServer:
         protocol = SubmissionSMTP(
             self.handler,
             connections=self._connections,
+            budget=self.runtime.inflight,
             hostname=smtp.hostname,
             ident="sealgate ESMTP",
             data_size_limit=smtp.max_message_size,

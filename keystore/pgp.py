@@ -17,8 +17,10 @@ with a message that is safe to show and never contains key or message bytes.
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -290,11 +292,16 @@ def encrypt_and_sign(
 
 @dataclass(frozen=True, eq=False)
 class Decrypted:
-    """A decrypted message: its literal bytes and the key ids that signed it."""
+    """A decrypted message: its literal bytes, the key ids that signed it, and the
+    signature packets (checked later by `verify` against a key the caller trusts)."""
 
     data: bytes = field(repr=False)
     signer_key_ids: frozenset[str]
-    _message: Any = field(repr=False)
+    signatures: tuple[bytes, ...] = field(default=(), repr=False)
+
+
+class TooLarge(PgpError):
+    """The message inflates beyond the output limit (a compression bomb, or just too big)."""
 
 
 def _parse_message(message: bytes | str) -> Any:
@@ -310,11 +317,23 @@ def recipient_key_ids(message: bytes | str) -> frozenset[str]:
     return frozenset(str(k).upper() for k in parsed.encrypters)
 
 
+def _opened(inner: Any) -> Decrypted:
+    if inner.is_encrypted or not isinstance(inner._message, LiteralData):
+        _fail("the decrypted OpenPGP message holds no literal data")
+    return Decrypted(
+        data=bytes(inner._message._contents),
+        signer_key_ids=frozenset(str(s).upper() for s in inner.signers),
+        signatures=tuple(bytes(s) for s in inner.signatures),
+    )
+
+
 def decrypt(message: bytes | str, keys: Sequence[SecretKey]) -> Decrypted:
     """Open `message` with whichever of `keys` it was encrypted to.
 
     Only integrity-protected data (SEIPD with MDC) is accepted: the old
-    unprotected packet is open to the EFAIL-style malleability attacks.
+    unprotected packet is open to the EFAIL-style malleability attacks. No bound
+    on decompression: for the gateway's own messages only; stored mail from
+    outside goes through `keystore.untrusted.decrypt_message`.
     """
     parsed = _parse_message(message)
     if not parsed.is_encrypted:
@@ -327,24 +346,155 @@ def decrypt(message: bytes | str, keys: Sequence[SecretKey]) -> Decrypted:
         _fail("the OpenPGP message is not encrypted to any of our keys")
     with _untrusted("the OpenPGP message cannot be decrypted"):
         inner = key._key.decrypt(parsed)
-    if inner.is_encrypted or not isinstance(inner._message, LiteralData):
-        _fail("the decrypted OpenPGP message holds no literal data")
-    return Decrypted(
-        data=bytes(inner._message._contents),
-        signer_key_ids=frozenset(str(s).upper() for s in inner.signers),
-        _message=inner,
-    )
+    return _opened(inner)
+
+
+MAX_SIGNATURE_BYTES = 64 * 1024
+MAX_SIGNATURES = 16
 
 
 def verify(decrypted: Decrypted, signer: PublicKey) -> bool:
     """Whether `signer` made a valid signature over the decrypted message."""
-    if not decrypted.signer_key_ids & {signer.key_id, *signer.subkey_ids}:
+    ids = {signer.key_id, *signer.subkey_ids}
+    if not decrypted.signer_key_ids & ids:
         return False
+    for packet in decrypted.signatures[:MAX_SIGNATURES]:
+        if len(packet) > MAX_SIGNATURE_BYTES:
+            continue
+        try:
+            with _untrusted("bad signature"):
+                signature = pgpy.PGPSignature.from_blob(packet)
+                if str(signature.signer).upper() not in ids:
+                    continue
+                if signer._key.verify(decrypted.data, signature):
+                    return True
+        except PgpError:
+            continue
+    return False
+
+
+# --- decrypting stored mail with bounded output -----------------------------------------
+#
+# The server unlocks the recipient's key and opens the session key itself, from the
+# small PKESK packet (`keystore.packets` finds it without pgpy); only the session key,
+# which whoever made the message knows anyway, goes with the message into the sandboxed
+# child, where `decrypt_with_session_key` runs pgpy under an output limit.
+
+
+@dataclass(frozen=True, eq=False)
+class SessionKey:
+    """The symmetric key of one message. Prints nothing, refuses to be pickled."""
+
+    algorithm: int
+    key: bytes = field(repr=False)
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("session keys are not picklable")
+
+
+def _secret_parts(key: SecretKey) -> list[Any]:
+    return [key._key, *key._key.subkeys.values()]
+
+
+def session_key(packets: Sequence[tuple[str, bytes]], keys: Sequence[SecretKey]) -> SessionKey:
+    """The session key from the first of `packets` (key id, PKESK bytes) that one of
+    `keys` opens. A wildcard key id (hidden recipient) is tried with every key."""
+    from pgpy.packet import Packet
+    from pgpy.packet.packets import PKESessionKey
+
+    for key_id, packet in packets:
+        with _untrusted("not a valid session-key packet"):
+            parsed = Packet(bytearray(packet))
+            if not isinstance(parsed, PKESessionKey):
+                _fail("not a session-key packet")
+        for key in keys:
+            for part in _secret_parts(key):
+                if key_id not in (str(part.fingerprint.keyid).upper(), "0000000000000000"):
+                    continue
+                if part.key_algorithm != parsed.pkalg:
+                    continue
+                try:
+                    with _untrusted("the session key cannot be decrypted"):
+                        algorithm, material = parsed.decrypt_sk(part._key)
+                except PgpError:
+                    continue
+                return SessionKey(int(algorithm), bytes(material))
+    _fail("the OpenPGP message is not encrypted to any of our keys")
+
+
+class _OutputBudget:
+    """pgpy inflates compressed packets with one unbounded call; in the sandboxed child
+    that call is swapped for this one, which stops once all inflated data together
+    (nested packets included) passes the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def decompress(self, algorithm: CompressionAlgorithm, data: bytes) -> bytes:
+        if algorithm == CompressionAlgorithm.Uncompressed:
+            inflater: Any = None
+            out = bytes(data)
+        elif algorithm == CompressionAlgorithm.ZIP:
+            inflater = zlib.decompressobj(-15)
+        elif algorithm == CompressionAlgorithm.ZLIB:
+            inflater = zlib.decompressobj()
+        elif algorithm == CompressionAlgorithm.BZ2:
+            inflater = bz2.BZ2Decompressor()
+        else:
+            raise NotImplementedError(algorithm)
+        if inflater is not None:
+            out = inflater.decompress(bytes(data), self.left + 1)
+        if len(out) > self.left:
+            raise TooLarge("the message is too large once decompressed")
+        self.left -= len(out)
+        return out
+
+
+def _caused_by_too_large(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TooLarge):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def decrypt_with_session_key(message: bytes, key: SessionKey, max_output: int) -> Decrypted:
+    """Open `message` with its session key, inflating at most `max_output` bytes.
+
+    Swaps pgpy's decompression for a bounded one for the duration of the call,
+    for the whole process: only for the single-threaded sandbox child.
+    """
+    parsed = _parse_message(message)
+    if not parsed.is_encrypted:
+        _fail("the OpenPGP message is not encrypted")
+    if not isinstance(parsed._message, IntegrityProtectedSKEData):
+        _fail("the OpenPGP message has no integrity protection (MDC)")
+    budget = _OutputBudget(max_output)
+    original = CompressionAlgorithm.decompress
+
+    def bounded(algorithm: CompressionAlgorithm, data: bytes) -> bytes:
+        return budget.decompress(algorithm, data)
+
+    CompressionAlgorithm.decompress = bounded
     try:
-        with _untrusted("bad signature"):
-            return bool(signer._key.verify(decrypted._message))
-    except PgpError:
-        return False
+        with _untrusted("the OpenPGP message cannot be decrypted"):
+            try:
+                plain = parsed._message.decrypt(key.key, SymmetricKeyAlgorithm(key.algorithm))
+                inner = pgpy.PGPMessage()
+                inner.parse(plain)
+            except Exception as exc:
+                if _caused_by_too_large(exc):
+                    raise TooLarge("the message is too large once decompressed") from None
+                raise
+    finally:
+        CompressionAlgorithm.decompress = original
+    opened = _opened(inner)
+    if len(opened.data) > max_output:
+        raise TooLarge("the message is too large")
+    return opened
 
 
 # --- vetting keys from outside --------------------------------------------------------

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from keystore import pgp, wrap
+from keystore import packets, pgp, untrusted, wrap
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 from keystore.models import (
     STATUS_ACTIVE,
@@ -312,20 +312,40 @@ def secret_keys_for_decryption(
 
 
 def decrypt_for(
-    session: so.Session, ring: MasterKeyRing, address: str, message: bytes | str
+    session: so.Session,
+    ring: MasterKeyRing,
+    address: str,
+    message: bytes | str,
+    budget: untrusted.Budget = untrusted.STORED_MESSAGE_BUDGET,
+    *,
+    max_output: int = untrusted.STORED_MESSAGE_MAX_OUTPUT,
 ) -> pgp.Decrypted:
-    """Decrypt a message sent to `address`, unlocking only the key it names.
+    """Decrypt a stored message sent to `address`, unlocking only the key it names.
 
-    A message whose recipients are hidden (wildcard key ids) is tried with every
-    key of the address.
+    A stored message came from outside, so pgpy never parses it here: the key ids
+    and session-key packets are read by `keystore.packets`, the session key is
+    opened with the address's key in this process, and the message is decrypted
+    in the sandbox under `budget`, inflating at most `max_output` bytes. A
+    message whose recipients are hidden (wildcard key ids) is tried with every
+    key of the address. Raises `pgp.PgpError` for a message none of the keys
+    opens, `untrusted.UntrustedDataError` for one beyond the bounds.
     """
-    wanted = pgp.recipient_key_ids(message)
+    raw = message.encode("ascii", "replace") if isinstance(message, str) else message
+    try:
+        binary = packets.dearmor(raw)  # pgpy's armor parser is slow and unsafe on it
+        found = packets.session_key_packets(binary)
+    except packets.PacketError as exc:
+        raise pgp.PgpError(str(exc)) from None
+    wanted = {p.key_id for p in found}
     rows = [r for r in keys_of(session, address) if r.key_id in wanted or r.subkey_id in wanted]
     if not rows:
         if "0000000000000000" not in wanted:
             raise pgp.PgpError(f"the message is not encrypted to a key of {address}")
         rows = keys_of(session, address)
-    return pgp.decrypt(message, [unlock_row(ring, r) for r in rows])
+    key = pgp.session_key(
+        [(p.key_id, p.packet) for p in found], [unlock_row(ring, r) for r in rows]
+    )
+    return untrusted.decrypt_message(binary, key, budget, max_output=max_output)
 
 
 # --- rotation and revocation ----------------------------------------------------------

@@ -79,6 +79,14 @@ class Budget:
         return 4 * self.max_bytes + 64 * 1024
 
 
+# Decrypting one stored message when the caller names no bounds: the defaults of the
+# `[limits]` settings (gateway.settings.LimitsSettings; a test keeps them equal).
+STORED_MESSAGE_MAX_OUTPUT = 64 * 1024 * 1024
+STORED_MESSAGE_BUDGET = Budget(
+    max_bytes=STORED_MESSAGE_MAX_OUTPUT * 4 // 3 + 64 * 1024, timeout=10.0, memory_mb=1024
+)
+
+
 class UntrustedDataError(ValueError):
     """The input as a whole was refused; the message is safe to show."""
 
@@ -188,7 +196,47 @@ def vet_keys(
     return _decode_vetting(_run(request, data, budget))
 
 
+def decrypt_message(
+    message: bytes, key: pgp.SessionKey, budget: Budget, *, max_output: int
+) -> pgp.Decrypted:
+    """Open a stored OpenPGP message (from outside) with its session key, in a child.
+
+    The child inflates at most `max_output` bytes (`pgp.decrypt_with_session_key`)
+    and is held to the budget's time and memory. Raises `UntrustedDataError`:
+    "too-large" past the input or output limit, "timeout" or "memory" past the
+    budget, "invalid" for a message that does not decrypt.
+    """
+    if len(message) > budget.max_bytes:
+        raise UntrustedDataError(
+            "too-large",
+            f"the message is too large ({len(message)} bytes; the limit is {budget.max_bytes})",
+        )
+    if max_output < 1:
+        raise ValueError("max_output must be at least 1")
+    request = {
+        "op": "decrypt",
+        "algorithm": key.algorithm,
+        "key": base64.b64encode(key.key).decode("ascii"),
+        "max_output": max_output,
+    }
+    reply, payload = _run_with_payload(request, message, budget, max_output)
+    try:
+        signers = frozenset(str(k) for k in reply["signers"])
+        signatures = tuple(base64.b64decode(s, validate=True) for s in reply["signatures"])
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise UntrustedDataError("worker", "the parser's answer was malformed") from None
+    return pgp.Decrypted(data=payload, signer_key_ids=signers, signatures=signatures)
+
+
 def _run(request: dict[str, Any], data: bytes, budget: Budget) -> dict[str, Any]:
+    return _run_with_payload(request, data, budget, 0)[0]
+
+
+def _run_with_payload(
+    request: dict[str, Any], data: bytes, budget: Budget, payload_limit: int
+) -> tuple[dict[str, Any], bytes]:
+    """The child's JSON answer and, for requests that have one, the binary payload
+    that follows it (at most `payload_limit` bytes)."""
     header = json.dumps(
         {
             **request,
@@ -204,7 +252,7 @@ def _run(request: dict[str, Any], data: bytes, budget: Budget) -> dict[str, Any]
                 pid = _zygote.fork(header, theirs)
             finally:
                 theirs.close()
-            raw = _exchange(ours, pid, data, budget)
+            raw, payload = _exchange(ours, pid, data, budget, payload_limit)
         finally:
             ours.close()
     try:
@@ -216,10 +264,14 @@ def _run(request: dict[str, Any], data: bytes, budget: Budget) -> dict[str, Any]
     error = reply.get("error")
     if error is not None:
         raise _failure(str(error), budget, str(reply.get("message", "")))
-    return reply
+    if payload_limit and payload is None:
+        raise UntrustedDataError("worker", "the parser's answer was malformed")
+    return reply, payload or b""
 
 
-def _exchange(channel: socket.socket, pid: int, data: bytes, budget: Budget) -> bytes:
+def _exchange(
+    channel: socket.socket, pid: int, data: bytes, budget: Budget, payload_limit: int = 0
+) -> tuple[bytes, bytes | None]:
     """Send the input, wait at most the budget for the answer; kill the child otherwise.
 
     CPU time can only trail wall-clock time, so the wall-clock deadline always
@@ -233,8 +285,14 @@ def _exchange(channel: socket.socket, pid: int, data: bytes, budget: Budget) -> 
         if length > budget.reply_limit:
             raise UntrustedDataError("worker", "the parser's answer was too long")
         reply = _receive(channel, length, deadline)
+        payload = None
+        if payload_limit and not reply.startswith(b'{"error"'):
+            size = LENGTH.unpack(_receive(channel, LENGTH.size, deadline))[0]
+            if size > payload_limit:
+                raise UntrustedDataError("worker", "the parser's answer was too long")
+            payload = _receive(channel, size, deadline)
         answered = True
-        return reply
+        return reply, payload
     except TimeoutError:
         raise _failure("timeout", budget, "") from None
     except (EOFError, OSError):
@@ -282,6 +340,8 @@ def _failure(kind: str, budget: Budget, message: str) -> UntrustedDataError:
         )
     if kind == "invalid":
         return UntrustedDataError("invalid", message[:200] or "not a valid OpenPGP key")
+    if kind == "too-large":
+        return UntrustedDataError("too-large", message[:200] or "the data is too large")
     return UntrustedDataError("worker", "the parser failed")
 
 
@@ -363,11 +423,18 @@ def _child_main(channel_fd: int, header: bytes) -> None:
         if length > int(request["max_bytes"]):
             raise ValueError("input over the limit")
         data = _read_exactly(channel, length)
+        payload: bytes | None = None
         try:
-            reply = _answer(request, data)
+            if request.get("op") == "decrypt":
+                reply, payload = _answer_decrypt(request, data)
+            else:
+                reply = _answer(request, data)
         except MemoryError:
-            reply = _MEMORY_REPLY
+            reply, payload = _MEMORY_REPLY, None
         channel.sendall(LENGTH.pack(len(reply)) + reply)
+        if payload is not None:
+            channel.sendall(LENGTH.pack(len(payload)))
+            channel.sendall(payload)
     except BaseException:  # noqa: BLE001  (the child only ever answers or dies quietly)
         with contextlib.suppress(BaseException):
             os.write(channel_fd, LENGTH.pack(len(_WORKER_REPLY)) + _WORKER_REPLY)
@@ -383,6 +450,21 @@ def _read_exactly(channel: socket.socket, size: int) -> bytes:
             raise EOFError
         chunks += chunk
     return bytes(chunks)
+
+
+def _answer_decrypt(request: dict[str, Any], data: bytes) -> tuple[bytes, bytes | None]:
+    key = pgp.SessionKey(int(request["algorithm"]), base64.b64decode(request["key"]))
+    try:
+        opened = pgp.decrypt_with_session_key(data, key, int(request["max_output"]))
+    except pgp.TooLarge as exc:
+        return json.dumps({"error": "too-large", "message": str(exc)}).encode(), None
+    except pgp.PgpError as exc:
+        return json.dumps({"error": "invalid", "message": str(exc)}).encode(), None
+    reply = {
+        "signers": sorted(opened.signer_key_ids),
+        "signatures": [base64.b64encode(s).decode("ascii") for s in opened.signatures],
+    }
+    return json.dumps(reply).encode(), opened.data
 
 
 def _answer(request: dict[str, Any], data: bytes) -> bytes:

@@ -45,6 +45,7 @@ from flask_login import current_user
 from gateway import accounts, drafts, reading, recipients
 from gateway import compose as mailcompose
 from gateway.compose import ComposeError, Outgoing, Upload
+from gateway.inflight import Reservation
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
@@ -53,7 +54,7 @@ from webportal import clock
 from webportal.access import login_required
 from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
 from webportal.i18n import gettext, gettext_noop
-from webportal.mail import open_owned
+from webportal.mail import CANNOT_SHOW, abort_cannot_show, open_owned
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ PASSWORD_TOO_LONG = noop("The password is too long.")
 NOT_SENT = noop("The message was not sent: {reason}")
 SEND_FAILED = noop("The message could not be sent. Please try again in a moment.")
 ATTACH_AGAIN = noop("Please attach your files again.")
+SERVER_BUSY = noop(
+    "The server is busy with many large messages right now; nothing was sent."
+    " Please try again in a minute."
+)
 LOOKING_UP = noop("looking up…")
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
@@ -222,8 +227,11 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
     s = db_session()
     ring = runtime().ring.get()
     try:
-        data = drafts.load(s, ring, current_user.account_id, draft_id)
-        opened = reading.open_message(s, ring, current_user.account_id, draft_id)
+        limits = runtime().settings.limits
+        data = drafts.load(s, ring, current_user.account_id, draft_id, limits)
+        opened = reading.open_message(s, ring, current_user.account_id, draft_id, limits=limits)
+    except reading.CannotShow:
+        abort_cannot_show(draft_id)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
     parsed = BytesParser(policy=email.policy.default).parsebytes(data)
@@ -313,6 +321,8 @@ def compose() -> ResponseReturnValue:
             opened = open_owned(source)
         except reading.PasswordNeeded:  # a sealed Sent copy: its password first
             return redirect(url_for("mail.message", message_id=source), code=303)
+        except reading.CannotShow:
+            abort_cannot_show(source)
         except (reading.MessageNotFound, reading.CannotDecrypt):
             abort(404)
         if args.get("forward", type=int):
@@ -366,7 +376,11 @@ def _outgoing(form: ComposeForm) -> Outgoing:
     ]
     if form.carry_from:
         opened = reading.open_message(
-            db_session(), runtime().ring.get(), current_user.account_id, form.carry_from
+            db_session(),
+            runtime().ring.get(),
+            current_user.account_id,
+            form.carry_from,
+            limits=runtime().settings.limits,
         )
         kept = {index for index, _name, _size, keep in form.carried if keep}
         uploads = [
@@ -399,6 +413,23 @@ def _reject_text(status: str) -> str:
 
 
 def _send() -> ResponseReturnValue:
+    """Send or save, holding the request's size in the process's in-flight budget
+    (gateway.inflight) meanwhile; past the budget the page comes back, filled in."""
+    hold = runtime().inflight.try_reserve(request.content_length or 0)
+    if hold is None:
+        log.info("webmail send refused for now: the in-flight budget is spent")
+        owned = _owned()
+        form = _form_from_request(owned)
+        message = gettext(SERVER_BUSY)
+        if any(f.filename for f in request.files.getlist("attachments")):
+            message = f"{message} {gettext(ATTACH_AGAIN)}"
+        discard_db_session()
+        return _render(form, owned, message, 503)
+    with hold:
+        return _send_held(hold)
+
+
+def _send_held(hold: Reservation) -> ResponseReturnValue:
     owned = _owned()
     form = _form_from_request(owned)
     uploaded = any(f.filename for f in request.files.getlist("attachments"))
@@ -417,8 +448,15 @@ def _send() -> ResponseReturnValue:
         outgoing = _outgoing(form)
     except ComposeError as exc:
         return refuse(gettext(exc.message, **exc.params))
+    except reading.CannotShow:
+        return refuse(gettext(CANNOT_SHOW), 422)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
+    # Attachments carried over from a forwarded message or a draft came from the
+    # store, not the request: the hold grows to the whole message, or waits.
+    size = len(outgoing.text.encode()) + sum(len(a.data) for a in outgoing.attachments)
+    if size > hold.size and not hold.resize(size):
+        return refuse(gettext(SERVER_BUSY), 503)
 
     if request.form.get("action") == "draft":
         return _save_draft(form, outgoing, owned, now)

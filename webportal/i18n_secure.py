@@ -57,6 +57,10 @@ DE: dict[str, str] = {
     "Open the message": "Nachricht öffnen",
     "Opened": "Geöffnet",
     "Please enter the password again.": "Bitte geben Sie das Passwort erneut ein.",
+    "The server is busy right now; your answer was not sent. Please try again in a minute.": (
+        "Der Server ist gerade ausgelastet; Ihre Antwort wurde nicht gesendet. Bitte versuchen"
+        " Sie es in einer Minute noch einmal."
+    ),
     "Recipient": "Empfänger",
     "Repeat the new password": "Neues Passwort wiederholen",
     "Secure-page messages": "Nachrichten über sichere Seiten",
@@ -196,6 +200,10 @@ FR: dict[str, str] = {
     "Open the message": "Ouvrir le message",
     "Opened": "Ouvert",
     "Please enter the password again.": "Veuillez saisir à nouveau le mot de passe.",
+    "The server is busy right now; your answer was not sent. Please try again in a minute.": (
+        "Le serveur est occupé en ce moment ; votre réponse n’a pas été envoyée. Veuillez"
+        " réessayer dans une minute."
+    ),
     "Recipient": "Destinataire",
     "Repeat the new password": "Répétez le nouveau mot de passe",
     "Secure-page messages": "Messages par page sécurisée",

@@ -182,6 +182,16 @@ DE: dict[str, str] = {
     "This message cannot be decrypted with your keys.": (
         "Diese Nachricht lässt sich mit Ihren Schlüsseln nicht entschlüsseln."
     ),
+    "The server is busy with many large messages right now; nothing was sent."
+    " Please try again in a minute.": (
+        "Der Server ist gerade mit vielen großen Nachrichten beschäftigt; es wurde nichts"
+        " gesendet. Bitte versuchen Sie es in einer Minute noch einmal."
+    ),
+    "This message cannot be shown: it is too large or too complex to open safely."
+    " Your administrator can see it in the server log.": (
+        "Diese Nachricht kann nicht angezeigt werden: Sie ist zu groß oder zu komplex, um"
+        " sie sicher zu öffnen. Ihr Administrator sieht sie im Serverprotokoll."
+    ),
     "Thursday": "Donnerstag",
     "Trash": "Papierkorb",
     "Tuesday": "Dienstag",
@@ -409,6 +419,16 @@ FR: dict[str, str] = {
     ),
     "This message cannot be decrypted with your keys.": (
         "Ce message ne peut pas être déchiffré avec vos clés."
+    ),
+    "The server is busy with many large messages right now; nothing was sent."
+    " Please try again in a minute.": (
+        "Le serveur traite en ce moment beaucoup de gros messages ; rien n’a été envoyé."
+        " Veuillez réessayer dans une minute."
+    ),
+    "This message cannot be shown: it is too large or too complex to open safely."
+    " Your administrator can see it in the server log.": (
+        "Ce message ne peut pas être affiché : il est trop volumineux ou trop complexe pour"
+        " être ouvert sans risque. Votre administrateur le voit dans le journal du serveur."
     ),
     "Thursday": "jeudi",
     "Trash": "Corbeille",

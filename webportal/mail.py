@@ -18,9 +18,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import NoReturn
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -59,6 +70,10 @@ SIGNATURES = {
     "sealed": gettext_noop("Sealed with the message's password, like its secure pages."),
 }
 CANNOT_DECRYPT = gettext_noop("This message cannot be decrypted with your keys.")
+CANNOT_SHOW = gettext_noop(
+    "This message cannot be shown: it is too large or too complex to open safely."
+    " Your administrator can see it in the server log."
+)
 SEALED_WRONG = gettext_noop("The password is wrong.")
 SEALED_EMPTY = gettext_noop("Enter the password.")
 GRANT_KIND = "sent"
@@ -143,7 +158,12 @@ def open_owned(message_id: int) -> reading.OpenedMessage:
     try:
         row = reading.owned_message(s, current_user.account_id, message_id)
         return reading.open_message(
-            s, runtime().ring.get(), current_user.account_id, message_id, sealed_key=sealed_key(row)
+            s,
+            runtime().ring.get(),
+            current_user.account_id,
+            message_id,
+            sealed_key=sealed_key(row),
+            limits=runtime().settings.limits,
         )
     except reading.MessageNotFound:
         abort(404)
@@ -178,6 +198,8 @@ def message(message_id: int) -> ResponseReturnValue:
         opened = open_owned(message_id)
     except reading.PasswordNeeded:
         return render_template("portal/mail/message.html", sealed=True, error=None, **page)
+    except reading.CannotShow:
+        return cannot_show(page)
     except reading.CannotDecrypt:
         return render_template(
             "portal/mail/message.html", opened=None, error=CANNOT_DECRYPT, **page
@@ -195,11 +217,28 @@ def message(message_id: int) -> ResponseReturnValue:
     )
 
 
+def cannot_show(page: dict[str, object]) -> ResponseReturnValue:
+    """The page for a message beyond the bounds of decrypting stored mail (the reading
+    layer has logged it for the admin)."""
+    return (
+        render_template("portal/mail/message.html", opened=None, error=CANNOT_SHOW, **page),
+        422,
+    )
+
+
+def abort_cannot_show(message_id: int) -> NoReturn:
+    """End this request with the "cannot be shown" page of an owned message."""
+    row = reading.owned_message(db_session(), current_user.account_id, message_id)
+    abort(make_response(cannot_show(_page_context(row))))
+
+
 @bp.get("/mail/<int:message_id>/attachments/<int:index>")
 @login_required
 def attachment(message_id: int, index: int) -> ResponseReturnValue:
     try:
         opened = open_owned(message_id)
+    except reading.CannotShow:
+        abort_cannot_show(message_id)
     except reading.CannotDecrypt:
         abort(404)
     found = next((a for a in opened.attachments if a.index == index), None)

@@ -54,6 +54,7 @@ from gateway.pipeline.secure_page import generate_password
 from gateway.securepage import content, crypto, links, reply, store
 from gateway.securepage.crypto import MessageKey
 from gateway.settings import SecurePageSettings, SettingsError
+from keystore import pgp
 from keystore import store as keystore
 from webportal import clock, grants
 from webportal.access import fresh_login_required, login_required, public
@@ -73,6 +74,9 @@ WRONG_PASSWORD = gettext_noop(
 NO_PASSWORD = gettext_noop("Enter the password.")
 REPLY_SENT = gettext_noop("Your answer was sent, encrypted.")
 REPLY_AGAIN = gettext_noop("Please enter the password again.")
+REPLY_BUSY = gettext_noop(
+    "The server is busy right now; your answer was not sent. Please try again in a minute."
+)
 REVOKED = gettext_noop("The link for {recipient} was revoked.")
 EXTENDED = gettext_noop("The link for {recipient} now works until {date}.")
 PASSWORD_SET = gettext_noop(
@@ -302,6 +306,23 @@ def answer(token: str) -> ResponseReturnValue:
     if data is None:
         flash(REPLY_AGAIN)
         return redirect(url_for("secure.page", token=token), code=303)
+    # The answer is a message in flight: its size is held in the process's budget.
+    hold = rt.inflight.try_reserve(request.content_length or 0)
+    if hold is None:
+        log.info("secure page %s: answer refused for now (busy)", links.log_name(token))
+        return _message_page(token, link, data, error=REPLY_BUSY, status=503)
+    with hold:
+        return _answer(token, link, data, sender_key, now)
+
+
+def _answer(
+    token: str,
+    link: SecureLink,
+    data: bytes,
+    sender_key: pgp.PublicKey | None,
+    now: dt.datetime,
+) -> ResponseReturnValue:
+    rt = runtime()
     limit = rt.settings.securepage.max_reply_bytes
     try:
         uploads = [

@@ -100,8 +100,18 @@ def test_tampered_ciphertext_is_a_clear_error(
     with db.transaction(runtime.sessions) as session:
         row = session.get(MailboxMessage, message_id)
         assert row is not None
-        start = row.raw.index(b"-----BEGIN PGP MESSAGE-----") + 200
+        # In the encrypted data (near the end), not in another recipient's session key.
+        start = row.raw.index(b"-----END PGP MESSAGE-----") - 100
         flipped = b"A" if row.raw[start : start + 1] != b"A" else b"B"
         row.raw = row.raw[:start] + flipped + row.raw[start + 1 :]
     with db.read_only(runtime.sessions) as session, pytest.raises(reading.CannotDecrypt):
         reading.open_message(session, runtime.ring.get(), bob_id, message_id)
+
+
+def test_the_keystore_default_read_bounds_are_the_settings_defaults() -> None:
+    """Readers that pass no settings (store.decrypt_for's defaults) are bounded the same."""
+    from gateway.settings import LimitsSettings
+    from keystore import untrusted
+
+    assert reading.read_budget(LimitsSettings()) == untrusted.STORED_MESSAGE_BUDGET
+    assert LimitsSettings().decrypt_max_bytes == untrusted.STORED_MESSAGE_MAX_OUTPUT

@@ -1,0 +1,90 @@
+"""Compression bombs as real OpenPGP messages, built by hand so they cost the test no memory.
+
+The message is what a hostile sender could mail a hosted user: the user's own
+session-key packet (made by our encryption code for a small probe, so the key
+and its format are the real ones) followed by an integrity-protected data packet
+(SEIPD with MDC, AES-256) whose plaintext is one ZLIB-compressed packet holding a
+literal data packet of `prefix` and then zeros. The zeros are compressed in 1 MiB
+steps, so 1 GiB of them never exists in the test's memory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import hashlib
+import os
+import zlib
+
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from keystore import packets, pgp
+
+CHUNK = 1024 * 1024
+AES256 = 9
+ZLIB = 2
+BZIP2 = 3
+
+
+def _packet(tag: int, body_length: int) -> bytes:
+    """A new-format packet header with a five-octet length."""
+    return bytes([0xC0 | tag, 0xFF]) + body_length.to_bytes(4, "big")
+
+
+def _compressed_literal(prefix: bytes, zeros: int) -> bytes:
+    literal_body_length = 6 + len(prefix) + zeros  # format, name length, date, content
+    squeezer = zlib.compressobj(9)
+    out = [
+        squeezer.compress(
+            _packet(11, literal_body_length) + b"b\x00" + (0).to_bytes(4, "big") + prefix
+        )
+    ]
+    block = bytes(CHUNK)
+    left = zeros
+    while left:
+        step = min(left, CHUNK)
+        out.append(squeezer.compress(block[:step]))
+        left -= step
+    out.append(squeezer.flush())
+    compressed = b"".join(out)
+    return _packet(8, 1 + len(compressed)) + bytes([ZLIB]) + compressed
+
+
+def _wrapped(inner: bytes) -> bytes:
+    """`inner` packets inside one more compressed packet (BZip2, the other algorithm)."""
+    compressed = bz2.compress(inner, 9)
+    return _packet(8, 1 + len(compressed)) + bytes([BZIP2]) + compressed
+
+
+def compression_bomb(
+    public: pgp.PublicKey,
+    secret: pgp.SecretKey,
+    *,
+    inflated: int,
+    prefix: bytes = b"",
+    nested: bool = False,
+) -> bytes:
+    """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes
+    (with `nested`, the compressed packet sits inside a second, BZip2 one).
+
+    `secret` (the same key) opens the probe's session key, which the bomb reuses.
+    """
+    probe = pgp.encrypt_and_sign(b"probe", [public], None, armor=False)
+    found = packets.session_key_packets(probe)
+    session = pgp.session_key([(p.key_id, p.packet) for p in found], [secret])
+    assert session.algorithm == AES256
+    random_prefix = os.urandom(16)
+    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
+    if nested:
+        packets_inside = _wrapped(packets_inside)
+    body = random_prefix + random_prefix[-2:] + packets_inside + b"\xd3\x14"
+    plain = body + hashlib.sha1(body).digest()  # noqa: S324  (the MDC is SHA-1 by RFC 4880)
+    encryptor = Cipher(algorithms.AES(session.key), CFB(bytes(16))).encryptor()
+    ciphertext = encryptor.update(plain) + encryptor.finalize()
+    seipd = _packet(18, 1 + len(ciphertext)) + b"\x01" + ciphertext
+    return b"".join(p.packet for p in found) + seipd
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
