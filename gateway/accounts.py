@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import app_passwords, audit, lockout, totp
+from gateway import app_passwords, audit, lockout, smtp_codes, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.models import Account, Address, Domain
 from gateway.passwords import PasswordHasher
@@ -43,6 +43,14 @@ def find_domain(session: so.Session, name: str) -> Domain | None:
 
 def is_hosted(session: so.Session, address: str) -> bool:
     return find_domain(session, domain_of(address)) is not None
+
+
+def disabled_domain_reply(session: so.Session, address: str) -> str | None:
+    """The SMTP refusal for an address in a domain an admin disabled, else None."""
+    domain = find_domain(session, domain_of(address))
+    if domain is None or domain.disabled_at is None:
+        return None
+    return smtp_codes.DOMAIN_DISABLED.format(rcpt=address[:320], domain=domain.name)
 
 
 def add_account(
@@ -217,6 +225,9 @@ def authenticate_smtp(
     key = lockout.smtp_key(row.account_id)
     if counters.locked_until(key, now) is not None:
         return SmtpLogin(None, row, lockout.SMTP_LOCKED, "account locked")
+    if row.account.disabled_at is not None or row.domain.disabled_at is not None:
+        hasher.verify(None, password)  # the same cost as a check: no timing tell
+        return SmtpLogin(None, row, smtp_codes.ACCOUNT_DISABLED, "account or domain disabled")
     app = app_passwords.verify(session, row.account_id, password, now, ip=ip)
     if app is not None:
         counters.clear(key)

@@ -107,7 +107,7 @@ class InboundHandler:
                 return RELAY_DENIED
             if accounts.find_address(session, rcpt) is None:
                 return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt)
-        return None
+            return accounts.disabled_domain_reply(session, rcpt)
 
     async def handle_DATA(  # noqa: N802
         self, server: SubmissionSMTP, session: Session, envelope: Envelope

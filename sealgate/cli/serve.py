@@ -15,6 +15,8 @@ import signal
 import click
 
 from gateway import activity, db, logs
+from gateway.admin import keys as admin_keys
+from gateway.admin import maillog
 from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
@@ -79,6 +81,8 @@ async def _serve(runtime: Runtime) -> None:
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
+    mail_log = asyncio.create_task(maillog.run_purge(runtime, stop), name="mail-log-purge")
+    rotations = asyncio.create_task(admin_keys.run_rotations(runtime, stop), name="master-rotation")
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
@@ -103,6 +107,8 @@ async def _serve(runtime: Runtime) -> None:
         failure = exc
     await purge
     await pages
+    await mail_log
+    await rotations
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:
