@@ -339,7 +339,7 @@ def list_aliases(session: so.Session, address: str | None = None) -> list[AliasI
     query = sa.select(Alias.alias, Address.address).join(Address, Alias.address_id == Address.id)
     if address:
         query = query.where(Address.address == address.strip().lower())
-    return [AliasInfo(a, t) for a, t in session.execute(query.order_by(Alias.alias)).tuples()]
+    return [AliasInfo(a, t) for a, t in session.execute(query.order_by(Alias.alias))]
 
 
 def add_alias(session: so.Session, alias: str, address: str, *, actor: Actor) -> Alias:

@@ -39,11 +39,8 @@ class DeletePreview:
 
 
 def list_domains(session: so.Session) -> list[DomainInfo]:
-    counts = dict(
-        session.execute(
-            sa.select(Address.domain_id, sa.func.count()).group_by(Address.domain_id)
-        ).tuples()
-    )
+    query = sa.select(Address.domain_id, sa.func.count()).group_by(Address.domain_id)
+    counts = {domain_id: int(n) for domain_id, n in session.execute(query)}
     return [
         DomainInfo(d.name, d.created_at, d.disabled_at, counts.get(d.id, 0))
         for d in accounts.list_domains(session)

@@ -69,11 +69,8 @@ def inventory(session: so.Session, now: dt.datetime, address: str | None = None)
 
 def master_versions(session: so.Session) -> dict[int, int]:
     """How many secret keys each master-key version wraps."""
-    return dict(
-        session.execute(
-            sa.select(StoredKey.master_version, sa.func.count()).group_by(StoredKey.master_version)
-        ).tuples()
-    )
+    query = sa.select(StoredKey.master_version, sa.func.count()).group_by(StoredKey.master_version)
+    return {version: int(n) for version, n in session.execute(query)}
 
 
 def _sink(actor: Actor) -> store.KeyEventSink:
