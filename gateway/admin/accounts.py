@@ -64,6 +64,20 @@ def get(session: so.Session, email: str) -> Account:
     return row
 
 
+def get_by_id(session: so.Session, account_id: int) -> Account:
+    row = session.get(Account, account_id)
+    if row is None:
+        raise AdminError(f"no account #{account_id}")
+    return row
+
+
+def address_by_id(session: so.Session, address_id: int) -> Address:
+    row = session.get(Address, address_id)
+    if row is None:
+        raise AdminError(f"no address #{address_id}")
+    return row
+
+
 def info(session: so.Session, email: str) -> AccountInfo:
     return _info(session, get(session, email))
 
@@ -377,6 +391,13 @@ def resolve_alias(session: so.Session, address: str) -> str | None:
         sa.select(Address.address)
         .join(Alias, Alias.address_id == Address.id)
         .where(Alias.alias == address.strip().lower())
+    )
+
+
+def owner_of(session: so.Session, address: str) -> int | None:
+    """The id of the account that owns the hosted `address`, or None."""
+    return session.scalar(
+        sa.select(Address.account_id).where(Address.address == address.strip().lower()[:320])
     )
 
 
