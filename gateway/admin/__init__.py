@@ -65,9 +65,10 @@ class Actor:
         """Give this actor's client address to audit events written by shared functions.
 
         gateway.accounts (add_domain, add_address, ...) records events with the
-        actor's name only; the admin layer calls them and then stamps the events
-        still pending in its session, so every admin change names its client.
+        actor's name only; once stamped, the session tells `audit.record` the
+        client for that name, and events already pending get it too.
         """
+        session.info.setdefault(audit.CLIENT_KEY, {})[self.name] = (self.ip, self.user_agent)
         for obj in session.new:
             if isinstance(obj, AuditEvent) and obj.actor == self.name and not obj.ip:
                 obj.ip = self.ip

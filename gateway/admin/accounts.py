@@ -151,8 +151,8 @@ def create(
     account.always_encrypt = (
         policy.new_account_always_encrypt if always_encrypt is None else always_encrypt
     )
-    session.flush()
     actor.stamp(session)
+    session.flush()
     return account
 
 
@@ -176,8 +176,8 @@ def add_address(
         row = accounts.add_address(session, hasher, normalized, account, password, actor=actor.name)
     except (AccountError, InvalidAddress, PasswordTooLong) as exc:
         raise AdminError(str(exc)) from None
-    session.flush()
     actor.stamp(session)
+    session.flush()
     return row
 
 

@@ -59,8 +59,8 @@ def add(session: so.Session, name: str, *, actor: Actor) -> Domain:
         row = accounts.add_domain(session, name, actor=actor.name)
     except (AccountError, InvalidAddress) as exc:
         raise AdminError(str(exc)) from None
-    session.flush()
     actor.stamp(session)
+    session.flush()
     return row
 
 

@@ -18,7 +18,9 @@ ERROR = "error"
 def actor() -> Actor:
     """The logged-in admin and their client, for the audit log."""
     meta = request_meta()
-    return Actor(current_user.email, ip=meta["ip"], user_agent=meta["user_agent"])
+    acting = Actor(current_user.email, ip=meta["ip"], user_agent=meta["user_agent"])
+    acting.stamp(db_session())
+    return acting
 
 
 def now() -> dt.datetime:
