@@ -248,7 +248,9 @@ class Relay:
 
             def sent(s: so.Session) -> None:
                 outbound.mark_sent(s, item)
-                maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.SENT, reply, now)
+                # aiosmtplib hands over the text of DATA's reply; its code is 250.
+                answer = f"250 {reply}"
+                maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.SENT, answer, now)
 
             await self._db(sent)
             log.info(
