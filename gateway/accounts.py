@@ -14,7 +14,7 @@ import sqlalchemy.orm as so
 
 from gateway import app_passwords, audit, lockout, smtp_codes, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
-from gateway.models import Account, Address, Domain
+from gateway.models import Account, Address, Alias, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import SecuritySettings
 
@@ -123,6 +123,18 @@ def add_address(
 
 def find_address(session: so.Session, address: str) -> Address | None:
     return session.scalar(sa.select(Address).where(Address.address == address.strip().lower()))
+
+
+def find_deliverable(session: so.Session, rcpt: str) -> Address | None:
+    """The hosted address mail for `rcpt` goes to: the address itself, or an alias's target."""
+    row = find_address(session, rcpt)
+    if row is not None:
+        return row
+    return session.scalar(
+        sa.select(Address)
+        .join(Alias, Alias.address_id == Address.id)
+        .where(Alias.alias == rcpt.strip().lower())
+    )
 
 
 def list_addresses(session: so.Session) -> list[Address]:

@@ -60,10 +60,14 @@ def receive(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
     with db.transaction(runtime.sessions) as session:
+        delivered: set[int] = set()
         for rcpt in dict.fromkeys(r.lower() for r in recipients):
-            address = accounts.find_address(session, rcpt)
+            address = accounts.find_deliverable(session, rcpt)
             if address is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
+            if address.id in delivered:  # an alias and its address: one copy
+                continue
+            delivered.add(address.id)
             mailbox.store(
                 session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
             )
@@ -105,7 +109,7 @@ class InboundHandler:
         with db.read_only(self.runtime.sessions) as session:
             if not accounts.is_hosted(session, rcpt):
                 return RELAY_DENIED
-            if accounts.find_address(session, rcpt) is None:
+            if accounts.find_deliverable(session, rcpt) is None:
                 return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt)
             return accounts.disabled_domain_reply(session, rcpt)
 

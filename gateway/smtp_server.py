@@ -244,7 +244,7 @@ class SubmissionHandler:
         with db.read_only(self.runtime.sessions) as session:
             if not accounts.is_hosted(session, rcpt):
                 return True
-            return accounts.find_address(session, rcpt) is not None
+            return accounts.find_deliverable(session, rcpt) is not None
 
     def _disabled(self, rcpt: str) -> str | None:
         with db.read_only(self.runtime.sessions) as session:

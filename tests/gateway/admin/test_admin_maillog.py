@@ -1,4 +1,4 @@
-"""The mail log keeps entries for `[admin] mail_log_days` and `serve`'s periodic job purges older ones."""
+"""The mail log keeps `[admin] mail_log_days` of entries; `serve`'s periodic job purges the rest."""
 
 from __future__ import annotations
 
