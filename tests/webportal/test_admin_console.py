@@ -311,3 +311,38 @@ def test_every_form_needs_a_fresh_login(
     assert audit_count(runtime) == before
     with db.read_only(runtime.sessions) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Account)) == 3
+
+
+def test_the_audit_viewer_filters_pages_and_exports_csv(
+    app: Flask, client: FlaskClient, runtime: Runtime, world: dict[str, int]
+) -> None:
+    with db.transaction(runtime.sessions) as session:
+        for i in range(60):
+            session.add(
+                AuditEvent(
+                    at=dt.datetime(2026, 11, 1 + i % 28, 12, tzinfo=dt.UTC),
+                    actor="cli",
+                    action="rule.add",
+                    target=f"d{i}.example",
+                )
+            )
+    assert admin_login(client, secret_of(app)).status_code == 302
+    first = client.get("/admin/audit", query_string={"action": "rule", "actor": "cli"})
+    assert first.status_code == 200
+    assert first.text.count('data-action="rule.add"') == 50 and "Page 1 of 2 (60)" in first.text
+    second = client.get("/admin/audit", query_string={"action": "rule", "actor": "cli", "page": 2})
+    assert second.text.count('data-action="rule.add"') == 10
+    one_day = client.get(
+        "/admin/audit",
+        query_string={"action": "rule", "since": "2026-11-03", "until": "2026-11-03"},
+    )
+    assert one_day.text.count('data-action="rule.add"') == 3  # i = 2, 30, 58
+    by_address = client.get("/admin/audit", query_string={"address": "d7.example"})
+    assert by_address.text.count('data-action="rule.add"') == 1
+    bad = client.get("/admin/audit", query_string={"since": "last week"})
+    assert bad.status_code == 200 and "not a date" in bad.text
+    exported = client.get("/admin/audit.csv", query_string={"action": "rule"})
+    assert exported.mimetype == "text/csv"
+    assert "attachment" in exported.headers["Content-Disposition"]
+    lines = exported.text.splitlines()
+    assert lines[0].startswith("at,actor,action") and len(lines) == 61
