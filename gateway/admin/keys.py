@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -255,8 +256,22 @@ def rewrap_gateway_records(session: so.Session, ring: MasterKeyRing) -> int:
     return totp.rewrap_secrets(session, ring) + queue.rewrap_sealed(session, ring)
 
 
-def run_job(runtime: Runtime, job_id: int, clock: Clock = utcnow) -> JobProgress:
-    """Run (or resume) one claimed job to its end, reporting progress into its row."""
+class _Stopped(Exception):
+    """The server is stopping: leave the job to be resumed."""
+
+
+def run_job(
+    runtime: Runtime,
+    job_id: int,
+    clock: Clock = utcnow,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> JobProgress:
+    """Run (or resume) one claimed job to its end, reporting progress into its row.
+
+    When `should_stop()` turns true (the server is shutting down) the job stops
+    after the batch in hand and stays `running` with no heartbeat, so the next
+    `serve` resumes it at once.
+    """
     sessions = runtime.sessions
 
     def update(**values: object) -> None:
@@ -277,6 +292,8 @@ def run_job(runtime: Runtime, job_id: int, clock: Clock = utcnow) -> JobProgress
                 .where(MasterRotationJob.id == job_id)
                 .values(done=MasterRotationJob.done + done, heartbeat_at=clock())
             )
+        if should_stop():
+            raise _Stopped
 
     def events(session: so.Session, action: str, target: str, detail: str) -> None:
         audit.record(
@@ -299,6 +316,14 @@ def run_job(runtime: Runtime, job_id: int, clock: Clock = utcnow) -> JobProgress
             on_batch=on_batch,
             other_blobs=rewrap_gateway_records,
         )
+    except _Stopped:
+        with sessions.begin() as session:
+            session.execute(
+                sa.update(MasterRotationJob)
+                .where(MasterRotationJob.id == job_id)
+                .values(heartbeat_at=None)
+            )
+        log.info("master-key rotation job %d paused for shutdown; it resumes on restart", job_id)
     except (MasterKeyError, rotation.RotationError) as exc:
         update(state=FAILED, error=str(exc)[:1000], finished_at=clock())
         log.error("master-key rotation job %d failed: %s", job_id, exc)
@@ -318,7 +343,7 @@ async def run_rotations(runtime: Runtime, stop: asyncio.Event, clock: Clock = ut
                 claim_job, runtime.sessions, clock(), admin.rotation_stale_seconds
             )
             if job_id is not None:
-                await asyncio.to_thread(run_job, runtime, job_id, clock)
+                await asyncio.to_thread(run_job, runtime, job_id, clock, stop.is_set)
                 continue
         except Exception as exc:  # noqa: BLE001  (a failed check must not stop the server)
             log.error("master-key rotation check failed: %s", type(exc).__name__)

@@ -110,3 +110,20 @@ def test_serve_task_runs_a_requested_rotation(runtime: Runtime) -> None:
     assert asyncio.run(scenario()) == keys.DONE
     with db.read_only(runtime.sessions) as session:
         assert session.scalar(sa.select(MasterRotationJob.state)) == keys.DONE
+
+
+def test_a_stopping_server_pauses_the_job_and_the_next_one_resumes_it(runtime: Runtime) -> None:
+    now = dt.datetime.now(dt.UTC)
+    make_keys(runtime, now)
+    small = runtime.settings.replace(admin={"rotation_batch_size": 2})
+    rt = Runtime(small, runtime.engine, runtime.sessions, runtime.hasher, runtime.ring)
+    with db.transaction(rt.sessions) as session:
+        job_id = keys.request_master_rotation(session, actor=ADMIN, now=now).id
+    assert keys.claim_job(rt.sessions, now, 120) == job_id
+    paused = keys.run_job(rt, job_id, should_stop=lambda: True)  # stop after the first batch
+    assert (paused.state, paused.done, paused.total) == (keys.RUNNING, 2, 5)
+    assert len(versions(rt)) == 2  # half-way: old and new version both in use
+    assert keys.claim_job(rt.sessions, now, 120) == job_id  # no heartbeat: taken at once
+    finished = keys.run_job(rt, job_id)
+    assert finished.state == keys.DONE
+    assert versions(rt) == {load_ring(rt.settings.data_dir).primary}
