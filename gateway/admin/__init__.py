@@ -97,6 +97,14 @@ class Page(Generic[T]):
         return self.page > 1
 
 
+MAX_ROW_ID = 2**31 - 1
+
+
+def valid_id(value: int) -> bool:
+    """Whether `value` can be a row id (PostgreSQL refuses a larger integer with an error)."""
+    return 0 < value <= MAX_ROW_ID
+
+
 def clamp_page(page: int, per_page: int, total: int) -> int:
     """A page number inside 1..pages (a hand-edited URL gets the nearest page, not an error)."""
     pages = max(1, math.ceil(total / per_page))

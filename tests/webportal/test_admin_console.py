@@ -346,3 +346,22 @@ def test_the_audit_viewer_filters_pages_and_exports_csv(
     assert "attachment" in exported.headers["Content-Disposition"]
     lines = exported.text.splitlines()
     assert lines[0].startswith("at,actor,action") and len(lines) == 61
+
+
+def test_odd_ids_and_names_never_reach_a_500(
+    app: Flask, client: FlaskClient, world: dict[str, int]
+) -> None:
+    assert admin_login(client, secret_of(app)).status_code == 302
+    for url in (
+        "/admin/accounts/99999999999999999999",
+        "/admin/accounts/0",
+        "/admin/addresses/99999999999999999999/delete",
+        "/admin/keys/master/99999999999999999999",
+        "/admin/domains/" + "x" * 5000 + "/delete",
+    ):
+        response = client.get(url)
+        assert response.status_code in (302, 404), (url[:60], response.status_code)
+    progress = client.get("/admin/keys/master/99999999999999999999/progress")
+    assert progress.status_code == 404 and progress.json == {
+        "error": "no master-key rotation 99999999999999999999"
+    }
