@@ -7,6 +7,7 @@ under the old rules; or a stored value makes the server spend unbounded Argon2.
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 import sqlalchemy as sa
@@ -112,3 +113,72 @@ def test_a_tampered_stored_value_falls_back_to_the_default(runtime: Runtime) -> 
     with db.read_only(runtime.sessions) as session:
         effective = policy.effective(session, runtime.settings)
     assert effective == policy.defaults(runtime.settings)
+
+
+POLICY_KEYS = sorted(policy.FIELDS)
+ODD_VALUES = [
+    "on",
+    "off",
+    "yes",
+    "0",
+    "de",
+    "fr",
+    "xx",
+    "[x]",
+    "8",
+    "65536",
+    "",
+    " 7 ",
+    "-1",
+    "1e3",
+    "\x00",
+    "\u202e",
+    "365",
+    "366",
+    str(2**40),
+    "true",
+    "Tag\r\nBcc: x",
+]
+
+
+def random_changes(rng: random.Random) -> dict[str, str]:
+    """A few keys with odd values: numbers around every bound, text, control characters."""
+    changes = {}
+    for key in rng.sample(POLICY_KEYS, rng.randint(1, 4)):
+        kind = rng.random()
+        if kind < 0.4:
+            changes[key] = str(rng.choice([rng.randint(-3, 20), rng.randint(0, 2**23)]))
+        elif kind < 0.7:
+            changes[key] = rng.choice(ODD_VALUES)
+        else:
+            changes[key] = "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(0, 70)))
+    return changes
+
+
+def test_whatever_an_admin_types_the_policy_in_force_stays_within_bounds(
+    runtime: Runtime,
+) -> None:
+    """Invariant, over 300 seeded random writes applied one after another: each is either
+    refused (nothing changes) or stored within every bound, and the policy read back always
+    fits together (lifetimes ordered, enough memory per lane)."""
+    rng = random.Random(12)
+    accepted = 0
+    for _ in range(300):
+        changes = random_changes(rng)
+        with db.transaction(runtime.sessions) as session:
+            before = policy.effective(session, runtime.settings)
+            try:
+                policy.set_values(session, runtime.settings, changes, actor=ADMIN, now=NOW)
+                accepted += 1
+            except AdminError:
+                assert policy.effective(session, runtime.settings) == before
+        with db.read_only(runtime.sessions) as session:
+            current = policy.effective(session, runtime.settings)
+        assert 1 <= current.securepage_valid_days <= current.securepage_max_valid_days <= 365
+        assert 1 <= current.securepage_kdf_time_cost <= 16
+        assert 1 <= current.securepage_kdf_parallelism <= 64
+        assert 8 * current.securepage_kdf_parallelism <= current.securepage_kdf_memory_cost
+        assert current.securepage_kdf_memory_cost <= SECUREPAGE_MAX_MEMORY_COST
+        assert len(current.subject_tag) <= 64 and current.subject_tag.isprintable()
+        assert current.new_account_language in ("de", "en", "fr")
+    assert accepted >= 20  # the generator reaches valid values too, not only refusals
