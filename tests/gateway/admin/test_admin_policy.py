@@ -158,12 +158,12 @@ def random_changes(rng: random.Random) -> dict[str, str]:
 def test_whatever_an_admin_types_the_policy_in_force_stays_within_bounds(
     runtime: Runtime,
 ) -> None:
-    """Invariant, over 300 seeded random writes applied one after another: each is either
+    """Invariant, over 150 seeded random writes applied one after another: each is either
     refused (nothing changes) or stored within every bound, and the policy read back always
     fits together (lifetimes ordered, enough memory per lane)."""
     rng = random.Random(12)
     accepted = 0
-    for _ in range(300):
+    for _ in range(150):
         changes = random_changes(rng)
         with db.transaction(runtime.sessions) as session:
             before = policy.effective(session, runtime.settings)
@@ -181,4 +181,4 @@ def test_whatever_an_admin_types_the_policy_in_force_stays_within_bounds(
         assert current.securepage_kdf_memory_cost <= SECUREPAGE_MAX_MEMORY_COST
         assert len(current.subject_tag) <= 64 and current.subject_tag.isprintable()
         assert current.new_account_language in ("de", "en", "fr")
-    assert accepted >= 20  # the generator reaches valid values too, not only refusals
+    assert accepted >= 10  # the generator reaches valid values too, not only refusals
