@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway import accounts, audit, lockout, sessions
+from gateway import accounts, sessions
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress
 from gateway.admin import Actor, AdminError
@@ -165,24 +165,13 @@ def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None
 @pass_state
 def user_unlock(state: CliState, email: str) -> None:
     """Lift a lockout after failed logins (portal and SMTP) for the account EMAIL."""
-    security = state.settings.security
     try:
         with state.transaction() as session:
-            account = accounts.find_account(session, email)
-            if account is None:
-                raise AccountError(f"no account {email}")
-            counters = lockout.store_for(session, security)
-            counters.clear(lockout.portal_key(account.email))
-            counters.clear(lockout.smtp_key(account.id))
-            audit.record(
-                session,
-                "account.unlock",
-                actor=CLI_ACTOR,
-                target=account.email,
-                account_id=account.id,
+            account = admin_accounts.unlock(
+                session, state.settings.security, email, actor=Actor(CLI_ACTOR)
             )
             click.echo(f"sign-in for {account.email} unlocked")
-    except AccountError as exc:
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from None
 
 

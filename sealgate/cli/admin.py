@@ -282,6 +282,7 @@ def alias_add(state: CliState, alias_name: str, target: str, as_json: bool) -> N
 @json_option
 @pass_state
 def alias_list(state: CliState, as_json: bool) -> None:
+    """Every alias and the address it delivers to."""
     with admin_transaction(state) as session:
         rows = admin_accounts.list_aliases(session)
         emit(
@@ -295,6 +296,7 @@ def alias_list(state: CliState, as_json: bool) -> None:
 @click.argument("alias_name", metavar="ALIAS")
 @pass_state
 def alias_remove(state: CliState, alias_name: str) -> None:
+    """Stop taking mail for ALIAS."""
     with admin_transaction(state) as session:
         admin_accounts.remove_alias(session, alias_name, actor=ACTOR)
         click.echo(f"alias {alias_name.strip().lower()} removed")
@@ -366,6 +368,7 @@ def rule_add(state: CliState, domain_name: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def rule_list(state: CliState, as_json: bool) -> None:
+    """The recipient domains whose mail is always encrypted."""
     with admin_transaction(state) as session:
         rows = policy.list_rules(session)
         emit(
@@ -379,6 +382,7 @@ def rule_list(state: CliState, as_json: bool) -> None:
 @click.argument("domain_name", metavar="DOMAIN")
 @pass_state
 def rule_remove(state: CliState, domain_name: str) -> None:
+    """Drop the rule for DOMAIN (its mail follows the other triggers again)."""
     with admin_transaction(state) as session:
         policy.remove_rule(session, domain_name, actor=ACTOR)
         click.echo(f"rule removed: {domain_name.strip().lower()}")
