@@ -16,6 +16,7 @@ import weakref
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway import accounts, autoresponder, db, mailbox
+from gateway.admin import maillog
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.received import trace_header
@@ -68,6 +69,9 @@ def receive(
             if address.id in delivered:  # an alias and its address: one copy
                 continue
             delivered.add(address.id)
+            maillog.record_inbound(
+                session, queue_id, raw, envelope_from=envelope_from, recipient=rcpt, now=now
+            )
             mailbox.store(
                 session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
             )

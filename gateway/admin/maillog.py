@@ -1,10 +1,10 @@
 """The mail log: per message and recipient, the handling and where delivery stands.
 
 Like the reference host's log of the last 20 days: the pipeline's store step
-writes one entry per recipient (handling pgp / secure-page / plain /
-passthrough; status "delivered" for a hosted mailbox, "queued" for the relay),
-the relay updates it (sent / deferred / bounced) with the smarthost's last
-answer, and `sealgate serve` purges entries older than `[admin] mail_log_days`.
+(and the MX listener, for mail from outside) writes one entry per recipient
+(handling pgp / secure-page / plain / passthrough; status "delivered" for a
+hosted mailbox, "queued" for the relay), the relay updates it (sent / deferred
+/ bounced) with the smarthost's last answer, and `sealgate serve` purges entries older than `[admin] mail_log_days`.
 No body and no secret is kept: addresses, the Message-ID, the handling and
 the smarthost's one-line reply only.
 """
@@ -25,6 +25,7 @@ import sqlalchemy.orm as so
 from gateway import db, dsn
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
+from gateway.pipeline.pgpmime import is_already_encrypted
 from gateway.timeutil import Clock, utcnow
 
 if TYPE_CHECKING:
@@ -75,6 +76,31 @@ def record_submission(session: so.Session, submission: Submission) -> None:
                 updated_at=submission.received_at,
             )
         )
+
+
+def record_inbound(
+    session: so.Session,
+    queue_id: str,
+    raw: bytes,
+    *,
+    envelope_from: str,
+    recipient: str,
+    now: dt.datetime,
+) -> None:
+    """Mail from outside (the MX listener), stored as it came for a hosted recipient."""
+    session.add(
+        MailLogEntry(
+            queue_id=queue_id,
+            message_id=message_id_of(raw),
+            sender=envelope_from[:320],
+            recipient=recipient[:320],
+            handling="passthrough" if is_already_encrypted(raw) else "plain",
+            status=DELIVERED,
+            last_reply="",
+            created_at=now,
+            updated_at=now,
+        )
+    )
 
 
 def record_relay(

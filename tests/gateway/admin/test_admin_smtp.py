@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from gateway import db
-from gateway.admin import Actor
+from gateway.admin import Actor, maillog
 from gateway.admin import accounts as admin_accounts
 from gateway.admin import domains as admin_domains
 from gateway.inbound import InboundServer
@@ -170,3 +170,23 @@ def test_an_alias_delivers_to_its_address_once(
         mx.mail("news@x.example")
         code, _reply = mx.rcpt("info@example.test")
         assert code == 550
+
+
+def test_mail_from_outside_is_in_the_mail_log(
+    runtime: Runtime, mail_users: dict[str, str], inbound: InboundServer
+) -> None:
+    raw = (
+        b"From: news@x.example\r\nTo: bob@example.test\r\nSubject: hi\r\n"
+        b"Message-ID: <mx-1@x.example>\r\n\r\nhello\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as mx:
+        assert mx.sendmail("news@x.example", [BOB], raw) == {}
+    with db.read_only(runtime.sessions) as session:
+        found = maillog.search(session, 1, 10, address=BOB)
+    [entry] = found.items
+    assert (entry.sender, entry.message_id, entry.handling, entry.status) == (
+        "news@x.example",
+        "<mx-1@x.example>",
+        "plain",
+        maillog.DELIVERED,
+    )
