@@ -1,12 +1,13 @@
 """The mail log: per message and recipient, the handling and where delivery stands.
 
-Like the reference host's log of the last 20 days: the pipeline's store step
-(and the MX listener, for mail from outside) writes one entry per recipient
-(handling pgp / secure-page / plain / passthrough; status "delivered" for a
-hosted mailbox, "queued" for the relay), the relay updates it (sent / deferred
-/ bounced) with the smarthost's last answer, and `sealgate serve` purges entries older than `[admin] mail_log_days`.
-No body and no secret is kept: addresses, the Message-ID, the handling and
-the smarthost's one-line reply only.
+Like the reference host's log of the last 20 days. The pipeline's store step
+(and the MX listener, for mail from outside) writes one entry per recipient:
+the handling (pgp, secure-page, plain, passthrough) and the status
+("delivered" to a hosted mailbox, "queued" for the relay). The relay updates it
+(sent, deferred, bounced) with the smarthost's last answer, and `sealgate
+serve` purges entries older than `[admin] mail_log_days`. No body and no secret
+is kept: addresses, the Message-ID, the handling and the smarthost's one-line
+reply only.
 """
 
 from __future__ import annotations
