@@ -356,6 +356,15 @@ def list_aliases(session: so.Session, address: str | None = None) -> list[AliasI
     return [AliasInfo(a, t) for a, t in session.execute(query.order_by(Alias.alias))]
 
 
+def aliases_by_address(session: so.Session, account: Account) -> dict[str, list[str]]:
+    """Each of the account's addresses with its aliases (an address without any: [])."""
+    grouped: dict[str, list[str]] = {a.address: [] for a in account.addresses}
+    for row in list_aliases(session):
+        if row.address in grouped:
+            grouped[row.address].append(row.alias)
+    return grouped
+
+
 def add_alias(session: so.Session, alias: str, address: str, *, actor: Actor) -> Alias:
     """Mail to `alias` (in a hosted domain) goes to the hosted `address`."""
     try:

@@ -71,18 +71,10 @@ def account(account_id: int) -> ResponseReturnValue:
         "admin/account.html",
         account=row,
         info=admin_accounts.info(db, row.email),
-        aliases={a.address: [] for a in row.addresses}
-        | _aliases_by_address(admin_accounts.list_aliases(db)),
+        aliases=admin_accounts.aliases_by_address(db, row),
         languages=admin_accounts.LANGUAGES,
         roles=admin_accounts.ROLES,
     )
-
-
-def _aliases_by_address(rows: list[admin_accounts.AliasInfo]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for row in rows:
-        grouped.setdefault(row.address, []).append(row.alias)
-    return grouped
 
 
 def _email(account_id: int) -> str:
