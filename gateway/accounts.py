@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, app_passwords, audit, lockout, totp
+from gateway import address_keys, app_passwords, audit, lockout, smtp_codes, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
-from gateway.models import Account, Address, Domain
+from gateway.models import Account, Address, Alias, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import SecuritySettings
 from gateway.timeutil import utcnow
@@ -49,6 +49,14 @@ def find_domain(session: so.Session, name: str) -> Domain | None:
 
 def is_hosted(session: so.Session, address: str) -> bool:
     return find_domain(session, domain_of(address)) is not None
+
+
+def disabled_domain_reply(session: so.Session, address: str) -> str | None:
+    """The SMTP refusal for an address in a domain an admin disabled, else None."""
+    domain = find_domain(session, domain_of(address))
+    if domain is None or domain.disabled_at is None:
+        return None
+    return smtp_codes.DOMAIN_DISABLED.format(rcpt=address[:320], domain=domain.name)
 
 
 def add_account(
@@ -133,6 +141,18 @@ def add_address(
 
 def find_address(session: so.Session, address: str) -> Address | None:
     return session.scalar(sa.select(Address).where(Address.address == address.strip().lower()))
+
+
+def find_deliverable(session: so.Session, rcpt: str) -> Address | None:
+    """The hosted address mail for `rcpt` goes to: the address itself, or an alias's target."""
+    row = find_address(session, rcpt)
+    if row is not None:
+        return row
+    return session.scalar(
+        sa.select(Address)
+        .join(Alias, Alias.address_id == Address.id)
+        .where(Alias.alias == rcpt.strip().lower())
+    )
 
 
 def list_addresses(session: so.Session) -> list[Address]:
@@ -235,6 +255,9 @@ def authenticate_smtp(
     key = lockout.smtp_key(row.account_id)
     if counters.locked_until(key, now) is not None:
         return SmtpLogin(None, row, lockout.SMTP_LOCKED, "account locked")
+    if row.account.disabled_at is not None or row.domain.disabled_at is not None:
+        hasher.verify(None, password)  # the same cost as a check: no timing tell
+        return SmtpLogin(None, row, smtp_codes.ACCOUNT_DISABLED, "account or domain disabled")
     app = app_passwords.verify(session, row.account_id, password, now, ip=ip)
     if app is not None:
         counters.clear(key)

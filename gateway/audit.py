@@ -13,6 +13,11 @@ if TYPE_CHECKING:  # the keystore (and pgpy) is not needed to write an audit row
     from keystore.store import KeyEventSink
 
 
+# session.info key: actor name → (ip, user agent) of the client a request acts for
+# (gateway.admin.Actor.stamp), used by events that shared functions record by name only.
+CLIENT_KEY = "sealgate.audit_client"
+
+
 def record(
     session: so.Session,
     action: str,
@@ -26,6 +31,8 @@ def record(
     detail: str = "",
 ) -> AuditEvent:
     """Add one event to the caller's transaction (so it commits with what it describes)."""
+    if not ip:
+        ip, user_agent = session.info.get(CLIENT_KEY, {}).get(actor, ("", user_agent))
     event = AuditEvent(
         at=utcnow(),
         action=action,

@@ -17,6 +17,7 @@ import weakref
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway import accounts, autoresponder, db, mailbox, ratelimit
+from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
@@ -62,10 +63,17 @@ def receive(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
     with db.transaction(runtime.sessions) as session:
+        delivered: set[int] = set()
         for rcpt in dict.fromkeys(r.lower() for r in recipients):
-            address = accounts.find_address(session, rcpt)
+            address = accounts.find_deliverable(session, rcpt)
             if address is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
+            if address.id in delivered:  # an alias and its address: one copy
+                continue
+            delivered.add(address.id)
+            maillog.record_inbound(
+                session, queue_id, raw, envelope_from=envelope_from, recipient=rcpt, now=now
+            )
             mailbox.store(
                 session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
             )
@@ -109,9 +117,9 @@ class InboundHandler:
         with db.read_only(self.runtime.sessions) as session:
             if not accounts.is_hosted(session, rcpt):
                 return RELAY_DENIED
-            if accounts.find_address(session, rcpt) is None:
+            if accounts.find_deliverable(session, rcpt) is None:
                 return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt)
-        return None
+            return accounts.disabled_domain_reply(session, rcpt)
 
     async def handle_DATA(  # noqa: N802
         self, server: SubmissionSMTP, session: Session, envelope: Envelope

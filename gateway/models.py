@@ -36,6 +36,8 @@ class Domain(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(253), unique=True)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    # Set by an admin: the domain accepts no new mail (SMTP refuses it) until enabled again.
+    disabled_at: so.Mapped[dt.datetime | None]
 
 
 class Account(Base):
@@ -50,6 +52,8 @@ class Account(Base):
     language: so.Mapped[str] = so.mapped_column(sa.String(5), default="en")
     always_encrypt: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    # Set by an admin: no portal login, no SMTP AUTH, until enabled again.
+    disabled_at: so.Mapped[dt.datetime | None]
 
     addresses: so.Mapped[list[Address]] = so.relationship(
         back_populates="account", order_by="Address.address"
@@ -80,6 +84,80 @@ class EncryptionRule(Base):
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     domain: so.Mapped[str] = so.mapped_column(sa.String(253), unique=True)
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
+class Alias(Base):
+    """Another hosted address whose mail goes to an existing address's mailbox."""
+
+    __tablename__ = "aliases"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    alias: so.Mapped[str] = so.mapped_column(sa.String(320), unique=True)
+    address_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("addresses.id", ondelete="CASCADE"), index=True
+    )
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+    address: so.Mapped[Address] = so.relationship()
+
+
+class PolicySetting(Base):
+    """One admin-set encryption policy value; a missing row means the settings file's default.
+
+    `value` is JSON, checked against its bounds by gateway.admin.policy on write and read.
+    """
+
+    __tablename__ = "policy_settings"
+
+    key: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    value: so.Mapped[str] = so.mapped_column(sa.Text)
+    updated_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    updated_by: so.Mapped[str] = so.mapped_column(sa.String(320), default="")
+
+
+class MailLogEntry(Base):
+    """How one recipient of one message was handled and where its delivery stands.
+
+    Written by the pipeline's store step and by the relay; no body, no secret,
+    only addresses, the handling and the smarthost's last answer. Purged after
+    `[admin] mail_log_days`.
+    """
+
+    __tablename__ = "mail_log"
+    __table_args__ = (sa.Index("ix_mail_log_queue_rcpt", "queue_id", "recipient"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    queue_id: so.Mapped[str] = so.mapped_column(sa.String(32))
+    message_id: so.Mapped[str] = so.mapped_column(sa.String(998), default="")
+    sender: so.Mapped[str] = so.mapped_column(sa.String(320), index=True)
+    recipient: so.Mapped[str] = so.mapped_column(sa.String(320), index=True)
+    handling: so.Mapped[str] = so.mapped_column(sa.String(16))
+    status: so.Mapped[str] = so.mapped_column(sa.String(16))
+    last_reply: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow, index=True)
+    updated_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
+class MasterRotationJob(Base):
+    """A master-key rotation an admin asked for, run in the background by `sealgate serve`.
+
+    `heartbeat_at` tells a second process that the job is being worked on; a job
+    whose heartbeat went stale (its process died) is picked up again and resumes.
+    """
+
+    __tablename__ = "master_rotation_jobs"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    state: so.Mapped[str] = so.mapped_column(sa.String(16), default="requested")
+    requested_by: so.Mapped[str] = so.mapped_column(sa.String(320))
+    requested_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+    started_at: so.Mapped[dt.datetime | None]
+    finished_at: so.Mapped[dt.datetime | None]
+    heartbeat_at: so.Mapped[dt.datetime | None]
+    primary_version: so.Mapped[int | None]
+    total: so.Mapped[int] = so.mapped_column(default=0)
+    done: so.Mapped[int] = so.mapped_column(default=0)
+    error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
 
 
 class MailboxMessage(Base):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import logging
 import random
@@ -31,6 +32,7 @@ import sqlalchemy.orm as so
 
 from gateway import db, dsn
 from gateway import queue as outbound
+from gateway.admin import maillog
 from gateway.queue import ClaimedItem
 from gateway.runtime import Runtime
 from gateway.settings import RelaySettings, SettingsError
@@ -251,7 +253,15 @@ class Relay:
 
     async def _record_sent(self, item: ClaimedItem, reply: str, client: aiosmtplib.SMTP) -> None:
         try:
-            await self._db(lambda s: outbound.mark_sent(s, item))
+            now = self.clock()
+
+            def sent(s: so.Session) -> None:
+                outbound.mark_sent(s, item)
+                # aiosmtplib hands over the text of DATA's reply; its code is 250.
+                answer = f"250 {reply}"
+                maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.SENT, answer, now)
+
+            await self._db(sent)
             log.info(
                 "relay: queue %s to %s: sent (%s)",
                 item.queue_id,
@@ -280,9 +290,12 @@ class Relay:
                 error,
             )
             return await self._bounce(item, failure)
-        next_at = await self._db(
-            lambda s: outbound.defer(s, item, error=error, now=now, relay=self.relay, rng=self.rng)
-        )
+
+        def deferred(s: so.Session) -> dt.datetime | None:
+            maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.DEFERRED, error, now)
+            return outbound.defer(s, item, error=error, now=now, relay=self.relay, rng=self.rng)
+
+        next_at = await self._db(deferred)
         if next_at is None:
             return self._lease_lost(item)
         log.warning(
@@ -296,11 +309,16 @@ class Relay:
 
     async def _bounce(self, item: ClaimedItem, failure: dsn.Failure) -> Result:
         now = self.clock()
-        where = await self._db(
-            lambda s: outbound.give_up(
+
+        def bounced(s: so.Session) -> str | None:
+            maillog.record_relay(
+                s, item.queue_id, item.rcpt_to, maillog.BOUNCED, failure.diagnostic, now
+            )
+            return outbound.give_up(
                 s, item, failure, now=now, reporting_mta=self.settings.smtp.hostname
             )
-        )
+
+        where = await self._db(bounced)
         if where is None:
             return self._lease_lost(item)
         log.warning(

@@ -202,6 +202,19 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """The admin console and its background jobs (issue 12)."""
+
+    per_page: int = 50
+    mail_log_days: int = 20
+    mail_log_purge_interval: float = 3600.0
+    rotation_poll_interval: float = 5.0
+    rotation_batch_size: int = 100
+    # A rotation whose process has not reported for this long is resumed by another.
+    rotation_stale_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -215,6 +228,7 @@ class Settings:
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     @property
     def database_url(self) -> str:
@@ -353,6 +367,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_webmail(section)
     if name == "limits":
         _validate_limits(section)
+    if name == "admin":
+        _validate_admin(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -422,3 +438,15 @@ def _validate_limits(section: LimitsSettings) -> None:
             raise SettingsError(f"[limits] {key}: must be more than 0")
     if section.decrypt_memory_mb < 64:
         raise SettingsError("[limits] decrypt_memory_mb: at least 64 (the parser itself needs ~40)")
+
+
+def _validate_admin(section: AdminSettings) -> None:
+    if not 1 <= section.per_page <= 500:
+        raise SettingsError("[admin] per_page: between 1 and 500")
+    for key in ("mail_log_days", "rotation_batch_size"):
+        if getattr(section, key) < 1:
+            raise SettingsError(f"[admin] {key}: must be at least 1")
+    if section.mail_log_purge_interval < 60:
+        raise SettingsError("[admin] mail_log_purge_interval: at least 60 seconds")
+    if section.rotation_poll_interval <= 0 or section.rotation_stale_seconds <= 0:
+        raise SettingsError("[admin] rotation_poll_interval, rotation_stale_seconds: more than 0")

@@ -238,6 +238,8 @@ class SubmissionHandler:
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None and not await asyncio.to_thread(self._deliverable, address):
             refusal = UNKNOWN_LOCAL_RECIPIENT.format(rcpt=address)
+        if refusal is None:
+            refusal = await asyncio.to_thread(self._disabled, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
 
     def _deliverable(self, rcpt: str) -> bool:
@@ -245,7 +247,11 @@ class SubmissionHandler:
         with db.read_only(self.runtime.sessions) as session:
             if not accounts.is_hosted(session, rcpt):
                 return True
-            return accounts.find_address(session, rcpt) is not None
+            return accounts.find_deliverable(session, rcpt) is not None
+
+    def _disabled(self, rcpt: str) -> str | None:
+        with db.read_only(self.runtime.sessions) as session:
+            return accounts.disabled_domain_reply(session, rcpt)
 
     async def handle_DATA(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope

@@ -19,12 +19,14 @@ from gateway.settings import SettingsError
 from webportal import (
     access,
     account,
+    admin,
     auth,
     autoreply,
     compose,
     errors,
     i18n,
     mail,
+    preferences,
     secure,
     security,
     session_key,
@@ -98,6 +100,8 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     app.register_blueprint(autoreply.bp)
     app.register_blueprint(wkd.bp)
     secure.init_app(app)
+    app.register_blueprint(preferences.bp)
+    admin.init_app(app)
 
     access.init_app(app)
     return app

@@ -16,13 +16,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
-from flask import Flask, abort, current_app, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException
 
+from gateway import totp
 from webportal import clock
-from webportal.extensions import runtime
+from webportal.extensions import db_session, runtime
+from webportal.i18n import gettext_noop
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ RULE_ATTRIBUTE = "sealgate_access_rule"
 BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
 LOGIN_ENDPOINT = "auth.login"
 REAUTH_ENDPOINT = "account.reauth"
+TWO_FACTOR_ENDPOINT = "account.enable_2fa"
+ADMIN_NEEDS_2FA = gettext_noop(
+    "Administrators need two-factor login: turn it on to open the administration."
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,7 +103,13 @@ def fresh_login_required(view: F) -> F:
 
 
 def admin_required(view: F) -> F:
-    """Only a logged-in admin account; a logged-in non-admin gets 403."""
+    """Only a logged-in admin with two-factor login on, whose login is fresh.
+
+    A logged-in non-admin gets 403. An admin without 2FA is sent to set it up
+    first (a stolen admin password alone must not reach the console); an admin
+    whose login went stale confirms the password first, as for
+    `fresh_login_required`: the console changes accounts, keys and policy.
+    """
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -105,6 +117,15 @@ def admin_required(view: F) -> F:
             return redirect(url_for(LOGIN_ENDPOINT, next=_relative_target()))
         if not getattr(current_user, "is_admin", False):
             abort(403)
+        if not totp.is_enabled(db_session(), current_user.account_id):
+            flash(ADMIN_NEEDS_2FA)
+            return redirect(url_for(TWO_FACTOR_ENDPOINT))
+        if not is_fresh(current_user, clock.now()):
+            if request.method == "GET":
+                target: str | None = _relative_target()
+            else:
+                target = request.path if _has_page(request.path) else None
+            return redirect(url_for(REAUTH_ENDPOINT, next=target))
         return view(*args, **kwargs)
 
     return _mark(cast(F, wrapper), "admin_required")

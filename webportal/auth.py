@@ -139,7 +139,7 @@ def load_user(user_id: str) -> PortalUser | None:
     if active is None:
         return None
     account = db.get(Account, active.account_id)
-    if account is None:
+    if account is None or account.disabled_at is not None:
         return None
     return PortalUser.from_account(account, nonce, active.id, active.authenticated_at)
 
@@ -181,6 +181,9 @@ def check_login(
         # The hasher refuses long input before hashing; should it ever raise
         # instead of answering False, that is still just a failed login.
         account, detail = None, "password too long"
+    if account is not None and account.disabled_at is not None:
+        # Disabled by an admin: refused like a wrong password (nothing tells the guesser more).
+        account, detail = None, "account disabled"
     if account is not None:
         if not totp.is_enabled(session, account.id):
             return PasswordCheck(account)

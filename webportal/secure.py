@@ -49,6 +49,7 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from gateway import db
+from gateway.admin import policy as admin_policy
 from gateway.models import SecureLink
 from gateway.pipeline.secure_page import generate_password
 from gateway.securepage import content, crypto, links, reply, store
@@ -128,7 +129,9 @@ def guarded(view: F) -> F:
 
 
 def _settings() -> SecurePageSettings:
-    return runtime().settings.securepage
+    """The secure-page settings with the admin policy's lifetimes and Argon2 cost over them."""
+    rt = runtime()
+    return admin_policy.effective(db_session(), rt.settings).securepage(rt.settings.securepage)
 
 
 # -- the one page for every link that cannot be opened -------------------------------
@@ -423,7 +426,7 @@ def maildate(value: dt.datetime) -> str:
 @guarded
 def new_password(message_id: int) -> ResponseReturnValue:
     rt = runtime()
-    page_settings = rt.settings.securepage
+    page_settings = _settings()
     s = db_session()
     try:
         message = store.owned_message(s, current_user.account_id, message_id)

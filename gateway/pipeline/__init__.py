@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from gateway import db
+from gateway.admin import policy as admin_policy
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import plain_copies, store_and_queue
@@ -49,10 +50,11 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     )
     with db.read_only(runtime.sessions) as session:
         always_encrypt, rule_domains = trigger_inputs(session, submission.sender.account_id)
+        policy = admin_policy.effective(session, settings)
         classify_recipients(session, submission)
     decide_encryption(
         submission,
-        subject_tag=settings.encryption.subject_tag,
+        subject_tag=policy.subject_tag,
         always_encrypt=always_encrypt,
         rule_domains=rule_domains,
     )
@@ -65,7 +67,13 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         keys, sender_keys = resolve_keys(runtime, submission, external)
         encrypt_copies(submission, keys, sender_keys, sent_copy=not missing)
         # Recipients without a key get a link to a password-protected page, never clear text.
-        secure = seal_for_secure_page(runtime, submission, missing) if missing else None
+        secure = (
+            seal_for_secure_page(
+                runtime, submission, missing, page=policy.securepage(settings.securepage)
+            )
+            if missing
+            else None
+        )
         add_delivery_report(runtime, submission, sender_keys.public, secure)
     else:
         plain_copies(submission, already_encrypted=already_encrypted)

@@ -16,6 +16,10 @@ def classify_recipients(session: so.Session, submission: Submission) -> None:
             continue
         seen.add(key)
         if accounts.is_hosted(session, rcpt):
-            submission.hosted.append(key)
+            # An alias delivers to its address (an unknown one is refused at store time).
+            target = accounts.find_deliverable(session, key)
+            hosted = target.address if target is not None else key
+            if hosted not in submission.hosted:
+                submission.hosted.append(hosted)
         else:
             submission.external.append(rcpt)

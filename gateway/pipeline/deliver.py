@@ -11,6 +11,7 @@ from typing import Literal
 import sqlalchemy.orm as so
 
 from gateway import accounts, autoresponder, mailbox, queue
+from gateway.admin import maillog
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
@@ -65,3 +66,4 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                 )
     for finish in submission.finalizers:
         finish(session)
+    maillog.record_submission(session, submission)

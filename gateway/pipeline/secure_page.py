@@ -34,6 +34,7 @@ from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.runtime import Runtime
 from gateway.securepage import crypto, links, notify, sent_copy, store
+from gateway.settings import SecurePageSettings
 from gateway.smtp_codes import (
     BAD_RECIPIENT_SYNTAX,
     OVERLONG_SECURE_PAGE_KEY,
@@ -60,11 +61,18 @@ class SecurePageResult:
 
 
 def seal_for_secure_page(
-    runtime: Runtime, submission: Submission, recipients: list[str]
+    runtime: Runtime,
+    submission: Submission,
+    recipients: list[str],
+    *,
+    page: SecurePageSettings | None = None,
 ) -> SecurePageResult:
-    """Seal the message, make a link and a notification per recipient; rows go in later."""
+    """Seal the message, make a link and a notification per recipient; rows go in later.
+
+    `page` is the admin policy's lifetime and Argon2 cost (gateway.admin.policy).
+    """
     settings = runtime.settings
-    page = settings.securepage
+    page = page or settings.securepage
     password = submission.password
     generated = None
     if password is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Importing a command module registers its commands on `cli`.
-from sealgate.cli import accounts, init, keys, mailbox, purge, queue, serve  # noqa: F401
+from sealgate.cli import accounts, admin, init, keys, mailbox, purge, queue, serve  # noqa: F401
 from sealgate.cli.base import cli
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
-from gateway import accounts, audit, lockout, sessions
+from gateway import accounts, sessions
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress
+from gateway.admin import Actor, AdminError
+from gateway.admin import accounts as admin_accounts
 from gateway.passwords import PasswordTooLong
 from gateway.timeutil import utcnow
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, obtain_password, pass_state, password_option
@@ -46,20 +48,45 @@ def user() -> None:
 @user.command("add")
 @click.argument("email")
 @click.option("--admin", is_flag=True, help="Give the account admin rights.")
-@click.option("--language", type=click.Choice(["de", "en", "fr"]), default="en")
+@click.option(
+    "--language",
+    type=click.Choice(["de", "en", "fr"]),
+    default=None,
+    help="Default: the policy's language for new accounts.",
+)
+@click.option(
+    "--external-login",
+    is_flag=True,
+    help="Allow a login outside the hosted domains (else it is refused).",
+)
 @password_option
 @pass_state
-def user_add(state: CliState, email: str, admin: bool, language: str, password_stdin: bool) -> None:
-    """Create the portal account EMAIL."""
+def user_add(
+    state: CliState,
+    email: str,
+    admin: bool,
+    language: str | None,
+    external_login: bool,
+    password_stdin: bool,
+) -> None:
+    """Create the portal account EMAIL (a login in a hosted domain)."""
     password, generated = obtain_password(password_stdin)
-    hasher = state.require_initialised().hasher
+    runtime = state.require_initialised()
     try:
         with state.transaction() as session:
-            account = accounts.add_account(
-                session, hasher, email, password, actor=CLI_ACTOR, is_admin=admin, language=language
+            account = admin_accounts.create(
+                session,
+                runtime.settings,
+                runtime.hasher,
+                email,
+                password,
+                actor=Actor(CLI_ACTOR),
+                role="admin" if admin else "user",
+                language=language,
+                external_login=external_login,
             )
             click.echo(f"account {account.email} added")
-    except (AccountError, InvalidAddress, PasswordTooLong) as exc:
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from None
     if generated:
         click.echo(f"password: {password}  (shown once; store it now)")
@@ -138,24 +165,13 @@ def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None
 @pass_state
 def user_unlock(state: CliState, email: str) -> None:
     """Lift a lockout after failed logins (portal and SMTP) for the account EMAIL."""
-    security = state.settings.security
     try:
         with state.transaction() as session:
-            account = accounts.find_account(session, email)
-            if account is None:
-                raise AccountError(f"no account {email}")
-            counters = lockout.store_for(session, security)
-            counters.clear(lockout.portal_key(account.email))
-            counters.clear(lockout.smtp_key(account.id))
-            audit.record(
-                session,
-                "account.unlock",
-                actor=CLI_ACTOR,
-                target=account.email,
-                account_id=account.id,
+            account = admin_accounts.unlock(
+                session, state.settings.security, email, actor=Actor(CLI_ACTOR)
             )
             click.echo(f"sign-in for {account.email} unlocked")
-    except AccountError as exc:
+    except AdminError as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -15,6 +15,8 @@ import signal
 import click
 
 from gateway import activity, db, logs, wkd_refresh
+from gateway.admin import keys as admin_keys
+from gateway.admin import maillog
 from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
@@ -82,6 +84,8 @@ async def _serve(runtime: Runtime) -> None:
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
     wkd = asyncio.create_task(wkd_refresh.run_refresh(runtime, stop), name="wkd-refresh")
+    mail_log = asyncio.create_task(maillog.run_purge(runtime, stop), name="mail-log-purge")
+    rotations = asyncio.create_task(admin_keys.run_rotations(runtime, stop), name="master-rotation")
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
@@ -107,6 +111,8 @@ async def _serve(runtime: Runtime) -> None:
     await purge
     await pages
     await wkd
+    await mail_log
+    await rotations
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:

@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gateway import accounts, db
 from gateway.runtime import Runtime
 from webportal import access, create_app
 
+from .admin_support import admin_login, make_admin
 from .conftest import LoginFn, csrf_from
 
 
@@ -68,10 +68,9 @@ def test_two_rules_on_one_view_are_refused() -> None:
 
 
 def test_admin_required(runtime: Runtime, mail_users: dict[str, str]) -> None:
-    with db.transaction(runtime.sessions) as session:
-        accounts.add_account(
-            session, runtime.hasher, "root@example.test", "admin-pw", actor="t", is_admin=True
-        )
+    """403 for a non-admin; an admin needs 2FA (else: set it up) and then gets in."""
+    secret = make_admin(runtime)
+    make_admin(runtime, "plain-admin@example.test", "plain-admin-pw", two_factor=False)
     app = create_app(runtime, testing=True)
 
     @access.admin_required
@@ -89,12 +88,45 @@ def test_admin_required(runtime: Runtime, mail_users: dict[str, str]) -> None:
         )
         assert response.status_code == 302
 
+    def log_out() -> None:
+        client.post("/logout", data={"csrf_token": csrf_from(client.get("/inbox").text)})
+
     log_in("alice@example.test", "portal-alice-smtp-pw")
     assert client.get("/admin-only").status_code == 403
-    client.post("/logout", data={"csrf_token": csrf_from(client.get("/inbox").text)})
-    log_in("root@example.test", "admin-pw")
+    log_out()
+    log_in("plain-admin@example.test", "plain-admin-pw")
+    refused = client.get("/admin-only")
+    assert refused.status_code == 302 and refused.headers["Location"] == "/account/2fa/enable"
+    log_out()
+    assert admin_login(client, secret).status_code == 302
     response = client.get("/admin-only")
     assert response.status_code == 200 and response.text == "admin page"
+
+
+def test_the_listing_of_every_view_and_its_rule(app: Flask) -> None:
+    """Every URL of the portal with its access rule; a view without one fails the listing."""
+    listing = {
+        rule.rule: access.access_rule(app.view_functions[rule.endpoint])
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint not in access.BUILTIN_PUBLIC_ENDPOINTS
+    }
+    assert None not in listing.values(), sorted(k for k, v in listing.items() if v is None)
+    admin = {url: rule for url, rule in listing.items() if url.startswith("/admin")}
+    assert len(admin) >= 25 and set(admin.values()) == {"admin_required"}
+    # Nothing outside /admin is admin-only by accident, and the settings page needs a login.
+    assert all(url.startswith("/admin") for url, r in listing.items() if r == "admin_required")
+    assert listing["/account/settings"] == "login_required"
+
+    @access.public
+    def declared() -> str:
+        return ""
+
+    def undeclared() -> str:
+        return ""
+
+    app.add_url_rule("/declared", "declared", declared)
+    app.add_url_rule("/undeclared", "undeclared", undeclared)
+    assert access.endpoints_without_rule(app) == ["undeclared"]
 
 
 def test_public_index_sends_visitors_to_login(

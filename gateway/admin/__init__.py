@@ -1,0 +1,111 @@
+"""The administration layer: every admin action as a plain function, for the console and the CLI.
+
+One module per area (domains, accounts, policy, keys, audit queries, mail log,
+queue). Each function takes the caller's session, the acting admin (`Actor`)
+and `now`; it changes rows, writes the audit events, and leaves the commit to
+the caller (the request or the command). Neither Flask nor click is imported
+here, so the console's views and the `sealgate` commands stay thin and the
+rules live in one place, testable without a request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import sqlalchemy.orm as so
+
+from gateway import audit
+from gateway.models import AuditEvent
+
+T = TypeVar("T")
+
+
+class AdminError(ValueError):
+    """An admin request that cannot be carried out; the text is safe to show to the admin."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, and from where: every audit event of an admin action carries both.
+
+    `name` is the admin's login (or "cli" for the command line); `ip` and
+    `user_agent` are the console client's, empty for the CLI.
+    """
+
+    name: str
+    ip: str = ""
+    user_agent: str = ""
+
+    def record(
+        self,
+        session: so.Session,
+        action: str,
+        *,
+        target: str = "",
+        account_id: int | None = None,
+        detail: str = "",
+        success: bool = True,
+    ) -> AuditEvent:
+        return audit.record(
+            session,
+            action,
+            actor=self.name,
+            target=target,
+            account_id=account_id,
+            success=success,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            detail=detail,
+        )
+
+    def stamp(self, session: so.Session) -> None:
+        """Give this actor's client address to audit events written by shared functions.
+
+        gateway.accounts (add_domain, add_address, ...) records events with the
+        actor's name only; once stamped, the session tells `audit.record` the
+        client for that name, and events already pending get it too.
+        """
+        session.info.setdefault(audit.CLIENT_KEY, {})[self.name] = (self.ip, self.user_agent)
+        for obj in session.new:
+            if isinstance(obj, AuditEvent) and obj.actor == self.name and not obj.ip:
+                obj.ip = self.ip
+                obj.user_agent = self.user_agent
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a longer list; `page` counts from 1."""
+
+    items: Sequence[T]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+MAX_ROW_ID = 2**31 - 1
+
+
+def valid_id(value: int) -> bool:
+    """Whether `value` can be a row id (PostgreSQL refuses a larger integer with an error)."""
+    return 0 < value <= MAX_ROW_ID
+
+
+def clamp_page(page: int, per_page: int, total: int) -> int:
+    """A page number inside 1..pages (a hand-edited URL gets the nearest page, not an error)."""
+    pages = max(1, math.ceil(total / per_page))
+    return min(max(page, 1), pages)

@@ -1,0 +1,506 @@
+"""The admin commands that mirror the console: domains, accounts, addresses, aliases, policy,
+rules, audit log, mail log and queue give-up. Each is a thin shell over gateway.admin;
+`--json` prints what scripts parse."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import sqlalchemy.orm as so
+
+from gateway.admin import Actor, AdminError, audit_log, maillog, policy
+from gateway.admin import accounts as admin_accounts
+from gateway.admin import domains as admin_domains
+from gateway.admin import queue as admin_queue
+from gateway.timeutil import utcnow
+from sealgate.cli.accounts import address, domain, user
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+from sealgate.cli.queue import queue
+
+ACTOR = Actor(CLI_ACTOR)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
+
+
+@contextmanager
+def admin_transaction(state: CliState) -> Iterator[so.Session]:
+    """The command's transaction; an AdminError becomes a clean CLI error, nothing committed."""
+    try:
+        with state.transaction() as session:
+            yield session
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- domains -----------------------------------------------------------------------
+
+
+@domain.command("show")
+@json_option
+@pass_state
+def domain_show(state: CliState, as_json: bool) -> None:
+    """Every hosted domain with its state and number of addresses."""
+    with admin_transaction(state) as session:
+        rows = admin_domains.list_domains(session)
+        data = [
+            {
+                "name": r.name,
+                "disabled": r.disabled,
+                "addresses": r.addresses,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+        text = "\n".join(
+            f"{r.name}\t{'disabled' if r.disabled else 'active'}\t{r.addresses} address(es)"
+            for r in rows
+        )
+        emit(as_json, data, text or "no hosted domains")
+
+
+@domain.command("disable")
+@click.argument("name")
+@json_option
+@pass_state
+def domain_disable(state: CliState, name: str, as_json: bool) -> None:
+    """Stop accepting new mail for NAME (SMTP refuses it with 550 5.7.1)."""
+    with admin_transaction(state) as session:
+        row = admin_domains.set_disabled(session, name, True, actor=ACTOR, now=utcnow())
+        emit(as_json, {"domain": row.name, "disabled": True}, f"domain {row.name} disabled")
+
+
+@domain.command("enable")
+@click.argument("name")
+@json_option
+@pass_state
+def domain_enable(state: CliState, name: str, as_json: bool) -> None:
+    """Accept mail for NAME again."""
+    with admin_transaction(state) as session:
+        row = admin_domains.set_disabled(session, name, False, actor=ACTOR, now=utcnow())
+        emit(as_json, {"domain": row.name, "disabled": False}, f"domain {row.name} enabled")
+
+
+@domain.command("delete")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete every address in it, with its mail.")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@json_option
+@pass_state
+def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: bool) -> None:
+    """Delete NAME; refused while it has addresses unless --purge (mail purged, keys retired)."""
+    with admin_transaction(state) as session:
+        preview = admin_domains.preview_delete(session, name)
+    if purge and preview.addresses and not yes:
+        click.confirm(
+            f"delete {preview.domain} with {len(preview.addresses)} address(es) and"
+            f" {preview.messages} message(s)?",
+            abort=True,
+        )
+    with admin_transaction(state) as session:
+        done = admin_domains.delete(session, name, actor=ACTOR, now=utcnow(), purge=purge)
+        emit(
+            as_json,
+            {"domain": done.domain, "addresses": list(done.addresses), "messages": done.messages},
+            f"domain {done.domain} deleted"
+            + (f" with {len(done.addresses)} address(es)" if done.addresses else ""),
+        )
+
+
+# -- accounts ----------------------------------------------------------------------
+
+
+def _account_data(info: admin_accounts.AccountInfo) -> dict[str, Any]:
+    return {
+        "email": info.email,
+        "role": info.role,
+        "language": info.language,
+        "always_encrypt": info.always_encrypt,
+        "disabled": info.disabled,
+        "two_factor": info.two_factor,
+        "addresses": list(info.addresses),
+        "created_at": info.created_at.isoformat(),
+    }
+
+
+@user.command("show")
+@click.argument("email")
+@json_option
+@pass_state
+def user_show(state: CliState, email: str, as_json: bool) -> None:
+    """Everything an admin can set on the account EMAIL."""
+    with admin_transaction(state) as session:
+        info = admin_accounts.info(session, email)
+        data = _account_data(info)
+        emit(as_json, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@user.command("search")
+@click.argument("query", default="")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@json_option
+@pass_state
+def user_search(state: CliState, query: str, page: int, as_json: bool) -> None:
+    """Accounts whose login or an address contains QUERY."""
+    per_page = state.settings.admin.per_page
+    with admin_transaction(state) as session:
+        found = admin_accounts.search(session, query, page, per_page)
+        data = {
+            "page": found.page,
+            "pages": found.pages,
+            "total": found.total,
+            "accounts": [_account_data(i) for i in found.items],
+        }
+        lines = [
+            f"{i.email}\t{i.role}\t{'disabled' if i.disabled else 'active'}" for i in found.items
+        ]
+        lines.append(f"page {found.page} of {found.pages}, {found.total} account(s)")
+        emit(as_json, data, "\n".join(lines))
+
+
+@user.command("disable")
+@click.argument("email")
+@json_option
+@pass_state
+def user_disable(state: CliState, email: str, as_json: bool) -> None:
+    """No portal login and no SMTP AUTH for EMAIL (its sessions end); mail still arrives."""
+    with admin_transaction(state) as session:
+        row = admin_accounts.set_disabled(session, email, True, actor=ACTOR, now=utcnow())
+        emit(as_json, {"email": row.email, "disabled": True}, f"account {row.email} disabled")
+
+
+@user.command("enable")
+@click.argument("email")
+@json_option
+@pass_state
+def user_enable(state: CliState, email: str, as_json: bool) -> None:
+    """Let EMAIL sign in and send again."""
+    with admin_transaction(state) as session:
+        row = admin_accounts.set_disabled(session, email, False, actor=ACTOR, now=utcnow())
+        emit(as_json, {"email": row.email, "disabled": False}, f"account {row.email} enabled")
+
+
+@user.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@json_option
+@pass_state
+def user_delete(state: CliState, email: str, yes: bool, as_json: bool) -> None:
+    """Delete EMAIL and its addresses: their mail is purged, their keys retired."""
+    if not yes:
+        click.confirm(f"delete {email} with its addresses and all their mail?", abort=True)
+    with admin_transaction(state) as session:
+        gone = admin_accounts.delete(session, email, actor=ACTOR, now=utcnow(), confirm=email)
+        emit(
+            as_json,
+            {"email": email.strip().lower(), "addresses": gone},
+            f"account {email.strip().lower()} deleted"
+            + (f" with {', '.join(gone)}" if gone else ""),
+        )
+
+
+@user.command("set")
+@click.argument("email")
+@click.option("--language", type=click.Choice(admin_accounts.LANGUAGES))
+@click.option("--role", type=click.Choice(admin_accounts.ROLES))
+@click.option("--always-encrypt", type=click.Choice(["on", "off"]))
+@json_option
+@pass_state
+def user_set(
+    state: CliState,
+    email: str,
+    language: str | None,
+    role: str | None,
+    always_encrypt: str | None,
+    as_json: bool,
+) -> None:
+    """Change the language, role or "always encrypt" of EMAIL."""
+    if language is None and role is None and always_encrypt is None:
+        raise click.UsageError("give --language, --role or --always-encrypt")
+    with admin_transaction(state) as session:
+        if language is not None:
+            admin_accounts.set_language(session, email, language, actor=ACTOR)
+        if role is not None:
+            admin_accounts.set_role(session, email, role, actor=ACTOR)
+        if always_encrypt is not None:
+            admin_accounts.set_always_encrypt(session, email, always_encrypt == "on", actor=ACTOR)
+        data = _account_data(admin_accounts.info(session, email))
+        emit(as_json, data, f"account {data['email']} updated")
+
+
+# -- addresses and aliases ----------------------------------------------------------
+
+
+@address.command("delete")
+@click.argument("address_")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
+@json_option
+@pass_state
+def address_delete(state: CliState, address_: str, yes: bool, as_json: bool) -> None:
+    """Delete ADDRESS: its mail is purged, its keys retired (kept decrypt-only)."""
+    if not yes:
+        click.confirm(f"delete {address_} and all its mail?", abort=True)
+    with admin_transaction(state) as session:
+        purged = admin_accounts.delete_address(session, address_, actor=ACTOR, now=utcnow())
+        name = address_.strip().lower()
+        emit(
+            as_json,
+            {"address": name, "messages_purged": purged},
+            f"address {name} deleted; {purged} message(s) purged",
+        )
+
+
+@cli.group()
+def alias() -> None:
+    """Aliases: more hosted addresses delivering to an existing address."""
+
+
+@alias.command("add")
+@click.argument("alias_name", metavar="ALIAS")
+@click.argument("target", metavar="ADDRESS")
+@json_option
+@pass_state
+def alias_add(state: CliState, alias_name: str, target: str, as_json: bool) -> None:
+    """Deliver mail for ALIAS to the hosted ADDRESS."""
+    with admin_transaction(state) as session:
+        row = admin_accounts.add_alias(session, alias_name, target, actor=ACTOR)
+        session.flush()
+        emit(
+            as_json,
+            {"alias": row.alias, "address": row.address.address},
+            f"alias {row.alias} -> {row.address.address}",
+        )
+
+
+@alias.command("list")
+@json_option
+@pass_state
+def alias_list(state: CliState, as_json: bool) -> None:
+    """Every alias and the address it delivers to."""
+    with admin_transaction(state) as session:
+        rows = admin_accounts.list_aliases(session)
+        emit(
+            as_json,
+            [{"alias": r.alias, "address": r.address} for r in rows],
+            "\n".join(f"{r.alias}\t{r.address}" for r in rows) or "no aliases",
+        )
+
+
+@alias.command("remove")
+@click.argument("alias_name", metavar="ALIAS")
+@pass_state
+def alias_remove(state: CliState, alias_name: str) -> None:
+    """Stop taking mail for ALIAS."""
+    with admin_transaction(state) as session:
+        admin_accounts.remove_alias(session, alias_name, actor=ACTOR)
+        click.echo(f"alias {alias_name.strip().lower()} removed")
+
+
+# -- encryption policy and rules ---------------------------------------------------------
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """The encryption policy (stored in the database; the settings file gives the defaults)."""
+
+
+def _policy_data(values: list[policy.PolicyValue]) -> dict[str, Any]:
+    return {v.key: {"value": v.value, "default": v.default, "meaning": v.meaning} for v in values}
+
+
+@policy_group.command("show")
+@json_option
+@pass_state
+def policy_show(state: CliState, as_json: bool) -> None:
+    """Every policy value, its default, and what it means."""
+    with admin_transaction(state) as session:
+        values = policy.show(session, state.settings)
+        text = "\n".join(
+            f"{v.key} = {json.dumps(v.value)}"
+            + (f"  (default {json.dumps(v.default)})" if v.overridden else "")
+            + f"\t# {v.meaning}"
+            for v in values
+        )
+        emit(as_json, _policy_data(values), text)
+
+
+@policy_group.command("set")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@json_option
+@pass_state
+def policy_set(state: CliState, pairs: tuple[str, ...], as_json: bool) -> None:
+    """Set policy values, e.g. `policy set securepage_valid_days=14 subject_tag=[secure]`."""
+    changes: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"{pair!r}: write KEY=VALUE")
+        changes[key.strip()] = value
+    with admin_transaction(state) as session:
+        policy.set_values(session, state.settings, changes, actor=ACTOR, now=utcnow())
+        values = policy.show(session, state.settings)
+        emit(as_json, _policy_data(values), f"policy updated: {', '.join(changes)}")
+
+
+@cli.group()
+def rule() -> None:
+    """Per recipient domain rules: mail to these domains is always encrypted."""
+
+
+@rule.command("add")
+@click.argument("domain_name", metavar="DOMAIN")
+@json_option
+@pass_state
+def rule_add(state: CliState, domain_name: str, as_json: bool) -> None:
+    """Require encryption for every recipient in DOMAIN."""
+    with admin_transaction(state) as session:
+        name = policy.add_rule(session, domain_name, actor=ACTOR).domain
+        emit(as_json, {"domain": name, "require_encryption": True}, f"rule added: {name}")
+
+
+@rule.command("list")
+@json_option
+@pass_state
+def rule_list(state: CliState, as_json: bool) -> None:
+    """The recipient domains whose mail is always encrypted."""
+    with admin_transaction(state) as session:
+        rows = policy.list_rules(session)
+        emit(
+            as_json,
+            [{"domain": r.domain, "created_at": r.created_at.isoformat()} for r in rows],
+            "\n".join(r.domain for r in rows) or "no rules",
+        )
+
+
+@rule.command("remove")
+@click.argument("domain_name", metavar="DOMAIN")
+@pass_state
+def rule_remove(state: CliState, domain_name: str) -> None:
+    """Drop the rule for DOMAIN (its mail follows the other triggers again)."""
+    with admin_transaction(state) as session:
+        policy.remove_rule(session, domain_name, actor=ACTOR)
+        click.echo(f"rule removed: {domain_name.strip().lower()}")
+
+
+# -- audit log and mail log ----------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log: admin actions, key events, logins."""
+
+
+@audit.command("list")
+@click.option("--actor", default="", help="Who acted (a login, cli, relay, ...).")
+@click.option("--action", default="", help="An action or its prefix (key, key.rotate, ...).")
+@click.option("--address", default="", help="Events about or by this address.")
+@click.option("--since", default="", help="From this day (YYYY-MM-DD, UTC).")
+@click.option("--until", default="", help="Up to and including this day.")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="All matching events as CSV.")
+@json_option
+@pass_state
+def audit_list(
+    state: CliState,
+    actor: str,
+    action: str,
+    address: str,
+    since: str,
+    until: str,
+    page: int,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Events, newest first, filtered."""
+    try:
+        filters = audit_log.AuditFilter(
+            actor=actor,
+            action=action,
+            address=address,
+            since=audit_log.parse_day(since),
+            until=audit_log.parse_day(until, end=True),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with admin_transaction(state) as session:
+        if as_csv:
+            click.echo(audit_log.export_csv(session, filters), nl=False)
+            return
+        found = audit_log.query(session, filters, page, state.settings.admin.per_page)
+        data = {
+            "page": found.page,
+            "pages": found.pages,
+            "total": found.total,
+            "events": [audit_log.as_dict(e) for e in found.items],
+        }
+        lines = [
+            f"{e.at:%Y-%m-%d %H:%M:%S}Z\t{e.actor}\t{e.action}\t{e.target}"
+            f"\t{'ok' if e.success else 'FAILED'}\t{e.ip}\t{e.detail}"
+            for e in found.items
+        ]
+        lines.append(f"page {found.page} of {found.pages}, {found.total} event(s)")
+        emit(as_json, data, "\n".join(lines))
+
+
+@cli.group("log")
+def log_group() -> None:
+    """The mail log: per message and recipient, handling and delivery (last 20 days)."""
+
+
+@log_group.command("show")
+@click.option("--address", default="", help="Messages from or to this address.")
+@click.option("--message", default="", help="A queue id or a Message-ID.")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@json_option
+@pass_state
+def log_show(state: CliState, address: str, message: str, page: int, as_json: bool) -> None:
+    """Entries, newest first."""
+    with admin_transaction(state) as session:
+        found = maillog.search(
+            session, page, state.settings.admin.per_page, address=address, message=message
+        )
+        data = {
+            "page": found.page,
+            "pages": found.pages,
+            "total": found.total,
+            "entries": [r.as_dict() for r in found.items],
+        }
+        lines = [
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}Z\t{r.queue_id}\t{r.sender} -> {r.recipient}"
+            f"\t{r.handling}\t{r.status}\t{r.last_reply}"
+            for r in found.items
+        ]
+        lines.append(f"page {found.page} of {found.pages}, {found.total} entr(ies)")
+        emit(as_json, data, "\n".join(lines))
+
+
+# -- queue -----------------------------------------------------------------------------------
+
+
+@queue.command("give-up")
+@click.argument("ident", metavar="ID")
+@json_option
+@pass_state
+def queue_give_up(state: CliState, ident: str, as_json: bool) -> None:
+    """Stop trying ID (a queue id or row number) and bounce it to its sender."""
+    runtime = state.require_initialised()
+    with admin_transaction(state) as session:
+        outcome = admin_queue.give_up(
+            session,
+            ident,
+            actor=ACTOR,
+            now=utcnow(),
+            ring=runtime.ring.get(),
+            reporting_mta=state.settings.smtp.hostname,
+        )
+        emit(
+            as_json,
+            outcome,
+            "\n".join(f"{rcpt}: given up; bounce {where}" for rcpt, where in outcome.items()),
+        )

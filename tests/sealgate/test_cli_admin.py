@@ -1,0 +1,336 @@
+"""Every admin command of issue 12 through click, its `--json` output parsed back.
+
+The commands run in process (click's runner) against the test's real database;
+one test runs the real `sealgate` process to show the wiring of the entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from gateway import accounts, db
+from gateway.admin import maillog
+from gateway.models import Account, Address, AuditEvent, MailboxMessage, MailLogEntry
+from gateway.relay import Relay
+from gateway.runtime import Runtime
+from keystore import store
+from keystore.models import STATUS_RETIRED, StoredKey
+from sealgate.cli import cli
+from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
+from tests.keystore.conftest import run_sealgate
+
+
+@pytest.fixture
+def run(runtime: Runtime, test_env: dict[str, str]) -> Any:
+    def invoke(*args: str, ok: bool = True, input: str | None = None) -> Result:
+        result = CliRunner(env=test_env).invoke(
+            cli, ["--data-dir", str(runtime.settings.data_dir), *args], input=input
+        )
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+            assert "Traceback" not in result.output
+        return result
+
+    return invoke
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+def audit_actions(runtime: Runtime) -> list[tuple[str, str, str]]:
+    with db.read_only(runtime.sessions) as session:
+        return [
+            (e.action, e.actor, e.target)
+            for e in session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id))
+        ]
+
+
+def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> None:
+    shown = as_json(run("domain", "show", "--json"))
+    assert shown == [
+        {
+            "name": "example.test",
+            "disabled": False,
+            "addresses": 2,
+            "created_at": shown[0]["created_at"],
+        }
+    ]
+    assert as_json(run("domain", "disable", "example.test", "--json")) == {
+        "domain": "example.test",
+        "disabled": True,
+    }
+    assert as_json(run("domain", "show", "--json"))[0]["disabled"] is True
+    assert as_json(run("domain", "enable", "example.test", "--json"))["disabled"] is False
+    refused = run("domain", "delete", "example.test", "--yes", ok=False)
+    assert "still has 2 address(es)" in refused.output
+    run("domain", "add", "empty.test")
+    assert as_json(run("domain", "delete", "empty.test", "--json", "--yes")) == {
+        "domain": "empty.test",
+        "addresses": [],
+        "messages": 0,
+    }
+    purged = as_json(run("domain", "delete", "example.test", "--purge", "--yes", "--json"))
+    assert purged["addresses"] == ["alice@example.test", "bob@example.test"]
+    with db.read_only(runtime.sessions) as session:
+        assert accounts.list_domains(session) == []
+        assert session.scalar(sa.select(sa.func.count()).select_from(Address)) == 0
+    actions = [a for a, actor, _ in audit_actions(runtime) if actor == "cli"]
+    assert actions == [
+        "domain.disable",
+        "domain.enable",
+        "domain.add",
+        "domain.delete",
+        "address.delete",
+        "address.delete",
+        "domain.delete",
+    ]
+    assert (
+        "no hosted domain nowhere.test" in run("domain", "disable", "nowhere.test", ok=False).output
+    )
+
+
+def test_user_commands(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> None:
+    shown = as_json(run("user", "show", "alice@example.test", "--json"))
+    assert shown["role"] == "user" and shown["addresses"] == ["alice@example.test"]
+    assert shown["always_encrypt"] is False and shown["language"] == "en"
+
+    changed = as_json(
+        run(
+            "user", "set", "alice@example.test", "--language", "de", "--role", "admin",
+            "--always-encrypt", "on", "--json",
+        )
+    )  # fmt: skip
+    assert (changed["language"], changed["role"], changed["always_encrypt"]) == (
+        "de",
+        "admin",
+        True,
+    )
+    assert "give --language" in run("user", "set", "alice@example.test", ok=False).output
+
+    found = as_json(run("user", "search", "bob", "--json"))
+    assert [a["email"] for a in found["accounts"]] == ["bob@example.test"]
+    assert found["total"] == 1 and found["pages"] == 1
+
+    assert as_json(run("user", "disable", "bob@example.test", "--json"))["disabled"] is True
+    assert as_json(run("user", "show", "bob@example.test", "--json"))["disabled"] is True
+    assert as_json(run("user", "enable", "bob@example.test", "--json"))["disabled"] is False
+
+    deleted = as_json(run("user", "delete", "bob@example.test", "--yes", "--json"))
+    assert deleted == {"email": "bob@example.test", "addresses": ["bob@example.test"]}
+    with db.read_only(runtime.sessions) as session:
+        assert accounts.find_account(session, "bob@example.test") is None
+    assert "no account bob@example.test" in run("user", "show", "bob@example.test", ok=False).output
+    actions = {a for a, actor, _ in audit_actions(runtime) if actor == "cli"}
+    assert {
+        "account.language",
+        "account.role",
+        "account.always_encrypt",
+        "account.disable",
+        "account.enable",
+        "address.delete",
+        "account.delete",
+    } <= actions
+
+
+def test_user_add_refuses_a_login_outside_the_hosted_domains(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    refused = run("user", "add", "someone@elsewhere.test", ok=False)
+    assert "not in a hosted domain" in refused.output and "--external-login" in refused.output
+    with db.read_only(runtime.sessions) as session:
+        assert accounts.find_account(session, "someone@elsewhere.test") is None
+    added = run("user", "add", "someone@elsewhere.test", "--external-login")
+    assert "account someone@elsewhere.test added" in added.output
+    run("user", "add", "carol@example.test")  # a hosted login needs no flag
+
+
+def test_new_accounts_take_the_policy_defaults(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    run("policy", "set", "new_account_language=fr", "new_account_always_encrypt=on")
+    run("user", "add", "carol@example.test")
+    carol = as_json(run("user", "show", "carol@example.test", "--json"))
+    assert (carol["language"], carol["always_encrypt"]) == ("fr", True)
+
+
+def test_address_delete_purges_mail_and_retires_keys(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(runtime.sessions) as session:
+        store.get_or_create(
+            session, runtime.ring.get(), "bob@example.test", now, events=lambda *a: None
+        )
+        bob = accounts.find_address(session, "bob@example.test")
+        assert bob is not None
+        session.add(
+            MailboxMessage(address_id=bob.id, queue_id="Q1", size=3, raw=b"abc", received_at=now)
+        )
+    assert "Aborted" in run("address", "delete", "bob@example.test", input="n\n", ok=False).output
+    result = as_json(run("address", "delete", "bob@example.test", "--yes", "--json"))
+    assert result == {"address": "bob@example.test", "messages_purged": 1}
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(MailboxMessage)) == 0
+        statuses = list(session.scalars(sa.select(StoredKey.status)))
+        assert statuses == [STATUS_RETIRED]
+        bob_account = accounts.find_account(session, "bob@example.test")
+        assert bob_account is not None and bob_account.addresses == []
+
+
+def test_alias_commands(run: Any, mail_users: dict[str, str]) -> None:
+    added = as_json(run("alias", "add", "info@example.test", "alice@example.test", "--json"))
+    assert added == {"alias": "info@example.test", "address": "alice@example.test"}
+    assert as_json(run("alias", "list", "--json")) == [added]
+    assert (
+        "exists already"
+        in run("alias", "add", "bob@example.test", "alice@example.test", ok=False).output
+    )
+    run("alias", "remove", "info@example.test")
+    assert as_json(run("alias", "list", "--json")) == []
+
+
+def test_policy_commands(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> None:
+    shown = as_json(run("policy", "show", "--json"))
+    assert shown["subject_tag"]["value"] == "[encrypt]"
+    assert shown["securepage_valid_days"] == {
+        "value": 30,
+        "default": 30,
+        "meaning": shown["securepage_valid_days"]["meaning"],
+    }
+    after = as_json(
+        run("policy", "set", "securepage_valid_days=14", "subject_tag=[secure]", "--json")
+    )
+    assert after["securepage_valid_days"]["value"] == 14
+    assert after["subject_tag"]["value"] == "[secure]"
+    # Bounds: the Argon2 cost and lifetimes are refused past their limits, naming the key.
+    too_much = run("policy", "set", "securepage_kdf_memory_cost=99999999", ok=False)
+    assert "securepage_kdf_memory_cost: must be between" in too_much.output
+    inverted = run("policy", "set", "securepage_max_valid_days=7", ok=False)
+    assert "must not be less than securepage_valid_days" in inverted.output
+    assert "unknown policy setting" in run("policy", "set", "colour=blue", ok=False).output
+    assert "write KEY=VALUE" in run("policy", "set", "subject_tag", ok=False).output
+    assert as_json(run("policy", "show", "--json"))["securepage_valid_days"]["value"] == 14
+    # Back to the default: the override row goes.
+    run("policy", "set", "securepage_valid_days=30")
+    text = run("policy", "show").output
+    assert "securepage_valid_days = 30\t" in text
+    assert 'subject_tag = "[secure]"  (default "[encrypt]")' in text
+
+
+def test_rule_commands(run: Any, runtime: Runtime) -> None:
+    assert as_json(run("rule", "add", "Partner.Example", "--json")) == {
+        "domain": "partner.example",
+        "require_encryption": True,
+    }
+    assert "exists already" in run("rule", "add", "partner.example", ok=False).output
+    assert [r["domain"] for r in as_json(run("rule", "list", "--json"))] == ["partner.example"]
+    run("rule", "remove", "partner.example")
+    assert as_json(run("rule", "list", "--json")) == []
+    assert "no rule for" in run("rule", "remove", "partner.example", ok=False).output
+    assert "not a valid domain" in run("rule", "add", "not a domain", ok=False).output
+
+
+def test_audit_list(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> None:
+    run("rule", "add", "partner.example")
+    run("user", "set", "bob@example.test", "--language", "fr")
+    events = as_json(run("audit", "list", "--actor", "cli", "--json"))
+    assert [e["action"] for e in events["events"]] == ["account.language", "rule.add"]
+    by_action = as_json(run("audit", "list", "--action", "rule", "--json"))["events"]
+    assert [e["target"] for e in by_action] == ["partner.example"]
+    by_address = as_json(run("audit", "list", "--address", "bob@example.test", "--json"))
+    assert {e["action"] for e in by_address["events"]} == {
+        "account.add",
+        "address.add",
+        "account.language",
+    }
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert as_json(run("audit", "list", "--since", today, "--json"))["total"] >= 3
+    assert as_json(run("audit", "list", "--until", "2000-01-01", "--json"))["total"] == 0
+    assert "not a date" in run("audit", "list", "--since", "yesterday", ok=False).output
+    exported = run("audit", "list", "--actor", "cli", "--csv").stdout.splitlines()
+    assert exported[0] == "at,actor,action,target,success,ip,user_agent,detail"
+    assert len(exported) == 3 and ",cli,rule.add,partner.example,True," in exported[2]
+
+
+def test_log_show_and_queue_give_up(
+    run: Any, runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+) -> None:
+    """A message to an external recipient: the log names the smarthost's refusal; giving up
+    the queued copy bounces it to the sender's mailbox."""
+    from gateway.pipeline import ClientInfo, Sender, Submission, submit
+
+    smarthost.fail("rcpt", "450 4.2.1 Mailbox busy, come back later")
+    rt = Runtime(
+        settings=relay_settings_for(runtime.settings, smarthost),
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        hasher=runtime.hasher,
+        ring=runtime.ring,
+    )
+    with db.read_only(runtime.sessions) as session:
+        alice = accounts.find_account(session, "alice@example.test")
+        assert alice is not None
+        alice_id = alice.id
+    raw = (
+        b"From: alice@example.test\r\nTo: carol@partner.example\r\nSubject: hi\r\n"
+        b"Message-ID: <log-1@example.test>\r\n\r\nhello\r\n"
+    )
+    queue_id = submit(
+        rt,
+        Submission(
+            sender=Sender(alice_id, "alice@example.test"),
+            envelope_from="alice@example.test",
+            recipients=["carol@partner.example"],
+            raw=raw,
+            client=ClientInfo("test", "127.0.0.1", "ESMTPSA"),
+            received_at=dt.datetime.now(dt.UTC),
+        ),
+    )
+
+    async def sweep() -> None:
+        await Relay(rt).sweep()
+        await asyncio.sleep(0.3)
+
+    asyncio.run(sweep())
+    shown = as_json(run("log", "show", "--address", "carol@partner.example", "--json"))
+    [entry] = shown["entries"]
+    assert entry["queue_id"] == queue_id and entry["message_id"] == "<log-1@example.test>"
+    assert (entry["handling"], entry["status"]) == ("plain", maillog.DEFERRED)
+    assert "450 4.2.1 Mailbox busy, come back later" in entry["last_reply"]
+    assert as_json(run("log", "show", "--message", "<log-1@example.test>", "--json"))["total"] == 1
+    assert as_json(run("log", "show", "--address", "nobody@x.test", "--json"))["total"] == 0
+
+    gave_up = as_json(run("queue", "give-up", queue_id, "--json"))
+    assert gave_up == {"carol@partner.example": "mailbox"}
+    assert "no queued message" in run("queue", "give-up", queue_id, ok=False).output
+    with db.read_only(runtime.sessions) as session:
+        bounce = session.scalar(
+            sa.select(MailboxMessage).where(MailboxMessage.queue_id == queue_id)
+        )
+        assert bounce is not None and bounce.envelope_from == ""
+        assert session.scalar(sa.select(MailLogEntry.status)) == maillog.GIVEN_UP
+    assert ("queue.give_up", "cli", "carol@partner.example") in audit_actions(runtime)
+
+
+def test_the_real_command_line(
+    runtime: Runtime, test_env: dict[str, str], mail_users: dict[str, str]
+) -> None:
+    result = run_sealgate(
+        test_env, "user", "set", "bob@example.test", "--always-encrypt", "on", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["always_encrypt"] is True
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalar(
+            sa.select(Account.always_encrypt).where(Account.email == "bob@example.test")
+        )

@@ -1,0 +1,50 @@
+"""What every console view shares: the acting admin, the form helpers, the error flash."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import flash, request
+from flask_login import current_user
+
+from gateway.admin import Actor, AdminError
+from webportal import clock
+from webportal.extensions import db_session, request_meta, runtime
+
+MAX_FIELD = 1100
+ERROR = "error"
+
+
+def actor() -> Actor:
+    """The logged-in admin and their client, for the audit log."""
+    meta = request_meta()
+    acting = Actor(current_user.email, ip=meta["ip"], user_agent=meta["user_agent"])
+    acting.stamp(db_session())
+    return acting
+
+
+def now() -> dt.datetime:
+    return clock.now()
+
+
+def field(name: str) -> str:
+    return request.form.get(name, "")[:MAX_FIELD].strip()
+
+
+def checked(name: str) -> bool:
+    return request.form.get(name) == "on"
+
+
+def page_arg() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else 1
+
+
+def per_page() -> int:
+    return runtime().settings.admin.per_page
+
+
+def fail(exc: AdminError) -> None:
+    """Show why, and undo whatever the request changed before the refusal."""
+    db_session().rollback()
+    flash(str(exc), ERROR)

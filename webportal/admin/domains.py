@@ -1,0 +1,71 @@
+"""Console: hosted domains."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from gateway.admin import AdminError
+from gateway.admin import domains as admin_domains
+from webportal.access import admin_required
+from webportal.admin import bp
+from webportal.admin.common import actor, checked, fail, field, now
+from webportal.extensions import db_session
+
+
+@bp.route("/domains", methods=["GET", "POST"])
+@admin_required
+def domains() -> ResponseReturnValue:
+    db = db_session()
+    if request.method == "POST":
+        try:
+            row = admin_domains.add(db, field("name"), actor=actor())
+            flash(f"Domain {row.name} added.")
+        except AdminError as exc:
+            fail(exc)
+        return redirect(url_for("admin.domains"))
+    return render_template("admin/domains.html", domains=admin_domains.list_domains(db))
+
+
+@bp.post("/domains/<name>/disable")
+@admin_required
+def disable_domain(name: str) -> ResponseReturnValue:
+    return _set_disabled(name, True)
+
+
+@bp.post("/domains/<name>/enable")
+@admin_required
+def enable_domain(name: str) -> ResponseReturnValue:
+    return _set_disabled(name, False)
+
+
+def _set_disabled(name: str, disabled: bool) -> ResponseReturnValue:
+    try:
+        row = admin_domains.set_disabled(db_session(), name, disabled, actor=actor(), now=now())
+        flash(f"Domain {row.name} {'disabled' if disabled else 'enabled'}.")
+    except AdminError as exc:
+        fail(exc)
+    return redirect(url_for("admin.domains"))
+
+
+@bp.route("/domains/<name>/delete", methods=["GET", "POST"])
+@admin_required
+def delete_domain(name: str) -> ResponseReturnValue:
+    db = db_session()
+    try:
+        preview = admin_domains.preview_delete(db, name)
+    except AdminError as exc:
+        fail(exc)
+        return redirect(url_for("admin.domains"))
+    if request.method == "POST":
+        if field("confirm").lower() != preview.domain:
+            fail(AdminError(f"type {preview.domain} to confirm"))
+            return redirect(url_for("admin.delete_domain", name=preview.domain))
+        try:
+            admin_domains.delete(db, name, actor=actor(), now=now(), purge=checked("purge"))
+            flash(f"Domain {preview.domain} deleted.")
+            return redirect(url_for("admin.domains"))
+        except AdminError as exc:
+            fail(exc)
+            return redirect(url_for("admin.delete_domain", name=preview.domain))
+    return render_template("admin/domain_delete.html", preview=preview)
