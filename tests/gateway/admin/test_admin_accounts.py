@@ -82,6 +82,8 @@ def test_created_accounts_and_addresses_are_audited_with_the_client(
         assert {(e.action, e.target, e.ip, e.user_agent) for e in events} == {
             ("account.add", "carol@example.test", "192.0.2.1", "console"),
             ("address.add", "carol@example.test", "192.0.2.1", "console"),
+            # The address's OpenPGP key is made with it (issue 13), by the same actor.
+            ("key.create", "carol@example.test", "192.0.2.1", "console"),
         }
 
 
