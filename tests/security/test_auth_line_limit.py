@@ -103,6 +103,7 @@ def test_client_hanging_up_mid_auth_is_no_error(
 ) -> None:
     client = tls_client(submission_server, client_ssl_context)
     assert client.docmd("AUTH", "LOGIN")[0] == 334
+    assert client.sock is not None
     client.sock.sendall(b"dXNlcg")  # half a line, then hang up
     client.close()
     with tls_client(submission_server, client_ssl_context) as again:
