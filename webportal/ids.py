@@ -88,17 +88,6 @@ def form_id(name: str) -> int | None:
     return number
 
 
-def form_ids(name: str) -> set[int]:
-    """Every id among the values of form field `name` (checkboxes); 400 for one that is not."""
-    found: set[int] = set()
-    for text in request.form.getlist(name):
-        number = parse_id(text)
-        if number is None:
-            abort(400)
-        found.add(number)
-    return found
-
-
 def page_number(name: str = "page") -> int:
     """A page number from the query: 1 unless it is a number; large ones are clamped
     (a listing clamps to its last page, as after deletions)."""
