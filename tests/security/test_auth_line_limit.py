@@ -109,3 +109,17 @@ def test_client_hanging_up_mid_auth_is_no_error(
     with tls_client(submission_server, client_ssl_context) as again:
         again.login(ALICE, mail_users[ALICE])
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_overlong_initial_response_on_the_auth_line_keeps_the_session(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """`AUTH PLAIN <initial response>` over the limit is an overlong command line: aiosmtpd
+    drains it and answers 500 (no 5.5.6: the command is not read), and the session goes on."""
+    with tls_client(submission_server, client_ssl_context) as client:
+        code, _ = client.docmd("AUTH", "PLAIN " + _overlong(5_000))
+        assert code == 500
+        assert client.docmd("NOOP")[0] == 250
+        client.login(ALICE, mail_users[ALICE])
