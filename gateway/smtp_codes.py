@@ -9,6 +9,26 @@ AUTH_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 IDLE_TIMEOUT = "421 4.4.2 Idle for too long; closing the connection"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address; try again later"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address <{sender}> is not one of your addresses"
+HEADER_FROM_NOT_OWNED = (
+    "553 5.7.1 The From header names {address}, which is not one of your addresses;"
+    " nothing was sent"
+)
+HEADER_SENDER_NOT_OWNED = (
+    "553 5.7.1 The Sender header names {address}, which is not one of your addresses;"
+    " nothing was sent"
+)
+HEADER_FROM_UNREADABLE = (
+    "553 5.7.1 The {field} header holds no address that can be read; write it as"
+    " Name <address> with one of your addresses"
+)
+HEADER_FIELD_REPEATED = (
+    "553 5.7.1 The message has {count} {field} header fields; RFC 5322 allows only one"
+)
+HEADER_FROM_NEEDS_SENDER = (
+    "553 5.7.1 A From header with several addresses needs a Sender header naming one of"
+    " your addresses (RFC 5322 section 3.6.2)"
+)
+HEADER_SENDER_NOT_ONE = "553 5.7.1 The Sender header must name exactly one address"
 SENDER_EMPTY = "553 5.1.7 A null sender is not allowed for submission"
 BAD_RECIPIENT_SYNTAX = "553 5.1.3 Recipient address <{rcpt}> is not valid"
 RELAY_DENIED = "550 5.7.1 Relaying denied: this server takes mail for its own domains only"

@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 import weakref
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from gateway.ratelimit import ConnectionLimiter, FailureCounter
 from gateway.runtime import Runtime
 from gateway.smtp_codes import (
     AUTH_INVALID,
+    AUTH_TOO_LONG,
     AUTH_TOO_MANY_FAILURES,
     BAD_RECIPIENT_SYNTAX,
     IDLE_TIMEOUT,
@@ -383,6 +384,52 @@ class SubmissionSMTP(SMTP):
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write((IDLE_TIMEOUT + "\r\n").encode())
         super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> Any:
+        """aiosmtpd's challenge, with a client response longer than the line limit refused.
+
+        aiosmtpd reads the response with `readline`, which raises on an overlong line
+        after keeping only part of it, so the rest was read as commands (a 451 and a
+        traceback). Here the whole line is drained and answered `500 5.5.6` (RFC 4954
+        §4), and the next command is read from the start of the next line.
+        """
+        del log_client_response  # responses carry passwords: never logged
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return MISSING  # the client hung up mid-exchange
+        except asyncio.LimitOverrunError as overrun:
+            await self._drain_line(overrun.consumed)
+            await self.push(AUTH_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Authentication aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Cannot decode base64")
+            return MISSING
+
+    async def _drain_line(self, consumed: int) -> None:
+        """Discard the rest of an overlong line, its end included, in bounded pieces."""
+        while True:
+            await self._reader.read(consumed)
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as overrun:
+                consumed = overrun.consumed
+            except asyncio.IncompleteReadError:
+                return
 
     async def push(self, status: Any) -> None:
         # aiosmtpd's own 552 texts do not name the limit; clients and users need it.

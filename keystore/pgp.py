@@ -527,6 +527,10 @@ MAX_ADDRESS_LENGTH = 254
 # Correspondents' clocks run a little ahead at times: a key or self-signature made
 # "in the future" by less than this still counts. Revocations count whatever their date.
 CLOCK_SKEW = dt.timedelta(minutes=10)
+# RFC 9580 bounds no user id, but one names a person and an address: GnuPG refuses
+# to make one of about 4 KiB or more. A longer one only bloats what is stored and shown
+# (a hostile key carried hundreds of kilobytes in one), so such a user id is not used.
+MAX_USER_ID_BYTES = 4096
 
 RejectCode = Literal[
     "secret-key",
@@ -540,6 +544,9 @@ RejectCode = Literal[
     "address-mismatch",
     "no-encryption-subkey",
     "bad-binding",
+    "signature-predates-key",
+    "user-id-too-long",
+    "user-id-not-utf8",
     "unusable",
     "malformed",
 ]
@@ -631,9 +638,46 @@ def _signature_holds(
         return False
 
 
-def _newest_holding(primary: Any, sigs: Iterable[Any], subject: Any, now: dt.datetime) -> Any:
-    holding = [s for s in sigs if _signature_holds(primary, s, subject, now)]
+def _newest_holding(
+    primary: Any, sigs: Iterable[Any], subject: Any, now: dt.datetime, *, not_before: dt.datetime
+) -> Any:
+    """The newest signature that holds and is no older than what it certifies.
+
+    A self-signature or binding dated before the key (or subkey) it certifies cannot
+    have been made when it says: its date was forged, and with it the order in which
+    signatures supersede each other. Such a signature is never used.
+    """
+    holding = [
+        s for s in sigs if s.created >= not_before and _signature_holds(primary, s, subject, now)
+    ]
     return max(holding, key=lambda s: s.created, default=None)
+
+
+def _any_predating(
+    primary: Any, sigs: Iterable[Any], subject: Any, now: dt.datetime, *, not_before: dt.datetime
+) -> bool:
+    """Whether a signature that would hold is refused only for being dated too early."""
+    return any(s.created < not_before and _signature_holds(primary, s, subject, now) for s in sigs)
+
+
+def _user_id_problem(uid: Any, named: str | None) -> tuple[RejectCode, str] | None:
+    """Why a user id packet is not used whatever its signatures say, or None.
+
+    pgpy decodes a user id that is not UTF-8 as Latin-1 (one character per byte), so
+    the packet's length tells: the text re-encoded as UTF-8 has the packet's length
+    exactly when the packet was UTF-8.
+    """
+    size = int(uid._uid.header.length)
+    label = f"the user id for {named}" if named else "a user id"
+    if size > MAX_USER_ID_BYTES:
+        return (
+            "user-id-too-long",
+            f"{label} is {size} bytes long; at most {MAX_USER_ID_BYTES} are accepted",
+        )
+    text = uid.userid or ""
+    if len(text.encode("utf-8", "surrogatepass")) != size:
+        return ("user-id-not-utf8", f"{label} is not valid UTF-8 (RFC 9580 section 5.11)")
+    return None
 
 
 def _is_revoked(primary: Any, subject: Any, kind: SignatureType, now: dt.datetime) -> bool:
@@ -663,16 +707,29 @@ def _valid_uids(key: Any, now: dt.datetime, address: str | None) -> list[_Uid]:
     found: dict[str, _Uid] = {}
     problems: list[tuple[RejectCode, str]] = []
     for uid in key.userids:
-        named = uid_address(uid.userid or "")
+        text = uid.userid or ""
+        named = uid_address(text) if len(text) <= MAX_USER_ID_BYTES else None
+        if address is not None and named is not None and named != address:
+            continue
+        problem = _user_id_problem(uid, named)
+        if problem is not None:
+            if address is None or address in text.lower():
+                problems.append(problem)
+            continue
         if named is None:
             continue
-        if address is not None and named != address:
-            continue
-        selfsig = _newest_holding(
-            key, (s for s in uid._signatures if s.type in CERTIFICATIONS), uid, now
-        )
+        certifications = [s for s in uid._signatures if s.type in CERTIFICATIONS]
+        selfsig = _newest_holding(key, certifications, uid, now, not_before=key.created)
         if selfsig is None:
-            problems.append(("no-user-id", f"the user id {named} has no valid self-signature"))
+            if _any_predating(key, certifications, uid, now, not_before=key.created):
+                problems.append(
+                    (
+                        "signature-predates-key",
+                        f"the self-signature on the user id {named} is dated before the key",
+                    )
+                )
+            else:
+                problems.append(("no-user-id", f"the user id {named} has no valid self-signature"))
             continue
         if _is_revoked(key, uid, SignatureType.CertRevocation, now):
             problems.append(("user-id-revoked", f"the user id {named} is revoked"))
@@ -698,9 +755,19 @@ def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetim
     usable: list[tuple[Any, Any, dt.datetime | None]] = []
     for subkey in key.subkeys.values():
         bindings = [s for s in subkey._signatures if s.type == SignatureType.Subkey_Binding]
-        binding = _newest_holding(key, bindings, subkey, now)
+        # A binding is made by a primary for a subkey that both exist already (the
+        # subkey may be the older: an existing key added as a subkey).
+        not_before = max(key.created, subkey.created)
+        binding = _newest_holding(key, bindings, subkey, now, not_before=not_before)
         if binding is None:
-            if bindings:
+            if _any_predating(key, bindings, subkey, now, not_before=not_before):
+                problems.append(
+                    (
+                        "signature-predates-key",
+                        "a subkey's binding signature is dated before the key or subkey it binds",
+                    )
+                )
+            elif bindings:
                 problems.append(("bad-binding", "a subkey's binding signature does not verify"))
             continue
         flags = set(binding.key_flags)
@@ -757,9 +824,13 @@ def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]
         raise _Rejected("created-in-future", "the key is dated in the future")
     if _is_revoked(key, key, SignatureType.KeyRevocation, now):
         raise _Rejected("revoked", "the key is revoked")
-    direct = _newest_holding(
-        key, (s for s in key._signatures if s.type == SignatureType.DirectlyOnKey), key, now
-    )
+    directs = [s for s in key._signatures if s.type == SignatureType.DirectlyOnKey]
+    if _any_predating(key, directs, key, now, not_before=key.created):
+        # It may carry the key's expiry or preferences: ignoring it would lift them.
+        raise _Rejected(
+            "signature-predates-key", "a signature on the key is dated before the key itself"
+        )
+    direct = _newest_holding(key, directs, key, now, not_before=key.created)
     direct_expiry = _expiry(key.created, direct.key_expiration) if direct is not None else None
     if direct_expiry is not None and direct_expiry <= now:
         raise _Rejected("expired", f"the key expired on {direct_expiry:%Y-%m-%d}")

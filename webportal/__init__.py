@@ -25,6 +25,7 @@ from webportal import (
     compose,
     errors,
     i18n,
+    ids,
     mail,
     preferences,
     secure,
@@ -93,6 +94,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     i18n.init_app(app)
     errors.init_app(app)
 
+    ids.init_app(app)
     auth.init_app(app)
     account.init_app(app)
     app.register_blueprint(mail.bp)

@@ -27,6 +27,7 @@ from webportal.access import fresh_login_required, login_required
 from webportal.auth import LOGIN_LOCKED, safe_next, session_idle_limit
 from webportal.extensions import db_session, request_meta, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
+from webportal.ids import page_number
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -326,7 +327,7 @@ def create_app_password() -> ResponseReturnValue:
     )
 
 
-@bp.post("/app-passwords/<int(max=2147483647):app_password_id>/revoke")
+@bp.post("/app-passwords/<id:app_password_id>/revoke")
 @fresh_login_required
 def revoke_app_password(app_password_id: int) -> ResponseReturnValue:
     try:
@@ -461,7 +462,7 @@ def activity_page() -> ResponseReturnValue:
         accounts.owned_addresses(db, current_user.account_id),
         now=_now(),
         days=rt.settings.security.activity_days,
-        page=request.args.get("page", 1, type=int) or 1,
+        page=page_number(),
         per_page=ACTIVITY_PER_PAGE,
     )
     language = current_language()
@@ -499,7 +500,7 @@ def sessions_page() -> ResponseReturnValue:
     )
 
 
-@bp.post("/sessions/<int(max=2147483647):session_id>/end")
+@bp.post("/sessions/<id:session_id>/end")
 @login_required
 def end_session(session_id: int) -> ResponseReturnValue:
     db = db_session()

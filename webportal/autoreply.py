@@ -21,6 +21,7 @@ from gateway.models import Address, AutoreplySent, Autoresponder
 from webportal.access import login_required
 from webportal.extensions import db_session
 from webportal.i18n import gettext, gettext_noop
+from webportal.ids import form_id, parse_int
 
 bp = Blueprint("autoreply", __name__, url_prefix="/autoresponder")
 
@@ -154,8 +155,9 @@ def _read_form() -> ResponderForm:
     data = request.form
     mask = 0
     for value in data.getlist("weekday"):
-        if value.isdigit() and 0 <= int(value) < 7:
-            mask |= 1 << int(value)
+        day = parse_int(value, 0, 6)
+        if day is not None:
+            mask |= 1 << day
     return ResponderForm(
         name=data.get("name", "").strip(),
         subject=data.get("subject", "").strip(),
@@ -163,7 +165,7 @@ def _read_form() -> ResponderForm:
         starts_at=data.get("starts_at", "").strip()[:40],
         ends_at=data.get("ends_at", "").strip()[:40],
         weekdays=mask,
-        reply_from_id=data.get("reply_from", type=int),
+        reply_from_id=form_id("reply_from"),
         excluded=data.get("excluded", ""),
         activate=data.get("activate") == "yes",
     )
@@ -261,7 +263,7 @@ def _save(address: Address, responder: Autoresponder | None) -> ResponseReturnVa
     return redirect(url_for("autoreply.overview"), code=303)
 
 
-@bp.route("/new/<int:address_id>", methods=["GET", "POST"])
+@bp.route("/new/<id:address_id>", methods=["GET", "POST"])
 @login_required
 def new(address_id: int) -> ResponseReturnValue:
     address = _owned_address(address_id)
@@ -270,7 +272,7 @@ def new(address_id: int) -> ResponseReturnValue:
     return _edit_page(address, ResponderForm(reply_from_id=address.id), None)
 
 
-@bp.route("/<int:responder_id>", methods=["GET", "POST"])
+@bp.route("/<id:responder_id>", methods=["GET", "POST"])
 @login_required
 def edit(responder_id: int) -> ResponseReturnValue:
     responder = _owned_responder(responder_id)
@@ -280,7 +282,7 @@ def edit(responder_id: int) -> ResponseReturnValue:
     return _edit_page(address, _form_of(responder), responder)
 
 
-@bp.post("/<int:responder_id>/activate")
+@bp.post("/<id:responder_id>/activate")
 @login_required
 def activate(responder_id: int) -> ResponseReturnValue:
     responder = _owned_responder(responder_id)
@@ -290,7 +292,7 @@ def activate(responder_id: int) -> ResponseReturnValue:
     return redirect(url_for("autoreply.overview"), code=303)
 
 
-@bp.post("/<int:responder_id>/deactivate")
+@bp.post("/<id:responder_id>/deactivate")
 @login_required
 def deactivate(responder_id: int) -> ResponseReturnValue:
     responder = _owned_responder(responder_id)
@@ -300,7 +302,7 @@ def deactivate(responder_id: int) -> ResponseReturnValue:
     return redirect(url_for("autoreply.overview"), code=303)
 
 
-@bp.post("/<int:responder_id>/delete")
+@bp.post("/<id:responder_id>/delete")
 @login_required
 def delete(responder_id: int) -> ResponseReturnValue:
     db_session().delete(_owned_responder(responder_id))
@@ -308,7 +310,7 @@ def delete(responder_id: int) -> ResponseReturnValue:
     return redirect(url_for("autoreply.overview"), code=303)
 
 
-@bp.post("/reset/<int:address_id>")
+@bp.post("/reset/<id:address_id>")
 @login_required
 def reset(address_id: int) -> ResponseReturnValue:
     address = _owned_address(address_id)

@@ -54,6 +54,7 @@ from webportal import clock
 from webportal.access import login_required
 from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
 from webportal.i18n import gettext, gettext_noop
+from webportal.ids import MAX_INDEX, form_id, parse_int, query_id
 from webportal.mail import CANNOT_SHOW, abort_cannot_show, open_owned
 
 log = logging.getLogger(__name__)
@@ -312,9 +313,11 @@ def compose() -> ResponseReturnValue:
     owned = _owned()
     args = request.args
     s = db_session()
-    source = args.get("reply", type=int) or args.get("forward", type=int)
-    if args.get("draft", type=int):
-        form = _draft_form(args.get("draft", type=int) or 0, owned)
+    forward = query_id("forward")
+    source = query_id("reply") or forward
+    draft = query_id("draft")
+    if draft:
+        form = _draft_form(draft, owned)
     elif source:
         try:
             row = reading.owned_message(s, current_user.account_id, source)
@@ -325,7 +328,7 @@ def compose() -> ResponseReturnValue:
             abort_cannot_show(source)
         except (reading.MessageNotFound, reading.CannotDecrypt):
             abort(404)
-        if args.get("forward", type=int):
+        if forward:
             form = _forward_form(opened, row.address.address, owned)
         else:
             form = _reply_form(opened, row.address.address, bool(args.get("all")), owned)
@@ -337,8 +340,8 @@ def compose() -> ResponseReturnValue:
 def _form_from_request(owned: list[str]) -> ComposeForm:
     data = request.form
     carried: list[tuple[int, str, int, bool]] = []
-    keep = {int(v) for v in data.getlist("carry") if v.isdigit()}
-    carry_from = data.get("carry_from", type=int)
+    keep = {n for v in data.getlist("carry") if (n := parse_int(v, 0, MAX_INDEX)) is not None}
+    carry_from = form_id("carry_from")
     if carry_from:
         try:
             opened = open_owned(carry_from)
@@ -357,7 +360,7 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
         password=data.get("password", ""),
         in_reply_to=data.get("in_reply_to", "")[:1000],
         references=data.get("references", "")[:MAX_FIELD],
-        draft_id=data.get("draft_id", type=int),
+        draft_id=form_id("draft_id"),
         carry_from=carry_from,
         carried=carried,
     )

@@ -47,6 +47,7 @@ from webportal import clock, grants
 from webportal.access import login_required, public
 from webportal.extensions import db_session, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
+from webportal.ids import page_number
 from webportal.secure import EXTEND_CHOICES, STATES, content_disposition
 
 bp = Blueprint("mail", __name__)
@@ -107,7 +108,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def inbox(slug: str) -> ResponseReturnValue:
     folder = FOLDERS[slug]
-    page = request.args.get("page", 1, type=int)
+    page = page_number()
     listing = list_folder(db_session(), current_user.account_id, folder, page, per_page())
     return render_template("portal/mail/folder.html", folder=listing, name=folder, slug=slug)
 
@@ -183,7 +184,7 @@ def _page_context(row: MailboxMessage) -> dict[str, object]:
     }
 
 
-@bp.get("/mail/<int:message_id>")
+@bp.get("/mail/<id:message_id>")
 @login_required
 def message(message_id: int) -> ResponseReturnValue:
     s = db_session()
@@ -232,7 +233,7 @@ def abort_cannot_show(message_id: int) -> NoReturn:
     abort(make_response(cannot_show(_page_context(row))))
 
 
-@bp.get("/mail/<int:message_id>/attachments/<int:index>")
+@bp.get("/mail/<id:message_id>/attachments/<index:index>")
 @login_required
 def attachment(message_id: int, index: int) -> ResponseReturnValue:
     try:
@@ -255,7 +256,7 @@ def _sealed(page: dict[str, object], error: str, status: int) -> ResponseReturnV
     return render_template("portal/mail/message.html", sealed=True, error=error, **page), status
 
 
-@bp.post("/mail/<int:message_id>/unlock")
+@bp.post("/mail/<id:message_id>/unlock")
 @login_required
 def unlock(message_id: int) -> ResponseReturnValue:
     """Open a sealed Sent copy with the message's password (one Argon2 run)."""
@@ -285,7 +286,7 @@ def unlock(message_id: int) -> ResponseReturnValue:
     return redirect(url_for("mail.message", message_id=message_id), code=303)
 
 
-@bp.post("/mail/<int:message_id>/move")
+@bp.post("/mail/<id:message_id>/move")
 @login_required
 def move(message_id: int) -> ResponseReturnValue:
     target = request.form.get("folder", "")
@@ -302,7 +303,7 @@ def move(message_id: int) -> ResponseReturnValue:
     return redirect(url_for("mail.inbox", slug=SLUGS.get(origin, "inbox")), code=303)
 
 
-@bp.post("/mail/<int:message_id>/delete")
+@bp.post("/mail/<id:message_id>/delete")
 @login_required
 def delete(message_id: int) -> ResponseReturnValue:
     s = db_session()
@@ -349,7 +350,7 @@ def search_page() -> ResponseReturnValue:
             until=until + dt.timedelta(days=1) if until else None,
             folder=folder,
         )
-        page = args.get("page", 1, type=int)
+        page = page_number()
         results = search(db_session(), current_user.account_id, query, page, per_page())
     status = 400 if error else 200
     return (

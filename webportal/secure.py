@@ -62,12 +62,14 @@ from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, render_error
 from webportal.extensions import db_session, discard_db_session, limiter, runtime
 from webportal.i18n import gettext, gettext_noop
+from webportal.ids import parse_int
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("secure", __name__)
 
 EXTEND_CHOICES = (7, 14, 30)
+MAX_DAYS = 100_000  # beyond any setting; the store checks the real range
 
 WRONG_PASSWORD = gettext_noop(
     "The password is wrong. After too many wrong passwords the link is locked."
@@ -273,7 +275,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-@bp.get("/s/<token>/a/<int:index>")
+@bp.get("/s/<token>/a/<index:index>")
 @public
 @guarded
 def download(token: str, index: int) -> ResponseReturnValue:
@@ -379,7 +381,7 @@ def sent() -> ResponseReturnValue:
     )
 
 
-@bp.post("/secure/links/<int:link_id>/revoke")
+@bp.post("/secure/links/<id:link_id>/revoke")
 @login_required
 @guarded
 def revoke(link_id: int) -> ResponseReturnValue:
@@ -393,11 +395,11 @@ def revoke(link_id: int) -> ResponseReturnValue:
     return redirect(url_for("secure.sent"), code=303)
 
 
-@bp.post("/secure/links/<int:link_id>/extend")
+@bp.post("/secure/links/<id:link_id>/extend")
 @login_required
 @guarded
 def extend(link_id: int) -> ResponseReturnValue:
-    days = request.form.get("days", type=int) or 0
+    days = parse_int(request.form.get("days"), 1, MAX_DAYS) or 0
     try:
         link = store.extend(
             db_session(),
@@ -421,7 +423,7 @@ def maildate(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@bp.route("/secure/messages/<int:message_id>/password", methods=["GET", "POST"])
+@bp.route("/secure/messages/<id:message_id>/password", methods=["GET", "POST"])
 @fresh_login_required
 @guarded
 def new_password(message_id: int) -> ResponseReturnValue:

@@ -2,7 +2,8 @@
 
 Read top to bottom, it is the flow in DESIGN.md:
 
-    check-structure → decide-encryption (strips control headers) → add-received
+    check-structure → check-header-sender → decide-encryption (strips control headers)
+    → add-missing-headers → add-received
     → classify-recipients → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway import db
+from gateway import accounts, db
 from gateway.admin import policy as admin_policy
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
@@ -26,7 +27,9 @@ from gateway.pipeline.deliver import plain_copies, store_and_queue
 from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.external_keys import lookup_external_keys
+from gateway.pipeline.header_sender import check_header_sender
 from gateway.pipeline.keys import resolve_keys, trigger_inputs
+from gateway.pipeline.missing_headers import add_missing_headers
 from gateway.pipeline.pgpmime import is_already_encrypted
 from gateway.pipeline.received import add_received
 from gateway.pipeline.report import add_delivery_report
@@ -49,6 +52,8 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         max_parts=settings.smtp.max_mime_parts,
     )
     with db.read_only(runtime.sessions) as session:
+        owned = accounts.owned_addresses(session, submission.sender.account_id)
+        check_header_sender(submission, owned)
         always_encrypt, rule_domains = trigger_inputs(session, submission.sender.account_id)
         policy = admin_policy.effective(session, settings)
         classify_recipients(session, submission)
@@ -58,6 +63,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         always_encrypt=always_encrypt,
         rule_domains=rule_domains,
     )
+    add_missing_headers(submission, hostname=settings.smtp.hostname)
     add_received(submission, hostname=settings.smtp.hostname)
 
     already_encrypted = is_already_encrypted(submission.raw)

@@ -72,6 +72,10 @@ def stored(runtime: Runtime) -> list[MailboxMessage]:
         return list(session.scalars(sa.select(MailboxMessage).order_by(MailboxMessage.id)))
 
 
+# Date and Message-ID, which the gateway adds to a submission lacking them (RFC 6409 §8).
+COMPLETE = "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <passthrough@example.test>\r\n"
+
+
 def strip_received(raw: bytes) -> bytes:
     """The message without the one (folded) Received header the gateway put in front."""
     assert raw.startswith(b"Received: ")
@@ -100,6 +104,7 @@ def test_pgp_mime_made_by_gpg_passes_through_byte_identical(
     raw = (
         (
             f"From: {ALICE}\r\nTo: {BOB}, {CAROL}\r\nSubject: from gpg\r\nMIME-Version: 1.0\r\n"
+            f"{COMPLETE}"
             'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
             ' boundary="b1"\r\n\r\n--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
             "Version: 1\r\n\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n"
@@ -124,11 +129,11 @@ def test_inline_pgp_and_smime_are_not_encrypted_twice(
     runtime: Runtime,
 ) -> None:
     inline = (
-        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: inline\r\n\r\n"
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: inline\r\n{COMPLETE}\r\n"
         "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0123\r\n-----END PGP MESSAGE-----\r\n"
     ).encode()
     smime = (
-        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: smime\r\nMIME-Version: 1.0\r\n"
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: smime\r\nMIME-Version: 1.0\r\n{COMPLETE}"
         'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
         "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggE=\r\n"
     ).encode()

@@ -295,7 +295,7 @@ def test_mime_too_deep_or_too_many_parts_is_refused(
     client_ssl_context: ssl.SSLContext,
 ) -> None:
     def nested(depth: int) -> bytes:
-        head = b"From: a@example.test\r\nSubject: deep\r\n"
+        head = b"From: alice@example.test\r\nSubject: deep\r\n"
         body = b"leaf\r\n"
         for level in range(depth, 0, -1):
             b = f"b{level}".encode()

@@ -58,7 +58,7 @@ def create_account() -> ResponseReturnValue:
     )
 
 
-@bp.get("/accounts/<int:account_id>")
+@bp.get("/accounts/<id:account_id>")
 @admin_required
 def account(account_id: int) -> ResponseReturnValue:
     db = db_session()
@@ -81,7 +81,7 @@ def _email(account_id: int) -> str:
     return admin_accounts.get_by_id(db_session(), account_id).email
 
 
-@bp.post("/accounts/<int:account_id>/settings")
+@bp.post("/accounts/<id:account_id>/settings")
 @admin_required
 def account_settings(account_id: int) -> ResponseReturnValue:
     db = db_session()
@@ -96,13 +96,13 @@ def account_settings(account_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.account", account_id=account_id))
 
 
-@bp.post("/accounts/<int:account_id>/disable")
+@bp.post("/accounts/<id:account_id>/disable")
 @admin_required
 def disable_account(account_id: int) -> ResponseReturnValue:
     return _set_disabled(account_id, True)
 
 
-@bp.post("/accounts/<int:account_id>/enable")
+@bp.post("/accounts/<id:account_id>/enable")
 @admin_required
 def enable_account(account_id: int) -> ResponseReturnValue:
     return _set_disabled(account_id, False)
@@ -119,7 +119,7 @@ def _set_disabled(account_id: int, disabled: bool) -> ResponseReturnValue:
     return redirect(url_for("admin.account", account_id=account_id))
 
 
-@bp.post("/accounts/<int:account_id>/unlock")
+@bp.post("/accounts/<id:account_id>/unlock")
 @admin_required
 def unlock_account(account_id: int) -> ResponseReturnValue:
     try:
@@ -132,7 +132,7 @@ def unlock_account(account_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.account", account_id=account_id))
 
 
-@bp.post("/accounts/<int:account_id>/reset-password")
+@bp.post("/accounts/<id:account_id>/reset-password")
 @admin_required
 def reset_password(account_id: int) -> ResponseReturnValue:
     try:
@@ -151,7 +151,7 @@ def reset_password(account_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.route("/accounts/<int:account_id>/delete", methods=["GET", "POST"])
+@bp.route("/accounts/<id:account_id>/delete", methods=["GET", "POST"])
 @admin_required
 def delete_account(account_id: int) -> ResponseReturnValue:
     db = db_session()
@@ -173,7 +173,7 @@ def delete_account(account_id: int) -> ResponseReturnValue:
     return render_template("admin/account_delete.html", info=info, account_id=account_id)
 
 
-@bp.post("/accounts/<int:account_id>/addresses")
+@bp.post("/accounts/<id:account_id>/addresses")
 @admin_required
 def add_address(account_id: int) -> ResponseReturnValue:
     password = generate_password()
@@ -193,7 +193,7 @@ def add_address(account_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post("/addresses/<int:address_id>/reset-password")
+@bp.post("/addresses/<id:address_id>/reset-password")
 @admin_required
 def reset_address_password(address_id: int) -> ResponseReturnValue:
     db = db_session()
@@ -213,7 +213,7 @@ def reset_address_password(address_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.route("/addresses/<int:address_id>/delete", methods=["GET", "POST"])
+@bp.route("/addresses/<id:address_id>/delete", methods=["GET", "POST"])
 @admin_required
 def delete_address(address_id: int) -> ResponseReturnValue:
     db = db_session()

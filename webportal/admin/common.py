@@ -8,7 +8,7 @@ from flask import flash, request
 from flask_login import current_user
 
 from gateway.admin import Actor, AdminError
-from webportal import clock
+from webportal import clock, ids
 from webportal.extensions import db_session, request_meta, runtime
 
 MAX_FIELD = 1100
@@ -36,8 +36,7 @@ def checked(name: str) -> bool:
 
 
 def page_arg() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 7 else 1
+    return ids.page_number()
 
 
 def per_page() -> int:

@@ -72,7 +72,7 @@ def start_master_rotation() -> ResponseReturnValue:
     return redirect(url_for("admin.master_rotation", job_id=job.id))
 
 
-@bp.get("/keys/master/<int:job_id>")
+@bp.get("/keys/master/<id:job_id>")
 @admin_required
 def master_rotation(job_id: int) -> ResponseReturnValue:
     try:
@@ -83,7 +83,7 @@ def master_rotation(job_id: int) -> ResponseReturnValue:
     return render_template("admin/rotation.html", job=progress)
 
 
-@bp.get("/keys/master/<int:job_id>/progress")
+@bp.get("/keys/master/<id:job_id>/progress")
 @admin_required
 def master_rotation_progress(job_id: int) -> ResponseReturnValue:
     try:
