@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from gateway.models import LoginLockout
 from gateway.settings import SecuritySettings
+
+if TYPE_CHECKING:
+    # Imported where a Redis store is made: most installs count in the database.
+    import redis
 
 MAX_KEY_LENGTH = 400
 # SMTP AUTH for a locked account: temporary, so mail programs retry instead of asking again.
@@ -217,6 +220,8 @@ def _redis_client(url: str) -> redis.Redis:
     with _redis_guard:
         client = _redis_clients.get(url)
         if client is None:
+            import redis
+
             client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
             _redis_clients[url] = client
         return client

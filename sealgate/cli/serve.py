@@ -8,22 +8,17 @@ or not answered at all, so nothing is half-written.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
-from gateway import activity, db, logs
-from gateway.inbound import InboundServer
-from gateway.relay import run_relay
-from gateway.runtime import Runtime
-from gateway.securepage import purge as securepage_purge
-from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyError, load_ring
 from sealgate.cli.base import CliState, cli, pass_state
-from webportal import create_app
-from webportal.server import PortalServer
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = logging.getLogger("sealgate.serve")
 
@@ -33,6 +28,10 @@ log = logging.getLogger("sealgate.serve")
 @pass_state
 def serve(state: CliState, debug: bool) -> None:
     """Run the SMTP submission server, the relay worker and the portal."""
+    import asyncio
+
+    from gateway import logs
+
     logs.configure(logging.DEBUG if debug else logging.INFO)
     runtime = state.require_initialised()
     _preflight(runtime)
@@ -41,6 +40,8 @@ def serve(state: CliState, debug: bool) -> None:
 
 def _preflight(runtime: Runtime) -> None:
     """Refuse to start on anything that would fail later, naming the problem."""
+    from gateway import db
+
     settings = runtime.settings
     try:
         load_ring(settings.data_dir)
@@ -58,6 +59,17 @@ def _preflight(runtime: Runtime) -> None:
 
 
 async def _serve(runtime: Runtime) -> None:
+    # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
+    import asyncio
+
+    from gateway import activity
+    from gateway.inbound import InboundServer
+    from gateway.relay import run_relay
+    from gateway.securepage import purge as securepage_purge
+    from gateway.smtp_server import SubmissionServer
+    from webportal import create_app
+    from webportal.server import PortalServer
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
