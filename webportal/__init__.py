@@ -25,6 +25,7 @@ from webportal import (
     errors,
     i18n,
     mail,
+    proxy,
     secure,
     security,
     session_key,
@@ -77,6 +78,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
         MAX_CONTENT_LENGTH=settings.smtp.max_message_size,
     )
     security.configure(app, portal)
+    proxy.init_app(app, portal.trusted_proxies)
 
     csrf.init_app(app)
     try:
