@@ -53,8 +53,9 @@ OVERFLOW_JS = """
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;
     if (r.right > vw + 0.5 || r.left < -0.5) {
+      const classes = typeof el.className === "string" ? el.className.trim() : "";
       const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
-        (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+        (classes ? "." + classes.split(/\\s+/).join(".") : "");
       out.push(`${name} spans ${Math.round(r.left)}..${Math.round(r.right)} of ${vw}`);
     }
   }
