@@ -181,6 +181,13 @@ class WebmailSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    """How `sealgate serve` writes its log (to standard error; journald under systemd)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -193,6 +200,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def database_url(self) -> str:

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, audit, db
+from gateway import accounts, audit, db, logs
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.passwords import PasswordTooLong
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -276,6 +276,19 @@ class SubmissionHandler:
         return TEMPORARY_FAILURE
 
 
+# What a client that hangs up in the middle of TLS leaves behind: nothing the server
+# did wrong, so one INFO line and no traceback (see gateway/logs.py).
+TLS_DROPS = (TLSSetupException, ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+def _dropped_during_handshake(port: int, connected: list[bool]) -> None:
+    """Runs when an implicit-TLS protocol object goes away. asyncio never hands a
+    protocol whose handshake failed its connection (nor says so outside debug mode),
+    so this is the only place that notices."""
+    if not connected:
+        log.info("a client dropped the connection during the TLS handshake (port %d)", port)
+
+
 class SubmissionSMTP(SMTP):
     """aiosmtpd's protocol plus per-client connection limits and our reply texts."""
 
@@ -283,6 +296,9 @@ class SubmissionSMTP(SMTP):
         self, *args: Any, connections: ConnectionCounter, implicit_tls: bool, **kwargs: Any
     ) -> None:
         super().__init__(*args, auth_require_tls=True, **kwargs)
+        self.log_id = logs.new_id("s")
+        self._connected: list[bool] = []
+        self._drop_logged = False
         if implicit_tls:
             # The whole connection is TLS, but aiosmtpd only counts STARTTLS as TLS
             # (aiosmtpd issue #281) and would never offer AUTH here.
@@ -291,8 +307,12 @@ class SubmissionSMTP(SMTP):
         self._counted_ip: str | None = None
         self._over_limit = False
 
+    def watch_handshake(self, port: int) -> None:
+        weakref.finalize(self, _dropped_during_handshake, port, self._connected)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
+        self._connected.append(True)
         super().connection_made(transport)
         if first:
             ip = peer_ip(self.session) if self.session else "unknown"
@@ -302,12 +322,30 @@ class SubmissionSMTP(SMTP):
                 self._over_limit = True
 
     def connection_lost(self, error: Exception | None) -> None:
+        if isinstance(error, TLS_DROPS) and self.session is not None and not self._drop_logged:
+            with logs.event_id(self.log_id):
+                log.info(
+                    "client %s dropped the connection mid-session (%s)",
+                    peer_ip(self.session),
+                    getattr(error, "reason", None) or type(error).__name__,
+                )
         if self._counted_ip is not None:
             self._connections.release(self._counted_ip)
             self._counted_ip = None
         super().connection_lost(error)
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLS_DROPS):
+            ip = peer_ip(self.session) if self.session else "unknown"
+            log.info("client %s dropped the connection during the STARTTLS handshake", ip)
+            self._drop_logged = True
+            return TEMPORARY_FAILURE
+        return await super().handle_exception(error)
+
     async def _handle_client(self) -> None:
+        # Every line logged for this connection (pipeline threads included) names it.
+        logs.bind_id(self.log_id)
+        log.debug("connection from %s", peer_ip(self.session) if self.session else "unknown")
         if self._over_limit:
             await self.push(TOO_MANY_CONNECTIONS)
             if self.transport is not None:
@@ -369,6 +407,11 @@ class SubmissionServer:
         self._sessions.add(protocol)
         return protocol
 
+    def _implicit_protocol(self, ssl_context: ssl.SSLContext) -> SubmissionSMTP:
+        protocol = self._protocol(ssl_context, implicit_tls=True)
+        protocol.watch_handshake(self.tls_port)
+        return protocol
+
     async def start(self) -> None:
         settings = self.runtime.settings
         smtp = settings.smtp
@@ -378,7 +421,7 @@ class SubmissionServer:
             lambda: self._protocol(context, implicit_tls=False), smtp.listen, smtp.submission_port
         )
         implicit = await loop.create_server(
-            lambda: self._protocol(context, implicit_tls=True),
+            lambda: self._implicit_protocol(context),
             smtp.listen,
             smtp.tls_port,
             ssl=context,

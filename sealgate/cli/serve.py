@@ -32,7 +32,7 @@ def serve(state: CliState, debug: bool) -> None:
 
     from gateway import logs
 
-    logs.configure(logging.DEBUG if debug else logging.INFO)
+    logs.configure(logging.DEBUG if debug else logging.INFO, state.settings.logging.format)
     runtime = state.require_initialised()
     _preflight(runtime)
     asyncio.run(_serve(runtime))
