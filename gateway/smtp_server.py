@@ -387,6 +387,7 @@ class SubmissionServer:
         self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
         self.submission_port = 0
         self.tls_port = 0
+        self.ssl_context: ssl.SSLContext | None = None
 
     def _protocol(self, ssl_context: ssl.SSLContext, *, implicit_tls: bool) -> SubmissionSMTP:
         smtp = self.runtime.settings.smtp
@@ -416,6 +417,8 @@ class SubmissionServer:
         settings = self.runtime.settings
         smtp = settings.smtp
         context = server_context(settings.path(smtp.tls_cert), settings.path(smtp.tls_key))
+        # Both listeners share this one context: SIGHUP reloads its certificate.
+        self.ssl_context = context
         loop = asyncio.get_running_loop()
         starttls = await loop.create_server(
             lambda: self._protocol(context, implicit_tls=False), smtp.listen, smtp.submission_port

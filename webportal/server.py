@@ -64,6 +64,8 @@ class PortalServer:
         # cheroot advertises itself in "Server:"; say only what the app is called.
         self._server.version = SERVER_NAME
         self._server.error_log = _cheroot_error_log  # type: ignore[method-assign]
+        # The context new HTTPS handshakes use (None without TLS): SIGHUP reloads it.
+        self.ssl_context: ssl.SSLContext | None = None
         if portal.tls:
             cert = settings.path(settings.smtp.tls_cert)
             key = settings.path(settings.smtp.tls_key)
@@ -71,6 +73,7 @@ class PortalServer:
             # The gateway's own context: TLS 1.2 at least, as on the SMTP ports.
             adapter.context = server_context(cert, key)
             self._server.ssl_adapter = adapter
+            self.ssl_context = adapter.context
         self._thread: threading.Thread | None = None
 
     @property

@@ -19,6 +19,7 @@ from sealgate.cli.base import CliState, cli, pass_state
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
+    from gateway.tls import CertificateReloader
 
 log = logging.getLogger("sealgate.serve")
 
@@ -58,6 +59,16 @@ def _preflight(runtime: Runtime) -> None:
         )
 
 
+def _reload_tls(reloader: CertificateReloader) -> None:
+    """SIGHUP: new handshakes get the renewed certificate; open connections keep theirs."""
+    try:
+        reloader.reload()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("TLS certificate not reloaded, the old one stays in use: %s", exc)
+        return
+    log.info("TLS certificate reloaded from %s", reloader.cert_path)
+
+
 async def _serve(runtime: Runtime) -> None:
     # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
     import asyncio
@@ -67,6 +78,7 @@ async def _serve(runtime: Runtime) -> None:
     from gateway.relay import run_relay
     from gateway.securepage import purge as securepage_purge
     from gateway.smtp_server import SubmissionServer
+    from gateway.tls import CertificateReloader
     from webportal import create_app
     from webportal.server import PortalServer
 
@@ -88,6 +100,14 @@ async def _serve(runtime: Runtime) -> None:
         if inbound is not None:
             await inbound.stop(grace=0)
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
+    settings = runtime.settings
+    reloader = CertificateReloader(
+        settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
+    )
+    for server in (smtp, inbound, portal):
+        if server is not None and server.ssl_context is not None:
+            reloader.watch(server.ssl_context)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, reloader)
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
