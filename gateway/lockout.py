@@ -231,8 +231,29 @@ def store_for(session: so.Session, security: SecuritySettings) -> Store:
     """The configured store; database counters share the caller's transaction."""
     policy = Policy.from_settings(security)
     if security.lockout_storage == "database":
-        return DatabaseStore(session, policy)
-    return RedisStore(_redis_client(security.lockout_storage), policy)
+        return _Counted(DatabaseStore(session, policy))
+    return _Counted(RedisStore(_redis_client(security.lockout_storage), policy))
+
+
+class _Counted:
+    """A store that counts each lock it starts (the `sealgate_lockouts` metric)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        return self.store.locked_until(key, now)
+
+    def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
+        until = self.store.record_failure(key, now)
+        if until is not None:
+            from gateway import metrics  # rare, and the CLI need not load prometheus_client
+
+            metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
+        return until
+
+    def clear(self, key: str) -> None:
+        self.store.clear(key)
 
 
 def purge(session: so.Session, now: dt.datetime, policy: Policy) -> int:

@@ -188,6 +188,15 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """`/metrics` (Prometheus) and `/healthz` on a listener of their own (gateway.metrics)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -201,6 +210,7 @@ class Settings:
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def database_url(self) -> str:

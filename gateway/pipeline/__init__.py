@@ -17,8 +17,9 @@ encrypted: no step writes it anywhere.
 from __future__ import annotations
 
 import logging
+import time
 
-from gateway import db
+from gateway import db, metrics
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import plain_copies, store_and_queue
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 def submit(runtime: Runtime, submission: Submission) -> str:
     """Run every step and commit; returns the queue id. Blocking: call it off the event loop."""
+    started = time.monotonic()
     settings = runtime.settings
     check_structure(
         submission.raw,
@@ -81,4 +83,5 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         "encrypted" if any(c.encrypted for c in submission.copies) else "plain",
         len(submission.raw),
     )
+    metrics.record_submission(submission, time.monotonic() - started)
     return submission.queue_id

@@ -75,6 +75,7 @@ async def _serve(runtime: Runtime) -> None:
 
     from gateway import activity
     from gateway.inbound import InboundServer
+    from gateway.metrics import MetricsServer
     from gateway.relay import run_relay
     from gateway.securepage import purge as securepage_purge
     from gateway.smtp_server import SubmissionServer
@@ -90,15 +91,19 @@ async def _serve(runtime: Runtime) -> None:
     smtp = SubmissionServer(runtime)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
     portal = PortalServer(create_app(runtime), runtime.settings)
+    metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
         portal.start()
+        if metrics is not None:
+            metrics.start()
     except OSError as exc:
         await smtp.stop(grace=0)
         if inbound is not None:
             await inbound.stop(grace=0)
+        portal.stop()
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     settings = runtime.settings
     reloader = CertificateReloader(
@@ -114,6 +119,7 @@ async def _serve(runtime: Runtime) -> None:
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
+    mx += f" metrics={metrics.url}" if metrics is not None else ""
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
         f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
@@ -136,6 +142,8 @@ async def _serve(runtime: Runtime) -> None:
     await purge
     await pages
     await asyncio.to_thread(portal.stop)
+    if metrics is not None:
+        await asyncio.to_thread(metrics.stop)
     runtime.close()
     if failure is not None:
         log.error("the relay worker failed", exc_info=failure)
