@@ -199,9 +199,10 @@ def configure(
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiosmtpd logs every command line (addresses included) at INFO: keep it for --debug.
-    logging.getLogger("mail.log").setLevel(
-        logging.INFO if level <= logging.DEBUG else logging.WARNING
-    )
+    quiet = logging.INFO if level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("mail.log").setLevel(quiet)
+    # Alembic announces each of its plugins at INFO whenever it reads the migrations.
+    logging.getLogger("alembic").setLevel(quiet)
     # Warnings become log lines like any other (not bare text on stderr)...
     logging.captureWarnings(True)
     # ...except pgpy's.

@@ -281,12 +281,13 @@ class SubmissionHandler:
 TLS_DROPS = (TLSSetupException, ssl.SSLError, ConnectionResetError, BrokenPipeError)
 
 
-def _dropped_during_handshake(port: int, connected: list[bool]) -> None:
+def _dropped_during_handshake(port: int, connected: list[bool], log_id: str) -> None:
     """Runs when an implicit-TLS protocol object goes away. asyncio never hands a
     protocol whose handshake failed its connection (nor says so outside debug mode),
     so this is the only place that notices."""
     if not connected:
-        log.info("a client dropped the connection during the TLS handshake (port %d)", port)
+        with logs.event_id(log_id):
+            log.info("a client dropped the connection during the TLS handshake (port %d)", port)
 
 
 class SubmissionSMTP(SMTP):
@@ -308,7 +309,7 @@ class SubmissionSMTP(SMTP):
         self._over_limit = False
 
     def watch_handshake(self, port: int) -> None:
-        weakref.finalize(self, _dropped_during_handshake, port, self._connected)
+        weakref.finalize(self, _dropped_during_handshake, port, self._connected, self.log_id)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
