@@ -3,7 +3,9 @@
 In a real headless Chromium at 390x844 (an iPhone-sized viewport, touch, device
 scale 2) against the portal over TLS: the inbox, a message, compose, the
 Security page, the sent secure-page list, and the external recipient's secure
-page (password form and the opened message). On each, no visible element reaches
+page (password form and the opened message), then every other page a signed-in
+user reaches (other folders, search, autoresponder, sessions, activity, app
+passwords, password changes, 2FA setup). On each, no visible element reaches
 past the viewport's right edge (or before its left), and the document does not
 scroll sideways. The top bar collapses behind a menu button and the mail list
 becomes a list of cards.
@@ -93,14 +95,14 @@ def shots_dir(tmp_path: Path) -> Path:
     return target
 
 
-def check_fits(page: Page, name: str, tmp_path: Path) -> None:
+def check_fits(page: Page, name: str, tmp_path: Path, *, publish: bool = True) -> None:
     """Assert nothing leaves the viewport sideways, and keep a screenshot of the page."""
     page.wait_for_load_state("load")
     overflowing = page.evaluate(OVERFLOW_JS)
     path = shots_dir(tmp_path) / f"phone-{name}.png"
     page.screenshot(path=str(path), full_page=False)
     published = os.environ.get("SEALGATE_SCREENSHOTS_DIR")
-    if published:
+    if published and publish:
         Path(published).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(published) / path.name)
     assert overflowing == [], f"{name} at {WIDTH} px: {overflowing}"
@@ -189,6 +191,24 @@ def test_every_page_fits_a_phone(
 
     page.goto(f"{portal.url}/secure/sent")
     check_fits(page, "secure-sent", tmp_path)
+
+    # The other pages of the portal, for "every page": no screenshot needed in the README.
+    for path in (
+        "/sent",
+        "/drafts",
+        "/trash",
+        f"/search?q={LONG_SUBJECT[:20]}",
+        "/autoresponder",
+        "/account/sessions",
+        "/account/activity",
+        "/account/app-passwords",
+        "/account/password",
+        "/account/address-password",
+        "/account/2fa/enable",
+    ):
+        page.goto(f"{portal.url}{path}")
+        assert page.url.startswith(f"{portal.url}{path.split('?')[0]}"), page.url
+        check_fits(page, path.strip("/").split("?")[0].replace("/", "-"), tmp_path, publish=False)
 
     recipient = phone.new_page()
     recipient.goto(f"{portal.url}/s/{token}")
