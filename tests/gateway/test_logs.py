@@ -18,6 +18,7 @@ import smtplib
 import socket
 import ssl
 import struct
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -194,3 +195,31 @@ def test_json_format() -> None:
     assert event["id"] == "r-12345678"
     assert event["msg"] == "AUTH PLAIN [redacted] from 192.0.2.1"
     assert event["ts"].endswith("Z")
+
+
+def test_asyncio_tls_reports_become_one_info_line() -> None:
+    """In asyncio's debug mode (or a future Python that reports more), its "SSL handshake
+    failed" records carry a traceback; the handler folds them to one INFO line."""
+    buffer = io.StringIO()
+    handler = logs.make_handler("text", buffer)
+    try:
+        raise ssl.SSLError(1, "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred")
+    except ssl.SSLError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "asyncio",
+        logging.ERROR,
+        __file__,
+        1,
+        "%s: %s",
+        (
+            "<asyncio.sslproto.SSLProtocol object>",
+            "SSL handshake failed\npeername=('192.0.2.7', 50123)",
+        ),
+        exc_info,
+    )
+    handler.handle(record)
+    [line] = buffer.getvalue().splitlines()
+    assert " INFO sealgate.tls " in line
+    assert "client from 192.0.2.7 dropped the connection during the TLS handshake" in line
+    assert "Traceback" not in line
