@@ -83,6 +83,14 @@ class Store(Protocol):
         """Forget the failures and the lock (a successful login, an admin's unlock)."""
 
 
+def _counted(key: str, until: dt.datetime) -> dt.datetime:
+    """A lock started: count it (the `sealgate_lockouts` metric) and pass it on."""
+    from gateway import metrics  # rare, and the CLI need not load prometheus_client
+
+    metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
+    return until
+
+
 class DatabaseStore:
     """Counters in `login_lockouts`, written in the caller's transaction."""
 
@@ -134,7 +142,7 @@ class DatabaseStore:
         row.failures = 0
         row.window_started_at = now
         row.locked_until = now + self.policy.lock_length(row.lock_count)
-        return row.locked_until
+        return _counted(key, row.locked_until)
 
     def clear(self, key: str) -> None:
         self.session.execute(sa.delete(LoginLockout).where(LoginLockout.key == key))
@@ -206,7 +214,7 @@ class RedisStore:
         )
         text = result.decode() if isinstance(result, bytes) else str(result)
         seconds = int(float(text))
-        return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
+        return _counted(key, dt.datetime.fromtimestamp(seconds, dt.UTC)) if seconds else None
 
     def clear(self, key: str) -> None:
         self.client.delete(self._name(key))
@@ -231,29 +239,8 @@ def store_for(session: so.Session, security: SecuritySettings) -> Store:
     """The configured store; database counters share the caller's transaction."""
     policy = Policy.from_settings(security)
     if security.lockout_storage == "database":
-        return _Counted(DatabaseStore(session, policy))
-    return _Counted(RedisStore(_redis_client(security.lockout_storage), policy))
-
-
-class _Counted:
-    """A store that counts each lock it starts (the `sealgate_lockouts` metric)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
-        return self.store.locked_until(key, now)
-
-    def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
-        until = self.store.record_failure(key, now)
-        if until is not None:
-            from gateway import metrics  # rare, and the CLI need not load prometheus_client
-
-            metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
-        return until
-
-    def clear(self, key: str) -> None:
-        self.store.clear(key)
+        return DatabaseStore(session, policy)
+    return RedisStore(_redis_client(security.lockout_storage), policy)
 
 
 def purge(session: so.Session, now: dt.datetime, policy: Policy) -> int:
