@@ -14,6 +14,7 @@ import gc
 import io
 import json
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -223,3 +224,24 @@ def test_asyncio_tls_reports_become_one_info_line() -> None:
     assert " INFO sealgate.tls " in line
     assert "client from 192.0.2.7 dropped the connection during the TLS handshake" in line
     assert "Traceback" not in line
+
+
+def test_a_message_is_logged_under_its_session_id(
+    submission_server: SubmissionServer,
+    captured: io.StringIO,
+    client_ssl_context: ssl.SSLContext,
+    mail_users: dict[str, str],
+) -> None:
+    """The pipeline runs in a worker thread; its lines still name the SMTP session."""
+    alice, bob = "alice@example.test", "bob@example.test"
+    raw = f"From: {alice}\r\nTo: {bob}\r\nSubject: ids\r\n\r\nhello\r\n".encode()
+    for _ in range(2):
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", submission_server.tls_port, context=client_ssl_context, timeout=30
+        ) as client:
+            client.login(alice, mail_users[alice])
+            assert client.sendmail(alice, [bob], raw) == {}
+    queued = [line for line in captured.getvalue().splitlines() if " queued " in line]
+    ids = [re.search(r"\[(s-[0-9a-f]{8})\] queued ", line) for line in queued]
+    assert len(ids) == 2 and all(ids), queued
+    assert ids[0].group(1) != ids[1].group(1)  # type: ignore[union-attr]
