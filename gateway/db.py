@@ -11,13 +11,15 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    # Alembic is imported where migrations run: every CLI command opens the
+    # database, few migrate it.
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sealgate_read_only"
@@ -95,6 +97,8 @@ def read_only(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
 
 
 def alembic_config(engine: sa.Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -108,6 +112,8 @@ def migrate(engine: sa.Engine) -> None:
     "heads", not "head": work on separate areas may add migrations side by side
     (branches off one parent) until a merge revision joins them.
     """
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "heads")
 
 
@@ -120,6 +126,9 @@ def schema_revisions(engine: sa.Engine) -> frozenset[str]:
 
 
 def head_revisions() -> frozenset[str]:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return frozenset(ScriptDirectory.from_config(cfg).get_heads())

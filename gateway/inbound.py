@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import weakref
 
 from aiosmtpd.smtp import Envelope, Session
@@ -165,11 +166,13 @@ class InboundServer:
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
         self.port = 0
+        self.ssl_context: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         settings = self.runtime.settings
         smtp = settings.smtp
         context = server_context(settings.path(smtp.tls_cert), settings.path(smtp.tls_key))
+        self.ssl_context = context  # SIGHUP reloads its certificate
 
         def protocol() -> SubmissionSMTP:
             session = SubmissionSMTP(

@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from gateway.models import LoginLockout
 from gateway.settings import SecuritySettings
+
+if TYPE_CHECKING:
+    # Imported where a Redis store is made: most installs count in the database.
+    import redis
 
 MAX_KEY_LENGTH = 400
 # SMTP AUTH for a locked account: temporary, so mail programs retry instead of asking again.
@@ -78,6 +81,14 @@ class Store(Protocol):
 
     def clear(self, key: str) -> None:
         """Forget the failures and the lock (a successful login, an admin's unlock)."""
+
+
+def _counted(key: str, until: dt.datetime) -> dt.datetime:
+    """A lock started: count it (the `sealgate_lockouts` metric) and pass it on."""
+    from gateway import metrics  # rare, and the CLI need not load prometheus_client
+
+    metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
+    return until
 
 
 class DatabaseStore:
@@ -131,7 +142,7 @@ class DatabaseStore:
         row.failures = 0
         row.window_started_at = now
         row.locked_until = now + self.policy.lock_length(row.lock_count)
-        return row.locked_until
+        return _counted(key, row.locked_until)
 
     def clear(self, key: str) -> None:
         self.session.execute(sa.delete(LoginLockout).where(LoginLockout.key == key))
@@ -203,7 +214,7 @@ class RedisStore:
         )
         text = result.decode() if isinstance(result, bytes) else str(result)
         seconds = int(float(text))
-        return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
+        return _counted(key, dt.datetime.fromtimestamp(seconds, dt.UTC)) if seconds else None
 
     def clear(self, key: str) -> None:
         self.client.delete(self._name(key))
@@ -217,6 +228,8 @@ def _redis_client(url: str) -> redis.Redis:
     with _redis_guard:
         client = _redis_clients.get(url)
         if client is None:
+            import redis
+
             client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
             _redis_clients[url] = client
         return client

@@ -8,6 +8,7 @@ because a typo in a mail gateway's configuration should never be silently ignore
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -58,6 +59,10 @@ class PortalSettings:
     # Redis URL such as "redis://127.0.0.1:6379/0" when several processes share them.
     ratelimit_storage: str = "memory://"
     login_rate_limit: str = "10/minute;50/hour"
+    # Reverse proxies whose X-Forwarded-For/-Proto the portal believes: "" (none, the
+    # default: the peer is the client), a count of proxy hops ("1"), or a list of
+    # networks ("127.0.0.1/32, 10.0.0.0/8") the peer must be in. See trusted_proxies().
+    trusted_proxies: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,22 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    """How `sealgate serve` writes its log (to standard error; journald under systemd)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`/metrics` (Prometheus) and `/healthz` on a listener of their own (gateway.metrics)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -229,6 +250,8 @@ class Settings:
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def database_url(self) -> str:
@@ -301,10 +324,50 @@ def _build_section(
         if env_key in env:
             values[key] = _coerce(label + f" (from {env_key})", hints[key], env[env_key], True)
         elif key in raw:
-            values[key] = _coerce(label, hints[key], raw[key], False)
+            values[key] = _coerce(label, hints[key], _normalise_raw(label, raw[key]), False)
     section = cls(**values)
     _validate(name, section)
     return section
+
+
+ProxyTrust = int | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def trusted_proxies(value: str) -> ProxyTrust:
+    """`[portal] trusted_proxies` read: a hop count (0 trusts nobody) or the proxies' networks.
+
+    Raises SettingsError naming the key and the entry that is neither.
+    """
+    text = value.strip()
+    if not text:
+        return 0
+    if text.isdigit():
+        hops = int(text)
+        if hops > 10:
+            raise SettingsError("[portal] trusted_proxies: at most 10 proxy hops")
+        return hops
+    networks = []
+    for entry in (part.strip() for part in text.replace(";", ",").split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"[portal] trusted_proxies: {entry[:60]!r} is neither a hop count nor a network"
+                " such as 127.0.0.1/32"
+            ) from None
+    return tuple(networks)
+
+
+def _normalise_raw(label: str, value: Any) -> Any:
+    """TOML spellings that a string setting also takes: `trusted_proxies = 1` or a list."""
+    if label == "[portal] trusted_proxies":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ", ".join(value)
+    return value
 
 
 def _coerce(label: str, hint: Any, value: Any, from_env: bool) -> Any:
@@ -351,6 +414,8 @@ def _validate(name: str, section: Any) -> None:
             raise SettingsError(f"[{name}] {f.name}: must not be negative")
     if name == "portal" and not section.base_url.startswith(("https://", "http://")):
         raise SettingsError("[portal] base_url: must start with https:// or http://")
+    if name == "portal":
+        trusted_proxies(section.trusted_proxies)
     if name == "smtp" and section.max_message_size < 1024:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "security":

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, audit, db, ratelimit
+from gateway import accounts, audit, db, logs, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.passwords import PasswordTooLong
@@ -286,6 +286,20 @@ class SubmissionHandler:
         return TEMPORARY_FAILURE
 
 
+# What a client that hangs up in the middle of TLS leaves behind: nothing the server
+# did wrong, so one INFO line and no traceback (see gateway/logs.py).
+TLS_DROPS = (TLSSetupException, ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+def _dropped_during_handshake(port: int, connected: list[bool], log_id: str) -> None:
+    """Runs when an implicit-TLS protocol object goes away. asyncio never hands a
+    protocol whose handshake failed its connection (nor says so outside debug mode),
+    so this is the only place that notices."""
+    if not connected:
+        with logs.event_id(log_id):
+            log.info("a client dropped the connection during the TLS handshake (port %d)", port)
+
+
 class SubmissionSMTP(SMTP):
     """aiosmtpd's protocol plus per-client connection limits and our reply texts."""
 
@@ -300,6 +314,9 @@ class SubmissionSMTP(SMTP):
         super().__init__(*args, auth_require_tls=True, **kwargs)
         self._budget = budget
         self._hold: Reservation | None = None
+        self.log_id = logs.new_id("s")
+        self._connected: list[bool] = []
+        self._drop_logged = False
         if implicit_tls:
             # The whole connection is TLS, but aiosmtpd only counts STARTTLS as TLS
             # (aiosmtpd issue #281) and would never offer AUTH here.
@@ -308,7 +325,21 @@ class SubmissionSMTP(SMTP):
         self._counted_ip: str | None = None
         self._lost = False
 
+    def watch_handshake(self, port: int) -> None:
+        weakref.finalize(self, _dropped_during_handshake, port, self._connected, self.log_id)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._connected.append(True)
+        super().connection_made(transport)
+
     def connection_lost(self, error: Exception | None) -> None:
+        if isinstance(error, TLS_DROPS) and self.session is not None and not self._drop_logged:
+            with logs.event_id(self.log_id):
+                log.info(
+                    "client %s dropped the connection mid-session (%s)",
+                    peer_ip(self.session),
+                    getattr(error, "reason", None) or type(error).__name__,
+                )
         self._lost = True
         self._release()
         super().connection_lost(error)
@@ -319,9 +350,20 @@ class SubmissionSMTP(SMTP):
             # Off the loop: with [limits] storage on Redis this is a network round trip.
             asyncio.get_running_loop().run_in_executor(None, self._connections.release, ip)
 
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLS_DROPS):
+            ip = peer_ip(self.session) if self.session else "unknown"
+            log.info("client %s dropped the connection during the STARTTLS handshake", ip)
+            self._drop_logged = True
+            return TEMPORARY_FAILURE
+        return await super().handle_exception(error)
+
     async def _handle_client(self) -> None:
-        # Counted here rather than in connection_made, which cannot wait for Redis.
+        # Every line logged for this connection (pipeline threads included) names it.
+        logs.bind_id(self.log_id)
         ip = peer_ip(self.session) if self.session else "unknown"
+        log.debug("connection from %s", ip)
+        # Counted here rather than in connection_made, which cannot wait for Redis.
         if not await asyncio.to_thread(self._connections.acquire, ip):
             await self.push(TOO_MANY_CONNECTIONS)
             if self.transport is not None:
@@ -463,6 +505,7 @@ class SubmissionServer:
         self._sessions: weakref.WeakSet[SubmissionSMTP] = weakref.WeakSet()
         self.submission_port = 0
         self.tls_port = 0
+        self.ssl_context: ssl.SSLContext | None = None
 
     def _protocol(self, ssl_context: ssl.SSLContext, *, implicit_tls: bool) -> SubmissionSMTP:
         smtp = self.runtime.settings.smtp
@@ -484,16 +527,23 @@ class SubmissionServer:
         self._sessions.add(protocol)
         return protocol
 
+    def _implicit_protocol(self, ssl_context: ssl.SSLContext) -> SubmissionSMTP:
+        protocol = self._protocol(ssl_context, implicit_tls=True)
+        protocol.watch_handshake(self.tls_port)
+        return protocol
+
     async def start(self) -> None:
         settings = self.runtime.settings
         smtp = settings.smtp
         context = server_context(settings.path(smtp.tls_cert), settings.path(smtp.tls_key))
+        # Both listeners share this one context: SIGHUP reloads its certificate.
+        self.ssl_context = context
         loop = asyncio.get_running_loop()
         starttls = await loop.create_server(
             lambda: self._protocol(context, implicit_tls=False), smtp.listen, smtp.submission_port
         )
         implicit = await loop.create_server(
-            lambda: self._protocol(context, implicit_tls=True),
+            lambda: self._implicit_protocol(context),
             smtp.listen,
             smtp.tls_port,
             ssl=context,

@@ -55,3 +55,30 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)
     return ctx
+
+
+class CertificateReloader:
+    """Load a renewed certificate into the live SSL contexts (`sealgate serve` on SIGHUP).
+
+    An SSLContext applies its certificate at each new handshake; connections already
+    set up keep the one they negotiated. So loading the new files into the very
+    contexts the listeners hold changes what new clients see without closing
+    anything. The files are first loaded into a scratch context: a half-written or
+    mismatched pair is refused and the running contexts keep the old certificate.
+    """
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self._contexts: list[ssl.SSLContext] = []
+
+    def watch(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        if all(context is not known for known in self._contexts):
+            self._contexts.append(context)
+        return context
+
+    def reload(self) -> None:
+        """Raises ssl.SSLError or OSError (naming the problem) when the files do not load."""
+        server_context(self.cert_path, self.key_path)
+        for context in self._contexts:
+            context.load_cert_chain(self.cert_path, self.key_path)

@@ -28,6 +28,7 @@ from webportal import (
     ids,
     mail,
     preferences,
+    proxy,
     secure,
     security,
     session_key,
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
         MAX_CONTENT_LENGTH=settings.smtp.max_message_size,
     )
     security.configure(app, portal)
+    proxy.init_app(app, portal.trusted_proxies)
 
     csrf.init_app(app)
     try:

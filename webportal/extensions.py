@@ -68,8 +68,9 @@ def init_db_session(app: Flask) -> None:
 def client_address() -> str:
     """The peer's address, the key for per-client limits and the audit log.
 
-    The portal speaks to clients directly (cheroot); a reverse proxy in front
-    would need a trusted-proxy setting before X-Forwarded-For could be believed.
+    Behind a reverse proxy named in `[portal] trusted_proxies`, webportal.proxy has
+    already put the client's address (from X-Forwarded-For) here; from anyone else
+    the header is ignored.
     """
     return request.remote_addr or "unknown"
 

@@ -48,7 +48,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from gateway import db
+from gateway import db, metrics
 from gateway.admin import policy as admin_policy
 from gateway.models import SecureLink
 from gateway.pipeline.secure_page import generate_password
@@ -250,6 +250,9 @@ def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
     if key is None:
         locked = store.record_failure(s, attempt, now, rt.settings)
         s.commit()
+        metrics.PORTAL_UNLOCKS.labels("locked" if locked else "wrong").inc()
+        if locked:
+            metrics.LOCKOUTS.labels("secure-link").inc()
         log.info(
             "secure page %s: wrong password%s",
             links.log_name(token),
@@ -261,6 +264,7 @@ def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
         return unavailable() if opened is None else _unlock_page(opened[0], WRONG_PASSWORD, 403)
     store.record_success(s, attempt, now)
     s.commit()
+    metrics.PORTAL_UNLOCKS.labels("opened").inc()
     _store_grant(attempt, key, now)
     log.info("secure page %s opened", links.log_name(token))
     return redirect(url_for("secure.page", token=token), code=303)

@@ -8,19 +8,47 @@ binds and returns once the socket listens (so port 0 can be read back through
 from __future__ import annotations
 
 import logging
+import ssl
+import sys
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
+from gateway import logs
 from gateway.settings import Settings
 from gateway.tls import server_context
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "sealgate"
+
+
+def with_request_id(app: WSGIApplication) -> WSGIApplication:
+    """Name each request (`r-…`) in every log line it causes."""
+
+    def call(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with logs.event_id(logs.new_id("r")):
+            return app(environ, start_response)
+
+    return call
+
+
+def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+    """cheroot writes its errors (a client that drops TLS, a bad request line) to stderr,
+    tracebacks included; here they go to our log at cheroot's level, and a traceback
+    only for what is not a client hanging up (the formatter keeps it on one line)."""
+    exc = sys.exc_info()[1] if traceback else None
+    drop = isinstance(exc, ssl.SSLError | ConnectionError)
+    logging.getLogger("sealgate.portal.http").log(
+        level, "%s", str(msg).strip() or "error", exc_info=exc is not None and not drop
+    )
 
 
 class PortalServer:
@@ -29,12 +57,15 @@ class PortalServer:
         portal = settings.portal
         self._server: Any = wsgi.Server(
             (portal.host, portal.port),
-            app,
+            with_request_id(app),
             numthreads=portal.threads,
             server_name=SERVER_NAME,
         )
         # cheroot advertises itself in "Server:"; say only what the app is called.
         self._server.version = SERVER_NAME
+        self._server.error_log = _cheroot_error_log  # type: ignore[method-assign]
+        # The context new HTTPS handshakes use (None without TLS): SIGHUP reloads it.
+        self.ssl_context: ssl.SSLContext | None = None
         if portal.tls:
             cert = settings.path(settings.smtp.tls_cert)
             key = settings.path(settings.smtp.tls_key)
@@ -42,6 +73,7 @@ class PortalServer:
             # The gateway's own context: TLS 1.2 at least, as on the SMTP ports.
             adapter.context = server_context(cert, key)
             self._server.ssl_adapter = adapter
+            self.ssl_context = adapter.context
         self._thread: threading.Thread | None = None
 
     @property

@@ -18,8 +18,9 @@ encrypted: no step writes it anywhere.
 from __future__ import annotations
 
 import logging
+import time
 
-from gateway import accounts, db
+from gateway import accounts, db, metrics
 from gateway.admin import policy as admin_policy
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 def submit(runtime: Runtime, submission: Submission) -> str:
     """Run every step and commit; returns the queue id. Blocking: call it off the event loop."""
+    started = time.monotonic()
     settings = runtime.settings
     check_structure(
         submission.raw,
@@ -95,4 +97,5 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         "encrypted" if any(c.encrypted for c in submission.copies) else "plain",
         len(submission.raw),
     )
+    metrics.record_submission(submission, time.monotonic() - started)
     return submission.queue_id

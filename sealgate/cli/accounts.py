@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import click
 
-from gateway import accounts, sessions
-from gateway.accounts import AccountError
-from gateway.addresses import InvalidAddress
-from gateway.admin import Actor, AdminError
-from gateway.admin import accounts as admin_accounts
-from gateway.passwords import PasswordTooLong
-from gateway.timeutil import utcnow
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, obtain_password, pass_state, password_option
 
 
@@ -24,6 +17,10 @@ def domain() -> None:
 @pass_state
 def domain_add(state: CliState, name: str) -> None:
     """Host the mail domain NAME."""
+    from gateway import accounts
+    from gateway.accounts import AccountError
+    from gateway.addresses import InvalidAddress
+
     try:
         with state.transaction() as session:
             row = accounts.add_domain(session, name, actor=CLI_ACTOR)
@@ -35,6 +32,9 @@ def domain_add(state: CliState, name: str) -> None:
 @domain.command("list")
 @pass_state
 def domain_list(state: CliState) -> None:
+    """List the hosted domains."""
+    from gateway import accounts
+
     with state.transaction() as session:
         for row in accounts.list_domains(session):
             click.echo(row.name)
@@ -70,6 +70,9 @@ def user_add(
     password_stdin: bool,
 ) -> None:
     """Create the portal account EMAIL (a login in a hosted domain)."""
+    from gateway.admin import Actor, AdminError
+    from gateway.admin import accounts as admin_accounts
+
     password, generated = obtain_password(password_stdin)
     runtime = state.require_initialised()
     try:
@@ -95,6 +98,9 @@ def user_add(
 @user.command("list")
 @pass_state
 def user_list(state: CliState) -> None:
+    """List portal accounts: email, role and hosted addresses."""
+    from gateway import accounts
+
     with state.transaction() as session:
         for account in accounts.list_accounts(session):
             role = "admin" if account.is_admin else "user"
@@ -114,6 +120,11 @@ def address() -> None:
 @pass_state
 def address_add(state: CliState, address_: str, user_email: str, password_stdin: bool) -> None:
     """Create the hosted address ADDRESS for an account."""
+    from gateway import accounts
+    from gateway.accounts import AccountError
+    from gateway.addresses import InvalidAddress
+    from gateway.passwords import PasswordTooLong
+
     password, generated = obtain_password(password_stdin)
     hasher = state.require_initialised().hasher
     try:
@@ -134,6 +145,9 @@ def address_add(state: CliState, address_: str, user_email: str, password_stdin:
 @address.command("list")
 @pass_state
 def address_list(state: CliState) -> None:
+    """List hosted addresses and the account that owns each."""
+    from gateway import accounts
+
     with state.transaction() as session:
         for row in accounts.list_addresses(session):
             click.echo(f"{row.address}\t{row.account.email}")
@@ -145,6 +159,10 @@ def address_list(state: CliState) -> None:
 @pass_state
 def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None:
     """Set a new SMTP password for ADDRESS."""
+    from gateway import accounts
+    from gateway.accounts import AccountError
+    from gateway.passwords import PasswordTooLong
+
     password, generated = obtain_password(password_stdin)
     hasher = state.require_initialised().hasher
     try:
@@ -165,6 +183,9 @@ def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None
 @pass_state
 def user_unlock(state: CliState, email: str) -> None:
     """Lift a lockout after failed logins (portal and SMTP) for the account EMAIL."""
+    from gateway.admin import Actor, AdminError
+    from gateway.admin import accounts as admin_accounts
+
     try:
         with state.transaction() as session:
             account = admin_accounts.unlock(
@@ -181,6 +202,11 @@ def user_unlock(state: CliState, email: str) -> None:
 @pass_state
 def user_passwd(state: CliState, email: str, password_stdin: bool) -> None:
     """Set a new portal password for EMAIL and end its portal sessions."""
+    from gateway import accounts, sessions
+    from gateway.accounts import AccountError
+    from gateway.passwords import PasswordTooLong
+    from gateway.timeutil import utcnow
+
     password, generated = obtain_password(password_stdin)
     hasher = state.require_initialised().hasher
     try:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway import address_keys
-from gateway.runtime import Runtime
-from gateway.timeutil import utcnow
-from keystore.masterkey import MasterKeyError
-from keystore.wrap import DecryptionError
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 # Below this many addresses the backfill is quick and a bar would only flicker.
 PROGRESS_FROM = 20
@@ -19,6 +16,11 @@ PROGRESS_FROM = 20
 
 def backfill_keys(runtime: Runtime) -> int:
     """Give every address without a key its key; returns how many were made."""
+    from gateway import address_keys
+    from gateway.timeutil import utcnow
+    from keystore.masterkey import MasterKeyError
+    from keystore.wrap import DecryptionError
+
     with ExitStack() as stack:
         bars: list[Any] = []
 

@@ -1,4 +1,10 @@
-"""The root command group and the helpers every subcommand shares."""
+"""The root command group and the helpers every subcommand shares.
+
+Importing this module must stay cheap (click, the standard library and
+gateway.settings only): `sealgate --help` imports every command module, so the
+database, OpenPGP, web and SMTP stacks are imported inside the functions that use
+them (see sealgate/cli/__init__.py).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import sqlalchemy as sa
-import sqlalchemy.orm as so
 
-from gateway import db
-from gateway.passwords import generate_password
-from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import sqlalchemy.orm as so
+
+    from gateway.runtime import Runtime
 
 CLI_ACTOR = "cli"
 
@@ -38,6 +45,8 @@ class CliState:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
+            from gateway.runtime import Runtime
+
             self._runtime = Runtime.open(self.settings)
         return self._runtime
 
@@ -46,6 +55,10 @@ class CliState:
         return self.settings.data_dir
 
     def require_initialised(self) -> Runtime:
+        import sqlalchemy as sa
+
+        from gateway import db
+
         missing = click.ClickException(
             f"{self.settings.data_dir} is not initialised (run `sealgate init` first)"
         )
@@ -64,6 +77,8 @@ class CliState:
 
     @contextmanager
     def transaction(self) -> Iterator[so.Session]:
+        from gateway import db
+
         with db.transaction(self.require_initialised().sessions) as session:
             yield session
 
@@ -72,6 +87,7 @@ pass_state = click.make_pass_decorator(CliState)
 
 
 @click.group()
+@click.version_option(package_name="sealgate", prog_name="sealgate", message="%(prog)s %(version)s")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -100,4 +116,6 @@ def obtain_password(from_stdin: bool) -> tuple[str, bool]:
         if not value:
             raise click.ClickException("no password on standard input")
         return value, False
+    from gateway.passwords import generate_password
+
     return generate_password(), True

@@ -5,27 +5,35 @@ from __future__ import annotations
 import os
 
 import click
-import sqlalchemy as sa
 
-from gateway import accounts, db
-from gateway.accounts import AccountError
-from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
-from gateway.models import Account
-from gateway.passwords import generate_password
-from gateway.tls import create_self_signed
-from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
-from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 
 DEFAULT_DOMAIN = "example.test"
 
 
 @cli.command()
-@click.option("--domain", "domain_name", default=DEFAULT_DOMAIN, show_default=True)
+@click.option(
+    "--domain",
+    "domain_name",
+    default=DEFAULT_DOMAIN,
+    show_default=True,
+    help="The first hosted domain (skipped when an admin exists already).",
+)
 @click.option("--admin", "admin_email", default=None, help="Default: admin@DOMAIN.")
 @pass_state
 def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     """Create the data dir, database, master key, TLS certificate and first admin."""
+    import sqlalchemy as sa
+
+    from gateway import accounts, db
+    from gateway.accounts import AccountError
+    from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
+    from gateway.models import Account
+    from gateway.passwords import generate_password
+    from gateway.tls import create_self_signed
+    from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
+    from sealgate.cli.backfill import backfill_keys
+
     try:
         domain_name = normalize_domain(domain_name)
         admin_email = normalize_address(admin_email or f"admin@{domain_name}")

@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy.orm as so
 
-from gateway import audit, queue, totp
-from gateway.pipeline.external_keys import parse_budget
-from gateway.timeutil import utcnow
-from keystore import directory, pgp, rotation, store, untrusted
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring
-from keystore.wrap import DecryptionError
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+if TYPE_CHECKING:
+    import sqlalchemy.orm as so
+
+# keystore.pgp.REVOCATION_REASONS, spelled out so `--help` does not import pgpy
+# (tests/sealgate/test_cli_help.py checks the two agree).
+REVOCATION_CODES = ("compromised", "retired", "superseded", "unspecified")
+# keystore.rotation.DEFAULT_BATCH_SIZE, for the same reason (checked by the same test).
+DEFAULT_BATCH_SIZE = 100
 
 
 def rewrap_gateway_records(session: so.Session, ring: MasterKeyRing) -> int:
     """What the gateway keeps under the master key besides address keys, moved to the primary."""
+    from gateway import queue, totp
+
     return totp.rewrap_secrets(session, ring) + queue.rewrap_sealed(session, ring)
 
 
 def audit_sink(session: so.Session, action: str, target: str, detail: str) -> None:
+    from gateway import audit
+
     audit.record(session, action, actor=CLI_ACTOR, target=target, detail=detail)
 
 
@@ -49,6 +56,8 @@ def keys() -> None:
 @pass_state
 def list_keys(state: CliState, address: str | None) -> None:
     """List keys (of ADDRESS, or of every address)."""
+    from keystore import store
+
     try:
         with state.transaction() as session:
             rows = store.list_keys(session, address)
@@ -69,6 +78,8 @@ def list_keys(state: CliState, address: str | None) -> None:
 @pass_state
 def export(state: CliState, address: str) -> None:
     """Print ADDRESS's armored public key, followed by its revoked keys."""
+    from keystore import store
+
     try:
         with state.transaction() as session:
             click.echo(store.export_public(session, address), nl=False)
@@ -77,6 +88,9 @@ def export(state: CliState, address: str) -> None:
 
 
 def _key_error(exc: Exception, address: str) -> click.ClickException:
+    from keystore import store
+    from keystore.wrap import DecryptionError
+
     if isinstance(exc, store.NoKeyError):
         return click.ClickException(
             f"{address} has no key (is it a hosted address? `sealgate init` makes the keys"
@@ -94,6 +108,10 @@ def _key_error(exc: Exception, address: str) -> click.ClickException:
 @pass_state
 def rotate(state: CliState, address: str) -> None:
     """Give ADDRESS a new key; the old key stays for reading old mail."""
+    from gateway.timeutil import utcnow
+    from keystore import store
+    from keystore.wrap import DecryptionError
+
     ring = _ring(state)
     try:
         with state.transaction() as session:
@@ -111,7 +129,7 @@ def rotate(state: CliState, address: str) -> None:
 @click.option("--reason", required=True, help="Why (stored in the revocation signature).")
 @click.option(
     "--code",
-    type=click.Choice(sorted(pgp.REVOCATION_REASONS)),
+    type=click.Choice(REVOCATION_CODES),
     default="compromised",
     show_default=True,
     help="OpenPGP reason-for-revocation code.",
@@ -119,6 +137,10 @@ def rotate(state: CliState, address: str) -> None:
 @pass_state
 def revoke(state: CliState, address: str, reason: str, code: Any) -> None:
     """Revoke ADDRESS's current key and give it a new one."""
+    from gateway.timeutil import utcnow
+    from keystore import store
+    from keystore.wrap import DecryptionError
+
     ring = _ring(state)
     try:
         with state.transaction() as session:
@@ -137,7 +159,7 @@ def revoke(state: CliState, address: str, reason: str, code: Any) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 100_000),
-    default=rotation.DEFAULT_BATCH_SIZE,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Keys re-wrapped per transaction.",
 )
@@ -148,6 +170,9 @@ def rotate_master(state: CliState, batch_size: int) -> None:
     Safe to interrupt: running it again finishes the rotation. Mail keeps flowing
     meanwhile; running gateway and portal processes pick up the new ring file.
     """
+    from gateway.timeutil import utcnow
+    from keystore import rotation
+
     if os.environ.get(MASTER_KEYS_ENV):
         raise click.ClickException(
             f"the master key ring comes from {MASTER_KEYS_ENV}; rotate-master rewrites the"
@@ -205,6 +230,11 @@ def import_keys(state: CliState, file: Any) -> None:
     used from then on for every address in its valid user ids, ahead of any Web Key
     Directory answer. Importing a key's revocation stops its use.
     """
+    from gateway import audit
+    from gateway.pipeline.external_keys import parse_budget
+    from gateway.timeutil import utcnow
+    from keystore import directory, untrusted
+
     state.require_initialised()
     limits = state.settings.keys
     data = file.read(limits.max_key_bytes + 1)
@@ -274,6 +304,7 @@ def list_external(state: CliState, address: str | None) -> None:
     WKD, and from Autocrypt headers (there "stored" is the date of the newest header,
     "last checked" that of the newest mail)."""
     from gateway.autocrypt import peers
+    from keystore import directory, store
 
     try:
         with state.transaction() as session:
@@ -311,6 +342,7 @@ def refresh(state: CliState) -> None:
     """Ask Web Key Directories again for every WKD key older than [keys] wkd_cache_ttl;
     revoked keys and keys the directory no longer serves stop being used."""
     from gateway import wkd_refresh
+    from gateway.timeutil import utcnow
 
     runtime = state.require_initialised()
     result = wkd_refresh.refresh(runtime, utcnow())

@@ -6,11 +6,7 @@ import sys
 from collections.abc import Iterator
 
 import click
-import sqlalchemy as sa
 
-from gateway import accounts
-from gateway.mbox import MboxEntry, write_mbox
-from gateway.models import MailboxMessage
 from sealgate.cli.base import CliState, cli, pass_state
 
 
@@ -28,6 +24,12 @@ def mailbox_export(state: CliState, address_: str, folder: str | None) -> None:
 
     Encrypted messages are exported as stored (PGP/MIME): this never decrypts.
     """
+    import sqlalchemy as sa
+
+    from gateway import accounts
+    from gateway.mbox import MboxEntry, write_mbox
+    from gateway.models import MailboxMessage
+
     out = sys.stdout.buffer
     with state.transaction() as session:
         address = accounts.find_address(session, address_)

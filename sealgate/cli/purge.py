@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import click
 
-from gateway.securepage import purge as securepage_purge
-from gateway.timeutil import utcnow
 from sealgate.cli.base import CliState, cli, pass_state
 
 
@@ -21,6 +19,9 @@ def purge(state: CliState, dry_run: bool) -> None:
 
     Rows purged longer ago than `[securepage] history_days` are forgotten too.
     """
+    from gateway.securepage import purge as securepage_purge
+    from gateway.timeutil import utcnow
+
     runtime = state.require_initialised()
     now = utcnow()
     due = securepage_purge.pending(runtime, now)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-from gateway import queue as outbound
-from gateway.queue import QueueError
-from gateway.timeutil import utcnow
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 
 
@@ -19,6 +16,9 @@ def queue() -> None:
 @pass_state
 def queue_list(state: CliState) -> None:
     """Every queued row: queue id, row id, state, attempts, next try, envelope, last error."""
+    from gateway import queue as outbound
+    from gateway.timeutil import utcnow
+
     now = utcnow()
     with state.transaction() as session:
         rows = outbound.list_items(session)
@@ -42,6 +42,10 @@ def queue_list(state: CliState) -> None:
 @pass_state
 def queue_retry(state: CliState, ident: str) -> None:
     """Try ID again now (a queue id, or a row number from `queue list`)."""
+    from gateway import queue as outbound
+    from gateway.queue import QueueError
+    from gateway.timeutil import utcnow
+
     try:
         with state.transaction() as session:
             rows = outbound.retry_now(session, ident, now=utcnow(), actor=CLI_ACTOR)
@@ -56,6 +60,10 @@ def queue_retry(state: CliState, ident: str) -> None:
 @pass_state
 def queue_delete(state: CliState, ident: str) -> None:
     """Remove ID from the queue without a bounce (a queue id, or a row number)."""
+    from gateway import queue as outbound
+    from gateway.queue import QueueError
+    from gateway.timeutil import utcnow
+
     try:
         with state.transaction() as session:
             rows = outbound.delete(session, ident, now=utcnow(), actor=CLI_ACTOR)

@@ -8,25 +8,19 @@ or not answered at all, so nothing is half-written.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
-from gateway import activity, db, logs, wkd_refresh
-from gateway.admin import keys as admin_keys
-from gateway.admin import maillog
-from gateway.inbound import InboundServer
-from gateway.relay import run_relay
-from gateway.runtime import Runtime
-from gateway.securepage import purge as securepage_purge
-from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyError, load_ring
 from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CliState, cli, pass_state
-from webportal import create_app
-from webportal.server import PortalServer
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+    from gateway.tls import CertificateReloader
 
 log = logging.getLogger("sealgate.serve")
 
@@ -36,7 +30,11 @@ log = logging.getLogger("sealgate.serve")
 @pass_state
 def serve(state: CliState, debug: bool) -> None:
     """Run the SMTP submission server, the relay worker and the portal."""
-    logs.configure(logging.DEBUG if debug else logging.INFO)
+    import asyncio
+
+    from gateway import logs
+
+    logs.configure(logging.DEBUG if debug else logging.INFO, state.settings.logging.format)
     runtime = state.require_initialised()
     _preflight(runtime)
     backfill_keys(runtime)  # addresses restored or made by an older version
@@ -45,6 +43,8 @@ def serve(state: CliState, debug: bool) -> None:
 
 def _preflight(runtime: Runtime) -> None:
     """Refuse to start on anything that would fail later, naming the problem."""
+    from gateway import db
+
     settings = runtime.settings
     try:
         load_ring(settings.data_dir)
@@ -61,7 +61,32 @@ def _preflight(runtime: Runtime) -> None:
         )
 
 
+def _reload_tls(reloader: CertificateReloader) -> None:
+    """SIGHUP: new handshakes get the renewed certificate; open connections keep theirs."""
+    try:
+        reloader.reload()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("TLS certificate not reloaded, the old one stays in use: %s", exc)
+        return
+    log.info("TLS certificate reloaded from %s", reloader.cert_path)
+
+
 async def _serve(runtime: Runtime) -> None:
+    # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
+    import asyncio
+
+    from gateway import activity, wkd_refresh
+    from gateway.admin import keys as admin_keys
+    from gateway.admin import maillog
+    from gateway.inbound import InboundServer
+    from gateway.metrics import MetricsServer
+    from gateway.relay import run_relay
+    from gateway.securepage import purge as securepage_purge
+    from gateway.smtp_server import SubmissionServer
+    from gateway.tls import CertificateReloader
+    from webportal import create_app
+    from webportal.server import PortalServer
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -70,16 +95,28 @@ async def _serve(runtime: Runtime) -> None:
     smtp = SubmissionServer(runtime)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
     portal = PortalServer(create_app(runtime), runtime.settings)
+    metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
         portal.start()
+        if metrics is not None:
+            metrics.start()
     except OSError as exc:
         await smtp.stop(grace=0)
         if inbound is not None:
             await inbound.stop(grace=0)
+        portal.stop()
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
+    settings = runtime.settings
+    reloader = CertificateReloader(
+        settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
+    )
+    for server in (smtp, inbound, portal):
+        if server is not None and server.ssl_context is not None:
+            reloader.watch(server.ssl_context)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, reloader)
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
@@ -89,6 +126,7 @@ async def _serve(runtime: Runtime) -> None:
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
+    mx += f" metrics={metrics.url}" if metrics is not None else ""
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
         f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
@@ -114,6 +152,8 @@ async def _serve(runtime: Runtime) -> None:
     await mail_log
     await rotations
     await asyncio.to_thread(portal.stop)
+    if metrics is not None:
+        await asyncio.to_thread(metrics.stop)
     runtime.close()
     if failure is not None:
         log.error("the relay worker failed", exc_info=failure)
