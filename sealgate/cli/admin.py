@@ -7,21 +7,32 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy.orm as so
 
-from gateway.admin import Actor, AdminError, audit_log, maillog, policy
-from gateway.admin import accounts as admin_accounts
-from gateway.admin import domains as admin_domains
-from gateway.admin import queue as admin_queue
-from gateway.timeutil import utcnow
 from sealgate.cli.accounts import address, domain, user
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 from sealgate.cli.queue import queue
 
-ACTOR = Actor(CLI_ACTOR)
+if TYPE_CHECKING:
+    import sqlalchemy.orm as so
+
+    from gateway.admin import Actor, policy
+    from gateway.admin import accounts as admin_accounts
+
+# The choices of `user set`, here so that `--help` needs no database layer
+# (tests/sealgate/test_cli_admin.py checks they match gateway.admin.accounts').
+LANGUAGES = ("de", "en", "fr")
+ROLES = ("user", "admin")
+
+
+def _actor() -> Actor:
+    from gateway.admin import Actor
+
+    return Actor(CLI_ACTOR)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 
@@ -32,6 +43,8 @@ def emit(as_json: bool, data: Any, text: str) -> None:
 @contextmanager
 def admin_transaction(state: CliState) -> Iterator[so.Session]:
     """The command's transaction; an AdminError becomes a clean CLI error, nothing committed."""
+    from gateway.admin import AdminError
+
     try:
         with state.transaction() as session:
             yield session
@@ -47,6 +60,8 @@ def admin_transaction(state: CliState) -> Iterator[so.Session]:
 @pass_state
 def domain_show(state: CliState, as_json: bool) -> None:
     """Every hosted domain with its state and number of addresses."""
+    from gateway.admin import domains as admin_domains
+
     with admin_transaction(state) as session:
         rows = admin_domains.list_domains(session)
         data = [
@@ -71,8 +86,11 @@ def domain_show(state: CliState, as_json: bool) -> None:
 @pass_state
 def domain_disable(state: CliState, name: str, as_json: bool) -> None:
     """Stop accepting new mail for NAME (SMTP refuses it with 550 5.7.1)."""
+    from gateway.admin import domains as admin_domains
+    from gateway.timeutil import utcnow
+
     with admin_transaction(state) as session:
-        row = admin_domains.set_disabled(session, name, True, actor=ACTOR, now=utcnow())
+        row = admin_domains.set_disabled(session, name, True, actor=_actor(), now=utcnow())
         emit(as_json, {"domain": row.name, "disabled": True}, f"domain {row.name} disabled")
 
 
@@ -82,8 +100,11 @@ def domain_disable(state: CliState, name: str, as_json: bool) -> None:
 @pass_state
 def domain_enable(state: CliState, name: str, as_json: bool) -> None:
     """Accept mail for NAME again."""
+    from gateway.admin import domains as admin_domains
+    from gateway.timeutil import utcnow
+
     with admin_transaction(state) as session:
-        row = admin_domains.set_disabled(session, name, False, actor=ACTOR, now=utcnow())
+        row = admin_domains.set_disabled(session, name, False, actor=_actor(), now=utcnow())
         emit(as_json, {"domain": row.name, "disabled": False}, f"domain {row.name} enabled")
 
 
@@ -95,6 +116,9 @@ def domain_enable(state: CliState, name: str, as_json: bool) -> None:
 @pass_state
 def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: bool) -> None:
     """Delete NAME; refused while it has addresses unless --purge (mail purged, keys retired)."""
+    from gateway.admin import domains as admin_domains
+    from gateway.timeutil import utcnow
+
     with admin_transaction(state) as session:
         preview = admin_domains.preview_delete(session, name)
     if purge and preview.addresses and not yes:
@@ -104,7 +128,7 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
             abort=True,
         )
     with admin_transaction(state) as session:
-        done = admin_domains.delete(session, name, actor=ACTOR, now=utcnow(), purge=purge)
+        done = admin_domains.delete(session, name, actor=_actor(), now=utcnow(), purge=purge)
         emit(
             as_json,
             {"domain": done.domain, "addresses": list(done.addresses), "messages": done.messages},
@@ -135,6 +159,8 @@ def _account_data(info: admin_accounts.AccountInfo) -> dict[str, Any]:
 @pass_state
 def user_show(state: CliState, email: str, as_json: bool) -> None:
     """Everything an admin can set on the account EMAIL."""
+    from gateway.admin import accounts as admin_accounts
+
     with admin_transaction(state) as session:
         info = admin_accounts.info(session, email)
         data = _account_data(info)
@@ -143,11 +169,15 @@ def user_show(state: CliState, email: str, as_json: bool) -> None:
 
 @user.command("search")
 @click.argument("query", default="")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Page of the listing."
+)
 @json_option
 @pass_state
 def user_search(state: CliState, query: str, page: int, as_json: bool) -> None:
     """Accounts whose login or an address contains QUERY."""
+    from gateway.admin import accounts as admin_accounts
+
     per_page = state.settings.admin.per_page
     with admin_transaction(state) as session:
         found = admin_accounts.search(session, query, page, per_page)
@@ -170,8 +200,11 @@ def user_search(state: CliState, query: str, page: int, as_json: bool) -> None:
 @pass_state
 def user_disable(state: CliState, email: str, as_json: bool) -> None:
     """No portal login and no SMTP AUTH for EMAIL (its sessions end); mail still arrives."""
+    from gateway.admin import accounts as admin_accounts
+    from gateway.timeutil import utcnow
+
     with admin_transaction(state) as session:
-        row = admin_accounts.set_disabled(session, email, True, actor=ACTOR, now=utcnow())
+        row = admin_accounts.set_disabled(session, email, True, actor=_actor(), now=utcnow())
         emit(as_json, {"email": row.email, "disabled": True}, f"account {row.email} disabled")
 
 
@@ -181,8 +214,11 @@ def user_disable(state: CliState, email: str, as_json: bool) -> None:
 @pass_state
 def user_enable(state: CliState, email: str, as_json: bool) -> None:
     """Let EMAIL sign in and send again."""
+    from gateway.admin import accounts as admin_accounts
+    from gateway.timeutil import utcnow
+
     with admin_transaction(state) as session:
-        row = admin_accounts.set_disabled(session, email, False, actor=ACTOR, now=utcnow())
+        row = admin_accounts.set_disabled(session, email, False, actor=_actor(), now=utcnow())
         emit(as_json, {"email": row.email, "disabled": False}, f"account {row.email} enabled")
 
 
@@ -193,10 +229,13 @@ def user_enable(state: CliState, email: str, as_json: bool) -> None:
 @pass_state
 def user_delete(state: CliState, email: str, yes: bool, as_json: bool) -> None:
     """Delete EMAIL and its addresses: their mail is purged, their keys retired."""
+    from gateway.admin import accounts as admin_accounts
+    from gateway.timeutil import utcnow
+
     if not yes:
         click.confirm(f"delete {email} with its addresses and all their mail?", abort=True)
     with admin_transaction(state) as session:
-        gone = admin_accounts.delete(session, email, actor=ACTOR, now=utcnow(), confirm=email)
+        gone = admin_accounts.delete(session, email, actor=_actor(), now=utcnow(), confirm=email)
         emit(
             as_json,
             {"email": email.strip().lower(), "addresses": gone},
@@ -207,9 +246,15 @@ def user_delete(state: CliState, email: str, yes: bool, as_json: bool) -> None:
 
 @user.command("set")
 @click.argument("email")
-@click.option("--language", type=click.Choice(admin_accounts.LANGUAGES))
-@click.option("--role", type=click.Choice(admin_accounts.ROLES))
-@click.option("--always-encrypt", type=click.Choice(["on", "off"]))
+@click.option(
+    "--language", type=click.Choice(LANGUAGES), help="Language of the portal and alert mails."
+)
+@click.option("--role", type=click.Choice(ROLES), help="An admin uses the console (with 2FA).")
+@click.option(
+    "--always-encrypt",
+    type=click.Choice(["on", "off"]),
+    help="Encrypt every message the account sends.",
+)
 @json_option
 @pass_state
 def user_set(
@@ -221,15 +266,19 @@ def user_set(
     as_json: bool,
 ) -> None:
     """Change the language, role or "always encrypt" of EMAIL."""
+    from gateway.admin import accounts as admin_accounts
+
     if language is None and role is None and always_encrypt is None:
         raise click.UsageError("give --language, --role or --always-encrypt")
     with admin_transaction(state) as session:
         if language is not None:
-            admin_accounts.set_language(session, email, language, actor=ACTOR)
+            admin_accounts.set_language(session, email, language, actor=_actor())
         if role is not None:
-            admin_accounts.set_role(session, email, role, actor=ACTOR)
+            admin_accounts.set_role(session, email, role, actor=_actor())
         if always_encrypt is not None:
-            admin_accounts.set_always_encrypt(session, email, always_encrypt == "on", actor=ACTOR)
+            admin_accounts.set_always_encrypt(
+                session, email, always_encrypt == "on", actor=_actor()
+            )
         data = _account_data(admin_accounts.info(session, email))
         emit(as_json, data, f"account {data['email']} updated")
 
@@ -244,10 +293,13 @@ def user_set(
 @pass_state
 def address_delete(state: CliState, address_: str, yes: bool, as_json: bool) -> None:
     """Delete ADDRESS: its mail is purged, its keys retired (kept decrypt-only)."""
+    from gateway.admin import accounts as admin_accounts
+    from gateway.timeutil import utcnow
+
     if not yes:
         click.confirm(f"delete {address_} and all its mail?", abort=True)
     with admin_transaction(state) as session:
-        purged = admin_accounts.delete_address(session, address_, actor=ACTOR, now=utcnow())
+        purged = admin_accounts.delete_address(session, address_, actor=_actor(), now=utcnow())
         name = address_.strip().lower()
         emit(
             as_json,
@@ -268,8 +320,10 @@ def alias() -> None:
 @pass_state
 def alias_add(state: CliState, alias_name: str, target: str, as_json: bool) -> None:
     """Deliver mail for ALIAS to the hosted ADDRESS."""
+    from gateway.admin import accounts as admin_accounts
+
     with admin_transaction(state) as session:
-        row = admin_accounts.add_alias(session, alias_name, target, actor=ACTOR)
+        row = admin_accounts.add_alias(session, alias_name, target, actor=_actor())
         session.flush()
         emit(
             as_json,
@@ -283,6 +337,8 @@ def alias_add(state: CliState, alias_name: str, target: str, as_json: bool) -> N
 @pass_state
 def alias_list(state: CliState, as_json: bool) -> None:
     """Every alias and the address it delivers to."""
+    from gateway.admin import accounts as admin_accounts
+
     with admin_transaction(state) as session:
         rows = admin_accounts.list_aliases(session)
         emit(
@@ -297,8 +353,10 @@ def alias_list(state: CliState, as_json: bool) -> None:
 @pass_state
 def alias_remove(state: CliState, alias_name: str) -> None:
     """Stop taking mail for ALIAS."""
+    from gateway.admin import accounts as admin_accounts
+
     with admin_transaction(state) as session:
-        admin_accounts.remove_alias(session, alias_name, actor=ACTOR)
+        admin_accounts.remove_alias(session, alias_name, actor=_actor())
         click.echo(f"alias {alias_name.strip().lower()} removed")
 
 
@@ -319,6 +377,8 @@ def _policy_data(values: list[policy.PolicyValue]) -> dict[str, Any]:
 @pass_state
 def policy_show(state: CliState, as_json: bool) -> None:
     """Every policy value, its default, and what it means."""
+    from gateway.admin import policy
+
     with admin_transaction(state) as session:
         values = policy.show(session, state.settings)
         text = "\n".join(
@@ -336,6 +396,9 @@ def policy_show(state: CliState, as_json: bool) -> None:
 @pass_state
 def policy_set(state: CliState, pairs: tuple[str, ...], as_json: bool) -> None:
     """Set policy values, e.g. `policy set securepage_valid_days=14 subject_tag=[secure]`."""
+    from gateway.admin import policy
+    from gateway.timeutil import utcnow
+
     changes: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -343,7 +406,7 @@ def policy_set(state: CliState, pairs: tuple[str, ...], as_json: bool) -> None:
             raise click.UsageError(f"{pair!r}: write KEY=VALUE")
         changes[key.strip()] = value
     with admin_transaction(state) as session:
-        policy.set_values(session, state.settings, changes, actor=ACTOR, now=utcnow())
+        policy.set_values(session, state.settings, changes, actor=_actor(), now=utcnow())
         values = policy.show(session, state.settings)
         emit(as_json, _policy_data(values), f"policy updated: {', '.join(changes)}")
 
@@ -359,8 +422,10 @@ def rule() -> None:
 @pass_state
 def rule_add(state: CliState, domain_name: str, as_json: bool) -> None:
     """Require encryption for every recipient in DOMAIN."""
+    from gateway.admin import policy
+
     with admin_transaction(state) as session:
-        name = policy.add_rule(session, domain_name, actor=ACTOR).domain
+        name = policy.add_rule(session, domain_name, actor=_actor()).domain
         emit(as_json, {"domain": name, "require_encryption": True}, f"rule added: {name}")
 
 
@@ -369,6 +434,8 @@ def rule_add(state: CliState, domain_name: str, as_json: bool) -> None:
 @pass_state
 def rule_list(state: CliState, as_json: bool) -> None:
     """The recipient domains whose mail is always encrypted."""
+    from gateway.admin import policy
+
     with admin_transaction(state) as session:
         rows = policy.list_rules(session)
         emit(
@@ -383,8 +450,10 @@ def rule_list(state: CliState, as_json: bool) -> None:
 @pass_state
 def rule_remove(state: CliState, domain_name: str) -> None:
     """Drop the rule for DOMAIN (its mail follows the other triggers again)."""
+    from gateway.admin import policy
+
     with admin_transaction(state) as session:
-        policy.remove_rule(session, domain_name, actor=ACTOR)
+        policy.remove_rule(session, domain_name, actor=_actor())
         click.echo(f"rule removed: {domain_name.strip().lower()}")
 
 
@@ -402,7 +471,9 @@ def audit() -> None:
 @click.option("--address", default="", help="Events about or by this address.")
 @click.option("--since", default="", help="From this day (YYYY-MM-DD, UTC).")
 @click.option("--until", default="", help="Up to and including this day.")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Page of the listing."
+)
 @click.option("--csv", "as_csv", is_flag=True, help="All matching events as CSV.")
 @json_option
 @pass_state
@@ -418,6 +489,8 @@ def audit_list(
     as_json: bool,
 ) -> None:
     """Events, newest first, filtered."""
+    from gateway.admin import audit_log
+
     try:
         filters = audit_log.AuditFilter(
             actor=actor,
@@ -456,11 +529,15 @@ def log_group() -> None:
 @log_group.command("show")
 @click.option("--address", default="", help="Messages from or to this address.")
 @click.option("--message", default="", help="A queue id or a Message-ID.")
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(1), default=1, show_default=True, help="Page of the listing."
+)
 @json_option
 @pass_state
 def log_show(state: CliState, address: str, message: str, page: int, as_json: bool) -> None:
     """Entries, newest first."""
+    from gateway.admin import maillog
+
     with admin_transaction(state) as session:
         found = maillog.search(
             session, page, state.settings.admin.per_page, address=address, message=message
@@ -489,12 +566,15 @@ def log_show(state: CliState, address: str, message: str, page: int, as_json: bo
 @pass_state
 def queue_give_up(state: CliState, ident: str, as_json: bool) -> None:
     """Stop trying ID (a queue id or row number) and bounce it to its sender."""
+    from gateway.admin import queue as admin_queue
+    from gateway.timeutil import utcnow
+
     runtime = state.require_initialised()
     with admin_transaction(state) as session:
         outcome = admin_queue.give_up(
             session,
             ident,
-            actor=ACTOR,
+            actor=_actor(),
             now=utcnow(),
             ring=runtime.ring.get(),
             reporting_mta=state.settings.smtp.hostname,

@@ -340,3 +340,12 @@ def test_the_real_command_line(
         assert session.scalar(
             sa.select(Account.always_encrypt).where(Account.email == "bob@example.test")
         )
+
+
+def test_the_cli_choices_match_the_admin_layer() -> None:
+    """`user set` keeps its choices in the CLI so that `--help` loads no database layer."""
+    from gateway.admin import accounts as admin_accounts
+    from sealgate.cli import admin as cli_admin
+
+    assert cli_admin.LANGUAGES == admin_accounts.LANGUAGES
+    assert cli_admin.ROLES == admin_accounts.ROLES
