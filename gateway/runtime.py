@@ -27,12 +27,13 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         engine = db.create_engine(settings.database_url, echo=settings.database.echo)
+        ring = RingFile(settings.data_dir)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=db.session_factory(engine),
+            sessions=db.session_factory(engine, ring=ring),
             hasher=PasswordHasher(settings.passwords),
-            ring=RingFile(settings.data_dir),
+            ring=ring,
         )
 
     def close(self) -> None:
