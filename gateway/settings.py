@@ -176,6 +176,21 @@ class WebmailSettings:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """What `sealgate dns DOMAIN` prints for each hosted domain (and `dns check` expects)."""
+
+    # MX and SRV target; empty means [smtp] hostname.
+    mail_host: str = ""
+    submission_port: int = 587
+    submissions_port: int = 465
+    # 0 publishes "not offered" (RFC 6186 target ".").
+    imaps_port: int = 993
+    spf: str = "v=spf1 mx -all"
+    dmarc: str = "v=DMARC1; p=quarantine; adkim=r; aspf=r"
+    ttl: int = 3600
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -188,6 +203,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     @property
     def database_url(self) -> str:
@@ -320,6 +336,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_securepage(section)
     if name == "webmail":
         _validate_webmail(section)
+    if name == "dns":
+        _validate_dns(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -381,3 +399,12 @@ def _validate_webmail(section: WebmailSettings) -> None:
         raise SettingsError("[webmail] per_page: between 1 and 200")
     if section.recipient_lookup_timeout <= 0:
         raise SettingsError("[webmail] recipient_lookup_timeout: must be more than 0")
+
+
+def _validate_dns(section: DnsSettings) -> None:
+    if not section.spf.startswith("v=spf1"):
+        raise SettingsError("[dns] spf: must start with v=spf1")
+    if not section.dmarc.startswith("v=DMARC1"):
+        raise SettingsError("[dns] dmarc: must start with v=DMARC1")
+    if any(c in section.spf + section.dmarc + section.mail_host for c in '"\\\r\n'):
+        raise SettingsError("[dns] spf, dmarc and mail_host must not hold quotes or line breaks")
