@@ -13,7 +13,7 @@ import sqlalchemy.orm as so
 
 from gateway import queue, totp
 from gateway.dkim import keys as dkim_keys
-from gateway.models import AccountSecurity, QueueItem
+from gateway.models import AccountSecurity, DkimKey, QueueItem
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
 
@@ -57,3 +57,27 @@ def count_under(session: so.Session, version: int) -> dict[str, int]:
         "queued secure-page notifications": _queue_under(session, version),
         "DKIM private keys": dkim_keys.count_under(session, version),
     }
+
+
+def versions_in_use(session: so.Session) -> set[int]:
+    """Every master-key version some record (an address key or a gateway record) is under.
+
+    A backup notes them, so a restore can refuse a ring that would not open it.
+    """
+    from keystore.models import StoredKey
+
+    versions = set(session.scalars(sa.select(StoredKey.master_version).distinct()))
+    versions |= set(session.scalars(sa.select(DkimKey.master_version).distinct()))
+    for row in session.scalars(sa.select(AccountSecurity)):
+        for blob in (row.totp_secret, row.totp_pending):
+            if blob is not None:
+                try:
+                    versions.add(totp.blob_version(blob))
+                except totp.SecretUnavailable:
+                    continue
+    for blob in session.scalars(sa.select(QueueItem.raw).where(QueueItem.sealed.is_(True))):
+        try:
+            versions.add(seal.blob_version(blob))
+        except seal.SealedRecordError:
+            continue
+    return versions

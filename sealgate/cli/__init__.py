@@ -5,6 +5,7 @@ from __future__ import annotations
 # Importing a command module registers its commands on `cli`.
 from sealgate.cli import (  # noqa: F401
     accounts,
+    backup,
     dns_records,
     init,
     keys,
