@@ -191,6 +191,17 @@ class DnsSettings:
 
 
 @dataclass(frozen=True)
+class FilterSettings:
+    """The Postfix after-queue content-filter listener (gateway.postfix.filter)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = 10026
+    # Only connections from these addresses/networks are served (comma-separated).
+    trusted_sources: str = "127.0.0.1, ::1"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -204,6 +215,7 @@ class Settings:
     securepage: SecurePageSettings = field(default_factory=SecurePageSettings)
     webmail: WebmailSettings = field(default_factory=WebmailSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
 
     @property
     def database_url(self) -> str:
@@ -338,6 +350,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_webmail(section)
     if name == "dns":
         _validate_dns(section)
+    if name == "filter":
+        _validate_filter(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -408,3 +422,16 @@ def _validate_dns(section: DnsSettings) -> None:
         raise SettingsError("[dns] dmarc: must start with v=DMARC1")
     if any(c in section.spf + section.dmarc + section.mail_host for c in '"\\\r\n'):
         raise SettingsError("[dns] spf, dmarc and mail_host must not hold quotes or line breaks")
+
+
+def _validate_filter(section: FilterSettings) -> None:
+    import ipaddress
+
+    items = [i for i in section.trusted_sources.replace(",", " ").split() if i]
+    if section.enabled and not items:
+        raise SettingsError("[filter] trusted_sources: name at least the Postfix host's address")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"[filter] trusted_sources: {item!r} is not an address") from None

@@ -16,6 +16,7 @@ import click
 
 from gateway import activity, db, logs
 from gateway.inbound import InboundServer
+from gateway.postfix.filter import FilterServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
 from gateway.securepage import purge as securepage_purge
@@ -65,16 +66,21 @@ async def _serve(runtime: Runtime) -> None:
 
     smtp = SubmissionServer(runtime)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
+    content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
     portal = PortalServer(create_app(runtime), runtime.settings)
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
+        if content_filter is not None:
+            await content_filter.start()
         portal.start()
     except OSError as exc:
         await smtp.stop(grace=0)
         if inbound is not None:
             await inbound.stop(grace=0)
+        if content_filter is not None:
+            await content_filter.stop(grace=0)
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
@@ -82,6 +88,8 @@ async def _serve(runtime: Runtime) -> None:
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
+    if content_filter is not None:
+        mx += f" content-filter={runtime.settings.filter.listen}:{content_filter.port}"
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
         f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
@@ -94,6 +102,8 @@ async def _serve(runtime: Runtime) -> None:
     await smtp.stop()
     if inbound is not None:
         await inbound.stop()
+    if content_filter is not None:
+        await content_filter.stop()
     failure: BaseException | None = None
     try:
         await relay
