@@ -21,7 +21,7 @@ import sqlalchemy.orm as so
 
 from gateway import accounts, audit, mailbox, queue
 from gateway.addresses import domain_of
-from gateway.models import Account, Address
+from gateway.models import Account, Address, QueueItem
 
 ACTOR = "gateway"
 
@@ -77,3 +77,26 @@ def deliver_generated(
         return "dropped"
     mailbox.store(session, target, raw, queue_id=queue_id, envelope_from=sender, now=now)
     return "mailbox"
+
+
+def take_home(session: so.Session, now: dt.datetime) -> int:
+    """Store queued rows addressed to hosted addresses in their mailboxes; how many.
+
+    Older releases queued alerts to hosted addresses for the relay, where, with no
+    smarthost, they waited for ever; the relay runs this once when it starts.
+    Rows being sent right now and sealed rows are left alone.
+    """
+    moved = 0
+    rows = session.scalars(
+        sa.select(QueueItem).where(QueueItem.status == queue.QUEUED, QueueItem.sealed.is_(False))
+    ).all()
+    for row in rows:
+        address = accounts.find_address(session, row.rcpt_to)
+        if address is None:
+            continue
+        mailbox.store(
+            session, address, row.raw, queue_id=row.queue_id, envelope_from=row.mail_from, now=now
+        )
+        session.delete(row)
+        moved += 1
+    return moved

@@ -30,7 +30,7 @@ import aiosmtplib
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import db, dsn
+from gateway import db, dsn, local_delivery
 from gateway import queue as outbound
 from gateway.dkim import sign as dkim_sign
 from gateway.queue import ClaimedItem
@@ -114,6 +114,13 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep until `stop` is set, waiting `poll_interval` when nothing is due."""
+        try:
+            moved = await self._db(lambda s: local_delivery.take_home(s, self.clock()))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            log.error("relay: could not check the queue for local mail: %s", type(exc).__name__)
+            moved = 0
+        if moved:
+            log.info("relay: %d queued message(s) for hosted addresses stored locally", moved)
         if not self.configured:
             self._warn_no_host()
             await stop.wait()

@@ -4,12 +4,14 @@ stored directly by their writers). An address outside the hosted domains is queu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import sqlalchemy as sa
 
-from gateway import accounts, db, local_delivery, login_alerts
+from gateway import accounts, db, local_delivery, login_alerts, queue
 from gateway.models import Account, AuditEvent, MailboxMessage, QueueItem
+from gateway.relay import Relay
 from gateway.runtime import Runtime
 
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
@@ -78,3 +80,20 @@ def test_sign_in_alert_to_a_hosted_account_lands_in_its_inbox(
         bob = session.scalars(sa.select(Account).where(Account.email == "bob@example.test")).one()
         assert login_alerts.queue_alert(session, runtime.settings, bob, "new_device", login)
     assert where(runtime) == ([("bob@example.test", "INBOX")], [])
+
+
+def test_the_relay_takes_home_what_older_releases_queued_for_hosted_addresses(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """With no smarthost configured, such an alert used to wait in the queue for ever."""
+    with db.transaction(runtime.sessions) as session:
+        for rcpt in ("alice@example.test", "carol@elsewhere.example"):
+            queue.enqueue(
+                session, queue_id="OLD1", mail_from="noreply@localhost", rcpt_to=rcpt,
+                raw=RAW, now=NOW,
+            )  # fmt: skip
+    assert not runtime.settings.relay.host
+    stop = asyncio.Event()
+    stop.set()
+    asyncio.run(Relay(runtime).run(stop))
+    assert where(runtime) == ([("alice@example.test", "INBOX")], ["carol@elsewhere.example"])
