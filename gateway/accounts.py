@@ -8,33 +8,48 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, app_passwords, audit, lockout, smtp_codes, totp
+from gateway import address_keys, app_passwords, audit, db, lockout, smtp_codes, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
+from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import SecuritySettings
 from gateway.timeutil import utcnow
-from keystore.masterkey import MasterKeyError
-
-if TYPE_CHECKING:
-    from keystore.masterkey import MasterKeyRing
+from keystore.masterkey import MasterKeyError, MasterKeyRing
 
 
 class AccountError(ValueError):
     """A request about accounts that cannot be carried out; the text is safe to show."""
 
 
-def add_domain(session: so.Session, name: str, *, actor: str) -> Domain:
+def add_domain(
+    session: so.Session,
+    name: str,
+    *,
+    actor: str,
+    ring: MasterKeyRing | None = None,
+    now: dt.datetime | None = None,
+) -> Domain:
+    """Add a hosted domain with its DKIM keys (Ed25519 and RSA, sealed under the master key).
+
+    The ring comes from `ring`, else from the session (sessions made by a Runtime
+    carry it, see gateway.db.session_factory). Without either, the keys are made
+    when the domain first needs them (`sealgate dns`, the relay's first signature).
+    """
     name = normalize_domain(name)
     if session.scalar(sa.select(Domain).where(Domain.name == name)):
         raise AccountError(f"domain {name} exists already")
-    domain = Domain(name=name)
+    now = now or utcnow()
+    domain = Domain(name=name, created_at=now)
     session.add(domain)
+    session.flush()
+    ring = ring or db.session_ring(session)
+    if ring is not None:
+        dkim_keys.ensure_keys(session, ring, domain, now)
     audit.record(session, "domain.add", actor=actor, target=name)
     return domain
 

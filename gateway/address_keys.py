@@ -7,9 +7,9 @@ rows restored from a backup), and runs right after the schema upgrade in
 `sealgate init` and at `serve` start.
 
 Making a key needs the master-key ring, which lives outside the database (the
-data dir or the environment). The runtime binds its `RingFile` to its session
-factory (`bind_ring`), so code that holds only a session, as `add_address`
-does, still reaches the ring of the process it runs in.
+data dir or the environment). The runtime's session factory carries its
+`RingFile` (`db.session_factory(engine, ring=...)`), so code that holds only a
+session, as `add_address` does, still reaches the ring of the process it runs in.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from gateway import audit, db
 from gateway.models import Address
 
 if TYPE_CHECKING:  # pgpy loads only when a key is really made (keeps the CLI quick)
-    from keystore.masterkey import MasterKeyRing, RingFile
+    from keystore.masterkey import MasterKeyRing
 
-RING_INFO = "sealgate.ring"
 BACKFILL_ACTOR = "backfill"
 BACKFILL_BATCH = 50
 
@@ -36,15 +35,8 @@ class NoRingError(RuntimeError):
     """A key must be made, but this session has no master-key ring bound to it."""
 
 
-def bind_ring(sessions: so.sessionmaker[so.Session], ring: RingFile) -> None:
-    """Let every session of `sessions` reach `ring` (see the module docstring)."""
-    info = dict(sessions.kw.get("info") or {})
-    info[RING_INFO] = ring
-    sessions.configure(info=info)
-
-
 def ring_of(session: so.Session) -> MasterKeyRing:
-    ring_file = session.info.get(RING_INFO)
+    ring_file = db.session_ring_file(session)
     if ring_file is None:
         raise NoRingError("no master key ring is bound to this database session")
     ring: MasterKeyRing = ring_file.get()

@@ -22,7 +22,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import mailbox, mails, queue, rawheaders
+from gateway import local_delivery, mails, rawheaders
 from gateway.addresses import domain_of
 from gateway.models import Address, AutoreplySent, Autoresponder
 
@@ -155,12 +155,11 @@ def respond(
     reply_from = responder.reply_from.address if responder.reply_from else address.address
     reply = build_reply(responder, incoming, reply_from=reply_from, now=now)
     _remember(session, address.id, sender, now)
-    target = session.scalar(sa.select(Address).where(Address.address == sender))
-    if target is not None:
-        mailbox.store(session, target, reply, queue_id=queue_id, envelope_from="", now=now)
-    else:
-        # RFC 3834 §3.3: an automatic reply goes out with an empty return path.
-        queue.enqueue(session, queue_id=queue_id, mail_from="", rcpt_to=sender, raw=reply, now=now)
+    # RFC 3834 §3.3: an automatic reply goes out with an empty return path; to a
+    # hosted sender it is stored in their mailbox, never relayed.
+    local_delivery.deliver_generated(
+        session, reply, sender="", recipient=sender, queue_id=queue_id, now=now
+    )
     return True
 
 

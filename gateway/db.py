@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     # database, few migrate it.
     from alembic.config import Config as AlembicConfig
 
+from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sealgate_read_only"
 
@@ -59,8 +61,38 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
-    return so.sessionmaker(engine, expire_on_commit=False)
+RING_INFO_KEY = "sealgate.master_ring"
+
+
+def session_factory(
+    engine: sa.Engine, *, ring: RingFile | None = None
+) -> so.sessionmaker[so.Session]:
+    """Sessions for `engine`; with `ring`, each session can reach the master key ring.
+
+    Code that must seal a secret deep inside a shared function (a domain's DKIM
+    keys, made in `accounts.add_domain`, which the CLI and the admin console both
+    call) finds the ring through `session_ring` instead of a new parameter on every
+    caller.
+    """
+    info = {RING_INFO_KEY: ring} if ring is not None else {}
+    return so.sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+def session_ring_file(session: so.Session) -> RingFile | None:
+    """The ring file of the Runtime that made `session`, or None."""
+    ring = session.info.get(RING_INFO_KEY)
+    return ring if isinstance(ring, RingFile) else None
+
+
+def session_ring(session: so.Session) -> MasterKeyRing | None:
+    """The ring of the Runtime that made `session`, or None (also when it cannot be read)."""
+    ring = session_ring_file(session)
+    if ring is None:
+        return None
+    try:
+        return ring.get()
+    except MasterKeyError:
+        return None
 
 
 _sqlite_writers: dict[str, threading.RLock] = {}

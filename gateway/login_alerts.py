@@ -5,8 +5,9 @@ with its browser family, remembered per account; a login from a pair not seen
 before is new. That is coarse on purpose: a browser update or a new address
 from the same provider does not alert, a new network or another browser does.
 
-Alerts go to the account's address through the outbound queue (in the login's
-own transaction), never by SMTP from inside a request. At most one mail of a
+Alerts go to the account's address in the login's own transaction, never by SMTP
+from inside a request: stored in its mailbox when the address is hosted here
+(gateway.local_delivery), else queued for the relay. At most one mail of a
 kind goes to an account per `[security] alert_interval`; the claim on that slot
 is one conditional UPDATE (or an INSERT for the first), so two processes cannot
 both send. Each kind can be switched off per account.
@@ -25,8 +26,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import mails, totp
-from gateway import queue as outbound
+from gateway import local_delivery, mails, totp
 from gateway.models import Account, AccountSecurity, AlertSent, KnownDevice
 from gateway.settings import Settings
 
@@ -223,13 +223,15 @@ def queue_alert(
         now=login.at,
         message_id_domain=settings.smtp.hostname,
     )
-    outbound.enqueue(
+    # The account's own mailbox when it is hosted here: never out through the relay.
+    local_delivery.deliver_generated(
         session,
+        mails.to_bytes(message),
+        sender=sender,
+        recipient=account.email,
         queue_id=secrets.token_hex(8).upper(),
-        mail_from=sender,
-        rcpt_to=account.email,
-        raw=mails.to_bytes(message),
         now=login.at,
+        account=account,
     )
     return True
 

@@ -464,3 +464,32 @@ class AutoreplySent(Base):
     address_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("addresses.id", ondelete="CASCADE"))
     sender: so.Mapped[str] = so.mapped_column(sa.String(320))
     sent_at: so.Mapped[dt.datetime]
+
+
+class DkimKey(Base):
+    """A DKIM signing key of a hosted domain (gateway.dkim), one per algorithm.
+
+    The private key is stored only sealed under the master key (keystore.seal,
+    bound to the domain and selector), like every other secret; `master_version`
+    names the version it is sealed under so a rotation finds it. The public key
+    is what `sealgate dns` prints for the `<selector>._domainkey` TXT record.
+    """
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (
+        sa.UniqueConstraint("domain_id", "selector"),
+        sa.CheckConstraint("algorithm IN ('ed25519', 'rsa')", name="algorithm_known"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    domain_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("domains.id", ondelete="CASCADE"), index=True
+    )
+    selector: so.Mapped[str] = so.mapped_column(sa.String(63))
+    algorithm: so.Mapped[str] = so.mapped_column(sa.String(10))
+    public_key: so.Mapped[str] = so.mapped_column(sa.Text)
+    sealed_private_key: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary, deferred=True)
+    master_version: so.Mapped[int]
+    created_at: so.Mapped[dt.datetime]
+
+    domain: so.Mapped[Domain] = so.relationship()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
 import logging
@@ -30,9 +31,10 @@ import aiosmtplib
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import db, dsn
+from gateway import db, dsn, local_delivery
 from gateway import queue as outbound
 from gateway.admin import maillog
+from gateway.dkim import sign as dkim_sign
 from gateway.queue import ClaimedItem
 from gateway.runtime import Runtime
 from gateway.settings import RelaySettings, SettingsError
@@ -115,6 +117,13 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep until `stop` is set, waiting `poll_interval` when nothing is due."""
+        try:
+            moved = await self._db(lambda s: local_delivery.take_home(s, self.clock()))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            log.error("relay: could not check the queue for local mail: %s", type(exc).__name__)
+            moved = 0
+        if moved:
+            log.info("relay: %d queued message(s) for hosted addresses stored locally", moved)
         if not self.configured:
             self._warn_no_host()
             await stop.wait()
@@ -233,7 +242,8 @@ class Relay:
             # Stay well inside the lease, so no other worker can pick the row up
             # while this one may still be talking to the smarthost.
             async with asyncio.timeout(self.relay.lease_seconds * 0.8):
-                reply, client = await self._send(item)
+                signed = await self._dkim_signed(item)
+                reply, client = await self._send(signed)
         except asyncio.CancelledError:
             await asyncio.shield(self._finish_released(item))
             raise
@@ -250,6 +260,19 @@ class Relay:
         # twice), so recording the delivery is shielded from cancellation.
         await asyncio.shield(self._record_sent(item, reply, client))
         return Result(item.id, item.queue_id, Outcome.SENT)
+
+    async def _dkim_signed(self, item: ClaimedItem) -> ClaimedItem:
+        """The row with DKIM signatures prepended: signed last, over the bytes that leave."""
+        ring = self.ring.get()
+
+        def work() -> ClaimedItem:
+            with db.read_only(self.sessions) as session:
+                signing = dkim_sign.signing_keys(session, ring, item.raw)
+            if not signing:
+                return item
+            return dataclasses.replace(item, raw=dkim_sign.sign(item.raw, signing))
+
+        return await asyncio.to_thread(work)
 
     async def _record_sent(self, item: ClaimedItem, reply: str, client: aiosmtplib.SMTP) -> None:
         try:

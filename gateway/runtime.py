@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, db
+from gateway import db
 from gateway.inflight import InFlightBudget
 from gateway.passwords import PasswordHasher
 from gateway.settings import DEFAULT_IN_FLIGHT_BYTES, Settings
@@ -32,14 +32,11 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         engine = db.create_engine(settings.database_url, echo=settings.database.echo)
-        sessions = db.session_factory(engine)
         ring = RingFile(settings.data_dir)
-        # add_address makes the new address's key and needs the ring for it.
-        address_keys.bind_ring(sessions, ring)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=sessions,
+            sessions=db.session_factory(engine, ring=ring),
             hasher=PasswordHasher(settings.passwords),
             ring=ring,
             inflight=InFlightBudget(settings.limits.in_flight_bytes),

@@ -236,6 +236,32 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """What `sealgate dns DOMAIN` prints for each hosted domain (and `dns check` expects)."""
+
+    # MX and SRV target; empty means [smtp] hostname.
+    mail_host: str = ""
+    submission_port: int = 587
+    submissions_port: int = 465
+    # 0 publishes "not offered" (RFC 6186 target ".").
+    imaps_port: int = 993
+    spf: str = "v=spf1 mx -all"
+    dmarc: str = "v=DMARC1; p=quarantine; adkim=r; aspf=r"
+    ttl: int = 3600
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """The Postfix after-queue content-filter listener (gateway.postfix.filter)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = 10026
+    # Only connections from these addresses/networks are served (comma-separated).
+    trusted_sources: str = "127.0.0.1, ::1"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -252,6 +278,8 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
 
     @property
     def database_url(self) -> str:
@@ -434,6 +462,10 @@ def _validate(name: str, section: Any) -> None:
         _validate_limits(section)
     if name == "admin":
         _validate_admin(section)
+    if name == "dns":
+        _validate_dns(section)
+    if name == "filter":
+        _validate_filter(section)
 
 
 def _validate_keys(section: KeysSettings) -> None:
@@ -515,3 +547,25 @@ def _validate_admin(section: AdminSettings) -> None:
         raise SettingsError("[admin] mail_log_purge_interval: at least 60 seconds")
     if section.rotation_poll_interval <= 0 or section.rotation_stale_seconds <= 0:
         raise SettingsError("[admin] rotation_poll_interval, rotation_stale_seconds: more than 0")
+
+
+def _validate_dns(section: DnsSettings) -> None:
+    if not section.spf.startswith("v=spf1"):
+        raise SettingsError("[dns] spf: must start with v=spf1")
+    if not section.dmarc.startswith("v=DMARC1"):
+        raise SettingsError("[dns] dmarc: must start with v=DMARC1")
+    if any(c in section.spf + section.dmarc + section.mail_host for c in '"\\\r\n'):
+        raise SettingsError("[dns] spf, dmarc and mail_host must not hold quotes or line breaks")
+
+
+def _validate_filter(section: FilterSettings) -> None:
+    import ipaddress
+
+    items = [i for i in section.trusted_sources.replace(",", " ").split() if i]
+    if section.enabled and not items:
+        raise SettingsError("[filter] trusted_sources: name at least the Postfix host's address")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"[filter] trusted_sources: {item!r} is not an address") from None

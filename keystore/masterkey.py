@@ -5,11 +5,18 @@ start) or in the `SEALGATE_MASTER_KEYS` environment variable for containers, so 
 stolen database or backup alone opens nothing. Exactly one version is primary and
 wraps new blobs; older versions only unwrap until a re-wrap moves every blob off
 them and they are retired.
+
+A retired version stays in the ring, decrypt-only: a database backup taken before
+the rotation names it, and must still open after it. Only `with_destroyed` (the
+separate `sealgate keys destroy-master` command, which asks first) forgets a key;
+the ring then remembers the version number as destroyed, so an error can say why
+an old blob no longer opens.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 import secrets
@@ -49,14 +56,25 @@ class MasterKeyRing:
         raise TypeError("master keys are not picklable")
 
     def key(self, version: int) -> bytes:
-        """The key of an active version; a retired or unknown version is refused."""
-        if version in self.retired or version not in self.keys:
-            raise MasterKeyError(f"master key version {version} is not active")
+        """The key of a version the ring holds (retired ones only open; wrapping uses primary)."""
+        if version not in self.keys:
+            if version in self.retired:
+                raise MasterKeyError(f"master key version {version} was destroyed")
+            raise MasterKeyError(f"master key version {version} is not in the ring")
         return self.keys[version]
 
     @property
     def active_versions(self) -> list[int]:
         return sorted(v for v in self.keys if v not in self.retired)
+
+    @property
+    def decrypt_only_versions(self) -> list[int]:
+        """Retired versions still held: they open old blobs (and old backups), never wrap."""
+        return sorted(v for v in self.keys if v in self.retired)
+
+    @property
+    def destroyed_versions(self) -> list[int]:
+        return sorted(v for v in self.retired if v not in self.keys)
 
     def with_new_primary(self) -> MasterKeyRing:
         version = max(self.keys) + 1
@@ -65,13 +83,52 @@ class MasterKeyRing:
         return MasterKeyRing(primary=version, keys=keys, retired=self.retired)
 
     def with_retired(self, version: int) -> MasterKeyRing:
+        """`version` kept, decrypt-only: backups made before the rotation still open."""
         if version == self.primary:
             raise MasterKeyError("the primary version cannot be retired")
-        # A retired key is forgotten, not kept: what it wrapped must already be re-wrapped.
-        keys = {v: k for v, k in self.keys.items() if v != version}
+        if version not in self.keys:
+            raise MasterKeyError(f"master key version {version} is not in the ring")
         return MasterKeyRing(
-            primary=self.primary, keys=keys, retired=self.retired | frozenset({version})
+            primary=self.primary, keys=self.keys, retired=self.retired | frozenset({version})
         )
+
+    def with_destroyed(self, version: int) -> MasterKeyRing:
+        """`version` forgotten for good; only a retired version can be destroyed."""
+        if version == self.primary:
+            raise MasterKeyError("the primary version cannot be destroyed")
+        if version not in self.keys:
+            raise MasterKeyError(f"master key version {version} is not in the ring")
+        if version not in self.retired:
+            raise MasterKeyError(
+                f"master key version {version} is not retired; finish `sealgate keys"
+                " rotate-master` first"
+            )
+        keys = {v: k for v, k in self.keys.items() if v != version}
+        return MasterKeyRing(primary=self.primary, keys=keys, retired=self.retired)
+
+    def merged_with(self, other: MasterKeyRing) -> MasterKeyRing:
+        """This ring plus the versions only `other` holds (a restored backup's ring).
+
+        The primary stays this ring's; versions that are only in `other` join
+        decrypt-only. A version both hold must be the same key, else the rings
+        belong to different installations and merging them would be a mistake.
+        """
+        keys = dict(self.keys)
+        retired = set(self.retired)
+        for version, key in other.keys.items():
+            if version in keys:
+                if not hmac.compare_digest(keys[version], key):
+                    raise MasterKeyError(
+                        f"master key version {version} differs between the two rings;"
+                        " they belong to different installations"
+                    )
+                continue
+            if version in self.retired:
+                continue  # destroyed here on purpose: stays destroyed
+            keys[version] = key
+            if version != self.primary:
+                retired.add(version)
+        return MasterKeyRing(primary=self.primary, keys=keys, retired=frozenset(retired))
 
     def to_json(self) -> str:
         return json.dumps(

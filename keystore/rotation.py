@@ -11,7 +11,9 @@ are each safe to interrupt:
    A kill loses at most the batch in flight, which was rolled back.
 3. An old version is retired once no blob names it (checked under a lock that
    orders the check against concurrent key creation, see
-   `store.ensure_master_version_usable`); the ring file then forgets its key.
+   `store.ensure_master_version_usable`). The ring file keeps its key,
+   decrypt-only, so a database backup taken before the rotation still opens;
+   `destroy` (a separate, confirmed command) forgets it for good.
 
 Running it again after an interruption sees an active non-primary version in the
 ring and finishes that rotation instead of starting a new one.
@@ -35,6 +37,7 @@ from keystore.store import KeyEventSink, ensure_master_version_usable
 ACTION_MASTER_ROTATE = "master.rotate"
 ACTION_MASTER_RESUME = "master.resume"
 ACTION_MASTER_RETIRE = "master.retire"
+ACTION_MASTER_DESTROY = "master.destroy"
 TARGET = "master-key"
 DEFAULT_BATCH_SIZE = 100
 # Each pass re-wraps what appeared since the last; keys made meanwhile by processes
@@ -199,3 +202,35 @@ def rotate_master(
         ring = ring.with_retired(version)
     save_ring(data_dir, ring)
     return RotationPlan(ring=ring, old_versions=rotation.old_versions, resumed=rotation.resumed)
+
+
+def blobs_under(session: so.Session, version: int) -> int:
+    """How many secret keys are still wrapped under `version` (they die with it)."""
+    return int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(StoredKey)
+            .where(StoredKey.master_version == version)
+        )
+        or 0
+    )
+
+
+def retired_at(session: so.Session, version: int) -> dt.datetime | None:
+    row = session.get(MasterKeyVersion, version)
+    return row.retired_at if row is not None else None
+
+
+def destroy(
+    data_dir: Path, session: so.Session, version: int, events: KeyEventSink
+) -> MasterKeyRing:
+    """Forget a retired version's key in the ring file; nothing wrapped under it opens again.
+
+    The caller has shown the admin what that makes unreadable and had it confirmed.
+    """
+    ring = load_ring(data_dir, {})
+    destroyed = ring.with_destroyed(version)
+    events(session, ACTION_MASTER_DESTROY, TARGET, f"version {version} destroyed")
+    session.flush()
+    save_ring(data_dir, destroyed)
+    return destroyed

@@ -23,7 +23,7 @@ from typing import cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit, queue, totp
+from gateway import audit, master_records
 from gateway.admin import Actor, AdminError, valid_id
 from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
@@ -251,11 +251,6 @@ def claim_job(
         return job.id
 
 
-def rewrap_gateway_records(session: so.Session, ring: MasterKeyRing) -> int:
-    """What the gateway keeps under the master key besides address keys, moved to the primary."""
-    return totp.rewrap_secrets(session, ring) + queue.rewrap_sealed(session, ring)
-
-
 class _Stopped(Exception):
     """The server is stopping: leave the job to be resumed."""
 
@@ -314,7 +309,7 @@ def run_job(
             batch_size=runtime.settings.admin.rotation_batch_size,
             on_start=on_start,
             on_batch=on_batch,
-            other_blobs=rewrap_gateway_records,
+            other_blobs=master_records.rewrap,
         )
     except _Stopped:
         with sessions.begin() as session:

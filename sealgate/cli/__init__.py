@@ -19,7 +19,18 @@ of the heavy stack.
 from __future__ import annotations
 
 # Importing a command module registers its commands on `cli`.
-from sealgate.cli import accounts, admin, init, keys, mailbox, purge, queue, serve  # noqa: F401
+from sealgate.cli import (  # noqa: F401
+    accounts,
+    admin,
+    backup,
+    dns_records,
+    init,
+    keys,
+    mailbox,
+    purge,
+    queue,
+    serve,
+)
 from sealgate.cli.base import cli
 
 

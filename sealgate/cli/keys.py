@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring
+from keystore.masterkey import (
+    MASTER_KEYS_ENV,
+    MASTER_KEYS_FILE,
+    MasterKeyError,
+    MasterKeyRing,
+    load_ring,
+)
 from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 
 if TYPE_CHECKING:
@@ -20,13 +26,6 @@ if TYPE_CHECKING:
 REVOCATION_CODES = ("compromised", "retired", "superseded", "unspecified")
 # keystore.rotation.DEFAULT_BATCH_SIZE, for the same reason (checked by the same test).
 DEFAULT_BATCH_SIZE = 100
-
-
-def rewrap_gateway_records(session: so.Session, ring: MasterKeyRing) -> int:
-    """What the gateway keeps under the master key besides address keys, moved to the primary."""
-    from gateway import queue, totp
-
-    return totp.rewrap_secrets(session, ring) + queue.rewrap_sealed(session, ring)
 
 
 def audit_sink(session: so.Session, action: str, target: str, detail: str) -> None:
@@ -170,6 +169,7 @@ def rotate_master(state: CliState, batch_size: int) -> None:
     Safe to interrupt: running it again finishes the rotation. Mail keeps flowing
     meanwhile; running gateway and portal processes pick up the new ring file.
     """
+    from gateway import master_records
     from gateway.timeutil import utcnow
     from keystore import rotation
 
@@ -208,7 +208,7 @@ def rotate_master(state: CliState, batch_size: int) -> None:
                 batch_size=batch_size,
                 on_start=on_start,
                 on_batch=on_batch,
-                other_blobs=rewrap_gateway_records,
+                other_blobs=master_records.rewrap,
             )
         except (MasterKeyError, rotation.RotationError) as exc:
             raise click.ClickException(str(exc)) from None
@@ -217,6 +217,61 @@ def rotate_master(state: CliState, batch_size: int) -> None:
         f"done: every secret key is wrapped under version {result.ring.primary};"
         f" version {retired} retired"
     )
+    click.echo(
+        f"version {retired} stays in {MASTER_KEYS_FILE}, decrypt-only, so backups made"
+        " before this rotation still open; `sealgate keys destroy-master VERSION` forgets it"
+    )
+
+
+@keys.command("destroy-master")
+@click.argument("version", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def destroy_master(state: CliState, version: int, yes: bool) -> None:
+    """Forget the retired master-key VERSION for good.
+
+    Lists what becomes unreadable first (records still under it, and every backup
+    made before it was retired) and asks for confirmation. There is no undo.
+    """
+    from gateway import db, master_records
+    from keystore import rotation
+
+    if os.environ.get(MASTER_KEYS_ENV):
+        raise click.ClickException(
+            f"the master key ring comes from {MASTER_KEYS_ENV}; remove version {version} there"
+        )
+    runtime = state.require_initialised()
+    ring = _ring(state)
+    if version not in ring.decrypt_only_versions:
+        if version == ring.primary:
+            why = "it is the primary version"
+        elif version in ring.destroyed_versions:
+            why = "it was destroyed already"
+        elif version in ring.keys:
+            why = "it is not retired yet (run `sealgate keys rotate-master` first)"
+        else:
+            why = "the ring has no such version"
+        raise click.ClickException(f"cannot destroy master-key version {version}: {why}")
+    with db.read_only(runtime.sessions) as session:
+        counts = {"secret keys of hosted addresses": rotation.blobs_under(session, version)}
+        counts.update(master_records.count_under(session, version))
+        retired_at = rotation.retired_at(session, version)
+    click.echo(f"Destroying master-key version {version} makes these unreadable for good:")
+    for kind, count in counts.items():
+        click.echo(f"  {count} {kind} in the database")
+    since = f" before {retired_at:%Y-%m-%d %H:%M}Z" if retired_at else ""
+    click.echo(
+        f"  every backup made{since} (its secret keys, TOTP secrets, DKIM keys and queued"
+        " notifications are wrapped under this version)"
+    )
+    if not yes:
+        click.confirm(f"Destroy master-key version {version}?", abort=True)
+    with state.transaction() as session:
+        try:
+            rotation.destroy(state.settings.data_dir, session, version, audit_sink)
+        except MasterKeyError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"master-key version {version} destroyed")
 
 
 @keys.command("import")

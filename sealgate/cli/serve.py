@@ -80,6 +80,7 @@ async def _serve(runtime: Runtime) -> None:
     from gateway.admin import maillog
     from gateway.inbound import InboundServer
     from gateway.metrics import MetricsServer
+    from gateway.postfix.filter import FilterServer
     from gateway.relay import run_relay
     from gateway.securepage import purge as securepage_purge
     from gateway.smtp_server import SubmissionServer
@@ -94,12 +95,15 @@ async def _serve(runtime: Runtime) -> None:
 
     smtp = SubmissionServer(runtime)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
+    content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
     portal = PortalServer(create_app(runtime), runtime.settings)
     metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
+        if content_filter is not None:
+            await content_filter.start()
         portal.start()
         if metrics is not None:
             metrics.start()
@@ -108,6 +112,8 @@ async def _serve(runtime: Runtime) -> None:
         if inbound is not None:
             await inbound.stop(grace=0)
         portal.stop()
+        if content_filter is not None:
+            await content_filter.stop(grace=0)
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     settings = runtime.settings
     reloader = CertificateReloader(
@@ -127,6 +133,8 @@ async def _serve(runtime: Runtime) -> None:
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
     mx += f" metrics={metrics.url}" if metrics is not None else ""
+    if content_filter is not None:
+        mx += f" content-filter={runtime.settings.filter.listen}:{content_filter.port}"
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
         f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
@@ -139,6 +147,8 @@ async def _serve(runtime: Runtime) -> None:
     await smtp.stop()
     if inbound is not None:
         await inbound.stop()
+    if content_filter is not None:
+        await content_filter.stop()
     failure: BaseException | None = None
     try:
         await relay

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import db, login_alerts
-from gateway.models import Account, QueueItem
+from gateway.models import Account, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -113,7 +113,9 @@ def test_switched_off_kinds_send_nothing(runtime: Runtime, mail_users: dict[str,
         assert not login_alerts.queue_alert(session, runtime.settings, alice, "new_device", login)
         assert login_alerts.queue_alert(session, runtime.settings, alice, "failed_login", login)
     with runtime.sessions() as session:
-        [item] = session.scalars(sa.select(QueueItem)).all()
-    assert item.rcpt_to == "alice@example.test"
-    assert item.mail_from == "noreply@localhost"
+        # alice@example.test is hosted: the alert is in her mailbox, not queued for the relay.
+        assert session.scalars(sa.select(QueueItem)).all() == []
+        [item] = session.scalars(sa.select(MailboxMessage)).all()
+        assert item.address.address == "alice@example.test" and item.folder == "INBOX"
+    assert item.envelope_from == "noreply@localhost"
     assert b"Subject: Failed sign-in to your sealgate account" in item.raw

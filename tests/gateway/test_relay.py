@@ -21,12 +21,12 @@ import sqlalchemy as sa
 
 from gateway import db, relay
 from gateway import queue as outbound
+from gateway.master_records import rewrap as rewrap_gateway_records
 from gateway.models import AuditEvent, MailboxMessage, QueueItem
 from gateway.relay import Outcome, Relay, run_relay
 from gateway.runtime import Runtime
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
-from sealgate.cli.keys import rewrap_gateway_records
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)

@@ -51,3 +51,25 @@ def test_ring_from_the_environment_is_fixed(tmp_path: Path) -> None:
     got = ring_file.get()
     assert got.keys == ring.keys
     assert ring_file.get() is got
+
+
+def test_retired_versions_stay_decrypt_only_and_merging_keeps_destroyed_ones_destroyed() -> None:
+    """A retired key is kept (old backups open); only destroying forgets it, and a
+    restored backup's ring cannot bring a destroyed version back."""
+    old = MasterKeyRing.generate()
+    rotated = old.with_new_primary().with_retired(1)
+    assert (rotated.primary, rotated.decrypt_only_versions) == (2, [1])
+    assert rotated.key(1) == old.key(1)
+    assert MasterKeyRing.from_json(rotated.to_json()).decrypt_only_versions == [1]
+    with pytest.raises(MasterKeyError, match="not retired"):
+        old.with_new_primary().with_destroyed(1)
+    destroyed = rotated.with_destroyed(1)
+    with pytest.raises(MasterKeyError, match="destroyed"):
+        destroyed.key(1)
+    assert destroyed.merged_with(old).destroyed_versions == [1]
+    # A fresh installation's ring plus a backup's: the backup's versions join, decrypt-only.
+    merged = rotated.merged_with(old)
+    assert (merged.primary, sorted(merged.keys)) == (2, [1, 2])
+    # Rings of two installations share version numbers with other keys: refused.
+    with pytest.raises(MasterKeyError, match="different installations"):
+        rotated.merged_with(MasterKeyRing.generate())

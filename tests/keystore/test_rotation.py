@@ -6,8 +6,10 @@
   held at a known point, then killed from outside); while it is stopped, a process
   holding the old ring keeps decrypting and even makes a new key; running the
   command again finishes: every key opens under the new version and the old
-  version is retired and forgotten.
-- A blob under a retired version is refused, also when restored into its row.
+  version is retired, kept decrypt-only in the ring (a blob restored from an old
+  backup still opens).
+- `sealgate keys destroy-master` lists what becomes unreadable, asks, and forgets
+  the version: then a blob under it is refused, also when restored into its row.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def test_rotate_master_killed_half_way_and_run_again_finishes(
     final = load_ring(settings.data_dir, env={})
     assert final.primary == 2
     assert final.retired == {1}
-    assert 1 not in final.keys  # forgotten, not just marked
+    assert final.decrypt_only_versions == [1]  # kept, so old backups still open
     assert set(_versions(sessions).values()) == {2}
     with sessions() as session:
         for address in addresses:
@@ -189,16 +191,32 @@ def test_rotate_master_killed_half_way_and_run_again_finishes(
         version_row = session.get(MasterKeyVersion, 1)
         assert version_row is not None and version_row.state == "retired"
 
-    # A blob under the retired version is refused, also when restored into its row.
+    # A blob under the retired version, restored into its row (an old backup), opens.
     assert first_blob is not None and wrap.blob_version(first_blob) == 1
-    with pytest.raises(wrap.DecryptionError):
-        wrap.unwrap(
-            final, first_blob, address=addresses[0], fingerprint=_fp(sessions, addresses[0])
-        )
     with sessions.begin() as session:
         row = store.current_key(session, addresses[0])
         assert row is not None
         row.wrapped_secret, row.master_version = first_blob, 1
+    with sessions() as session:
+        row = store.current_key(session, addresses[0])
+        assert row is not None
+        assert store.unlock_row(final, row).fingerprint == row.fingerprint
+
+    # Destroying it is a separate command: it lists what dies with it and asks first.
+    declined = run_sealgate(test_env, "keys", "destroy-master", "1", input="n\n")
+    assert declined.returncode == 1
+    assert "1 secret keys of hosted addresses in the database" in declined.stdout
+    assert "every backup made before" in declined.stdout
+    assert load_ring(settings.data_dir, env={}).decrypt_only_versions == [1]
+    assert run_sealgate(test_env, "keys", "destroy-master", "2").returncode == 1  # primary
+    destroyed = run_sealgate(test_env, "keys", "destroy-master", "1", input="y\n")
+    assert destroyed.returncode == 0, destroyed.stderr
+    final = load_ring(settings.data_dir, env={})
+    assert final.destroyed_versions == [1] and 1 not in final.keys
+    with pytest.raises(wrap.DecryptionError):
+        wrap.unwrap(
+            final, first_blob, address=addresses[0], fingerprint=_fp(sessions, addresses[0])
+        )
     with sessions() as session:
         row = store.current_key(session, addresses[0])
         assert row is not None
@@ -213,6 +231,7 @@ def test_rotate_master_killed_half_way_and_run_again_finishes(
         ("master.rotate", "cli"),
         ("master.resume", "cli"),
         ("master.retire", "cli"),
+        ("master.destroy", "cli"),
     ]
     assert all(e.at is not None for e in _audit(sessions, "master."))
 
@@ -232,7 +251,7 @@ def test_rotate_master_twice_and_with_no_keys(
         assert result.returncode == 0, result.stderr
         assert f"wrapped under version {expected}" in result.stdout
     final = load_ring(settings.data_dir, env={})
-    assert (final.primary, final.retired, sorted(final.keys)) == (3, {1, 2}, [3])
+    assert (final.primary, final.retired, sorted(final.keys)) == (3, {1, 2}, [1, 2, 3])
 
 
 def test_rotate_master_refuses_a_ring_from_the_environment(

@@ -68,5 +68,6 @@ def test_reseal_moves_a_record_to_the_new_primary_before_the_old_is_retired(
     assert seal.reseal(rotated, moved, purpose="p", binding=b"b") is moved  # nothing to do
     retired = rotated.with_retired(ring.primary)
     assert seal.open_sealed(retired, moved, purpose="p", binding=b"b") == DATA
+    assert seal.open_sealed(retired, blob, purpose="p", binding=b"b") == DATA  # decrypt-only
     with pytest.raises(SealedRecordError):
-        seal.open_sealed(retired, blob, purpose="p", binding=b"b")
+        seal.open_sealed(retired.with_destroyed(ring.primary), blob, purpose="p", binding=b"b")

@@ -122,11 +122,15 @@ def test_new_blobs_use_the_primary_and_old_versions_still_open() -> None:
     assert _unwrap(rotated, new_blob) == SECRET
 
 
-def test_blob_under_a_retired_version_is_refused() -> None:
+def test_blob_under_a_retired_version_opens_until_the_version_is_destroyed() -> None:
+    """Retired means decrypt-only (an old backup must open); destroyed means gone."""
     old_blob = _wrap(RING)
     retired = RING.with_new_primary().with_retired(1)
+    assert _unwrap(retired, old_blob) == SECRET
+    assert wrap.blob_version(_wrap(retired)) == 2  # never wraps under a retired version
+    destroyed = retired.with_destroyed(1)
     with pytest.raises(DecryptionError):
-        _unwrap(retired, old_blob)
+        _unwrap(destroyed, old_blob)
 
 
 def test_unknown_version_is_refused() -> None:

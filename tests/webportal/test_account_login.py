@@ -12,6 +12,7 @@ import dataclasses
 import email
 import email.policy
 from collections.abc import Iterator
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gateway import db, lockout
-from gateway.models import Account, AuditEvent, PortalSession
+from gateway import accounts, db, lockout
+from gateway.models import Account, Address, AuditEvent, MailboxMessage, PortalSession
 from gateway.relay import Relay
 from gateway.runtime import Runtime
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
@@ -166,7 +167,8 @@ def test_wrong_codes_lock_the_account(
     assert browser.get("/inbox").status_code == 302
     # Only the first failure mailed the owner (one failed-login alert per 15 minutes),
     # and it says the password was right.
-    mails = [email.message_from_bytes(q.raw, policy=email.policy.default) for q in queued(runtime)]
+    assert queued(runtime) == []  # alice is hosted: her alerts are in her mailbox
+    mails = alerts_in_inbox(runtime)
     failed = [m for m in mails if m["Subject"] == "Failed sign-in to your sealgate account"]
     assert len(failed) == 1
     body = failed[0].get_body(("plain",))
@@ -298,22 +300,33 @@ def deliver(rt: Runtime, clock: FakeClock) -> int:
     return len(asyncio.run(Relay(rt, clock=clock).sweep()))
 
 
-def test_alert_mails_reach_the_smarthost_once_per_kind_per_quarter_hour(
+def alerts_in_inbox(rt: Runtime, address: str = ALICE) -> list[EmailMessage]:
+    """The alert mails stored in `address`'s inbox, oldest first."""
+    with rt.sessions() as session:
+        raws = session.scalars(
+            sa.select(MailboxMessage.raw)
+            .join(Address, MailboxMessage.address_id == Address.id)
+            .where(Address.address == address, MailboxMessage.envelope_from == "noreply@localhost")
+            .order_by(MailboxMessage.id)
+        ).all()
+    return [email.message_from_bytes(raw, policy=email.policy.default) for raw in raws]
+
+
+def test_alert_mails_reach_the_own_mailbox_once_per_kind_per_quarter_hour(
     relaying: tuple[Runtime, Flask],
     mail_users: dict[str, str],
     smarthost: FakeSmarthost,
     clock: FakeClock,
 ) -> None:
-    """Must show 3."""
+    """Must show 3; an alert to a hosted address is stored locally, never relayed."""
     rt, app = relaying
     firefox = Browser(app.test_client(), ip="203.0.113.5", agent=FIREFOX)
     assert firefox.login().status_code == 302
-    assert deliver(rt, clock) == 1
-    [mail] = smarthost.wait_for(1)
-    assert mail.rcpt_tos == (ALICE,) and mail.mail_from == "noreply@localhost" and mail.tls
-    parsed = email.message_from_bytes(mail.content, policy=email.policy.default)
+    assert deliver(rt, clock) == 0  # nothing for the relay: it is in the mailbox already
+    [parsed] = alerts_in_inbox(rt)
     assert parsed["Subject"] == "New sign-in to your sealgate account"
     assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["To"] == ALICE
     body = parsed.get_body(("plain",))
     assert body is not None
     text = body.get_content()
@@ -324,17 +337,15 @@ def test_alert_mails_reach_the_smarthost_once_per_kind_per_quarter_hour(
     clock.advance(minutes=10)
     chrome = Browser(app.test_client(), ip="192.0.2.44", agent=CHROME)
     assert chrome.login().status_code == 302
-    assert deliver(rt, clock) == 0
+    assert len(alerts_in_inbox(rt)) == 1
 
     # A wrong password: one failed-login mail; a second one right after: none.
     stranger = Browser(app.test_client(), ip="192.0.2.45", agent=CHROME)
     assert stranger.login(ALICE, "wrong").status_code == 200
     assert stranger.login(ALICE, "wrong again").status_code == 200
-    assert deliver(rt, clock) == 1
-    failed = smarthost.wait_for(2)[1]
-    parsed = email.message_from_bytes(failed.content, policy=email.policy.default)
-    assert parsed["Subject"] == "Failed sign-in to your sealgate account"
-    body = parsed.get_body(("plain",))
+    [_, failed] = alerts_in_inbox(rt)
+    assert failed["Subject"] == "Failed sign-in to your sealgate account"
+    body = failed.get_body(("plain",))
     assert body is not None and "with a wrong password" in body.get_content()
 
     # A wrong password for an unknown account mails nobody.
@@ -343,10 +354,29 @@ def test_alert_mails_reach_the_smarthost_once_per_kind_per_quarter_hour(
     clock.advance(minutes=16)
     firefox.logout()
     assert firefox.login().status_code == 302  # known device
-    assert deliver(rt, clock) == 0
+    assert len(alerts_in_inbox(rt)) == 2
     Browser(app.test_client(), ip="2001:db8:9::1", agent=FIREFOX).login()
+    assert len(alerts_in_inbox(rt)) == 3
+    assert deliver(rt, clock) == 0
+    assert smarthost.messages == []
+
+
+def test_an_account_outside_the_hosted_domains_gets_its_alerts_through_the_relay(
+    relaying: tuple[Runtime, Flask],
+    mail_users: dict[str, str],
+    smarthost: FakeSmarthost,
+    clock: FakeClock,
+) -> None:
+    rt, app = relaying
+    outside = "erin@outside.example"
+    with db.transaction(rt.sessions) as session:
+        accounts.add_account(session, rt.hasher, outside, "erin-portal-pw", actor="test")
+    assert Browser(app.test_client()).login(outside, "erin-portal-pw").status_code == 302
     assert deliver(rt, clock) == 1
-    assert len(smarthost.wait_for(3)) == 3
+    [mail] = smarthost.wait_for(1)
+    assert mail.rcpt_tos == (outside,) and mail.mail_from == "noreply@localhost" and mail.tls
+    parsed = email.message_from_bytes(mail.content, policy=email.policy.default)
+    assert parsed["Subject"] == "New sign-in to your sealgate account"
 
 
 def test_alerts_come_in_the_accounts_language_and_can_be_switched_off(
@@ -360,8 +390,7 @@ def test_alerts_come_in_the_accounts_language_and_can_be_switched_off(
         session.execute(sa.text("UPDATE accounts SET language = 'de'"))
     browser = Browser(app.test_client(), ip="203.0.113.5")
     browser.login()
-    assert deliver(rt, clock) == 1
-    parsed = email.message_from_bytes(smarthost.wait_for(1)[0].content, policy=email.policy.default)
+    [parsed] = alerts_in_inbox(rt)
     assert parsed["Subject"] == "Neue Anmeldung bei Ihrem sealgate-Konto"
     body = parsed.get_body(("plain",))
     assert body is not None and "Firefox unter Linux" in body.get_content()
@@ -376,9 +405,9 @@ def test_alerts_come_in_the_accounts_language_and_can_be_switched_off(
     browser.logout()
     clock.advance(minutes=20)
     Browser(app.test_client(), ip="192.0.2.1", agent=CHROME).login()
-    assert deliver(rt, clock) == 0  # new-device alerts are off
+    assert len(alerts_in_inbox(rt)) == 1  # new-device alerts are off
     Browser(app.test_client(), ip="192.0.2.1", agent=CHROME).login(ALICE, "wrong")
-    assert deliver(rt, clock) == 1  # failed-login alerts are still on
+    assert len(alerts_in_inbox(rt)) == 2  # failed-login alerts are still on
 
 
 def test_every_login_leaves_a_session_row(

@@ -17,15 +17,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from gateway import audit, db, mailbox
-from gateway.models import Address, MailboxMessage, QueueItem
+from gateway import audit, db, login_alerts, mailbox
+from gateway.models import Account, Address, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from keystore import directory, pgp
 from keystore.models import SOURCE_IMPORT
 from tests.gateway.test_secure_page import as_relayed
 from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
-from webportal import create_app
+from webportal import create_app, extensions
 
 from .conftest import csrf_from
 
@@ -50,6 +50,10 @@ class Webmail:
         client.environ_base["wsgi.url_scheme"] = "https"
 
     def login(self, address: str) -> Webmail:
+        """Log in; the new-device alert is switched off first, since it would be stored
+        in the very inbox these tests read (alerts have tests of their own)."""
+        runtime = extensions.runtime(self.client.application)
+        quiet_login_alerts(runtime, address)
         page = self.client.get("/login")
         done = self.client.post(
             "/login",
@@ -91,6 +95,13 @@ class Webmail:
 
     def message_ids(self, path: str) -> list[int]:
         return [int(i) for i in MESSAGE_LINK.findall(self.get(path).text)]
+
+
+def quiet_login_alerts(runtime: Runtime, address: str) -> None:
+    """Switch the new-device alert off for the account of `address`."""
+    with db.transaction(runtime.sessions) as session:
+        account = session.scalars(sa.select(Account).where(Account.email == address)).one()
+        login_alerts.set_preferences(session, account.id, new_device=False, failed_login=True)
 
 
 def rows(runtime: Runtime, address: str, folder: str = mailbox.INBOX) -> list[MailboxMessage]:

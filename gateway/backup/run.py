@@ -1,0 +1,248 @@
+"""Make a backup directory, and restore one into the configured data dir and database.
+
+Restoring changes nothing until it has checked the checksums, that the database
+kinds match, that the target database is empty (or `force`), and that the ring in
+effect afterwards holds every master-key version the backed-up data names: the
+current ring (whose retired versions stay decrypt-only, see keystore.masterkey)
+merged with the backup's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gateway import db, master_records
+from gateway.backup import database
+from gateway.backup.manifest import BackupError, Manifest, describe, read, verify, write
+from gateway.models import Domain, MailboxMessage, SecureMessage
+from gateway.settings import SETTINGS_FILE, Settings
+from keystore.masterkey import (
+    MASTER_KEYS_ENV,
+    MASTER_KEYS_FILE,
+    MasterKeyError,
+    MasterKeyRing,
+    load_ring,
+    ring_path,
+    save_ring,
+)
+from keystore.models import StoredKey
+
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    manifest: Manifest
+    ring_versions: list[int]
+    ring_written: bool
+    settings_note: str
+
+
+def _counts(engine: sa.Engine) -> tuple[dict[str, int], list[int], list[str]]:
+    sessions = db.session_factory(engine)
+    with db.read_only(sessions) as session:
+
+        def count(model: type[object]) -> int:
+            return int(session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+
+        counts = {
+            "domains": count(Domain),
+            "mailbox messages": count(MailboxMessage),
+            "address keys": count(StoredKey),
+            "secure-page messages": count(SecureMessage),
+        }
+        versions = sorted(master_records.versions_in_use(session))
+    return counts, versions, sorted(db.schema_revisions(engine))
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sealgate")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def make_backup(
+    settings: Settings,
+    directory: Path,
+    *,
+    include_ring: bool = True,
+    progress: Progress = lambda step, done, total: None,
+    now: dt.datetime | None = None,
+) -> Manifest:
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise BackupError(f"{directory} exists and is not an empty directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    url = settings.database_url
+    kind = database.kind(url)
+    names = [database.dump(url, directory, lambda d, t: progress("database", d, t))]
+    (directory / names[0]).chmod(0o600)  # hashes and wrapped secrets: the owner's only
+
+    # Counts and master-key versions of what was copied (for SQLite: of the copy itself).
+    source = f"sqlite:///{directory / names[0]}" if kind == "sqlite" else url
+    engine = db.create_engine(source)
+    try:
+        counts, versions, revisions = _counts(engine)
+    finally:
+        engine.dispose()
+
+    if include_ring:
+        try:
+            ring = load_ring(settings.data_dir)
+        except MasterKeyError as exc:
+            raise BackupError(str(exc)) from None
+        fd = os.open(directory / MASTER_KEYS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(ring.to_json())
+        names.append(MASTER_KEYS_FILE)
+    settings_file = settings.data_dir / SETTINGS_FILE
+    if settings_file.exists():
+        shutil.copyfile(settings_file, directory / SETTINGS_FILE)
+        (directory / SETTINGS_FILE).chmod(0o600)
+        names.append(SETTINGS_FILE)
+
+    progress("checksums", 0, len(names))
+    manifest = Manifest(
+        created_at=(now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+        sealgate_version=_version(),
+        database=kind,
+        schema_revisions=revisions,
+        master_key_versions=versions,
+        files=describe(directory, names),
+        counts=counts,
+    )
+    write(directory, manifest)
+    progress("checksums", len(names), len(names))
+    return manifest
+
+
+def _current_ring(settings: Settings) -> tuple[MasterKeyRing | None, bool]:
+    """The ring in effect now (None if there is none yet), and whether it is from the env."""
+    if os.environ.get(MASTER_KEYS_ENV):
+        return load_ring(settings.data_dir), True
+    if not ring_path(settings.data_dir).exists():
+        return None, False
+    return load_ring(settings.data_dir), False
+
+
+def _ring_after(
+    settings: Settings, directory: Path, manifest: Manifest
+) -> tuple[MasterKeyRing, bool]:
+    """The ring to use after the restore, and whether the ring file must be (re)written."""
+    backup_ring = None
+    if MASTER_KEYS_FILE in manifest.files:
+        backup_ring = MasterKeyRing.from_json(
+            (directory / MASTER_KEYS_FILE).read_text(encoding="utf-8")
+        )
+    current, from_env = _current_ring(settings)
+    if current is None and backup_ring is None:
+        raise BackupError(
+            f"the backup holds no {MASTER_KEYS_FILE} and the data dir has none: nothing"
+            " could open the restored keys (copy the ring you kept into the data dir first)"
+        )
+    if current is None:
+        assert backup_ring is not None
+        ring, write_ring = backup_ring, True
+    elif backup_ring is None:
+        ring, write_ring = current, False
+    else:
+        ring = current.merged_with(backup_ring)
+        write_ring = sorted(ring.keys) != sorted(current.keys)
+    missing = sorted(set(manifest.master_key_versions) - set(ring.keys))
+    if missing:
+        gone = [v for v in missing if v in ring.destroyed_versions]
+        why = (
+            f" (destroyed with `sealgate keys destroy-master`: {', '.join(map(str, gone))})"
+            if gone
+            else ""
+        )
+        raise BackupError(
+            "the backed-up data is wrapped under master-key version(s)"
+            f" {', '.join(map(str, missing))}, which no ring at hand holds{why};"
+            " nothing was changed"
+        )
+    if from_env and write_ring:
+        added = sorted(set(ring.keys) - set(current.keys if current else {}))
+        raise BackupError(
+            f"the ring comes from {MASTER_KEYS_ENV} and lacks version(s)"
+            f" {', '.join(map(str, added))} of the backup's {MASTER_KEYS_FILE}; add them there"
+        )
+    return ring, write_ring
+
+
+def restore(
+    settings: Settings,
+    directory: Path,
+    *,
+    force: bool = False,
+    progress: Progress = lambda step, done, total: None,
+) -> RestoreResult:
+    manifest = read(directory)
+    progress("checksums", 0, len(manifest.files))
+    verify(directory, manifest)
+    progress("checksums", len(manifest.files), len(manifest.files))
+    url = settings.database_url
+    if database.kind(url) != manifest.database:
+        raise BackupError(
+            f"the backup holds a {manifest.database} database; [database] url is"
+            f" {database.kind(url)}"
+        )
+    try:
+        ring, write_ring = _ring_after(settings, directory, manifest)
+    except MasterKeyError as exc:
+        raise BackupError(f"{exc}; nothing was changed") from None
+
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    engine = db.create_engine(url)
+    try:
+        try:
+            revisions = db.schema_revisions(engine)
+        except sa.exc.SQLAlchemyError:
+            revisions = frozenset()
+        if revisions and not force:
+            raise BackupError(
+                "the database already holds a sealgate installation; stop sealgate and run"
+                " again with --force to replace it"
+            )
+    finally:
+        engine.dispose()
+    [db_file] = [n for n in manifest.files if n in (database.SQLITE_FILE, database.PG_FILE)]
+    database.load(url, directory, db_file, lambda d, t: progress("database", d, t))
+    if write_ring:
+        save_ring(settings.data_dir, ring)
+
+    note = ""
+    if SETTINGS_FILE in manifest.files:
+        target = settings.data_dir / SETTINGS_FILE
+        if not target.exists():
+            shutil.copyfile(directory / SETTINGS_FILE, target)
+            target.chmod(stat.S_IRUSR | stat.S_IWUSR)
+            note = f"{SETTINGS_FILE} restored"
+        elif target.read_bytes() != (directory / SETTINGS_FILE).read_bytes():
+            shutil.copyfile(directory / SETTINGS_FILE, target.with_suffix(".toml.restored"))
+            note = (
+                f"{SETTINGS_FILE} differs from the backup's; the backup's copy is"
+                f" {target.with_suffix('.toml.restored')}"
+            )
+
+    engine = db.create_engine(url)
+    try:
+        db.migrate(engine)  # a backup from an older release is brought up to date
+    finally:
+        engine.dispose()
+    return RestoreResult(
+        manifest=manifest,
+        ring_versions=sorted(ring.keys),
+        ring_written=write_ring,
+        settings_note=note,
+    )

@@ -1,0 +1,137 @@
+"""`sealgate dns DOMAIN` prints the records to publish; `sealgate dns check` compares them
+with a real DNS server (a fake name server on 127.0.0.1 speaking the wire protocol)."""
+
+from __future__ import annotations
+
+import re
+
+import dns.name
+import dns.rdatatype
+import dns.zone
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from gateway import db
+from gateway.models import DkimKey
+from gateway.runtime import Runtime
+from gateway.timeutil import utcnow
+from sealgate.cli import cli
+from tests.fakes.dns_server import FakeDns
+
+DOMAIN = "example.test"
+ENV = {
+    "SEALGATE_SMTP_HOSTNAME": "mail.example.test",
+    "SEALGATE_PORTAL_BASE_URL": "https://portal.example.test",
+}
+
+
+def run(test_env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={**test_env, **ENV})
+
+
+def dkim_rows(runtime: Runtime) -> dict[str, DkimKey]:
+    with db.read_only(runtime.sessions) as session:
+        return {row.algorithm: row for row in session.scalars(sa.select(DkimKey))}
+
+
+def rrsets(zone: dns.zone.Zone) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for name, node in zone.nodes.items():
+        for rdataset in node.rdatasets:
+            key = (name.to_text(), dns.rdatatype.to_text(rdataset.rdtype))
+            found[key] = sorted(rdata.to_text() for rdata in rdataset)
+    return found
+
+
+def txt(values: list[str]) -> str:
+    [value] = values
+    return "".join(re.findall(r'"([^"]*)"', value))
+
+
+def test_dns_prints_every_record_as_a_zone_file(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    result = run(test_env, "dns", DOMAIN)
+    assert result.exit_code == 0, result.output
+    # The output is a valid zone file: dnspython reads it back record by record.
+    zone = dns.zone.from_text(result.output, origin=DOMAIN + ".", relativize=False,
+                              check_origin=False)  # fmt: skip
+    records = rrsets(zone)
+    keys = dkim_rows(runtime)
+    month = utcnow().strftime("%Y%m")
+    assert set(keys) == {"ed25519", "rsa"}
+    assert records.pop(("example.test.", "MX")) == ["10 mail.example.test."]
+    assert txt(records.pop(("example.test.", "TXT"))) == "v=spf1 mx -all"
+    assert txt(records.pop((f"ed{month}._domainkey.example.test.", "TXT"))) == (
+        f"v=DKIM1; k=ed25519; p={keys['ed25519'].public_key}"
+    )
+    rsa = records.pop((f"rsa{month}._domainkey.example.test.", "TXT"))
+    assert txt(rsa) == f"v=DKIM1; k=rsa; p={keys['rsa'].public_key}"
+    assert all(len(s) <= 255 + 2 for s in re.findall(r'"[^"]*"', rsa[0]))  # split for the wire
+    assert txt(records.pop(("_dmarc.example.test.", "TXT"))) == (
+        "v=DMARC1; p=quarantine; adkim=r; aspf=r"
+    )
+    assert records.pop(("openpgpkey.example.test.", "CNAME")) == ["portal.example.test."]
+    assert records.pop(("autoconfig.example.test.", "CNAME")) == ["portal.example.test."]
+    assert records.pop(("_submission._tcp.example.test.", "SRV")) == ["0 1 587 mail.example.test."]
+    assert records.pop(("_submissions._tcp.example.test.", "SRV")) == ["0 1 465 mail.example.test."]
+    assert records.pop(("_imaps._tcp.example.test.", "SRV")) == ["0 1 993 mail.example.test."]
+    for service in ("_imap", "_pop3", "_pop3s"):
+        assert records.pop((f"{service}._tcp.example.test.", "SRV")) == ["0 0 0 ."]
+    assert records == {}
+    # Every record says what it is for, and nothing secret is in the output.
+    assert result.output.count("\n; ") >= 13
+    assert "PRIVATE" not in result.output
+
+
+def test_dns_refuses_a_domain_that_is_not_hosted(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    result = run(test_env, "dns", "elsewhere.test")
+    assert result.exit_code == 1
+    assert "elsewhere.test is not a hosted domain" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dns_check_finds_what_the_name_server_publishes_and_what_it_lacks(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    published = run(test_env, "dns", DOMAIN).output
+    with FakeDns(published, origin=DOMAIN + ".") as server:
+        result = run(test_env, "dns", "check", DOMAIN, "--nameserver", f"127.0.0.1:{server.port}")
+        assert result.exit_code == 0, result.output
+        assert "13 of 13 records as expected" in result.output
+        asked = {(name, rtype) for name, rtype, _transport in server.queries}
+        assert ("_dmarc.example.test.", "TXT") in asked and len(asked) == 13
+
+    # A zone with an old SPF, no DMARC and the portal by address instead of CNAME.
+    edited = [
+        line for line in published.splitlines() if not line.startswith(("_dmarc.", "openpgpkey."))
+    ]
+    edited = [line.replace("v=spf1 mx -all", "v=spf1 a ~all") for line in edited]
+    edited += [
+        "openpgpkey.example.test. 300 IN A 192.0.2.7",
+        "portal.example.test. 300 IN A 192.0.2.7",
+    ]
+    with FakeDns("\n".join(edited) + "\n", origin=DOMAIN + ".") as server:
+        result = run(test_env, "dns", "check", DOMAIN, "--nameserver", f"127.0.0.1:{server.port}")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert "MISSING   _dmarc.example.test. TXT" in lines
+    assert "DIFFERENT example.test. TXT" in lines
+    assert "          have: v=spf1 a ~all" in lines
+    assert "OK        openpgpkey.example.test. CNAME" in lines  # same address as the portal
+    assert "11 of 13 records as expected" in lines
+
+
+def test_dns_check_says_when_dns_cannot_be_asked(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    with FakeDns("", origin=DOMAIN + ".") as server:
+        port = server.port
+    # Nothing listens there any more: every query times out.
+    result = run(
+        test_env, "dns", "check", DOMAIN, "--nameserver", f"127.0.0.1:{port}", "--timeout", "0.3"
+    )
+    assert result.exit_code == 2, result.output
+    assert "ERROR" in result.output and "Traceback" not in result.output
