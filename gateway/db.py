@@ -19,6 +19,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 
+from gateway.imap import folders
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sealgate_read_only"
 
@@ -58,7 +60,10 @@ def _sqlite_begin_immediate(conn: sa.Connection) -> None:
 
 
 def session_factory(engine: sa.Engine) -> so.sessionmaker[so.Session]:
-    return so.sessionmaker(engine, expire_on_commit=False)
+    factory = so.sessionmaker(engine, expire_on_commit=False)
+    # Every writer's session gives messages their folder UIDs (see gateway.imap.folders).
+    folders.install(factory)
+    return factory
 
 
 _sqlite_writers: dict[str, threading.RLock] = {}
