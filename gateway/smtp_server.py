@@ -22,9 +22,8 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
-from gateway import accounts, audit, db
+from gateway import accounts, db
 from gateway.addresses import InvalidAddress, normalize_address
-from gateway.passwords import PasswordTooLong
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionCounter, FailureWindow
 from gateway.runtime import Runtime
@@ -174,29 +173,17 @@ class SubmissionHandler:
         """The identity for a right login, else the reply (535, or why it was refused)."""
         rt = self.runtime
         with db.transaction(rt.sessions) as session:
-            try:
-                result = accounts.authenticate_smtp(
-                    session,
-                    rt.hasher,
-                    rt.settings.security,
-                    login,
-                    password,
-                    ip=ip,
-                    now=self.clock(),
-                )
-            except PasswordTooLong:
-                result = accounts.SmtpLogin(None)
-            address, known = result.address, result.known
-            audit.record(
+            result = accounts.login_mail_program(
                 session,
-                "smtp.auth",
-                actor=login[:320],
-                target=login[:320],
-                account_id=known.account_id if known else None,
-                success=address is not None,
+                rt.hasher,
+                rt.settings,
+                login,
+                password,
                 ip=ip,
-                detail=result.detail,
+                now=self.clock(),
+                protocol="SMTP",
             )
+            address = result.address
             if address is None:
                 log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
                 return result.reply or AUTH_INVALID

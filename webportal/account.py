@@ -59,6 +59,7 @@ ACTION_LABELS = {
     "app_password.revoke": noop("App password revoked"),
     "app_password.revoke_all": noop("All app passwords revoked"),
     "smtp.auth": noop("Mail program sign-in"),
+    "imap.auth": noop("Mail program sign-in"),
     "session.end": noop("Session ended"),
     "session.end_others": noop("All other sessions ended"),
     "alerts.settings": noop("Alert settings changed"),
@@ -439,7 +440,7 @@ class Entry:
 def _entry(event: AuditEvent, language: str) -> Entry:
     if event.action == "login" and not event.success:
         label = gettext(FAILED_LOGIN_LABELS.get(event.detail, FAILED_LOGIN))
-    elif event.action == "smtp.auth" and event.detail.startswith("app password "):
+    elif event.action in ("smtp.auth", "imap.auth") and event.detail.startswith("app password "):
         name = event.detail.removeprefix("app password ").strip("'\"")
         label = gettext(APP_PASSWORD_LOGIN, name=name)
     elif event.action in ACTION_LABELS:

@@ -127,9 +127,11 @@ def _account_of(session: so.Session, message: MailboxMessage) -> int:
     address = state.attrs.address.loaded_value
     if isinstance(address, Address) and address.account_id is not None:
         return address.account_id
-    account_id = session.connection().execute(
-        sa.select(Address.account_id).where(Address.id == message.address_id)
-    ).scalar_one()
+    account_id = (
+        session.connection()
+        .execute(sa.select(Address.account_id).where(Address.id == message.address_id))
+        .scalar_one()
+    )
     return int(account_id)
 
 
@@ -193,9 +195,7 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
         .values(modseq=MailFolder.modseq + 1)
     )
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids)))
-        )
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
 
 
 def install(factory: so.sessionmaker[so.Session]) -> None:

@@ -15,6 +15,8 @@ import signal
 import click
 
 from gateway import activity, db, logs
+from gateway.imap.notify import Notifier
+from gateway.imap.server import ImapServer
 from gateway.inbound import InboundServer
 from gateway.relay import run_relay
 from gateway.runtime import Runtime
@@ -32,7 +34,7 @@ log = logging.getLogger("sealgate.serve")
 @click.option("--debug", is_flag=True, help="Log at DEBUG level (secrets stay redacted).")
 @pass_state
 def serve(state: CliState, debug: bool) -> None:
-    """Run the SMTP submission server, the relay worker and the portal."""
+    """Run the SMTP submission server, IMAP, the relay worker and the portal."""
     logs.configure(logging.DEBUG if debug else logging.INFO)
     runtime = state.require_initialised()
     _preflight(runtime)
@@ -66,22 +68,31 @@ async def _serve(runtime: Runtime) -> None:
     smtp = SubmissionServer(runtime)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
     portal = PortalServer(create_app(runtime), runtime.settings)
+    notifier = Notifier()
+    imap = ImapServer(runtime, notifier) if runtime.settings.imap.enabled else None
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
+        if imap is not None:
+            await imap.start()
         portal.start()
     except OSError as exc:
         await smtp.stop(grace=0)
         if inbound is not None:
             await inbound.stop(grace=0)
+        if imap is not None:
+            await imap.stop()
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
+    notices = asyncio.create_task(notifier.listen(runtime.engine, stop), name="imap-notices")
 
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
+    if imap is not None:
+        mx += f" imap-starttls={host}:{imap.port} imap-tls={host}:{imap.tls_port}"
     click.echo(
         f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
         f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
@@ -94,6 +105,8 @@ async def _serve(runtime: Runtime) -> None:
     await smtp.stop()
     if inbound is not None:
         await inbound.stop()
+    if imap is not None:
+        await imap.stop()
     failure: BaseException | None = None
     try:
         await relay
@@ -103,6 +116,7 @@ async def _serve(runtime: Runtime) -> None:
         failure = exc
     await purge
     await pages
+    await notices
     await asyncio.to_thread(portal.stop)
     runtime.close()
     if failure is not None:
