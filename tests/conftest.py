@@ -20,10 +20,10 @@ import sqlalchemy as sa
 import trustme
 
 from gateway import accounts, db
-from gateway.runtime import Runtime
-from gateway.settings import Settings, load_settings
 from gateway.imap.notify import Notifier
 from gateway.imap.server import ImapServer
+from gateway.runtime import Runtime
+from gateway.settings import Settings, load_settings
 from gateway.smtp_server import SubmissionServer
 from keystore.masterkey import MasterKeyRing, save_ring
 from tests.gnupg import stop_agents

@@ -129,7 +129,7 @@ class ImapServer:
                 writer.close()
         except (ConnectionError, ssl.SSLError, EOFError):
             pass
-        except Exception as exc:  # noqa: BLE001  (logged once; the client got BYE from pymap)
+        except Exception as exc:
             log.error("IMAP session error: %s", type(exc).__name__, exc_info=exc)
         finally:
             self._connections.release(ip)
