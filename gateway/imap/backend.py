@@ -46,9 +46,8 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
-from pymap.parsing.response import ResponseNo
+from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.code import AppendUid, CopyUid
-from pymap.parsing.response.code import ResponseCode as _Code
 from pymap.parsing.specials import FetchRequirement, ObjectId, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Seen, Wildcard, get_system_flags
 from pymap.search import SearchCriteriaSet, SearchParams
@@ -81,7 +80,7 @@ class Refused(ResponseError):
         self._code = code
 
     def get_response(self, tag: bytes) -> ResponseNo:
-        code = _Code.of(self._code) if self._code else None
+        code = ResponseCode.of(self._code) if self._code else None
         return ResponseNo(tag, self._text, code)
 
 

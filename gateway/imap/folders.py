@@ -142,7 +142,7 @@ def _place(session: so.Session, message: MailboxMessage, touched: set[int]) -> N
     conn = session.connection()
     for attempt in range(2):
         row = conn.execute(
-            sa.update(MailFolder.__table__)
+            sa.update(MailFolder)
             .where(MailFolder.account_id == account_id, MailFolder.name == name)
             .values(uid_next=MailFolder.uid_next + 1, modseq=MailFolder.modseq + 1)
             .returning(MailFolder.id, MailFolder.uid_next)
@@ -190,9 +190,7 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
         return
     conn = session.connection()
     conn.execute(
-        sa.update(MailFolder.__table__)
-        .where(MailFolder.id.in_(ids))
-        .values(modseq=MailFolder.modseq + 1)
+        sa.update(MailFolder).where(MailFolder.id.in_(ids)).values(modseq=MailFolder.modseq + 1)
     )
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))

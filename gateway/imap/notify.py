@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,7 +39,7 @@ class Notifier:
         """Until the folder changes, `other` completes, or `timeout` passes."""
         event = asyncio.Event()
         self._waiters.setdefault(folder_id, set()).add(event)
-        waits = [asyncio.ensure_future(event.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait())]
         if other is not None:
             waits.append(asyncio.ensure_future(other))
         try:

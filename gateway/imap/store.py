@@ -114,7 +114,8 @@ def raw_messages(session: so.Session, folder_id: int, uids: Sequence[int]) -> di
                 MailboxMessage.folder_id == folder_id, MailboxMessage.uid.in_(chunk)
             )
         ):
-            out[uid] = raw
+            if uid is not None:
+                out[uid] = raw
     return out
 
 
@@ -338,7 +339,7 @@ def rename_folder(session: so.Session, account_id: int, before: str, after: str)
             new_name = after + row.name[len(before) :]
             # Core updates: the folder's messages keep their UIDs (no re-allocation).
             session.execute(
-                sa.update(MailboxMessage.__table__)
+                sa.update(MailboxMessage)
                 .where(MailboxMessage.folder_id == row.id)
                 .values(folder=new_name)
             )

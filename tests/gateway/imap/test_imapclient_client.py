@@ -13,9 +13,9 @@ import ssl
 from collections.abc import Iterator
 
 import imapclient
-from imapclient.imapclient import ANSWERED, DRAFTS, SEEN, SENT, TRASH
 import pytest
 from imapclient.exceptions import LoginError
+from imapclient.imapclient import ANSWERED, DRAFTS, SEEN, SENT, TRASH
 
 from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime

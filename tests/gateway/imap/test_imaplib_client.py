@@ -106,7 +106,7 @@ def test_create_rename_delete_a_user_folder(client: imaplib.IMAP4_SSL, runtime: 
     assert client.rename("Projects/Acme", "Clients/Acme")[0] == "OK"
     [moved] = rows(runtime, ALICE, "Clients/Acme")
     assert moved.subject == "Invoice 17" and moved.uid == 1  # a rename keeps the UIDs
-    typ, data = client.list()
+    _typ, data = client.list()
     names = {line.decode().rsplit(" ", 1)[1] for line in data}
     assert "Clients/Acme" in names and "Projects/Acme" not in names
     assert client.delete("Clients/Acme")[0] == "OK"
