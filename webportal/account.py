@@ -14,12 +14,22 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
-from gateway import accounts, activity, app_passwords, audit, lockout, login_alerts, sessions, totp
+from gateway import (
+    accounts,
+    activity,
+    app_passwords,
+    audit,
+    lockout,
+    login_alerts,
+    secret_key_export,
+    sessions,
+    totp,
+)
 from gateway.models import Account, AccountSecurity, Address, AuditEvent
 from gateway.passwords import PasswordTooLong
 from webportal import clock
@@ -66,6 +76,7 @@ ACTION_LABELS = {
     "key.create": noop("Encryption key created"),
     "key.rotate": noop("Encryption key replaced"),
     "key.revoke": noop("Encryption key revoked"),
+    "key.export": noop("Secret key downloaded"),
 }
 FAILED_LOGIN_LABELS = {
     "locked": noop("Sign-in refused: too many failed attempts"),
@@ -423,6 +434,74 @@ def address_password() -> ResponseReturnValue:
         error=error,
         two_factor=totp.is_enabled(db, account.id),
     )
+
+
+# -- secret key download ----------------------------------------------------------
+
+PASSPHRASE_ERRORS = {
+    "short": noop("Choose a passphrase of at least {count} characters."),
+    "long": noop("The passphrase is too long."),
+    "mismatch": noop("The two passphrases are not the same."),
+}
+EXPORT_NO_KEY = noop("This address has no key yet: it gets one with its first encrypted mail.")
+EXPORT_WRONG_CODE = noop("The code is wrong. Enter the current code from your authenticator app.")
+
+
+@bp.route("/secret-key", methods=["GET", "POST"])
+@fresh_login_required
+def secret_key() -> ResponseReturnValue:
+    """Download an address's secret keys for a mail program, locked with a passphrase."""
+    db = db_session()
+    account = _account()
+    owned = accounts.owned_addresses(db, account.id)
+    two_factor = totp.is_enabled(db, account.id)
+    chosen = request.values.get("address", owned[0] if owned else "")
+    error = None
+    if request.method == "POST":
+        rt = runtime()
+        row = db.scalar(
+            sa.select(Address).where(Address.account_id == account.id, Address.address == chosen)
+        )
+        problem = secret_key_export.check_passphrase(_field("passphrase"), _field("repeat"))
+        if row is None:
+            error = gettext("Choose one of your addresses.")
+        elif problem is not None:
+            error = gettext(
+                PASSPHRASE_ERRORS[problem], count=secret_key_export.MIN_PASSPHRASE_LENGTH
+            )
+        elif two_factor and not totp.check_second_factor(
+            db, totp.ring_for(rt.settings), account.id, _field("code"), _now()
+        ):
+            error = gettext(EXPORT_WRONG_CODE)
+        else:
+            try:
+                armored = secret_key_export.export_keys(
+                    db,
+                    rt.ring.get(),
+                    rt.settings,
+                    account,
+                    row,
+                    _field("passphrase"),
+                    now=_now(),
+                    **request_meta(),
+                )
+            except secret_key_export.ExportRefused:
+                error = gettext(EXPORT_NO_KEY)
+            else:
+                response = Response(armored, mimetype="application/pgp-keys")
+                response.headers["Content-Disposition"] = (
+                    f'attachment; filename="{row.address}-secret-key.asc"'
+                )
+                response.headers["Cache-Control"] = "no-store"
+                return response
+    return render_template(
+        "portal/account/secret_key.html",
+        addresses=owned,
+        chosen=chosen,
+        error=error,
+        two_factor=two_factor,
+        min_length=secret_key_export.MIN_PASSPHRASE_LENGTH,
+    ), (400 if error else 200)
 
 
 # -- activity and sessions --------------------------------------------------------

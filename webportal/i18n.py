@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from flask import Flask, g, request
 from flask_login import current_user
 
-from webportal import i18n_account, i18n_secure, i18n_webmail
+from webportal import i18n_account, i18n_mailprograms, i18n_secure, i18n_webmail
 
 DEFAULT_LANGUAGE = "en"
 SUPPORTED = ("en", "de", "fr")
@@ -119,8 +119,20 @@ _BASE: Mapping[str, Mapping[str, str]] = {
     },
 }
 CATALOGS: Mapping[str, Mapping[str, str]] = {
-    "de": {**_BASE["de"], **i18n_account.DE, **i18n_secure.DE, **i18n_webmail.DE},
-    "fr": {**_BASE["fr"], **i18n_account.FR, **i18n_secure.FR, **i18n_webmail.FR},
+    "de": {
+        **_BASE["de"],
+        **i18n_account.DE,
+        **i18n_secure.DE,
+        **i18n_webmail.DE,
+        **i18n_mailprograms.DE,
+    },
+    "fr": {
+        **_BASE["fr"],
+        **i18n_account.FR,
+        **i18n_secure.FR,
+        **i18n_webmail.FR,
+        **i18n_mailprograms.FR,
+    },
 }
 
 

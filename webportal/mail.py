@@ -173,6 +173,7 @@ def message(message_id: int) -> ResponseReturnValue:
         abort(404)
     if row.folder == DRAFTS:
         return redirect(url_for("compose.compose", draft=message_id))
+    reading.mark_seen(row)
     page = _page_context(row)
     try:
         opened = open_owned(message_id)
