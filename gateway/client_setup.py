@@ -73,7 +73,7 @@ def autoconfig_xml(settings: Settings, provider: str, domains: Sequence[str]) ->
         _text(server, "socketType", endpoint.security)
         _text(server, "authentication", "password-cleartext")
         _text(server, "username", "%EMAILADDRESS%")
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + bytes(ET.tostring(root, encoding="utf-8"))
 
 
 def _uuid(*parts: str) -> str:

@@ -179,6 +179,7 @@ def append(
             return target.uid_validity, encrypted.uid
         row = _clone(encrypted, folder_name)
         row.flags = wanted
+        session.add(row)
     else:
         address = session.get(Address, address_id)
         assert address is not None
