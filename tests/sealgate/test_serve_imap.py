@@ -14,9 +14,11 @@ import ssl
 import time
 
 import imapclient
+import pytest
 
+from gateway.runtime import Runtime
 from tests.conftest import TEST_DATABASE_URL
-from tests.sealgate.test_serve import ALICE, BOB, running, serve_env  # noqa: F401  (fixture)
+from tests.sealgate.test_serve import ALICE, BOB, running
 
 IMAP_READY = re.compile(r"imap-starttls=[\d.]+:(\d+) imap-tls=[\d.]+:(\d+)")
 
@@ -27,6 +29,14 @@ def imap_tls_port(output: list[str]) -> int:
         if match:
             return int(match.group(2))
     raise AssertionError("serve did not name its IMAP ports:\n" + "".join(output))
+
+
+@pytest.fixture
+def serve_env(
+    test_env: dict[str, str], runtime: Runtime, mail_users: dict[str, str]
+) -> dict[str, str]:
+    """The environment for `sealgate serve` processes on this test's (initialised) data dir."""
+    return test_env
 
 
 def test_idle_on_one_process_hears_of_mail_delivered_by_another(
