@@ -132,6 +132,9 @@ class MailboxMessage(Base):
     uid: so.Mapped[int | None]
     flags: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     message_id: so.Mapped[str] = so.mapped_column(sa.String(250), default="", server_default="")
+    # The IMAP ENVELOPE of `raw`, kept once computed (as Dovecot's index cache keeps it):
+    # a mail program's folder listing then reads no message bodies.
+    envelope: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary, deferred=True)
     queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
     subject: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     from_addr: so.Mapped[str] = so.mapped_column(sa.Text, default="")

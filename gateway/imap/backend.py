@@ -19,15 +19,16 @@ from argparse import Namespace
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy.orm as so
 from proxyprotocol.noop import ProxyProtocolNoop
 from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
+from pymap.bytes import Writeable, WriteStream
 from pymap.concurrent import Event
 from pymap.config import BackendCapability, IMAPConfig
-from pymap.context import socket_info
+from pymap.context import current_command, socket_info
 from pymap.exceptions import (
     InvalidAuth,
     MailboxConflict,
@@ -48,6 +49,7 @@ from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.code import AppendUid, CopyUid
+from pymap.parsing.response.fetch import EnvelopeStructure
 from pymap.parsing.specials import FetchRequirement, ObjectId, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Seen, Wildcard, get_system_flags
 from pymap.search import SearchCriteriaSet, SearchParams
@@ -68,6 +70,8 @@ from gateway.timeutil import Clock, utcnow
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_BYTES = 8 * 1024 * 1024
+# FETCH attributes answered from the folder listing and kept envelopes alone.
+LISTING_ATTRIBUTES = frozenset({b"UID", b"FLAGS", b"INTERNALDATE", b"ENVELOPE", b"RFC822.SIZE"})
 SPECIAL_USE_CAPABILITY = b"SPECIAL-USE"
 
 
@@ -291,8 +295,35 @@ class Identity(IdentityInterface):
         raise NotAllowedError("not available")
 
 
+class _Kept(Writeable):
+    """An envelope as kept in the database, written out as it is."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def write(self, writer: WriteStream) -> None:
+        writer.write(self._data)
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+
+def envelope_bytes(raw: bytes) -> bytes:
+    """The IMAP ENVELOPE of a message, as pymap writes it (computed from the header only)."""
+    content = MessageContent.parse(rawheaders.split_message(raw)[0])
+    return bytes(BaseLoadedMessage._get_envelope_structure(content))
+
+
+def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:
+    return {uid: envelope_bytes(raw) for uid, raw in raws.items()}
+
+
 class LoadedMessage(BaseLoadedMessage):
-    """Content as stored; a text search of an encrypted message sees its subject only."""
+    """Content as stored; a text search of an encrypted message sees its subject only.
+
+    For a listing (FLAGS, ENVELOPE, sizes) no content is loaded at all: the kept
+    envelope and the stored size answer it.
+    """
 
     def __init__(
         self,
@@ -300,9 +331,24 @@ class LoadedMessage(BaseLoadedMessage):
         requirement: FetchRequirement,
         content: MessageContent | None,
         encrypted: bool,
+        *,
+        envelope: bytes | None = None,
+        size: int | None = None,
     ) -> None:
         super().__init__(message, requirement, content)
         self._encrypted = encrypted
+        self._envelope = envelope
+        self._size = size
+
+    def get_envelope_structure(self) -> EnvelopeStructure:
+        if self._envelope is not None:
+            return cast(EnvelopeStructure, _Kept(self._envelope))
+        return super().get_envelope_structure()
+
+    def get_size(self, section: Sequence[int] | None = None) -> int:
+        if not section and self._content is None and self._size is not None:
+            return self._size
+        return super().get_size(section)
 
     def contains(self, value: bytes) -> bool:
         if not self._encrypted:
@@ -349,6 +395,11 @@ class Message(BaseMessage):
         mailbox = self._mailbox
         if mailbox is None or self.expunged or not (requirement & FetchRequirement.CONTENT):
             return LoadedMessage(self, requirement, None, self._encrypted)
+        kept = mailbox.envelopes.get(self.uid)
+        if mailbox.listing_only and kept is not None:
+            return LoadedMessage(
+                self, requirement, None, self._encrypted, envelope=kept, size=self._size
+            )
         raw = await mailbox.load_raw(self.uid)
         if raw is None:
             return LoadedMessage(self, requirement, None, self._encrypted)
@@ -371,6 +422,9 @@ class MailboxData(MailboxDataInterface[Message]):
         self._pending: list[int] = []
         self._sizes: dict[int, int] = {}
         self._cache: dict[int, bytes] = {}
+        # For the FETCH at hand: kept envelopes, and whether it asks for nothing else.
+        self.envelopes: dict[int, bytes] = {}
+        self.listing_only = False
 
     @property
     def mailbox_id(self) -> ObjectId:
@@ -669,12 +723,40 @@ class Session(BaseSession[Message]):
             await mbx.set_flags(uids, [Seen], FlagOp.ADD)
         _current, metas = await mbx._state()
         by_uid = {m.uid: m for m in metas}
-        mbx.expect([u for u in uids if u in by_uid], {m.uid: m.size for m in metas})
+        present = [u for u in uids if u in by_uid]
+        command = current_command.get(None)
+        names = {a.value for a in getattr(command, "attributes", ())}
+        if b"ENVELOPE" in names and present:
+            mbx.envelopes = await self._envelopes(mbx, present, by_uid)
+            mbx.listing_only = names <= LISTING_ATTRIBUTES
+        mbx.expect(present, {m.uid: m.size for m in metas})
         out: list[tuple[int, Message]] = []
         for seq, cached in wanted:
             meta = by_uid.get(cached.uid)
             out.append((seq, Message.of(meta, mbx) if meta else Message.copy_expunged(cached)))
         return out, await mbx.update_selected(selected)
+
+    async def _envelopes(
+        self, mbx: MailboxData, uids: list[int], by_uid: dict[int, store.MessageMeta]
+    ) -> dict[int, bytes]:
+        """The envelopes of `uids`: kept ones read, missing ones computed (in batches of
+        bounded size, off the event loop) and kept for the next listing."""
+        access = self._mailbox_set.access
+        kept = await access.read(store.envelopes, mbx.info.id, uids)
+        missing = [u for u in uids if u not in kept]
+        start = 0
+        while start < len(missing):
+            batch: list[int] = []
+            total = 0
+            while start < len(missing) and (not batch or total < BATCH_BYTES):
+                batch.append(missing[start])
+                total += by_uid[missing[start]].size
+                start += 1
+            raws = await access.read(store.raw_messages, mbx.info.id, batch)
+            computed = await asyncio.to_thread(_envelopes_of, raws)
+            await access.write(store.keep_envelopes, mbx.info.id, computed)
+            kept.update(computed)
+        return kept
 
     async def search_mailbox(
         self, selected: SelectedMailbox, keys: frozenset[SearchKey]

@@ -15,6 +15,7 @@ import logging
 import ssl
 from asyncio import StreamReader, StreamWriter
 from contextlib import AsyncExitStack, closing
+from typing import Any, cast
 
 from proxyprotocol.noop import ProxyProtocolNoop
 from proxyprotocol.reader import ProxyProtocolReader
@@ -22,7 +23,7 @@ from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
-from pymap.parsing.response import CommandResponse, ResponseBye, ResponseOk
+from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseOk
 
 from gateway.imap.backend import SealgateBackend
 from gateway.imap.notify import Notifier
@@ -38,6 +39,55 @@ _PYMAP_LOG = logging.getLogger("pymap")
 class _NoProtocolTrace(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.DEBUG
+
+
+class _BufferedWriter:
+    """Collects pymap's many small writes (about seven per FETCH answer) and sends them
+    at each drain or every 64 KiB: one TLS record per chunk instead of one per piece."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, writer: StreamWriter) -> None:
+        self._writer = writer
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self.LIMIT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    async def drain(self) -> None:
+        self._flush()
+        await self._writer.drain()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        self._flush()
+        await self._writer.start_tls(context)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._flush()
+        self._writer.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+class _Connection(IMAPConnection):
+    """pymap's connection without its protocol trace, which formats every answer a second
+    time just to drop it below DEBUG (and would carry message bodies if it did not)."""
+
+    async def write_response(self, resp: Response) -> None:
+        try:
+            await resp.async_write(self.writer)
+            await self.writer.drain()
+        except ConnectionError:
+            pass
 
 
 class _State(ConnectionState):
@@ -117,7 +167,8 @@ class ImapServer:
         try:
             config = self.backend.config
             config.apply_context()
-            conn = IMAPConnection(config.commands, config, reader, writer, info)
+            buffered = cast(StreamWriter, _BufferedWriter(writer))
+            conn = _Connection(config.commands, config, reader, buffered, info)
             state = _State(self.backend, implicit_tls=implicit_tls)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)

@@ -119,6 +119,32 @@ def raw_messages(session: so.Session, folder_id: int, uids: Sequence[int]) -> di
     return out
 
 
+def envelopes(session: so.Session, folder_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+    """The kept IMAP envelopes of these messages (those computed before)."""
+    out: dict[int, bytes] = {}
+    for start in range(0, len(uids), 1000):
+        for uid, envelope in session.execute(
+            sa.select(MailboxMessage.uid, MailboxMessage.envelope).where(
+                MailboxMessage.folder_id == folder_id,
+                MailboxMessage.uid.in_(list(uids[start : start + 1000])),
+                MailboxMessage.envelope.is_not(None),
+            )
+        ):
+            if uid is not None and envelope is not None:
+                out[uid] = envelope
+    return out
+
+
+def keep_envelopes(session: so.Session, folder_id: int, computed: dict[int, bytes]) -> None:
+    """Keep computed envelopes; Core updates, so no folder change is announced for them."""
+    for uid, envelope in computed.items():
+        session.execute(
+            sa.update(MailboxMessage)
+            .where(MailboxMessage.folder_id == folder_id, MailboxMessage.uid == uid)
+            .values(envelope=envelope)
+        )
+
+
 def _rows(session: so.Session, folder_id: int, uids: Iterable[int]) -> list[MailboxMessage]:
     wanted = sorted(set(uids))
     out: list[MailboxMessage] = []
@@ -227,6 +253,7 @@ def _clone(row: MailboxMessage, folder_name: str) -> MailboxMessage:
         search_text=row.search_text,
         envelope_from=row.envelope_from,
         message_id=row.message_id,
+        envelope=row.envelope,
         date=row.date,
         received_at=row.received_at,
         size=row.size,

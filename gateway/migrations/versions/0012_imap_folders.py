@@ -48,6 +48,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("message_id", sa.String(length=250), server_default="", nullable=False)
         )
+        batch_op.add_column(sa.Column("envelope", sa.LargeBinary(), nullable=True))
         batch_op.alter_column(
             "folder", existing_type=sa.String(length=32), type_=sa.String(length=200),
             existing_nullable=False,
@@ -128,6 +129,7 @@ def downgrade() -> None:
             "folder", existing_type=sa.String(length=200), type_=sa.String(length=32),
             existing_nullable=False,
         )
+        batch_op.drop_column("envelope")
         batch_op.drop_column("message_id")
         batch_op.drop_column("uid")
         batch_op.drop_column("folder_id")
