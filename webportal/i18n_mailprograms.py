@@ -66,6 +66,20 @@ DE: dict[str, str] = {
         " Sie dort Ihren geheimen Schlüssel."
     ),
     "Your key in a mail program": "Ihr Schlüssel in einem E-Mail-Programm",
+    "Delete folder": "Ordner löschen",
+    "Delete this folder and its messages?": "Diesen Ordner samt seinen Nachrichten löschen?",
+    "Folder name": "Ordnername",
+    "New folder": "Neuer Ordner",
+    "New name": "Neuer Name",
+    "Rename": "Umbenennen",
+    "That name cannot be used: choose another one (at most 200 characters, not one of the"
+    " standard folders, no empty part between slashes).": (
+        "Dieser Name geht nicht: Wählen Sie einen anderen (höchstens 200 Zeichen, keiner der"
+        " Standardordner, kein leerer Teil zwischen Schrägstrichen)."
+    ),
+    "The folder was created.": "Der Ordner wurde angelegt.",
+    "The folder was deleted.": "Der Ordner wurde gelöscht.",
+    "The folder was renamed.": "Der Ordner wurde umbenannt.",
 }
 
 FR: dict[str, str] = {
@@ -131,4 +145,18 @@ FR: dict[str, str] = {
         " secrète."
     ),
     "Your key in a mail program": "Votre clé dans un logiciel de messagerie",
+    "Delete folder": "Supprimer le dossier",
+    "Delete this folder and its messages?": "Supprimer ce dossier et ses messages ?",
+    "Folder name": "Nom du dossier",
+    "New folder": "Nouveau dossier",
+    "New name": "Nouveau nom",
+    "Rename": "Renommer",
+    "That name cannot be used: choose another one (at most 200 characters, not one of the"
+    " standard folders, no empty part between slashes).": (
+        "Ce nom ne convient pas : choisissez-en un autre (200 caractères au plus, pas un des"
+        " dossiers standard, pas de partie vide entre des barres obliques)."
+    ),
+    "The folder was created.": "Le dossier a été créé.",
+    "The folder was deleted.": "Le dossier a été supprimé.",
+    "The folder was renamed.": "Le dossier a été renommé.",
 }
