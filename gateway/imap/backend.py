@@ -59,7 +59,7 @@ from pysasl import SASLAuth
 from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
-from gateway import accounts, db, rawheaders
+from gateway import accounts, app_passwords, db, lockout, rawheaders
 from gateway.imap import store
 from gateway.imap.folders import DELIMITER, INBOX, FolderError
 from gateway.imap.notify import Notifier
@@ -216,10 +216,11 @@ class Login(LoginInterface):
         ip = str(info.peername_ip) if info is not None and info.peername_ip else "unknown"
         if self.failures.blocked(ip):
             raise Refused("Too many failed logins from your address; try later.", b"UNAVAILABLE")
-        outcome: list[accounts.SmtpLogin] = []
         login = credentials.authcid
+        outcome: list[tuple[accounts.SmtpLogin, Who | None]] = []
 
         def check(password: str) -> bool:
+            """The one mail-program login, in a worker thread; pysasl hands the password."""
             with db.transaction(self.runtime.sessions) as session:
                 result = accounts.login_mail_program(
                     session,
@@ -231,30 +232,25 @@ class Login(LoginInterface):
                     now=self.clock(),
                     protocol="IMAP",
                 )
-                if result.address is not None:
-                    outcome.append(result)
-                    who.append(
-                        Who(result.address.account_id, result.address.id, result.address.address)
-                    )
-                else:
-                    outcome.append(result)
-            return result.address is not None
+                found = result.address
+                who = Who(found.account_id, found.id, found.address) if found else None
+                outcome.append((result, who))
+            return who is not None
 
-        who: list[Who] = []
-        ok = await asyncio.to_thread(credentials.verify, _PasswordCheck(login, check))
-        if not ok or not who:
-            self.failures.record(ip)
-            log.info("IMAP login failed for %r from %s", login[:80], ip)
-            reply = outcome[0].reply if outcome else None
-            if reply and reply.startswith("454"):
-                raise Refused("Too many failed logins for this account; try later.", b"UNAVAILABLE")
-            if reply and "app password" in reply:
-                raise Refused(
-                    "This account uses two-factor login: use an app password.",
-                    b"AUTHENTICATIONFAILED",
-                )
-            raise InvalidAuth()
-        return Identity(self, who[0])
+        await asyncio.to_thread(credentials.verify, _PasswordCheck(login, check))
+        result, who = outcome[0] if outcome else (accounts.SmtpLogin(None), None)
+        if who is not None:
+            return Identity(self, who)
+        self.failures.record(ip)
+        log.info("IMAP login failed for %r from %s", login[:80], ip)
+        if result.reply == lockout.SMTP_LOCKED:
+            raise Refused("Too many failed logins for this account; try later.", b"UNAVAILABLE")
+        if result.reply == app_passwords.AUTH_APP_PASSWORD_REQUIRED:
+            raise Refused(
+                "This account uses two-factor login: use an app password.",
+                b"AUTHENTICATIONFAILED",
+            )
+        raise InvalidAuth()
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> Identity:
         if not isinstance(authenticated, Identity) or authzid.lower() != authenticated.name:
