@@ -188,6 +188,8 @@ class ImapSettings:
     hostname: str = ""
     max_append_size: int = 25 * 1024 * 1024
     max_connections_per_client: int = 20
+    # Autologout: seconds a client may stay silent (RFC 9051: at least 30 minutes).
+    idle_timeout: float = 1800.0
     # How often an idling client's folder is looked at when no change notice came
     # (PostgreSQL LISTEN/NOTIFY wakes it at once; SQLite relies on this).
     idle_poll_interval: float = 1.0

@@ -78,6 +78,35 @@ class _BufferedWriter:
         return getattr(self._writer, name)
 
 
+class _TimedReader:
+    """The client's stream with an autologout: a client silent for `timeout` seconds
+    (RFC 9051 asks for at least 30 minutes; IDLE clients renew every 29) is told BYE
+    and disconnected, so idle connections cannot pile up."""
+
+    def __init__(self, reader: StreamReader, writer: StreamWriter, timeout: float) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._timeout = timeout
+
+    async def _timed(self, coro: Any) -> bytes:
+        try:
+            return cast(bytes, await asyncio.wait_for(coro, self._timeout))
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                self._writer.write(b"* BYE Autologout; idle for too long\r\n")
+                await self._writer.drain()
+            raise EOFError from None
+
+    async def readline(self) -> bytes:
+        return await self._timed(self._reader.readline())
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._timed(self._reader.readexactly(n))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
 class _Connection(IMAPConnection):
     """pymap's connection without its protocol trace, which formats every answer a second
     time just to drop it below DEBUG (and would carry message bodies if it did not)."""
@@ -168,7 +197,11 @@ class ImapServer:
             config = self.backend.config
             config.apply_context()
             buffered = cast(StreamWriter, _BufferedWriter(writer))
-            conn = _Connection(config.commands, config, reader, buffered, info)
+            timed = cast(
+                StreamReader,
+                _TimedReader(reader, writer, self.runtime.settings.imap.idle_timeout),
+            )
+            conn = _Connection(config.commands, config, timed, buffered, info)
             state = _State(self.backend, implicit_tls=implicit_tls)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import imaplib
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 
 import pytest
 
+from gateway.imap.notify import Notifier
 from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime
+from tests.conftest import LoopThread
 from tests.gateway.imap.conftest import ALICE, deliver, plain, rows
 
 
@@ -112,3 +115,26 @@ def test_create_rename_delete_a_user_folder(client: imaplib.IMAP4_SSL, runtime: 
     assert client.delete("Clients/Acme")[0] == "OK"
     assert rows(runtime, ALICE, "Clients/Acme") == []
     assert client.delete("Trash")[0] == "NO"  # special folders stay
+
+
+def test_a_silent_client_is_logged_out(
+    runtime: Runtime, loop_thread: LoopThread, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Idle connections cannot pile up: silence past [imap] idle_timeout ends in BYE."""
+    quick = Runtime.open(runtime.settings.replace(imap={"idle_timeout": 0.5}))
+    server = ImapServer(quick, Notifier())
+    loop_thread.run(server.start())
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw,
+            client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            greeting = tls.recv(4096)
+            assert greeting.startswith(b"* OK")
+            rest = b""
+            while chunk := tls.recv(4096):
+                rest += chunk
+        assert rest == b"* BYE Autologout; idle for too long\r\n"
+    finally:
+        loop_thread.run(server.stop())
+        quick.close()
