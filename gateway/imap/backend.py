@@ -353,6 +353,20 @@ class LoadedMessage(BaseLoadedMessage):
         return value.lower() in subjects.lower()
 
 
+_FLAG_OBJECTS: dict[str, Flag] = {}
+MAX_FLAG_OBJECTS = 10_000
+
+
+def _flag(name: str) -> Flag:
+    """pymap's Flag for a stored name, made once (a listing has a few names, many times)."""
+    flag = _FLAG_OBJECTS.get(name)
+    if flag is None:
+        flag = Flag(name)
+        if len(_FLAG_OBJECTS) < MAX_FLAG_OBJECTS:  # keywords come from clients: bounded
+            _FLAG_OBJECTS[name] = flag
+    return flag
+
+
 class Message(BaseMessage):
     __slots__ = ["_encrypted", "_mailbox", "_size"]
 
@@ -377,7 +391,7 @@ class Message(BaseMessage):
         return cls(
             meta.uid,
             meta.received_at,
-            [Flag(f) for f in meta.flags],
+            [_flag(f) for f in meta.flags],
             mailbox=mailbox,
             encrypted=meta.encrypted,
             size=meta.size,
@@ -445,11 +459,19 @@ class MailboxData(MailboxDataInterface[Message]):
     async def _state(self) -> tuple[int | None, list[store.MessageMeta]]:
         folder_id = self.info.id
 
+        known = self._set.listings.get(folder_id)
+
         def load(session: so.Session) -> tuple[int | None, list[store.MessageMeta]]:
             current = store.modseq(session, folder_id)
-            return current, store.metas(session, folder_id) if current is not None else []
+            if current is None:
+                return None, []
+            if known is not None and known[0] == current:
+                return current, known[1]  # every change raises modseq: this is still true
+            return current, store.metas(session, folder_id)
 
         current, metas = await self._set.access.read(load)
+        if current is not None:
+            self._set.listings[folder_id] = (current, metas)
         self._metas, self._metas_modseq = metas, current or 0
         return current, metas
 
@@ -585,6 +607,8 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
         self.notifier = notifier
         self.who = who
         self.runtime = runtime
+        # This connection's last listing of each folder, valid while its modseq is.
+        self.listings: dict[int, tuple[int, list[store.MessageMeta]]] = {}
 
     @property
     def delimiter(self) -> str:
