@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, app_passwords, audit, db, lockout, smtp_codes, totp
+from gateway import address_keys, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain
-from gateway.passwords import PasswordHasher
-from gateway.settings import SecuritySettings
+from gateway.passwords import PasswordHasher, PasswordTooLong
+from gateway.settings import SecuritySettings, Settings
 from gateway.timeutil import utcnow
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 
@@ -246,6 +246,10 @@ class SmtpLogin:
     detail: str = ""
 
 
+# The mail-program protocols one login function serves; each names its audit action.
+MAIL_PROTOCOLS = {"SMTP": "smtp.auth", "IMAP": "imap.auth"}
+
+
 def authenticate_smtp(
     session: so.Session,
     hasher: PasswordHasher,
@@ -255,13 +259,18 @@ def authenticate_smtp(
     *,
     ip: str,
     now: dt.datetime,
+    protocol: str = "SMTP",
 ) -> SmtpLogin:
-    """Check an SMTP AUTH login: the address password, or an app password of its account.
+    """Check a mail program's login (SMTP AUTH, IMAP LOGIN): the address password, or an
+    app password of its account.
 
     An account with two-factor login accepts app passwords only, and a refusal
-    says so. Failures count towards the account's SMTP lockout; a locked account
-    is refused without a password check. Unknown logins cost a full Argon2 verify.
+    says so. Failures of every mail protocol count towards the one mail-program
+    lockout of the account (`lockout.smtp_key`); a locked account is refused
+    without a password check. Unknown logins cost a full Argon2 verify.
     """
+    if protocol not in MAIL_PROTOCOLS:
+        raise ValueError(f"unknown mail protocol {protocol!r}")
     row = find_address(session, login) if login.isprintable() and len(login) <= 320 else None
     if row is None:
         hasher.verify(None, password)
@@ -289,3 +298,46 @@ def authenticate_smtp(
         row.password_hash = hasher.hash(password)
     counters.clear(key)
     return SmtpLogin(row, row)
+
+
+def login_mail_program(
+    session: so.Session,
+    hasher: PasswordHasher,
+    settings: Settings,
+    login: str,
+    password: str,
+    *,
+    ip: str,
+    now: dt.datetime,
+    protocol: str,
+) -> SmtpLogin:
+    """One mail-program login, whatever the protocol: checked by `authenticate_smtp`,
+    written to the account's activity, and a failure announced by the failed-login
+    alert mail (rate-limited like the portal's)."""
+    try:
+        result = authenticate_smtp(
+            session, hasher, settings.security, login, password, ip=ip, now=now, protocol=protocol
+        )
+    except PasswordTooLong:
+        result = SmtpLogin(None)
+    known = result.known
+    audit.record(
+        session,
+        MAIL_PROTOCOLS[protocol],
+        actor=login[:320],
+        target=login[:320],
+        account_id=known.account_id if known else None,
+        success=result.address is not None,
+        ip=ip,
+        detail=result.detail,
+    )
+    if result.address is None and known is not None and result.detail != "account locked":
+        login_alerts.queue_alert(
+            session,
+            settings,
+            known.account,
+            "failed_login",
+            login_alerts.LoginContext(ip=ip, user_agent="", at=now),
+            reason="password",
+        )
+    return result

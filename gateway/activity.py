@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Events without an account that still describe a person: a login attempt for a
 # name that is no account carries the typed name, an IP and a browser.
-PERSONAL_ACTIONS = ("login", "logout", "smtp.auth")
+PERSONAL_ACTIONS = ("login", "logout", "smtp.auth", "imap.auth")
 PURGE_INTERVAL_SECONDS = 3600.0
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     # database, few migrate it.
     from alembic.config import Config as AlembicConfig
 
+from gateway.imap import folders
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -75,7 +76,10 @@ def session_factory(
     caller.
     """
     info = {RING_INFO_KEY: ring} if ring is not None else {}
-    return so.sessionmaker(engine, expire_on_commit=False, info=info)
+    factory = so.sessionmaker(engine, expire_on_commit=False, info=info)
+    # Every writer's session gives messages their folder UIDs (see gateway.imap.folders).
+    folders.install(factory)
+    return factory
 
 
 def session_ring_file(session: so.Session) -> RingFile | None:

@@ -47,6 +47,7 @@ def store(
         ),
         search_text=None if encrypted else searchable_text(raw),
         envelope_from=envelope_from,
+        message_id=_header_text(headers, "Message-ID").strip()[:250],
         date=_header_date(headers),
         received_at=now,
         size=len(raw),

@@ -32,6 +32,11 @@ class MessageSummary:
     to_addr: str = ""
     folder: str = ""
 
+    @property
+    def seen(self) -> bool:
+        """Read, in the webmail and in every IMAP program (the shared `\\Seen` flag)."""
+        return "\\Seen" in self.flags.split()
+
 
 @dataclass(frozen=True)
 class FolderPage:

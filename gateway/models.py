@@ -160,16 +160,59 @@ class MasterRotationJob(Base):
     error: so.Mapped[str] = so.mapped_column(sa.Text, default="")
 
 
+class MailFolder(Base):
+    """One folder of an account's mailbox, as IMAP sees it: its UIDs are allocated here.
+
+    `uid_next` and `modseq` are only ever raised by an UPDATE in the writer's
+    transaction (gateway.imap.folders), so several processes on one PostgreSQL
+    hand out distinct, increasing UIDs. `modseq` rises with every change to the
+    folder's messages: an IMAP session compares it to see whether to look again.
+    """
+
+    __tablename__ = "mail_folders"
+    __table_args__ = (sa.UniqueConstraint("account_id", "name"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    # RFC 6154 attribute without the backslash ("Sent", "Drafts", "Trash"); "" for none.
+    special_use: so.Mapped[str] = so.mapped_column(sa.String(16), default="")
+    uid_validity: so.Mapped[int] = so.mapped_column(sa.BigInteger)
+    uid_next: so.Mapped[int] = so.mapped_column(default=1)
+    modseq: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=1)
+    subscribed: so.Mapped[bool] = so.mapped_column(default=True)
+    created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+
 class MailboxMessage(Base):
-    """One message in one hosted address's folder, raw bytes included."""
+    """One message in one hosted address's folder, raw bytes included.
+
+    Writers set `folder` (the name); `folder_id` and `uid` follow from it at
+    flush time (gateway.imap.folders), a new UID whenever the message enters a
+    folder. `flags` holds the IMAP system flags and keywords, space-separated.
+    """
 
     __tablename__ = "mailbox_messages"
-    __table_args__ = (sa.Index("ix_mailbox_folder_date", "address_id", "folder", "received_at"),)
+    __table_args__ = (
+        sa.Index("ix_mailbox_folder_date", "address_id", "folder", "received_at"),
+        sa.Index("ix_mailbox_folder_uid", "folder_id", "uid", unique=True),
+        sa.Index("ix_mailbox_message_id", "message_id"),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     address_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("addresses.id"))
-    folder: so.Mapped[str] = so.mapped_column(sa.String(32), default="INBOX")
-    flags: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    folder: so.Mapped[str] = so.mapped_column(sa.String(200), default="INBOX")
+    folder_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("mail_folders.id", ondelete="CASCADE")
+    )
+    uid: so.Mapped[int | None]
+    flags: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    message_id: so.Mapped[str] = so.mapped_column(sa.String(250), default="", server_default="")
+    # The IMAP ENVELOPE of `raw`, kept once computed (as Dovecot's index cache keeps it):
+    # a mail program's folder listing then reads no message bodies.
+    envelope: so.Mapped[bytes | None] = so.mapped_column(sa.LargeBinary, deferred=True)
     queue_id: so.Mapped[str] = so.mapped_column(sa.String(32), index=True)
     subject: so.Mapped[str] = so.mapped_column(sa.Text, default="")
     from_addr: so.Mapped[str] = so.mapped_column(sa.Text, default="")

@@ -275,6 +275,13 @@ def _content(part: object) -> str:
     return content.replace("\r\n", "\n") if isinstance(content, str) else ""
 
 
+def mark_seen(row: MailboxMessage) -> None:
+    """Opened in the webmail: read everywhere (IMAP programs see `\\Seen`)."""
+    flags = row.flags.split()
+    if SEEN not in flags:
+        row.flags = " ".join([SEEN, *flags])
+
+
 def move(session: so.Session, account_id: int, message_id: int, folder: str) -> None:
     owned_message(session, account_id, message_id).folder = folder
 
@@ -289,3 +296,4 @@ def delete(session: so.Session, account_id: int, message_id: int) -> None:
 
 
 TRASH = "Trash"
+SEEN = "\\Seen"

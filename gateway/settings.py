@@ -262,6 +262,26 @@ class FilterSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """IMAP for mail programs (issue 11); it listens on `[smtp] listen` with the SMTP
+    certificate. Production ports are 143 (STARTTLS) and 993 (implicit TLS)."""
+
+    enabled: bool = True
+    port: int = 2143
+    tls_port: int = 2993
+    # The server name mail programs are told to use (autoconfig, setup page);
+    # empty: `[smtp] hostname`.
+    hostname: str = ""
+    max_append_size: int = 25 * 1024 * 1024
+    max_connections_per_client: int = 20
+    # Autologout: seconds a client may stay silent (RFC 9051: at least 30 minutes).
+    idle_timeout: float = 1800.0
+    # How often an idling client's folder is looked at when no change notice came
+    # (PostgreSQL LISTEN/NOTIFY wakes it at once; SQLite relies on this).
+    idle_poll_interval: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -280,6 +300,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
+    imap: ImapSettings = field(default_factory=ImapSettings)
 
     @property
     def database_url(self) -> str:

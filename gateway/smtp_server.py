@@ -22,10 +22,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, audit, db, logs, ratelimit
+from gateway import accounts, db, logs, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
-from gateway.passwords import PasswordTooLong
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionLimiter, FailureCounter
 from gateway.runtime import Runtime
@@ -178,29 +177,17 @@ class SubmissionHandler:
         """The identity for a right login, else the reply (535, or why it was refused)."""
         rt = self.runtime
         with db.transaction(rt.sessions) as session:
-            try:
-                result = accounts.authenticate_smtp(
-                    session,
-                    rt.hasher,
-                    rt.settings.security,
-                    login,
-                    password,
-                    ip=ip,
-                    now=self.clock(),
-                )
-            except PasswordTooLong:
-                result = accounts.SmtpLogin(None)
-            address, known = result.address, result.known
-            audit.record(
+            result = accounts.login_mail_program(
                 session,
-                "smtp.auth",
-                actor=login[:320],
-                target=login[:320],
-                account_id=known.account_id if known else None,
-                success=address is not None,
+                rt.hasher,
+                rt.settings,
+                login,
+                password,
                 ip=ip,
-                detail=result.detail,
+                now=self.clock(),
+                protocol="SMTP",
             )
+            address = result.address
             if address is None:
                 log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
                 return result.reply or AUTH_INVALID

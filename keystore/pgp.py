@@ -193,6 +193,20 @@ def secret_key_bytes(key: SecretKey) -> bytes:
     return bytes(key._key)
 
 
+def protected_export(keys: Sequence[SecretKey], passphrase: str) -> str:
+    """The secret keys, armored and each locked with `passphrase` (AES-256, iterated and
+    salted SHA-256 S2K), for the owner's own mail program. The stored keys stay as
+    they are: each is copied before it is locked."""
+    if not passphrase:
+        raise ValueError("an exported secret key needs a passphrase")
+    blocks: list[str] = []
+    for key in keys:
+        copy, _others = pgpy.PGPKey.from_blob(bytes(key._key))
+        copy.protect(passphrase, SymmetricKeyAlgorithm.AES256, HashAlgorithm.SHA256)
+        blocks.append(str(copy))
+    return "\n".join(blocks)
+
+
 def _parse_key(data: bytes | str) -> Any:
     if len(data) > MAX_KEY_BYTES:
         _fail("OpenPGP key is too large")

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 import trustme
 
 from gateway import accounts, db
+from gateway.imap.notify import Notifier
+from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime
 from gateway.settings import Settings, load_settings
 from gateway.smtp_server import SubmissionServer
@@ -94,6 +96,8 @@ def test_env(tmp_path: Path) -> dict[str, str]:
     env["SEALGATE_SMTP_TLS_PORT"] = "0"
     env["SEALGATE_PORTAL_PORT"] = "0"
     env["SEALGATE_SMTP_INBOUND_PORT"] = "0"
+    env["SEALGATE_IMAP_PORT"] = "0"
+    env["SEALGATE_IMAP_TLS_PORT"] = "0"
     if TEST_DATABASE_URL:
         env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
     return env
@@ -169,6 +173,15 @@ def submission_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[Sub
     loop_thread.run(server.start())
     yield server
     loop_thread.run(server.stop(grace=5))
+
+
+@pytest.fixture
+def imap_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[ImapServer]:
+    """The real IMAP server (STARTTLS and implicit TLS) on free ports, as `serve` runs it."""
+    server = ImapServer(runtime, Notifier())
+    loop_thread.run(server.start())
+    yield server
+    loop_thread.run(server.stop())
 
 
 @pytest.fixture(autouse=True)

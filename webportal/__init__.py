@@ -32,6 +32,7 @@ from webportal import (
     secure,
     security,
     session_key,
+    setup,
     wkd,
 )
 from webportal.extensions import RUNTIME_KEY, csrf, init_db_session, make_limiter
@@ -103,6 +104,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     compose.init_app(app)
     app.register_blueprint(autoreply.bp)
     app.register_blueprint(wkd.bp)
+    app.register_blueprint(setup.bp)
     secure.init_app(app)
     app.register_blueprint(preferences.bp)
     admin.init_app(app)

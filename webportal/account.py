@@ -14,12 +14,22 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
-from gateway import accounts, activity, app_passwords, audit, lockout, login_alerts, sessions, totp
+from gateway import (
+    accounts,
+    activity,
+    app_passwords,
+    audit,
+    lockout,
+    login_alerts,
+    secret_key_export,
+    sessions,
+    totp,
+)
 from gateway.models import Account, AccountSecurity, Address, AuditEvent
 from gateway.passwords import PasswordTooLong
 from webportal import clock
@@ -60,12 +70,14 @@ ACTION_LABELS = {
     "app_password.revoke": noop("App password revoked"),
     "app_password.revoke_all": noop("All app passwords revoked"),
     "smtp.auth": noop("Mail program sign-in"),
+    "imap.auth": noop("Mail program sign-in"),
     "session.end": noop("Session ended"),
     "session.end_others": noop("All other sessions ended"),
     "alerts.settings": noop("Alert settings changed"),
     "key.create": noop("Encryption key created"),
     "key.rotate": noop("Encryption key replaced"),
     "key.revoke": noop("Encryption key revoked"),
+    "key.export": noop("Secret key downloaded"),
 }
 FAILED_LOGIN_LABELS = {
     "locked": noop("Sign-in refused: too many failed attempts"),
@@ -425,6 +437,74 @@ def address_password() -> ResponseReturnValue:
     )
 
 
+# -- secret key download ----------------------------------------------------------
+
+PASSPHRASE_ERRORS = {
+    "short": noop("Choose a passphrase of at least {count} characters."),
+    "long": noop("The passphrase is too long."),
+    "mismatch": noop("The two passphrases are not the same."),
+}
+EXPORT_NO_KEY = noop("This address has no key yet: it gets one with its first encrypted mail.")
+EXPORT_WRONG_CODE = noop("The code is wrong. Enter the current code from your authenticator app.")
+
+
+@bp.route("/secret-key", methods=["GET", "POST"])
+@fresh_login_required
+def secret_key() -> ResponseReturnValue:
+    """Download an address's secret keys for a mail program, locked with a passphrase."""
+    db = db_session()
+    account = _account()
+    owned = accounts.owned_addresses(db, account.id)
+    two_factor = totp.is_enabled(db, account.id)
+    chosen = request.values.get("address", owned[0] if owned else "")
+    error = None
+    if request.method == "POST":
+        rt = runtime()
+        row = db.scalar(
+            sa.select(Address).where(Address.account_id == account.id, Address.address == chosen)
+        )
+        problem = secret_key_export.check_passphrase(_field("passphrase"), _field("repeat"))
+        if row is None:
+            error = gettext("Choose one of your addresses.")
+        elif problem is not None:
+            error = gettext(
+                PASSPHRASE_ERRORS[problem], count=secret_key_export.MIN_PASSPHRASE_LENGTH
+            )
+        elif two_factor and not totp.check_second_factor(
+            db, totp.ring_for(rt.settings), account.id, _field("code"), _now()
+        ):
+            error = gettext(EXPORT_WRONG_CODE)
+        else:
+            try:
+                armored = secret_key_export.export_keys(
+                    db,
+                    rt.ring.get(),
+                    rt.settings,
+                    account,
+                    row,
+                    _field("passphrase"),
+                    now=_now(),
+                    **request_meta(),
+                )
+            except secret_key_export.ExportRefused:
+                error = gettext(EXPORT_NO_KEY)
+            else:
+                response = Response(armored, mimetype="application/pgp-keys")
+                response.headers["Content-Disposition"] = (
+                    f'attachment; filename="{row.address}-secret-key.asc"'
+                )
+                response.headers["Cache-Control"] = "no-store"
+                return response
+    return render_template(
+        "portal/account/secret_key.html",
+        addresses=owned,
+        chosen=chosen,
+        error=error,
+        two_factor=two_factor,
+        min_length=secret_key_export.MIN_PASSPHRASE_LENGTH,
+    ), (400 if error else 200)
+
+
 # -- activity and sessions --------------------------------------------------------
 
 
@@ -440,7 +520,7 @@ class Entry:
 def _entry(event: AuditEvent, language: str) -> Entry:
     if event.action == "login" and not event.success:
         label = gettext(FAILED_LOGIN_LABELS.get(event.detail, FAILED_LOGIN))
-    elif event.action == "smtp.auth" and event.detail.startswith("app password "):
+    elif event.action in ("smtp.auth", "imap.auth") and event.detail.startswith("app password "):
         name = event.detail.removeprefix("app password ").strip("'\"")
         label = gettext(APP_PASSWORD_LOGIN, name=name)
     elif event.action in ACTION_LABELS:

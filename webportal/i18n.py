@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from flask import Flask, g, request
 from flask_login import current_user
 
-from webportal import i18n_account, i18n_preferences, i18n_secure, i18n_webmail
+from webportal import i18n_account, i18n_mailprograms, i18n_preferences, i18n_secure, i18n_webmail
 
 DEFAULT_LANGUAGE = "en"
 SUPPORTED = ("en", "de", "fr")
@@ -127,6 +127,7 @@ CATALOGS: Mapping[str, Mapping[str, str]] = {
         **i18n_secure.DE,
         **i18n_webmail.DE,
         **i18n_preferences.DE,
+        **i18n_mailprograms.DE,
     },
     "fr": {
         **_BASE["fr"],
@@ -134,6 +135,7 @@ CATALOGS: Mapping[str, Mapping[str, str]] = {
         **i18n_secure.FR,
         **i18n_webmail.FR,
         **i18n_preferences.FR,
+        **i18n_mailprograms.FR,
     },
 }
 

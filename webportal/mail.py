@@ -36,9 +36,11 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from gateway import reading
+from gateway.imap import store as folder_store
+from gateway.imap.folders import FolderError
 from gateway.mailbox import INBOX, SENT
 from gateway.mailbox_queries import SearchQuery, list_folder, search
-from gateway.models import MailboxMessage, SecureMessage
+from gateway.models import MailboxMessage, MailFolder, SecureMessage
 from gateway.reading import TRASH
 from gateway.securepage import store as pages
 from gateway.securepage.content import safe_filename, sanitize_html
@@ -82,6 +84,13 @@ MOVED = gettext_noop("The message was moved to {folder}.")
 TRASHED = gettext_noop("The message was moved to the trash.")
 DELETED = gettext_noop("The message was deleted for good.")
 BAD_DATE = gettext_noop("Enter dates as YYYY-MM-DD.")
+FOLDER_CREATED = gettext_noop("The folder was created.")
+FOLDER_RENAMED = gettext_noop("The folder was renamed.")
+FOLDER_DELETED = gettext_noop("The folder was deleted.")
+FOLDER_REFUSED = gettext_noop(
+    "That name cannot be used: choose another one (at most 200 characters, not one of the"
+    " standard folders, no empty part between slashes)."
+)
 
 
 def per_page() -> int:
@@ -92,9 +101,34 @@ def folder_label(folder: str) -> str:
     return gettext(FOLDER_NAMES.get(folder, folder))
 
 
+def user_folders(account_id: int) -> list[MailFolder]:
+    """The folders the user made (in the webmail or a mail program), by name."""
+    return list(
+        db_session().scalars(
+            sa.select(MailFolder)
+            .where(MailFolder.account_id == account_id, MailFolder.name.not_in(list(FOLDER_NAMES)))
+            .order_by(MailFolder.name)
+        )
+    )
+
+
+def _owned_folder(folder_id: int) -> MailFolder:
+    row = db_session().scalar(
+        sa.select(MailFolder).where(
+            MailFolder.id == folder_id, MailFolder.account_id == current_user.account_id
+        )
+    )
+    if row is None or row.name in FOLDER_NAMES:
+        abort(404)
+    return row
+
+
 @bp.app_context_processor
 def _mail_helpers() -> dict[str, object]:
-    return {"folder_label": folder_label, "folder_slugs": SLUGS}
+    def listed_folders() -> list[MailFolder]:
+        return user_folders(current_user.account_id) if current_user.is_authenticated else []
+
+    return {"folder_label": folder_label, "folder_slugs": SLUGS, "user_folders": listed_folders}
 
 
 @bp.get("/")
@@ -111,6 +145,54 @@ def inbox(slug: str) -> ResponseReturnValue:
     page = page_number()
     listing = list_folder(db_session(), current_user.account_id, folder, page, per_page())
     return render_template("portal/mail/folder.html", folder=listing, name=folder, slug=slug)
+
+
+@bp.get("/folders/<int(max=2147483647):folder_id>")
+@login_required
+def user_folder(folder_id: int) -> ResponseReturnValue:
+    row = _owned_folder(folder_id)
+    page = request.args.get("page", 1, type=int)
+    listing = list_folder(db_session(), current_user.account_id, row.name, page, per_page())
+    return render_template(
+        "portal/mail/folder.html", folder=listing, name=row.name, user_folder=row
+    )
+
+
+@bp.post("/folders")
+@login_required
+def create_folder() -> ResponseReturnValue:
+    name = request.form.get("name", "")[:300]
+    try:
+        info = folder_store.create_folder(db_session(), current_user.account_id, name)
+    except FolderError:
+        flash(FOLDER_REFUSED)
+        return redirect(url_for("mail.inbox"), code=303)
+    flash(FOLDER_CREATED)
+    return redirect(url_for("mail.user_folder", folder_id=info.id), code=303)
+
+
+@bp.post("/folders/<int(max=2147483647):folder_id>/rename")
+@login_required
+def rename_folder(folder_id: int) -> ResponseReturnValue:
+    row = _owned_folder(folder_id)
+    try:
+        folder_store.rename_folder(
+            db_session(), current_user.account_id, row.name, request.form.get("name", "")[:300]
+        )
+    except FolderError:
+        flash(FOLDER_REFUSED)
+    else:
+        flash(FOLDER_RENAMED)
+    return redirect(url_for("mail.user_folder", folder_id=folder_id), code=303)
+
+
+@bp.post("/folders/<int(max=2147483647):folder_id>/delete")
+@login_required
+def delete_folder(folder_id: int) -> ResponseReturnValue:
+    row = _owned_folder(folder_id)
+    folder_store.delete_folder(db_session(), current_user.account_id, row.name)
+    flash(FOLDER_DELETED)
+    return redirect(url_for("mail.inbox"), code=303)
 
 
 @dataclass(frozen=True)
@@ -180,7 +262,11 @@ def _page_context(row: MailboxMessage) -> dict[str, object]:
         ),
         "states": STATES,
         "extend_choices": EXTEND_CHOICES,
-        "move_targets": [f for f in MOVE_TARGETS if f != row.folder],
+        "move_targets": [
+            f
+            for f in (*MOVE_TARGETS, *(u.name for u in user_folders(current_user.account_id)))
+            if f != row.folder
+        ],
     }
 
 
@@ -194,6 +280,7 @@ def message(message_id: int) -> ResponseReturnValue:
         abort(404)
     if row.folder == DRAFTS:
         return redirect(url_for("compose.compose", draft=message_id))
+    reading.mark_seen(row)
     page = _page_context(row)
     try:
         opened = open_owned(message_id)
@@ -290,7 +377,9 @@ def unlock(message_id: int) -> ResponseReturnValue:
 @login_required
 def move(message_id: int) -> ResponseReturnValue:
     target = request.form.get("folder", "")
-    if target not in MOVE_TARGETS:
+    if target not in MOVE_TARGETS and target not in {
+        u.name for u in user_folders(current_user.account_id)
+    }:
         abort(400)
     s = db_session()
     try:
@@ -300,7 +389,17 @@ def move(message_id: int) -> ResponseReturnValue:
     origin = row.folder
     reading.move(s, current_user.account_id, message_id, target)
     flash(gettext(MOVED, folder=folder_label(target)))
-    return redirect(url_for("mail.inbox", slug=SLUGS.get(origin, "inbox")), code=303)
+    return _back_to(origin)
+
+
+def _back_to(origin: str) -> ResponseReturnValue:
+    """The list the message was in: a standard folder, or the user's own."""
+    if origin in SLUGS:
+        return redirect(url_for("mail.inbox", slug=SLUGS[origin]), code=303)
+    own = next((u for u in user_folders(current_user.account_id) if u.name == origin), None)
+    if own is not None:
+        return redirect(url_for("mail.user_folder", folder_id=own.id), code=303)
+    return redirect(url_for("mail.inbox"), code=303)
 
 
 @bp.post("/mail/<id:message_id>/delete")

@@ -29,7 +29,7 @@ log = logging.getLogger("sealgate.serve")
 @click.option("--debug", is_flag=True, help="Log at DEBUG level (secrets stay redacted).")
 @pass_state
 def serve(state: CliState, debug: bool) -> None:
-    """Run the SMTP submission server, the relay worker and the portal."""
+    """Run the SMTP submission server, IMAP, the relay worker and the portal."""
     import asyncio
 
     from gateway import logs
@@ -78,6 +78,8 @@ async def _serve(runtime: Runtime) -> None:
     from gateway import activity, wkd_refresh
     from gateway.admin import keys as admin_keys
     from gateway.admin import maillog
+    from gateway.imap.notify import Notifier
+    from gateway.imap.server import ImapServer
     from gateway.inbound import InboundServer
     from gateway.metrics import MetricsServer
     from gateway.postfix.filter import FilterServer
@@ -98,12 +100,16 @@ async def _serve(runtime: Runtime) -> None:
     content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
     portal = PortalServer(create_app(runtime), runtime.settings)
     metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
+    notifier = Notifier()
+    imap = ImapServer(runtime, notifier) if runtime.settings.imap.enabled else None
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
         if content_filter is not None:
             await content_filter.start()
+        if imap is not None:
+            await imap.start()
         portal.start()
         if metrics is not None:
             metrics.start()
@@ -114,12 +120,14 @@ async def _serve(runtime: Runtime) -> None:
         portal.stop()
         if content_filter is not None:
             await content_filter.stop(grace=0)
+        if imap is not None:
+            await imap.stop()
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     settings = runtime.settings
     reloader = CertificateReloader(
         settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
     )
-    for server in (smtp, inbound, portal):
+    for server in (smtp, inbound, portal, imap):
         if server is not None and server.ssl_context is not None:
             reloader.watch(server.ssl_context)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, reloader)
@@ -130,8 +138,12 @@ async def _serve(runtime: Runtime) -> None:
     mail_log = asyncio.create_task(maillog.run_purge(runtime, stop), name="mail-log-purge")
     rotations = asyncio.create_task(admin_keys.run_rotations(runtime, stop), name="master-rotation")
 
+    notices = asyncio.create_task(notifier.listen(runtime.engine, stop), name="imap-notices")
+
     host = runtime.settings.smtp.listen
     mx = f" smtp-inbound={host}:{inbound.port}" if inbound is not None else ""
+    if imap is not None:
+        mx += f" imap-starttls={host}:{imap.port} imap-tls={host}:{imap.tls_port}"
     mx += f" metrics={metrics.url}" if metrics is not None else ""
     if content_filter is not None:
         mx += f" content-filter={runtime.settings.filter.listen}:{content_filter.port}"
@@ -149,6 +161,8 @@ async def _serve(runtime: Runtime) -> None:
         await inbound.stop()
     if content_filter is not None:
         await content_filter.stop()
+    if imap is not None:
+        await imap.stop()
     failure: BaseException | None = None
     try:
         await relay
@@ -161,6 +175,7 @@ async def _serve(runtime: Runtime) -> None:
     await wkd
     await mail_log
     await rotations
+    await notices
     await asyncio.to_thread(portal.stop)
     if metrics is not None:
         await asyncio.to_thread(metrics.stop)

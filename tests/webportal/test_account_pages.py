@@ -51,6 +51,7 @@ def test_sensitive_views_declare_the_fresh_login_rule(app: Flask) -> None:
     fresh = {name for name, rule in rules.items() if rule == "fresh_login_required"}
     assert fresh == {
         "account.alerts",
+        "account.secret_key",
         "account.enable_2fa",
         "account.disable_2fa",
         "account.new_recovery_codes",

@@ -1,7 +1,7 @@
 """dkim keys: one signing key per hosted domain and algorithm, sealed under the master key
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import gateway.timeutil
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,202 @@
+"""Folders, UIDs and flags of the hosted mailboxes, kept consistent for every writer.
+
+Whoever stores or moves a message (the SMTP pipeline, the webmail, IMAP) just
+sets `MailboxMessage.folder`; at flush time `allocate` resolves the folder row
+of the owner's account and gives the message the folder's next UID with an
+UPDATE ... RETURNING in the writer's own transaction. Row locks make that safe
+across processes on PostgreSQL; SQLite has one writer at a time anyway. Each
+change also raises the folder's `modseq`, and on PostgreSQL queues a NOTIFY
+(delivered at commit) that wakes IMAP IDLE in every `serve` process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.models import Address, MailboxMessage, MailFolder
+from gateway.timeutil import utcnow
+
+INBOX = "INBOX"
+SENT = "Sent"
+DRAFTS = "Drafts"
+TRASH = "Trash"
+# Folder name -> RFC 6154 attribute; INBOX has none (it is special by name).
+SPECIAL_FOLDERS = {INBOX: "", SENT: "Sent", DRAFTS: "Drafts", TRASH: "Trash"}
+NOTIFY_CHANNEL = "sealgate_mail"
+DELIMITER = "/"
+MAX_NAME_LENGTH = 200
+MAX_FLAGS_LENGTH = 4000
+
+SEEN = "\\Seen"
+ANSWERED = "\\Answered"
+FLAGGED = "\\Flagged"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
+
+
+class FolderError(ValueError):
+    """A folder request that cannot be carried out; the text is safe to show."""
+
+
+def parse_flags(stored: str) -> frozenset[str]:
+    return frozenset(stored.split())
+
+
+def format_flags(flags: Iterable[str]) -> str:
+    """System flags first, then keywords, each once; bounded so a client cannot grow a row."""
+    ordered = sorted(set(flags), key=lambda f: (f not in SYSTEM_FLAGS, f.lower()))
+    out: list[str] = []
+    size = 0
+    for flag in ordered:
+        size += len(flag) + 1
+        if size > MAX_FLAGS_LENGTH:
+            break
+        out.append(flag)
+    return " ".join(out)
+
+
+def is_seen(stored: str) -> bool:
+    return SEEN in parse_flags(stored)
+
+
+def check_name(name: str) -> str:
+    """A user folder name as stored; refuses what IMAP or the webmail could not show."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise FolderError("a folder name is 1 to 200 printable characters")
+    if name.upper() == INBOX and name != INBOX:
+        return INBOX
+    parts = name.split(DELIMITER)
+    if any(not p.strip() for p in parts):
+        raise FolderError("a folder name has no empty part between slashes")
+    return name
+
+
+def new_uid_validity() -> int:
+    return secrets.randbelow(2**31 - 2) + 1
+
+
+def ensure_folders(session: so.Session, account_id: int, *names: str) -> None:
+    """Create the special folders (and `names`) of the account if they are missing.
+
+    INSERT ... ON CONFLICT DO NOTHING, so two processes racing to create the
+    same folder both succeed and share one row.
+    """
+    wanted = dict(SPECIAL_FOLDERS)
+    for name in names:
+        wanted.setdefault(name, "")
+    dialect = session.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    conn = session.connection()
+    existing = set(
+        conn.execute(
+            sa.select(MailFolder.name).where(
+                MailFolder.account_id == account_id, MailFolder.name.in_(list(wanted))
+            )
+        ).scalars()
+    )
+    for name, special in wanted.items():
+        if name in existing:
+            continue
+        conn.execute(
+            insert(MailFolder.__table__)
+            .values(
+                account_id=account_id,
+                name=name,
+                special_use=special,
+                uid_validity=new_uid_validity(),
+                uid_next=1,
+                modseq=1,
+                subscribed=True,
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+def _account_of(session: so.Session, message: MailboxMessage) -> int:
+    state = sa.inspect(message)
+    address = state.attrs.address.loaded_value
+    if isinstance(address, Address) and address.account_id is not None:
+        return address.account_id
+    account_id = (
+        session.connection()
+        .execute(sa.select(Address.account_id).where(Address.id == message.address_id))
+        .scalar_one()
+    )
+    return int(account_id)
+
+
+def _place(session: so.Session, message: MailboxMessage, touched: set[int]) -> None:
+    """Give the message the next UID of the folder it names (creating the folder if need be)."""
+    account_id = _account_of(session, message)
+    name = message.folder or INBOX
+    conn = session.connection()
+    for attempt in range(2):
+        row = conn.execute(
+            sa.update(MailFolder)
+            .where(MailFolder.account_id == account_id, MailFolder.name == name)
+            .values(uid_next=MailFolder.uid_next + 1, modseq=MailFolder.modseq + 1)
+            .returning(MailFolder.id, MailFolder.uid_next)
+        ).first()
+        if row is not None:
+            message.folder_id = row.id
+            message.uid = row.uid_next - 1
+            touched.add(row.id)
+            return
+        if attempt == 0:
+            ensure_folders(session, account_id, name)
+    raise RuntimeError(f"folder {name!r} could not be created")  # pragma: no cover
+
+
+def _changed(message: MailboxMessage, attr: str) -> bool:
+    return bool(sa.inspect(message).attrs[attr].history.has_changes())
+
+
+def before_flush(session: so.Session, _context: Any, _instances: Any) -> None:
+    """Allocate UIDs for messages entering a folder; note which folders changed."""
+    touched: set[int] = set()
+    with session.no_autoflush:
+        for obj in list(session.new):
+            if isinstance(obj, MailboxMessage):
+                _place(session, obj, touched)
+        for obj in list(session.dirty):
+            if not isinstance(obj, MailboxMessage):
+                continue
+            if _changed(obj, "folder"):
+                if obj.folder_id is not None:
+                    touched.add(obj.folder_id)
+                _place(session, obj, touched)
+            elif _changed(obj, "flags") and obj.folder_id is not None:
+                touched.add(obj.folder_id)
+        for obj in list(session.deleted):
+            if isinstance(obj, MailboxMessage) and obj.folder_id is not None:
+                touched.add(obj.folder_id)
+        bump(session, touched)
+
+
+def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
+    """Raise the folders' modseq and, on PostgreSQL, announce them at commit."""
+    ids = sorted(set(folder_ids))
+    if not ids:
+        return
+    conn = session.connection()
+    conn.execute(
+        sa.update(MailFolder).where(MailFolder.id.in_(ids)).values(modseq=MailFolder.modseq + 1)
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
+
+
+def install(factory: so.sessionmaker[so.Session]) -> None:
+    """Keep folders and UIDs right in every session the factory makes."""
+    if not sa.event.contains(factory, "before_flush", before_flush):
+        sa.event.listen(factory, "before_flush", before_flush)

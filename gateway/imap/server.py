@@ -1,0 +1,233 @@
+"""The IMAP listeners of `sealgate serve`: STARTTLS and implicit TLS, no login before TLS.
+
+pymap's own server lets a client on localhost log in without TLS; ours never
+does: on the STARTTLS port the greeting offers no mechanism and says
+LOGINDISABLED until the handshake, on the TLS port the handshake comes first.
+pymap's protocol trace (DEBUG) carries passwords and message bodies, so it is
+filtered out whatever the log level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from asyncio import StreamReader, StreamWriter
+from contextlib import AsyncExitStack, closing
+from typing import Any, cast
+
+from proxyprotocol.noop import ProxyProtocolNoop
+from proxyprotocol.reader import ProxyProtocolReader
+from proxyprotocol.sock import SocketInfo
+from pymap.context import connection_exit
+from pymap.imap import IMAPConnection
+from pymap.imap.state import ConnectionState
+from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseOk
+
+from gateway.imap.backend import SealgateBackend
+from gateway.imap.notify import Notifier
+from gateway.ratelimit import ConnectionCounter
+from gateway.runtime import Runtime
+from gateway.timeutil import Clock, utcnow
+from gateway.tls import server_context
+
+log = logging.getLogger(__name__)
+_PYMAP_LOG = logging.getLogger("pymap")
+
+
+class _NoProtocolTrace(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+class _BufferedWriter:
+    """Collects pymap's many small writes (about seven per FETCH answer) and sends them
+    at each drain or every 64 KiB: one TLS record per chunk instead of one per piece."""
+
+    LIMIT = 64 * 1024
+
+    def __init__(self, writer: StreamWriter) -> None:
+        self._writer = writer
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self.LIMIT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write(bytes(self._buffer))
+            self._buffer.clear()
+
+    async def drain(self) -> None:
+        self._flush()
+        await self._writer.drain()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        self._flush()
+        await self._writer.start_tls(context)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._flush()
+        self._writer.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+class _TimedReader:
+    """The client's stream with an autologout: a client silent for `timeout` seconds
+    (RFC 9051 asks for at least 30 minutes; IDLE clients renew every 29) is told BYE
+    and disconnected, so idle connections cannot pile up."""
+
+    def __init__(self, reader: StreamReader, writer: StreamWriter, timeout: float) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._timeout = timeout
+
+    async def _timed(self, coro: Any) -> bytes:
+        try:
+            return cast(bytes, await asyncio.wait_for(coro, self._timeout))
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                self._writer.write(b"* BYE Autologout; idle for too long\r\n")
+                await self._writer.drain()
+            raise EOFError from None
+
+    async def readline(self) -> bytes:
+        return await self._timed(self._reader.readline())
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self._timed(self._reader.readexactly(n))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+class _Connection(IMAPConnection):
+    """pymap's connection without its protocol trace, which formats every answer a second
+    time just to drop it below DEBUG (and would carry message bodies if it did not)."""
+
+    async def write_response(self, resp: Response) -> None:
+        try:
+            await resp.async_write(self.writer)
+            await self.writer.drain()
+        except ConnectionError:
+            pass
+
+
+class _State(ConnectionState):
+    """pymap's connection state, with login offered only under TLS."""
+
+    def __init__(self, backend: SealgateBackend, *, implicit_tls: bool) -> None:
+        super().__init__(backend.login, backend.config)
+        self._implicit_tls = implicit_tls
+        if implicit_tls:
+            self._capability.remove(b"STARTTLS")
+
+    async def do_greeting(self) -> CommandResponse:
+        self.auth = self.config.tls_auth if self._implicit_tls else self.config.initial_auth
+        return ResponseOk(b"*", self.config.greeting, self.capability)
+
+
+class ImapServer:
+    """Both IMAP listeners on one event loop; `stop` ends every open connection."""
+
+    def __init__(self, runtime: Runtime, notifier: Notifier, *, clock: Clock = utcnow) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.ssl_context = server_context(
+            settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
+        )
+        self.backend = SealgateBackend(runtime, notifier, self.ssl_context, clock=clock)
+        self._connections = ConnectionCounter(settings.imap.max_connections_per_client)
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+        self.tls_port = 0
+        if not any(isinstance(f, _NoProtocolTrace) for f in _PYMAP_LOG.filters):
+            _PYMAP_LOG.addFilter(_NoProtocolTrace())
+        for name in ("pymap.imap", "pymap.imap.state"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _NoProtocolTrace) for f in logger.filters):
+                logger.addFilter(_NoProtocolTrace())
+
+    async def start(self) -> None:
+        settings = self.runtime.settings
+        host = settings.smtp.listen
+        reader = ProxyProtocolReader(ProxyProtocolNoop())
+        plain = await asyncio.start_server(
+            reader.get_callback(self._plain), host=host, port=settings.imap.port
+        )
+        self._servers.append(plain)
+        tls = await asyncio.start_server(
+            reader.get_callback(self._tls),
+            host=host,
+            port=settings.imap.tls_port,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=30,
+        )
+        self._servers.append(tls)
+        self.port = plain.sockets[0].getsockname()[1]
+        self.tls_port = tls.sockets[0].getsockname()[1]
+
+    async def _plain(self, reader: StreamReader, writer: StreamWriter, info: SocketInfo) -> None:
+        await self._serve(reader, writer, info, implicit_tls=False)
+
+    async def _tls(self, reader: StreamReader, writer: StreamWriter, info: SocketInfo) -> None:
+        await self._serve(reader, writer, info, implicit_tls=True)
+
+    async def _serve(
+        self, reader: StreamReader, writer: StreamWriter, info: SocketInfo, *, implicit_tls: bool
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        ip = str(info.peername_ip or "unknown")
+        if not self._connections.acquire(ip):
+            writer.write(b"* BYE Too many connections from your address\r\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        try:
+            config = self.backend.config
+            config.apply_context()
+            buffered = cast(StreamWriter, _BufferedWriter(writer))
+            timed = cast(
+                StreamReader,
+                _TimedReader(reader, writer, self.runtime.settings.imap.idle_timeout),
+            )
+            conn = _Connection(config.commands, config, timed, buffered, info)
+            state = _State(self.backend, implicit_tls=implicit_tls)
+            async with AsyncExitStack() as stack:
+                connection_exit.set(stack)
+                stack.enter_context(closing(conn))
+                await conn.run(state)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                writer.write(bytes(ResponseBye(b"Server shutting down.")))
+                writer.close()
+        except (ConnectionError, ssl.SSLError, EOFError):
+            pass
+        except Exception as exc:
+            log.error("IMAP session error: %s", type(exc).__name__, exc_info=exc)
+        finally:
+            self._connections.release(ip)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers.clear()

@@ -1,0 +1,140 @@
+"""Python's imaplib against the real server on implicit TLS: the everyday commands."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.imap.notify import Notifier
+from gateway.imap.server import ImapServer
+from gateway.runtime import Runtime
+from tests.conftest import LoopThread
+from tests.gateway.imap.conftest import ALICE, deliver, plain, rows
+
+
+@pytest.fixture
+def client(
+    imap_server: ImapServer, mail_users: dict[str, str], client_ssl_context: ssl.SSLContext
+) -> Iterator[imaplib.IMAP4_SSL]:
+    c = imaplib.IMAP4_SSL("127.0.0.1", imap_server.tls_port, ssl_context=client_ssl_context)
+    typ, _ = c.login(ALICE, mail_users[ALICE])
+    assert typ == "OK"
+    yield c
+    c.logout()
+
+
+def test_list_names_the_special_folders(client: imaplib.IMAP4_SSL) -> None:
+    assert (
+        "SPECIAL-USE" in client.capabilities or b"SPECIAL-USE" in str(client.capability()).encode()
+    )
+    typ, data = client.list()
+    assert typ == "OK"
+    listed = {line.decode().rsplit(" ", 1)[1]: line.decode() for line in data if line}
+    assert set(listed) == {"INBOX", "Sent", "Drafts", "Trash"}
+    assert "\\Sent" in listed["Sent"] and "\\Drafts" in listed["Drafts"]
+    assert "\\Trash" in listed["Trash"] and "\\Sent" not in listed["INBOX"]
+
+
+def test_select_fetch_store_search_move_expunge(
+    client: imaplib.IMAP4_SSL, runtime: Runtime
+) -> None:
+    first = deliver(runtime, ALICE, plain("Quarterly figures", "the numbers are in"))
+    deliver(runtime, ALICE, plain("Lunch on Friday", "pizza or sushi"))
+    typ, data = client.select("INBOX")
+    assert (typ, data) == ("OK", [b"2"])
+    typ, data = client.fetch("1:2", "(UID FLAGS ENVELOPE)")
+    assert typ == "OK"
+    text = b" ".join(d[0] if isinstance(d, tuple) else d for d in data).decode()
+    assert f"UID {first} " in text and '"Quarterly figures"' in text and "FLAGS ()" in text
+
+    typ, data = client.fetch("1", "(BODY.PEEK[])")
+    assert data[0][1] == plain("Quarterly figures", "the numbers are in")
+
+    assert client.store("1", "+FLAGS", "(\\Flagged $Project)")[0] == "OK"
+    typ, data = client.fetch("1", "(FLAGS)")
+    assert b"\\Flagged" in data[0] and b"$Project" in data[0]
+    assert "\\Flagged" in rows(runtime, ALICE, "INBOX")[0].flags  # shared with the webmail
+
+    assert client.search(None, "BODY", "sushi") == ("OK", [b"2"])
+    assert client.search(None, "SUBJECT", "quarterly") == ("OK", [b"1"])
+    assert client.search(None, "UNSEEN") == ("OK", [b"1 2"])
+
+    typ, data = client.uid("MOVE", str(first), "Trash")
+    assert typ == "OK"
+    assert [r.subject for r in rows(runtime, ALICE, "Trash")] == ["Quarterly figures"]
+    assert client.select("Trash") == ("OK", [b"1"])
+    assert client.store("1", "+FLAGS", "(\\Deleted)")[0] == "OK"
+    typ, data = client.expunge()
+    assert (typ, data) == ("OK", [b"1"])
+    assert rows(runtime, ALICE, "Trash") == []
+
+
+def test_append_returns_the_uid_and_keeps_flags(
+    client: imaplib.IMAP4_SSL, runtime: Runtime
+) -> None:
+    typ, data = client.append("Drafts", "(\\Draft \\Seen)", None, plain("Half-written"))
+    assert typ == "OK"
+    match = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert match is not None
+    [row] = rows(runtime, ALICE, "Drafts")
+    assert row.uid == int(match.group(2)) and row.subject == "Half-written"
+    assert set(row.flags.split()) == {"\\Draft", "\\Seen"}
+
+
+def test_idle_announces_new_mail(client: imaplib.IMAP4_SSL, runtime: Runtime) -> None:
+    client.select("INBOX")
+    tag = client._new_tag()  # imaplib of Python 3.11 has no idle(); speak it by hand
+    client.send(tag + b" IDLE\r\n")
+    assert client.readline().startswith(b"+")
+    deliver(runtime, ALICE, plain("While you were idling"))
+    client.sock.settimeout(10)
+    line = client.readline()
+    assert line == b"* 1 EXISTS\r\n"
+    client.send(b"DONE\r\n")
+    while not (line := client.readline()).startswith(tag):
+        pass
+    assert b"OK" in line
+
+
+def test_create_rename_delete_a_user_folder(client: imaplib.IMAP4_SSL, runtime: Runtime) -> None:
+    deliver(runtime, ALICE, plain("Invoice 17"))
+    assert client.create("Projects/Acme")[0] == "OK"
+    client.select("INBOX")
+    assert client.copy("1", "Projects/Acme")[0] == "OK"
+    assert client.rename("Projects/Acme", "Clients/Acme")[0] == "OK"
+    [moved] = rows(runtime, ALICE, "Clients/Acme")
+    assert moved.subject == "Invoice 17" and moved.uid == 1  # a rename keeps the UIDs
+    _typ, data = client.list()
+    names = {line.decode().rsplit(" ", 1)[1] for line in data}
+    assert "Clients/Acme" in names and "Projects/Acme" not in names
+    assert client.delete("Clients/Acme")[0] == "OK"
+    assert rows(runtime, ALICE, "Clients/Acme") == []
+    assert client.delete("Trash")[0] == "NO"  # special folders stay
+
+
+def test_a_silent_client_is_logged_out(
+    runtime: Runtime, loop_thread: LoopThread, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Idle connections cannot pile up: silence past [imap] idle_timeout ends in BYE."""
+    quick = Runtime.open(runtime.settings.replace(imap={"idle_timeout": 0.5}))
+    server = ImapServer(quick, Notifier())
+    loop_thread.run(server.start())
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw,
+            client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            greeting = tls.recv(4096)
+            assert greeting.startswith(b"* OK")
+            rest = b""
+            while chunk := tls.recv(4096):
+                rest += chunk
+        assert rest == b"* BYE Autologout; idle for too long\r\n"
+    finally:
+        loop_thread.run(server.stop())
+        quick.close()
