@@ -70,7 +70,13 @@ def show(state: CliState, domain: str) -> None:
     metavar="IP[:PORT]",
     help="Ask this server instead of the system resolver (e.g. the domain's primary).",
 )
-@click.option("--timeout", type=click.FloatRange(0.1, 60), default=5.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for each DNS answer.",
+)
 @pass_state
 def check(state: CliState, domain: str, nameserver: str | None, timeout: float) -> None:
     """Compare what DNS answers for DOMAIN with the records it needs.
