@@ -3,7 +3,8 @@
 Read top to bottom, it is the flow in DESIGN.md:
 
     check-structure → decide-encryption (strips control headers) → add-received
-    → classify-recipients → [encrypted: resolve-keys → encrypt-pgp
+    → classify-recipients → check-already-encrypted (pass-through by structure)
+    → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
 Each step is a small function in its own module taking the `Submission` context.
@@ -26,7 +27,7 @@ from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.keys import resolve_keys, trigger_inputs
-from gateway.pipeline.pgpmime import is_already_encrypted
+from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.pipeline.received import add_received
 from gateway.pipeline.report import add_delivery_report
 from gateway.pipeline.secure_page import seal_for_secure_page

@@ -77,25 +77,31 @@ def to_crlf(data: bytes) -> bytes:
 
 
 def inner_entity(raw: bytes) -> bytes:
-    """The message's MIME entity: Content-* headers and body (what gets encrypted)."""
+    """The message's MIME entity: Content-* headers and body (what gets encrypted).
+
+    The body is everything `rawheaders.split_message` does not take for a header
+    field, a line that is no header field included: every byte of text goes inside.
+    """
     block, _sep, body = rawheaders.split_message(raw)
     content = [
-        f.raw for f in rawheaders.iter_headers(block) if f.name.lower().startswith(_CONTENT_PREFIX)
+        f.canonical()
+        for f in rawheaders.iter_headers(block)
+        if f.name.lower().startswith(_CONTENT_PREFIX)
     ]
     if not content:
         content = [b"Content-Type: text/plain; charset=us-ascii\r\n"]
-    return to_crlf(b"".join(content) + b"\r\n" + body)
+    return b"".join(content) + b"\r\n" + to_crlf(body)
 
 
 def outer_headers(raw: bytes) -> bytes:
-    """Every header except the Content-* ones, Bcc and MIME-Version."""
+    """Every header field except the Content-* ones, Bcc and MIME-Version, rebuilt from its
+    parsed name and value (never a raw line: see gateway.rawheaders)."""
     block, _sep, _body = rawheaders.split_message(raw)
-    kept = [
-        f.raw
+    return b"".join(
+        f.canonical()
         for f in rawheaders.iter_headers(block)
         if not f.name.lower().startswith(_CONTENT_PREFIX) and f.name.lower() not in _NEVER_OUTSIDE
-    ]
-    return to_crlf(b"".join(kept))
+    )
 
 
 def autocrypt_header(address: str, public_key: bytes) -> bytes:
@@ -141,13 +147,3 @@ def encrypted_payload(raw: bytes) -> bytes | None:
         return None
     # GnuPG needs the line end after the END line.
     return raw[start : end + len(b"-----END PGP MESSAGE-----")] + b"\r\n"
-
-
-def is_already_encrypted(raw: bytes) -> bool:
-    """PGP/MIME, S/MIME (enveloped) or inline PGP: pass through, never encrypt twice."""
-    content_type = (rawheaders.get(raw, "Content-Type") or "").lower()
-    if content_type.startswith("multipart/encrypted"):
-        return True
-    if content_type.startswith(("application/pkcs7-mime", "application/x-pkcs7-mime")):
-        return "signed-data" not in content_type
-    return b"-----BEGIN PGP MESSAGE-----" in rawheaders.split_message(raw)[2]
