@@ -48,8 +48,12 @@ from hypothesis import strategies as st
 from gateway import db
 from gateway.models import Account, Address, MailboxMessage
 from gateway.pipeline import ClientInfo, Sender, Submission, pgpmime, submit
+from gateway.pipeline.passthrough import is_already_encrypted
+from gateway.pipeline.received import add_received
+from gateway.pipeline.triggers import decide_encryption
 from gateway.relay import Relay
 from gateway.runtime import Runtime
+from gateway.securepage.store import page_content
 from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
 from keystore import directory, pgp, store
@@ -662,3 +666,39 @@ def test_smtp_path_never_sends_or_stores_in_clear(
     gateway: Gateway, smtp_sender: SmtpSender
 ) -> None:
     run_examples(gateway, smtp_sender.send, SMTP_EXAMPLES)
+
+
+def test_every_shape_is_wrapped_with_its_text_inside() -> None:
+    """The shape-dependent steps alone, without database, relay or OpenPGP: what stays in
+    clear (the outer headers of the PGP/MIME copy) and what is sealed (the inner entity,
+    the secure page's content), for many more shapes per second than the paths above."""
+
+    @settings(GENERATIVE, max_examples=EXAMPLES)
+    @given(shape=shapes())
+    def wrapped(shape: Shape) -> None:
+        submission = Submission(
+            sender=Sender(account_id=1, address=ALICE),
+            envelope_from=ALICE,
+            recipients=list(RECIPIENTS),
+            raw=shape.raw,
+            client=ClientInfo(helo="webmail", ip="127.0.0.1", protocol="HTTPS"),
+            received_at=utcnow(),
+        )
+        decide_encryption(submission, subject_tag="[encrypt]", always_encrypt=True, rule_domains=())
+        add_received(submission, hostname="gateway.example")
+        assert not is_already_encrypted(submission.raw)
+        sealed = {
+            "inner entity": pgpmime.inner_entity(submission.raw),
+            "secure page": page_content(submission.raw),
+        }
+        outer = pgpmime.build_encrypted(submission.raw, pgpmime.armor(b"\x00" * 64))
+        message = email.message_from_bytes(outer, policy=email.policy.compat32)
+        assert message.get_content_type() == "multipart/encrypted"
+        clear = {name.lower() for name in message}
+        assert clear <= pgpmime.OUTSIDE | {"mime-version", "content-type"}
+        for secret in shape.markers:
+            assert not shows(outer, secret)
+            for name, content in sealed.items():
+                assert any(shows(t, secret) for t in decoded_texts(content)), name
+
+    wrapped()
