@@ -9,8 +9,11 @@ from collections.abc import Iterator
 
 import pysequoia as sq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.pipeline import packets
+from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.timeutil import utcnow
 from keystore import pgp
 from tests.gnupg import GnuPG
@@ -191,3 +194,21 @@ def test_armor_headers_and_checksum_are_read() -> None:
         b"wcBMA0AA\r\nAAAA\r\n=njUN\r\n-----END PGP MESSAGE-----\r\n\r\n"
     )
     assert packets.dearmor_whole(text) == base64.b64decode(b"wcBMA0AAAAAA")
+
+
+@settings(derandomize=True, database=None, max_examples=500, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=600),
+        st.lists(
+            st.sampled_from([b"\x84", b"\xc1", b"\xd2", b"\xe0", b"\xff", b"\x03", b"\x01"])
+        ).map(b"".join),
+    )
+)
+def test_any_bytes_get_an_answer_not_an_exception(data: bytes) -> None:
+    """Outside data: the checks answer True or False for any input, never raise."""
+    assert packets.is_encrypted_message(data) in (True, False)
+    armored = b"-----BEGIN PGP MESSAGE-----\n\n" + base64.encodebytes(data)
+    assert packets.dearmor_whole(armored + b"-----END PGP MESSAGE-----\n") in (data, None)
+    for head in (b"Content-Type: multipart/encrypted; boundary=x\r\n\r\n--x\r\n", b""):
+        assert is_already_encrypted(head + data) in (True, False)
