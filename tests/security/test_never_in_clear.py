@@ -668,10 +668,15 @@ def run_examples(gw: Gateway, send: Callable[[bytes], str], count: int) -> None:
     gw.final_sweep()
 
 
+# Thousands of examples through the whole gateway: beyond the suite's 300 s default.
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_webmail_path_never_sends_or_stores_in_clear(gateway: Gateway) -> None:
     run_examples(gateway, lambda raw: webmail_submit(gateway, raw), EXAMPLES)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_smtp_path_never_sends_or_stores_in_clear(
     gateway: Gateway, smtp_sender: SmtpSender
 ) -> None:
