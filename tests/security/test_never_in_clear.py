@@ -348,7 +348,7 @@ def forms(secret: bytes) -> list[bytes]:
 
 
 _WHITESPACE = re.compile(rb"\s+")
-_SOFT_BREAK = re.compile(rb"=\r?\n")
+_SOFT_BREAK = re.compile(rb"=\r*\n")
 
 
 def shows(blob: bytes, secret: bytes) -> bool:
