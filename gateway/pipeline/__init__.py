@@ -2,8 +2,8 @@
 
 Read top to bottom, it is the flow in DESIGN.md:
 
-    check-structure → decide-encryption (strips control headers) → add-received
-    → classify-recipients → check-already-encrypted (pass-through by structure)
+    check-structure → classify-recipients → decide-encryption (strips control
+    headers) → add-received → check-already-encrypted (pass-through by structure)
     → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
@@ -59,6 +59,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     )
     add_received(submission, hostname=settings.smtp.hostname)
 
+    # By structure alone: a quoted armor or a declared but fake type is encrypted as any text.
     already_encrypted = is_already_encrypted(submission.raw)
     if submission.encrypt and not already_encrypted:
         external = lookup_external_keys(runtime, submission.external, submission.received_at)
