@@ -68,7 +68,9 @@ def rt(
     vetting = pgp.vet_public_keys(export(partner, fingerprint), now, address=CAROL)
     with db.transaction(runtime.sessions) as session:
         directory.save(session, vetting.accepted[0], SOURCE_IMPORT, now, events=_no_events)
-    settings = relay_settings_for(runtime.settings, smarthost).replace(keys={"wkd": False})
+    settings = relay_settings_for(runtime.settings, smarthost, timeout=120.0).replace(
+        keys={"wkd": False}
+    )
     return dataclasses.replace(runtime, settings=settings)
 
 

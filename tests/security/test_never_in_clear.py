@@ -540,7 +540,11 @@ def gateway(
 ) -> Gateway:
     """Alice always encrypts; Bob is hosted; Carol's key was imported; Dan has none."""
     now = utcnow()
-    settings = relay_settings_for(runtime.settings, smarthost).replace(keys={"wkd": False})
+    # On a loaded machine the smarthost may take more than the fixture's 5 s to greet:
+    # a deferred relay would fail the example for the wrong reason.
+    settings = relay_settings_for(runtime.settings, smarthost, timeout=120.0).replace(
+        keys={"wkd": False}
+    )
     rt = dataclasses.replace(runtime, settings=settings)
     # Carol's key is made by GnuPG, as a correspondent's would be (once per test function).
     home = tmp_path / "carol"
