@@ -1,15 +1,37 @@
-"""Read and edit a message's header block as bytes, leaving everything else untouched.
+"""Read and edit a message's header block as bytes: the one header/body split of the gateway.
+
+Every part of the pipeline that asks "where do the headers end?" asks here, so
+the encryption decision, the control headers, the outer headers of an encrypted
+copy and the MIME structure check all see the same header fields. The rule is
+the one Python's MIME parser and Postfix's cleanup follow: the header section
+ends at the first empty line (CRLF or bare LF), and a line that is neither a
+header field (`name:`) nor the continuation of one starts the body. A bare CR
+is not a line break (as in Postfix); a whitespace-only line continues the field
+before it. Nothing is ever guessed: what is not a header field is body.
 
 Unencrypted mail must leave byte for byte as it came (DKIM signatures cover the
 body and chosen headers), so control headers are removed by cutting their lines
-out of the raw header block rather than by re-serialising a parsed message.
+out of the raw header block rather than by re-serialising a parsed message. An
+encrypted copy's clear headers, on the other hand, are rebuilt from the parsed
+fields (`RawHeader.canonical`), never copied as raw lines: a raw line could
+carry a bare CR or a whitespace-only continuation that another reader takes for
+the end of the headers.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
+
+# RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then the colon.
+_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+# Everything but HT and the printable range (8-bit bytes of UTF-8 headers are kept).
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_WSP_RUN = re.compile(rb"([ \t]+)")
+FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be no longer than 78 characters
 
 
 @dataclass(frozen=True)
@@ -28,19 +50,73 @@ class RawHeader:
         except (ValueError, LookupError, UnicodeDecodeError):
             return value
 
+    @property
+    def clean_value(self) -> bytes:
+        """The value unfolded, each control character (bare CR included) a space, trimmed."""
+        value = self.raw.split(b":", 1)[1]
+        value = _FOLD.sub(b"", value)
+        return _CONTROL.sub(b" ", value).strip(b" \t")
+
+    def canonical(self) -> bytes:
+        """The field rebuilt from its name and value: CRLF line ends, folded at whitespace,
+        no bare CR, no whitespace-only line. Encoded words stay as they were."""
+        return fold(self.name.encode("ascii"), self.clean_value)
+
+
+def fold(name: bytes, value: bytes) -> bytes:
+    """`name: value` folded before whitespace, so no line but an unbreakable word's passes 78."""
+    pieces = _WSP_RUN.split(value)  # word, space, word, space, ... word
+    line = name + b":"
+    lines: list[bytes] = []
+    space = b" "
+    for index, piece in enumerate(pieces):
+        if index % 2:
+            space = piece
+            continue
+        if not piece:
+            continue
+        if len(line) + len(space) + len(piece) > FOLD_AT and len(line) > len(name) + 1:
+            lines.append(line)
+            line = b""
+        line += space + piece
+    lines.append(line)
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def is_field_start(line: bytes) -> bool:
+    """Whether `line` opens a header field (`name:`; no space before the colon)."""
+    return _FIELD_START.match(line) is not None
+
 
 def split_message(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """(header block, separator, body); the separator is the empty line ending the headers."""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        index = raw.find(sep)
-        if index != -1:
-            return raw[: index + len(sep) // 2], sep[len(sep) // 2 :], raw[index + len(sep) :]
+    """(header block, separator, body).
+
+    The separator is the empty line ending the headers (b"\\r\\n" or b"\\n"), or
+    b"" when the body starts at a line that is not a header field, or when there
+    is no body. Linear in the length of the header section.
+    """
+    pos, size, in_field = 0, len(raw), False
+    while pos < size:
+        newline = raw.find(b"\n", pos)
+        end = size if newline == -1 else newline + 1
+        line = raw[pos:end]
+        if line in (b"\r\n", b"\n"):
+            return raw[:pos], line, raw[end:]
+        if (in_field and line[:1] in (b" ", b"\t")) or is_field_start(line):
+            in_field = True
+            pos = end
+            continue
+        return raw[:pos], b"", raw[pos:]
     return raw, b"", b""
 
 
 def iter_headers(header_block: bytes) -> Iterator[RawHeader]:
+    """The fields of a header block as `split_message` returns it."""
     current: list[bytes] = []
-    for line in header_block.splitlines(keepends=True):
+    # Lines end at LF only: a bare CR is part of the field (bytes.splitlines would cut there).
+    lines = [line + b"\n" for line in header_block.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    for line in filter(None, lines):
         if line[:1] in (b" ", b"\t") and current:
             current.append(line)
             continue

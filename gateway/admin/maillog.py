@@ -26,7 +26,7 @@ import sqlalchemy.orm as so
 from gateway import db, dsn
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
-from gateway.pipeline.pgpmime import is_already_encrypted
+from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.timeutil import Clock, utcnow
 
 if TYPE_CHECKING:

@@ -2,9 +2,10 @@
 
 Read top to bottom, it is the flow in DESIGN.md:
 
-    check-structure → check-header-sender → decide-encryption (strips control headers)
-    → add-missing-headers → add-received
-    → classify-recipients → [encrypted: resolve-keys → encrypt-pgp
+    check-structure → check-header-sender → classify-recipients → decide-encryption
+    (strips control headers) → add-missing-headers → add-received
+    → check-already-encrypted (pass-through by structure)
+    → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
 Each step is a small function in its own module taking the `Submission` context.
@@ -31,7 +32,7 @@ from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.header_sender import check_header_sender
 from gateway.pipeline.keys import resolve_keys, trigger_inputs
 from gateway.pipeline.missing_headers import add_missing_headers
-from gateway.pipeline.pgpmime import is_already_encrypted
+from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.pipeline.received import add_received
 from gateway.pipeline.report import add_delivery_report
 from gateway.pipeline.secure_page import seal_for_secure_page
@@ -68,6 +69,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     add_missing_headers(submission, hostname=settings.smtp.hostname)
     add_received(submission, hostname=settings.smtp.hostname)
 
+    # By structure alone: a quoted armor or a declared but fake type is encrypted as any text.
     already_encrypted = is_already_encrypted(submission.raw)
     if submission.encrypt and not already_encrypted:
         external = lookup_external_keys(runtime, submission.external, submission.received_at)

@@ -1,9 +1,15 @@
 """RFC 3156 PGP/MIME, built from raw bytes: the inner entity, the armor, the outer message.
 
 The inner entity is the original MIME entity (its Content-* headers and body,
-attachments and all) in canonical CRLF form. The outer message keeps the
-original's other headers (the subject stays in clear for search), drops Bcc, and
-carries the standard two parts: the version part and the encrypted data.
+attachments and all) in canonical CRLF form. The outer message carries, in
+clear, only the header fields mail needs to be routed, threaded and listed
+(OUTSIDE: addresses, subject, date, ids, trace; the subject stays in clear for
+search); every other field goes inside, with the Content-* ones, so nothing is
+lost and a body line that happens to look like a field never leaks. Bcc is
+dropped. Both header sections are rebuilt from the parsed fields of the
+gateway's one header/body split (gateway.rawheaders), never copied as raw lines.
+The outer message carries the standard two parts: the version part and the
+encrypted data.
 
 Armor is written here rather than by pgpy: pgpy computes the armor's CRC-24 in
 pure Python (about 1 MiB/s). RFC 9580 §6.1 lets a writer omit the checksum, but
@@ -22,8 +28,29 @@ import crcmod
 from gateway import rawheaders
 
 ARMOR_LINE = 76  # base64 characters per line (RFC 9580 §6.2)
-_CONTENT_PREFIX = "content-"
-_NEVER_OUTSIDE = {"bcc", "mime-version"}
+_NEVER = {"bcc", "mime-version"}
+# The clear header fields of an encrypted message; RFC 3834's loop guards included,
+# since the autoresponder reads them from the stored copy.
+OUTSIDE = frozenset(
+    {
+        "received",
+        "return-path",
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "auto-submitted",
+        "precedence",
+        "list-id",
+        "autocrypt",
+    }
+)
 
 
 _crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
@@ -77,25 +104,27 @@ def to_crlf(data: bytes) -> bytes:
 
 
 def inner_entity(raw: bytes) -> bytes:
-    """The message's MIME entity: Content-* headers and body (what gets encrypted)."""
+    """The message's MIME entity: Content-* headers, every field not OUTSIDE, and the body
+    (what gets encrypted).
+
+    The body is everything `rawheaders.split_message` does not take for a header
+    field, a line that is no header field included: every byte of text goes inside.
+    """
     block, _sep, body = rawheaders.split_message(raw)
-    content = [
-        f.raw for f in rawheaders.iter_headers(block) if f.name.lower().startswith(_CONTENT_PREFIX)
-    ]
-    if not content:
-        content = [b"Content-Type: text/plain; charset=us-ascii\r\n"]
-    return to_crlf(b"".join(content) + b"\r\n" + body)
+    fields = list(rawheaders.iter_headers(block))
+    inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
+    if not any(f.name.lower() == "content-type" for f in fields):
+        inside.insert(0, b"Content-Type: text/plain; charset=us-ascii\r\n")
+    return b"".join(inside) + b"\r\n" + to_crlf(body)
 
 
 def outer_headers(raw: bytes) -> bytes:
-    """Every header except the Content-* ones, Bcc and MIME-Version."""
+    """The OUTSIDE header fields, rebuilt from their parsed names and values (never a raw
+    line: see gateway.rawheaders)."""
     block, _sep, _body = rawheaders.split_message(raw)
-    kept = [
-        f.raw
-        for f in rawheaders.iter_headers(block)
-        if not f.name.lower().startswith(_CONTENT_PREFIX) and f.name.lower() not in _NEVER_OUTSIDE
-    ]
-    return to_crlf(b"".join(kept))
+    return b"".join(
+        f.canonical() for f in rawheaders.iter_headers(block) if f.name.lower() in OUTSIDE
+    )
 
 
 def autocrypt_header(address: str, public_key: bytes) -> bytes:
@@ -141,13 +170,3 @@ def encrypted_payload(raw: bytes) -> bytes | None:
         return None
     # GnuPG needs the line end after the END line.
     return raw[start : end + len(b"-----END PGP MESSAGE-----")] + b"\r\n"
-
-
-def is_already_encrypted(raw: bytes) -> bool:
-    """PGP/MIME, S/MIME (enveloped) or inline PGP: pass through, never encrypt twice."""
-    content_type = (rawheaders.get(raw, "Content-Type") or "").lower()
-    if content_type.startswith("multipart/encrypted"):
-        return True
-    if content_type.startswith(("application/pkcs7-mime", "application/x-pkcs7-mime")):
-        return "signed-data" not in content_type
-    return b"-----BEGIN PGP MESSAGE-----" in rawheaders.split_message(raw)[2]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from email.message import Message
 
+from gateway import rawheaders
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import MIME_TOO_COMPLEX
 
@@ -25,9 +26,12 @@ def check_structure(raw: bytes, *, max_depth: int, max_parts: int) -> None:
     header_lines: list[bytes] = []
     header_size = 0
     for line in raw.split(b"\n"):
-        line = line.rstrip(b"\r")
+        if line.endswith(b"\r"):
+            line = line[:-1]
         if in_headers:
-            if line:
+            # The gateway's one header/body split (gateway.rawheaders): an empty line ends
+            # the headers, and so does a line that is no field, which is then body.
+            if line and ((header_lines and line[:1] in b" \t") or rawheaders.is_field_start(line)):
                 header_size += len(line)
                 if header_size > _MAX_HEADER_BLOCK:
                     raise RejectMessage(MIME_TOO_COMPLEX.format(reason="header block too large"))
@@ -45,7 +49,15 @@ def check_structure(raw: bytes, *, max_depth: int, max_parts: int) -> None:
                 raise RejectMessage(
                     MIME_TOO_COMPLEX.format(reason=f"nested deeper than {max_depth} levels")
                 )
-            continue
+            if not line:
+                continue
+            if in_headers:
+                # message/rfc822 whose headers start without an empty line: this line is
+                # already the enclosed message's first (or its body).
+                if rawheaders.is_field_start(line):
+                    header_lines.append(line)
+                    continue
+                in_headers = False
         if not line.startswith(b"--") or not stack:
             continue
         for level in range(len(stack) - 1, -1, -1):

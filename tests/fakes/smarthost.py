@@ -37,6 +37,7 @@ import asyncio
 import dataclasses
 import ssl
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,9 @@ class FakeSmarthost:
         )
         self._thread.start()
         self._server: asyncio.Server | None = None
-        self._protocols: set[SMTP] = set()
+        # Weak: a finished connection's protocol (and its TLS buffers) must be freed, or a
+        # long run (thousands of relayed messages) grows by a quarter MiB per connection.
+        self._protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""What must not be touched: already-encrypted mail, and DKIM-signed plain mail."""
+"""What must not be touched: already-encrypted mail, and DKIM-signed plain mail.
+
+Already encrypted means so by structure (gateway.pipeline.passthrough): a quoted
+armor block, a declared but fake multipart/encrypted or S/MIME type is encrypted
+like any other message.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import dataclasses
+import datetime as dt
 import email.policy
 import smtplib
 import ssl
@@ -15,8 +21,12 @@ from pathlib import Path
 import dkim
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import serialization
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
 
 from gateway import db
 from gateway.models import Account, MailboxMessage
@@ -137,26 +147,107 @@ def test_pgp_mime_made_by_gpg_passes_through_byte_identical(
     assert strip_received(to_carol.content) == raw
 
 
+def smime_enveloped(data: bytes) -> bytes:
+    """A real CMS EnvelopedData (DER) to a throwaway certificate, made by cryptography."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BOB)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        pkcs7.PKCS7EnvelopeBuilder()
+        .set_data(data)
+        .add_recipient(cert)
+        .encrypt(serialization.Encoding.DER, [])
+    )
+
+
 def test_inline_pgp_and_smime_are_not_encrypted_twice(
     submission_server: SubmissionServer,
     mail_users: dict[str, str],
     always_encrypt: None,
     client_ssl_context: ssl.SSLContext,
     runtime: Runtime,
+    gpg: GnuPG,
 ) -> None:
+    with db.transaction(runtime.sessions) as session:
+        row = store.get_or_create(session, runtime.ring.get(), BOB, utcnow(), events=_sink)
+        gpg.import_key(row.public_key)
+    armored = gpg.run("--armor", "--encrypt", "--recipient", BOB, input=b"inline hi\n").stdout
     inline = (
-        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: inline\r\n{COMPLETE}\r\n"
-        "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0123\r\n-----END PGP MESSAGE-----\r\n"
-    ).encode()
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: inline\r\n{COMPLETE}\r\n".encode()
+        + armored.replace(b"\n", b"\r\n")
+    )
+    der = base64.encodebytes(smime_enveloped(b"Content-Type: text/plain\r\n\r\nhi\r\n"))
     smime = (
         f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: smime\r\nMIME-Version: 1.0\r\n{COMPLETE}"
         'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
-        "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAxggE=\r\n"
-    ).encode()
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode() + der.replace(b"\n", b"\r\n")
     for raw in (inline, smime):
         send(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
     rows = stored(runtime)
     assert [strip_received(r.raw) for r in rows] == [inline, smime]
+    assert not any(r.encrypted for r in rows)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["quoted armor", "armor after text", "fake multipart/encrypted", "fake S/MIME", "S/MIME data"],
+)
+def test_what_only_looks_encrypted_is_encrypted(
+    shape: str,
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    always_encrypt: None,
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    """Once, each of these was taken for encrypted and stored in clear (issue 10)."""
+    armor = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0123\r\n-----END PGP MESSAGE-----\r\n"
+    head = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: {shape}\r\nMIME-Version: 1.0\r\n"
+    secret = "Secret-4b1d-text"
+    bodies = {
+        "quoted armor": f"\r\n{secret}\r\n> " + armor.replace("\r\n", "\r\n> "),
+        "armor after text": f"\r\n{secret}\r\n" + armor,
+        "fake multipart/encrypted": (
+            'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            ' boundary="b1"\r\n\r\n--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
+            "Version: 1\r\n\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n"
+            f"{secret}\r\n--b1--\r\n"
+        ),
+        "fake S/MIME": (
+            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+            + base64.b64encode(b"\x30\x80" + secret.encode()).decode()
+            + "\r\n"
+        ),
+        # A well-formed ContentInfo, but of plain data: the content is readable.
+        "S/MIME data": (
+            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+            + base64.b64encode(
+                cms.ContentInfo({"content_type": "data", "content": secret.encode()}).dump()
+            ).decode()
+            + "\r\n"
+        ),
+    }
+    raw = (head + bodies[shape]).encode()
+    send(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB])
+    rows = stored(runtime)
+    assert sorted(r.folder for r in rows) == ["INBOX", "Sent"]
+    for row in rows:
+        assert row.encrypted
+        assert secret.encode() not in row.raw
+        assert base64.b64encode(secret.encode())[:12] not in row.raw
 
 
 def test_dkim_signed_plain_mail_arrives_with_a_valid_signature(
