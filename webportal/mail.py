@@ -147,7 +147,7 @@ def inbox(slug: str) -> ResponseReturnValue:
     return render_template("portal/mail/folder.html", folder=listing, name=folder, slug=slug)
 
 
-@bp.get("/folders/<int(max=2147483647):folder_id>")
+@bp.get("/folders/<id:folder_id>")
 @login_required
 def user_folder(folder_id: int) -> ResponseReturnValue:
     row = _owned_folder(folder_id)
@@ -171,7 +171,7 @@ def create_folder() -> ResponseReturnValue:
     return redirect(url_for("mail.user_folder", folder_id=info.id), code=303)
 
 
-@bp.post("/folders/<int(max=2147483647):folder_id>/rename")
+@bp.post("/folders/<id:folder_id>/rename")
 @login_required
 def rename_folder(folder_id: int) -> ResponseReturnValue:
     row = _owned_folder(folder_id)
@@ -186,7 +186,7 @@ def rename_folder(folder_id: int) -> ResponseReturnValue:
     return redirect(url_for("mail.user_folder", folder_id=folder_id), code=303)
 
 
-@bp.post("/folders/<int(max=2147483647):folder_id>/delete")
+@bp.post("/folders/<id:folder_id>/delete")
 @login_required
 def delete_folder(folder_id: int) -> ResponseReturnValue:
     row = _owned_folder(folder_id)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from gateway import db
 from gateway.imap.notify import Notifier
 from gateway.imap.server import ImapServer
-from gateway.models import AuditEvent, LoginLockout, QueueItem
+from gateway.models import Address, AuditEvent, LoginLockout, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from tests.conftest import LoopThread
@@ -91,7 +91,13 @@ def test_imap_and_smtp_failures_count_towards_one_lockout(
         events = session.scalars(
             sa.select(AuditEvent).where(AuditEvent.target == ALICE).order_by(AuditEvent.id)
         ).all()
-        alerts = session.scalars(sa.select(QueueItem).where(QueueItem.rcpt_to == ALICE)).all()
+        # Alerts to a hosted address are stored in its mailbox, never relayed (issue 14).
+        alerts = session.scalars(
+            sa.select(MailboxMessage)
+            .join(Address, MailboxMessage.address_id == Address.id)
+            .where(Address.address == ALICE)
+        ).all()
+        assert not session.scalars(sa.select(QueueItem).where(QueueItem.rcpt_to == ALICE)).all()
     assert lock.key.startswith("smtp:") and lock.locked_until is not None
     imap_events = [e for e in events if e.action == "imap.auth"]
     assert [e.success for e in imap_events] == [False, False, False]
