@@ -27,6 +27,10 @@ from email.header import decode_header, make_header
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then the colon.
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+# RFC 5322 §4.5 (obsolete syntax): white space may stand before the colon. Python's MIME
+# parser, and so `split_message`, ends the header section at such a line; Postfix's
+# cleanup and other lenient readers take it as a field (see `lenient_headers`).
+_OBS_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 # Everything but HT and the printable range (8-bit bytes of UTF-8 headers are kept).
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -135,6 +139,33 @@ def _field(lines: list[bytes]) -> RawHeader:
 
 def headers(raw: bytes) -> list[RawHeader]:
     return list(iter_headers(split_message(raw)[0]))
+
+
+def lenient_headers(raw: bytes) -> list[RawHeader]:
+    """The fields a lenient reader takes as the header section: `headers(raw)` and, when
+    that section ended at an obsolete-syntax field (`From : x`) rather than an empty
+    line, the fields from there on.
+
+    The pipeline reads a message as Python's MIME parser does, but the next MTA may
+    read it as Postfix does; a check of who the message claims to be from must see
+    every field either of them would take, or a field hidden from our split could
+    name a sender the next reader believes.
+    """
+    block, separator, body = split_message(raw)
+    fields = list(iter_headers(block))
+    if separator or not _OBS_FIELD_START.match(body):
+        return fields
+    pos, size, in_field = 0, len(body), False
+    while pos < size:
+        newline = body.find(b"\n", pos)
+        end = size if newline == -1 else newline + 1
+        line = body[pos:end]
+        if (in_field and line[:1] in (b" ", b"\t")) or _OBS_FIELD_START.match(line):
+            in_field = True
+            pos = end
+            continue
+        break
+    return fields + list(iter_headers(body[:pos]))
 
 
 def get(raw: bytes, name: str) -> str | None:

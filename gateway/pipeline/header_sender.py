@@ -54,7 +54,8 @@ _MAX_SHOWN = 200
 def check_header_sender(submission: Submission, owned: Collection[str]) -> None:
     """Raise RejectMessage (553 5.7.1) unless From and Sender show only `owned` addresses."""
     mine = {a.lower() for a in owned}
-    fields = rawheaders.headers(submission.raw)
+    # As a lenient reader sees them: `From : x` after the last field we parse counts too.
+    fields = rawheaders.lenient_headers(submission.raw)
     from_fields = [f for f in fields if f.name.lower() == "from"]
     sender_fields = [f for f in fields if f.name.lower() == "sender"]
     for name, found in (("From", from_fields), ("Sender", sender_fields)):

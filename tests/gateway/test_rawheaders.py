@@ -67,3 +67,17 @@ def test_long_values_fold_at_whitespace() -> None:
     assert all(len(line) <= rawheaders.FOLD_AT for line in lines)
     assert all(line[:1] == b" " and line.strip() for line in lines[1:])
     assert b"".join(line.strip() + b" " for line in lines).strip() == b"References: " + value
+
+
+def test_lenient_headers_also_take_obsolete_syntax_fields() -> None:
+    """`From : x` ends our header section (as Python's parser reads it) but a lenient
+    reader such as Postfix takes it as a field: the From check must see it."""
+    raw = (
+        b"Subject: a\r\nfRoM : ceo@example.org\r\n  (folded)\r\nTo: b@example.test\r\n\r\nbody\r\n"
+    )
+    assert [f.name for f in rawheaders.headers(raw)] == ["Subject"]
+    lenient = rawheaders.lenient_headers(raw)
+    assert [f.name for f in lenient] == ["Subject", "fRoM", "To"]
+    assert lenient[1].value == "ceo@example.org  (folded)"
+    plain = b"Subject: a\r\n\r\nFrom : not a field here\r\n"
+    assert [f.name for f in rawheaders.lenient_headers(plain)] == ["Subject"]
