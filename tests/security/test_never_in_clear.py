@@ -47,9 +47,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from gateway import db
+from gateway import db, rawheaders
 from gateway.models import Account, Address, MailboxMessage
-from gateway.pipeline import ClientInfo, Sender, Submission, pgpmime, submit
+from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, pgpmime, submit
 from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.pipeline.received import add_received
 from gateway.pipeline.triggers import decide_encryption
@@ -607,8 +607,20 @@ def _no_events(session: object, action: str, target: str, detail: str) -> None:
 # --- the two paths ---------------------------------------------------------------------------
 
 
-def webmail_submit(gw: Gateway, raw: bytes) -> str:
-    """The pipeline as the webmail's Send calls it (gateway.compose.send)."""
+def breaks_the_sender_rule(raw: bytes) -> bool:
+    """Whether the header, as a lenient reader takes it, has two From or Sender fields or
+    one naming someone else: the header check refuses that with 553 5.7.1 (a shape such
+    as a whitespace-only "separator" makes a forwarded message's From a second field)."""
+    fields = rawheaders.lenient_headers(raw)
+    froms = [f for f in fields if f.name.lower() == "from"]
+    senders = [f for f in fields if f.name.lower() == "sender"]
+    foreign = any(ALICE not in f.value.lower() for f in froms + senders)
+    return len(froms) > 1 or len(senders) > 1 or foreign
+
+
+def webmail_submit(gw: Gateway, raw: bytes) -> str | None:
+    """The pipeline as the webmail's Send calls it (gateway.compose.send); None when the
+    header check refused the message, which must then leave nothing behind."""
     submission = Submission(
         sender=Sender(account_id=gw.account_id, address=ALICE),
         envelope_from=ALICE,
@@ -617,7 +629,11 @@ def webmail_submit(gw: Gateway, raw: bytes) -> str:
         client=ClientInfo(helo="webmail", ip="127.0.0.1", protocol="HTTPS"),
         received_at=utcnow(),
     )
-    return submit(gw.rt, submission)
+    try:
+        return submit(gw.rt, submission)
+    except RejectMessage as refused:
+        assert refused.status.startswith("553 5.7.1 ") and breaks_the_sender_rule(raw), refused
+        return None
 
 
 class SmtpSender:
@@ -657,6 +673,8 @@ class SmtpSender:
         if code == 500 and b"Line too long" in reply and max(map(len, raw.split(b"\r\n"))) > 998:
             assert client.rset()[0] == 250  # and the session is still in step
             return None
+        if code == 553 and reply.startswith(b"5.7.1 ") and breaks_the_sender_rule(raw):
+            return None  # the header check's refusal; nothing may be left behind
         assert code == 250, reply
         # "250 2.0.0 Ok: queued as <id>"
         return reply.decode().rsplit(" ", 1)[-1]
