@@ -455,7 +455,8 @@ class _OutputBudget:
         elif algorithm == CompressionAlgorithm.BZ2:
             inflater = bz2.BZ2Decompressor()
         else:
-            raise NotImplementedError(algorithm)
+            # Only the algorithms of RFC 9580 §9.4 exist; anything else is a broken message.
+            raise ValueError(f"unknown compression algorithm {algorithm!r}")
         if inflater is not None:
             out = inflater.decompress(bytes(data), self.left + 1)
         if len(out) > self.left:
