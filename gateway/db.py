@@ -1,14 +1,14 @@
 """Database engine, sessions and schema migrations.
 
 SQLite is the zero-setup default; it runs in WAL mode with `synchronous=FULL` so a
-committed transaction (and so every `250` the SMTP server gives) is on disk. On
-PostgreSQL several gateway and portal processes share one database.
+committed transaction (and so every `250` the SMTP server gives) is on disk; the
+serve process and its pipeline workers write to it in turn under SQLite's own
+lock. On PostgreSQL several gateway and portal processes share one database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,28 +99,16 @@ def session_ring(session: so.Session) -> MasterKeyRing | None:
         return None
 
 
-_sqlite_writers: dict[str, threading.RLock] = {}
-_sqlite_writers_guard = threading.Lock()
-
-
-def _writer_lock(factory: so.sessionmaker[so.Session]) -> contextlib.AbstractContextManager[Any]:
-    """SQLite has one writer at a time; queue this process's writers on a lock.
-
-    Without it, concurrent writers wait inside SQLite's busy handler, which sleeps in
-    growing steps (up to 100 ms) and turns four busy SMTP sessions into a long tail.
-    """
-    bind = factory.kw.get("bind")
-    if not isinstance(bind, sa.Engine) or bind.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    key = str(bind.url)
-    with _sqlite_writers_guard:
-        return _sqlite_writers.setdefault(key, threading.RLock())
-
-
 @contextlib.contextmanager
 def transaction(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with _writer_lock(factory), factory() as session, session.begin():
+    """One unit of work: commit on success, roll back on any error.
+
+    Writers in every process (serve, its workers, the CLI) take turns through the
+    database itself: SQLite's write lock taken at BEGIN IMMEDIATE, waited for up to
+    `busy_timeout`; PostgreSQL's row locks. Submissions reach here in groups
+    (gateway.groupcommit), so few writers wait at once.
+    """
+    with factory() as session, session.begin():
         yield session
 
 
