@@ -33,6 +33,7 @@ again. The executor is then replaced by a fresh one; the serve process carries o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import multiprocessing
@@ -309,9 +310,17 @@ class WorkerPool:
         self._executor = self._new_executor()
         broken.shutdown(wait=False, cancel_futures=True)
 
-    async def close(self) -> None:
-        """Finish what was handed out, then stop every worker and wait for it to exit."""
+    async def close(self, grace: float = 60.0) -> None:
+        """Finish what was handed out (for up to `grace` seconds), then stop every worker
+        and wait for it to exit. A worker still busy after that is killed: its message
+        was not committed, so it was not answered, and the client sends it again."""
         self._closed = True
-        while self._waiting or self._running:
+        deadline = time.monotonic() + grace
+        while (self._waiting or self._running) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        if self._waiting or self._running:
+            log.warning("worker processes still busy after %.0f s; stopping them", grace)
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
