@@ -71,13 +71,25 @@ for _kind in ("portal-login", "smtp-login", "secure-link"):
 
 def record_submission(submission: Submission, seconds: float) -> None:
     """Count each recipient's handling; time the submission when it encrypted anything."""
-    for handling in submission.handling:
-        MESSAGES.labels(handling.method if handling.method in HANDLINGS else "plain").inc()
-    if not submission.handling:
-        MESSAGES.labels("plain").inc(len(submission.recipients))
-    if any(copy.encrypted for copy in submission.copies) or any(
-        h.method in ("pgp", "secure-page") for h in submission.handling
-    ):
+    record_handling(
+        [handling.method for handling in submission.handling],
+        recipients=len(submission.recipients),
+        encrypted=any(copy.encrypted for copy in submission.copies),
+        seconds=seconds,
+    )
+
+
+def record_handling(
+    methods: Iterable[str], *, recipients: int, encrypted: bool, seconds: float
+) -> None:
+    """`record_submission` from what a worker process reports (gateway.workers): the
+    counters live in the serve process that answers /metrics."""
+    methods = list(methods)
+    for method in methods:
+        MESSAGES.labels(method if method in HANDLINGS else "plain").inc()
+    if not methods:
+        MESSAGES.labels("plain").inc(recipients)
+    if encrypted or any(m in ("pgp", "secure-page") for m in methods):
         ENCRYPT_SECONDS.observe(seconds)
 
 

@@ -281,6 +281,25 @@ class ImapSettings:
     idle_poll_interval: float = 1.0
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class WorkersSettings:
+    """The pool of processes that runs the SMTP pipeline's CPU work (gateway.workers),
+    and how messages finishing together share a commit (gateway.groupcommit)."""
+
+    # Worker processes; the default is one per core. 0 runs the pipeline in the serve
+    # process itself (in threads), as the webmail always does.
+    processes: int = field(default_factory=_cores)
+    # Larger messages stay in the serve process: a copy to a worker would double
+    # their memory (docs/configuration.md has the measurement).
+    in_process_above: int = 8 * 1024 * 1024
+    # At most this many messages share one transaction (and one fsync).
+    max_group: int = 32
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -301,6 +320,7 @@ class Settings:
     dns: DnsSettings = field(default_factory=DnsSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
+    workers: WorkersSettings = field(default_factory=WorkersSettings)
 
     @property
     def database_url(self) -> str:
@@ -487,6 +507,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_dns(section)
     if name == "filter":
         _validate_filter(section)
+    if name == "workers" and section.max_group < 1:
+        raise SettingsError("[workers] max_group: must be at least 1")
 
 
 def _validate_keys(section: KeysSettings) -> None:

@@ -1,7 +1,8 @@
 """The SMTP submission edge: STARTTLS and implicit-TLS listeners in front of the pipeline.
 
 The handler stays thin: it authenticates, checks the envelope, and hands the
-message to `gateway.pipeline.submit` in a worker thread (pgpy, Argon2 and
+message to a worker process (gateway.workers) or, without a pool or for a very
+large message, to `gateway.pipeline.submit` in a thread (pgpy, Argon2 and
 SQLAlchemy block). Every reply is a named constant from `gateway.smtp_codes`,
 and any unexpected error answers `451 4.3.0` so the client retries later rather
 than bouncing the message with a leaked traceback (aiosmtpd's default).
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, db, logs, ratelimit
+from gateway import accounts, db, logs, metrics, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -47,6 +48,7 @@ from gateway.smtp_codes import (
 )
 from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
+from gateway.workers import Job, WorkerLost, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,12 @@ class SubmissionHandler:
         *,
         clock: Clock = utcnow,
         failed_logins: FailureCounter,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.runtime = runtime
         self.clock = clock
         self.failed_logins = failed_logins
+        self.pool = pool
         self.inflight = 0
 
     # AUTH PLAIN / LOGIN, parsed here so the password check can run off the event loop.
@@ -260,6 +264,8 @@ class SubmissionHandler:
         )
         self.inflight += 1
         try:
+            if self._in_worker(submission):
+                return await self._in_pool(submission)
             queue_id = await asyncio.to_thread(submit, self.runtime, submission)
         except RejectMessage as reject:
             log.info("rejected message from %s: %s", submission.sender.address, reject.status)
@@ -267,6 +273,43 @@ class SubmissionHandler:
         finally:
             self.inflight -= 1
         return QUEUED.format(queue_id=queue_id)
+
+    def _in_worker(self, submission: Submission) -> bool:
+        """Worker processes take messages up to a size; larger ones would cost their size
+        again in the copy, so they stay here (docs/configuration.md, [workers])."""
+        limit = self.runtime.settings.workers.in_process_above
+        return self.pool is not None and len(submission.raw) <= limit
+
+    async def _in_pool(self, submission: Submission) -> str:
+        assert self.pool is not None
+        job = Job(
+            account_id=submission.sender.account_id,
+            sender=submission.sender.address,
+            envelope_from=submission.envelope_from,
+            recipients=tuple(submission.recipients),
+            raw=submission.raw,
+            client=submission.client,
+            received_at=submission.received_at,
+            log_id=logs.current_id(),
+        )
+        try:
+            outcome = await self.pool.run(job)
+        except WorkerLost:
+            # Not committed, not answered: the client still has the message and retries.
+            log.warning("a worker ended while it held a message from %s", job.sender)
+            return TEMPORARY_FAILURE
+        if outcome is None:
+            return TEMPORARY_FAILURE  # the worker logged why
+        if outcome.reject:
+            log.info("rejected message from %s: %s", job.sender, outcome.reject)
+            return outcome.reject
+        metrics.record_handling(
+            outcome.methods,
+            recipients=outcome.recipients,
+            encrypted=outcome.encrypted,
+            seconds=outcome.seconds,
+        )
+        return QUEUED.format(queue_id=outcome.queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error", exc_info=error)
@@ -470,12 +513,15 @@ class SubmissionSMTP(SMTP):
 class SubmissionServer:
     """Both submission listeners (STARTTLS and implicit TLS) on one event loop."""
 
-    def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, runtime: Runtime, *, clock: Clock = utcnow, pool: WorkerPool | None = None
+    ) -> None:
         smtp = runtime.settings.smtp
         self.runtime = runtime
         self.handler = SubmissionHandler(
             runtime,
             clock=clock,
+            pool=pool,
             failed_logins=ratelimit.failure_counter(
                 runtime.settings.limits.storage,
                 smtp.max_auth_failures_per_client,

@@ -98,6 +98,8 @@ def test_env(tmp_path: Path) -> dict[str, str]:
     env["SEALGATE_SMTP_INBOUND_PORT"] = "0"
     env["SEALGATE_IMAP_PORT"] = "0"
     env["SEALGATE_IMAP_TLS_PORT"] = "0"
+    # The pipeline in process; tests of the worker pool (and `serve` durability) set it.
+    env["SEALGATE_WORKERS_PROCESSES"] = "0"
     if TEST_DATABASE_URL:
         env["SEALGATE_DATABASE_URL"] = TEST_DATABASE_URL
     return env

@@ -8,6 +8,11 @@ Read top to bottom, it is the flow in DESIGN.md:
     → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
 
+`submit` is `prepare` (every step up to the store, CPU work and reads only) then
+`groupcommit.commit` (store-and-queue in a transaction shared with the messages
+finishing at the same moment, each under its own savepoint). The SMTP server's
+worker processes (gateway.workers) call the same two halves.
+
 Each step is a small function in its own module taking the `Submission` context.
 Steps refuse a message by raising `RejectMessage(status)`; the caller turns that
 into an SMTP reply (or a webmail error). Everything the message produces is
@@ -21,11 +26,11 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway import accounts, db, metrics
+from gateway import accounts, db, groupcommit, metrics
 from gateway.admin import policy as admin_policy
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
-from gateway.pipeline.deliver import plain_copies, store_and_queue
+from gateway.pipeline.deliver import plain_copies
 from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.external_keys import lookup_external_keys
@@ -40,7 +45,16 @@ from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import decide_encryption
 from gateway.runtime import Runtime
 
-__all__ = ["ClientInfo", "Copy", "RejectMessage", "Sender", "Submission", "submit"]
+__all__ = [
+    "ClientInfo",
+    "Copy",
+    "RejectMessage",
+    "Sender",
+    "Submission",
+    "log_queued",
+    "prepare",
+    "submit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,16 @@ log = logging.getLogger(__name__)
 def submit(runtime: Runtime, submission: Submission) -> str:
     """Run every step and commit; returns the queue id. Blocking: call it off the event loop."""
     started = time.monotonic()
+    prepare(runtime, submission)
+    groupcommit.commit(runtime, submission)
+    log_queued(submission)
+    metrics.record_submission(submission, time.monotonic() - started)
+    return submission.queue_id
+
+
+def prepare(runtime: Runtime, submission: Submission) -> None:
+    """Every step up to store-and-queue: after it, `submission.copies` (and its
+    finalizers) hold all that the one transaction will write."""
     settings = runtime.settings
     check_structure(
         submission.raw,
@@ -88,8 +112,8 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     else:
         plain_copies(submission, already_encrypted=already_encrypted)
 
-    with db.transaction(runtime.sessions) as session:
-        store_and_queue(session, submission)
+
+def log_queued(submission: Submission) -> None:
     log.info(
         "queued %s from %s: %d hosted, %d external, %s, %d bytes",
         submission.queue_id,
@@ -99,5 +123,3 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         "encrypted" if any(c.encrypted for c in submission.copies) else "plain",
         len(submission.raw),
     )
-    metrics.record_submission(submission, time.monotonic() - started)
-    return submission.queue_id

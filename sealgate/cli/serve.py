@@ -1,9 +1,10 @@
 """`sealgate serve`: SMTP submission, the outbound relay and the portal in one process.
 
 SIGINT and SIGTERM stop it in order: no new connections, messages already in the
-pipeline commit and get their reply, the relay hands back its rows, then the
-portal finishes its requests. A message is either committed (and answered 250)
-or not answered at all, so nothing is half-written.
+pipeline commit and get their reply, the pipeline's worker processes exit, the
+relay hands back its rows, then the portal finishes its requests. A message is
+either committed (and answered 250) or not answered at all, so nothing is
+half-written.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def serve(state: CliState, debug: bool) -> None:
 
     from gateway import logs
 
-    logs.configure(logging.DEBUG if debug else logging.INFO, state.settings.logging.format)
+    level = logging.DEBUG if debug else logging.INFO
+    logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
     _preflight(runtime)
     backfill_keys(runtime)  # addresses restored or made by an older version
-    asyncio.run(_serve(runtime))
+    asyncio.run(_serve(runtime, level))
 
 
 def _preflight(runtime: Runtime) -> None:
@@ -71,7 +73,7 @@ def _reload_tls(reloader: CertificateReloader) -> None:
     log.info("TLS certificate reloaded from %s", reloader.cert_path)
 
 
-async def _serve(runtime: Runtime) -> None:
+async def _serve(runtime: Runtime, log_level: int) -> None:
     # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
     import asyncio
 
@@ -87,6 +89,7 @@ async def _serve(runtime: Runtime) -> None:
     from gateway.securepage import purge as securepage_purge
     from gateway.smtp_server import SubmissionServer
     from gateway.tls import CertificateReloader
+    from gateway.workers import WorkerPool
     from webportal import create_app
     from webportal.server import PortalServer
 
@@ -95,7 +98,25 @@ async def _serve(runtime: Runtime) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    smtp = SubmissionServer(runtime)
+    workers = runtime.settings.workers
+    pool = (
+        WorkerPool(
+            runtime.settings.data_dir,
+            workers.processes,
+            max_group=workers.max_group,
+            log_level=log_level,
+            log_format=runtime.settings.logging.format,
+        )
+        if workers.processes
+        else None
+    )
+    if pool is not None:
+        try:
+            await pool.start()
+        except RuntimeError as exc:
+            await pool.close()
+            raise click.ClickException(str(exc)) from None
+    smtp = SubmissionServer(runtime, pool=pool)
     inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
     content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
     portal = PortalServer(create_app(runtime), runtime.settings)
@@ -122,6 +143,8 @@ async def _serve(runtime: Runtime) -> None:
             await content_filter.stop(grace=0)
         if imap is not None:
             await imap.stop()
+        if pool is not None:
+            await pool.close()
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     settings = runtime.settings
     reloader = CertificateReloader(
@@ -157,6 +180,8 @@ async def _serve(runtime: Runtime) -> None:
     log.info("stopping")
     stop.set()
     await smtp.stop()
+    if pool is not None:
+        await pool.close()  # messages handed out are answered by now; workers exit
     if inbound is not None:
         await inbound.stop()
     if content_filter is not None:

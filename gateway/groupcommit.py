@@ -1,0 +1,165 @@
+"""Group commit: messages that finish together share one transaction and one fsync.
+
+Each message is stored under a savepoint of its own, so one that fails (an
+address deleted meanwhile, a constraint) is rolled back alone and the others
+still commit. A caller learns its outcome only after the one commit that made
+its rows durable, so its client's `250` still means "on disk" (DESIGN.md,
+message flow 4).
+
+Two ways in, one implementation (`store_group`):
+
+- `commit(runtime, submission)`, for threads of one process (the webmail, and
+  SMTP when the pipeline runs in process): the first caller to find no commit
+  under way leads; it stores everything that is ready, commits, and wakes the
+  others. While it commits, the next ones gather, and the next leader takes them
+  all: no thread sleeps on a timer, and a lone message commits at once.
+- a worker process (gateway.workers) receives the messages that were waiting
+  together as one batch and hands the prepared ones to `store_group` directly.
+
+If the shared commit itself fails (a PostgreSQL deadlock between two groups, a
+full disk), nothing of the group is on disk; each message is then tried on its
+own, so a fault of one never turns into a failure of all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import db
+from gateway.pipeline.context import Submission
+from gateway.pipeline.deliver import store_and_queue
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def store_group(
+    sessions: so.sessionmaker[so.Session], group: Sequence[Submission]
+) -> list[BaseException | None]:
+    """Store every submission in one transaction; per submission, None or what failed it."""
+    if not group:
+        return []
+    try:
+        return _store_together(sessions, group)
+    except sa.exc.DBAPIError as exc:
+        if len(group) == 1:
+            return [exc]
+        log.warning(
+            "a group of %d messages did not commit (%s); storing each alone",
+            len(group),
+            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+        )
+    return [_store_alone(sessions, submission) for submission in group]
+
+
+def _store_together(
+    sessions: so.sessionmaker[so.Session], group: Sequence[Submission]
+) -> list[BaseException | None]:
+    outcomes: list[BaseException | None] = []
+    with db.transaction(sessions) as session:
+        for submission in group:
+            try:
+                with session.begin_nested():
+                    store_and_queue(session, submission)
+                    session.flush()
+            except sa.exc.DBAPIError as exc:
+                if _transaction_lost(exc):
+                    raise  # the whole transaction is gone: the caller retries each alone
+                outcomes.append(exc)
+            except Exception as exc:  # noqa: BLE001  (handed to this message's caller)
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+    return outcomes
+
+
+def _transaction_lost(exc: sa.exc.DBAPIError) -> bool:
+    """A deadlock or a dropped connection ends the transaction, not just the savepoint."""
+    return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
+
+
+def _store_alone(
+    sessions: so.sessionmaker[so.Session], submission: Submission
+) -> BaseException | None:
+    try:
+        with db.transaction(sessions) as session:
+            store_and_queue(session, submission)
+    except Exception as exc:  # noqa: BLE001  (handed to this message's caller)
+        return exc
+    return None
+
+
+@dataclass(eq=False)
+class _Ticket:
+    submission: Submission
+    done: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommitter:
+    """The meeting point of one process's threads that have a message ready to store."""
+
+    def __init__(self, sessions: so.sessionmaker[so.Session], max_group: int) -> None:
+        self._sessions = sessions
+        self._max_group = max_group
+        self._ready = threading.Condition()
+        self._waiting: list[_Ticket] = []
+        self._leading = False
+
+    def commit(self, submission: Submission) -> None:
+        """Return once `submission`'s rows are committed; raise what failed it."""
+        ticket = _Ticket(submission)
+        with self._ready:
+            self._waiting.append(ticket)
+            while not ticket.done:
+                if self._leading:
+                    self._ready.wait()
+                    continue
+                self._leading = True
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                self._ready.release()
+                try:
+                    outcomes = self._store(group)
+                finally:
+                    self._ready.acquire()
+                for member, outcome in zip(group, outcomes, strict=True):
+                    member.done, member.error = True, outcome
+                self._leading = False
+                self._ready.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _store(self, group: list[_Ticket]) -> list[BaseException | None]:
+        try:
+            return store_group(self._sessions, [t.submission for t in group])
+        except Exception as exc:  # noqa: BLE001  (every member gets it)
+            return [exc] * len(group)
+
+
+_committers: weakref.WeakKeyDictionary[so.sessionmaker[so.Session], GroupCommitter] = (
+    weakref.WeakKeyDictionary()
+)
+_committers_guard = threading.Lock()
+
+
+def committer(runtime: Runtime) -> GroupCommitter:
+    """The committer of `runtime`'s database in this process (one per session factory)."""
+    with _committers_guard:
+        found = _committers.get(runtime.sessions)
+        if found is None:
+            found = GroupCommitter(runtime.sessions, runtime.settings.workers.max_group)
+            _committers[runtime.sessions] = found
+        return found
+
+
+def commit(runtime: Runtime, submission: Submission) -> None:
+    """Store `submission` in the next group commit of this process; return once durable."""
+    committer(runtime).commit(submission)

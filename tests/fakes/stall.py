@@ -1,0 +1,29 @@
+"""A worker batch that hangs on its first call, so a test can kill the worker mid-message.
+
+It runs in a worker process (gateway.workers, spawn start method), which imports it
+by name; the directory it reports to comes from the environment it inherited.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.workers import Job, Outcome, run_batch
+
+STALL_DIR_ENV = "SEALGATE_TEST_STALL_DIR"
+PID_FILE = "stalled-worker.pid"
+
+
+def stall_first_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """The first batch any worker gets: write this worker's pid and wait to be killed."""
+    pid_file = Path(os.environ[STALL_DIR_ENV]) / PID_FILE
+    try:
+        with pid_file.open("x") as out:  # exactly one worker, once
+            out.write(str(os.getpid()))
+    except FileExistsError:
+        return run_batch(jobs)
+    time.sleep(600)
+    raise AssertionError("the test did not kill the stalled worker")

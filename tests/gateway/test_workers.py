@@ -1,0 +1,243 @@
+"""The pipeline's worker processes and group commit: nothing lost, nothing twice.
+
+Threats: a worker that dies mid-message must not lose a message its client was
+told is queued (no `250` before the commit), must not store it twice when the
+client sends it again, and must not take the server down; one message that fails
+in a shared commit must not fail the others; no worker outlives the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import accounts, db, groupcommit
+from gateway.models import MailboxMessage
+from gateway.pipeline import ClientInfo, Copy, RejectMessage, Sender, Submission, prepare, submit
+from gateway.runtime import Runtime
+from gateway.smtp_server import SubmissionServer
+from gateway.timeutil import utcnow
+from gateway.workers import WorkerPool
+from tests.conftest import LoopThread
+from tests.fakes.stall import PID_FILE, STALL_DIR_ENV, stall_first_batch
+from tests.processes import wait_gone
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+
+
+def message(n: int, *, encrypt: bool = False) -> bytes:
+    control = "X-Sealgate-Encrypt: yes\r\n" if encrypt else ""
+    return (
+        f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: pool-{n}\r\n{control}"
+        f"Message-ID: <pool-{n}@example.test>\r\n\r\nmessage number {n}\r\n"
+    ).encode()
+
+
+def queue_ids_in_mailbox(runtime: Runtime, address: str) -> list[str]:
+    with db.read_only(runtime.sessions) as session:
+        return list(
+            session.scalars(
+                sa.select(MailboxMessage.queue_id)
+                .join(MailboxMessage.address)
+                .where(sa.text("addresses.address = :a"))
+                .params(a=address)
+            )
+        )
+
+
+@pytest.fixture
+def worker_env(
+    test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> dict[str, str]:
+    """Workers load their settings from the environment they inherit, as under serve."""
+    for key, value in test_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(STALL_DIR_ENV, str(tmp_path))
+    return test_env
+
+
+@contextlib.contextmanager
+def pool_server(
+    runtime: Runtime, loop_thread: LoopThread, pool: WorkerPool
+) -> Iterator[SubmissionServer]:
+    loop_thread.run(pool.start())
+    server = SubmissionServer(runtime, pool=pool)
+    loop_thread.run(server.start())
+    try:
+        yield server
+    finally:
+        pids = pool.pids()
+        loop_thread.run(server.stop(grace=5))
+        loop_thread.run(pool.close())
+        assert wait_gone(pids) == [], "worker processes outlived the pool"
+
+
+@pytest.fixture
+def pooled(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+) -> Iterator[tuple[SubmissionServer, WorkerPool]]:
+    pool = WorkerPool(runtime.settings.data_dir, 2, max_group=8)
+    with pool_server(runtime, loop_thread, pool) as server:
+        yield server, pool
+
+
+def test_four_connections_through_two_workers_each_message_once(
+    pooled: tuple[SubmissionServer, WorkerPool],
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+) -> None:
+    server, pool = pooled
+    acked: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def client(first: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp:
+                smtp.starttls(context=client_ssl_context)
+                smtp.login(ALICE, mail_users[ALICE])
+                for n in range(first, first + 6):
+                    smtp.mail(ALICE)
+                    smtp.rcpt(BOB)
+                    code, reply = smtp.data(message(n, encrypt=n % 2 == 0))
+                    assert code == 250, reply
+                    acked[n] = reply.decode().rsplit(" ", 1)[1]
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(first,)) for first in (0, 6, 12, 18)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert len(acked) == 24
+    stored = queue_ids_in_mailbox(runtime, BOB)
+    assert sorted(stored) == sorted(acked.values())
+    # Encrypted ones needed the sender's key: the worker opened the ring itself.
+    sent = queue_ids_in_mailbox(runtime, ALICE)
+    assert {acked[n] for n in range(0, 24, 2)} <= set(sent)
+    assert pool.restarts == 0
+
+
+def test_a_worker_killed_mid_message_gets_451_and_the_retry_is_stored_once(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    client_ssl_context: ssl.SSLContext,
+    tmp_path: Path,
+) -> None:
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, batch=stall_first_batch)
+    with pool_server(runtime, loop_thread, pool) as server:
+        first_workers = pool.pids()
+        replies: list[tuple[int, bytes]] = []
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp:
+            smtp.starttls(context=client_ssl_context)
+            smtp.login(ALICE, mail_users[ALICE])
+
+            def send() -> None:
+                smtp.mail(ALICE)
+                smtp.rcpt(BOB)
+                replies.append(smtp.data(message(1)))
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            pid_file = tmp_path / PID_FILE
+            deadline = time.monotonic() + 60
+            while not pid_file.exists() or not pid_file.read_text():
+                assert time.monotonic() < deadline, "the worker never got the message"
+                time.sleep(0.02)
+            stalled = int(pid_file.read_text())
+            assert stalled in first_workers
+            os.kill(stalled, signal.SIGKILL)
+            sender.join(60)
+            [(code, reply)] = replies
+            assert code == 451, reply
+            assert queue_ids_in_mailbox(runtime, BOB) == []
+
+            # The client sends it again, on the same connection, to a new worker.
+            smtp.rset()
+            smtp.mail(ALICE)
+            smtp.rcpt(BOB)
+            code, reply = smtp.data(message(1))
+            assert code == 250, reply
+            queue_id = reply.decode().rsplit(" ", 1)[1]
+        assert queue_ids_in_mailbox(runtime, BOB) == [queue_id]
+        assert pool.restarts == 1
+        assert stalled not in pool.pids()
+        assert wait_gone(first_workers) == []
+
+
+def _submission(n: int, account_id: int) -> Submission:
+    return Submission(
+        sender=Sender(account_id=account_id, address=ALICE),
+        envelope_from=ALICE,
+        recipients=[BOB],
+        raw=message(n),
+        client=ClientInfo(helo="client.example", ip="127.0.0.1", protocol="ESMTPSA"),
+        received_at=utcnow(),
+    )
+
+
+def _account_id(runtime: Runtime, address: str) -> int:
+    with db.read_only(runtime.sessions) as session:
+        found = accounts.find_address(session, address)
+        assert found is not None
+        return found.account_id
+
+
+def test_one_failing_message_in_a_group_leaves_the_others_committed(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    alice = _account_id(runtime, ALICE)
+    group = [_submission(n, alice) for n in range(3)]
+    for submission in group:
+        prepare(runtime, submission)
+    # The middle one stores its copy to Bob, then fails on an address that is gone:
+    # its savepoint takes back what it had written, the others commit.
+    group[1].copies.append(Copy("mailbox", ["gone@example.test"], b"Subject: x\r\n\r\nx\r\n"))
+    outcomes = groupcommit.store_group(runtime.sessions, group)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], RejectMessage)
+    assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted(
+        [group[0].queue_id, group[2].queue_id]
+    )
+
+
+def test_threads_submitting_at_once_each_commit_once(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    alice = _account_id(runtime, ALICE)
+    start = threading.Barrier(8)
+    queued: list[str] = []
+    errors: list[BaseException] = []
+
+    def one(n: int) -> None:
+        try:
+            start.wait(30)
+            queued.append(submit(runtime, _submission(n, alice)))
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted(queued)
+    assert len(set(queued)) == 8
