@@ -36,7 +36,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.append(str(BENCH))
 
-from harness import SENDER, message
+from harness import SENDER, message  # noqa: E402
 
 # Self time of functions whose file matches one of these, by group.
 GROUPS = (
@@ -92,19 +92,22 @@ def _label(func: tuple[str, int, str]) -> str:
     return f"{name} ({where})"
 
 
-def _per_step(stats: pstats.Stats, messages: int) -> list[tuple[str, float]]:
-    """Time in each direct callee of `submit`, in ms per message, biggest first."""
+def _per_step(
+    stats: pstats.Stats, messages: int, caller: str = "submit"
+) -> list[tuple[str, float]]:
+    """Time in each direct callee of `caller`, in ms per message, biggest first."""
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    submit = next(k for k in raw if k[2] == "submit" and k[0].endswith("pipeline/__init__.py"))
+    here = "pipeline/__init__.py" if caller == "submit" else "gateway/"
+    submit = next(k for k in raw if k[2] == caller and here in k[0])
     steps: dict[str, float] = defaultdict(float)
     for func, (_cc, _nc, _tt, _ct, callers) in raw.items():
         edge = callers.get(submit)
         if edge is not None:
             steps[_label(func)] += edge[3]
     total = raw[submit][3]
-    steps["(submit's own lines)"] = total - sum(steps.values())
+    steps[f"({caller}'s own lines)"] = total - sum(steps.values())
     ordered = sorted(steps.items(), key=lambda kv: -kv[1])
-    return [("submit, total", total * 1000 / messages)] + [
+    return [(f"{caller}, total", total * 1000 / messages)] + [
         (name, seconds * 1000 / messages) for name, seconds in ordered
     ]
 
@@ -121,7 +124,9 @@ def _by_group(stats: pstats.Stats, messages: int) -> list[tuple[str, float]]:
     ]
 
 
-def run(kind: str, runtime: Any, account_id: int, messages: int, size: int) -> None:
+def run(
+    kind: str, runtime: Any, account_id: int, messages: int, size: int, detail: list[str]
+) -> None:
     from gateway.pipeline import submit
 
     subject = "[encrypt] bench" if kind == "encrypted" else "bench"
@@ -147,6 +152,11 @@ def run(kind: str, runtime: Any, account_id: int, messages: int, size: int) -> N
     for name, ms in _per_step(stats, messages):
         if ms >= 0.005:
             print(f"    {ms:8.2f}  {name}")
+    for caller in detail:
+        print(f"  under cProfile, ms per message, by call in {caller}:")
+        for name, ms in _per_step(stats, messages, caller):
+            if ms >= 0.005:
+                print(f"    {ms:8.2f}  {name}")
     print("  self time by library, ms per message (cProfile):")
     for name, ms in _by_group(stats, messages):
         print(f"    {ms:8.2f}  {name}")
@@ -158,6 +168,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10 * 1024)
     parser.add_argument("--database-url", default=None, help="PostgreSQL (emptied!); else SQLite")
     parser.add_argument("--kinds", default="plain,encrypted")
+    parser.add_argument(
+        "--detail", action="append", default=[], help="also break down this gateway function"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sealgate-profile-") as tmp:
@@ -184,7 +197,7 @@ def main() -> None:
                 account_id = address.account_id
             print(f"database: {runtime.engine.dialect.name}")
             for kind in args.kinds.split(","):
-                run(kind, runtime, account_id, args.messages, args.size)
+                run(kind, runtime, account_id, args.messages, args.size, args.detail)
         finally:
             runtime.close()
 

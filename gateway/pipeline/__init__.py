@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway import accounts, db, metrics
-from gateway.admin import policy as admin_policy
+from gateway import db, lookups, metrics
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import plain_copies, store_and_queue
@@ -54,12 +53,13 @@ def submit(runtime: Runtime, submission: Submission) -> str:
         max_depth=settings.smtp.max_mime_depth,
         max_parts=settings.smtp.max_mime_parts,
     )
-    with db.read_only(runtime.sessions) as session:
-        owned = accounts.owned_addresses(session, submission.sender.account_id)
+    # Answers that are the same for every message come from short-lived caches (gateway.lookups).
+    with lookups.reader(runtime.sessions) as known:
+        owned = known.sender(submission.sender.account_id).owned
         check_header_sender(submission, owned)
-        always_encrypt, rule_domains = trigger_inputs(session, submission.sender.account_id)
-        policy = admin_policy.effective(session, settings)
-        classify_recipients(session, submission)
+        always_encrypt, rule_domains = trigger_inputs(known, submission.sender.account_id)
+        policy = known.policy(settings)
+        classify_recipients(known, submission)
     decide_encryption(
         submission,
         subject_tag=policy.subject_tag,
