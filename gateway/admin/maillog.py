@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_MAIL_LOG = cast(sa.Table, MailLogEntry.__table__)
+_INSERT_MAIL_LOG = sa.insert(cast(sa.Table, MailLogEntry.__table__))
 
 DELIVERED = "delivered"
 QUEUED = "queued"
@@ -79,7 +79,7 @@ def record_submission(session: so.Session, submission: Submission) -> None:
         for handled in submission.handling
     ]
     if rows:  # one INSERT for every recipient
-        session.execute(sa.insert(_MAIL_LOG), rows)
+        session.connection().execute(_INSERT_MAIL_LOG, rows)
 
 
 def record_inbound(

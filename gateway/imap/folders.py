@@ -135,6 +135,23 @@ def _account_of(session: so.Session, message: MailboxMessage) -> int:
     return int(account_id)
 
 
+# Built once: constructing the statement cost more than running it.
+_RESERVE = (
+    sa.update(MailFolder)
+    .where(
+        MailFolder.account_id == sa.bindparam("b_account"),
+        MailFolder.name == sa.bindparam("b_name"),
+    )
+    .values(uid_next=MailFolder.uid_next + sa.bindparam("b_count"), modseq=MailFolder.modseq + 1)
+    .returning(MailFolder.id, MailFolder.uid_next)
+)
+_BUMP = (
+    sa.update(MailFolder)
+    .where(MailFolder.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(modseq=MailFolder.modseq + 1)
+)
+
+
 def allocate(session: so.Session, account_id: int, name: str, count: int = 1) -> tuple[int, int]:
     """Reserve `count` consecutive UIDs in the account's folder `name` (made if missing);
     returns (folder id, first UID).
@@ -150,10 +167,7 @@ def allocate(session: so.Session, account_id: int, name: str, count: int = 1) ->
     conn = session.connection()
     for attempt in range(2):
         row = conn.execute(
-            sa.update(MailFolder)
-            .where(MailFolder.account_id == account_id, MailFolder.name == name)
-            .values(uid_next=MailFolder.uid_next + count, modseq=MailFolder.modseq + 1)
-            .returning(MailFolder.id, MailFolder.uid_next)
+            _RESERVE, {"b_account": account_id, "b_name": name, "b_count": count}
         ).first()
         if row is not None:
             return int(row.id), int(row.uid_next) - count
@@ -202,9 +216,7 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
     if not ids:
         return
     conn = session.connection()
-    conn.execute(
-        sa.update(MailFolder).where(MailFolder.id.in_(ids)).values(modseq=MailFolder.modseq + 1)
-    )
+    conn.execute(_BUMP, {"b_ids": ids})
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
 

@@ -26,8 +26,12 @@ from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 
-_MAILBOX = cast(sa.Table, MailboxMessage.__table__)
-_QUEUE = cast(sa.Table, QueueItem.__table__)
+# Core statements, built once: the rows need no ORM bookkeeping.
+_INSERT_MAILBOX = sa.insert(cast(sa.Table, MailboxMessage.__table__))
+_INSERT_QUEUE = sa.insert(cast(sa.Table, QueueItem.__table__))
+_ADDRESSES = sa.select(Address.address, Address.id, Address.account_id).where(
+    Address.address.in_(sa.bindparam("b_addresses", expanding=True))
+)
 
 
 def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
@@ -74,9 +78,9 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
     _give_uids(session, rows)
     if rows:
-        session.execute(sa.insert(_MAILBOX), rows)
+        session.connection().execute(_INSERT_MAILBOX, rows)
     if queued:
-        session.execute(sa.insert(_QUEUE), queued)
+        session.connection().execute(_INSERT_QUEUE, queued)
     for copy in stored:
         if copy.destination == "sent":
             continue
@@ -109,9 +113,7 @@ def _addresses(session: so.Session, wanted: set[str]) -> dict[str, _Owner]:
     keys = sorted({w.strip().lower() for w in wanted})
     if not keys:
         return {}
-    found = session.execute(
-        sa.select(Address.address, Address.id, Address.account_id).where(Address.address.in_(keys))
-    )
+    found = session.connection().execute(_ADDRESSES, {"b_addresses": keys})
     return {row.address: _Owner(row.id, row.account_id) for row in found}
 
 
