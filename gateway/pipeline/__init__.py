@@ -6,7 +6,8 @@ Read top to bottom, it is the flow in DESIGN.md:
     (strips control headers) → add-missing-headers → add-received
     → check-already-encrypted (pass-through by structure)
     → [encrypted: resolve-keys → encrypt-pgp
-    → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
+    → seal-for-secure-page → delivery-report | plain copies] → describe-copies
+    → store-and-queue → commit
 
 Each step is a small function in its own module taking the `Submission` context.
 Steps refuse a message by raising `RejectMessage(status)`; the caller turns that
@@ -24,7 +25,7 @@ import time
 from gateway import db, lookups, metrics
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
-from gateway.pipeline.deliver import plain_copies, store_and_queue
+from gateway.pipeline.deliver import describe_copies, plain_copies, store_and_queue
 from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.external_keys import lookup_external_keys
@@ -88,6 +89,7 @@ def submit(runtime: Runtime, submission: Submission) -> str:
     else:
         plain_copies(submission, already_encrypted=already_encrypted)
 
+    describe_copies(submission)  # header parsing, before the writer lock
     with db.transaction(runtime.sessions) as session:
         store_and_queue(session, submission)
     log.info(

@@ -43,6 +43,23 @@ def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> 
     submission.copies.extend(Copy("queue", [r], submission.raw) for r in submission.external)
 
 
+def describe_copies(submission: Submission) -> None:
+    """The list columns of every copy bound for a mailbox, read now, outside any transaction."""
+    for copy in submission.copies:
+        if copy.destination != "queue" and copy.columns is None:
+            copy.columns = _columns(submission, copy)
+
+
+def _columns(submission: Submission, copy: Copy) -> dict[str, Any]:
+    return mailbox.message_values(
+        copy.raw,
+        queue_id=submission.queue_id,
+        envelope_from=submission.envelope_from,
+        now=submission.received_at,
+        encrypted=copy.encrypted,
+    )
+
+
 def store_and_queue(session: so.Session, submission: Submission) -> None:
     now = submission.received_at
     queued = [
@@ -64,13 +81,7 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
     for copy in stored:
         folder = mailbox.SENT if copy.destination == "sent" else mailbox.INBOX
         # The header columns once per copy, not once per recipient.
-        values = mailbox.message_values(
-            copy.raw,
-            queue_id=submission.queue_id,
-            envelope_from=submission.envelope_from,
-            now=now,
-            encrypted=copy.encrypted,
-        )
+        values = copy.columns if copy.columns is not None else _columns(submission, copy)
         for rcpt in copy.recipients:
             owner = owners.get(rcpt.strip().lower())
             if owner is None:
