@@ -30,15 +30,19 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import accounts, db
-from gateway.admin import policy as admin_policy
+from gateway import db
 from gateway.models import Account, Address, Autoresponder, EncryptionRule
-from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    # Imported where an answer is loaded: every `Runtime` (so every CLI command)
+    # installs the caches, few of them load an answer.
+    from gateway.admin import policy as admin_policy
+    from gateway.settings import Settings
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -272,6 +276,8 @@ class Reader:
 
     def policy(self, settings: Settings) -> admin_policy.Policy:
         """The admin policy in force for `settings` (`gateway.admin.policy.effective`)."""
+        from gateway.admin import policy as admin_policy
+
         return self._get(
             lambda c: c.policies,
             admin_policy.defaults(settings),
@@ -303,6 +309,8 @@ def rule_domains(session: so.Session) -> frozenset[str]:
 
 
 def destination(session: so.Session, rcpt: str) -> Destination:
+    from gateway import accounts
+
     if not accounts.is_hosted(session, rcpt):
         return Destination(hosted=False)
     target = accounts.find_deliverable(session, rcpt)
