@@ -7,6 +7,7 @@ import email.utils
 import re
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import default as default_policy
+from typing import Any
 
 import sqlalchemy.orm as so
 
@@ -33,29 +34,41 @@ def store(
     encrypted: bool = False,
 ) -> MailboxMessage:
     """Add the message to the caller's transaction; list columns come from its headers."""
-    # Only the header block: the header parser would still read the whole body.
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(rawheaders.split_message(raw)[0])
     row = MailboxMessage(
         address=address,
         folder=folder,
-        flags="",
-        queue_id=queue_id,
-        subject=_header_text(headers, "Subject"),
-        from_addr=_header_text(headers, "From"),
-        to_addr=", ".join(
-            v for v in (_header_text(headers, "To"), _header_text(headers, "Cc")) if v
+        **message_values(
+            raw, queue_id=queue_id, envelope_from=envelope_from, now=now, encrypted=encrypted
         ),
-        search_text=None if encrypted else searchable_text(raw),
-        envelope_from=envelope_from,
-        message_id=_header_text(headers, "Message-ID").strip()[:250],
-        date=_header_date(headers),
-        received_at=now,
-        size=len(raw),
-        encrypted=encrypted,
-        raw=raw,
     )
     session.add(row)
     return row
+
+
+def message_values(
+    raw: bytes, *, queue_id: str, envelope_from: str, now: dt.datetime, encrypted: bool
+) -> dict[str, Any]:
+    """The columns of a stored message but its owner and folder (for `store` and for bulk
+    inserts, gateway.pipeline.deliver); list columns come from its headers."""
+    # Only the header block: the header parser would still read the whole body.
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(rawheaders.split_message(raw)[0])
+    return {
+        "flags": "",
+        "queue_id": queue_id,
+        "subject": _header_text(headers, "Subject"),
+        "from_addr": _header_text(headers, "From"),
+        "to_addr": ", ".join(
+            v for v in (_header_text(headers, "To"), _header_text(headers, "Cc")) if v
+        ),
+        "search_text": None if encrypted else searchable_text(raw),
+        "envelope_from": envelope_from,
+        "message_id": _header_text(headers, "Message-ID").strip()[:250],
+        "date": _header_date(headers),
+        "received_at": now,
+        "size": len(raw),
+        "encrypted": encrypted,
+        "raw": raw,
+    }
 
 
 def searchable_text(raw: bytes) -> str | None:

@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -109,18 +110,29 @@ def enqueue(
 ) -> QueueItem:
     """Add a row to the caller's transaction; it is sent once that transaction commits."""
     item = QueueItem(
-        queue_id=queue_id,
-        mail_from=mail_from,
-        rcpt_to=rcpt_to,
-        raw=raw,
-        sealed=sealed,
-        status=QUEUED,
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
+        **item_values(
+            queue_id=queue_id, mail_from=mail_from, rcpt_to=rcpt_to, raw=raw, now=now, sealed=sealed
+        )
     )
     session.add(item)
     return item
+
+
+def item_values(
+    *, queue_id: str, mail_from: str, rcpt_to: str, raw: bytes, now: dt.datetime, sealed: bool
+) -> dict[str, Any]:
+    """The columns of a new queue row (for `enqueue` and bulk inserts)."""
+    return {
+        "queue_id": queue_id,
+        "mail_from": mail_from,
+        "rcpt_to": rcpt_to,
+        "raw": raw,
+        "sealed": sealed,
+        "status": QUEUED,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
 
 
 def _claimable(now: dt.datetime) -> sa.ColumnElement[bool]:

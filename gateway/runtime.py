@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db
+from gateway import db, lookups
 from gateway.inflight import InFlightBudget
 from gateway.passwords import PasswordHasher
 from gateway.settings import DEFAULT_IN_FLIGHT_BYTES, Settings
@@ -33,10 +33,12 @@ class Runtime:
     def open(cls, settings: Settings) -> Runtime:
         engine = db.create_engine(settings.database_url, echo=settings.database.echo)
         ring = RingFile(settings.data_dir)
+        sessions = db.session_factory(engine, ring=ring)
+        lookups.install(sessions, settings.database.lookup_cache_seconds)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=db.session_factory(engine, ring=ring),
+            sessions=sessions,
             hasher=PasswordHasher(settings.passwords),
             ring=ring,
             inflight=InFlightBudget(settings.limits.in_flight_bytes),

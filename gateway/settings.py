@@ -106,6 +106,9 @@ class KeysSettings:
 class DatabaseSettings:
     url: str = ""
     echo: bool = False
+    # How long a process trusts what it read about senders, recipients, rules, the
+    # policy and current keys (gateway.lookups); its own writes drop them at once.
+    lookup_cache_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

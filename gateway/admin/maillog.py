@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_INSERT_MAIL_LOG = sa.insert(cast(sa.Table, MailLogEntry.__table__))
 
 DELIVERED = "delivered"
 QUEUED = "queued"
@@ -63,20 +64,22 @@ def record_submission(session: so.Session, submission: Submission) -> None:
     """One entry per recipient of a submitted message (inside its final transaction)."""
     message_id = message_id_of(submission.raw)
     hosted = set(submission.hosted)
-    for handled in submission.handling:
-        session.add(
-            MailLogEntry(
-                queue_id=submission.queue_id,
-                message_id=message_id,
-                sender=submission.envelope_from or submission.sender.address,
-                recipient=handled.recipient,
-                handling=handled.method,
-                status=DELIVERED if handled.recipient in hosted else QUEUED,
-                last_reply="",
-                created_at=submission.received_at,
-                updated_at=submission.received_at,
-            )
-        )
+    rows = [
+        {
+            "queue_id": submission.queue_id,
+            "message_id": message_id,
+            "sender": submission.envelope_from or submission.sender.address,
+            "recipient": handled.recipient,
+            "handling": handled.method,
+            "status": DELIVERED if handled.recipient in hosted else QUEUED,
+            "last_reply": "",
+            "created_at": submission.received_at,
+            "updated_at": submission.received_at,
+        }
+        for handled in submission.handling
+    ]
+    if rows:  # one INSERT for every recipient
+        session.connection().execute(_INSERT_MAIL_LOG, rows)
 
 
 def record_inbound(

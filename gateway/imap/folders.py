@@ -135,26 +135,53 @@ def _account_of(session: so.Session, message: MailboxMessage) -> int:
     return int(account_id)
 
 
-def _place(session: so.Session, message: MailboxMessage, touched: set[int]) -> None:
-    """Give the message the next UID of the folder it names (creating the folder if need be)."""
-    account_id = _account_of(session, message)
-    name = message.folder or INBOX
+# Built once: constructing the statement cost more than running it.
+_RESERVE = (
+    sa.update(MailFolder)
+    .where(
+        MailFolder.account_id == sa.bindparam("b_account"),
+        MailFolder.name == sa.bindparam("b_name"),
+    )
+    .values(uid_next=MailFolder.uid_next + sa.bindparam("b_count"), modseq=MailFolder.modseq + 1)
+    .returning(MailFolder.id, MailFolder.uid_next)
+)
+_BUMP = (
+    sa.update(MailFolder)
+    .where(MailFolder.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(modseq=MailFolder.modseq + 1)
+)
+
+
+def allocate(session: so.Session, account_id: int, name: str, count: int = 1) -> tuple[int, int]:
+    """Reserve `count` consecutive UIDs in the account's folder `name` (made if missing);
+    returns (folder id, first UID).
+
+    One UPDATE ... RETURNING: its row lock (PostgreSQL) or the writer lock (SQLite)
+    holds until the writer's commit, and a rollback returns the UIDs with it, so each
+    folder's UIDs stay increasing and without gaps whatever the number of writers.
+    Callers that reserve in several folders do it in (account, name) order, so two
+    writers never wait on each other's folders crosswise.
+    """
+    if count < 1:
+        raise ValueError("count must be positive")
     conn = session.connection()
     for attempt in range(2):
         row = conn.execute(
-            sa.update(MailFolder)
-            .where(MailFolder.account_id == account_id, MailFolder.name == name)
-            .values(uid_next=MailFolder.uid_next + 1, modseq=MailFolder.modseq + 1)
-            .returning(MailFolder.id, MailFolder.uid_next)
+            _RESERVE, {"b_account": account_id, "b_name": name, "b_count": count}
         ).first()
         if row is not None:
-            message.folder_id = row.id
-            message.uid = row.uid_next - 1
-            touched.add(row.id)
-            return
+            return int(row.id), int(row.uid_next) - count
         if attempt == 0:
             ensure_folders(session, account_id, name)
     raise RuntimeError(f"folder {name!r} could not be created")  # pragma: no cover
+
+
+def _place(session: so.Session, message: MailboxMessage, touched: set[int]) -> None:
+    """Give the message the next UID of the folder it names (creating the folder if need be)."""
+    folder_id, uid = allocate(session, _account_of(session, message), message.folder or INBOX)
+    message.folder_id = folder_id
+    message.uid = uid
+    touched.add(folder_id)
 
 
 def _changed(message: MailboxMessage, attr: str) -> bool:
@@ -189,9 +216,7 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
     if not ids:
         return
     conn = session.connection()
-    conn.execute(
-        sa.update(MailFolder).where(MailFolder.id.in_(ids)).values(modseq=MailFolder.modseq + 1)
-    )
+    conn.execute(_BUMP, {"b_ids": ids})
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
 

@@ -6,7 +6,8 @@ Read top to bottom, it is the flow in DESIGN.md:
     (strips control headers) → add-missing-headers → add-received
     → check-already-encrypted (pass-through by structure)
     → [encrypted: resolve-keys → encrypt-pgp
-    → seal-for-secure-page → delivery-report | plain copies] → store-and-queue → commit
+    → seal-for-secure-page → delivery-report | plain copies] → describe-copies
+    → store-and-queue → commit
 
 `submit` is `prepare` (every step up to the store, CPU work and reads only) then
 `groupcommit.commit` (store-and-queue in a transaction shared with the messages
@@ -26,11 +27,10 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway import accounts, db, groupcommit, metrics
-from gateway.admin import policy as admin_policy
+from gateway import groupcommit, lookups, metrics
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
-from gateway.pipeline.deliver import plain_copies
+from gateway.pipeline.deliver import describe_copies, plain_copies
 from gateway.pipeline.encrypt import encrypt_copies
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.external_keys import lookup_external_keys
@@ -78,12 +78,13 @@ def prepare(runtime: Runtime, submission: Submission) -> None:
         max_depth=settings.smtp.max_mime_depth,
         max_parts=settings.smtp.max_mime_parts,
     )
-    with db.read_only(runtime.sessions) as session:
-        owned = accounts.owned_addresses(session, submission.sender.account_id)
+    # Answers that are the same for every message come from short-lived caches (gateway.lookups).
+    with lookups.reader(runtime.sessions) as known:
+        owned = known.sender(submission.sender.account_id).owned
         check_header_sender(submission, owned)
-        always_encrypt, rule_domains = trigger_inputs(session, submission.sender.account_id)
-        policy = admin_policy.effective(session, settings)
-        classify_recipients(session, submission)
+        always_encrypt, rule_domains = trigger_inputs(known, submission.sender.account_id)
+        policy = known.policy(settings)
+        classify_recipients(known, submission)
     decide_encryption(
         submission,
         subject_tag=policy.subject_tag,
@@ -111,6 +112,8 @@ def prepare(runtime: Runtime, submission: Submission) -> None:
         add_delivery_report(runtime, submission, sender_keys.public, secure)
     else:
         plain_copies(submission, already_encrypted=already_encrypted)
+
+    describe_copies(submission)  # header parsing, before the writer lock
 
 
 def log_queued(submission: Submission) -> None:

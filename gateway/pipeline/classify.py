@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import sqlalchemy.orm as so
-
-from gateway import accounts
+from gateway.lookups import Reader
 from gateway.pipeline.context import Submission
 
 
-def classify_recipients(session: so.Session, submission: Submission) -> None:
+def classify_recipients(known: Reader, submission: Submission) -> None:
     seen: set[str] = set()
     for rcpt in submission.recipients:
         key = rcpt.lower()
         if key in seen:
             continue
         seen.add(key)
-        if accounts.is_hosted(session, rcpt):
+        destination = known.destination(key)
+        if destination.hosted:
             # An alias delivers to its address (an unknown one is refused at store time).
-            target = accounts.find_deliverable(session, key)
-            hosted = target.address if target is not None else key
+            hosted = destination.address if destination.address is not None else key
             if hosted not in submission.hosted:
                 submission.hosted.append(hosted)
         else:

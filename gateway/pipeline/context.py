@@ -6,7 +6,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import sqlalchemy.orm as so
@@ -42,6 +42,9 @@ class Copy:
     raw: bytes = field(repr=False)
     encrypted: bool = False
     sealed: bool = False  # a queue copy sealed at rest under the master key (gateway.queue)
+    # The mailbox row's columns read from `raw` (subject, addresses, search text), filled
+    # by `describe_copies` before the write transaction so no parsing happens inside it.
+    columns: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,36 @@
 
 Runs inside the one transaction the whole submission commits in, so the `250`
 is given only once every delivery is on disk, and a crash leaves all or nothing.
+`store_and_queue` writes one message's rows in the session it is given, so
+several messages can share a transaction. The rows go in a few statements: one
+SELECT of the hosted addresses, one UID reservation per folder
+(gateway.imap.folders.allocate), one INSERT for the mailbox rows, one for the
+queue rows and one for the mail log; nothing is parsed or encrypted here.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import accounts, autoresponder, mailbox, queue
+from gateway import autoresponder, lookups, mailbox, queue
 from gateway.admin import maillog
+from gateway.imap import folders
+from gateway.models import Address, MailboxMessage, QueueItem
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
+
+# Core statements, built once: the rows need no ORM bookkeeping.
+_INSERT_MAILBOX = sa.insert(cast(sa.Table, MailboxMessage.__table__))
+_INSERT_QUEUE = sa.insert(cast(sa.Table, QueueItem.__table__))
+_ADDRESSES = sa.select(Address.address, Address.id, Address.account_id).where(
+    Address.address.in_(sa.bindparam("b_addresses", expanding=True))
+)
 
 
 def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
@@ -26,44 +43,101 @@ def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> 
     submission.copies.extend(Copy("queue", [r], submission.raw) for r in submission.external)
 
 
-def store_and_queue(session: so.Session, submission: Submission) -> None:
+def describe_copies(submission: Submission) -> None:
+    """The list columns of every copy bound for a mailbox, read now, outside any transaction."""
     for copy in submission.copies:
-        if copy.destination == "queue":
-            for rcpt in copy.recipients:
-                queue.enqueue(
-                    session,
-                    queue_id=submission.queue_id,
-                    mail_from=submission.envelope_from,
-                    rcpt_to=rcpt,
-                    raw=copy.raw,
-                    now=submission.received_at,
-                    sealed=copy.sealed,
-                )
-            continue
+        if copy.destination != "queue" and copy.columns is None:
+            copy.columns = _columns(submission, copy)
+
+
+def _columns(submission: Submission, copy: Copy) -> dict[str, Any]:
+    return mailbox.message_values(
+        copy.raw,
+        queue_id=submission.queue_id,
+        envelope_from=submission.envelope_from,
+        now=submission.received_at,
+        encrypted=copy.encrypted,
+    )
+
+
+def store_and_queue(session: so.Session, submission: Submission) -> None:
+    now = submission.received_at
+    queued = [
+        queue.item_values(
+            queue_id=submission.queue_id,
+            mail_from=submission.envelope_from,
+            rcpt_to=rcpt,
+            raw=copy.raw,
+            now=now,
+            sealed=copy.sealed,
+        )
+        for copy in submission.copies
+        if copy.destination == "queue"
+        for rcpt in copy.recipients
+    ]
+    stored = [c for c in submission.copies if c.destination != "queue"]
+    owners = _addresses(session, {r for c in stored for r in c.recipients})
+    rows: list[dict[str, Any]] = []
+    for copy in stored:
         folder = mailbox.SENT if copy.destination == "sent" else mailbox.INBOX
+        # The header columns once per copy, not once per recipient.
+        values = copy.columns if copy.columns is not None else _columns(submission, copy)
         for rcpt in copy.recipients:
-            address = accounts.find_address(session, rcpt)
-            if address is None:
+            owner = owners.get(rcpt.strip().lower())
+            if owner is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
-            mailbox.store(
-                session,
-                address,
-                copy.raw,
-                queue_id=submission.queue_id,
-                envelope_from=submission.envelope_from,
-                now=submission.received_at,
-                folder=folder,
-                encrypted=copy.encrypted,
-            )
-            if folder == mailbox.INBOX:
-                autoresponder.respond(
-                    session,
-                    address,
-                    copy.raw,
-                    envelope_from=submission.envelope_from,
-                    now=submission.received_at,
-                    queue_id=submission.queue_id,
-                )
+            rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
+    _give_uids(session, rows)
+    if rows:
+        session.connection().execute(_INSERT_MAILBOX, rows)
+    if queued:
+        session.connection().execute(_INSERT_QUEUE, queued)
+    for copy in stored:
+        if copy.destination == "sent":
+            continue
+        for rcpt in copy.recipients:
+            owner = owners[rcpt.strip().lower()]
+            if lookups.has_autoresponder(session, owner.id):
+                address = session.get(Address, owner.id)
+                if address is not None:
+                    autoresponder.respond(
+                        session,
+                        address,
+                        copy.raw,
+                        envelope_from=submission.envelope_from,
+                        now=now,
+                        queue_id=submission.queue_id,
+                    )
     for finish in submission.finalizers:
         finish(session)
     maillog.record_submission(session, submission)
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    id: int
+    account_id: int
+
+
+def _addresses(session: so.Session, wanted: set[str]) -> dict[str, _Owner]:
+    """The hosted addresses among `wanted` (checked in the writing transaction itself)."""
+    keys = sorted({w.strip().lower() for w in wanted})
+    if not keys:
+        return {}
+    found = session.connection().execute(_ADDRESSES, {"b_addresses": keys})
+    return {row.address: _Owner(row.id, row.account_id) for row in found}
+
+
+def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
+    """Reserve each folder's UIDs in one statement, in (account, folder) order."""
+    by_folder: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_folder[(row.pop("_account").account_id, row["folder"])].append(row)
+    touched: list[int] = []
+    for (account_id, name), members in sorted(by_folder.items()):
+        folder_id, first = folders.allocate(session, account_id, name, len(members))
+        for offset, row in enumerate(members):
+            row["folder_id"] = folder_id
+            row["uid"] = first + offset
+        touched.append(folder_id)
+    folders.bump(session, touched)
