@@ -43,6 +43,16 @@ from keystore.pgp import PgpError, PublicKey
 SignatureStatus = Literal["valid", "invalid", "unsigned", "unknown-key"]
 
 
+def _failure(exc: BaseException) -> bool:
+    """Whether `exc` is Sequoia refusing its input. pysequoia raises RuntimeError or
+    ValueError, and a Rust panic (Sequoia 2.4 panics on some truncated messages)
+    arrives as pyo3's PanicException, a BaseException; running out of memory, an
+    interrupt or an exit is none of these."""
+    if isinstance(exc, MemoryError | KeyboardInterrupt | SystemExit):
+        return False
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 @dataclass(frozen=True, eq=False)
 class SigningKey:
     """A hosted secret key unlocked for one message. Prints no material, refuses pickling."""
@@ -66,7 +76,9 @@ def signing_key(secret: bytes, public: PublicKey) -> SigningKey:
     try:
         tsk = pysequoia.Tsk.from_bytes(secret)
         fingerprint = tsk.extract_certificate().fingerprint.upper()
-    except Exception:  # noqa: BLE001  (pysequoia raises RuntimeError or ValueError)
+    except BaseException as exc:
+        if not _failure(exc):
+            raise
         raise PgpError("not a valid OpenPGP secret key") from None
     if fingerprint != public.fingerprint:
         raise PgpError("the secret key does not match its public key")
@@ -84,7 +96,9 @@ def _cert(key: PublicKey) -> Any:
     if cert is None:
         try:
             cert = pysequoia.Cert.from_bytes(key.to_bytes())
-        except Exception:  # noqa: BLE001
+        except BaseException as exc:
+            if not _failure(exc):
+                raise
             raise PgpError(f"cannot encrypt to key {key.fingerprint}") from None
         with _certs_lock:
             _certs[key] = cert
@@ -100,7 +114,9 @@ def encrypt(data: bytes, recipients: Sequence[PublicKey], signer: SigningKey | N
     try:
         sign_with = signer._tsk.signer() if signer is not None else None
         return pysequoia.encrypt(data, certs, sign_with, armor=False)
-    except Exception:  # noqa: BLE001
+    except BaseException as exc:
+        if not _failure(exc):
+            raise
         names = ", ".join(r.fingerprint for r in recipients)
         raise PgpError(f"cannot encrypt to key {names}") from None
 
@@ -110,9 +126,9 @@ def can_encrypt_to(key: bytes) -> bool:
     a certificate): the last check an outside key passes before it is used."""
     try:
         pysequoia.encrypt(b"probe", [pysequoia.Cert.from_bytes(key)], None, armor=False)
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001  (pysequoia raises RuntimeError or ValueError)
+    except BaseException as exc:
+        if not _failure(exc):
+            raise
         return False
     return True
 
@@ -158,9 +174,9 @@ def open_message(message: bytes, secret_keys: Sequence[bytes], senders: Sequence
 def _parsed_cert(data: bytes) -> Any:
     try:
         return pysequoia.Cert.from_bytes(data)
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001  (a sender's broken key verifies nothing)
+    except BaseException as exc:  # a sender's broken key verifies nothing
+        if not _failure(exc):
+            raise
         return None
 
 
@@ -181,14 +197,14 @@ def _open_with(message: bytes, secret: bytes, certs: list[Any]) -> Opened | None
         try:
             result = pysequoia.decrypt(message, decryptor, store)
             signer = next((_fingerprint_of(s) for s in result.valid_sigs), None)
-        except MemoryError:
-            raise
-        except Exception:  # noqa: BLE001  (no valid signature, or not decryptable at all)
+        except BaseException as exc:  # no valid signature, or not decryptable at all
+            if not _failure(exc):
+                raise
             result = pysequoia.decrypt(message, decryptor)
             signer = None
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001  (pysequoia raises RuntimeError or ValueError)
+    except BaseException as exc:
+        if not _failure(exc):
+            raise
         return None
     data = result.bytes
     return None if data is None else Opened(data, signer, frozenset(issuers))

@@ -16,11 +16,12 @@ import pysequoia as sq
 import pytest
 import sqlalchemy.orm as so
 
-from keystore import pgp, store
+from keystore import packets, pgp, store
 from keystore.masterkey import MasterKeyRing
 from keystore.models import StoredKey
 from tests.gnupg import GnuPG
 from tests.keystore.conftest import audit_sink
+from tests.openpgp import encrypt
 
 ALICE = "alice@example.test"
 CAROL = "carol@elsewhere.test"
@@ -95,12 +96,14 @@ def test_gpg_encrypts_and_signs_to_us_we_decrypt_and_verify(
     packets = gnupg.list_packets(message)
     assert f"keyid {alice.subkey_id}" in packets and "algo 18" in packets
     with sessions() as session:
-        result = store.decrypt_for(session, ring, ALICE, message)
-    assert result.data == PLAINTEXT
-    carol = _gpg_public(gnupg, gpg_carol)
-    assert pgp.verify(result, carol)
-    other = pgp.generate("mallory@elsewhere.test", NOW).public
-    assert not pgp.verify(result, other)
+        carol = _gpg_public(gnupg, gpg_carol)
+        result = store.decrypt_for(session, ring, ALICE, message, senders=[carol])
+        assert (result.data, result.signature) == (PLAINTEXT, "valid")
+        assert result.signer == carol.fingerprint
+        other = pgp.generate("mallory@elsewhere.test", NOW).public
+        assert store.decrypt_for(session, ring, ALICE, message, senders=[other]).signature == (
+            "unknown-key"
+        )
 
 
 def test_we_encrypt_and_sign_gpg_decrypts_and_verifies(
@@ -110,8 +113,7 @@ def test_we_encrypt_and_sign_gpg_decrypts_and_verifies(
     with sessions.begin() as session:
         signer = store.signing_key(session, ring, ALICE, NOW, events=audit_sink)
     for armor in (True, False):
-        message = pgp.encrypt_and_sign(PLAINTEXT, [carol], signer, armor=armor)  # type: ignore[call-overload]
-        data = message.encode() if isinstance(message, str) else message
+        data = encrypt(PLAINTEXT, [carol], signer, armor=armor)
         gnupg.import_key(alice.public_key)
         out = gnupg.run("--status-fd", "2", "--decrypt", input=data)
         assert out.stdout == PLAINTEXT
@@ -144,10 +146,10 @@ def test_sequoia_encrypts_and_signs_to_us_we_decrypt_and_verify(
     assert our_cert.fingerprint.upper() == alice.fingerprint
     for armor in (True, False):
         message = sq.encrypt(PLAINTEXT, recipients=[our_cert], signer=dave.signer(), armor=armor)
+        dave_public = pgp.parse_public_key(bytes(dave.extract_certificate()))
         with sessions() as session:
-            result = store.decrypt_for(session, ring, ALICE, bytes(message))
-        assert result.data == PLAINTEXT
-        assert pgp.verify(result, pgp.parse_public_key(bytes(dave.extract_certificate())))
+            result = store.decrypt_for(session, ring, ALICE, bytes(message), senders=[dave_public])
+        assert (result.data, result.signature) == (PLAINTEXT, "valid")
 
 
 def test_we_encrypt_and_sign_sequoia_decrypts_and_verifies(
@@ -165,8 +167,7 @@ def test_we_encrypt_and_sign_sequoia_decrypts_and_verifies(
         return [our_cert]
 
     for armor in (True, False):
-        message = pgp.encrypt_and_sign(PLAINTEXT, [dave_public], signer, armor=armor)  # type: ignore[call-overload]
-        data = message.encode() if isinstance(message, str) else message
+        data = encrypt(PLAINTEXT, [dave_public], signer, armor=armor)
         result = sq.decrypt(data, decryptor=dave.decryptor(), store=certs)
         assert bytes(result.bytes) == PLAINTEXT
         [valid] = result.valid_sigs
@@ -184,10 +185,10 @@ def test_one_message_to_gpg_and_sequoia_recipients_at_once(
         pgp.parse_public_key(bytes(dave.extract_certificate())),
         pgp.parse_public_key(alice.public_key),
     ]
-    message = pgp.encrypt_and_sign(PLAINTEXT, recipients, None)
-    assert len(pgp.recipient_key_ids(message)) == 3
-    assert gnupg.run("--decrypt", input=message.encode()).stdout == PLAINTEXT
-    assert bytes(sq.decrypt(message.encode(), decryptor=dave.decryptor()).bytes) == PLAINTEXT
+    message = encrypt(PLAINTEXT, recipients)
+    assert len(packets.recipient_key_ids(message)) == 3
+    assert gnupg.run("--decrypt", input=message).stdout == PLAINTEXT
+    assert bytes(sq.decrypt(message, decryptor=dave.decryptor()).bytes) == PLAINTEXT
     with sessions() as session:
         assert store.decrypt_for(session, ring, ALICE, message).data == PLAINTEXT
 
