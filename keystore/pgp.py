@@ -103,9 +103,13 @@ class PublicKey:
     key_id: str
     subkey_ids: tuple[str, ...]
     _key: Any = field(repr=False)
+    # The key as it arrived, when that was exactly this one key: pgpy rewrites the
+    # Features subpacket of keys that advertise SEIPDv2 (Sequoia's do) when it
+    # serialises, and their self-signatures then fail for Sequoia, which encrypts.
+    _raw: bytes | None = field(default=None, repr=False)
 
     def to_bytes(self) -> bytes:
-        return bytes(self._key)
+        return self._raw if self._raw is not None else bytes(self._key)
 
     def armored(self) -> str:
         return str(self._key)
@@ -230,7 +234,13 @@ def parse_public_key(data: bytes | str) -> PublicKey:
         # Never keep secret material that arrived where a public key was expected.
         with _untrusted("not a valid OpenPGP key"):
             key = key.pubkey
-    return _public(key)
+        return _public(key)
+    parsed = _public(key)
+    # Binary input of the same length as pgpy's serialisation holds this key and
+    # nothing else; it is kept as it came (see PublicKey._raw).
+    if isinstance(data, bytes) and len(data) == len(parsed.to_bytes()):
+        return PublicKey(parsed.fingerprint, parsed.key_id, parsed.subkey_ids, key, bytes(data))
+    return parsed
 
 
 def revoke(secret: SecretKey, public: PublicKey, code: RevocationCode, comment: str) -> PublicKey:
