@@ -13,7 +13,7 @@ in a fresh child process:
   so even a child that pgpy's bugs had taken over could not run code in the caller.
 
 The children come from a zygote: one small helper process per server process
-(`python -I`, importing only this module and pgpy), which forks a child for each
+(`python -I`, importing only this module, pgpy and pysequoia), which forks a child for each
 parse. A parse so costs a fork of a 40 MB process (a few milliseconds) instead
 of a new interpreter importing pgpy and cryptography (about 150 ms). The stock
 multiprocessing fork server was measured and dropped: on Python 3.11 it re-runs
