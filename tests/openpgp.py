@@ -36,9 +36,14 @@ def decrypt(
     *,
     max_output: int = untrusted.STORED_MESSAGE_MAX_OUTPUT,
 ) -> messages.Decrypted:
-    """Raises `untrusted.UntrustedDataError` ("invalid" for a message the keys do not open)."""
+    """Raises `pgp.PgpError` for data that is no OpenPGP message, as `store.decrypt_for`
+    does, and `untrusted.UntrustedDataError` ("invalid" for one the keys do not open)."""
+    try:
+        binary = packets.dearmor(message)
+    except packets.PacketError as exc:
+        raise pgp.PgpError(str(exc)) from None
     opened = untrusted.decrypt_message(
-        packets.dearmor(message),
+        binary,
         [pgp.secret_key_bytes(k) for k in keys],
         [k.to_bytes() for k in senders],
         untrusted.STORED_MESSAGE_BUDGET,
