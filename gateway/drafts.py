@@ -14,7 +14,7 @@ from gateway import audit, mailbox, reading
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.settings import LimitsSettings
-from keystore import pgp, store
+from keystore import messages, store
 from keystore.masterkey import MasterKeyRing
 
 DRAFTS = "Drafts"
@@ -34,8 +34,8 @@ def save(
         session, ring, address.address, now, events=audit.key_event_sink("webmail")
     )
     public = store.parsed_public_key(key)
-    armored = pgpmime.armor(pgp.encrypt_and_sign(pgpmime.to_crlf(raw), [public], None, armor=False))
-    sealed = pgpmime.build_encrypted(pgpmime.to_crlf(raw), armored)
+    canonical = pgpmime.to_crlf(raw)
+    sealed = pgpmime.build_encrypted(canonical, messages.encrypt(canonical, [public], None))
     if replaces is not None:
         old = reading.owned_message(session, address.account_id, replaces)
         if old.folder == DRAFTS:

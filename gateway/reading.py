@@ -34,7 +34,7 @@ from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.securepage import crypto, sent_copy
 from gateway.settings import LimitsSettings, SecurePageSettings
-from keystore import pgp, store, untrusted
+from keystore import messages, pgp, store, untrusted
 from keystore.masterkey import MasterKeyRing
 from keystore.wrap import DecryptionError
 
@@ -128,10 +128,14 @@ def decrypt_stored(
     row: MailboxMessage,
     armored: bytes,
     limits: LimitsSettings | None = None,
-) -> pgp.Decrypted:
+    *,
+    sender: str | None = None,
+) -> messages.Decrypted:
     """Decrypt the OpenPGP payload of a stored message for its owner, within `limits`
-    (the defaults when None). `CannotShow` past the bounds, else `CannotDecrypt`."""
+    (the defaults when None), checking its signature against the keys of `sender`
+    (the address in From). `CannotShow` past the bounds, else `CannotDecrypt`."""
     limits = limits or LimitsSettings()
+    senders = [store.parsed_public_key(r) for r in store.keys_of(session, sender)] if sender else []
     try:
         return store.decrypt_for(
             session,
@@ -140,6 +144,7 @@ def decrypt_stored(
             armored,
             read_budget(limits),
             max_output=limits.decrypt_max_bytes,
+            senders=senders,
         )
     except untrusted.UntrustedDataError as exc:
         if exc.kind == "invalid":
@@ -204,9 +209,10 @@ def open_message(
         entity = outer
         signature = "not-encrypted"
     else:
-        decrypted = decrypt_stored(session, ring, row, armored, limits)
+        sender = _address_in(headers.get("From", ""))
+        decrypted = decrypt_stored(session, ring, row, armored, limits, sender=sender)
         entity = BytesParser(policy=email.policy.default).parsebytes(decrypted.data)
-        signature = _signature(session, decrypted, headers.get("From", ""))
+        signature = decrypted.signature
     text, html, attachments = _split(entity)
     return OpenedMessage(
         id=row.id,
@@ -219,19 +225,6 @@ def open_message(
         html=html,
         attachments=attachments,
     )
-
-
-def _signature(session: so.Session, decrypted: pgp.Decrypted, from_header: str) -> SignatureStatus:
-    if not decrypted.signer_key_ids:
-        return "unsigned"
-    sender = _address_in(from_header)
-    if sender is None:
-        return "unknown-key"
-    for row in store.keys_of(session, sender):
-        key = store.parsed_public_key(row)
-        if decrypted.signer_key_ids & {key.key_id, *key.subkey_ids}:
-            return "valid" if pgp.verify(decrypted, key) else "invalid"
-    return "unknown-key"
 
 
 def _address_in(header: str) -> str | None:

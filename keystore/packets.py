@@ -1,29 +1,61 @@
-"""The session-key packets at the head of an OpenPGP message, read by hand with bounded effort.
+"""OpenPGP framing read and written by hand, with bounded effort: armor and packet headers.
 
-Reading stored mail unlocks a secret key in the server process, but the message
-itself is outside data: pgpy must only see it inside the sandbox of
-`keystore.untrusted`. So the server reads just the packets it needs to pick and
-use its key (the public-key encrypted session keys, RFC 4880 section 5.1) with
-this small framing reader: it decodes at most `MAX_HEAD_BYTES` of the message,
-walks packet headers without interpreting bodies, and stops at the first packet
-that is not a session key. Nothing here grows with the size of the message.
+The one place in the project that reads packet headers and ASCII armor. Both
+the server (which must not let a full OpenPGP parser loose on outside data in
+its own threads) and the submission pipeline (which must tell an encrypted
+message from anything else without a key) need only the framing, never the
+contents:
+
+- `session_key_packets` reads the public-key encrypted session keys at the head
+  of a message (RFC 9580 §5.1), so a reader picks the one key of the address the
+  message names before anything is decrypted (in the sandbox of
+  `keystore.untrusted`);
+- `is_encrypted_message` decides from headers alone whether data is exactly one
+  encrypted OpenPGP message (§10.3);
+- `dearmor` (lenient, bounded, for stored mail) and `dearmor_whole` (strict: the
+  text is one armored message and nothing else) undo the armor; `write_armor`
+  writes it, with CRLF line ends for mail, straight into the caller's buffer so a
+  large ciphertext is not copied once per step.
+
+Both header formats are read (§4.2: old-format lengths of 1, 2, 4 octets or "to
+the end"; new-format lengths and partial body lengths). Nothing here grows with
+the size of the message beyond the bounded reads, and no regular expression
+runs on more than an armor's header block.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
+import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
-PKESK_TAG = 1
-SKESK_TAG = 3
+import crcmod
+
+PKESK, SKESK, SED, MARKER, SEIPD, OCB = 1, 3, 9, 10, 18, 20
+PKESK_TAG, SKESK_TAG = PKESK, SKESK
 MAX_HEAD_BYTES = 64 * 1024
 MAX_SESSION_KEY_PACKETS = 64
 MAX_SESSION_KEY_PACKET_BYTES = 4096
+MAX_PACKETS = 1024  # session-key packets of one message: one per recipient key or password
+MAX_CHUNKS = 1 << 16  # partial-length chunks of the encrypted-data packet
+MAX_ARMORED = 64 * 1024 * 1024
 ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+ARMOR_END = b"-----END PGP MESSAGE-----"
+WILDCARD_KEY_ID = "0000000000000000"
+
+_SESSION_KEY = {PKESK: {3, 6}, SKESK: {4, 5, 6}}  # tag → known versions
+_ENCRYPTED_DATA = {SEIPD: {1, 2}, OCB: {1}, SED: None}  # None: no version octet
+_MARKER_BODY = b"PGP"
 
 
 class PacketError(ValueError):
-    """The head of the message is not a sequence of OpenPGP packets; safe to show."""
+    """The data is not the OpenPGP framing expected; the message is safe to show."""
+
+
+class _Truncated(PacketError):
+    """A packet header or length runs past the end of the data read."""
 
 
 @dataclass(frozen=True)
@@ -34,14 +66,192 @@ class SessionKeyPacket:
     packet: bytes
 
 
+# --- packet headers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Header:
+    tag: int
+    body_start: int
+    body_end: int  # end of the (first chunk of the) body; len(data) for "to the end"
+    partial: bool  # new-format partial body length: more chunks follow
+    indeterminate: bool  # old-format "to the end of the data"
+
+
+def _new_length(data: bytes, at: int) -> tuple[int, int, bool]:
+    """(start of the data, end of the data, partial) for a new-format length at `at`."""
+    if at >= len(data):
+        raise _Truncated("truncated length")
+    octet = data[at]
+    if octet < 192:
+        return at + 1, at + 1 + octet, False
+    if octet < 224:
+        if at + 2 > len(data):
+            raise _Truncated("truncated length")
+        return at + 2, at + 2 + ((octet - 192) << 8) + data[at + 1] + 192, False
+    if octet == 255:
+        if at + 5 > len(data):
+            raise _Truncated("truncated length")
+        return at + 5, at + 5 + int.from_bytes(data[at + 1 : at + 5], "big"), False
+    return at + 1, at + 1 + (1 << (octet & 0x1F)), True
+
+
+def _header(data: bytes, pos: int) -> _Header:
+    """The header of the packet at `pos` (the one header reader of the project)."""
+    if pos >= len(data):
+        raise _Truncated("no packet")
+    first = data[pos]
+    if not first & 0x80:
+        raise PacketError("not an OpenPGP packet")
+    if first & 0x40:  # new format
+        start, end, partial = _new_length(data, pos + 1)
+        return _Header(first & 0x3F, start, end, partial, False)
+    tag = (first >> 2) & 0x0F
+    kind = first & 0x03
+    if kind == 3:
+        return _Header(tag, pos + 1, len(data), False, True)
+    width = (1, 2, 4)[kind]
+    start = pos + 1 + width
+    if start > len(data):
+        raise _Truncated("truncated length")
+    return _Header(tag, start, start + int.from_bytes(data[pos + 1 : start], "big"), False, False)
+
+
+def _partial_chain(data: bytes, end: int) -> int:
+    """The end of a packet whose first chunk ends at `end`: chunks until a definite length."""
+    for _ in range(MAX_CHUNKS):
+        _start, end, partial = _new_length(data, end)
+        if not partial:
+            return end
+    raise PacketError("too many partial chunks")
+
+
+def is_encrypted_message(data: bytes) -> bool:
+    """Whether `data` is, by its packet headers, exactly one encrypted OpenPGP message.
+
+    One or more session-key packets (PKESK, SKESK), optionally after a Marker
+    packet, then exactly one encrypted-data packet (SEIPD, the LibrePGP OCB
+    packet, the old SED) that runs to the end. Nothing else may come before,
+    between or after. The contents are not opened: with no key, ciphertext cannot
+    be told from random bytes, and that is all a structural check can promise.
+    """
+    try:
+        return _walk(data)
+    except PacketError:
+        return False
+
+
+def _walk(data: bytes) -> bool:
+    pos, session_keys = 0, 0
+    for _ in range(MAX_PACKETS + 2):
+        header = _header(data, pos)
+        end = header.body_end
+        if header.partial:
+            if header.tag not in _ENCRYPTED_DATA:
+                return False  # only the encrypted-data packet may have partial lengths
+            end = _partial_chain(data, end)
+        if end > len(data) or header.body_start >= end:
+            return False
+        first_octet = data[header.body_start]
+        if header.tag in _ENCRYPTED_DATA:
+            versions = _ENCRYPTED_DATA[header.tag]
+            if versions is not None and first_octet not in versions:
+                return False
+            return session_keys > 0 and end == len(data)
+        body = data[header.body_start : end] if header.tag == MARKER else b""
+        if header.tag == MARKER and session_keys == 0 and body == _MARKER_BODY:
+            pos = end
+            continue
+        if header.tag not in _SESSION_KEY or first_octet not in _SESSION_KEY[header.tag]:
+            return False
+        session_keys += 1
+        pos = end
+    return False
+
+
+def session_key_packets(message: bytes) -> list[SessionKeyPacket]:
+    """The PKESK packets that open the message (armored or binary), in order; SKESK
+    packets are skipped. Reads at most `MAX_HEAD_BYTES` of the binary message.
+
+    Raises `PacketError` when the head is malformed, holds too many or too large
+    session-key packets, or holds none at all.
+    """
+    head = message_head(message)
+    found: list[SessionKeyPacket] = []
+    offset = 0
+    for seen in range(MAX_SESSION_KEY_PACKETS + 1):
+        try:
+            header = _header(head, offset)
+        except _Truncated:
+            break
+        if header.tag not in (PKESK, SKESK):
+            break
+        if seen >= MAX_SESSION_KEY_PACKETS:
+            raise PacketError("the message names too many session keys")
+        size = header.body_end - header.body_start
+        if header.partial or header.indeterminate or size > MAX_SESSION_KEY_PACKET_BYTES:
+            raise PacketError("a session-key packet is too large")
+        if header.body_end > len(head):
+            raise PacketError("a session-key packet is cut short")
+        body = head[header.body_start : header.body_end]
+        if header.tag == PKESK:
+            if len(body) < 10 or body[0] != 3:
+                raise PacketError("unsupported session-key packet version")
+            found.append(SessionKeyPacket(body[1:9].hex().upper(), head[offset : header.body_end]))
+        offset = header.body_end
+    if not found:
+        raise PacketError("the OpenPGP message is not encrypted to a public key")
+    return found
+
+
+def recipient_key_ids(message: bytes) -> frozenset[str]:
+    """The key ids an encrypted message names (its PKESK packets); no key needed."""
+    return frozenset(p.key_id for p in session_key_packets(message))
+
+
+# --- armor -----------------------------------------------------------------------------
+
+ARMOR_LINE = 64  # base64 characters per line, as GnuPG and Sequoia write (RFC 9580 §6.2)
+_BLOCK = ARMOR_LINE * 3 // 4 * 1024  # binary bytes armored per step: 1024 whole lines
+_crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
+
+
+def write_armor(out: BinaryIO, data: bytes, kind: str = "MESSAGE") -> None:
+    """Write `data` as ASCII armor with CRLF line ends into `out`, a block at a time.
+
+    The checksum is kept although RFC 9580 §6.1 lets a writer omit it: GnuPG 2.2
+    reads the END line as data whenever the base64 has no padding and no
+    checksum follows. crcmod's C extension computes it (hundreds of MB/s).
+    """
+    view = memoryview(data)
+    out.write(f"-----BEGIN PGP {kind}-----\r\n\r\n".encode())
+    for start in range(0, len(view), _BLOCK):
+        encoded = binascii.b2a_base64(view[start : start + _BLOCK], newline=False)
+        out.write(
+            b"".join(
+                encoded[i : i + ARMOR_LINE] + b"\r\n" for i in range(0, len(encoded), ARMOR_LINE)
+            )
+        )
+    out.write(b"=" + base64.b64encode(_crc24(data).to_bytes(3, "big")))
+    out.write(f"\r\n-----END PGP {kind}-----\r\n".encode())
+
+
+def armor(data: bytes, kind: str = "MESSAGE") -> bytes:
+    """`data` as ASCII armor with CRLF line ends (see `write_armor`)."""
+    import io
+
+    out = io.BytesIO()
+    write_armor(out, data, kind)
+    return out.getvalue()
+
+
 def dearmor(message: bytes, limit: int | None = None) -> bytes:
     """The binary message (at most about `limit` bytes of it when given), dearmored when
-    it is armored.
+    it is armored; binary data is returned as it is.
 
-    A linear scan over lines, no regular expression (pgpy's armor expression
-    backtracks for hours on hostile input): the armor header lines are skipped up
-    to the first empty line, then base64 lines are decoded until the checksum or
-    END line. The checksum is not checked; the MDC protects the data.
+    A linear scan over lines, no regular expression: the armor header lines are
+    skipped up to the first empty line, then base64 lines are decoded until the
+    checksum or END line. The checksum is not checked; the MDC protects the data.
     """
     start = message.find(ARMOR_BEGIN)
     if start < 0:
@@ -81,69 +291,31 @@ def message_head(message: bytes) -> bytes:
     return dearmor(message, MAX_HEAD_BYTES)
 
 
-def _header(data: bytes, offset: int) -> tuple[int, int, int] | None:
-    """(tag, header length, body length) of the packet at `offset`, None if cut short."""
-    if offset >= len(data):
+_ARMOR = re.compile(
+    rb"\A\s*-----BEGIN PGP MESSAGE-----[ \t]*\r?\n"
+    rb"(?P<headers>(?:[A-Za-z]+: [^\r\n]*\r?\n){0,8})"
+    rb"[ \t]*\r?\n"
+    rb"(?P<data>(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+?)"
+    rb"(?:=(?P<crc>[A-Za-z0-9+/]{4})[ \t]*\r?\n)?"
+    rb"-----END PGP MESSAGE-----\s*\Z"
+)
+# Armor headers that carry no text of the sender's (RFC 9580 §6.2.2.1; Comment can).
+_ARMOR_KEYS = {b"version", b"charset", b"hash"}
+
+
+def dearmor_whole(text: bytes) -> bytes | None:
+    """The packets of `text` when it is entirely one armored PGP MESSAGE (whitespace
+    around it aside), else None: the strict counterpart of `dearmor`."""
+    if len(text) > MAX_ARMORED or ARMOR_BEGIN not in text[:4096]:
         return None
-    first = data[offset]
-    if not first & 0x80:
-        raise PacketError("not an OpenPGP packet")
-    if first & 0x40:  # new format
-        tag = first & 0x3F
-        if offset + 1 >= len(data):
+    match = _ARMOR.match(text)
+    if match is None:
+        return None
+    for line in match["headers"].splitlines():
+        if line.split(b":", 1)[0].lower() not in _ARMOR_KEYS:
             return None
-        octet = data[offset + 1]
-        if octet < 192:
-            return tag, 2, octet
-        if octet < 224:
-            if offset + 2 >= len(data):
-                return None
-            return tag, 3, ((octet - 192) << 8) + data[offset + 2] + 192
-        if octet == 255:
-            if offset + 6 > len(data):
-                return None
-            return tag, 6, int.from_bytes(data[offset + 2 : offset + 6], "big")
-        return tag, 2, -1  # partial body length: never used by session-key packets
-    tag = (first >> 2) & 0x0F
-    size = {0: 1, 1: 2, 2: 4}.get(first & 0x03)
-    if size is None:
-        return tag, 1, -1  # indeterminate length
-    if offset + 1 + size > len(data):
+    payload = b"".join(match["data"].split())
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
         return None
-    return tag, 1 + size, int.from_bytes(data[offset + 1 : offset + 1 + size], "big")
-
-
-def session_key_packets(message: bytes) -> list[SessionKeyPacket]:
-    """The PKESK packets that open the message, in order (SKESK packets are skipped).
-
-    Raises `PacketError` when the head is malformed, holds too many or too large
-    session-key packets, or holds none at all.
-    """
-    head = message_head(message)
-    found: list[SessionKeyPacket] = []
-    offset = 0
-    seen = 0
-    while True:
-        header = _header(head, offset)
-        if header is None:
-            break
-        tag, header_length, body_length = header
-        if tag not in (PKESK_TAG, SKESK_TAG):
-            break
-        if body_length < 0 or body_length > MAX_SESSION_KEY_PACKET_BYTES:
-            raise PacketError("a session-key packet is too large")
-        seen += 1
-        if seen > MAX_SESSION_KEY_PACKETS:
-            raise PacketError("the message names too many session keys")
-        end = offset + header_length + body_length
-        if end > len(head):
-            raise PacketError("a session-key packet is cut short")
-        body = head[offset + header_length : end]
-        if tag == PKESK_TAG:
-            if len(body) < 10 or body[0] != 3:
-                raise PacketError("unsupported session-key packet version")
-            found.append(SessionKeyPacket(body[1:9].hex().upper(), bytes(head[offset:end])))
-        offset = end
-    if not found:
-        raise PacketError("the OpenPGP message is not encrypted to a public key")
-    return found

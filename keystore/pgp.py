@@ -1,15 +1,14 @@
-"""Every use of pgpy in the project: key generation, parsing, encryption, signatures.
+"""Keys: every use of pgpy in the project (generation, parsing, rotation, revocation, export).
 
-Keeping pgpy behind this one module means its quirks (warnings, str-or-bytes
-results, exceptions of every type on malformed input) stop here, and the rest of
-the code deals in `PublicKey`, `SecretKey` and bytes. What this module makes:
-
-- keys: Ed25519 primary (certify, sign) with one user id for the address, and a
-  Curve25519 ECDH subkey (encrypt communications and storage); preferences
-  AES-256, SHA-512 then SHA-256, no compression;
-- messages: SEIPD (tag 18, with MDC) under AES-256, signed with SHA-512, literal
-  data in binary mode, uncompressed (compression gains little on mail bodies and
-  opens length side channels).
+pgpy makes and manages the hosted keys; everything done to messages (sign,
+encrypt, decrypt, verify) is Sequoia's, in `keystore.messages`. Keeping pgpy
+behind this one module means its quirks (warnings, str-or-bytes results,
+exceptions of every type on malformed input) stop here, and the rest of the code
+deals in `PublicKey`, `SecretKey` and bytes. The keys it makes: Ed25519 primary
+(certify, sign) with one user id for the address, and a Curve25519 ECDH subkey
+(encrypt communications and storage); preferences AES-256, SHA-512 then SHA-256,
+no compression (compression gains little on mail bodies and opens length side
+channels).
 
 Everything parsed here may come from outside; parsing failures become `PgpError`
 with a message that is safe to show and never contains key or message bytes.
@@ -17,14 +16,12 @@ with a message that is safe to show and never contains key or message bytes.
 
 from __future__ import annotations
 
-import bz2
 import datetime as dt
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, overload
+from typing import Any, Literal, NoReturn
 
 # pgpy 0.6.0 uses cipher APIs that `cryptography` has moved (and the imghdr module);
 # the notices concern pgpy's code, not anything an admin can act on, so they stay out
@@ -45,7 +42,6 @@ from pgpy.constants import (  # noqa: E402
     SignatureType,
     SymmetricKeyAlgorithm,
 )
-from pgpy.packet.packets import IntegrityProtectedSKEData, LiteralData  # noqa: E402
 
 MESSAGE_CIPHER = SymmetricKeyAlgorithm.AES256
 SIGNATURE_HASH = HashAlgorithm.SHA512
@@ -107,9 +103,13 @@ class PublicKey:
     key_id: str
     subkey_ids: tuple[str, ...]
     _key: Any = field(repr=False)
+    # The key as it arrived, when that was exactly this one key: pgpy rewrites the
+    # Features subpacket of keys that advertise SEIPDv2 (Sequoia's do) when it
+    # serialises, and their self-signatures then fail for Sequoia, which encrypts.
+    _raw: bytes | None = field(default=None, repr=False)
 
     def to_bytes(self) -> bytes:
-        return bytes(self._key)
+        return self._raw if self._raw is not None else bytes(self._key)
 
     def armored(self) -> str:
         return str(self._key)
@@ -234,7 +234,13 @@ def parse_public_key(data: bytes | str) -> PublicKey:
         # Never keep secret material that arrived where a public key was expected.
         with _untrusted("not a valid OpenPGP key"):
             key = key.pubkey
-    return _public(key)
+        return _public(key)
+    parsed = _public(key)
+    # Binary input of the same length as pgpy's serialisation holds this key and
+    # nothing else; it is kept as it came (see PublicKey._raw).
+    if isinstance(data, bytes) and len(data) == len(parsed.to_bytes()):
+        return PublicKey(parsed.fingerprint, parsed.key_id, parsed.subkey_ids, key, bytes(data))
+    return parsed
 
 
 def revoke(secret: SecretKey, public: PublicKey, code: RevocationCode, comment: str) -> PublicKey:
@@ -258,258 +264,6 @@ def revocation_reasons(public: PublicKey) -> list[str]:
 
 def armor_public_keys(keys: Iterable[PublicKey]) -> str:
     return "".join(k.armored().rstrip("\n") + "\n" for k in keys)
-
-
-@overload
-def encrypt_and_sign(
-    data: bytes,
-    recipients: Sequence[PublicKey],
-    signer: SecretKey | None,
-    *,
-    armor: Literal[True] = True,
-) -> str: ...
-@overload
-def encrypt_and_sign(
-    data: bytes,
-    recipients: Sequence[PublicKey],
-    signer: SecretKey | None,
-    *,
-    armor: Literal[False],
-) -> bytes: ...
-def encrypt_and_sign(
-    data: bytes,
-    recipients: Sequence[PublicKey],
-    signer: SecretKey | None,
-    *,
-    armor: bool = True,
-) -> str | bytes:
-    """One SEIPD message (AES-256, MDC) that every recipient can open, signed when a
-    signer is given. One session key serves all recipients, as OpenPGP intends."""
-    if not recipients:
-        raise ValueError("at least one recipient is needed")
-    message = pgpy.PGPMessage.new(
-        bytes(data), format="b", compression=CompressionAlgorithm.Uncompressed
-    )
-    if signer is not None:
-        message |= signer._key.sign(message, hash=SIGNATURE_HASH)
-    session_key = MESSAGE_CIPHER.gen_key()
-    try:
-        for recipient in recipients:
-            with _untrusted(f"cannot encrypt to key {recipient.fingerprint}"):
-                message = recipient._key.encrypt(
-                    message, cipher=MESSAGE_CIPHER, sessionkey=session_key
-                )
-    finally:
-        del session_key
-    return str(message) if armor else bytes(message)
-
-
-@dataclass(frozen=True, eq=False)
-class Decrypted:
-    """A decrypted message: its literal bytes, the key ids that signed it, and the
-    signature packets (checked later by `verify` against a key the caller trusts)."""
-
-    data: bytes = field(repr=False)
-    signer_key_ids: frozenset[str]
-    signatures: tuple[bytes, ...] = field(default=(), repr=False)
-
-
-class TooLarge(PgpError):
-    """The message inflates beyond the output limit (a compression bomb, or just too big)."""
-
-
-def _parse_message(message: bytes | str) -> Any:
-    with _untrusted("not a valid OpenPGP message"):
-        return pgpy.PGPMessage.from_blob(message)
-
-
-def recipient_key_ids(message: bytes | str) -> frozenset[str]:
-    """The key ids an encrypted message names (its PKESK packets); no key needed."""
-    parsed = _parse_message(message)
-    if not parsed.is_encrypted:
-        _fail("the OpenPGP message is not encrypted")
-    return frozenset(str(k).upper() for k in parsed.encrypters)
-
-
-def _opened(inner: Any) -> Decrypted:
-    if inner.is_encrypted or not isinstance(inner._message, LiteralData):
-        _fail("the decrypted OpenPGP message holds no literal data")
-    return Decrypted(
-        data=bytes(inner._message._contents),
-        signer_key_ids=frozenset(str(s).upper() for s in inner.signers),
-        signatures=tuple(bytes(s) for s in inner.signatures),
-    )
-
-
-def decrypt(message: bytes | str, keys: Sequence[SecretKey]) -> Decrypted:
-    """Open `message` with whichever of `keys` it was encrypted to.
-
-    Only integrity-protected data (SEIPD with MDC) is accepted: the old
-    unprotected packet is open to the EFAIL-style malleability attacks. No bound
-    on decompression: for the gateway's own messages only; stored mail from
-    outside goes through `keystore.untrusted.decrypt_message`.
-    """
-    parsed = _parse_message(message)
-    if not parsed.is_encrypted:
-        _fail("the OpenPGP message is not encrypted")
-    if not isinstance(parsed._message, IntegrityProtectedSKEData):
-        _fail("the OpenPGP message has no integrity protection (MDC)")
-    wanted = {str(k).upper() for k in parsed.encrypters}
-    key = next((k for k in keys if k.key_ids & wanted), None)
-    if key is None:
-        _fail("the OpenPGP message is not encrypted to any of our keys")
-    with _untrusted("the OpenPGP message cannot be decrypted"):
-        inner = key._key.decrypt(parsed)
-    return _opened(inner)
-
-
-MAX_SIGNATURE_BYTES = 64 * 1024
-MAX_SIGNATURES = 16
-
-
-def verify(decrypted: Decrypted, signer: PublicKey) -> bool:
-    """Whether `signer` made a valid signature over the decrypted message."""
-    ids = {signer.key_id, *signer.subkey_ids}
-    if not decrypted.signer_key_ids & ids:
-        return False
-    for packet in decrypted.signatures[:MAX_SIGNATURES]:
-        if len(packet) > MAX_SIGNATURE_BYTES:
-            continue
-        try:
-            with _untrusted("bad signature"):
-                signature = pgpy.PGPSignature.from_blob(packet)
-                if str(signature.signer).upper() not in ids:
-                    continue
-                if signer._key.verify(decrypted.data, signature):
-                    return True
-        except PgpError:
-            continue
-    return False
-
-
-# --- decrypting stored mail with bounded output -----------------------------------------
-#
-# The server unlocks the recipient's key and opens the session key itself, from the
-# small PKESK packet (`keystore.packets` finds it without pgpy); only the session key,
-# which whoever made the message knows anyway, goes with the message into the sandboxed
-# child, where `decrypt_with_session_key` runs pgpy under an output limit.
-
-
-@dataclass(frozen=True, eq=False)
-class SessionKey:
-    """The symmetric key of one message. Prints nothing, refuses to be pickled."""
-
-    algorithm: int
-    key: bytes = field(repr=False)
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("session keys are not picklable")
-
-
-def _secret_parts(key: SecretKey) -> list[Any]:
-    return [key._key, *key._key.subkeys.values()]
-
-
-def session_key(packets: Sequence[tuple[str, bytes]], keys: Sequence[SecretKey]) -> SessionKey:
-    """The session key from the first of `packets` (key id, PKESK bytes) that one of
-    `keys` opens. A wildcard key id (hidden recipient) is tried with every key."""
-    from pgpy.packet import Packet
-    from pgpy.packet.packets import PKESessionKey
-
-    for key_id, packet in packets:
-        with _untrusted("not a valid session-key packet"):
-            parsed = Packet(bytearray(packet))
-            if not isinstance(parsed, PKESessionKey):
-                _fail("not a session-key packet")
-        for key in keys:
-            for part in _secret_parts(key):
-                if key_id not in (str(part.fingerprint.keyid).upper(), "0000000000000000"):
-                    continue
-                if part.key_algorithm != parsed.pkalg:
-                    continue
-                try:
-                    with _untrusted("the session key cannot be decrypted"):
-                        algorithm, material = parsed.decrypt_sk(part._key)
-                except PgpError:
-                    continue
-                return SessionKey(int(algorithm), bytes(material))
-    _fail("the OpenPGP message is not encrypted to any of our keys")
-
-
-class _OutputBudget:
-    """pgpy inflates compressed packets with one unbounded call; in the sandboxed child
-    that call is swapped for this one, which stops once all inflated data together
-    (nested packets included) passes the limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-
-    def decompress(self, algorithm: CompressionAlgorithm, data: bytes) -> bytes:
-        if algorithm == CompressionAlgorithm.Uncompressed:
-            inflater: Any = None
-            out = bytes(data)
-        elif algorithm == CompressionAlgorithm.ZIP:
-            inflater = zlib.decompressobj(-15)
-        elif algorithm == CompressionAlgorithm.ZLIB:
-            inflater = zlib.decompressobj()
-        elif algorithm == CompressionAlgorithm.BZ2:
-            inflater = bz2.BZ2Decompressor()
-        else:
-            # Only the algorithms of RFC 9580 §9.4 exist; anything else is a broken message.
-            raise ValueError(f"unknown compression algorithm {algorithm!r}")
-        if inflater is not None:
-            out = inflater.decompress(bytes(data), self.left + 1)
-        if len(out) > self.left:
-            raise TooLarge("the message is too large once decompressed")
-        self.left -= len(out)
-        return out
-
-
-def _caused_by_too_large(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, TooLarge):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def decrypt_with_session_key(message: bytes, key: SessionKey, max_output: int) -> Decrypted:
-    """Open `message` with its session key, inflating at most `max_output` bytes.
-
-    Swaps pgpy's decompression for a bounded one for the duration of the call,
-    for the whole process: only for the single-threaded sandbox child.
-    """
-    parsed = _parse_message(message)
-    if not parsed.is_encrypted:
-        _fail("the OpenPGP message is not encrypted")
-    if not isinstance(parsed._message, IntegrityProtectedSKEData):
-        _fail("the OpenPGP message has no integrity protection (MDC)")
-    budget = _OutputBudget(max_output)
-    original = CompressionAlgorithm.decompress
-
-    def bounded(algorithm: CompressionAlgorithm, data: bytes) -> bytes:
-        return budget.decompress(algorithm, data)
-
-    CompressionAlgorithm.decompress = bounded
-    try:
-        with _untrusted("the OpenPGP message cannot be decrypted"):
-            try:
-                plain = parsed._message.decrypt(key.key, SymmetricKeyAlgorithm(key.algorithm))
-                inner = pgpy.PGPMessage()
-                inner.parse(plain)
-            except Exception as exc:
-                if _caused_by_too_large(exc):
-                    raise TooLarge("the message is too large once decompressed") from None
-                raise
-    finally:
-        CompressionAlgorithm.decompress = original
-    opened = _opened(inner)
-    if len(opened.data) > max_output:
-        raise TooLarge("the message is too large")
-    return opened
 
 
 # --- vetting keys from outside --------------------------------------------------------
@@ -817,16 +571,15 @@ def _minimal(key: Any, uid: _Uid, subkey: Any, binding: Any) -> bytes:
 
 
 def _check_minimal(data: bytes, fingerprint: str, subkey_id: str) -> None:
-    """The re-serialised key parses back to the same key and can be encrypted to."""
+    """The re-serialised key parses back to the same key and Sequoia, which encrypts
+    every message (`keystore.messages`), can encrypt to it."""
     again, _ = pgpy.PGPKey.from_blob(data)
     if _ids(again)[0] != fingerprint or list(again.subkeys) != [subkey_id]:
         raise _Rejected("unusable", "the key does not survive re-serialisation")
-    try:
-        again.encrypt(pgpy.PGPMessage.new(b"probe", format="b"), cipher=MESSAGE_CIPHER)
-    except Exception as exc:  # noqa: BLE001
-        if _out_of_memory(exc):
-            raise MemoryError from None
-        raise _Rejected("unusable", "the key cannot be encrypted to") from None
+    from keystore import messages  # it builds on this module's PublicKey
+
+    if not messages.can_encrypt_to(data):
+        raise _Rejected("unusable", "the key cannot be encrypted to")
 
 
 def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from keystore import packets, pgp, untrusted, wrap
+from keystore import messages, packets, pgp, untrusted, wrap
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 from keystore.models import (
     STATUS_ACTIVE,
@@ -288,9 +288,24 @@ def signing_key(
     now: dt.datetime,
     *,
     events: KeyEventSink,
-) -> pgp.SecretKey:
-    """The current secret key of the address (made on first use), for signing."""
-    return unlock_row(ring, get_or_create(session, ring, address, now, events=events))
+) -> messages.SigningKey:
+    """The current secret key of the address (made on first use), for signing one message.
+
+    Parsed by Sequoia from the unwrapped bytes for this message only; its public key
+    comes from the cache.
+    """
+    row = get_or_create(session, ring, address, now, events=events)
+    secret = _unwrapped(ring, row)
+    try:
+        return messages.signing_key(secret, parsed_public_key(row))
+    except pgp.PgpError:
+        raise wrap.DecryptionError() from None
+    finally:
+        del secret
+
+
+def _unwrapped(ring: MasterKeyRing, row: StoredKey) -> bytes:
+    return wrap.unwrap(ring, row.wrapped_secret, address=row.address, fingerprint=row.fingerprint)
 
 
 def keys_of(session: so.Session, address: str) -> list[StoredKey]:
@@ -319,33 +334,46 @@ def decrypt_for(
     budget: untrusted.Budget = untrusted.STORED_MESSAGE_BUDGET,
     *,
     max_output: int = untrusted.STORED_MESSAGE_MAX_OUTPUT,
-) -> pgp.Decrypted:
-    """Decrypt a stored message sent to `address`, unlocking only the key it names.
+    senders: Sequence[pgp.PublicKey] = (),
+) -> messages.Decrypted:
+    """Decrypt a stored message sent to `address`, unlocking only the key it names, and
+    say whether it carries a valid signature by one of the `senders` keys.
 
-    A stored message came from outside, so pgpy never parses it here: the key ids
-    and session-key packets are read by `keystore.packets`, the session key is
-    opened with the address's key in this process, and the message is decrypted
-    in the sandbox under `budget`, inflating at most `max_output` bytes. A
-    message whose recipients are hidden (wildcard key ids) is tried with every
-    key of the address. Raises `pgp.PgpError` for a message none of the keys
-    opens, `untrusted.UntrustedDataError` for one beyond the bounds.
+    A stored message came from outside, so it is decrypted only in the sandbox,
+    under `budget`, inflating at most `max_output` bytes: the server reads just the
+    session-key packets (`keystore.packets`) to pick the address's keys the message
+    names, and hands their unwrapped bytes to the child with the message. A message
+    whose recipients are hidden (wildcard key ids) is tried with every key of the
+    address. Raises `pgp.PgpError` for data that is no message to the address,
+    `untrusted.UntrustedDataError` for one the keys do not open ("invalid") or
+    beyond the bounds.
     """
     raw = message.encode("ascii", "replace") if isinstance(message, str) else message
     try:
-        binary = packets.dearmor(raw)  # pgpy's armor parser is slow and unsafe on it
+        binary = packets.dearmor(raw)
         found = packets.session_key_packets(binary)
     except packets.PacketError as exc:
         raise pgp.PgpError(str(exc)) from None
+    if not packets.is_encrypted_message(binary):
+        raise pgp.PgpError("not an encrypted OpenPGP message")
     wanted = {p.key_id for p in found}
     rows = [r for r in keys_of(session, address) if r.key_id in wanted or r.subkey_id in wanted]
     if not rows:
-        if "0000000000000000" not in wanted:
+        if packets.WILDCARD_KEY_ID not in wanted:
             raise pgp.PgpError(f"the message is not encrypted to a key of {address}")
         rows = keys_of(session, address)
-    key = pgp.session_key(
-        [(p.key_id, p.packet) for p in found], [unlock_row(ring, r) for r in rows]
-    )
-    return untrusted.decrypt_message(binary, key, budget, max_output=max_output)
+    secrets = [_unwrapped(ring, r) for r in rows]
+    try:
+        opened = untrusted.decrypt_message(
+            binary,
+            secrets,
+            [key.to_bytes() for key in senders],
+            budget,
+            max_output=max_output,
+        )
+    finally:
+        del secrets
+    return messages.signature_status(opened, senders)
 
 
 # --- rotation and revocation ----------------------------------------------------------

@@ -13,13 +13,21 @@ in a fresh child process:
   so even a child that pgpy's bugs had taken over could not run code in the caller.
 
 The children come from a zygote: one small helper process per server process
-(`python -I`, importing only this module and pgpy), which forks a child for each
+(`python -I`, importing only this module, pgpy and pysequoia), which forks a child for each
 parse. A parse so costs a fork of a 40 MB process (a few milliseconds) instead
 of a new interpreter importing pgpy and cryptography (about 150 ms). The stock
 multiprocessing fork server was measured and dropped: on Python 3.11 it re-runs
 the program's main module in every child (its `__main__` preload is broken), which
 for `sealgate` costs about two seconds per parse. The zygote reaps its children
 itself (SIGCHLD ignored); it exits when the server closes the control socket.
+
+Stored mail is decrypted here too, by Sequoia (`keystore.messages.open_message`):
+the child gets the message, the unwrapped secret keys it names and the expected
+sender's certificates over its socket (never through the zygote, never a pickle),
+and exits after one message, so no child ever holds two users' keys. Sequoia has
+no output bound of its own; the child sets its address space to what a message of
+the largest allowed output needs, so a compression bomb ends the child (Rust
+aborts when an allocation is refused), which the caller reports as too large.
 
 Each request travels on its own socket pair, the child's end passed to the zygote
 with SCM_RIGHTS, so concurrent parses never share a channel. At most
@@ -45,11 +53,12 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from keystore import pgp
+from keystore import messages, pgp
 
 MAX_PARALLEL = max(2, min(8, os.cpu_count() or 2))
 MIN_MEMORY_MB = 64
@@ -197,14 +206,21 @@ def vet_keys(
 
 
 def decrypt_message(
-    message: bytes, key: pgp.SessionKey, budget: Budget, *, max_output: int
-) -> pgp.Decrypted:
-    """Open a stored OpenPGP message (from outside) with its session key, in a child.
+    message: bytes,
+    secret_keys: Sequence[bytes],
+    senders: Sequence[bytes],
+    budget: Budget,
+    *,
+    max_output: int,
+) -> messages.Opened:
+    """Open a stored OpenPGP message (from outside) in a child, with whichever of the
+    unwrapped `secret_keys` opens it, verifying signatures against the `senders`
+    certificates (`messages.open_message`).
 
-    The child inflates at most `max_output` bytes (`pgp.decrypt_with_session_key`)
-    and is held to the budget's time and memory. Raises `UntrustedDataError`:
-    "too-large" past the input or output limit, "timeout" or "memory" past the
-    budget, "invalid" for a message that does not decrypt.
+    The output is at most `max_output` bytes and the child is held to the budget's
+    time and memory. Raises `UntrustedDataError`: "too-large" past the input or
+    output limit, "timeout" or "memory" past the budget, "invalid" for a message
+    that does not decrypt.
     """
     if len(message) > budget.max_bytes:
         raise UntrustedDataError(
@@ -213,33 +229,51 @@ def decrypt_message(
         )
     if max_output < 1:
         raise ValueError("max_output must be at least 1")
+    if any(len(k) > pgp.MAX_KEY_BYTES for k in (*secret_keys, *senders)):
+        raise UntrustedDataError("too-large", "a key is too large")
     request = {
         "op": "decrypt",
-        "algorithm": key.algorithm,
-        "key": base64.b64encode(key.key).decode("ascii"),
+        "keys": len(secret_keys),
+        "senders": len(senders),
         "max_output": max_output,
     }
-    reply, payload = _run_with_payload(request, message, budget, max_output)
+    reply, payload = _run_with_payload(
+        request, [*secret_keys, *senders, message], budget, max_output, died=_TOO_LARGE
+    )
     try:
-        signers = frozenset(str(k) for k in reply["signers"])
-        signatures = tuple(base64.b64decode(s, validate=True) for s in reply["signatures"])
-    except (KeyError, TypeError, ValueError, binascii.Error):
+        valid = reply["valid"]
+        issuers = frozenset(str(i) for i in reply["issuers"])
+    except (KeyError, TypeError, ValueError):
         raise UntrustedDataError("worker", "the parser's answer was malformed") from None
-    return pgp.Decrypted(data=payload, signer_key_ids=signers, signatures=signatures)
+    return messages.Opened(payload, str(valid) if valid else None, issuers)
 
 
 def _run(request: dict[str, Any], data: bytes, budget: Budget) -> dict[str, Any]:
-    return _run_with_payload(request, data, budget, 0)[0]
+    return _run_with_payload(request, [data], budget, 0)[0]
+
+
+_TOO_LARGE = "the message is too large once decompressed"
 
 
 def _run_with_payload(
-    request: dict[str, Any], data: bytes, budget: Budget, payload_limit: int
+    request: dict[str, Any],
+    parts: Sequence[bytes],
+    budget: Budget,
+    payload_limit: int,
+    *,
+    died: str | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """The child's JSON answer and, for requests that have one, the binary payload
-    that follows it (at most `payload_limit` bytes)."""
+    that follows it (at most `payload_limit` bytes). `parts` go to the child one
+    after the other, each sized in the header, so none is copied into one buffer.
+
+    With `died`, a child that ended without an answer ran out of the address
+    space it gave itself, and that is reported as "too-large" with this text.
+    """
     header = json.dumps(
         {
             **request,
+            "sizes": [len(p) for p in parts],
             "memory_mb": budget.memory_mb,
             "cpu_seconds": math.ceil(budget.timeout) + 1,
             "max_bytes": budget.max_bytes,
@@ -252,7 +286,12 @@ def _run_with_payload(
                 pid = _zygote.fork(header, theirs)
             finally:
                 theirs.close()
-            raw, payload = _exchange(ours, pid, data, budget, payload_limit)
+            try:
+                raw, payload = _exchange(ours, pid, parts, budget, payload_limit)
+            except UntrustedDataError as exc:
+                if died is not None and exc.kind == "worker":
+                    raise UntrustedDataError("too-large", died) from None
+                raise
         finally:
             ours.close()
     try:
@@ -270,7 +309,11 @@ def _run_with_payload(
 
 
 def _exchange(
-    channel: socket.socket, pid: int, data: bytes, budget: Budget, payload_limit: int = 0
+    channel: socket.socket,
+    pid: int,
+    parts: Sequence[bytes],
+    budget: Budget,
+    payload_limit: int = 0,
 ) -> tuple[bytes, bytes | None]:
     """Send the input, wait at most the budget for the answer; kill the child otherwise.
 
@@ -280,7 +323,8 @@ def _exchange(
     deadline = time.monotonic() + budget.timeout
     answered = False
     try:
-        _send(channel, LENGTH.pack(len(data)) + data, deadline)
+        for part in parts:
+            _send(channel, part, deadline)
         length = LENGTH.unpack(_receive(channel, LENGTH.size, deadline))[0]
         if length > budget.reply_limit:
             raise UntrustedDataError("worker", "the parser's answer was too long")
@@ -378,6 +422,7 @@ def _decode_vetting(reply: dict[str, Any]) -> pgp.KeyVetting:
 
 _MEMORY_REPLY = b'{"error": "memory"}'
 _WORKER_REPLY = b'{"error": "worker"}'
+_TOO_LARGE_REPLY = json.dumps({"error": "too-large", "message": _TOO_LARGE}).encode()
 
 
 def _limit(memory_mb: int, cpu_seconds: int) -> None:
@@ -419,16 +464,16 @@ def _child_main(channel_fd: int, header: bytes) -> None:
         request = json.loads(header)
         _limit(int(request["memory_mb"]), int(request["cpu_seconds"]))
         channel = socket.socket(fileno=channel_fd)
-        length = LENGTH.unpack(_read_exactly(channel, LENGTH.size))[0]
-        if length > int(request["max_bytes"]):
+        sizes = [int(size) for size in request["sizes"]]
+        if not sizes or any(size > int(request["max_bytes"]) for size in sizes):
             raise ValueError("input over the limit")
-        data = _read_exactly(channel, length)
+        parts = [_read_exactly(channel, size) for size in sizes]
         payload: bytes | None = None
         try:
             if request.get("op") == "decrypt":
-                reply, payload = _answer_decrypt(request, data)
+                reply, payload = _answer_decrypt(request, parts)
             else:
-                reply = _answer(request, data)
+                reply = _answer(request, parts[0])
         except MemoryError:
             reply, payload = _MEMORY_REPLY, None
         channel.sendall(LENGTH.pack(len(reply)) + reply)
@@ -452,19 +497,40 @@ def _read_exactly(channel: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
-def _answer_decrypt(request: dict[str, Any], data: bytes) -> tuple[bytes, bytes | None]:
-    key = pgp.SessionKey(int(request["algorithm"]), base64.b64decode(request["key"]))
+def _answer_decrypt(request: dict[str, Any], parts: list[bytes]) -> tuple[bytes, bytes | None]:
+    keys, senders = int(request["keys"]), int(request["senders"])
+    if len(parts) != keys + senders + 1:
+        return _WORKER_REPLY, None
+    message = parts[-1]
+    max_output = int(request["max_output"])
+    _limit_for_output(len(message), max_output, int(request["memory_mb"]))
     try:
-        opened = pgp.decrypt_with_session_key(data, key, int(request["max_output"]))
-    except pgp.TooLarge as exc:
-        return json.dumps({"error": "too-large", "message": str(exc)}).encode(), None
+        opened = messages.open_message(message, parts[:keys], parts[keys : keys + senders])
+    except MemoryError:
+        return _TOO_LARGE_REPLY, None
     except pgp.PgpError as exc:
         return json.dumps({"error": "invalid", "message": str(exc)}).encode(), None
-    reply = {
-        "signers": sorted(opened.signer_key_ids),
-        "signatures": [base64.b64encode(s).decode("ascii") for s in opened.signatures],
-    }
+    if len(opened.data) > max_output:
+        return _TOO_LARGE_REPLY, None
+    reply = {"valid": opened.valid_signer, "issuers": sorted(opened.issuers)}
     return json.dumps(reply).encode(), opened.data
+
+
+# What one decryption needs beyond the child as forked: the input, Sequoia's copy of
+# it while parsing, its output buffer (which grows by doubling: up to twice the
+# output) and the bytes handed back to Python, with room for Sequoia's own buffers.
+_DECRYPT_SLACK = 64 * 1024 * 1024
+
+
+def _limit_for_output(input_size: int, max_output: int, memory_mb: int) -> None:
+    """Shrink the address space to what a message of `max_output` bytes needs (never
+    beyond the budget), so running out of it means the output is larger than that."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * page
+    need = mapped + 2 * input_size + 4 * max_output + _DECRYPT_SLACK
+    limit = min(need, memory_mb * 1024 * 1024)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _answer(request: dict[str, Any], data: bytes) -> bytes:

@@ -2,6 +2,8 @@
 
 A plain module rather than a conftest: pytest may load a conftest under a name of
 its own, and the registry of homes below must be one list for the whole session.
+GnuPG's status lines carry notation values as raw bytes (every signature Sequoia
+makes has a binary salt notation), so its output is decoded with replacement.
 """
 
 from __future__ import annotations
@@ -57,13 +59,12 @@ class GnuPG:
         ]
         result = subprocess.run(cmd, input=input, capture_output=True, timeout=60, check=False)
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(args)} failed ({result.returncode}): {result.stderr.decode()}"
-            )
+            error = result.stderr.decode(errors="replace")
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {error}")
         return result
 
     def import_key(self, data: bytes) -> str:
-        return self.run("--status-fd", "2", "--import", input=data).stderr.decode()
+        return self.run("--status-fd", "2", "--import", input=data).stderr.decode(errors="replace")
 
     def fingerprints(self, *, secret: bool = False) -> list[str]:
         listing = "--list-secret-keys" if secret else "--list-keys"
@@ -77,4 +78,4 @@ class GnuPG:
 
     def list_packets(self, data: bytes) -> str:
         result = self.run("--list-packets", input=data, check=False)
-        return result.stdout.decode() + result.stderr.decode()
+        return result.stdout.decode() + result.stderr.decode(errors="replace")

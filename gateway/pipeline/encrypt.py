@@ -21,7 +21,7 @@ from gateway.autocrypt.header import gossip_headers
 from gateway.pipeline import pgpmime
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.visibility import split_visible
-from keystore import pgp
+from keystore import messages, pgp
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RecipientKey:
 
 @dataclass(frozen=True)
 class SenderKeys:
-    signer: pgp.SecretKey
+    signer: messages.SigningKey
     public: pgp.PublicKey
 
 
@@ -65,7 +65,9 @@ def encrypt_copies(
         for r in recipients
     )
     sent: bytes | None = None
-    for group in ([visible] if visible else []) + [[r] for r in hidden]:
+    sent_message: bytes | None = None
+    groups = ([visible] if visible else []) + [[r] for r in hidden]
+    for number, group in enumerate(groups):
         # The sender is in From for everyone who sees To/Cc, so the visible group's
         # ciphertext may name the sender's key too and serve as the Sent copy.
         is_visible = group is visible
@@ -80,27 +82,28 @@ def encrypt_copies(
         if is_visible and len(group) > 1:
             gossip = [(r, keys[r].key.to_bytes()) for r in group]
             content = gossip_headers(gossip) + inner
-        armored = _encrypt(content, group_keys, sender.signer)
-        if is_visible:
-            sent = armored
+        ciphertext = messages.encrypt(content, group_keys, sender.signer)
+        del content
+        if number == len(groups) - 1 and (not sent_copy or visible):
+            inner = b""  # not needed any more: a large message's entity is freed early
         hosted = [r for r in group if keys[r].source == "hosted"]
         external = [r for r in group if keys[r].source != "hosted"]
         if hosted:
-            submission.copies.append(
-                Copy("mailbox", hosted, pgpmime.build_encrypted(raw, armored), encrypted=True)
-            )
+            mailbox_copy = pgpmime.build_encrypted(raw, ciphertext)
+            if is_visible:
+                sent_message = mailbox_copy  # the same outer message: no second copy
+            submission.copies.append(Copy("mailbox", hosted, mailbox_copy, encrypted=True))
         if external:
-            message = pgpmime.build_encrypted(raw, armored, extra_headers=autocrypt)
+            message = pgpmime.build_encrypted(raw, ciphertext, extra_headers=autocrypt)
             submission.copies.extend(Copy("queue", [r], message, encrypted=True) for r in external)
+        if is_visible and sent_message is None:
+            sent = ciphertext
+        del ciphertext
 
     if not sent_copy:
         return
-    if sent is None:
-        sent = _encrypt(inner, [sender.public], sender.signer)
-    submission.copies.append(
-        Copy("sent", [submission.sender.address], pgpmime.build_encrypted(raw, sent), True)
-    )
-
-
-def _encrypt(inner: bytes, recipients: list[pgp.PublicKey], signer: pgp.SecretKey) -> bytes:
-    return pgpmime.armor(pgp.encrypt_and_sign(inner, recipients, signer, armor=False))
+    if sent_message is None:
+        if sent is None:
+            sent = messages.encrypt(inner, [sender.public], sender.signer)
+        sent_message = pgpmime.build_encrypted(raw, sent)
+    submission.copies.append(Copy("sent", [submission.sender.address], sent_message, True))

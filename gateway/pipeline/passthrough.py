@@ -11,7 +11,7 @@ text search:
   `application/pgp-encrypted` part saying `Version: 1` and an
   `application/octet-stream` part that is one armored OpenPGP message whose
   packets are session-key packets and one encrypted-data packet
-  (gateway.pipeline.packets); nothing in the preamble but a usual notice line,
+  (keystore.packets); nothing in the preamble but a usual notice line,
   nothing in the epilogue but whitespace, no other header field in a part than
   Content-*;
 - S/MIME: the top-level entity is `application/pkcs7-mime` whose base64 body
@@ -37,7 +37,7 @@ from email.message import Message
 from asn1crypto import cms
 
 from gateway import rawheaders
-from gateway.pipeline import packets
+from keystore import packets
 
 _PLAIN_ENCODINGS = {"", "7bit", "8bit", "binary"}
 _CMS_ENCRYPTED = {"enveloped_data", "authenticated_enveloped_data"}

@@ -11,23 +11,23 @@ gateway's one header/body split (gateway.rawheaders), never copied as raw lines.
 The outer message carries the standard two parts: the version part and the
 encrypted data.
 
-Armor is written here rather than by pgpy: pgpy computes the armor's CRC-24 in
-pure Python (about 1 MiB/s). RFC 9580 §6.1 lets a writer omit the checksum, but
-GnuPG 2.2 then reads the END line as data whenever the base64 has no padding,
-so the checksum is kept and computed by crcmod's C extension (hundreds of MB/s).
+A large message is copied as few times as the steps allow: the inner entity is
+made in one join (no line-end rewrite when the body has CRLF already), and the
+binary ciphertext is armored straight into the outer message's buffer
+(`keystore.packets.write_armor`), which becomes the message without a further
+copy. One outer message can serve every copy with the same headers (the
+recipients' copy and the Sent copy).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import io
 import secrets
 
-import crcmod
-
 from gateway import rawheaders
+from keystore import packets
 
-ARMOR_LINE = 76  # base64 characters per line (RFC 9580 §6.2)
 _NEVER = {"bcc", "mime-version"}
 # The clear header fields of an encrypted message; RFC 3834's loop guards included,
 # since the autoresponder reads them from the stored copy.
@@ -53,52 +53,6 @@ OUTSIDE = frozenset(
 )
 
 
-_crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
-
-
-def armor(data: bytes, kind: str = "MESSAGE") -> bytes:
-    encoded = base64.b64encode(data)
-    lines = b"".join(
-        encoded[i : i + ARMOR_LINE] + b"\r\n" for i in range(0, len(encoded), ARMOR_LINE)
-    )
-    checksum = b"=" + base64.b64encode(_crc24(data).to_bytes(3, "big"))
-    return (
-        f"-----BEGIN PGP {kind}-----\r\n\r\n".encode()
-        + lines
-        + checksum
-        + f"\r\n-----END PGP {kind}-----\r\n".encode()
-    )
-
-
-class ArmorError(ValueError):
-    pass
-
-
-def dearmor(text: bytes, kind: str = "MESSAGE", limit: int = 64 * 1024 * 1024) -> bytes:
-    """Binary packets from ASCII armor; the optional CRC line is ignored (RFC 9580 §6.1)."""
-    begin, end = f"-----BEGIN PGP {kind}-----".encode(), f"-----END PGP {kind}-----".encode()
-    start = text.find(begin)
-    stop = text.find(end, start + 1)
-    if start == -1 or stop == -1:
-        raise ArmorError("no OpenPGP armor found")
-    body = text[start + len(begin) : stop]
-    lines = body.replace(b"\r\n", b"\n").split(b"\n")
-    # Armor headers end at the first empty line.
-    try:
-        blank = lines.index(b"", 1)
-    except ValueError:
-        blank = 0
-    payload = b"".join(
-        line.strip() for line in lines[blank:] if line.strip() and not line.startswith(b"=")
-    )
-    if len(payload) > limit * 4 // 3 + 4:
-        raise ArmorError("armored data too large")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except binascii.Error:
-        raise ArmorError("armored data is not valid base64") from None
-
-
 def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
@@ -110,12 +64,16 @@ def inner_entity(raw: bytes) -> bytes:
     The body is everything `rawheaders.split_message` does not take for a header
     field, a line that is no header field included: every byte of text goes inside.
     """
-    block, _sep, body = rawheaders.split_message(raw)
+    block, sep, body = rawheaders.split_message(raw)
+    start = len(block) + len(sep)
+    del body  # read from `raw` below: a large body is copied once, into the entity
     fields = list(rawheaders.iter_headers(block))
     inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
     if not any(f.name.lower() == "content-type" for f in fields):
         inside.insert(0, b"Content-Type: text/plain; charset=us-ascii\r\n")
-    return b"".join(inside) + b"\r\n" + to_crlf(body)
+    if raw.count(b"\n", start) == raw.count(b"\r\n", start):
+        return b"".join([*inside, b"\r\n", memoryview(raw)[start:]])
+    return b"".join([*inside, b"\r\n", to_crlf(raw[start:])])
 
 
 def outer_headers(raw: bytes) -> bytes:
@@ -134,13 +92,15 @@ def autocrypt_header(address: str, public_key: bytes) -> bytes:
     return f"Autocrypt: addr={address}; prefer-encrypt=mutual; keydata=\r\n {folded}\r\n".encode()
 
 
-def build_encrypted(raw: bytes, armored: bytes, *, extra_headers: bytes = b"") -> bytes:
-    """The outer multipart/encrypted message around `armored` (RFC 3156 §4)."""
+def build_encrypted(raw: bytes, ciphertext: bytes, *, extra_headers: bytes = b"") -> bytes:
+    """The outer multipart/encrypted message (RFC 3156 §4) around the binary OpenPGP
+    `ciphertext`, which is armored straight into it."""
     boundary = "sealgate-" + secrets.token_hex(12)
-    return (
-        outer_headers(raw)
-        + extra_headers
-        + b"MIME-Version: 1.0\r\n"
+    out = io.BytesIO()
+    out.write(outer_headers(raw))
+    out.write(extra_headers)
+    out.write(
+        b"MIME-Version: 1.0\r\n"
         + b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n'
         + f' boundary="{boundary}"\r\n'.encode()
         + b"\r\n"
@@ -156,10 +116,11 @@ def build_encrypted(raw: bytes, armored: bytes, *, extra_headers: bytes = b"") -
         + b"Content-Description: OpenPGP encrypted message\r\n"
         + b'Content-Disposition: inline; filename="encrypted.asc"\r\n'
         + b"\r\n"
-        + armored
-        + b"\r\n"
-        + f"--{boundary}--\r\n".encode()
     )
+    packets.write_armor(out, ciphertext)
+    out.write(b"\r\n" + f"--{boundary}--\r\n".encode())
+    # BytesIO hands over its own buffer (trimmed in place) when nothing else holds it.
+    return out.getvalue()
 
 
 def encrypted_payload(raw: bytes) -> bytes | None:

@@ -26,7 +26,7 @@ from gateway.pipeline.secure_page import SecurePageResult
 from gateway.runtime import Runtime
 from gateway.securepage import notify
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
-from keystore import pgp
+from keystore import messages, pgp
 
 TEMPLATE = "delivery_report"
 # Key sources the gateway found by itself (the templates name each one).
@@ -94,8 +94,8 @@ def add_delivery_report(
             message_id_domain=settings.smtp.hostname,
         )
     )
-    sealed = pgp.encrypt_and_sign(pgpmime.inner_entity(report), [sender_key], None, armor=False)
-    encrypted = pgpmime.build_encrypted(report, pgpmime.armor(sealed))
+    sealed = messages.encrypt(pgpmime.inner_entity(report), [sender_key], None)
+    encrypted = pgpmime.build_encrypted(report, sealed)
 
     def store_report(session: so.Session) -> None:
         address = find_address(session, submission.sender.address)

@@ -29,7 +29,7 @@ from gateway.pipeline import pgpmime
 from gateway.securepage.content import PageMessage, safe_filename
 from gateway.securepage.notify import MAX_SUBJECT, one_line
 from gateway.settings import SecurePageSettings
-from keystore import pgp
+from keystore import messages, pgp
 
 MAX_TEXT_CHARS = 200_000
 MAX_FILES = 10
@@ -102,8 +102,8 @@ def encrypt_to(key: pgp.PublicKey, raw: bytes) -> bytes:
 
     Pure computation: run it before the transaction that stores the result.
     """
-    sealed = pgp.encrypt_and_sign(pgpmime.inner_entity(raw), [key], None, armor=False)
-    return pgpmime.build_encrypted(raw, pgpmime.armor(sealed))
+    sealed = messages.encrypt(pgpmime.inner_entity(raw), [key], None)
+    return pgpmime.build_encrypted(raw, sealed)
 
 
 def deliver(

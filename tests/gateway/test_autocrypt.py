@@ -31,7 +31,7 @@ from gateway.inbound import InboundServer
 from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
-from keystore import directory, pgp, store, untrusted
+from keystore import directory, packets, pgp, store, untrusted
 from keystore.models import AutocryptPeer
 from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
@@ -150,14 +150,14 @@ def peer_row(rt: Runtime, address: str) -> AutocryptPeer | None:
 def encrypted_to_key(raw: bytes) -> frozenset[str]:
     payload = pgpmime.encrypted_payload(raw)
     assert payload is not None
-    return pgp.recipient_key_ids(payload)
+    return packets.recipient_key_ids(payload)
 
 
 def encrypted_to(rt: Runtime, raw: bytes) -> frozenset[str]:
     """The recipients' key ids, the sender's own (for her Sent copy) left out."""
     payload = pgpmime.encrypted_payload(raw)
     assert payload is not None
-    return pgp.recipient_key_ids(payload) - set(keystore_public(rt, ALICE).subkey_ids)
+    return packets.recipient_key_ids(payload) - set(keystore_public(rt, ALICE).subkey_ids)
 
 
 def test_autocrypt_key_is_used_for_the_reply_and_follows_the_update_rules(

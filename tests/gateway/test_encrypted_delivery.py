@@ -87,7 +87,7 @@ def gpg_decrypt(gpg: GnuPG, raw: bytes) -> tuple[bytes, str]:
     armored = pgpmime.encrypted_payload(raw)
     assert armored is not None
     result = gpg.run("--status-fd", "2", "--decrypt", input=armored)
-    return result.stdout, result.stderr.decode()
+    return result.stdout, result.stderr.decode(errors="replace")
 
 
 def test_subject_tag_encrypts_to_hosted_recipient_and_gpg_recovers_the_mime_tree(

@@ -182,7 +182,7 @@ def open_with_gpg(gpg: GnuPG, raw: bytes, signer: pgp.PublicKey) -> Message:
     armored = pgpmime.encrypted_payload(raw)
     assert armored is not None
     result = gpg.run("--status-fd", "2", "--decrypt", input=armored)
-    status = result.stderr.decode()
+    status = result.stderr.decode(errors="replace")
     assert "[GNUPG:] DECRYPTION_OKAY" in status and "[GNUPG:] GOODSIG" in status
     assert f"[GNUPG:] VALIDSIG {signer.fingerprint}" in status
     return email.message_from_bytes(result.stdout, policy=email.policy.default)

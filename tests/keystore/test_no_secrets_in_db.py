@@ -24,7 +24,7 @@ import sqlalchemy.orm as so
 
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from keystore import pgp, rotation, store, wrap
+from keystore import messages, pgp, rotation, store, wrap
 from keystore.masterkey import MasterKeyRing, load_ring
 from tests.keystore.conftest import audit_sink
 
@@ -141,7 +141,7 @@ def _make_keys(runtime: Runtime, ring: MasterKeyRing) -> None:
         signer = store.signing_key(session, ring, ADDRESSES[2], NOW, events=audit_sink)
         public = store.public_key(session, ADDRESSES[0])
         assert public is not None
-        pgp.encrypt_and_sign(b"hello", [public], signer)
+        messages.encrypt(b"hello", [public], signer)
 
 
 def test_a_database_dump_holds_no_secret_key_and_no_master_key(

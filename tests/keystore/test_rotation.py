@@ -30,10 +30,11 @@ import sqlalchemy.orm as so
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from keystore import pgp, rotation, store, wrap
+from keystore import packets, rotation, store, wrap
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile, load_ring
 from keystore.models import MasterKeyVersion, StoredKey
 from tests.keystore.conftest import audit_sink, run_sealgate
+from tests.openpgp import encrypt
 
 NOW = dt.datetime(2026, 5, 4, 8, 30, tzinfo=dt.UTC)
 ALICE = "alice@example.test"
@@ -87,7 +88,7 @@ def test_keys_rotate_old_mail_still_decrypts_new_mail_goes_to_the_new_key(
         old = store.get_or_create(session, ring, ALICE, NOW, events=audit_sink)
         old_public = store.public_key(session, ALICE)
         assert old_public is not None
-        old_mail = pgp.encrypt_and_sign(b"sent before the rotation", [old_public], None)
+        old_mail = encrypt(b"sent before the rotation", [old_public])
 
     result = run_sealgate(test_env, "keys", "rotate", ALICE)
     assert result.returncode == 0, result.stderr
@@ -96,8 +97,8 @@ def test_keys_rotate_old_mail_still_decrypts_new_mail_goes_to_the_new_key(
         new_public = store.public_key(session, ALICE)
         assert new_public is not None and new_public.fingerprint != old.fingerprint
         assert new_public.fingerprint in result.stdout
-        new_mail = pgp.encrypt_and_sign(b"sent after the rotation", [new_public], None)
-        assert pgp.recipient_key_ids(new_mail) == set(new_public.subkey_ids)
+        new_mail = encrypt(b"sent after the rotation", [new_public])
+        assert packets.recipient_key_ids(new_mail) == set(new_public.subkey_ids)
         assert store.decrypt_for(session, ring, ALICE, old_mail).data == b"sent before the rotation"
         assert store.decrypt_for(session, ring, ALICE, new_mail).data == b"sent after the rotation"
         old_row = session.scalar(
@@ -122,7 +123,7 @@ def test_rotate_master_killed_half_way_and_run_again_finishes(
             store.get_or_create(session, ring, address, NOW, events=audit_sink)
             public = store.public_key(session, address)
             assert public is not None
-            mail[address] = pgp.encrypt_and_sign(address.encode(), [public], None)
+            mail[address] = encrypt(address.encode(), [public])
         first_blob = session.scalar(
             sa.select(StoredKey.wrapped_secret).where(StoredKey.address == addresses[0])
         )

@@ -20,11 +20,12 @@ import sqlalchemy.orm as so
 
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
-from keystore import pgp, store
+from keystore import packets, pgp, store
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 from keystore.models import MasterKeyVersion, StoredKey
 from keystore.wkd import address_hash
 from tests.keystore.conftest import audit_sink, run_sealgate
+from tests.openpgp import encrypt
 
 NOW = dt.datetime(2026, 5, 4, 8, 30, tzinfo=dt.UTC)
 ALICE = "alice@example.test"
@@ -146,15 +147,15 @@ def test_rotation_keeps_old_mail_readable_and_encrypts_new_mail_to_the_new_key(
 ) -> None:
     old = _create(sessions, ring)
     with sessions.begin() as session:
-        old_mail = pgp.encrypt_and_sign(b"before", [store.public_key(session, ALICE)], None)
+        old_mail = encrypt(b"before", [store.public_key(session, ALICE)])
         new = store.rotate(session, ring, ALICE, NOW, events=audit_sink)
     assert new.fingerprint != old.fingerprint
     with sessions.begin() as session:
         current = store.public_key(session, ALICE)
         assert current is not None and current.fingerprint == new.fingerprint
-        new_mail = pgp.encrypt_and_sign(b"after", [current], None)
-        assert pgp.recipient_key_ids(new_mail) == {new.subkey_id}
-        assert pgp.recipient_key_ids(old_mail) == {old.subkey_id}
+        new_mail = encrypt(b"after", [current])
+        assert packets.recipient_key_ids(new_mail) == {new.subkey_id}
+        assert packets.recipient_key_ids(old_mail) == {old.subkey_id}
         assert store.decrypt_for(session, ring, ALICE, old_mail).data == b"before"
         assert store.decrypt_for(session, ring, ALICE, new_mail).data == b"after"
         statuses = {r.fingerprint: r.status for r in store.keys_of(session, ALICE)}
@@ -166,7 +167,7 @@ def test_rotation_keeps_old_mail_readable_and_encrypts_new_mail_to_the_new_key(
 def test_revocation_signs_the_old_key_and_rotates(sessions: Sessions, ring: MasterKeyRing) -> None:
     old = _create(sessions, ring)
     with sessions.begin() as session:
-        old_mail = pgp.encrypt_and_sign(b"older", [store.public_key(session, ALICE)], None)
+        old_mail = encrypt(b"older", [store.public_key(session, ALICE)])
         new = store.revoke(session, ring, ALICE, "laptop stolen", NOW, events=audit_sink)
     with sessions.begin() as session:
         rows = {r.fingerprint: r for r in store.keys_of(session, ALICE)}
@@ -303,6 +304,6 @@ def test_malformed_messages_are_clear_errors(sessions: Sessions, ring: MasterKey
         for junk in (b"", b"\x00\x01\x02", b"-----BEGIN PGP MESSAGE-----\n\nabc\n", b"\xc1" * 50):
             with pytest.raises(pgp.PgpError):
                 store.decrypt_for(session, ring, ALICE, junk)
-        to_someone_else = pgp.encrypt_and_sign(b"x", [pgp.generate(BOB, NOW).public], None)
+        to_someone_else = encrypt(b"x", [pgp.generate(BOB, NOW).public])
         with pytest.raises(pgp.PgpError, match="not encrypted to a key of"):
             store.decrypt_for(session, ring, ALICE, to_someone_else)

@@ -1,8 +1,8 @@
 """Compression bombs as real OpenPGP messages, built by hand so they cost the test no memory.
 
 The message is what a hostile sender could mail a hosted user: the user's own
-session-key packet (made by our encryption code for a small probe, so the key
-and its format are the real ones) followed by an integrity-protected data packet
+session-key packet (made by pgpy for a small probe, so the key and its format are
+the real ones) followed by an integrity-protected data packet
 (SEIPD with MDC, AES-256) whose plaintext is one ZLIB-compressed packet holding a
 literal data packet of `prefix` and then zeros. The zeros are compressed in 1 MiB
 steps, so 1 GiB of them never exists in the test's memory.
@@ -16,13 +16,16 @@ import hashlib
 import os
 import zlib
 
+import pgpy
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from pgpy.constants import CompressionAlgorithm, SymmetricKeyAlgorithm
 
 from keystore import packets, pgp
 
 CHUNK = 1024 * 1024
 AES256 = 9
+ZIP = 1
 ZLIB = 2
 BZIP2 = 3
 
@@ -51,36 +54,47 @@ def _compressed_literal(prefix: bytes, zeros: int) -> bytes:
     return _packet(8, 1 + len(compressed)) + bytes([ZLIB]) + compressed
 
 
-def _wrapped(inner: bytes) -> bytes:
-    """`inner` packets inside one more compressed packet (BZip2, the other algorithm)."""
-    compressed = bz2.compress(inner, 9)
-    return _packet(8, 1 + len(compressed)) + bytes([BZIP2]) + compressed
+def _wrapped(inner: bytes, algorithm: int = ZIP) -> bytes:
+    """`inner` packets inside one more compressed packet (ZIP, raw deflate, by default)."""
+    if algorithm == BZIP2:
+        compressed = bz2.compress(inner, 9)
+    else:
+        squeezer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        compressed = squeezer.compress(inner) + squeezer.flush()
+    return _packet(8, 1 + len(compressed)) + bytes([algorithm]) + compressed
 
 
 def compression_bomb(
     public: pgp.PublicKey,
-    secret: pgp.SecretKey,
+    secret: pgp.SecretKey | None = None,
     *,
     inflated: int,
     prefix: bytes = b"",
     nested: bool = False,
+    outer_algorithm: int = ZIP,
 ) -> bytes:
     """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes
-    (with `nested`, the compressed packet sits inside a second, BZip2 one).
+    (with `nested`, the compressed ZLIB packet sits inside a second one, of
+    `outer_algorithm`).
 
-    `secret` (the same key) opens the probe's session key, which the bomb reuses.
+    The session key is chosen here and wrapped for `public` by pgpy (the key
+    library), so the session-key packet is a real one; `secret` is not needed.
     """
-    probe = pgp.encrypt_and_sign(b"probe", [public], None, armor=False)
-    found = packets.session_key_packets(probe)
-    session = pgp.session_key([(p.key_id, p.packet) for p in found], [secret])
-    assert session.algorithm == AES256
+    del secret
+    session_key = os.urandom(32)
+    probe = public._key.encrypt(
+        pgpy.PGPMessage.new(b"probe", format="b", compression=CompressionAlgorithm.Uncompressed),
+        cipher=SymmetricKeyAlgorithm.AES256,
+        sessionkey=session_key,
+    )
+    found = packets.session_key_packets(bytes(probe))
     random_prefix = os.urandom(16)
     packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
     if nested:
-        packets_inside = _wrapped(packets_inside)
+        packets_inside = _wrapped(packets_inside, outer_algorithm)
     body = random_prefix + random_prefix[-2:] + packets_inside + b"\xd3\x14"
     plain = body + hashlib.sha1(body).digest()  # noqa: S324  (the MDC is SHA-1 by RFC 4880)
-    encryptor = Cipher(algorithms.AES(session.key), CFB(bytes(16))).encryptor()
+    encryptor = Cipher(algorithms.AES(session_key), CFB(bytes(16))).encryptor()
     ciphertext = encryptor.update(plain) + encryptor.finalize()
     seipd = _packet(18, 1 + len(ciphertext)) + b"\x01" + ciphertext
     return b"".join(p.packet for p in found) + seipd

@@ -36,6 +36,7 @@ from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
 from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import export, make_key
+from tests.openpgp import decrypt
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@partner.example"
 HEAD = [b"From: alice@example.test", b"To: bob@example.test, carol@partner.example"]
@@ -144,7 +145,7 @@ def test_every_shape_is_valid_pgp_mime_with_all_text_inside(
         opened = partner.run("--status-fd", "2", "--decrypt", input=payload)
         assert b"[GNUPG:] GOODSIG" in opened.stderr, name
         by_gnupg = opened.stdout
-        by_keystore = pgp.decrypt(pgpmime.encrypted_payload(to_bob) or b"", bob_keys).data
+        by_keystore = decrypt(pgpmime.encrypted_payload(to_bob) or b"", bob_keys).data
         for inner in (by_gnupg, by_keystore):
             for line in TEXT:
                 assert line in inner, (name, line)

@@ -751,7 +751,7 @@ def test_every_shape_is_wrapped_with_its_text_inside() -> None:
             "inner entity": pgpmime.inner_entity(submission.raw),
             "secure page": page_content(submission.raw),
         }
-        outer = pgpmime.build_encrypted(submission.raw, pgpmime.armor(b"\x00" * 64))
+        outer = pgpmime.build_encrypted(submission.raw, b"\x00" * 64)
         message = email.message_from_bytes(outer, policy=email.policy.compat32)
         assert message.get_content_type() == "multipart/encrypted"
         clear = {name.lower() for name in message}

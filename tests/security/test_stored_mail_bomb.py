@@ -63,7 +63,7 @@ def store_bomb(runtime: Runtime, address: str, inflated: int) -> int:
         outer = (
             f"From: mallory@elsewhere.example\r\nTo: {address}\r\nSubject: zeros {inflated}\r\n\r\n"
         ).encode()
-        raw = pgpmime.build_encrypted(outer, pgpmime.armor(bomb))
+        raw = pgpmime.build_encrypted(outer, bomb)
         row_address = session.scalar(sa.select(Address).where(Address.address == address))
         assert row_address is not None
         row = mailbox.store(

@@ -88,7 +88,7 @@ def test_encrypted_mail_fetched_over_imap_opens_with_the_downloaded_key(
     refused = gpg.run("--passphrase", "wrong", "--decrypt", input=armored, check=False)
     assert refused.returncode != 0
     opened = gpg.run("--status-fd", "2", "--passphrase", PASSPHRASE, "--decrypt", input=armored)
-    status = opened.stderr.decode()
+    status = opened.stderr.decode(errors="replace")
     assert "[GNUPG:] DECRYPTION_OKAY" in status and "[GNUPG:] GOODSIG" in status
     assert re.search(r"\[GNUPG:\] VALIDSIG", status)
     assert b"The new figure is 4200 a month." in opened.stdout

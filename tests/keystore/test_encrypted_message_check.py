@@ -1,4 +1,4 @@
-"""The packet check behind pass-through: real encrypted messages from GnuPG, Sequoia and pgpy
+"""The packet check behind pass-through: real encrypted messages from GnuPG and Sequoia
 (old and new header formats, partial lengths, v3/v6 PKESK, SKESK, SEIPD v1/v2) are
 recognised; anything else shaped like OpenPGP is not, and a hostile length chain stops."""
 
@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.pipeline import packets
 from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.timeutil import utcnow
-from keystore import pgp
+from keystore import packets, pgp
 from tests.gnupg import GnuPG
 from tests.keystore.gpgkeys import make_key
+from tests.openpgp import encrypt
 
 PLAIN = b"Content-Type: text/plain\r\n\r\nthe text\r\n"
 
@@ -100,7 +100,7 @@ def test_real_encrypted_messages_are_recognised(gpg: GnuPG) -> None:
     messages = {
         **gpg_messages(gpg),
         **sequoia_messages(),
-        "pgpy (the gateway's own)": pgp.encrypt_and_sign(PLAIN, [key.public], key, armor=False),
+        "the gateway's own": encrypt(PLAIN, [key.public], key, armor=False),
     }
     streamed = messages["gpg partial lengths"]
     assert streamed[0] == 0x84  # an old-format PKESK with a one-octet length ...
