@@ -112,7 +112,7 @@ def _check_current_password(account: Account, typed: str, *, purpose: str) -> st
     rt = runtime()
     now = _now()
     counters = lockout.store_for(db, rt.settings.security)
-    key = lockout.portal_key(account.email)
+    key = lockout.account_key(account.id)
     if counters.locked_until(key, now) is not None:
         return gettext(LOGIN_LOCKED)
     if rt.hasher.verify(account.password_hash, typed):
@@ -259,7 +259,7 @@ def disable_2fa() -> ResponseReturnValue:
             ring = totp.ring_for(runtime().settings)
             if totp.check_second_factor(db, ring, account.id, _field("code"), now) is None:
                 counters = lockout.store_for(db, runtime().settings.security)
-                counters.record_failure(lockout.portal_key(account.email), now)
+                counters.record_failure(lockout.account_key(account.id), now)
                 error = gettext(WRONG_CODE)
             else:
                 totp.disable(db, account, now, **request_meta())
