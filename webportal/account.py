@@ -81,6 +81,7 @@ ACTION_LABELS = {
 }
 FAILED_LOGIN_LABELS = {
     "locked": noop("Sign-in refused: too many failed attempts"),
+    "account locked": noop("Sign-in refused: too many failed attempts"),
     "wrong second-factor code": noop("Sign-in failed: wrong two-factor code"),
 }
 FAILED_LOGIN = noop("Sign-in failed: wrong password")
@@ -517,16 +518,25 @@ class Entry:
     device: str
 
 
+# Mail-program logins name their protocol: failures of every protocol count towards
+# one lockout (gateway.lockout), so the owner can tell which program or door it was.
+MAIL_PROTOCOLS = {"smtp.auth": "SMTP", "imap.auth": "IMAP"}
+
+
 def _entry(event: AuditEvent, language: str) -> Entry:
     if event.action == "login" and not event.success:
         label = gettext(FAILED_LOGIN_LABELS.get(event.detail, FAILED_LOGIN))
-    elif event.action in ("smtp.auth", "imap.auth") and event.detail.startswith("app password "):
+    elif event.action in MAIL_PROTOCOLS and event.detail.startswith("app password "):
         name = event.detail.removeprefix("app password ").strip("'\"")
         label = gettext(APP_PASSWORD_LOGIN, name=name)
+    elif event.action in MAIL_PROTOCOLS and event.detail == "account locked":
+        label = gettext(FAILED_LOGIN_LABELS["locked"])
     elif event.action in ACTION_LABELS:
         label = gettext(ACTION_LABELS[event.action])
     else:
         label = event.action
+    if event.action in MAIL_PROTOCOLS:
+        label = f"{label} ({MAIL_PROTOCOLS[event.action]})"
     device = login_alerts.describe_agent(event.user_agent, language) if event.user_agent else ""
     return Entry(event.at, label, event.success, event.ip, device)
 
