@@ -127,6 +127,18 @@ def _clean_login(login: str) -> str:
     return login
 
 
+def _unknown_name_key(login: str) -> str | None:
+    """The lockout key of a name that is no account, if it could be one (an address).
+
+    Anything else can never become an account, so a lock on it would tell nothing;
+    and it is not written down, since people type passwords into the name field.
+    """
+    try:
+        return lockout.name_key(normalize_address(login)) if login else None
+    except InvalidAddress:
+        return None
+
+
 def _read(
     session: so.Session, settings: Settings, attempt: Attempt, now: dt.datetime
 ) -> _Seen | None:
@@ -139,7 +151,8 @@ def _read(
     elif login:
         subject = accounts.find_address(session, login)
     if subject is None:
-        locked = bool(login) and counters.locked_until(lockout.name_key(login), now) is not None
+        key = _unknown_name_key(login)
+        locked = key is not None and counters.locked_until(key, now) is not None
         return (
             None
             if not locked
@@ -296,10 +309,10 @@ def _write(
     if result.ok and protocol != "portal" and known is not None:
         counters.clear(lockout.account_key(known))
     if decision.counted:
-        key = lockout.account_key(known) if known is not None else None
-        login = _clean_login(attempt.login)
-        if key is None and login:
-            key = lockout.name_key(login)
+        if known is not None:
+            key: str | None = lockout.account_key(known)
+        else:
+            key = _unknown_name_key(_clean_login(attempt.login))
         if key is not None:
             counters.record_failure(key, now)
     if result.ok and protocol == "portal" and not result.needs_second_factor:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from gateway import accounts, credential_cache, db, lockout, logins
 from gateway.logins import Attempt, LoginResult
-from gateway.models import Account, Address, LoginLockout
+from gateway.models import Account, Address, AuditEvent, LoginLockout
 from gateway.passwords import PasswordHasher
 from gateway.runtime import Runtime
 from gateway.settings import PasswordSettings
@@ -208,6 +208,13 @@ def test_unknown_names_cost_a_verify_and_lock_alike_over_every_protocol(
     for protocol in protocols:
         assert login(runtime, watched, protocol, "Nobody@example.test", "x").refusal == "locked"
     assert watched.verifies == threshold
+    # A name that cannot be an address can never be an account: not counted, not
+    # written down anywhere (people type passwords into the name field).
+    typed = "Tr0ub4dor&3 oops"
+    for protocol in protocols:
+        assert login(runtime, watched, protocol, typed, "x").refusal == "wrong"
     with db.read_only(runtime.sessions) as session:
         keys = session.scalars(sa.select(LoginLockout.key)).all()
+        actors = set(session.scalars(sa.select(AuditEvent.actor)).all())
     assert keys == ["name:nobody@example.test"]
+    assert "(not an address)" in actors and not any(typed in actor for actor in actors)
