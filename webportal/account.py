@@ -106,8 +106,8 @@ def _field(name: str) -> str:
 def _check_current_password(account: Account, typed: str, *, purpose: str) -> str | None:
     """None when `typed` is the account password; else the error to show (translated).
 
-    Wrong guesses here count towards the lockout like wrong logins do: a stolen
-    session must not become a free password oracle.
+    Wrong guesses here count towards the account's one lockout like wrong logins over
+    any protocol do: a stolen session must not become a free password oracle.
     """
     db = db_session()
     rt = runtime()
@@ -116,7 +116,11 @@ def _check_current_password(account: Account, typed: str, *, purpose: str) -> st
     key = lockout.account_key(account.id)
     if counters.locked_until(key, now) is not None:
         return gettext(LOGIN_LOCKED)
-    if rt.hasher.verify(account.password_hash, typed):
+    # Argon2 outside any transaction (as in gateway.logins): what the request read so
+    # far is committed first, so no SQLite write lock is held while it runs.
+    stored = account.password_hash
+    db.commit()
+    if rt.hasher.verify(stored, typed):
         return None
     counters.record_failure(key, now)
     audit.record(
