@@ -1,23 +1,22 @@
 """Domains, accounts and hosted addresses: creation, lookup and password checks.
 
 An account is a person's portal login; each of its addresses has its own address
-password, which mail programs use for SMTP AUTH (as in the reference mail host).
+password, which mail programs use for SMTP AUTH and IMAP (as in the reference mail
+host). Logins are checked in gateway.logins.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
+from gateway import address_keys, audit, credential_cache, db, smtp_codes
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain
-from gateway.passwords import PasswordHasher, PasswordTooLong
-from gateway.settings import SecuritySettings, Settings
+from gateway.passwords import PasswordHasher
 from gateway.timeutil import utcnow
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 
@@ -178,6 +177,7 @@ def set_address_password(
     session: so.Session, hasher: PasswordHasher, address: Address, password: str, *, actor: str
 ) -> None:
     address.password_hash = hasher.hash(password)
+    credential_cache.forget_account(address.account_id)
     audit.record(
         session,
         "address.password",
@@ -191,35 +191,10 @@ def set_account_password(
     session: so.Session, hasher: PasswordHasher, account: Account, password: str, *, actor: str
 ) -> None:
     account.password_hash = hasher.hash(password)
+    credential_cache.forget_account(account.id)
     audit.record(
         session, "account.password", actor=actor, target=account.email, account_id=account.id
     )
-
-
-def authenticate_address(
-    session: so.Session, hasher: PasswordHasher, login: str, password: str
-) -> Address | None:
-    """The address whose address password this is, or None. Unknown logins cost a full verify."""
-    row = find_address(session, login)
-    ok = hasher.verify(row.password_hash if row else None, password)
-    if not (ok and row):
-        return None
-    if hasher.needs_rehash(row.password_hash):
-        row.password_hash = hasher.hash(password)
-    return row
-
-
-def authenticate_account(
-    session: so.Session, hasher: PasswordHasher, email: str, password: str
-) -> Account | None:
-    """The account for this portal login, or None. Unknown logins cost a full verify."""
-    account = find_account(session, email)
-    ok = hasher.verify(account.password_hash if account else None, password)
-    if not (ok and account):
-        return None
-    if hasher.needs_rehash(account.password_hash):
-        account.password_hash = hasher.hash(password)
-    return account
 
 
 def owned_addresses(session: so.Session, account_id: int) -> list[str]:
@@ -230,114 +205,3 @@ def owned_addresses(session: so.Session, account_id: int) -> list[str]:
             .order_by(Address.address)
         )
     )
-
-
-@dataclass(frozen=True)
-class SmtpLogin:
-    """The outcome of one SMTP AUTH: the address on success, else the reply to give.
-
-    `known` is the address the login named, if it exists (for the audit log);
-    `detail` says how it went, never with a secret in it.
-    """
-
-    address: Address | None
-    known: Address | None = None
-    reply: str | None = None
-    detail: str = ""
-
-
-# The mail-program protocols one login function serves; each names its audit action.
-MAIL_PROTOCOLS = {"SMTP": "smtp.auth", "IMAP": "imap.auth"}
-
-
-def authenticate_smtp(
-    session: so.Session,
-    hasher: PasswordHasher,
-    security: SecuritySettings,
-    login: str,
-    password: str,
-    *,
-    ip: str,
-    now: dt.datetime,
-    protocol: str = "SMTP",
-) -> SmtpLogin:
-    """Check a mail program's login (SMTP AUTH, IMAP LOGIN): the address password, or an
-    app password of its account.
-
-    An account with two-factor login accepts app passwords only, and a refusal
-    says so. Failures of every mail protocol count towards the one mail-program
-    lockout of the account (`lockout.smtp_key`); a locked account is refused
-    without a password check. Unknown logins cost a full Argon2 verify.
-    """
-    if protocol not in MAIL_PROTOCOLS:
-        raise ValueError(f"unknown mail protocol {protocol!r}")
-    row = find_address(session, login) if login.isprintable() and len(login) <= 320 else None
-    if row is None:
-        hasher.verify(None, password)
-        return SmtpLogin(None)
-    counters = lockout.store_for(session, security)
-    key = lockout.smtp_key(row.account_id)
-    if counters.locked_until(key, now) is not None:
-        return SmtpLogin(None, row, lockout.SMTP_LOCKED, "account locked")
-    if row.account.disabled_at is not None or row.domain.disabled_at is not None:
-        hasher.verify(None, password)  # the same cost as a check: no timing tell
-        return SmtpLogin(None, row, smtp_codes.ACCOUNT_DISABLED, "account or domain disabled")
-    app = app_passwords.verify(session, row.account_id, password, now, ip=ip)
-    if app is not None:
-        counters.clear(key)
-        return SmtpLogin(row, row, detail=f"app password {app.name!r}")
-    if totp.is_enabled(session, row.account_id):
-        counters.record_failure(key, now)
-        return SmtpLogin(
-            None, row, app_passwords.AUTH_APP_PASSWORD_REQUIRED, "two-factor login: no app password"
-        )
-    if not hasher.verify(row.password_hash, password):
-        counters.record_failure(key, now)
-        return SmtpLogin(None, row)
-    if hasher.needs_rehash(row.password_hash):
-        row.password_hash = hasher.hash(password)
-    counters.clear(key)
-    return SmtpLogin(row, row)
-
-
-def login_mail_program(
-    session: so.Session,
-    hasher: PasswordHasher,
-    settings: Settings,
-    login: str,
-    password: str,
-    *,
-    ip: str,
-    now: dt.datetime,
-    protocol: str,
-) -> SmtpLogin:
-    """One mail-program login, whatever the protocol: checked by `authenticate_smtp`,
-    written to the account's activity, and a failure announced by the failed-login
-    alert mail (rate-limited like the portal's)."""
-    try:
-        result = authenticate_smtp(
-            session, hasher, settings.security, login, password, ip=ip, now=now, protocol=protocol
-        )
-    except PasswordTooLong:
-        result = SmtpLogin(None)
-    known = result.known
-    audit.record(
-        session,
-        MAIL_PROTOCOLS[protocol],
-        actor=login[:320],
-        target=login[:320],
-        account_id=known.account_id if known else None,
-        success=result.address is not None,
-        ip=ip,
-        detail=result.detail,
-    )
-    if result.address is None and known is not None and result.detail != "account locked":
-        login_alerts.queue_alert(
-            session,
-            settings,
-            known.account,
-            "failed_login",
-            login_alerts.LoginContext(ip=ip, user_agent="", at=now),
-            reason="password",
-        )
-    return result

@@ -104,10 +104,8 @@ def list_for(session: so.Session, account_id: int) -> list[AppPassword]:
     )
 
 
-def verify(
-    session: so.Session, account_id: int, typed: str, now: dt.datetime, *, ip: str = ""
-) -> AppPassword | None:
-    """The app password of this account that `typed` is, with its last use updated."""
+def find(session: so.Session, account_id: int, typed: str) -> AppPassword | None:
+    """The app password of this account that `typed` is; reads only."""
     password = clean(typed)
     if len(password) != LENGTH or any(c not in ALPHABET for c in password):
         return None
@@ -116,6 +114,24 @@ def verify(
     for row in list_for(session, account_id):
         if hmac.compare_digest(row.digest, wanted):
             match = row
+    return match
+
+
+def note_use(session: so.Session, app_password_id: int, now: dt.datetime, *, ip: str = "") -> None:
+    """Record a login with it (shown on the Security page); nothing if it was revoked since."""
+    session.execute(
+        sa.update(AppPassword)
+        .where(AppPassword.id == app_password_id)
+        .values(last_used_at=now, last_used_ip=ip[:64])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def verify(
+    session: so.Session, account_id: int, typed: str, now: dt.datetime, *, ip: str = ""
+) -> AppPassword | None:
+    """The app password of this account that `typed` is, with its last use updated."""
+    match = find(session, account_id, typed)
     if match is not None:
         match.last_used_at = now
         match.last_used_ip = ip[:64]

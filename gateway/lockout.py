@@ -6,12 +6,17 @@ guesses over several portal or gateway processes gains nothing. Each lock lasts
 twice as long as the one before (from `lockout_first` up to `lockout_max`);
 a successful login, or `sealgate user unlock`, clears the record.
 
-Keys name what is being guessed: `portal:<email as typed, normalised>` for the
-portal (unknown names lock exactly like real ones, so a lock says nothing about
-whether an account exists) and `smtp:<account id>` for SMTP AUTH, counted apart
-so that a mail program with an old password does not lock its owner out of the
-portal. While a name is locked its attempts are refused without a password
-check and are not counted.
+Keys name what is being guessed. A login name that belongs to an account counts
+under `account:<account id>`, whichever protocol it came by: wrong passwords in
+the portal (its account password, its second factor, a password confirmation),
+over SMTP AUTH and over IMAP (an address password or an app password of the
+account) all add to the one count, and a lock refuses the account everywhere. So
+an attacker gains nothing by spreading guesses over protocols; the price is that
+a mail program with an old password can lock its owner out of the portal too
+(`sealgate user unlock` lifts it). A name that is no account counts under
+`name:<name as typed, normalised>`, in every protocol alike, so a lock says
+nothing about whether an account exists. While a key is locked its attempts are
+refused without a password check and are not counted.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
+from gateway import credential_cache
 from gateway.models import LoginLockout
 from gateway.settings import SecuritySettings
 
@@ -64,12 +70,14 @@ class Policy:
         return max(self.max_lock, self.window) * 2
 
 
-def portal_key(login: str) -> str:
-    return "portal:" + login.strip().lower()[: MAX_KEY_LENGTH - 7]
+def account_key(account_id: int) -> str:
+    """The one count of an account's failed logins, over every protocol."""
+    return f"account:{account_id}"
 
 
-def smtp_key(account_id: int) -> str:
-    return f"smtp:{account_id}"
+def name_key(login: str) -> str:
+    """The count of a login name that is no account (as typed, normalised)."""
+    return "name:" + login.strip().lower()[: MAX_KEY_LENGTH - 5]
 
 
 class Store(Protocol):
@@ -84,10 +92,15 @@ class Store(Protocol):
 
 
 def _counted(key: str, until: dt.datetime) -> dt.datetime:
-    """A lock started: count it (the `sealgate_lockouts` metric) and pass it on."""
+    """A lock started: count it (the `sealgate_lockouts` metric), make this process
+    forget the account's verified logins (other processes see the lock when they
+    read it, on every login), and pass it on."""
     from gateway import metrics  # rare, and the CLI need not load prometheus_client
 
     metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
+    kind, _, account_id = key.partition(":")
+    if kind == "account" and account_id.isdigit():
+        credential_cache.forget_account(int(account_id))
     return until
 
 

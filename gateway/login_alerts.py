@@ -106,6 +106,23 @@ class LoginContext:
     ip: str
     user_agent: str
     at: dt.datetime
+    # "portal", "SMTP" or "IMAP" (gateway.logins.PROTOCOLS): the mail says which way in.
+    protocol: str = "portal"
+
+
+_VIA_WORDS = {
+    "en": {"portal": "the portal (web)", "mail": "a mail program ({protocol})"},
+    "de": {"portal": "das Portal (Web)", "mail": "ein Mailprogramm ({protocol})"},
+    "fr": {"portal": "le portail (web)", "mail": "un logiciel de messagerie ({protocol})"},
+}
+
+
+def describe_protocol(protocol: str, language: str = "en") -> str:
+    """ "a mail program (IMAP)": which door the attempt came through, in the mail's language."""
+    words = _VIA_WORDS.get(language, _VIA_WORDS["en"])
+    if protocol == "portal":
+        return words["portal"]
+    return words["mail"].format(protocol=protocol)
 
 
 def remember_device(
@@ -201,20 +218,21 @@ def queue_alert(
         return False
     base = settings.portal.base_url.rstrip("/")
     language = mails.mail_language(account.language)
-    rendered = mails.render_mail(
-        TEMPLATES[kind],
-        language,
-        {
-            "email": account.email,
-            "when": login.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "ip": login.ip,
-            "browser": describe_agent(login.user_agent, language),
-            "reason": reason,
-            "portal_url": base,
-            "security_url": f"{base}/account/security",
-            "activity_url": f"{base}/account/activity",
-        },
-    )
+    context = {
+        "email": account.email,
+        "when": login.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "ip": login.ip,
+        "browser": describe_agent(login.user_agent, language),
+        "reason": reason,
+        "portal_url": base,
+        "security_url": f"{base}/account/security",
+        "activity_url": f"{base}/account/activity",
+    }
+    if kind == "failed_login":
+        # A failure can come by any protocol (one lockout for all): name it.
+        context["via"] = describe_protocol(login.protocol, language)
+        context["protocol"] = login.protocol
+    rendered = mails.render_mail(TEMPLATES[kind], language, context)
     sender = sender_address(settings)
     message = mails.build_message(
         sender=sender,

@@ -65,7 +65,7 @@ for _handling in HANDLINGS:
     MESSAGES.labels(_handling)
 for _result in ("opened", "wrong", "locked"):
     PORTAL_UNLOCKS.labels(_result)
-for _kind in ("portal-login", "smtp-login", "secure-link"):
+for _kind in ("login", "secure-link"):
     LOCKOUTS.labels(_kind)
 
 
@@ -94,7 +94,8 @@ def record_handling(
 
 
 def lockout_key_kind(key: str) -> str:
-    return "smtp-login" if key.startswith("smtp:") else "portal-login"
+    """Every protocol's logins count towards one lock per account (gateway.lockout)."""
+    return "secure-link" if key.startswith("link:") else "login"
 
 
 class QueueDepth(Collector):

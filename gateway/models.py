@@ -384,7 +384,8 @@ class AlertSent(Base):
 
 
 class LoginLockout(Base):
-    """Failure counter and lock of one login name (`portal:<email>`, `smtp:<account id>`)."""
+    """Failure counter and lock of one account (`account:<id>`, for every protocol) or of
+    a name that is no account (`name:<address>`); see gateway.lockout."""
 
     __tablename__ = "login_lockouts"
 

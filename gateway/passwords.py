@@ -3,7 +3,8 @@
 Every password check goes through `PasswordHasher.verify`, including checks for
 accounts that do not exist (against a dummy hash), so response time does not tell
 an attacker which accounts exist. The semaphore keeps a flood of logins from
-exhausting memory: each hash takes `memory_cost` KiB.
+exhausting memory: each hash takes `memory_cost` KiB. Logins call it through
+`gateway.logins`, outside any transaction, once per login at most.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class PasswordHasher:
         if len(encoded) > self._max_bytes:
             raise PasswordTooLong(f"passwords are limited to {self._max_bytes} bytes")
         return encoded
+
+    def too_long(self, password: str) -> bool:
+        return len(password.encode("utf-8")) > self._max_bytes
 
     def hash(self, password: str) -> str:
         encoded = self._check_length(password)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import db, lookups
+from gateway.credential_cache import CredentialCache
 from gateway.inflight import InFlightBudget
 from gateway.passwords import PasswordHasher
 from gateway.settings import DEFAULT_IN_FLIGHT_BYTES, Settings
@@ -28,6 +30,10 @@ class Runtime:
     inflight: InFlightBudget = field(
         default_factory=lambda: InFlightBudget(DEFAULT_IN_FLIGHT_BYTES)
     )
+    # Logins verified lately (gateway.logins); off unless built from the settings.
+    credentials: CredentialCache = field(
+        default_factory=lambda: CredentialCache(dt.timedelta(0), 0)
+    )
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -42,6 +48,10 @@ class Runtime:
             hasher=PasswordHasher(settings.passwords),
             ring=ring,
             inflight=InFlightBudget(settings.limits.in_flight_bytes),
+            credentials=CredentialCache(
+                dt.timedelta(seconds=settings.passwords.login_cache_seconds),
+                settings.passwords.login_cache_entries,
+            ),
         )
 
     def close(self) -> None:

@@ -113,13 +113,22 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class PasswordSettings:
-    """Argon2id cost. Production defaults follow RFC 9106's second option; tests lower them."""
+    """Argon2id cost of login passwords, and the verified-credential cache in front of it.
 
-    time_cost: int = 3
-    memory_cost: int = 65536
-    parallelism: int = 4
+    The defaults are OWASP's Argon2id recommendation (19 MiB, 2 passes, 1 lane): about
+    40 ms of one core, no helper threads, so logins cannot eat the machine; hashes made
+    with other costs are rewritten at the next right login. Tests lower the cost.
+    Secure pages have their own, higher cost ([securepage] kdf_*).
+    """
+
+    time_cost: int = 2
+    memory_cost: int = 19456
+    parallelism: int = 1
     max_concurrent_hashes: int = 4
     max_password_bytes: int = 1024
+    # How long a right login is remembered (gateway.credential_cache); 0 turns it off.
+    login_cache_seconds: float = 120.0
+    login_cache_entries: int = 10000
 
 
 @dataclass(frozen=True)
@@ -492,6 +501,8 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "security":
         _validate_security(section)
+    if name == "passwords":
+        _validate_passwords(section)
     if name == "keys":
         _validate_keys(section)
     limits_ok = ("memory://", "redis://", "rediss://", "unix://")
@@ -520,6 +531,23 @@ def _validate_keys(section: KeysSettings) -> None:
             raise SettingsError(f"[keys] {key}: must be more than 0")
     if section.parse_memory_mb < 64:
         raise SettingsError("[keys] parse_memory_mb: at least 64 (the parser itself needs ~40)")
+
+
+# A verified login is remembered for minutes, not hours: the cache saves Argon2 runs
+# for programs that reconnect per message, it is not a session.
+MAX_LOGIN_CACHE_SECONDS = 900
+
+
+def _validate_passwords(section: PasswordSettings) -> None:
+    for key in ("time_cost", "parallelism", "max_concurrent_hashes", "max_password_bytes"):
+        if getattr(section, key) < 1:
+            raise SettingsError(f"[passwords] {key}: must be at least 1")
+    if section.memory_cost < 8 * section.parallelism:
+        raise SettingsError("[passwords] memory_cost: at least 8 KiB per lane")
+    if section.login_cache_seconds > MAX_LOGIN_CACHE_SECONDS:
+        raise SettingsError(
+            f"[passwords] login_cache_seconds: at most {MAX_LOGIN_CACHE_SECONDS} (0 turns it off)"
+        )
 
 
 def _validate_security(section: SecuritySettings) -> None:

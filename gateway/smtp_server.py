@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, db, logs, metrics, ratelimit
+from gateway import accounts, db, logins, logs, metrics, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -178,25 +178,24 @@ class SubmissionHandler:
         return None if blob is MISSING else bytes(blob)
 
     def _authenticate(self, login: str, password: str, ip: str) -> SmtpIdentity | str:
-        """The identity for a right login, else the reply (535, or why it was refused)."""
+        """The identity for a right login, else the reply (535, or why it was refused).
+
+        `gateway.logins.check` runs Argon2 (at most once, often not at all thanks to
+        the verified-credential cache) outside any transaction and writer lock.
+        """
         rt = self.runtime
-        with db.transaction(rt.sessions) as session:
-            result = accounts.login_mail_program(
-                session,
-                rt.hasher,
-                rt.settings,
-                login,
-                password,
-                ip=ip,
-                now=self.clock(),
-                protocol="SMTP",
-            )
-            address = result.address
-            if address is None:
-                log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
-                return result.reply or AUTH_INVALID
-            owned = accounts.owned_addresses(session, address.account_id)
-            return SmtpIdentity(address.account_id, address.address, frozenset(owned))
+        result = logins.check(
+            rt.sessions,
+            rt.hasher,
+            rt.credentials,
+            rt.settings,
+            logins.Attempt("SMTP", login, password, ip),
+            now=self.clock(),
+        )
+        if result.account_id is None:
+            log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
+            return result.reply or AUTH_INVALID
+        return SmtpIdentity(result.account_id, result.login, result.addresses)
 
     async def handle_MAIL(  # noqa: N802
         self,

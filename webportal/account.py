@@ -81,6 +81,7 @@ ACTION_LABELS = {
 }
 FAILED_LOGIN_LABELS = {
     "locked": noop("Sign-in refused: too many failed attempts"),
+    "account locked": noop("Sign-in refused: too many failed attempts"),
     "wrong second-factor code": noop("Sign-in failed: wrong two-factor code"),
 }
 FAILED_LOGIN = noop("Sign-in failed: wrong password")
@@ -105,17 +106,21 @@ def _field(name: str) -> str:
 def _check_current_password(account: Account, typed: str, *, purpose: str) -> str | None:
     """None when `typed` is the account password; else the error to show (translated).
 
-    Wrong guesses here count towards the lockout like wrong logins do: a stolen
-    session must not become a free password oracle.
+    Wrong guesses here count towards the account's one lockout like wrong logins over
+    any protocol do: a stolen session must not become a free password oracle.
     """
     db = db_session()
     rt = runtime()
     now = _now()
     counters = lockout.store_for(db, rt.settings.security)
-    key = lockout.portal_key(account.email)
+    key = lockout.account_key(account.id)
     if counters.locked_until(key, now) is not None:
         return gettext(LOGIN_LOCKED)
-    if rt.hasher.verify(account.password_hash, typed):
+    # Argon2 outside any transaction (as in gateway.logins): what the request read so
+    # far is committed first, so no SQLite write lock is held while it runs.
+    stored = account.password_hash
+    db.commit()
+    if rt.hasher.verify(stored, typed):
         return None
     counters.record_failure(key, now)
     audit.record(
@@ -259,7 +264,7 @@ def disable_2fa() -> ResponseReturnValue:
             ring = totp.ring_for(runtime().settings)
             if totp.check_second_factor(db, ring, account.id, _field("code"), now) is None:
                 counters = lockout.store_for(db, runtime().settings.security)
-                counters.record_failure(lockout.portal_key(account.email), now)
+                counters.record_failure(lockout.account_key(account.id), now)
                 error = gettext(WRONG_CODE)
             else:
                 totp.disable(db, account, now, **request_meta())
@@ -517,16 +522,25 @@ class Entry:
     device: str
 
 
+# Mail-program logins name their protocol: failures of every protocol count towards
+# one lockout (gateway.lockout), so the owner can tell which program or door it was.
+MAIL_PROTOCOLS = {"smtp.auth": "SMTP", "imap.auth": "IMAP"}
+
+
 def _entry(event: AuditEvent, language: str) -> Entry:
     if event.action == "login" and not event.success:
         label = gettext(FAILED_LOGIN_LABELS.get(event.detail, FAILED_LOGIN))
-    elif event.action in ("smtp.auth", "imap.auth") and event.detail.startswith("app password "):
+    elif event.action in MAIL_PROTOCOLS and event.detail.startswith("app password "):
         name = event.detail.removeprefix("app password ").strip("'\"")
         label = gettext(APP_PASSWORD_LOGIN, name=name)
+    elif event.action in MAIL_PROTOCOLS and event.detail == "account locked":
+        label = gettext(FAILED_LOGIN_LABELS["locked"])
     elif event.action in ACTION_LABELS:
         label = gettext(ACTION_LABELS[event.action])
     else:
         label = event.action
+    if event.action in MAIL_PROTOCOLS:
+        label = f"{label} ({MAIL_PROTOCOLS[event.action]})"
     device = login_alerts.describe_agent(event.user_agent, language) if event.user_agent else ""
     return Entry(event.at, label, event.success, event.ip, device)
 

@@ -1,13 +1,15 @@
 """Portal login and logout for accounts, in two steps when the account has 2FA.
 
 An unknown account and a wrong password get the same page, the same status and
-(through `authenticate_account`'s dummy verify) the same Argon2 cost. Every
-attempt goes to the audit log, which is the account's activity log.
+(through the dummy verify of `gateway.logins`, the one login function of the
+portal, SMTP and IMAP) the same Argon2 cost. Every attempt goes to the audit log,
+which is the account's activity log.
 
 A right password for an account with two-factor login does not log in: it
 parks the account id in the (signed) session for a few minutes, and only a
 right TOTP or recovery code on the second page starts the session. Failed
-passwords and codes count towards the account's lockout (gateway.lockout) and
+passwords and codes count towards the account's lockout (gateway.lockout: one
+count for the portal, SMTP and IMAP together) and
 can send a failed-login alert; a login from a new device sends a new-device
 alert (gateway.login_alerts).
 
@@ -37,10 +39,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
-from gateway import accounts, audit, lockout, login_alerts, sessions, totp
+from gateway import audit, lockout, login_alerts, logins, sessions, totp
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.models import Account
-from gateway.passwords import PasswordHasher, PasswordTooLong
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 from webportal import clock
 from webportal.access import login_required, public
@@ -155,8 +157,7 @@ class PasswordCheck:
 
 def check_login(
     session: so.Session,
-    settings: Settings,
-    hasher: PasswordHasher,
+    rt: Runtime,
     email: str,
     password: str,
     *,
@@ -164,53 +165,29 @@ def check_login(
     user_agent: str,
     now: dt.datetime,
 ) -> PasswordCheck:
-    """Check the first step; the attempt is audited and a failure counted and alerted."""
-    if len(email) > MAX_EMAIL_LENGTH or not email.isprintable():
-        email = ""  # no such account (and no NUL for PostgreSQL); still pays the verify
-    counters = lockout.store_for(session, settings.security)
-    key = lockout.portal_key(email) if email else None
-    meta = {"ip": ip, "user_agent": user_agent}
-    if key is not None and counters.locked_until(key, now) is not None:
-        known = accounts.find_account(session, email)
-        _audit_login(session, known, email, success=False, detail="locked", **meta)
-        return PasswordCheck(None, locked=True)
-    detail = ""
-    try:
-        account = accounts.authenticate_account(session, hasher, email, password)
-    except PasswordTooLong:
-        # The hasher refuses long input before hashing; should it ever raise
-        # instead of answering False, that is still just a failed login.
-        account, detail = None, "password too long"
-    if account is not None and account.disabled_at is not None:
-        # Disabled by an admin: refused like a wrong password (nothing tells the guesser more).
-        account, detail = None, "account disabled"
-    if account is not None:
-        if not totp.is_enabled(session, account.id):
-            return PasswordCheck(account)
-        _audit_login(
-            session,
-            account,
-            email,
-            success=True,
-            detail="second factor required",
-            action="login.password",
-            **meta,
-        )
-        return PasswordCheck(account, needs_second_factor=True)
-    known = accounts.find_account(session, email) if email else None
-    if key is not None:
-        counters.record_failure(key, now)
-    _audit_login(session, known, email, success=False, detail=detail, **meta)
-    if known is not None:
-        login_alerts.queue_alert(
-            session,
-            settings,
-            known,
-            "failed_login",
-            login_alerts.LoginContext(ip=ip, user_agent=user_agent, at=now),
-            reason="password",
-        )
-    return PasswordCheck(None)
+    """Check the first step through the one login function (`gateway.logins.check`),
+    which audits the attempt and counts and alerts a failure.
+
+    `session` is the request's: whatever it holds is committed first, as the check
+    runs Argon2 outside any transaction and writes in one of its own (on SQLite a
+    write transaction left open here would block that one).
+    """
+    if session.in_transaction():
+        session.commit()
+    result = logins.check(
+        rt.sessions,
+        rt.hasher,
+        rt.credentials,
+        rt.settings,
+        logins.Attempt("portal", email, password, ip, user_agent),
+        now=now,
+    )
+    if result.account_id is None:
+        return PasswordCheck(None, locked=result.refusal == "locked")
+    account = session.get(Account, result.account_id)
+    if account is None or account.disabled_at is not None:
+        return PasswordCheck(None)  # deleted or disabled in the meantime
+    return PasswordCheck(account, needs_second_factor=result.needs_second_factor)
 
 
 def _audit_login(
@@ -251,7 +228,7 @@ def start_session(account: Account, *, detail: str = "") -> None:
     settings = runtime().settings
     now = clock.now()
     meta = request_meta()
-    lockout.store_for(db, settings.security).clear(lockout.portal_key(account.email))
+    lockout.store_for(db, settings.security).clear(lockout.account_key(account.id))
     # A fresh session at login: nothing planted before it (a fixed session id,
     # a known CSRF token) survives into the logged-in session.
     session.clear()
@@ -307,11 +284,9 @@ def login() -> ResponseReturnValue:
     error = None
     if request.method == "POST":
         email = request.form.get("email", "")
-        rt = runtime()
         result = check_login(
             db_session(),
-            rt.settings,
-            rt.hasher,
+            runtime(),
             email,
             request.form.get("password", ""),
             now=clock.now(),
@@ -367,7 +342,7 @@ def second_factor() -> ResponseReturnValue:
             session.pop(PENDING_KEY, None)
             return redirect(url_for("auth.login"))
         counters = lockout.store_for(db, rt.settings.security)
-        key = lockout.portal_key(account.email)
+        key = lockout.account_key(account.id)
         if counters.locked_until(key, now) is not None:
             session.pop(PENDING_KEY, None)
             _audit_login(db, account, account.email, success=False, detail="locked", **meta)
@@ -400,7 +375,9 @@ def second_factor() -> ResponseReturnValue:
             rt.settings,
             account,
             "failed_login",
-            login_alerts.LoginContext(ip=meta["ip"], user_agent=meta["user_agent"], at=now),
+            login_alerts.LoginContext(
+                ip=meta["ip"], user_agent=meta["user_agent"], at=now, protocol="portal"
+            ),
             reason="code",
         )
         error = CODE_FAILED

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import accounts, lockout, sessions, totp
+from gateway import accounts, credential_cache, lockout, sessions, totp
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress, domain_of, normalize_address
 from gateway.admin import Actor, AdminError, Page, clamp_page, valid_id
@@ -188,6 +188,7 @@ def set_disabled(
     account = get(session, email)
     if disabled and account.disabled_at is None:
         account.disabled_at = now
+        credential_cache.forget_account(account.id)
         ended = sessions.end_all(session, account.id, reason=sessions.END_BY_ADMIN, now=now)
         actor.record(
             session,
@@ -273,11 +274,11 @@ def reset_address_password(
 
 
 def unlock(session: so.Session, security: SecuritySettings, email: str, *, actor: Actor) -> Account:
-    """Lift a lockout after failed logins, portal and SMTP."""
+    """Lift the account's lockout after failed logins (one for the portal, SMTP and IMAP)."""
     account = get(session, email)
     counters = lockout.store_for(session, security)
-    counters.clear(lockout.portal_key(account.email))
-    counters.clear(lockout.smtp_key(account.id))
+    counters.clear(lockout.account_key(account.id))
+    counters.clear(lockout.name_key(account.email))
     actor.record(session, "account.unlock", target=account.email, account_id=account.id)
     return account
 

@@ -59,7 +59,7 @@ from pysasl import SASLAuth
 from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
-from gateway import accounts, app_passwords, db, lockout, rawheaders
+from gateway import db, logins, rawheaders
 from gateway.imap import store
 from gateway.imap.folders import DELIMITER, INBOX, FolderError
 from gateway.imap.notify import Notifier
@@ -187,7 +187,7 @@ class Who:
 
 
 class Login(LoginInterface):
-    """LOGIN / AUTHENTICATE PLAIN through `accounts.login_mail_program` ("IMAP")."""
+    """LOGIN / AUTHENTICATE PLAIN through `gateway.logins.check` ("IMAP"), as SMTP AUTH."""
 
     def __init__(
         self,
@@ -217,35 +217,32 @@ class Login(LoginInterface):
         if self.failures.blocked(ip):
             raise Refused("Too many failed logins from your address; try later.", b"UNAVAILABLE")
         login = credentials.authcid
-        outcome: list[tuple[accounts.SmtpLogin, Who | None]] = []
+        outcome: list[logins.LoginResult] = []
 
         def check(password: str) -> bool:
-            """The one mail-program login, in a worker thread; pysasl hands the password."""
-            with db.transaction(self.runtime.sessions) as session:
-                result = accounts.login_mail_program(
-                    session,
-                    self.runtime.hasher,
-                    self.runtime.settings,
-                    login,
-                    password,
-                    ip=ip,
-                    now=self.clock(),
-                    protocol="IMAP",
-                )
-                found = result.address
-                who = Who(found.account_id, found.id, found.address) if found else None
-                outcome.append((result, who))
-            return who is not None
+            """The one login function, in a worker thread; pysasl hands the password."""
+            rt = self.runtime
+            result = logins.check(
+                rt.sessions,
+                rt.hasher,
+                rt.credentials,
+                rt.settings,
+                logins.Attempt("IMAP", login, password, ip),
+                now=self.clock(),
+            )
+            outcome.append(result)
+            return result.ok
 
         await asyncio.to_thread(credentials.verify, _PasswordCheck(login, check))
-        result, who = outcome[0] if outcome else (accounts.SmtpLogin(None), None)
-        if who is not None:
-            return Identity(self, who)
+        result = outcome[0] if outcome else None
+        if result is not None and result.account_id is not None and result.subject_id is not None:
+            return Identity(self, Who(result.account_id, result.subject_id, result.login))
         self.failures.record(ip)
         log.info("IMAP login failed for %r from %s", login[:80], ip)
-        if result.reply == lockout.SMTP_LOCKED:
+        refusal = result.refusal if result is not None else None
+        if refusal == "locked":
             raise Refused("Too many failed logins for this account; try later.", b"UNAVAILABLE")
-        if result.reply == app_passwords.AUTH_APP_PASSWORD_REQUIRED:
+        if refusal == "app_password_required":
             raise Refused(
                 "This account uses two-factor login: use an app password.",
                 b"AUTHENTICATIONFAILED",

@@ -182,7 +182,7 @@ def address_passwd(state: CliState, address_: str, password_stdin: bool) -> None
 @click.argument("email")
 @pass_state
 def user_unlock(state: CliState, email: str) -> None:
-    """Lift a lockout after failed logins (portal and SMTP) for the account EMAIL."""
+    """Lift the lockout after failed logins (portal, SMTP and IMAP) for the account EMAIL."""
     from gateway.admin import Actor, AdminError
     from gateway.admin import accounts as admin_accounts
 

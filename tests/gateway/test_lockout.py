@@ -67,15 +67,16 @@ def counters(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Count
 
 
 def test_threshold_failures_lock(counters: Counters) -> None:
-    key = lockout.portal_key("Alice@Example.test ")
-    assert key == "portal:alice@example.test"
+    key = lockout.name_key("Alice@Example.test ")
+    assert key == "name:alice@example.test"
+    assert lockout.account_key(7) == "account:7"
     assert counters.fail(key, T0) is None
     assert counters.fail(key, T0 + dt.timedelta(seconds=10)) is None
     until = counters.fail(key, T0 + dt.timedelta(seconds=20))
     assert until == T0 + dt.timedelta(seconds=20) + POLICY.first_lock
     assert counters.locked(key, T0 + dt.timedelta(minutes=1)) == until
     assert counters.locked(key, until) is None  # it ends
-    assert counters.locked("portal:bob@example.test", T0 + dt.timedelta(minutes=1)) is None
+    assert counters.locked("name:bob@example.test", T0 + dt.timedelta(minutes=1)) is None
 
 
 def test_failures_outside_the_window_start_over(counters: Counters) -> None:

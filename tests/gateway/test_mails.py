@@ -23,6 +23,9 @@ CONTEXT = {
     "ip": "203.0.113.5",
     "browser": "<script>alert(1)</script> Firefox",
     "reason": "password",
+    # Failed-login mails name the way in (gateway.login_alerts.describe_protocol).
+    "protocol": "portal",
+    "via": "the portal (web)",
     "portal_url": "https://portal.example.test",
     "security_url": "https://portal.example.test/account/security",
     "activity_url": "https://portal.example.test/account/activity",
@@ -72,6 +75,16 @@ def test_failed_login_mail_says_when_the_password_was_right() -> None:
     assert "wrong password" in by_password.text
     assert "your password is known to someone else" in by_code.text
     assert "your password is known to someone else" in by_code.html
+
+
+def test_failed_login_mail_names_the_protocol() -> None:
+    by_imap = mails.render_mail(
+        "login_failed", "en", {**CONTEXT, "protocol": "IMAP", "via": "a mail program (IMAP)"}
+    )
+    for part in (by_imap.text, by_imap.html):
+        assert "a mail program (IMAP)" in part and "Firefox" not in part
+    by_portal = mails.render_mail("login_failed", "en", CONTEXT)
+    assert "the portal (web)" in by_portal.text and "Firefox" in by_portal.text
 
 
 def test_unsupported_language_falls_back_to_english() -> None:

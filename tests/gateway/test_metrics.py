@@ -87,7 +87,7 @@ def test_metrics_follow_the_mail(
     with db.transaction(runtime.sessions) as session:
         counters = lockout.store_for(session, runtime.settings.security)
         for _ in range(runtime.settings.security.lockout_threshold):
-            counters.record_failure(lockout.portal_key("mallory@example.test"), utcnow())
+            counters.record_failure(lockout.name_key("mallory@example.test"), utcnow())
 
     after = scrape(metrics_url)
 
@@ -99,7 +99,7 @@ def test_metrics_follow_the_mail(
     assert delta("sealgate_encrypt_seconds_count") == 1
     assert after["sealgate_encrypt_seconds_sum"] > before.get("sealgate_encrypt_seconds_sum", 0)
     assert after['sealgate_queue_depth{state="queued"}'] == 1
-    assert delta('sealgate_lockouts_total{kind="portal-login"}') == 1
+    assert delta('sealgate_lockouts_total{kind="login"}') == 1
     assert delta('sealgate_portal_unlocks_total{result="opened"}') == 0
 
     assert get(f"{metrics_url}/healthz") == (200, "ok\n")

@@ -14,7 +14,11 @@ def test_defaults_without_file(tmp_path: Path) -> None:
     assert s.smtp.submission_port == 2587
     assert s.smtp.tls_port == 2465
     assert s.portal.port == 8080
-    assert s.passwords.time_cost == 3 and s.passwords.memory_cost == 65536
+    # Login passwords: OWASP's Argon2id (19 MiB, t=2, p=1); secure pages keep RFC 9106 option 2.
+    cost = (s.passwords.time_cost, s.passwords.memory_cost, s.passwords.parallelism)
+    assert cost == (2, 19456, 1)
+    assert s.passwords.login_cache_seconds == 120
+    assert (s.securepage.kdf_time_cost, s.securepage.kdf_memory_cost) == (3, 65536)
     assert s.database_url == f"sqlite:///{tmp_path / 'sealgate.db'}"
 
 
@@ -52,3 +56,12 @@ def test_bad_values_name_the_key(
     (tmp_path / "sealgate.toml").write_text(toml)
     with pytest.raises(SettingsError, match=named.replace("[", r"\[").replace("]", r"\]")):
         load_settings(tmp_path, env=env)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("login_cache_seconds", "901"), ("time_cost", "0"), ("memory_cost", "4")],
+)
+def test_password_settings_are_bounded(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"\[passwords\] {key}"):
+        load_settings(tmp_path, env={f"SEALGATE_PASSWORDS_{key.upper()}": value})

@@ -169,5 +169,5 @@ def test_smtp_lockout_counts_per_account_across_connections(
     with db.transaction(runtime.sessions) as session:
         [row] = session.scalars(sa.select(LoginLockout)).all()
         alice = session.scalars(sa.select(Account).where(Account.email == ALICE)).one()
-    # Counted in the shared database under the account, apart from portal logins.
-    assert row.key == f"smtp:{alice.id}" and row.locked_until is not None
+    # Counted in the shared database under the account: one count for every protocol.
+    assert row.key == f"account:{alice.id}" and row.locked_until is not None

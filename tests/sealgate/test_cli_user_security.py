@@ -23,7 +23,7 @@ def alice(runtime: Runtime) -> Account:
         return session.scalars(sa.select(Account).where(Account.email == ALICE)).one()
 
 
-def test_unlock_lifts_portal_and_smtp_locks(
+def test_unlock_lifts_the_account_lock(
     runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
 ) -> None:
     account = alice(runtime)
@@ -31,20 +31,17 @@ def test_unlock_lifts_portal_and_smtp_locks(
     with db.transaction(runtime.sessions) as session:
         counters = lockout.store_for(session, runtime.settings.security)
         for _ in range(runtime.settings.security.lockout_threshold):
-            counters.record_failure(lockout.portal_key(ALICE), now)
-            counters.record_failure(lockout.smtp_key(account.id), now)
+            counters.record_failure(lockout.account_key(account.id), now)
     with db.transaction(runtime.sessions) as session:
         counters = lockout.store_for(session, runtime.settings.security)
-        assert counters.locked_until(lockout.portal_key(ALICE), now) is not None
-        assert counters.locked_until(lockout.smtp_key(account.id), now) is not None
+        assert counters.locked_until(lockout.account_key(account.id), now) is not None
 
     result = run(test_env, "user", "unlock", "Alice@Example.test")
     assert result.exit_code == 0, result.output
     assert result.output == f"sign-in for {ALICE} unlocked\n"
     with db.transaction(runtime.sessions) as session:
         counters = lockout.store_for(session, runtime.settings.security)
-        assert counters.locked_until(lockout.portal_key(ALICE), now) is None
-        assert counters.locked_until(lockout.smtp_key(account.id), now) is None
+        assert counters.locked_until(lockout.account_key(account.id), now) is None
         event = session.scalars(
             sa.select(AuditEvent).where(AuditEvent.action == "account.unlock")
         ).one()

@@ -280,12 +280,24 @@ def test_activity_page_lists_logins_changes_and_app_password_use(
             ip="192.0.2.50",
             detail="app password '<Thunderbird>'",
         )
+        audit.record(
+            session,
+            "imap.auth",
+            actor=ALICE,
+            target=ALICE,
+            account_id=account.id,
+            success=False,
+            ip="192.0.2.51",
+            detail="account locked",
+        )
     page = alice.get("/account/activity")
     assert page.status_code == 200
     shown = text_of(page.text)
     assert "Two-factor login turned on" in shown
     assert "Sign-in failed: wrong password" in shown and "203.0.113.9" in shown
-    assert "Mail program sign-in with the app password “<Thunderbird>”" in shown
+    assert "Mail program sign-in with the app password “<Thunderbird>” (SMTP)" in shown
+    # One lockout for every protocol: each mail-program entry says which one it was.
+    assert "Sign-in refused: too many failed attempts (IMAP)" in shown
     assert "&lt;Thunderbird&gt;" in page.text and "<Thunderbird>" not in page.text
     assert "Firefox on Linux" in shown
 

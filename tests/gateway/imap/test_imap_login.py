@@ -98,7 +98,7 @@ def test_imap_and_smtp_failures_count_towards_one_lockout(
             .where(Address.address == ALICE)
         ).all()
         assert not session.scalars(sa.select(QueueItem).where(QueueItem.rcpt_to == ALICE)).all()
-    assert lock.key.startswith("smtp:") and lock.locked_until is not None
+    assert lock.key.startswith("account:") and lock.locked_until is not None
     imap_events = [e for e in events if e.action == "imap.auth"]
     assert [e.success for e in imap_events] == [False, False, False]
     assert imap_events[-1].detail == "account locked" and imap_events[0].ip == "127.0.0.1"

@@ -1,0 +1,371 @@
+"""The one password check for every way in: the portal, SMTP AUTH and IMAP.
+
+Each login goes through `check` in three steps, so Argon2 never runs while a
+database transaction or the SQLite writer lock (`gateway.db._writer_lock`) is
+held, and runs at most once:
+
+1. read (a read-only transaction, no write lock): the account the name belongs
+   to, its stored hash, whether it or its domain is disabled, whether it has
+   two-factor login, its lockout, and (mail programs) its app passwords;
+2. decide, outside any transaction: a locked account is refused without a
+   check; otherwise the password is compared with an app password (SHA-256),
+   looked up in the verified-credential cache (`gateway.credential_cache`:
+   a hit only against the very hash just read), or verified by Argon2 once. A
+   right password made with an outdated Argon2 cost is rehashed here too;
+3. write (one short transaction): the lockout count (one per account, for all
+   protocols, `gateway.lockout`), the activity entry naming the protocol, the
+   failed-login alert mail, an app password's last use, and the new hash (only
+   if the stored one is still the one verified).
+
+Rules, the same for every protocol: an unknown name costs a full Argon2 verify
+and is counted under its own name; a locked account is refused and not counted;
+an account with two-factor login lets mail programs in with app passwords only,
+and the portal only after its second step (webportal.auth).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import accounts, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
+from gateway.addresses import InvalidAddress, normalize_address
+from gateway.credential_cache import CredentialCache
+from gateway.models import Account, Address
+from gateway.passwords import PasswordHasher
+from gateway.settings import Settings
+
+Protocol = Literal["portal", "SMTP", "IMAP"]
+PROTOCOLS: tuple[Protocol, ...] = ("portal", "SMTP", "IMAP")
+# The activity entry of each protocol's attempt (the portal's success is written by
+# webportal.auth when the session starts, after the second factor if there is one).
+AUDIT_ACTIONS: dict[Protocol, str] = {"portal": "login", "SMTP": "smtp.auth", "IMAP": "imap.auth"}
+MAX_LOGIN_LENGTH = 320
+UNKNOWN_ACTOR = "(not an address)"
+
+Refusal = Literal["wrong", "locked", "disabled", "app_password_required"]
+MAIL_REPLIES: dict[Refusal, str] = {
+    "wrong": smtp_codes.AUTH_INVALID,
+    "locked": lockout.SMTP_LOCKED,
+    "disabled": smtp_codes.ACCOUNT_DISABLED,
+    "app_password_required": app_passwords.AUTH_APP_PASSWORD_REQUIRED,
+}
+# What the cache keys a password by: the account password opens the portal, an
+# address password a mail program; the same text is two different credentials.
+_CACHE_KIND: dict[Protocol, str] = {"portal": "account", "SMTP": "address", "IMAP": "address"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One login as the client sent it; `user_agent` only from browsers."""
+
+    protocol: Protocol
+    login: str
+    password: str
+    ip: str
+    user_agent: str = ""
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.protocol}, {self.login[:80]!r}, ip={self.ip!r})"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """How one attempt went. `account_id` is set when the credentials were right.
+
+    `subject_id` is the address (mail programs) or account (portal) the login
+    named; `addresses` are the account's addresses (what SMTP may send as).
+    `detail` says how it went, never with a secret in it.
+    """
+
+    protocol: Protocol
+    account_id: int | None
+    known_account_id: int | None = None
+    subject_id: int | None = None
+    login: str = ""
+    refusal: Refusal | None = None
+    needs_second_factor: bool = False
+    cached: bool = False
+    detail: str = ""
+    addresses: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def ok(self) -> bool:
+        return self.account_id is not None
+
+    @property
+    def reply(self) -> str | None:
+        """The SMTP reply of a refusal (IMAP maps the same refusals to its own codes)."""
+        return MAIL_REPLIES[self.refusal] if self.refusal else None
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What step 1 read: plain values, so nothing is loaded lazily after the read ends."""
+
+    account_id: int | None
+    subject_id: int | None
+    name: str  # the address or account email as stored; the login as typed if unknown
+    email: str
+    stored_hash: str | None
+    disabled: bool
+    two_factor: bool
+    locked: bool
+    app_password: tuple[int, str] | None
+    addresses: frozenset[str]
+
+
+def _clean_login(login: str) -> str:
+    """'' for what cannot be a login (too long, control characters: no NUL for PostgreSQL)."""
+    if len(login) > MAX_LOGIN_LENGTH or not login.isprintable():
+        return ""
+    return login
+
+
+def _unknown_name_key(login: str) -> str | None:
+    """The lockout key of a name that is no account, if it could be one (an address).
+
+    Anything else can never become an account, so a lock on it would tell nothing;
+    and it is not written down, since people type passwords into the name field.
+    """
+    try:
+        return lockout.name_key(normalize_address(login)) if login else None
+    except InvalidAddress:
+        return None
+
+
+def _read(
+    session: so.Session, settings: Settings, attempt: Attempt, now: dt.datetime
+) -> _Seen | None:
+    """The account behind the login, or None for an unknown name."""
+    counters = lockout.store_for(session, settings.security)
+    login = _clean_login(attempt.login)
+    subject: Address | Account | None = None
+    if login and attempt.protocol == "portal":
+        subject = accounts.find_account(session, login)
+    elif login:
+        subject = accounts.find_address(session, login)
+    if subject is None:
+        key = _unknown_name_key(login)
+        locked = key is not None and counters.locked_until(key, now) is not None
+        return (
+            None
+            if not locked
+            else _Seen(None, None, login, "", None, False, False, True, None, frozenset())
+        )
+    if isinstance(subject, Address):
+        account = subject.account
+        disabled = account.disabled_at is not None or subject.domain.disabled_at is not None
+        found = app_passwords.find(session, account.id, attempt.password)
+        app_password = (found.id, found.name) if found is not None else None
+        owned = frozenset(accounts.owned_addresses(session, account.id))
+        name = subject.address
+    else:
+        account = subject
+        disabled = account.disabled_at is not None
+        app_password, owned, name = None, frozenset(), account.email
+    return _Seen(
+        account_id=account.id,
+        subject_id=subject.id,
+        name=name,
+        email=account.email,
+        stored_hash=subject.password_hash,
+        disabled=disabled,
+        two_factor=totp.is_enabled(session, account.id),
+        locked=counters.locked_until(lockout.account_key(account.id), now) is not None,
+        app_password=app_password,
+        addresses=owned,
+    )
+
+
+@dataclass(frozen=True)
+class _Decision:
+    result: LoginResult
+    counted: bool = False
+    app_password_id: int | None = None
+    rehash: tuple[str, str] | None = None  # (hash verified, new hash)
+
+
+def _decide(
+    hasher: PasswordHasher,
+    cache: CredentialCache,
+    attempt: Attempt,
+    seen: _Seen | None,
+    now: dt.datetime,
+) -> _Decision:
+    """Step 2, outside any transaction: at most one Argon2 run."""
+    protocol, password = attempt.protocol, attempt.password
+    if seen is None or seen.account_id is None or seen.subject_id is None:
+        if seen is not None and seen.locked:
+            return _Decision(LoginResult(protocol, None, refusal="locked", detail="locked"))
+        hasher.verify(None, password)  # an unknown name costs what a known one does
+        detail = "password too long" if _too_long(hasher, password) else ""
+        return _Decision(LoginResult(protocol, None, refusal="wrong", detail=detail), counted=True)
+    base = LoginResult(
+        protocol,
+        None,
+        known_account_id=seen.account_id,
+        subject_id=seen.subject_id,
+        login=seen.name,
+        addresses=seen.addresses,
+    )
+
+    def refused(refusal: Refusal, detail: str = "", *, counted: bool = True) -> _Decision:
+        return _Decision(_replace(base, refusal=refusal, detail=detail), counted=counted)
+
+    if seen.locked:
+        return refused("locked", "account locked", counted=False)
+    if seen.disabled:
+        hasher.verify(None, password)  # the same cost as a check: no timing tell
+        # The portal answers as for a wrong password, and counts it so that a
+        # disabled account locks like any other; a mail program is told why.
+        return refused("disabled", "account disabled", counted=protocol == "portal")
+    if seen.app_password is not None:
+        app_id, app_name = seen.app_password
+        return _Decision(
+            _replace(base, account_id=seen.account_id, detail=f"app password {app_name!r}"),
+            app_password_id=app_id,
+        )
+    if protocol != "portal" and seen.two_factor:
+        return refused("app_password_required", "two-factor login: no app password")
+    stored = seen.stored_hash
+    kind = _CACHE_KIND[protocol]
+    if stored is None:
+        hasher.verify(None, password)
+        return refused("wrong")
+    cached = cache.hit(kind, seen.subject_id, password, stored, now)
+    if not cached and not hasher.verify(stored, password):
+        detail = "password too long" if _too_long(hasher, password) else ""
+        return refused("wrong", detail)
+    rehash = None
+    if not cached:
+        if hasher.needs_rehash(stored):
+            rehash = (stored, hasher.hash(password))
+        remembered = rehash[1] if rehash else stored
+        cache.remember(kind, seen.subject_id, seen.account_id, password, remembered, now)
+    second = protocol == "portal" and seen.two_factor
+    detail = "second factor required" if second else ""
+    return _Decision(
+        _replace(
+            base,
+            account_id=seen.account_id,
+            needs_second_factor=second,
+            cached=cached,
+            detail=detail,
+        ),
+        rehash=rehash,
+    )
+
+
+def _too_long(hasher: PasswordHasher, password: str) -> bool:
+    return hasher.too_long(password)
+
+
+def _replace(result: LoginResult, **changes: object) -> LoginResult:
+    return dataclasses.replace(result, **changes)  # type: ignore[arg-type]
+
+
+def _actor(attempt: Attempt, seen: _Seen | None) -> str:
+    """Who the activity entry names: an unknown login only when it is an address
+    (people type passwords into the name field)."""
+    if seen is not None and seen.account_id is not None:
+        return seen.email if attempt.protocol == "portal" else seen.name
+    try:
+        return normalize_address(_clean_login(attempt.login))
+    except InvalidAddress:
+        return UNKNOWN_ACTOR
+
+
+def _write(
+    session: so.Session,
+    settings: Settings,
+    attempt: Attempt,
+    seen: _Seen | None,
+    decision: _Decision,
+    now: dt.datetime,
+) -> None:
+    """Step 3, in one short transaction."""
+    result = decision.result
+    protocol = attempt.protocol
+    counters = lockout.store_for(session, settings.security)
+    known = result.known_account_id
+    if decision.rehash is not None and result.subject_id is not None:
+        verified, new_hash = decision.rehash
+        table = Account if protocol == "portal" else Address
+        # Only if no one changed the password since it was read.
+        session.execute(
+            sa.update(table)
+            .where(table.id == result.subject_id, table.password_hash == verified)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+    if decision.app_password_id is not None:
+        app_passwords.note_use(session, decision.app_password_id, now, ip=attempt.ip)
+    if result.ok and protocol != "portal" and known is not None:
+        counters.clear(lockout.account_key(known))
+    if decision.counted:
+        if known is not None:
+            key: str | None = lockout.account_key(known)
+        else:
+            key = _unknown_name_key(_clean_login(attempt.login))
+        if key is not None:
+            counters.record_failure(key, now)
+    if result.ok and protocol == "portal" and not result.needs_second_factor:
+        return  # webportal.auth.start_session writes the login and clears the count
+    actor = _actor(attempt, seen)
+    action = AUDIT_ACTIONS[protocol]
+    if result.needs_second_factor:
+        action = "login.password"
+    audit.record(
+        session,
+        action,
+        actor=actor,
+        target=actor if known is not None or protocol != "portal" else "",
+        account_id=known,
+        success=result.ok,
+        ip=attempt.ip,
+        user_agent=attempt.user_agent,
+        detail=result.detail,
+    )
+    if not result.ok and known is not None and result.refusal != "locked":
+        account = session.get(Account, known)
+        if account is not None:
+            login_alerts.queue_alert(
+                session,
+                settings,
+                account,
+                "failed_login",
+                login_alerts.LoginContext(
+                    ip=attempt.ip, user_agent=attempt.user_agent, at=now, protocol=protocol
+                ),
+                reason="password",
+            )
+
+
+def check(
+    sessions: so.sessionmaker[so.Session],
+    hasher: PasswordHasher,
+    cache: CredentialCache,
+    settings: Settings,
+    attempt: Attempt,
+    *,
+    now: dt.datetime,
+) -> LoginResult:
+    """One login, whatever the protocol; blocking (call it from a worker thread).
+
+    Opens its own transactions: the caller must not hold one on SQLite (its write
+    lock would block step 3).
+    """
+    if attempt.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {attempt.protocol!r}")
+    with db.read_only(sessions) as session:
+        seen = _read(session, settings, attempt, now)
+    decision = _decide(hasher, cache, attempt, seen, now)
+    with db.transaction(sessions) as session:
+        _write(session, settings, attempt, seen, decision, now)
+    return decision.result
