@@ -294,7 +294,11 @@ def signing_key(
     Parsed by Sequoia from the unwrapped bytes for this message only; its public key
     comes from the cache.
     """
-    row = get_or_create(session, ring, address, now, events=events)
+    return row_signing_key(ring, get_or_create(session, ring, address, now, events=events))
+
+
+def row_signing_key(ring: MasterKeyRing, row: StoredKey) -> messages.SigningKey:
+    """The secret key of a key row, for signing one message (no transaction needed)."""
     secret = _unwrapped(ring, row)
     try:
         return messages.signing_key(secret, parsed_public_key(row))

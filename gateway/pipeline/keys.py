@@ -50,7 +50,7 @@ def resolve_keys(
     for rcpt in submission.hosted:
         row = rows[store.normalize_address(rcpt)]
         keys[rcpt] = RecipientKey(rcpt, store.parsed_public_key(row), "hosted")
-    signer = store.unlock_row(runtime.ring.get(), rows[sender])
+    signer = store.row_signing_key(runtime.ring.get(), rows[sender])
     return keys, SenderKeys(signer=signer, public=signer.public)
 
 
