@@ -353,6 +353,8 @@ class LoadedMessage(BaseLoadedMessage):
         return value.lower() in subjects.lower()
 
 
+# sealgate has no OBJECTID (RFC 8474): one "no id" for every message, not two new objects each.
+_NO_OBJECT_ID = ObjectId(None)
 _FLAG_OBJECTS: dict[str, Flag] = {}
 MAX_FLAG_OBJECTS = 10_000
 
@@ -381,10 +383,27 @@ class Message(BaseMessage):
         encrypted: bool = False,
         size: int = 0,
     ) -> None:
-        super().__init__(uid, internal_date, permanent_flags, expunged=expunged)
+        super().__init__(
+            uid,
+            internal_date,
+            permanent_flags,
+            email_id=_NO_OBJECT_ID,
+            thread_id=_NO_OBJECT_ID,
+            expunged=expunged,
+        )
         self._mailbox = mailbox
         self._encrypted = encrypted
         self._size = size
+
+    @property
+    def size(self) -> int:
+        """The stored size (RFC822.SIZE), known without loading the message."""
+        return self._size
+
+    @property
+    def kept_envelope(self) -> bytes | None:
+        """The kept ENVELOPE bytes, when the FETCH at hand loaded them."""
+        return self._mailbox.envelopes.get(self.uid) if self._mailbox is not None else None
 
     @classmethod
     def of(cls, meta: store.MessageMeta, mailbox: MailboxData) -> Message:
