@@ -304,10 +304,56 @@ class _Kept(Writeable):
         return self._data
 
 
+_ENVELOPE_FIELDS = (
+    "date",
+    "subject",
+    "from_",
+    "sender",
+    "reply_to",
+    "to",
+    "cc",
+    "bcc",
+    "in_reply_to",
+    "message_id",
+)
+
+
+def _parsed_field(parsed: Any, name: str) -> Any:
+    try:
+        return getattr(parsed, name)
+    except Exception:  # noqa: BLE001  (a header pymap cannot read is a missing one)
+        return None
+
+
+def _rendered(values: dict[str, Any]) -> bytes | None:
+    try:
+        return bytes(EnvelopeStructure(**values))
+    except Exception:  # noqa: BLE001  (drawn headers: see tests/gateway/imap/test_listing.py)
+        return None
+
+
+def envelope_of(content: MessageContent) -> bytes:
+    """The IMAP ENVELOPE of parsed content, as pymap writes it.
+
+    A field pymap cannot render (a group or several addresses in Sender, say) would
+    fail the whole FETCH, every message of the folder with it; it is left out
+    instead, as if missing (Sender and Reply-To then repeat From, RFC 3501 7.4.2).
+    """
+    parsed = content.header.parsed
+    values = {name: _parsed_field(parsed, name) for name in _ENVELOPE_FIELDS}
+    whole = _rendered(values)
+    if whole is not None:
+        return whole
+    for name in _ENVELOPE_FIELDS:
+        alone = {other: values[other] if other == name else None for other in _ENVELOPE_FIELDS}
+        if values[name] is not None and _rendered(alone) is None:
+            values[name] = None
+    return _rendered(values) or bytes(EnvelopeStructure.empty())
+
+
 def envelope_bytes(raw: bytes) -> bytes:
-    """The IMAP ENVELOPE of a message, as pymap writes it (computed from the header only)."""
-    content = MessageContent.parse(rawheaders.split_message(raw)[0])
-    return bytes(BaseLoadedMessage._get_envelope_structure(content))
+    """The IMAP ENVELOPE of a message, computed from its header alone."""
+    return envelope_of(MessageContent.parse(rawheaders.split_message(raw)[0]))
 
 
 def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:
@@ -339,7 +385,9 @@ class LoadedMessage(BaseLoadedMessage):
     def get_envelope_structure(self) -> EnvelopeStructure:
         if self._envelope is not None:
             return cast(EnvelopeStructure, _Kept(self._envelope))
-        return super().get_envelope_structure()
+        if self._content is None:
+            return super().get_envelope_structure()
+        return cast(EnvelopeStructure, _Kept(envelope_of(self._content)))
 
     def get_size(self, section: Sequence[int] | None = None) -> int:
         if not section and self._content is None and self._size is not None:
