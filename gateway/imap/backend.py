@@ -325,35 +325,36 @@ def _parsed_field(parsed: Any, name: str) -> Any:
         return None
 
 
-def _rendered(values: dict[str, Any]) -> bytes | None:
+def _renders(values: dict[str, Any]) -> bool:
     try:
-        return bytes(EnvelopeStructure(**values))
+        bytes(EnvelopeStructure(**values))
     except Exception:  # noqa: BLE001  (drawn headers: see tests/gateway/imap/test_listing.py)
-        return None
+        return False
+    return True
 
 
-def envelope_of(content: MessageContent) -> bytes:
-    """The IMAP ENVELOPE of parsed content, as pymap writes it.
+def envelope_of(content: MessageContent) -> EnvelopeStructure:
+    """pymap's IMAP ENVELOPE of parsed content.
 
-    A field pymap cannot render (a group or several addresses in Sender, say) would
-    fail the whole FETCH, every message of the folder with it; it is left out
-    instead, as if missing (Sender and Reply-To then repeat From, RFC 3501 7.4.2).
+    A field pymap cannot render (a group or several addresses in Sender, an
+    unreadable Date) would fail the whole FETCH, every message of the folder with
+    it; it is left out instead, as if missing (Sender and Reply-To then repeat
+    From, RFC 3501 7.4.2).
     """
     parsed = content.header.parsed
     values = {name: _parsed_field(parsed, name) for name in _ENVELOPE_FIELDS}
-    whole = _rendered(values)
-    if whole is not None:
-        return whole
+    if _renders(values):
+        return EnvelopeStructure(**values)
     for name in _ENVELOPE_FIELDS:
         alone = {other: values[other] if other == name else None for other in _ENVELOPE_FIELDS}
-        if values[name] is not None and _rendered(alone) is None:
+        if values[name] is not None and not _renders(alone):
             values[name] = None
-    return _rendered(values) or bytes(EnvelopeStructure.empty())
+    return EnvelopeStructure(**values) if _renders(values) else EnvelopeStructure.empty()
 
 
 def envelope_bytes(raw: bytes) -> bytes:
-    """The IMAP ENVELOPE of a message, computed from its header alone."""
-    return envelope_of(MessageContent.parse(rawheaders.split_message(raw)[0]))
+    """The IMAP ENVELOPE of a message as pymap writes it, computed from its header alone."""
+    return bytes(envelope_of(MessageContent.parse(rawheaders.split_message(raw)[0])))
 
 
 def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:
@@ -387,7 +388,7 @@ class LoadedMessage(BaseLoadedMessage):
             return cast(EnvelopeStructure, _Kept(self._envelope))
         if self._content is None:
             return super().get_envelope_structure()
-        return cast(EnvelopeStructure, _Kept(envelope_of(self._content)))
+        return envelope_of(self._content)
 
     def get_size(self, section: Sequence[int] | None = None) -> int:
         if not section and self._content is None and self._size is not None:
@@ -415,6 +416,19 @@ def _flag(name: str) -> Flag:
         if len(_FLAG_OBJECTS) < MAX_FLAG_OBJECTS:  # keywords come from clients: bounded
             _FLAG_OBJECTS[name] = flag
     return flag
+
+
+_FLAG_SETS: dict[frozenset[str], frozenset[Flag]] = {}
+
+
+def _flag_set(names: frozenset[str]) -> frozenset[Flag]:
+    """pymap's flags for a stored set, made once per distinct set (a folder has few)."""
+    flags = _FLAG_SETS.get(names)
+    if flags is None:
+        flags = frozenset(_flag(name) for name in names)
+        if len(_FLAG_SETS) < MAX_FLAG_OBJECTS:  # keywords come from clients: bounded
+            _FLAG_SETS[names] = flags
+    return flags
 
 
 class Message(BaseMessage):
@@ -458,7 +472,7 @@ class Message(BaseMessage):
         return cls(
             meta.uid,
             meta.received_at,
-            [_flag(f) for f in meta.flags],
+            _flag_set(meta.flags),
             mailbox=mailbox,
             encrypted=meta.encrypted,
             size=meta.size,

@@ -217,17 +217,17 @@ def _fields(raw: bytes) -> tuple[list[bytes], bytes]:
     return fields, sep + body
 
 
+def _pymap_renders(field: bytes) -> bool:
+    try:
+        _pymap_answer(1, 1, [], field + b"\r\n\r\n", _selected(), [FetchAttribute(b"ENVELOPE")])
+    except Exception:  # noqa: BLE001  (pymap fails on this header, whatever the error)
+        return False
+    return True
+
+
 def _without_unrenderable(raw: bytes) -> bytes:
     fields, rest = _fields(raw)
-    attributes = [FetchAttribute(b"ENVELOPE")]
-    kept: list[bytes] = []
-    for field in fields:
-        try:
-            _pymap_answer(1, 1, [], field + b"\r\n\r\n", _selected(), attributes)
-        except (ValueError, AttributeError):
-            continue
-        kept.append(field)
-    return b"\r\n".join(kept) + rest
+    return b"\r\n".join(f for f in fields if _pymap_renders(f)) + rest
 
 
 @settings(max_examples=150, deadline=None)
@@ -243,7 +243,7 @@ def test_kept_answer_is_byte_for_byte_pymaps_answer(
 
     try:
         before = _pymap_answer(seq, uid, flag_objects, raw, selected, attributes)
-    except (ValueError, AttributeError):
+    except Exception:  # noqa: BLE001  (pymap fails on this header, whatever the error)
         # pymap itself fails on this header (a group in Sender, an unreadable Date):
         # the field it cannot render is left out as if missing, and then the answer
         # is pymap's again.
