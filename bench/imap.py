@@ -276,6 +276,11 @@ def measure(fn: Callable[[], int], rounds: int) -> tuple[float, int]:
     return statistics.median(times), size
 
 
+def _load() -> str:
+    """The 1-minute load average: the machine is shared, and ratios say more when it is known."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
@@ -286,6 +291,7 @@ def main() -> None:
         "Bench": [small_message(n) for n in range(1, args.messages + 1)],
         "Big": [big_message(n) for n in range(1, args.big + 1)],
     }
+    load_start = _load()
     results: dict[str, dict[str, float]] = {}
     sizes: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="sealgate-imap-bench-") as name:
@@ -309,6 +315,7 @@ def main() -> None:
     if sizes["sealgate"]["bodies"] != sizes["dovecot"]["bodies"]:
         raise SystemExit("the two servers returned different message bodies")
     print(f"median of {args.rounds} rounds after one warm-up, implicit TLS, imaplib client")
+    print(f"load average at start {load_start}, at end {_load()}")
     print(f"{'measure':48} {'sealgate s':>11} {'Dovecot s':>11} {'ratio':>7}")
     labels = {
         "envelopes": f"SELECT + FETCH 1:* (FLAGS ENVELOPE), {args.messages} msgs",
