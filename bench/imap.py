@@ -5,7 +5,8 @@ sealgate runs as `sealgate serve` (throwaway data dir, SQLite, production settin
 its mailbox written straight into its tables; Debian's Dovecot (dovecot-imapd) runs
 from a private config in a temp dir on a free port, the same messages as Maildir
 files. Both are asked over implicit TLS by the same imaplib client, one warm-up
-round, then the median of --rounds rounds. Ratios are sealgate / Dovecot.
+round each, then the median of --rounds rounds, a sealgate round and a Dovecot
+round in turn so that both see the same load. Ratios are sealgate / Dovecot.
 
     python bench/imap.py [--messages 10000] [--big 100] [--rounds 5]
 """
@@ -265,15 +266,26 @@ def bodies(imap: imaplib.IMAP4_SSL, expected: int) -> Callable[[], int]:
     return run
 
 
-def measure(fn: Callable[[], int], rounds: int) -> tuple[float, int]:
-    fn()  # warm-up: caches, indexes, the first parse
-    times: list[float] = []
-    size = 0
+def measure(
+    ours: Callable[[], int], theirs: Callable[[], int], rounds: int
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Median time and answer size of each, rounds interleaved (ours, theirs, ours, ...)
+    so that both see the same load on a shared machine."""
+    ours()  # warm-up: caches, indexes, the first parse
+    theirs()
+    times: tuple[list[float], list[float]] = ([], [])
+    sizes = [0, 0]
     for _ in range(rounds):
-        start = time.perf_counter()
-        size = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), size
+        for i, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            sizes[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return (statistics.median(times[0]), sizes[0]), (statistics.median(times[1]), sizes[1])
+
+
+def _load() -> str:
+    """The 1-minute load average: the machine is shared, and ratios say more when it is known."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def main() -> None:
@@ -286,29 +298,35 @@ def main() -> None:
         "Bench": [small_message(n) for n in range(1, args.messages + 1)],
         "Big": [big_message(n) for n in range(1, args.big + 1)],
     }
-    results: dict[str, dict[str, float]] = {}
-    sizes: dict[str, dict[str, int]] = {}
+    load_start = _load()
+    results: dict[str, dict[str, float]] = {"sealgate": {}, "dovecot": {}}
+    sizes: dict[str, dict[str, int]] = {"sealgate": {}, "dovecot": {}}
     with tempfile.TemporaryDirectory(prefix="sealgate-imap-bench-") as name:
         tmp = Path(name)
         with sealgate(tmp, mailboxes) as (port, password):
             data_dir = tmp / "sealgate"
             cert, key = data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem"
-            imap = client(port, LOGIN, password)
-            env_t, env_s = measure(envelopes(imap, args.messages), args.rounds)
-            body_t, body_s = measure(bodies(imap, args.big), args.rounds)
-            imap.logout()
-            results["sealgate"] = {"envelopes": env_t, "bodies": body_t}
-            sizes["sealgate"] = {"envelopes": env_s, "bodies": body_s}
             with dovecot(tmp, mailboxes, cert, key) as dport:
-                imap = client(dport, "bench", "bench-password")
-                env_t, env_s = measure(envelopes(imap, args.messages), args.rounds)
-                body_t, body_s = measure(bodies(imap, args.big), args.rounds)
-                imap.logout()
-                results["dovecot"] = {"envelopes": env_t, "bodies": body_t}
-                sizes["dovecot"] = {"envelopes": env_s, "bodies": body_s}
+                ours = client(port, LOGIN, password)
+                theirs = client(dport, "bench", "bench-password")
+                for key_, make, count in (
+                    ("envelopes", envelopes, args.messages),
+                    ("bodies", bodies, args.big),
+                ):
+                    (our_t, our_s), (their_t, their_s) = measure(
+                        make(ours, count), make(theirs, count), args.rounds
+                    )
+                    results["sealgate"][key_], sizes["sealgate"][key_] = our_t, our_s
+                    results["dovecot"][key_], sizes["dovecot"][key_] = their_t, their_s
+                ours.logout()
+                theirs.logout()
     if sizes["sealgate"]["bodies"] != sizes["dovecot"]["bodies"]:
         raise SystemExit("the two servers returned different message bodies")
-    print(f"median of {args.rounds} rounds after one warm-up, implicit TLS, imaplib client")
+    print(
+        f"median of {args.rounds} rounds after one warm-up each, sealgate and Dovecot rounds"
+        " interleaved, implicit TLS, imaplib client"
+    )
+    print(f"load average at start {load_start}, at end {_load()}")
     print(f"{'measure':48} {'sealgate s':>11} {'Dovecot s':>11} {'ratio':>7}")
     labels = {
         "envelopes": f"SELECT + FETCH 1:* (FLAGS ENVELOPE), {args.messages} msgs",

@@ -301,10 +301,57 @@ class _Kept(Writeable):
         return self._data
 
 
+_ENVELOPE_FIELDS = (
+    "date",
+    "subject",
+    "from_",
+    "sender",
+    "reply_to",
+    "to",
+    "cc",
+    "bcc",
+    "in_reply_to",
+    "message_id",
+)
+
+
+def _parsed_field(parsed: Any, name: str) -> Any:
+    try:
+        return getattr(parsed, name)
+    except Exception:  # noqa: BLE001  (a header pymap cannot read is a missing one)
+        return None
+
+
+def _renders(values: dict[str, Any]) -> bool:
+    try:
+        bytes(EnvelopeStructure(**values))
+    except Exception:  # noqa: BLE001  (drawn headers: see tests/gateway/imap/test_listing.py)
+        return False
+    return True
+
+
+def envelope_of(content: MessageContent) -> EnvelopeStructure:
+    """pymap's IMAP ENVELOPE of parsed content.
+
+    A field pymap cannot render (a group or several addresses in Sender, an
+    unreadable Date) would fail the whole FETCH, every message of the folder with
+    it; it is left out instead, as if missing (Sender and Reply-To then repeat
+    From, RFC 3501 7.4.2).
+    """
+    parsed = content.header.parsed
+    values = {name: _parsed_field(parsed, name) for name in _ENVELOPE_FIELDS}
+    if _renders(values):
+        return EnvelopeStructure(**values)
+    for name in _ENVELOPE_FIELDS:
+        alone = {other: values[other] if other == name else None for other in _ENVELOPE_FIELDS}
+        if values[name] is not None and not _renders(alone):
+            values[name] = None
+    return EnvelopeStructure(**values) if _renders(values) else EnvelopeStructure.empty()
+
+
 def envelope_bytes(raw: bytes) -> bytes:
-    """The IMAP ENVELOPE of a message, as pymap writes it (computed from the header only)."""
-    content = MessageContent.parse(rawheaders.split_message(raw)[0])
-    return bytes(BaseLoadedMessage._get_envelope_structure(content))
+    """The IMAP ENVELOPE of a message as pymap writes it, computed from its header alone."""
+    return bytes(envelope_of(MessageContent.parse(rawheaders.split_message(raw)[0])))
 
 
 def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:
@@ -336,7 +383,9 @@ class LoadedMessage(BaseLoadedMessage):
     def get_envelope_structure(self) -> EnvelopeStructure:
         if self._envelope is not None:
             return cast(EnvelopeStructure, _Kept(self._envelope))
-        return super().get_envelope_structure()
+        if self._content is None:
+            return super().get_envelope_structure()
+        return envelope_of(self._content)
 
     def get_size(self, section: Sequence[int] | None = None) -> int:
         if not section and self._content is None and self._size is not None:
@@ -350,6 +399,8 @@ class LoadedMessage(BaseLoadedMessage):
         return value.lower() in subjects.lower()
 
 
+# sealgate has no OBJECTID (RFC 8474): one "no id" for every message, not two new objects each.
+_NO_OBJECT_ID = ObjectId(None)
 _FLAG_OBJECTS: dict[str, Flag] = {}
 MAX_FLAG_OBJECTS = 10_000
 
@@ -362,6 +413,19 @@ def _flag(name: str) -> Flag:
         if len(_FLAG_OBJECTS) < MAX_FLAG_OBJECTS:  # keywords come from clients: bounded
             _FLAG_OBJECTS[name] = flag
     return flag
+
+
+_FLAG_SETS: dict[frozenset[str], frozenset[Flag]] = {}
+
+
+def _flag_set(names: frozenset[str]) -> frozenset[Flag]:
+    """pymap's flags for a stored set, made once per distinct set (a folder has few)."""
+    flags = _FLAG_SETS.get(names)
+    if flags is None:
+        flags = frozenset(_flag(name) for name in names)
+        if len(_FLAG_SETS) < MAX_FLAG_OBJECTS:  # keywords come from clients: bounded
+            _FLAG_SETS[names] = flags
+    return flags
 
 
 class Message(BaseMessage):
@@ -378,17 +442,34 @@ class Message(BaseMessage):
         encrypted: bool = False,
         size: int = 0,
     ) -> None:
-        super().__init__(uid, internal_date, permanent_flags, expunged=expunged)
+        super().__init__(
+            uid,
+            internal_date,
+            permanent_flags,
+            email_id=_NO_OBJECT_ID,
+            thread_id=_NO_OBJECT_ID,
+            expunged=expunged,
+        )
         self._mailbox = mailbox
         self._encrypted = encrypted
         self._size = size
+
+    @property
+    def size(self) -> int:
+        """The stored size (RFC822.SIZE), known without loading the message."""
+        return self._size
+
+    @property
+    def kept_envelope(self) -> bytes | None:
+        """The kept ENVELOPE bytes, when the FETCH at hand loaded them."""
+        return self._mailbox.envelopes.get(self.uid) if self._mailbox is not None else None
 
     @classmethod
     def of(cls, meta: store.MessageMeta, mailbox: MailboxData) -> Message:
         return cls(
             meta.uid,
             meta.received_at,
-            [_flag(f) for f in meta.flags],
+            _flag_set(meta.flags),
             mailbox=mailbox,
             encrypted=meta.encrypted,
             size=meta.size,

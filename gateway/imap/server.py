@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 from asyncio import StreamReader, StreamWriter
+from collections.abc import Iterable
 from contextlib import AsyncExitStack, closing
 from typing import Any, cast
 
@@ -23,9 +24,12 @@ from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
-from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseOk
+from pymap.parsing.command.select import FetchCommand
+from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseCode, ResponseOk
+from pymap.selected import SelectedMailbox
 
-from gateway.imap.backend import SealgateBackend
+from gateway.imap import listing
+from gateway.imap.backend import Message, SealgateBackend
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
@@ -131,6 +135,25 @@ class _State(ConnectionState):
     async def do_greeting(self) -> CommandResponse:
         self.auth = self.config.tls_auth if self._implicit_tls else self.config.initial_auth
         return ResponseOk(b"*", self.config.greeting, self.capability)
+
+    async def do_fetch(self, cmd: FetchCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
+        """A listing is answered from kept bytes (`listing`); anything else by pymap."""
+        if not listing.answerable(cmd.attributes):
+            return await super().do_fetch(cmd)
+        if not cmd.uid:
+            self.selected.hide_expunged = True
+        # No attribute of a listing sets \Seen.
+        messages, updates = await self.session.fetch_messages(
+            self.selected, cmd.sequence_set, False
+        )
+        answers, expunged = listing.responses(
+            cast(Iterable[tuple[int, Message]], messages), self.selected, cmd.attributes
+        )
+        resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        if expunged:
+            resp.code = ResponseCode.of(b"EXPUNGEISSUED")
+        resp.add_untagged(*answers)
+        return resp, updates
 
 
 class ImapServer:

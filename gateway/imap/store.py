@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
+from typing import cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -136,13 +137,17 @@ def envelopes(session: so.Session, folder_id: int, uids: Sequence[int]) -> dict[
 
 
 def keep_envelopes(session: so.Session, folder_id: int, computed: dict[int, bytes]) -> None:
-    """Keep computed envelopes; Core updates, so no folder change is announced for them."""
-    for uid, envelope in computed.items():
-        session.execute(
-            sa.update(MailboxMessage)
-            .where(MailboxMessage.folder_id == folder_id, MailboxMessage.uid == uid)
-            .values(envelope=envelope)
-        )
+    """Keep computed envelopes; Core updates (one executemany, not a statement per
+    message), so no folder change is announced for them."""
+    if not computed:
+        return
+    table = cast(sa.Table, MailboxMessage.__table__)
+    session.execute(
+        sa.update(table)
+        .where(table.c.folder_id == sa.bindparam("f_id"), table.c.uid == sa.bindparam("m_uid"))
+        .values(envelope=sa.bindparam("env")),
+        [{"f_id": folder_id, "m_uid": uid, "env": env} for uid, env in computed.items()],
+    )
 
 
 def _rows(session: so.Session, folder_id: int, uids: Iterable[int]) -> list[MailboxMessage]:
