@@ -144,6 +144,14 @@ def _sqlite_writer_turn(factory: so.sessionmaker[so.Session]) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def holds_writer_turn(factory: so.sessionmaker[so.Session]) -> bool:
+    """Whether this thread is inside a write transaction's turn on `factory`'s SQLite file."""
+    bind = factory.kw.get("bind")
+    path = bind.url.database if isinstance(bind, sa.Engine) else None
+    held: dict[str, int] = _turns.__dict__.get("held", {})
+    return bool(path and held.get(path))
+
+
 @contextlib.contextmanager
 def transaction(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
     """One unit of work: commit on success, roll back on any error.

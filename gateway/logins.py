@@ -1,7 +1,7 @@
 """The one password check for every way in: the portal, SMTP AUTH and IMAP.
 
 Each login goes through `check` in three steps, so Argon2 never runs while a
-database transaction or the SQLite writer lock (`gateway.db._writer_lock`) is
+database transaction or the SQLite writer lock (`gateway.db.transaction`'s turn) is
 held, and runs at most once:
 
 1. read (a read-only transaction, no write lock): the account the name belongs

@@ -37,8 +37,7 @@ class WatchedHasher(PasswordHasher):
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         self.verifies += 1
-        lock = db._writer_lock(self.runtime.sessions)
-        owned = getattr(lock, "_is_owned", lambda: False)()
+        owned = db.holds_writer_turn(self.runtime.sessions)
         # Connections checked out of the pool: a session or transaction open right now.
         self.during.append((self.runtime.engine.pool.checkedout(), owned))  # type: ignore[attr-defined]
         return super().verify(stored_hash, password)
