@@ -1,50 +1,365 @@
-"""SMTP submission throughput: `sealgate serve` against a do-nothing aiosmtpd (the ceiling).
+"""SMTP submission throughput of `sealgate serve` against its baselines, side by side in one run.
 
-Both servers get the same load in the same run: 10 KB messages over 4 concurrent
-implicit-TLS connections, each authenticated once. Printed: messages/s, p50 and
-p99 latency (MAIL FROM to the 250 after DATA), and sealgate's share of the ceiling.
+Servers (one hosted recipient per message, the same messages for all):
+- ceiling: a do-nothing aiosmtpd server (bench/baselines.py) with sealgate's TLS
+  context, STARTTLS and AUTH required, every AUTH accepted;
+- gpg per message: the same server piping each message through one `gpg --encrypt`
+  process to the recipient's public key (exported from sealgate), output kept in memory;
+- sealgate encrypted / sealgate plain: one real `sealgate serve` process (production
+  settings and Argon2; SQLite in its data dir, or --database-url), messages with and
+  without the `[encrypt]` subject tag (or `X-Sealgate-Encrypt: yes`, --trigger header).
 
-    python bench/smtp_throughput.py [--messages 200] [--connections 4] [--size 10240]
+Loads, all on a STARTTLS submission listener (587-like):
+- persistent: --connections clients, each connected and logged in before the clock
+  starts, sending its share of the messages over that one connection; 10 KiB and 1 MiB;
+- one connection per message: --connections clients, each opening a new connection
+  for every message (connect, STARTTLS, AUTH, one message, QUIT), as most mail
+  programs do; 10 KiB.
+Each round runs every load on every server, the servers in a rotated order, so a
+change in the machine's load hits them all alike; the tables give the median of the
+rounds. msg/s is messages over wall time; p50/p99 are latencies (MAIL FROM to the
+250 after DATA; with one connection per message, connect to the 250); CPU is the
+server's process tree (serve and any workers; gpg's children) during the load.
 
-It makes a throwaway data dir (SQLite, production Argon2 settings) and removes it.
+Before the rounds, unless --no-memory: the peak RSS of the serve process tree at idle
+(after one 10 KiB encrypted warm-up message) and after one 25 MiB encrypted message.
+
+    python bench/smtp_throughput.py [--rounds 3] [--connections 4] [--messages 160]
+        [--large-messages 16] [--reconnect-messages 16] [--size 10240] [--large-size 1048576]
+        [--database-url postgresql+psycopg://...] [--trigger subject|header] [--no-memory]
+
+Progress goes to stderr, the report to stdout. Throwaway data dir; a PostgreSQL
+database given by --database-url is emptied first.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import NullHandler, aiosmtpd_server, run_load, sealgate_server
+from bench.harness import (
+    KIB,
+    MIB,
+    RECIPIENT,
+    ROOT,
+    Result,
+    RssSampler,
+    SealgateServer,
+    add_recipient,
+    baseline_server,
+    gpg_home,
+    load_average,
+    log,
+    peak_rss_mib,
+    run_load,
+    sealgate_server,
+    tree_peak_rss_mib,
+    tree_pids,
+)
+
+CEILING, GPG, ENCRYPTED, PLAIN = "ceiling", "gpg", "encrypted", "plain"
+LABELS = {
+    CEILING: "ceiling (null aiosmtpd)",
+    GPG: "gpg per message",
+    ENCRYPTED: "sealgate encrypted",
+    PLAIN: "sealgate plain",
+}
+MEMORY_AIM = 4.0  # peak growth, as a multiple of the message size (issue 15)
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    port: int
+    password: str
+    pid: int
+    encrypt: str | None
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    size: int
+    messages: int
+    reconnect: bool
+
+
+@dataclass(frozen=True)
+class Ratio:
+    label: str
+    section: str
+    top: str
+    bottom: str
+    aim: float
+
+
+RATIOS = [
+    Ratio("encrypted / ceiling", "persistent", ENCRYPTED, CEILING, 0.25),
+    Ratio("plain / ceiling", "persistent", PLAIN, CEILING, 0.40),
+    Ratio("encrypted / ceiling", "reconnect", ENCRYPTED, CEILING, 0.25),
+    Ratio("encrypted / gpg", "persistent", ENCRYPTED, GPG, 2.0),
+    Ratio("encrypted / gpg", "large", ENCRYPTED, GPG, 1.0),
+]
+
+
+def size_label(size: int) -> str:
+    return f"{size // MIB} MiB" if size % MIB == 0 else f"{size / KIB:.0f} KiB"
+
+
+def sections(args: argparse.Namespace) -> list[Section]:
+    c = args.connections
+    found = [
+        Section(
+            "persistent",
+            f"{c} persistent connections, {size_label(args.size)}",
+            args.size,
+            args.messages,
+            False,
+        ),
+        Section(
+            "large",
+            f"{c} persistent connections, {size_label(args.large_size)}",
+            args.large_size,
+            args.large_messages,
+            False,
+        ),
+        Section(
+            "reconnect",
+            f"{c} clients, one connection per message, {size_label(args.size)}",
+            args.size,
+            args.reconnect_messages,
+            True,
+        ),
+    ]
+    return [s for s in found if s.messages > 0]
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()[:72] or "unknown commit"
+
+
+def load(target: Target, section: Section, connections: int, messages: int) -> Result:
+    return run_load(
+        LABELS[target.key],
+        target.port,
+        target.password,
+        connections=connections,
+        messages=messages,
+        size=section.size,
+        reconnect=section.reconnect,
+        encrypt=target.encrypt,
+        cpu_of=target.pid,
+    )
+
+
+@dataclass
+class Memory:
+    processes: int
+    idle_mib: float
+    after_mib: float
+    sampled_mib: float
+    serve_idle_mib: float
+    serve_after_mib: float
+    size: int
+    seconds: float
+    failures: list[str]
+
+    @property
+    def multiple(self) -> float:
+        return (self.after_mib - self.idle_mib) * MIB / self.size
+
+
+def measure_memory(server: SealgateServer, size: int, trigger: str) -> Memory:
+    """Idle peak after one small encrypted message, then one `size` encrypted message."""
+    common = {"connections": 1, "messages": 1, "encrypt": trigger}
+    run_load("warm-up", server.starttls_port, server.password, size=10 * KIB, **common)
+    time.sleep(1)
+    idle, serve_idle = tree_peak_rss_mib(server.pid), peak_rss_mib(server.pid)
+    log(f"  idle: serve tree peak {idle:.0f} MiB; one {size_label(size)} encrypted message ...")
+    with RssSampler(server.pid) as sampler:
+        big = run_load("big", server.starttls_port, server.password, size=size, **common)
+        time.sleep(0.5)
+    after, serve_after = tree_peak_rss_mib(server.pid), peak_rss_mib(server.pid)
+    log(f"  after: {after:.0f} MiB ({big.seconds:.1f} s)")
+    return Memory(
+        len(tree_pids(server.pid)),
+        idle,
+        after,
+        sampler.peak_mib,
+        serve_idle,
+        serve_after,
+        size,
+        big.seconds,
+        big.failures,
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    args: argparse.Namespace,
+    plan: list[Section],
+    results: dict[tuple[str, str], list[Result]],
+    memory: Memory | None,
+    started: str,
+    load_start: str,
+) -> None:
+    out: Callable[[str], None] = print
+    database = "PostgreSQL" if args.database_url else "SQLite (WAL, data dir)"
+    out(f"sealgate at {commit()}")
+    out(f"{database}, production settings; trigger: {args.trigger}; recipient {RECIPIENT}")
+    out(f"started {started}")
+    out(f"load average at start {load_start}")
+    out(f"load average at end   {load_average()}")
+    out(f"median of {args.rounds} round(s); servers interleaved, order rotated each round")
+    for section in plan:
+        out("")
+        out(f"{section.title}, {section.messages} messages per server per round")
+        out(f"{'server':<26}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'cores':>7}")
+        for key in (CEILING, GPG, ENCRYPTED, PLAIN):
+            rows = results.get((section.key, key), [])
+            if not rows:
+                continue
+            cpu = [r.cpu_ms_per_message for r in rows if r.cpu_ms_per_message is not None]
+            cores = [r.cpu_seconds / r.seconds for r in rows if r.cpu_seconds is not None]
+            out(
+                f"{LABELS[key]:<26}{median([r.rate for r in rows]):>9.1f}"
+                f"{median([r.percentile(50) for r in rows]):>9.1f}"
+                f"{median([r.percentile(99) for r in rows]):>9.1f}"
+                f"{median(cpu):>12.1f}{median(cores):>7.2f}"
+            )
+            failed = [f for r in rows for f in r.failures]
+            if failed:
+                out(f"  {len(failed)} failed, first: {failed[0]}")
+    titles = {s.key: s for s in plan}
+    out("")
+    out(f"{'ratio of msg/s (median of the per-round ratios)':<58}{'value':>6}{'aim':>7}  rounds")
+    for ratio in RATIOS:
+        tops = results.get((ratio.section, ratio.top), [])
+        bottoms = results.get((ratio.section, ratio.bottom), [])
+        if not tops or not bottoms:
+            continue
+        section = titles[ratio.section]
+        where = "one connection per message" if section.reconnect else "persistent"
+        per_round = [t.rate / b.rate for t, b in zip(tops, bottoms, strict=True)]
+        value = median(per_round)
+        mark = "" if value >= ratio.aim else "  (below aim)"
+        label = f"{ratio.label}, {where}, {size_label(section.size)}"
+        rounds = " ".join(f"{v:.2f}" for v in per_round)
+        out(f"{label:<58}{value:>6.2f}{'≥ ' + format(ratio.aim, 'g'):>7}  {rounds}{mark}")
+    if memory is not None:
+        out("")
+        out(
+            f"memory: sealgate serve process tree ({memory.processes} process(es)), "
+            f"one {size_label(memory.size)} encrypted message ({memory.seconds:.1f} s)"
+        )
+        out(
+            f"peak RSS idle {memory.idle_mib:.0f} MiB, after {memory.after_mib:.0f} MiB:"
+            f" +{memory.after_mib - memory.idle_mib:.0f} MiB = {memory.multiple:.2f}x the"
+            f" message above idle (aim < {MEMORY_AIM:g}x)"
+            + ("" if memory.multiple < MEMORY_AIM else "  (above aim)")
+        )
+        out(
+            f"  serve process alone: {memory.serve_idle_mib:.0f} → {memory.serve_after_mib:.0f}"
+            f" MiB (VmHWM); tree RSS sampled every 50 ms peaked at {memory.sampled_mib:.0f} MiB"
+        )
+        for failure in memory.failures:
+            out(f"  FAILED: {failure}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--messages", type=int, default=200, help="per connection")
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--size", type=int, default=10 * 1024)
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=4, help="concurrent clients")
+    parser.add_argument("--messages", type=int, default=160, help="persistent, small (0: skip)")
+    parser.add_argument(
+        "--large-messages", type=int, default=16, help="persistent, large (0: skip)"
+    )
+    parser.add_argument(
+        "--reconnect-messages", type=int, default=16, help="one connection each (0: skip)"
+    )
+    parser.add_argument("--size", type=int, default=10 * KIB, help="bytes, small messages")
+    parser.add_argument("--large-size", type=int, default=MIB, help="bytes, large messages")
+    parser.add_argument("--memory-size", type=int, default=25 * MIB, help="bytes")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--warm-up", type=int, default=8, help="messages per server and load")
+    parser.add_argument("--trigger", choices=["subject", "header"], default="subject")
+    parser.add_argument("--database-url", help="PostgreSQL (emptied first) instead of SQLite")
     args = parser.parse_args()
-    load = {"connections": args.connections, "per_connection": args.messages, "size": args.size}
 
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = load_average()
+    plan = sections(args)
+    results: dict[tuple[str, str], list[Result]] = {}
+    memory: Memory | None = None
+    log(f"python bench/smtp_throughput.py {shlex.join(sys.argv[1:])}")
+    log(f"load average {load_start}")
     with tempfile.TemporaryDirectory(prefix="sealgate-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        with sealgate_server(data_dir) as server:
-            sealgate = run_load("sealgate", server.port, server.password, **load)
-        cert, key = data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem"
-        with aiosmtpd_server(NullHandler(), cert, key) as port:
-            ceiling = run_load("null aiosmtpd", port, "unused", **load)
-
-    print(f"\n{args.connections} TLS connections x {args.messages} messages of {args.size} bytes")
-    print(f"{'server':<16}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for r in (sealgate, ceiling):
-        print(f"{r.name:<16}{r.rate:>10.1f}{r.percentile(50):>10.1f}{r.percentile(99):>10.1f}")
-    print(f"sealgate / ceiling throughput: {sealgate.rate / ceiling.rate:.2f}")
-    slower = statistics.mean(sealgate.latencies) / statistics.mean(ceiling.latencies)
-    print(f"mean latency ratio: {slower:.1f}x")
+        root = Path(tmp)
+        data_dir = root / "data"
+        log("starting sealgate serve (init, a second hosted address, serve) ...")
+        with sealgate_server(
+            data_dir, database_url=args.database_url, prepare=add_recipient
+        ) as server:
+            if not args.no_memory:
+                log("memory:")
+                memory = measure_memory(server, args.memory_size, args.trigger)
+            home = gpg_home(root, server.cli("keys", "export", RECIPIENT))
+            cert, key = data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem"
+            with (
+                baseline_server("null", cert, key) as null,
+                baseline_server("gpg", cert, key, gpg_home=home) as gpg,
+            ):
+                targets = [
+                    Target(CEILING, null.port, "any", null.pid, None),
+                    Target(GPG, gpg.port, "any", gpg.pid, None),
+                    Target(
+                        ENCRYPTED, server.starttls_port, server.password, server.pid, args.trigger
+                    ),
+                    Target(PLAIN, server.starttls_port, server.password, server.pid, None),
+                ]
+                log("warm-up ...")
+                for section in plan:
+                    for target in targets:
+                        warm = min(args.warm_up, section.messages)
+                        load(target, section, min(args.connections, warm), warm)
+                for n in range(args.rounds):
+                    log(f"round {n + 1}/{args.rounds} (load average {load_average()})")
+                    for section in plan:
+                        for i in range(len(targets)):
+                            target = targets[(i + n) % len(targets)]
+                            result = load(target, section, args.connections, section.messages)
+                            results.setdefault((section.key, target.key), []).append(result)
+                            failed = f", {len(result.failures)} FAILED" if result.failures else ""
+                            log(
+                                f"  {section.key:<10} {LABELS[target.key]:<24}"
+                                f" {result.rate:8.1f} msg/s{failed}"
+                            )
+    print()
+    report(args, plan, results, memory, started, load_start)
 
 
 if __name__ == "__main__":
