@@ -120,20 +120,30 @@ def run_load(
     encrypt: str | None = None,
     cpu_of: int | None = None,
     login: str = SENDER,
+    min_seconds: float = 0.0,
 ) -> Result:
     """`messages` messages over `connections` concurrent STARTTLS clients; see the module doc.
 
     cpu_of: a pid whose process tree's CPU time during the load is recorded.
+    min_seconds: go on past `messages` until the load has run this long (a fast server
+    measured over a few milliseconds would be all noise).
     """
     ctx = client_context()
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
-    todo = iter(range(messages))
+    sent = [0]
+    began = [0.0]  # set when the clock starts
 
     def take() -> int | None:
         with lock:
-            return next(todo, None)
+            n = sent[0]
+            if n >= messages and time.perf_counter() - (began[0] or time.perf_counter()) >= (
+                min_seconds
+            ):
+                return None
+            sent[0] += 1
+            return n
 
     def send(client: smtplib.SMTP, n: int) -> bool:
         try:
@@ -146,7 +156,7 @@ def run_load(
 
     # Persistent clients connect and log in before the clock starts: the figure is the
     # messages over open connections. One connection per message pays it each time.
-    ready = threading.Barrier(connections + 1)
+    ready, go = threading.Barrier(connections + 1), threading.Event()
 
     def persistent() -> None:
         try:
@@ -156,6 +166,7 @@ def run_load(
             raise
         with client:
             ready.wait()
+            go.wait()
             while (n := take()) is not None:
                 start = time.perf_counter()
                 if send(client, n):
@@ -165,6 +176,7 @@ def run_load(
 
     def one_per_message() -> None:
         ready.wait()
+        go.wait()
         while (n := take()) is not None:
             start = time.perf_counter()
             try:
@@ -190,16 +202,17 @@ def run_load(
         t.start()
     ready.wait()
     cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
-    began = last = time.perf_counter()
+    began[0] = last = time.perf_counter()
+    go.set()
     while alive := [t for t in threads if t.is_alive()]:
         alive[0].join(1.0)
         now = time.perf_counter()
         if now - last >= 5:
             last = now
-            log(f"      {name}: {len(latencies)}/{messages} after {now - began:.0f} s")
-    seconds = time.perf_counter() - began
+            log(f"      {name}: {len(latencies)}/{messages} after {now - began[0]:.0f} s")
+    seconds = time.perf_counter() - began[0]
     cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
-    return Result(name, messages, seconds, latencies, cpu, failures)
+    return Result(name, sent[0], seconds, latencies, cpu, failures)
 
 
 # -- sealgate serve ----------------------------------------------------------------------

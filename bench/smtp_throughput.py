@@ -156,7 +156,9 @@ def commit() -> str:
     return done.stdout.strip()[:72] or "unknown commit"
 
 
-def load(target: Target, section: Section, connections: int, messages: int) -> Result:
+def load(
+    target: Target, section: Section, connections: int, messages: int, min_seconds: float = 0
+) -> Result:
     return run_load(
         LABELS[target.key],
         target.port,
@@ -167,6 +169,7 @@ def load(target: Target, section: Section, connections: int, messages: int) -> R
         reconnect=section.reconnect,
         encrypt=target.encrypt,
         cpu_of=target.pid,
+        min_seconds=min_seconds,
     )
 
 
@@ -234,7 +237,10 @@ def report(
     out(f"median of {args.rounds} round(s); servers interleaved, order rotated each round")
     for section in plan:
         out("")
-        out(f"{section.title}, {section.messages} messages per server per round")
+        out(
+            f"{section.title}, at least {section.messages} messages and {args.min_seconds:g} s"
+            " per server per round"
+        )
         out(f"{'server':<26}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'cores':>7}")
         for key in (CEILING, GPG, ENCRYPTED, PLAIN):
             rows = results.get((section.key, key), [])
@@ -305,6 +311,12 @@ def main() -> None:
     parser.add_argument("--large-size", type=int, default=MIB, help="bytes, large messages")
     parser.add_argument("--memory-size", type=int, default=25 * MIB, help="bytes")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="a load goes on past its message count until it has run this long",
+    )
     parser.add_argument("--warm-up", type=int, default=8, help="messages per server and load")
     parser.add_argument("--trigger", choices=["subject", "header"], default="subject")
     parser.add_argument("--database-url", help="PostgreSQL (emptied first) instead of SQLite")
@@ -351,7 +363,13 @@ def main() -> None:
                     for section in plan:
                         for i in range(len(targets)):
                             target = targets[(i + n) % len(targets)]
-                            result = load(target, section, args.connections, section.messages)
+                            result = load(
+                                target,
+                                section,
+                                args.connections,
+                                section.messages,
+                                args.min_seconds,
+                            )
                             results.setdefault((section.key, target.key), []).append(result)
                             failed = f", {len(result.failures)} FAILED" if result.failures else ""
                             log(
