@@ -35,7 +35,6 @@ RECIPIENT_PASSWORD = "bench-recipient-password"  # a throwaway data dir
 KIB, MIB = 1024, 1024 * 1024
 READY = re.compile(r"sealgate ready: (.*)")
 LISTENER = re.compile(r"([\w-]+)=\S*?:(\d+)\b")
-TRIGGERS = {"subject": "[encrypt] ", "header": ""}
 
 
 def log(text: str) -> None:
@@ -48,16 +47,17 @@ def log(text: str) -> None:
 _LINE = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n"
 
 
-def message(size: int, n: int, *, encrypt: str | None = None, to: str = RECIPIENT) -> bytes:
+def message(
+    size: int, n: int, subject: str = "bench", *, to: str = SENDER, header: bool = False
+) -> bytes:
     """A text message of about `size` bytes, headed as a mail program heads it.
 
-    encrypt: None (plain), "subject" (the `[encrypt]` subject tag) or "header"
-    (`X-Sealgate-Encrypt: yes`).
+    header: ask for encryption with `X-Sealgate-Encrypt: yes` (the subject tag is the
+    other way: `subject="[encrypt] bench"`).
     """
-    tag = TRIGGERS[encrypt] if encrypt else ""
-    extra = "X-Sealgate-Encrypt: yes\r\n" if encrypt == "header" else ""
+    extra = "X-Sealgate-Encrypt: yes\r\n" if header else ""
     head = (
-        f"From: Bench <{SENDER}>\r\nTo: {to}\r\nSubject: {tag}bench {n}\r\n"
+        f"From: Bench <{SENDER}>\r\nTo: {to}\r\nSubject: {subject} {n}\r\n"
         f"Date: {email.utils.formatdate()}\r\n"
         f"Message-ID: <bench-{n}-{time.time_ns()}@{DOMAIN}>\r\n{extra}"
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
@@ -73,6 +73,7 @@ class Result:
     latencies: list[float]
     cpu_seconds: float | None = None  # of the server's process tree, during the load
     failures: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0  # of this (the client's) process, during the load
 
     @property
     def rate(self) -> float:
@@ -117,7 +118,7 @@ def run_load(
     messages: int,
     size: int,
     reconnect: bool = False,
-    encrypt: str | None = None,
+    encrypt: str | None = None,  # None (plain), "subject" ([encrypt] tag) or "header"
     cpu_of: int | None = None,
     login: str = SENDER,
     min_seconds: float = 0.0,
@@ -147,7 +148,14 @@ def run_load(
 
     def send(client: smtplib.SMTP, n: int) -> bool:
         try:
-            client.sendmail(SENDER, [RECIPIENT], message(size, n, encrypt=encrypt))
+            raw = message(
+                size,
+                n,
+                "[encrypt] bench" if encrypt == "subject" else "bench",
+                to=RECIPIENT,
+                header=encrypt == "header",
+            )
+            client.sendmail(SENDER, [RECIPIENT], raw)
         except smtplib.SMTPException as exc:
             with lock:
                 failures.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -202,6 +210,7 @@ def run_load(
         t.start()
     ready.wait()
     cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
+    client_before = time.process_time()
     began[0] = last = time.perf_counter()
     go.set()
     while alive := [t for t in threads if t.is_alive()]:
@@ -212,7 +221,8 @@ def run_load(
             log(f"      {name}: {len(latencies)}/{messages} after {now - began[0]:.0f} s")
     seconds = time.perf_counter() - began[0]
     cpu = tree_cpu_seconds(cpu_of) - cpu_before if cpu_of else None
-    return Result(name, sent[0], seconds, latencies, cpu, failures)
+    client = time.process_time() - client_before
+    return Result(name, sent[0], seconds, latencies, cpu, failures, client)
 
 
 # -- sealgate serve ----------------------------------------------------------------------
@@ -248,6 +258,11 @@ class SealgateServer:
     @property
     def tls_port(self) -> int:
         return self.ports["smtp-tls"]
+
+    @property
+    def port(self) -> int:
+        """The implicit-TLS port, under the name the older benches use."""
+        return self.tls_port
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         """Run a `sealgate` command on this server's data dir; returns its stdout."""
@@ -334,6 +349,27 @@ def sealgate_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def inbox_counts(server: SealgateServer, address: str = RECIPIENT) -> dict[bool, int]:
+    """Messages in an address's INBOX by `encrypted`: a check that the load did what it says."""
+    import sqlalchemy as sa
+
+    url = server.env.get("SEALGATE_DATABASE_URL") or f"sqlite:///{server.data_dir}/sealgate.db"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT m.encrypted, count(*) FROM mailbox_messages m"
+                    " JOIN addresses a ON a.id = m.address_id"
+                    " WHERE a.address = :address AND m.folder = 'INBOX' GROUP BY m.encrypted"
+                ),
+                {"address": address},
+            ).all()
+    finally:
+        engine.dispose()
+    return {bool(encrypted): count for encrypted, count in rows}
 
 
 def add_recipient(env: dict[str, str]) -> None:

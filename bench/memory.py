@@ -123,9 +123,7 @@ def run(name: str, clients: int, size: int, env: dict[str, str]) -> Run:
         with sealgate_server(data_dir, env) as server:
             before = peak_rss_mib(server.pid)
             threads = [
-                threading.Thread(
-                    target=submit, args=(server.tls_port, server.password, n, size, tally)
-                )
+                threading.Thread(target=submit, args=(server.port, server.password, n, size, tally))
                 for n in range(clients)
             ]
             began = time.perf_counter()

@@ -52,6 +52,7 @@ from bench.harness import (
 Func = tuple[str, int, str]
 STDLIB = Path(os.__file__).resolve().parent
 PIPELINE = ("gateway/pipeline/__init__.py", "submit")
+SQL = ("sqlalchemy/engine/default.py", ("do_execute", "do_executemany", "do_execute_no_params"))
 # Per-message work outside submit, by (file suffix, function).
 OUTSIDE = [
     ("gateway/smtp_server.py", "_authenticate", "AUTH (_authenticate: password check)"),
@@ -65,6 +66,10 @@ def library(func: Func) -> str:
     """The package a function belongs to: a site-packages distribution, sealgate's own
     package (gateway split by subpackage), or the standard-library module."""
     path = func[0]
+    if path.startswith("<"):  # code made at run time, or frozen standard-library modules
+        if "sqlalchemy" in path:
+            return "sqlalchemy"
+        return "stdlib " + path.strip("<>").split()[-1] if "frozen" in path else "generated"
     if path == "~":  # a C function: named by its module where cProfile says it
         found = re.search(r"of '([\w.]+?)\.", func[2]) or re.search(r"method (\w+)\.", func[2])
         return f"C: {found.group(1)}" if found else "C: builtins"
@@ -236,9 +241,16 @@ def report(
     print("  (threads C libraries start themselves, such as Argon2's, are not profiled;")
     print("   the /proc figure above includes them)")
 
+    statements = sum(every[f][1] for name in SQL[1] for f in find(every, SQL[0], name))
+    commits = sum(every[f][1] for f in find(every, SQL[0], "do_commit"))
+    print(
+        f"SQL statements per message: {statements / max(1, messages):.1f},"
+        f" commits {commits / max(1, messages):.1f} (read-only sessions commit too)"
+    )
+
     print(f"\n{'self time by library (C time to its caller)':<58}{'ms/msg':>8}{'share':>7}")
     for name, tt in sorted(self_time_by_library(every).items(), key=lambda kv: -kv[1]):
-        if tt * per >= 0.05:
+        if tt * per >= 0.2:
             print(f"  {name:<56}{tt * per:>8.2f}{tt / total:>7.0%}")
 
     print(f"\n{'functions by self time':<58}{'ms/msg':>8}{'share':>7}{'calls':>7}")

@@ -16,17 +16,22 @@ Loads, all on a STARTTLS submission listener (587-like):
   for every message (connect, STARTTLS, AUTH, one message, QUIT), as most mail
   programs do; 10 KiB.
 Each round runs every load on every server, the servers in a rotated order, so a
-change in the machine's load hits them all alike; the tables give the median of the
-rounds. msg/s is messages over wall time; p50/p99 are latencies (MAIL FROM to the
-250 after DATA; with one connection per message, connect to the 250); CPU is the
-server's process tree (serve and any workers; gpg's children) during the load.
+change in the machine's load hits them all alike; a load sends its message count and
+goes on until it has run --min-seconds. The tables give the median of the rounds:
+msg/s (messages over wall time), p50/p99 latency (MAIL FROM to the 250 after DATA;
+with one connection per message, connect to the 250), the CPU per message of the
+server's process tree (serve and any workers; gpg's children) and of the client
+process, and the cores the server used. Ratios are the median of the per-round
+ratios, beside the same ratio computed from CPU per message (less sensitive to what
+else runs on the machine).
 
 Before the rounds, unless --no-memory: the peak RSS of the serve process tree at idle
 (after one 10 KiB encrypted warm-up message) and after one 25 MiB encrypted message.
 
     python bench/smtp_throughput.py [--rounds 3] [--connections 4] [--messages 160]
         [--large-messages 16] [--reconnect-messages 16] [--size 10240] [--large-size 1048576]
-        [--database-url postgresql+psycopg://...] [--trigger subject|header] [--no-memory]
+        [--min-seconds 2] [--database-url postgresql+psycopg://...] [--trigger subject|header]
+        [--memory-size 26214400] [--no-memory]
 
 Progress goes to stderr, the report to stdout. Throwaway data dir; a PostgreSQL
 database given by --database-url is emptied first.
@@ -59,6 +64,7 @@ from bench.harness import (
     add_recipient,
     baseline_server,
     gpg_home,
+    inbox_counts,
     load_average,
     log,
     peak_rss_mib,
@@ -156,10 +162,13 @@ def commit() -> str:
     return done.stdout.strip()[:72] or "unknown commit"
 
 
+ACCEPTED = {ENCRYPTED: 0, PLAIN: 0}  # 250s sealgate gave, to check against its INBOX
+
+
 def load(
     target: Target, section: Section, connections: int, messages: int, min_seconds: float = 0
 ) -> Result:
-    return run_load(
+    result = run_load(
         LABELS[target.key],
         target.port,
         target.password,
@@ -171,6 +180,9 @@ def load(
         cpu_of=target.pid,
         min_seconds=min_seconds,
     )
+    if target.key in ACCEPTED:
+        ACCEPTED[target.key] += len(result.latencies)
+    return result
 
 
 @dataclass
@@ -193,7 +205,7 @@ class Memory:
 def measure_memory(server: SealgateServer, size: int, trigger: str) -> Memory:
     """Idle peak after one small encrypted message, then one `size` encrypted message."""
     common = {"connections": 1, "messages": 1, "encrypt": trigger}
-    run_load("warm-up", server.starttls_port, server.password, size=10 * KIB, **common)
+    warm = run_load("warm-up", server.starttls_port, server.password, size=10 * KIB, **common)
     time.sleep(1)
     idle, serve_idle = tree_peak_rss_mib(server.pid), peak_rss_mib(server.pid)
     log(f"  idle: serve tree peak {idle:.0f} MiB; one {size_label(size)} encrypted message ...")
@@ -202,6 +214,7 @@ def measure_memory(server: SealgateServer, size: int, trigger: str) -> Memory:
         time.sleep(0.5)
     after, serve_after = tree_peak_rss_mib(server.pid), peak_rss_mib(server.pid)
     log(f"  after: {after:.0f} MiB ({big.seconds:.1f} s)")
+    ACCEPTED[ENCRYPTED] += len(warm.latencies) + len(big.latencies)
     return Memory(
         len(tree_pids(server.pid)),
         idle,
@@ -241,7 +254,10 @@ def report(
             f"{section.title}, at least {section.messages} messages and {args.min_seconds:g} s"
             " per server per round"
         )
-        out(f"{'server':<26}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'cores':>7}")
+        out(
+            f"{'server':<26}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'cores':>7}"
+            f"{'client ms/msg':>15}"
+        )
         for key in (CEILING, GPG, ENCRYPTED, PLAIN):
             rows = results.get((section.key, key), [])
             if not rows:
@@ -253,13 +269,17 @@ def report(
                 f"{median([r.percentile(50) for r in rows]):>9.1f}"
                 f"{median([r.percentile(99) for r in rows]):>9.1f}"
                 f"{median(cpu):>12.1f}{median(cores):>7.2f}"
+                f"{median([r.client_cpu_seconds / r.messages * 1000 for r in rows]):>15.1f}"
             )
             failed = [f for r in rows for f in r.failures]
             if failed:
                 out(f"  {len(failed)} failed, first: {failed[0]}")
     titles = {s.key: s for s in plan}
     out("")
-    out(f"{'ratio of msg/s (median of the per-round ratios)':<58}{'value':>6}{'aim':>7}  rounds")
+    out(
+        f"{'ratio of msg/s (median of the per-round ratios)':<58}{'value':>6}{'aim':>7}"
+        f"{'by CPU':>8}  rounds"
+    )
     for ratio in RATIOS:
         tops = results.get((ratio.section, ratio.top), [])
         bottoms = results.get((ratio.section, ratio.bottom), [])
@@ -269,10 +289,24 @@ def report(
         where = "one connection per message" if section.reconnect else "persistent"
         per_round = [t.rate / b.rate for t, b in zip(tops, bottoms, strict=True)]
         value = median(per_round)
+        by_cpu = median(
+            [
+                b.cpu_ms_per_message / t.cpu_ms_per_message
+                for t, b in zip(tops, bottoms, strict=True)
+                if t.cpu_ms_per_message and b.cpu_ms_per_message
+            ]
+        )
         mark = "" if value >= ratio.aim else "  (below aim)"
         label = f"{ratio.label}, {where}, {size_label(section.size)}"
         rounds = " ".join(f"{v:.2f}" for v in per_round)
-        out(f"{label:<58}{value:>6.2f}{'≥ ' + format(ratio.aim, 'g'):>7}  {rounds}{mark}")
+        out(
+            f"{label:<58}{value:>6.2f}{'≥ ' + format(ratio.aim, 'g'):>7}{by_cpu:>8.2f}"
+            f"  {rounds}{mark}"
+        )
+    out(
+        "(by CPU: the inverse ratio of the servers' CPU ms per message, what the msg/s ratio"
+        " would be if both were CPU-bound on the same cores)"
+    )
     if memory is not None:
         out("")
         out(
@@ -376,8 +410,17 @@ def main() -> None:
                                 f"  {section.key:<10} {LABELS[target.key]:<24}"
                                 f" {result.rate:8.1f} msg/s{failed}"
                             )
+            stored = inbox_counts(server)
     print()
     report(args, plan, results, memory, started, load_start)
+    check = (
+        f"\n{RECIPIENT}'s INBOX: {stored.get(True, 0)} encrypted, {stored.get(False, 0)} plain;"
+        f" sealgate answered 250 to {ACCEPTED[ENCRYPTED]} encrypted, {ACCEPTED[PLAIN]} plain"
+    )
+    same = stored.get(True, 0) == ACCEPTED[ENCRYPTED] and stored.get(False, 0) == ACCEPTED[PLAIN]
+    print(check + ("" if same else "  MISMATCH"))
+    if not same:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
