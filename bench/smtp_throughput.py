@@ -153,13 +153,20 @@ def sections(args: argparse.Namespace) -> list[Section]:
 
 
 def commit() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip()[:72] or "unknown commit"
+    """The last commit that changed sealgate itself (bench/ and docs/ left out), and HEAD."""
+
+    def log1(*paths: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", "--", *paths],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip()
+
+    code = log1(".", ":(exclude)bench", ":(exclude)docs")[:60] or "unknown"
+    head = log1()[:7] or "unknown"
+    return f"{code} (HEAD {head})"
 
 
 ACCEPTED = {ENCRYPTED: 0, PLAIN: 0}  # 250s sealgate gave, to check against its INBOX
@@ -242,7 +249,7 @@ def report(
 ) -> None:
     out: Callable[[str], None] = print
     database = "PostgreSQL" if args.database_url else "SQLite (WAL, data dir)"
-    out(f"sealgate at {commit()}")
+    out(f"sealgate code at {commit()}")
     out(f"{database}, production settings; trigger: {args.trigger}; recipient {RECIPIENT}")
     out(f"started {started}")
     out(f"load average at start {load_start}")
