@@ -504,19 +504,36 @@ def tree_rss_mib(root: int) -> float:
     return sum(_status_kib(pid, "VmRSS") for pid in tree_pids(root)) / 1024
 
 
+def _pss_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^Pss:\s+(\d+)", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def tree_pss_mib(root: int) -> float:
+    """Proportional set size of the tree: pages shared by forked workers counted once."""
+    return sum(_pss_kib(pid) for pid in tree_pids(root)) / 1024
+
+
 class RssSampler:
-    """The largest sum of the tree's resident memory seen, sampled every `interval` s."""
+    """The largest sums of the tree's resident memory (RSS, and PSS, which counts pages
+    shared between the tree's processes once) seen, sampled every `interval` s."""
 
     def __init__(self, root: int, interval: float = 0.05) -> None:
         self.root = root
         self.interval = interval
         self.peak_mib = 0.0
+        self.peak_pss_mib = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak_mib = max(self.peak_mib, tree_rss_mib(self.root))
+            self.peak_pss_mib = max(self.peak_pss_mib, tree_pss_mib(self.root))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:

@@ -198,6 +198,7 @@ class Memory:
     idle_mib: float
     after_mib: float
     sampled_mib: float
+    sampled_pss_mib: float
     serve_idle_mib: float
     serve_after_mib: float
     size: int
@@ -227,6 +228,7 @@ def measure_memory(server: SealgateServer, size: int, trigger: str) -> Memory:
         idle,
         after,
         sampler.peak_mib,
+        sampler.peak_pss_mib,
         serve_idle,
         serve_after,
         size,
@@ -328,7 +330,8 @@ def report(
         )
         out(
             f"  serve process alone: {memory.serve_idle_mib:.0f} → {memory.serve_after_mib:.0f}"
-            f" MiB (VmHWM); tree RSS sampled every 50 ms peaked at {memory.sampled_mib:.0f} MiB"
+            f" MiB (VmHWM); sampled every 50 ms, the tree peaked at {memory.sampled_mib:.0f} MiB"
+            f" RSS, {memory.sampled_pss_mib:.0f} MiB PSS"
         )
         for failure in memory.failures:
             out(f"  FAILED: {failure}")
