@@ -231,7 +231,7 @@ def report(
         if ct * per >= 0.05:
             print(f"  {label[:56]:<56}{ct * per:>8.2f}{ct / total:>7.0%}{calls:>7}")
     print(f"  {'all of submit':<56}{in_submit * per:>8.2f}{in_submit / total:>7.0%}")
-    print(f"{'outside submit':<58}")
+    print("outside submit")
     for suffix, name, label in OUTSIDE:
         funcs = find(every, suffix, name)
         ct = sum(every[f][3] for f in funcs)
