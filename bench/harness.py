@@ -146,15 +146,12 @@ def run_load(
             sent[0] += 1
             return n
 
-    def send(client: smtplib.SMTP, n: int) -> bool:
+    def make(n: int) -> bytes:
+        subject = "[encrypt] bench" if encrypt == "subject" else "bench"
+        return message(size, n, subject, to=RECIPIENT, header=encrypt == "header")
+
+    def send(client: smtplib.SMTP, raw: bytes) -> bool:
         try:
-            raw = message(
-                size,
-                n,
-                "[encrypt] bench" if encrypt == "subject" else "bench",
-                to=RECIPIENT,
-                header=encrypt == "header",
-            )
             client.sendmail(SENDER, [RECIPIENT], raw)
         except smtplib.SMTPException as exc:
             with lock:
@@ -176,8 +173,9 @@ def run_load(
             ready.wait()
             go.wait()
             while (n := take()) is not None:
+                raw = make(n)
                 start = time.perf_counter()
-                if send(client, n):
+                if send(client, raw):
                     elapsed = time.perf_counter() - start
                     with lock:
                         latencies.append(elapsed)
@@ -186,6 +184,7 @@ def run_load(
         ready.wait()
         go.wait()
         while (n := take()) is not None:
+            raw = make(n)
             start = time.perf_counter()
             try:
                 client = _open(port, login, password, ctx)
@@ -194,7 +193,7 @@ def run_load(
                     failures.append(f"connect/AUTH: {type(exc).__name__}: {exc}"[:200])
                 continue
             try:
-                ok = send(client, n)
+                ok = send(client, raw)
                 elapsed = time.perf_counter() - start
             finally:
                 client.quit()
