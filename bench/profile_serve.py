@@ -187,7 +187,16 @@ def main() -> None:
             args.save.mkdir(parents=True, exist_ok=True)
             for f in files:
                 shutil.copy(f, args.save / f.name)
-        report(args, result.rate, len(result.latencies), result.cpu_seconds, files, profiled)
+        serve_loop = out / f"{server.pid}-main.prof"  # serve's main thread runs the event loop
+        report(
+            args,
+            result.rate,
+            len(result.latencies),
+            result.cpu_seconds,
+            files,
+            serve_loop,
+            profiled,
+        )
         if result.failures:
             print(f"{len(result.failures)} failed, first: {result.failures[0]}")
 
@@ -198,10 +207,12 @@ def report(
     messages: int,
     cpu_seconds: float | None,
     files: list[Path],
+    serve_loop: Path,
     profiled: list[int],
 ) -> None:
     per = 1000 / max(1, messages)  # seconds in total -> ms per message
-    loop_files = [f for f in files if f.stem.endswith("-main")]
+    # Worker processes' main threads run pipeline work, not an event loop.
+    loop_files = [f for f in files if f == serve_loop]
     every: dict[Func, Any] = pstats.Stats(*map(str, files)).stats  # type: ignore[attr-defined]
     loop: dict[Func, Any] = (
         pstats.Stats(*map(str, loop_files)).stats  # type: ignore[attr-defined]
