@@ -297,11 +297,12 @@ def report(
             if failed:
                 out(f"  {len(failed)} failed, first: {failed[0]}")
     titles = {s.key: s for s in plan}
-    out("")
-    out(
-        f"{'ratio of msg/s (median of the per-round ratios)':<58}{'value':>6}{'aim':>7}"
-        f"{'by CPU':>8}  rounds"
-    )
+    if plan:
+        out("")
+        out(
+            f"{'ratio of msg/s (median of the per-round ratios)':<58}{'value':>6}{'aim':>7}"
+            f"{'by CPU':>8}  rounds"
+        )
     for ratio in RATIOS:
         tops = results.get((ratio.section, ratio.top), [])
         bottoms = results.get((ratio.section, ratio.bottom), [])
@@ -325,10 +326,11 @@ def report(
             f"{label:<58}{value:>6.2f}{'≥ ' + format(ratio.aim, 'g'):>7}{by_cpu:>8.2f}"
             f"  {rounds}{mark}"
         )
-    out(
-        "(by CPU: the inverse ratio of the servers' CPU ms per message, what the msg/s ratio"
-        " would be if both were CPU-bound on the same cores)"
-    )
+    if plan:
+        out(
+            "(by CPU: the inverse ratio of the servers' CPU ms per message, what the msg/s"
+            " ratio would be if both were CPU-bound on the same cores)"
+        )
     if memory is not None:
         out("")
         out(
