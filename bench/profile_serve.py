@@ -51,7 +51,7 @@ from bench.harness import (
 
 Func = tuple[str, int, str]
 STDLIB = Path(os.__file__).resolve().parent
-PIPELINE = ("gateway/pipeline/__init__.py", "submit")
+PIPELINE = "gateway/pipeline/__init__.py"  # submit, and any split of it
 SQL = ("sqlalchemy/engine/default.py", ("do_execute", "do_executemany", "do_execute_no_params"))
 # Per-message work outside submit, by (file suffix, function).
 OUTSIDE = [
@@ -107,14 +107,16 @@ def find(stats: dict[Func, Any], suffix: str, name: str) -> list[Func]:
 
 
 def steps(stats: dict[Func, Any]) -> list[tuple[str, float, int]]:
-    """(callee, CPU seconds when called from submit, calls) for every callee of submit."""
-    submits = set(find(stats, *PIPELINE))
+    """(callee, CPU seconds, calls) for what the pipeline module's functions call: `submit`
+    and whatever it is split into (a worker process may run part of it)."""
     found = []
     for func, (_cc, _nc, _tt, _ct, callers) in stats.items():
+        if func[0].endswith(PIPELINE):
+            continue  # a helper of the same module: its own callees are counted
         for caller, edge in callers.items():
-            if caller in submits and isinstance(edge, tuple):
+            if caller[0].endswith(PIPELINE) and isinstance(edge, tuple):
                 label = f"{func[2]}  ({library(func)})"
-                if func[0].endswith("contextlib.py"):  # submit's `with db.…(sessions)` blocks
+                if func[0].endswith("contextlib.py"):  # the `with db.…(sessions)` blocks
                     label = f"db session {func[2].strip('_')} (begin, commit, close)"
                 found.append((label, edge[3], edge[1]))
     return sorted(found, key=lambda row: -row[1])

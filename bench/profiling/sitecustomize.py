@@ -83,8 +83,11 @@ def _install(out: str) -> None:
         main.disable()
         final = snapshot()
         for part, stats in final.items():
+            window = minus(stats, start[part])
+            if not window:  # pstats cannot load an empty file: write none
+                continue
             with open(Path(out) / f"{os.getpid()}-{part}.prof", "wb") as f:
-                marshal.dump(minus(stats, start[part]), f)
+                marshal.dump(window, f)
 
     original_run = threading.Thread.run
 
