@@ -50,7 +50,7 @@ def store_group(
         return _store_together(sessions, group)
     except sa.exc.DBAPIError as exc:
         if len(group) == 1:
-            return [exc]
+            return [_store_alone(sessions, group[0]) if _retryable(exc) else exc]
         log.warning(
             "a group of %d messages did not commit (%s); storing each alone",
             len(group),
@@ -85,15 +85,34 @@ def _transaction_lost(exc: sa.exc.DBAPIError) -> bool:
     return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the database chose this
+# transaction to give way, and the same work done again succeeds.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+STORE_ATTEMPTS = 3
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> bool:
+    """Two groups can take folder rows in crossing orders (message 1 of one group and
+    message 2 of the other share folders): PostgreSQL then aborts one of them."""
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
 def _store_alone(
     sessions: so.sessionmaker[so.Session], submission: Submission
 ) -> BaseException | None:
-    try:
-        with db.transaction(sessions) as session:
-            store_and_queue(session, submission)
-    except Exception as exc:  # noqa: BLE001  (handed to this message's caller)
-        return exc
-    return None
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            with db.transaction(sessions) as session:
+                store_and_queue(session, submission)
+        except sa.exc.DBAPIError as exc:
+            if attempt == STORE_ATTEMPTS or not _retryable(exc):
+                return exc
+            log.info("storing %s gave way to another writer; again", submission.queue_id)
+        except Exception as exc:  # noqa: BLE001  (handed to this message's caller)
+            return exc
+        else:
+            return None
+    raise AssertionError("unreachable")
 
 
 @dataclass(eq=False)

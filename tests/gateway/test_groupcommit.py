@@ -1,0 +1,71 @@
+"""Group commit: a transaction PostgreSQL aborted as a deadlock victim is stored again.
+
+Two worker processes' groups once took the same folder rows in crossing orders on
+PostgreSQL; the victim's single message got a 451 instead of being stored again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import groupcommit
+from gateway.pipeline.context import Submission
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def _failing_then_storing(sqlstate: str, failures: int, calls: list[str]) -> Any:
+    def store(session: so.Session, submission: Submission) -> None:
+        calls.append(submission.queue_id)
+        if len(calls) <= failures:
+            raise sa.exc.OperationalError("UPDATE mail_folders", {}, _Orig(sqlstate))
+
+    return store
+
+
+def _submission() -> Submission:
+    return Submission.__new__(Submission)  # only queue_id is read on this path
+
+
+@pytest.fixture
+def submission() -> Submission:
+    s = _submission()
+    s.queue_id = "Q1"
+    return s
+
+
+def test_a_deadlock_victim_is_stored_again(
+    monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("40P01", 1, calls))
+    assert groupcommit.store_group(runtime.sessions, [submission]) == [None]
+    assert calls == ["Q1", "Q1"]
+
+
+def test_other_database_errors_are_not_retried(
+    monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("23505", 5, calls))
+    [outcome] = groupcommit.store_group(runtime.sessions, [submission])
+    assert isinstance(outcome, sa.exc.OperationalError)
+    assert calls == ["Q1"]
+
+
+def test_retries_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("40P01", 99, calls))
+    [outcome] = groupcommit.store_group(runtime.sessions, [submission])
+    assert isinstance(outcome, sa.exc.OperationalError)
+    assert len(calls) == 1 + groupcommit.STORE_ATTEMPTS
