@@ -90,10 +90,13 @@ def test_three_ways_in_one_report_in_german(
     no_wkd: Runtime, mail_users: dict[str, str], partner: GnuPG
 ) -> None:
     carol = make_key(partner, f"Carol <{CAROL}>")
-    budget = parse_budget(no_wkd.settings.keys)
+    # The sandboxed parse's wall-clock limit is for outside data; under a loaded CI
+    # machine the import itself is not what this test is about.
+    budget = dataclasses.replace(parse_budget(no_wkd.settings.keys), timeout=120.0)
+    vetting = untrusted.vet_keys(export(partner, carol), NOW, budget)
+    assert len(vetting.accepted) == 1, vetting
     with db.transaction(no_wkd.sessions) as session:
-        for vetted in untrusted.vet_keys(export(partner, carol), NOW, budget).accepted:
-            directory.save(session, vetted, "import", NOW, events=audit_sink)
+        directory.save(session, vetting.accepted[0], "import", NOW, events=audit_sink)
     account_id = set_language(no_wkd, "de")
     raw = (
         f"From: Alice <{ALICE}>\r\nTo: {BOB}, {CAROL}, {DAN}\r\nSubject: Drei Wege\r\n"
