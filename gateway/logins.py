@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -39,6 +39,9 @@ from gateway.credential_cache import CredentialCache
 from gateway.models import Account, Address
 from gateway.passwords import PasswordHasher
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 Protocol = Literal["portal", "SMTP", "IMAP"]
 PROTOCOLS: tuple[Protocol, ...] = ("portal", "SMTP", "IMAP")
@@ -369,3 +372,15 @@ def check(
     with db.transaction(sessions) as session:
         _write(session, settings, attempt, seen, decision, now)
     return decision.result
+
+
+def check_for(runtime: Runtime, attempt: Attempt, *, now: dt.datetime) -> LoginResult:
+    """`check` with the parts a running server keeps in its Runtime (SMTP, IMAP)."""
+    return check(
+        runtime.sessions,
+        runtime.hasher,
+        runtime.credentials,
+        runtime.settings,
+        attempt,
+        now=now,
+    )

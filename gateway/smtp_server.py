@@ -183,14 +183,8 @@ class SubmissionHandler:
         `gateway.logins.check` runs Argon2 (at most once, often not at all thanks to
         the verified-credential cache) outside any transaction and writer lock.
         """
-        rt = self.runtime
-        result = logins.check(
-            rt.sessions,
-            rt.hasher,
-            rt.credentials,
-            rt.settings,
-            logins.Attempt("SMTP", login, password, ip),
-            now=self.clock(),
+        result = logins.check_for(
+            self.runtime, logins.Attempt("SMTP", login, password, ip), now=self.clock()
         )
         if result.account_id is None:
             log.info("SMTP AUTH failed for %r from %s", login[:80], ip)

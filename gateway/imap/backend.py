@@ -221,14 +221,8 @@ class Login(LoginInterface):
 
         def check(password: str) -> bool:
             """The one login function, in a worker thread; pysasl hands the password."""
-            rt = self.runtime
-            result = logins.check(
-                rt.sessions,
-                rt.hasher,
-                rt.credentials,
-                rt.settings,
-                logins.Attempt("IMAP", login, password, ip),
-                now=self.clock(),
+            result = logins.check_for(
+                self.runtime, logins.Attempt("IMAP", login, password, ip), now=self.clock()
             )
             outcome.append(result)
             return result.ok
