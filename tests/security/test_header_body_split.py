@@ -40,7 +40,7 @@ from tests.openpgp import decrypt
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@partner.example"
 HEAD = [b"From: alice@example.test", b"To: bob@example.test, carol@partner.example"]
-TEXT = [b"Dear Bob, the figures:", b"Zq-line-one 1234", b"Remark: Zq-line-two", b"Bye"]
+TEXT = [b"Dear Bob, the figures:", b"Zq-line-one 1234", b"Remark: Zq-line-two", b"Bye for now."]
 
 SHAPES: dict[str, bytes] = {
     "first line not a header field": b"\r\n".join([TEXT[0], *HEAD, b"", *TEXT[1:]]),
