@@ -56,8 +56,7 @@ SQL = ("sqlalchemy/engine/default.py", ("do_execute", "do_executemany", "do_exec
 # Per-message work outside submit, by (file suffix, function).
 OUTSIDE = [
     ("gateway/smtp_server.py", "_authenticate", "AUTH (_authenticate: password check)"),
-    ("gateway/smtp_server.py", "_deliverable", "RCPT: recipient exists"),
-    ("gateway/smtp_server.py", "_disabled", "RCPT: domain disabled"),
+    ("gateway/lookups.py", "load_destination", "RCPT: recipient lookup (cache miss)"),
     ("gateway/smtp_server.py", "handle_DATA", "DATA hook on the event loop"),
 ]
 

@@ -17,7 +17,7 @@ import weakref
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gateway import accounts, autoresponder, db, mailbox, ratelimit
+from gateway import accounts, autoresponder, db, lookups, mailbox, ratelimit
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
@@ -35,6 +35,7 @@ from gateway.smtp_codes import (
 from gateway.smtp_server import (
     SubmissionSMTP,
     accept_recipient,
+    hosted_refusal,
     peer_ip,
     refuse_recipient,
     stop_servers,
@@ -111,16 +112,9 @@ class InboundHandler:
     ) -> str:
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
-            refusal = await asyncio.to_thread(self._check_recipient, address)
+            found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
+            refusal = RELAY_DENIED if not found.hosted else hosted_refusal(found, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
-
-    def _check_recipient(self, rcpt: str) -> str | None:
-        with db.read_only(self.runtime.sessions) as session:
-            if not accounts.is_hosted(session, rcpt):
-                return RELAY_DENIED
-            if accounts.find_deliverable(session, rcpt) is None:
-                return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt)
-            return accounts.disabled_domain_reply(session, rcpt)
 
     async def handle_DATA(  # noqa: N802
         self, server: SubmissionSMTP, session: Session, envelope: Envelope

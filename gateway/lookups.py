@@ -23,6 +23,7 @@ share answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -101,6 +102,17 @@ class TtlCache(Generic[K, V]):
                     self._items.popitem(last=False)
         return value
 
+    def peek(self, key: K, ttl: float) -> V | None:
+        """The cached answer if younger than `ttl`, else None; never loads."""
+        if ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None or time.monotonic() - entry.loaded_at >= ttl:
+                return None
+            self._items.move_to_end(key)
+            return entry.value
+
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
@@ -125,6 +137,7 @@ class Destination:
 
     hosted: bool
     address: str | None = None
+    disabled_domain: str | None = None  # the hosted domain's name when an admin disabled it
 
 
 class Lookups:
@@ -289,6 +302,30 @@ class Reader:
         return self._get(lambda c: c.destinations, key, lambda: destination(self.session, key))
 
 
+def cached_destination(factory: so.sessionmaker[so.Session], rcpt: str) -> Destination | None:
+    """The cached answer only, without touching the database (None on a miss): the SMTP
+    server asks it on the event loop at each RCPT and goes to a thread only on a miss."""
+    lookups = of(factory)
+    if lookups is None:
+        return None
+    return lookups.destinations.peek(rcpt.strip().lower(), lookups.ttl)
+
+
+def load_destination(factory: so.sessionmaker[so.Session], rcpt: str) -> Destination:
+    """Where mail for `rcpt` goes, through the cache (blocking: not on the event loop)."""
+    with reader(factory) as known:
+        return known.destination(rcpt)
+
+
+async def destination_at_rcpt(factory: so.sessionmaker[so.Session], rcpt: str) -> Destination:
+    """For an SMTP server's RCPT, on its event loop: the cached answer at once, or one
+    read in a thread on a miss."""
+    found = cached_destination(factory, rcpt)
+    if found is None:
+        found = await asyncio.to_thread(load_destination, factory, rcpt)
+    return found
+
+
 @contextlib.contextmanager
 def reader(factory: so.sessionmaker[so.Session]) -> Iterator[Reader]:
     with contextlib.ExitStack() as stack:
@@ -310,11 +347,17 @@ def rule_domains(session: so.Session) -> frozenset[str]:
 
 def destination(session: so.Session, rcpt: str) -> Destination:
     from gateway import accounts
+    from gateway.addresses import domain_of
 
-    if not accounts.is_hosted(session, rcpt):
+    domain = accounts.find_domain(session, domain_of(rcpt))
+    if domain is None:
         return Destination(hosted=False)
     target = accounts.find_deliverable(session, rcpt)
-    return Destination(hosted=True, address=target.address if target is not None else None)
+    return Destination(
+        hosted=True,
+        address=target.address if target is not None else None,
+        disabled_domain=domain.name if domain.disabled_at is not None else None,
+    )
 
 
 def has_autoresponder(session: so.Session, address_id: int) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.header import decode_header, make_header
+from email.header import decode_header
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then the colon.
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
@@ -48,11 +48,7 @@ class RawHeader:
         """Unfolded, with RFC 2047 encoded words decoded."""
         text = self.raw.decode("utf-8", "surrogateescape")
         value = text.split(":", 1)[1] if ":" in text else ""
-        value = value.replace("\r\n", "").replace("\n", "").strip()
-        try:
-            return str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeDecodeError):
-            return value
+        return decode_words(value.replace("\r\n", "").replace("\n", "").strip())
 
     @property
     def clean_value(self) -> bytes:
@@ -65,6 +61,29 @@ class RawHeader:
         """The field rebuilt from its name and value: CRLF line ends, folded at whitespace,
         no bare CR, no whitespace-only line. Encoded words stay as they were."""
         return fold(self.name.encode("ascii"), self.clean_value)
+
+
+def decode_words(value: str) -> str:
+    """`value` with its RFC 2047 encoded words decoded and the rest kept as it is (raw
+    UTF-8 text beside encoded words included, which `make_header` refuses)."""
+    if "=?" not in value:
+        return value
+    try:
+        chunks = decode_header(value)
+    except (ValueError, LookupError):
+        return value
+    text: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            text.append(chunk)
+        elif charset is None or charset == "unknown-8bit":
+            text.append(chunk.decode("raw-unicode-escape"))  # how decode_header encoded it
+        else:
+            try:
+                text.append(chunk.decode(charset, "replace"))
+            except LookupError:
+                text.append(chunk.decode("utf-8", "replace"))
+    return "".join(text)
 
 
 def fold(name: bytes, value: bytes) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
 
-from gateway import accounts, db, logins, logs, metrics, ratelimit
+from gateway import logins, logs, lookups, metrics, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -34,6 +34,7 @@ from gateway.smtp_codes import (
     AUTH_TOO_LONG,
     AUTH_TOO_MANY_FAILURES,
     BAD_RECIPIENT_SYNTAX,
+    DOMAIN_DISABLED,
     IDLE_TIMEOUT,
     MESSAGE_TOO_BIG,
     OK_AUTH,
@@ -80,6 +81,18 @@ def refuse_recipient(envelope: Envelope, address: str, limit: int) -> str | None
         normalize_address(address)
     except InvalidAddress:
         return BAD_RECIPIENT_SYNTAX.format(rcpt=address[:320])
+    return None
+
+
+def hosted_refusal(found: lookups.Destination, address: str) -> str | None:
+    """The reply refusing a hosted recipient (no such address, domain disabled), or None;
+    external recipients always pass."""
+    if not found.hosted:
+        return None
+    if found.address is None:
+        return UNKNOWN_LOCAL_RECIPIENT.format(rcpt=address)
+    if found.disabled_domain is not None:
+        return DOMAIN_DISABLED.format(rcpt=address[:320], domain=found.disabled_domain)
     return None
 
 
@@ -221,22 +234,10 @@ class SubmissionHandler:
         rcpt_options: list[str],
     ) -> str:
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
-        if refusal is None and not await asyncio.to_thread(self._deliverable, address):
-            refusal = UNKNOWN_LOCAL_RECIPIENT.format(rcpt=address)
         if refusal is None:
-            refusal = await asyncio.to_thread(self._disabled, address)
+            found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
+            refusal = hosted_refusal(found, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
-
-    def _deliverable(self, rcpt: str) -> bool:
-        """External recipients always are; hosted ones must name an existing address."""
-        with db.read_only(self.runtime.sessions) as session:
-            if not accounts.is_hosted(session, rcpt):
-                return True
-            return accounts.find_deliverable(session, rcpt) is not None
-
-    def _disabled(self, rcpt: str) -> str | None:
-        with db.read_only(self.runtime.sessions) as session:
-            return accounts.disabled_domain_reply(session, rcpt)
 
     async def handle_DATA(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope

@@ -11,6 +11,7 @@ once.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import re
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 
 from gateway import accounts, audit, autoresponder, db, lookups
 from gateway.admin import Actor
+from gateway.admin import domains as admin_domains
 from gateway.admin import policy as admin_policy
 from gateway.imap import folders
 from gateway.models import Account, Address, Autoresponder, MailboxMessage, MailFolder
@@ -31,6 +33,8 @@ from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, subm
 from gateway.pipeline.context import Copy, Handling
 from gateway.pipeline.deliver import store_and_queue
 from gateway.runtime import Runtime
+from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
+from gateway.smtp_server import hosted_refusal
 from gateway.timeutil import utcnow
 from keystore import store
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE_URL
@@ -438,3 +442,41 @@ def test_received_at_is_kept(runtime: Runtime, mail_users: dict[str, str]) -> No
     row = stored(runtime, submission.queue_id, BOB)
     assert row.received_at == submission.received_at
     assert row.subject == "dated" and row.from_addr == ALICE and not row.encrypted
+
+
+def test_rcpt_answers_come_from_the_cache_and_a_disabled_domain_applies_at_once(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The SMTP servers ask at every RCPT; a cached answer costs no statement (and no
+    thread), and disabling the domain in this process refuses the very next RCPT."""
+    cache = lookups.of(runtime.sessions)
+    assert cache is not None
+    cache.ttl = 3600.0
+    first = asyncio.run(lookups.destination_at_rcpt(runtime.sessions, BOB))
+    assert first == lookups.Destination(hosted=True, address=BOB)
+    assert hosted_refusal(first, BOB) is None
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        again = asyncio.run(lookups.destination_at_rcpt(runtime.sessions, " Bob@Example.TEST"))
+    finally:
+        sa.event.remove(runtime.engine, "before_cursor_execute", count)
+    assert again == first and statements == []
+
+    with db.transaction(runtime.sessions) as session:
+        admin_domains.set_disabled(session, "example.test", True, actor=ADMIN, now=utcnow())
+    disabled = asyncio.run(lookups.destination_at_rcpt(runtime.sessions, BOB))
+    assert disabled.disabled_domain == "example.test"
+    refusal = hosted_refusal(disabled, BOB)
+    assert refusal is not None and refusal.startswith("550 5.7.1")
+    unknown = asyncio.run(lookups.destination_at_rcpt(runtime.sessions, "nobody@example.test"))
+    assert hosted_refusal(unknown, "nobody@example.test") == UNKNOWN_LOCAL_RECIPIENT.format(
+        rcpt="nobody@example.test"
+    )
+    outside = asyncio.run(lookups.destination_at_rcpt(runtime.sessions, "x@elsewhere.test"))
+    assert not outside.hosted and hosted_refusal(outside, "x@elsewhere.test") is None
