@@ -86,6 +86,9 @@ def searchable_text(raw: bytes) -> str | None:
     """
     if len(raw) > SEARCH_INDEX_LIMIT:
         return None
+    single = _single_text_part(raw)
+    if single is not None:
+        return " ".join(single.split())[:SEARCH_TEXT_LIMIT]
     try:
         message = BytesParser(policy=compat32).parsebytes(raw)
         texts: list[str] = []
@@ -101,6 +104,25 @@ def searchable_text(raw: bytes) -> str | None:
     except Exception:  # noqa: BLE001  (malformed MIME: the message is stored, just not indexed)
         return None
     return " ".join(" ".join(texts).split())[:SEARCH_TEXT_LIMIT]
+
+
+def _single_text_part(raw: bytes) -> str | None:
+    """The text of a message that is one text/plain part in 7bit or 8bit (most mail from
+    programs), read straight from the body; None for any other shape (the parser's)."""
+    block, _separator, body = rawheaders.split_message(raw)
+    head = Message()
+    for field in rawheaders.iter_headers(block):
+        name = field.name.lower()
+        if name in ("content-type", "content-transfer-encoding", "content-disposition"):
+            if name in head:
+                return None  # repeated: let the parser decide which counts
+            head[name] = field.value
+    if head.get_content_type() != "text/plain" or head.get_content_disposition() == "attachment":
+        return None
+    if head.get("content-transfer-encoding", "7bit").strip().lower() not in ("7bit", "8bit"):
+        return None
+    head.set_payload(body)
+    return _text_of(head)
 
 
 def _text_of(part: Message) -> str:

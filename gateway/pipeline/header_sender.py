@@ -25,6 +25,7 @@ The decisions for odd shapes:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Collection
@@ -49,6 +50,7 @@ _REGISTRY = HeaderRegistry()
 _LOOKS_LIKE_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@\\]+@[^\s<>()\[\]\"',;:@\\]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[^?\s]*\?[^?\s]*\?=")
 _MAX_SHOWN = 200
+_MEMO_LIMIT = 1024  # bytes of a field whose parse is remembered
 
 
 def check_header_sender(submission: Submission, owned: Collection[str]) -> None:
@@ -75,15 +77,14 @@ def check_header_sender(submission: Submission, owned: Collection[str]) -> None:
 
 def _mailboxes(field: rawheaders.RawHeader, name: str, mine: set[str], not_owned: str) -> list[str]:
     """The field's mailboxes, each checked to be owned, as are address-like texts in it."""
-    header = _parse(field, name)
     addresses: list[str] = []
-    for mailbox in header.addresses:
+    for spec in _addr_specs(name, field.raw):
         try:
-            address = normalize_address(mailbox.addr_spec)
+            address = normalize_address(spec)
         except InvalidAddress:
             raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name)) from None
         if address not in mine:
-            raise RejectMessage(not_owned.format(address=_shown(mailbox.addr_spec)))
+            raise RejectMessage(not_owned.format(address=_shown(spec)))
         addresses.append(address)
     if not addresses:
         raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name))
@@ -93,12 +94,27 @@ def _mailboxes(field: rawheaders.RawHeader, name: str, mine: set[str], not_owned
     return addresses
 
 
-def _parse(field: rawheaders.RawHeader, name: str) -> AddressHeader:
+def _addr_specs(name: str, raw: bytes) -> tuple[str, ...]:
+    """The addr-specs of the field's mailboxes; a sender's From line recurs in every
+    message, so a short one's parse is remembered (the parse is a pure function of it)."""
+    if len(raw) > _MEMO_LIMIT:
+        return _parsed_addr_specs(name, raw)
+    return _memo_addr_specs(name, raw)
+
+
+def _parsed_addr_specs(name: str, raw: bytes) -> tuple[str, ...]:
+    return tuple(mailbox.addr_spec for mailbox in _parse(raw, name).addresses)
+
+
+_memo_addr_specs = functools.lru_cache(maxsize=1024)(_parsed_addr_specs)
+
+
+def _parse(raw: bytes, name: str) -> AddressHeader:
     """The structured header, parsed from the raw value with each encoded word made a
     plain word: RFC 2047 §5 allows one only in a display name or a comment, never in an
     address, so the addresses are what a reader sees. (Decoded, a name may hold a CR or
     LF, which the parser refuses; the decoded text is checked separately.)"""
-    text = field.raw.decode("utf-8", "surrogateescape")
+    text = raw.decode("utf-8", "surrogateescape")
     value = text.split(":", 1)[1] if ":" in text else ""
     value = _ENCODED_WORD.sub("encoded-word", value.replace("\r", "").replace("\n", ""))
     try:

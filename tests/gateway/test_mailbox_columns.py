@@ -8,6 +8,8 @@ rest of a plain message's path), so these pin what a reader of the list sees.
 from __future__ import annotations
 
 import datetime as dt
+from email.parser import BytesParser
+from email.policy import compat32
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -91,3 +93,27 @@ def test_any_bytes_give_columns_a_database_can_hold(head: bytes, body: bytes) ->
             assert isinstance(value, str)
             value.encode("utf-8")  # raises on a lone surrogate
     assert values["raw"] == raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    content_type=st.sampled_from(
+        ["", "text/plain", "text/plain; charset=utf-8", "text/plain; charset=iso-8859-1",
+         'TEXT/PLAIN; charset="windows-1252"', "text/plain; charset=nonsense"]
+    ),
+    encoding=st.sampled_from(["", "7bit", "8bit", "quoted-printable", "base64", " 8BIT "]),
+    body=st.binary(max_size=300),
+)  # fmt: skip
+def test_a_single_text_part_reads_as_the_parser_reads_it(
+    content_type: str, encoding: str, body: bytes
+) -> None:
+    """The shortcut for one-part text mail gives the parser's text, whatever the shape."""
+    head = b"Subject: s\r\n"
+    if content_type:
+        head += b"Content-Type: " + content_type.encode() + b"\r\n"
+    if encoding:
+        head += b"Content-Transfer-Encoding: " + encoding.encode() + b"\r\n"
+    raw = head + b"\r\n" + body
+    parsed = BytesParser(policy=compat32).parsebytes(raw)
+    text = mailbox._text_of(parsed)
+    assert columns(raw)["search_text"] == " ".join(text.split())
