@@ -57,7 +57,7 @@ def message_values(
     parsed each field into a syntax tree and cost more than the rest of a plain
     message's path."""
     fields: dict[str, str] = {}
-    for field in rawheaders.iter_headers(rawheaders.split_message(raw)[0]):
+    for field in rawheaders.iter_headers(rawheaders.header_block(raw)):
         fields.setdefault(field.name.lower(), _shown(field))
     return {
         "flags": "",

@@ -118,19 +118,36 @@ def split_message(raw: bytes) -> tuple[bytes, bytes, bytes]:
     b"" when the body starts at a line that is not a header field, or when there
     is no body. Linear in the length of the header section.
     """
+    end, start = _header_end(raw)
+    return raw[:end], raw[end:start], raw[start:]
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of `split_message`, without copying the body (a message may be
+    tens of MiB, and most readers want the headers only)."""
+    return raw[: _header_end(raw)[0]]
+
+
+def body_start(raw: bytes) -> int:
+    """Where the body of `split_message` starts in `raw`."""
+    return _header_end(raw)[1]
+
+
+def _header_end(raw: bytes) -> tuple[int, int]:
+    """(end of the header block, start of the body)."""
     pos, size, in_field = 0, len(raw), False
     while pos < size:
         newline = raw.find(b"\n", pos)
         end = size if newline == -1 else newline + 1
         line = raw[pos:end]
         if line in (b"\r\n", b"\n"):
-            return raw[:pos], line, raw[end:]
+            return pos, end
         if (in_field and line[:1] in (b" ", b"\t")) or is_field_start(line):
             in_field = True
             pos = end
             continue
-        return raw[:pos], b"", raw[pos:]
-    return raw, b"", b""
+        return pos, pos
+    return size, size
 
 
 def iter_headers(header_block: bytes) -> Iterator[RawHeader]:
@@ -157,7 +174,7 @@ def _field(lines: list[bytes]) -> RawHeader:
 
 
 def headers(raw: bytes) -> list[RawHeader]:
-    return list(iter_headers(split_message(raw)[0]))
+    return list(iter_headers(header_block(raw)))
 
 
 def lenient_headers(raw: bytes) -> list[RawHeader]:
@@ -170,27 +187,27 @@ def lenient_headers(raw: bytes) -> list[RawHeader]:
     every field either of them would take, or a field hidden from our split could
     name a sender the next reader believes.
     """
-    block, separator, body = split_message(raw)
-    fields = list(iter_headers(block))
-    if separator or not _OBS_FIELD_START.match(body):
-        return fields
-    pos, size, in_field = 0, len(body), False
+    end, start = _header_end(raw)
+    fields = list(iter_headers(raw[:end]))
+    if start != end or not _OBS_FIELD_START.match(raw, start):
+        return fields  # an empty line ended the headers, or no obsolete field follows
+    pos, size, in_field = start, len(raw), False
     while pos < size:
-        newline = body.find(b"\n", pos)
-        end = size if newline == -1 else newline + 1
-        line = body[pos:end]
+        newline = raw.find(b"\n", pos)
+        end_of_line = size if newline == -1 else newline + 1
+        line = raw[pos:end_of_line]
         if (in_field and line[:1] in (b" ", b"\t")) or _OBS_FIELD_START.match(line):
             in_field = True
-            pos = end
+            pos = end_of_line
             continue
         break
-    return fields + list(iter_headers(body[:pos]))
+    return fields + list(iter_headers(raw[start:pos]))
 
 
 def get(raw: bytes, name: str) -> str | None:
     """The first header called `name` (case-insensitive), decoded; None when absent."""
     lowered = name.lower()
-    for field in iter_headers(split_message(raw)[0]):
+    for field in iter_headers(header_block(raw)):
         if field.name.lower() == lowered:
             return field.value
     return None
@@ -208,10 +225,10 @@ def edit(
     Nothing else changes, byte for byte.
     """
     replace = replace or {}
-    block, sep, body = split_message(raw)
+    end, start = _header_end(raw)
     kept: list[bytes] = []
     changed = False
-    for field in iter_headers(block):
+    for field in iter_headers(raw[:end]):
         key = field.name.lower()
         if drop(field.name):
             changed = True
@@ -223,4 +240,5 @@ def edit(
         kept.append(field.raw)
     if not changed:
         return raw
-    return b"".join(kept) + sep + body
+    # One copy of the body, straight into the new message.
+    return b"".join([*kept, raw[end:start], memoryview(raw)[start:]])

@@ -345,7 +345,7 @@ def envelope_of(content: MessageContent) -> EnvelopeStructure:
 
 def envelope_bytes(raw: bytes) -> bytes:
     """The IMAP ENVELOPE of a message as pymap writes it, computed from its header alone."""
-    return bytes(envelope_of(MessageContent.parse(rawheaders.split_message(raw)[0])))
+    return bytes(envelope_of(MessageContent.parse(rawheaders.header_block(raw))))
 
 
 def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:
@@ -488,7 +488,7 @@ class Message(BaseMessage):
         if requirement & FetchRequirement.BODY:
             content = MessageContent.parse(raw)
         else:
-            content = MessageContent.parse(rawheaders.split_message(raw)[0])
+            content = MessageContent.parse(rawheaders.header_block(raw))
         return LoadedMessage(self, requirement, content, self._encrypted)
 
 

@@ -179,7 +179,7 @@ def _folder_row(session: so.Session, account_id: int, name: str) -> MailFolder:
 
 
 def message_id_of(raw: bytes) -> str:
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(rawheaders.split_message(raw)[0])
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(rawheaders.header_block(raw))
     try:
         value = headers["Message-ID"]
     except Exception:  # noqa: BLE001  (a malformed header is no Message-ID)

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import quopri
+import re
 from email.message import Message
 
 from asn1crypto import cms
@@ -39,6 +41,8 @@ from asn1crypto import cms
 from gateway import rawheaders
 from keystore import packets
 
+# Only whitespace may stand before the armor of an inline PGP message.
+_ARMOR_FIRST = re.compile(rb"\s*-----BEGIN PGP MESSAGE-----")  # as keystore.packets._ARMOR
 _PLAIN_ENCODINGS = {"", "7bit", "8bit", "binary"}
 _CMS_ENCRYPTED = {"enveloped_data", "authenticated_enveloped_data"}
 # What mail clients write before the first part of a multipart/encrypted message.
@@ -56,8 +60,14 @@ class _Entity:
     """A MIME entity read with the gateway's header/body split: its fields and body."""
 
     def __init__(self, raw: bytes) -> None:
-        block, _sep, self.body = rawheaders.split_message(raw)
-        self.fields = list(rawheaders.iter_headers(block))
+        self.raw = raw
+        self.start = rawheaders.body_start(raw)
+        self.fields = list(rawheaders.iter_headers(rawheaders.header_block(raw)))
+
+    @functools.cached_property
+    def body(self) -> bytes:
+        """Copied only when a check needs it (a message may be tens of MiB)."""
+        return self.raw[self.start :]
 
     def only(self, name: str) -> str | None:
         """The value of the field `name`, None when absent; ValueError when it repeats
@@ -101,6 +111,10 @@ def is_already_encrypted(raw: bytes) -> bool:
         if kind in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
             return _is_cms_enveloped(entity.decoded_body())
         if kind == "text/plain":
+            if entity.encoding() in _PLAIN_ENCODINGS and not _ARMOR_FIRST.match(
+                entity.raw, entity.start
+            ):
+                return False  # text that does not open with the armor: no copy of it needed
             return _is_armored_message(entity.decoded_body())
     except ValueError:
         return False

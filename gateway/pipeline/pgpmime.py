@@ -64,9 +64,8 @@ def inner_entity(raw: bytes) -> bytes:
     The body is everything `rawheaders.split_message` does not take for a header
     field, a line that is no header field included: every byte of text goes inside.
     """
-    block, sep, body = rawheaders.split_message(raw)
-    start = len(block) + len(sep)
-    del body  # read from `raw` below: a large body is copied once, into the entity
+    block = rawheaders.header_block(raw)
+    start = rawheaders.body_start(raw)  # the body is read from `raw`: copied once, into the entity
     fields = list(rawheaders.iter_headers(block))
     inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
     if not any(f.name.lower() == "content-type" for f in fields):
@@ -79,9 +78,10 @@ def inner_entity(raw: bytes) -> bytes:
 def outer_headers(raw: bytes) -> bytes:
     """The OUTSIDE header fields, rebuilt from their parsed names and values (never a raw
     line: see gateway.rawheaders)."""
-    block, _sep, _body = rawheaders.split_message(raw)
     return b"".join(
-        f.canonical() for f in rawheaders.iter_headers(block) if f.name.lower() in OUTSIDE
+        f.canonical()
+        for f in rawheaders.iter_headers(rawheaders.header_block(raw))
+        if f.name.lower() in OUTSIDE
     )
 
 

@@ -3,7 +3,9 @@
 Python's email parser recurses once per nesting level (RecursionError near 500
 levels) and takes many seconds on hundreds of thousands of empty parts, so the
 structure is measured first by a linear scan of boundary lines that never builds
-a tree. Only a message within the limits is ever handed to the real parser.
+a tree (nor a list of lines: past the headers it jumps from one "--" line to the
+next, and stops where no multipart is open). Only a message within the limits is
+ever handed to the real parser.
 """
 
 from __future__ import annotations
@@ -25,7 +27,23 @@ def check_structure(raw: bytes, *, max_depth: int, max_parts: int) -> None:
     in_headers = True
     header_lines: list[bytes] = []
     header_size = 0
-    for line in raw.split(b"\n"):
+    pos, done = 0, False
+    while not done:
+        if not in_headers:
+            # Only a boundary line can change anything now: jump to the next line that
+            # starts with "--", or stop when no multipart is open (no copy, no line list).
+            if not stack:
+                return
+            if not raw.startswith(b"--", pos):
+                found = raw.find(b"\n--", pos)
+                if found == -1:
+                    return
+                pos = found + 1
+        newline = raw.find(b"\n", pos)
+        if newline == -1:
+            line, done = raw[pos:], True
+        else:
+            line, pos = raw[pos:newline], newline + 1
         if line.endswith(b"\r"):
             line = line[:-1]
         if in_headers:
