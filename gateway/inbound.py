@@ -39,6 +39,7 @@ from gateway.smtp_server import (
     peer_ip,
     refuse_recipient,
     stop_servers,
+    take_content,
 )
 from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
@@ -129,7 +130,7 @@ class InboundHandler:
                 self.runtime,
                 envelope_from=_reverse_path(envelope.mail_from),
                 recipients=list(envelope.rcpt_tos),
-                raw=bytes(envelope.original_content or b""),
+                raw=take_content(envelope),
                 client=ClientInfo(
                     helo=session.host_name or "", ip=peer_ip(session), protocol=protocol
                 ),

@@ -47,6 +47,7 @@ from gateway.smtp_codes import (
     TOO_MANY_RECIPIENTS,
     UNKNOWN_LOCAL_RECIPIENT,
 )
+from gateway.smtp_data import Outcome, read_data
 from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
 from gateway.workers import Job, WorkerLost, WorkerPool
@@ -94,6 +95,14 @@ def hosted_refusal(found: lookups.Destination, address: str) -> str | None:
     if found.disabled_domain is not None:
         return DOMAIN_DISABLED.format(rcpt=address[:320], domain=found.disabled_domain)
     return None
+
+
+def take_content(envelope: Envelope) -> bytes:
+    """The message text, taken out of the envelope: the caller then holds the only
+    reference, so a pipeline step that replaces it frees the original at once."""
+    content = envelope.original_content or b""
+    envelope.content = envelope.original_content = None
+    return bytes(content)
 
 
 def accept_recipient(envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
@@ -248,7 +257,7 @@ class SubmissionHandler:
             sender=Sender(account_id=identity.account_id, address=str(envelope.mail_from)),
             envelope_from=str(envelope.mail_from),
             recipients=list(envelope.rcpt_tos),
-            raw=bytes(envelope.original_content or b""),
+            raw=take_content(envelope),
             client=ClientInfo(
                 helo=session.host_name or "",
                 ip=peer_ip(session),
@@ -410,14 +419,20 @@ class SubmissionSMTP(SMTP):
         return limit
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command name)
-        """Reserve the message in the process's in-flight budget before the client sends
-        it (gateway.inflight): past the budget, 451 4.3.1 and the client retries."""
+        """aiosmtpd's DATA with the text read into one buffer (gateway.smtp_data), after
+        the message is reserved in the process's in-flight budget (gateway.inflight):
+        past the budget, 451 4.3.1 and the client retries."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return  # answered by aiosmtpd's checks
         envelope = self.envelope
-        if self._budget is None or envelope is None or not envelope.rcpt_tos or arg:
-            await super().smtp_DATA(arg)  # aiosmtpd answers the out-of-sequence cases
+        if envelope is None or not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
             return
-        hold = self._budget.try_reserve(self._expected_size())
-        if hold is None:
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        hold = self._budget.try_reserve(self._expected_size()) if self._budget else None
+        if self._budget is not None and hold is None:
             log.info("DATA refused for now: %d bytes of messages in flight", self._budget.used)
             # The transaction failed; the client starts anew (aiosmtpd leaves it untyped).
             self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -425,10 +440,36 @@ class SubmissionSMTP(SMTP):
             return
         self._hold = hold
         try:
-            await super().smtp_DATA(arg)
+            await self._receive_data(envelope)
         finally:
             self._hold = None
-            hold.release()  # committed (250) or refused: either way no longer held
+            if hold is not None:
+                hold.release()  # committed (250) or refused: either way no longer held
+
+    async def _receive_data(self, envelope: Envelope) -> None:
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            text = await read_data(
+                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            )
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
+        if text.outcome is not Outcome.COMPLETE:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(
+                "500 Line too long (see RFC5321 4.5.3.1.6)"
+                if text.outcome is Outcome.LINE_TOO_LONG
+                else MESSAGE_TOO_BIG.format(limit=self.data_size_limit)
+            )
+            return
+        # The envelope is the only holder: the handler takes the bytes from it.
+        envelope.content = envelope.original_content = text.content
+        del text
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         # A client whose data outgrew its declared SIZE holds the real size before the

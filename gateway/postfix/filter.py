@@ -33,7 +33,13 @@ from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
 from gateway.settings import SettingsError
 from gateway.smtp_codes import QUEUED, SENDER_EMPTY, TEMPORARY_FAILURE, UNKNOWN_LOCAL_RECIPIENT
-from gateway.smtp_server import SubmissionSMTP, accept_recipient, refuse_recipient, stop_servers
+from gateway.smtp_server import (
+    SubmissionSMTP,
+    accept_recipient,
+    refuse_recipient,
+    stop_servers,
+    take_content,
+)
 from gateway.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -215,7 +221,7 @@ class FilterHandler:
             sender=Sender(account_id=account_id, address=str(envelope.mail_from)),
             envelope_from=str(envelope.mail_from),
             recipients=list(envelope.rcpt_tos),
-            raw=bytes(envelope.original_content or b""),
+            raw=take_content(envelope),
             client=ClientInfo(
                 helo=forwarded.get("HELO", "") if not forwarded.get("HELO", "[").startswith("[")
                 else "",
