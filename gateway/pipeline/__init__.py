@@ -100,7 +100,10 @@ def prepare(runtime: Runtime, submission: Submission) -> None:
         external = lookup_external_keys(runtime, submission.external, submission.received_at)
         missing = [r for r in submission.external if r not in external]
         keys, sender_keys = resolve_keys(runtime, submission, external)
-        encrypt_copies(submission, keys, sender_keys, sent_copy=not missing)
+        # The secure page (recipients without a key) still needs the text.
+        encrypt_copies(
+            submission, keys, sender_keys, sent_copy=not missing, forget_plaintext=not missing
+        )
         # Recipients without a key get a link to a password-protected page, never clear text.
         secure = (
             seal_for_secure_page(
@@ -110,6 +113,7 @@ def prepare(runtime: Runtime, submission: Submission) -> None:
             else None
         )
         add_delivery_report(runtime, submission, sender_keys.public, secure)
+        submission.forget_plaintext()
     else:
         plain_copies(submission, already_encrypted=already_encrypted)
 
@@ -124,5 +128,5 @@ def log_queued(submission: Submission) -> None:
         len(submission.hosted),
         len(submission.external),
         "encrypted" if any(c.encrypted for c in submission.copies) else "plain",
-        len(submission.raw),
+        submission.size,
     )

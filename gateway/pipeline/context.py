@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from gateway import rawheaders
+
 if TYPE_CHECKING:
     import sqlalchemy.orm as so
 
@@ -82,3 +84,18 @@ class Submission:
     # Rows a step prepared for the final transaction (the secure page's, the
     # delivery report): `store-and-queue` calls each inside it, after the copies.
     finalizers: list[Callable[[so.Session], None]] = field(default_factory=list, repr=False)
+    _forgotten_size: int | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        """The size of the message as submitted (plus Received), also once forgotten."""
+        return self._forgotten_size if self._forgotten_size is not None else len(self.raw)
+
+    def forget_plaintext(self) -> None:
+        """Keep only the header block of `raw` once every copy is encrypted: nothing after
+        encryption reads the text (the mail log takes the Message-ID), so the plaintext
+        does not outlive its use, and a large message's bytes are freed before the
+        write transaction."""
+        if self._forgotten_size is None:
+            self._forgotten_size = len(self.raw)
+            self.raw = rawheaders.header_block(self.raw)

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import autoresponder, lookups, mailbox, queue
+from gateway import autoresponder, db, lookups, mailbox, queue
 from gateway.admin import maillog
 from gateway.imap import folders
 from gateway.models import Address, MailboxMessage, QueueItem
@@ -26,9 +26,9 @@ from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 
-# Core statements, built once: the rows need no ORM bookkeeping.
-_INSERT_MAILBOX = sa.insert(cast(sa.Table, MailboxMessage.__table__))
-_INSERT_QUEUE = sa.insert(cast(sa.Table, QueueItem.__table__))
+# Core statements: the rows need no ORM bookkeeping.
+_MAILBOX = cast(sa.Table, MailboxMessage.__table__)
+_QUEUE = cast(sa.Table, QueueItem.__table__)
 _ADDRESSES = sa.select(Address.address, Address.id, Address.account_id).where(
     Address.address.in_(sa.bindparam("b_addresses", expanding=True))
 )
@@ -88,10 +88,8 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
     _give_uids(session, rows)
-    if rows:
-        session.connection().execute(_INSERT_MAILBOX, rows)
-    if queued:
-        session.connection().execute(_INSERT_QUEUE, queued)
+    db.insert_rows(session.connection(), _MAILBOX, rows)
+    db.insert_rows(session.connection(), _QUEUE, queued)
     for copy in stored:
         if copy.destination == "sent":
             continue

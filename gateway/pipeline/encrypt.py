@@ -49,13 +49,19 @@ def encrypt_copies(
     sender: SenderKeys,
     *,
     sent_copy: bool = True,
+    forget_plaintext: bool = False,
 ) -> None:
     """Fill `submission.copies` with encrypted copies for every recipient in `keys`.
 
     With `sent_copy` false the sender's key is left out and no Sent copy is made.
+    With `forget_plaintext` (no later step needs the text) the message is cut down to
+    its headers as soon as the entity to encrypt is made: a large message's text is
+    then in memory once, not twice, while it is encrypted.
     """
-    raw = submission.raw
-    inner = pgpmime.inner_entity(raw)
+    inner = pgpmime.inner_entity(submission.raw)
+    if forget_plaintext:
+        submission.forget_plaintext()
+    raw = submission.raw  # the outer headers and To/Cc are read from it
     autocrypt = pgpmime.autocrypt_header(submission.sender.address, sender.public.to_bytes())
     recipients = [r for r in submission.hosted + submission.external if r in keys]
     visible, hidden = split_visible(raw, recipients)

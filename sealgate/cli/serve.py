@@ -33,8 +33,9 @@ def serve(state: CliState, debug: bool) -> None:
     """Run the SMTP submission server, IMAP, the relay worker and the portal."""
     import asyncio
 
-    from gateway import logs
+    from gateway import logs, malloc
 
+    malloc.return_large_buffers()  # before the worker processes start: they inherit it
     level = logging.DEBUG if debug else logging.INFO
     logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
