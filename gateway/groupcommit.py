@@ -46,11 +46,12 @@ def store_group(
     """Store every submission in one transaction; per submission, None or what failed it."""
     if not group:
         return []
+    if len(group) == 1:
+        # Nothing to keep apart: no savepoint (two statements and a flush fewer).
+        return [_store_alone(sessions, group[0])]
     try:
         return _store_together(sessions, group)
     except sa.exc.DBAPIError as exc:
-        if len(group) == 1:
-            return [_store_alone(sessions, group[0]) if _retryable(exc) else exc]
         log.warning(
             "a group of %d messages did not commit (%s); storing each alone",
             len(group),

@@ -215,9 +215,16 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
     ids = sorted(set(folder_ids))
     if not ids:
         return
+    session.connection().execute(_BUMP, {"b_ids": ids})
+    announce(session, ids)
+
+
+def announce(session: so.Session, folder_ids: Iterable[int]) -> None:
+    """On PostgreSQL, tell the other processes' IMAP IDLE at commit that the folders
+    changed (`allocate` and `bump` raise their modseq)."""
+    ids = sorted(set(folder_ids))
     conn = session.connection()
-    conn.execute(_BUMP, {"b_ids": ids})
-    if conn.dialect.name == "postgresql":
+    if ids and conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
 
 

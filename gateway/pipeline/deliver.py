@@ -138,4 +138,4 @@ def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
             row["folder_id"] = folder_id
             row["uid"] = first + offset
         touched.append(folder_id)
-    folders.bump(session, touched)
+    folders.announce(session, touched)  # allocate raised their modseq
