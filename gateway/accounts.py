@@ -12,7 +12,7 @@ import datetime as dt
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import address_keys, audit, credential_cache, db, smtp_codes
+from gateway import address_keys, audit, credential_cache, db
 from gateway.addresses import domain_of, normalize_address, normalize_domain
 from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain
@@ -63,14 +63,6 @@ def find_domain(session: so.Session, name: str) -> Domain | None:
 
 def is_hosted(session: so.Session, address: str) -> bool:
     return find_domain(session, domain_of(address)) is not None
-
-
-def disabled_domain_reply(session: so.Session, address: str) -> str | None:
-    """The SMTP refusal for an address in a domain an admin disabled, else None."""
-    domain = find_domain(session, domain_of(address))
-    if domain is None or domain.disabled_at is None:
-        return None
-    return smtp_codes.DOMAIN_DISABLED.format(rcpt=address[:320], domain=domain.name)
 
 
 def add_account(
