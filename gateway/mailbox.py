@@ -147,11 +147,11 @@ def _shown(field: rawheaders.RawHeader) -> str:
     return value[:2000]
 
 
-def _header_date(raw: str) -> dt.datetime | None:
-    if not raw:
+def _header_date(value: str) -> dt.datetime | None:
+    if not value:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(raw)
+        parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if parsed.tzinfo is None:
