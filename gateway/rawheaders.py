@@ -118,23 +118,19 @@ def split_message(raw: bytes) -> tuple[bytes, bytes, bytes]:
     b"" when the body starts at a line that is not a header field, or when there
     is no body. Linear in the length of the header section.
     """
-    end, start = _header_end(raw)
+    end, start = header_bounds(raw)
     return raw[:end], raw[end:start], raw[start:]
 
 
 def header_block(raw: bytes) -> bytes:
     """The header block of `split_message`, without copying the body (a message may be
     tens of MiB, and most readers want the headers only)."""
-    return raw[: _header_end(raw)[0]]
+    return raw[: header_bounds(raw)[0]]
 
 
-def body_start(raw: bytes) -> int:
-    """Where the body of `split_message` starts in `raw`."""
-    return _header_end(raw)[1]
-
-
-def _header_end(raw: bytes) -> tuple[int, int]:
-    """(end of the header block, start of the body)."""
+def header_bounds(raw: bytes) -> tuple[int, int]:
+    """(end of the header block, start of the body) of `split_message`, as offsets into
+    `raw`: for a reader that wants both without copying the body."""
     pos, size, in_field = 0, len(raw), False
     while pos < size:
         newline = raw.find(b"\n", pos)
@@ -187,7 +183,7 @@ def lenient_headers(raw: bytes) -> list[RawHeader]:
     every field either of them would take, or a field hidden from our split could
     name a sender the next reader believes.
     """
-    end, start = _header_end(raw)
+    end, start = header_bounds(raw)
     fields = list(iter_headers(raw[:end]))
     if start != end or not _OBS_FIELD_START.match(raw, start):
         return fields  # an empty line ended the headers, or no obsolete field follows
@@ -225,7 +221,7 @@ def edit(
     Nothing else changes, byte for byte.
     """
     replace = replace or {}
-    end, start = _header_end(raw)
+    end, start = header_bounds(raw)
     kept: list[bytes] = []
     changed = False
     for field in iter_headers(raw[:end]):

@@ -61,8 +61,8 @@ class _Entity:
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self.start = rawheaders.body_start(raw)
-        self.fields = list(rawheaders.iter_headers(rawheaders.header_block(raw)))
+        end, self.start = rawheaders.header_bounds(raw)
+        self.fields = list(rawheaders.iter_headers(raw[:end]))
 
     @functools.cached_property
     def body(self) -> bytes:

@@ -64,8 +64,8 @@ def inner_entity(raw: bytes) -> bytes:
     The body is everything `rawheaders.split_message` does not take for a header
     field, a line that is no header field included: every byte of text goes inside.
     """
-    block = rawheaders.header_block(raw)
-    start = rawheaders.body_start(raw)  # the body is read from `raw`: copied once, into the entity
+    end, start = rawheaders.header_bounds(raw)  # the body is copied once, into the entity
+    block = raw[:end]
     fields = list(rawheaders.iter_headers(block))
     inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
     if not any(f.name.lower() == "content-type" for f in fields):
