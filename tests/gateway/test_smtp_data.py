@@ -48,14 +48,16 @@ def read(stream: bytes, cuts: list[int], size_limit: int | None) -> tuple[Outcom
 
 line = st.one_of(
     st.binary(max_size=80).map(lambda b: b.replace(b"\r\n", b"")),
-    st.sampled_from([b"", b".", b"..", b".\r", b". ", b"\n.", b"a\nb", b"\r"]),
+    st.sampled_from(
+        [b"", b".", b"..", b".\r", b". ", b"\n.", b"a\nb", b"\r", b"\r\r\r", b"\n.\r", b"x."]
+    ),
     st.integers(min_value=995, max_value=1010).map(lambda n: b"x" * n),
 )
 
 
 @settings(max_examples=400, deadline=None)
 @given(
-    lines=st.lists(line, max_size=12),
+    lines=st.lists(line, max_size=24),
     cuts=st.lists(st.integers(min_value=0, max_value=20000), max_size=6),
     size_limit=st.one_of(st.none(), st.integers(min_value=1, max_value=3000)),
 )
@@ -92,3 +94,20 @@ def test_an_empty_message_and_a_lone_dot_line_inside() -> None:
 def test_a_line_far_over_the_limit_is_drained_to_its_end() -> None:
     stream = b"ok\r\n" + b"y" * 50_000 + b"\r\nmore\r\n.\r\nRSET\r\n"
     assert read(stream, [3, 70, 4000], None) == (Outcome.LINE_TOO_LONG, b"", b"RSET\r\n")
+
+
+def test_the_end_is_found_after_a_bare_lf_dot_line_and_a_run_of_crs() -> None:
+    # Lines a search for LF, dot, CRLF meets before the end: none of them is the end.
+    text = b"a\n.\r\n" + b"\r" * 3000 + b"\r\n.x\r\n"
+    stream = stuff(text) + b"MAIL FROM:<a@b.example>\r\n"
+    assert read(stream, [2, 3, 5, 1500], 10_000) == (
+        Outcome.LINE_TOO_LONG,
+        b"",
+        b"MAIL FROM:<a@b.example>\r\n",
+    )
+    text = b"a\n.\r\n" + b"\r" * 900 + b"\r\n.\r\r\n"
+    assert read(stuff(text) + b"QUIT\r\n", [1, 4, 6, 7], None) == (
+        Outcome.COMPLETE,
+        text,
+        b"QUIT\r\n",
+    )
