@@ -5,13 +5,16 @@ the pipeline (MIME, OpenPGP, SQLAlchemy) is CPU work that one Python process
 runs on one core at a time, so messages go to `[workers] processes` worker
 processes, one per core by default.
 
-Built on `concurrent.futures.ProcessPoolExecutor` with the "spawn" start method:
-the standard library already does the framing, the result routing and the
-detection of a worker that died (every future it held fails with
-`BrokenProcessPool`), which hand-written pipes would have to get right again.
-"spawn" rather than "fork": a forked child would inherit the serve process's
-open database connections, TLS contexts, the event loop and the master key ring
-in memory; a spawned one starts clean, and forkserver would make the forkserver,
+Each worker is a `multiprocessing` process started with the "spawn" method, joined
+to serve by a socket pair that serve's event loop reads and writes itself (a length,
+then a pickle; one batch out, its outcomes back). An executor would put two threads
+of its own in serve between the loop and each worker (a queue manager and a pipe
+feeder), which took a quarter of serve's CPU per message and a wait for the GIL at
+each hop. A worker that dies (killed, out of memory) closes its end of the pair:
+the loop sees the end of the stream, fails the batch it held and starts a new worker
+in its place. "spawn" rather than "fork": a forked child would inherit the serve
+process's open database connections, TLS contexts, the event loop and the master key
+ring in memory; a spawned one starts clean, and forkserver would make the forkserver,
 not serve, the workers' parent (so a worker could not see serve die).
 
 What crosses to a worker is the message itself (bytes in a pipe, never on disk)
@@ -25,9 +28,8 @@ Messages that wait while every worker is busy travel together as one batch, and
 the worker stores the ones that pass in one group commit (gateway.groupcommit):
 each gets its answer only after that commit.
 
-A worker that dies (killed, out of memory) fails the messages it held before
-their commit, so their clients were not answered `250`: they get `451` and send
-again. The executor is then replaced by a fresh one; the serve process carries on.
+A worker that dies fails the messages it held before their commit, so their clients
+were not answered `250`: they get `451` and send again. The serve process carries on.
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
+import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from gateway.logs import LogFormat
 from gateway.pipeline.context import ClientInfo, Sender, Submission
@@ -131,8 +136,52 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def ready() -> int:
-    return os.getpid()
+# A frame: its length, then a pickle. Length 0 asks a worker to stop.
+_LENGTH = struct.Struct("!Q")
+_READY = b"ready"
+
+
+def _worker_main(
+    channel: socket.socket,
+    initargs: tuple[str, int, LogFormat],
+    batch: Callable[[Sequence[Job]], list[Outcome | None]],
+) -> None:
+    """A worker's life: set up, say so, then one batch at a time until told to stop."""
+    _init_worker(*initargs)
+    channel.setblocking(True)
+    _send_frame(channel, _READY)
+    while True:
+        header = _receive_exactly(channel, _LENGTH.size)
+        if not header:
+            return  # serve is gone
+        (length,) = _LENGTH.unpack(header)
+        if length == 0:
+            return
+        jobs = pickle.loads(_receive_exactly(channel, length))  # noqa: S301  (from serve, over our own socket pair)
+        try:
+            outcomes: list[Outcome | None] | None = batch(jobs)
+        except Exception:
+            log.exception("a worker batch failed")
+            outcomes = None  # serve answers every message of it 451
+        del jobs
+        _send_frame(channel, pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _send_frame(channel: socket.socket, payload: bytes) -> None:
+    channel.sendall(_LENGTH.pack(len(payload)))
+    channel.sendall(payload)
+
+
+def _receive_exactly(channel: socket.socket, length: int) -> bytearray:
+    """`length` bytes, or fewer only at the end of the stream."""
+    buffer = bytearray(length)
+    view, got = memoryview(buffer), 0
+    while got < length:
+        n = channel.recv_into(view[got:])
+        if n == 0:
+            return buffer[:got]
+        got += n
+    return buffer
 
 
 def run_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
@@ -185,6 +234,18 @@ def run_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
 # --- in the serve process --------------------------------------------------------------
 
 Batch = Callable[[Sequence[Job]], list[Outcome | None]]
+Waiting = tuple[Job, "asyncio.Future[Outcome | None]"]
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    channel: socket.socket
+    held: list[Waiting] = field(default_factory=list)  # the batch it runs now
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.held)
 
 
 class WorkerPool:
@@ -207,33 +268,44 @@ class WorkerPool:
         self._initargs = (str(data_dir), log_level, log_format)
         self._batch = batch
         self._context = multiprocessing.get_context("spawn")
-        self._executor = self._new_executor()
-        self._waiting: deque[tuple[Job, asyncio.Future[Outcome | None]]] = deque()
-        self._running = 0
+        self._workers: list[_Worker] = []
+        self._waiting: deque[Waiting] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.restarts = 0
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=self._context,
-            initializer=_init_worker,
-            initargs=self._initargs,
-        )
-
     async def start(self) -> None:
         """Start every worker now (not on the first message), and fail here if one cannot."""
-        loop = asyncio.get_running_loop()
-        started = [loop.run_in_executor(self._executor, ready) for _ in range(self.processes)]
+        for _ in range(self.processes):
+            worker = await self._spawn()
+            if worker is None:
+                raise RuntimeError("the worker processes could not start (see the log)")
+            self._workers.append(worker)
+
+    async def _spawn(self) -> _Worker | None:
+        """A new worker, once it has opened its database and ring; None if it could not."""
+        ours, theirs = socket.socketpair()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(theirs, self._initargs, self._batch),
+            name="sealgate-worker",
+            daemon=True,
+        )
         try:
-            await asyncio.gather(*started)
-        except BrokenProcessPool:
-            raise RuntimeError("the worker processes could not start (see the log)") from None
+            process.start()
+        finally:
+            theirs.close()  # the worker has its own copy: its death ends our stream
+        ours.setblocking(False)
+        worker = _Worker(process, ours)
+        if await self._receive(worker) != _READY:
+            await self._end(worker)
+            return None
+        self._watch(worker)
+        return worker
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and the shutdown check)."""
-        processes = getattr(self._executor, "_processes", None) or {}
-        return sorted(processes)
+        return sorted(w.process.pid for w in self._workers if w.process.pid is not None)
 
     async def run(self, job: Job) -> Outcome | None:
         """The outcome of `job` (None: it failed, answer 451); WorkerLost if its worker died."""
@@ -245,70 +317,95 @@ class WorkerPool:
         return await future
 
     def _dispatch(self) -> None:
-        while self._waiting and self._running < self.processes:
-            batch: list[tuple[Job, asyncio.Future[Outcome | None]]] = []
+        for worker in self._workers:
+            if not self._waiting:
+                return
+            if worker.busy:
+                continue
+            batch: list[Waiting] = []
             while self._waiting and len(batch) < self._max_group:
                 job, future = self._waiting.popleft()
                 if not future.done():  # the client may have gone
                     batch.append((job, future))
-            if not batch:
-                return
-            executor = self._executor
-            try:
-                sent = executor.submit(self._batch, [job for job, _f in batch])
-            except BrokenProcessPool:
-                self._replace(executor)
-                self._fail(batch)
-                continue
-            self._running += 1
-            sent.add_done_callback(self._on_done(asyncio.get_running_loop(), executor, batch))
+            if batch:
+                worker.held = batch
+                self._in_task(self._send(worker, batch))
 
-    def _on_done(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        executor: ProcessPoolExecutor,
-        batch: list[tuple[Job, asyncio.Future[Outcome | None]]],
-    ) -> Callable[[Future[list[Outcome | None]]], None]:
-        """The executor calls back in its own thread; the outcome is handled on the loop."""
+    def _in_task(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        def done(sent: Future[list[Outcome | None]]) -> None:
-            loop.call_soon_threadsafe(self._finished, executor, batch, sent)
+    async def _send(self, worker: _Worker, batch: list[Waiting]) -> None:
+        payload = pickle.dumps([job for job, _f in batch], protocol=pickle.HIGHEST_PROTOCOL)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(worker.channel, _LENGTH.pack(len(payload)))
+            await loop.sock_sendall(worker.channel, payload)
+        except OSError:
+            pass  # it died: its watch fails the batch and replaces it
 
-        return done
+    def _watch(self, worker: _Worker) -> None:
+        self._in_task(self._answers(worker))
 
-    def _finished(
-        self,
-        executor: ProcessPoolExecutor,
-        batch: list[tuple[Job, asyncio.Future[Outcome | None]]],
-        done: Future[list[Outcome | None]],
-    ) -> None:
-        self._running -= 1
-        error = done.exception()
-        if error is None:
-            for (_job, future), outcome in zip(batch, done.result(), strict=True):
-                if not future.done():
-                    future.set_result(outcome)
-        else:
-            if isinstance(error, BrokenProcessPool):
-                self._replace(executor)
+    async def _answers(self, worker: _Worker) -> None:
+        """Read `worker`'s outcomes as they come, until its stream ends."""
+        while True:
+            answer = await self._receive(worker)
+            if answer is None:
+                break
+            batch, worker.held = worker.held, []
+            outcomes: list[Outcome | None] | None = pickle.loads(answer)  # noqa: S301  (our worker)
+            if outcomes is None:
+                _fail(batch)
             else:
-                log.error("a worker batch failed", exc_info=error)
-            self._fail(batch)
+                for (_job, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
+            self._dispatch()
+        # Its stream ended: it died (or was told to stop, then nothing is held).
+        batch, worker.held = worker.held, []
+        _fail(batch)
+        replace = worker in self._workers and not self._closed
+        if worker in self._workers:
+            self._workers.remove(worker)  # no batch goes to it from here on
+        await self._end(worker)
+        if not replace:
+            return
+        log.error("a worker process ended unexpectedly; starting a new one")
+        self.restarts += 1
+        replacement = await self._spawn()
+        if replacement is None:
+            log.error("no new worker process could start; %d left", len(self._workers))
+        elif self._closed:
+            await self._stop(replacement)
+            return
+        else:
+            self._workers.append(replacement)
+        if not self._workers:
+            _fail(list(self._waiting))
+            self._waiting.clear()
         self._dispatch()
 
-    def _fail(self, batch: list[tuple[Job, asyncio.Future[Outcome | None]]]) -> None:
-        for _job, future in batch:
-            if not future.done():
-                future.set_exception(WorkerLost("the worker process ended"))
+    async def _receive(self, worker: _Worker) -> bytes | None:
+        """One frame from `worker`, or None at the end of its stream."""
+        loop = asyncio.get_running_loop()
+        try:
+            header = await _read_exactly(loop, worker.channel, _LENGTH.size)
+            if header is None:
+                return None
+            (length,) = _LENGTH.unpack(header)
+            return await _read_exactly(loop, worker.channel, length)
+        except OSError:
+            return None
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """A worker died: start a fresh pool (once per broken one) unless shutting down."""
-        if broken is not self._executor or self._closed:
-            return
-        log.error("a worker process ended unexpectedly; starting new workers")
-        self.restarts += 1
-        self._executor = self._new_executor()
-        broken.shutdown(wait=False, cancel_futures=True)
+    async def _end(self, worker: _Worker) -> None:
+        worker.channel.close()
+        await asyncio.to_thread(worker.process.join, 10)
+        if worker.process.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+            await asyncio.to_thread(worker.process.join, 10)
 
     async def close(self, grace: float = 60.0) -> None:
         """Finish what was handed out (for up to `grace` seconds), then stop every worker
@@ -316,11 +413,47 @@ class WorkerPool:
         was not committed, so it was not answered, and the client sends it again."""
         self._closed = True
         deadline = time.monotonic() + grace
-        while (self._waiting or self._running) and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        if self._waiting or self._running:
+        if self._busy():
             log.warning("worker processes still busy after %.0f s; stopping them", grace)
-            for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        for worker in self._workers:
+            await self._stop(worker)
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        _fail(list(self._waiting))
+        self._waiting.clear()
+
+    async def _stop(self, worker: _Worker) -> None:
+        """Ask an idle worker to stop; kill a busy one (its batch was not committed)."""
+        if worker.busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.process.pid or 0, signal.SIGKILL)
+            return
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().sock_sendall(worker.channel, _LENGTH.pack(0))
+
+    def _busy(self) -> bool:
+        return bool(self._waiting) or any(w.busy for w in self._workers)
+
+
+async def _read_exactly(
+    loop: asyncio.AbstractEventLoop, channel: socket.socket, length: int
+) -> bytes | None:
+    if length == 0:
+        return b""
+    buffer = bytearray(length)
+    view, got = memoryview(buffer), 0
+    while got < length:
+        n = await loop.sock_recv_into(channel, view[got:])
+        if n == 0:
+            return None
+        got += n
+    return bytes(buffer)
+
+
+def _fail(batch: list[Waiting]) -> None:
+    for _job, future in batch:
+        if not future.done():
+            future.set_exception(WorkerLost("the worker process ended"))
