@@ -1,4 +1,5 @@
-"""A worker batch that hangs on its first call, so a test can kill the worker mid-message.
+"""Worker batches for tests: one that hangs on its first call, so a test can kill the
+worker mid-message, and one that fails.
 
 It runs in a worker process (gateway.workers, spawn start method), which imports it
 by name; the directory it reports to comes from the environment it inherited.
@@ -27,3 +28,13 @@ def stall_first_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
         return run_batch(jobs)
     time.sleep(600)
     raise AssertionError("the test did not kill the stalled worker")
+
+
+BOOM = "boom"
+
+
+def raise_on_boom(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """A batch with a job whose log id is "boom" fails as a whole (an unexpected error)."""
+    if any(job.log_id == BOOM for job in jobs):
+        raise RuntimeError("a batch that fails")
+    return run_batch(jobs)

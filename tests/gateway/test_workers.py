@@ -27,9 +27,9 @@ from gateway.pipeline import ClientInfo, Copy, RejectMessage, Sender, Submission
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
-from gateway.workers import WorkerPool
+from gateway.workers import Job, WorkerLost, WorkerPool
 from tests.conftest import LoopThread
-from tests.fakes.stall import PID_FILE, STALL_DIR_ENV, stall_first_batch
+from tests.fakes.stall import BOOM, PID_FILE, STALL_DIR_ENV, raise_on_boom, stall_first_batch
 from tests.processes import wait_gone
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -241,3 +241,51 @@ def test_threads_submitting_at_once_each_commit_once(
     assert errors == []
     assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted(queued)
     assert len(set(queued)) == 8
+
+
+def _job(account_id: int, n: int, log_id: str) -> Job:
+    return Job(
+        account_id=account_id,
+        sender=ALICE,
+        envelope_from=ALICE,
+        recipients=(BOB,),
+        raw=message(n),
+        client=ClientInfo(helo="client.example", ip="127.0.0.1", protocol="ESMTPSA"),
+        received_at=utcnow(),
+        log_id=log_id,
+    )
+
+
+def test_a_batch_that_fails_answers_its_messages_451_and_the_worker_stays(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+) -> None:
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, batch=raise_on_boom)
+    loop_thread.run(pool.start())
+    try:
+        workers = pool.pids()
+        alice = _account_id(runtime, ALICE)
+        with pytest.raises(WorkerLost):
+            loop_thread.run(pool.run(_job(alice, 1, BOOM)))
+        outcome = loop_thread.run(pool.run(_job(alice, 2, "fine")))
+        assert outcome is not None and outcome.queue_id
+        assert queue_ids_in_mailbox(runtime, BOB) == [outcome.queue_id]
+        assert pool.pids() == workers and pool.restarts == 0
+    finally:
+        loop_thread.run(pool.close())
+    assert wait_gone(workers) == []
+
+
+def test_workers_that_cannot_start_fail_the_start_with_a_message(
+    runtime: Runtime, worker_env: dict[str, str], loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "sealgate.toml").write_text("[smtp\n")  # a worker cannot load its settings
+    pool = WorkerPool(broken, 2, max_group=8)
+    with pytest.raises(RuntimeError, match="could not start"):
+        loop_thread.run(pool.start())
+    loop_thread.run(pool.close())
+    assert pool.pids() == []
