@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from email.header import decode_header
+from typing import NamedTuple
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then the colon.
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
@@ -32,14 +32,26 @@ _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 # cleanup and other lenient readers take it as a field (see `lenient_headers`).
 _OBS_FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
+# A line ends at LF only (a bare CR is part of it); a line that starts with a space or
+# a tab continues the field before it.
+_LINE = rb"[^\n]*(?:\n|\Z)"
+_CONTINUED = rb"(?:[ \t]" + _LINE + rb")*"
+# One field of a header block: its first line, whatever it is, and its continuations.
+_FIELD = re.compile(_LINE + _CONTINUED)
+# The header section `split_message` takes: fields that start with `name:`, up to the
+# first line that is neither such a field nor a continuation (the empty line, or body).
+_HEADER_SECTION = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:" + _LINE + _CONTINUED + rb")*")
 # Everything but HT and the printable range (8-bit bytes of UTF-8 headers are kept).
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _WSP_RUN = re.compile(rb"([ \t]+)")
 FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be no longer than 78 characters
 
 
-@dataclass(frozen=True)
-class RawHeader:
+class RawHeader(NamedTuple):
+    """One header field. A named tuple, not a dataclass: a message's fields are made
+    several times per message on the hot path, and a frozen dataclass costs three
+    times as much to make."""
+
     name: str
     raw: bytes  # the whole field, folded lines and final line ending included
 
@@ -131,42 +143,21 @@ def header_block(raw: bytes) -> bytes:
 def header_bounds(raw: bytes) -> tuple[int, int]:
     """(end of the header block, start of the body) of `split_message`, as offsets into
     `raw`: for a reader that wants both without copying the body."""
-    pos, size, in_field = 0, len(raw), False
-    while pos < size:
-        newline = raw.find(b"\n", pos)
-        end = size if newline == -1 else newline + 1
-        line = raw[pos:end]
-        if line in (b"\r\n", b"\n"):
-            return pos, end
-        if (in_field and line[:1] in (b" ", b"\t")) or is_field_start(line):
-            in_field = True
-            pos = end
-            continue
-        return pos, pos
-    return size, size
+    section = _HEADER_SECTION.match(raw)
+    end = section.end() if section is not None else 0  # it always matches, if only b""
+    if raw.startswith(b"\r\n", end):
+        return end, end + 2
+    if raw.startswith(b"\n", end):
+        return end, end + 1
+    return end, end
 
 
 def iter_headers(header_block: bytes) -> Iterator[RawHeader]:
     """The fields of a header block as `split_message` returns it."""
-    current: list[bytes] = []
-    # Lines end at LF only: a bare CR is part of the field (bytes.splitlines would cut there).
-    lines = [line + b"\n" for line in header_block.split(b"\n")]
-    lines[-1] = lines[-1][:-1]
-    for line in filter(None, lines):
-        if line[:1] in (b" ", b"\t") and current:
-            current.append(line)
-            continue
-        if current:
-            yield _field(current)
-        current = [line]
-    if current:
-        yield _field(current)
-
-
-def _field(lines: list[bytes]) -> RawHeader:
-    raw = b"".join(lines)
-    name = raw.split(b":", 1)[0].decode("ascii", "replace").strip()
-    return RawHeader(name=name, raw=raw)
+    for match in _FIELD.finditer(header_block):
+        raw = match.group()
+        if raw:  # the empty match at the end
+            yield RawHeader(raw.partition(b":")[0].decode("ascii", "replace").strip(), raw)
 
 
 def headers(raw: bytes) -> list[RawHeader]:
