@@ -60,7 +60,7 @@ def message_id_of(raw: bytes) -> str:
     return dsn.clean(match.group(1).decode("ascii", "replace"), 900)
 
 
-def record_submission(session: so.Session, submission: Submission) -> None:
+def record_submission(conn: sa.Connection, submission: Submission) -> None:
     """One entry per recipient of a submitted message (inside its final transaction)."""
     message_id = message_id_of(submission.raw)
     hosted = set(submission.hosted)
@@ -79,7 +79,7 @@ def record_submission(session: so.Session, submission: Submission) -> None:
         for handled in submission.handling
     ]
     if rows:  # one INSERT for every recipient
-        session.connection().execute(_INSERT_MAIL_LOG, rows)
+        conn.execute(_INSERT_MAIL_LOG, rows)
 
 
 def record_inbound(

@@ -216,14 +216,13 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
     if not ids:
         return
     session.connection().execute(_BUMP, {"b_ids": ids})
-    announce(session, ids)
+    announce(session.connection(), ids)
 
 
-def announce(session: so.Session, folder_ids: Iterable[int]) -> None:
+def announce(conn: sa.Connection, folder_ids: Iterable[int]) -> None:
     """On PostgreSQL, tell the other processes' IMAP IDLE at commit that the folders
     changed (`allocate` and `bump` raise their modseq)."""
     ids = sorted(set(folder_ids))
-    conn = session.connection()
     if ids and conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
 

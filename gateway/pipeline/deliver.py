@@ -32,6 +32,10 @@ _QUEUE = cast(sa.Table, QueueItem.__table__)
 _ADDRESSES = sa.select(Address.address, Address.id, Address.account_id).where(
     Address.address.in_(sa.bindparam("b_addresses", expanding=True))
 )
+# Most messages go to one hosted address: a plain `=` needs no IN list built per call.
+_ADDRESS = sa.select(Address.address, Address.id, Address.account_id).where(
+    Address.address == sa.bindparam("b_address")
+)
 
 
 def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
@@ -76,7 +80,8 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
         for rcpt in copy.recipients
     ]
     stored = [c for c in submission.copies if c.destination != "queue"]
-    owners = _addresses(session, {r for c in stored for r in c.recipients})
+    conn = session.connection()  # once: each call through the session costs again
+    owners = _addresses(conn, {r for c in stored for r in c.recipients})
     rows: list[dict[str, Any]] = []
     for copy in stored:
         folder = mailbox.SENT if copy.destination == "sent" else mailbox.INBOX
@@ -87,9 +92,9 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
             if owner is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
-    _give_uids(session, rows)
-    db.insert_rows(session.connection(), _MAILBOX, rows)
-    db.insert_rows(session.connection(), _QUEUE, queued)
+    _give_uids(session, conn, rows)
+    db.insert_rows(conn, _MAILBOX, rows)
+    db.insert_rows(conn, _QUEUE, queued)
     for copy in stored:
         if copy.destination == "sent":
             continue
@@ -108,7 +113,7 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
                     )
     for finish in submission.finalizers:
         finish(session)
-    maillog.record_submission(session, submission)
+    maillog.record_submission(conn, submission)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +122,19 @@ class _Owner:
     account_id: int
 
 
-def _addresses(session: so.Session, wanted: set[str]) -> dict[str, _Owner]:
+def _addresses(conn: sa.Connection, wanted: set[str]) -> dict[str, _Owner]:
     """The hosted addresses among `wanted` (checked in the writing transaction itself)."""
     keys = sorted({w.strip().lower() for w in wanted})
     if not keys:
         return {}
-    found = session.connection().execute(_ADDRESSES, {"b_addresses": keys})
+    if len(keys) == 1:
+        found = conn.execute(_ADDRESS, {"b_address": keys[0]})
+    else:
+        found = conn.execute(_ADDRESSES, {"b_addresses": keys})
     return {row.address: _Owner(row.id, row.account_id) for row in found}
 
 
-def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
+def _give_uids(session: so.Session, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Reserve each folder's UIDs in one statement, in (account, folder) order."""
     by_folder: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -138,4 +146,4 @@ def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
             row["folder_id"] = folder_id
             row["uid"] = first + offset
         touched.append(folder_id)
-    folders.announce(session, touched)  # allocate raised their modseq
+    folders.announce(conn, touched)  # allocate raised their modseq
