@@ -48,6 +48,7 @@ from gateway.smtp_codes import (
     UNKNOWN_LOCAL_RECIPIENT,
 )
 from gateway.smtp_data import Outcome, read_data
+from gateway.smtp_paths import simple_path
 from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
 from gateway.workers import Job, WorkerLost, WorkerPool
@@ -484,6 +485,22 @@ class SubmissionSMTP(SMTP):
             return await super()._call_handler_hook(command, *args)
         finally:
             hold.release()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's path reading, with `<dot-atom@domain>` read fast (gateway.smtp_paths).
+
+        The email package's parser raises IndexError on some malformed paths (`"q"@`);
+        that is a syntax error of the client's (aiosmtpd's reply for (None, None)), not
+        a fault of the server's (451 and a traceback in the log)."""
+        simple = simple_path(arg)
+        if simple is not None:
+            local = simple[0].rpartition("@")[0]
+            if not self.local_part_limit or len(local) <= self.local_part_limit:
+                return simple
+        try:
+            return super()._getaddr(arg)
+        except (IndexError, ValueError):
+            return None, None
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.1.1.10 wants a reason before an idle connection is dropped.
