@@ -1,10 +1,13 @@
 """Group commit: messages that finish together share one transaction and one fsync.
 
-Each message is stored under a savepoint of its own, so one that fails (an
-address deleted meanwhile, a constraint) is rolled back alone and the others
-still commit. A caller learns its outcome only after the one commit that made
-its rows durable, so its client's `250` still means "on disk" (DESIGN.md,
-message flow 4).
+The group's messages are stored one after the other in one transaction, without a
+savepoint each (a savepoint costs every message two statements and a flush while
+the writer's turn is held). Should any of them fail (an address deleted meanwhile,
+a constraint, a PostgreSQL deadlock, a full disk), the transaction is rolled back,
+nothing of the group is on disk, and each message is stored again on its own: a
+fault of one never turns into a failure of all, and the others lose only time.
+A caller learns its outcome only after the one commit that made its rows durable,
+so its client's `250` still means "on disk" (DESIGN.md, message flow 4).
 
 Two ways in, one implementation (`store_group`):
 
@@ -15,10 +18,6 @@ Two ways in, one implementation (`store_group`):
   all: no thread sleeps on a timer, and a lone message commits at once.
 - a worker process (gateway.workers) receives the messages that were waiting
   together as one batch and hands the prepared ones to `store_group` directly.
-
-If the shared commit itself fails (a PostgreSQL deadlock between two groups, a
-full disk), nothing of the group is on disk; each message is then tried on its
-own, so a fault of one never turns into a failure of all.
 """
 
 from __future__ import annotations
@@ -47,43 +46,25 @@ def store_group(
     if not group:
         return []
     if len(group) == 1:
-        # Nothing to keep apart: no savepoint (two statements and a flush fewer).
         return [_store_alone(sessions, group[0])]
     try:
-        return _store_together(sessions, group)
-    except sa.exc.DBAPIError as exc:
-        log.warning(
-            "a group of %d messages did not commit (%s); storing each alone",
+        with db.transaction(sessions) as session:
+            for submission in group:
+                store_and_queue(session, submission)
+    except Exception as exc:  # noqa: BLE001  (each message is stored again, alone)
+        log.info(
+            "a group of %d messages did not commit together (%s); storing each alone",
             len(group),
-            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+            _reason(exc),
         )
-    return [_store_alone(sessions, submission) for submission in group]
+        return [_store_alone(sessions, submission) for submission in group]
+    return [None] * len(group)
 
 
-def _store_together(
-    sessions: so.sessionmaker[so.Session], group: Sequence[Submission]
-) -> list[BaseException | None]:
-    outcomes: list[BaseException | None] = []
-    with db.transaction(sessions) as session:
-        for submission in group:
-            try:
-                with session.begin_nested():
-                    store_and_queue(session, submission)
-                    session.flush()
-            except sa.exc.DBAPIError as exc:
-                if _transaction_lost(exc):
-                    raise  # the whole transaction is gone: the caller retries each alone
-                outcomes.append(exc)
-            except Exception as exc:  # noqa: BLE001  (handed to this message's caller)
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-    return outcomes
-
-
-def _transaction_lost(exc: sa.exc.DBAPIError) -> bool:
-    """A deadlock or a dropped connection ends the transaction, not just the savepoint."""
-    return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return type(exc.orig).__name__
+    return type(exc).__name__
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: the database chose this
