@@ -11,7 +11,7 @@ Read top to bottom, it is the flow in DESIGN.md:
 
 `submit` is `prepare` (every step up to the store, CPU work and reads only) then
 `groupcommit.commit` (store-and-queue in a transaction shared with the messages
-finishing at the same moment, each under its own savepoint). The SMTP server's
+finishing at the same moment; each again alone if the group fails). The SMTP server's
 worker processes (gateway.workers) call the same two halves.
 
 Each step is a small function in its own module taking the `Submission` context.
