@@ -36,8 +36,10 @@ class Runtime:
     )
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        engine = db.create_engine(settings.database_url, echo=settings.database.echo)
+    def open(cls, settings: Settings, *, pre_ping: bool = True) -> Runtime:
+        engine = db.create_engine(
+            settings.database_url, echo=settings.database.echo, pre_ping=pre_ping
+        )
         ring = RingFile(settings.data_dir)
         sessions = db.session_factory(engine, ring=ring)
         lookups.install(sessions, settings.database.lookup_cache_seconds)

@@ -118,7 +118,9 @@ def _init_worker(data_dir: str, log_level: int, log_format: LogFormat) -> None:
 
     logs.configure(log_level, log_format)
     global _runtime
-    _runtime = Runtime.open(load_settings(data_dir))
+    # No ping before each transaction (see db.create_engine): a dead connection fails
+    # its message before the commit, and the client sends it again.
+    _runtime = Runtime.open(load_settings(data_dir), pre_ping=False)
 
 
 def _exit_with_parent() -> None:

@@ -219,12 +219,16 @@ def bump(session: so.Session, folder_ids: Iterable[int]) -> None:
     announce(session.connection(), ids)
 
 
+# Built once: a statement made per call costs its construction and its cache key.
+_NOTIFY = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, sa.bindparam("b_payload")))
+
+
 def announce(conn: sa.Connection, folder_ids: Iterable[int]) -> None:
     """On PostgreSQL, tell the other processes' IMAP IDLE at commit that the folders
     changed (`allocate` and `bump` raise their modseq)."""
     ids = sorted(set(folder_ids))
     if ids and conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, " ".join(str(i) for i in ids))))
+        conn.execute(_NOTIFY, {"b_payload": " ".join(str(i) for i in ids)})
 
 
 def install(factory: so.sessionmaker[so.Session]) -> None:

@@ -289,3 +289,47 @@ def test_workers_that_cannot_start_fail_the_start_with_a_message(
         loop_thread.run(pool.start())
     loop_thread.run(pool.close())
     assert pool.pids() == []
+
+
+def test_a_worker_whose_database_connection_died_answers_451_once_then_stores(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """Workers do not ping a pooled connection before each transaction (a round trip
+    per message): a connection PostgreSQL dropped costs one message a 451, never a
+    loss or a duplicate, and the next message finds the pool renewed."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8)
+    with (
+        pool_server(runtime, loop_thread, pool) as server,
+        smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp,
+    ):
+        smtp.starttls(context=client_ssl_context)
+        smtp.login(ALICE, mail_users[ALICE])
+
+        def send(n: int) -> tuple[int, bytes]:
+            smtp.mail(ALICE)
+            smtp.rcpt(BOB)
+            code, reply = smtp.data(message(n))
+            if code != 250:
+                smtp.rset()
+            return code, reply
+
+        acked = [send(0)]
+        with runtime.engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        replies = [send(n) for n in range(1, 6)]
+        assert [code for code, _ in replies].count(451) <= 1
+        assert all(code == 250 for code, _ in replies[1:])
+        acked += [(code, reply) for code, reply in replies if code == 250]
+    queue_ids = [reply.decode().rsplit(" ", 1)[1] for _code, reply in acked]
+    assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted(queue_ids)
