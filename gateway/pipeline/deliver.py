@@ -92,7 +92,7 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
             if owner is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
-    _give_uids(session, conn, rows)
+    _give_uids(session, rows)
     db.insert_rows(conn, _MAILBOX, rows)
     db.insert_rows(conn, _QUEUE, queued)
     for copy in stored:
@@ -134,16 +134,14 @@ def _addresses(conn: sa.Connection, wanted: set[str]) -> dict[str, _Owner]:
     return {row.address: _Owner(row.id, row.account_id) for row in found}
 
 
-def _give_uids(session: so.Session, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
     """Reserve each folder's UIDs in one statement, in (account, folder) order."""
     by_folder: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_folder[(row.pop("_account").account_id, row["folder"])].append(row)
-    touched: list[int] = []
     for (account_id, name), members in sorted(by_folder.items()):
+        # allocate raises the folder's modseq and announces it to IMAP IDLE.
         folder_id, first = folders.allocate(session, account_id, name, len(members))
         for offset, row in enumerate(members):
             row["folder_id"] = folder_id
             row["uid"] = first + offset
-        touched.append(folder_id)
-    folders.announce(conn, touched)  # allocate raised their modseq
