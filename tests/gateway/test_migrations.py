@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -74,3 +75,26 @@ def test_the_message_column_is_last_on_sqlite(runtime: Runtime) -> None:
         for table in ("mailbox_messages", "outbound_queue"):
             names = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
             assert names[-1] == "raw", (table, names)
+
+
+def test_large_message_columns_compress_with_lz4_on_postgresql(runtime: Runtime) -> None:
+    """pglz compressed a whole encrypted message (its MIME headers compress, so it did
+    not give up) for nothing, while the folder row was locked (migration 0015)."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not compress stored values")
+    with runtime.engine.connect() as conn:
+        found = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT attrelid::regclass::text || '.' || attname, attcompression"
+                    " FROM pg_attribute WHERE (attrelid::regclass::text, attname) IN"
+                    " (('mailbox_messages', 'raw'), ('outbound_queue', 'raw'),"
+                    " ('secure_messages', 'ciphertext'))"
+                )
+            ).all()
+        )
+    assert found == {
+        "mailbox_messages.raw": "l",
+        "outbound_queue.raw": "l",
+        "secure_messages.ciphertext": "l",
+    }
