@@ -88,13 +88,15 @@ def test_large_message_columns_compress_with_lz4_on_postgresql(runtime: Runtime)
                 sa.text(
                     "SELECT attrelid::regclass::text || '.' || attname, attcompression"
                     " FROM pg_attribute WHERE (attrelid::regclass::text, attname) IN"
-                    " (('mailbox_messages', 'raw'), ('outbound_queue', 'raw'),"
+                    " (('mailbox_messages', 'raw'), ('mailbox_messages', 'search_text'),"
+                    " ('outbound_queue', 'raw'),"
                     " ('secure_messages', 'ciphertext'))"
                 )
             ).all()
         )
     assert found == {
         "mailbox_messages.raw": "l",
+        "mailbox_messages.search_text": "l",
         "outbound_queue.raw": "l",
         "secure_messages.ciphertext": "l",
     }
