@@ -105,6 +105,7 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
             runtime.settings.data_dir,
             workers.processes,
             max_group=workers.max_group,
+            backlog=workers.backlog,
             log_level=log_level,
             log_format=runtime.settings.logging.format,
         )
