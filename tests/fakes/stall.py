@@ -38,3 +38,14 @@ def raise_on_boom(jobs: Sequence[Job]) -> list[Outcome | None]:
     if any(job.log_id == BOOM for job in jobs):
         raise RuntimeError("a batch that fails")
     return run_batch(jobs)
+
+
+SLOW = "slow"
+
+
+def worker_pid_after_pause(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """Stores nothing: answers each job with the worker's pid, after a pause for a job
+    whose log id is "slow" (so a test can see which worker took which job)."""
+    if any(job.log_id == SLOW for job in jobs):
+        time.sleep(1.0)
+    return [Outcome(queue_id=str(os.getpid())) for _job in jobs]

@@ -8,6 +8,7 @@ in a shared commit must not fail the others; no worker outlives the pool.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -29,7 +30,15 @@ from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
 from gateway.workers import Job, WorkerLost, WorkerPool
 from tests.conftest import LoopThread
-from tests.fakes.stall import BOOM, PID_FILE, STALL_DIR_ENV, raise_on_boom, stall_first_batch
+from tests.fakes.stall import (
+    BOOM,
+    PID_FILE,
+    SLOW,
+    STALL_DIR_ENV,
+    raise_on_boom,
+    stall_first_batch,
+    worker_pid_after_pause,
+)
 from tests.processes import wait_gone
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -333,3 +342,33 @@ def test_a_worker_whose_database_connection_died_answers_451_once_then_stores(
         acked += [(code, reply) for code, reply in replies if code == 250]
     queue_ids = [reply.decode().rsplit(" ", 1)[1] for _code, reply in acked]
     assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted(queue_ids)
+
+
+@pytest.mark.parametrize(("backlog", "same_worker"), [(2, True), (1, False)])
+def test_a_second_worker_is_woken_only_for_a_backlog(
+    runtime: Runtime,
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    backlog: int,
+    same_worker: bool,
+) -> None:
+    pool = WorkerPool(
+        runtime.settings.data_dir, 2, max_group=8, backlog=backlog, batch=worker_pid_after_pause
+    )
+    loop_thread.run(pool.start())
+
+    async def slow_then_one() -> tuple[str, str]:
+        slow = asyncio.ensure_future(pool.run(_job(1, 1, SLOW)))
+        await asyncio.sleep(0.2)  # the slow job is with a worker
+        quick = await pool.run(_job(1, 2, "quick"))
+        first = await slow
+        assert first is not None and quick is not None
+        return first.queue_id, quick.queue_id
+
+    try:
+        slow_pid, quick_pid = loop_thread.run(slow_then_one())
+    finally:
+        loop_thread.run(pool.close())
+    # A lone message waits for the busy worker (one group, one commit) unless the
+    # backlog is 1; the pause makes a wrong turn show.
+    assert (slow_pid == quick_pid) is same_worker
