@@ -38,10 +38,10 @@ def _lz4_available() -> bool:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return False
-    methods = bind.execute(
+    methods: list[str] | None = bind.execute(
         sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
     ).scalar()
-    return bool(methods) and "lz4" in methods
+    return methods is not None and "lz4" in methods
 
 
 def upgrade() -> None:
