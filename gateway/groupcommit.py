@@ -33,7 +33,7 @@ import sqlalchemy.orm as so
 
 from gateway import db
 from gateway.pipeline.context import Submission
-from gateway.pipeline.deliver import store_and_queue
+from gateway.pipeline.deliver import store_all
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ def store_group(
         return [_store_alone(sessions, group[0])]
     try:
         with db.transaction(sessions) as session:
-            for submission in group:
-                store_and_queue(session, submission)
+            store_all(session, group)
     except Exception as exc:  # noqa: BLE001  (each message is stored again, alone)
         log.info(
             "a group of %d messages did not commit together (%s); storing each alone",
@@ -85,7 +84,7 @@ def _store_alone(
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:
             with db.transaction(sessions) as session:
-                store_and_queue(session, submission)
+                store_all(session, [submission])
         except sa.exc.DBAPIError as exc:
             if attempt == STORE_ATTEMPTS or not _retryable(exc):
                 return exc

@@ -60,11 +60,12 @@ def message_id_of(raw: bytes) -> str:
     return dsn.clean(match.group(1).decode("ascii", "replace"), 900)
 
 
-def record_submission(conn: sa.Connection, submission: Submission) -> None:
-    """One entry per recipient of a submitted message (inside its final transaction)."""
+def submission_rows(submission: Submission) -> list[dict[str, object]]:
+    """One entry per recipient of a submitted message, for `insert` in its final
+    transaction (with those of the other messages committed alongside)."""
     message_id = message_id_of(submission.raw)
     hosted = set(submission.hosted)
-    rows = [
+    return [
         {
             "queue_id": submission.queue_id,
             "message_id": message_id,
@@ -78,6 +79,9 @@ def record_submission(conn: sa.Connection, submission: Submission) -> None:
         }
         for handled in submission.handling
     ]
+
+
+def insert(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
     if rows:  # one INSERT for every recipient
         conn.execute(_INSERT_MAIL_LOG, rows)
 

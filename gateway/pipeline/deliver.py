@@ -2,9 +2,9 @@
 
 Runs inside the one transaction the whole submission commits in, so the `250`
 is given only once every delivery is on disk, and a crash leaves all or nothing.
-`store_and_queue` writes one message's rows in the session it is given, so
-several messages can share a transaction. The rows go in a few statements: one
-SELECT of the hosted addresses, one UID reservation per folder
+`store_all` writes the rows of the messages of a group commit
+(gateway.groupcommit) in the session it is given, in a few statements for the
+whole group: one SELECT of the hosted addresses, one UID reservation per folder
 (gateway.imap.folders.allocate), one INSERT for the mailbox rows, one for the
 queue rows and one for the mail log; nothing is parsed or encrypted here.
 """
@@ -12,6 +12,7 @@ queue rows and one for the mail log; nothing is parsed or encrypted here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -65,25 +66,28 @@ def _columns(submission: Submission, copy: Copy) -> dict[str, Any]:
 
 
 def store_and_queue(session: so.Session, submission: Submission) -> None:
-    now = submission.received_at
-    queued = [
-        queue.item_values(
-            queue_id=submission.queue_id,
-            mail_from=submission.envelope_from,
-            rcpt_to=rcpt,
-            raw=copy.raw,
-            now=now,
-            sealed=copy.sealed,
-        )
-        for copy in submission.copies
-        if copy.destination == "queue"
-        for rcpt in copy.recipients
-    ]
-    stored = [c for c in submission.copies if c.destination != "queue"]
+    """`store_all` for one message."""
+    store_all(session, [submission])
+
+
+def store_all(session: so.Session, submissions: Sequence[Submission]) -> None:
+    """Write the rows of `submissions` in the caller's transaction, each kind of row in
+    one statement for all of them: the writer's turn (SQLite's write lock, the folder
+    rows' locks on PostgreSQL) is held while this runs, and each statement costs its
+    round through SQLAlchemy and the driver whatever its number of rows. Raises
+    RejectMessage, leaving the transaction to be rolled back, if a recipient is no
+    longer hosted."""
+    queued: list[dict[str, Any]] = []
+    logged: list[dict[str, Any]] = []
+    for submission in submissions:
+        queued.extend(_queued_rows(submission))
+        logged.extend(maillog.submission_rows(submission))
     conn = session.connection()  # once: each call through the session costs again
-    owners = _addresses(conn, {r for c in stored for r in c.recipients})
+    stored = [(s, c) for s in submissions for c in s.copies if c.destination != "queue"]
+    owners = _addresses(conn, {r for _s, c in stored for r in c.recipients})
     rows: list[dict[str, Any]] = []
-    for copy in stored:
+    responders: list[tuple[Submission, Copy, _Owner]] = []
+    for submission, copy in stored:
         folder = mailbox.SENT if copy.destination == "sent" else mailbox.INBOX
         # The header columns once per copy, not once per recipient.
         values = copy.columns if copy.columns is not None else _columns(submission, copy)
@@ -92,28 +96,42 @@ def store_and_queue(session: so.Session, submission: Submission) -> None:
             if owner is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
+            if copy.destination != "sent" and lookups.has_autoresponder(session, owner.id):
+                responders.append((submission, copy, owner))
     _give_uids(session, rows)
     db.insert_rows(conn, _MAILBOX, rows)
     db.insert_rows(conn, _QUEUE, queued)
-    for copy in stored:
-        if copy.destination == "sent":
-            continue
-        for rcpt in copy.recipients:
-            owner = owners[rcpt.strip().lower()]
-            if lookups.has_autoresponder(session, owner.id):
-                address = session.get(Address, owner.id)
-                if address is not None:
-                    autoresponder.respond(
-                        session,
-                        address,
-                        copy.raw,
-                        envelope_from=submission.envelope_from,
-                        now=now,
-                        queue_id=submission.queue_id,
-                    )
-    for finish in submission.finalizers:
-        finish(session)
-    maillog.record_submission(conn, submission)
+    for submission, copy, owner in responders:
+        address = session.get(Address, owner.id)
+        if address is not None:
+            autoresponder.respond(
+                session,
+                address,
+                copy.raw,
+                envelope_from=submission.envelope_from,
+                now=submission.received_at,
+                queue_id=submission.queue_id,
+            )
+    for submission in submissions:
+        for finish in submission.finalizers:
+            finish(session)
+    maillog.insert(conn, logged)
+
+
+def _queued_rows(submission: Submission) -> list[dict[str, Any]]:
+    return [
+        queue.item_values(
+            queue_id=submission.queue_id,
+            mail_from=submission.envelope_from,
+            rcpt_to=rcpt,
+            raw=copy.raw,
+            now=submission.received_at,
+            sealed=copy.sealed,
+        )
+        for copy in submission.copies
+        if copy.destination == "queue"
+        for rcpt in copy.recipients
+    ]
 
 
 @dataclass(frozen=True, slots=True)

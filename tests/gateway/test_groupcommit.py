@@ -6,6 +6,7 @@ PostgreSQL; the victim's single message got a 451 instead of being stored again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -23,8 +24,8 @@ class _Orig(Exception):
 
 
 def _failing_then_storing(sqlstate: str, failures: int, calls: list[str]) -> Any:
-    def store(session: so.Session, submission: Submission) -> None:
-        calls.append(submission.queue_id)
+    def store(session: so.Session, submissions: Sequence[Submission]) -> None:
+        calls.extend(s.queue_id for s in submissions)
         if len(calls) <= failures:
             raise sa.exc.OperationalError("UPDATE mail_folders", {}, _Orig(sqlstate))
 
@@ -46,7 +47,7 @@ def test_a_deadlock_victim_is_stored_again(
     monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("40P01", 1, calls))
+    monkeypatch.setattr(groupcommit, "store_all", _failing_then_storing("40P01", 1, calls))
     assert groupcommit.store_group(runtime.sessions, [submission]) == [None]
     assert calls == ["Q1", "Q1"]
 
@@ -55,7 +56,7 @@ def test_other_database_errors_are_not_retried(
     monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("23505", 5, calls))
+    monkeypatch.setattr(groupcommit, "store_all", _failing_then_storing("23505", 5, calls))
     [outcome] = groupcommit.store_group(runtime.sessions, [submission])
     assert isinstance(outcome, sa.exc.OperationalError)
     assert calls == ["Q1"]
@@ -65,7 +66,7 @@ def test_retries_are_bounded(
     monkeypatch: pytest.MonkeyPatch, runtime: Any, submission: Submission
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(groupcommit, "store_and_queue", _failing_then_storing("40P01", 99, calls))
+    monkeypatch.setattr(groupcommit, "store_all", _failing_then_storing("40P01", 99, calls))
     [outcome] = groupcommit.store_group(runtime.sessions, [submission])
     assert isinstance(outcome, sa.exc.OperationalError)
     assert len(calls) == groupcommit.STORE_ATTEMPTS  # a message alone: no group try first

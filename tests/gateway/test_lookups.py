@@ -28,10 +28,17 @@ from gateway.admin import Actor
 from gateway.admin import domains as admin_domains
 from gateway.admin import policy as admin_policy
 from gateway.imap import folders
-from gateway.models import Account, Address, Autoresponder, MailboxMessage, MailFolder
+from gateway.models import (
+    Account,
+    Address,
+    Autoresponder,
+    MailboxMessage,
+    MailFolder,
+    MailLogEntry,
+)
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.pipeline.context import Copy, Handling
-from gateway.pipeline.deliver import store_and_queue
+from gateway.pipeline.deliver import store_all, store_and_queue
 from gateway.runtime import Runtime
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 from gateway.smtp_server import hosted_refusal
@@ -316,12 +323,16 @@ def test_messages_sharing_a_transaction_get_consecutive_uids_and_a_rollback_leav
     runtime: Runtime, mail_users: dict[str, str]
 ) -> None:
     send(runtime, BOB, "one")
+    group = [_prepared(runtime, f"batch {i}") for i in range(3)]
     with db.transaction(runtime.sessions) as session:
-        for i in range(3):
-            store_and_queue(session, _prepared(runtime, f"batch {i}"))
+        store_all(session, group)  # each kind of row in one statement for the group
     with pytest.raises(RuntimeError, match="crash"), db.transaction(runtime.sessions) as session:
         store_and_queue(session, _prepared(runtime, "lost"))
         raise RuntimeError("crash before commit")
+    gone = _prepared(runtime, "to someone not hosted")
+    gone.copies[0].recipients.append("nobody@example.test")
+    with pytest.raises(RejectMessage), db.transaction(runtime.sessions) as session:
+        store_all(session, [_prepared(runtime, "lost too"), gone])
     send(runtime, BOB, "last")
     uids, uid_next = inbox_uids(runtime, BOB)
     assert uids == [1, 2, 3, 4, 5]
@@ -330,7 +341,13 @@ def test_messages_sharing_a_transaction_get_consecutive_uids_and_a_rollback_leav
         sent = session.scalars(
             sa.select(MailboxMessage.uid).where(MailboxMessage.folder == folders.SENT)
         ).all()
+        logged = session.scalars(
+            sa.select(MailLogEntry.queue_id).where(
+                MailLogEntry.queue_id.in_([s.queue_id for s in group])
+            )
+        ).all()
     assert sorted(u for u in sent if u is not None) == [1, 2, 3]
+    assert sorted(logged) == sorted(s.queue_id for s in group)  # one entry per recipient
 
 
 WRITER = textwrap.dedent(

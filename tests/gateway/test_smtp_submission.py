@@ -338,7 +338,7 @@ def test_internal_error_is_a_generic_temporary_failure(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals /etc/sealgate")
 
-    monkeypatch.setattr("gateway.groupcommit.store_and_queue", explode)
+    monkeypatch.setattr("gateway.groupcommit.store_all", explode)
     with starttls_client(submission_server, client_ssl_context) as client:
         client.login(ALICE, mail_users[ALICE])
         with pytest.raises(smtplib.SMTPDataError) as err:
