@@ -98,9 +98,12 @@ def store_all(session: so.Session, submissions: Sequence[Submission]) -> None:
             rows.append({**values, "address_id": owner.id, "folder": folder, "_account": owner})
             if copy.destination != "sent" and lookups.has_autoresponder(session, owner.id):
                 responders.append((submission, copy, owner))
+    # The rows that need no UID first: on PostgreSQL the UID reservation locks the
+    # folder rows until the commit, and every other writer to those folders waits.
+    db.insert_rows(conn, _QUEUE, queued)
+    maillog.insert(conn, logged)
     _give_uids(session, rows)
     db.insert_rows(conn, _MAILBOX, rows)
-    db.insert_rows(conn, _QUEUE, queued)
     for submission, copy, owner in responders:
         address = session.get(Address, owner.id)
         if address is not None:
@@ -115,7 +118,6 @@ def store_all(session: so.Session, submissions: Sequence[Submission]) -> None:
     for submission in submissions:
         for finish in submission.finalizers:
             finish(session)
-    maillog.insert(conn, logged)
 
 
 def _queued_rows(submission: Submission) -> list[dict[str, Any]]:
