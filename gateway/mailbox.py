@@ -19,6 +19,9 @@ SEARCH_INDEX_LIMIT = 2 * 1024 * 1024
 SEARCH_TEXT_LIMIT = 200_000
 _TAGS = re.compile(r"<[^>]*>")
 
+# The header fields a message list shows (the first of each counts).
+_LISTED = frozenset({"subject", "from", "to", "cc", "message-id", "date"})
+
 INBOX = "INBOX"
 SENT = "Sent"
 
@@ -58,7 +61,9 @@ def message_values(
     message's path."""
     fields: dict[str, str] = {}
     for field in rawheaders.iter_headers(rawheaders.header_block(raw)):
-        fields.setdefault(field.name.lower(), _shown(field))
+        name = field.name.lower()
+        if name in _LISTED and name not in fields:
+            fields[name] = _shown(field)
     return {
         "flags": "",
         "queue_id": queue_id,

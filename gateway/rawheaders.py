@@ -20,6 +20,7 @@ the end of the headers.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from email.header import decode_header
@@ -154,10 +155,26 @@ def header_bounds(raw: bytes) -> tuple[int, int]:
 
 def iter_headers(header_block: bytes) -> Iterator[RawHeader]:
     """The fields of a header block as `split_message` returns it."""
-    for match in _FIELD.finditer(header_block):
-        raw = match.group()
-        if raw:  # the empty match at the end
-            yield RawHeader(raw.partition(b":")[0].decode("ascii", "replace").strip(), raw)
+    if len(header_block) <= _CACHED_BLOCK:
+        return iter(_cached_fields(header_block))
+    return iter(_fields(header_block))
+
+
+# The pipeline's steps each read the same header block (about ten times per message);
+# blocks up to this size are split once and kept for the next reader. Keyed by the
+# bytes themselves, so an edited block is a new entry, and bounded in number and size.
+_CACHED_BLOCK = 16 * 1024
+
+
+def _fields(header_block: bytes) -> tuple[RawHeader, ...]:
+    return tuple(
+        RawHeader(raw.partition(b":")[0].decode("ascii", "replace").strip(), raw)
+        for raw in _FIELD.findall(header_block)
+        if raw  # the empty match at the end
+    )
+
+
+_cached_fields = functools.lru_cache(maxsize=64)(_fields)
 
 
 def headers(raw: bytes) -> list[RawHeader]:

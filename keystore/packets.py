@@ -227,11 +227,9 @@ def write_armor(out: BinaryIO, data: bytes, kind: str = "MESSAGE") -> None:
     out.write(f"-----BEGIN PGP {kind}-----\r\n\r\n".encode())
     for start in range(0, len(view), _BLOCK):
         encoded = binascii.b2a_base64(view[start : start + _BLOCK], newline=False)
-        out.write(
-            b"".join(
-                encoded[i : i + ARMOR_LINE] + b"\r\n" for i in range(0, len(encoded), ARMOR_LINE)
-            )
-        )
+        lines = [encoded[i : i + ARMOR_LINE] for i in range(0, len(encoded), ARMOR_LINE)]
+        out.write(b"\r\n".join(lines))
+        out.write(b"\r\n")
     out.write(b"=" + base64.b64encode(_crc24(data).to_bytes(3, "big")))
     out.write(f"\r\n-----END PGP {kind}-----\r\n".encode())
 
