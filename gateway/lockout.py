@@ -118,10 +118,14 @@ class DatabaseStore:
         return self.session.scalar(query)
 
     def locked_until(self, key: str, now: dt.datetime) -> dt.datetime | None:
-        row = self._row(key, lock=False)
-        if row is None or row.locked_until is None or row.locked_until <= now:
+        # The column alone: every login asks, and loading the row as an object cost
+        # more than the rest of a cached login's read.
+        until = self.session.scalar(
+            sa.select(LoginLockout.locked_until).where(LoginLockout.key == key)
+        )
+        if until is None or until <= now:
             return None
-        return row.locked_until
+        return until
 
     def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
         row = self._row(key, lock=True)
