@@ -163,6 +163,8 @@ def iter_headers(header_block: bytes) -> Iterator[RawHeader]:
 # The pipeline's steps each read the same header block (about ten times per message);
 # blocks up to this size are split once and kept for the next reader. Keyed by the
 # bytes themselves, so an edited block is a new entry, and bounded in number and size.
+# The pipeline empties it when a message is through (`forget_cached`): a clear header
+# block of mail to be encrypted is kept no longer than the message is worked on.
 _CACHED_BLOCK = 16 * 1024
 
 
@@ -175,6 +177,16 @@ def _fields(header_block: bytes) -> tuple[RawHeader, ...]:
 
 
 _cached_fields = functools.lru_cache(maxsize=64)(_fields)
+
+
+def forget_cached() -> None:
+    """Drop every header block `iter_headers` kept."""
+    _cached_fields.cache_clear()
+
+
+def cached_blocks() -> int:
+    """How many header blocks `iter_headers` keeps now (for tests)."""
+    return _cached_fields.cache_info().currsize
 
 
 def headers(raw: bytes) -> list[RawHeader]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway import groupcommit, lookups, metrics
+from gateway import groupcommit, lookups, metrics, rawheaders
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import describe_copies, plain_copies
@@ -72,6 +72,13 @@ def submit(runtime: Runtime, submission: Submission) -> str:
 def prepare(runtime: Runtime, submission: Submission) -> None:
     """Every step up to store-and-queue: after it, `submission.copies` (and its
     finalizers) hold all that the one transaction will write."""
+    try:
+        _prepare(runtime, submission)
+    finally:
+        rawheaders.forget_cached()  # the steps' shared header split ends with the message
+
+
+def _prepare(runtime: Runtime, submission: Submission) -> None:
     settings = runtime.settings
     check_structure(
         submission.raw,

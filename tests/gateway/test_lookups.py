@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway import accounts, audit, autoresponder, db, lookups
+from gateway import accounts, audit, autoresponder, db, lookups, rawheaders
 from gateway.admin import Actor
 from gateway.admin import domains as admin_domains
 from gateway.admin import policy as admin_policy
@@ -297,6 +297,24 @@ def test_a_change_from_another_process_applies_within_the_lifetime(
     assert not stored(runtime, send(runtime, BOB, "cached"), BOB).encrypted
     clock[0] += 31.0  # past it, the rule applies
     assert stored(runtime, send(runtime, BOB, "after"), BOB).encrypted
+
+
+def test_the_header_split_shared_by_the_steps_ends_with_the_message(
+    runtime: Runtime, mail_users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steps share one split of each header block while a message is prepared; the
+    clear header block of a message to be encrypted is not kept once it is through."""
+    kept: list[int] = []
+    forget = rawheaders.forget_cached
+
+    def counting_forget() -> None:
+        kept.append(rawheaders.cached_blocks())
+        forget()
+
+    monkeypatch.setattr(rawheaders, "forget_cached", counting_forget)
+    send(runtime, BOB, "[encrypt] the subject is secret")
+    assert kept and kept[-1] > 0  # the steps shared splits while the message was prepared
+    assert rawheaders.cached_blocks() == 0
 
 
 # --- the store step's writes -------------------------------------------------------------

@@ -81,3 +81,17 @@ def test_lenient_headers_also_take_obsolete_syntax_fields() -> None:
     assert lenient[1].value == "ceo@example.org  (folded)"
     plain = b"Subject: a\r\n\r\nFrom : not a field here\r\n"
     assert [f.name for f in rawheaders.lenient_headers(plain)] == ["Subject"]
+
+
+def test_a_split_is_kept_until_forgotten_and_an_edited_block_is_split_anew() -> None:
+    rawheaders.forget_cached()
+    block = b"Subject: one\r\nTo: a@example.test\r\n"
+    first = list(rawheaders.iter_headers(block))
+    assert rawheaders.cached_blocks() == 1
+    assert list(rawheaders.iter_headers(block)) == first  # the kept split, same fields
+    edited = block.replace(b"one", b"two")
+    assert [h.value for h in rawheaders.iter_headers(edited)] == ["two", "a@example.test"]
+    assert rawheaders.cached_blocks() == 2
+    rawheaders.forget_cached()
+    assert rawheaders.cached_blocks() == 0
+    assert list(rawheaders.iter_headers(block)) == first
