@@ -65,11 +65,6 @@ def _columns(submission: Submission, copy: Copy) -> dict[str, Any]:
     )
 
 
-def store_and_queue(session: so.Session, submission: Submission) -> None:
-    """`store_all` for one message."""
-    store_all(session, [submission])
-
-
 def store_all(session: so.Session, submissions: Sequence[Submission]) -> None:
     """Write the rows of `submissions` in the caller's transaction, each kind of row in
     one statement for all of them: the writer's turn (SQLite's write lock, the folder

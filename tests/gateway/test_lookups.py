@@ -38,7 +38,7 @@ from gateway.models import (
 )
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.pipeline.context import Copy, Handling
-from gateway.pipeline.deliver import store_all, store_and_queue
+from gateway.pipeline.deliver import store_all
 from gateway.runtime import Runtime
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 from gateway.smtp_server import hosted_refusal
@@ -345,7 +345,7 @@ def test_messages_sharing_a_transaction_get_consecutive_uids_and_a_rollback_leav
     with db.transaction(runtime.sessions) as session:
         store_all(session, group)  # each kind of row in one statement for the group
     with pytest.raises(RuntimeError, match="crash"), db.transaction(runtime.sessions) as session:
-        store_and_queue(session, _prepared(runtime, "lost"))
+        store_all(session, [_prepared(runtime, "lost")])
         raise RuntimeError("crash before commit")
     gone = _prepared(runtime, "to someone not hosted")
     gone.copies[0].recipients.append("nobody@example.test")
@@ -443,7 +443,7 @@ def test_the_rows_of_one_message_take_a_few_statements(
     with db.transaction(runtime.sessions) as session:
         sa.event.listen(runtime.engine, "before_cursor_execute", count)
         try:
-            store_and_queue(session, submission)
+            store_all(session, [submission])
             session.flush()
         finally:
             sa.event.remove(runtime.engine, "before_cursor_execute", count)
@@ -473,7 +473,7 @@ def test_received_at_is_kept(runtime: Runtime, mail_users: dict[str, str]) -> No
     submission = _prepared(runtime, "dated")
     submission.received_at = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
     with db.transaction(runtime.sessions) as session:
-        store_and_queue(session, submission)
+        store_all(session, [submission])
     row = stored(runtime, submission.queue_id, BOB)
     assert row.received_at == submission.received_at
     assert row.subject == "dated" and row.from_addr == ALICE and not row.encrypted
