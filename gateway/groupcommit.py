@@ -104,16 +104,19 @@ class _Ticket:
 
 
 class GroupCommitter:
-    """The meeting point of one process's threads that have a message ready to store."""
+    """The meeting point of one process's threads that have a message ready to store.
 
-    def __init__(self, sessions: so.sessionmaker[so.Session], max_group: int) -> None:
-        self._sessions = sessions
+    It keeps no reference to the session factory it is filed under (the leader stores
+    with its own, the same one), so the factory's end also ends the committer.
+    """
+
+    def __init__(self, max_group: int) -> None:
         self._max_group = max_group
         self._ready = threading.Condition()
         self._waiting: list[_Ticket] = []
         self._leading = False
 
-    def commit(self, submission: Submission) -> None:
+    def commit(self, sessions: so.sessionmaker[so.Session], submission: Submission) -> None:
         """Return once `submission`'s rows are committed; raise what failed it."""
         ticket = _Ticket(submission)
         with self._ready:
@@ -127,7 +130,7 @@ class GroupCommitter:
                 del self._waiting[: self._max_group]
                 self._ready.release()
                 try:
-                    outcomes = self._store(group)
+                    outcomes = self._store(sessions, group)
                 finally:
                     self._ready.acquire()
                 for member, outcome in zip(group, outcomes, strict=True):
@@ -137,9 +140,11 @@ class GroupCommitter:
         if ticket.error is not None:
             raise ticket.error
 
-    def _store(self, group: list[_Ticket]) -> list[BaseException | None]:
+    def _store(
+        self, sessions: so.sessionmaker[so.Session], group: list[_Ticket]
+    ) -> list[BaseException | None]:
         try:
-            return store_group(self._sessions, [t.submission for t in group])
+            return store_group(sessions, [t.submission for t in group])
         except Exception as exc:  # noqa: BLE001  (every member gets it)
             return [exc] * len(group)
 
@@ -155,11 +160,11 @@ def committer(runtime: Runtime) -> GroupCommitter:
     with _committers_guard:
         found = _committers.get(runtime.sessions)
         if found is None:
-            found = GroupCommitter(runtime.sessions, runtime.settings.workers.max_group)
+            found = GroupCommitter(runtime.settings.workers.max_group)
             _committers[runtime.sessions] = found
         return found
 
 
 def commit(runtime: Runtime, submission: Submission) -> None:
     """Store `submission` in the next group commit of this process; return once durable."""
-    committer(runtime).commit(submission)
+    committer(runtime).commit(runtime.sessions, submission)

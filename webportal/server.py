@@ -109,6 +109,9 @@ class PortalServer:
         log.info("portal listening on %s", self.url)
 
     def stop(self, timeout: float = 10.0) -> None:
+        # cheroot files every server's statistics, which reach the app and through it
+        # the runtime, in a process-wide dict: a server that has stopped leaves it.
+        getattr(logging, "statistics", {}).pop(f"Cheroot HTTPServer {id(self._server)}", None)
         if self._thread is None:
             return
         self._server.stop()

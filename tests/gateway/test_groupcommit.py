@@ -1,4 +1,5 @@
-"""Group commit: a transaction PostgreSQL aborted as a deadlock victim is stored again.
+"""Group commit: a transaction PostgreSQL aborted as a deadlock victim is stored again;
+a runtime that is closed takes its committer with it.
 
 Two worker processes' groups once took the same folder rows in crossing orders on
 PostgreSQL; the victim's single message got a 451 instead of being stored again.
@@ -6,6 +7,8 @@ PostgreSQL; the victim's single message got a 451 instead of being stored again.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +18,7 @@ import sqlalchemy.orm as so
 
 from gateway import groupcommit
 from gateway.pipeline.context import Submission
+from gateway.runtime import Runtime
 
 
 class _Orig(Exception):
@@ -70,3 +74,20 @@ def test_retries_are_bounded(
     [outcome] = groupcommit.store_group(runtime.sessions, [submission])
     assert isinstance(outcome, sa.exc.OperationalError)
     assert len(calls) == groupcommit.STORE_ATTEMPTS  # a message alone: no group try first
+
+
+def test_a_closed_runtime_leaves_no_committer_behind(
+    monkeypatch: pytest.MonkeyPatch, runtime: Runtime, submission: Submission
+) -> None:
+    """The committers are filed by session factory in a weak mapping; a committer that
+    held its own factory kept it (and its engine and caches) alive for good."""
+    monkeypatch.setattr(groupcommit, "store_all", lambda session, submissions: None)
+    other = Runtime.open(runtime.settings)
+    groupcommit.commit(other, submission)
+    factory = weakref.ref(other.sessions)
+    engine = weakref.ref(other.engine)
+    assert groupcommit.committer(other) is groupcommit.committer(other)
+    other.close()
+    del other
+    gc.collect()
+    assert factory() is None and engine() is None

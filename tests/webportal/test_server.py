@@ -4,6 +4,7 @@ HTTPS login (cookie jar, CSRF token from the form), the inbox, a clean stop."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import http.client
 import http.cookiejar
 import socket
@@ -11,6 +12,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -143,3 +145,16 @@ def test_plain_http_server_and_clean_stop(runtime: Runtime) -> None:
     # Stopped: the port is free again and nothing answers.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_a_stopped_server_lets_go_of_the_app(runtime: Runtime) -> None:
+    """cheroot files each server's statistics, lambdas that reach the app and the
+    runtime, in a process-wide dict; a stopped server used to stay there for good."""
+    app = create_app(runtime)
+    server = PortalServer(app, runtime.settings)
+    server.start()
+    server.stop()
+    gone = weakref.ref(app)
+    del app, server
+    gc.collect()
+    assert gone() is None
