@@ -69,10 +69,12 @@ OVERFLOW_JS = """
 @pytest.fixture
 def portal(runtime: Runtime, mail_users: dict[str, str]) -> Iterator[PortalServer]:
     quiet = runtime.settings.replace(keys={"wkd": False})
-    server = PortalServer(create_app(Runtime.open(quiet)), quiet)
+    opened = Runtime.open(quiet)
+    server = PortalServer(create_app(opened), quiet)
     server.start()
     yield server
     server.stop()
+    opened.close()
 
 
 @pytest.fixture
