@@ -10,6 +10,7 @@ import asyncio
 import gc
 import itertools
 import os
+import shutil
 import ssl
 import threading
 from collections.abc import Iterator
@@ -135,12 +136,27 @@ def settings(test_env: dict[str, str], tls_ca: trustme.CA) -> Settings:
     return loaded
 
 
-@pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A SQLite database file brought to the newest schema once per worker: a copy of
+    it is what a fresh install's migrations make, in a millisecond instead of 150."""
     if TEST_DATABASE_URL:
+        return None
+    path = tmp_path_factory.mktemp("schema") / "sealgate.db"
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.migrate(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def runtime(settings: Settings, migrated_sqlite: Path | None) -> Iterator[Runtime]:
+    if migrated_sqlite is None:
         reset_database(TEST_DATABASE_URL)
+    else:
+        shutil.copyfile(migrated_sqlite, settings.data_dir / "sealgate.db")
     rt = Runtime.open(settings)
-    db.migrate(rt.engine)
+    db.migrate(rt.engine)  # a no-op after the copy; on PostgreSQL, the migrations
     yield rt
     rt.close()
 
