@@ -103,6 +103,29 @@ def reset_database(url: str) -> None:
     engine.dispose()
 
 
+def empty_database(url: str) -> bool:
+    """Empty every table of a database whose schema is already at the newest revision.
+
+    What a test leaves at the newest revision differs from a fresh install only in its
+    rows (TRUNCATE takes 50 ms, dropping and migrating 250); anything else (a test of
+    the migrations that stopped at an older one) returns False and needs a reset.
+    """
+    engine = sa.create_engine(url)
+    try:
+        if db.schema_revisions(engine) != _HEADS:
+            return False
+        with engine.begin() as conn:
+            tables = [t for t in sa.inspect(conn).get_table_names() if t != "alembic_version"]
+            names = ", ".join(f'"{table}"' for table in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return True
+    finally:
+        engine.dispose()
+
+
+_HEADS = db.head_revisions()
+
+
 @pytest.fixture
 def test_env(tmp_path: Path) -> dict[str, str]:
     """Environment for settings (and for `sealgate` subprocesses) of one test."""
@@ -152,11 +175,12 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 @pytest.fixture
 def runtime(settings: Settings, migrated_sqlite: Path | None) -> Iterator[Runtime]:
     if migrated_sqlite is None:
-        reset_database(TEST_DATABASE_URL)
+        if not empty_database(TEST_DATABASE_URL):
+            reset_database(TEST_DATABASE_URL)
     else:
         shutil.copyfile(migrated_sqlite, settings.data_dir / "sealgate.db")
     rt = Runtime.open(settings)
-    db.migrate(rt.engine)  # a no-op after the copy; on PostgreSQL, the migrations
+    db.migrate(rt.engine)  # a no-op unless the database was reset
     yield rt
     rt.close()
 
