@@ -103,8 +103,11 @@ def reset_database(url: str) -> None:
     engine.dispose()
 
 
+_HEADS = db.head_revisions()
+
+
 def empty_database(url: str) -> bool:
-    """Empty every table of a database whose schema is already at the newest revision.
+    """Empty every table of a PostgreSQL database whose schema is at the newest revision.
 
     What a test leaves at the newest revision differs from a fresh install only in its
     rows (TRUNCATE takes 50 ms, dropping and migrating 250); anything else (a test of
@@ -121,9 +124,6 @@ def empty_database(url: str) -> bool:
         return True
     finally:
         engine.dispose()
-
-
-_HEADS = db.head_revisions()
 
 
 @pytest.fixture
