@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     # database, few migrate it.
     from alembic.config import Config as AlembicConfig
 
+from gateway import driversql
 from gateway.imap import folders
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
 
@@ -68,12 +69,9 @@ def insert_rows(
     stays unmaterialised because `blob` is the table's last column on SQLite
     (migration 0014). Same transaction, same rollback."""
     if connection.dialect.name != "sqlite":
-        if rows:
-            connection.execute(sa.insert(table), rows)
+        _insert(connection, table, rows)
         return
-    small = [row for row in rows if len(row[blob]) < LARGE_BLOB]
-    if small:
-        connection.execute(sa.insert(table), small)
+    _insert(connection, table, [row for row in rows if len(row[blob]) < LARGE_BLOB])
     for row in rows:
         data = row[blob]
         if len(data) < LARGE_BLOB:
@@ -84,6 +82,19 @@ def insert_rows(
         driver = connection.connection.driver_connection
         with driver.blobopen(table.name, blob, rowid) as handle:  # type: ignore[union-attr]
             handle.write(data)
+
+
+_INSERTS: dict[str, sa.Insert] = {}
+
+
+def _insert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """The rows (all with the same keys) in one statement, through the driver's cursor."""
+    if not rows:
+        return
+    statement = _INSERTS.get(table.name)
+    if statement is None or statement.table is not table:
+        statement = _INSERTS[table.name] = sa.insert(table)
+    driversql.run(connection, statement, rows, columns=tuple(rows[0]))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, dsn
+from gateway import db, driversql, dsn
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
 from gateway.pipeline.passthrough import is_already_encrypted
@@ -82,8 +82,8 @@ def submission_rows(submission: Submission) -> list[dict[str, object]]:
 
 
 def insert(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
-    if rows:  # one INSERT for every recipient
-        conn.execute(_INSERT_MAIL_LOG, rows)
+    if rows:  # one INSERT for every recipient, through the driver (gateway.driversql)
+        driversql.run(conn, _INSERT_MAIL_LOG, rows, columns=tuple(rows[0]))
 
 
 def record_inbound(

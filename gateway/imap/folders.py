@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway import driversql
 from gateway.models import Address, MailboxMessage, MailFolder
 from gateway.timeutil import utcnow
 
@@ -172,12 +173,12 @@ def allocate(session: so.Session, account_id: int, name: str, count: int = 1) ->
         raise ValueError("count must be positive")
     conn = session.connection()
     reserve = _RESERVE_AND_ANNOUNCE if conn.dialect.name == "postgresql" else _RESERVE
+    values = {"b_account": account_id, "b_name": name, "b_count": count}
     for attempt in range(2):
-        row = conn.execute(
-            reserve, {"b_account": account_id, "b_name": name, "b_count": count}
-        ).first()
-        if row is not None:
-            return int(row.id), int(row.uid_next) - count
+        # Through the driver (gateway.driversql): every stored message passes here.
+        reserved = driversql.run(conn, reserve, [values])
+        if reserved:
+            return int(reserved[0][0]), int(reserved[0][1]) - count
         if attempt == 0:
             ensure_folders(session, account_id, name)
     raise RuntimeError(f"folder {name!r} could not be created")  # pragma: no cover

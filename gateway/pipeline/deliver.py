@@ -11,6 +11,7 @@ queue rows and one for the mail log; nothing is parsed or encrypted here.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import autoresponder, db, lookups, mailbox, queue
+from gateway import autoresponder, db, driversql, lookups, mailbox, queue
 from gateway.admin import maillog
 from gateway.imap import folders
 from gateway.models import Address, MailboxMessage, QueueItem
@@ -30,13 +31,16 @@ from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 # Core statements: the rows need no ORM bookkeeping.
 _MAILBOX = cast(sa.Table, MailboxMessage.__table__)
 _QUEUE = cast(sa.Table, QueueItem.__table__)
-_ADDRESSES = sa.select(Address.address, Address.id, Address.account_id).where(
-    Address.address.in_(sa.bindparam("b_addresses", expanding=True))
-)
-# Most messages go to one hosted address: a plain `=` needs no IN list built per call.
-_ADDRESS = sa.select(Address.address, Address.id, Address.account_id).where(
-    Address.address == sa.bindparam("b_address")
-)
+# The IN list has one parameter per address (statements by count, compiled once each;
+# an expanding parameter would be rendered anew for every group).
+_MAX_LISTED = 16
+
+
+@functools.cache
+def _addresses_statement(count: int) -> sa.Select[str, int, int]:
+    return sa.select(Address.address, Address.id, Address.account_id).where(
+        Address.address.in_([sa.bindparam(f"b_address_{n}") for n in range(count)])
+    )
 
 
 def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
@@ -49,10 +53,18 @@ def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> 
 
 
 def describe_copies(submission: Submission) -> None:
-    """The list columns of every copy bound for a mailbox, read now, outside any transaction."""
+    """The list columns of every copy bound for a mailbox, read now, outside any transaction.
+
+    An encrypted message's Sent copy is the recipients' copy itself (the same bytes,
+    see `encrypt_copies`): its columns are read once for both."""
+    read: dict[tuple[int, bool], dict[str, Any]] = {}
     for copy in submission.copies:
-        if copy.destination != "queue" and copy.columns is None:
-            copy.columns = _columns(submission, copy)
+        if copy.destination == "queue" or copy.columns is not None:
+            continue
+        key = (id(copy.raw), copy.encrypted)
+        if key not in read:
+            read[key] = _columns(submission, copy)
+        copy.columns = read[key]
 
 
 def _columns(submission: Submission, copy: Copy) -> dict[str, Any]:
@@ -140,13 +152,13 @@ class _Owner:
 def _addresses(conn: sa.Connection, wanted: set[str]) -> dict[str, _Owner]:
     """The hosted addresses among `wanted` (checked in the writing transaction itself)."""
     keys = sorted({w.strip().lower() for w in wanted})
-    if not keys:
-        return {}
-    if len(keys) == 1:
-        found = conn.execute(_ADDRESS, {"b_address": keys[0]})
-    else:
-        found = conn.execute(_ADDRESSES, {"b_addresses": keys})
-    return {row.address: _Owner(row.id, row.account_id) for row in found}
+    owners: dict[str, _Owner] = {}
+    for first in range(0, len(keys), _MAX_LISTED):
+        chunk = keys[first : first + _MAX_LISTED]
+        values = {f"b_address_{n}": key for n, key in enumerate(chunk)}
+        found = driversql.run(conn, _addresses_statement(len(chunk)), [values])
+        owners.update((address, _Owner(id_, account_id)) for address, id_, account_id in found)
+    return owners
 
 
 def _give_uids(session: so.Session, rows: list[dict[str, Any]]) -> None:
