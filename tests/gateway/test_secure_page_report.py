@@ -38,6 +38,15 @@ CAROL, DAN = "carol@partner.example", "dan@elsewhere.example"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's "now" is taken when it starts: keys the test makes with GnuPG are
+    created then, and a clock fixed at import (minutes earlier in a loaded suite) would
+    see them as made in the future."""
+    global NOW
+    NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
 @pytest.fixture
 def partner(tmp_path: Path) -> GnuPG:
     home = tmp_path / "partner"
