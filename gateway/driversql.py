@@ -13,7 +13,6 @@ SQLAlchemy's `DBAPIError`, as from `execute`, with the parameters hidden.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +31,16 @@ class Compiled:
     defaults: Mapping[str, Any]  # columns an INSERT fills from the model's default
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        laid = [
-            (values[name] if name in values else self.defaults[name])
-            if process is None
-            else process(values[name] if name in values else self.defaults[name])
-            for name, process in zip(self.names, self.processors, strict=True)
-        ]
+        laid = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name] if name in values else self.defaults[name]
+            laid.append(value if process is None else process(value))
         return laid if self.positional else dict(zip(self.names, laid, strict=True))
 
 
+# One dict store per new statement: atomic under the GIL, so threads need no lock (two
+# that compile the same statement at once store equal results).
 _compiled: dict[tuple[int, str, tuple[str, ...]], tuple[sa.ClauseElement, Compiled]] = {}
-_lock = threading.Lock()
 
 
 def compiled(
@@ -56,8 +54,7 @@ def compiled(
     if found is not None and found[0] is statement:
         return found[1]
     made = _compile(statement, dialect, tuple(columns))
-    with _lock:
-        _compiled[key] = (statement, made)
+    _compiled[key] = (statement, made)
     return made
 
 
@@ -71,7 +68,11 @@ def _compile(
         names = tuple(done.positiontup or ())
     else:
         names = tuple(dict.fromkeys(done.bind_names.values()))
-    processors = tuple(_processor(binds[name].type, dialect) for name in names)
+    # What `execute` applies to each value: a TypeDecorator's `process_bind_param`,
+    # then the dialect's own conversion.
+    processors = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
     if columns:
         defaults = {name: _column_default(statement, name) for name in names if name not in columns}
     else:
@@ -94,13 +95,6 @@ def _column_default(statement: sa.ClauseElement, name: str) -> Any:
     if default is None or not default.is_scalar:
         raise ValueError(f"{name!r} needs a value: it has no fixed default")
     return default.arg
-
-
-def _processor(kind: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Callable[[Any], Any] | None:
-    """What `execute` applies to a value of this type: the dialect's own conversion,
-    after a TypeDecorator's `process_bind_param`."""
-    process: Callable[[Any], Any] | None = kind.dialect_impl(dialect).bind_processor(dialect)
-    return process
 
 
 def run(
