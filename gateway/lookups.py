@@ -38,6 +38,7 @@ import sqlalchemy.orm as so
 
 from gateway import db
 from gateway.models import Account, Address, Autoresponder, EncryptionRule
+from keystore.unlocked import UnlockedKeys
 
 if TYPE_CHECKING:
     # Imported where an answer is loaded: every `Runtime` (so every CLI command)
@@ -151,8 +152,10 @@ class Lookups:
         self.destinations: TtlCache[str, Destination] = TtlCache()
         self.autoresponders: TtlCache[int, bool] = TtlCache()
         self.current_keys: TtlCache[str, Any] = TtlCache()
+        self.signing_keys = UnlockedKeys(ttl)
 
     def clear(self) -> None:
+        self.signing_keys.clear()
         for cache in (
             self.senders,
             self.rule_domains,

@@ -11,9 +11,9 @@ MDC) signed by the sender's key, binary; the caller armors them straight into
 the mail it builds (`keystore.packets.write_armor`), so the ciphertext is not
 copied once more per step.
 
-Secret keys are parsed from their unwrapped bytes for one operation and dropped
-with it: a `SigningKey` prints no material and refuses to be pickled, and nothing
-here caches one. Parsed public certificates are cached per `PublicKey` object
+Secret keys are parsed from their unwrapped bytes: a `SigningKey` prints no
+material and refuses to be pickled. This module keeps none; `keystore.unlocked`
+keeps a sender's for a few seconds. Parsed public certificates are cached per `PublicKey` object
 (those sit in the keystore's caches already).
 
 Decryption of stored mail runs only in the sandbox child of `keystore.untrusted`

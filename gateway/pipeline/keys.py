@@ -5,7 +5,8 @@ from the key directory (admin imports, Web Key Directory); looking them up may
 go to the network, so it happens before any database transaction is opened.
 Which key is an address's current one is a cached lookup (gateway.lookups); the
 sender's secret key is unwrapped and parsed after the read, outside any
-transaction, so no writer waits on it.
+transaction, so no writer waits on it, and stays parsed for the lookups' lifetime
+(keystore.unlocked).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway.pipeline.context import Submission
 from gateway.pipeline.encrypt import RecipientKey, SenderKeys
 from gateway.runtime import Runtime
 from keystore import store
+from keystore.messages import SigningKey
 from keystore.models import StoredKey
 
 KEY_ACTOR = "gateway"
@@ -50,8 +52,19 @@ def resolve_keys(
     for rcpt in submission.hosted:
         row = rows[store.normalize_address(rcpt)]
         keys[rcpt] = RecipientKey(rcpt, store.parsed_public_key(row), "hosted")
-    signer = store.row_signing_key(runtime.ring.get(), rows[sender])
+    signer = sender_signing_key(runtime, rows[sender])
     return keys, SenderKeys(signer=signer, public=signer.public)
+
+
+def sender_signing_key(runtime: Runtime, row: StoredKey) -> SigningKey:
+    """The sender's key row unlocked, or still unlocked from a message of the last few
+    seconds (keystore.unlocked says why that is safe)."""
+    cache = lookups.of(runtime.sessions)
+    if cache is None:
+        return store.row_signing_key(runtime.ring.get(), row)
+    return cache.signing_keys.get(
+        (row.id, row.fingerprint), lambda: store.row_signing_key(runtime.ring.get(), row)
+    )
 
 
 def current_keys(

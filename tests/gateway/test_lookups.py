@@ -39,6 +39,7 @@ from gateway.models import (
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.pipeline.context import Copy, Handling
 from gateway.pipeline.deliver import store_all
+from gateway.pipeline.keys import resolve_keys
 from gateway.runtime import Runtime
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 from gateway.smtp_server import hosted_refusal
@@ -266,6 +267,49 @@ def test_a_rotated_key_encrypts_the_next_message(
     assert new != old
     found = key_ids(send(runtime, BOB, "[encrypt] after"))
     assert new in found and old not in found
+
+
+def test_a_rotated_sender_key_signs_the_next_message(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The sender's key stays unlocked between messages (keystore.unlocked); a new
+    key made in this process must still sign the very next one."""
+    cache = lookups.of(runtime.sessions)
+    assert cache is not None
+    cache.ttl = cache.signing_keys.lifetime = 3600.0
+
+    def signer_of(subject: str) -> str:
+        submission = Submission(
+            sender=Sender(account_id=account_id(runtime, ALICE), address=ALICE),
+            envelope_from=ALICE,
+            recipients=[BOB],
+            raw=f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: {subject}\r\n\r\nHi.\r\n".encode(),
+            client=ClientInfo(helo="client.test", ip="192.0.2.1", protocol="ESMTPSA"),
+            received_at=utcnow(),
+            hosted=[BOB],
+        )
+        _keys, sender = resolve_keys(runtime, submission, {})
+        assert sender.signer is not None
+        return sender.signer.fingerprint
+
+    def current(address: str) -> str:
+        with db.read_only(runtime.sessions) as session:
+            row = store.current_key(session, address)
+            assert row is not None
+            return row.fingerprint.upper()
+
+    old = current(ALICE)
+    assert signer_of("[encrypt] one") == old
+    assert len(cache.signing_keys) == 1
+    assert signer_of("[encrypt] two") == old
+    with db.transaction(runtime.sessions) as session:
+        store.rotate(
+            session, runtime.ring.get(), ALICE, utcnow(), events=audit.key_event_sink("test")
+        )
+    assert len(cache.signing_keys) == 0  # the key table changed: every unlocked key went
+    new = current(ALICE)
+    assert new != old
+    assert signer_of("[encrypt] three") == new
 
 
 # --- another process -------------------------------------------------------------------
