@@ -310,8 +310,9 @@ class WorkersSettings:
     in_process_above: int = 8 * 1024 * 1024
     # At most this many messages share one transaction (and one fsync).
     max_group: int = 32
-    # While one worker is busy, another is handed messages only once this many wait:
-    # fewer, larger groups cost less CPU per message (docs/configuration.md).
+    # While one worker is busy, another is handed messages only once this many wait
+    # (and their prepare outweighs a commit): fewer, larger groups cost less CPU per
+    # message (docs/configuration.md).
     backlog: int = 2
 
 

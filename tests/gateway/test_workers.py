@@ -28,7 +28,7 @@ from gateway.pipeline import ClientInfo, Copy, RejectMessage, Sender, Submission
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
-from gateway.workers import Job, WorkerLost, WorkerPool
+from gateway.workers import Job, Outcome, WorkerLost, WorkerPool, _Costs
 from tests.conftest import LoopThread
 from tests.fakes.stall import (
     BOOM,
@@ -372,3 +372,56 @@ def test_a_second_worker_is_woken_only_for_a_backlog(
     # A lone message waits for the busy worker (one group, one commit) unless the
     # backlog is 1; the pause makes a wrong turn show.
     assert (slow_pid == quick_pid) is same_worker
+
+
+@pytest.mark.parametrize(
+    ("prepare_ms", "same_worker"),
+    [(0.2, True), (0.6, False)],  # measured: a plain and an encrypted 10 KiB message
+)
+def test_waiting_messages_go_to_a_second_worker_only_when_their_prepare_outweighs_a_commit(
+    runtime: Runtime,
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    prepare_ms: float,
+    same_worker: bool,
+) -> None:
+    pool = WorkerPool(
+        runtime.settings.data_dir, 2, max_group=8, backlog=2, batch=worker_pid_after_pause
+    )
+    loop_thread.run(pool.start())
+    pool.costs.prepare, pool.costs.store = prepare_ms / 1000, 0.7 / 1000  # a group's store
+
+    async def slow_then_two() -> tuple[str, set[str]]:
+        slow = asyncio.ensure_future(pool.run(_job(1, 1, SLOW)))
+        await asyncio.sleep(0.2)  # the slow job is with a worker
+        quick = await asyncio.gather(pool.run(_job(1, 2, "quick")), pool.run(_job(1, 3, "quick")))
+        first = await slow
+        assert first is not None and all(q is not None for q in quick)
+        return first.queue_id, {q.queue_id for q in quick if q is not None}
+
+    try:
+        slow_pid, quick_pids = loop_thread.run(slow_then_two())
+    finally:
+        loop_thread.run(pool.close())
+    # Two waiting messages that cost 2 x 0.2 ms to prepare wait for the busy worker's
+    # next commit (0.7 ms saved); at 2 x 0.6 ms they go to the idle worker at once.
+    assert len(quick_pids) == 1, "the two waiting messages travel as one group"
+    assert (quick_pids == {slow_pid}) is same_worker
+
+
+def test_the_costs_are_running_averages_of_what_the_workers_report() -> None:
+    costs = _Costs()
+    assert costs.worth_a_commit(1), "before any report, the backlog alone decides"
+    costs.learn([None, Outcome(reject="550 no")])  # nothing stored: nothing learned
+    assert costs.prepare is None and costs.store is None
+    group = [
+        Outcome(queue_id="a", prepare_seconds=0.0002, store_seconds=0.0006),
+        Outcome(queue_id="b", prepare_seconds=0.0004, store_seconds=0.0006),
+    ]
+    costs.learn(group)
+    assert costs.prepare == pytest.approx(0.0003) and costs.store == pytest.approx(0.0006)
+    assert not costs.worth_a_commit(1) and costs.worth_a_commit(2)
+    for _ in range(100):  # the messages turned costly (encrypted): the average follows
+        costs.learn([Outcome(queue_id="c", prepare_seconds=0.0012, store_seconds=0.0006)])
+    assert costs.prepare == pytest.approx(0.0012, rel=0.01)
+    assert costs.worth_a_commit(1)
