@@ -45,6 +45,7 @@ from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 from gateway.smtp_server import hosted_refusal
 from gateway.timeutil import utcnow
 from keystore import store
+from keystore.models import StoredKey
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE_URL
 from tests.gnupg import GnuPG
 
@@ -108,6 +109,13 @@ def inbox_uids(runtime: Runtime, address: str) -> tuple[list[int], int]:
             .order_by(MailboxMessage.uid)
         )
         return [u for u in uids if u is not None], folder.uid_next
+
+
+def current_key(runtime: Runtime, address: str) -> StoredKey:
+    with db.read_only(runtime.sessions) as session:
+        row = store.current_key(session, address)
+        assert row is not None
+        return row
 
 
 # --- the cache itself -------------------------------------------------------------------
@@ -252,10 +260,7 @@ def test_a_rotated_key_encrypts_the_next_message(
         return set(re.findall(r"keyid ([0-9A-F]{16})", gpg.list_packets(armored.group(0))))
 
     def subkey_of(address: str) -> str:
-        with db.read_only(runtime.sessions) as session:
-            row = store.current_key(session, address)
-            assert row is not None
-            return row.subkey_id.upper()
+        return current_key(runtime, address).subkey_id.upper()
 
     old = subkey_of(BOB)
     assert old in key_ids(send(runtime, BOB, "[encrypt] before"))
@@ -293,10 +298,7 @@ def test_a_rotated_sender_key_signs_the_next_message(
         return sender.signer.fingerprint
 
     def current(address: str) -> str:
-        with db.read_only(runtime.sessions) as session:
-            row = store.current_key(session, address)
-            assert row is not None
-            return row.fingerprint.upper()
+        return current_key(runtime, address).fingerprint.upper()
 
     old = current(ALICE)
     assert signer_of("[encrypt] one") == old
