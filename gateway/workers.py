@@ -357,10 +357,9 @@ class WorkerPool:
         group's store CPU again (and on SQLite each writer process then waits for the
         write lock and finds its page cache stale after the other's commit). So: at
         least `backlog` messages, and their prepare CPU (as the workers have been
-        reporting it) at least one group's store CPU. A
-        burst of plain messages (cheap to prepare) then waits for one larger commit,
-        while encrypted ones (Sequoia, keys) spread over the cores (bench: plain
-        +8-15 % messages per second on SQLite and PostgreSQL, encrypted unchanged)."""
+        reporting it) at least one group's store CPU. A burst of plain messages
+        (cheap to prepare) then waits for one larger commit, while encrypted ones
+        (Sequoia, keys) spread over the cores (docs/benchmarks.md, sixth pass)."""
         waiting = len(self._waiting)
         if waiting < self._backlog:
             return False

@@ -13,8 +13,8 @@ copied once more per step.
 
 Secret keys are parsed from their unwrapped bytes: a `SigningKey` prints no
 material and refuses to be pickled. This module keeps none; `keystore.unlocked`
-keeps a sender's for a few seconds. Parsed public certificates are cached per `PublicKey` object
-(those sit in the keystore's caches already).
+keeps a sender's for a few seconds. Parsed public certificates are cached per
+`PublicKey` object (those sit in the keystore's caches already).
 
 Decryption of stored mail runs only in the sandbox child of `keystore.untrusted`
 (`open_message`): Sequoia inflates compressed data without a bound of its own, so

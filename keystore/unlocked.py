@@ -58,6 +58,7 @@ class UnlockedKeys:
         signer = unlock()
         with self._lock:
             if generation == self._generation:
+                self._items.pop(key, None)  # the newest unlock goes last, in time order
                 self._items[key] = (now, signer)
                 while len(self._items) > self.maxsize:
                     self._items.popitem(last=False)
