@@ -12,6 +12,7 @@ change also raises the folder's `modseq`, and on PostgreSQL queues a NOTIFY
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -239,7 +240,14 @@ def announce(conn: sa.Connection, folder_ids: Iterable[int]) -> None:
         conn.execute(_NOTIFY, {"b_payload": " ".join(str(i) for i in ids)})
 
 
+# Factories already given the listener. Not `sa.event.contains`: it knows a factory by
+# its id(), which a new factory inherits once an old one is collected, and then it
+# answered "installed" for a factory whose sessions handed out no UIDs.
+_installed: weakref.WeakSet[so.sessionmaker[so.Session]] = weakref.WeakSet()
+
+
 def install(factory: so.sessionmaker[so.Session]) -> None:
     """Keep folders and UIDs right in every session the factory makes."""
-    if not sa.event.contains(factory, "before_flush", before_flush):
+    if factory not in _installed:
         sa.event.listen(factory, "before_flush", before_flush)
+        _installed.add(factory)
