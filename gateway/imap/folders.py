@@ -193,6 +193,17 @@ def _place(session: so.Session, message: MailboxMessage, touched: set[int]) -> N
     touched.add(folder_id)
 
 
+def renumber(session: so.Session, message: MailboxMessage) -> None:
+    """Give a stored message whose bytes were rewritten a new UID in its folder.
+
+    IMAP promises that the message a UID names never changes (RFC 9051 §2.3.1.1):
+    programs cache bodies by UID and never fetch them again. Under a new UID they see
+    the old one expunged and the rewritten message arrive, as after a move.
+    """
+    with session.no_autoflush:
+        _place(session, message, set())
+
+
 def _changed(message: MailboxMessage, attr: str) -> bool:
     return bool(sa.inspect(message).attrs[attr].history.has_changes())
 

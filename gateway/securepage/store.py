@@ -25,6 +25,7 @@ import sqlalchemy.orm as so
 
 from gateway import audit, mailbox, mails
 from gateway.accounts import find_address
+from gateway.imap import folders
 from gateway.models import Account, Address, MailboxMessage, SecureLink, SecureMessage
 from gateway.pipeline import pgpmime
 from gateway.securepage import crypto, links, notify, sent_copy
@@ -588,6 +589,7 @@ def apply_reseal(
         if copy is not None and copy.raw == plan.sent_copy_raw:
             copy.raw = resealed.sent_copy_raw
             copy.size = len(resealed.sent_copy_raw)
+            folders.renumber(session, copy)
     message.generation = plan.generation + 1
     message.kdf_salt = sealed.params.salt
     message.kdf_time_cost = sealed.params.time_cost

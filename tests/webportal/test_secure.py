@@ -552,6 +552,7 @@ def test_new_password_needs_the_current_one_and_reseals_page_and_sent_copy(
         message_id = row.message_id
     assert visitor.get(f"/s/{carol_token}").status_code == 404  # locked
     sent_before = sent_copy_raw(runtime)
+    uid_before = sent_copy_uid(runtime)
 
     form = alice_client.get(f"/secure/messages/{message_id}/password")
     assert form.status_code == 200, form.headers.get("Location")
@@ -606,6 +607,9 @@ def test_new_password_needs_the_current_one_and_reseals_page_and_sent_copy(
     # Alice's Sent copy follows: the new password opens it, the old one no longer does.
     assert sent_copy_opens(runtime, "brand new secret")
     assert not sent_copy_opens(runtime, PASSWORD)
+    # New bytes, new UID: a mail program that cached the old copy sees it replaced.
+    uid_after = sent_copy_uid(runtime)
+    assert uid_after > uid_before
 
     # Left empty, the portal makes one and shows it once.
     generated = alice_client.post(
@@ -624,6 +628,7 @@ def test_new_password_needs_the_current_one_and_reseals_page_and_sent_copy(
     assert "Enter the password" in visitor.get(f"/s/{carol_token}").text
     assert unlock(visitor, carol_token, match.group(1)).status_code == 303
     assert sent_copy_opens(runtime, match.group(1))
+    assert sent_copy_uid(runtime) > uid_after
     with db.read_only(runtime.sessions) as session:
         message = session.get(SecureMessage, message_id)
         assert message is not None and message.generation == 3
@@ -633,6 +638,15 @@ def sent_copy_raw(runtime: Runtime) -> bytes:
     with db.read_only(runtime.sessions) as session:
         (row,) = session.scalars(sa.select(MailboxMessage).where(MailboxMessage.folder == "Sent"))
         return row.raw
+
+
+def sent_copy_uid(runtime: Runtime) -> int:
+    with db.read_only(runtime.sessions) as session:
+        (uid,) = session.scalars(
+            sa.select(MailboxMessage.uid).where(MailboxMessage.folder == "Sent")
+        )
+        assert uid is not None
+        return uid
 
 
 def sent_copy_opens(runtime: Runtime, password: str) -> bool:
