@@ -5,6 +5,12 @@ does: on the STARTTLS port the greeting offers no mechanism and says
 LOGINDISABLED until the handshake, on the TLS port the handshake comes first.
 pymap's protocol trace (DEBUG) carries passwords and message bodies, so it is
 filtered out whatever the log level.
+
+Everything a client sends is bounded before it is read: a command line (with its
+literals) may hold `PRE_LOGIN_COMMAND` bytes before login and `[imap]
+max_append_size` after, and a bigger literal ends the connection before any of it
+is buffered. Bytes a client pipelines behind STARTTLS end the connection too: they
+came in clear, and would otherwise run as if they had come through TLS.
 """
 
 from __future__ import annotations
@@ -24,11 +30,16 @@ from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
+from pymap.parsing import Params
+from pymap.parsing.command import Command
 from pymap.parsing.command.select import FetchCommand
+from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseCode, ResponseOk
+from pymap.parsing.specials import Tag
 from pymap.selected import SelectedMailbox
 
-from gateway.imap import listing
+from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import ConnectionCounter
@@ -38,6 +49,12 @@ from gateway.tls import server_context
 
 log = logging.getLogger(__name__)
 _PYMAP_LOG = logging.getLogger("pymap")
+
+# The most a command line, literals included, may hold before login: LOGIN or an
+# AUTHENTICATE answer with a long password, never a message.
+PRE_LOGIN_COMMAND = 64 * 1024
+# Room for the command around an APPEND's message literal.
+_COMMAND_ROOM = 64 * 1024
 
 
 class _NoProtocolTrace(logging.Filter):
@@ -102,18 +119,96 @@ class _TimedReader:
             raise EOFError from None
 
     async def readline(self) -> bytes:
-        return await self._timed(self._reader.readline())
+        try:
+            return await self._timed(self._reader.readline())
+        except ValueError:  # longer than the stream's limit: the rest of it is still coming
+            await self.refuse(b"* BYE [TOOBIG] Line too long\r\n")
+            raise EOFError from None
 
     async def readexactly(self, n: int) -> bytes:
         return await self._timed(self._reader.readexactly(n))
+
+    def buffered(self) -> bool:
+        """Whether the client has sent bytes nobody read yet."""
+        return bool(getattr(self._reader, "_buffer", b""))
+
+    async def refuse(self, bye: bytes) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.write(bye)
+            await self._writer.drain()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
 
 
+class _Commands(Commands):
+    """pymap's command parser, with a BAD for input its parsers do not expect.
+
+    Some of them raise instead of reporting a parse error: undecodable bytes in a
+    SEARCH string, a SEARCH nested thousands deep. pymap then ended the session with
+    SERVERBUG and a traceback in the log."""
+
+    def parse(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+        try:
+            return super().parse(buf, params)
+        except (UnicodeError, RecursionError):
+            try:
+                tag, _rest = Tag.parse(buf, params)
+            except NotParseable:
+                return InvalidCommand(params, None), buf[0:0]
+            return InvalidCommand(params.copy(tag=tag.value), NotParseable(buf)), buf[0:0]
+
+
 class _Connection(IMAPConnection):
-    """pymap's connection without its protocol trace, which formats every answer a second
-    time just to drop it below DEBUG (and would carry message bodies if it did not)."""
+    """pymap's connection with bounded command lines and a clean STARTTLS, and without
+    its protocol trace, which formats every answer a second time just to drop it
+    below DEBUG (and would carry message bodies if it did not)."""
+
+    def __init__(self, *args: Any, max_append_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._after_login = max_append_size + _COMMAND_ROOM
+        self._logged_in = False
+
+    async def run(self, state: ConnectionState) -> None:
+        self._state = state
+        await super().run(state)
+
+    def _limit(self) -> int:
+        if not self._logged_in:
+            self._logged_in = getattr(self._state, "_session", None) is not None
+        return self._after_login if self._logged_in else PRE_LOGIN_COMMAND
+
+    async def _refuse(self, length: int) -> None:
+        await cast(_TimedReader, self.reader).refuse(
+            b"* BYE [TOOBIG] A literal of %d bytes is more than this server takes\r\n" % length
+        )
+        raise EOFError
+
+    async def readline(self) -> memoryview:
+        """A command line with its non-synchronizing literals (RFC 7888), each one
+        checked against the limit before it is read."""
+        buf = bytearray(await self.reader.readline())
+        while True:
+            if not buf.endswith(b"\n"):
+                raise EOFError
+            found = self._literal_plus.search(buf) if buf.endswith((b"+}\n", b"+}\r\n")) else None
+            if found is None:
+                return memoryview(buf)
+            length = int(found.group(1))
+            if len(buf) + length > self._limit():
+                await self._refuse(length)
+            buf += await self.reader.readexactly(length)
+            buf += await self.reader.readline()
+
+    async def read_continuation(self, literal_length: int) -> memoryview:
+        if literal_length > self._limit():
+            await self._refuse(literal_length)
+        return await super().read_continuation(literal_length)
+
+    async def start_tls(self) -> None:
+        if cast(_TimedReader, self.reader).buffered():
+            raise ConnectionResetError("commands pipelined behind STARTTLS")
+        await super().start_tls()
 
     async def write_response(self, resp: Response) -> None:
         try:
@@ -167,6 +262,9 @@ class ImapServer:
         )
         self.backend = SealgateBackend(runtime, notifier, self.ssl_context, clock=clock)
         self._connections = ConnectionCounter(settings.imap.max_connections_per_client)
+        self._commands = _Commands()
+        self._commands.commands.update(self.backend.config.commands.commands)
+        modutf7.install()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -224,7 +322,14 @@ class ImapServer:
                 StreamReader,
                 _TimedReader(reader, writer, self.runtime.settings.imap.idle_timeout),
             )
-            conn = _Connection(config.commands, config, timed, buffered, info)
+            conn = _Connection(
+                self._commands,
+                config,
+                timed,
+                buffered,
+                info,
+                max_append_size=self.runtime.settings.imap.max_append_size,
+            )
             state = _State(self.backend, implicit_tls=implicit_tls)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)

@@ -1,0 +1,70 @@
+"""Mailbox names in modified UTF-7 (RFC 3501 §5.1.3), decoded strictly and in bounded time.
+
+pymap's own decoder (0.36) loops forever on a shift sequence with no closing "-"
+(`SELECT "&ZZZ"`, sent even before login, held the event loop and with it every
+listener of serve), and lets a bad base64 run escape as an unhandled error. This
+decoder reads the name once, left to right, and raises ValueError for anything
+malformed; `install` puts it where pymap's parsers call theirs, turned into
+pymap's parse error, so the client gets a BAD and the server goes on.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+
+from pymap.parsing.command import auth as _auth_commands
+from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.specials import mailbox as _mailbox
+
+_BASE64 = re.compile(rb"[A-Za-z0-9+,]+")
+
+
+def decode(data: bytes) -> str:
+    """The name `data` stands for; ValueError when it is not modified UTF-7.
+
+    Bytes outside a shift sequence are taken one character each, as pymap did, so
+    names that mail programs send today decode as before.
+    """
+    parts: list[str] = []
+    position = 0
+    while True:
+        shift = data.find(b"&", position)
+        if shift < 0:
+            parts.append(data[position:].decode("latin-1"))
+            return "".join(parts)
+        parts.append(data[position:shift].decode("latin-1"))
+        end = data.find(b"-", shift + 1)
+        if end < 0:
+            raise ValueError("a shift sequence with no closing '-'")
+        run = data[shift + 1 : end]
+        if not run:
+            parts.append("&")
+        else:
+            parts.append(_decode_run(run))
+        position = end + 1
+
+
+def _decode_run(run: bytes) -> str:
+    if not _BASE64.fullmatch(run):
+        raise ValueError("not modified base64")
+    try:
+        utf16 = binascii.a2b_base64(run.replace(b",", b"/") + b"=" * (-len(run) % 4))
+    except binascii.Error:
+        raise ValueError("not modified base64") from None
+    if len(utf16) % 2:
+        raise ValueError("not UTF-16")
+    return utf16.decode("utf-16-be")  # UnicodeDecodeError (a ValueError) on a lone surrogate
+
+
+def _pymap_decode(data: bytes) -> str:
+    try:
+        return decode(bytes(data))
+    except ValueError:
+        raise NotParseable(memoryview(bytes(data))) from None
+
+
+def install() -> None:
+    """Make pymap's mailbox-name and LIST-pattern parsers use `decode`."""
+    _mailbox.modutf7_decode = _pymap_decode  # type: ignore[attr-defined]
+    _auth_commands.modutf7_decode = _pymap_decode  # type: ignore[attr-defined]

@@ -1,0 +1,169 @@
+"""Clients that break the protocol on purpose: each gets an answer (BAD, NO or BYE), and
+the server goes on serving everyone else.
+
+Threats: one line that holds the event loop (and with it every listener of serve),
+memory filled by a literal announced and then sent, commands slipped in clear
+behind STARTTLS and run as if they came through TLS (RFC 3207 §6 / RFC 9051 §11.1).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.imap.server import PRE_LOGIN_COMMAND, ImapServer
+from tests.gateway.imap.conftest import ALICE
+
+
+def read_until(sock: socket.socket | ssl.SSLSocket, pattern: bytes) -> bytes:
+    """What the server sends until `pattern` (a regex) matches, or it closes."""
+    sock.settimeout(20)
+    data = b""
+    while not re.search(pattern, data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def plain(imap_server: ImapServer) -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", imap_server.port)) as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        yield sock
+
+
+@pytest.fixture
+def logged_in(
+    imap_server: ImapServer, mail_users: dict[str, str], client_ssl_context: ssl.SSLContext
+) -> Iterator[ssl.SSLSocket]:
+    raw = socket.create_connection(("127.0.0.1", imap_server.tls_port))
+    with client_ssl_context.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        sock.sendall(b'a LOGIN "%s" "%s"\r\n' % (ALICE.encode(), mail_users[ALICE].encode()))
+        assert b"a OK" in read_until(sock, rb"a (OK|NO|BAD)")
+        yield sock
+
+
+def still_serving(imap_server: ImapServer) -> bool:
+    with socket.create_connection(("127.0.0.1", imap_server.port), timeout=10) as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        sock.sendall(b"z CAPABILITY\r\n")
+        return b"z OK" in read_until(sock, rb"z (OK|NO|BAD)")
+
+
+@pytest.mark.parametrize("name", [b'"&ZZZ"', b'"a&"', b'"&2D3-"', b"&Jjo!-"])
+def test_a_malformed_mailbox_name_gets_bad_before_and_after_login(
+    imap_server: ImapServer, plain: socket.socket, logged_in: ssl.SSLSocket, name: bytes
+) -> None:
+    plain.sendall(b"a1 SELECT " + name + b"\r\n")
+    assert re.search(rb"a1 (BAD|NO)", read_until(plain, rb"a1 (OK|NO|BAD)"))
+    logged_in.sendall(b"b1 SELECT " + name + b"\r\nb2 CREATE " + name + b"\r\nb3 NOOP\r\n")
+    answer = read_until(logged_in, rb"b3 (OK|NO|BAD)")
+    assert re.search(rb"b1 BAD", answer) and re.search(rb"b2 BAD", answer), answer
+    assert b"SERVERBUG" not in answer
+    assert still_serving(imap_server)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        b'SEARCH TEXT "\xff\xfe"',
+        b"SEARCH " + b"(" * 3000 + b"ALL" + b")" * 3000,
+        b"SEARCH " + b"OR " * 3000 + b"ALL " * 3001,
+    ],
+    ids=["undecodable", "nested", "or-chain"],
+)
+def test_an_unparseable_search_gets_bad_and_the_session_goes_on(
+    logged_in: ssl.SSLSocket, command: bytes
+) -> None:
+    logged_in.sendall(b"s SELECT INBOX\r\n")
+    read_until(logged_in, rb"s (OK|NO|BAD)")
+    logged_in.sendall(b"t " + command + b"\r\nu NOOP\r\n")
+    answer = read_until(logged_in, rb"u (OK|NO|BAD)")
+    assert b"t BAD" in answer and b"u OK" in answer, answer[-300:]
+
+
+def test_commands_pipelined_behind_starttls_end_the_connection(
+    imap_server: ImapServer,
+    plain: socket.socket,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    password = mail_users[ALICE].encode()
+    plain.sendall(b"a STARTTLS\r\nb LOGIN " + ALICE.encode() + b" " + password + b"\r\n")
+    assert b"a OK" in read_until(plain, rb"a (OK|NO|BAD)[^\n]*\n")
+    # The server closes instead of running `b` inside TLS: nothing comes back.
+    try:
+        with client_ssl_context.wrap_socket(plain, server_hostname="localhost") as tls:
+            tls.sendall(b"c NOOP\r\n")
+            answer = read_until(tls, rb"c (OK|NO|BAD)")
+    except OSError:  # ssl.SSLError and ConnectionError included
+        answer = b""
+    assert answer == b""
+    assert still_serving(imap_server)
+
+
+def test_a_clean_starttls_still_works(
+    imap_server: ImapServer, client_ssl_context: ssl.SSLContext, mail_users: dict[str, str]
+) -> None:
+    with imaplib.IMAP4("127.0.0.1", imap_server.port) as client:
+        client.starttls(client_ssl_context)
+        assert client.login(ALICE, mail_users[ALICE])[0] == "OK"
+
+
+def test_a_literal_beyond_the_pre_login_limit_is_refused_unread(plain: socket.socket) -> None:
+    plain.sendall(b"a LOGIN {%d+}\r\n" % (PRE_LOGIN_COMMAND + 1))
+    answer = read_until(plain, rb"BYE[^\n]*\n")
+    assert b"* BYE [TOOBIG]" in answer
+    assert read_until(plain, rb"never") == b""  # closed
+
+
+def test_a_synchronizing_literal_beyond_the_limit_gets_no_go_ahead(plain: socket.socket) -> None:
+    plain.sendall(b"a LOGIN {%d}\r\n" % (10 * PRE_LOGIN_COMMAND))
+    answer = read_until(plain, rb"\n")
+    assert not answer.startswith(b"+")  # no go-ahead: the client never sends it
+    assert answer.startswith((b"a BAD", b"* BYE [TOOBIG]")), answer
+
+
+def test_an_append_beyond_the_size_limit_is_refused_before_it_is_sent(
+    imap_server: ImapServer, logged_in: ssl.SSLSocket
+) -> None:
+    size = imap_server.runtime.settings.imap.max_append_size + 1024 * 1024
+    logged_in.sendall(b"a APPEND INBOX {%d+}\r\n" % size)
+    assert b"* BYE [TOOBIG]" in read_until(logged_in, rb"BYE[^\n]*\n")
+    assert still_serving(imap_server)
+
+
+def test_a_line_beyond_the_stream_limit_ends_the_connection_with_bye(
+    imap_server: ImapServer, plain: socket.socket
+) -> None:
+    plain.sendall(b"a LOGIN " + b"x" * 70_000 + b" y\r\n")
+    assert b"* BYE [TOOBIG] Line too long" in read_until(plain, rb"BYE[^\n]*\n")
+    assert still_serving(imap_server)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=st.binary(min_size=1, max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b))
+def test_any_mailbox_name_gets_a_tagged_answer(logged_in: ssl.SSLSocket, name: bytes) -> None:
+    """Whatever bytes name a folder, as a quoted string or a literal, SELECT ends in a
+    tagged answer and the session goes on (no SERVERBUG, no silence)."""
+    quoted = name.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    logged_in.sendall(
+        b'q SELECT "' + quoted + b'"\r\nr SELECT {%d+}\r\n' % len(name) + name + b"\r\np NOOP\r\n"
+    )
+    answer = read_until(logged_in, rb"p (OK|NO|BAD)[^\n]*\n")
+    assert re.search(rb"q (OK|NO|BAD)", answer) and re.search(rb"r (OK|NO|BAD)", answer), answer
+    assert b"SERVERBUG" not in answer and b"p OK" in answer
