@@ -53,8 +53,12 @@ class KeyInfo:
 
 
 def inventory(session: so.Session, now: dt.datetime, address: str | None = None) -> list[KeyInfo]:
-    """Every address key (of `address`, or all): current first within each address."""
-    rows = store.list_keys(session, address.strip().lower() if address else None)
+    """Every address key (of `address`, or all): current first within each address.
+    AdminError when `address` (typed into the console's search) is no mail address."""
+    try:
+        rows = store.list_keys(session, address.strip().lower() if address else None)
+    except store.KeystoreError:
+        raise AdminError(f"{address!r} is not a mail address.") from None
     return [
         KeyInfo(
             r.address,

@@ -9,20 +9,27 @@ walked from the app's own URL map, so a view added later is covered too.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway import accounts, db, queue
 from gateway.models import Account, AuditEvent, Domain, MasterRotationJob
 from gateway.runtime import Runtime
 from keystore import store
+from webportal import admin as admin_views
 from webportal import clock
 from webportal.access import access_rule
+from webportal.admin.audit import FILTER_KEYS
 
 from .admin_support import ADMIN_IP, ROOT, admin_login, make_admin
 from .conftest import LoginFn, csrf_from
@@ -368,3 +375,58 @@ def test_odd_ids_and_names_never_reach_a_500(
     assert progress.status_code == 404 and progress.json == {
         "error": "no master-key rotation 2147483647"
     }
+
+
+# The names the console's pages read from their query strings, taken from its code, so
+# a filter added later is tried too.
+_QUERY_NAMES = sorted(
+    set(
+        re.findall(
+            r"""args\.get(?:list)?\(\s*["'](\w+)["']""",
+            "".join(p.read_text() for p in (Path(admin_views.__file__).parent).glob("*.py")),
+        )
+    )
+    | set(FILTER_KEYS)
+    | {"page", "per_page"}
+)
+_odd_values = st.one_of(
+    st.text(max_size=400),
+    st.binary(max_size=60).map(lambda b: urllib.parse.quote_from_bytes(b)),
+    st.sampled_from(["%ff", "%00", "9" * 40, "-1", "0", "9999-12-31", "0001-01-01", "x@", "@"]),
+)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_no_console_page_answers_500_whatever_its_query_string(
+    app: Flask, admin_client: FlaskClient, world: dict[str, int], data: st.DataObject
+) -> None:
+    """Filters and searches are typed by the admin: any value gets a page (an error
+    shown on it, at worst), never a server error."""
+    pages = sorted({u for _e, m, u in admin_urls(app, world) if m == "GET"})
+    url = data.draw(st.sampled_from(pages), label="page")
+    query = data.draw(
+        st.dictionaries(st.sampled_from(_QUERY_NAMES), _odd_values, min_size=1, max_size=3),
+        label="query",
+    )
+    raw_query = "&".join(
+        f"{name}={value if '%' in value else urllib.parse.quote(value)}"
+        for name, value in query.items()
+    )
+    response = admin_client.get(f"{url}?{raw_query}")
+    assert response.status_code < 500, (url, raw_query[:200])
+
+
+@pytest.fixture
+def admin_client(app: Flask, client: FlaskClient, world: dict[str, int]) -> FlaskClient:
+    assert admin_login(client, secret_of(app)).status_code == 302
+    return client
+
+
+def test_a_key_search_for_no_mail_address_says_so(admin_client: FlaskClient) -> None:
+    page = admin_client.get("/admin/keys?address=%25ff")
+    assert page.status_code == 200 and "is not a mail address" in page.text

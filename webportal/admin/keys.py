@@ -20,10 +20,15 @@ from webportal.extensions import db_session, runtime
 def keys() -> ResponseReturnValue:
     db = db_session()
     address = request.args.get("address", "")[:320].strip()
+    try:
+        inventory = admin_keys.inventory(db, now(), address or None)
+    except AdminError as exc:
+        fail(exc)
+        address, inventory = "", []
     return render_template(
         "admin/keys.html",
         address=address,
-        keys=admin_keys.inventory(db, now(), address or None),
+        keys=inventory,
         versions=admin_keys.master_versions(db),
         jobs=admin_keys.recent_jobs(db),
         active=admin_keys.active_job(db),
