@@ -220,6 +220,30 @@ def lenient_headers(raw: bytes) -> list[RawHeader]:
     return fields + list(iter_headers(raw[start:pos]))
 
 
+def lines_past_header_end(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    """When no empty line ends the header section (it ended at a line that is no field,
+    which `split_message` and Python's parser take for the body's first), each line
+    from there up to the first blank line, with its line number (from 1, in `raw`).
+
+    Mail programs and IMAP servers often read up to that blank line as header: a field
+    there is one some readers see and the pipeline would not. Nothing for a message
+    whose header ends as it should; linear in what it reads.
+    """
+    end, start = header_bounds(raw)
+    if start != end or end >= len(raw):
+        return
+    number = raw.count(b"\n", 0, end) + 1
+    pos, size = end, len(raw)
+    while pos < size:
+        newline = raw.find(b"\n", pos)
+        stop = size if newline == -1 else newline + 1
+        line = raw[pos:stop].rstrip(b"\r\n")
+        if not line.strip(b" \t\r"):
+            return
+        yield number, line
+        number, pos = number + 1, stop
+
+
 def get(raw: bytes, name: str) -> str | None:
     """The first header called `name` (case-insensitive), decoded; None when absent."""
     lowered = name.lower()

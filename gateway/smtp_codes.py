@@ -37,6 +37,18 @@ ACCOUNT_DISABLED = "535 5.7.8 This account is disabled; ask your administrator"
 UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"
+FIELD_PAST_HEADER_END = (
+    "554 5.6.0 Line {line} ({field}) comes after a line that is not a header field (name:"
+    " value), so mail programs disagree on whether it is a header; correct the header and"
+    " send the message again"
+)
+SUBJECT_REPEATED = (
+    "554 5.6.0 The message has {count} Subject header fields; RFC 5322 allows only one"
+)
+PASSWORDS_DIFFER = (
+    "554 5.6.0 The message names {count} different secure-page passwords"
+    " (X-Sealgate-Password); give one"
+)
 MIME_TOO_COMPLEX = "554 5.6.0 Message structure too complex: {reason}"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure; the message was not accepted, please retry"
 WEAK_SECURE_PAGE_KEY = (

@@ -5,6 +5,13 @@ lock), the subject tag (removed from the subject), the account's "always
 encrypt" setting, or an admin rule for a recipient's domain. Every
 `X-Sealgate-*` header is removed here, before anything is stored or sent; the
 secure-page password header is taken into the context and never kept.
+
+Every field that can carry a trigger counts, so a message asked to be encrypted is
+never sent in clear because its fields were read otherwise than the sender meant:
+any `X-Sealgate-Encrypt: yes` among several, and a message is refused (554) when it
+has two Subject fields, two different passwords, or a Subject or control field after
+a line that is not a header field (a field some programs take as header and the
+pipeline's split would take as body).
 """
 
 from __future__ import annotations
@@ -16,11 +23,16 @@ from email.header import Header
 from gateway import rawheaders
 from gateway.addresses import domain_of
 from gateway.pipeline.context import Submission
+from gateway.pipeline.errors import RejectMessage
+from gateway.smtp_codes import FIELD_PAST_HEADER_END, PASSWORDS_DIFFER, SUBJECT_REPEATED
 
 CONTROL_PREFIX = "x-sealgate-"
 ENCRYPT_HEADER = "X-Sealgate-Encrypt"
 PASSWORD_HEADER = "X-Sealgate-Password"  # noqa: S105  (a header name)
 _YES = {"yes", "true", "1", "on"}
+# A Subject or control field as a lenient reader finds it: blanks allowed around the
+# name, any case.
+_TRIGGER_FIELD = re.compile(rb"[ \t]*(subject|x-sealgate-[^\s:]*)[ \t]*:", re.IGNORECASE)
 
 
 def decide_encryption(
@@ -32,17 +44,30 @@ def decide_encryption(
 ) -> None:
     reasons: list[str] = []
     raw = submission.raw
+    _refuse_fields_past_header_end(raw)
     fields = rawheaders.headers(raw)
 
-    control = {f.name.lower(): f.value for f in fields if f.name.lower().startswith(CONTROL_PREFIX)}
-    if control.get(ENCRYPT_HEADER.lower(), "").strip().lower() in _YES:
+    control = [f for f in fields if is_control_header(f.name)]
+    if any(
+        f.name.lower() == ENCRYPT_HEADER.lower() and f.value.strip().lower() in _YES
+        for f in control
+    ):
         reasons.append("header")
-    password = control.get(PASSWORD_HEADER.lower())
-    if password:
-        submission.password = password.strip()
+    passwords = {
+        f.value.strip()
+        for f in control
+        if f.name.lower() == PASSWORD_HEADER.lower() and f.value.strip()
+    }
+    if len(passwords) > 1:
+        raise RejectMessage(PASSWORDS_DIFFER.format(count=len(passwords)))
+    if passwords:
+        submission.password = passwords.pop()
 
     replace: dict[str, bytes] = {}
-    subject = next((f for f in fields if f.name.lower() == "subject"), None)
+    subjects = [f for f in fields if f.name.lower() == "subject"]
+    if len(subjects) > 1:
+        raise RejectMessage(SUBJECT_REPEATED.format(count=len(subjects)))
+    subject = subjects[0] if subjects else None
     if subject_tag and subject is not None:
         cleaned = _remove_tag(subject.value, subject_tag)
         if cleaned is not None:
@@ -58,6 +83,15 @@ def decide_encryption(
     submission.raw = rawheaders.edit(raw, drop=is_control_header, replace=replace)
     submission.encrypt = bool(reasons)
     submission.encrypt_reasons = tuple(reasons)
+
+
+def _refuse_fields_past_header_end(raw: bytes) -> None:
+    for number, line in rawheaders.lines_past_header_end(raw):
+        found = _TRIGGER_FIELD.match(line)
+        if found:
+            # Only printable ASCII goes back in the SMTP reply.
+            name = re.sub(rb"[^\x21-\x7e]", b"?", found.group(1)[:60]).decode("ascii")
+            raise RejectMessage(FIELD_PAST_HEADER_END.format(line=number, field=name))
 
 
 def is_control_header(name: str) -> bool:
