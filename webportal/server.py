@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from cheroot import wsgi
+from cheroot import errors, wsgi
+from cheroot.server import HTTPConnection
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
@@ -28,6 +29,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "sealgate"
+# A request's line and header fields together: browsers send a few KiB (cookies
+# included); beyond this cheroot answers 413 before the rest is read.
+MAX_REQUEST_HEADER = 64 * 1024
+
+
+class _HandshakeInWorker(BuiltinSSLAdapter):
+    """TLS whose handshake runs in the worker thread that first reads the connection.
+
+    cheroot's own adapter shakes hands in the one thread that accepts connections:
+    a client that connected and sent nothing held every new connection back for the
+    socket timeout (10 s), and a trickle of them kept the portal from answering at
+    all. A connection now reaches a worker only once its first bytes have arrived.
+    """
+
+    def wrap(self, sock: Any) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        try:
+            tls = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        except OSError as exc:
+            raise errors.FatalSSLAlert(*exc.args) from exc
+        return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+class _Connection(HTTPConnection):
+    """cheroot's connection, finishing the TLS handshake before the first request."""
+
+    handshake_done = False
+
+    def communicate(self) -> bool:
+        if not self.handshake_done and isinstance(self.socket, ssl.SSLSocket):
+            try:
+                self.socket.do_handshake()
+            except (OSError, ValueError) as exc:  # dropped, timed out, plain HTTP, bad hello
+                _cheroot_error_log(f"client {self.remote_addr} dropped the TLS handshake ({exc})")
+                return False
+            self.handshake_done = True
+        return bool(super().communicate())  # type: ignore[no-untyped-call]
 
 
 def with_request_id(app: WSGIApplication) -> WSGIApplication:
@@ -61,6 +98,8 @@ class PortalServer:
             numthreads=portal.threads,
             server_name=SERVER_NAME,
         )
+        self._server.max_request_header_size = MAX_REQUEST_HEADER
+        self._server.ConnectionClass = _Connection
         # cheroot advertises itself in "Server:"; say only what the app is called.
         self._server.version = SERVER_NAME
         self._server.error_log = _cheroot_error_log  # type: ignore[method-assign]
@@ -69,7 +108,7 @@ class PortalServer:
         if portal.tls:
             cert = settings.path(settings.smtp.tls_cert)
             key = settings.path(settings.smtp.tls_key)
-            adapter = BuiltinSSLAdapter(str(cert), str(key))
+            adapter = _HandshakeInWorker(str(cert), str(key))
             # The gateway's own context: TLS 1.2 at least, as on the SMTP ports.
             adapter.context = server_context(cert, key)
             self._server.ssl_adapter = adapter

@@ -158,3 +158,41 @@ def test_a_stopped_server_lets_go_of_the_app(runtime: Runtime) -> None:
     del app, server
     gc.collect()
     assert gone() is None
+
+
+def test_a_client_that_connects_and_says_nothing_holds_up_no_one(
+    portal: PortalServer, client_ssl_context: ssl.SSLContext
+) -> None:
+    """The TLS handshake runs in a worker once the client speaks: silent connections
+    (no ClientHello) never stand between another client and its page."""
+    silent = [socket.create_connection(("127.0.0.1", portal.port)) for _ in range(3)]
+    request = b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    try:
+        for _ in range(3):
+            # Inside the 3 x 10 s (cheroot's socket timeout) the silent ones used to hold.
+            with (
+                socket.create_connection(("127.0.0.1", portal.port), timeout=8) as raw,
+                client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                tls.sendall(request)
+                assert tls.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_an_oversized_request_header_is_refused(
+    portal: PortalServer, client_ssl_context: ssl.SSLContext
+) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", portal.port), timeout=30) as raw,
+        client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET /login HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+        try:
+            for _ in range(64):  # 4 MiB offered; the answer comes after the first 64 KiB
+                tls.sendall(b"a" * 65536)
+        except OSError:
+            pass  # the server answered and closed while we were still sending
+        answer = tls.recv(64)
+    assert answer.startswith((b"HTTP/1.1 413", b"HTTP/1.1 431", b"HTTP/1.1 400")), answer
