@@ -32,6 +32,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, audit, dsn, mailbox
+from gateway.admin import valid_id
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.models import QueueItem
 from gateway.settings import RelaySettings
@@ -361,7 +362,8 @@ def find(session: so.Session, ident: str) -> list[QueueItem]:
             sa.select(QueueItem).where(QueueItem.queue_id == ident).order_by(QueueItem.id)
         )
     )
-    if not rows and ident.isdigit():
+    # A row id only if it can be one: a larger number overflows the column's type.
+    if not rows and ident.isascii() and ident.isdigit() and valid_id(int(ident)):
         row = session.get(QueueItem, int(ident))
         rows = [row] if row is not None else []
     if not rows:

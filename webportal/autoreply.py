@@ -196,7 +196,7 @@ def _validate(form: ResponderForm, owned: list[Address]) -> tuple[str | None, di
         return TOO_LONG, {"field": gettext("Never answer")}
     try:
         starts, ends = _when(form.starts_at), _when(form.ends_at)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or one beyond year 1..9999 in UTC
         return BAD_TIME, {}
     if starts and ends and ends <= starts:
         return END_BEFORE_START, {}

@@ -106,9 +106,10 @@ def test_delete_by_queue_id_or_row_number_is_audited(
 def test_unknown_and_in_flight_ids_are_clear_errors(
     runtime: Runtime, test_env: dict[str, str]
 ) -> None:
-    result = run(test_env, "queue", "retry", "NOPE")
-    assert result.exit_code == 1
-    assert result.output == "Error: no queued message NOPE\n"
+    for ident in ("NOPE", "99999999999999999999999", "2147483648", "\u0661\u0662", "0"):
+        result = run(test_env, "queue", "retry", ident)
+        assert result.exit_code == 1, ident
+        assert result.output == f"Error: no queued message {ident}\n"
     now = utcnow()
     add(runtime, "QD1", "carol@elsewhere.test", now)
     with db.transaction(runtime.sessions) as session:

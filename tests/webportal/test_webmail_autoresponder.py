@@ -132,6 +132,9 @@ def test_create_and_edit_an_away_message(
     [
         ({"ends_at": "2026-06-01T00:00"}, "The end must be after the start."),
         ({"starts_at": "morgen"}, "Enter start and end as date and time."),
+        # Dates whose UTC time falls outside years 1 to 9999.
+        ({"starts_at": "0001-01-01T00:00+01:00"}, "Enter start and end as date and time."),
+        ({"ends_at": "9999-12-31T23:59:59-23:59"}, "Enter start and end as date and time."),
         ({"weekday": []}, "Choose at least one weekday."),
         ({"excluded": "kein Adresse"}, "“kein adresse” is neither an address nor a domain"),
         ({"excluded": "@not_a_domain"}, "is neither an address nor a domain"),
