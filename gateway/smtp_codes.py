@@ -4,6 +4,7 @@ from __future__ import annotations
 
 OK_AUTH = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTHZID_REFUSED = "535 5.7.8 Logging in as another identity (authorization id) is not offered"
 AUTH_TOO_MANY_FAILURES = "454 4.7.0 Too many failed logins from your address; try again later"
 AUTH_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 IDLE_TIMEOUT = "421 4.4.2 Idle for too long; closing the connection"

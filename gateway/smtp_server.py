@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
 from gateway import logins, logs, lookups, metrics, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
@@ -33,6 +33,7 @@ from gateway.smtp_codes import (
     AUTH_INVALID,
     AUTH_TOO_LONG,
     AUTH_TOO_MANY_FAILURES,
+    AUTHZID_REFUSED,
     BAD_RECIPIENT_SYNTAX,
     DOMAIN_DISABLED,
     IDLE_TIMEOUT,
@@ -172,7 +173,12 @@ class SubmissionHandler:
             if len(fields) != 3:
                 await server.push("501 5.5.2 Cannot split the PLAIN credentials")
                 return None
-            login_bytes, password_bytes = fields[1], fields[2]
+            authzid, login_bytes, password_bytes = fields
+            # RFC 4616: acting as another identity is not offered, so an authorization
+            # identity is accepted only when it names the login itself.
+            if authzid and authzid.lower() != login_bytes.lower():
+                await server.push(AUTHZID_REFUSED)
+                return None
         else:
             login_blob = await self._response(server, initial, "Username:")
             if login_blob is None:
@@ -223,7 +229,7 @@ class SubmissionHandler:
         mail_options: list[str],
     ) -> str:
         identity = _identity(session)
-        if not address:
+        if not address or address.strip() == "<>":  # aiosmtpd hands the null path as "<>"
             return SENDER_EMPTY
         try:
             sender = normalize_address(address)
@@ -492,6 +498,8 @@ class SubmissionSMTP(SMTP):
         The email package's parser raises IndexError on some malformed paths (`"q"@`);
         that is a syntax error of the client's (aiosmtpd's reply for (None, None)), not
         a fault of the server's (451 and a traceback in the log)."""
+        if not _is_utf8(arg):
+            return None, None  # 8-bit bytes that are not UTF-8: no address, a syntax error
         simple = simple_path(arg)
         if simple is not None:
             local = simple[0].rpartition("@")[0]
@@ -555,11 +563,33 @@ class SubmissionSMTP(SMTP):
             except asyncio.IncompleteReadError:
                 return
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:  # noqa: N802  (aiosmtpd command name)
+        """A second STARTTLS inside TLS is refused (aiosmtpd began a second handshake
+        inside the first, which failed with a logged traceback)."""
+        if self._tls_protocol is not None:
+            await self.push("503 5.5.1 TLS is already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
     async def push(self, status: Any) -> None:
         # aiosmtpd's own 552 texts do not name the limit; clients and users need it.
         if isinstance(status, str) and status.startswith("552 Error"):
             status = MESSAGE_TOO_BIG.format(limit=self.data_size_limit)
+        if isinstance(status, str) and not _is_utf8(status):
+            # A reply that quotes the client's bytes (aiosmtpd's "502 Could not VRFY …"):
+            # bytes that were not UTF-8 are shown as "?" rather than failing the reply.
+            status = status.encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` came from valid UTF-8 (aiosmtpd keeps other bytes as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SubmissionServer:
