@@ -94,7 +94,10 @@ def single_from(raw: bytes) -> str | None:
     values = [f.value for f in rawheaders.headers(raw) if f.name.lower() == "from"]
     if len(values) != 1:
         return None
-    pairs = email.utils.getaddresses(values)
+    try:
+        pairs = email.utils.getaddresses(values)
+    except RecursionError:  # comments nested hundreds deep: no sender to learn about
+        return None
     addresses = [a for _n, a in pairs if a]
     if len(addresses) != 1 or "@" not in addresses[0]:
         return None

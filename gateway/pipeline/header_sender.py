@@ -119,7 +119,8 @@ def _parse(raw: bytes, name: str) -> AddressHeader:
     value = _ENCODED_WORD.sub("encoded-word", value.replace("\r", "").replace("\n", ""))
     try:
         header = _REGISTRY(name, value)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, RecursionError):
+        # RecursionError: the parser recurses once per nested comment ("((((…").
         raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name)) from None
     if not isinstance(header, AddressHeader):  # pragma: no cover  (From/Sender always are)
         raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name))

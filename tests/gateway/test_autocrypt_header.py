@@ -75,6 +75,9 @@ def test_which_messages_count() -> None:
     assert read_message(report, max_key_bytes=LIMIT).sender is None
     two = message(good, sender="carol@partner.example>, <eve@x.example")
     assert read_message(two, max_key_bytes=LIMIT).sender is None
+    # Comments nested beyond the parser's recursion: no sender, and no error.
+    deep = message(good, sender="carol@partner.example> " + "(" * 900 + ")" * 900 + " <x")
+    assert read_message(deep, max_key_bytes=LIMIT).sender is None
 
 
 def test_the_effective_date_is_never_later_than_now() -> None:

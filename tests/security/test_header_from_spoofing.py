@@ -97,6 +97,12 @@ REFUSED = [
     pytest.param(f"From: {ALICE}\r\nSender: {ALICE}\r\nsender: {CEO}\r\n", "2 Sender", id="2xS"),
     pytest.param(f"From: {ALICE}\r\n  ,{CEO}\r\nSender: {ALICE}\r\n", CEO, id="folded-second"),
     pytest.param(f"fRoM : {CEO}\r\n", CEO, id="odd-case-and-space"),
+    # The parser recurses per comment level: a refusal, not a 451 and a traceback.
+    pytest.param(
+        f"From: {ALICE}\r\n " + "\r\n ".join(["(" * 300] * 3 + [")" * 300] * 3) + "\r\n",
+        "no address",
+        id="deep-comments",
+    ),
 ]
 
 
