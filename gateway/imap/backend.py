@@ -486,10 +486,20 @@ class Message(BaseMessage):
         if raw is None:
             return LoadedMessage(self, requirement, None, self._encrypted)
         if requirement & FetchRequirement.BODY:
-            content = MessageContent.parse(raw)
+            content = _exact_content(raw)
         else:
             content = MessageContent.parse(rawheaders.header_block(raw))
         return LoadedMessage(self, requirement, content, self._encrypted)
+
+
+def _exact_content(raw: bytes) -> MessageContent:
+    """pymap's parse of a stored message, answering BODY[] and RFC822.SIZE with exactly
+    the stored bytes: its line model loses the last byte of a message whose header has
+    no empty line after it, or that ends in a bare CR."""
+    content = MessageContent.parse(raw)
+    if len(content) != len(raw):
+        content._raw = raw  # type: ignore[assignment]
+    return content
 
 
 class MailboxData(MailboxDataInterface[Message]):

@@ -138,3 +138,24 @@ def test_a_silent_client_is_logged_out(
     finally:
         loop_thread.run(server.stop())
         quick.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: bob@example.test\r\nSubject: header only\r\nMessage-ID: <h1@example.test>\r\n",
+        b"From: bob@example.test\r\nSubject: no blank line\r\nthe text at once\r\n",
+        b"From: bob@example.test\r\nSubject: bare CR\r\n\r\nends in a bare CR\r",
+    ],
+    ids=["header-only", "no-separator", "bare-cr-end"],
+)
+def test_odd_messages_are_served_byte_for_byte(
+    client: imaplib.IMAP4_SSL, runtime: Runtime, raw: bytes
+) -> None:
+    uid = deliver(runtime, ALICE, raw)
+    assert client.select("INBOX")[0] == "OK"
+    typ, data = client.uid("FETCH", str(uid), "(RFC822.SIZE BODY.PEEK[])")
+    assert typ == "OK"
+    head, body = data[0]
+    assert body == raw
+    assert f"RFC822.SIZE {len(raw)}".encode() in head
