@@ -7,10 +7,13 @@ binds and returns once the socket listens (so port 0 can be read back through
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -52,25 +55,102 @@ class _HandshakeInWorker(BuiltinSSLAdapter):
 
 
 class _Connection(HTTPConnection):
-    """cheroot's connection, finishing the TLS handshake before the first request."""
+    """cheroot's connection, finishing the TLS handshake before the first request, and
+    reading each request's head within the server's deadline (`HeadDeadlines`)."""
 
     handshake_done = False
 
     def communicate(self) -> bool:
-        if not self.handshake_done and isinstance(self.socket, ssl.SSLSocket):
-            try:
-                self.socket.do_handshake()
-            except (OSError, ValueError) as exc:  # dropped, timed out, plain HTTP, bad hello
-                _cheroot_error_log(f"client {self.remote_addr} dropped the TLS handshake ({exc})")
+        heads: HeadDeadlines | None = getattr(self.server, "head_deadlines", None)
+        if heads is not None:
+            heads.start(self.socket)
+        try:
+            if not self.handshake_done and isinstance(self.socket, ssl.SSLSocket):
+                try:
+                    self.socket.do_handshake()
+                except (OSError, ValueError) as exc:  # dropped, timed out, plain HTTP
+                    _cheroot_error_log(
+                        f"client {self.remote_addr} dropped the TLS handshake ({exc})"
+                    )
+                    return False
+                self.handshake_done = True
+            return bool(super().communicate())  # type: ignore[no-untyped-call]
+        except OSError:
+            if heads is not None and heads.finish():
+                _cheroot_error_log(
+                    f"client {self.remote_addr} sent no complete request within"
+                    f" {heads.seconds:.0f} s; connection closed"
+                )
                 return False
-            self.handshake_done = True
-        return bool(super().communicate())  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            if heads is not None:
+                heads.finish()
 
 
-def with_request_id(app: WSGIApplication) -> WSGIApplication:
-    """Name each request (`r-…`) in every log line it causes."""
+# How long a client may take to send a request's line and header fields once it has
+# started: browsers send them at once; a client that trickles them (slowloris) would
+# otherwise hold one of the few worker threads for as long as it likes.
+REQUEST_HEAD_SECONDS = 30.0
+
+
+class HeadDeadlines:
+    """The connections whose request head a worker is reading, and when it must be in.
+
+    A watcher thread shuts down the socket of one that is late; the worker's read then
+    ends and the thread is free. The head is in once the app is called (`finish`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[float, socket.socket]] = {}
+        self._cut: set[int] = set()
+        self._current = threading.local()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open[threading.get_ident()] = (time.monotonic() + self.seconds, sock)
+            self._cut.discard(threading.get_ident())
+
+    def finish(self) -> bool:
+        """Stop watching this thread's connection; whether it had been cut for lateness."""
+        key = threading.get_ident()
+        with self._lock:
+            self._open.pop(key, None)
+            if key in self._cut:
+                self._cut.discard(key)
+                return True
+        return False
+
+    def run(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="portal-heads", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        tick = min(1.0, self.seconds / 4)
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                late = [key for key, (due, _s) in self._open.items() if due <= now]
+                socks = [self._open.pop(key)[1] for key in late]
+                self._cut.update(late)
+            for sock in socks:
+                # The plain socket's shutdown: the TLS layer stays to the reading thread.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def with_request_id(app: WSGIApplication, heads: HeadDeadlines | None = None) -> WSGIApplication:
+    """Name each request (`r-…`) in every log line it causes; its head is in."""
 
     def call(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if heads is not None:
+            heads.finish()
         with logs.event_id(logs.new_id("r")):
             return app(environ, start_response)
 
@@ -88,18 +168,28 @@ def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool
     )
 
 
+class _Server(wsgi.Server):
+    """cheroot's WSGI server, holding the deadlines its connections read heads within."""
+
+    head_deadlines: HeadDeadlines | None = None
+
+
 class PortalServer:
-    def __init__(self, app: Flask, settings: Settings) -> None:
+    def __init__(
+        self, app: Flask, settings: Settings, *, head_seconds: float = REQUEST_HEAD_SECONDS
+    ) -> None:
         self._settings = settings
         portal = settings.portal
-        self._server: Any = wsgi.Server(
+        self._heads = HeadDeadlines(head_seconds)
+        self._server: Any = _Server(
             (portal.host, portal.port),
-            with_request_id(app),
+            with_request_id(app, self._heads),
             numthreads=portal.threads,
             server_name=SERVER_NAME,
         )
         self._server.max_request_header_size = MAX_REQUEST_HEADER
         self._server.ConnectionClass = _Connection
+        self._server.head_deadlines = self._heads
         # cheroot advertises itself in "Server:"; say only what the app is called.
         self._server.version = SERVER_NAME
         self._server.error_log = _cheroot_error_log  # type: ignore[method-assign]
@@ -141,6 +231,7 @@ class PortalServer:
         if self._thread is not None:
             raise RuntimeError("the portal server is already running")
         self._server.prepare()
+        self._heads.run()
         self._thread = threading.Thread(
             target=self._server.serve, name="sealgate-portal", daemon=True
         )
@@ -151,6 +242,7 @@ class PortalServer:
         # cheroot files every server's statistics, which reach the app and through it
         # the runtime, in a process-wide dict: a server that has stopped leaves it.
         getattr(logging, "statistics", {}).pop(f"Cheroot HTTPServer {id(self._server)}", None)
+        self._heads.stop()
         if self._thread is None:
             return
         self._server.stop()

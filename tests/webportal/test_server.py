@@ -9,6 +9,7 @@ import http.client
 import http.cookiejar
 import socket
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -196,3 +197,52 @@ def test_an_oversized_request_header_is_refused(
             pass  # the server answered and closed while we were still sending
         answer = tls.recv(64)
     assert answer.startswith((b"HTTP/1.1 413", b"HTTP/1.1 431", b"HTTP/1.1 400")), answer
+
+
+def test_clients_that_trickle_their_headers_lose_their_thread(
+    runtime: Runtime, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Slowloris: as many clients as worker threads send a header line now and then and
+    never finish. Past the head deadline their connections are cut, and others are
+    served again."""
+    server = PortalServer(create_app(runtime), runtime.settings, head_seconds=1.0)
+    server.start()
+    slow: list[ssl.SSLSocket] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.3):
+            for sock in list(slow):
+                try:
+                    sock.sendall(b"X-a: b\r\n")
+                except OSError:
+                    slow.remove(sock)  # cut by the server, as it should be
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    try:
+        for _ in range(runtime.settings.portal.threads):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            tls = client_ssl_context.wrap_socket(raw, server_hostname="localhost")
+            tls.sendall(b"GET /login HTTP/1.1\r\nHost: localhost\r\n")
+            slow.append(tls)
+        feeder.start()
+        request = b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=20) as raw,
+            client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(request)
+            assert tls.recv(64).startswith(b"HTTP/1.1 200")
+        stop.set()
+        for sock in slow:  # every trickling connection was cut: nothing more comes
+            sock.settimeout(10)
+            try:
+                answer = sock.recv(64)
+            except OSError:
+                answer = b""
+            assert answer == b""
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+        server.stop()
