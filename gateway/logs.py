@@ -115,8 +115,14 @@ class TlsDropFilter(logging.Filter):
         return True
 
 
+# Control characters a client sent (a NUL in an SMTP command) would reach a terminal or
+# a log shipper as they are: each is written as \xNN instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _one_line(text: str) -> str:
-    return text.replace("\r", "").replace("\n", " | ")
+    text = text.replace("\r", "").replace("\n", " | ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class _Base(logging.Formatter):

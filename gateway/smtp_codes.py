@@ -31,6 +31,9 @@ HEADER_FROM_NEEDS_SENDER = (
 )
 HEADER_SENDER_NOT_ONE = "553 5.7.1 The Sender header must name exactly one address"
 SENDER_EMPTY = "553 5.1.7 A null sender is not allowed for submission"
+SMTPUTF8_REQUIRED = (
+    "553 5.6.7 The address is not ASCII: MAIL FROM needs the SMTPUTF8 parameter (RFC 6531)"
+)
 BAD_RECIPIENT_SYNTAX = "553 5.1.3 Recipient address <{rcpt}> is not valid"
 RELAY_DENIED = "550 5.7.1 Relaying denied: this server takes mail for its own domains only"
 DOMAIN_DISABLED = "550 5.7.1 <{rcpt}>: the domain {domain} is disabled and accepts no new mail"

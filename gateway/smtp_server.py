@@ -43,6 +43,7 @@ from gateway.smtp_codes import (
     SENDER_EMPTY,
     SENDER_NOT_OWNED,
     SERVER_BUSY,
+    SMTPUTF8_REQUIRED,
     TEMPORARY_FAILURE,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_RECIPIENTS,
@@ -80,6 +81,8 @@ def refuse_recipient(envelope: Envelope, address: str, limit: int) -> str | None
     """The reply refusing a RCPT for its syntax or the recipient limit, or None."""
     if len(envelope.rcpt_tos) >= limit:
         return TOO_MANY_RECIPIENTS.format(limit=limit)
+    if not address.isascii() and "SMTPUTF8" not in (o.upper() for o in envelope.mail_options):
+        return SMTPUTF8_REQUIRED  # RFC 6531 §3.2: the next hop would need it too
     try:
         normalize_address(address)
     except InvalidAddress:
@@ -573,6 +576,8 @@ class SubmissionSMTP(SMTP):
         await super().smtp_STARTTLS(arg)
 
     async def push(self, status: Any) -> None:
+        if status == "250-AUTH ":
+            return  # aiosmtpd's EHLO line for a listener with no mechanism (the MX): none
         # aiosmtpd's own 552 texts do not name the limit; clients and users need it.
         if isinstance(status, str) and status.startswith("552 Error"):
             status = MESSAGE_TOO_BIG.format(limit=self.data_size_limit)

@@ -169,14 +169,16 @@ def test_one_line_per_event_with_id_level_and_logger() -> None:
             except ValueError:
                 log.exception("handling failed for password=hunter2")
         log.info("outside")
+        log.warning("unrecognised: %s", "NO\x00OP\x1b[2J\x0c")  # a client's bytes
     finally:
         log.removeHandler(handler)
         log.propagate = True
-    first, second = buffer.getvalue().splitlines()
+    first, second, third = buffer.getvalue().splitlines()
     assert " ERROR sealgate.test [s-0badc0de] handling failed for password=[redacted]" in first
     assert "Traceback" in first and "ValueError: boom | second line" in first
     assert "hunter2" not in first
     assert second.endswith(" INFO sealgate.test [-] outside")
+    assert third.endswith("unrecognised: NO\\x00OP\\x1b[2J\\x0c")
 
 
 def test_json_format() -> None:

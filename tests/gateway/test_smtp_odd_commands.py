@@ -140,3 +140,12 @@ def test_any_bytes_in_a_path_get_an_answer_and_never_a_451(
     code, _text = raw_command(submission, verb + argument)
     assert code < 400 or 500 <= code < 600 or code == 452, code
     assert submission.noop()[0] == 250
+
+
+def test_the_mx_offers_no_auth_even_under_tls(
+    inbound: InboundServer, client_ssl_context: ssl.SSLContext
+) -> None:
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.starttls(context=client_ssl_context)
+        code, text = client.ehlo("mx.example")
+        assert code == 250 and b"AUTH" not in text and b"STARTTLS" not in text

@@ -394,6 +394,12 @@ def test_smtputf8_recipient_is_accepted(
     raw = f"From: {ALICE}\r\nTo: {rcpt}\r\nSubject: utf8\r\n\r\nhoi\r\n".encode()
     with starttls_client(submission_server, client_ssl_context) as client:
         client.login(ALICE, mail_users[ALICE])
+        # Without SMTPUTF8 the address could not go on as it is (RFC 6531 §3.2).
+        assert client.mail(ALICE)[0] == 250
+        client.send(f"RCPT TO:<{rcpt}>\r\n".encode())
+        code, text = client.getreply()
+        assert code == 553 and text.startswith(b"5.6.7 ")
+        client.rset()
         assert client.sendmail(ALICE, [rcpt], raw, mail_options=["SMTPUTF8"]) == {}
     with db.transaction(submission_server.runtime.sessions) as session:
         (item,) = session.scalars(sa.select(QueueItem)).all()
