@@ -52,7 +52,14 @@ from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
 from webportal import clock
 from webportal.access import login_required
-from webportal.extensions import client_address, db_session, discard_db_session, limiter, runtime
+from webportal.extensions import (
+    client_address,
+    db_session,
+    discard_db_session,
+    limiter,
+    request_size_bound,
+    runtime,
+)
 from webportal.i18n import gettext, gettext_noop
 from webportal.ids import MAX_INDEX, form_id, parse_int, query_id
 from webportal.mail import CANNOT_SHOW, abort_cannot_show, open_owned
@@ -418,7 +425,7 @@ def _reject_text(status: str) -> str:
 def _send() -> ResponseReturnValue:
     """Send or save, holding the request's size in the process's in-flight budget
     (gateway.inflight) meanwhile; past the budget the page comes back, filled in."""
-    hold = runtime().inflight.try_reserve(request.content_length or 0)
+    hold = runtime().inflight.try_reserve(request_size_bound())
     if hold is None:
         log.info("webmail send refused for now: the in-flight budget is spent")
         owned = _owned()

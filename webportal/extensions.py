@@ -115,3 +115,11 @@ def request_meta() -> dict[str, Any]:
         # Printable only: the audit page shows it, and PostgreSQL refuses NUL.
         "user_agent": "".join(c if c.isprintable() else "?" for c in agent),
     }
+
+
+def request_size_bound() -> int:
+    """The most this request's body can be, for the in-flight budget: its length, or for
+    a chunked body (no length given) the largest the app reads (MAX_CONTENT_LENGTH)."""
+    if request.content_length is not None:
+        return request.content_length
+    return int(current_app.config.get("MAX_CONTENT_LENGTH") or 0)

@@ -60,7 +60,13 @@ from keystore import store as keystore
 from webportal import clock, grants
 from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, render_error
-from webportal.extensions import db_session, discard_db_session, limiter, runtime
+from webportal.extensions import (
+    db_session,
+    discard_db_session,
+    limiter,
+    request_size_bound,
+    runtime,
+)
 from webportal.i18n import gettext, gettext_noop
 from webportal.ids import parse_int
 
@@ -316,7 +322,7 @@ def answer(token: str) -> ResponseReturnValue:
         flash(REPLY_AGAIN)
         return redirect(url_for("secure.page", token=token), code=303)
     # The answer is a message in flight: its size is held in the process's budget.
-    hold = rt.inflight.try_reserve(request.content_length or 0)
+    hold = rt.inflight.try_reserve(request_size_bound())
     if hold is None:
         log.info("secure page %s: answer refused for now (busy)", links.log_name(token))
         return _message_page(token, link, data, error=REPLY_BUSY, status=503)

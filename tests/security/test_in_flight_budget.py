@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import io
 import smtplib
 import ssl
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +32,7 @@ from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
+from tests.webportal.conftest import csrf_from
 from tests.webportal.webmail_support import Webmail, rows, webmail_app
 from webportal.compose import SERVER_BUSY
 from webportal.i18n import translate
@@ -163,6 +166,31 @@ def test_the_webmail_says_busy_keeps_the_form_and_sends_once_released(
     assert tight.inflight.used == 0
     for language in ("de", "fr"):
         assert translate(language, SERVER_BUSY) != SERVER_BUSY
+
+
+def test_a_chunked_post_is_held_at_the_largest_body_it_may_have(
+    webmail: Webmail, tight: Runtime
+) -> None:
+    """A body sent chunked has no length to hold: it is held at the most the app reads
+    (a browser always gives the length, which the test above holds)."""
+    fields = {"action": "send", "from": ALICE, "to": BOB, "subject": "chunked", "text": "hi"}
+    held = tight.inflight.try_reserve(SIZE)  # another message in flight: the rest is free
+    assert held is not None
+    token = csrf_from(webmail.client.get("/compose").text)
+    form = urllib.parse.urlencode({**fields, "csrf_token": token}).encode()
+    chunked = webmail.client.post(
+        "/compose",
+        input_stream=io.BytesIO(form),
+        content_type="application/x-www-form-urlencoded",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert chunked.status_code == 503, chunked.status_code
+    assert rows(tight, BOB) == [] and tight.inflight.used == SIZE
+    # The same form with its length fits in what is free.
+    assert webmail.compose(**fields).status_code == 303
+    held.release()
+    assert [row.subject for row in rows(tight, BOB)] == ["chunked"]
 
 
 def test_the_relay_claims_only_what_the_budget_holds_and_sends_the_rest_later(
