@@ -17,7 +17,7 @@ import weakref
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gateway import accounts, autoresponder, db, lookups, mailbox, ratelimit
+from gateway import accounts, autoresponder, db, lookups, mailbox, postmaster, ratelimit
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
@@ -111,6 +111,8 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if postmaster.names_postmaster(address):
+            address = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
             found = await lookups.destination_at_rcpt(self.runtime.sessions, address)

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
-from gateway import logins, logs, lookups, metrics, ratelimit
+from gateway import logins, logs, lookups, metrics, postmaster, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -252,6 +252,8 @@ class SubmissionHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if postmaster.names_postmaster(address):
+            address = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
             found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
