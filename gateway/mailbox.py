@@ -93,7 +93,7 @@ def searchable_text(raw: bytes) -> str | None:
         return None
     single = _single_text_part(raw)
     if single is not None:
-        return " ".join(single.split())[:SEARCH_TEXT_LIMIT]
+        return " ".join(single.replace("\x00", " ").split())[:SEARCH_TEXT_LIMIT]
     try:
         message = BytesParser(policy=compat32).parsebytes(raw)
         texts: list[str] = []
@@ -108,7 +108,7 @@ def searchable_text(raw: bytes) -> str | None:
             texts.append(content)
     except Exception:  # noqa: BLE001  (malformed MIME: the message is stored, just not indexed)
         return None
-    return " ".join(" ".join(texts).split())[:SEARCH_TEXT_LIMIT]
+    return " ".join(" ".join(texts).replace("\x00", " ").split())[:SEARCH_TEXT_LIMIT]
 
 
 def _single_text_part(raw: bytes) -> str | None:
@@ -145,11 +145,12 @@ def _text_of(part: Message) -> str:
 
 def _shown(field: rawheaders.RawHeader) -> str:
     """A header as a list shows it: unfolded, encoded words decoded, bounded; bytes that
-    are not UTF-8 become U+FFFD (a database column holds no lone surrogates)."""
+    are not UTF-8, and NUL (PostgreSQL's text columns hold none), become U+FFFD (a
+    database column holds no lone surrogates)."""
     value = field.value
     if not value.isascii():
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return value[:2000]
+    return value.replace("\x00", "\ufffd")[:2000]
 
 
 def _header_date(value: str) -> dt.datetime | None:

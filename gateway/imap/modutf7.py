@@ -18,13 +18,15 @@ from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.specials import mailbox as _mailbox
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+,]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def decode(data: bytes) -> str:
     """The name `data` stands for; ValueError when it is not modified UTF-7.
 
     Bytes outside a shift sequence are taken one character each, as pymap did, so
-    names that mail programs send today decode as before.
+    names that mail programs send today decode as before. A control character (a NUL
+    above all, which no PostgreSQL text holds) is no part of a mailbox name.
     """
     parts: list[str] = []
     position = 0
@@ -32,7 +34,10 @@ def decode(data: bytes) -> str:
         shift = data.find(b"&", position)
         if shift < 0:
             parts.append(data[position:].decode("latin-1"))
-            return "".join(parts)
+            name = "".join(parts)
+            if _CONTROL.search(name):
+                raise ValueError("a control character in a mailbox name")
+            return name
         parts.append(data[position:shift].decode("latin-1"))
         end = data.find(b"-", shift + 1)
         if end < 0:

@@ -32,6 +32,7 @@ from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
 from pymap.parsing.command import Command
+from pymap.parsing.command.auth import AppendCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
@@ -150,13 +151,22 @@ class _Commands(Commands):
 
     def parse(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
         try:
-            return super().parse(buf, params)
+            command, rest = super().parse(buf, params)
         except (UnicodeError, RecursionError):
-            try:
-                tag, _rest = Tag.parse(buf, params)
-            except NotParseable:
-                return InvalidCommand(params, None), buf[0:0]
-            return InvalidCommand(params.copy(tag=tag.value), NotParseable(buf)), buf[0:0]
+            return self._invalid(buf, params)
+        # IMAP allows NUL nowhere but in a message's bytes (RFC 3501 §9: CHAR8), and no
+        # PostgreSQL text holds one: a NUL in a name, a search or a flag is a BAD.
+        if not isinstance(command, AppendCommand) and b"\x00" in buf.tobytes():
+            return self._invalid(buf, params)
+        return command, rest
+
+    @staticmethod
+    def _invalid(buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+        try:
+            tag, _rest = Tag.parse(buf, params)
+        except NotParseable:
+            return InvalidCommand(params, None), buf[0:0]
+        return InvalidCommand(params.copy(tag=tag.value), NotParseable(buf)), buf[0:0]
 
 
 class _Connection(IMAPConnection):

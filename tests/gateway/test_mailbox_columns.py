@@ -11,10 +11,13 @@ import datetime as dt
 from email.parser import BytesParser
 from email.policy import compat32
 
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import mailbox
+from gateway import accounts, db, mailbox
+from gateway.models import MailboxMessage
+from gateway.runtime import Runtime
 
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -55,6 +58,20 @@ def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
     assert values["subject"] == "caf\ufffd \ufffd"
 
 
+def test_a_message_with_nul_bytes_is_stored_on_every_database(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    raw = b"From: a\x00b@x\r\nSubject: a\x00b\r\nMessage-ID: <x\x00y>\r\n\r\nbody \x00 text\r\n"
+    with db.transaction(runtime.sessions) as session:
+        row = accounts.find_address(session, "alice@example.test")
+        assert row is not None
+        mailbox.store(session, row, raw, queue_id="Q", envelope_from="x@y.test", now=NOW)
+    with db.read_only(runtime.sessions) as session:
+        stored = session.scalars(sa.select(MailboxMessage)).one()
+        assert stored.raw == raw and stored.subject == "a\ufffdb"
+        assert stored.search_text == "body text"
+
+
 def test_search_text_holds_the_text_parts_only() -> None:
     raw = (
         b"Subject: parts\r\nMIME-Version: 1.0\r\n"
@@ -84,7 +101,8 @@ header_bytes = st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"\r\n"))
 @given(head=header_bytes, body=st.binary(max_size=200))
 def test_any_bytes_give_columns_a_database_can_hold(head: bytes, body: bytes) -> None:
     """Invariant: whatever arrives, the columns are computed (the message is never lost
-    to a parse error) and every text column is valid Unicode without lone surrogates."""
+    to a parse error) and every text column is valid Unicode without lone surrogates
+    and without NUL (which no PostgreSQL text holds)."""
     raw = b"Subject: " + head + b"\r\nFrom: " + head + b"\r\n\r\n" + body
     values = columns(raw)
     for name in ("subject", "from_addr", "to_addr", "message_id", "search_text"):
@@ -92,6 +110,7 @@ def test_any_bytes_give_columns_a_database_can_hold(head: bytes, body: bytes) ->
         if value is not None:
             assert isinstance(value, str)
             value.encode("utf-8")  # raises on a lone surrogate
+            assert "\x00" not in value
     assert values["raw"] == raw
 
 
@@ -116,4 +135,4 @@ def test_a_single_text_part_reads_as_the_parser_reads_it(
     raw = head + b"\r\n" + body
     parsed = BytesParser(policy=compat32).parsebytes(raw)
     text = mailbox._text_of(parsed)
-    assert columns(raw)["search_text"] == " ".join(text.split())
+    assert columns(raw)["search_text"] == " ".join(text.replace("\x00", " ").split())

@@ -76,11 +76,13 @@ def test_a_malformed_mailbox_name_gets_bad_before_and_after_login(
 @pytest.mark.parametrize(
     "command",
     [
+        b"SEARCH SUBJECT {3+}\r\na\x00b",
+        b"STORE 1 +FLAGS (a\x00b)",
         b'SEARCH TEXT "\xff\xfe"',
         b"SEARCH " + b"(" * 3000 + b"ALL" + b")" * 3000,
         b"SEARCH " + b"OR " * 3000 + b"ALL " * 3001,
     ],
-    ids=["undecodable", "nested", "or-chain"],
+    ids=["nul-literal", "nul-flag", "undecodable", "nested", "or-chain"],
 )
 def test_an_unparseable_search_gets_bad_and_the_session_goes_on(
     logged_in: ssl.SSLSocket, command: bytes

@@ -25,7 +25,20 @@ def test_names_from_the_rfc_and_mail_programs(encoded: bytes, name: str) -> None
 
 
 @pytest.mark.parametrize(
-    "bad", [b"&ZZZ", b"&", b"a&b", b"&Jjo!-", b"&A-", b"&2D3-", b"&AAAA&-", b"&ZZZ-x&"]
+    "bad",
+    [
+        b"&ZZZ",
+        b"&",
+        b"a&b",
+        b"&Jjo!-",
+        b"&A-",
+        b"&2D3-",
+        b"&AAAA&-",
+        b"&ZZZ-x&",
+        b"a\x00b",
+        b"tab\there",
+        b"&AAA-",
+    ],
 )
 def test_malformed_names_are_refused(bad: bytes) -> None:
     with pytest.raises(ValueError):
