@@ -24,6 +24,7 @@ import trustme
 from gateway import accounts, db
 from gateway.imap.notify import Notifier
 from gateway.imap.server import ImapServer
+from gateway.inbound import InboundServer
 from gateway.runtime import Runtime
 from gateway.settings import Settings, load_settings
 from gateway.smtp_server import SubmissionServer
@@ -227,6 +228,17 @@ def loop_thread() -> Iterator[LoopThread]:
 def submission_server(runtime: Runtime, loop_thread: LoopThread) -> Iterator[SubmissionServer]:
     """The real submission server (STARTTLS and implicit TLS) on free ports."""
     server = SubmissionServer(runtime)
+    loop_thread.run(server.start())
+    yield server
+    loop_thread.run(server.stop(grace=5))
+
+
+@pytest.fixture
+def inbound(
+    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
+) -> Iterator[InboundServer]:
+    """The real inbound (MX) server on a free port, with the hosted users of `mail_users`."""
+    server = InboundServer(runtime)
     loop_thread.run(server.start())
     yield server
     loop_thread.run(server.stop(grace=5))

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, autoresponder, db
 from gateway.inbound import InboundServer
 from gateway.models import Address, Autoresponder, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
-from tests.conftest import LoopThread
 
 BOB = "bob@example.test"
 OUTSIDER = "news@elsewhere.example"
-
-
-@pytest.fixture
-def inbound(
-    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
-) -> Iterator[InboundServer]:
-    server = InboundServer(runtime)
-    loop_thread.run(server.start())
-    yield server
-    loop_thread.run(server.stop(grace=5))
 
 
 def inbox(runtime: Runtime, address: str) -> list[MailboxMessage]:

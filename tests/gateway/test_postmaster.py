@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,6 @@ from gateway.inbound import InboundServer
 from gateway.models import Account, Address, MailboxMessage
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
-from tests.conftest import LoopThread
 from tests.gateway.test_smtp_submission import starttls_client
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -32,14 +30,6 @@ def admin(runtime: Runtime, mail_users: dict[str, str]) -> str:
         )
         accounts.add_address(session, runtime.hasher, ROOT, account, "root-smtp-pw", actor="t")
     return ROOT
-
-
-@pytest.fixture
-def inbound(runtime: Runtime, loop_thread: LoopThread) -> Iterator[InboundServer]:
-    server = InboundServer(runtime)
-    loop_thread.run(server.start())
-    yield server
-    loop_thread.run(server.stop(grace=5))
 
 
 def inbox(runtime: Runtime, address: str) -> list[str]:

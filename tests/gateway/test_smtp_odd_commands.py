@@ -22,22 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.inbound import InboundServer
-from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
-from tests.conftest import LoopThread
 from tests.gateway.test_smtp_submission import starttls_client
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
-
-
-@pytest.fixture
-def inbound(
-    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
-) -> Iterator[InboundServer]:
-    server = InboundServer(runtime)
-    loop_thread.run(server.start())
-    yield server
-    loop_thread.run(server.stop(grace=5))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import smtplib
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -23,22 +22,11 @@ from gateway.inbound import InboundServer
 from gateway.models import Address, MailboxMessage
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
-from tests.conftest import LoopThread
 from tests.webportal.conftest import csrf_from
 from webportal import create_app
 
 ADMIN = Actor("root@example.test", ip="192.0.2.1")
 ALICE, BOB = "alice@example.test", "bob@example.test"
-
-
-@pytest.fixture
-def inbound(
-    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
-) -> Iterator[InboundServer]:
-    server = InboundServer(runtime)
-    loop_thread.run(server.start())
-    yield server
-    loop_thread.run(server.stop(grace=5))
 
 
 def mail(sender: str, rcpt: str) -> bytes:
