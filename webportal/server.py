@@ -105,7 +105,6 @@ class HeadDeadlines:
         self._lock = threading.Lock()
         self._open: dict[int, tuple[float, socket.socket]] = {}
         self._cut: set[int] = set()
-        self._current = threading.local()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -250,6 +249,10 @@ class PortalServer:
         if self._thread.is_alive():
             log.warning("the portal server thread did not stop within %.0f s", timeout)
         self._thread = None
+        # A connection cheroot accepted while stopping (its own wake-up connection among
+        # them) may outlive the stop in a worker thread and keep the server: the server
+        # lets go of the app, so the app and the runtime it reaches can still go.
+        self._server.wsgi_app = None
 
     def __enter__(self) -> PortalServer:
         self.start()
