@@ -113,4 +113,8 @@ def parse_day(value: str, *, end: bool = False) -> dt.datetime | None:
     except ValueError:
         raise ValueError(f"not a date (YYYY-MM-DD): {text[:20]!r}") from None
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return start + dt.timedelta(days=1) if end else start
+    if not end:
+        return start
+    if day == dt.date.max:  # the day after 9999-12-31 is past what a datetime holds
+        return None  # no end at all
+    return start + dt.timedelta(days=1)

@@ -430,3 +430,10 @@ def admin_client(app: Flask, client: FlaskClient, world: dict[str, int]) -> Flas
 def test_a_key_search_for_no_mail_address_says_so(admin_client: FlaskClient) -> None:
     page = admin_client.get("/admin/keys?address=%25ff")
     assert page.status_code == 200 and "is not a mail address" in page.text
+
+
+def test_the_audit_filter_takes_the_last_and_first_days_there_are(
+    admin_client: FlaskClient,
+) -> None:
+    for query in ("until=9999-12-31", "since=9999-12-31", "since=0001-01-01&until=0001-01-01"):
+        assert admin_client.get(f"/admin/audit?{query}").status_code == 200, query
