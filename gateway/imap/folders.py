@@ -52,8 +52,13 @@ def parse_flags(stored: str) -> frozenset[str]:
 
 
 def format_flags(flags: Iterable[str]) -> str:
-    """System flags first, then keywords, each once; bounded so a client cannot grow a row."""
-    ordered = sorted(set(flags), key=lambda f: (f not in SYSTEM_FLAGS, f.lower()))
+    """System flags first, then keywords, each once; bounded so a client cannot grow a row.
+
+    A backslash flag that is no system flag a client may set is left out: `\\Recent`
+    is the server's to give (RFC 3501 §2.3.2), and an invented one (`\\Bogus`) would
+    read back as a system flag no program knows."""
+    wanted = {f for f in flags if not f.startswith("\\") or f in SYSTEM_FLAGS}
+    ordered = sorted(wanted, key=lambda f: (f not in SYSTEM_FLAGS, f.lower()))
     out: list[str] = []
     size = 0
     for flag in ordered:

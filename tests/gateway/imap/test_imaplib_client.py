@@ -86,6 +86,17 @@ def test_append_returns_the_uid_and_keeps_flags(
     assert set(row.flags.split()) == {"\\Draft", "\\Seen"}
 
 
+def test_recent_and_invented_system_flags_are_not_kept(
+    client: imaplib.IMAP4_SSL, runtime: Runtime
+) -> None:
+    """\\Recent is the server's to give (RFC 3501 §2.3.2); \\Bogus is no flag at all."""
+    assert client.append("INBOX", "(\\Bogus \\Flagged)", None, plain("Flags"))[0] == "OK"
+    assert client.select("INBOX")[0] == "OK"
+    assert client.store("1", "+FLAGS", "(\\Recent \\Seen $Work)")[0] == "OK"
+    [row] = rows(runtime, ALICE, "INBOX")
+    assert set(row.flags.split()) == {"\\Flagged", "\\Seen", "$Work"}
+
+
 def test_idle_announces_new_mail(client: imaplib.IMAP4_SSL, runtime: Runtime) -> None:
     client.select("INBOX")
     tag = client._new_tag()  # imaplib of Python 3.11 has no idle(); speak it by hand
