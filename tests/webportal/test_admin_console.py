@@ -437,3 +437,13 @@ def test_the_audit_filter_takes_the_last_and_first_days_there_are(
 ) -> None:
     for query in ("until=9999-12-31", "since=9999-12-31", "since=0001-01-01&until=0001-01-01"):
         assert admin_client.get(f"/admin/audit?{query}").status_code == 200, query
+
+
+def test_a_nul_in_a_query_form_or_path_is_a_bad_request(admin_client: FlaskClient) -> None:
+    for url in ("/admin/audit?action=%00", "/admin/accounts?q=a%00b", "/admin/domains/x%00/delete"):
+        assert admin_client.get(url).status_code in (400, 404), url
+    token = csrf_from(admin_client.get("/admin/policy").text)
+    refused = admin_client.post(
+        "/admin/policy", data={"subject_tag": "[sec\x00ure]", "csrf_token": token}
+    )
+    assert refused.status_code == 400
