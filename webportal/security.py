@@ -24,6 +24,21 @@ def served_over_tls(portal: PortalSettings) -> bool:
     return portal.tls or portal.base_url.startswith("https://")
 
 
+def security_headers(portal: PortalSettings) -> dict[str, str]:
+    """The header fields on every answer the portal gives: the app's pages, and the HTTP
+    server's own bare errors for requests the app never sees (`webportal.server`)."""
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+    if served_over_tls(portal):
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
 def configure(app: Flask, portal: PortalSettings) -> None:
     secure = served_over_tls(portal)
     app.config.update(
@@ -55,16 +70,12 @@ def configure(app: Flask, portal: PortalSettings) -> None:
         if site is not None and site not in ALLOWED_FETCH_SITES:
             raise CSRFError("cross-site request")
 
+    every_answer = security_headers(portal)
+
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["X-Frame-Options"] = "DENY"
-        headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        if secure:
-            headers["Strict-Transport-Security"] = HSTS
+        headers.update(every_answer)
         if request.endpoint != "static" and not response.cache_control.public:
             # Pages show mail and carry CSRF tokens: no copy in any cache. A view
             # serving something public (a WKD key) opts out by marking it public.

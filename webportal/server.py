@@ -18,13 +18,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cheroot import errors, wsgi
-from cheroot.server import HTTPConnection
+from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 
 from gateway import logs
 from gateway.settings import Settings
 from gateway.tls import server_context
+from webportal.security import security_headers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -54,10 +55,43 @@ class _HandshakeInWorker(BuiltinSSLAdapter):
         return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
 
 
+class _Request(HTTPRequest):
+    """cheroot's request, whose own bare answers carry the portal's security headers.
+
+    cheroot answers some requests itself, before the app and its `after_request` see
+    them: a malformed request line or header field (400), a head or target too large
+    (413, 414), an unknown transfer coding (501), another HTTP major version (505), a
+    read timeout or a failing app (408, 500). Those are pages a browser shows too.
+    This is cheroot's `simple_response` with the server's `bare_headers` added.
+    """
+
+    def simple_response(self, status: Any, msg: str | bytes = "") -> None:
+        status = str(status)
+        body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
+        fields = [
+            ("Content-Length", str(len(body))),
+            ("Content-Type", "text/plain"),
+            *getattr(self.server, "bare_headers", ()),
+        ]
+        if status[:3] in {"413", "414"}:
+            # cheroot stops reading the request: the connection cannot carry another.
+            self.close_connection = True
+            if self.response_protocol == "HTTP/1.1":
+                fields.append(("Connection", "close"))
+        head = f"{self.server.protocol} {status}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fields)
+        try:
+            self.conn.wfile.write(head.encode("ISO-8859-1") + b"\r\n" + body)
+        except OSError as exc:
+            if exc.args[0] not in errors.socket_errors_to_ignore:
+                raise
+
+
 class _Connection(HTTPConnection):
     """cheroot's connection, finishing the TLS handshake before the first request, and
     reading each request's head within the server's deadline (`HeadDeadlines`)."""
 
+    RequestHandlerClass = _Request
     handshake_done = False
 
     def communicate(self) -> bool:
@@ -168,9 +202,11 @@ def _cheroot_error_log(msg: str = "", level: int = logging.INFO, traceback: bool
 
 
 class _Server(wsgi.Server):
-    """cheroot's WSGI server, holding the deadlines its connections read heads within."""
+    """cheroot's WSGI server, holding the deadlines its connections read heads within
+    and the header fields its own bare answers carry."""
 
     head_deadlines: HeadDeadlines | None = None
+    bare_headers: tuple[tuple[str, str], ...] = ()
 
 
 class PortalServer:
@@ -189,6 +225,7 @@ class PortalServer:
         self._server.max_request_header_size = MAX_REQUEST_HEADER
         self._server.ConnectionClass = _Connection
         self._server.head_deadlines = self._heads
+        self._server.bare_headers = tuple(security_headers(portal).items())
         # cheroot advertises itself in "Server:"; say only what the app is called.
         self._server.version = SERVER_NAME
         self._server.error_log = _cheroot_error_log  # type: ignore[method-assign]

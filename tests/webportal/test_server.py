@@ -1,12 +1,16 @@
 """The portal behind cheroot on a real socket: TLS on an ephemeral port, a real
-HTTPS login (cookie jar, CSRF token from the form), the inbox, a clean stop."""
+HTTPS login (cookie jar, CSRF token from the form), the inbox, a clean stop, and
+the server's own bare answers to requests the app never sees."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import http.client
 import http.cookiejar
+import io
+import re
 import socket
 import ssl
 import threading
@@ -23,9 +27,11 @@ from gateway import db, mailbox
 from gateway.models import Address
 from gateway.runtime import Runtime
 from webportal import create_app
-from webportal.server import PortalServer
+from webportal.security import security_headers
+from webportal.server import MAX_REQUEST_HEADER, PortalServer
 
 from .conftest import csrf_from
+from .test_headers_and_errors import assert_security_headers
 
 
 @pytest.fixture
@@ -246,3 +252,68 @@ def test_clients_that_trickle_their_headers_lose_their_thread(
         for sock in slow:
             sock.close()
         server.stop()
+
+
+def _raw_exchange(sock: socket.socket, request: bytes) -> tuple[bytes, http.client.HTTPMessage]:
+    """Send `request` as is; the status line and header fields of what comes back."""
+    with contextlib.suppress(OSError):  # the server may answer and close mid-request
+        sock.sendall(request)
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+            answer += chunk
+    except OSError:
+        pass  # a reset (or a TLS close without notify) after the answer
+    status, _, rest = answer.partition(b"\r\n")
+    return status, http.client.parse_headers(io.BytesIO(rest))
+
+
+# Requests cheroot refuses itself, before the app (and its after_request) sees them.
+MALFORMED = {
+    "no request line": b"GARBAGE\r\n\r\n",
+    "bare LF": b"GET /login HTTP/1.1\nHost: localhost\n\n",
+    "bad protocol": b"GET /login HTTX/1.1\r\nHost: localhost\r\n\r\n",
+    "HTTP/2 as text": b"GET /login HTTP/2.0\r\nHost: localhost\r\n\r\n",
+    "bad header line": b"GET /login HTTP/1.1\r\nHost: localhost\r\nno colon\r\n\r\n",
+    "bad Content-Length": (b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n"),
+    "unknown coding": (
+        b"POST /login HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: zip\r\n\r\n"
+    ),
+    "fragment in target": b"GET /login#x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "head too large": b"GET /login HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+    + b"a" * MAX_REQUEST_HEADER
+    + b"\r\n\r\n",
+    "target too long": b"GET /" + b"a" * MAX_REQUEST_HEADER + b" HTTP/1.1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_the_servers_own_error_answers_carry_the_security_headers(
+    portal: PortalServer,
+    runtime: Runtime,
+    client_ssl_context: ssl.SSLContext,
+    request_bytes: bytes,
+) -> None:
+    """A bare 400/413/414/501/505 of cheroot's is a page too: without nosniff and the
+    CSP, a browser could render its text (which may quote the request) as HTML, frame it,
+    or, without HSTS, be talked into plain http later."""
+    with (
+        socket.create_connection(("127.0.0.1", portal.port), timeout=30) as raw,
+        client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        status, headers = _raw_exchange(tls, request_bytes)
+    assert re.match(rb"HTTP/1\.1 (400|413|414|501|505) ", status), status
+    assert_security_headers(headers)
+    for name, value in security_headers(runtime.settings.portal).items():
+        assert headers[name] == value, name
+
+
+def test_a_plain_http_portal_s_own_error_answers_have_no_hsts(runtime: Runtime) -> None:
+    settings = runtime.settings.replace(portal={"tls": False, "base_url": "http://127.0.0.1"})
+    with (
+        PortalServer(create_app(runtime), settings) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
+    ):
+        status, headers = _raw_exchange(sock, MALFORMED["HTTP/2 as text"])
+    assert status.startswith(b"HTTP/1.1 505 "), status
+    assert_security_headers(headers, tls=False)
