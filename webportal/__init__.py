@@ -22,6 +22,7 @@ from webportal import (
     admin,
     auth,
     autoreply,
+    bodies,
     compose,
     errors,
     i18n,
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
 
     app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static")
     app.testing = testing
+    bodies.init_app(app)
     app.extensions[RUNTIME_KEY] = runtime
 
     root_key = session_key.load_or_create(settings.data_dir)

@@ -14,6 +14,7 @@ from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from webportal.bodies import UnreadableForm
 from webportal.extensions import discard_db_session
 from webportal.i18n import gettext, gettext_noop
 
@@ -41,6 +42,10 @@ CSRF_PAGE = (
         "This form has expired or was sent from another site."
         " Go back, reload the page and try again."
     ),
+)
+UNREADABLE_FORM_PAGE = (
+    noop("Bad request"),
+    noop("The form data could not be read. Go back, reload the page and send the form again."),
 )
 
 # Last resort when even the error template fails (a broken database while
@@ -93,6 +98,11 @@ def _csrf_error(_exc: CSRFError) -> Response:
     return render_error(400, *CSRF_PAGE)
 
 
+def _unreadable_form(_exc: UnreadableForm) -> Response:
+    discard_db_session()
+    return render_error(400, *UNREADABLE_FORM_PAGE)
+
+
 def _server_error(_exc: InternalServerError) -> Response:
     discard_db_session()
     return render_error(500, *PAGES[500])
@@ -113,5 +123,6 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_nul)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(UnreadableForm, _unreadable_form)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(InternalServerError, _server_error)

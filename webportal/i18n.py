@@ -49,6 +49,10 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         " Go back, reload the page and try again.": "Dieses Formular ist abgelaufen oder"
         " wurde von einer anderen Website gesendet. Gehen Sie zurück, laden Sie die Seite"
         " neu und versuchen Sie es noch einmal.",
+        "The form data could not be read. Go back, reload the page and send the form again.": (
+            "Die Formulardaten konnten nicht gelesen werden. Gehen Sie zurück, laden Sie die"
+            " Seite neu und senden Sie das Formular noch einmal."
+        ),
         "Access denied": "Zugriff verweigert",
         "You do not have access to this page.": "Sie haben keinen Zugriff auf diese Seite.",
         "Page not found": "Seite nicht gefunden",
@@ -99,6 +103,10 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         "This form has expired or was sent from another site."
         " Go back, reload the page and try again.": "Ce formulaire a expiré ou a été envoyé"
         " depuis un autre site. Revenez en arrière, rechargez la page et réessayez.",
+        "The form data could not be read. Go back, reload the page and send the form again.": (
+            "Les données du formulaire n'ont pas pu être lues. Revenez en arrière, rechargez"
+            " la page et renvoyez le formulaire."
+        ),
         "Access denied": "Accès refusé",
         "You do not have access to this page.": "Vous n'avez pas accès à cette page.",
         "Page not found": "Page introuvable",
