@@ -27,6 +27,10 @@ class AdminError(ValueError):
     """An admin request that cannot be carried out; the text is safe to show to the admin."""
 
 
+class NotFound(AdminError):
+    """The account, address, domain or job a request names by its id or name is not there."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who acts, and from where: every audit event of an admin action carries both.

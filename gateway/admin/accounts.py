@@ -18,7 +18,7 @@ import sqlalchemy.orm as so
 from gateway import accounts, credential_cache, lockout, sessions, totp
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress, domain_of, normalize_address
-from gateway.admin import Actor, AdminError, Page, clamp_page, valid_id
+from gateway.admin import Actor, AdminError, NotFound, Page, clamp_page, valid_id
 from gateway.admin import policy as admin_policy
 from gateway.models import Account, Address, Alias, MailboxMessage
 from gateway.passwords import PasswordHasher, PasswordTooLong, generate_password
@@ -67,14 +67,14 @@ def get(session: so.Session, email: str) -> Account:
 def get_by_id(session: so.Session, account_id: int) -> Account:
     row = session.get(Account, account_id) if valid_id(account_id) else None
     if row is None:
-        raise AdminError(f"no account #{account_id}")
+        raise NotFound(f"no account #{account_id}")
     return row
 
 
 def address_by_id(session: so.Session, address_id: int) -> Address:
     row = session.get(Address, address_id) if valid_id(address_id) else None
     if row is None:
-        raise AdminError(f"no address #{address_id}")
+        raise NotFound(f"no address #{address_id}")
     return row
 
 

@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from gateway import accounts
 from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress
-from gateway.admin import Actor, AdminError
+from gateway.admin import Actor, AdminError, NotFound
 from gateway.admin import accounts as admin_accounts
 from gateway.models import Address, Alias, Domain, MailboxMessage
 
@@ -50,7 +50,7 @@ def list_domains(session: so.Session) -> list[DomainInfo]:
 def get(session: so.Session, name: str) -> Domain:
     row = accounts.find_domain(session, name.strip())
     if row is None:
-        raise AdminError(f"no hosted domain {name.strip()[:253]}")
+        raise NotFound(f"no hosted domain {name.strip()[:253]}")
     return row
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import audit, master_records
-from gateway.admin import Actor, AdminError, valid_id
+from gateway.admin import Actor, AdminError, NotFound, valid_id
 from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
 from gateway.timeutil import Clock, utcnow
@@ -212,7 +212,7 @@ def request_master_rotation(
 def progress(session: so.Session, job_id: int) -> JobProgress:
     job = session.get(MasterRotationJob, job_id) if valid_id(job_id) else None
     if job is None:
-        raise AdminError(f"no master-key rotation {job_id}")
+        raise NotFound(f"no master-key rotation {job_id}")
     return _progress(job)
 
 

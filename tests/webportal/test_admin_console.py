@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def world(runtime: Runtime, mail_users: dict[str, str]) -> dict[str, int]:
         return {"account_id": alice.account_id, "address_id": alice.id, "job_id": job.id}
 
 
-def admin_urls(app: Flask, ids: dict[str, int]) -> list[tuple[str, str, str]]:
+def admin_urls(app: Flask, ids: Mapping[str, object]) -> list[tuple[str, str, str]]:
     """(endpoint, method, url) for every console route, with sample arguments."""
     samples: dict[str, object] = {"name": "example.test", **ids}
     found = []
@@ -86,6 +86,19 @@ def admin_urls(app: Flask, ids: dict[str, int]) -> list[tuple[str, str, str]]:
         for method in sorted((rule.methods or set()) & {"GET", "POST"}):
             found.append((rule.endpoint, method, url))
     return found
+
+
+# Ids and a domain name that name nothing (well-formed, so the URL converter takes them).
+NOWHERE: dict[str, object] = {
+    "account_id": 999999, "address_id": 999999, "job_id": 999999, "name": "nowhere.test",
+}  # fmt: skip
+
+
+def urls_naming_nothing(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, url) for every console route whose path names an object, with
+    arguments that name none."""
+    naming = {r.endpoint for r in app.url_map.iter_rules() if r.arguments}
+    return [(e, m, u) for e, m, u in admin_urls(app, NOWHERE) if e in naming]
 
 
 def audit_count(runtime: Runtime) -> int:
@@ -161,6 +174,39 @@ def test_an_admin_with_2fa_and_a_fresh_login_gets_every_page(
         if method == "GET":
             response = client.get(url)
             assert response.status_code == 200, (endpoint, response.status_code)
+    # A page for an account, address, domain or job that is not there is not found, not
+    # a flash on some other page.
+    walked = 0
+    for endpoint, method, url in urls_naming_nothing(app):
+        if method == "GET":
+            response = client.get(url)
+            assert response.status_code == 404, (endpoint, response.status_code)
+            if response.mimetype == "text/html":
+                assert "Page not found" in response.text, endpoint
+            walked += 1
+    assert walked >= 5
+
+
+def test_a_form_for_something_that_is_not_there_gets_not_found_and_changes_nothing(
+    app: Flask, admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """Posting to an account, address or domain URL that names nothing: the not-found
+    page (a flash and a redirect used to lead to another page, or to a URL that is itself
+    not found), and no audit event."""
+    token = csrf_from(admin_client.get("/admin/").text)
+    before = audit_count(runtime)
+    walked = 0
+    for endpoint, method, url in urls_naming_nothing(app):
+        if method == "POST":
+            response = admin_client.post(
+                url,
+                data={"csrf_token": token, "confirm": "nowhere.test", "address": "x@example.test"},
+            )
+            assert response.status_code == 404, (endpoint, response.status_code)
+            assert "Page not found" in response.text, endpoint
+            walked += 1
+    assert walked >= 11
+    assert audit_count(runtime) == before
 
 
 SECRETS: dict[str, str] = {}
@@ -367,7 +413,7 @@ def test_odd_ids_and_names_never_reach_a_500(
         "/admin/domains/" + "x" * 5000 + "/delete",
     ):
         response = client.get(url)
-        assert response.status_code in (302, 404), (url[:60], response.status_code)
+        assert response.status_code == 404, (url[:60], response.status_code)
     # Beyond any id the URL converter answers a plain 404; a well-formed unknown id
     # gets the polling page's JSON answer.
     assert client.get("/admin/keys/master/99999999999999999999/progress").status_code == 404

@@ -10,7 +10,7 @@ from gateway.admin import accounts as admin_accounts
 from gateway.passwords import generate_password
 from webportal.access import admin_required
 from webportal.admin import bp
-from webportal.admin.common import actor, checked, fail, field, now, page_arg, per_page
+from webportal.admin.common import actor, checked, fail, field, found, now, page_arg, per_page
 from webportal.extensions import db_session, runtime
 
 
@@ -62,11 +62,7 @@ def create_account() -> ResponseReturnValue:
 @admin_required
 def account(account_id: int) -> ResponseReturnValue:
     db = db_session()
-    try:
-        row = admin_accounts.get_by_id(db, account_id)
-    except AdminError as exc:
-        fail(exc)
-        return redirect(url_for("admin.accounts"))
+    row = found(admin_accounts.get_by_id, account_id)
     return render_template(
         "admin/account.html",
         account=row,
@@ -78,15 +74,15 @@ def account(account_id: int) -> ResponseReturnValue:
 
 
 def _email(account_id: int) -> str:
-    return admin_accounts.get_by_id(db_session(), account_id).email
+    return found(admin_accounts.get_by_id, account_id).email
 
 
 @bp.post("/accounts/<id:account_id>/settings")
 @admin_required
 def account_settings(account_id: int) -> ResponseReturnValue:
     db = db_session()
+    email = _email(account_id)
     try:
-        email = _email(account_id)
         admin_accounts.set_language(db, email, field("language"), actor=actor())
         admin_accounts.set_role(db, email, field("role"), actor=actor())
         admin_accounts.set_always_encrypt(db, email, checked("always_encrypt"), actor=actor())
@@ -109,10 +105,9 @@ def enable_account(account_id: int) -> ResponseReturnValue:
 
 
 def _set_disabled(account_id: int, disabled: bool) -> ResponseReturnValue:
+    email = _email(account_id)
     try:
-        row = admin_accounts.set_disabled(
-            db_session(), _email(account_id), disabled, actor=actor(), now=now()
-        )
+        row = admin_accounts.set_disabled(db_session(), email, disabled, actor=actor(), now=now())
         flash(f"Account {row.email} {'disabled' if disabled else 'enabled'}.")
     except AdminError as exc:
         fail(exc)
@@ -122,10 +117,9 @@ def _set_disabled(account_id: int, disabled: bool) -> ResponseReturnValue:
 @bp.post("/accounts/<id:account_id>/unlock")
 @admin_required
 def unlock_account(account_id: int) -> ResponseReturnValue:
+    email = _email(account_id)
     try:
-        row = admin_accounts.unlock(
-            db_session(), runtime().settings.security, _email(account_id), actor=actor()
-        )
+        row = admin_accounts.unlock(db_session(), runtime().settings.security, email, actor=actor())
         flash(f"Sign-in for {row.email} unlocked.")
     except AdminError as exc:
         fail(exc)
@@ -135,8 +129,8 @@ def unlock_account(account_id: int) -> ResponseReturnValue:
 @bp.post("/accounts/<id:account_id>/reset-password")
 @admin_required
 def reset_password(account_id: int) -> ResponseReturnValue:
+    email = _email(account_id)
     try:
-        email = _email(account_id)
         password = admin_accounts.reset_password(
             db_session(), runtime().hasher, email, actor=actor(), now=now()
         )
@@ -155,11 +149,7 @@ def reset_password(account_id: int) -> ResponseReturnValue:
 @admin_required
 def delete_account(account_id: int) -> ResponseReturnValue:
     db = db_session()
-    try:
-        info = admin_accounts.info(db, _email(account_id))
-    except AdminError as exc:
-        fail(exc)
-        return redirect(url_for("admin.accounts"))
+    info = admin_accounts.info(db, _email(account_id))
     if request.method == "POST":
         try:
             admin_accounts.delete(
@@ -176,12 +166,12 @@ def delete_account(account_id: int) -> ResponseReturnValue:
 @bp.post("/accounts/<id:account_id>/addresses")
 @admin_required
 def add_address(account_id: int) -> ResponseReturnValue:
+    email = _email(account_id)
     password = generate_password()
     try:
         row = admin_accounts.add_address(
-            db_session(), runtime().hasher, field("address"), _email(account_id), password,
-            actor=actor(),
-        )  # fmt: skip
+            db_session(), runtime().hasher, field("address"), email, password, actor=actor()
+        )
     except AdminError as exc:
         fail(exc)
         return redirect(url_for("admin.account", account_id=account_id))
@@ -197,8 +187,8 @@ def add_address(account_id: int) -> ResponseReturnValue:
 @admin_required
 def reset_address_password(address_id: int) -> ResponseReturnValue:
     db = db_session()
+    row = found(admin_accounts.address_by_id, address_id)
     try:
-        row = admin_accounts.address_by_id(db, address_id)
         password = admin_accounts.reset_address_password(
             db, runtime().hasher, row.address, actor=actor()
         )
@@ -217,11 +207,7 @@ def reset_address_password(address_id: int) -> ResponseReturnValue:
 @admin_required
 def delete_address(address_id: int) -> ResponseReturnValue:
     db = db_session()
-    try:
-        row = admin_accounts.address_by_id(db, address_id)
-    except AdminError as exc:
-        fail(exc)
-        return redirect(url_for("admin.accounts"))
+    row = found(admin_accounts.address_by_id, address_id)
     account_id, name = row.account_id, row.address
     if request.method == "POST":
         if field("confirm").lower() != name:

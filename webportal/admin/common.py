@@ -1,18 +1,25 @@
-"""What every console view shares: the acting admin, the form helpers, the error flash."""
+"""What every console view shares: the acting admin, the object its URL names, the form
+helpers, the error flash."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
 
-from flask import flash, request
+import sqlalchemy.orm as so
+from flask import abort, flash, request
 from flask_login import current_user
 
-from gateway.admin import Actor, AdminError
+from gateway.admin import Actor, AdminError, NotFound
 from webportal import clock, ids
 from webportal.extensions import db_session, request_meta, runtime
 
 MAX_FIELD = 1100
 ERROR = "error"
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 def actor() -> Actor:
@@ -21,6 +28,15 @@ def actor() -> Actor:
     acting = Actor(current_user.email, ip=meta["ip"], user_agent=meta["user_agent"])
     acting.stamp(db_session())
     return acting
+
+
+def found(lookup: Callable[[so.Session, K], T], key: K) -> T:
+    """The account, address, domain or job the URL names, looked up by `lookup`; when it
+    is not there, the not-found page (404), for a form posted to it as for a page."""
+    try:
+        return lookup(db_session(), key)
+    except NotFound:
+        abort(404)
 
 
 def now() -> dt.datetime:

@@ -9,7 +9,7 @@ from gateway.admin import AdminError
 from gateway.admin import domains as admin_domains
 from webportal.access import admin_required
 from webportal.admin import bp
-from webportal.admin.common import actor, checked, fail, field, now
+from webportal.admin.common import actor, checked, fail, field, found, now
 from webportal.extensions import db_session
 
 
@@ -40,6 +40,7 @@ def enable_domain(name: str) -> ResponseReturnValue:
 
 
 def _set_disabled(name: str, disabled: bool) -> ResponseReturnValue:
+    found(admin_domains.get, name)
     try:
         row = admin_domains.set_disabled(db_session(), name, disabled, actor=actor(), now=now())
         flash(f"Domain {row.name} {'disabled' if disabled else 'enabled'}.")
@@ -52,11 +53,7 @@ def _set_disabled(name: str, disabled: bool) -> ResponseReturnValue:
 @admin_required
 def delete_domain(name: str) -> ResponseReturnValue:
     db = db_session()
-    try:
-        preview = admin_domains.preview_delete(db, name)
-    except AdminError as exc:
-        fail(exc)
-        return redirect(url_for("admin.domains"))
+    preview = found(admin_domains.preview_delete, name)
     if request.method == "POST":
         if field("confirm").lower() != preview.domain:
             fail(AdminError(f"type {preview.domain} to confirm"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from gateway.admin import AdminError
+from gateway.admin import AdminError, NotFound
 from gateway.admin import keys as admin_keys
 from keystore import pgp
 from keystore.masterkey import MasterKeyError
 from webportal.access import admin_required
 from webportal.admin import bp
-from webportal.admin.common import actor, fail, field, now
+from webportal.admin.common import actor, fail, field, found, now
 from webportal.extensions import db_session, runtime
 
 
@@ -80,18 +80,14 @@ def start_master_rotation() -> ResponseReturnValue:
 @bp.get("/keys/master/<id:job_id>")
 @admin_required
 def master_rotation(job_id: int) -> ResponseReturnValue:
-    try:
-        progress = admin_keys.progress(db_session(), job_id)
-    except AdminError as exc:
-        fail(exc)
-        return redirect(url_for("admin.keys"))
-    return render_template("admin/rotation.html", job=progress)
+    return render_template("admin/rotation.html", job=found(admin_keys.progress, job_id))
 
 
 @bp.get("/keys/master/<id:job_id>/progress")
 @admin_required
 def master_rotation_progress(job_id: int) -> ResponseReturnValue:
+    # Polled by the rotation page's script: a JSON answer, not the not-found page.
     try:
         return jsonify(admin_keys.progress(db_session(), job_id).as_dict())
-    except AdminError as exc:
+    except NotFound as exc:
         return jsonify({"error": str(exc)}), 404
