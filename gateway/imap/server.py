@@ -9,8 +9,11 @@ filtered out whatever the log level.
 Everything a client sends is bounded before it is read: a command line (with its
 literals) may hold `PRE_LOGIN_COMMAND` bytes before login and `[imap]
 max_append_size` after, and a bigger literal ends the connection before any of it
-is buffered. Bytes a client pipelines behind STARTTLS end the connection too: they
-came in clear, and would otherwise run as if they had come through TLS.
+is buffered. After login, a literal bigger than any message may be is the one
+exception: it is read and dropped unbuffered, and the command refused (an APPEND
+with NO [TOOBIG]), so the session goes on. Bytes a client pipelines behind STARTTLS
+end the connection too: they came in clear, and would otherwise run as if they had
+come through TLS.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from pymap.parsing.command.auth import AppendCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
-from pymap.parsing.response import CommandResponse, Response, ResponseBye, ResponseCode, ResponseOk
+from pymap.parsing.response import (
+    CommandResponse,
+    Response,
+    ResponseBye,
+    ResponseCode,
+    ResponseNo,
+    ResponseOk,
+)
 from pymap.parsing.specials import Tag
 from pymap.selected import SelectedMailbox
 
@@ -56,6 +66,8 @@ _PYMAP_LOG = logging.getLogger("pymap")
 PRE_LOGIN_COMMAND = 64 * 1024
 # Room for the command around an APPEND's message literal.
 _COMMAND_ROOM = 64 * 1024
+# How much of a refused literal is read at a time, to be dropped.
+_DROP_CHUNK = 64 * 1024
 
 
 class _NoProtocolTrace(logging.Filter):
@@ -176,6 +188,7 @@ class _Connection(IMAPConnection):
 
     def __init__(self, *args: Any, max_append_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._max_append_size = max_append_size
         self._after_login = max_append_size + _COMMAND_ROOM
         self._logged_in = False
 
@@ -183,10 +196,13 @@ class _Connection(IMAPConnection):
         self._state = state
         await super().run(state)
 
-    def _limit(self) -> int:
+    def _logged_in_now(self) -> bool:
         if not self._logged_in:
             self._logged_in = getattr(self._state, "_session", None) is not None
-        return self._after_login if self._logged_in else PRE_LOGIN_COMMAND
+        return self._logged_in
+
+    def _limit(self) -> int:
+        return self._after_login if self._logged_in_now() else PRE_LOGIN_COMMAND
 
     async def _refuse(self, length: int) -> None:
         await cast(_TimedReader, self.reader).refuse(
@@ -194,9 +210,18 @@ class _Connection(IMAPConnection):
         )
         raise EOFError
 
+    async def _drop(self, length: int) -> None:
+        """Read the `length` bytes of a literal the client sends anyway, and keep none."""
+        while length > 0:
+            length -= len(await self.reader.readexactly(min(length, _DROP_CHUNK)))
+
     async def readline(self) -> memoryview:
         """A command line with its non-synchronizing literals (RFC 7888), each one
-        checked against the limit before it is read."""
+        checked against the limit before it is read.
+
+        After login, a literal over `max_append_size` is dropped as it comes, its
+        announcement `{n+}` left in the line: pymap refuses any literal by that size
+        before it looks for the bytes, an APPEND's with NO [TOOBIG] (`_State`)."""
         buf = bytearray(await self.reader.readline())
         while True:
             if not buf.endswith(b"\n"):
@@ -205,9 +230,12 @@ class _Connection(IMAPConnection):
             if found is None:
                 return memoryview(buf)
             length = int(found.group(1))
-            if len(buf) + length > self._limit():
+            if length > self._max_append_size and self._logged_in_now():
+                await self._drop(length)
+            elif len(buf) + length > self._limit():
                 await self._refuse(length)
-            buf += await self.reader.readexactly(length)
+            else:
+                buf += await self.reader.readexactly(length)
             buf += await self.reader.readline()
 
     async def read_continuation(self, literal_length: int) -> memoryview:
@@ -229,7 +257,8 @@ class _Connection(IMAPConnection):
 
 
 class _State(ConnectionState):
-    """pymap's connection state, with login offered only under TLS."""
+    """pymap's connection state, with login offered only under TLS, and NO [TOOBIG] for
+    an APPEND over the size limit."""
 
     def __init__(self, backend: SealgateBackend, *, implicit_tls: bool) -> None:
         super().__init__(backend.login, backend.config)
@@ -240,6 +269,17 @@ class _State(ConnectionState):
     async def do_greeting(self) -> CommandResponse:
         self.auth = self.config.tls_auth if self._implicit_tls else self.config.initial_auth
         return ResponseOk(b"*", self.config.greeting, self.capability)
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        """pymap answers an APPEND over the limit with BAD, as if it were malformed;
+        RFC 7889 (APPENDLIMIT) asks for a tagged NO with RFC 4469's TOOBIG."""
+        if self._session is not None and _too_big_append(cmd):
+            return ResponseNo(
+                cmd.tag,
+                b"APPEND: the message is bigger than APPENDLIMIT allows.",
+                ResponseCode.of(b"TOOBIG"),
+            )
+        return await super().do_command(cmd)
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
         """A listing is answered from kept bytes (`listing`); anything else by pymap."""
@@ -259,6 +299,14 @@ class _State(ConnectionState):
             resp.code = ResponseCode.of(b"EXPUNGEISSUED")
         resp.add_untagged(*answers)
         return resp, updates
+
+
+def _too_big_append(cmd: Command) -> bool:
+    """Whether `cmd` is an APPEND pymap's parser refused for a literal's size alone."""
+    if not isinstance(cmd, InvalidCommand) or cmd.command_type is not AppendCommand:
+        return False
+    code = cmd.parse_exc.code if cmd.parse_exc is not None else None
+    return code is not None and bytes(code) == b"[TOOBIG]"
 
 
 class ImapServer:

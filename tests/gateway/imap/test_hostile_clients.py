@@ -4,6 +4,8 @@ the server goes on serving everyone else.
 Threats: one line that holds the event loop (and with it every listener of serve),
 memory filled by a literal announced and then sent, commands slipped in clear
 behind STARTTLS and run as if they came through TLS (RFC 3207 §6 / RFC 9051 §11.1).
+
+The APPEND limit is small here (`APPEND_LIMIT`), so a test can pass it cheaply.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from hypothesis import strategies as st
 
 from gateway.imap.server import PRE_LOGIN_COMMAND, ImapServer
 from tests.gateway.imap.conftest import ALICE
+
+APPEND_LIMIT = 64 * 1024
+
+
+@pytest.fixture
+def test_env(test_env: dict[str, str]) -> dict[str, str]:
+    return {**test_env, "SEALGATE_IMAP_MAX_APPEND_SIZE": str(APPEND_LIMIT)}
 
 
 def read_until(sock: socket.socket | ssl.SSLSocket, pattern: bytes) -> bytes:
@@ -136,13 +145,57 @@ def test_a_synchronizing_literal_beyond_the_limit_gets_no_go_ahead(plain: socket
     assert answer.startswith((b"a BAD", b"* BYE [TOOBIG]")), answer
 
 
-def test_an_append_beyond_the_size_limit_is_refused_before_it_is_sent(
+def append(sock: ssl.SSLSocket, tag: bytes, size: int, *, sync: bool) -> bytes:
+    """APPEND a message of `size` bytes in a synchronizing literal (the message goes only
+    after the server's go-ahead) or a non-synchronizing one; all the server answered."""
+    message = b"Subject: sized\r\n\r\n" + b"x" * (size - 19)
+    if sync:
+        sock.sendall(tag + b" APPEND INBOX {%d}\r\n" % size)
+        answer = read_until(sock, rb"\r\n")
+        if not answer.startswith(b"+"):
+            return answer
+        sock.sendall(message + b"\r\n")
+    else:
+        sock.sendall(tag + b" APPEND INBOX {%d+}\r\n" % size + message + b"\r\n")
+    return read_until(sock, tag + rb" (OK|NO|BAD)[^\n]*\n")
+
+
+def test_an_append_beyond_the_limit_gets_no_toobig_and_no_go_ahead(
     imap_server: ImapServer, logged_in: ssl.SSLSocket
 ) -> None:
-    size = imap_server.runtime.settings.imap.max_append_size + 1024 * 1024
-    logged_in.sendall(b"a APPEND INBOX {%d+}\r\n" % size)
-    assert b"* BYE [TOOBIG]" in read_until(logged_in, rb"BYE[^\n]*\n")
+    """RFC 7889: NO [TOOBIG]; before the client sent the message, as it waits for '+'."""
+    logged_in.sendall(b"a APPEND INBOX {%d}\r\n" % (APPEND_LIMIT + 1))
+    assert read_until(logged_in, rb"\r\n").startswith(b"a NO [TOOBIG]")
+    logged_in.sendall(b"b NOOP\r\n")
+    assert b"b OK" in read_until(logged_in, rb"b (OK|NO|BAD)")
     assert still_serving(imap_server)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    size=st.one_of(
+        st.integers(APPEND_LIMIT - 8, APPEND_LIMIT + 8),
+        st.integers(APPEND_LIMIT, 40 * APPEND_LIMIT),
+    ),
+    sync=st.booleans(),
+)
+def test_an_append_of_any_size_is_stored_or_refused_with_toobig(
+    logged_in: ssl.SSLSocket, size: int, sync: bool
+) -> None:
+    """Up to APPENDLIMIT a message is stored; beyond, NO [TOOBIG] (RFC 7889), and the
+    session goes on. A non-synchronizing literal cannot be refused before it comes (RFC
+    7888 §4): it is read and dropped, then refused, as Dovecot does under LITERAL+."""
+    answer = append(logged_in, b"a", size, sync=sync)
+    if size <= APPEND_LIMIT:
+        assert re.search(rb"a OK \[APPENDUID \d+ \d+\]", answer), answer
+    else:
+        assert answer.startswith(b"a NO [TOOBIG]"), answer
+    logged_in.sendall(b"n NOOP\r\n")
+    assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)"), size
 
 
 def test_a_line_beyond_the_stream_limit_ends_the_connection_with_bye(
