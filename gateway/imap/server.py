@@ -68,6 +68,7 @@ PRE_LOGIN_COMMAND = 64 * 1024
 _COMMAND_ROOM = 64 * 1024
 # How much of a refused literal is read at a time, to be dropped.
 _DROP_CHUNK = 64 * 1024
+_TOO_MANY_BAD = ResponseBye(b"Too many invalid commands.")
 
 
 class _NoProtocolTrace(logging.Filter):
@@ -184,13 +185,20 @@ class _Commands(Commands):
 class _Connection(IMAPConnection):
     """pymap's connection with bounded command lines and a clean STARTTLS, and without
     its protocol trace, which formats every answer a second time just to drop it
-    below DEBUG (and would carry message bodies if it did not)."""
+    below DEBUG (and would carry message bodies if it did not).
+
+    `bad_command_limit` BAD replies in a row end the session with a BYE. pymap counts
+    them too, but adds its BYE to the last reply after writing it and closes in
+    silence; the count is kept here instead, where the BYE still goes out."""
 
     def __init__(self, *args: Any, max_append_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_append_size = max_append_size
         self._after_login = max_append_size + _COMMAND_ROOM
         self._logged_in = False
+        self._bad_limit = self.bad_command_limit or 0
+        self.bad_command_limit = None
+        self._bad_in_a_row = 0
 
     async def run(self, state: ConnectionState) -> None:
         self._state = state
@@ -249,11 +257,18 @@ class _Connection(IMAPConnection):
         await super().start_tls()
 
     async def write_response(self, resp: Response) -> None:
+        if isinstance(resp, CommandResponse) and resp.tag != b"*":
+            self._bad_in_a_row = self._bad_in_a_row + 1 if resp.is_bad else 0
+        enough = bool(self._bad_limit) and self._bad_in_a_row >= self._bad_limit
         try:
             await resp.async_write(self.writer)
+            if enough:
+                await _TOO_MANY_BAD.async_write(self.writer)
             await self.writer.drain()
         except ConnectionError:
             pass
+        if enough:
+            raise EOFError
 
 
 class _State(ConnectionState):

@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.imap.server import PRE_LOGIN_COMMAND, ImapServer
@@ -101,6 +101,41 @@ def test_an_unparseable_search_gets_bad_and_the_session_goes_on(
     logged_in.sendall(b"t " + command + b"\r\nu NOOP\r\n")
     answer = read_until(logged_in, rb"u (OK|NO|BAD)")
     assert b"t BAD" in answer and b"u OK" in answer, answer[-300:]
+
+
+BAD_LIMIT = 10
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(runs=st.lists(st.integers(0, BAD_LIMIT + 1), min_size=1, max_size=4))
+@example(runs=[BAD_LIMIT])
+@example(runs=[BAD_LIMIT - 1, BAD_LIMIT - 1])
+def test_bad_commands_in_a_row_end_the_session_with_bye(
+    imap_server: ImapServer, runs: list[int]
+) -> None:
+    """Ten BAD replies in a row, and the server says BYE (RFC 9051 §3.4: not in silence)
+    before it closes; a command answered otherwise starts the count again. `runs`: how
+    many bad commands in a row, each run followed by a good one."""
+    bad = [is_bad for run in runs for is_bad in [True] * run + [False]]
+    with socket.create_connection(("127.0.0.1", imap_server.port)) as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        in_a_row = 0
+        for index, is_bad in enumerate(bad):
+            tag = b"c%d" % index
+            sock.sendall(tag + (b" BLAH\r\n" if is_bad else b" NOOP\r\n"))
+            answer = read_until(sock, tag + rb" (OK|NO|BAD)[^\n]*\n")
+            assert answer.startswith(tag + (b" BAD" if is_bad else b" OK")), answer
+            in_a_row = in_a_row + 1 if is_bad else 0
+            if in_a_row == BAD_LIMIT:
+                answer += read_until(sock, rb"never")  # all until the server closes
+                assert re.fullmatch(tag + rb" BAD [^\n]*\n\* BYE [^\n]+\r\n", answer), answer
+                return
+        sock.sendall(b"z LOGOUT\r\n")
+        assert b"z OK" in read_until(sock, rb"z (OK|NO|BAD)")
 
 
 def test_commands_pipelined_behind_starttls_end_the_connection(
