@@ -488,15 +488,25 @@ class Message(BaseMessage):
         if requirement & FetchRequirement.BODY:
             content = _exact_content(raw)
         else:
-            content = MessageContent.parse(rawheaders.header_block(raw))
+            content = _exact_content(rawheaders.header_block(raw))
         return LoadedMessage(self, requirement, content, self._encrypted)
 
 
 def _exact_content(raw: bytes) -> MessageContent:
     """pymap's parse of a stored message, answering BODY[] and RFC822.SIZE with exactly
     the stored bytes: its line model loses the last byte of a message whose header has
-    no empty line after it, or that ends in a bare CR."""
+    no empty line after it, or that ends in a bare CR.
+
+    A message without an empty line is all header: BODY[HEADER] is the whole of it and
+    BODY[TEXT] is empty (RFC 9051 §6.4.5). pymap gives such a message's empty body the
+    whole message but its last byte, or, when no line end follows the header, takes
+    the header for the body."""
     content = MessageContent.parse(raw)
+    if not content.header.lines:  # no empty line and no last line end: pymap saw no header
+        content = MessageContent.parse(raw + b"\n")
+    if not content.body.lines:
+        content.header._raw = memoryview(raw)
+        content.body._raw = memoryview(b"")
     if len(content) != len(raw):
         content._raw = raw  # type: ignore[assignment]
     return content

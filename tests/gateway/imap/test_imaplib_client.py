@@ -6,9 +6,12 @@ import imaplib
 import re
 import socket
 import ssl
+import string
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from gateway.imap.notify import Notifier
 from gateway.imap.server import ImapServer
@@ -170,3 +173,62 @@ def test_odd_messages_are_served_byte_for_byte(
     head, body = data[0]
     assert body == raw
     assert f"RFC822.SIZE {len(raw)}".encode() in head
+
+
+_WORDS = st.text(alphabet=string.ascii_letters + string.digits + " .,", max_size=30)
+_FIELDS = st.lists(
+    st.builds("{}: {}".format, st.sampled_from(["From", "Subject", "X-Note", "Received"]), _WORDS),
+    min_size=1,
+    max_size=5,
+)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """A header, then either nothing more (with or without a last line end) or the
+    empty line and a text; CRLF or bare LF line ends."""
+    eol = draw(st.sampled_from(["\r\n", "\n"]))
+    header = eol.join(draw(_FIELDS))
+    ending = draw(st.sampled_from(["no-eol", "eol", "text"]))
+    if ending == "no-eol":
+        return header.encode()
+    if ending == "eol":
+        return (header + eol).encode()
+    text = draw(st.lists(_WORDS, max_size=4))
+    return (header + eol + eol + "".join(line + eol for line in text)).encode()
+
+
+def fetch_one(client: imaplib.IMAP4_SSL, uid: int, item: str) -> tuple[bytes, bytes]:
+    """The FETCH line of one item, and its literal (b"" if it has none)."""
+    typ, data = client.uid("FETCH", str(uid), f"({item})")
+    assert typ == "OK", data
+    first = data[0]
+    return first if isinstance(first, tuple) else (first, b"")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(raw=messages())
+@example(raw=b"From: bob@example.test\r\nSubject: header only\r\n")
+@example(raw=b"From: bob@example.test\r\nSubject: no line end")
+def test_header_and_text_split_the_message_as_rfc_9051_says(
+    client: imaplib.IMAP4_SSL, runtime: Runtime, raw: bytes
+) -> None:
+    """BODY[HEADER] and BODY[TEXT] are the two halves of BODY[]; a message without an
+    empty line is all header, and its text is empty (RFC 9051 §6.4.5), in every item
+    that reads the text: BODY.PEEK[TEXT], BODY[1], RFC822.TEXT, and the one that reads
+    the header alone."""
+    uid = deliver(runtime, ALICE, raw)
+    assert client.select("INBOX")[0] == "OK"
+    header = fetch_one(client, uid, "BODY.PEEK[HEADER]")[1]
+    text = fetch_one(client, uid, "BODY.PEEK[TEXT]")[1]
+    assert fetch_one(client, uid, "BODY.PEEK[]")[1] == raw
+    assert header + text == raw
+    assert fetch_one(client, uid, "BODY.PEEK[1]")[1] == text
+    assert fetch_one(client, uid, "RFC822.TEXT")[1] == text
+    if b"\n\n" not in raw.replace(b"\r", b""):
+        assert (header, text) == (raw, b"")
+        assert fetch_one(client, uid, "RFC822.HEADER")[1] == raw
