@@ -61,7 +61,7 @@ from pysasl.hashing import BuiltinHash
 
 from gateway import db, logins, rawheaders
 from gateway.imap import store
-from gateway.imap.folders import DELIMITER, INBOX, FolderError
+from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import FailureWindow
 from gateway.runtime import Runtime
@@ -670,9 +670,12 @@ class MailboxData(MailboxDataInterface[Message]):
         self, uids: Sequence[int], flag_set: Iterable[Flag], mode: FlagOp
     ) -> dict[int, frozenset[Flag]]:
         names = [f.value.decode("ascii", "replace") for f in flag_set]
-        result = await self._set.access.write(
-            store.set_flags, self.info.id, list(uids), names, mode.name
-        )
+        try:
+            result = await self._set.access.write(
+                store.set_flags, self.info.id, list(uids), names, mode.name
+            )
+        except FlagsError as exc:
+            raise Refused(str(exc), b"LIMIT") from None
         self._set.notifier.wake([self.info.id])
         self._metas = None
         return {uid: frozenset(Flag(f) for f in flags) for uid, flags in result.items()}
@@ -751,16 +754,18 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
 
     async def append(self, name: str, append_msg: AppendMessage) -> tuple[int, int]:
         flags = [f.value.decode("ascii", "replace") for f in append_msg.flag_set]
-        result = await self.access.write(
-            store.append,
-            self.who.account_id,
-            self.who.address_id,
-            _inbox(name),
-            bytes(append_msg.literal),
-            flags,
-            append_msg.when or utcnow(),
-        )
-        return result
+        try:
+            return await self.access.write(
+                store.append,
+                self.who.account_id,
+                self.who.address_id,
+                _inbox(name),
+                bytes(append_msg.literal),
+                flags,
+                append_msg.when or utcnow(),
+            )
+        except FlagsError as exc:
+            raise Refused(str(exc), b"LIMIT") from None
 
 
 def _inbox(name: str) -> str:

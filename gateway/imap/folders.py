@@ -33,7 +33,12 @@ SPECIAL_FOLDERS = {INBOX: "", SENT: "Sent", DRAFTS: "Drafts", TRASH: "Trash"}
 NOTIFY_CHANNEL = "sealgate_mail"
 DELIMITER = "/"
 MAX_NAME_LENGTH = 200
+# A message's flags together, as stored: a client cannot grow a row.
 MAX_FLAGS_LENGTH = 4000
+# One keyword. Dovecot refuses past 50 (mail_max_keyword_length), so no mail program
+# counts on longer ones; four times that leaves room for keywords brought over from
+# servers without a limit, and MAX_FLAGS_LENGTH still holds 19 of this length.
+MAX_KEYWORD_LENGTH = 200
 
 SEEN = "\\Seen"
 ANSWERED = "\\Answered"
@@ -47,6 +52,10 @@ class FolderError(ValueError):
     """A folder request that cannot be carried out; the text is safe to show."""
 
 
+class FlagsError(ValueError):
+    """Flags a message cannot hold (a limit, RFC 9051 LIMIT); the text is safe to show."""
+
+
 def parse_flags(stored: str) -> frozenset[str]:
     return frozenset(stored.split())
 
@@ -56,17 +65,16 @@ def format_flags(flags: Iterable[str]) -> str:
 
     A backslash flag that is no system flag a client may set is left out: `\\Recent`
     is the server's to give (RFC 3501 §2.3.2), and an invented one (`\\Bogus`) would
-    read back as a system flag no program knows."""
+    read back as a system flag no program knows. A keyword over MAX_KEYWORD_LENGTH, or
+    flags over MAX_FLAGS_LENGTH together, are refused (FlagsError), never cut: the
+    client would believe kept what is not."""
     wanted = {f for f in flags if not f.startswith("\\") or f in SYSTEM_FLAGS}
-    ordered = sorted(wanted, key=lambda f: (f not in SYSTEM_FLAGS, f.lower()))
-    out: list[str] = []
-    size = 0
-    for flag in ordered:
-        size += len(flag) + 1
-        if size > MAX_FLAGS_LENGTH:
-            break
-        out.append(flag)
-    return " ".join(out)
+    if any(len(f) > MAX_KEYWORD_LENGTH for f in wanted):
+        raise FlagsError(f"Keyword longer than {MAX_KEYWORD_LENGTH} characters.")
+    stored = " ".join(sorted(wanted, key=lambda f: (f not in SYSTEM_FLAGS, f.lower())))
+    if len(stored) > MAX_FLAGS_LENGTH:
+        raise FlagsError(f"Flags of one message longer than {MAX_FLAGS_LENGTH} characters.")
+    return stored
 
 
 def is_seen(stored: str) -> bool:

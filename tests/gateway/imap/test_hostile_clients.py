@@ -20,8 +20,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH
 from gateway.imap.server import PRE_LOGIN_COMMAND, ImapServer
-from tests.gateway.imap.conftest import ALICE
+from gateway.runtime import Runtime
+from tests.gateway.imap import conftest
+from tests.gateway.imap.conftest import ALICE, deliver
 
 APPEND_LIMIT = 64 * 1024
 
@@ -257,3 +260,56 @@ def test_any_mailbox_name_gets_a_tagged_answer(logged_in: ssl.SSLSocket, name: b
     answer = read_until(logged_in, rb"p (OK|NO|BAD)[^\n]*\n")
     assert re.search(rb"q (OK|NO|BAD)", answer) and re.search(rb"r (OK|NO|BAD)", answer), answer
     assert b"SERVERBUG" not in answer and b"p OK" in answer
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lengths=st.lists(st.integers(3, MAX_KEYWORD_LENGTH + 60), min_size=1, max_size=25),
+    by_append=st.booleans(),
+)
+@example(lengths=[5000], by_append=False)
+@example(lengths=[5000], by_append=True)
+@example(lengths=[MAX_KEYWORD_LENGTH], by_append=False)
+@example(lengths=[MAX_KEYWORD_LENGTH + 1], by_append=True)
+@example(lengths=[MAX_KEYWORD_LENGTH - 1] * 20, by_append=False)  # 3999 characters
+@example(lengths=[MAX_KEYWORD_LENGTH] * 20, by_append=True)  # 4019
+def test_a_keyword_is_kept_or_refused_never_dropped(
+    logged_in: ssl.SSLSocket, runtime: Runtime, lengths: list[int], by_append: bool
+) -> None:
+    """STORE and APPEND keep every keyword they answer OK for; a keyword over
+    MAX_KEYWORD_LENGTH, or more than MAX_FLAGS_LENGTH of flags on one message, is a
+    NO [LIMIT] that says which, and the message keeps the flags it had."""
+    keywords = [(b"k%02d" % i + b"x" * n)[:n] for i, n in enumerate(lengths)]
+    flags = b"(" + b" ".join(keywords) + b")"
+    logged_in.sendall(b"s SELECT INBOX\r\n")
+    read_until(logged_in, rb"s (OK|NO|BAD)[^\n]*\n")
+    if by_append:
+        message = conftest.plain("Keywords")
+        logged_in.sendall(b"a APPEND INBOX %b {%d+}\r\n%b\r\n" % (flags, len(message), message))
+        answer = read_until(logged_in, rb"a (OK|NO|BAD)[^\n]*\n")
+        appended = re.search(rb"a OK \[APPENDUID \d+ (\d+)\]", answer)
+        uid = int(appended.group(1)) if appended else None
+    else:
+        uid = deliver(runtime, ALICE, conftest.plain("Keywords"))
+        logged_in.sendall(b"n NOOP\r\na UID STORE %d +FLAGS.SILENT %b\r\n" % (uid, flags))
+        answer = read_until(logged_in, rb"a (OK|NO|BAD)[^\n]*\n")
+    too_long = max(lengths) > MAX_KEYWORD_LENGTH
+    too_many = len(b" ".join(keywords)) > MAX_FLAGS_LENGTH
+    if too_long or too_many:
+        assert re.search(rb"a NO \[LIMIT\] (Keyword|Flags)", answer), answer
+        assert (b"Keyword" in answer) == too_long, answer
+        if uid is None:
+            return  # nothing was appended
+    else:
+        assert b"a OK" in answer, answer
+    assert uid is not None
+    logged_in.sendall(b"f UID FETCH %d FLAGS\r\n" % uid)
+    shown = read_until(logged_in, rb"f (OK|NO|BAD)[^\n]*\n")
+    match = re.search(rb"FLAGS \(([^)]*)\)", shown)
+    assert match is not None, shown
+    kept = set(match.group(1).split())
+    assert kept == (set() if too_long or too_many else set(keywords)), shown[:300]
