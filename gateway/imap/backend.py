@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from argparse import Namespace
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -70,6 +71,8 @@ from gateway.timeutil import Clock, utcnow
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH_BYTES = 8 * 1024 * 1024
+# pymap's header ends with the first line that holds nothing but white space.
+_PYMAP_HEADER_END = re.compile(rb"(?:\A|\n)[ \t\r\x0b\x0c]*\n")
 # FETCH attributes answered from the folder listing and kept envelopes alone.
 LISTING_ATTRIBUTES = frozenset({b"UID", b"FLAGS", b"INTERNALDATE", b"ENVELOPE", b"RFC822.SIZE"})
 SPECIAL_USE_CAPABILITY = b"SPECIAL-USE"
@@ -488,8 +491,15 @@ class Message(BaseMessage):
         if requirement & FetchRequirement.BODY:
             content = _exact_content(raw)
         else:
-            content = _exact_content(rawheaders.header_block(raw))
+            content = _exact_content(_header_part(raw))
         return LoadedMessage(self, requirement, content, self._encrypted)
+
+
+def _header_part(raw: bytes) -> bytes:
+    """The header of a message with its empty line, where pymap's parse of the whole
+    message ends it, without the body (which may be tens of MiB)."""
+    end = _PYMAP_HEADER_END.search(raw)
+    return raw if end is None else raw[: end.end()]
 
 
 def _exact_content(raw: bytes) -> MessageContent:

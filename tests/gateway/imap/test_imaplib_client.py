@@ -177,7 +177,12 @@ def test_odd_messages_are_served_byte_for_byte(
 
 _WORDS = st.text(alphabet=string.ascii_letters + string.digits + " .,", max_size=30)
 _FIELDS = st.lists(
-    st.builds("{}: {}".format, st.sampled_from(["From", "Subject", "X-Note", "Received"]), _WORDS),
+    st.one_of(
+        st.builds(
+            "{}: {}".format, st.sampled_from(["From", "Subject", "X-Note", "Received"]), _WORDS
+        ),
+        st.just("a line that is no field"),
+    ),
     min_size=1,
     max_size=5,
 )
@@ -214,13 +219,14 @@ def fetch_one(client: imaplib.IMAP4_SSL, uid: int, item: str) -> tuple[bytes, by
 @given(raw=messages())
 @example(raw=b"From: bob@example.test\r\nSubject: header only\r\n")
 @example(raw=b"From: bob@example.test\r\nSubject: no line end")
+@example(raw=b"From: bob@example.test\r\nSubject: plain\r\n\r\nHello.\r\n")
 def test_header_and_text_split_the_message_as_rfc_9051_says(
     client: imaplib.IMAP4_SSL, runtime: Runtime, raw: bytes
 ) -> None:
     """BODY[HEADER] and BODY[TEXT] are the two halves of BODY[]; a message without an
-    empty line is all header, and its text is empty (RFC 9051 §6.4.5), in every item
-    that reads the text: BODY.PEEK[TEXT], BODY[1], RFC822.TEXT, and the one that reads
-    the header alone."""
+    empty line is all header, and its text is empty (RFC 9051 §6.4.5). Every item that
+    reads the text (BODY.PEEK[TEXT], BODY[1], RFC822.TEXT) or the header (BODY[HEADER],
+    RFC822.HEADER, which need the header alone) agrees."""
     uid = deliver(runtime, ALICE, raw)
     assert client.select("INBOX")[0] == "OK"
     header = fetch_one(client, uid, "BODY.PEEK[HEADER]")[1]
@@ -229,6 +235,7 @@ def test_header_and_text_split_the_message_as_rfc_9051_says(
     assert header + text == raw
     assert fetch_one(client, uid, "BODY.PEEK[1]")[1] == text
     assert fetch_one(client, uid, "RFC822.TEXT")[1] == text
+    assert fetch_one(client, uid, "RFC822.HEADER")[1] == header
+    assert fetch_one(client, uid, "BODY[HEADER]")[1] == header
     if b"\n\n" not in raw.replace(b"\r", b""):
         assert (header, text) == (raw, b"")
-        assert fetch_one(client, uid, "RFC822.HEADER")[1] == raw
