@@ -136,6 +136,38 @@ def _check_current_password(account: Account, typed: str, *, purpose: str) -> st
     return gettext(WRONG_PASSWORD)
 
 
+def _check_code(account: Account, typed: str, *, purpose: str) -> str | None:
+    """None when `typed` is a current 2FA code (or an unused recovery code); else the
+    error to show (translated).
+
+    Wrong codes count towards the account's one lockout, as at sign-in: a fresh login
+    needs only the password, so the code is all that stands between a stolen cookie
+    plus password and what it guards, and it must not be guessed without limit.
+    """
+    db = db_session()
+    rt = runtime()
+    now = _now()
+    counters = lockout.store_for(db, rt.settings.security)
+    key = lockout.account_key(account.id)
+    if counters.locked_until(key, now) is not None:
+        return gettext(LOGIN_LOCKED)
+    ring = totp.ring_for(rt.settings)
+    if totp.check_second_factor(db, ring, account.id, typed, now) is not None:
+        return None
+    counters.record_failure(key, now)
+    audit.record(
+        db,
+        "reauth",
+        actor=account.email,
+        target=account.email,
+        account_id=account.id,
+        success=False,
+        detail=f"wrong second-factor code ({purpose})",
+        **request_meta(),
+    )
+    return gettext(EXPORT_WRONG_CODE)
+
+
 def _new_password_error(new: str, repeated: str) -> str | None:
     if len(new) < MIN_PASSWORD_LENGTH:
         return gettext(PASSWORD_TOO_SHORT, count=MIN_PASSWORD_LENGTH)
@@ -475,10 +507,10 @@ def secret_key() -> ResponseReturnValue:
             error = gettext(
                 PASSPHRASE_ERRORS[problem], count=secret_key_export.MIN_PASSPHRASE_LENGTH
             )
-        elif two_factor and not totp.check_second_factor(
-            db, totp.ring_for(rt.settings), account.id, _field("code"), _now()
+        elif two_factor and (
+            refusal := _check_code(account, _field("code"), purpose="secret key download")
         ):
-            error = gettext(EXPORT_WRONG_CODE)
+            error = refusal
         else:
             try:
                 armored = secret_key_export.export_keys(

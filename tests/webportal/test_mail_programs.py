@@ -89,6 +89,34 @@ def test_with_two_factor_login_the_download_needs_a_current_code(
     assert done.status_code == 200 and b"PRIVATE KEY BLOCK" in done.data
 
 
+def test_wrong_codes_on_the_download_count_towards_the_lockout(
+    alice: Browser, runtime: Runtime, clock: FakeClock
+) -> None:
+    """A stolen cookie plus the password (a fresh login needs no code) must not get
+    unlimited guesses at the 2FA code that guards the secret key: wrong codes here
+    count towards the account's one lockout, as wrong codes at sign-in do."""
+    secret, _codes = enable_2fa(alice, clock)
+    clock.advance(seconds=30)
+    form = {"address": ALICE, "passphrase": PASSPHRASE, "repeat": PASSPHRASE}
+    for _ in range(runtime.settings.security.lockout_threshold):
+        refused = alice.post("/account/secret-key", {**form, "code": "000000"})
+        assert refused.status_code == 400
+    # Locked: the right code no longer downloads the key, and sign-in is paused too.
+    locked = alice.post("/account/secret-key", {**form, "code": clock.code(secret)})
+    assert locked.status_code == 400 and "Too many failed sign-ins" in text_of(locked.text)
+    assert b"PRIVATE KEY BLOCK" not in locked.data
+    with db.read_only(runtime.sessions) as session:
+        failures = session.scalars(
+            sa.select(AuditEvent).where(
+                AuditEvent.action == "reauth", AuditEvent.success.is_(False)
+            )
+        ).all()
+    assert len(failures) == runtime.settings.security.lockout_threshold
+    assert all("code" in event.detail for event in failures)
+    fresh = Browser(alice.client.application.test_client())
+    assert "Too many failed sign-ins" in fresh.login().text
+
+
 @pytest.mark.parametrize(
     "path", ["/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml"]
 )
