@@ -373,6 +373,21 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
     )
 
 
+def no_encoded_words(text: str) -> str:
+    """`text` with no `=?` left, so no part of it reads as an RFC 2047 encoded word.
+
+    The subject is set on an `EmailMessage`, whose header parser decodes encoded
+    words, and the Pythons before 3.11.10/3.12.5 (CVE-2024-6923) then write a CR LF
+    from one out as a line break: new header fields in the sent mail. A reply's
+    subject is the other party's, decoded once for the page, so theirs can hold an
+    encoded word that decodes to `Reply-To: …` (gateway.mails and the
+    autoresponder break `=?` the same way).
+    """
+    while "=?" in text:
+        text = text.replace("=?", "= ?")
+    return text
+
+
 def _outgoing(form: ComposeForm) -> Outgoing:
     limit = runtime().settings.webmail.max_attachment_bytes
     uploads = [
@@ -403,7 +418,7 @@ def _outgoing(form: ComposeForm) -> Outgoing:
         to=mailcompose.parse_addresses(form.to),
         cc=mailcompose.parse_addresses(form.cc),
         bcc=mailcompose.parse_addresses(form.bcc),
-        subject=form.subject,
+        subject=no_encoded_words(form.subject),
         text=form.text,
         attachments=uploads,
         encrypt=form.encrypt,

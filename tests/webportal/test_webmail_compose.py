@@ -36,6 +36,7 @@ from .webmail_support import (
     CAROL,
     DAVE,
     Webmail,
+    deliver,
     field_value,
     grouped,
     import_key,
@@ -107,6 +108,43 @@ def test_plain_message_reaches_the_inbox_files_a_sent_copy_and_hides_bcc(
         assert attached.get_payload(decode=True) == PDF
     assert "Received: from webmail" in to_bob.raw.decode("ascii", "replace")
     assert queued(runtime) == []
+
+
+# A subject whose encoded word, decoded once, is itself an encoded word holding CR LF
+# and two header fields: the page shows the once-decoded text, and Python's email
+# package (CVE-2024-6923 on the Pythons before 3.11.10/3.12.5) decoded it again when
+# the reply was built, writing the fields into the hosted user's outgoing mail.
+INJECTING_SUBJECT = (
+    "=?utf-8?q?=3D=3Futf-8=3Fq=3Fhello=3D0D=3D0AReply-To=3A=5Fmallory=40evil.example"
+    "=3D0D=3D0AX-Injected=3A=5Fyes=3F=3D?="
+)
+
+
+@pytest.mark.parametrize("how", ["reply", "typed"])
+def test_an_encoded_word_in_the_subject_cannot_add_header_fields(
+    alice: Webmail, runtime: Runtime, how: str
+) -> None:
+    if how == "reply":
+        hostile = (
+            b"From: mallory@evil.example\r\nTo: " + ALICE.encode() + b"\r\n"
+            b"Subject: " + INJECTING_SUBJECT.encode() + b"\r\n"
+            b"Message-ID: <m1@evil.example>\r\n\r\nhello\r\n"
+        )
+        received = deliver(runtime, ALICE, hostile)
+        page = alice.get(f"/compose?reply={received}").text
+        subject = html.unescape(field_value(page, "subject"))
+        assert subject.startswith("Re: =?utf-8?q?hello=0D=0AReply-To:")
+    else:
+        subject = "Re: =?utf-8?q?hello=0D=0AReply-To:_mallory@evil.example=0D=0AX-Injected:_yes?="
+    sent = alice.compose(**{"from": ALICE, "to": BOB, "subject": subject, "text": "answer"})
+    assert sent.status_code == 303, sent.text
+    (to_bob,) = rows(runtime, BOB)
+    (sent_copy,) = rows(runtime, ALICE, SENT)
+    for row in (to_bob, sent_copy):
+        message = parse(row.raw)
+        assert message["X-Injected"] is None and message["Reply-To"] is None
+        assert b"\nX-Injected:" not in row.raw and b"\nReply-To:" not in row.raw
+        assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
 
 
 def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
