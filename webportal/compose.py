@@ -376,12 +376,13 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
 def no_encoded_words(text: str) -> str:
     """`text` with no `=?` left, so no part of it reads as an RFC 2047 encoded word.
 
-    The subject is set on an `EmailMessage`, whose header parser decodes encoded
-    words, and the Pythons before 3.11.10/3.12.5 (CVE-2024-6923) then write a CR LF
-    from one out as a line break: new header fields in the sent mail. A reply's
-    subject is the other party's, decoded once for the page, so theirs can hold an
-    encoded word that decodes to `Reply-To: …` (gateway.mails and the
-    autoresponder break `=?` the same way).
+    The subject and the ids of In-Reply-To and References are set on an
+    `EmailMessage`, whose header parser decodes encoded words, and the Pythons
+    before 3.11.10/3.12.5 (CVE-2024-6923) then write a CR LF from one out as a line
+    break: new header fields in the sent mail. A reply's subject and references are
+    the other party's, decoded once for the page, so theirs can hold an encoded word
+    that decodes to `Reply-To: …` (gateway.mails and the autoresponder break `=?`
+    the same way).
     """
     while "=?" in text:
         text = text.replace("=?", "= ?")
@@ -422,8 +423,9 @@ def _outgoing(form: ComposeForm) -> Outgoing:
         text=form.text,
         attachments=uploads,
         encrypt=form.encrypt,
-        in_reply_to=form.in_reply_to,
-        references=form.references,
+        # Ids holding `=?` are dropped (gateway.compose keeps only well-formed ones).
+        in_reply_to=no_encoded_words(form.in_reply_to),
+        references=no_encoded_words(form.references),
     )
 
 

@@ -120,11 +120,33 @@ INJECTING_SUBJECT = (
 )
 
 
-@pytest.mark.parametrize("how", ["reply", "typed"])
-def test_an_encoded_word_in_the_subject_cannot_add_header_fields(
+# The same, once decoded, as a message id: In-Reply-To of the message answered, which
+# a reply puts into its References.
+INJECTING_ID = (
+    "=?utf-8?b?PD0/dXRmLTg/cT9hPTBEPTBBUmVwbHktVG86X21hbGxvcnlAZXZpbC5leGFtcGxl?="
+    " =?utf-8?b?PTBEPTBBWC1JbmplY3RlZDpfaXJ0Pz1AZXZpbC5leGFtcGxlPg==?="
+)
+
+
+@pytest.mark.parametrize("how", ["reply", "typed", "references"])
+def test_an_encoded_word_in_the_subject_or_references_cannot_add_header_fields(
     alice: Webmail, runtime: Runtime, how: str
 ) -> None:
-    if how == "reply":
+    fields: dict[str, str] = {}
+    if how == "references":
+        hostile = (
+            b"From: mallory@evil.example\r\nTo: " + ALICE.encode() + b"\r\n"
+            b"Subject: hello\r\nIn-Reply-To: " + INJECTING_ID.encode() + b"\r\n"
+            b"Message-ID: <m1@evil.example>\r\n\r\nhello\r\n"
+        )
+        received = deliver(runtime, ALICE, hostile)
+        page = alice.get(f"/compose?reply={received}").text
+        subject = html.unescape(field_value(page, "subject"))
+        fields = {
+            name: html.unescape(field_value(page, name)) for name in ("in_reply_to", "references")
+        }
+        assert "=?utf-8?q?a=0D=0AReply-To:" in fields["references"]
+    elif how == "reply":
         hostile = (
             b"From: mallory@evil.example\r\nTo: " + ALICE.encode() + b"\r\n"
             b"Subject: " + INJECTING_SUBJECT.encode() + b"\r\n"
@@ -136,7 +158,9 @@ def test_an_encoded_word_in_the_subject_cannot_add_header_fields(
         assert subject.startswith("Re: =?utf-8?q?hello=0D=0AReply-To:")
     else:
         subject = "Re: =?utf-8?q?hello=0D=0AReply-To:_mallory@evil.example=0D=0AX-Injected:_yes?="
-    sent = alice.compose(**{"from": ALICE, "to": BOB, "subject": subject, "text": "answer"})
+    sent = alice.compose(
+        **{"from": ALICE, "to": BOB, "subject": subject, "text": "answer", **fields}
+    )
     assert sent.status_code == 303, sent.text
     (to_bob,) = rows(runtime, BOB)
     (sent_copy,) = rows(runtime, ALICE, SENT)
