@@ -12,7 +12,6 @@ mail too: it needs only the headers, which stay in clear.
 from __future__ import annotations
 
 import datetime as dt
-import email.policy
 import email.utils
 import re
 import secrets
@@ -22,7 +21,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import local_delivery, mails, rawheaders
+from gateway import local_delivery, mails, mimepolicy, rawheaders
 from gateway.addresses import domain_of
 from gateway.models import Address, AutoreplySent, Autoresponder
 
@@ -185,7 +184,7 @@ def build_reply(
     """A plain-text reply marked `Auto-Submitted: auto-replied` and threaded to the original."""
     original_subject = incoming.headers.get("subject", "")
     subject = _one_line(f"{responder.subject} {original_subject}")[:300]
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=mimepolicy.DEFAULT)
     message["From"] = mails.check_header("From", reply_from)
     message["To"] = mails.check_header("To", incoming.envelope_from)
     message["Subject"] = subject
@@ -193,7 +192,7 @@ def build_reply(
     message["Message-ID"] = f"<{secrets.token_hex(16)}@{domain_of(reply_from)}>"
     message["Auto-Submitted"] = "auto-replied"
     message_id = incoming.headers.get("message-id", "").strip()
-    if _MESSAGE_ID.fullmatch(message_id):
+    if _MESSAGE_ID.fullmatch(message_id) and "=?" not in message_id:
         message["In-Reply-To"] = message_id
         message["References"] = message_id
     message.set_content(responder.body)
@@ -204,4 +203,4 @@ def _one_line(text: str) -> str:
     """A header value from untrusted text: printable characters on one line, spaces folded,
     and no encoded-word opener left to re-fold into a line break (CVE-2024-6923)."""
     flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return flat.replace("=?", "= ?")
+    return mimepolicy.no_encoded_words(flat)

@@ -17,7 +17,6 @@ pipeline (encrypted to the sender's key).
 from __future__ import annotations
 
 import datetime as dt
-import email.policy
 import email.utils
 import re
 import secrets
@@ -27,7 +26,7 @@ from email.message import EmailMessage
 
 import sqlalchemy.orm as so
 
-from gateway import accounts, db, mailbox
+from gateway import accounts, db, mailbox, mimepolicy
 from gateway.addresses import InvalidAddress, domain_of, normalize_address
 from gateway.pipeline import ClientInfo, Sender, Submission, submit
 from gateway.pipeline.errors import RejectMessage
@@ -41,6 +40,7 @@ WEBMAIL_PROTOCOL = "HTTPS"
 MAX_SUBJECT = 998
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 _SPLIT = re.compile(r"[,;\n]")
+HEADER_REFUSED = "A header field of this message could not be written safely."
 
 
 class ComposeError(ValueError):
@@ -111,18 +111,24 @@ def parse_addresses(text: str) -> list[str]:
 
 
 def one_line(text: str, limit: int = MAX_SUBJECT) -> str:
-    """A header value from a form field: printable, on one line, bounded."""
+    """A header value from a form field: printable, on one line, bounded, and never an
+    encoded word (a reply's subject is the other party's text; gateway.mimepolicy)."""
     flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat[:limit]
+    return mimepolicy.no_encoded_words(flat[:limit])
+
+
+def _message_id(value: str) -> bool:
+    """A well-formed id that no header parser reads as an encoded word (gateway.mimepolicy)."""
+    return _MESSAGE_ID.fullmatch(value) is not None and "=?" not in value
 
 
 def message_id_or_empty(value: str) -> str:
     value = value.strip()
-    return value if _MESSAGE_ID.fullmatch(value) else ""
+    return value if _message_id(value) else ""
 
 
 def references_or_empty(value: str) -> str:
-    ids = [v for v in value.split() if _MESSAGE_ID.fullmatch(v)]
+    ids = [v for v in value.split() if _message_id(v)]
     return " ".join(ids[-20:])
 
 
@@ -135,7 +141,7 @@ def build(
 ) -> bytes:
     """The MIME message in wire form. Bcc only when asked (for a draft, which only its
     author can read); the lock as the control header the pipeline reads and strips."""
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=mimepolicy.DEFAULT)
     message["From"] = outgoing.sender
     if outgoing.to:
         message["To"] = ", ".join(outgoing.to)
@@ -172,8 +178,11 @@ def build(
         )
     addresses = [outgoing.sender, *outgoing.to, *outgoing.cc, *outgoing.bcc]
     # An address with a non-ASCII local part cannot be written as an encoded word.
-    policy = email.policy.SMTP if all(a.isascii() for a in addresses) else email.policy.SMTPUTF8
-    return message.as_bytes(policy=policy)
+    policy = mimepolicy.SMTP if all(a.isascii() for a in addresses) else mimepolicy.SMTPUTF8
+    try:
+        return message.as_bytes(policy=policy)
+    except mimepolicy.HeaderInjection:
+        raise ComposeError(HEADER_REFUSED) from None
 
 
 def check(session: so.Session, runtime: Runtime, account_id: int, outgoing: Outgoing) -> None:

@@ -16,7 +16,6 @@ taken from a message) must never be able to add a header or a body.
 from __future__ import annotations
 
 import datetime as dt
-import email.policy
 import email.utils
 import importlib.util
 import secrets
@@ -29,6 +28,9 @@ from typing import Any
 
 import jinja2
 
+from gateway import mimepolicy
+from gateway.mimepolicy import HeaderInjection as HeaderInjection  # raised by check_header
+
 LANGUAGES = ("de", "en", "fr")
 DEFAULT_LANGUAGE = "en"
 SUBJECT_PREFIX = "Subject: "
@@ -39,10 +41,6 @@ FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 
 class MailTemplateError(RuntimeError):
     """A mail template is missing or malformed (a bug in the templates, not user input)."""
-
-
-class HeaderInjection(ValueError):
-    """A header value held a line break or NUL; the message names the header, not the value."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ def build_message(
     headers: Iterable[tuple[str, str]] = (),
 ) -> EmailMessage:
     """A text + HTML message, marked as machine-made (`Auto-Submitted`, RFC 3834)."""
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=mimepolicy.DEFAULT)
     check_header("Message-ID domain", message_id_domain)
     fields = [
         ("From", sender),
@@ -151,4 +149,4 @@ def build_message(
 
 def to_bytes(message: EmailMessage) -> bytes:
     """The wire form: CRLF line ends, as SMTP carries it."""
-    return message.as_bytes(policy=email.policy.SMTP)
+    return message.as_bytes(policy=mimepolicy.SMTP)

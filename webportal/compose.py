@@ -95,6 +95,7 @@ SERVER_BUSY = noop(
 LOOKING_UP = noop("looking up…")
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
+noop("A header field of this message could not be written safely.")
 noop("You cannot send from {address}.")
 noop("Add at least one recipient.")
 noop("A message can have at most {limit} recipients.")
@@ -373,22 +374,6 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
     )
 
 
-def no_encoded_words(text: str) -> str:
-    """`text` with no `=?` left, so no part of it reads as an RFC 2047 encoded word.
-
-    The subject and the ids of In-Reply-To and References are set on an
-    `EmailMessage`, whose header parser decodes encoded words, and the Pythons
-    before 3.11.10/3.12.5 (CVE-2024-6923) then write a CR LF from one out as a line
-    break: new header fields in the sent mail. A reply's subject and references are
-    the other party's, decoded once for the page, so theirs can hold an encoded word
-    that decodes to `Reply-To: …` (gateway.mails and the autoresponder break `=?`
-    the same way).
-    """
-    while "=?" in text:
-        text = text.replace("=?", "= ?")
-    return text
-
-
 def _outgoing(form: ComposeForm) -> Outgoing:
     limit = runtime().settings.webmail.max_attachment_bytes
     uploads = [
@@ -419,13 +404,12 @@ def _outgoing(form: ComposeForm) -> Outgoing:
         to=mailcompose.parse_addresses(form.to),
         cc=mailcompose.parse_addresses(form.cc),
         bcc=mailcompose.parse_addresses(form.bcc),
-        subject=no_encoded_words(form.subject),
+        subject=form.subject,
         text=form.text,
         attachments=uploads,
         encrypt=form.encrypt,
-        # Ids holding `=?` are dropped (gateway.compose keeps only well-formed ones).
-        in_reply_to=no_encoded_words(form.in_reply_to),
-        references=no_encoded_words(form.references),
+        in_reply_to=form.in_reply_to,
+        references=form.references,
     )
 
 

@@ -73,6 +73,7 @@ DE: dict[str, str] = {
         "Die Antwort kann gerade nicht zugestellt werden."
     ),
     "The answer is too large.": "Die Antwort ist zu groß.",
+    "The answer could not be written.": "Die Antwort konnte nicht geschrieben werden.",
     "The encrypted message has been deleted.": "Die verschlüsselte Nachricht wurde gelöscht.",
     "The link for {recipient} now works until {date}.": (
         "Der Link für {recipient} gilt jetzt bis {date}."
@@ -216,6 +217,7 @@ FR: dict[str, str] = {
         "La réponse ne peut pas être distribuée pour le moment."
     ),
     "The answer is too large.": "La réponse est trop volumineuse.",
+    "The answer could not be written.": "La réponse n'a pas pu être écrite.",
     "The encrypted message has been deleted.": "Le message chiffré a été supprimé.",
     "The link for {recipient} now works until {date}.": (
         "Le lien pour {recipient} fonctionne désormais jusqu'au {date}."

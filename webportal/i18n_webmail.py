@@ -224,6 +224,9 @@ DE: dict[str, str] = {
     "off": "aus",
     "until {date}": "bis {date}",
     "{address} is not a valid mail address.": "{address} ist keine gültige E-Mail-Adresse.",
+    "A header field of this message could not be written safely.": (
+        "Ein Kopffeld dieser Nachricht konnte nicht sicher geschrieben werden."
+    ),
     "{count} message(s) found": "{count} Nachricht(en) gefunden",
     "{count} sender(s) answered in the last 7 days.": (
         "{count} Absender in den letzten 7 Tagen beantwortet."
@@ -463,6 +466,9 @@ FR: dict[str, str] = {
     "off": "désactivé",
     "until {date}": "jusqu'au {date}",
     "{address} is not a valid mail address.": "{address} n'est pas une adresse e-mail valide.",
+    "A header field of this message could not be written safely.": (
+        "Un champ d'en-tête de ce message n'a pas pu être écrit de façon sûre."
+    ),
     "{count} message(s) found": "{count} message(s) trouvé(s)",
     "{count} sender(s) answered in the last 7 days.": (
         "{count} expéditeur(s) ont reçu une réponse ces 7 derniers jours."

@@ -106,6 +106,7 @@ gettext_noop("This link is already at its latest possible expiry.")
 gettext_noop("The message changed meanwhile; please try again.")
 gettext_noop("Write an answer or attach a file.")
 gettext_noop("The answer is too large.")
+gettext_noop("The answer could not be written.")
 gettext_noop("This link cannot send more answers.")
 gettext_noop("The answer cannot be delivered right now.")
 STATES = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.policy
 import email.utils
 import re
 import secrets
@@ -22,7 +21,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit, mailbox
+from gateway import audit, mailbox, mimepolicy
 from gateway.accounts import find_address
 from gateway.models import MailboxMessage, SecureLink
 from gateway.pipeline import pgpmime
@@ -74,13 +73,13 @@ def build_reply(
         raise ReplyError("The answer is too large.")
     if len(text.encode("utf-8")) + sum(len(f.data) for f in files) > settings.max_reply_bytes:
         raise ReplyError("The answer is too large.")
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=mimepolicy.DEFAULT)
     message["From"] = recipient
     message["To"] = sender_address
-    message["Subject"] = reply_subject(original.subject)
+    message["Subject"] = mimepolicy.no_encoded_words(reply_subject(original.subject))
     message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
     message["Message-ID"] = f"<{secrets.token_hex(16)}@{hostname}>"
-    if original.message_id:
+    if original.message_id and "=?" not in original.message_id:
         message["In-Reply-To"] = original.message_id
         message["References"] = original.message_id
     message.set_content(text if text.endswith("\n") else text + "\n")
@@ -94,7 +93,10 @@ def build_reply(
             subtype=subtype or "octet-stream",
             filename=safe_filename(upload.filename, index),
         )
-    return message.as_bytes(policy=email.policy.SMTP)
+    try:
+        return message.as_bytes(policy=mimepolicy.SMTP)
+    except mimepolicy.HeaderInjection:
+        raise ReplyError("The answer could not be written.") from None
 
 
 def encrypt_to(key: pgp.PublicKey, raw: bytes) -> bytes:

@@ -212,3 +212,15 @@ def test_answers_encrypted_mail_over_smtp(
     (reply,) = inbox
     assert reply.subject == "Away: contract"
     assert b"Back on Monday." in reply.raw and b"Auto-Submitted: auto-replied" in reply.raw
+
+
+def test_reply_threading_cannot_inject_headers(session: so.Session, bob: Address) -> None:
+    """A Message-ID that decodes to an encoded word with CR LF is not threaded to."""
+    away(session, bob)
+    hostile = "<=?utf-8?q?a=0D=0AReply-To:_mallory@evil.example?=@elsewhere>"
+    raw = incoming(Message_ID=hostile).replace(b"Message-ID: <q1@elsewhere>\r\n", b"")
+    assert respond(session, bob, raw)
+    (reply,) = replies(session)
+    parsed = email.message_from_bytes(reply.raw, policy=email.policy.default)
+    assert parsed["Reply-To"] is None and b"mallory" not in reply.raw
+    assert parsed["In-Reply-To"] is None and parsed["References"] is None

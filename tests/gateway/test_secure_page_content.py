@@ -144,3 +144,46 @@ def test_a_malformed_message_id_is_not_used_for_threading() -> None:
     raw = b"Subject: x\r\nMessage-ID: <a b>\r\n\r\nbody\r\n"
     assert content.parse(raw).message_id == ""
     assert content.parse(raw).bodies[0].content.strip() == "body"
+
+
+@pytest.mark.parametrize(
+    ("subject", "message_id"),
+    [
+        # Decoded once by the page, each is an encoded word holding CR LF and a field.
+        ("=?utf-8?q?=3D=3Futf-8=3Fq=3Fhi=3D0D=3D0AReply-To=3A=5Fm=40evil.example=3F=3D?=", "<q@x>"),
+        ("hello", "=?utf-8?q?=3C=3D=3Futf-8=3Fq=3Fa=3D0D=3D0AReply-To=3A=5Fm=40e=3F=3D=40x=3E?="),
+    ],
+)
+def test_an_answer_never_gets_a_field_from_the_page(subject: str, message_id: str) -> None:
+    import datetime as dt
+
+    from gateway.securepage.reply import build_reply
+    from gateway.settings import SecurePageSettings
+
+    raw = f"Subject: {subject}\r\nMessage-ID: {message_id}\r\n\r\nbody\r\n".encode()
+    page = content.parse(raw)
+    answer = build_reply(
+        recipient="carol@partner.example",
+        sender_address="alice@example.test",
+        original=page,
+        text="thanks",
+        files=[],
+        now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC),
+        hostname="mail.example.test",
+        settings=SecurePageSettings(),
+    )
+    parsed = email.message_from_bytes(answer, policy=email.policy.default)
+    assert parsed["Reply-To"] is None and b"\nReply-To:" not in answer
+    threading = {"In-Reply-To", "References"} if page.message_id == "<q@x>" else set()
+    assert set(parsed.keys()) == {
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        *threading,
+    }
+    assert "\r" not in str(parsed["Subject"]) and "\n" not in str(parsed["Subject"])

@@ -142,10 +142,12 @@ def test_an_encoded_word_in_the_subject_or_references_cannot_add_header_fields(
         received = deliver(runtime, ALICE, hostile)
         page = alice.get(f"/compose?reply={received}").text
         subject = html.unescape(field_value(page, "subject"))
-        fields = {
-            name: html.unescape(field_value(page, name)) for name in ("in_reply_to", "references")
-        }
-        assert "=?utf-8?q?a=0D=0AReply-To:" in fields["references"]
+        # The reply form no longer carries the id; a form posted by hand still could.
+        assert "Reply-To" not in html.unescape(field_value(page, "references"))
+        once_decoded = (
+            "<=?utf-8?q?a=0D=0AReply-To:_mallory@evil.example=0D=0AX-Injected:_irt?=@evil.example>"
+        )
+        fields = {"in_reply_to": once_decoded, "references": f"<m0@evil.example> {once_decoded}"}
     elif how == "reply":
         hostile = (
             b"From: mallory@evil.example\r\nTo: " + ALICE.encode() + b"\r\n"
