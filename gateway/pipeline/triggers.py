@@ -58,6 +58,9 @@ def decide_encryption(
         for f in control
         if f.name.lower() == PASSWORD_HEADER.lower() and f.value.strip()
     }
+    if passwords and submission.password is not None:
+        # The webmail's own password field: a field in the message does not overrule it.
+        passwords.add(submission.password)
     if len(passwords) > 1:
         raise RejectMessage(PASSWORDS_DIFFER.format(count=len(passwords)))
     if passwords:

@@ -159,6 +159,19 @@ def test_ambiguous_headers_are_refused_with_the_reason(raw: bytes, status: str) 
     assert refused.value.status.startswith(status), refused.value.status
 
 
+def test_a_password_field_never_overrules_the_webmails_password() -> None:
+    raw = b"Subject: a\r\nX-Sealgate-Password: someone-elses-pw\r\n\r\nx\r\n"
+    sub = submission(raw)
+    sub.password = "the-users-own-pw"
+    with pytest.raises(RejectMessage) as refused:
+        decide_encryption(sub, subject_tag=TAG, always_encrypt=False, rule_domains=())
+    assert refused.value.status.startswith("554 5.6.0 The message names 2 different")
+    same = submission(raw.replace(b"someone-elses-pw", b"the-users-own-pw"))
+    same.password = "the-users-own-pw"
+    decide_encryption(same, subject_tag=TAG, always_encrypt=False, rule_domains=())
+    assert same.password == "the-users-own-pw"
+
+
 def test_any_encrypt_field_saying_yes_wins() -> None:
     raw = b"Subject: a\r\nX-Sealgate-Encrypt: yes\r\nX-Sealgate-Encrypt: no\r\n\r\nx\r\n"
     assert decide(raw).encrypt
