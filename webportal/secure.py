@@ -535,3 +535,16 @@ def init_app(app: Flask) -> None:
     shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])
     for endpoint in ("secure.page", "secure.answer", "secure.new_password", "mail.unlock"):
         app.view_functions[endpoint] = shared(app.view_functions[endpoint])
+    # The sender's entries count per account as well: a stolen session guesses from as
+    # many addresses as it likes, but always as the one account.
+    per_account: Any = limiter(app).shared_limit(
+        rate, scope="securepage-account", key_func=_account_key, methods=["POST"]
+    )
+    for endpoint in ("secure.new_password", "mail.unlock"):
+        app.view_functions[endpoint] = per_account(app.view_functions[endpoint])
+
+
+def _account_key() -> str:
+    if current_user.is_authenticated:
+        return f"account:{current_user.account_id}"
+    return f"client:{request.remote_addr}"

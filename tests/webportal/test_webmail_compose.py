@@ -173,6 +173,38 @@ def test_an_encoded_word_in_the_subject_or_references_cannot_add_header_fields(
         assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
 
 
+def test_guesses_at_a_sealed_sent_copy_are_limited_per_account_from_any_address(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """A stolen session that changes its address for each guess still gets the
+    account's budget of password tries, not a fresh one per address."""
+    settings = runtime.settings.replace(keys={"wkd": False}, securepage={"rate_limit": "3/minute"})
+    app = create_app(dataclasses.replace(runtime, settings=settings), testing=True)
+    alice = Webmail(app.test_client()).login(ALICE)
+    sent = alice.compose(
+        **{
+            "from": ALICE,
+            "to": CAROL,
+            "subject": "Vertrag",
+            "text": SECRET_TEXT,
+            "encrypt": "yes",
+            "password": PASSWORD,
+        }
+    )
+    assert sent.status_code == 303, sent.text
+    (copy,) = rows(runtime, ALICE, SENT)
+    page = f"/mail/{copy.id}"
+    answers = []
+    for n in range(4):
+        alice.client.environ_base["REMOTE_ADDR"] = f"192.0.2.{n + 1}"
+        answers.append(alice.post(f"{page}/unlock", {"password": f"guess {n}"}, page))
+    assert [a.status_code for a in answers] == [403, 403, 403, 429]
+    # Another account keeps its own budget.
+    bob = Webmail(app.test_client()).login(BOB)
+    bob.client.environ_base["REMOTE_ADDR"] = "192.0.2.99"
+    assert bob.post(f"{page}/unlock", {"password": "x"}, "/inbox").status_code == 404
+
+
 def test_closed_lock_encrypts_for_hosted_and_key_holders_and_seals_the_rest(
     alice: Webmail, bob: Webmail, runtime: Runtime, tmp_path: Path
 ) -> None:
