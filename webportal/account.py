@@ -370,6 +370,13 @@ def create_app_password() -> ResponseReturnValue:
             count=app_passwords.MAX_PER_ACCOUNT,
         )
         return _app_passwords_page(error=error), 400
+    # With two-factor login on, an app password is a way in without a code: making one
+    # asks for a code, as the secret-key download does (a fresh login asks only the
+    # password, so a stolen cookie plus the password must not be enough).
+    if totp.is_enabled(db, account.id) and (
+        refusal := _check_code(account, _field("code"), purpose="app password")
+    ):
+        return _app_passwords_page(error=refusal), 400
     row, password = app_passwords.create(db, account, name, _now(), **request_meta())
     return _app_passwords_page(
         created=app_passwords.format_for_display(password), created_name=row.name

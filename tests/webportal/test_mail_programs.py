@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from gateway import db
-from gateway.models import AuditEvent
+from gateway.models import AppPassword, AuditEvent
 from gateway.runtime import Runtime
 from keystore import store
 from webportal.clock import set_clock
@@ -187,3 +187,27 @@ def test_setup_page_names_servers_ports_and_login(alice: Browser, runtime: Runti
         f"Outgoing (SMTP) {settings.smtp.hostname} {settings.smtp.submission_port} STARTTLS" in page
     )
     assert ALICE in page and "User name: the full address" in page
+
+
+def test_with_two_factor_login_an_app_password_needs_a_current_code(
+    alice: Browser, runtime: Runtime, clock: FakeClock
+) -> None:
+    """An app password signs mail programs in without a code: with 2FA on, making one
+    takes a code, and wrong codes count towards the account's lockout."""
+    secret, _codes = enable_2fa(alice, clock)
+    clock.advance(seconds=30)
+    page = alice.get("/account/app-passwords").text
+    assert 'name="code"' in page
+    for typed in ("", "000000"):
+        refused = alice.post("/account/app-passwords", {"name": "phone", "code": typed})
+        assert refused.status_code == 400 and "new-app-password" not in refused.text
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(AppPassword)) == 0
+        failures = session.scalars(
+            sa.select(AuditEvent).where(
+                AuditEvent.action == "reauth", AuditEvent.success.is_(False)
+            )
+        ).all()
+    assert [e.detail for e in failures] == ["wrong second-factor code (app password)"] * 2
+    made = alice.post("/account/app-passwords", {"name": "phone", "code": clock.code(secret)})
+    assert made.status_code == 200 and "new-app-password" in made.text
