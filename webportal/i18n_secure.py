@@ -74,6 +74,13 @@ DE: dict[str, str] = {
     ),
     "The answer is too large.": "Die Antwort ist zu groß.",
     "The answer could not be written.": "Die Antwort konnte nicht geschrieben werden.",
+    "The message is closed. Its password opens it again.": (
+        "Die Nachricht ist geschlossen. Ihr Passwort öffnet sie wieder."
+    ),
+    "Close the message": "Nachricht schließen",
+    "On a shared computer, close it when you are done.": (
+        "Schließen Sie sie an einem geteilten Computer, wenn Sie fertig sind."
+    ),
     "The encrypted message has been deleted.": "Die verschlüsselte Nachricht wurde gelöscht.",
     "The link for {recipient} now works until {date}.": (
         "Der Link für {recipient} gilt jetzt bis {date}."
@@ -218,6 +225,13 @@ FR: dict[str, str] = {
     ),
     "The answer is too large.": "La réponse est trop volumineuse.",
     "The answer could not be written.": "La réponse n'a pas pu être écrite.",
+    "The message is closed. Its password opens it again.": (
+        "Le message est fermé. Son mot de passe l'ouvre à nouveau."
+    ),
+    "Close the message": "Fermer le message",
+    "On a shared computer, close it when you are done.": (
+        "Sur un ordinateur partagé, fermez-le quand vous avez terminé."
+    ),
     "The encrypted message has been deleted.": "Le message chiffré a été supprimé.",
     "The link for {recipient} now works until {date}.": (
         "Le lien pour {recipient} fonctionne désormais jusqu'au {date}."

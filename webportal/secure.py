@@ -82,6 +82,7 @@ WRONG_PASSWORD = gettext_noop(
 )
 NO_PASSWORD = gettext_noop("Enter the password.")
 REPLY_SENT = gettext_noop("Your answer was sent, encrypted.")
+CLOSED = gettext_noop("The message is closed. Its password opens it again.")
 REPLY_AGAIN = gettext_noop("Please enter the password again.")
 REPLY_BUSY = gettext_noop(
     "The server is busy right now; your answer was not sent. Please try again in a minute."
@@ -371,6 +372,22 @@ def _answer(
         return _message_page(token, link, data, error=str(exc), status=400)
     log.info("secure page %s: answer stored for the sender", links.log_name(token))
     flash(REPLY_SENT)
+    return redirect(url_for("secure.page", token=token), code=303)
+
+
+@bp.post("/s/<token>/close")
+@public
+@guarded
+def close(token: str) -> ResponseReturnValue:
+    """End this browser's access before `unlock_minutes` run out: on a shared computer
+    the next person must not find the message open."""
+    with db.read_only(runtime().sessions) as s:
+        link = store.usable_link(s, token, clock.now(), _settings())
+        link_id = link.id if link is not None else None
+    if link_id is None:
+        return unavailable()
+    grants.forget(GRANT_KIND, link_id)
+    flash(CLOSED)
     return redirect(url_for("secure.page", token=token), code=303)
 
 

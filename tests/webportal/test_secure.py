@@ -197,6 +197,26 @@ def test_wrong_password_is_refused_and_the_right_one_shows_the_message(
         assert MARKER not in other.get(f"/s/{carol_token}").text
 
 
+def test_close_ends_this_browsers_access_before_its_time(
+    client: FlaskClient, carol_token: str, runtime: Runtime
+) -> None:
+    assert unlock(client, carol_token, PASSWORD).status_code == 303
+    page = client.get(f"/s/{carol_token}")
+    assert MARKER in page.text and f"/s/{carol_token}/close" in page.text
+    closed = client.post(f"/s/{carol_token}/close", data={"csrf_token": csrf_from(page.text)})
+    assert closed.status_code == 303 and closed.headers["Location"] == f"/s/{carol_token}"
+    after = client.get(f"/s/{carol_token}")
+    assert after.status_code == 200 and MARKER not in after.text
+    assert "The message is closed." in after.text and 'name="password"' in after.text
+    download = client.get(f"/s/{carol_token}/a/1")
+    assert download.status_code == 303 and download.headers["Location"] == f"/s/{carol_token}"
+    # Without its CSRF token nothing happens; an unknown link is the usual 404.
+    assert client.post(f"/s/{carol_token}/close").status_code == 400
+    token = csrf_from(after.text)
+    assert client.post("/s/not-a-token/close", data={"csrf_token": token}).status_code == 404
+    assert link_row(runtime, carol_token).failures == 0
+
+
 def test_download_is_the_attachment_byte_for_byte_and_never_inline(
     client: FlaskClient, carol_token: str
 ) -> None:
