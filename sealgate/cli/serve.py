@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gateway.settings import SettingsError
 from keystore.masterkey import MasterKeyError, load_ring
 from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CliState, cli, pass_state
@@ -93,6 +94,7 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
     from gateway.workers import WorkerPool
     from webportal import create_app
     from webportal.server import PortalServer
+    from webportal.session_key import SessionKeyError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,13 +120,24 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
         except RuntimeError as exc:
             await pool.close()
             raise click.ClickException(str(exc)) from None
-    smtp = SubmissionServer(runtime, pool=pool)
-    inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
-    content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
-    portal = PortalServer(create_app(runtime), runtime.settings)
-    metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
-    notifier = Notifier()
-    imap = ImapServer(runtime, notifier) if runtime.settings.imap.enabled else None
+    try:
+        smtp = SubmissionServer(runtime, pool=pool)
+        inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
+        content_filter = FilterServer(runtime) if runtime.settings.filter.enabled else None
+        portal = PortalServer(create_app(runtime), runtime.settings)
+        metrics = MetricsServer(runtime) if runtime.settings.metrics.enabled else None
+        notifier = Notifier()
+        imap = ImapServer(runtime, notifier) if runtime.settings.imap.enabled else None
+    except BaseException as exc:
+        # The worker processes are running: without this they would keep the process
+        # alive after the error, and serve would hang instead of exiting.
+        if pool is not None:
+            await pool.close()
+        if isinstance(exc, SettingsError):
+            raise click.ClickException(f"configuration error: {exc}") from None
+        if isinstance(exc, SessionKeyError):
+            raise click.ClickException(str(exc)) from None
+        raise
     try:
         await smtp.start()
         if inbound is not None:

@@ -251,3 +251,38 @@ def test_external_recipient_reaches_the_smarthost_byte_for_byte(
     assert received.startswith(b"Received: from ")
     assert f"id {queue_id}".encode() in received and f"for <{CAROL}>".encode() in received
     assert content.count(b"Received:") == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            {"SEALGATE_PORTAL_LOGIN_RATE_LIMIT": "garbage"},
+            "configuration error: [portal] login_rate_limit",
+        ),
+        (
+            {"SEALGATE_PORTAL_RATELIMIT_STORAGE": "garbage://x"},
+            "configuration error: [portal] ratelimit_storage",
+        ),
+        ({"SEALGATE_SESSION_KEY": "zz"}, "SEALGATE_SESSION_KEY must be"),
+    ],
+)
+def test_a_setting_the_portal_refuses_stops_serve_with_one_message(
+    serve_env: dict[str, str], setting: dict[str, str], expected: str
+) -> None:
+    """The portal checks these only when it is built, after the worker processes have
+    started: serve must stop them and exit with the message, not hang on a traceback."""
+    env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1", **setting}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sealgate", "serve"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"serve hung on a bad setting: {exc.stderr!r}") from None
+    assert done.returncode == 1
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
