@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 import types
@@ -480,11 +481,18 @@ def _coerce(label: str, hint: Any, value: Any, from_env: bool) -> Any:
         if hint is float:
             if isinstance(value, bool) or (not from_env and not isinstance(value, int | float)):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                # nan passes every "< 0" check and then breaks a timer or an int();
+                # inf would turn a timeout or a cache lifetime off without saying so.
+                raise SettingsError(f"{label}: must be a finite number, not {value!r}")
+            return number
         if hint is str:
             if not isinstance(value, str):
                 raise ValueError
             return value
+    except SettingsError:
+        raise
     except ValueError:
         raise SettingsError(f"{label}: expected {hint.__name__}, got {value!r}") from None
     raise SettingsError(f"{label}: unsupported setting type {hint!r}")

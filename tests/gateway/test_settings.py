@@ -48,6 +48,11 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         ("", {"SEALGATE_SMTP_TLS_PORT": "70000"}, "[smtp] tls_port"),
         ("[smtpd]\nx = 1\n", {}, "[smtpd]"),
         ("[smtp\n", {}, "not valid TOML"),
+        # nan passes every "not negative" check, then breaks a timer or an int().
+        ("[smtp]\nidle_timeout = nan\n", {}, "[smtp] idle_timeout: must be a finite number"),
+        ("[relay]\npoll_interval = inf\n", {}, "[relay] poll_interval"),
+        ("", {"SEALGATE_PASSWORDS_LOGIN_CACHE_SECONDS": "nan"}, "[passwords] login_cache"),
+        ("", {"SEALGATE_RELAY_TIMEOUT": "1e400"}, "SEALGATE_RELAY_TIMEOUT"),
     ],
 )
 def test_bad_values_name_the_key(
