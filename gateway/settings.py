@@ -558,6 +558,17 @@ def _validate_passwords(section: PasswordSettings) -> None:
             raise SettingsError(f"[passwords] {key}: must be at least 1")
     if section.memory_cost < 8 * section.parallelism:
         raise SettingsError("[passwords] memory_cost: at least 8 KiB per lane")
+    # Every process hashes once at start (the dummy hash that evens out timing), so an
+    # unbounded cost hangs every `sealgate` command, and one past Argon2's 32-bit
+    # fields is a traceback. The secure page's bounds serve here too.
+    if section.time_cost > SECUREPAGE_MAX_TIME_COST:
+        raise SettingsError(f"[passwords] time_cost: at most {SECUREPAGE_MAX_TIME_COST}")
+    if section.parallelism > SECUREPAGE_MAX_PARALLELISM:
+        raise SettingsError(f"[passwords] parallelism: at most {SECUREPAGE_MAX_PARALLELISM}")
+    if section.memory_cost > SECUREPAGE_MAX_MEMORY_COST:
+        raise SettingsError(
+            f"[passwords] memory_cost: at most {SECUREPAGE_MAX_MEMORY_COST} KiB (4 GiB)"
+        )
     if section.login_cache_seconds > MAX_LOGIN_CACHE_SECONDS:
         raise SettingsError(
             f"[passwords] login_cache_seconds: at most {MAX_LOGIN_CACHE_SECONDS} (0 turns it off)"

@@ -65,7 +65,17 @@ def test_bad_values_name_the_key(
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("login_cache_seconds", "901"), ("time_cost", "0"), ("memory_cost", "4")],
+    [
+        ("login_cache_seconds", "901"),
+        ("time_cost", "0"),
+        ("memory_cost", "4"),
+        # Argon2's fields are 32 bits: beyond them every command died with a traceback,
+        # and a cost just inside them hung every command on its start-up hash.
+        ("memory_cost", "99999999999"),
+        ("memory_cost", "4194305"),
+        ("time_cost", "100000"),
+        ("parallelism", "65"),
+    ],
 )
 def test_password_settings_are_bounded(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=rf"\[passwords\] {key}"):
