@@ -45,9 +45,19 @@ class CliState:
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
+            import sqlalchemy as sa
+
             from gateway.runtime import Runtime
 
-            self._runtime = Runtime.open(self.settings)
+            try:
+                self._runtime = Runtime.open(self.settings)
+            except (sa.exc.ArgumentError, ImportError) as exc:
+                # A URL SQLAlchemy cannot parse, an unknown dialect, a driver that is
+                # not installed. The URL may hold a password: name the key, not the value.
+                raise click.ClickException(
+                    f"configuration error: [database] url: not usable ({exc}); expected"
+                    " e.g. postgresql+psycopg://user@host/db, or empty for SQLite"
+                ) from None
         return self._runtime
 
     @property

@@ -109,3 +109,32 @@ def test_commands_before_init_and_bad_settings_are_clear(data_dir: Path) -> None
     (data_dir / "sealgate.toml").write_text("[smtp]\nsubmission_port = 587\n")
     env_bad = sealgate(data_dir, "init", env={"SEALGATE_RELAY_SECURITY": "maybe"})
     assert "[relay] security" in env_bad.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "garbage",  # not a URL at all
+        "nosuchdialect://admin:s3cret-pw@db.example.org/mail",  # no such dialect
+        "mysql://admin:s3cret-pw@db.example.org/mail",  # a driver that is not installed
+    ],
+)
+def test_a_database_url_sqlalchemy_cannot_use_is_a_configuration_error(
+    data_dir: Path, url: str
+) -> None:
+    data_dir.mkdir()
+    (data_dir / "sealgate.toml").write_text(f"[database]\nurl = {url!r}\n")
+    env = {k: v for k, v in os.environ.items() if k != "SEALGATE_DATABASE_URL"}
+    for args in (["init"], ["user", "list"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), *args],
+            capture_output=True,
+            text=True,
+            env={**env, **CHEAP_ARGON2},
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert "configuration error: [database] url" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "s3cret-pw" not in done.stderr  # the URL's password stays out of the message
