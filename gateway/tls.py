@@ -50,11 +50,41 @@ def create_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+class TlsFilesError(ValueError):
+    """The certificate and key do not load; the message names the file and the problem."""
+
+
+def _no_passphrase() -> bytes:
+    # Without a callback OpenSSL asks for the passphrase on the terminal, and a server
+    # started by hand would wait there (under systemd it fails with EINVAL).
+    raise TlsFilesError("the private key is encrypted; sealgate needs it without a passphrase")
+
+
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_path, key_path)
+    ctx.load_cert_chain(cert_path, key_path, password=_no_passphrase)
     return ctx
+
+
+def check_pair(cert_path: Path, key_path: Path) -> None:
+    """Load the pair once; raise TlsFilesError saying which file is wrong and how.
+
+    OpenSSL's own messages ("[SSL] PEM lib (_ssl.c:3905)") name neither."""
+    try:
+        server_context(cert_path, key_path)
+    except TlsFilesError as exc:
+        raise TlsFilesError(f"{key_path}: {exc}") from None
+    except OSError as exc:  # ssl.SSLError is one too
+        if not isinstance(exc, ssl.SSLError):
+            raise TlsFilesError(f"{exc.filename or cert_path}: {exc.strerror or exc}") from None
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TlsFilesError(f"{key_path} is not the private key of {cert_path}") from None
+        try:
+            x509.load_pem_x509_certificates(cert_path.read_bytes())
+        except ValueError:
+            raise TlsFilesError(f"{cert_path} holds no PEM certificate") from None
+        raise TlsFilesError(f"{key_path} holds no usable PEM private key ({exc})") from None
 
 
 class CertificateReloader:
@@ -78,7 +108,8 @@ class CertificateReloader:
         return context
 
     def reload(self) -> None:
-        """Raises ssl.SSLError or OSError (naming the problem) when the files do not load."""
-        server_context(self.cert_path, self.key_path)
+        """Raises TlsFilesError (naming the file and the problem) when the files do not
+        load, or ssl.SSLError or OSError should they change in between."""
+        check_pair(self.cert_path, self.key_path)
         for context in self._contexts:
-            context.load_cert_chain(self.cert_path, self.key_path)
+            context.load_cert_chain(self.cert_path, self.key_path, password=_no_passphrase)

@@ -57,6 +57,12 @@ def _preflight(runtime: Runtime) -> None:
     for name in (settings.smtp.tls_cert, settings.smtp.tls_key):
         if not settings.path(name).is_file():
             raise click.ClickException(f"TLS file {settings.path(name)} is missing")
+    from gateway.tls import TlsFilesError, check_pair
+
+    try:
+        check_pair(settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key))
+    except TlsFilesError as exc:
+        raise click.ClickException(f"TLS certificate not usable: {exc}") from None
     current, heads = db.schema_revisions(runtime.engine), db.head_revisions()
     if current != heads:
         raise click.ClickException(

@@ -18,10 +18,12 @@ from email.parser import BytesHeaderParser
 
 import pytest
 import sqlalchemy as sa
+import trustme
 
 from gateway import db
 from gateway.models import MailboxMessage, QueueItem
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 from tests.fakes.smarthost import FakeSmarthost
 from tests.gateway.test_passthrough import strip_gateway_signatures
 from tests.processes import children, wait_gone
@@ -286,3 +288,29 @@ def test_a_setting_the_portal_refuses_stops_serve_with_one_message(
     assert done.returncode == 1
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("broken", ["cert", "key"])
+def test_a_tls_pair_that_does_not_load_stops_serve_before_it_listens(
+    serve_env: dict[str, str], settings: Settings, tls_ca: trustme.CA, broken: str
+) -> None:
+    cert = settings.path(settings.smtp.tls_cert)
+    key = settings.path(settings.smtp.tls_key)
+    if broken == "cert":
+        cert.write_text("half-written\n")
+        expected = f"{cert} holds no PEM certificate"
+    else:
+        tls_ca.issue_cert("localhost").private_key_pem.write_to_path(str(key))
+        expected = f"{key} is not the private key of {cert}"
+    env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "serve"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"Error: TLS certificate not usable: {expected}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "listening" not in done.stderr
