@@ -40,8 +40,15 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     except InvalidAddress as exc:
         raise click.ClickException(str(exc)) from None
     settings = state.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.data_dir.chmod(0o700)
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise click.ClickException(f"the data dir {settings.data_dir} is a file, not a directory")
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.chmod(0o700)
+    except OSError as exc:  # a file of that name, a read-only disk, no permission
+        raise click.ClickException(
+            f"cannot create the data dir {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
     done: list[str] = []
 
     runtime = state.runtime

@@ -138,3 +138,26 @@ def test_a_database_url_sqlalchemy_cannot_use_is_a_configuration_error(
         assert "configuration error: [database] url" in done.stderr
         assert "Traceback" not in done.stderr
         assert "s3cret-pw" not in done.stderr  # the URL's password stays out of the message
+
+
+def test_init_where_the_data_dir_cannot_be_made_says_so(tmp_path: Path) -> None:
+    a_file = tmp_path / "data"
+    a_file.write_text("not a directory\n")
+    env = {"SEALGATE_DATA_DIR": str(a_file)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "init"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **CHEAP_ARGON2, **env},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"the data dir {a_file} is a file, not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    inside_a_file = a_file / "data"
+    done = sealgate(inside_a_file, "init")
+    assert done.returncode == 1
+    assert f"cannot create the data dir {inside_a_file}: Not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
