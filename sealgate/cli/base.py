@@ -77,9 +77,13 @@ class CliState:
         runtime = self.runtime
         try:
             revisions = db.schema_revisions(runtime.engine)
-        except sa.exc.OperationalError:
+        except sa.exc.OperationalError as exc:
+            # The driver's first line says why (a read-only data dir, a refused
+            # connection, a wrong password); it names no password itself.
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no reason given"
             raise click.ClickException(
-                f"cannot open the database of {self.settings.data_dir}; check [database] url"
+                f"cannot open the database of {self.settings.data_dir} ({reason});"
+                " check [database] url, and that the data dir is writable"
             ) from None
         if not revisions:
             raise missing

@@ -161,3 +161,22 @@ def test_init_where_the_data_dir_cannot_be_made_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot create the data dir {inside_a_file}: Not a directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_database_that_does_not_open_says_why(data_dir: Path) -> None:
+    pytest.importorskip("psycopg")
+    data_dir.mkdir()
+    url = "postgresql+psycopg://sealgate:s3cret-pw@127.0.0.1:1/sealgate"  # nothing listens
+    env = {k: v for k, v in os.environ.items() if k != "SEALGATE_DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), "user", "list"],
+        capture_output=True,
+        text=True,
+        env={**env, **CHEAP_ARGON2, "SEALGATE_DATABASE_URL": url},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"cannot open the database of {data_dir} (connection failed:" in done.stderr
+    assert "Connection refused" in done.stderr
+    assert "s3cret-pw" not in done.stderr and "Traceback" not in done.stderr
