@@ -9,6 +9,7 @@ them (see sealgate/cli/__init__.py).
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 CLI_ACTOR = "cli"
+# The portal's minimum for a password a person chooses (webportal/account.py).
+MIN_PASSWORD_LENGTH = 10
 
 
 @dataclass
@@ -129,6 +132,13 @@ def obtain_password(from_stdin: bool) -> tuple[str, bool]:
         value = sys.stdin.readline().rstrip("\r\n")
         if not value:
             raise click.ClickException("no password on standard input")
+        if len(value) < MIN_PASSWORD_LENGTH:
+            raise click.ClickException(
+                f"the password is too short: at least {MIN_PASSWORD_LENGTH} characters"
+            )
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            # A NUL can never be sent in SMTP AUTH PLAIN (it separates the fields).
+            raise click.ClickException("the password holds a control character (NUL, tab, ...)")
         return value, False
     from gateway.passwords import generate_password
 

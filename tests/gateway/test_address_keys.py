@@ -95,7 +95,14 @@ def test_a_new_address_is_exported_and_served_by_wkd_with_one_fingerprint(
 ) -> None:
     sealgate(data_dir, "user", "add", NEW, "--password-stdin", stdin="portal password 1\n")
     sealgate(
-        data_dir, "address", "add", NEW, "--user", NEW, "--password-stdin", stdin="smtp pw 1\n"
+        data_dir,
+        "address",
+        "add",
+        NEW,
+        "--user",
+        NEW,
+        "--password-stdin",
+        stdin="smtp password 1\n",
     )
 
     exported = pgp.parse_public_key(sealgate(data_dir, "keys", "export", NEW))
@@ -174,7 +181,7 @@ def test_without_the_master_key_no_address_is_made_and_the_cli_says_why(
             NEW,
             "--password-stdin",
         ],
-        input="smtp pw 1\n",
+        input="smtp password 1\n",
         capture_output=True,
         text=True,
         env=env,

@@ -180,3 +180,27 @@ def test_a_database_that_does_not_open_says_why(data_dir: Path) -> None:
     assert f"cannot open the database of {data_dir} (connection failed:" in done.stderr
     assert "Connection refused" in done.stderr
     assert "s3cret-pw" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("stdin", "refusal"),
+    [
+        ("short\n", "the password is too short: at least 10 characters"),
+        ("pass\x00word-long\n", "the password holds a control character"),
+    ],
+)
+def test_a_chosen_password_the_portal_would_refuse_is_refused(
+    data_dir: Path, stdin: str, refusal: str
+) -> None:
+    """The portal asks for 10 characters; a NUL can never be sent in AUTH PLAIN."""
+    assert sealgate(data_dir, "init", "--domain", "example.org").returncode == 0
+    for args in (
+        ["user", "passwd", "admin@example.org"],
+        ["address", "passwd", "admin@example.org"],
+        ["user", "add", "jane@example.org"],
+    ):
+        done = sealgate(data_dir, *args, "--password-stdin", stdin=stdin)
+        assert done.returncode == 1, args
+        assert refusal in done.stderr
+        assert "Traceback" not in done.stderr
+    assert "jane@example.org" not in sealgate(data_dir, "user", "list").stdout

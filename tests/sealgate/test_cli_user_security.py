@@ -80,6 +80,11 @@ def test_passwd_sets_the_password_and_ends_sessions(
         assert runtime.hasher.verify(row.password_hash, password)
 
     missing = run(
-        test_env, "user", "passwd", "nobody@example.test", "--password-stdin", stdin="x\n"
+        test_env,
+        "user",
+        "passwd",
+        "nobody@example.test",
+        "--password-stdin",
+        stdin="long enough 1\n",
     )
     assert missing.exit_code == 1 and "no account" in missing.output
