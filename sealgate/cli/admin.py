@@ -233,6 +233,8 @@ def user_delete(state: CliState, email: str, yes: bool, as_json: bool) -> None:
     from gateway.timeutil import utcnow
 
     if not yes:
+        with admin_transaction(state) as session:
+            admin_accounts.get(session, email)  # "no account X" before asking to delete it
         click.confirm(f"delete {email} with its addresses and all their mail?", abort=True)
     with admin_transaction(state) as session:
         gone = admin_accounts.delete(session, email, actor=_actor(), now=utcnow(), confirm=email)
@@ -297,6 +299,12 @@ def address_delete(state: CliState, address_: str, yes: bool, as_json: bool) -> 
     from gateway.timeutil import utcnow
 
     if not yes:
+        from gateway import accounts
+        from gateway.admin import AdminError
+
+        with admin_transaction(state) as session:
+            if accounts.find_address(session, address_[:320]) is None:
+                raise AdminError(f"no address {address_.strip()[:320]}")  # before asking
         click.confirm(f"delete {address_} and all its mail?", abort=True)
     with admin_transaction(state) as session:
         purged = admin_accounts.delete_address(session, address_, actor=_actor(), now=utcnow())

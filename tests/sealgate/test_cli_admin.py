@@ -349,3 +349,14 @@ def test_the_cli_choices_match_the_admin_layer() -> None:
 
     assert cli_admin.LANGUAGES == admin_accounts.LANGUAGES
     assert cli_admin.ROLES == admin_accounts.ROLES
+
+
+def test_deleting_what_does_not_exist_says_so_before_asking(run: Any) -> None:
+    """No "delete nobody@... and all its mail? [y/N]" for a name that is no account."""
+    for args, missing in (
+        (("user", "delete", "nobody@example.test"), "no account nobody@example.test"),
+        (("address", "delete", "nobody@example.test"), "no address nobody@example.test"),
+    ):
+        result = run(*args, input="", ok=False)
+        assert missing in result.output
+        assert "[y/N]" not in result.output
