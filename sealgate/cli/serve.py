@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gateway.settings import SettingsError
-from keystore.masterkey import MasterKeyError, load_ring
+from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring, ring_path
 from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CliState, cli, pass_state
 
@@ -51,7 +51,7 @@ def _preflight(runtime: Runtime) -> None:
 
     settings = runtime.settings
     try:
-        load_ring(settings.data_dir)
+        ring = load_ring(settings.data_dir)
     except MasterKeyError as exc:
         raise click.ClickException(str(exc)) from None
     for name in (settings.smtp.tls_cert, settings.smtp.tls_key):
@@ -69,6 +69,48 @@ def _preflight(runtime: Runtime) -> None:
             f"the database schema is at {', '.join(sorted(current)) or 'nothing'}, this version"
             f" needs {', '.join(sorted(heads))}: run `sealgate init` to migrate"
         )
+    _check_ring_opens_the_keys(runtime, ring)
+
+
+# Rows tried per master-key version: one row wrapped under a wrong ring (by a command
+# run with the wrong master.keys) must not keep a right ring from starting.
+RING_CHECK_SAMPLE = 3
+
+
+def _check_ring_opens_the_keys(runtime: Runtime, ring: MasterKeyRing) -> None:
+    """Refuse a ring that opens none of the address keys wrapped under one of its
+    versions: a master.keys of another installation (or a fresh `init`'s) has the
+    same version numbers, and serve would answer every encrypted message with 451 and
+    wrap new keys under a ring that the real one can never open."""
+    import sqlalchemy as sa
+
+    from gateway import db
+    from keystore import wrap
+    from keystore.models import StoredKey
+
+    with db.read_only(runtime.sessions) as session:
+        for version in sorted(ring.keys):
+            rows = session.execute(
+                sa.select(StoredKey.address, StoredKey.fingerprint, StoredKey.wrapped_secret)
+                .where(StoredKey.master_version == version)
+                .order_by(StoredKey.id)
+                .limit(RING_CHECK_SAMPLE)
+            ).all()
+            if not rows:
+                continue
+            for address, fingerprint, blob in rows:
+                try:
+                    wrap.unwrap(ring, blob, address=address, fingerprint=fingerprint)
+                except wrap.DecryptionError:
+                    continue
+                break
+            else:
+                raise click.ClickException(
+                    f"the master key ring ({ring_path(runtime.settings.data_dir)} or"
+                    f" ${MASTER_KEYS_ENV}) does not open the keys the database holds under"
+                    f" its version {version}: it is not this installation's ring (restore"
+                    " the right master.keys; nothing was changed)"
+                )
 
 
 def _reload_tls(reloader: CertificateReloader) -> None:

@@ -314,3 +314,24 @@ def test_a_tls_pair_that_does_not_load_stops_serve_before_it_listens(
     assert f"Error: TLS certificate not usable: {expected}" in done.stderr
     assert "Traceback" not in done.stderr
     assert "listening" not in done.stderr
+
+
+def test_a_master_key_ring_of_another_installation_is_refused(
+    serve_env: dict[str, str], mail_users: dict[str, str]
+) -> None:
+    """Same version number, other key (what `sealgate init` on a fresh machine makes
+    before a restore): serve would answer every encrypted message 451 and wrap new
+    keys under a ring the real one can never open."""
+    from keystore.masterkey import MasterKeyRing
+
+    env = {**serve_env, "SEALGATE_MASTER_KEYS": MasterKeyRing.generate().to_json()}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "serve"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "does not open the keys the database holds under its version 1" in done.stderr
+    assert "Traceback" not in done.stderr and "listening" not in done.stderr
