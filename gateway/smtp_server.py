@@ -369,6 +369,7 @@ class SubmissionSMTP(SMTP):
         self._connections = connections
         self._counted_ip: str | None = None
         self._lost = False
+        self._quit = False
 
     def watch_handshake(self, port: int) -> None:
         weakref.finalize(self, _dropped_during_handshake, port, self._connected, self.log_id)
@@ -378,7 +379,10 @@ class SubmissionSMTP(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if isinstance(error, TLS_DROPS) and self.session is not None and not self._drop_logged:
+        # After QUIT and its 221, a client closing without TLS close_notify (as Python's
+        # smtplib and many others do) is the end of a session, not a drop.
+        dropped = isinstance(error, TLS_DROPS) and not self._quit
+        if dropped and self.session is not None and not self._drop_logged:
             with logs.event_id(self.log_id):
                 log.info(
                     "client %s dropped the connection mid-session (%s)",
@@ -394,6 +398,10 @@ class SubmissionSMTP(SMTP):
         if ip is not None:
             # Off the loop: with [limits] storage on Redis this is a network round trip.
             asyncio.get_running_loop().run_in_executor(None, self._connections.release, ip)
+
+    async def smtp_QUIT(self, arg: str) -> None:  # noqa: N802  (aiosmtpd's name)
+        self._quit = not arg  # "QUIT x" is answered 501 and the session goes on
+        await super().smtp_QUIT(arg)
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, TLS_DROPS):
