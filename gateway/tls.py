@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+CN_MAX = 64
+
 
 def create_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     """An ECDSA P-256 certificate for `hostname`, localhost and 127.0.0.1, valid one year.
@@ -20,7 +22,10 @@ def create_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     It makes STARTTLS work on a fresh install; production replaces it with a real one.
     """
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    # X.509 allows a common name of 64 characters, DNS a name of 253: a longer
+    # hostname goes into the subjectAltName alone, which is what clients check.
+    common_name = hostname if len(hostname) <= CN_MAX else "sealgate"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(hostname)]
     if hostname != "localhost":

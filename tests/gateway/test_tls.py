@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.tls import TlsFilesError, check_pair, create_self_signed
@@ -59,3 +60,15 @@ def test_an_encrypted_key_is_refused_without_asking_on_the_terminal(
     )
     with pytest.raises(TlsFilesError, match="encrypted; sealgate needs it without a passphrase"):
         check_pair(cert, key)
+
+
+def test_a_host_name_longer_than_a_common_name_gets_a_certificate(tmp_path: Path) -> None:
+    """X.509 limits the common name to 64 characters; `sealgate init` died on a longer
+    (valid, up to 253) [smtp] hostname with a ValueError traceback."""
+    hostname = "a" * 40 + "." + "b" * 30 + ".example.org"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    create_self_signed(cert, key, hostname)
+    check_pair(cert, key)
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert hostname in names.get_values_for_type(x509.DNSName)
