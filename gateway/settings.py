@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -509,6 +510,8 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[portal] base_url: must start with https:// or http://")
     if name == "portal":
         trusted_proxies(section.trusted_proxies)
+    if name in ("smtp", "imap") and (name == "smtp" or section.hostname):
+        _validate_hostname(f"[{name}] hostname", section.hostname)
     if name == "smtp" and section.max_message_size < 1024:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "security":
@@ -537,6 +540,21 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[workers] max_group: must be at least 1")
     if name == "workers" and section.backlog < 1:
         raise SettingsError("[workers] backlog: must be at least 1")
+
+
+_HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _validate_hostname(label: str, value: str) -> None:
+    """A DNS name: it goes into the SMTP greeting, Received: headers, the printed DNS
+    records and the self-signed certificate, where a space or a line break breaks (or
+    injects into) each of them."""
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_HOSTNAME_LABEL.fullmatch(part) for part in labels):
+        raise SettingsError(
+            f"{label}: {value[:80]!r} is not a host name such as mail.example.org"
+            " (letters, digits, hyphens and dots; IDN in its xn-- form)"
+        )
 
 
 def _validate_keys(section: KeysSettings) -> None:

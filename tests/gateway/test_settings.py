@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,29 @@ def test_bad_values_name_the_key(
 def test_password_settings_are_bounded(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=rf"\[passwords\] {key}"):
         load_settings(tmp_path, env={f"SEALGATE_PASSWORDS_{key.upper()}": value})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        # A line break went into the EHLO reply, Received: and `sealgate dns`'s zone.
+        ({"SEALGATE_SMTP_HOSTNAME": "mx\r\nX-Evil: 1"}, "[smtp] hostname"),
+        ({"SEALGATE_SMTP_HOSTNAME": ""}, "[smtp] hostname"),  # init died on it
+        ({"SEALGATE_SMTP_HOSTNAME": "mail example.org"}, "[smtp] hostname"),
+        ({"SEALGATE_IMAP_HOSTNAME": "imap..example.org"}, "[imap] hostname"),
+    ],
+)
+def test_a_hostname_that_is_no_host_name_is_refused(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(named) + ".* is not a host name"):
+        load_settings(tmp_path, env=env)
+
+
+@pytest.mark.parametrize(
+    "hostname", ["localhost", "mail.example.org", "mail.example.org.", "xn--bcher-kva.example"]
+)
+def test_host_names_are_taken(tmp_path: Path, hostname: str) -> None:
+    loaded = load_settings(tmp_path, env={"SEALGATE_SMTP_HOSTNAME": hostname})
+    assert loaded.smtp.hostname == hostname
+    assert load_settings(tmp_path, env={}).imap.hostname == ""  # empty: [smtp] hostname
