@@ -57,6 +57,12 @@ def _preflight(runtime: Runtime) -> None:
     for name in (settings.smtp.tls_cert, settings.smtp.tls_key):
         if not settings.path(name).is_file():
             raise click.ClickException(f"TLS file {settings.path(name)} is missing")
+    from gateway.relay import client_tls_context
+
+    try:
+        client_tls_context(settings.relay)  # else the relay task fails after "ready"
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
     from gateway.tls import TlsFilesError, check_pair
 
     try:

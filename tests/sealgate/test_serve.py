@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -335,3 +336,22 @@ def test_a_master_key_ring_of_another_installation_is_refused(
     assert done.returncode == 1
     assert "does not open the keys the database holds under its version 1" in done.stderr
     assert "Traceback" not in done.stderr and "listening" not in done.stderr
+
+
+def test_a_relay_ca_file_that_does_not_load_stops_serve_before_it_listens(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
+    """It used to print "sealgate ready", then stop with a traceback in the log."""
+    missing = tmp_path / "no-such-ca.pem"
+    env = {**serve_env, "SEALGATE_RELAY_CA_FILE": str(missing)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "serve"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"configuration error: [relay] ca_file: cannot load {missing}" in done.stderr
+    assert "sealgate ready" not in done.stdout
+    assert "Traceback" not in done.stderr
