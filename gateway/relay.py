@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Every line end as SMTP DATA carries it (aiosmtplib rewrites a bare CR or LF to CRLF
+# and ends the data with one): DKIM must sign these bytes, not the stored ones.
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+
 # After `stop` is set, in-flight sends get this long to finish before they are
 # cut off and their rows released; a stop must not wait out a hung smarthost.
 STOP_GRACE_SECONDS = 10.0
@@ -270,7 +274,8 @@ class Relay:
                 signing = dkim_sign.signing_keys(session, ring, item.raw)
             if not signing:
                 return item
-            return dataclasses.replace(item, raw=dkim_sign.sign(item.raw, signing))
+            wire = wire_form(item.raw)
+            return dataclasses.replace(item, raw=dkim_sign.sign(wire, signing))
 
         return await asyncio.to_thread(work)
 
@@ -505,6 +510,17 @@ async def _closed(protocol: object, transport: object, wait: float) -> None:
 def _abort(transport: object) -> None:
     if isinstance(transport, asyncio.WriteTransport):
         transport.abort()
+
+
+def wire_form(raw: bytes) -> bytes:
+    """`raw` as DATA sends it: every line end CRLF, a final CRLF (the dot-stuffing aside).
+
+    Pass-through mail keeps its bytes in the queue, a bare CR among them; the client
+    library rewrites line ends on the way out, so a signature over the stored bytes
+    would not verify at the receiver.
+    """
+    wire = _LINE_ENDS.sub(b"\r\n", raw)
+    return wire if wire.endswith(b"\r\n") else wire + b"\r\n"
 
 
 def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

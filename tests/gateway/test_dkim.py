@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 import smtplib
@@ -21,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, db, rawheaders
+from gateway import queue as outbound
 from gateway.dkim import keys as dkim_keys
 from gateway.dkim import sign as dkim_sign
 from gateway.dnsrecords import records
@@ -211,3 +213,39 @@ def test_master_key_rotation_moves_dkim_keys(
         assert {r.master_version for r in rows} == {ring.primary} == {2}
         for row in rows:
             assert dkim_keys.open_key(ring.with_destroyed(1), row, row.domain.name).private
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"line one\rline two\r\n", b"line one\nline two\r\n", b"no line end at the end"],
+    ids=["bare-cr", "bare-lf", "no-final-crlf"],
+)
+def test_signature_covers_the_bytes_on_the_wire(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    smarthost: FakeSmarthost,
+    zone: FakeDns,
+    body: bytes,
+) -> None:
+    """A stored message with a bare CR or LF (pass-through mail keeps its bytes) leaves with
+    CRLF line ends, as SMTP DATA must carry it: the signature is made over those bytes, so
+    it verifies at the receiver (signed over the stored bytes, a bare CR broke both)."""
+    raw = (
+        b"From: Alice <alice@example.test>\r\nTo: x@elsewhere.example\r\n"
+        b"Subject: line ends\r\n\r\n" + body
+    )
+    with db.transaction(runtime.sessions) as session:
+        outbound.enqueue(
+            session,
+            queue_id="QCR",
+            mail_from=ALICE,
+            rcpt_to="x@elsewhere.example",
+            raw=raw,
+            now=dt.datetime.now(dt.UTC),
+        )
+    [relayed] = relay_all(runtime, smarthost, 1)
+    assert b"line" in relayed.content or b"no line end" in relayed.content
+    sigs = signatures(relayed.content)
+    assert len(sigs) == 2
+    for index in range(len(sigs)):
+        assert verifies(relayed.content, index, zone), f"signature {index}"
