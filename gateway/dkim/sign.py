@@ -5,6 +5,11 @@ of it (mail from `noreply@mail.example.org` is signed as `example.org`): either
 way the signature aligns with From under DMARC's relaxed rule, which is what
 receivers check. Mail whose From is not under a hosted domain is sent as it is;
 the gateway has no business signing for domains it does not host.
+
+An internationalized domain is hosted under whichever form an admin typed (U-label
+`bücher.example` or A-label `xn--bcher-kva.example`) and a From may name either:
+both forms find it, and `d=` is always the A-label (RFC 6376 §3.5, RFC 8616 §4),
+the name its key is published under in DNS.
 """
 
 from __future__ import annotations
@@ -42,17 +47,42 @@ def from_domain(raw: bytes) -> str | None:
     return domain
 
 
+def a_label(domain: str) -> str | None:
+    """The ASCII (IDNA) form of `domain`, lower-cased; None if it has none."""
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+
+
+def u_label(domain: str) -> str | None:
+    """The Unicode form of `domain`, lower-cased; None if it has none."""
+    try:
+        return domain.encode("ascii").decode("idna").lower()
+    except UnicodeError:
+        return None
+
+
 def signing_domain(session: so.Session, domain: str) -> Domain | None:
-    """`domain` or its nearest parent that is hosted here."""
+    """`domain` or its nearest parent that is hosted here, under either form of its name."""
     labels = domain.split(".")
     candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
     if not candidates:
         return None
-    rows = {
-        row.name: row
-        for row in session.scalars(sa.select(Domain).where(Domain.name.in_(candidates)))
+    forms = {
+        name: {name, *(other for other in (a_label(name), u_label(name)) if other)}
+        for name in candidates
     }
-    return next((rows[name] for name in candidates if name in rows), None)
+    wanted = set().union(*forms.values())
+    rows = {
+        row.name.lower(): row
+        for row in session.scalars(sa.select(Domain).where(Domain.name.in_(wanted)))
+    }
+    for name in candidates:
+        for form in sorted(forms[name]):
+            if form in rows:
+                return rows[form]
+    return None
 
 
 def signing_keys(session: so.Session, ring: MasterKeyRing, raw: bytes) -> list[keys.SigningKey]:
@@ -83,12 +113,16 @@ def sign(raw: bytes, signing: list[keys.SigningKey]) -> bytes:
     """
     fields = []
     for key in signing:
+        domain = a_label(key.domain)
+        if domain is None:
+            log.warning("dkim: not signed as %s (no IDNA form)", key.domain)
+            return raw
         try:
             fields.append(
                 dkim.sign(
                     raw,
                     key.selector.encode("ascii"),
-                    key.domain.encode("ascii"),
+                    domain.encode("ascii"),
                     key.private,
                     signature_algorithm=key.signature_algorithm,
                     canonicalize=(b"relaxed", b"relaxed"),

@@ -249,3 +249,44 @@ def test_signature_covers_the_bytes_on_the_wire(
     assert len(sigs) == 2
     for index in range(len(sigs)):
         assert verifies(relayed.content, index, zone), f"signature {index}"
+
+
+@pytest.mark.parametrize(
+    ("hosted", "from_domain"),
+    [
+        ("bücher.example", "bücher.example"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "bücher.example"),
+    ],
+    ids=["u-label", "a-label-from", "a-label-hosted"],
+)
+def test_an_internationalized_domain_is_signed_with_its_a_label(
+    runtime: Runtime, hosted: str, from_domain: str
+) -> None:
+    """d= must be the domain's A-label (RFC 6376 §3.5, RFC 8616): signing a hosted
+    IDN domain once failed on `encode("ascii")` and its mail left unsigned, and a
+    From in the other form of the name found no key."""
+    ring = runtime.ring.get()
+    with db.transaction(runtime.sessions) as session:
+        domain = accounts.add_domain(session, hosted, actor="test")
+        txt = {
+            f"{row.selector}._domainkey.xn--bcher-kva.example.": dkim_keys.txt_record(row)
+            for row in dkim_keys.current_keys(session, domain.id)
+        }
+    raw = (
+        f"From: Anna <anna@{from_domain}>\r\nTo: x@elsewhere.example\r\n"
+        "Subject: Grüße\r\n\r\nbody\r\n"
+    ).encode()
+    with db.read_only(runtime.sessions) as session:
+        keys = dkim_sign.signing_keys(session, ring, raw)
+    assert len(keys) == 2
+    signed = dkim_sign.sign(raw, keys)
+    sigs = signatures(signed)
+    assert {s[b"d"] for s in sigs} == {b"xn--bcher-kva.example"}
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        found = txt.get(name.decode("ascii").lower())
+        return found.encode("ascii") if found is not None else None
+
+    for index in range(len(sigs)):
+        assert dkim.DKIM(signed).verify(idx=index, dnsfunc=lookup), f"signature {index}"
