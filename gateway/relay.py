@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import aiosmtplib
+import aiosmtplib.email
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
@@ -47,6 +48,9 @@ T = TypeVar("T")
 # Every line end as SMTP DATA carries it (aiosmtplib rewrites a bare CR or LF to CRLF
 # and ends the data with one): DKIM must sign these bytes, not the stored ones.
 _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+# What aiosmtplib refuses to put into a command line (it raises ValueError mid-transaction).
+_COMMAND_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 # After `stop` is set, in-flight sends get this long to finish before they are
 # cut off and their rows released; a stop must not wait out a hung smarthost.
@@ -430,6 +434,9 @@ class Relay:
             raise _Temporary(f"connection to relay {where} failed: {_describe(exc)}") from None
 
     async def _transaction(self, client: aiosmtplib.SMTP, item: ClaimedItem) -> str:
+        refused = unsendable_address(item.mail_from, item.rcpt_to)
+        if refused is not None:
+            raise _Permanent(refused)
         options: list[str] = []
         if not (item.mail_from.isascii() and item.rcpt_to.isascii()):
             if not client.supports_extension("smtputf8"):
@@ -510,6 +517,28 @@ async def _closed(protocol: object, transport: object, wait: float) -> None:
 def _abort(transport: object) -> None:
     if isinstance(transport, asyncio.WriteTransport):
         transport.abort()
+
+
+def unsendable_address(mail_from: str, rcpt_to: str) -> dsn.Failure | None:
+    """Why the envelope cannot be written as SMTP commands at all, or None.
+
+    Inbound SMTP takes envelope senders (a quoted local part holding a control
+    character) that an automatic reply then addresses; no retry can send those.
+    """
+    for address, status, role in ((mail_from, "5.1.7", "sender"), (rcpt_to, "5.1.3", "recipient")):
+        if role == "sender" and not address:
+            continue  # the null reverse-path
+        try:
+            quoted = aiosmtplib.email.quote_address(address)
+        except ValueError:
+            quoted = "\x00"
+        if _COMMAND_CONTROLS.search(quoted):
+            return dsn.Failure(
+                status,
+                "X-Sealgate",
+                f"the {role} address cannot be written in an SMTP command (RFC 5321 4.1.2)",
+            )
+    return None
 
 
 def wire_form(raw: bytes) -> bytes:

@@ -292,6 +292,40 @@ def test_null_sender_is_delivered_with_empty_mail_from(
     assert msg.mail_from == "<>" and msg.content == RAW  # aiosmtpd keeps the brackets
 
 
+@pytest.mark.parametrize(
+    ("mail_from", "rcpt_to"),
+    [
+        (ALICE, '"a\x01b"@elsewhere.test'),  # an outside envelope sender, answered
+        (ALICE, '"a\x7fb"@elsewhere.test'),
+        (ALICE, '"\\"@elsewhere.test>'),  # what aiosmtpd made of MAIL FROM:<"\"@x>
+        ('"a\x01b"@example.test', CAROL),
+    ],
+    ids=["control-char", "del", "broken-quote", "sender"],
+)
+def test_an_address_smtp_cannot_carry_bounces_at_once_without_a_traceback(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    smarthost: FakeSmarthost,
+    caplog: pytest.LogCaptureFixture,
+    mail_from: str,
+    rcpt_to: str,
+) -> None:
+    """Inbound SMTP takes envelope senders that the relay's client refuses to write
+    (control characters in a quoted local part); an automatic reply to one was an
+    "unexpected error" with a traceback at every try, retried for five days."""
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, mail_from=mail_from, rcpt_to=rcpt_to)
+    caplog.set_level(logging.INFO)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    assert rows(rt) == []
+    assert "Traceback" not in caplog.text and "unexpected error" not in caplog.text
+    assert smarthost.messages == []
+    if mail_from == ALICE:
+        [bounce] = mailbox_of(rt, ALICE)
+        _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+        assert per_recipient["Status"] == "5.1.3"
+
+
 # -- TLS insistence, implicit TLS, AUTH -------------------------------------------
 
 
