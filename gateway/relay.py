@@ -52,6 +52,10 @@ _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 # What aiosmtplib refuses to put into a command line (it raises ValueError mid-transaction).
 _COMMAND_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
+# DATA carries the whole message in one step: besides `[relay] timeout` it gets one
+# second per this many bytes (512 kbit/s), so a large message is not cut off in transit.
+DATA_BYTES_PER_SECOND = 64 * 1024
+
 # After `stop` is set, in-flight sends get this long to finish before they are
 # cut off and their rows released; a stop must not wait out a hung smarthost.
 STOP_GRACE_SECONDS = 10.0
@@ -451,18 +455,16 @@ class Relay:
             options.append("SMTPUTF8")
         if not item.raw.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
+        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:
-            _errors, reply = await client.sendmail(
-                item.mail_from, [item.rcpt_to], item.raw, mail_options=options
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            first = exc.recipients[0]
-            self._classify(first.code, first.message)
+            await client.mail(item.mail_from, options=options, encoding=encoding)
+            await client.rcpt(item.rcpt_to, encoding=encoding)
+            response = await client.data(item.raw, timeout=data_timeout(self.relay, item.raw))
         except aiosmtplib.SMTPResponseException as exc:
             self._classify(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _Temporary(f"connection to relay lost: {_describe(exc)}") from None
-        return reply
+        return response.message
 
     def _classify(self, code: int, message: str) -> NoReturn:
         if code == 530:  # RFC 4954: authentication required; our configuration, not the mail
@@ -517,6 +519,15 @@ async def _closed(protocol: object, transport: object, wait: float) -> None:
 def _abort(transport: object) -> None:
     if isinstance(transport, asyncio.WriteTransport):
         transport.abort()
+
+
+def data_timeout(relay: RelaySettings, raw: bytes) -> float:
+    """Seconds for DATA: sending the message and the peer's answer after the final dot.
+
+    One step's `timeout`, plus the time the message needs at DATA_BYTES_PER_SECOND
+    (the lease still bounds the whole delivery).
+    """
+    return relay.timeout + len(raw) / DATA_BYTES_PER_SECOND
 
 
 def unsendable_address(mail_from: str, rcpt_to: str) -> dsn.Failure | None:

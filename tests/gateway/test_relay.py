@@ -326,6 +326,28 @@ def test_an_address_smtp_cannot_carry_bounces_at_once_without_a_traceback(
         assert per_recipient["Status"] == "5.1.3"
 
 
+def test_a_large_message_gets_time_to_travel_beyond_one_step(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """`timeout` bounds one SMTP step; DATA carries the whole message, so it gets one
+    more second per 64 KiB. With one step's time for all of it, a message that takes
+    longer to transfer (25 MiB at under 3.5 Mbit/s, with the default 60 s) timed out at
+    every try and was bounced after five days, or delivered twice by a peer that
+    kept it after the timeout."""
+    rt = with_relay(runtime, smarthost, timeout=1.0)
+    big = RAW + (b"x" * 76 + b"\r\n") * 13_800  # about 1 MiB: 16 s more
+    enqueue(rt, raw=big)
+    smarthost.delay("data", 2.5)  # transfer and the final reply: longer than a step
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert msg.content == big
+
+    smarthost.delay("data", 0)
+    smarthost.delay("rcpt", 2.5)  # other steps still have one step's time
+    enqueue(rt, queue_id="Q2")
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+
+
 # -- TLS insistence, implicit TLS, AUTH -------------------------------------------
 
 
