@@ -4,7 +4,9 @@ It relays nothing: a RCPT outside the hosted domains is refused with 550 5.7.1,
 an unknown hosted address with 550 5.1.1. Accepted mail gets the same checks as
 submitted mail (MIME structure, X-Sealgate-* headers removed), one Received
 header, and is stored in each recipient's INBOX, where the autoresponder sees it,
-in one transaction before the `250`. An `Autocrypt:` header from an external
+in one transaction before the `250`. A message that carries more than
+MAX_RECEIVED `Received:` fields is in a mail loop (RFC 5321 §6.3) and is refused
+before anything is stored or answered. An `Autocrypt:` header from an external
 sender updates that sender's peer state in the same transaction (gateway.autocrypt).
 """
 
@@ -17,7 +19,16 @@ import weakref
 
 from aiosmtpd.smtp import Envelope, Session
 
-from gateway import accounts, autoresponder, db, lookups, mailbox, postmaster, ratelimit
+from gateway import (
+    accounts,
+    autoresponder,
+    db,
+    lookups,
+    mailbox,
+    postmaster,
+    ratelimit,
+    rawheaders,
+)
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.pipeline.context import ClientInfo, new_queue_id
@@ -46,6 +57,10 @@ from gateway.tls import server_context
 
 log = logging.getLogger(__name__)
 
+# RFC 5321 6.3: "a large rejection threshold, normally at least 100 Received entries".
+MAX_RECEIVED = 100
+TOO_MANY_HOPS = "554 5.4.6 Too many hops ({count} Received header fields): a mail loop"
+
 
 def receive(
     runtime: Runtime,
@@ -59,6 +74,9 @@ def receive(
     """Store one inbound message for its hosted recipients; returns the queue id."""
     smtp = runtime.settings.smtp
     check_structure(raw, max_depth=smtp.max_mime_depth, max_parts=smtp.max_mime_parts)
+    hops = sum(1 for field in rawheaders.headers(raw) if field.name.lower() == "received")
+    if hops > MAX_RECEIVED:
+        raise RejectMessage(TOO_MANY_HOPS.format(count=hops))
     now = clock()
     queue_id = new_queue_id()
     learnt = autocrypt_inbound.observe(runtime, raw, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 
+import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, autoresponder, db
@@ -78,3 +79,35 @@ def test_autoresponder_answers_mail_from_anywhere(inbound: InboundServer, runtim
         (reply,) = session.scalars(sa.select(QueueItem)).all()
     assert reply.rcpt_to == "person@elsewhere.example" and reply.mail_from == ""
     assert b"Subject: Away: offer" in reply.raw
+
+
+def test_a_message_that_went_round_too_often_is_refused_as_a_loop(
+    inbound: InboundServer, runtime: Runtime
+) -> None:
+    """RFC 5321 6.3: a message with more than 100 Received fields is in a loop. It was
+    stored (and answered by the autoresponder, feeding the loop); now it gets 554 5.4.6."""
+    with db.transaction(runtime.sessions) as session:
+        bob = accounts.find_address(session, BOB)
+        assert bob is not None
+        responder = Autoresponder(address_id=bob.id, name="away", subject="Away:", body="Later.")
+        session.add(responder)
+        session.flush()
+        autoresponder.activate(session, responder)
+
+    def hops(count: int) -> bytes:
+        trace = "".join(
+            f"Received: from h{i}.example by h{i + 1}.example; Sun, 6 Dec 2026 01:00:00 +0000\r\n"
+            for i in range(count)
+        )
+        return f"{trace}From: {OUTSIDER}\r\nTo: {BOB}\r\nSubject: {count}\r\n\r\nx\r\n".encode()
+
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(OUTSIDER, [BOB], hops(101))
+        assert refused.value.smtp_code == 554
+        assert refused.value.smtp_error.startswith(b"5.4.6")
+        client.rset()
+        assert client.sendmail(OUTSIDER, [BOB], hops(100)) == {}
+    assert [m.subject for m in inbox(runtime, BOB)] == ["100"]
+    with db.transaction(runtime.sessions) as session:
+        assert len(session.scalars(sa.select(QueueItem)).all()) == 1  # one answer, to "100"
