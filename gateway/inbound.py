@@ -6,7 +6,10 @@ submitted mail (MIME structure, X-Sealgate-* headers removed), one Received
 header, and is stored in each recipient's INBOX, where the autoresponder sees it,
 in one transaction before the `250`. A message that carries more than
 MAX_RECEIVED `Received:` fields is in a mail loop (RFC 5321 §6.3) and is refused
-before anything is stored or answered. An `Autocrypt:` header from an external
+before anything is stored or answered. A hosted domain with an internationalized
+name takes mail in both forms of it, the A-label (`xn--…`, all a sender without
+SMTPUTF8 may write) and the U-label, whichever of them an admin added. An
+`Autocrypt:` header from an external
 sender updates that sender's peer state in the same transaction (gateway.autocrypt).
 """
 
@@ -17,6 +20,7 @@ import logging
 import ssl
 import weakref
 
+import sqlalchemy.orm as so
 from aiosmtpd.smtp import Envelope, Session
 
 from gateway import (
@@ -31,6 +35,7 @@ from gateway import (
 )
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
+from gateway.models import Address
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.received import trace_header
@@ -62,6 +67,31 @@ MAX_RECEIVED = 100
 TOO_MANY_HOPS = "554 5.4.6 Too many hops ({count} Received header fields): a mail loop"
 
 
+def other_form(address: str) -> str | None:
+    """`address` with its domain in the other IDNA form (A-label <-> U-label), or None
+    when the domain has only one (plain ASCII) or is not a valid name."""
+    local, _, domain = address.rpartition("@")
+    domain = domain.lower()
+    if not local or not domain:
+        return None
+    try:
+        if domain.isascii():
+            other = domain.encode("ascii").decode("idna")
+        else:
+            other = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    other = other.lower()
+    return f"{local}@{other}" if other != domain else None
+
+
+def _deliverable(session: so.Session, rcpt: str) -> Address | None:
+    address = accounts.find_deliverable(session, rcpt)
+    if address is None and (other := other_form(rcpt)) is not None:
+        address = accounts.find_deliverable(session, other)
+    return address
+
+
 def receive(
     runtime: Runtime,
     *,
@@ -86,7 +116,7 @@ def receive(
     with db.transaction(runtime.sessions) as session:
         delivered: set[int] = set()
         for rcpt in dict.fromkeys(r.lower() for r in recipients):
-            address = accounts.find_deliverable(session, rcpt)
+            address = _deliverable(session, rcpt)
             if address is None:
                 raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=rcpt))
             if address.id in delivered:  # an alias and its address: one copy
@@ -134,6 +164,8 @@ class InboundHandler:
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
             found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
+            if not found.hosted and (other := other_form(address)) is not None:
+                found = await lookups.destination_at_rcpt(self.runtime.sessions, other)
             refusal = RELAY_DENIED if not found.hosted else hosted_refusal(found, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
 

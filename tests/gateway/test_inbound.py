@@ -111,3 +111,31 @@ def test_a_message_that_went_round_too_often_is_refused_as_a_loop(
     assert [m.subject for m in inbox(runtime, BOB)] == ["100"]
     with db.transaction(runtime.sessions) as session:
         assert len(session.scalars(sa.select(QueueItem)).all()) == 1  # one answer, to "100"
+
+
+@pytest.mark.parametrize(
+    ("hosted", "rcpt", "smtputf8"),
+    [
+        ("anna@bücher.example", "anna@xn--bcher-kva.example", False),
+        ("anna@bücher.example", "Anna@XN--BCHER-KVA.example", False),
+        ("max@xn--mnchen-3ya.example", "max@münchen.example", True),
+    ],
+    ids=["a-label-rcpt", "a-label-upper", "u-label-rcpt"],
+)
+def test_an_internationalized_domain_takes_mail_in_either_form_of_its_name(
+    inbound: InboundServer, runtime: Runtime, hosted: str, rcpt: str, smtputf8: bool
+) -> None:
+    """A sender without SMTPUTF8 must write a domain as its A-label (RFC 5321 2.3.5); a
+    hosted domain added as `bücher.example` answered those RCPTs 550 5.7.1 "relaying
+    denied", so most of the Internet could not reach it (and the reverse for a domain
+    added in its A-label)."""
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, hosted.rpartition("@")[2], actor="test")
+        account = accounts.add_account(session, runtime.hasher, hosted, "portal-pw-x", actor="t")
+        accounts.add_address(session, runtime.hasher, hosted, account, "smtp-pw-x", actor="t")
+    raw = f"From: {OUTSIDER}\r\nSubject: idn\r\n\r\nhello\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        options = ["SMTPUTF8"] if smtputf8 else []
+        assert client.sendmail(OUTSIDER, [rcpt], raw, mail_options=options) == {}
+    [stored] = inbox(runtime, hosted)
+    assert stored.subject == "idn"
