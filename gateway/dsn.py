@@ -15,6 +15,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from gateway import rawheaders
+
 MAX_HEADER_BYTES = 64 * 1024
 MAX_DIAGNOSTIC_CHARS = 900
 
@@ -67,13 +69,12 @@ def _address_field(address: str) -> str:
 
 
 def header_block(raw: bytes) -> bytes:
-    """The original's header section, CRLF line ends, capped (never the body)."""
-    cut = len(raw)
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        pos = raw.find(sep)
-        if pos != -1:
-            cut = min(cut, pos)
-    head = raw[:cut][:MAX_HEADER_BYTES]
+    """The original's header section, CRLF line ends, capped (never the body).
+
+    Cut where the whole gateway cuts it (`rawheaders`): at the empty line in any
+    line-end style, or at the first line that is not a header field.
+    """
+    head = rawheaders.header_block(raw)[:MAX_HEADER_BYTES]
     lines = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
     return b"".join(line + b"\r\n" for line in lines if line)
 

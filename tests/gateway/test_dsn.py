@@ -115,3 +115,16 @@ def test_eight_bit_original_headers_are_declared() -> None:
     report = build(original="Subject: Grüße\r\n\r\nx\r\n".encode())
     _human, _status, headers = parts(report)
     assert headers["Content-Transfer-Encoding"] == "8bit"
+
+
+def test_header_block_ends_where_the_pipeline_ends_the_headers() -> None:
+    """The bounce's header block is cut where the rest of the gateway (rawheaders) cuts
+    it: at an empty line in any line-end style, or at the first line that is no field.
+    It once looked for CRLF CRLF or LF LF only, and sent the sender's body back as
+    "headers" for `...\\n\\r\\nbody` or a body that starts without an empty line."""
+    assert dsn.header_block(b"A: 1\r\nB: 2\n\r\nbody text\r\n") == b"A: 1\r\nB: 2\r\n"
+    assert dsn.header_block(b"A: 1\r\nB: 2\r\n\nbody text\r\n") == b"A: 1\r\nB: 2\r\n"
+    assert dsn.header_block(b"A: 1\r\nno field here\r\nbody text\r\n") == b"A: 1\r\n"
+    assert dsn.header_block(b"A: 1\r\n folded\r\n\r\nbody\r\n") == b"A: 1\r\n folded\r\n"
+    report = build(original=b"From: a@example.test\r\nSubject: s\r\nsecret body line\r\n")
+    assert b"secret body line" not in report
