@@ -79,6 +79,15 @@ def header_block(raw: bytes) -> bytes:
     return b"".join(line + b"\r\n" for line in lines if line)
 
 
+def _why(failure: Failure) -> str:
+    """One sentence for the human part: who stopped the delivery."""
+    if failure.status.startswith("4."):
+        return "It could not be delivered in time, so the gateway has stopped trying."
+    if failure.diagnostic_type == "smtp":
+        return "The receiving side refused it permanently."
+    return "The gateway could not deliver it and has stopped trying (the reason is below)."
+
+
 def build_bounce(
     *,
     original: bytes,
@@ -104,11 +113,7 @@ def build_bounce(
         f"This is the mail gateway at {mta}.",
         "",
         f"Your message could not be delivered to {rcpt}.",
-        (
-            "It could not be delivered in time, so the gateway has stopped trying."
-            if failure.status.startswith("4.")
-            else "The receiving side refused it permanently."
-        ),
+        _why(failure),
         "",
         f"Reason: {diagnostic}",
         f"Queue id: {clean(queue_id, 64)}",

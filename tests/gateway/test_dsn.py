@@ -128,3 +128,15 @@ def test_header_block_ends_where_the_pipeline_ends_the_headers() -> None:
     assert dsn.header_block(b"A: 1\r\n folded\r\n\r\nbody\r\n") == b"A: 1\r\n folded\r\n"
     report = build(original=b"From: a@example.test\r\nSubject: s\r\nsecret body line\r\n")
     assert b"secret body line" not in report
+
+
+def test_the_human_part_says_who_gave_up() -> None:
+    """Only a remote server's 5xx is "the receiving side refused it": an admin's give-up
+    (after 451s) or the gateway's own reason once said so too."""
+    given_up = dsn.Failure("5.0.0", "X-Sealgate", "delivery given up; last error: 451 later")
+    human, _status, _headers = parts(build(failure=given_up))
+    assert "refused" not in human.get_content()
+    assert "has stopped trying" in human.get_content()
+    assert "Reason: delivery given up; last error: 451 later" in human.get_content()
+    remote, _status, _headers = parts(build())
+    assert "The receiving side refused it permanently." in remote.get_content()
