@@ -32,7 +32,7 @@ import aiosmtplib.email
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import db, dsn, local_delivery
+from gateway import db, dsn, local_delivery, rawheaders
 from gateway import queue as outbound
 from gateway.admin import maillog
 from gateway.dkim import sign as dkim_sign
@@ -453,6 +453,10 @@ class Relay:
                     )
                 )
             options.append("SMTPUTF8")
+        elif _utf8_headers(item.raw) and client.supports_extension("smtputf8"):
+            # RFC 6532 3: UTF-8 header fields travel only with SMTPUTF8. A relay without
+            # it gets them as before (legacy 8-bit mail), rather than a bounce.
+            options.append("SMTPUTF8")
         if not item.raw.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
@@ -519,6 +523,18 @@ async def _closed(protocol: object, transport: object, wait: float) -> None:
 def _abort(transport: object) -> None:
     if isinstance(transport, asyncio.WriteTransport):
         transport.abort()
+
+
+def _utf8_headers(raw: bytes) -> bool:
+    """Whether the header section holds UTF-8 (not ASCII, yet valid UTF-8)."""
+    head = rawheaders.header_block(raw)
+    if head.isascii():
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def data_timeout(relay: RelaySettings, raw: bytes) -> float:

@@ -348,6 +348,22 @@ def test_a_large_message_gets_time_to_travel_beyond_one_step(
     assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
 
 
+def test_utf8_in_the_header_fields_is_declared_with_smtputf8(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """RFC 6532 3 / RFC 6531 3.4: UTF-8 in header fields travels only with SMTPUTF8. The
+    relay declared it for a UTF-8 envelope only, so an EAI message (a raw UTF-8
+    Subject or display name) went out as if it were legacy 8-bit mail."""
+    rt = with_relay(runtime, smarthost)
+    eai = "From: Jörg <alice@example.test>\r\nSubject: Grüße\r\n\r\nhallo\r\n".encode()
+    enqueue(rt, raw=eai)
+    enqueue(rt, queue_id="Q2")  # RAW: 8-bit body, ASCII headers
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT, Outcome.SENT]
+    by_body = {m.content: m.mail_options for m in smarthost.messages}
+    assert "SMTPUTF8" in by_body[eai]
+    assert "SMTPUTF8" not in by_body[RAW] and "BODY=8BITMIME" in by_body[RAW]
+
+
 # -- TLS insistence, implicit TLS, AUTH -------------------------------------------
 
 
