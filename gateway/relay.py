@@ -363,7 +363,7 @@ class Relay:
             item.rcpt_to,
             failure.status,
             dsn.clean(failure.diagnostic, 200),
-            "stored for the sender" if where == "mailbox" else "dropped (sender not hosted)",
+            _bounce_fate(where, item.mail_from),
         )
         return Result(item.id, item.queue_id, Outcome.BOUNCED)
 
@@ -478,6 +478,12 @@ class Relay:
         if 500 <= code < 600:
             raise _Permanent(dsn.smtp_failure(code, message, remote_mta=self.relay.host))
         raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+def _bounce_fate(where: str, mail_from: str) -> str:
+    if where == "mailbox":
+        return "stored for the sender"
+    return "dropped (null sender)" if not mail_from else "dropped (sender not hosted)"
 
 
 async def close_client(

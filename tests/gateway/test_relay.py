@@ -269,17 +269,23 @@ def test_bounce_for_sender_not_hosted_is_dropped_with_audit(
 
 
 def test_a_bounce_is_never_bounced(
-    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    smarthost: FakeSmarthost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = with_relay(runtime, smarthost)
     enqueue(rt, mail_from="")
     smarthost.fail("rcpt", 550)
+    caplog.set_level(logging.INFO)
     assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
     assert rows(rt) == []
     with db.transaction(rt.sessions) as session:
         assert session.scalar(sa.select(sa.func.count(MailboxMessage.id))) == 0
     [event] = audit_actions(rt)
     assert event.action == "relay.bounce_dropped" and "null sender" in event.detail
+    # The log says why as the audit does (it said "sender not hosted" for <> too).
+    assert "bounce dropped (null sender)" in caplog.text
 
 
 def test_null_sender_is_delivered_with_empty_mail_from(
