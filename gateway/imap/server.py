@@ -33,12 +33,13 @@ from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
-from pymap.parsing import Params
+from pymap.parsing import Params, Space
 from pymap.parsing.command import Command
 from pymap.parsing.command.auth import AppendCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.primitives import Atom
 from pymap.parsing.response import (
     CommandResponse,
     Response,
@@ -68,6 +69,9 @@ PRE_LOGIN_COMMAND = 64 * 1024
 _COMMAND_ROOM = 64 * 1024
 # How much of a refused literal is read at a time, to be dropped.
 _DROP_CHUNK = 64 * 1024
+# A literal's size is an RFC 9051 number64, at most 19 digits past its leading zeros:
+# a longer count is more than any limit, and one of over 4300 digits int() refuses.
+_MAX_COUNT_DIGITS = 19
 _TOO_MANY_BAD = ResponseBye(b"Too many invalid commands.")
 
 
@@ -159,13 +163,14 @@ class _Commands(Commands):
     """pymap's command parser, with a BAD for input its parsers do not expect.
 
     Some of them raise instead of reporting a parse error: undecodable bytes in a
-    SEARCH string, a SEARCH nested thousands deep. pymap then ended the session with
-    SERVERBUG and a traceback in the log."""
+    SEARCH string (UnicodeError), a SEARCH nested thousands deep, a number of more
+    digits than int() reads (4300; ValueError) in a literal count, a sequence set or a
+    section. pymap then ended the session with SERVERBUG and a traceback in the log."""
 
     def parse(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
         try:
             command, rest = super().parse(buf, params)
-        except (UnicodeError, RecursionError):
+        except (ValueError, RecursionError):
             return self._invalid(buf, params)
         # IMAP allows NUL nowhere but in a message's bytes (RFC 3501 §9: CHAR8), and no
         # PostgreSQL text holds one: a NUL in a name, a search or a flag is a BAD.
@@ -173,13 +178,20 @@ class _Commands(Commands):
             return self._invalid(buf, params)
         return command, rest
 
-    @staticmethod
-    def _invalid(buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+    def _invalid(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+        """A BAD that names the command ("LOGIN: Invalid arguments."), when it has one."""
         try:
-            tag, _rest = Tag.parse(buf, params)
+            tag, rest = Tag.parse(buf, params)
         except NotParseable:
             return InvalidCommand(params, None), buf[0:0]
-        return InvalidCommand(params.copy(tag=tag.value), NotParseable(buf)), buf[0:0]
+        params = params.copy(tag=tag.value)
+        try:
+            _space, rest = Space.parse(rest, params)
+            atom, _rest = Atom.parse(rest, params)
+        except NotParseable:
+            return InvalidCommand(params, NotParseable(buf)), buf[0:0]
+        name = atom.value.upper()
+        return InvalidCommand(params, NotParseable(buf), name, self.commands.get(name)), buf[0:0]
 
 
 class _Connection(IMAPConnection):
@@ -212,9 +224,9 @@ class _Connection(IMAPConnection):
     def _limit(self) -> int:
         return self._after_login if self._logged_in_now() else PRE_LOGIN_COMMAND
 
-    async def _refuse(self, length: int) -> None:
+    async def _refuse(self, literal: bytes) -> None:
         await cast(_TimedReader, self.reader).refuse(
-            b"* BYE [TOOBIG] A literal of %d bytes is more than this server takes\r\n" % length
+            b"* BYE [TOOBIG] A literal %b is more than this server takes\r\n" % literal
         )
         raise EOFError
 
@@ -237,18 +249,21 @@ class _Connection(IMAPConnection):
             found = self._literal_plus.search(buf) if buf.endswith((b"+}\n", b"+}\r\n")) else None
             if found is None:
                 return memoryview(buf)
-            length = int(found.group(1))
+            digits = found.group(1).lstrip(b"0")
+            if len(digits) > _MAX_COUNT_DIGITS:
+                await self._refuse(b"count of more than %d digits" % _MAX_COUNT_DIGITS)
+            length = int(digits or b"0")
             if length > self._max_append_size and self._logged_in_now():
                 await self._drop(length)
             elif len(buf) + length > self._limit():
-                await self._refuse(length)
+                await self._refuse(b"of %d bytes" % length)
             else:
                 buf += await self.reader.readexactly(length)
             buf += await self.reader.readline()
 
     async def read_continuation(self, literal_length: int) -> memoryview:
         if literal_length > self._limit():
-            await self._refuse(literal_length)
+            await self._refuse(b"of %d bytes" % literal_length)
         return await super().read_continuation(literal_length)
 
     async def start_tls(self) -> None:

@@ -11,10 +11,13 @@ The APPEND limit is small here (`APPEND_LIMIT`), so a test can pass it cheaply.
 from __future__ import annotations
 
 import imaplib
+import logging
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -181,6 +184,92 @@ def test_a_synchronizing_literal_beyond_the_limit_gets_no_go_ahead(plain: socket
     answer = read_until(plain, rb"\n")
     assert not answer.startswith(b"+")  # no go-ahead: the client never sends it
     assert answer.startswith((b"a BAD", b"* BYE [TOOBIG]")), answer
+
+
+@contextmanager
+def session(
+    imap_server: ImapServer, password: str | None, tls: ssl.SSLContext
+) -> Iterator[ssl.SSLSocket]:
+    """A connection of its own, logged in as Alice with INBOX selected, or not at all."""
+    raw = socket.create_connection(("127.0.0.1", imap_server.tls_port))
+    with tls.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        if password is not None:
+            sock.sendall(
+                b'a LOGIN "%s" "%s"\r\nb SELECT INBOX\r\n' % (ALICE.encode(), password.encode())
+            )
+            assert b"b OK" in read_until(sock, rb"b (OK|NO|BAD)[^\n]*\n")
+        yield sock
+
+
+# Where a client can put a number: the literal counts before and after a line's end
+# ({n+} is read with the line, {n} waits for the go-ahead), and plain numbers.
+NUMBER_PLACES = [
+    b"LOGIN {%b+}\r\n",
+    b"LOGIN {%b}\r\n",
+    b"LOGIN {1+}\r\nx {%b+}\r\n",
+    b"LOGIN {1+}\r\nx {%b}\r\n",
+    b"APPEND INBOX {%b+}\r\n",
+    b"APPEND INBOX (\\Seen) {%b}\r\n",
+    b"SEARCH SUBJECT {%b+}\r\n",
+    b"SEARCH SUBJECT {%b}\r\n",
+    b"SEARCH LARGER %b\r\n",
+    b"FETCH %b FLAGS\r\n",
+    b"UID FETCH 1:%b FLAGS\r\n",
+    b"FETCH 1 BODY[%b]\r\n",
+    b"FETCH 1 BODY[]<0.%b>\r\n",
+]
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    place=st.sampled_from(NUMBER_PLACES),
+    digits=st.one_of(st.integers(20, 30), st.integers(4290, 4310), st.integers(4301, 50_000)),
+    first=st.sampled_from(b"123456789"),
+    logged_in=st.booleans(),
+)
+@example(place=NUMBER_PLACES[0], digits=5000, first=ord("1"), logged_in=False)
+@example(place=NUMBER_PLACES[1], digits=5000, first=ord("1"), logged_in=False)
+@example(place=NUMBER_PLACES[4], digits=5000, first=ord("1"), logged_in=True)
+@example(place=NUMBER_PLACES[7], digits=5000, first=ord("1"), logged_in=True)
+def test_a_number_of_thousands_of_digits_gets_bad_or_toobig(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+    place: bytes,
+    digits: int,
+    first: int,
+    logged_in: bool,
+) -> None:
+    """A number longer than any IMAP number (RFC 9051 number64: 19 digits), up to more
+    than int() reads (4300): a literal count read with its line ends the connection with
+    BYE [TOOBIG], as any literal over the limit does; a literal waiting for its go-ahead,
+    or a number int() cannot read, gets BAD (or NO [TOOBIG]), and the session goes on.
+    Never SERVERBUG, never a traceback."""
+    caplog.clear()
+    number = bytes([first]) + b"1" * (digits - 1)
+    password = mail_users[ALICE] if logged_in else None
+    with session(imap_server, password, client_ssl_context) as sock:
+        sock.sendall(b"t " + place % number)
+        answer = read_until(sock, rb"(t (OK|NO|BAD)|BYE)[^\n]*\n")
+        assert b"SERVERBUG" not in answer, answer[:200]
+        if place.endswith(b"+}\r\n"):
+            assert answer.startswith(b"* BYE [TOOBIG]"), answer[:200]
+            assert read_until(sock, rb"never") == b""  # closed
+        elif b"{" in place or digits > sys.get_int_max_str_digits():
+            assert re.match(rb"t (BAD|NO \[TOOBIG\]) ", answer), answer[:200]
+        else:  # a number int() reads is a number: SEARCH LARGER 10**25 finds nothing
+            assert re.search(rb"^t (OK|NO|BAD) ", answer, re.M), answer[:200]
+            sock.sendall(b"u NOOP\r\n")
+            assert b"u OK" in read_until(sock, rb"u (OK|NO|BAD)"), place
+    assert still_serving(imap_server)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 def append(sock: ssl.SSLSocket, tag: bytes, size: int, *, sync: bool) -> bytes:
