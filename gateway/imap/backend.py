@@ -688,7 +688,7 @@ class MailboxData(MailboxDataInterface[Message]):
     # -- single-message operations pymap may still call ---------------------------
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:
-        _validity, uid = await self._set.append(self.info.name, append_msg)
+        _validity, [uid] = await self._set.append_all(self.info.name, [append_msg])
         return Message(uid, append_msg.when or utcnow(), append_msg.flag_set, mailbox=self)
 
     async def copy(self, uid: int, destination: MailboxData, *, recent: bool = False) -> int | None:
@@ -804,17 +804,22 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
                 raise ValueError(after) from None
             raise Refused(str(exc), b"CANNOT") from None
 
-    async def append(self, name: str, append_msg: AppendMessage) -> tuple[int, int]:
-        flags = [f.value.decode("ascii", "replace") for f in append_msg.flag_set]
+    async def append_all(
+        self, name: str, messages: Sequence[AppendMessage]
+    ) -> tuple[int, list[int]]:
+        """Store the messages of one APPEND in one transaction: all of them, or (NO) none.
+        (UIDVALIDITY, their UIDs)."""
+        wanted = [
+            (
+                bytes(message.literal),
+                [f.value.decode("ascii", "replace") for f in message.flag_set],
+                message.when or utcnow(),
+            )
+            for message in messages
+        ]
         try:
             return await self.access.write(
-                store.append,
-                self.who.account_id,
-                self.who.address_id,
-                _inbox(name),
-                bytes(append_msg.literal),
-                flags,
-                append_msg.when or utcnow(),
+                store.append_all, self.who.account_id, self.who.address_id, _inbox(name), wanted
             )
         except FlagsError as exc:
             raise Refused(str(exc), b"LIMIT") from None
@@ -874,11 +879,8 @@ class Session(BaseSession[Message]):
             mbx = await self._mailbox_set.get_mailbox(name)
         except KeyError:
             raise MailboxNotFound(name, try_create=True) from None
-        uids: list[int] = []
-        validity = mbx.uid_validity
-        for message in messages:
-            validity, uid = await self._mailbox_set.append(name, message)
-            uids.append(uid)
+        # RFC 3502: a MULTIAPPEND stores every message or, when one is refused, none.
+        validity, uids = await self._mailbox_set.append_all(name, messages)
         self._mailbox_set.notifier.wake([mbx.info.id])
         return AppendUid(validity, uids), await self._load_updates(selected, None)
 

@@ -230,6 +230,23 @@ def append(
     return target.uid_validity, row.uid
 
 
+def append_all(
+    session: so.Session,
+    account_id: int,
+    address_id: int,
+    folder_name: str,
+    messages: Sequence[tuple[bytes, Sequence[str], dt.datetime]],
+) -> tuple[int, list[int]]:
+    """Store the messages of one APPEND, each (raw, flags, when), in the folder: in the
+    caller's one transaction, so a message refused (a FlagsError) leaves none stored,
+    as RFC 3502 asks of MULTIAPPEND. (UIDVALIDITY, their UIDs in order)."""
+    validity, uids = 0, []
+    for raw, flags, when in messages:
+        validity, uid = append(session, account_id, address_id, folder_name, raw, flags, when)
+        uids.append(uid)
+    return validity, uids
+
+
 def _encrypted_twin(session: so.Session, account_id: int, message_id: str) -> MailboxMessage | None:
     """The account's encrypted message with this Message-ID (its Sent copy first)."""
     rows = session.scalars(

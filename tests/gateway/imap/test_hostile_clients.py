@@ -402,3 +402,59 @@ def test_a_keyword_is_kept_or_refused_never_dropped(
     assert match is not None, shown
     kept = set(match.group(1).split())
     assert kept == (set() if too_long or too_many else set(keywords)), shown[:300]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(kinds=st.lists(st.sampled_from(["ok", "ok", "ok", "long-keyword", "too-big"]), max_size=5))
+@example(kinds=["ok", "long-keyword"])
+@example(kinds=["ok", "ok", "too-big"])
+def test_a_multiappend_stores_all_its_messages_or_none(
+    logged_in: ssl.SSLSocket, runtime: Runtime, kinds: list[str]
+) -> None:
+    """RFC 3502 §6.3.11: if the server fails to append any message of a MULTIAPPEND,
+    none is appended. A message refused for its flags (NO [LIMIT]) or its size (NO
+    [TOOBIG]) anywhere in the command leaves the folder as it was; otherwise every
+    message is stored, under the UIDs APPENDUID names, in order."""
+    before = [row.uid for row in conftest.rows(runtime, ALICE, "INBOX")]
+    command = b"a APPEND INBOX"
+    for index, kind in enumerate(kinds):
+        flags = b"(k" + b"x" * MAX_KEYWORD_LENGTH + b")" if kind == "long-keyword" else b"()"
+        message = conftest.plain(f"Multi {index}", "x" * (APPEND_LIMIT if kind == "too-big" else 5))
+        command += b" %b {%d+}\r\n%b" % (flags, len(message), message)
+    logged_in.sendall(command + b"\r\n")
+    answer = read_until(logged_in, rb"a (OK|NO|BAD)[^\n]*\n")
+    after = [row.uid for row in conftest.rows(runtime, ALICE, "INBOX")]
+    if not kinds:
+        assert answer.startswith(b"a BAD"), answer
+    elif "too-big" in kinds:
+        # pymap's parser takes a refused literal after the first message for the end of
+        # the list, and the command for malformed: BAD instead of NO [TOOBIG].
+        first = kinds.index("too-big") == 0
+        assert answer.startswith(b"a NO [TOOBIG]" if first else b"a "), answer
+        assert re.match(rb"a (NO \[TOOBIG\]|BAD) ", answer), answer
+    elif "long-keyword" in kinds:
+        assert answer.startswith(b"a NO [LIMIT]"), answer
+    else:
+        appended = re.match(rb"a OK \[APPENDUID \d+ ([\d:,]+)\]", answer)
+        assert appended is not None, answer
+        assert after[len(before) :] == _uids(appended.group(1))
+        assert [r.subject for r in conftest.rows(runtime, ALICE, "INBOX")][len(before) :] == [
+            f"Multi {index}" for index in range(len(kinds))
+        ]
+        return
+    assert after == before, answer
+    logged_in.sendall(b"n NOOP\r\n")
+    assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)")
+
+
+def _uids(uid_set: bytes) -> list[int]:
+    """The UIDs of an APPENDUID set (1:3,7) in its order."""
+    out: list[int] = []
+    for item in uid_set.split(b","):
+        first, _, last = item.partition(b":")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
