@@ -58,7 +58,7 @@ class Incoming:
 def rfc3834_allows(incoming: Incoming) -> bool:
     """Whether RFC 3834 lets an automatic reply go to this message at all."""
     sender = incoming.envelope_from.strip().lower()
-    if not sender or sender == incoming.recipient.lower():
+    if not sender or sender == incoming.recipient.lower() or _machine_sender(sender):
         return False
     auto = incoming.headers.get("auto-submitted", "no").split(";", 1)[0].strip().lower()
     if auto != "no":
@@ -66,6 +66,21 @@ def rfc3834_allows(incoming: Incoming) -> bool:
     if incoming.headers.get("precedence", "").strip().lower() in _BULK_PRECEDENCE:
         return False
     return "list-id" not in incoming.headers
+
+
+# RFC 3834 §2: senders that are programs, not people (bounce daemons, list managers).
+_MACHINE_LOCAL_PARTS = frozenset({"mailer-daemon", "listserv", "majordomo"})
+_MACHINE_PREFIXES = ("owner-",)
+_MACHINE_SUFFIXES = ("-request", "-owner", "-bounces")
+
+
+def _machine_sender(sender: str) -> bool:
+    local = sender.rpartition("@")[0].strip('"')
+    return (
+        local in _MACHINE_LOCAL_PARTS
+        or local.startswith(_MACHINE_PREFIXES)
+        or local.endswith(_MACHINE_SUFFIXES)
+    )
 
 
 def in_window(responder: Autoresponder, now: dt.datetime) -> bool:

@@ -134,6 +134,12 @@ def test_once_per_sender_per_seven_days_and_reset(session: so.Session, bob: Addr
         (STRANGER, {"List_Id": "<announce.elsewhere.example>"}),
         ("", {}),  # empty return path (a bounce)
         (BOB, {}),  # from the address itself
+        # RFC 3834 §2: programs, not people.
+        ("MAILER-DAEMON@elsewhere.example", {}),
+        ("owner-announce@lists.example", {}),
+        ("announce-request@lists.example", {}),
+        ("announce-bounces@lists.example", {}),
+        ("LISTSERV@lists.example", {}),
     ],
 )
 def test_rfc3834_never_answers(
