@@ -197,7 +197,8 @@ def vet_keys(
     if len(data) > budget.max_bytes:
         raise UntrustedDataError(
             "too-large",
-            f"the key data is too large ({len(data)} bytes; the limit is {budget.max_bytes})",
+            # A caller may read only one byte past the limit: say "more than", not a size.
+            f"the key data is too large (more than {budget.max_bytes} bytes)",
         )
     if not data.strip():
         raise UntrustedDataError("empty", "no key data")
@@ -225,7 +226,7 @@ def decrypt_message(
     if len(message) > budget.max_bytes:
         raise UntrustedDataError(
             "too-large",
-            f"the message is too large ({len(message)} bytes; the limit is {budget.max_bytes})",
+            f"the message is too large (more than {budget.max_bytes} bytes)",
         )
     if max_output < 1:
         raise ValueError("max_output must be at least 1")
