@@ -192,16 +192,22 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
         if isinstance(exc, SessionKeyError):
             raise click.ClickException(str(exc)) from None
         raise
+    settings = runtime.settings
+    where = f"[smtp] listen = {settings.smtp.listen!r}"
     try:
         await smtp.start()
         if inbound is not None:
             await inbound.start()
         if content_filter is not None:
+            where = f"[filter] listen = {settings.filter.listen!r}"
             await content_filter.start()
         if imap is not None:
+            where = f"[smtp] listen = {settings.smtp.listen!r}"
             await imap.start()
+        where = f"[portal] host = {settings.portal.host!r}"
         portal.start()
         if metrics is not None:
+            where = f"[metrics] host = {settings.metrics.host!r}"
             metrics.start()
     except OSError as exc:
         await smtp.stop(grace=0)
@@ -214,8 +220,7 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
             await imap.stop()
         if pool is not None:
             await pool.close()
-        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
-    settings = runtime.settings
+        raise click.ClickException(f"cannot listen ({where}): {exc.strerror or exc}") from None
     reloader = CertificateReloader(
         settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
     )

@@ -355,3 +355,32 @@ def test_a_relay_ca_file_that_does_not_load_stops_serve_before_it_listens(
     assert f"configuration error: [relay] ca_file: cannot load {missing}" in done.stderr
     assert "sealgate ready" not in done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            {"SEALGATE_SMTP_LISTEN": "192.0.2.1"},
+            "[smtp] listen = '192.0.2.1'",
+        ),
+        (
+            {"SEALGATE_PORTAL_HOST": "192.0.2.1"},
+            "[portal] host = '192.0.2.1'",
+        ),
+    ],
+)
+def test_an_address_serve_cannot_listen_on_is_named_with_its_setting(
+    serve_env: dict[str, str], setting: dict[str, str], expected: str
+) -> None:
+    env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1", **setting}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "serve"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot listen" in done.stderr and expected in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
