@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 import ssl
 import time
 import weakref
@@ -519,9 +520,12 @@ class SubmissionSMTP(SMTP):
             if not self.local_part_limit or len(local) <= self.local_part_limit:
                 return simple
         try:
-            return super()._getaddr(arg)
+            address, rest = super()._getaddr(arg)
         except (IndexError, ValueError):
             return None, None
+        if address not in (None, "<>") and _malformed(address):
+            return None, None
+        return address, rest
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.1.1.10 wants a reason before an idle connection is dropped.
@@ -596,6 +600,21 @@ class SubmissionSMTP(SMTP):
             # bytes that were not UTF-8 are shown as "?" rather than failing the reply.
             status = status.encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 5321 §4.1.2 Quoted-string: qtextSMTP or a quoted pair, never a control byte.
+_QUOTED_LOCAL = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*"')
+
+
+def _malformed(address: str) -> bool:
+    """A path the email parser read leniently that RFC 5321 does not allow: a control
+    byte anywhere, a quoted local part the grammar does not produce, or a domain that
+    took in the path's own ">" (`<"\\"@x>`: the escaped quote never closes)."""
+    local, _, domain = address.rpartition("@")
+    if _CONTROL.search(address) or any(c in domain for c in '<>"\\ '):
+        return True
+    return local.startswith('"') and _QUOTED_LOCAL.fullmatch(local) is None
 
 
 def _is_utf8(text: str) -> bool:

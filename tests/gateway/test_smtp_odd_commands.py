@@ -84,6 +84,25 @@ def test_the_mx_refuses_such_a_sender_at_once_not_after_data(inbound: InboundSer
         assert client.noop()[0] == 250
 
 
+@pytest.mark.usefixtures("no_errors_logged")
+@pytest.mark.parametrize(
+    "path",
+    [
+        b'<"a\x01b"@ext.example>',  # no control byte, even quoted (RFC 5321 qtextSMTP)
+        b'<"a\x7fb"@ext.example>',
+        b'<"a\\\tb"@ext.example>',  # nor as a quoted pair
+        b'<"\\"@ext.example>',  # an escaped quote: the string and the path never close
+    ],
+)
+def test_the_mx_refuses_a_malformed_quoted_sender(inbound: InboundServer, path: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.ehlo("mx.example")
+        code, _ = raw_command(client, b"MAIL FROM:" + path)
+        assert 500 <= code < 600, code
+        assert raw_command(client, b'MAIL FROM:<"a b"@ext.example>')[0] == 250
+        assert client.noop()[0] == 250
+
+
 def test_starttls_inside_tls_is_refused(submission: smtplib.SMTP) -> None:
     code, text = submission.docmd("STARTTLS")
     assert code == 503 and b"already" in text
