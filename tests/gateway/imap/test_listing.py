@@ -21,7 +21,7 @@ from typing import Any, cast
 import imapclient
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymap.fetch import MessageAttributes
 from pymap.flags import PermanentFlags, SessionFlags
@@ -57,13 +57,19 @@ def _ascii(value: str) -> bool:
     return value.isascii()
 
 
+def _encoded(value: str) -> str:
+    """`value` in encoded words, folded as mail is, with CRLF (Header.encode() folds
+    with a bare LF unless told)."""
+    return Header(value, "utf-8").encode(linesep="\r\n")
+
+
 @st.composite
 def phrase(draw: st.DrawFn) -> str:
     """A display name or subject as a sender writes it: plain, quoted, encoded or raw UTF-8."""
     value = draw(text)
     how = draw(st.sampled_from(["plain", "quoted", "encoded", "raw-encoded-word"]))
     if how == "encoded" or (how == "plain" and not _ascii(value)):
-        return Header(value, "utf-8").encode()
+        return _encoded(value)
     if how == "quoted":
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if how == "raw-encoded-word":
@@ -111,14 +117,16 @@ DATES = [
 
 
 def _fold(name: str, value: str) -> str:
-    """The field as a long line is written: folded at spaces before 78 columns."""
-    line = f"{name}: {value}"
+    """The field as a long line is written: folded at spaces before 78 columns. A value
+    folded already (an encoded phrase) keeps its folds: a line is never cut at the
+    space that begins it, which would leave a line of white space, the header's end."""
     out: list[str] = []
-    while len(line) > 78 and " " in line[1:78]:
-        cut = line.rindex(" ", 1, 78)
-        out.append(line[:cut])
-        line = line[cut:]
-    out.append(line)
+    for line in f"{name}: {value}".split("\r\n"):
+        while len(line) > 78 and " " in line[1:78]:
+            cut = line.rindex(" ", 1, 78)
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
     return "\r\n".join(out) + "\r\n"
 
 
@@ -228,6 +236,25 @@ def _pymap_renders(field: bytes) -> bool:
 def _without_unrenderable(raw: bytes) -> bytes:
     fields, rest = _fields(raw)
     return b"\r\n".join(f for f in fields if _pymap_renders(f)) + rest
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=message())
+@example(  # a folded encoded Sender, then To: the flaky example of the test below
+    raw=(
+        _fold("Sender", _encoded("äöü€ " * 12) + " <a@example.test>")
+        + _fold("To", "b@example.test")
+        + "\r\nHello.\r\n"
+    ).encode()
+)
+def test_generated_headers_end_every_line_with_crlf(raw: bytes) -> None:
+    """The header ends at the first empty line, wherever it is read: no bare LF (which
+    `_fields` would not split on) and no line of white space before it (where pymap's
+    parse would end the header early)."""
+    head, _sep, _body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert all(b"\n" not in line and b"\r" not in line for line in lines), head
+    assert all(line.strip(b" \t") for line in lines), head
 
 
 @settings(max_examples=150, deadline=None)
