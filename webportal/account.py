@@ -11,6 +11,7 @@ cookie, a flash message or a redirect URL.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -104,55 +105,46 @@ def _field(name: str) -> str:
 
 
 def _check_current_password(account: Account, typed: str, *, purpose: str) -> str | None:
-    """None when `typed` is the account password; else the error to show (translated).
+    """None when `typed` is the account password; else the error to show (translated)."""
 
-    Wrong guesses here count towards the account's one lockout like wrong logins over
-    any protocol do: a stolen session must not become a free password oracle.
-    """
-    db = db_session()
-    rt = runtime()
-    now = _now()
-    counters = lockout.store_for(db, rt.settings.security)
-    key = lockout.account_key(account.id)
-    if counters.locked_until(key, now) is not None:
-        return gettext(LOGIN_LOCKED)
-    # Argon2 outside any transaction (as in gateway.logins): what the request read so
-    # far is committed first, so no SQLite write lock is held while it runs.
-    stored = account.password_hash
-    db.commit()
-    if rt.hasher.verify(stored, typed):
-        return None
-    counters.record_failure(key, now)
-    audit.record(
-        db,
-        "reauth",
-        actor=account.email,
-        target=account.email,
-        account_id=account.id,
-        success=False,
-        detail=f"wrong password ({purpose})",
-        **request_meta(),
+    def right() -> bool:
+        # Argon2 outside any transaction (as in gateway.logins): what the request read so
+        # far is committed first, so no SQLite write lock is held while it runs.
+        stored = account.password_hash
+        db_session().commit()
+        return runtime().hasher.verify(stored, typed)
+
+    return _reauthenticate(
+        account, right, detail=f"wrong password ({purpose})", wrong=WRONG_PASSWORD
     )
-    return gettext(WRONG_PASSWORD)
 
 
 def _check_code(account: Account, typed: str, *, purpose: str) -> str | None:
     """None when `typed` is a current 2FA code (or an unused recovery code); else the
-    error to show (translated).
+    error to show (translated). A fresh login needs only the password, so the code is
+    all that stands between a stolen cookie plus password and what it guards."""
 
-    Wrong codes count towards the account's one lockout, as at sign-in: a fresh login
-    needs only the password, so the code is all that stands between a stolen cookie
-    plus password and what it guards, and it must not be guessed without limit.
-    """
+    def right() -> bool:
+        ring = totp.ring_for(runtime().settings)
+        return totp.check_second_factor(db_session(), ring, account.id, typed, _now()) is not None
+
+    detail = f"wrong second-factor code ({purpose})"
+    return _reauthenticate(account, right, detail=detail, wrong=EXPORT_WRONG_CODE)
+
+
+def _reauthenticate(
+    account: Account, right: Callable[[], bool], *, detail: str, wrong: str
+) -> str | None:
+    """None when `right()`; else the error to show. Failures count towards the account's
+    one lockout, as wrong logins over any protocol do, and are audited: a stolen session
+    must not become a free oracle for the password or the code."""
     db = db_session()
-    rt = runtime()
     now = _now()
-    counters = lockout.store_for(db, rt.settings.security)
+    counters = lockout.store_for(db, runtime().settings.security)
     key = lockout.account_key(account.id)
     if counters.locked_until(key, now) is not None:
         return gettext(LOGIN_LOCKED)
-    ring = totp.ring_for(rt.settings)
-    if totp.check_second_factor(db, ring, account.id, typed, now) is not None:
+    if right():
         return None
     counters.record_failure(key, now)
     audit.record(
@@ -162,10 +154,10 @@ def _check_code(account: Account, typed: str, *, purpose: str) -> str | None:
         target=account.email,
         account_id=account.id,
         success=False,
-        detail=f"wrong second-factor code ({purpose})",
+        detail=detail,
         **request_meta(),
     )
-    return gettext(EXPORT_WRONG_CODE)
+    return gettext(wrong)
 
 
 def _new_password_error(new: str, repeated: str) -> str | None:
