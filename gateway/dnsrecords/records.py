@@ -1,7 +1,9 @@
 """The records to publish for one hosted domain, as zone-file lines an admin can paste.
 
 Names are absolute (with the trailing dot) so the lines mean the same in any zone
-file; long TXT values are split into 255-byte strings, as the wire format needs.
+file, and in their A-label (`xn--bcher-kva.example.` for a domain hosted as
+`bücher.example`), the only form a zone file and DNS hold (RFC 5890); long TXT
+values are split into 255-byte strings, as the wire format needs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.dkim import keys as dkim_keys
+from gateway.dkim.sign import a_label
 from gateway.models import DkimKey
 from gateway.settings import Settings
 
@@ -28,7 +31,9 @@ class Record:
 
 
 def absolute(name: str) -> str:
-    return name.rstrip(".").lower() + "."
+    """`name` as a zone file writes it: A-label (as DKIM signs it), with the trailing dot."""
+    name = name.rstrip(".").lower()
+    return (a_label(name) or name) + "."
 
 
 def mail_host(settings: Settings) -> str:

@@ -135,3 +135,38 @@ def test_dns_check_says_when_dns_cannot_be_asked(
     )
     assert result.exit_code == 2, result.output
     assert "ERROR" in result.output and "Traceback" not in result.output
+
+
+def test_dns_prints_an_internationalized_domain_as_its_a_label(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """A zone file holds names in their A-label (RFC 5890): `dns show bücher.test` once
+    printed `bücher.test.` and `rsa…._domainkey.bücher.test.`, which a name server
+    either refuses or publishes under a name no resolver asks for."""
+    # The mail host may be an IDN too: MX and SRV name it.
+    env = {**test_env, **ENV, "SEALGATE_DNS_MAIL_HOST": "mail.bücher.test"}
+    added = CliRunner().invoke(cli, ["domain", "add", "bücher.test"], env=env)
+    assert added.exit_code == 0, added.output
+    result = CliRunner().invoke(cli, ["dns", "bücher.test"], env=env)
+    assert result.exit_code == 0, result.output
+    records = [line for line in result.output.splitlines() if not line.startswith(";")]
+    assert records and all(line.isascii() for line in records), result.output
+    zone = dns.zone.from_text(result.output, origin="xn--bcher-kva.test.", relativize=False,
+                              check_origin=False)  # fmt: skip
+    found = rrsets(zone)
+    month = utcnow().strftime("%Y%m")
+    assert ("xn--bcher-kva.test.", "MX") in found
+    assert (f"rsa{month}._domainkey.xn--bcher-kva.test.", "TXT") in found
+    assert ("_dmarc.xn--bcher-kva.test.", "TXT") in found
+    assert found[("_submission._tcp.xn--bcher-kva.test.", "SRV")] == [
+        "0 1 587 mail.xn--bcher-kva.test."
+    ]
+    assert "bücher.test" in result.output  # the comment names it as the admin typed it
+    # `dns check` asks for the same A-label names, and finds them all.
+    with FakeDns(result.output, origin="xn--bcher-kva.test.") as server:
+        checked = CliRunner().invoke(
+            cli, ["dns", "check", "bücher.test", "--nameserver", f"127.0.0.1:{server.port}"],
+            env=env,
+        )  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    assert "13 of 13 records as expected" in checked.output
