@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 # Deliberately conservative: hosted addresses are created by admins, and the local
 # part of an external address is only ever compared, never interpreted.
@@ -36,3 +37,37 @@ def normalize_domain(value: str) -> str:
 
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def other_domain(domain: str) -> str | None:
+    """`domain` in its other IDNA form (A-label <-> U-label), lower-cased; None when it has
+    only one (plain ASCII), is not a valid name, or the conversion does not lead back to
+    it exactly: IDNA 2003 maps `straße` onto `strasse` and drops a soft hyphen, and those
+    are other domains to a reader, not other forms of this one."""
+    domain = domain.lower()
+    try:
+        if domain.isascii():
+            other = domain.encode("ascii").decode("idna").lower()
+            back = other.encode("idna").decode("ascii").lower()
+        else:
+            other = domain.encode("idna").decode("ascii").lower()
+            back = other.encode("ascii").decode("idna").lower()
+    except UnicodeError:
+        return None
+    return other if back == domain and other != domain else None
+
+
+def other_form(address: str) -> str | None:
+    """`address` with its domain in the other IDNA form (see `other_domain`), or None."""
+    local, _, domain = address.rpartition("@")
+    other = other_domain(domain) if local and domain else None
+    return f"{local}@{other}" if other is not None else None
+
+
+def owned_form(address: str, owned: Collection[str]) -> str | None:
+    """`address` as `owned` holds it: itself, or itself with its domain in the other IDNA
+    form (a hosted IDN address is one address under both); None when it is neither."""
+    if address in owned:
+        return address
+    other = other_form(address)
+    return other if other is not None and other in owned else None

@@ -33,6 +33,7 @@ from gateway import (
     ratelimit,
     rawheaders,
 )
+from gateway.addresses import other_form
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
 from gateway.models import Address
@@ -65,24 +66,6 @@ log = logging.getLogger(__name__)
 # RFC 5321 6.3: "a large rejection threshold, normally at least 100 Received entries".
 MAX_RECEIVED = 100
 TOO_MANY_HOPS = "554 5.4.6 Too many hops ({count} Received header fields): a mail loop"
-
-
-def other_form(address: str) -> str | None:
-    """`address` with its domain in the other IDNA form (A-label <-> U-label), or None
-    when the domain has only one (plain ASCII) or is not a valid name."""
-    local, _, domain = address.rpartition("@")
-    domain = domain.lower()
-    if not local or not domain:
-        return None
-    try:
-        if domain.isascii():
-            other = domain.encode("ascii").decode("idna")
-        else:
-            other = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    other = other.lower()
-    return f"{local}@{other}" if other != domain else None
 
 
 def _deliverable(session: so.Session, rcpt: str) -> Address | None:

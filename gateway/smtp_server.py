@@ -25,7 +25,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
 from gateway import logins, logs, lookups, metrics, postmaster, ratelimit
-from gateway.addresses import InvalidAddress, normalize_address
+from gateway.addresses import InvalidAddress, normalize_address, owned_form
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionLimiter, FailureCounter
@@ -239,7 +239,7 @@ class SubmissionHandler:
             sender = normalize_address(address)
         except InvalidAddress:
             return SENDER_NOT_OWNED.format(sender=address[:320])
-        if sender not in identity.addresses:
+        if owned_form(sender, identity.addresses) is None:
             return SENDER_NOT_OWNED.format(sender=address[:320])
         envelope.mail_from = sender
         envelope.mail_options.extend(mail_options)
@@ -266,9 +266,13 @@ class SubmissionHandler:
     ) -> str:
         identity = _identity(session)
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
+        written = str(envelope.mail_from)
+        # The pipeline finds her keys and mailboxes under the form her address is stored in;
+        # the envelope goes on as she wrote it (an A-label needs no SMTPUTF8).
+        address = owned_form(written, identity.addresses) or written
         submission = Submission(
-            sender=Sender(account_id=identity.account_id, address=str(envelope.mail_from)),
-            envelope_from=str(envelope.mail_from),
+            sender=Sender(account_id=identity.account_id, address=address),
+            envelope_from=written,
             recipients=list(envelope.rcpt_tos),
             raw=take_content(envelope),
             client=ClientInfo(

@@ -6,7 +6,8 @@ Every address the header shows must belong to the authenticated account: the
 mailboxes the RFC 5322 parser reads (groups included), and also anything that
 merely looks like an address in the decoded text (a display name, a comment,
 an encoded word, a full-width at sign), because clients show those too and a
-phishing From puts the victim's address exactly there.
+phishing From puts the victim's address exactly there. A hosted IDN address is
+owned under both forms of its domain, A-label and U-label (gateway.addresses).
 
 The decisions for odd shapes:
 - no From at all: accepted; `add-missing-headers` writes the envelope sender
@@ -32,7 +33,7 @@ from collections.abc import Collection
 from email.headerregistry import AddressHeader, HeaderRegistry
 
 from gateway import rawheaders
-from gateway.addresses import InvalidAddress, normalize_address
+from gateway.addresses import InvalidAddress, normalize_address, owned_form
 from gateway.pipeline.context import Submission
 from gateway.pipeline.errors import RejectMessage
 from gateway.smtp_codes import (
@@ -83,13 +84,13 @@ def _mailboxes(field: rawheaders.RawHeader, name: str, mine: set[str], not_owned
             address = normalize_address(spec)
         except InvalidAddress:
             raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name)) from None
-        if address not in mine:
+        if owned_form(address, mine) is None:
             raise RejectMessage(not_owned.format(address=_shown(spec)))
         addresses.append(address)
     if not addresses:
         raise RejectMessage(HEADER_FROM_UNREADABLE.format(field=name))
     for shown in _LOOKS_LIKE_ADDRESS.findall(unicodedata.normalize("NFKC", field.value)):
-        if shown.rstrip(".").lower() not in mine:
+        if owned_form(shown.rstrip(".").lower(), mine) is None:
             raise RejectMessage(not_owned.format(address=_shown(shown)))
     return addresses
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 
 import pytest
 import sqlalchemy as sa
 
-from gateway import db
+from gateway import accounts, db
 from gateway.models import AuditEvent, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
+from keystore.models import StoredKey
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -404,3 +406,56 @@ def test_smtputf8_recipient_is_accepted(
     with db.transaction(submission_server.runtime.sessions) as session:
         (item,) = session.scalars(sa.select(QueueItem)).all()
     assert item.rcpt_to == rcpt
+
+
+@pytest.mark.parametrize(
+    ("hosted", "written"),
+    [
+        ("anna@bücher.test", "anna@xn--bcher-kva.test"),
+        ("anna@xn--mnchen-3ya.test", "anna@münchen.test"),
+    ],
+    ids=["u-label-hosted", "a-label-hosted"],
+)
+def test_an_idn_address_sends_in_either_form_of_its_domain(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    hosted: str,
+    written: str,
+) -> None:
+    """Logged in as anna@bücher.test, `MAIL FROM:<anna@xn--bcher-kva.test>` (the only form
+    a program without SMTPUTF8 may write, RFC 5321 2.3.5) got 553 5.7.1 "not one of your
+    addresses", and so did the From header. Either form is hers; the envelope keeps
+    what she wrote, and a domain IDNA 2003 merely maps onto hers is not hers."""
+    runtime = submission_server.runtime
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, hosted.rpartition("@")[2], actor="test")
+        account = accounts.add_account(session, runtime.hasher, hosted, "portal-pw-x", actor="t")
+        accounts.add_address(session, runtime.hasher, hosted, account, "smtp-pw-x", actor="t")
+        accounts.add_domain(session, "strasse.test", actor="test")
+    carol = "carol@elsewhere.example"
+    with starttls_client(submission_server, client_ssl_context) as client:
+        # smtplib's login() encodes as ASCII; RFC 4616 credentials are UTF-8.
+        plain = base64.b64encode(f"\0{hosted}\0smtp-pw-x".encode()).decode("ascii")
+        code, reply = client.docmd("AUTH", f"PLAIN {plain}")
+        assert code == 235, reply
+        options = [] if written.isascii() else ["SMTPUTF8"]
+        for foreign in ("anna@strasse.test", "anna@xn--bcher-kva.example", ALICE):
+            code, reply = client.mail(foreign, ["SMTPUTF8"])
+            assert code == 553, reply
+        client.rset()
+        assert client.sendmail(written, [carol], message(written, carol, "out"), options) == {}
+        # Encrypted to Bob, signed with her key, a copy in her Sent folder.
+        raw = message(written, BOB, "[Encrypt] idn")
+        assert client.sendmail(written, [BOB], raw, options) == {}
+    with db.transaction(runtime.sessions) as session:
+        (item,) = session.scalars(sa.select(QueueItem)).all()
+        key_addresses = set(session.scalars(sa.select(StoredKey.address)))
+    assert item.mail_from == written and item.rcpt_to == carol
+    [delivered] = mailbox_rows(runtime, BOB)
+    assert delivered.encrypted and delivered.envelope_from == written
+    # Her key and her Sent copy are those of her address as it is stored.
+    assert hosted in key_addresses and written not in key_addresses
+    assert [(row.folder, row.encrypted) for row in mailbox_rows(runtime, hosted)] == [
+        ("Sent", True)
+    ]

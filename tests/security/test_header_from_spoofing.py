@@ -230,3 +230,37 @@ def test_a_foreign_address_anywhere_in_from_or_sender_is_refused(foreign: str) -
             with pytest.raises(RejectMessage) as refused:
                 check_header_sender(_submission(raw), [ALICE, ALIAS])
             assert refused.value.status.startswith("553 5.7.1 "), (header, refused.value.status)
+
+
+@pytest.mark.parametrize(
+    ("owned", "shown", "mine"),
+    [
+        ("anna@bücher.test", "anna@xn--bcher-kva.test", True),
+        ("anna@bücher.test", "Anna <ANNA@XN--BCHER-KVA.test>", True),
+        ("anna@xn--bcher-kva.test", "anna@bücher.test", True),
+        ("anna@bücher.test", f"anna@xn--bcher-kva.test <{ALICE}>", True),
+        # Other domains, whatever IDNA 2003 maps them to: never one's own.
+        ("anna@bücher.test", "anna@xn--bcher-kva.example", False),
+        ("anna@bücher.test", "bob@xn--bcher-kva.test", False),
+        ("anna@strasse.test", "anna@straße.test", False),
+        ("anna@straße.test", "anna@strasse.test", False),
+        ("anna@example.test", "anna@ex\u00adample.test", False),
+        ("anna@example.test", "anna@ｅｘａｍｐｌｅ.test", False),
+        ("anna@bücher.test", "anna@bu\u0308cher.test", False),
+    ],
+)
+def test_an_idn_address_is_ones_own_in_either_form_and_no_other(
+    owned: str, shown: str, mine: bool
+) -> None:
+    """A hosted IDN address is one address under its A-label and its U-label (a program
+    without SMTPUTF8 writes the A-label); `From: anna@xn--bcher-kva.test` from the owner
+    of anna@bücher.test was refused 553 as someone else's. IDNA 2003 maps other names
+    (straße, a soft hyphen, full-width letters) onto one's own A-label too: those stay
+    foreign, as a reader sees another domain."""
+    raw = f"From: {shown}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    if mine:
+        check_header_sender(_submission(raw), [owned, ALICE])
+        return
+    with pytest.raises(RejectMessage) as refused:
+        check_header_sender(_submission(raw), [owned, ALICE])
+    assert refused.value.status.startswith("553 5.7.1 ")
