@@ -105,6 +105,25 @@ def make_message(n: int) -> bytes:
     ).encode()
 
 
+def refused_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`sealgate serve` that must stop at once: exit 1, one message, no traceback, and
+    nothing said to be listening or ready."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sealgate", "serve"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"serve hung instead of stopping: {exc.stderr!r}") from None
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "sealgate ready" not in done.stdout
+    return done
+
+
 def test_sigterm_stops_cleanly(
     serve_env: dict[str, str], mail_users: dict[str, str], client_ssl_context: ssl.SSLContext
 ) -> None:
@@ -276,19 +295,8 @@ def test_a_setting_the_portal_refuses_stops_serve_with_one_message(
     """The portal checks these only when it is built, after the worker processes have
     started: serve must stop them and exit with the message, not hang on a traceback."""
     env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1", **setting}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "sealgate", "serve"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"serve hung on a bad setting: {exc.stderr!r}") from None
-    assert done.returncode == 1
+    done = refused_start(env)
     assert expected in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("broken", ["cert", "key"])
@@ -304,16 +312,8 @@ def test_a_tls_pair_that_does_not_load_stops_serve_before_it_listens(
         tls_ca.issue_cert("localhost").private_key_pem.write_to_path(str(key))
         expected = f"{key} is not the private key of {cert}"
     env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "sealgate", "serve"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
+    done = refused_start(env)
     assert f"Error: TLS certificate not usable: {expected}" in done.stderr
-    assert "Traceback" not in done.stderr
     assert "listening" not in done.stderr
 
 
@@ -326,16 +326,9 @@ def test_a_master_key_ring_of_another_installation_is_refused(
     from keystore.masterkey import MasterKeyRing
 
     env = {**serve_env, "SEALGATE_MASTER_KEYS": MasterKeyRing.generate().to_json()}
-    done = subprocess.run(
-        [sys.executable, "-m", "sealgate", "serve"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
+    done = refused_start(env)
     assert "does not open the keys the database holds under its version 1" in done.stderr
-    assert "Traceback" not in done.stderr and "listening" not in done.stderr
+    assert "listening" not in done.stderr
 
 
 def test_a_relay_ca_file_that_does_not_load_stops_serve_before_it_listens(
@@ -344,17 +337,8 @@ def test_a_relay_ca_file_that_does_not_load_stops_serve_before_it_listens(
     """It used to print "sealgate ready", then stop with a traceback in the log."""
     missing = tmp_path / "no-such-ca.pem"
     env = {**serve_env, "SEALGATE_RELAY_CA_FILE": str(missing)}
-    done = subprocess.run(
-        [sys.executable, "-m", "sealgate", "serve"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
+    done = refused_start(env)
     assert f"configuration error: [relay] ca_file: cannot load {missing}" in done.stderr
-    assert "sealgate ready" not in done.stdout
-    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -374,13 +358,5 @@ def test_an_address_serve_cannot_listen_on_is_named_with_its_setting(
     serve_env: dict[str, str], setting: dict[str, str], expected: str
 ) -> None:
     env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1", **setting}
-    done = subprocess.run(
-        [sys.executable, "-m", "sealgate", "serve"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1, done.stderr
+    done = refused_start(env)
     assert "cannot listen" in done.stderr and expected in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
