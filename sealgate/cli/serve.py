@@ -78,45 +78,19 @@ def _preflight(runtime: Runtime) -> None:
     _check_ring_opens_the_keys(runtime, ring)
 
 
-# Rows tried per master-key version: one row wrapped under a wrong ring (by a command
-# run with the wrong master.keys) must not keep a right ring from starting.
-RING_CHECK_SAMPLE = 3
-
-
 def _check_ring_opens_the_keys(runtime: Runtime, ring: MasterKeyRing) -> None:
     """Refuse a ring that opens none of the address keys wrapped under one of its
-    versions: a master.keys of another installation (or a fresh `init`'s) has the
-    same version numbers, and serve would answer every encrypted message with 451 and
-    wrap new keys under a ring that the real one can never open."""
-    import sqlalchemy as sa
-
+    versions (keystore.ringcheck): serve would answer every encrypted message with 451
+    and wrap new keys under a ring that the real one can never open."""
     from gateway import db
-    from keystore import wrap
-    from keystore.models import StoredKey
+    from keystore import ringcheck
 
+    source = f"{ring_path(runtime.settings.data_dir)} or ${MASTER_KEYS_ENV}"
     with db.read_only(runtime.sessions) as session:
-        for version in sorted(ring.keys):
-            rows = session.execute(
-                sa.select(StoredKey.address, StoredKey.fingerprint, StoredKey.wrapped_secret)
-                .where(StoredKey.master_version == version)
-                .order_by(StoredKey.id)
-                .limit(RING_CHECK_SAMPLE)
-            ).all()
-            if not rows:
-                continue
-            for address, fingerprint, blob in rows:
-                try:
-                    wrap.unwrap(ring, blob, address=address, fingerprint=fingerprint)
-                except wrap.DecryptionError:
-                    continue
-                break
-            else:
-                raise click.ClickException(
-                    f"the master key ring ({ring_path(runtime.settings.data_dir)} or"
-                    f" ${MASTER_KEYS_ENV}) does not open the keys the database holds under"
-                    f" its version {version}: it is not this installation's ring (restore"
-                    " the right master.keys; nothing was changed)"
-                )
+        try:
+            ringcheck.check_ring_opens_keys(session, ring, source=source)
+        except ringcheck.WrongRingError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _reload_tls(reloader: CertificateReloader) -> None:

@@ -1,0 +1,81 @@
+"""keystore.ringcheck: a ring that opens none of the keys under one of its versions is
+refused, whatever its version numbers say; the right ring, an empty database and a
+few blobs written under a wrong ring after the right ones all pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from keystore import ringcheck, store, wrap
+from keystore.masterkey import MasterKeyError, MasterKeyRing
+from keystore.models import StoredKey
+from tests.keystore.conftest import audit_sink
+
+NOW = dt.datetime(2026, 5, 4, 8, 30, tzinfo=dt.UTC)
+Sessions = so.sessionmaker[so.Session]
+
+
+def _keys(sessions: Sessions, ring: MasterKeyRing, *addresses: str) -> None:
+    with sessions.begin() as session:
+        for address in addresses:
+            store.get_or_create(session, ring, address, NOW, events=audit_sink)
+
+
+def test_an_empty_database_passes_any_ring(sessions: Sessions) -> None:
+    with sessions() as session:
+        ringcheck.check_ring_opens_keys(session, MasterKeyRing.generate())
+
+
+def test_the_right_ring_passes_and_another_installations_is_refused(
+    sessions: Sessions, ring: MasterKeyRing
+) -> None:
+    _keys(sessions, ring, "a@example.test", "b@example.test")
+    other = MasterKeyRing.generate()  # same version number 1, other key
+    with sessions() as session:
+        ringcheck.check_ring_opens_keys(session, ring)
+        with pytest.raises(ringcheck.WrongRingError) as caught:
+            ringcheck.check_ring_opens_keys(session, other, source="here")
+    assert isinstance(caught.value, MasterKeyError)
+    assert caught.value.version == 1
+    assert str(caught.value) == (
+        "the master key ring (here) does not open the keys the database holds under its"
+        " version 1: it is not this installation's ring (restore the right master.keys;"
+        " nothing was changed)"
+    )
+
+
+def test_blobs_wrapped_later_under_a_wrong_ring_do_not_block_the_right_one(
+    sessions: Sessions, ring: MasterKeyRing
+) -> None:
+    wrong = MasterKeyRing.generate()
+    _keys(sessions, ring, *(f"a{i}@example.test" for i in range(ringcheck.RING_CHECK_SAMPLE)))
+    _keys(sessions, wrong, *(f"x{i}@example.test" for i in range(5)))
+    with sessions() as session:
+        ringcheck.check_ring_opens_keys(session, ring)
+        # The oldest rows are the right ring's: the wrong one is still refused.
+        with pytest.raises(ringcheck.WrongRingError):
+            ringcheck.check_ring_opens_keys(session, wrong)
+
+
+def test_at_most_a_few_rows_per_version_are_tried(
+    sessions: Sessions, ring: MasterKeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _keys(sessions, ring, *(f"u{i}@example.test" for i in range(6)))
+    with sessions.begin() as session:  # the oldest rows no longer open: all are tried
+        for row in session.scalars(sa.select(StoredKey).order_by(StoredKey.id).limit(5)):
+            row.wrapped_secret = row.wrapped_secret[:-1] + bytes([row.wrapped_secret[-1] ^ 1])
+    tried: list[str] = []
+    real = wrap.unwrap
+
+    def counting(r: MasterKeyRing, blob: bytes, *, address: str, fingerprint: str) -> bytes:
+        tried.append(address)
+        return real(r, blob, address=address, fingerprint=fingerprint)
+
+    monkeypatch.setattr(wrap, "unwrap", counting)
+    with sessions() as session, pytest.raises(ringcheck.WrongRingError):
+        ringcheck.check_ring_opens_keys(session, ring)
+    assert len(tried) == ringcheck.RING_CHECK_SAMPLE
