@@ -4,6 +4,7 @@ A backup is a directory: the database (an SQLite copy made with SQLite's online
 backup API, or a `pg_dump` archive for PostgreSQL), `master.keys`, `sealgate.toml`
 if there is one, and `manifest.json` with a SHA-256 per file, the master-key
 versions the data is wrapped under and a few counts. A restore checks the
-checksums and that the ring in effect afterwards holds every version the data
-needs before it changes anything.
+checksums, that the ring in effect afterwards holds every version the data
+needs, and that it opens a few of the backup's keys per version, before it changes
+anything.
 """

@@ -7,16 +7,23 @@ the work; the password goes to them in the environment, never on the command lin
 
 from __future__ import annotations
 
+import heapq
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Callable
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from gateway.backup.manifest import BackupError
+from keystore import ringcheck
+from keystore.models import StoredKey
 
 SQLITE_FILE = "sealgate.db"
 PG_FILE = "database.pgdump"
@@ -115,3 +122,175 @@ def load(url: str, directory: Path, name: str, progress: Progress) -> None:
     if result.returncode != 0:
         raise BackupError(f"pg_restore failed: {result.stderr.strip()[:500]}")
     progress(1, 1)
+
+
+# --- the backup's own keys, read without loading it -------------------------------------
+
+
+def key_sample(
+    directory: Path, name: str, versions: Iterable[int], limit: int = ringcheck.RING_CHECK_SAMPLE
+) -> dict[int, list[ringcheck.WrappedKey]]:
+    """Up to `limit` of the oldest address keys per master-key version in the backup's
+    database copy `name`, read without touching the live database or the backup."""
+    if name == SQLITE_FILE:
+        return _sqlite_key_sample(directory / name, versions, limit)
+    return _pg_key_sample(directory / name, versions, limit)
+
+
+def _sqlite_key_sample(
+    path: Path, versions: Iterable[int], limit: int
+) -> dict[int, list[ringcheck.WrappedKey]]:
+    # immutable: no -wal or -shm file is made next to the copy, nothing in it changes.
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+    engine = sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=sa.pool.NullPool
+    )
+    try:
+        if not sa.inspect(engine).has_table(StoredKey.__tablename__):
+            return {}
+        with so.Session(engine) as session:
+            return ringcheck.sample_keys(session, versions, limit)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).splitlines()[0]
+        raise BackupError(f"{path.name} cannot be read ({reason})") from None
+    finally:
+        engine.dispose()
+
+
+_COPY_ESCAPES = {ord(k): v for k, v in zip("bfnrtv", b"\b\f\n\r\t\v", strict=True)}
+_OCTAL = frozenset(b"01234567")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _copy_field(raw: bytes) -> bytes:
+    """One field of pg_dump's COPY text format, unescaped (`\\N`, NULL, is not expected)."""
+    if b"\\" not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c != 0x5C or i + 1 == len(raw):
+            out.append(c)
+            i += 1
+            continue
+        n = raw[i + 1]
+        if n in _COPY_ESCAPES:
+            out.append(_COPY_ESCAPES[n])
+            i += 2
+        elif n in _OCTAL:
+            j = i + 1
+            while j < min(i + 4, len(raw)) and raw[j] in _OCTAL:
+                j += 1
+            out.append(int(raw[i + 1 : j], 8) & 0xFF)
+            i = j
+        elif n == ord("x") and i + 2 < len(raw) and raw[i + 2] in _HEX:
+            j = i + 2
+            while j < min(i + 4, len(raw)) and raw[j] in _HEX:
+                j += 1
+            out.append(int(raw[i + 2 : j], 16))
+            i = j
+        else:
+            out.append(n)
+            i += 2
+    return bytes(out)
+
+
+def _bytea(text: bytes) -> bytes:
+    """A bytea value as PostgreSQL prints it: hex (`\\x0a1b…`) or the old escape format."""
+    if text.startswith(b"\\x"):
+        return bytes.fromhex(text[2:].decode("ascii"))
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == 0x5C and text[i + 1 : i + 2] == b"\\":
+            out.append(0x5C)
+            i += 2
+        elif text[i] == 0x5C and len(text) >= i + 4:
+            out.append(int(text[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return bytes(out)
+
+
+def _pg_key_sample(
+    path: Path, versions: Iterable[int], limit: int
+) -> dict[int, list[ringcheck.WrappedKey]]:
+    """pg_restore prints the keys table's COPY data from the archive (no database is
+    involved); it is read as it streams."""
+    command = [_tool("pg_restore"), "--data-only", "--table", StoredKey.__tablename__,
+               "--file", "-", str(path)]  # fmt: skip
+    # stderr goes to a file, not a pipe: a full pipe would stall pg_restore.
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as process,
+    ):
+        assert process.stdout is not None
+        try:
+            sample = copy_key_sample(process.stdout, versions, limit)
+        except ValueError:
+            process.kill()
+            raise BackupError(f"{path.name}: the keys table's data cannot be read") from None
+        finally:
+            process.stdout.close()
+            process.wait()
+        errors.seek(0)
+        reason = errors.read().decode("utf-8", "replace").strip()[:500]
+    if process.returncode != 0:
+        raise BackupError(f"pg_restore cannot read {path.name}: {reason}")
+    return sample
+
+
+def copy_key_sample(
+    lines: Iterable[bytes], versions: Iterable[int], limit: int
+) -> dict[int, list[ringcheck.WrappedKey]]:
+    """The `limit` lowest-id keys per version from pg_restore's SQL output (the keys
+    table's COPY block); {} when the archive has no keys table. ValueError when the
+    block is not what pg_dump writes."""
+    wanted = set(versions)
+    kept: dict[int, list[tuple[int, list[bytes]]]] = {v: [] for v in wanted}
+    columns: list[str] = []
+    in_copy = False
+    for line in lines:
+        line = line.rstrip(b"\n")
+        if not in_copy:
+            match = _COPY_HEADER.match(line)
+            if match and match.group(1).decode().strip('"') == StoredKey.__tablename__:
+                columns = [c.strip().strip('"') for c in match.group(2).decode().split(",")]
+                in_copy = True
+            continue
+        if line == b"\\.":
+            in_copy = False
+            continue
+        fields = line.split(b"\t")
+        if len(fields) != len(columns):
+            raise ValueError("a COPY row with the wrong number of fields")
+        row = dict(zip(columns, fields, strict=True))
+        version = int(row["master_version"])
+        if version not in wanted:
+            continue
+        heap = kept[version]
+        heapq.heappush(heap, (-int(row["id"]), fields))
+        if len(heap) > limit:
+            heapq.heappop(heap)  # the highest id
+    if not columns:
+        return {}
+    address, fingerprint, blob = (
+        columns.index(name) for name in ("address", "fingerprint", "wrapped_secret")
+    )
+    return {
+        version: [
+            ringcheck.WrappedKey(
+                _copy_field(fields[address]).decode("utf-8"),
+                _copy_field(fields[fingerprint]).decode("ascii"),
+                _bytea(_copy_field(fields[blob])),
+            )
+            for _neg_id, fields in sorted(heap, reverse=True)
+        ]
+        for version, heap in kept.items()
+    }
+
+
+_COPY_HEADER = re.compile(rb"^COPY (?:[\w\"]+\.)?([\w\"]+) \(([^)]*)\) FROM stdin;$")

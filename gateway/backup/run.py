@@ -2,9 +2,10 @@
 
 Restoring changes nothing until it has checked the checksums, that the database
 kinds match, that the target database is empty (or `force`), and that the ring in
-effect afterwards holds every master-key version the backed-up data names: the
-current ring (whose retired versions stay decrypt-only, see keystore.masterkey)
-merged with the backup's own.
+effect afterwards holds every master-key version the backed-up data names (the
+current ring, whose retired versions stay decrypt-only, see keystore.masterkey,
+merged with the backup's own) and opens a few of the backup's keys under each of
+its versions (keystore.ringcheck), read from the backup's copy of the database.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.backup import database
 from gateway.backup.manifest import BackupError, Manifest, describe, read, verify, write
 from gateway.models import Domain, MailboxMessage, SecureMessage
 from gateway.settings import SETTINGS_FILE, Settings
+from keystore import ringcheck
 from keystore.masterkey import (
     MASTER_KEYS_ENV,
     MASTER_KEYS_FILE,
@@ -180,6 +182,41 @@ def _ring_after(
     return ring, write_ring
 
 
+def _check_ring_opens_backup(
+    settings: Settings, directory: Path, manifest: Manifest, db_file: str, ring: MasterKeyRing
+) -> None:
+    """Refuse a ring that opens none of the backup's keys under one of its versions.
+
+    The version numbers alone prove nothing: the ring a fresh `sealgate init` writes
+    is version 1 too, so a backup made `--without-master-keys` restored onto it would
+    load keys that nothing opens, and every key made afterwards would be wrapped under
+    the wrong ring. The backup's copy of the database is read, never the live one.
+    """
+    if MASTER_KEYS_FILE in manifest.files:
+        source = f"the backup's {MASTER_KEYS_FILE}"
+        if os.environ.get(MASTER_KEYS_ENV) or ring_path(settings.data_dir).exists():
+            source += " with the data dir's ring"
+    elif os.environ.get(MASTER_KEYS_ENV):
+        source = f"${MASTER_KEYS_ENV}"
+    else:
+        source = str(ring_path(settings.data_dir))
+    sample = database.key_sample(directory, db_file, ring.keys)
+    try:
+        ringcheck.check_ring_opens(
+            ring,
+            sample,
+            source=source,
+            holder="the backup's database",
+            remedy=(
+                f"put the {MASTER_KEYS_FILE} of the installation the backup was made on into"
+                f" {settings.data_dir} (or ${MASTER_KEYS_ENV}) and restore again;"
+                " nothing was changed"
+            ),
+        )
+    except ringcheck.WrongRingError as exc:
+        raise BackupError(str(exc)) from None
+
+
 def restore(
     settings: Settings,
     directory: Path,
@@ -201,6 +238,8 @@ def restore(
         ring, write_ring = _ring_after(settings, directory, manifest)
     except MasterKeyError as exc:
         raise BackupError(f"{exc}; nothing was changed") from None
+    [db_file] = [n for n in manifest.files if n in (database.SQLITE_FILE, database.PG_FILE)]
+    _check_ring_opens_backup(settings, directory, manifest, db_file, ring)
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = db.create_engine(url)
@@ -216,7 +255,6 @@ def restore(
             )
     finally:
         engine.dispose()
-    [db_file] = [n for n in manifest.files if n in (database.SQLITE_FILE, database.PG_FILE)]
     database.load(url, directory, db_file, lambda d, t: progress("database", d, t))
     if write_ring:
         save_ring(settings.data_dir, ring)

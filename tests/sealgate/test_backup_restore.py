@@ -20,10 +20,10 @@ from gateway.dkim import keys as dkim_keys
 from gateway.models import DkimKey, MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from gateway.securepage import sent_copy
-from gateway.settings import Settings
+from gateway.settings import SETTINGS_FILE, Settings
 from gateway.smtp_server import SubmissionServer
 from keystore import store
-from keystore.masterkey import load_ring, ring_path
+from keystore.masterkey import MasterKeyRing, load_ring, ring_path, save_ring
 from keystore.models import StoredKey
 from tests.conftest import TEST_DATABASE_URL, reset_database
 from tests.gateway.test_secure_page import decrypt_as, open_sent_copy, open_with, token_of
@@ -173,3 +173,52 @@ def test_a_damaged_backup_is_refused_before_anything_changes(
     # Not a backup at all, or a non-empty target for a new backup: clear errors too.
     assert "not a sealgate backup" in run_sealgate(test_env, "restore", str(tmp_path)).stderr
     assert "not an empty directory" in run_sealgate(test_env, "backup", str(target)).stderr
+
+
+def test_a_ring_that_does_not_open_the_backup_is_refused_before_anything_changes(
+    runtime: Runtime,
+    settings: Settings,
+    mail_users: dict[str, str],
+    test_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """A backup made --without-master-keys, restored onto the ring a fresh `sealgate init`
+    writes: the same version number 1, another key. Restore compared only the version
+    numbers, said "(unchanged)" and loaded keys nothing could open."""
+    target = tmp_path / "backup"
+    made = run_sealgate(test_env, "backup", "--without-master-keys", str(target))
+    assert made.returncode == 0, made.stderr
+    right = ring_path(settings.data_dir).read_bytes()
+    # The live database moves on after the backup, so a restore would be visible.
+    assert run_sealgate(test_env, "keys", "rotate", ALICE).returncode == 0
+
+    def live_keys() -> set[str]:
+        runtime.engine.dispose()  # a restore replaces the SQLite file under the pool
+        with db.read_only(runtime.sessions) as session:
+            return set(session.scalars(sa.select(StoredKey.fingerprint)))
+
+    before = live_keys()
+    other = MasterKeyRing.generate()  # what init on another machine writes
+    save_ring(settings.data_dir, other)
+    refused = run_sealgate(test_env, "restore", "--force", str(target))
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"Error: the master key ring ({ring_path(settings.data_dir)})")
+    assert "does not open the keys the backup's database holds under its version 1" in line
+    assert "nothing was changed" in line and "Traceback" not in refused.stderr
+    assert live_keys() == before
+    assert ring_path(settings.data_dir).read_text() == other.to_json()
+    assert not (settings.data_dir / SETTINGS_FILE).exists()
+
+    # The same ring from the environment: refused too, naming where it came from.
+    env = {**test_env, "SEALGATE_MASTER_KEYS": other.to_json()}
+    refused = run_sealgate(env, "restore", "--force", str(target))
+    assert refused.returncode == 1 and "($SEALGATE_MASTER_KEYS)" in refused.stderr
+    assert live_keys() == before
+
+    # With the installation's own ring back in place, the same backup restores.
+    ring_path(settings.data_dir).write_bytes(right)
+    restored = run_sealgate(test_env, "restore", "--force", str(target))
+    assert restored.returncode == 0, restored.stderr
+    assert "version(s) 1 (unchanged)" in restored.stdout
+    assert live_keys() < before
