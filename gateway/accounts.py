@@ -48,7 +48,10 @@ def add_domain(
     session.flush()
     ring = ring or db.session_ring(session)
     if ring is not None:
-        dkim_keys.ensure_keys(session, ring, domain, now)
+        try:
+            dkim_keys.ensure_keys(session, ring, domain, now)
+        except MasterKeyError as exc:
+            raise AccountError(f"cannot make the DKIM keys of {name}: {exc}") from None
     audit.record(session, "domain.add", actor=actor, target=name)
     return domain
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from keystore import messages, packets, pgp, untrusted, wrap
+from keystore import messages, packets, pgp, ringcheck, untrusted, wrap
 from keystore.masterkey import MasterKeyError, MasterKeyRing
 from keystore.models import (
     STATUS_ACTIVE,
@@ -193,6 +193,9 @@ def ensure_master_version_usable(session: so.Session, version: int, now: dt.date
 def _new_row(
     session: so.Session, ring: MasterKeyRing, address: str, now: dt.datetime
 ) -> tuple[StoredKey, pgp.SecretKey]:
+    # A ring of another installation has the same version numbers: refuse it before
+    # it wraps a key that the installation's own ring can never open.
+    ringcheck.check_ring_opens_keys(session, ring)
     secret = pgp.generate(address, now)
     ensure_master_version_usable(session, ring.primary, now)
     subkey_id = secret.subkey_ids[0]
@@ -447,6 +450,7 @@ def revoke(
     if code not in pgp.REVOCATION_REASONS:
         raise KeystoreError(f"unknown revocation code {code!r}")
     old = _lock_current(session, address)
+    ringcheck.check_ring_opens_keys(session, ring)  # says why, where unlock_row would not
     secret = unlock_row(ring, old)
     revoked = pgp.revoke(secret, parsed_public_key(old), code, reason)
     old.public_key = revoked.to_bytes()

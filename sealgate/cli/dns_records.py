@@ -37,6 +37,7 @@ def _records(state: CliState, name: str) -> list[Record]:
     from gateway.dkim import keys as dkim_keys
     from gateway.dnsrecords import records
     from gateway.timeutil import utcnow
+    from keystore.masterkey import MasterKeyError
 
     runtime = state.require_initialised()
     with db.transaction(runtime.sessions) as session:
@@ -45,7 +46,11 @@ def _records(state: CliState, name: str) -> list[Record]:
             raise click.ClickException(
                 f"{name} is not a hosted domain (see `sealgate domain list`)"
             )
-        dkim_keys.ensure_keys(session, runtime.ring.get(), domain, utcnow())
+        try:
+            dkim_keys.ensure_keys(session, runtime.ring.get(), domain, utcnow())
+        except MasterKeyError as exc:
+            message = f"cannot make the DKIM keys of {domain.name}: {exc}"
+            raise click.ClickException(message) from None
         return records.domain_records(
             state.settings, domain.name, dkim_keys.current_keys(session, domain.id)
         )

@@ -53,7 +53,15 @@ def test_blobs_wrapped_later_under_a_wrong_ring_do_not_block_the_right_one(
 ) -> None:
     wrong = MasterKeyRing.generate()
     _keys(sessions, ring, *(f"a{i}@example.test" for i in range(ringcheck.RING_CHECK_SAMPLE)))
-    _keys(sessions, wrong, *(f"x{i}@example.test" for i in range(5)))
+    _keys(sessions, ring, *(f"x{i}@example.test" for i in range(5)))
+    with sessions.begin() as session:  # as a command run with the wrong ring left them
+        for row in session.scalars(sa.select(StoredKey).where(StoredKey.address.like("x%"))):
+            secret = wrap.unwrap(
+                ring, row.wrapped_secret, address=row.address, fingerprint=row.fingerprint
+            )
+            row.wrapped_secret = wrap.wrap(
+                wrong, secret, address=row.address, fingerprint=row.fingerprint
+            )
     with sessions() as session:
         ringcheck.check_ring_opens_keys(session, ring)
         # The oldest rows are the right ring's: the wrong one is still refused.

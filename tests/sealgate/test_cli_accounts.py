@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from keystore.masterkey import MasterKeyRing
 from tests.conftest import CHEAP_ARGON2, TEST_DATABASE_URL, reset_database
 
 
@@ -204,3 +205,41 @@ def test_a_chosen_password_the_portal_would_refuse_is_refused(
         assert refusal in done.stderr
         assert "Traceback" not in done.stderr
     assert "jane@example.org" not in sealgate(data_dir, "user", "list").stdout
+
+
+def test_commands_that_wrap_new_keys_refuse_a_ring_that_opens_none(data_dir: Path) -> None:
+    """A master.keys of another installation has the same version 1. `keys rotate`,
+    `keys revoke`, `address add` and `domain add` wrapped their new keys under it,
+    keys the installation's own ring can never open."""
+    assert sealgate(data_dir, "init", "--domain", "example.org").returncode == 0
+    admin = "admin@example.org"
+    right = (data_dir / "master.keys").read_bytes()
+    keys_before = sealgate(data_dir, "keys", "list").stdout
+    # What `sealgate init` writes on another machine: version 1 as well, another key.
+    (data_dir / "master.keys").write_text(MasterKeyRing.generate().to_json())
+
+    message = (
+        "the master key ring (master.keys in the data dir, or $SEALGATE_MASTER_KEYS) does not"
+        " open the keys the database holds under its version 1: it is not this"
+        " installation's ring (restore the right master.keys; nothing was changed)"
+    )
+    for args in (
+        ("keys", "rotate", admin),
+        ("keys", "revoke", admin, "--reason", "test"),
+        ("address", "add", "carol@example.org", "--user", admin),
+        ("domain", "add", "other.example"),
+    ):
+        done = sealgate(data_dir, *args)
+        assert done.returncode == 1, args
+        assert message in done.stderr and "Traceback" not in done.stderr, args
+        assert len(done.stderr.strip().splitlines()) == 1, args
+    assert sealgate(data_dir, "keys", "list").stdout == keys_before
+    assert "carol@" not in sealgate(data_dir, "address", "list").stdout
+    assert "other.example" not in sealgate(data_dir, "domain", "list").stdout
+
+    # The installation's own ring: the same commands work.
+    (data_dir / "master.keys").write_bytes(right)
+    rotated = sealgate(data_dir, "keys", "rotate", admin)
+    assert rotated.returncode == 0, rotated.stderr
+    added = sealgate(data_dir, "address", "add", "carol@example.org", "--user", admin)
+    assert added.returncode == 0, added.stderr
