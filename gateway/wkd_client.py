@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway import idn
 from gateway.settings import KeysSettings
 from keystore.wkd import local_part_hash
 
@@ -104,8 +105,8 @@ def wkd_urls(address: str) -> tuple[str, str]:
     if not (at and local and domain) or len(local) > MAX_LOCAL_PART:
         raise WkdError(f"{address!r} is not an address WKD can look up")
     try:
-        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        ascii_domain = idn.a_label(domain)
+    except idn.InvalidDomainName:
         raise WkdError(f"{domain!r} is not a valid domain") from None
     if not ascii_domain or any(c in ascii_domain for c in "/?#@:[]\\ "):
         raise WkdError(f"{domain!r} is not a valid domain")

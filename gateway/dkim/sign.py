@@ -14,6 +14,7 @@ the name its key is published under in DNS.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 
@@ -21,7 +22,7 @@ import dkim
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import rawheaders
+from gateway import idn, rawheaders
 from gateway.dkim import keys
 from gateway.models import Domain
 from keystore import seal
@@ -47,20 +48,13 @@ def from_domain(raw: bytes) -> str | None:
     return domain
 
 
-def a_label(domain: str) -> str | None:
-    """The ASCII (IDNA) form of `domain`, lower-cased; None if it has none."""
-    try:
-        return domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
-
-
-def u_label(domain: str) -> str | None:
-    """The Unicode form of `domain`, lower-cased; None if it has none."""
-    try:
-        return domain.encode("ascii").decode("idna").lower()
-    except UnicodeError:
-        return None
+def _forms(name: str) -> set[str]:
+    """`name` and its A-label and U-label (those it has)."""
+    forms = {name}
+    for convert in (idn.a_label, idn.u_label):
+        with contextlib.suppress(idn.InvalidDomainName):
+            forms.add(convert(name))
+    return forms
 
 
 def signing_domain(session: so.Session, domain: str) -> Domain | None:
@@ -69,10 +63,7 @@ def signing_domain(session: so.Session, domain: str) -> Domain | None:
     candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
     if not candidates:
         return None
-    forms = {
-        name: {name, *(other for other in (a_label(name), u_label(name)) if other)}
-        for name in candidates
-    }
+    forms = {name: _forms(name) for name in candidates}
     wanted = set().union(*forms.values())
     rows = {
         row.name.lower(): row
@@ -113,9 +104,10 @@ def sign(raw: bytes, signing: list[keys.SigningKey]) -> bytes:
     """
     fields = []
     for key in signing:
-        domain = a_label(key.domain)
-        if domain is None:
-            log.warning("dkim: not signed as %s (no IDNA form)", key.domain)
+        try:
+            domain = idn.a_label(key.domain)
+        except idn.InvalidDomainName:
+            log.warning("dkim: not signed as %s (no IDNA 2008 form)", key.domain)
             return raw
         try:
             fields.append(

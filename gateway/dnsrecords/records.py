@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from gateway import idn
 from gateway.dkim import keys as dkim_keys
-from gateway.dkim.sign import a_label
 from gateway.models import DkimKey
 from gateway.settings import Settings
 
@@ -33,7 +33,10 @@ class Record:
 def absolute(name: str) -> str:
     """`name` as a zone file writes it: A-label (as DKIM signs it), with the trailing dot."""
     name = name.rstrip(".").lower()
-    return (a_label(name) or name) + "."
+    try:
+        return idn.a_label(name) + "."
+    except idn.InvalidDomainName:
+        return name + "."
 
 
 def mail_host(settings: Settings) -> str:

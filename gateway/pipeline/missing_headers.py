@@ -23,7 +23,7 @@ from __future__ import annotations
 import email.utils
 import secrets
 
-from gateway import rawheaders
+from gateway import idn, rawheaders
 from gateway.addresses import domain_of
 from gateway.pipeline.context import Submission
 
@@ -53,6 +53,6 @@ def message_id_domain(address: str, *, fallback: str) -> str:
     """The sender's domain as ASCII (IDNA); the server's name if it has no such form."""
     domain = domain_of(address)
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idn.a_label(domain)
+    except idn.InvalidDomainName:
         return fallback

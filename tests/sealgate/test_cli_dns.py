@@ -170,3 +170,25 @@ def test_dns_prints_an_internationalized_domain_as_its_a_label(
         )  # fmt: skip
     assert checked.exit_code == 0, checked.output
     assert "13 of 13 records as expected" in checked.output
+
+
+def test_dns_prints_a_sharp_s_domain_under_its_idna_2008_a_label(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """`straße.test` is `xn--strae-oqa.test` (IDNA 2008); Python's IDNA 2003 codec made it
+    `strasse.test`, another domain, so the records were published for someone else's name."""
+    env = {**test_env, **ENV}
+    added = CliRunner().invoke(cli, ["domain", "add", "straße.test"], env=env)
+    assert added.exit_code == 0, added.output
+    result = CliRunner().invoke(cli, ["dns", "show", "straße.test"], env=env)
+    assert result.exit_code == 0, result.output
+    records = [line for line in result.output.splitlines() if not line.startswith(";")]
+    assert records and all(line.isascii() for line in records), result.output
+    assert "strasse" not in result.output
+    zone = dns.zone.from_text(result.output, origin="xn--strae-oqa.test.", relativize=False,
+                              check_origin=False)  # fmt: skip
+    found = rrsets(zone)
+    month = utcnow().strftime("%Y%m")
+    assert ("xn--strae-oqa.test.", "MX") in found
+    assert (f"rsa{month}._domainkey.xn--strae-oqa.test.", "TXT") in found
+    assert ("_dmarc.xn--strae-oqa.test.", "TXT") in found
