@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from gateway.idn import InvalidDomainName, a_label, u_label
+
 # Deliberately conservative: hosted addresses are created by admins, and the local
 # part of an external address is only ever compared, never interpreted.
 # Non-ASCII is allowed (RFC 6531, SMTPUTF8); control characters, spaces and quotes are not.
@@ -42,17 +44,17 @@ def domain_of(address: str) -> str:
 def other_domain(domain: str) -> str | None:
     """`domain` in its other IDNA form (A-label <-> U-label), lower-cased; None when it has
     only one (plain ASCII), is not a valid name, or the conversion does not lead back to
-    it exactly: IDNA 2003 maps `straße` onto `strasse` and drops a soft hyphen, and those
-    are other domains to a reader, not other forms of this one."""
+    it exactly: the UTS #46 mapping drops a soft hyphen and folds full-width letters, and
+    those are other domains to a reader, not other forms of this one."""
     domain = domain.lower()
     try:
         if domain.isascii():
-            other = domain.encode("ascii").decode("idna").lower()
-            back = other.encode("idna").decode("ascii").lower()
+            other = u_label(domain)
+            back = a_label(other)
         else:
-            other = domain.encode("idna").decode("ascii").lower()
-            back = other.encode("ascii").decode("idna").lower()
-    except UnicodeError:
+            other = a_label(domain)
+            back = u_label(other)
+    except InvalidDomainName:
         return None
     return other if back == domain and other != domain else None
 

@@ -10,8 +10,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.addresses import other_domain, other_form, owned_form
+from gateway.idn import InvalidDomainName, a_label, u_label
 
-# Letters IDNA 2003 maps, drops or folds (ß→ss, final sigma, soft hyphen, joiners,
+# Letters IDNA 2003 or UTS #46 maps, drops or folds (ß→ss, final sigma, soft hyphen, joiners,
 # full-width, ligatures, dotted I, combining marks, ideographic full stop) among plain
 # ones, so look-alikes of one domain are generated as often as its true forms.
 TRICKY = [*"abcsz09-üßςσéöıİÜ日本", "\u00ad", "\u200d", "\u200c", "\u0308", *"ｅﬁⅣ。Ａ"]
@@ -40,31 +41,33 @@ def canonical(domain: str) -> str:
 
 
 def variants(domain: str) -> list[str]:
-    """`domain` and what a sender or the IDNA codec may make of it."""
+    """`domain` and what a sender, IDNA 2003 or IDNA 2008 may make of it."""
     found = [domain, domain.upper(), unicodedata.normalize("NFKC", domain),
              unicodedata.normalize("NFD", domain)]  # fmt: skip
-    try:
-        a_label = domain.encode("idna").decode("ascii")
-        found += [a_label, a_label.upper(), a_label.encode("ascii").decode("idna")]
-    except UnicodeError:
-        pass
+    with contextlib.suppress(UnicodeError):  # Python's codec: IDNA 2003 (ß -> ss)
+        old = domain.encode("idna").decode("ascii")
+        found += [old, old.upper(), old.encode("ascii").decode("idna")]
+    with contextlib.suppress(InvalidDomainName):
+        ascii_form = a_label(domain)
+        found += [ascii_form, ascii_form.upper(), u_label(ascii_form), u_label(domain)]
     return found
 
 
 @settings(max_examples=500)
 @given(domains)
-def test_both_forms_of_a_domain_the_codec_accepts_map_to_one(domain: str) -> None:
+def test_both_forms_of_a_valid_idna_2008_domain_map_to_one(domain: str) -> None:
     try:
-        a_label = domain.encode("idna").decode("ascii")
-        u_label = a_label.encode("ascii").decode("idna")
-    except UnicodeError:
+        ascii_form = a_label(domain)
+        unicode_form = u_label(ascii_form)
+    except InvalidDomainName:
         assume(False)
         return
-    assert canonical(u_label) == canonical(a_label) == a_label.lower()
-    address, other = f"anna@{u_label.lower()}", f"anna@{a_label.lower()}"
+    assert a_label(unicode_form) == ascii_form and u_label(domain) == unicode_form
+    assert canonical(unicode_form) == canonical(ascii_form) == ascii_form
+    address, other = f"anna@{unicode_form}", f"anna@{ascii_form}"
     assert owned_form(address, {other}) == other
     assert owned_form(other, {address}) == address
-    if u_label.lower() != a_label.lower():
+    if unicode_form != ascii_form:
         assert other_form(other) == address and other_form(address) == other
 
 
@@ -78,9 +81,22 @@ def test_two_different_domains_never_map_to_one(pair: tuple[str, str]) -> None:
         assert seen(one) == seen(two), pair
 
 
-def test_the_look_alikes_idna_2003_maps_together_stay_apart() -> None:
+def test_the_look_alikes_idna_maps_together_stay_apart() -> None:
     assert other_domain("bücher.test") == "xn--bcher-kva.test"
     assert other_domain("XN--BCHER-KVA.test") == "bücher.test"
-    for name in ("straße.test", "ex\u00adample.test", "ｅｘａｍｐｌｅ.test", "bu\u0308cher.test",
-                 "example.test", "xn--strae-oqa.test", "xn--zz.test"):  # fmt: skip
+    for name in ("ex\u00adample.test", "ｅｘａｍｐｌｅ.test", "bu\u0308cher.test",
+                 "example.test", "strasse.test", "xn--zz.test"):  # fmt: skip
         assert other_domain(name) is None, name
+
+
+def test_sharp_s_is_one_domain_under_both_forms_and_not_ss() -> None:
+    """IDNA 2008: straße.test is xn--strae-oqa.test; strasse.test (IDNA 2003's mapping)
+    is someone else's domain and its owner's addresses are not hers."""
+    assert other_domain("straße.test") == "xn--strae-oqa.test"
+    assert other_domain("xn--strae-oqa.test") == "straße.test"
+    assert owned_form("anna@xn--strae-oqa.test", {"anna@straße.test"}) == "anna@straße.test"
+    assert owned_form("anna@straße.test", {"anna@xn--strae-oqa.test"}) == "anna@xn--strae-oqa.test"
+    assert owned_form("anna@straße.test", {"anna@strasse.test"}) is None
+    assert owned_form("anna@strasse.test", {"anna@straße.test"}) is None
+    assert owned_form("anna@strasse.test", {"anna@xn--strae-oqa.test"}) is None
+    assert owned_form("anna@xn--strae-oqa.test", {"anna@strasse.test"}) is None

@@ -413,8 +413,10 @@ def test_smtputf8_recipient_is_accepted(
     [
         ("anna@bücher.test", "anna@xn--bcher-kva.test"),
         ("anna@xn--mnchen-3ya.test", "anna@münchen.test"),
+        # IDNA 2008: straße.test is xn--strae-oqa.test (strasse.test, added too, is not).
+        ("anna@straße.test", "anna@xn--strae-oqa.test"),
     ],
-    ids=["u-label-hosted", "a-label-hosted"],
+    ids=["u-label-hosted", "a-label-hosted", "sharp-s-hosted"],
 )
 def test_an_idn_address_sends_in_either_form_of_its_domain(
     submission_server: SubmissionServer,
