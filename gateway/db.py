@@ -227,7 +227,11 @@ def alembic_config(engine: sa.Engine) -> AlembicConfig:
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's options go through configparser, which reads "%" as interpolation: a
+    # data dir or a password with "%" or non-ASCII (percent-encoded in the URL) broke
+    # every migration with a traceback.
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    cfg.set_main_option("sqlalchemy.url", url)
     cfg.attributes["engine"] = engine
     return cfg
 

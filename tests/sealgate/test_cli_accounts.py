@@ -141,6 +141,19 @@ def test_a_database_url_sqlalchemy_cannot_use_is_a_configuration_error(
         assert "s3cret-pw" not in done.stderr  # the URL's password stays out of the message
 
 
+def test_a_data_dir_with_percent_and_non_ascii_in_its_path_works(tmp_path: Path) -> None:
+    """The SQLite URL percent-encodes such a path, and alembic's options go through
+    configparser, which read the "%" as interpolation: init ended in a traceback."""
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
+    data_dir = tmp_path / "50% Stra\u00dfe" / "data"
+    done = sealgate(data_dir, "init", "--domain", "mail.example.org")
+    assert done.returncode == 0, done.stderr
+    users = sealgate(data_dir, "user", "list")
+    assert users.returncode == 0, users.stderr
+    assert users.stdout.startswith("admin@mail.example.org\t")
+
+
 def test_init_where_the_data_dir_cannot_be_made_says_so(tmp_path: Path) -> None:
     a_file = tmp_path / "data"
     a_file.write_text("not a directory\n")
