@@ -12,13 +12,19 @@ calls them directly, without the SMTP edge, so the CPU of each is measured alone
 - login: cached SMTP logins of the recipient (the verified-credential cache on, as
   by default), the read and the write transaction of each.
 
+With `--evict-kib N`, N KiB of memory are walked between every two calls (each prepare,
+each group's store), and only the calls are timed: each call then starts with caches as
+cold as a worker's are in `sealgate serve`, where the edge, the client and the other
+worker run on the same cores between two of its messages (docs/benchmarks.md, ninth
+pass).
+
 Each tree named by `--tree` (a checkout of another commit, e.g. made with
 `git worktree add /tmp/base <commit>`) is measured in its own process in the same
 run, alternating with this one, so the ratios compare code, not moments of the
 machine. Figures are CPU time (user + system) of the process, median of the rounds.
 
     python bench/store_groups.py [--messages 1000] [--logins 1000] [--rounds 3]
-        [--tree /tmp/base] [--database-url postgresql+psycopg://…]
+        [--tree /tmp/base] [--database-url postgresql+psycopg://…] [--evict-kib 8192]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +45,13 @@ HERE = Path(__file__).resolve().parent.parent
 GROUPS = (1, 2, 4, 8)
 
 
-def _measure(tree: Path, messages: int, logins: int, database_url: str | None) -> dict[str, float]:
+def _measure(
+    tree: Path, messages: int, logins: int, database_url: str | None, evict_kib: int
+) -> dict[str, float]:
     """Run this file's `--child` part with `tree`'s code; its figures as a dict."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     args = [sys.executable, str(Path(__file__).resolve()), "--child", str(tree)]
-    args += ["--messages", str(messages), "--logins", str(logins)]
+    args += ["--messages", str(messages), "--logins", str(logins), "--evict-kib", str(evict_kib)]
     if database_url:
         args += ["--database-url", database_url]
     done = subprocess.run(args, env=env, cwd=tree, capture_output=True, text=True, check=False)
@@ -56,7 +65,24 @@ def _cpu() -> float:
     return time.process_time()  # user + system of this process, finer than os.times()
 
 
-def _child(tree: Path, messages: int, login_count: int, database_url: str | None) -> None:
+class _Evictor:
+    """Walks `kib` KiB of memory (bytes and small objects, as Python's own data is) so the
+    next call finds the CPU caches holding something else."""
+
+    def __init__(self, kib: int) -> None:
+        self.size = kib * 1024
+        self.buffer = bytearray(self.size)
+        self.objects = [{"n": n} for n in range(self.size // 256)]
+
+    def __call__(self) -> None:
+        for at in range(0, self.size, 64):
+            self.buffer[at] ^= 1
+        sum(item["n"] for item in self.objects)
+
+
+def _child(
+    tree: Path, messages: int, login_count: int, database_url: str | None, evict_kib: int
+) -> None:
     """In a process of its own with `tree` first on the path: set up, measure, print JSON."""
     sys.path.insert(0, str(tree))
     sys.path.insert(1, str(HERE / "bench"))
@@ -109,6 +135,7 @@ def _child(tree: Path, messages: int, login_count: int, database_url: str | None
                 received_at=utcnow(),
             )
 
+        evict: Callable[[], None] = _Evictor(evict_kib) if evict_kib else (lambda: None)
         figures: dict[str, float] = {}
         for kind, subject in (("plain", "bench"), ("encrypted", "[encrypt] bench")):
             for n in range(50):  # warm the caches and the database
@@ -117,21 +144,25 @@ def _child(tree: Path, messages: int, login_count: int, database_url: str | None
                 groupcommit.store_group(runtime.sessions, [warm])
             for group in GROUPS:
                 batch = [submission(n, subject) for n in range(messages)]
-                started = _cpu()
+                preparing = storing = 0.0
                 for item in batch:
+                    evict()
+                    started = _cpu()
                     prepare(runtime, item)
-                prepared = _cpu()
+                    preparing += _cpu() - started
                 for first in range(0, messages, group):
+                    evict()
+                    started = _cpu()
                     outcomes = groupcommit.store_group(
                         runtime.sessions, batch[first : first + group]
                     )
+                    storing += _cpu() - started
                     if any(outcome is not None for outcome in outcomes):
                         raise RuntimeError(f"a group failed: {outcomes}")
-                stored = _cpu()
                 figures[f"prepare {kind}"] = min(
-                    figures.get(f"prepare {kind}", 1e9), (prepared - started) / messages * 1000
+                    figures.get(f"prepare {kind}", 1e9), preparing / messages * 1000
                 )
-                figures[f"store {kind}, groups of {group}"] = (stored - prepared) / messages * 1000
+                figures[f"store {kind}, groups of {group}"] = storing / messages * 1000
         attempt = logins.Attempt("SMTP", RECIPIENT, RECIPIENT_PASSWORD, "127.0.0.1")
         for _ in range(20):  # the first one runs Argon2 and fills the cache
             if not logins.check_for(runtime, attempt, now=utcnow()).ok:
@@ -151,10 +182,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tree", type=Path, action="append", default=[], help="a baseline")
     parser.add_argument("--database-url", help="PostgreSQL (emptied first) instead of SQLite")
+    parser.add_argument(
+        "--evict-kib", type=int, default=0, help="memory walked between two calls (0: none)"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child is not None:
-        _child(options.child, options.messages, options.logins, options.database_url)
+        _child(
+            options.child,
+            options.messages,
+            options.logins,
+            options.database_url,
+            options.evict_kib,
+        )
         return
     trees = [HERE, *(t.resolve() for t in options.tree)]
     runs: dict[Path, list[dict[str, float]]] = {tree: [] for tree in trees}
@@ -164,7 +204,9 @@ def main() -> None:
         for tree in order:
             print(f"round {round_ + 1}: {tree}", file=sys.stderr, flush=True)
             runs[tree].append(
-                _measure(tree, options.messages, options.logins, options.database_url)
+                _measure(
+                    tree, options.messages, options.logins, options.database_url, options.evict_kib
+                )
             )
     commit = {
         tree: subprocess.run(
@@ -177,6 +219,8 @@ def main() -> None:
     }
     print(f"started {started}; {'PostgreSQL' if options.database_url else 'SQLite'}; ", end="")
     print(f"{options.messages} messages of 10 KiB per kind and group size, {options.logins} logins")
+    if options.evict_kib:
+        print(f"{options.evict_kib} KiB of memory walked before each call; only the calls timed")
     print(f"CPU ms per message (per login), median of {options.rounds} round(s)")
     for index, tree in enumerate(trees):
         print(f"  [{index}] {commit[tree][:72]}")
