@@ -1,12 +1,16 @@
 """What the gateway keeps sealed under the master key besides address keys.
 
 TOTP secrets, queued secure-page notifications and DKIM private keys: a master-key
-rotation re-wraps them with the address keys (`rewrap`), and destroying a retired
-version first counts what would become unreadable (`count_under`). One list, so a
-new kind of sealed record is added in one place.
+rotation re-wraps them with the address keys (`rewrap`), destroying a retired
+version first counts what would become unreadable (`count_under`), and `check_ring`
+refuses another installation's ring before anything is sealed under it, also in a
+database that holds none of these records' address keys yet. One list, so a new kind
+of sealed record is added in one place.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -14,8 +18,12 @@ import sqlalchemy.orm as so
 from gateway import queue, totp
 from gateway.dkim import keys as dkim_keys
 from gateway.models import AccountSecurity, DkimKey, QueueItem
-from keystore import seal
+from keystore import ringcheck, seal
 from keystore.masterkey import MasterKeyRing
+
+# Rows read to find a few two-factor secrets or queued notifications per version (their
+# version is inside the blob, not in a column of its own).
+TRIAL_SCAN = 200
 
 
 def rewrap(session: so.Session, ring: MasterKeyRing) -> int:
@@ -81,3 +89,107 @@ def versions_in_use(session: so.Session) -> set[int]:
         except seal.SealedRecordError:
             continue
     return versions
+
+
+def check_ring(
+    session: so.Session, ring: MasterKeyRing, *, source: str = ringcheck.DEFAULT_SOURCE
+) -> None:
+    """Refuse a ring that is not this installation's (keystore.ringcheck): one that
+    holds none of the versions any record is under, or that opens none of the sampled
+    records, address keys and the gateway's own, under one of its versions."""
+    ringcheck.check_ring_shares_versions(ring, versions_in_use(session), source=source)
+    address_keys = ringcheck.key_trials(ringcheck.sample_keys(session, ring.keys))
+    ringcheck.check_trials(
+        ring, ringcheck.merge_trials(address_keys, trials(session, ring.keys)), source=source
+    )
+
+
+def trials(
+    session: so.Session, versions: Iterable[int], limit: int = ringcheck.RING_CHECK_SAMPLE
+) -> dict[int, list[ringcheck.Trial]]:
+    """A few of the oldest records of each kind per version, as ring trials."""
+    wanted = set(versions)
+    found: dict[int, list[ringcheck.Trial]] = {}
+
+    def add(version: int, trial: ringcheck.Trial, kind: dict[int, int]) -> None:
+        if version in wanted and kind.get(version, 0) < limit:
+            kind[version] = kind.get(version, 0) + 1
+            found.setdefault(version, []).append(trial)
+
+    dkim: dict[int, int] = {}
+    for version in sorted(wanted):
+        rows = session.scalars(
+            sa.select(DkimKey)
+            .where(DkimKey.master_version == version)
+            .options(so.undefer(DkimKey.sealed_private_key), so.joinedload(DkimKey.domain))
+            .order_by(DkimKey.id)
+            .limit(limit)
+        )
+        for key in rows:
+            add(version, _dkim_trial(key), dkim)
+    secrets: dict[int, int] = {}
+    for account_id, secret, pending in session.execute(
+        sa.select(
+            AccountSecurity.account_id, AccountSecurity.totp_secret, AccountSecurity.totp_pending
+        )
+        .where(
+            sa.or_(
+                AccountSecurity.totp_secret.is_not(None), AccountSecurity.totp_pending.is_not(None)
+            )
+        )
+        .order_by(AccountSecurity.account_id)
+        .limit(TRIAL_SCAN)
+    ):
+        for blob in (secret, pending):
+            if blob is not None:
+                try:
+                    add(totp.blob_version(blob), _totp_trial(blob, account_id), secrets)
+                except totp.SecretUnavailable:
+                    continue
+    queued: dict[int, int] = {}
+    for row in session.scalars(
+        sa.select(QueueItem)
+        .where(QueueItem.sealed.is_(True))
+        .order_by(QueueItem.id)
+        .limit(TRIAL_SCAN)
+    ):
+        try:
+            add(seal.blob_version(row.raw), _queue_trial(row), queued)
+        except seal.SealedRecordError:
+            continue
+    return found
+
+
+def _dkim_trial(row: DkimKey) -> ringcheck.Trial:
+    domain = row.domain.name
+
+    def trial(ring: MasterKeyRing) -> bool:
+        try:
+            dkim_keys.open_key(ring, row, domain)
+        except seal.SealedRecordError:
+            return False
+        return True
+
+    return trial
+
+
+def _totp_trial(blob: bytes, account_id: int) -> ringcheck.Trial:
+    def trial(ring: MasterKeyRing) -> bool:
+        try:
+            totp.open_secret(ring, blob, account_id)
+        except totp.SecretUnavailable:
+            return False
+        return True
+
+    return trial
+
+
+def _queue_trial(row: QueueItem) -> ringcheck.Trial:
+    def trial(ring: MasterKeyRing) -> bool:
+        try:
+            queue.open_raw(ring, row)
+        except seal.SealedRecordError:
+            return False
+        return True
+
+    return trial

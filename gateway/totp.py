@@ -272,6 +272,9 @@ def start_enrolment(
             return open_secret(ring, pending, account_id)
         except SecretUnavailable:
             pass  # wrapped under a retired version: start over
+    from gateway import master_records  # it opens two-factor secrets too (this module)
+
+    master_records.check_ring(session, ring)  # not sealed under another installation's
     secret = new_secret()
     row.totp_pending = seal_secret(ring, secret, account_id)
     row.totp_pending_at = now

@@ -79,17 +79,18 @@ def _preflight(runtime: Runtime) -> None:
 
 
 def _check_ring_opens_the_keys(runtime: Runtime, ring: MasterKeyRing) -> None:
-    """Refuse a ring that opens none of the address keys wrapped under one of its
-    versions (keystore.ringcheck): serve would answer every encrypted message with 451
-    and wrap new keys under a ring that the real one can never open."""
-    from gateway import db
+    """Refuse a ring that is not this installation's (gateway.master_records.check_ring:
+    the address keys, DKIM keys, two-factor secrets and sealed queue rows): serve would
+    answer every encrypted message with 451 and seal new records under a ring that the
+    real one can never open."""
+    from gateway import db, master_records
     from keystore import ringcheck
 
     source = f"{ring_path(runtime.settings.data_dir)} or ${MASTER_KEYS_ENV}"
     with db.read_only(runtime.sessions) as session:
         try:
-            ringcheck.check_ring_opens_keys(session, ring, source=source)
-        except ringcheck.WrongRingError as exc:
+            master_records.check_ring(session, ring, source=source)
+        except (ringcheck.WrongRingError, ringcheck.ForeignVersionsError) as exc:
             raise click.ClickException(str(exc)) from None
 
 

@@ -5,10 +5,13 @@ few blobs written under a wrong ring after the right ones all pass."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keystore import ringcheck, store, wrap
 from keystore.masterkey import MasterKeyError, MasterKeyRing
@@ -87,3 +90,56 @@ def test_at_most_a_few_rows_per_version_are_tried(
     with sessions() as session, pytest.raises(ringcheck.WrongRingError):
         ringcheck.check_ring_opens_keys(session, ring)
     assert len(tried) == ringcheck.RING_CHECK_SAMPLE
+
+
+def _ring_at(*versions: int) -> MasterKeyRing:
+    """A ring of its own whose versions are `versions` (the last one primary)."""
+    return MasterKeyRing(primary=versions[-1], keys={v: secrets.token_bytes(32) for v in versions})
+
+
+def test_a_ring_that_holds_none_of_the_keys_versions_is_refused(
+    sessions: Sessions, ring: MasterKeyRing
+) -> None:
+    """Another installation rotated twice (its keys under versions 2 and 3) against a
+    fresh ring (version 1): no version in common, so no key to try; it used to pass,
+    and the next key was wrapped under version 1 of the wrong ring."""
+    rotated = ring.with_new_primary()
+    _keys(sessions, rotated, "a@example.test")
+    rotated = rotated.with_new_primary()
+    _keys(sessions, rotated, "b@example.test")
+    with sessions.begin() as session:  # the old version's rows are gone, as after a rewrap
+        session.execute(sa.delete(StoredKey).where(StoredKey.master_version == 1))
+    with sessions() as session:
+        ringcheck.check_ring_opens_keys(session, rotated)
+        with pytest.raises(ringcheck.ForeignVersionsError) as caught:
+            ringcheck.check_ring_opens_keys(session, _ring_at(1), source="here")
+    assert str(caught.value) == (
+        "the master key ring (here) holds version 1, but the database holds its keys under"
+        " versions 2, 3 only: it is not this installation's ring (restore the right"
+        " master.keys; nothing was changed)"
+    )
+
+
+def test_a_ring_that_holds_some_of_the_versions_passes(
+    sessions: Sessions, ring: MasterKeyRing
+) -> None:
+    """A version destroyed on purpose leaves its keys unreadable: not a wrong ring."""
+    rotated = ring.with_new_primary()
+    _keys(sessions, ring, "a@example.test")
+    _keys(sessions, rotated, "b@example.test")
+    without_first = MasterKeyRing(primary=2, keys={2: rotated.key(2)})
+    with sessions() as session:
+        ringcheck.check_ring_opens_keys(session, without_first)
+
+
+@given(
+    in_use=st.sets(st.integers(1, 6), max_size=4),
+    held=st.sets(st.integers(1, 6), min_size=1, max_size=4),
+)
+def test_only_a_ring_sharing_no_version_in_use_is_refused(in_use: set[int], held: set[int]) -> None:
+    ring = _ring_at(*sorted(held))
+    if in_use and not in_use & held:
+        with pytest.raises(ringcheck.ForeignVersionsError):
+            ringcheck.check_ring_shares_versions(ring, in_use)
+    else:
+        ringcheck.check_ring_shares_versions(ring, in_use)

@@ -331,6 +331,23 @@ def test_a_master_key_ring_of_another_installation_is_refused(
     assert "listening" not in done.stderr
 
 
+def test_another_ring_is_refused_when_the_database_holds_only_dkim_keys(
+    test_env: dict[str, str], runtime: Runtime
+) -> None:
+    """A domain but no address yet: the DKIM keys sealed under the ring are what tells
+    (gateway.master_records.check_ring); serve used to start, and seal under the
+    wrong ring."""
+    from gateway import accounts, db
+    from keystore.masterkey import MasterKeyRing
+
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "example.test", actor="test")
+    env = {**test_env, "SEALGATE_MASTER_KEYS": MasterKeyRing.generate().to_json()}
+    done = refused_start(env)
+    assert "does not open the keys the database holds under its version 1" in done.stderr
+    assert "listening" not in done.stderr
+
+
 def test_a_relay_ca_file_that_does_not_load_stops_serve_before_it_listens(
     serve_env: dict[str, str], tmp_path: Path
 ) -> None:
