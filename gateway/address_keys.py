@@ -52,11 +52,15 @@ def make_key(
     ring: MasterKeyRing | None = None,
 ) -> str:
     """The address's current key (made now when it has none); returns its fingerprint."""
+    from gateway import master_records
     from keystore import store
 
-    row = store.get_or_create(
-        session, ring or ring_of(session), address, now, events=audit.key_event_sink(actor)
-    )
+    ring = ring or ring_of(session)
+    if store.current_key(session, address) is None:
+        # keystore checks the ring against the address keys; a database that holds only
+        # DKIM keys or two-factor secrets so far is checked against those here.
+        master_records.check_ring(session, ring)
+    row = store.get_or_create(session, ring, address, now, events=audit.key_event_sink(actor))
     return row.fingerprint
 
 

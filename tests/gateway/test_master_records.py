@@ -103,3 +103,24 @@ def test_two_factor_enrolment_is_not_sealed_under_another_ring(runtime: Runtime)
         totp.start_enrolment(session, MasterKeyRing.generate(), account.id, NOW)
     with db.read_only(runtime.sessions) as session:
         assert session.scalar(sa.select(AccountSecurity.totp_pending)) is None
+
+
+def test_a_first_address_key_is_not_wrapped_under_another_ring(runtime: Runtime) -> None:
+    """The domain's DKIM keys are the only sealed records: keystore's own check (address
+    keys only) had nothing to try."""
+    _dkim_only(runtime)
+    with (
+        pytest.raises(accounts.AccountError, match="it is not this installation's ring"),
+        db.transaction(runtime.sessions) as session,
+    ):
+        account = accounts.add_account(session, runtime.hasher, "c@example.test", "pw", actor="t")
+        accounts.add_address(
+            session,
+            runtime.hasher,
+            "c@example.test",
+            account,
+            "pw",
+            actor="t",
+            ring=MasterKeyRing.generate(),
+        )
+    _no_address_keys(runtime)
