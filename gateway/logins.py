@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -36,7 +38,7 @@ import sqlalchemy.orm as so
 from gateway import accounts, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.credential_cache import CredentialCache
-from gateway.models import Account, AccountSecurity, Address, Domain
+from gateway.models import Account, AccountSecurity, Address, AppPassword, Domain
 from gateway.passwords import PasswordHasher
 from gateway.settings import Settings
 
@@ -78,6 +80,22 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """What a mail program's login rested on, checked again while its connection lasts
+    (`still_valid`): the address and account, and the app password used or a digest of
+    the stored address-password hash the password was verified against."""
+
+    account_id: int
+    address_id: int
+    app_password_id: int | None = None
+    hash_digest: bytes = field(default=b"", repr=False)
+
+
+def _hash_digest(stored_hash: str) -> bytes:
+    return hashlib.sha256(stored_hash.encode()).digest()
+
+
+@dataclass(frozen=True)
 class LoginResult:
     """How one attempt went. `account_id` is set when the credentials were right.
 
@@ -96,6 +114,7 @@ class LoginResult:
     cached: bool = False
     detail: str = ""
     addresses: frozenset[str] = field(default_factory=frozenset)
+    credential: Credential | None = None  # a mail program's right login
 
     @property
     def ok(self) -> bool:
@@ -264,7 +283,12 @@ def _decide(
     if seen.app_password is not None:
         app_id, app_name = seen.app_password
         return _Decision(
-            _replace(base, account_id=seen.account_id, detail=f"app password {app_name!r}"),
+            _replace(
+                base,
+                account_id=seen.account_id,
+                detail=f"app password {app_name!r}",
+                credential=Credential(seen.account_id, seen.subject_id, app_password_id=app_id),
+            ),
             app_password_id=app_id,
         )
     if protocol != "portal" and seen.two_factor:
@@ -279,6 +303,7 @@ def _decide(
         detail = "password too long" if _too_long(hasher, password) else ""
         return refused("wrong", detail)
     rehash = None
+    remembered = stored
     if not cached:
         if hasher.needs_rehash(stored):
             rehash = (stored, hasher.hash(password))
@@ -286,6 +311,11 @@ def _decide(
         cache.remember(kind, seen.subject_id, seen.account_id, password, remembered, now)
     second = protocol == "portal" and seen.two_factor
     detail = "second factor required" if second else ""
+    credential = None
+    if protocol != "portal":
+        credential = Credential(
+            seen.account_id, seen.subject_id, hash_digest=_hash_digest(remembered)
+        )
     return _Decision(
         _replace(
             base,
@@ -293,6 +323,7 @@ def _decide(
             needs_second_factor=second,
             cached=cached,
             detail=detail,
+            credential=credential,
         ),
         rehash=rehash,
     )
@@ -417,3 +448,59 @@ def check_for(runtime: Runtime, attempt: Attempt, *, now: dt.datetime) -> LoginR
         attempt,
         now=now,
     )
+
+
+# What `still_valid` reads of a mail program's login, in one statement per check.
+_CREDENTIAL_NOW = (
+    sa.select(
+        Address.password_hash,
+        Address.account_id,
+        Account.disabled_at.label("account_disabled_at"),
+        Domain.disabled_at.label("domain_disabled_at"),
+        AccountSecurity.totp_secret.is_not(None).label("two_factor"),
+    )
+    .join(Account, Account.id == Address.account_id)
+    .join(Domain, Domain.id == Address.domain_id)
+    .outerjoin(AccountSecurity, AccountSecurity.account_id == Address.account_id)
+    .where(Address.id == sa.bindparam("b_address_id"))
+)
+
+
+def still_valid(
+    sessions: so.sessionmaker[so.Session], credential: Credential
+) -> frozenset[str] | None:
+    """The account's addresses if a mail program's login still holds, else None.
+
+    A connection authenticates once and may send or read for hours: each transaction
+    (SMTP) or command (IMAP) asks again whether the account and its domain are enabled,
+    the address is still the account's, and the credential is unchanged: the app
+    password still exists, or the address password is the very one verified (any new
+    password has a new salt) and no two-factor login was turned on since. A lockout
+    does not end sessions (a guesser could otherwise cut off the owner's mail programs);
+    it stops new logins. Blocking: call it from a worker thread.
+    """
+    with db.read_only(sessions) as session:
+        row = session.execute(_CREDENTIAL_NOW, {"b_address_id": credential.address_id}).first()
+        if (
+            row is None
+            or row.account_id != credential.account_id
+            or row.account_disabled_at is not None
+            or row.domain_disabled_at is not None
+        ):
+            return None
+        if credential.app_password_id is not None:
+            kept = session.scalar(
+                sa.select(AppPassword.id).where(
+                    AppPassword.id == credential.app_password_id,
+                    AppPassword.account_id == credential.account_id,
+                )
+            )
+            if kept is None:
+                return None
+        elif (
+            row.two_factor
+            or row.password_hash is None
+            or not hmac.compare_digest(_hash_digest(row.password_hash), credential.hash_digest)
+        ):
+            return None
+        return frozenset(accounts.owned_addresses(session, credential.account_id))

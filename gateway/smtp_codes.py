@@ -38,6 +38,9 @@ BAD_RECIPIENT_SYNTAX = "553 5.1.3 Recipient address <{rcpt}> is not valid"
 RELAY_DENIED = "550 5.7.1 Relaying denied: this server takes mail for its own domains only"
 DOMAIN_DISABLED = "550 5.7.1 <{rcpt}>: the domain {domain} is disabled and accepts no new mail"
 ACCOUNT_DISABLED = "535 5.7.8 This account is disabled; ask your administrator"
+# RFC 4954 §6: the session's login stopped holding (disabled, password changed, app
+# password revoked, address gone); the client must authenticate again.
+LOGIN_NO_LONGER_VALID = "530 5.7.0 The login of this session is no longer valid; authenticate again"
 UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"

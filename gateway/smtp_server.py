@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import dataclasses
 import logging
 import re
 import ssl
@@ -38,6 +39,7 @@ from gateway.smtp_codes import (
     BAD_RECIPIENT_SYNTAX,
     DOMAIN_DISABLED,
     IDLE_TIMEOUT,
+    LOGIN_NO_LONGER_VALID,
     MESSAGE_TOO_BIG,
     OK_AUTH,
     QUEUED,
@@ -76,6 +78,7 @@ class SmtpIdentity:
     account_id: int
     login: str
     addresses: frozenset[str]
+    credential: logins.Credential | None = None
 
 
 def refuse_recipient(envelope: Envelope, address: str, limit: int) -> str | None:
@@ -222,7 +225,7 @@ class SubmissionHandler:
         if result.account_id is None:
             log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
             return result.reply or AUTH_INVALID
-        return SmtpIdentity(result.account_id, result.login, result.addresses)
+        return SmtpIdentity(result.account_id, result.login, result.addresses, result.credential)
 
     async def handle_MAIL(  # noqa: N802
         self,
@@ -232,7 +235,9 @@ class SubmissionHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        identity = _identity(session)
+        identity = await self._still_valid(session)
+        if identity is None:
+            return LOGIN_NO_LONGER_VALID
         if not address or address.strip() == "<>":  # aiosmtpd hands the null path as "<>"
             return SENDER_EMPTY
         try:
@@ -244,6 +249,28 @@ class SubmissionHandler:
         envelope.mail_from = sender
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
+
+    async def _still_valid(self, session: Session) -> SmtpIdentity | None:
+        """The session's identity with the account's addresses as they are now, or None
+        (and the session no longer authenticated) when its login no longer holds: the
+        account or domain disabled, the address gone, the password changed, the app
+        password revoked (`gateway.logins.still_valid`). Asked at every MAIL FROM, so a
+        connection kept open does not outlive what let it in."""
+        identity = _identity(session)
+        if identity.credential is None:
+            return identity
+        addresses = await asyncio.to_thread(
+            logins.still_valid, self.runtime.sessions, identity.credential
+        )
+        if addresses is None:
+            log.info("SMTP session of %s ended: its login no longer holds", identity.login[:80])
+            session.authenticated = False
+            session.auth_data = None
+            return None
+        if addresses != identity.addresses:
+            identity = dataclasses.replace(identity, addresses=addresses)
+            session.auth_data = identity  # type: ignore[assignment]
+        return identity
 
     async def handle_RCPT(  # noqa: N802
         self,
