@@ -196,6 +196,7 @@ class Who:
     account_id: int
     address_id: int
     address: str
+    credential: logins.Credential | None = None
 
 
 class Login(LoginInterface):
@@ -242,7 +243,9 @@ class Login(LoginInterface):
         await asyncio.to_thread(credentials.verify, _PasswordCheck(login, check))
         result = outcome[0] if outcome else None
         if result is not None and result.account_id is not None and result.subject_id is not None:
-            return Identity(self, Who(result.account_id, result.subject_id, result.login))
+            return Identity(
+                self, Who(result.account_id, result.subject_id, result.login, result.credential)
+            )
         self.failures.record(ip)
         log.info("IMAP login failed for %r from %s", login[:80], ip)
         refusal = result.refusal if result is not None else None
@@ -836,8 +839,19 @@ class Session(BaseSession[Message]):
 
     def __init__(self, who: Who, mailbox_set: MailboxSet, login: Login) -> None:
         super().__init__(who.address)
+        self.who = who
         self._mailbox_set = mailbox_set
         self._config = login.config
+        self._runtime = login.runtime
+
+    async def login_holds(self) -> bool:
+        """Whether the login of this connection still holds (`gateway.logins.still_valid`:
+        account and domain enabled, address still the account's, credential unchanged)."""
+        credential = self.who.credential
+        if credential is None:
+            return True
+        found = await asyncio.to_thread(logins.still_valid, self._runtime.sessions, credential)
+        return found is not None
 
     @property
     def config(self) -> IMAPConfig:

@@ -52,7 +52,7 @@ from pymap.parsing.specials import Tag
 from pymap.selected import SelectedMailbox
 
 from gateway.imap import listing, modutf7
-from gateway.imap.backend import Message, SealgateBackend
+from gateway.imap.backend import Message, SealgateBackend, Session
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
@@ -286,6 +286,9 @@ class _Connection(IMAPConnection):
             raise EOFError
 
 
+LOGIN_NO_LONGER_VALID = b"The login of this session is no longer valid; log in again."
+
+
 class _State(ConnectionState):
     """pymap's connection state, with login offered only under TLS, and NO [TOOBIG] for
     an APPEND over the size limit."""
@@ -302,7 +305,17 @@ class _State(ConnectionState):
 
     async def do_command(self, cmd: Command) -> CommandResponse:
         """pymap answers an APPEND over the limit with BAD, as if it were malformed;
-        RFC 7889 (APPENDLIMIT) asks for a tagged NO with RFC 4469's TOOBIG."""
+        RFC 7889 (APPENDLIMIT) asks for a tagged NO with RFC 4469's TOOBIG.
+
+        Before each command of a logged-in connection, its login is checked again: a
+        connection kept open must not outlive a disabled account, a changed password,
+        a revoked app password or a deleted address (it gets BYE and is closed)."""
+        session = self._session
+        if isinstance(session, Session) and not await session.login_holds():
+            log.info("IMAP session of %s ended: its login no longer holds", session.who.address)
+            refused = ResponseNo(cmd.tag, LOGIN_NO_LONGER_VALID, ResponseCode.of(b"UNAVAILABLE"))
+            refused.add_untagged(ResponseBye(LOGIN_NO_LONGER_VALID))
+            return refused
         if self._session is not None and _too_big_append(cmd):
             return ResponseNo(
                 cmd.tag,
