@@ -424,6 +424,14 @@ def _day(value: str) -> dt.datetime | None:
     return dt.datetime(parsed.year, parsed.month, parsed.day, tzinfo=dt.UTC)
 
 
+def _day_after(day: dt.datetime) -> dt.datetime | None:
+    """The start of the next day; None (no bound) after the last day datetime holds."""
+    try:
+        return day + dt.timedelta(days=1)
+    except OverflowError:
+        return None
+
+
 @bp.get("/search")
 @login_required
 def search_page() -> ResponseReturnValue:
@@ -445,8 +453,8 @@ def search_page() -> ResponseReturnValue:
             sender=form["sender"],
             recipient=form["recipient"],
             since=since,
-            # "until" names a day: everything up to its end.
-            until=until + dt.timedelta(days=1) if until else None,
+            # "until" names a day: everything up to its end (9999-12-31 has no day after).
+            until=_day_after(until) if until else None,
             folder=folder,
         )
         page = page_number()

@@ -158,3 +158,14 @@ def test_search_results_page_through(alice: Webmail, runtime: Runtime) -> None:
         "Rundbrief 01",
         "Rundbrief 00",
     ]
+
+
+def test_the_last_and_first_days_of_the_calendar_are_dates(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """`until=9999-12-31` searched up to the end of that day: the day after overflowed
+    datetime and the page was a 500 (found by probing a running serve)."""
+    deliver(runtime, ALICE, plain("Termin A", "Treffen"))
+    assert found(alice.get("/search?q=Treffen&until=9999-12-31").text) == ["Termin A"]
+    assert found(alice.get("/search?q=Treffen&since=0001-01-01").text) == ["Termin A"]
+    assert found(alice.get("/search?q=Treffen&since=9999-12-31").text) == []
