@@ -148,6 +148,11 @@ class SecuritySettings:
     alert_interval: float = 900.0
     alert_sender: str = ""
     activity_days: int = 90
+    # How long an open SMTP or IMAP connection goes on its login before asking again
+    # whether it holds (account and domain enabled, password or app password
+    # unchanged): at most this many seconds after `user disable`, the connection is
+    # cut. One database read per connection and interval, not per message or command.
+    session_recheck_seconds: float = 5.0
 
 
 # Bounds on the Argon2id cost of a secure page: checked at start-up for the

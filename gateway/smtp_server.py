@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import dataclasses
+import datetime as dt
 import logging
 import re
 import ssl
@@ -79,6 +80,7 @@ class SmtpIdentity:
     login: str
     addresses: frozenset[str]
     credential: logins.Credential | None = None
+    checked_at: dt.datetime | None = None  # when the login was last found to hold
 
 
 def refuse_recipient(envelope: Envelope, address: str, limit: int) -> str | None:
@@ -225,7 +227,13 @@ class SubmissionHandler:
         if result.account_id is None:
             log.info("SMTP AUTH failed for %r from %s", login[:80], ip)
             return result.reply or AUTH_INVALID
-        return SmtpIdentity(result.account_id, result.login, result.addresses, result.credential)
+        return SmtpIdentity(
+            result.account_id,
+            result.login,
+            result.addresses,
+            result.credential,
+            checked_at=self.clock(),
+        )
 
     async def handle_MAIL(  # noqa: N802
         self,
@@ -254,11 +262,18 @@ class SubmissionHandler:
         """The session's identity with the account's addresses as they are now, or None
         (and the session no longer authenticated) when its login no longer holds: the
         account or domain disabled, the address gone, the password changed, the app
-        password revoked (`gateway.logins.still_valid`). Asked at every MAIL FROM, so a
-        connection kept open does not outlive what let it in."""
+        password revoked (`gateway.logins.still_valid`). Asked at a MAIL FROM once
+        `[security] session_recheck_seconds` have passed since the last answer, so a
+        connection kept open does not outlive what let it in, and a busy one costs a
+        read per interval, not per message."""
         identity = _identity(session)
         if identity.credential is None:
             return identity
+        now = self.clock()
+        if identity.checked_at is not None:
+            elapsed = (now - identity.checked_at).total_seconds()
+            if 0 <= elapsed < self.runtime.settings.security.session_recheck_seconds:
+                return identity
         addresses = await asyncio.to_thread(
             logins.still_valid, self.runtime.sessions, identity.credential
         )
@@ -267,9 +282,8 @@ class SubmissionHandler:
             session.authenticated = False
             session.auth_data = None
             return None
-        if addresses != identity.addresses:
-            identity = dataclasses.replace(identity, addresses=addresses)
-            session.auth_data = identity  # type: ignore[assignment]
+        identity = dataclasses.replace(identity, addresses=addresses, checked_at=now)
+        session.auth_data = identity  # type: ignore[assignment]
         return identity
 
     async def handle_RCPT(  # noqa: N802

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import time
 from argparse import Namespace
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -843,15 +844,23 @@ class Session(BaseSession[Message]):
         self._mailbox_set = mailbox_set
         self._config = login.config
         self._runtime = login.runtime
+        self._checked_at = time.monotonic()  # the login was just verified
 
     async def login_holds(self) -> bool:
         """Whether the login of this connection still holds (`gateway.logins.still_valid`:
-        account and domain enabled, address still the account's, credential unchanged)."""
+        account and domain enabled, address still the account's, credential unchanged),
+        asked again once `[security] session_recheck_seconds` have passed."""
         credential = self.who.credential
         if credential is None:
             return True
+        now = time.monotonic()
+        if now - self._checked_at < self._runtime.settings.security.session_recheck_seconds:
+            return True
         found = await asyncio.to_thread(logins.still_valid, self._runtime.sessions, credential)
-        return found is not None
+        if found is None:
+            return False
+        self._checked_at = now
+        return True
 
     @property
     def config(self) -> IMAPConfig:

@@ -36,6 +36,12 @@ ALICE, BOB = "alice@example.test", "bob@example.test"
 ACTOR = Actor("test")
 
 
+@pytest.fixture(autouse=True)
+def _recheck_at_every_transaction(test_env: dict[str, str]) -> None:
+    """Every MAIL FROM asks again (the default waits a few seconds between two checks)."""
+    test_env["SEALGATE_SECURITY_SESSION_RECHECK_SECONDS"] = "0"
+
+
 def _message(subject: str) -> bytes:
     return f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: {subject}\r\n\r\nHello.\r\n".encode()
 

@@ -34,6 +34,12 @@ from tests.gateway.test_smtp_2fa import enable_2fa, new_app_password
 ACTOR = Actor("test")
 
 
+@pytest.fixture(autouse=True)
+def _recheck_at_every_command(test_env: dict[str, str]) -> None:
+    """Every command asks again (the default waits a few seconds between two checks)."""
+    test_env["SEALGATE_SECURITY_SESSION_RECHECK_SECONDS"] = "0"
+
+
 def _disable(runtime: Runtime) -> None:
     with db.transaction(runtime.sessions) as session:
         admin_accounts.set_disabled(session, ALICE, True, actor=ACTOR, now=utcnow())
