@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -30,20 +31,25 @@ class Failure:
 
     `diagnostic_type` is "smtp" when `diagnostic` is a remote server's reply
     ("550 5.1.1 No such user"), else "X-Sealgate" for our own reason (RFC 3464
-    allows X- types, as Postfix's "X-Postfix" does).
+    allows X- types, as Postfix's "X-Postfix" does). `remote_mta` is the host we
+    were sending to, as configured (a name or an IP address); `remote_address` the
+    IP address that host had on the connection, when there was one.
     """
 
     status: str
     diagnostic_type: str
     diagnostic: str
     remote_mta: str = ""
+    remote_address: str = ""
 
 
-def smtp_failure(code: int, message: str, *, remote_mta: str = "") -> Failure:
+def smtp_failure(
+    code: int, message: str, *, remote_mta: str = "", remote_address: str = ""
+) -> Failure:
     """A permanent failure from a remote reply; the status is its enhanced code if it has one."""
     match = _ENHANCED_STATUS.match(message.strip())
     status = match.group(0) if match and match.group(1) == "5" else "5.0.0"
-    return Failure(status, "smtp", f"{code} {message.strip()}", remote_mta)
+    return Failure(status, "smtp", f"{code} {message.strip()}", remote_mta, remote_address)
 
 
 def expired_failure(last_error: str, *, remote_mta: str = "") -> Failure:
@@ -61,6 +67,30 @@ def clean(text: str, limit: int = MAX_DIAGNOSTIC_CHARS) -> str:
     """One printable ASCII line: remote text can neither add a header nor a part."""
     flat = _UNSAFE.sub(" ", text).encode("ascii", "replace").decode("ascii")
     return " ".join(flat.split())[:limit]
+
+
+def remote_mta_field(host: str, address: str = "") -> str:
+    """The Remote-MTA value: `dns; <host name>`, the connected address as a comment.
+
+    RFC 3464 2.3.5 gives the "dns" type a host name. A host configured as an IP
+    address has none, so it is written as an address literal (RFC 5321 4.1.3),
+    the form a domain takes when only the address is known.
+    """
+    name = clean(host, 253).strip("[]")
+    ip = _ip(name)
+    if ip is not None:
+        return f"dns; [IPv6:{ip.compressed}]" if ip.version == 6 else f"dns; [{ip.compressed}]"
+    peer = _ip(clean(address, 64))
+    return f"dns; {name} ({peer.compressed})" if peer is not None else f"dns; {name}"
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if text.lower().startswith("ipv6:"):
+        text = text[5:]
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
 
 
 def _address_field(address: str) -> str:
@@ -131,7 +161,9 @@ def build_bounce(
         f"Status: {clean(failure.status, 16)}",
     ]
     if failure.remote_mta:
-        per_recipient.append(f"Remote-MTA: dns; {clean(failure.remote_mta, 253)}")
+        per_recipient.append(
+            f"Remote-MTA: {remote_mta_field(failure.remote_mta, failure.remote_address)}"
+        )
     per_recipient += [
         f"Diagnostic-Code: {clean(failure.diagnostic_type, 32)}; {diagnostic}",
         f"Last-Attempt-Date: {email.utils.format_datetime(now)}",

@@ -450,6 +450,7 @@ class Relay:
                         "X-Sealgate",
                         "the relay does not support SMTPUTF8, needed for this address",
                         self.relay.host,
+                        peer_address(client),
                     )
                 )
             options.append("SMTPUTF8")
@@ -465,18 +466,20 @@ class Relay:
             await client.rcpt(item.rcpt_to, encoding=encoding)
             response = await client.data(item.raw, timeout=data_timeout(self.relay, item.raw))
         except aiosmtplib.SMTPResponseException as exc:
-            self._classify(exc.code, exc.message)
+            self._classify(exc.code, exc.message, peer_address(client))
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _Temporary(f"connection to relay lost: {_describe(exc)}") from None
         return response.message
 
-    def _classify(self, code: int, message: str) -> NoReturn:
+    def _classify(self, code: int, message: str, peer: str) -> NoReturn:
         if code == 530:  # RFC 4954: authentication required; our configuration, not the mail
             raise _Temporary(
                 f"relay requires AUTH ([relay] username/password): {code} {dsn.clean(message)}"
             )
         if 500 <= code < 600:
-            raise _Permanent(dsn.smtp_failure(code, message, remote_mta=self.relay.host))
+            raise _Permanent(
+                dsn.smtp_failure(code, message, remote_mta=self.relay.host, remote_address=peer)
+            )
         raise _Temporary(f"{code} {dsn.clean(message)}")
 
 
@@ -529,6 +532,13 @@ async def _closed(protocol: object, transport: object, wait: float) -> None:
 def _abort(transport: object) -> None:
     if isinstance(transport, asyncio.WriteTransport):
         transport.abort()
+
+
+def peer_address(client: aiosmtplib.SMTP) -> str:
+    """The IP address the client is connected to ("" when it is not)."""
+    transport = client.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
 def _utf8_headers(raw: bytes) -> bool:

@@ -140,3 +140,16 @@ def test_the_human_part_says_who_gave_up() -> None:
     assert "Reason: delivery given up; last error: 451 later" in human.get_content()
     remote, _status, _headers = parts(build())
     assert "The receiving side refused it permanently." in remote.get_content()
+
+
+def test_remote_mta_is_a_host_name_or_an_address_literal() -> None:
+    """RFC 3464 2.3.5: "dns" names a host; an IP address is no host name, so a relay
+    configured by address is written as an RFC 5321 address literal."""
+    assert (
+        dsn.remote_mta_field("mx.example.test", "192.0.2.7") == "dns; mx.example.test (192.0.2.7)"
+    )
+    assert dsn.remote_mta_field("mx.example.test") == "dns; mx.example.test"
+    assert dsn.remote_mta_field("192.0.2.7", "192.0.2.7") == "dns; [192.0.2.7]"
+    assert dsn.remote_mta_field("2001:db8::1") == "dns; [IPv6:2001:db8::1]"
+    assert dsn.remote_mta_field("[2001:db8::1]") == "dns; [IPv6:2001:db8::1]"
+    assert dsn.remote_mta_field("mx.example.test", "x\r\nInjected: 1") == "dns; mx.example.test"

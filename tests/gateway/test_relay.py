@@ -246,8 +246,22 @@ def test_permanent_reply_bounces_at_once(
     _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
     assert per_recipient["Status"] == status
     assert per_recipient["Diagnostic-Code"].startswith(f"smtp; {code} {status}")
-    assert per_recipient["Remote-MTA"] == f"dns; {smarthost.host}"
+    assert per_recipient["Remote-MTA"] == f"dns; [{smarthost.host}]"
     assert smarthost.messages == []
+
+
+def test_remote_mta_names_the_host_and_gives_its_address_in_a_comment(
+    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost
+) -> None:
+    """RFC 3464 2.3.5: the "dns" type takes a host name. The DSN said `dns; 127.0.0.1`
+    whatever the relay was; now the name we connected to, and its address aside."""
+    rt = with_relay(runtime, smarthost, host="localhost")
+    enqueue(rt)
+    smarthost.fail("rcpt", 550)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    [bounce] = mailbox_of(rt, ALICE)
+    _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+    assert per_recipient["Remote-MTA"] == f"dns; localhost ({smarthost.host})"
 
 
 def test_bounce_for_sender_not_hosted_is_dropped_with_audit(
