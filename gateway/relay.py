@@ -38,8 +38,9 @@ from gateway.admin import maillog
 from gateway.dkim import sign as dkim_sign
 from gateway.queue import ClaimedItem
 from gateway.runtime import Runtime
-from gateway.settings import RelaySettings, SettingsError
+from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError
 from gateway.timeutil import Clock, utcnow
+from gateway.transport.data import DataTimeouts, send_data
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,6 @@ _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 # What aiosmtplib refuses to put into a command line (it raises ValueError mid-transaction).
 _COMMAND_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
-
-# DATA carries the whole message in one step: besides `[relay] timeout` it gets one
-# second per this many bytes (512 kbit/s), so a large message is not cut off in transit.
-DATA_BYTES_PER_SECOND = 64 * 1024
 
 # After `stop` is set, in-flight sends get this long to finish before they are
 # cut off and their rows released; a stop must not wait out a hung smarthost.
@@ -253,7 +250,7 @@ class Relay:
         try:
             # Stay well inside the lease, so no other worker can pick the row up
             # while this one may still be talking to the smarthost.
-            async with asyncio.timeout(self.relay.lease_seconds * 0.8):
+            async with asyncio.timeout(self.relay.lease_seconds * LEASE_SHARE):
                 signed = await self._dkim_signed(item)
                 reply, client = await self._send(signed)
         except asyncio.CancelledError:
@@ -405,7 +402,7 @@ class Relay:
     async def _connect(self, client: aiosmtplib.SMTP, where: str) -> None:
         relay = self.relay
         try:
-            await client.connect()
+            await client.connect(timeout=relay.greeting_timeout)
             await client.ehlo()
             if relay.security == "starttls":
                 if not client.supports_extension("starttls"):
@@ -462,11 +459,16 @@ class Relay:
             options.append("BODY=8BITMIME")
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:
-            await client.mail(item.mail_from, options=options, encoding=encoding)
-            await client.rcpt(item.rcpt_to, encoding=encoding)
-            response = await client.data(item.raw, timeout=data_timeout(self.relay, item.raw))
+            relay = self.relay
+            await client.mail(
+                item.mail_from, options=options, encoding=encoding, timeout=relay.mail_timeout
+            )
+            await client.rcpt(item.rcpt_to, encoding=encoding, timeout=relay.rcpt_timeout)
+            response = await send_data(client, wire_form(item.raw), data_timeouts(relay))
         except aiosmtplib.SMTPResponseException as exc:
             self._classify(exc.code, exc.message, peer_address(client))
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise _Temporary(f"timed out talking to the relay: {_describe(exc)}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _Temporary(f"connection to relay lost: {_describe(exc)}") from None
         return response.message
@@ -553,13 +555,11 @@ def _utf8_headers(raw: bytes) -> bool:
     return True
 
 
-def data_timeout(relay: RelaySettings, raw: bytes) -> float:
-    """Seconds for DATA: sending the message and the peer's answer after the final dot.
-
-    One step's `timeout`, plus the time the message needs at DATA_BYTES_PER_SECOND
-    (the lease still bounds the whole delivery).
-    """
-    return relay.timeout + len(raw) / DATA_BYTES_PER_SECOND
+def data_timeouts(relay: RelaySettings) -> DataTimeouts:
+    """RFC 5321 4.5.3.2's DATA timeouts from [relay] (the lease bounds the whole)."""
+    return DataTimeouts(
+        init=relay.data_init_timeout, block=relay.data_block_timeout, done=relay.data_done_timeout
+    )
 
 
 def unsendable_address(mail_from: str, rcpt_to: str) -> dsn.Failure | None:

@@ -75,13 +75,37 @@ class RelaySettings:
     username: str = ""
     password: str = ""
     ca_file: str = ""
+    # Connecting, EHLO, STARTTLS, AUTH and QUIT; the rest has RFC 5321 4.5.3.2's times.
     timeout: float = 60.0
+    greeting_timeout: float = 300.0
+    mail_timeout: float = 300.0
+    rcpt_timeout: float = 300.0
+    data_init_timeout: float = 120.0
+    data_block_timeout: float = 180.0
+    data_done_timeout: float = 600.0
     first_retry: float = 300.0
     max_retry_interval: float = 4 * 3600.0
     max_age: float = 5 * 24 * 3600.0
     poll_interval: float = 1.0
     batch_size: int = 20
-    lease_seconds: float = 600.0
+    lease_seconds: float = 3600.0
+
+    def longest_attempt(self) -> float:
+        """Seconds one delivery may wait on the peer, the transfer's progress aside."""
+        return (
+            4 * self.timeout
+            + self.greeting_timeout
+            + self.mail_timeout
+            + self.rcpt_timeout
+            + self.data_init_timeout
+            + self.data_block_timeout
+            + self.data_done_timeout
+        )
+
+
+# A delivery is cut off at this share of the lease, so no second worker takes the
+# row while the first may still be talking to the smarthost.
+LEASE_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -541,6 +565,11 @@ def _validate(name: str, section: Any) -> None:
         _validate_dns(section)
     if name == "filter":
         _validate_filter(section)
+    if name == "relay" and section.lease_seconds * LEASE_SHARE < section.longest_attempt():
+        raise SettingsError(
+            f"[relay] lease_seconds: {section.lease_seconds:g} is too short for the relay's"
+            f" timeouts; {section.longest_attempt() / LEASE_SHARE:g} at least"
+        )
     if name == "workers" and section.max_group < 1:
         raise SettingsError("[workers] max_group: must be at least 1")
     if name == "workers" and section.backlog < 1:

@@ -15,6 +15,7 @@ import email.message
 import logging
 import random
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from gateway.master_records import rewrap as rewrap_gateway_records
 from gateway.models import AuditEvent, MailboxMessage, QueueItem
 from gateway.relay import Outcome, Relay, run_relay
 from gateway.runtime import Runtime
+from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError, load_settings
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
@@ -346,26 +348,70 @@ def test_an_address_smtp_cannot_carry_bounces_at_once_without_a_traceback(
         assert per_recipient["Status"] == "5.1.3"
 
 
-def test_a_large_message_gets_time_to_travel_beyond_one_step(
+def test_a_slow_final_reply_is_waited_for_not_sent_twice(
     runtime: Runtime, smarthost: FakeSmarthost
 ) -> None:
-    """`timeout` bounds one SMTP step; DATA carries the whole message, so it gets one
-    more second per 64 KiB. With one step's time for all of it, a message that takes
-    longer to transfer (25 MiB at under 3.5 Mbit/s, with the default 60 s) timed out at
-    every try and was bounced after five days, or delivered twice by a peer that
-    kept it after the timeout."""
+    """RFC 5321 4.5.3.2.6: after the final dot the client waits up to 10 minutes. The
+    relay waited one step's `timeout` (plus a second per 64 KiB), so a receiver that
+    scanned the content before answering had accepted the mail when we gave up, and
+    the retry delivered it a second time."""
+    rt = with_relay(runtime, smarthost, timeout=1.0, data_done_timeout=30.0)
+    enqueue(rt)
+    smarthost.delay("data", 2.5)  # the content scanner: longer than any other step
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    assert [m.content for m in smarthost.messages] == [RAW]
+    assert rows(rt) == []
+
+
+def test_each_stage_has_its_own_timeout(runtime: Runtime, smarthost: FakeSmarthost) -> None:
+    """MAIL, RCPT and the end of DATA each give up after their own setting."""
+    rt = with_relay(runtime, smarthost, data_done_timeout=0.5)
+    enqueue(rt)
+    smarthost.delay("data", 3.0)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert "no reply within 0.5 s after the end of the data" in row.last_error
+
+    smarthost.delay("data", 0)
+    smarthost.delay("rcpt", 3.0)
+    rt = with_relay(runtime, smarthost, rcpt_timeout=0.5)
+    assert [r.outcome for r in sweep(rt, FakeClock(T0 + dt.timedelta(days=1)))] == [
+        Outcome.DEFERRED
+    ]
+    [row] = rows(rt)
+    assert row.last_error.startswith("timed out talking to the relay")
+
+
+def test_a_large_message_travels_whole(runtime: Runtime, smarthost: FakeSmarthost) -> None:
+    """The transfer has its own (per block) timeout, not one step's for all of it."""
     rt = with_relay(runtime, smarthost, timeout=1.0)
-    big = RAW + (b"x" * 76 + b"\r\n") * 13_800  # about 1 MiB: 16 s more
+    big = RAW + (b"x" * 76 + b"\r\n") * 13_800  # about 1 MiB
     enqueue(rt, raw=big)
-    smarthost.delay("data", 2.5)  # transfer and the final reply: longer than a step
     assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
     [msg] = smarthost.messages
     assert msg.content == big
 
-    smarthost.delay("data", 0)
-    smarthost.delay("rcpt", 2.5)  # other steps still have one step's time
-    enqueue(rt, queue_id="Q2")
-    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+
+def test_the_timeouts_default_to_rfc_5321s() -> None:
+    """RFC 5321 4.5.3.2: 5 min for the greeting, MAIL and RCPT, 2 for DATA, 3 per data
+    block, 10 for the reply after the final dot; the lease outlasts all of them."""
+    relay_settings = RelaySettings()
+    assert (
+        relay_settings.greeting_timeout,
+        relay_settings.mail_timeout,
+        relay_settings.rcpt_timeout,
+        relay_settings.data_init_timeout,
+        relay_settings.data_block_timeout,
+        relay_settings.data_done_timeout,
+    ) == (300, 300, 300, 120, 180, 600)
+    assert relay_settings.lease_seconds * LEASE_SHARE >= relay_settings.longest_attempt()
+
+
+def test_a_lease_shorter_than_the_timeouts_is_refused(tmp_path: Path) -> None:
+    """A delivery cut off by its lease would be tried again while the peer may still
+    accept the first: the settings must not allow it."""
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        load_settings(tmp_path, env={"SEALGATE_RELAY_LEASE_SECONDS": "600"})
 
 
 def test_utf8_in_the_header_fields_is_declared_with_smtputf8(
