@@ -426,7 +426,7 @@ class Relay:
                 f"relay {where} refused our credentials: {exc.code} {dsn.clean(exc.message)}"
             ) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise _Temporary(f"{exc.code} {dsn.clean(exc.message)}") from None
+            raise _Temporary(_reply_text(exc.code, exc.message, where)) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             if (bad_cert := _cert_error(exc)) is not None:
                 raise _Temporary(
@@ -474,6 +474,8 @@ class Relay:
         return response.message
 
     def _classify(self, code: int, message: str, peer: str) -> NoReturn:
+        if code < 200:
+            raise _Temporary(_reply_text(code, message, f"{self.relay.host}:{self.relay.port}"))
         if code == 530:  # RFC 4954: authentication required; our configuration, not the mail
             raise _Temporary(
                 f"relay requires AUTH ([relay] username/password): {code} {dsn.clean(message)}"
@@ -483,6 +485,23 @@ class Relay:
                 dsn.smtp_failure(code, message, remote_mta=self.relay.host, remote_address=peer)
             )
         raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+def _reply_text(code: int, message: str, where: str) -> str:
+    """A reply for last_error, or what was wrong with one that was no reply.
+
+    aiosmtplib stops reading a reply past 32 KiB (or a line past 8 KiB) and one
+    that does not start with a code, and reports it as code -1. Like Postfix we
+    take that for a protocol error, a temporary failure: the attempt ends there,
+    the row is retried as after a 4xx, and bounced after `max_age`.
+    """
+    if code >= 200:
+        return f"{code} {dsn.clean(message)}"
+    if "too long" in message:
+        return (
+            f"protocol error: relay {where} sent a reply longer than 32 KiB (or a line over 8 KiB)"
+        )
+    return f"protocol error: relay {where} sent no valid SMTP reply: {dsn.clean(message, 200)}"
 
 
 def _bounce_fate(where: str, mail_from: str) -> str:

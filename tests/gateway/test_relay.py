@@ -29,6 +29,7 @@ from gateway.runtime import Runtime
 from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError, load_settings
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
+from tests.fakes.rogue_smtp import RogueSmtp
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -412,6 +413,43 @@ def test_a_lease_shorter_than_the_timeouts_is_refused(tmp_path: Path) -> None:
     accept the first: the settings must not allow it."""
     with pytest.raises(SettingsError, match="lease_seconds"):
         load_settings(tmp_path, env={"SEALGATE_RELAY_LEASE_SECONDS": "600"})
+
+
+@pytest.mark.parametrize(
+    ("stage", "style"), [("EHLO", "line"), ("MAIL", "lines"), ("RCPT", "line"), ("DATA", "lines")]
+)
+def test_an_endless_reply_is_a_protocol_error_retried_then_bounced(
+    runtime: Runtime, mail_users: dict[str, str], stage: str, style: str
+) -> None:
+    """A hostile or broken peer's reply that never ends (one endless line, or
+    continuation lines without a last one): the attempt stops at 32 KiB, the row is
+    deferred with a short, plain reason (it said "-1 Response too long"), and bounced
+    after `max_age` like any temporary failure (what Postfix does)."""
+    rogue = RogueSmtp(endless_at=stage, style=style)  # type: ignore[arg-type]
+    try:
+        rt = dataclasses.replace(
+            runtime,
+            settings=runtime.settings.replace(
+                relay={"host": rogue.host, "port": rogue.port, "security": "none"}
+            ),
+        )
+        clock = FakeClock()
+        enqueue(rt)
+        assert [r.outcome for r in sweep(rt, clock)] == [Outcome.DEFERRED]
+        assert rogue.closed.wait(10)
+        [row] = rows(rt)
+        assert row.last_error == (
+            f"protocol error: relay {rogue.host}:{rogue.port} sent a reply longer than"
+            " 32 KiB (or a line over 8 KiB)"
+        )
+        clock.advance(rt.settings.relay.max_age)
+        assert [r.outcome for r in sweep(rt, clock)] == [Outcome.BOUNCED]
+        [bounce] = mailbox_of(rt, ALICE)
+        _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+        assert per_recipient["Status"] == "4.4.7"
+        assert per_recipient["Diagnostic-Code"].startswith("X-Sealgate; protocol error: relay")
+    finally:
+        rogue.close()
 
 
 def test_utf8_in_the_header_fields_is_declared_with_smtputf8(
