@@ -1,5 +1,9 @@
 """The outbound relay: hands queued mail to the configured smarthost, byte for byte.
 
+Byte for byte, but for two things: a smarthost without 8BITMIME gets an 8-bit
+message converted to 7 bits (gateway.transport.sevenbit), and DKIM signatures
+are added last, over what goes on the wire.
+
 One sweep claims a batch of due rows (gateway.queue), sends each on its own
 connection with aiosmtplib, and records the outcome: delivered rows go, a
 temporary failure (4xx, no connection, timeout, no STARTTLS, bad certificate)
@@ -40,6 +44,7 @@ from gateway.queue import ClaimedItem
 from gateway.runtime import Runtime
 from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError
 from gateway.timeutil import Clock, utcnow
+from gateway.transport import sevenbit
 from gateway.transport.data import DataTimeouts, send_data
 
 log = logging.getLogger(__name__)
@@ -251,8 +256,7 @@ class Relay:
             # Stay well inside the lease, so no other worker can pick the row up
             # while this one may still be talking to the smarthost.
             async with asyncio.timeout(self.relay.lease_seconds * LEASE_SHARE):
-                signed = await self._dkim_signed(item)
-                reply, client = await self._send(signed)
+                reply, client = await self._send(item)
         except asyncio.CancelledError:
             await asyncio.shield(self._finish_released(item))
             raise
@@ -375,7 +379,7 @@ class Relay:
     # -- SMTP --------------------------------------------------------------------
 
     async def _send(self, item: ClaimedItem) -> tuple[str, aiosmtplib.SMTP]:
-        """Deliver the raw bytes unchanged: the reply to DATA and the still-open client.
+        """Deliver the row: the reply to DATA and the still-open client.
 
         Raises _Temporary or _Permanent; the caller QUITs once the delivery is recorded.
         """
@@ -439,24 +443,30 @@ class Relay:
         if refused is not None:
             raise _Permanent(refused)
         options: list[str] = []
-        if not (item.mail_from.isascii() and item.rcpt_to.isascii()):
+        utf8_envelope = not (item.mail_from.isascii() and item.rcpt_to.isascii())
+        if utf8_envelope or _utf8_headers(item.raw):
+            # RFC 6531 3.4 / RFC 6532 3: a UTF-8 address or header field travels only
+            # with SMTPUTF8; without it the message is returned (X.6.7 / X.6.9).
             if not client.supports_extension("smtputf8"):
                 raise _Permanent(
                     dsn.Failure(
-                        "5.6.7",
+                        "5.6.7" if utf8_envelope else "5.6.9",
                         "X-Sealgate",
-                        "the relay does not support SMTPUTF8, needed for this address",
+                        "the relay does not support SMTPUTF8, needed for this "
+                        + ("address" if utf8_envelope else "message's UTF-8 header fields"),
                         self.relay.host,
                         peer_address(client),
                     )
                 )
             options.append("SMTPUTF8")
-        elif _utf8_headers(item.raw) and client.supports_extension("smtputf8"):
-            # RFC 6532 3: UTF-8 header fields travel only with SMTPUTF8. A relay without
-            # it gets them as before (legacy 8-bit mail), rather than a bounce.
-            options.append("SMTPUTF8")
-        if not item.raw.isascii() and client.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")
+        if sevenbit.needs_8bit(item.raw):
+            if client.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+            else:  # RFC 6152 3: convert (as Postfix does) rather than return it
+                item = dataclasses.replace(item, raw=sevenbit.downgrade(item.raw))
+        elif not item.raw.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # 8-bit header bytes that are not UTF-8
+        item = await self._dkim_signed(item)  # over what goes on the wire
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:
             relay = self.relay

@@ -28,7 +28,8 @@ Variants come from `smarthost_factory(starttls=False)` (no STARTTLS offered),
 `smarthost_factory(trusted=False)` (certificate from a CA the gateway does not
 trust), `smarthost_factory(implicit_tls=True)` (TLS from the first byte) and
 `smarthost_factory(credentials=("relay-user", "relay-pw"))` (AUTH required, only
-after TLS). Every instance is stopped when the test ends.
+after TLS) and `smarthost_factory(withhold=("8BITMIME", "SMTPUTF8"))` (EHLO does not
+offer those extensions: an old or minimal MTA). Every instance is stopped when the test ends.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class FakeSmarthost:
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
+        withhold: tuple[str, ...] = (),
     ) -> None:
         if implicit_tls and server_context is None:
             raise ValueError("implicit TLS needs a server certificate")
@@ -109,6 +111,7 @@ class FakeSmarthost:
         self.implicit_tls = implicit_tls
         self.starttls = starttls and not implicit_tls
         self.credentials = credentials
+        self.withhold = frozenset(name.upper() for name in withhold)
         self.messages: list[RecordedMessage] = []
         self.connections = 0
         self.auth_failures = 0
@@ -310,6 +313,18 @@ class _Handler:
     def __init__(self, owner: FakeSmarthost) -> None:
         self.owner = owner
 
+    async def handle_EHLO(  # noqa: N802  (aiosmtpd's hook names)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        withheld = self.owner.withhold
+        return [r for r in responses if r[4:].split(" ")[0].upper() not in withheld]
+
     async def handle_MAIL(  # noqa: N802  (aiosmtpd's hook names)
         self,
         server: SMTP,
@@ -413,6 +428,7 @@ def smarthost_factory(
         trusted: bool = True,
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
+        withhold: tuple[str, ...] = (),
     ) -> FakeSmarthost:
         issuer = tls_ca if trusted else trustme.CA()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -423,6 +439,7 @@ def smarthost_factory(
             starttls=starttls,
             implicit_tls=implicit_tls,
             credentials=credentials,
+            withhold=withhold,
         )
         created.append(host)
         host.start()

@@ -33,7 +33,12 @@ from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from keystore import seal
 from tests.fakes.dns_server import FakeDns
-from tests.fakes.smarthost import FakeSmarthost, RecordedMessage, relay_settings_for
+from tests.fakes.smarthost import (
+    FakeSmarthost,
+    RecordedMessage,
+    SmarthostFactory,
+    relay_settings_for,
+)
 from tests.gnupg import GnuPG
 from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key
@@ -249,6 +254,32 @@ def test_signature_covers_the_bytes_on_the_wire(
     assert len(sigs) == 2
     for index in range(len(sigs)):
         assert verifies(relayed.content, index, zone), f"signature {index}"
+
+
+def test_converted_to_7bit_then_signed(
+    runtime: Runtime, mail_users: dict[str, str], smarthost_factory: SmarthostFactory, zone: FakeDns
+) -> None:
+    """A relay without 8BITMIME gets 8-bit mail converted (RFC 6152 3); the signatures
+    are made over the converted bytes, so they verify at the receiver."""
+    raw = (
+        b"From: Alice <alice@example.test>\r\nTo: x@elsewhere.example\r\n"
+        b"Subject: umlauts\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        b"\r\nGr\xc3\xbc\xc3\x9fe\r\n"
+    )
+    with db.transaction(runtime.sessions) as session:
+        outbound.enqueue(
+            session,
+            queue_id="Q7B",
+            mail_from=ALICE,
+            rcpt_to="x@elsewhere.example",
+            raw=raw,
+            now=dt.datetime.now(dt.UTC),
+        )
+    [relayed] = relay_all(runtime, smarthost_factory(withhold=("8BITMIME",)), 1)
+    assert relayed.content.isascii()
+    assert b"Gr=C3=BC=C3=9Fe" in relayed.content
+    assert_signed_and_aligned(relayed.content, zone)
 
 
 @pytest.mark.parametrize(

@@ -468,6 +468,77 @@ def test_utf8_in_the_header_fields_is_declared_with_smtputf8(
     assert "SMTPUTF8" not in by_body[RAW] and "BODY=8BITMIME" in by_body[RAW]
 
 
+MIXED = (
+    b"From: Alice <alice@example.test>\r\n"
+    b"To: carol@elsewhere.test\r\n"
+    b"Subject: figures\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Gr\xc3\xbc\xc3\x9fe = 1 \r\n"
+    b".a line that starts with a dot\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: binary\r\n"
+    b"\r\n"
+    b"\x01\xff\xfe\x80 raw\r\n"
+    b"--b1--\r\n"
+)
+
+
+def leaves(raw: bytes) -> list[tuple[str, bytes]]:
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    assert not msg.defects
+    found = []
+    for part in msg.walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            found.append((part.get_content_type(), payload))
+    return found
+
+
+@pytest.mark.parametrize("raw", [RAW, MIXED])
+def test_8bit_mail_to_a_relay_without_8bitmime_is_converted_to_7bit(
+    runtime: Runtime, smarthost_factory: SmarthostFactory, raw: bytes
+) -> None:
+    """RFC 6152 3: 8-bit mail goes to a server without 8BITMIME only converted (or not at
+    all). It went unconverted; now each 8-bit part is quoted-printable or base64, and
+    the parts decode to the same bytes."""
+    old_mta = smarthost_factory(withhold=("8BITMIME",))
+    rt = with_relay(runtime, old_mta)
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = old_mta.messages
+    assert msg.content.isascii()
+    assert "BODY=8BITMIME" not in msg.mail_options
+    assert leaves(msg.content) == leaves(raw)
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n" in msg.content
+
+
+def test_utf8_header_fields_to_a_relay_without_smtputf8_bounce_with_5_6_9(
+    runtime: Runtime, mail_users: dict[str, str], smarthost_factory: SmarthostFactory
+) -> None:
+    """RFC 6532 3 / RFC 6531 3.4: a message whose header fields are UTF-8 needs
+    SMTPUTF8; a server without it must not get it. It was sent as legacy 8-bit mail;
+    now it is returned with 5.6.9 (RFC 6531's "UTF-8 header message cannot be
+    transferred"). A UTF-8 address keeps its 5.6.7."""
+    no_eai = smarthost_factory(withhold=("SMTPUTF8",))
+    rt = with_relay(runtime, no_eai)
+    eai = "From: Jörg <alice@example.test>\r\nSubject: Grüße\r\n\r\nhallo\r\n".encode()
+    enqueue(rt, raw=eai)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    [bounce] = mailbox_of(rt, ALICE)
+    _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+    assert per_recipient["Status"] == "5.6.9"
+    assert "SMTPUTF8" in per_recipient["Diagnostic-Code"]
+    assert no_eai.messages == []
+
+
 # -- TLS insistence, implicit TLS, AUTH -------------------------------------------
 
 
