@@ -3,6 +3,11 @@
 An account is a person's portal login; each of its addresses has its own address
 password, which mail programs use for SMTP AUTH and IMAP (as in the reference mail
 host). Logins are checked in gateway.logins.
+
+A name under an IDN domain is one name in both of its forms (A-label and U-label,
+`gateway.addresses.other_form`): the `find_*` functions look it up as given, then in
+its other form, so `anna@xn--strae-oqa.test` finds the address stored as
+`anna@straße.test` (and logs in, and is refused as a duplicate).
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import address_keys, audit, credential_cache, db
-from gateway.addresses import domain_of, normalize_address, normalize_domain
+from gateway.addresses import (
+    domain_of,
+    normalize_address,
+    normalize_domain,
+    other_domain,
+    other_form,
+)
 from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain
 from gateway.passwords import PasswordHasher
@@ -61,7 +72,11 @@ def list_domains(session: so.Session) -> list[Domain]:
 
 
 def find_domain(session: so.Session, name: str) -> Domain | None:
-    return session.scalar(sa.select(Domain).where(Domain.name == name.lower()))
+    name = name.strip().lower()
+    row = session.scalar(sa.select(Domain).where(Domain.name == name))
+    if row is None and (other := other_domain(name)) is not None:
+        row = session.scalar(sa.select(Domain).where(Domain.name == other))
+    return row
 
 
 def is_hosted(session: so.Session, address: str) -> bool:
@@ -101,7 +116,11 @@ def add_account(
 
 
 def find_account(session: so.Session, email: str) -> Account | None:
-    return session.scalar(sa.select(Account).where(Account.email == email.strip().lower()))
+    email = email.strip().lower()
+    row = session.scalar(sa.select(Account).where(Account.email == email))
+    if row is None and (other := other_form(email)) is not None:
+        row = session.scalar(sa.select(Account).where(Account.email == other))
+    return row
 
 
 def list_accounts(session: so.Session) -> list[Account]:
@@ -149,7 +168,17 @@ def add_address(
 
 
 def find_address(session: so.Session, address: str) -> Address | None:
-    return session.scalar(sa.select(Address).where(Address.address == address.strip().lower()))
+    address = address.strip().lower()
+    row = session.scalar(sa.select(Address).where(Address.address == address))
+    if row is None and (other := other_form(address)) is not None:
+        row = session.scalar(sa.select(Address).where(Address.address == other))
+    return row
+
+
+def _alias_target(session: so.Session, alias: str) -> Address | None:
+    return session.scalar(
+        sa.select(Address).join(Alias, Alias.address_id == Address.id).where(Alias.alias == alias)
+    )
 
 
 def find_deliverable(session: so.Session, rcpt: str) -> Address | None:
@@ -157,11 +186,11 @@ def find_deliverable(session: so.Session, rcpt: str) -> Address | None:
     row = find_address(session, rcpt)
     if row is not None:
         return row
-    return session.scalar(
-        sa.select(Address)
-        .join(Alias, Alias.address_id == Address.id)
-        .where(Alias.alias == rcpt.strip().lower())
-    )
+    rcpt = rcpt.strip().lower()
+    row = _alias_target(session, rcpt)
+    if row is None and (other := other_form(rcpt)) is not None:
+        row = _alias_target(session, other)
+    return row
 
 
 def list_addresses(session: so.Session) -> list[Address]:

@@ -73,3 +73,13 @@ def owned_form(address: str, owned: Collection[str]) -> str | None:
         return address
     other = other_form(address)
     return other if other is not None and other in owned else None
+
+
+def one_form(address: str) -> str:
+    """`address` with its domain as its A-label when that is its other form (see
+    `other_form`), else `address` itself: one name for both forms of one address, where
+    something is counted or keyed by name (a lockout count must not double when the
+    forms alternate)."""
+    address = address.lower()
+    other = other_form(address)
+    return other if other is not None and other.rpartition("@")[2].isascii() else address

@@ -14,9 +14,9 @@ account) all add to the one count, and a lock refuses the account everywhere. So
 an attacker gains nothing by spreading guesses over protocols; the price is that
 a mail program with an old password can lock its owner out of the portal too
 (`sealgate user unlock` lifts it). A name that is no account counts under
-`name:<name as typed, normalised>`, in every protocol alike, so a lock says
-nothing about whether an account exists. While a key is locked its attempts are
-refused without a password check and are not counted.
+`name:<name as typed, normalised>` (an IDN domain's two forms as one), in every
+protocol alike, so a lock says nothing about whether an account exists. While a key
+is locked its attempts are refused without a password check and are not counted.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from gateway import credential_cache
+from gateway.addresses import one_form
 from gateway.models import LoginLockout
 from gateway.settings import SecuritySettings
 
@@ -76,8 +77,9 @@ def account_key(account_id: int) -> str:
 
 
 def name_key(login: str) -> str:
-    """The count of a login name that is no account (as typed, normalised)."""
-    return "name:" + login.strip().lower()[: MAX_KEY_LENGTH - 5]
+    """The count of a login name that is no account (as typed, normalised): an address
+    under an IDN domain counts once under both forms of that domain (`one_form`)."""
+    return "name:" + one_form(login.strip())[: MAX_KEY_LENGTH - 5]
 
 
 class Store(Protocol):

@@ -17,7 +17,9 @@ held, and runs at most once:
    failed-login alert mail, an app password's last use, and the new hash (only
    if the stored one is still the one verified).
 
-Rules, the same for every protocol: an unknown name costs a full Argon2 verify
+Rules, the same for every protocol: a name under an IDN domain is the same login
+in both forms of the domain (A-label and U-label, `gateway.addresses.other_form`),
+and counts as one; an unknown name costs a full Argon2 verify
 and is counted under its own name; a locked account is refused and not counted;
 an account with two-factor login lets mail programs in with app passwords only,
 and the portal only after its second step (webportal.auth).
@@ -36,7 +38,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
-from gateway.addresses import InvalidAddress, normalize_address
+from gateway.addresses import InvalidAddress, normalize_address, other_form
 from gateway.credential_cache import CredentialCache
 from gateway.models import Account, AccountSecurity, Address, AppPassword, Domain
 from gateway.passwords import PasswordHasher
@@ -220,7 +222,10 @@ def _read_address(
     session: so.Session, counters: lockout.Store, attempt: Attempt, login: str, now: dt.datetime
 ) -> _Seen | None:
     """`_read` for SMTP and IMAP, whose logins are hosted addresses."""
-    row = session.execute(_ADDRESS_LOGIN, {"b_address": login.strip().lower()}).first()
+    name = login.strip().lower()
+    row = session.execute(_ADDRESS_LOGIN, {"b_address": name}).first()
+    if row is None and (other := other_form(name)) is not None:
+        row = session.execute(_ADDRESS_LOGIN, {"b_address": other}).first()
     if row is None:
         return _unknown(counters, login, now)
     found = app_passwords.find(session, row.account_id, attempt.password)

@@ -69,6 +69,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from gateway import db, logins, rawheaders
+from gateway.addresses import owned_form
 from gateway.imap import store
 from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
 from gateway.imap.notify import Notifier
@@ -260,7 +261,10 @@ class Login(LoginInterface):
         raise InvalidAuth()
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> Identity:
-        if not isinstance(authenticated, Identity) or authzid.lower() != authenticated.name:
+        # The login name in either IDNA form of its domain, as `logins.check` took it.
+        if not isinstance(authenticated, Identity) or (
+            owned_form(authzid.lower(), {authenticated.name}) is None
+        ):
             raise InvalidAuth("Authorization failed.")
         return authenticated
 

@@ -9,7 +9,7 @@ import unicodedata
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.addresses import other_domain, other_form, owned_form
+from gateway.addresses import one_form, other_domain, other_form, owned_form
 from gateway.idn import InvalidDomainName, a_label, u_label
 
 # Letters IDNA 2003 or UTS #46 maps, drops or folds (ß→ss, final sigma, soft hyphen, joiners,
@@ -79,6 +79,22 @@ def test_two_different_domains_never_map_to_one(pair: tuple[str, str]) -> None:
         assert seen(one) == seen(two), pair
     if owned_form(f"anna@{one}", {f"anna@{two}"}) is not None:
         assert seen(one) == seen(two), pair
+    # What lockout counts by: one key for both forms of one name, and only for those.
+    if one_form(f"anna@{one}") == one_form(f"anna@{two}"):
+        assert seen(one) == seen(two), pair
+
+
+@settings(max_examples=500)
+@given(domains)
+def test_one_form_is_the_same_for_both_forms_of_a_name(domain: str) -> None:
+    try:
+        ascii_form = a_label(domain)
+        unicode_form = u_label(ascii_form)
+    except InvalidDomainName:
+        assume(False)
+        return
+    key = one_form(f"Anna@{ascii_form.upper()}")
+    assert key == one_form(f"anna@{unicode_form}") == f"anna@{ascii_form}"
 
 
 def test_the_look_alikes_idna_maps_together_stay_apart() -> None:
