@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import re
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -142,6 +143,14 @@ class FilterSMTP(SubmissionSMTP):
         await self.push(XFORWARD_OK)
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """Whose mail this transaction is: what MAIL FROM found."""
+
+    account_id: int
+    address: str
+
+
 class FilterHandler:
     def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
         self.runtime = runtime
@@ -177,18 +186,20 @@ class FilterHandler:
             sender = normalize_address(address)
         except InvalidAddress:
             return SENDER_NOT_HOSTED.format(sender=address[:320])
-        account_id = await asyncio.to_thread(self._account_of, sender)
-        if account_id is None:
+        owner = await asyncio.to_thread(self._owner_of, sender)
+        if owner is None:
             return SENDER_NOT_HOSTED.format(sender=address[:320])
-        session.auth_data = account_id  # type: ignore[assignment]
+        session.auth_data = owner  # type: ignore[assignment]
         envelope.mail_from = sender
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
 
-    def _account_of(self, sender: str) -> int | None:
+    def _owner_of(self, sender: str) -> _Owner | None:
+        """The sender's account and her address as stored: the pipeline finds her keys and
+        mailboxes under that form, while the envelope goes on as Postfix wrote it."""
         with db.read_only(self.runtime.sessions) as session:
             row = accounts.find_address(session, sender)
-            return row.account_id if row is not None else None
+            return _Owner(row.account_id, row.address) if row is not None else None
 
     async def handle_RCPT(  # noqa: N802
         self,
@@ -212,13 +223,13 @@ class FilterHandler:
     async def handle_DATA(  # noqa: N802
         self, server: FilterSMTP, session: Session, envelope: Envelope
     ) -> str:
-        account_id = session.auth_data
-        if not isinstance(account_id, int):
+        owner = session.auth_data
+        if not isinstance(owner, _Owner):
             return TEMPORARY_FAILURE
         forwarded = server.xforward
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
         submission = Submission(
-            sender=Sender(account_id=account_id, address=str(envelope.mail_from)),
+            sender=Sender(account_id=owner.account_id, address=owner.address),
             envelope_from=str(envelope.mail_from),
             recipients=list(envelope.rcpt_tos),
             raw=take_content(envelope),

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from gateway import rawheaders
+from gateway import accounts, db, rawheaders
 from gateway.postfix.filter import FilterServer, client_address, parse_sources, xtext_decode
 from gateway.runtime import Runtime
 from gateway.settings import SettingsError
@@ -112,3 +112,34 @@ def test_helpers() -> None:
     ]
     with pytest.raises(SettingsError, match="not an address"):
         parse_sources("localhost")
+
+
+def test_postfix_may_hand_over_either_form_of_an_idn_address(
+    filter_server: FilterServer, runtime: Runtime
+) -> None:
+    """Postfix passes the envelope as the client wrote it: `anna@xn--strae-oqa.test` for
+    the address stored as `anna@straße.test` was "not a hosted address", and an unknown
+    name at the A-label was taken for an external recipient instead of refused."""
+    anna, ben = "anna@straße.test", "ben@straße.test"
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "straße.test", actor="test")
+        for address in (anna, ben):
+            account = accounts.add_account(session, runtime.hasher, address, "pw", actor="test")
+            accounts.add_address(session, runtime.hasher, address, account, "pw", actor="test")
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "anna@xn--strae-oqa.test", BOB, "[encrypt] IDN"
+    msg.set_content("Both forms are one address.\n")
+    with smtplib.SMTP("127.0.0.1", filter_server.port, timeout=30) as client:
+        client.ehlo("postfix.example.test")
+        client.docmd("XFORWARD", "ADDR=203.0.113.9")
+        assert client.mail("anna@xn--strae-oqa.test")[0] == 250
+        code, reply = client.rcpt("nobody@xn--strae-oqa.test")
+        assert code == 550, reply
+        assert client.rcpt("ben@xn--strae-oqa.test")[0] == 250
+        code, reply = client.data(msg.as_bytes(policy=email.policy.SMTP))
+        assert code == 250, reply
+    [stored] = folder(runtime, ben)
+    assert stored.encrypted
+    assert b"Both forms are one address." in decrypt_as(runtime, ben, stored.raw)
+    [sent] = folder(runtime, anna, "Sent")
+    assert sent.encrypted

@@ -192,3 +192,23 @@ def test_dns_prints_a_sharp_s_domain_under_its_idna_2008_a_label(
     assert ("xn--strae-oqa.test.", "MX") in found
     assert (f"rsa{month}._domainkey.xn--strae-oqa.test.", "TXT") in found
     assert ("_dmarc.xn--strae-oqa.test.", "TXT") in found
+
+
+def test_dns_finds_a_domain_under_either_form(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """`dns show xn--strae-oqa.test` for a domain added as `straße.test` said "not a
+    hosted domain": both forms name it and print the same records; a look-alike does not."""
+    env = {**test_env, **ENV}
+    for added in ("straße.test", "xn--bcher-kva.test"):
+        assert CliRunner().invoke(cli, ["domain", "add", added], env=env).exit_code == 0
+    for one, two in [("straße.test", "XN--STRAE-OQA.test."), ("xn--bcher-kva.test", "bücher.test")]:
+        shown = [CliRunner().invoke(cli, ["dns", "show", name], env=env) for name in (one, two)]
+        assert all(result.exit_code == 0 for result in shown), [r.output for r in shown]
+        records = [
+            [line for line in result.output.splitlines() if not line.startswith(";")]
+            for result in shown
+        ]
+        assert records[0] and records[0] == records[1]
+    refused = CliRunner().invoke(cli, ["dns", "show", "strasse.test"], env=env)
+    assert refused.exit_code == 1 and "not a hosted domain" in refused.output
