@@ -21,7 +21,7 @@ from gateway import address_keys, audit, credential_cache, db
 from gateway.addresses import (
     domain_of,
     normalize_address,
-    normalize_domain,
+    normalize_hosted_domain,
     other_domain,
     other_form,
 )
@@ -50,9 +50,9 @@ def add_domain(
     carry it, see gateway.db.session_factory). Without either, the keys are made
     when the domain first needs them (`sealgate dns`, the relay's first signature).
     """
-    name = normalize_domain(name)
-    if session.scalar(sa.select(Domain).where(Domain.name == name)):
-        raise AccountError(f"domain {name} exists already")
+    name = normalize_hosted_domain(name)
+    if (found := find_domain(session, name)) is not None:
+        raise AccountError(f"domain {found.name} exists already")
     now = now or utcnow()
     domain = Domain(name=name, created_at=now)
     session.add(domain)

@@ -32,9 +32,30 @@ def normalize_address(value: str) -> str:
 
 def normalize_domain(value: str) -> str:
     value = value.strip().lower().rstrip(".")
+    if len(value) > 253:
+        raise InvalidAddress(f"not a valid domain name: {value[:80]!r}... (over 253 characters)")
     if not _DOMAIN_RE.fullmatch(value):
         raise InvalidAddress(f"not a valid domain name: {value!r}")
     return value
+
+
+def normalize_hosted_domain(value: str) -> str:
+    """`normalize_domain`, for a domain to host: also valid IDNA 2008, under its limits
+    once converted (63 octets a label, 253 a name), and in one of its two forms exactly.
+
+    Anything else (an emoji, a joiner out of place, a label IDNA 2008 refuses, full-width
+    letters it would fold) could not be published, signed or reached under the name
+    given, and two rows could hold one domain."""
+    name = normalize_domain(value)
+    try:
+        forms = (a_label(name), u_label(name))
+    except InvalidDomainName as exc:
+        raise InvalidAddress(str(exc)) from None
+    if name not in forms:
+        raise InvalidAddress(
+            f"not a valid domain name: {name!r} (IDNA 2008 makes it {forms[1]}: give that name)"
+        )
+    return name
 
 
 def domain_of(address: str) -> str:

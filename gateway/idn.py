@@ -44,8 +44,10 @@ def a_label(domain: str) -> str:
     except UnicodeError as e:
         raise InvalidDomainName(f"not a valid domain name: {domain!r} ({e})") from None
     name = ".".join(labels).lower()
-    if len(name) > MAX_NAME_CHARS or any(len(x) > MAX_LABEL_CHARS for x in labels):
-        raise InvalidDomainName(f"not a valid domain name: {domain!r} (too long)")
+    if any(len(x) > MAX_LABEL_CHARS for x in labels):
+        raise InvalidDomainName(f"not a valid domain name: {domain!r} (a label over 63 octets)")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidDomainName(f"not a valid domain name: {domain!r} (over 253 octets)")
     return name
 
 

@@ -27,7 +27,7 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
 
     from gateway import accounts, db
     from gateway.accounts import AccountError
-    from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
+    from gateway.addresses import InvalidAddress, normalize_address, normalize_hosted_domain
     from gateway.models import Account
     from gateway.passwords import generate_password
     from gateway.tls import create_self_signed
@@ -35,7 +35,7 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     from sealgate.cli.backfill import backfill_keys
 
     try:
-        domain_name = normalize_domain(domain_name)
+        domain_name = normalize_hosted_domain(domain_name)
         admin_email = normalize_address(admin_email or f"admin@{domain_name}")
     except InvalidAddress as exc:
         raise click.ClickException(str(exc)) from None
