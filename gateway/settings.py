@@ -705,6 +705,18 @@ def _validate_dns(section: DnsSettings) -> None:
         raise SettingsError("[dns] spf: must start with v=spf1")
     if not section.dmarc.startswith("v=DMARC1"):
         raise SettingsError("[dns] dmarc: must start with v=DMARC1")
+    # A TXT record holds bytes, and SPF (RFC 7208) and DMARC (RFC 7489) records are
+    # ASCII: a domain in them goes in its A-label, an address in a mailto: URI
+    # percent-encoded. Printing another encoding would publish a record no one reads.
+    for key in ("spf", "dmarc"):
+        value: str = getattr(section, key)
+        odd = next((c for c in value if not " " <= c <= "~"), None)
+        if odd is not None:
+            hint = " (write a domain in its xn-- form, as `sealgate dns` prints it)"
+            raise SettingsError(
+                f"[dns] {key}: {odd!r} at character {value.index(odd) + 1} is not printable"
+                f" ASCII{hint if not odd.isascii() else ''}"
+            )
     if any(c in section.spf + section.dmarc + section.mail_host for c in '"\\\r\n'):
         raise SettingsError("[dns] spf, dmarc and mail_host must not hold quotes or line breaks")
 

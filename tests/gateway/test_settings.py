@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from gateway.dnsrecords import records
 from gateway.settings import SettingsError, load_settings
 
 
@@ -107,3 +110,34 @@ def test_host_names_are_taken(tmp_path: Path, hostname: str) -> None:
     loaded = load_settings(tmp_path, env={"SEALGATE_SMTP_HOSTNAME": hostname})
     assert loaded.smtp.hostname == hostname
     assert load_settings(tmp_path, env={}).imap.hostname == ""  # empty: [smtp] hostname
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("spf", "v=spf1 include:spf.müller.test -all"),
+        ("dmarc", "v=DMARC1; p=none; rua=mailto:dmarc@müller.test"),
+        ("dmarc", "v=DMARC1; p=none\t"),
+    ],
+)
+def test_a_dns_record_that_is_not_ascii_is_refused_naming_the_setting(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """`sealgate dns show` died with a UnicodeEncodeError traceback on such a value."""
+    (tmp_path / "sealgate.toml").write_text(f'[dns]\n{key} = "{value}"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match=re.escape(f"[dns] {key}: ") + ".* ASCII"):
+        load_settings(tmp_path, env={})
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["spf", "dmarc"]), st.text(max_size=600))
+def test_a_dns_record_that_loads_prints_as_itself(tmp_path: Path, key: str, rest: str) -> None:
+    value = ("v=spf1 " if key == "spf" else "v=DMARC1; ") + rest
+    try:
+        loaded = load_settings(tmp_path, env={f"SEALGATE_DNS_{key.upper()}": value})
+    except SettingsError as exc:
+        assert str(exc).startswith("[dns] ") and key in str(exc) and "\n" not in str(exc)
+        return
+    printed = records.txt_value(getattr(loaded.dns, key))
+    strings = re.findall(r'"([^"]*)"', printed)
+    assert "".join(strings) == value and all(len(s.encode()) <= 255 for s in strings)
