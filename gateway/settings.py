@@ -75,8 +75,11 @@ class RelaySettings:
     username: str = ""
     password: str = ""
     ca_file: str = ""
-    # Connecting, EHLO, STARTTLS, AUTH and QUIT; the rest has RFC 5321 4.5.3.2's times.
+    # EHLO, STARTTLS, AUTH and QUIT; the rest has RFC 5321 4.5.3.2's times.
     timeout: float = 60.0
+    # The TCP connection alone (Postfix's smtp_connect_timeout): a host that does not
+    # answer at all is given up on soon, one that answers gets the greeting's 5 minutes.
+    connect_timeout: float = 30.0
     greeting_timeout: float = 300.0
     mail_timeout: float = 300.0
     rcpt_timeout: float = 300.0
@@ -94,6 +97,7 @@ class RelaySettings:
         """Seconds one delivery may wait on the peer, the transfer's progress aside."""
         return (
             4 * self.timeout
+            + self.connect_timeout
             + self.greeting_timeout
             + self.mail_timeout
             + self.rcpt_timeout

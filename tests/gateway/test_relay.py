@@ -8,12 +8,15 @@ retrying a permanent failure, bouncing a bounce, and leaking the relay password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import email
 import email.message
 import logging
 import random
+import socket
+from collections.abc import Iterator
 from email.policy import default as default_policy
 from pathlib import Path
 
@@ -381,6 +384,43 @@ def test_each_stage_has_its_own_timeout(runtime: Runtime, smarthost: FakeSmartho
     ]
     [row] = rows(rt)
     assert row.last_error.startswith("timed out talking to the relay")
+
+
+@pytest.fixture
+def unanswering_port() -> Iterator[int]:
+    """A port whose listener's backlog is full: a new connection's SYN goes unanswered,
+    as a host that is down behind a firewall leaves it (nothing outside this machine)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    waiting = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        waiting.append(filler)
+    yield port
+    for filler in waiting:
+        filler.close()
+    listener.close()
+
+
+def test_a_host_that_never_answers_is_given_up_on_after_the_connect_timeout(
+    runtime: Runtime, smarthost: FakeSmarthost, unanswering_port: int
+) -> None:
+    """The greeting's 5 minutes start once the connection is made: aiosmtplib's one
+    timeout for both held a delivery to a dead host for 5 minutes."""
+    rt = with_relay(
+        runtime, smarthost, port=unanswering_port, connect_timeout=0.5, greeting_timeout=300
+    )
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert row.last_error == (
+        f"connection to relay 127.0.0.1:{unanswering_port} failed: no answer within 0.5 s"
+    )
 
 
 def test_a_large_message_travels_whole(runtime: Runtime, smarthost: FakeSmarthost) -> None:
