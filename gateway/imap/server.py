@@ -39,6 +39,7 @@ from pymap.parsing.command.auth import AppendCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.message import AppendMessage
 from pymap.parsing.primitives import Atom
 from pymap.parsing.response import (
     CommandResponse,
@@ -157,6 +158,43 @@ class _TimedReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
+
+
+class _TooBig(Exception):
+    """A message of an APPEND refused for its size, carried past pymap's message loop."""
+
+    def __init__(self, refusal: NotParseable) -> None:
+        super().__init__()
+        self.refusal = refusal
+
+
+class _AppendCommand(AppendCommand):
+    """pymap's APPEND, with a message over the limit refused wherever it is in a
+    MULTIAPPEND (RFC 3502): pymap's parser took a refused message after the first for
+    the end of the list, then failed on what followed, and answered BAD, not NO
+    [TOOBIG]. The command is refused whole, so none of its messages is stored."""
+
+    @classmethod
+    def _parse_msg(
+        cls, name: str, buf: memoryview, params: Params
+    ) -> tuple[AppendMessage | None, memoryview]:
+        try:
+            return super()._parse_msg(name, buf, params)
+        except NotParseable as exc:
+            if _is_too_big(exc):
+                raise _TooBig(exc) from None
+            raise
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[AppendCommand, memoryview]:
+        try:
+            return super().parse(buf, params)
+        except _TooBig as too_big:
+            raise too_big.refusal from None
+
+
+def _is_too_big(exc: NotParseable | None) -> bool:
+    return exc is not None and exc.code is not None and bytes(exc.code) == b"[TOOBIG]"
 
 
 class _Commands(Commands):
@@ -346,10 +384,9 @@ class _State(ConnectionState):
 
 def _too_big_append(cmd: Command) -> bool:
     """Whether `cmd` is an APPEND pymap's parser refused for a literal's size alone."""
-    if not isinstance(cmd, InvalidCommand) or cmd.command_type is not AppendCommand:
+    if not isinstance(cmd, InvalidCommand) or cmd.command_type is None:
         return False
-    code = cmd.parse_exc.code if cmd.parse_exc is not None else None
-    return code is not None and bytes(code) == b"[TOOBIG]"
+    return issubclass(cmd.command_type, AppendCommand) and _is_too_big(cmd.parse_exc)
 
 
 class ImapServer:
@@ -365,6 +402,7 @@ class ImapServer:
         self._connections = ConnectionCounter(settings.imap.max_connections_per_client)
         self._commands = _Commands()
         self._commands.commands.update(self.backend.config.commands.commands)
+        self._commands.register(_AppendCommand)
         modutf7.install()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
