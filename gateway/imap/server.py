@@ -8,12 +8,14 @@ filtered out whatever the log level.
 
 Everything a client sends is bounded before it is read: a command line (with its
 literals) may hold `PRE_LOGIN_COMMAND` bytes before login and `[imap]
-max_append_size` after, and a bigger literal ends the connection before any of it
-is buffered. After login, a literal bigger than any message may be is the one
-exception: it is read and dropped unbuffered, and the command refused (an APPEND
-with NO [TOOBIG]), so the session goes on. Bytes a client pipelines behind STARTTLS
-end the connection too: they came in clear, and would otherwise run as if they had
-come through TLS.
+max_append_size` after, and a non-synchronizing literal that would pass the limit,
+or is bigger than any message may be, ends the connection with BYE [TOOBIG] before
+any of it is read (RFC 7888 §4): the client sends it unasked, and reading it to drop
+it would let one client make the server read for as long as it sends. A
+synchronizing literal over the limit is refused (NO [TOOBIG] or BAD) before the
+go-ahead, so it never comes, and the session goes on. Bytes a client pipelines
+behind STARTTLS end the connection too: they came in clear, and would otherwise run
+as if they had come through TLS.
 """
 
 from __future__ import annotations
@@ -68,8 +70,6 @@ _PYMAP_LOG = logging.getLogger("pymap")
 PRE_LOGIN_COMMAND = 64 * 1024
 # Room for the command around an APPEND's message literal.
 _COMMAND_ROOM = 64 * 1024
-# How much of a refused literal is read at a time, to be dropped.
-_DROP_CHUNK = 64 * 1024
 # A literal's size is an RFC 9051 number64, at most 19 digits past its leading zeros:
 # a longer count is more than any limit, and one of over 4300 digits int() refuses.
 _MAX_COUNT_DIGITS = 19
@@ -268,18 +268,10 @@ class _Connection(IMAPConnection):
         )
         raise EOFError
 
-    async def _drop(self, length: int) -> None:
-        """Read the `length` bytes of a literal the client sends anyway, and keep none."""
-        while length > 0:
-            length -= len(await self.reader.readexactly(min(length, _DROP_CHUNK)))
-
     async def readline(self) -> memoryview:
         """A command line with its non-synchronizing literals (RFC 7888), each one
-        checked against the limit before it is read.
-
-        After login, a literal over `max_append_size` is dropped as it comes, its
-        announcement `{n+}` left in the line: pymap refuses any literal by that size
-        before it looks for the bytes, an APPEND's with NO [TOOBIG] (`_State`)."""
+        checked against the limit before it is read: one over it, or over
+        `max_append_size`, ends the connection unread."""
         buf = bytearray(await self.reader.readline())
         while True:
             if not buf.endswith(b"\n"):
@@ -291,9 +283,7 @@ class _Connection(IMAPConnection):
             if len(digits) > _MAX_COUNT_DIGITS:
                 await self._refuse(b"count of more than %d digits" % _MAX_COUNT_DIGITS)
             length = int(digits or b"0")
-            if length > self._max_append_size and self._logged_in_now():
-                await self._drop(length)
-            elif len(buf) + length > self._limit():
+            if length > self._max_append_size or len(buf) + length > self._limit():
                 await self._refuse(b"of %d bytes" % length)
             else:
                 buf += await self.reader.readexactly(length)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH
@@ -314,8 +314,9 @@ def test_an_append_of_any_size_is_stored_or_refused_with_toobig(
     logged_in: ssl.SSLSocket, size: int, sync: bool
 ) -> None:
     """Up to APPENDLIMIT a message is stored; beyond, NO [TOOBIG] (RFC 7889), and the
-    session goes on. A non-synchronizing literal cannot be refused before it comes (RFC
-    7888 §4): it is read and dropped, then refused, as Dovecot does under LITERAL+."""
+    session goes on. (A non-synchronizing literal beyond ends the session:
+    `test_a_literal_over_the_limit_after_login_is_refused_unread`.)"""
+    assume(sync or size <= APPEND_LIMIT)
     answer = append(logged_in, b"a", size, sync=sync)
     if size <= APPEND_LIMIT:
         assert re.search(rb"a OK \[APPENDUID \d+ \d+\]", answer), answer
@@ -323,6 +324,54 @@ def test_an_append_of_any_size_is_stored_or_refused_with_toobig(
         assert answer.startswith(b"a NO [TOOBIG]"), answer
     logged_in.sendall(b"n NOOP\r\n")
     assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)"), size
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    command=st.sampled_from(
+        [
+            b"APPEND INBOX",
+            b"APPEND INBOX (\\Seen)",
+            b"APPEND INBOX {5+}\r\nhello",
+            b"SEARCH SUBJECT",
+            b"SELECT",
+        ]
+    ),
+    size=st.one_of(
+        st.integers(APPEND_LIMIT + 1, APPEND_LIMIT + 9), st.integers(APPEND_LIMIT, 2**63)
+    ),
+    sync=st.booleans(),
+)
+@example(command=b"APPEND INBOX", size=APPEND_LIMIT + 1, sync=False)
+@example(command=b"APPEND INBOX", size=2**40, sync=True)
+def test_a_literal_over_the_limit_after_login_is_refused_unread(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    command: bytes,
+    size: int,
+    sync: bool,
+) -> None:
+    """Threat: a client that announces a huge non-synchronizing literal and sends for
+    as long as it likes, the server reading all of it to drop it. RFC 7888 §4 lets the
+    server end the session instead: BYE [TOOBIG], before a byte of the literal came
+    (none is sent here). A synchronizing literal over the limit gets a tagged NO
+    [TOOBIG] or BAD and no go-ahead, and the session goes on."""
+    with session(imap_server, mail_users[ALICE], client_ssl_context) as sock:
+        sock.sendall(b"t %b {%d%b}\r\n" % (command, size, b"" if sync else b"+"))
+        answer = read_until(sock, rb"(t (OK|NO|BAD)|BYE)[^\n]*\n")
+        if sync:
+            assert re.match(rb"t (NO \[TOOBIG\]|BAD) ", answer), answer
+            sock.sendall(b"u NOOP\r\n")
+            assert b"u OK" in read_until(sock, rb"u (OK|NO|BAD)")
+        else:
+            assert answer.startswith(b"* BYE [TOOBIG]"), answer
+            assert read_until(sock, rb"never") == b""  # closed
+    assert still_serving(imap_server)
 
 
 def test_a_line_beyond_the_stream_limit_ends_the_connection_with_bye(
