@@ -70,7 +70,7 @@ from pysasl.hashing import BuiltinHash
 
 from gateway import db, logins, rawheaders
 from gateway.addresses import owned_form
-from gateway.imap import store
+from gateway.imap import mime, store
 from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import FailureWindow
@@ -539,9 +539,9 @@ class Message(BaseMessage):
         if raw is None:
             return LoadedMessage(self, requirement, None, self._encrypted)
         if requirement & FetchRequirement.BODY:
-            content = _exact_content(raw)
+            content = mime.parse(raw)
         else:
-            content = _exact_content(_header_part(raw))
+            content = mime.parse(_header_part(raw))
         return LoadedMessage(self, requirement, content, self._encrypted)
 
 
@@ -550,26 +550,6 @@ def _header_part(raw: bytes) -> bytes:
     message ends it, without the body (which may be tens of MiB)."""
     end = _PYMAP_HEADER_END.search(raw)
     return raw if end is None else raw[: end.end()]
-
-
-def _exact_content(raw: bytes) -> MessageContent:
-    """pymap's parse of a stored message, answering BODY[] and RFC822.SIZE with exactly
-    the stored bytes: its line model loses the last byte of a message whose header has
-    no empty line after it, or that ends in a bare CR.
-
-    A message without an empty line is all header: BODY[HEADER] is the whole of it and
-    BODY[TEXT] is empty (RFC 9051 §6.4.5). pymap gives such a message's empty body the
-    whole message but its last byte, or, when no line end follows the header, takes
-    the header for the body."""
-    content = MessageContent.parse(raw)
-    if not content.header.lines:  # no empty line and no last line end: pymap saw no header
-        content = MessageContent.parse(raw + b"\n")
-    if not content.body.lines:
-        content.header._raw = memoryview(raw)
-        content.body._raw = memoryview(b"")
-    if len(content) != len(raw):
-        content._raw = raw  # type: ignore[assignment]
-    return content
 
 
 class MailboxData(MailboxDataInterface[Message]):

@@ -1,4 +1,5 @@
-"""BODYSTRUCTURE gives each part's size and lines of its body, as BODY[n] serves it.
+"""BODYSTRUCTURE gives each part's size and lines of its body, as BODY[n] serves it,
+and BODY[n.MIME] and BODY[n] serve a multipart's parts where RFC 2046 puts them.
 
 RFC 9051 §7.5.2 (RFC 3501 §7.4.2): body-fld-octets is "the size of the body in
 octets", body-fld-lines "the size of the body in text lines"; the part's header is
@@ -6,6 +7,11 @@ not in them. Drawn messages with what trips a parser up (bare LF, header only, n
 last line end, nested multiparts, message/rfc822 parts) are fetched over a real
 connection, and every size in the BODYSTRUCTURE answer is the length of the
 BODY[section] (BODY[TEXT] for the whole of a single-part message) it describes.
+
+RFC 2046 §5.1.1: the line end before a boundary belongs to the boundary, not to the
+part before it; RFC 3501 body-type-mpart: a multipart has at least one part, and one
+without any (no boundary line, or no boundary) shows one empty text/plain part, as
+Dovecot answers it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime
 from tests.gateway.imap.conftest import ALICE, deliver
 
-LEAF_TYPES = ["text/plain", "text/html", "application/octet-stream", "image/png", ""]
+LEAF_TYPES = ["text/plain", "text/html", "application/octet-stream", "image/png", "", "none"]
 _WORDS = st.text(alphabet="abcdefghij XYZ.,-", max_size=20)
 
 
@@ -36,34 +42,65 @@ def _lines(draw: st.DrawFn, eol: str) -> str:
     return text[: -len(eol)] if text and draw(st.booleans()) else text
 
 
+# What a part of a multipart holds, as BODY[n.MIME] and BODY[n] serve it, by section.
+Expected = dict[tuple[int, ...], tuple[str, str]]
+
+
+# What a part of a multipart holds, as BODY[n.MIME] and BODY[n] serve it, by section.
+Expected = dict[tuple[int, ...], tuple[str, str]]
+
+
 @st.composite
-def part(draw: st.DrawFn, depth: int) -> str:
-    """A MIME entity: a leaf, a multipart of one to three entities, or a message/rfc822
-    around a whole message. One line end throughout, CRLF or bare LF."""
+def part(draw: st.DrawFn, depth: int) -> tuple[str, str, Expected]:
+    """A MIME entity: a leaf (maybe with no header), a multipart of zero to three
+    entities (maybe with no boundary), or a message/rfc822 around a whole message. One
+    line end throughout, CRLF or bare LF.
+
+    As (header with its blank line, body, expected), where expected is the header and
+    body of each part of a multipart by section relative to this entity (RFC 2046
+    §5.1.1: the line end before a boundary is not the part's; a multipart without
+    parts shows one empty part, as Dovecot does). The parts inside a message/rfc822 are
+    left out (see `_sizes`)."""
     eol = draw(st.sampled_from(["\r\n", "\n"]))
     kind = draw(st.sampled_from(["leaf", "multipart", "message"] if depth < 3 else ["leaf"]))
     if kind == "multipart":
         boundary = f"b{depth}-{draw(st.integers(0, 99))}"
-        parts = draw(st.lists(part(depth + 1), min_size=1, max_size=3))
-        preamble = draw(st.sampled_from(["", "A preamble." + eol]))
-        body = preamble + "".join(f"--{boundary}{eol}{p}{eol}" for p in parts)
-        body += f"--{boundary}--{eol}" + draw(st.sampled_from(["", "epilogue" + eol]))
-        return f'Content-Type: multipart/mixed; boundary="{boundary}"{eol}{eol}{body}'
+        head = f'Content-Type: multipart/mixed; boundary="{boundary}"{eol}{eol}'
+        parts = draw(st.lists(part(depth + 1), max_size=3))
+        body = draw(st.sampled_from(["", "A preamble." + eol]))
+        body += "".join(f"--{boundary}{eol}{h}{b}{eol}" for h, b, _ in parts)
+        if parts or draw(st.booleans()):
+            body += f"--{boundary}--{eol}" + draw(st.sampled_from(["", "epilogue" + eol]))
+        if not parts and draw(st.booleans()):
+            head = f"Content-Type: multipart/mixed{eol}{eol}"  # no boundary at all
+        expected: Expected = {(1,): ("", "")}
+        for number, (part_head, part_body, inner) in enumerate(parts, 1):
+            expected[(number,)] = (part_head, part_body)
+            expected.update({(number, *section): got for section, got in inner.items()})
+        return head, body, expected
     if kind == "message":
-        inner = draw(message(depth + 1))
-        return f"Content-Type: message/rfc822{eol}{eol}{inner}"
+        return f"Content-Type: message/rfc822{eol}{eol}", draw(message(depth + 1)), {}
     leaf_type = draw(st.sampled_from(LEAF_TYPES))
-    head = f"Content-Type: {leaf_type}{eol}" if leaf_type else f"X-Part: {depth}{eol}"
-    return head + eol + draw(_lines(eol))
+    head = {"": f"X-Part: {depth}{eol}", "none": ""}.get(
+        leaf_type, f"Content-Type: {leaf_type}{eol}"
+    )
+    return head + eol, draw(_lines(eol)), {}
 
 
 @st.composite
 def message(draw: st.DrawFn, depth: int = 0) -> str:
+    return draw(message_parts(depth))[0]
+
+
+@st.composite
+def message_parts(draw: st.DrawFn, depth: int = 0) -> tuple[str, Expected]:
+    """A whole message, and what each part of its body holds (`part`)."""
     eol = draw(st.sampled_from(["\r\n", "\n"]))
     head = f"From: bob@example.test{eol}Subject: parts {depth}{eol}"
     if depth == 0 and draw(st.integers(0, 9)) == 0:
-        return head[: -len(eol)] if draw(st.booleans()) else head  # header only
-    return head + draw(part(depth))
+        return (head[: -len(eol)] if draw(st.booleans()) else head), {}  # header only
+    part_head, part_body, expected = draw(part(depth))
+    return head + part_head + part_body, expected
 
 
 @pytest.fixture
@@ -89,6 +126,7 @@ def _sizes(structure: Any, section: list[int]) -> Iterator[tuple[list[int], int,
     part numbering: a single-part message's body is BODY[TEXT] (and BODY[1])."""
     body = BodyData.create(structure) if not isinstance(structure, BodyData) else structure
     if body.is_multipart:
+        assert body[0], structure  # RFC 3501 body-type-mpart: 1*body
         for number, sub in enumerate(body[0], 1):
             yield from _sizes(sub, [*section, number])
         return
@@ -128,3 +166,44 @@ def test_bodystructure_sizes_are_those_of_the_bodies_served(
             section,
             body,
         )
+
+
+EMPTY_MULTIPART = "From: bob@example.test\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=message_parts())
+@example(drawn=(EMPTY_MULTIPART + "hello\r\n", {(1,): ("", "")}))
+@example(drawn=(EMPTY_MULTIPART + "--x--\r\n", {(1,): ("", "")}))
+@example(drawn=(EMPTY_MULTIPART.replace("; boundary=x", ""), {(1,): ("", "")}))
+@example(
+    drawn=(
+        EMPTY_MULTIPART + "--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n"
+        "--x\r\nX-A: b\r\n--x\r\n\r\nbody\r\n--x--\r\n",
+        {
+            (1,): ("Content-Type: text/plain\r\n\r\n", "hello\r\n"),
+            (2,): ("X-A: b", ""),
+            (3,): ("\r\n", "body"),
+        },
+    )
+)
+def test_each_part_is_served_without_the_line_end_of_its_boundary(
+    client: imapclient.IMAPClient, runtime: Runtime, drawn: tuple[str, Expected]
+) -> None:
+    """BODY[n.MIME] is a part's header with its blank line, BODY[n] the rest up to the
+    line end before the next boundary; BODYSTRUCTURE lists the parts served."""
+    raw, expected = drawn
+    uid = deliver(runtime, ALICE, raw.encode())
+    client.select_folder("INBOX")
+    structure = client.fetch([uid], ["BODYSTRUCTURE"])[uid][b"BODYSTRUCTURE"]
+    served = {tuple(section) for section, _size, _lines in _sizes(structure, [])}
+    for section, (head, body) in expected.items():
+        name = ".".join(map(str, section))
+        answer = client.fetch([uid], [f"BODY.PEEK[{name}.MIME]", f"BODY.PEEK[{name}]"])[uid]
+        got = (answer[f"BODY[{name}.MIME]".encode()], answer[f"BODY[{name}]".encode()])
+        assert tuple(bytes(value or b"") for value in got) == (head.encode(), body.encode())
+        assert section in served or any(s[: len(section)] == section for s in served), section
