@@ -39,6 +39,9 @@ def create_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> sa.
     that meets a dead connection is answered 451 before anything is written, retried
     by its client, and finds the pool renewed."""
     if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            create_private_file(Path(database))
         # hide_parameters: a logged SQL error must not carry bound values (raw mail, hashes).
         engine = sa.create_engine(
             url,
@@ -52,6 +55,16 @@ def create_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> sa.
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=pre_ping, hide_parameters=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty and mode 0600 unless it exists. SQLite would create its
+    database with the process's umask (often 0644), and gives the -wal and -shm files
+    it makes later the database's own mode: created here, none of them is readable by
+    others. Any failure (it exists, no such directory, a read-only disk) is left for
+    SQLite to meet and report when it connects."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 # Rows whose message column holds this much or more are written in two steps on SQLite.

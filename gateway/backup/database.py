@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway.backup.manifest import BackupError
+from gateway.db import create_private_file
 from keystore import ringcheck
 from keystore.models import StoredKey
 
@@ -48,6 +49,7 @@ def sqlite_path(url: str) -> Path:
 
 def _sqlite_copy(source: Path, target: Path, progress: Progress) -> None:
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    create_private_file(target)
     dst = sqlite3.connect(target)
     try:
         src.backup(

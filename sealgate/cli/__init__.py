@@ -18,6 +18,8 @@ of the heavy stack.
 
 from __future__ import annotations
 
+import os
+
 # Importing a command module registers its commands on `cli`.
 from sealgate.cli import (  # noqa: F401
     accounts,
@@ -33,6 +35,11 @@ from sealgate.cli import (  # noqa: F401
 )
 from sealgate.cli.base import cli
 
+# What sealgate writes (the database and its WAL, lock files, backups, TLS keys) is
+# the owner's only, whatever umask the admin's shell or service manager left.
+PRIVATE_UMASK = 0o077
+
 
 def main() -> None:
+    os.umask(PRIVATE_UMASK)
     cli(prog_name="sealgate")

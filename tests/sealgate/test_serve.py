@@ -54,13 +54,14 @@ class ServeProcess:
         return code
 
 
-def start_serve(env: dict[str, str]) -> ServeProcess:
+def start_serve(env: dict[str, str], *, umask: int = -1) -> ServeProcess:
     proc = subprocess.Popen(
         [sys.executable, "-m", "sealgate", "serve"],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        umask=umask,
     )
     assert proc.stdout is not None
     output: list[str] = []

@@ -1,0 +1,77 @@
+"""Threat: a local user reads the database, its WAL, a backup or the TLS key.
+
+The data dir is 0700, but a file in it made with the admin's usual umask (0022)
+was 0644: copied out by a careless `cp -a`, or reachable once the directory's mode
+is loosened, it gave away every hash and wrapped key. Everything `init`, `serve`
+and `backup` write must be the owner's only, whatever umask they were started with.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.sealgate.test_serve import start_serve
+
+ADMIN_UMASK = 0o022
+
+
+def sealgate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sealgate", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        umask=ADMIN_UMASK,
+    )
+
+
+def open_to_others(top: Path) -> list[str]:
+    """What `find top -perm /077` lists: any path with a group or other bit."""
+    found = []
+    for path in [top, *top.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077:
+            found.append(f"{path.relative_to(top.parent)} {mode:o}")
+    return found
+
+
+def test_init_serve_and_backup_write_nothing_others_can_read(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**test_env, "SEALGATE_WORKERS_PROCESSES": "1"}
+    data_dir = Path(env["SEALGATE_DATA_DIR"])
+    done = sealgate(env, "init")
+    assert done.returncode == 0, done.stderr
+
+    server = start_serve(env, umask=ADMIN_UMASK)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_and_close() == 0, server.output
+
+    backup_dir = tmp_path / "backup"
+    done = sealgate(env, "backup", str(backup_dir))
+    assert done.returncode == 0, done.stderr
+
+    made = {p.name for p in data_dir.rglob("*")}
+    assert {"sealgate.db", "sealgate.db-writers.lock", "master.keys", "key.pem"} <= made
+    assert "sealgate.db" in {p.name for p in backup_dir.iterdir()}
+    assert open_to_others(data_dir) == []
+    assert open_to_others(backup_dir) == []
+
+
+def test_a_restored_database_is_the_owners_only(test_env: dict[str, str], tmp_path: Path) -> None:
+    data_dir = Path(test_env["SEALGATE_DATA_DIR"])
+    assert sealgate(test_env, "init").returncode == 0
+    backup_dir = tmp_path / "backup"
+    assert sealgate(test_env, "backup", str(backup_dir)).returncode == 0
+    (data_dir / "sealgate.db").unlink()
+
+    done = sealgate(test_env, "restore", str(backup_dir))
+    assert done.returncode == 0, done.stderr
+    assert open_to_others(data_dir) == []
