@@ -107,6 +107,7 @@ class Outcome:
 # --- in the worker process -------------------------------------------------------------
 
 _runtime: object = None
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _init_worker(data_dir: str, log_level: int, log_format: LogFormat) -> None:
@@ -115,6 +116,7 @@ def _init_worker(data_dir: str, log_level: int, log_format: LogFormat) -> None:
     # (it finishes what is in flight, then shuts the pool down).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by `_spawn`
     _exit_with_parent()
     from gateway import logs
     from gateway.runtime import Runtime
@@ -307,9 +309,13 @@ class WorkerPool:
             name="sealgate-worker",
             daemon=True,
         )
+        # A new worker inherits the blocked signals until `_init_worker` ignores them: a
+        # stop sent to the whole group while it starts (systemd, Ctrl-C) would kill it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             process.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             theirs.close()  # the worker has its own copy: its death ends our stream
         ours.setblocking(False)
         worker = _Worker(process, ours)

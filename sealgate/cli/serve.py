@@ -19,8 +19,11 @@ from gateway.settings import SettingsError
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring, ring_path
 from sealgate.cli.backfill import backfill_keys
 from sealgate.cli.base import CliState, cli, pass_state
+from sealgate.cli.stopsignal import StopSignals
 
 if TYPE_CHECKING:
+    import asyncio
+
     from gateway.runtime import Runtime
     from gateway.tls import CertificateReloader
 
@@ -32,6 +35,7 @@ log = logging.getLogger("sealgate.serve")
 @pass_state
 def serve(state: CliState, debug: bool) -> None:
     """Run the SMTP submission server, IMAP, the relay worker and the portal."""
+    signals = StopSignals().catch()  # first: a stop during start-up is a clean stop too
     import asyncio
 
     from gateway import logs, malloc
@@ -40,9 +44,16 @@ def serve(state: CliState, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
-    _preflight(runtime)
-    backfill_keys(runtime)  # addresses restored or made by an older version
-    asyncio.run(_serve(runtime, level))
+    # backfill_keys: for addresses restored, or made by an older version
+    for step in (_preflight, backfill_keys):
+        if signals.requested:
+            break
+        step(runtime)
+    if signals.requested:
+        log.info("stopping during start-up")
+        log.info("stopped")
+        return
+    asyncio.run(_serve(runtime, level, signals))
 
 
 def _preflight(runtime: Runtime) -> None:
@@ -104,7 +115,19 @@ def _reload_tls(reloader: CertificateReloader) -> None:
     log.info("TLS certificate reloaded from %s", reloader.cert_path)
 
 
-async def _serve(runtime: Runtime, log_level: int) -> None:
+async def _serve(runtime: Runtime, log_level: int, signals: StopSignals) -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals.hand_to(loop, stop)
+    try:
+        await _serve_until_stopped(runtime, log_level, stop)
+    finally:
+        signals.take_back(loop)
+
+
+async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.Event) -> None:
     # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
     import asyncio
 
@@ -125,10 +148,7 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
     from webportal.server import PortalServer
     from webportal.session_key import SessionKeyError
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
 
     workers = runtime.settings.workers
     pool = (
@@ -144,11 +164,20 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
         else None
     )
     if pool is not None:
+        failed: RuntimeError | None = None
         try:
             await pool.start()
         except RuntimeError as exc:
+            failed = exc
+        if failed is not None or stop.is_set():
             await pool.close()
-            raise click.ClickException(str(exc)) from None
+            # A stop sent to the whole group can end a worker that was starting.
+            if not stop.is_set():
+                raise click.ClickException(str(failed)) from None
+            log.info("stopping during start-up")
+            runtime.close()
+            log.info("stopped")
+            return
     try:
         smtp = SubmissionServer(runtime, pool=pool)
         inbound = InboundServer(runtime) if runtime.settings.smtp.inbound else None
@@ -219,10 +248,11 @@ async def _serve(runtime: Runtime, log_level: int) -> None:
     mx += f" metrics={metrics.url}" if metrics is not None else ""
     if content_filter is not None:
         mx += f" content-filter={runtime.settings.filter.listen}:{content_filter.port}"
-    click.echo(
-        f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
-        f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
-    )
+    if not stop.is_set():  # stopped while starting: straight on to the stop, never "ready"
+        click.echo(
+            f"sealgate ready: smtp-starttls={host}:{smtp.submission_port} "
+            f"smtp-tls={host}:{smtp.tls_port} portal={portal.url}{mx}",
+        )
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({waiter, relay}, return_when=asyncio.FIRST_COMPLETED)
 

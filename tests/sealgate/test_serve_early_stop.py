@@ -1,0 +1,114 @@
+"""`sealgate serve` stopped while it starts: exit 0 and a clean stop, as later on.
+
+Before the event loop's handlers were installed, SIGTERM killed serve (exit 143,
+which systemd or a supervisor reads as a crash) and Ctrl-C printed a traceback;
+the signal is sent here at points of the start-up a test can see from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.runtime import Runtime
+from tests.processes import children, wait_gone
+
+# Whether serve (its pid) has reached a point; `where` holds data/ and serve.log.
+Point = Callable[[int, Path], bool]
+
+SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
+
+
+def catches_sigterm(pid: int, _where: Path) -> bool:
+    """The earliest: serve has a handler of its own for SIGTERM (/proc's SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return False
+    [caught] = [line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")]
+    return bool(int(caught, 16) & SIGTERM_BIT)
+
+
+def has_the_database_open(pid: int, where: Path) -> bool:
+    database = str(where / "data" / "sealgate.db")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == database:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def starts_workers(pid: int, _where: Path) -> bool:
+    return bool(children(pid))
+
+
+def listens(_pid: int, where: Path) -> bool:
+    """After the workers, before "ready": the SMTP server has logged that it listens."""
+    return "SMTP submission listening" in (where / "serve.log").read_text()
+
+
+POINTS: dict[str, Point] = {
+    "signal-handler-in-place": catches_sigterm,
+    "database-open": has_the_database_open,
+    "workers-starting": starts_workers,
+    "listening": listens,
+}
+
+
+def wait_for(point: Point, proc: subprocess.Popen[bytes], where: Path) -> None:
+    while not point(proc.pid, where):
+        if proc.poll() is not None:
+            raise AssertionError(f"serve ended before {point.__name__}")
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("point", POINTS.values(), ids=POINTS.keys())
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_during_start_up_is_a_clean_stop(
+    point: Point,
+    signum: signal.Signals,
+    test_env: dict[str, str],
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    env = {**test_env, "SEALGATE_WORKERS_PROCESSES": "2"}
+    assert Path(env["SEALGATE_DATA_DIR"]) == tmp_path / "data"
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        # Its own process group: the signal goes to serve and its workers alike, as
+        # systemd's stop and a terminal's Ctrl-C send it.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sealgate", "serve"],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(point, proc, tmp_path)
+        workers = children(proc.pid)
+        os.killpg(proc.pid, signum)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert output.rstrip().endswith("stopped"), output
+    assert wait_gone(workers) == [], "worker processes outlived serve"
