@@ -73,6 +73,18 @@ def _version() -> str:
         return "unknown"
 
 
+def _refuse_inside_data_dir(settings: Settings, directory: Path) -> None:
+    """A backup in the data dir is lost with it, and the next backup would copy it.
+    Both paths are resolved first, so a symlink or `..` leads nowhere around this."""
+    data_dir = settings.data_dir.resolve()
+    target = directory.resolve()
+    if target == data_dir or data_dir in target.parents:
+        raise BackupError(
+            f"{directory} is inside the data dir {settings.data_dir}: a backup there is lost"
+            " with it (and the next backup would copy it); choose a directory elsewhere"
+        )
+
+
 def make_backup(
     settings: Settings,
     directory: Path,
@@ -81,6 +93,7 @@ def make_backup(
     progress: Progress = lambda step, done, total: None,
     now: dt.datetime | None = None,
 ) -> Manifest:
+    _refuse_inside_data_dir(settings, directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BackupError(f"{directory} exists and is not an empty directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
