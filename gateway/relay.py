@@ -116,6 +116,7 @@ class Relay:
         self.rng = rng
         self.tls_context = client_tls_context(self.relay) if self.relay.security != "none" else None
         self._warned_no_host = False
+        self._announced = False
 
     @property
     def configured(self) -> bool:
@@ -139,16 +140,11 @@ class Relay:
             moved = 0
         if moved:
             log.info("relay: %d queued message(s) for hosted addresses stored locally", moved)
+        if not self._announced:
+            self.announce()
         if not self.configured:
-            self._warn_no_host()
             await stop.wait()
             return
-        log.info(
-            "relay: sending through %s:%d (%s)",
-            self.relay.host,
-            self.relay.port,
-            self.relay.security,
-        )
         while not stop.is_set():
             try:
                 results = await self.sweep(stop)
@@ -164,6 +160,21 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.relay.poll_interval)
         log.info("relay: stopped")
+
+    def announce(self) -> None:
+        """Say where outbound mail goes, or that it stays queued. `serve` calls it while
+        it starts, before "ready"; `run` does only if nobody did, so it is said once,
+        and not after a stop that came early."""
+        self._announced = True
+        if not self.configured:
+            self._warn_no_host()
+            return
+        log.info(
+            "relay: sending through %s:%d (%s)",
+            self.relay.host,
+            self.relay.port,
+            self.relay.security,
+        )
 
     def _warn_no_host(self) -> None:
         if not self._warned_no_host:

@@ -130,6 +130,7 @@ async def _serve(runtime: Runtime, log_level: int, signals: StopSignals) -> None
 async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.Event) -> None:
     # The whole stack, imported here and not at the top: see sealgate/cli/__init__.py.
     import asyncio
+    import random
 
     from gateway import activity, wkd_refresh
     from gateway.admin import keys as admin_keys
@@ -139,7 +140,7 @@ async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.E
     from gateway.inbound import InboundServer
     from gateway.metrics import MetricsServer
     from gateway.postfix.filter import FilterServer
-    from gateway.relay import run_relay
+    from gateway.relay import Relay
     from gateway.securepage import purge as securepage_purge
     from gateway.smtp_server import SubmissionServer
     from gateway.tls import CertificateReloader
@@ -232,7 +233,9 @@ async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.E
         if server is not None and server.ssl_context is not None:
             reloader.watch(server.ssl_context)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, reloader)
-    relay = asyncio.create_task(run_relay(runtime, stop), name="relay")
+    relay_worker = Relay(runtime, rng=random.Random())  # noqa: S311  (back-off jitter)
+    relay_worker.announce()  # once, here: not from the task, which may first run at a stop
+    relay = asyncio.create_task(relay_worker.run(stop), name="relay")
     purge = asyncio.create_task(activity.run_purge(runtime, stop), name="activity-purge")
     pages = asyncio.create_task(securepage_purge.run_purge(runtime, stop), name="securepage-purge")
     wkd = asyncio.create_task(wkd_refresh.run_refresh(runtime, stop), name="wkd-refresh")

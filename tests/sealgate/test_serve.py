@@ -142,6 +142,21 @@ def test_sigterm_stops_cleanly(
     assert wait_gone(workers) == [], "worker processes outlived serve"
 
 
+NO_SMARTHOST = "no smarthost configured"
+
+
+def test_the_no_smarthost_warning_comes_once_before_ready(serve_env: dict[str, str]) -> None:
+    """Said by the relay task, it came after "ready", and after "stopping" when a stop
+    came first; an admin read it as said again at shutdown."""
+    with running(serve_env) as server:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_and_close() == 0
+    warnings = [n for n, line in enumerate(server.output) if NO_SMARTHOST in line]
+    [ready] = [n for n, line in enumerate(server.output) if "sealgate ready" in line]
+    assert len(warnings) == 1, server.output
+    assert warnings[0] < ready, server.output
+
+
 CLIENTS = 4
 
 

@@ -112,3 +112,7 @@ def test_a_stop_during_start_up_is_a_clean_stop(
     assert "Traceback" not in output, output
     assert output.rstrip().endswith("stopped"), output
     assert wait_gone(workers) == [], "worker processes outlived serve"
+    # Said at most once, and never at the stop.
+    if "no smarthost configured" in output:
+        assert output.count("no smarthost configured") == 1, output
+        assert output.index("no smarthost configured") < output.index("stopping"), output
