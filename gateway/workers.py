@@ -50,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -311,6 +312,10 @@ class WorkerPool:
         )
         # A new worker inherits the blocked signals until `_init_worker` ignores them: a
         # stop sent to the whole group while it starts (systemd, Ctrl-C) would kill it.
+        # multiprocessing starts its resource tracker on the first spawn and unblocks
+        # SIGINT and SIGTERM after it, which would leave that first worker exposed: the
+        # tracker is started before the signals are blocked.
+        resource_tracker.ensure_running()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             process.start()
