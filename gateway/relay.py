@@ -473,13 +473,20 @@ class Relay:
                     )
                 )
             options.append("SMTPUTF8")
-        if sevenbit.needs_8bit(item.raw):
-            if client.supports_extension("8bitmime"):
+        if client.supports_extension("8bitmime"):
+            if not item.raw.isascii():
                 options.append("BODY=8BITMIME")
-            else:  # RFC 6152 3: convert (as Postfix does) rather than return it
+        elif not sevenbit.is_7bit(item.raw):
+            # RFC 6152 3: convert (as Postfix does) rather than return it; what
+            # cannot be converted faithfully is returned.
+            try:
                 item = dataclasses.replace(item, raw=sevenbit.downgrade(item.raw))
-        elif not item.raw.isascii() and client.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")  # 8-bit header bytes that are not UTF-8
+            except sevenbit.Unconvertible as exc:
+                raise _Permanent(
+                    dsn.Failure(
+                        exc.status, "X-Sealgate", exc.reason, self.relay.host, peer_address(client)
+                    )
+                ) from None
         item = await self._dkim_signed(item)  # over what goes on the wire
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:

@@ -5,8 +5,16 @@ convert: each leaf part with 8-bit content and an identity encoding (absent,
 7bit, 8bit, binary) gets quoted-printable (text) or base64 (anything else) and
 a Content-Transfer-Encoding saying so; multiparts and message/rfc822 are
 walked into, so the result is still valid MIME with the same decoded content.
-Everything else keeps its bytes. Header fields are not touched: a message whose
-header section needs UTF-8 needs SMTPUTF8, which the relay decides before.
+A NUL counts as 8-bit here: RFC 2045 allows it in neither 7bit nor 8bit data.
+
+Header fields, the message's and its parts', are where Postfix stops: it sends
+8-bit header bytes as they are (unless the message needs SMTPUTF8, which it
+returns with 5.6.7). Here nothing 8-bit reaches a 7-bit server: a field with
+8-bit bytes is written again with RFC 2047 encoded words (RFC 2231 for MIME
+parameters), in utf-8 when its bytes are UTF-8, else in RFC 1428's
+unknown-8bit, so no byte is lost. What cannot be said in 7 bits (an address
+or a message id with 8-bit bytes, a part in an encoding we cannot decode) raises
+`Unconvertible`: the relay returns the message rather than mangle it.
 """
 
 from __future__ import annotations
@@ -18,23 +26,42 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from gateway import mimepolicy
+
 # Nesting deeper than this is encoded whole, as one opaque leaf.
 MAX_DEPTH = 32
 
 _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\n)*")
-_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+_NOT_ASCII = re.compile(rb"[\x00\x80-\xff]")
+_FIELD_START = re.compile(rb"(?m)^(?![ \t])")
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _IDENTITY = ("7bit", "8bit", "binary")
 
+# RFC 3463: X.6.3 conversion required but not supported; X.6.7 non-ASCII address.
+CONVERSION_NOT_SUPPORTED = "5.6.3"
+NON_ASCII_ADDRESS = "5.6.7"
 
-def needs_8bit(raw: bytes) -> bool:
-    """Whether the body holds any byte above 127 (the header section aside)."""
-    _head, body = _split(_LINE_ENDS.sub(b"\n", raw))
-    return not body.isascii()
+
+class Unconvertible(ValueError):
+    """The message cannot be said in 7 bits without changing what it says."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def is_7bit(raw: bytes) -> bool:
+    """Whether `raw` already is 7-bit data: no byte above 127, no NUL."""
+    return _NOT_ASCII.search(raw) is None
 
 
 def downgrade(raw: bytes) -> bytes:
-    """`raw` with every 8-bit body part re-encoded in 7 bits, CRLF line ends."""
+    """`raw` with every 8-bit header field and part in 7 bits, CRLF line ends.
+
+    Raises Unconvertible when that cannot be done faithfully.
+    """
     text = _LINE_ENDS.sub(b"\n", raw)
     return _entity(text, 0, top=True).replace(b"\n", b"\r\n")
 
@@ -48,12 +75,15 @@ def _split(entity: bytes) -> tuple[bytes, bytes]:
 
 def _entity(entity: bytes, depth: int, *, top: bool = False) -> bytes:
     head, body = _split(entity)
-    if body.isascii():
-        return entity
+    if not entity.startswith(b"\n") and b"\n\n" not in entity:
+        return _head(entity)  # a header section and no body
+    head = _head(head)
+    if is_7bit(body):
+        return head + b"\n" + body
     fields = _fields(head)
     cte = str(fields.get("Content-Transfer-Encoding", "7bit")).strip().lower()
     if cte not in _IDENTITY:
-        return entity  # declared encoded but is not: nothing sound to do
+        return head + b"\n" + body  # declared encoded but is not: nothing sound to do
     ctype = fields.get_content_type()
     if depth < MAX_DEPTH and ctype.startswith("multipart/"):
         boundary = fields.get_boundary()
@@ -87,6 +117,52 @@ def _multipart(body: bytes, boundary: bytes, depth: int) -> bytes:
             segment = b"\n" + _entity(inner, depth + 1) + tail
         out.append(segment)
     return b"".join(out)
+
+
+def _head(head: bytes) -> bytes:
+    """The header section with each field that holds 8-bit bytes in encoded words."""
+    if is_7bit(head):
+        return head
+    fields = [f for f in _FIELD_START.split(head) if f]
+    return b"".join(f if is_7bit(f) else _encoded_field(f) for f in fields)
+
+
+def _encoded_field(field: bytes) -> bytes:
+    name, colon, value = field.partition(b":")
+    if not colon or not _FIELD_NAME.fullmatch(name):
+        raise Unconvertible(
+            CONVERSION_NOT_SUPPORTED, "a header line with 8-bit data is not a header field"
+        )
+    label = name.decode("ascii")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("ascii", "surrogateescape")  # written as unknown-8bit
+    text = " ".join(text.replace("\x00", " ").split())  # no header holds a NUL (RFC 5322)
+    policy = mimepolicy.DEFAULT
+    try:
+        header = policy.header_factory(label, text)
+        folded = policy.fold(label, header)
+    except Exception:  # noqa: BLE001  (a hostile value can break the stdlib parser any way)
+        folded = ""
+    addresses = getattr(header, "addresses", ()) if folded else ()
+    if any(not a.addr_spec.isascii() for a in addresses):
+        raise Unconvertible(
+            NON_ASCII_ADDRESS,
+            f"the {label} header field holds an address with 8-bit bytes, and the relay"
+            " supports neither SMTPUTF8 nor 8BITMIME",
+        )
+    if not folded or not is_7bit(folded.encode("utf-8", "surrogateescape")):
+        raise Unconvertible(
+            CONVERSION_NOT_SUPPORTED,
+            f"the {label} header field holds 8-bit bytes that encoded words cannot carry,"
+            " and the relay does not accept 8-bit data (no 8BITMIME)",
+        )
+    return folded.encode("ascii")
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:40]
 
 
 def _fields(head: bytes) -> Message:

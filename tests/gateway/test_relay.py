@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
 
 from gateway import db, relay
 from gateway import queue as outbound
@@ -30,10 +31,13 @@ from gateway.models import AuditEvent, MailboxMessage, QueueItem
 from gateway.relay import Outcome, Relay, run_relay
 from gateway.runtime import Runtime
 from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError, load_settings
+from gateway.transport import sevenbit
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
 from tests.fakes.rogue_smtp import RogueSmtp
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
+from tests.gateway.test_sevenbit import leaves as decoded_leaves
+from tests.gateway.test_sevenbit import messages as any_messages
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ALICE = "alice@example.test"
@@ -558,6 +562,66 @@ def test_8bit_mail_to_a_relay_without_8bitmime_is_converted_to_7bit(
     assert "BODY=8BITMIME" not in msg.mail_options
     assert leaves(msg.content) == leaves(raw)
     assert b"Content-Transfer-Encoding: quoted-printable\r\n" in msg.content
+
+
+def test_8bit_header_fields_to_a_7bit_relay_become_encoded_words_or_bounce(
+    runtime: Runtime, mail_users: dict[str, str], smarthost_factory: SmarthostFactory
+) -> None:
+    """RFC 6152 3 holds for header bytes too. Legacy 8-bit header fields (not UTF-8)
+    and 8-bit part headers went to a server without 8BITMIME unchanged; now they are
+    RFC 2047 / RFC 2231 encoded, and what cannot be (an 8-bit address) is returned
+    with 5.6.7 instead of being sent."""
+    old_mta = smarthost_factory(withhold=("8BITMIME", "SMTPUTF8"))
+    rt = with_relay(runtime, old_mta)
+    legacy = b"From: J\xf6rg <alice@example.test>\r\nSubject: caf\xe9\r\n\r\nhallo\r\n"
+    part = MIXED.replace(
+        b"Content-Type: application/octet-stream\r\n",
+        (b'Content-Type: application/octet-stream; name="Gr\xc3\xbc\xc3\x9fe.bin"\r\n'),
+    )
+    enqueue(rt, raw=legacy)
+    enqueue(rt, raw=part, queue_id="Q2")
+    enqueue(rt, raw=b"To: j\xf6rg@elsewhere.test\r\n\r\nhallo\r\n", queue_id="Q3")
+    outcomes = [r.outcome for r in sweep(rt, FakeClock())]
+    assert outcomes == [Outcome.SENT, Outcome.SENT, Outcome.BOUNCED]
+    assert all(m.content.isascii() for m in old_mta.messages)
+    assert len(old_mta.messages) == 2
+    by_subject = {email.message_from_bytes(m.content)["Subject"]: m for m in old_mta.messages}
+    assert (
+        b"Subject: =?unknown-8bit?q?caf=E9?=\r\n" in by_subject["=?unknown-8bit?q?caf=E9?="].content
+    )
+    [bounce] = mailbox_of(rt, ALICE)
+    _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+    assert per_recipient["Status"] == "5.6.7"
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=any_messages())
+def test_nothing_8bit_reaches_a_relay_without_8bitmime(
+    runtime: Runtime, smarthost_factory: SmarthostFactory, raw: bytes
+) -> None:
+    """Whatever the message, a server offering neither 8BITMIME nor SMTPUTF8 gets 7-bit
+    data (no byte above 127, no NUL) that decodes to the same parts, or nothing and
+    the message is returned."""
+    old_mta = smarthost_factory(withhold=("8BITMIME", "SMTPUTF8"))
+    rt = with_relay(runtime, old_mta)
+    with db.transaction(rt.sessions) as session:
+        session.execute(sa.delete(QueueItem))
+    enqueue(rt, raw=raw)
+    [result] = sweep(rt, FakeClock())
+    if result.outcome is Outcome.BOUNCED:  # UTF-8 header fields need SMTPUTF8 (5.6.9)
+        assert old_mta.messages == []
+        return
+    assert result.outcome is Outcome.SENT
+    [msg] = old_mta.messages
+    assert sevenbit.is_7bit(msg.content)
+
+    def payloads(raw: bytes) -> list[tuple[str, bytes]]:
+        # DATA ends in a line end: one may follow the last part's content.
+        return [(kind, data.rstrip(b"\n")) for kind, data in decoded_leaves(raw)]
+
+    assert payloads(msg.content) == payloads(raw)
 
 
 def test_utf8_header_fields_to_a_relay_without_smtputf8_bounce_with_5_6_9(

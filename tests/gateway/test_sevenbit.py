@@ -1,0 +1,158 @@
+"""The 7-bit form of a message for a relay without 8BITMIME (gateway.transport.sevenbit).
+
+The promise, for any message: what `downgrade` returns is 7-bit data (no byte
+above 127, no NUL), header fields included, and it says the same thing (each
+part decodes to the same bytes, each header field to the same text); or it
+raises Unconvertible, and only for what 7 bits cannot carry.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.message
+from email.policy import compat32
+from email.policy import default as default_policy
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gateway.transport import sevenbit
+
+
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    assert isinstance(msg, email.message.EmailMessage)
+    return msg
+
+
+def parsed_raw(raw: bytes) -> email.message.Message:
+    """The message with header values as written (encoded words not decoded)."""
+    return email.message_from_bytes(raw, policy=compat32)
+
+
+def leaves(raw: bytes) -> list[tuple[str, bytes]]:
+    found = []
+    for part in parsed(raw).walk():
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            found.append((part.get_content_type(), payload.replace(b"\r\n", b"\n")))
+    return found
+
+
+def header_texts(raw: bytes, name: str) -> list[str]:
+    return [" ".join(str(v).split()) for p in parsed(raw).walk() for v in p.get_all(name, [])]
+
+
+def test_a_latin_1_subject_and_display_name_become_encoded_words() -> None:
+    """Postfix sends such header bytes as they are; a 7-bit relay got them 8-bit."""
+    raw = b"From: J\xf6rg <joerg@example.test>\r\nSubject: caf\xe9 cr\xe8me\r\n\r\nhello\r\n"
+    out = sevenbit.downgrade(raw)
+    assert sevenbit.is_7bit(out)
+    assert b"=?unknown-8bit?" in out
+    msg = parsed(out)
+    assert msg["From"].addresses[0].addr_spec == "joerg@example.test"
+    words = email.header.decode_header(str(parsed_raw(out)["Subject"]))
+    assert b"".join(w if isinstance(w, bytes) else w.encode() for w, _ in words) == (
+        b"caf\xe9 cr\xe8me"
+    )
+    assert out.endswith(b"\r\n\r\nhello\r\n")
+
+
+def test_part_headers_are_encoded_too() -> None:
+    raw = (
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n'
+        b"\r\n"
+        b"--b\r\n"
+        b"Content-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="Gr\xc3\xbc\xc3\x9fe.pdf"\r\n'
+        b"Content-Description: Gr\xc3\xbc\xc3\x9fe\r\n"
+        b"Content-Transfer-Encoding: base64\r\n"
+        b"\r\n"
+        b"aGVsbG8=\r\n"
+        b"--b--\r\n"
+    )
+    out = sevenbit.downgrade(raw)
+    assert sevenbit.is_7bit(out)
+    [_top, part] = parsed(out).walk()
+    assert part.get_filename() == "Grüße.pdf"
+    assert str(part["Content-Description"]) == "Grüße"
+    assert leaves(out) == leaves(raw)
+
+
+@pytest.mark.parametrize(
+    ("field", "status"),
+    [
+        (b"To: j\xf6rg@example.test", sevenbit.NON_ASCII_ADDRESS),
+        (b"Message-ID: <\xe9@example.test>", sevenbit.CONVERSION_NOT_SUPPORTED),
+        (b"not a field \xe9", sevenbit.CONVERSION_NOT_SUPPORTED),
+    ],
+)
+def test_what_encoded_words_cannot_carry_is_unconvertible(field: bytes, status: str) -> None:
+    with pytest.raises(sevenbit.Unconvertible) as caught:
+        sevenbit.downgrade(b"From: a@example.test\r\n" + field + b"\r\n\r\nhello\r\n")
+    assert caught.value.status == status
+
+
+# -- generative ---------------------------------------------------------------------
+
+header_bytes = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+# A display name as mail clients write one unquoted: no RFC 5322 specials.
+display_names = st.lists(
+    st.sampled_from([b"a", b"Z", b"0", b" ", b"\xe9", b"\xc3\xbc", b"\xff", b"\x80", b"-"]),
+    max_size=20,
+).map(b"".join)
+body_bytes = st.binary(max_size=300)
+identity_cte = st.sampled_from([None, "7bit", "8bit", "binary"])
+content_type = st.sampled_from(["text/plain; charset=utf-8", "application/octet-stream"])
+
+
+@st.composite
+def parts(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A MIME part (its header section, its body) with 8-bit bytes where they fit."""
+    cte = draw(identity_cte)
+    head = b"Content-Type: " + draw(content_type).encode() + b"\r\n"
+    head += b"Content-Description: " + draw(header_bytes) + b"\r\n"
+    head += (
+        b'Content-Disposition: attachment; filename="'
+        + draw(header_bytes).replace(b'"', b"").replace(b"\\", b"")
+        + b'"\r\n'
+    )
+    if cte:
+        head += b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n"
+    body = draw(body_bytes)
+    assume(b"--" not in body)  # no line of the body is taken for a boundary
+    return head, body
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    top = b"From: " + draw(display_names)
+    top += b" <alice@example.test>\r\nSubject: " + draw(header_bytes) + b"\r\n"
+    top += b"X-Note: " + draw(header_bytes) + b"\r\nMIME-Version: 1.0\r\n"
+    chosen = draw(st.lists(parts(), min_size=1, max_size=3))
+    if len(chosen) == 1:
+        head, body = chosen[0]
+        return top + head + b"\r\n" + body
+    top += b'Content-Type: multipart/mixed; boundary="=b="\r\n\r\n'
+    for head, body in chosen:
+        top += b"--=b=\r\n" + head + b"\r\n" + body + b"\r\n"
+    return top + b"--=b=--\r\n"
+
+
+@given(messages())
+def test_nothing_8bit_reaches_a_7bit_relay_and_the_message_says_the_same(raw: bytes) -> None:
+    out = sevenbit.downgrade(raw)
+    assert sevenbit.is_7bit(out)
+    wire = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    assert leaves(out) == leaves(wire)
+    for name in ("Subject", "X-Note", "Content-Description"):
+        before = header_texts(wire, name)
+        assert header_texts(out, name) == [" ".join(t.replace("\x00", " ").split()) for t in before]
+    assert [p.get_filename() for p in parsed(out).walk()] == [
+        p.get_filename() and " ".join(p.get_filename().replace("\x00", " ").split())
+        for p in parsed(wire).walk()
+    ]
