@@ -6,6 +6,8 @@ convert: each leaf part with 8-bit content and an identity encoding (absent,
 a Content-Transfer-Encoding saying so; multiparts and message/rfc822 are
 walked into, so the result is still valid MIME with the same decoded content.
 A NUL counts as 8-bit here: RFC 2045 allows it in neither 7bit nor 8bit data.
+A part declared quoted-printable or base64 that holds 8-bit bytes anyway is
+decoded leniently and encoded again.
 
 Header fields, the message's and its parts', are where Postfix stops: it sends
 8-bit header bytes as they are (unless the message needs SMTPUTF8, which it
@@ -83,7 +85,7 @@ def _entity(entity: bytes, depth: int, *, top: bool = False) -> bytes:
     fields = _fields(head)
     cte = str(fields.get("Content-Transfer-Encoding", "7bit")).strip().lower()
     if cte not in _IDENTITY:
-        return head + b"\n" + body  # declared encoded but is not: nothing sound to do
+        return _with_cte(head, cte, top) + b"\n" + _reencoded(body, cte, fields)
     ctype = fields.get_content_type()
     if depth < MAX_DEPTH and ctype.startswith("multipart/"):
         boundary = fields.get_boundary()
@@ -117,6 +119,27 @@ def _multipart(body: bytes, boundary: bytes, depth: int) -> bytes:
             segment = b"\n" + _entity(inner, depth + 1) + tail
         out.append(segment)
     return b"".join(out)
+
+
+def _reencoded(body: bytes, cte: str, fields: Message) -> bytes:
+    """A body declared quoted-printable or base64 that holds 8-bit bytes anyway,
+    decoded as a lenient reader does (8-bit bytes kept in quoted-printable, bytes
+    outside the alphabet skipped in base64, RFC 2045 6.8) and encoded again."""
+    if cte == "quoted-printable":
+        decoded = binascii.a2b_qp(body)
+        return binascii.b2a_qp(
+            decoded, quotetabs=False, istext=fields.get_content_maintype() == "text"
+        )
+    if cte == "base64":
+        letters = re.sub(rb"[^A-Za-z0-9+/]", b"", body.split(b"=", 1)[0])
+        letters = letters[: len(letters) - len(letters) % 4 if len(letters) % 4 == 1 else None]
+        decoded = binascii.a2b_base64(letters + b"=" * (-len(letters) % 4))
+        return base64.encodebytes(decoded)
+    raise Unconvertible(
+        CONVERSION_NOT_SUPPORTED,
+        f"a part in Content-Transfer-Encoding {_printable(cte)} holds 8-bit data,"
+        " and the relay does not accept 8-bit data (no 8BITMIME)",
+    )
 
 
 def _head(head: bytes) -> bytes:

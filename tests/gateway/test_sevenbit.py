@@ -156,3 +156,34 @@ def test_nothing_8bit_reaches_a_7bit_relay_and_the_message_says_the_same(raw: by
         p.get_filename() and " ".join(p.get_filename().replace("\x00", " ").split())
         for p in parsed(wire).walk()
     ]
+
+
+@pytest.mark.parametrize(
+    ("cte", "body", "decoded"),
+    [
+        ("quoted-printable", b"Gr\xc3\xbc=C3=9Fe =\r\nhier\r\n", "Grüße hier\n"),
+        ("base64", b"R3L\xc3\xbc\xc3\x9fDvMOfZQ==\r\n", "Grüße"),
+        ("base64", b"R3LDvMOfZ\xff\r\n", "Grüß"),  # 1 letter past the last block: dropped
+    ],
+)
+def test_a_part_declared_encoded_that_holds_8bit_bytes_is_encoded_again(
+    cte: str, body: bytes, decoded: str
+) -> None:
+    """Such a part is not 7-bit data; it went to a 7-bit relay as it was. Now it is
+    decoded as a lenient reader decodes it and encoded again, in the same encoding."""
+    raw = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n" + body
+    )
+    out = sevenbit.downgrade(raw)
+    assert sevenbit.is_7bit(out)
+    part = parsed(out)
+    assert part["Content-Transfer-Encoding"] == cte
+    assert part.get_content().replace("\r\n", "\n") == decoded
+
+
+def test_8bit_data_in_an_encoding_not_known_is_unconvertible() -> None:
+    raw = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 \xe9\r\n"
+    with pytest.raises(sevenbit.Unconvertible) as caught:
+        sevenbit.downgrade(raw)
+    assert caught.value.status == sevenbit.CONVERSION_NOT_SUPPORTED
