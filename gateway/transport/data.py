@@ -5,6 +5,10 @@ the reply after the final dot. RFC 5321 gives these 2, 3 (per block) and 10
 minutes, and the last one matters most: a receiver that scans the content
 before it answers, answered late, had accepted the mail; a client that gave up
 earlier sent it again, and the recipient got it twice.
+
+That needs aiosmtplib's protocol object (`read_response`, `write`), not its public
+API: pyproject.toml keeps aiosmtplib below 6, and
+tests/gateway/test_aiosmtplib_contract.py fails when their shape changes.
 """
 
 from __future__ import annotations
