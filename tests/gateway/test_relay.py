@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway import db, relay
 from gateway import queue as outbound
@@ -494,6 +495,56 @@ def test_an_endless_reply_is_a_protocol_error_retried_then_bounced(
         assert per_recipient["Diagnostic-Code"].startswith("X-Sealgate; protocol error: relay")
     finally:
         rogue.close()
+
+
+ODD_LINES = (
+    b"From: alice@example.test\r\nSubject: odd lines\r\n\r\n"
+    b".\r\n"  # a line of a single dot: not the end of the data
+    b"..two dots\r\n"
+    b".one dot\r\n"
+    b"a bare\rCR\r\n"
+    b"a bare\nLF\r\n"
+    b"a NUL \x00 here\r\n"
+    b"."  # the last line: a dot, and no line end
+)
+
+
+def test_odd_lines_reach_the_smarthost_as_stored(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """Dot-stuffing is undone at the other end; a bare CR or LF is a line end (CRLF) on
+    the wire, as SMTP has no other; a last line without one gets one; a NUL passes."""
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, raw=ODD_LINES)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert msg.content == relay.wire_form(ODD_LINES)
+    assert msg.content.endswith(b"a NUL \x00 here\r\n.\r\n")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.lists(
+        st.sampled_from([b".", b"..", b"x", b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b" "]),
+        max_size=40,
+    ).map(b"".join)
+)
+def test_any_body_reaches_the_smarthost_as_stored(
+    runtime: Runtime, smarthost_factory: SmarthostFactory, body: bytes
+) -> None:
+    """Whatever the bytes, the smarthost receives the stored message with only its line
+    ends made CRLF (and a last one added): DATA's dot-stuffing is invisible."""
+    peer = smarthost_factory()
+    rt = with_relay(runtime, peer)
+    with db.transaction(rt.sessions) as session:
+        session.execute(sa.delete(QueueItem))
+    raw = b"From: alice@example.test\r\nSubject: any\r\n\r\n" + body
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = peer.messages
+    assert msg.content == relay.wire_form(raw)
 
 
 def test_utf8_in_the_header_fields_is_declared_with_smtputf8(
