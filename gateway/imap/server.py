@@ -13,7 +13,10 @@ or is bigger than any message may be, ends the connection with BYE [TOOBIG] befo
 any of it is read (RFC 7888 §4): the client sends it unasked, and reading it to drop
 it would let one client make the server read for as long as it sends. A
 synchronizing literal over the limit is refused (NO [TOOBIG] or BAD) before the
-go-ahead, so it never comes, and the session goes on. Bytes a client pipelines
+go-ahead, so it never comes, and the session goes on. The limit holds for all a command
+brings, over every synchronizing literal too: pymap holds a whole command in memory,
+so a MULTIAPPEND of many messages, each within the append limit, would otherwise fill
+it (Dovecot takes any number, as it streams each message to disk). Bytes a client pipelines
 behind STARTTLS end the connection too: they came in clear, and would otherwise run
 as if they had come through TLS.
 """
@@ -52,6 +55,7 @@ from pymap.parsing.response import (
     ResponseOk,
 )
 from pymap.parsing.specials import Tag
+from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingState
 from pymap.selected import SelectedMailbox
 
 from gateway.imap import listing, modutf7
@@ -69,7 +73,7 @@ _PYMAP_LOG = logging.getLogger("pymap")
 # AUTHENTICATE answer with a long password, never a message.
 PRE_LOGIN_COMMAND = 64 * 1024
 # Room for the command around an APPEND's message literal.
-_COMMAND_ROOM = 64 * 1024
+COMMAND_ROOM = 64 * 1024
 # A literal's size is an RFC 9051 number64, at most 19 digits past its leading zeros:
 # a longer count is more than any limit, and one of over 4300 digits int() refuses.
 _MAX_COUNT_DIGITS = 19
@@ -216,7 +220,14 @@ class _Commands(Commands):
             return self._invalid(buf, params)
         return command, rest
 
-    def _invalid(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+    def too_big(self, buf: memoryview, params: Params) -> Command:
+        """A command refused for the bytes it would bring: NO [TOOBIG] for an APPEND
+        (`_too_big_append`), BAD for any other."""
+        return self._invalid(buf, params, b"TOOBIG")[0]
+
+    def _invalid(
+        self, buf: memoryview, params: Params, code: bytes | None = None
+    ) -> tuple[Command, memoryview]:
         """A BAD that names the command ("LOGIN: Invalid arguments."), when it has one."""
         try:
             tag, rest = Tag.parse(buf, params)
@@ -227,9 +238,10 @@ class _Commands(Commands):
             _space, rest = Space.parse(rest, params)
             atom, _rest = Atom.parse(rest, params)
         except NotParseable:
-            return InvalidCommand(params, NotParseable(buf)), buf[0:0]
+            return InvalidCommand(params, NotParseable(buf, code)), buf[0:0]
         name = atom.value.upper()
-        return InvalidCommand(params, NotParseable(buf), name, self.commands.get(name)), buf[0:0]
+        refusal = NotParseable(buf, code)
+        return InvalidCommand(params, refusal, name, self.commands.get(name)), buf[0:0]
 
 
 class _Connection(IMAPConnection):
@@ -244,11 +256,12 @@ class _Connection(IMAPConnection):
     def __init__(self, *args: Any, max_append_size: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._max_append_size = max_append_size
-        self._after_login = max_append_size + _COMMAND_ROOM
+        self._after_login = max_append_size + COMMAND_ROOM
         self._logged_in = False
         self._bad_limit = self.bad_command_limit or 0
         self.bad_command_limit = None
         self._bad_in_a_row = 0
+        self._brought = 0
 
     async def run(self, state: ConnectionState) -> None:
         self._state = state
@@ -278,20 +291,44 @@ class _Connection(IMAPConnection):
                 raise EOFError
             found = self._literal_plus.search(buf) if buf.endswith((b"+}\n", b"+}\r\n")) else None
             if found is None:
+                self._brought += len(buf)
                 return memoryview(buf)
             digits = found.group(1).lstrip(b"0")
             if len(digits) > _MAX_COUNT_DIGITS:
                 await self._refuse(b"count of more than %d digits" % _MAX_COUNT_DIGITS)
             length = int(digits or b"0")
-            if length > self._max_append_size or len(buf) + length > self._limit():
+            if length > self._max_append_size or self._brought + len(buf) + length > self._limit():
                 await self._refuse(b"of %d bytes" % length)
             else:
                 buf += await self.reader.readexactly(length)
             buf += await self.reader.readline()
 
+    async def read_command(self, state: ConnectionState) -> Command:
+        """pymap's loop over a command's lines, with what they brought counted: a
+        synchronizing literal that would take the command past the limit is refused
+        before its go-ahead (`_Commands.too_big`), and the client never sends it."""
+        self._brought = 0
+        line = await self.readline()
+        continuations: list[memoryview] = []
+        while True:
+            params = self.params.copy(ParsingState(continuations=continuations))
+            try:
+                command, _ = self.commands.parse(line, params)
+            except ParsingInterrupt as interrupt:
+                expected = interrupt.expected
+                if (
+                    isinstance(expected, ExpectContinuation)
+                    and self._brought + expected.literal_length > self._limit()
+                ):
+                    return cast(_Commands, self.commands).too_big(line, params)
+                await self._interrupt(state, interrupt, continuations)
+            else:
+                return command
+
     async def read_continuation(self, literal_length: int) -> memoryview:
-        if literal_length > self._limit():
+        if self._brought + literal_length > self._limit():
             await self._refuse(b"of %d bytes" % literal_length)
+        self._brought += literal_length
         return await super().read_continuation(literal_length)
 
     async def start_tls(self) -> None:

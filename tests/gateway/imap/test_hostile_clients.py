@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH
-from gateway.imap.server import PRE_LOGIN_COMMAND, ImapServer
+from gateway.imap.server import COMMAND_ROOM, PRE_LOGIN_COMMAND, ImapServer
 from gateway.runtime import Runtime
 from tests.gateway.imap import conftest
 from tests.gateway.imap.conftest import ALICE, deliver
@@ -513,3 +513,64 @@ def _uids(uid_set: bytes) -> list[int]:
         first, _, last = item.partition(b":")
         out.extend(range(int(first), int(last or first) + 1))
     return out
+
+
+def send_with_go_aheads(sock: ssl.SSLSocket, tag: bytes, parts: list[tuple[bytes, bytes]]) -> bytes:
+    """A command of `parts`, each some text and a synchronizing literal, the literal sent
+    only after the server's go-ahead; all the server answered once it stopped asking."""
+    sock.sendall(tag)
+    for text, literal in parts:
+        sock.sendall(b"%b{%d}\r\n" % (text, len(literal)))
+        answer = read_until(sock, rb"\r\n")
+        if not answer.startswith(b"+"):
+            return answer
+        sock.sendall(literal)
+    sock.sendall(b"\r\n")
+    return read_until(sock, tag + rb" (OK|NO|BAD)[^\n]*\n")
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sizes=st.lists(st.integers(100, APPEND_LIMIT), min_size=1, max_size=12))
+@example(sizes=[APPEND_LIMIT] * 12)
+@example(sizes=[APPEND_LIMIT // 2] * 2)
+def test_a_multiappend_brings_no_more_than_the_append_limit_in_all(
+    logged_in: ssl.SSLSocket, runtime: Runtime, sizes: list[int]
+) -> None:
+    """Threat: a MULTIAPPEND of many synchronizing literals, each within APPENDLIMIT,
+    all held in memory until the command ends: without a bound on their sum, one
+    command fills the server's memory. Up to APPENDLIMIT in all, the messages are
+    stored; past APPENDLIMIT and the room for the command, the literal that would pass
+    it gets NO [TOOBIG] instead of a go-ahead, nothing is stored, and the session goes
+    on. In between it is one or the other, never some of the messages."""
+    before = len(conftest.rows(runtime, ALICE, "INBOX"))
+    messages = [b"Subject: part\r\n\r\n" + b"x" * (size - 17) for size in sizes]
+    parts = [(b" APPEND INBOX " if i == 0 else b" ", m) for i, m in enumerate(messages)]
+    answer = send_with_go_aheads(logged_in, b"a", parts)
+    added = len(conftest.rows(runtime, ALICE, "INBOX")) - before
+    if sum(sizes) <= APPEND_LIMIT:
+        assert re.match(rb"a OK \[APPENDUID ", answer), answer[:200]
+    if sum(sizes) > APPEND_LIMIT + COMMAND_ROOM:
+        assert answer.startswith(b"a NO [TOOBIG]"), answer[:200]
+    assert added == (len(sizes) if answer.startswith(b"a OK") else 0), answer[:200]
+    logged_in.sendall(b"n NOOP\r\n")
+    assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)")
+
+
+def test_a_search_of_many_literals_is_refused_past_the_limit(
+    imap_server: ImapServer, logged_in: ssl.SSLSocket
+) -> None:
+    """Every command's literals count, not only APPEND's: a SEARCH string may hold
+    4 KiB, but a SEARCH may not hold as many of them as it likes."""
+    logged_in.sendall(b"s SELECT INBOX\r\n")
+    read_until(logged_in, rb"s (OK|NO|BAD)[^\n]*\n")
+    count = (APPEND_LIMIT + COMMAND_ROOM) // 4096 + 2
+    parts = [(b" SEARCH SUBJECT " if i == 0 else b" SUBJECT ", b"y" * 4096) for i in range(count)]
+    answer = send_with_go_aheads(logged_in, b"t", parts)
+    assert re.match(rb"t (NO \[TOOBIG\]|BAD) ", answer), answer[:200]
+    logged_in.sendall(b"n NOOP\r\n")
+    assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)")
+    assert still_serving(imap_server)
