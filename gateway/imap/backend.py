@@ -394,6 +394,11 @@ class LoadedMessage(BaseLoadedMessage):
         self._envelope = envelope
         self._size = size
 
+    def _get_subpart(self, section: Sequence[int] | None) -> MessageContent:
+        """The part a section number names, counted on inside a message/rfc822 part
+        (`mime.part`); pymap's own count went one level too deep there."""
+        return mime.part(self.content, section or ())
+
     def get_envelope_structure(self) -> EnvelopeStructure:
         if self._envelope is not None:
             return cast(EnvelopeStructure, _Kept(self._envelope))

@@ -10,10 +10,17 @@ Here every entity is a byte range of the stored message: its header runs to and 
 its first blank line (all of it when there is none, as Dovecot reads it), its body is
 the rest. A multipart without a part (no boundary, or no line that is one) holds one
 empty text/plain part, as Dovecot shows it.
+
+`part` finds the entity a section number names (RFC 3501 §6.4.5): inside a
+message/rfc822 part the numbers go on in the message it holds, so N.1 is the first
+part of that message's multipart, or its body when it has no parts. pymap took the
+message itself for N.1, and so served every part of an attached multipart message
+one number too deep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.headerregistry import ContentTypeHeader
 from email.policy import SMTP
 from typing import cast
@@ -28,6 +35,28 @@ _DEFAULT_TYPE = cast(ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", 
 def parse(raw: bytes) -> MessageContent:
     """The whole message, its parts nested as pymap serves them."""
     return _entity(raw, memoryview(raw), 0, len(raw))
+
+
+def part(content: MessageContent, section: Sequence[int]) -> MessageContent:
+    """The entity `section` names in `content`, as Dovecot finds it: part 1 of an
+    entity that is not a multipart is the entity itself, and a number after that of a
+    message/rfc822 part counts in the message it holds. IndexError for none."""
+    entity = content
+    for depth, number in enumerate(section):
+        if depth and _is_message(entity):
+            entity = entity.body.nested[0]
+        if entity.body.content_type.maintype == "multipart":
+            if not 0 < number <= len(entity.body.nested):
+                raise IndexError(number)
+            entity = entity.body.nested[number - 1]
+        elif number != 1:
+            raise IndexError(number)
+    return entity
+
+
+def _is_message(entity: MessageContent) -> bool:
+    content_type = entity.body.content_type
+    return (content_type.maintype, content_type.subtype) == ("message", "rfc822")
 
 
 def _lines(data: bytes, start: int, end: int) -> list[_Line]:
