@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from argparse import Namespace
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -73,6 +73,8 @@ from gateway.addresses import owned_form
 from gateway.imap import mime, store
 from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
 from gateway.imap.notify import Notifier
+from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.structure import check_structure
 from gateway.ratelimit import FailureWindow
 from gateway.runtime import Runtime
 from gateway.timeutil import Clock, utcnow
@@ -398,6 +400,32 @@ class LoadedMessage(BaseLoadedMessage):
         """The part a section number names, counted on inside a message/rfc822 part
         (`mime.part`); pymap's own count went one level too deep there."""
         return mime.part(self.content, section or ())
+
+    def get_message_headers(
+        self,
+        section: Sequence[int] | None = None,
+        subset: Collection[bytes] | None = None,
+        inverse: bool = False,
+    ) -> Writeable:
+        if section and not self._holds_message(section):
+            return Writeable.empty()
+        return super().get_message_headers(section, subset, inverse)
+
+    def get_message_text(self, section: Sequence[int] | None = None) -> Writeable:
+        if section and not self._holds_message(section):
+            return Writeable.empty()
+        return super().get_message_text(section)
+
+    def _holds_message(self, section: Sequence[int]) -> bool:
+        """Whether N.HEADER and N.TEXT have a message to serve: pymap asks the part's
+        header, which still says message/rfc822 past `mime.MAX_DEPTH`, where the part
+        is opaque bytes."""
+        if self._content is None:
+            return False
+        try:
+            return mime.holds_message(mime.part(self._content, section))
+        except IndexError:
+            return False
 
     def get_envelope_structure(self) -> EnvelopeStructure:
         if self._envelope is not None:
@@ -801,7 +829,23 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
         self, name: str, messages: Sequence[AppendMessage]
     ) -> tuple[int, list[int]]:
         """Store the messages of one APPEND in one transaction: all of them, or (NO) none.
-        (UIDVALIDITY, their UIDs)."""
+        (UIDVALIDITY, their UIDs).
+
+        A message nested deeper, or of more parts, than SMTP takes (`[smtp]
+        max_mime_depth`, `max_mime_parts`) is refused as SMTP refuses it: no parse of
+        it, by a mail program or by FETCH, is to recurse thousands of levels deep."""
+        smtp = self.access.runtime.settings.smtp
+        for message in messages:
+            try:
+                await asyncio.to_thread(
+                    check_structure,
+                    bytes(message.literal),
+                    max_depth=smtp.max_mime_depth,
+                    max_parts=smtp.max_mime_parts,
+                )
+            except RejectMessage as exc:
+                reason = exc.status.split(" ", 2)[-1]
+                raise Refused(f"APPEND: {reason}.", b"LIMIT") from None
         wanted = [
             (
                 bytes(message.literal),

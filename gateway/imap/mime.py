@@ -11,6 +11,12 @@ its first blank line (all of it when there is none, as Dovecot reads it), its bo
 the rest. A multipart without a part (no boundary, or no line that is one) holds one
 empty text/plain part, as Dovecot shows it.
 
+Entities nested deeper than `MAX_DEPTH` are not taken apart: each is one opaque
+application/octet-stream part, so no parse of it and no recursion over the tree
+(pymap's BODYSTRUCTURE, ours, its writing) comes near Python's recursion limit.
+APPEND and SMTP take no message that deep (`[smtp] max_mime_depth`); one stored before
+they refused it is still served, whole as BODY[], its deep parts as bytes.
+
 `part` finds the entity a section number names (RFC 3501 §6.4.5): inside a
 message/rfc822 part the numbers go on in the message it holds, so N.1 is the first
 part of that message's multipart, or its body when it has no parts. pymap took the
@@ -30,11 +36,17 @@ from pymap.mime import MessageBody, MessageContent, MessageHeader
 # (start, end without the line end, start of the next line), as pymap counts lines.
 _Line = tuple[int, int, int]
 _DEFAULT_TYPE = cast(ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", "text/plain"))
+_OPAQUE_TYPE = cast(
+    ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", "application/octet-stream")
+)
+# Levels of multipart and message/rfc822 taken apart; the default `[smtp] max_mime_depth`
+# is 32. Each level costs a few stack frames in each walk over the tree.
+MAX_DEPTH = 64
 
 
 def parse(raw: bytes) -> MessageContent:
     """The whole message, its parts nested as pymap serves them."""
-    return _entity(raw, memoryview(raw), 0, len(raw))
+    return _entity(raw, memoryview(raw), 0, len(raw), 0)
 
 
 def part(content: MessageContent, section: Sequence[int]) -> MessageContent:
@@ -43,7 +55,7 @@ def part(content: MessageContent, section: Sequence[int]) -> MessageContent:
     message/rfc822 part counts in the message it holds. IndexError for none."""
     entity = content
     for depth, number in enumerate(section):
-        if depth and _is_message(entity):
+        if depth and holds_message(entity):
             entity = entity.body.nested[0]
         if entity.body.content_type.maintype == "multipart":
             if not 0 < number <= len(entity.body.nested):
@@ -54,7 +66,8 @@ def part(content: MessageContent, section: Sequence[int]) -> MessageContent:
     return entity
 
 
-def _is_message(entity: MessageContent) -> bool:
+def holds_message(entity: MessageContent) -> bool:
+    """Whether `entity` is a message/rfc822 part taken apart (not one past MAX_DEPTH)."""
     content_type = entity.body.content_type
     return (content_type.maintype, content_type.subtype) == ("message", "rfc822")
 
@@ -72,7 +85,7 @@ def _lines(data: bytes, start: int, end: int) -> list[_Line]:
     return out
 
 
-def _entity(data: bytes, view: memoryview, start: int, end: int) -> MessageContent:
+def _entity(data: bytes, view: memoryview, start: int, end: int, depth: int) -> MessageContent:
     lines = _lines(data, start, end)
     # pymap's blank line, as `backend._PYMAP_HEADER_END` finds it: white space only.
     split = next((i + 1 for i, (s, e, _) in enumerate(lines) if not data[s:e].strip()), None)
@@ -85,12 +98,16 @@ def _entity(data: bytes, view: memoryview, start: int, end: int) -> MessageConte
     header._raw = view[start:body_start]
     content_type = header.parsed.content_type or _DEFAULT_TYPE
     nested: list[MessageContent] = []
-    if content_type.maintype == "multipart":
+    is_message = (content_type.maintype, content_type.subtype) == ("message", "rfc822")
+    if depth >= MAX_DEPTH and (content_type.maintype == "multipart" or is_message):
+        content_type = _OPAQUE_TYPE
+    elif content_type.maintype == "multipart":
         boundary = MessageBody._get_boundary(content_type)
         ranges = _part_ranges(data, body_lines, boundary, end) if boundary else []
-        nested = [_entity(data, view, s, e) for s, e in ranges] or [_empty(data, view, end)]
-    elif (content_type.maintype, content_type.subtype) == ("message", "rfc822"):
-        nested = [_entity(data, view, body_start, end)]
+        nested = [_entity(data, view, s, e, depth + 1) for s, e in ranges]
+        nested = nested or [_empty(data, view, end)]
+    elif is_message:
+        nested = [_entity(data, view, body_start, end, depth + 1)]
     body = MessageBody(data, body_lines, content_type, nested)
     body._raw = view[body_start:end]
     content = MessageContent(data, header, body)

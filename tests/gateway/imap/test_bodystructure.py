@@ -21,6 +21,7 @@ the attached message's. What the drawn messages expect was checked against Dovec
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from imapclient.response_types import BodyData
 
+from gateway.imap.mime import MAX_DEPTH
 from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime
 from tests.gateway.imap.conftest import ALICE, deliver
@@ -251,3 +253,62 @@ def test_each_section_serves_the_part_rfc_3501_names(
         section = tuple(map(int, name.split(".")))
         prefixes = {s[: len(section)] for s in served} | ({(1,)} if () in served else set())
         assert section in prefixes, (section, served)
+
+
+def nested(depth: int, kinds: str) -> bytes:
+    """A message `depth` levels deep: at each level a multipart ("m") or an attached
+    message ("r"), in turn as `kinds` lists them, around one short text."""
+    head, tail = [b"From: bob@example.test\r\nSubject: deep\r\n"], []
+    for level in range(depth):
+        if kinds[level % len(kinds)] == "m":
+            head.append(
+                b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (level, level)
+            )
+            tail.append(b"\r\n--b%d--\r\n" % level)
+        else:
+            head.append(b"Content-Type: message/rfc822\r\n\r\nSubject: level %d\r\n" % level)
+    head.append(b"Content-Type: text/plain\r\n\r\nthe bottom")
+    return b"".join(head) + b"".join(reversed(tail))
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(depth=st.integers(1, 3000), kinds=st.sampled_from(["m", "r", "mr", "rrm"]))
+@example(depth=3000, kinds="m")
+@example(depth=3000, kinds="r")
+@example(depth=32, kinds="mr")
+@example(depth=33, kinds="mr")
+def test_a_deeply_nested_message_is_refused_or_served(
+    client: imapclient.IMAPClient,
+    runtime: Runtime,
+    caplog: pytest.LogCaptureFixture,
+    depth: int,
+    kinds: str,
+) -> None:
+    """Threat: a message of thousands of nested parts, where a recursive parse of it runs
+    out of stack: SERVERBUG and a traceback at each FETCH. An APPEND deeper than
+    `[smtp] max_mime_depth` is refused with NO that says why, as SMTP refuses it; a
+    message stored anyway (before that limit, or delivered) is served, its parts past
+    `mime.MAX_DEPTH` as one opaque part. Every FETCH gets a tagged OK."""
+    caplog.clear()
+    raw = nested(depth, kinds)
+    imap = client._imap
+    typ, data = imap.append("INBOX", "", None, raw)
+    if depth > runtime.settings.smtp.max_mime_depth:
+        assert typ == "NO" and b"nested deeper than" in data[0], (typ, data)
+    else:
+        assert typ == "OK", (typ, data)
+    uid = deliver(runtime, ALICE, raw)
+    client.select_folder("INBOX")
+    sections = [".".join(["1"] * n) for n in (depth, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 2)]
+    items = ["BODYSTRUCTURE", "BODY.PEEK[]", "BODY.PEEK[1.MIME]"] + [
+        f"BODY.PEEK[{section}{part}]" for section in sections for part in ("", ".HEADER", ".TEXT")
+    ]
+    for item in items:
+        answer = client.fetch([uid], [item])[uid]
+        assert answer, item
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
