@@ -25,7 +25,7 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     """Create the data dir, database, master key, TLS certificate and first admin."""
     import sqlalchemy as sa
 
-    from gateway import accounts, db
+    from gateway import accounts, db, filemodes
     from gateway.accounts import AccountError
     from gateway.addresses import InvalidAddress, normalize_address, normalize_hosted_domain
     from gateway.models import Account
@@ -67,6 +67,10 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     if not cert.exists() or not key.exists():
         create_self_signed(cert, key, settings.smtp.hostname)
         done.append(f"self-signed TLS certificate written to {cert}")
+
+    changed = filemodes.tighten(settings)
+    if changed:
+        done.append(filemodes.describe(changed))
 
     made = backfill_keys(runtime)
     if made:

@@ -44,6 +44,7 @@ def serve(state: CliState, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
+    _tighten_file_modes(runtime)
     # backfill_keys: for addresses restored, or made by an older version
     for step in (_preflight, backfill_keys):
         if signals.requested:
@@ -54,6 +55,16 @@ def serve(state: CliState, debug: bool) -> None:
         log.info("stopped")
         return
     asyncio.run(_serve(runtime, level, signals))
+
+
+def _tighten_file_modes(runtime: Runtime) -> None:
+    """Close the database, lock and key files an older version left at 0644 (before
+    the preflight: the master key does not load at such a mode)."""
+    from gateway import filemodes
+
+    changed = filemodes.tighten(runtime.settings)
+    if changed:
+        log.info("%s", filemodes.describe(changed))
 
 
 def _preflight(runtime: Runtime) -> None:

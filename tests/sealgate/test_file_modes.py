@@ -75,3 +75,58 @@ def test_a_restored_database_is_the_owners_only(test_env: dict[str, str], tmp_pa
     done = sealgate(test_env, "restore", str(backup_dir))
     assert done.returncode == 0, done.stderr
     assert open_to_others(data_dir) == []
+
+
+OLD_PRIVATE_FILES = ("sealgate.db", "sealgate.db-writers.lock", "master.keys", "session.key")
+
+
+def loosen(data_dir: Path) -> None:
+    """What an installation made before the umask fix holds: its files at 0644."""
+    (data_dir / "session.key").write_bytes(os.urandom(32))
+    for name in OLD_PRIVATE_FILES:
+        (data_dir / name).chmod(0o644)
+
+
+def test_init_and_serve_tighten_an_older_installations_files(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Upgrading must close what the old version left open, and say so once."""
+    data_dir = Path(test_env["SEALGATE_DATA_DIR"])
+    assert sealgate(test_env, "init").returncode == 0
+    outside = tmp_path / "notes.txt"
+    outside.write_text("not sealgate's")
+    outside.chmod(0o644)
+
+    loosen(data_dir)
+    done = sealgate(test_env, "init")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("made the owner's only") == 1, done.stdout
+    assert open_to_others(data_dir) == []
+    again = sealgate(test_env, "init")
+    assert "made the owner's only" not in again.stdout, again.stdout
+
+    loosen(data_dir)
+    server = start_serve(test_env, umask=ADMIN_UMASK)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_and_close() == 0, server.output
+    log = "".join(server.output)
+    assert log.count("made the owner's only") == 1, log
+    assert open_to_others(data_dir) == []
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+def test_a_database_outside_the_data_dir_keeps_its_mode(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A file that `[database] url` puts elsewhere is the admin's to place and guard."""
+    elsewhere = tmp_path / "db"
+    elsewhere.mkdir()
+    database = elsewhere / "mail.db"
+    env = {**test_env, "SEALGATE_DATABASE_URL": f"sqlite:///{database}"}
+    assert sealgate(env, "init").returncode == 0
+    database.chmod(0o644)
+
+    done = sealgate(env, "init")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(database.stat().st_mode) == 0o644
+    assert "made the owner's only" not in done.stdout, done.stdout
