@@ -74,15 +74,21 @@ def _version() -> str:
 
 
 def _refuse_inside_data_dir(settings: Settings, directory: Path) -> None:
-    """A backup in the data dir is lost with it, and the next backup would copy it.
-    Both paths are resolved first, so a symlink or `..` leads nowhere around this."""
-    data_dir = settings.data_dir.resolve()
+    """A backup in the data dir, or beside an SQLite file that `[database] url` puts
+    elsewhere, is lost with what it was meant to save, and the next backup would copy
+    it. Paths are resolved first, so a symlink or `..` leads nowhere around this."""
     target = directory.resolve()
-    if target == data_dir or data_dir in target.parents:
-        raise BackupError(
-            f"{directory} is inside the data dir {settings.data_dir}: a backup there is lost"
-            " with it (and the next backup would copy it); choose a directory elsewhere"
-        )
+    places = [(f"the data dir {settings.data_dir}", settings.data_dir)]
+    if database.kind(settings.database_url) == "sqlite":
+        db_dir = database.sqlite_path(settings.database_url).parent
+        places.append((f"the directory of the database {db_dir}", db_dir))
+    for where, place in places:
+        resolved = place.resolve()
+        if target == resolved or resolved in target.parents:
+            raise BackupError(
+                f"{directory} is inside {where}: a backup there is lost with it (and the"
+                " next backup would copy it); choose a directory elsewhere"
+            )
 
 
 def make_backup(

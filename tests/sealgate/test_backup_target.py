@@ -49,3 +49,23 @@ def test_a_backup_beside_the_data_dir_is_made(runtime: Runtime, test_env: dict[s
     done = run_sealgate(test_env, "backup", str(beside))
     assert done.returncode == 0, done.stderr
     assert (beside / "sealgate.db").is_file()
+
+
+@pytest.mark.parametrize("inside", ["", "backups/today"], ids=["its-directory", "below-it"])
+def test_a_backup_beside_a_database_kept_elsewhere_is_refused(
+    inside: str, test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`[database] url` may put the SQLite file outside the data dir: a backup in that
+    file's directory is lost with the disk or directory it was meant to save."""
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    env = {**test_env, "SEALGATE_DATABASE_URL": f"sqlite:///{db_dir / 'mail.db'}"}
+    assert run_sealgate(env, "init").returncode == 0
+    before = sorted(db_dir.rglob("*"))
+
+    done = run_sealgate(env, "backup", str(db_dir / inside))
+
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"is inside the directory of the database {db_dir}" in done.stderr, done.stderr
+    assert sorted(db_dir.rglob("*")) == before
