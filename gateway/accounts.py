@@ -20,6 +20,7 @@ import sqlalchemy.orm as so
 from gateway import address_keys, audit, credential_cache, db
 from gateway.addresses import (
     domain_of,
+    in_domain_form,
     normalize_address,
     normalize_hosted_domain,
     other_domain,
@@ -150,6 +151,8 @@ def add_address(
         raise AccountError(
             f"{domain_of(address)} is not a hosted domain (add it with `sealgate domain add`)"
         )
+    # One form per address: the domain's as stored (lookups try the other form).
+    address = in_domain_form(address, domain.name)
     if find_address(session, address):
         raise AccountError(f"address {address} exists already")
     row = Address(

@@ -87,6 +87,13 @@ def other_form(address: str) -> str | None:
     return f"{local}@{other}" if other is not None else None
 
 
+def in_domain_form(address: str, domain: str) -> str:
+    """`address` with its domain written as `domain` (the same domain in either IDNA
+    form, as a hosted domain row holds it): one address is stored in one form only."""
+    local, _, _ = address.rpartition("@")
+    return f"{local}@{domain}"
+
+
 def owned_form(address: str, owned: Collection[str]) -> str | None:
     """`address` as `owned` holds it: itself, or itself with its domain in the other IDNA
     form (a hosted IDN address is one address under both); None when it is neither."""

@@ -17,7 +17,13 @@ import sqlalchemy.orm as so
 
 from gateway import accounts, credential_cache, lockout, sessions, totp
 from gateway.accounts import AccountError
-from gateway.addresses import InvalidAddress, domain_of, normalize_address
+from gateway.addresses import (
+    InvalidAddress,
+    domain_of,
+    in_domain_form,
+    normalize_address,
+    other_form,
+)
 from gateway.admin import Actor, AdminError, NotFound, Page, clamp_page, valid_id
 from gateway.admin import policy as admin_policy
 from gateway.models import Account, Address, Alias, MailboxMessage
@@ -347,7 +353,11 @@ class AliasInfo:
 
 
 def _find_alias(session: so.Session, alias: str) -> Alias | None:
-    return session.scalar(sa.select(Alias).where(Alias.alias == alias))
+    """The alias in either IDNA form of its domain (it is stored in the domain's form)."""
+    row = session.scalar(sa.select(Alias).where(Alias.alias == alias))
+    if row is None and (other := other_form(alias)) is not None:
+        row = session.scalar(sa.select(Alias).where(Alias.alias == other))
+    return row
 
 
 def list_aliases(session: so.Session, address: str | None = None) -> list[AliasInfo]:
@@ -375,8 +385,10 @@ def add_alias(session: so.Session, alias: str, address: str, *, actor: Actor) ->
     target = accounts.find_address(session, address[:320])
     if target is None:
         raise AdminError(f"no address {address.strip()[:320]}")
-    if accounts.find_domain(session, domain_of(name)) is None:
+    domain = accounts.find_domain(session, domain_of(name))
+    if domain is None:
         raise AdminError(f"{domain_of(name)} is not a hosted domain")
+    name = in_domain_form(name, domain.name)
     if accounts.find_address(session, name) is not None or _find_alias(session, name):
         raise AdminError(f"{name} exists already")
     row = Alias(alias=name, address_id=target.id)

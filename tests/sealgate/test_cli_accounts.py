@@ -256,3 +256,32 @@ def test_commands_that_wrap_new_keys_refuse_a_ring_that_opens_none(data_dir: Pat
     assert rotated.returncode == 0, rotated.stderr
     added = sealgate(data_dir, "address", "add", "carol@example.org", "--user", admin)
     assert added.returncode == 0, added.stderr
+
+
+@pytest.mark.parametrize(
+    ("stored", "given"),
+    [("straße.test", "xn--strae-oqa.test"), ("xn--bcher-kva.test", "bücher.test")],
+)
+def test_an_idn_address_is_stored_in_its_domains_form(
+    data_dir: Path, stored: str, given: str
+) -> None:
+    """An address (or alias) given in the other IDNA form of its domain is stored in the
+    form the domain is stored in: one address, one spelling in lists and keys."""
+    assert sealgate(data_dir, "init").returncode == 0
+    assert sealgate(data_dir, "domain", "add", stored).returncode == 0
+    assert sealgate(data_dir, "user", "add", f"anna@{stored}").returncode == 0
+
+    added = sealgate(data_dir, "address", "add", f"anna2@{given}", "--user", f"anna@{stored}")
+    assert added.returncode == 0, added.stderr
+    alias = sealgate(data_dir, "alias", "add", f"info@{given}", f"anna2@{stored}")
+    assert alias.returncode == 0, alias.stderr
+
+    addresses = sealgate(data_dir, "address", "list").stdout
+    assert f"anna2@{stored}\t" in addresses, addresses
+    assert given not in addresses, addresses
+    aliases = sealgate(data_dir, "alias", "list").stdout
+    assert f"info@{stored}" in aliases and given not in aliases, aliases
+    again = sealgate(data_dir, "address", "add", f"anna2@{stored}", "--user", f"anna@{stored}")
+    assert "exists already" in again.stderr, again.stderr
+    removed = sealgate(data_dir, "alias", "remove", f"info@{given}")
+    assert removed.returncode == 0, removed.stderr
