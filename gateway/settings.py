@@ -723,6 +723,28 @@ def _validate_dns(section: DnsSettings) -> None:
             )
     if any(c in section.spf + section.dmarc + section.mail_host for c in '"\\\r\n'):
         raise SettingsError("[dns] spf, dmarc and mail_host must not hold quotes or line breaks")
+    if section.mail_host:
+        _validate_mail_host(section.mail_host)
+
+
+def _validate_mail_host(value: str) -> None:
+    """The MX and SRV target: a host name, valid IDNA 2008 when it holds an IDN label,
+    and written in one of its two forms (`sealgate dns` prints its A-label)."""
+    from gateway import idn
+
+    problem = f"[dns] mail_host: {value[:80]!r} is not a host name such as mail.example.org"
+    name = value.removesuffix(".").lower()
+    try:
+        forms = (idn.a_label(name), idn.u_label(name))
+    except idn.InvalidDomainName as exc:
+        reason = str(exc).rpartition(" (")[2].rstrip(")")
+        raise SettingsError(f"{problem} ({reason}; IDNA 2008)") from None
+    if name not in forms:
+        raise SettingsError(f"{problem} (IDNA 2008 makes it {forms[1]}: give that name)")
+    try:
+        _validate_hostname("[dns] mail_host", forms[0])
+    except SettingsError:
+        raise SettingsError(f"{problem} (letters, digits, hyphens and dots)") from None
 
 
 def _validate_filter(section: FilterSettings) -> None:

@@ -4,10 +4,12 @@ with a real DNS server (a fake name server on 127.0.0.1 speaking the wire protoc
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import dns.name
 import dns.rdatatype
 import dns.zone
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
@@ -17,6 +19,7 @@ from gateway.runtime import Runtime
 from gateway.timeutil import utcnow
 from sealgate.cli import cli
 from tests.fakes.dns_server import FakeDns
+from tests.keystore.conftest import run_sealgate
 
 DOMAIN = "example.test"
 ENV = {
@@ -212,3 +215,36 @@ def test_dns_finds_a_domain_under_either_form(
         assert records[0] and records[0] == records[1]
     refused = CliRunner().invoke(cli, ["dns", "show", "strasse.test"], env=env)
     assert refused.exit_code == 1 and "not a hosted domain" in refused.output
+
+
+@pytest.mark.usefixtures("runtime")
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "mail host.example.test",
+        "-mx.example.test",
+        "mail..example.test",
+        "☃.example.test",
+        "xn--zz.example.test",
+        "ｍａｉｌ.example.test",
+    ],
+)
+def test_a_mail_host_that_is_no_host_name_is_refused(bad: str, test_env: dict[str, str]) -> None:
+    """`[dns] mail_host` is the MX and SRV target `sealgate dns` prints: a bad one was
+    printed unchanged, a record no resolver can follow."""
+    data_dir = Path(test_env["SEALGATE_DATA_DIR"])
+    (data_dir / "sealgate.toml").write_text(f'[dns]\nmail_host = "{bad}"\n', encoding="utf-8")
+
+    done = run_sealgate({**test_env, **ENV}, "dns", "show", DOMAIN)
+
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "configuration error: [dns] mail_host:" in done.stderr, done.stderr
+
+
+@pytest.mark.usefixtures("mail_users")
+def test_an_idn_mail_host_is_printed_as_its_a_label(test_env: dict[str, str]) -> None:
+    env = {**test_env, **ENV, "SEALGATE_DNS_MAIL_HOST": "mäil.example.test"}
+    done = run_sealgate(env, "dns", "show", DOMAIN)
+    assert done.returncode == 0, done.stderr
+    assert "MX 10 xn--mil-qla.example.test." in " ".join(done.stdout.split()), done.stdout
