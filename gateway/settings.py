@@ -416,6 +416,8 @@ def load_settings(
             file_values = tomllib.loads(settings_file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{settings_file}: not valid TOML: {exc}") from None
+        except OSError as exc:  # a directory of that name, no permission to read it
+            raise SettingsError(f"{settings_file}: cannot read it ({exc.strerror})") from None
     unknown = set(file_values) - set(SECTIONS)
     if unknown:
         raise SettingsError(f"unknown section [{sorted(unknown)[0]}] in {settings_file}")
