@@ -342,7 +342,7 @@ def test_an_append_of_any_size_is_stored_or_refused_with_toobig(
         ]
     ),
     size=st.one_of(
-        st.integers(APPEND_LIMIT + 1, APPEND_LIMIT + 9), st.integers(APPEND_LIMIT, 2**63)
+        st.integers(APPEND_LIMIT + 1, APPEND_LIMIT + 9), st.integers(APPEND_LIMIT + 1, 2**63)
     ),
     sync=st.booleans(),
 )
