@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy.orm as so
 
 from gateway import rawheaders
+from gateway.charsets import decode_text
 from gateway.models import Address, MailboxMessage
 
 SEARCH_INDEX_LIMIT = 2 * 1024 * 1024
@@ -136,11 +137,7 @@ def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, "replace")
-    except LookupError:
-        return payload.decode("utf-8", "replace")
+    return decode_text(payload, part.get_content_charset())
 
 
 def _shown(field: rawheaders.RawHeader) -> str:

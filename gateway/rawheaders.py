@@ -20,11 +20,14 @@ the end of the headers.
 
 from __future__ import annotations
 
+import email.header
 import functools
 import re
 from collections.abc import Callable, Iterator
 from email.header import decode_header
 from typing import NamedTuple
+
+from gateway.charsets import decode_text
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then the colon.
 _FIELD_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
@@ -45,6 +48,10 @@ _HEADER_SECTION = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:" + _LINE + _CONTINUED 
 # Everything but HT and the printable range (8-bit bytes of UTF-8 headers are kept).
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _WSP_RUN = re.compile(rb"([ \t]+)")
+# The pattern decode_header splits a value by (typeshed does not list it).
+_ENCODED_WORD: re.Pattern[str] = email.header.ecre  # type: ignore[attr-defined]
+# Private-use characters, one of which stands for a backslash while `decode_words` runs.
+_STAND_INS = range(0xF0000, 0xFFFFE)
 FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be no longer than 78 characters
 
 
@@ -81,8 +88,22 @@ def decode_words(value: str) -> str:
     UTF-8 text beside encoded words included, which `make_header` refuses)."""
     if "=?" not in value:
         return value
+    # decode_header hands the text between encoded words back as raw-unicode-escape
+    # bytes, a codec that escapes no backslash: a literal "\u12" there would not decode,
+    # and "\u202e" would come back as a right-to-left override. The backslashes outside
+    # encoded words travel as a character the value does not hold, and come back as
+    # backslashes.
+    stand_in = next((c for c in map(chr, _STAND_INS) if c not in value), None)
+    if stand_in is None:
+        return value
+    marked: list[str] = []
+    end = 0
+    for word in _ENCODED_WORD.finditer(value):
+        marked += (value[end : word.start()].replace("\\", stand_in), word.group())
+        end = word.end()
+    marked.append(value[end:].replace("\\", stand_in))
     try:
-        chunks = decode_header(value)
+        chunks = decode_header("".join(marked))
     except (ValueError, LookupError):
         return value
     text: list[str] = []
@@ -92,11 +113,8 @@ def decode_words(value: str) -> str:
         elif charset is None or charset == "unknown-8bit":
             text.append(chunk.decode("raw-unicode-escape"))  # how decode_header encoded it
         else:
-            try:
-                text.append(chunk.decode(charset, "replace"))
-            except LookupError:
-                text.append(chunk.decode("utf-8", "replace"))
-    return "".join(text)
+            text.append(decode_text(chunk, charset))
+    return "".join(text).replace(stand_in, "\\")
 
 
 def fold(name: bytes, value: bytes) -> bytes:

@@ -23,6 +23,8 @@ from typing import Literal
 
 import nh3
 
+from gateway.charsets import decode_text
+
 MAX_DEPTH = 64
 MAX_FILENAME = 150
 _MESSAGE_ID = re.compile(r"<[^<>\s\"]{1,900}>")
@@ -110,11 +112,7 @@ def safe_filename(name: str | None, index: int) -> str:
 def _text_of(part: Message) -> str:
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else b""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, errors="replace")
-    except LookupError:
-        return data.decode("utf-8", errors="replace")
+    return decode_text(data, part.get_content_charset())
 
 
 def _is_attachment(part: Message) -> bool:

@@ -139,3 +139,46 @@ def test_an_internationalized_domain_takes_mail_in_either_form_of_its_name(
         assert client.sendmail(OUTSIDER, [rcpt], raw, mail_options=options) == {}
     [stored] = inbox(runtime, hosted)
     assert stored.subject == "idn"
+
+
+ODD_CHARSETS = [
+    # Codecs Python knows that fail on every input ("undefined"), refuse the "replace"
+    # error handler ("idna"), or are no codec name at all (a NUL in the label).
+    pytest.param(
+        b"Subject: body in idna\r\nContent-Type: text/plain; charset=idna\r\n\r\nx\r\n",
+        id="body-idna",
+    ),
+    pytest.param(
+        b"Subject: body undefined\r\nContent-Type: text/plain; charset=undefined\r\n\r\nx\r\n",
+        id="body-undefined",
+    ),
+    pytest.param(
+        b'Subject: body nul\r\nContent-Type: text/plain; charset="ut\x00f"\r\n\r\nx\r\n',
+        id="body-nul-label",
+    ),
+    pytest.param(
+        b"Subject: html\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/html; charset=undefined\r\n\r\n<p>x</p>\r\n--b--\r\n",
+        id="html-part-undefined",
+    ),
+    pytest.param(b"Subject: =?idna?q?abc?=\r\n\r\nx\r\n", id="subject-idna"),
+    pytest.param(b"Subject: =?undefined?q?abc?=\r\n\r\nx\r\n", id="subject-undefined"),
+    # decode_header hands back the text around encoded words as raw-unicode-escape
+    # bytes; a literal backslash-u in it is a truncated escape to that codec.
+    pytest.param(
+        b"Subject: C:\\users =?utf-8?q?caf=C3=A9?=\r\n\r\nx\r\n", id="subject-backslash-u"
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", ODD_CHARSETS)
+def test_odd_charset_labels_are_stored_not_answered_with_451(
+    inbound: InboundServer, runtime: Runtime, raw: bytes
+) -> None:
+    """A charset label that Python's codecs turn into a ValueError rather than a
+    LookupError made storing the message raise: 451 to the sending MX, which retried
+    for days, and a traceback in the log each time."""
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        assert client.sendmail(OUTSIDER, [BOB], f"From: {OUTSIDER}\r\n".encode() + raw) == {}
+    (stored,) = inbox(runtime, BOB)
+    assert stored.raw.endswith(raw.split(b"\r\n\r\n", 1)[1])

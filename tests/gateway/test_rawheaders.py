@@ -95,3 +95,16 @@ def test_a_split_is_kept_until_forgotten_and_an_edited_block_is_split_anew() -> 
     rawheaders.forget_cached()
     assert rawheaders.cached_blocks() == 0
     assert list(rawheaders.iter_headers(block)) == first
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("C:\\u12 =?utf-8?q?caf=C3=A9?=", "C:\\u12 café"),  # once a UnicodeDecodeError
+        ("Invoice \\u202efdp.exe =?utf-8?q?x?=", "Invoice \\u202efdp.exe x"),  # not an RLO
+        ("=?utf-8?q?a\\b?= c\\d", "a\\b c\\d"),
+        ("=?idna?q?abc?= =?undefined?q?def?=", "abcdef"),  # once a UnicodeError
+    ],
+)
+def test_backslashes_and_odd_charsets_in_encoded_headers(value: str, shown: str) -> None:
+    assert rawheaders.decode_words(value) == shown
