@@ -14,7 +14,8 @@ standard policies, so the written bytes of a sound message do not change.
 
 from __future__ import annotations
 
-from email.policy import EmailPolicy
+from email.headerregistry import BaseHeader, HeaderRegistry
+from email.policy import EmailPolicy, default
 
 
 class HeaderInjection(ValueError):
@@ -60,3 +61,29 @@ def no_encoded_words(text: str) -> str:
     while "=?" in text:
         text = text.replace("=?", "= ?")
     return text
+
+
+class _TolerantHeaders(HeaderRegistry):
+    """The standard header classes, and something readable where their parser fails.
+
+    Python's structured header parsers raise on some malformed values from outside:
+    `Cc: :;:;` (AttributeError: a Group has no local_part), `Message-ID: <[>` and a
+    Content-Disposition with an empty RFC 2231 parameter (IndexError), `Message-ID:
+    <a@[b>` (AttributeError on a defect). Reading such a field made the webmail, a
+    reply or forward of the message, and the secure page answer 500. Here the field is
+    parsed again without its parameters (so a Content-Disposition keeps saying
+    `attachment`), then empty, and else kept as unstructured text.
+    """
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        for attempt in (value, value.split(";", 1)[0], ""):
+            try:
+                return super().__call__(name, attempt)
+            except Exception:  # noqa: BLE001, S112  (a parser bug on outside data)
+                continue
+        return self["x-unparsable"](name, value)  # unstructured text
+
+
+# For reading mail from outside (the webmail, the secure page): email.policy.default,
+# but no header field that its parsers fail on raises.
+READING = default.clone(header_factory=_TolerantHeaders())

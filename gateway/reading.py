@@ -29,6 +29,7 @@ from typing import Literal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from gateway import mimepolicy
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
@@ -186,7 +187,7 @@ def open_message(
     Decryption is bounded by `limits` (`decrypt_stored`); `CannotShow` past them.
     """
     row = owned_message(session, account_id, message_id)
-    outer = BytesParser(policy=email.policy.default).parsebytes(row.raw)
+    outer = BytesParser(policy=mimepolicy.READING).parsebytes(row.raw)
     headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
     sealed = is_sealed(row)
     armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and not sealed else None
@@ -202,7 +203,7 @@ def open_message(
             content = crypto.open_copy(sealed_key, blob, binding=sealed_binding(row))
         except crypto.SealError:
             raise PasswordNeeded(message_id) from None
-        entity = BytesParser(policy=email.policy.default).parsebytes(content)
+        entity = BytesParser(policy=mimepolicy.READING).parsebytes(content)
         headers = {name: str(entity[name]) for name in (*HEADERS_SHOWN, "Bcc") if entity[name]}
         signature = "sealed"
     elif armored is None:
@@ -211,7 +212,7 @@ def open_message(
     else:
         sender = _address_in(headers.get("From", ""))
         decrypted = decrypt_stored(session, ring, row, armored, limits, sender=sender)
-        entity = BytesParser(policy=email.policy.default).parsebytes(decrypted.data)
+        entity = BytesParser(policy=mimepolicy.READING).parsebytes(decrypted.data)
         signature = decrypted.signature
     text, html, attachments = _split(entity)
     return OpenedMessage(

@@ -42,7 +42,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from gateway import accounts, drafts, reading, recipients
+from gateway import accounts, drafts, mimepolicy, reading, recipients
 from gateway import compose as mailcompose
 from gateway.compose import ComposeError, Outgoing, Upload
 from gateway.inflight import Reservation
@@ -243,7 +243,7 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
         abort_cannot_show(draft_id)
     except (reading.MessageNotFound, reading.CannotDecrypt):
         abort(404)
-    parsed = BytesParser(policy=email.policy.default).parsebytes(data)
+    parsed = BytesParser(policy=mimepolicy.READING).parsebytes(data)
     assert isinstance(parsed, EmailMessage)
 
     def header(name: str) -> str:

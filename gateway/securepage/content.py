@@ -23,6 +23,7 @@ from typing import Literal
 
 import nh3
 
+from gateway import mimepolicy
 from gateway.charsets import decode_text
 
 MAX_DEPTH = 64
@@ -97,7 +98,7 @@ def _header(msg: Message, name: str) -> str:
 
 
 def _parse(content: bytes) -> EmailMessage:
-    parsed = email.message_from_bytes(content, policy=email.policy.default)
+    parsed = email.message_from_bytes(content, policy=mimepolicy.READING)
     assert isinstance(parsed, EmailMessage)
     return parsed
 

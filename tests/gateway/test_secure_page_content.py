@@ -187,3 +187,20 @@ def test_an_answer_never_gets_a_field_from_the_page(subject: str, message_id: st
         *threading,
     }
     assert "\r" not in str(parsed["Subject"]) and "\n" not in str(parsed["Subject"])
+
+
+def test_fields_pythons_parser_fails_on_give_a_page_not_an_error() -> None:
+    """Python's header parsers raise on these (AttributeError, IndexError): the secure
+    page answered 500, and the recipient could not read the message at all."""
+    raw = (
+        b"From: a@example.org\r\nCc: :;:;\r\nMessage-ID: <a@[b>\r\nSubject: s\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDer Text.\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\n"
+        b"Content-Disposition: attachment; filename*=\"''\"; filename*0=\r\n\r\n%PDF\r\n--b--\r\n"
+    )
+    page = content.parse(raw)
+    assert [b.content for b in page.bodies] == ["Der Text."]
+    assert page.message_id == "" and page.subject == "s"
+    found = content.attachment(raw, 0)
+    assert found is not None and found[1] == b"%PDF"

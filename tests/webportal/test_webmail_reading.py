@@ -331,3 +331,48 @@ def test_the_folders_list_their_own_mail(alice: Webmail, runtime: Runtime) -> No
     assert alice.get("/elsewhere").status_code == 404
     with db.read_only(runtime.sessions) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(MailboxMessage)) == 2
+
+
+# Header fields on which Python's own header parsers raise (AttributeError, IndexError).
+UNPARSABLE_FIELDS = [
+    pytest.param("Cc: :;:;\r\n", id="cc-empty-groups"),
+    pytest.param("Message-ID: <[>\r\n", id="message-id-open-bracket"),
+    pytest.param("Message-ID: <a@[b>\r\n", id="message-id-open-domain-literal"),
+    pytest.param("Reply-To: :;:;\r\n", id="reply-to-empty-groups"),
+]
+
+
+@pytest.mark.parametrize("field", UNPARSABLE_FIELDS)
+def test_a_header_pythons_parser_fails_on_is_shown_not_a_500(
+    alice: Webmail, runtime: Runtime, field: str
+) -> None:
+    raw = (
+        f"From: Mallory <mallory@elsewhere.example>\r\nTo: {ALICE}\r\nSubject: odd\r\n"
+        f"{field}\r\nDer Text.\r\n"
+    ).encode()
+    message_id = deliver(runtime, ALICE, raw)
+    page = alice.get(f"/mail/{message_id}")
+    assert page.status_code == 200 and "Der Text." in page.text
+    for query in ("reply", "forward"):
+        assert alice.get(f"/compose?{query}={message_id}").status_code == 200
+    assert alice.get(f"/compose?reply={message_id}&all=1").status_code == 200
+
+
+def test_an_attachment_with_an_unparsable_disposition_still_downloads(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """`filename*=` with an empty RFC 2231 value: IndexError in Python's parser, a 500."""
+    raw = (
+        f"From: mallory@elsewhere.example\r\nTo: {ALICE}\r\nSubject: odd\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nDer Text.\r\n"
+        "--b\r\nContent-Type: application/pdf\r\n"
+        "Content-Disposition: attachment; filename*=\"''\"; filename*0=\r\n\r\n%PDF\r\n--b--\r\n"
+    ).encode()
+    message_id = deliver(runtime, ALICE, raw)
+    page = alice.get(f"/mail/{message_id}")
+    assert page.status_code == 200 and "Der Text." in page.text
+    download = alice.get(f"/mail/{message_id}/attachments/0")
+    assert download.status_code == 200 and download.data == b"%PDF"
+    assert download.mimetype == "application/octet-stream"
+    assert alice.get(f"/compose?forward={message_id}").status_code == 200
