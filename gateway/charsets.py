@@ -19,3 +19,16 @@ def decode_text(data: bytes, charset: str | None) -> str:
         return data.decode(charset or FALLBACK, "replace")
     except (LookupError, ValueError):  # UnicodeError is a ValueError
         return data.decode(FALLBACK, "replace")
+
+
+# Embeddings, overrides and isolates (and their ends): U+202A..U+202E, U+2066..U+2069.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def without_bidi_controls(text: str) -> str:
+    """`text` without the bidi controls that reorder what follows them.
+
+    A header shown in a page is one line of outside text: `Invoice \\u202efdp.exe` reads
+    "Invoice exe.pdf" and a display name can turn the address beside it around.
+    Right-to-left scripts need none of these to show right."""
+    return text.translate(_BIDI_CONTROLS)

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy.orm as so
 
 from gateway import rawheaders
-from gateway.charsets import decode_text
+from gateway.charsets import decode_text, without_bidi_controls
 from gateway.models import Address, MailboxMessage
 
 SEARCH_INDEX_LIMIT = 2 * 1024 * 1024
@@ -143,8 +143,9 @@ def _text_of(part: Message) -> str:
 def _shown(field: rawheaders.RawHeader) -> str:
     """A header as a list shows it: unfolded, encoded words decoded, bounded; bytes that
     are not UTF-8, and NUL (PostgreSQL's text columns hold none), become U+FFFD (a
-    database column holds no lone surrogates)."""
-    value = field.value
+    database column holds no lone surrogates); bidi controls go (one line must not
+    reorder the list)."""
+    value = without_bidi_controls(field.value)
     if not value.isascii():
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return value.replace("\x00", "\ufffd")[:2000]

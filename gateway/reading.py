@@ -31,6 +31,7 @@ import sqlalchemy.orm as so
 
 from gateway import mimepolicy
 from gateway.addresses import InvalidAddress, normalize_address
+from gateway.charsets import without_bidi_controls
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.securepage import crypto, sent_copy
@@ -188,7 +189,7 @@ def open_message(
     """
     row = owned_message(session, account_id, message_id)
     outer = BytesParser(policy=mimepolicy.READING).parsebytes(row.raw)
-    headers = {name: str(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
+    headers = {name: shown(outer[name]) for name in HEADERS_SHOWN if outer[name] is not None}
     sealed = is_sealed(row)
     armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and not sealed else None
     entity: EmailMessage
@@ -204,7 +205,7 @@ def open_message(
         except crypto.SealError:
             raise PasswordNeeded(message_id) from None
         entity = BytesParser(policy=mimepolicy.READING).parsebytes(content)
-        headers = {name: str(entity[name]) for name in (*HEADERS_SHOWN, "Bcc") if entity[name]}
+        headers = {name: shown(entity[name]) for name in (*HEADERS_SHOWN, "Bcc") if entity[name]}
         signature = "sealed"
     elif armored is None:
         entity = outer
@@ -226,6 +227,11 @@ def open_message(
         html=html,
         attachments=attachments,
     )
+
+
+def shown(value: object) -> str:
+    """A header value as a page shows it: no bidi control reorders it."""
+    return without_bidi_controls(str(value))
 
 
 def _address_in(header: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import Literal
 import nh3
 
 from gateway import mimepolicy
-from gateway.charsets import decode_text
+from gateway.charsets import decode_text, without_bidi_controls
 
 MAX_DEPTH = 64
 MAX_FILENAME = 150
@@ -94,7 +94,7 @@ def _header(msg: Message, name: str) -> str:
         value = msg.get(name)
     except Exception:  # noqa: BLE001  (a malformed header shows as empty, not as an error)
         return ""
-    return "" if value is None else str(value)[:2000]
+    return "" if value is None else without_bidi_controls(str(value))[:2000]
 
 
 def _parse(content: bytes) -> EmailMessage:

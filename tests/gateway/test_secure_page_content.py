@@ -204,3 +204,12 @@ def test_fields_pythons_parser_fails_on_give_a_page_not_an_error() -> None:
     assert page.message_id == "" and page.subject == "s"
     found = content.attachment(raw, 0)
     assert found is not None and found[1] == b"%PDF"
+
+
+def test_bidi_overrides_are_dropped_from_the_headers_shown() -> None:
+    raw = (
+        b"From: =?utf-8?q?Bob_=E2=80=AEliam=E2=80=AC?= <a@example.org>\r\n"
+        b"Subject: =?utf-8?q?Invoice_=E2=80=AEfdp.exe?=\r\n\r\nx\r\n"
+    )
+    page = content.parse(raw)
+    assert page.subject == "Invoice fdp.exe" and page.sender == "Bob liam <a@example.org>"

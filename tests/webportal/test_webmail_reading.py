@@ -376,3 +376,21 @@ def test_an_attachment_with_an_unparsable_disposition_still_downloads(
     assert download.status_code == 200 and download.data == b"%PDF"
     assert download.mimetype == "application/octet-stream"
     assert alice.get(f"/compose?forward={message_id}").status_code == 200
+
+
+def test_bidi_overrides_in_subject_and_names_do_not_reorder_the_page(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """`Invoice U+202Efdp.exe` shows as "Invoice exe.pdf"; a display name with an
+    override turns the address next to it around."""
+    raw = (
+        "From: =?utf-8?q?Bob_=E2=80=AEliam=E2=80=AC?= <mallory@elsewhere.example>\r\n"
+        f"To: {ALICE}\r\nSubject: =?utf-8?q?Invoice_=E2=80=AEfdp.exe_=E2=81=A7x=E2=81=A9?=\r\n"
+        "\r\nDer Text.\r\n"
+    ).encode()
+    message_id = deliver(runtime, ALICE, raw)
+    for page in (alice.get(f"/mail/{message_id}"), alice.get("/inbox")):
+        assert page.status_code == 200
+        assert "Invoice fdp.exe x" in page.text and "Bob liam" in page.text
+        for control in ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067"):
+            assert control not in page.text
