@@ -32,7 +32,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -196,26 +196,29 @@ def _unknown(counters: lockout.Store, login: str, now: dt.datetime) -> _Seen | N
     return _Seen(None, None, login, "", None, False, False, True, None, frozenset())
 
 
+def _address_state(*columns: Any) -> sa.Select[Any]:
+    """`columns` of an address, with what decides whether it may log in: its account's
+    and domain's `disabled_at` and whether the account has a second factor."""
+    return (
+        sa.select(
+            *columns,
+            Account.disabled_at.label("account_disabled_at"),
+            Domain.disabled_at.label("domain_disabled_at"),
+            AccountSecurity.totp_secret.is_not(None).label("two_factor"),
+        )
+        .join(Account, Account.id == Address.account_id)
+        .join(Domain, Domain.id == Address.domain_id)
+        .outerjoin(AccountSecurity, AccountSecurity.account_id == Address.account_id)
+    )
+
+
 # What a mail program's login needs of its address, its account, its domain and the
 # second factor, in one statement: mail programs log in once per message they send,
 # and the ORM path (the address, then its account and domain loaded lazily, then the
 # second factor) was four statements and most of a cached login's CPU.
-_ADDRESS_LOGIN = (
-    sa.select(
-        Address.id,
-        Address.address,
-        Address.password_hash,
-        Address.account_id,
-        Account.email,
-        Account.disabled_at.label("account_disabled_at"),
-        Domain.disabled_at.label("domain_disabled_at"),
-        AccountSecurity.totp_secret.is_not(None).label("two_factor"),
-    )
-    .join(Account, Account.id == Address.account_id)
-    .join(Domain, Domain.id == Address.domain_id)
-    .outerjoin(AccountSecurity, AccountSecurity.account_id == Address.account_id)
-    .where(Address.address == sa.bindparam("b_address"))
-)
+_ADDRESS_LOGIN = _address_state(
+    Address.id, Address.address, Address.password_hash, Address.account_id, Account.email
+).where(Address.address == sa.bindparam("b_address"))
 
 
 def _read_address(
@@ -456,18 +459,8 @@ def check_for(runtime: Runtime, attempt: Attempt, *, now: dt.datetime) -> LoginR
 
 
 # What `still_valid` reads of a mail program's login, in one statement per check.
-_CREDENTIAL_NOW = (
-    sa.select(
-        Address.password_hash,
-        Address.account_id,
-        Account.disabled_at.label("account_disabled_at"),
-        Domain.disabled_at.label("domain_disabled_at"),
-        AccountSecurity.totp_secret.is_not(None).label("two_factor"),
-    )
-    .join(Account, Account.id == Address.account_id)
-    .join(Domain, Domain.id == Address.domain_id)
-    .outerjoin(AccountSecurity, AccountSecurity.account_id == Address.account_id)
-    .where(Address.id == sa.bindparam("b_address_id"))
+_CREDENTIAL_NOW = _address_state(Address.password_hash, Address.account_id).where(
+    Address.id == sa.bindparam("b_address_id")
 )
 
 
