@@ -21,17 +21,13 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from gateway import accounts, app_passwords, db
-from gateway.admin import Actor
-from gateway.admin import accounts as admin_accounts
+from gateway import app_passwords, db
 from gateway.imap.server import ImapServer
-from gateway.models import Account, Address
+from gateway.models import Account
 from gateway.runtime import Runtime
-from gateway.timeutil import utcnow
 from tests.gateway.imap.conftest import ALICE, deliver, plain
 from tests.gateway.test_smtp_2fa import enable_2fa, new_app_password
-
-ACTOR = Actor("test")
+from tests.gateway.test_smtp_session_revalidation import CHANGES as SMTP_CHANGES
 
 
 @pytest.fixture(autouse=True)
@@ -40,26 +36,11 @@ def _recheck_at_every_command(test_env: dict[str, str]) -> None:
     test_env["SEALGATE_SECURITY_SESSION_RECHECK_SECONDS"] = "0"
 
 
-def _disable(runtime: Runtime) -> None:
-    with db.transaction(runtime.sessions) as session:
-        admin_accounts.set_disabled(session, ALICE, True, actor=ACTOR, now=utcnow())
-
-
-def _new_address_password(runtime: Runtime) -> None:
-    with db.transaction(runtime.sessions) as session:
-        address = session.scalars(sa.select(Address).where(Address.address == ALICE)).one()
-        accounts.set_address_password(session, runtime.hasher, address, "a-new-pw", actor="t")
-
-
-def _delete_address(runtime: Runtime) -> None:
-    with db.transaction(runtime.sessions) as session:
-        admin_accounts.delete_address(session, ALICE, actor=ACTOR, now=utcnow())
-
-
+# The changes SMTP's sessions are tested against (the same ALICE), the ones that
+# concern a mailbox: reading needs no domain rule of its own.
 CHANGES: dict[str, Callable[[Runtime], None]] = {
-    "account disabled": _disable,
-    "address password changed": _new_address_password,
-    "address deleted": _delete_address,
+    name: SMTP_CHANGES[name]
+    for name in ("account disabled", "address password changed", "address deleted")
 }
 
 
