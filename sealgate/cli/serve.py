@@ -9,6 +9,7 @@ half-written.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -236,7 +237,10 @@ async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.E
             await imap.stop()
         if pool is not None:
             await pool.close()
-        raise click.ClickException(f"cannot listen ({where}): {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another program, perhaps another `sealgate serve`, listens there)"
+        raise click.ClickException(f"cannot listen ({where}): {reason}") from None
     reloader = CertificateReloader(
         settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
     )

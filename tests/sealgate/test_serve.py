@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -393,3 +394,21 @@ def test_an_address_serve_cannot_listen_on_is_named_with_its_setting(
     env = {**serve_env, "SEALGATE_WORKERS_PROCESSES": "1", **setting}
     done = refused_start(env)
     assert "cannot listen" in done.stderr and expected in done.stderr, done.stderr
+
+
+def test_a_port_taken_by_another_program_says_so(serve_env: dict[str, str]) -> None:
+    """A second `serve` on the same ports (or any program there) used to get the bare
+    "Address already in use": the new admin did not learn what to look for."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **serve_env,
+            "SEALGATE_WORKERS_PROCESSES": "1",
+            "SEALGATE_SMTP_LISTEN": "127.0.0.1",
+            "SEALGATE_SMTP_SUBMISSION_PORT": str(port),
+        }
+        done = refused_start(env)
+    assert "cannot listen ([smtp] listen = '127.0.0.1')" in done.stderr, done.stderr
+    assert "perhaps another `sealgate serve`, listens there" in done.stderr, done.stderr
