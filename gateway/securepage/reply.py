@@ -34,6 +34,9 @@ MAX_TEXT_CHARS = 200_000
 MAX_FILES = 10
 _MIME_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}"
 _MIME_TYPE = re.compile(_MIME_PART + "/" + _MIME_PART)
+# Types whose body is MIME structure, never base64 (RFC 2045 6.4, RFC 2046 5): a file
+# declared as one is sent as plain bytes, else readers lose it.
+_STRUCTURED = ("message", "multipart")
 
 
 class ReplyError(ValueError):
@@ -87,6 +90,8 @@ def build_reply(
         maintype, _, subtype = (
             upload.content_type if _MIME_TYPE.fullmatch(upload.content_type) else ""
         ).partition("/")
+        if maintype.lower() in _STRUCTURED:
+            maintype = subtype = ""
         message.add_attachment(
             upload.data,
             maintype=maintype or "application",
