@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import limits
-from flask import Flask
+from flask import Flask, request
 from limits.errors import ConfigurationError
 
 from gateway.runtime import Runtime
@@ -65,13 +66,25 @@ def templates_dir() -> Path:
     )
 
 
+class Portal(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Flask's "Exception on <path>" line, without a secure-page token: errors in the
+        hooks and limits around a view (a rate-limit store that is down) land here."""
+        self.logger.error(
+            "Exception on %s [%s]",
+            secure.loggable_path(request.path),
+            request.method,
+            exc_info=exc_info,
+        )
+
+
 def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     """The portal app for `runtime`; refuses to build with a bad setting or a missing key."""
     settings = runtime.settings
     portal = settings.portal
     _check_rate_limit(portal.login_rate_limit)
 
-    app = Flask(__name__, template_folder=str(templates_dir()), static_folder="static")
+    app = Portal(__name__, template_folder=str(templates_dir()), static_folder="static")
     app.testing = testing
     bodies.init_app(app)
     app.extensions[RUNTIME_KEY] = runtime

@@ -19,7 +19,9 @@ password, for which the sender types the current one: only it opens the page
 and the sender's sealed Sent copy, which are sealed again under the new one.
 
 Tokens never reach a log line: errors in these views are logged here, with a
-short digest prefix of the token, instead of Flask's "Exception on <path>".
+short digest prefix of the token, instead of Flask's "Exception on <path>"; errors
+around the views (the per-client limit's store down) reach the app's
+`log_exception`, which names the path through `loggable_path`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 import struct
 import urllib.parse
 from collections.abc import Callable
@@ -536,6 +539,14 @@ def _error(exc: Exception) -> Response:
     where = f"link {links.log_name(token)}" if isinstance(token, str) else str(request.endpoint)
     log.error("secure page error (%s): %s", where, type(exc).__name__, exc_info=exc)
     return render_error(500, *PAGES[500])
+
+
+_PAGE_PATH = re.compile(r"/s/([^/]*)")
+
+
+def loggable_path(path: str) -> str:
+    """`path` fit for a log line: a secure-page token in it named by its digest prefix."""
+    return _PAGE_PATH.sub(lambda m: f"/s/<link {links.log_name(m.group(1))}>", path, count=1)
 
 
 def init_app(app: Flask) -> None:

@@ -681,3 +681,31 @@ def sent_copy_opens(runtime: Runtime, password: str) -> bool:
             session, runtime.ring.get(), account_id, row.id, sealed_key=key
         )
     return MARKER in opened.text
+
+
+@pytest.mark.parametrize("where", ["", "/reply"])
+def test_an_error_outside_the_view_logs_no_token(
+    runtime: Runtime, carol_token: str, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    """Threat: the per-client limit runs around the view (and hooks before and after it),
+    where `guarded` cannot catch; with the limit's store down (Redis unreachable) the
+    POST fails closed with a 500, and Flask's own line "Exception on /s/<token> [POST]"
+    wrote the link token into the log."""
+    caplog.set_level(logging.DEBUG)
+    settings = runtime.settings.replace(portal={"ratelimit_storage": "redis://127.0.0.1:1/0"})
+    app = create_app(dataclasses.replace(runtime, settings=settings), testing=True)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    page = client.get(f"/s/{carol_token}")
+    failed = client.post(
+        f"/s/{carol_token}{where}", data={"password": "guess", "csrf_token": csrf_from(page.text)}
+    )
+    assert failed.status_code == 500 and carol_token not in failed.text
+    text = "\n".join(
+        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
+        for r in caplog.records
+    )
+    assert "Exception on" in text  # logged, by the link's digest prefix
+    assert links.log_name(carol_token) in text and carol_token not in text
+    assert link_row(runtime, carol_token).failures == 0
