@@ -31,7 +31,7 @@ import sqlalchemy.orm as so
 
 from gateway import mimepolicy
 from gateway.addresses import InvalidAddress, normalize_address
-from gateway.charsets import without_bidi_controls
+from gateway.charsets import decode_text, without_bidi_controls
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.securepage import crypto, sent_copy
@@ -246,8 +246,8 @@ def _split(entity: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
     """The text body, the HTML body (unsanitized: the page sanitizes), and attachments."""
     text_part = entity.get_body(preferencelist=("plain",))
     html_part = entity.get_body(preferencelist=("html",))
-    text = _content(text_part) if text_part is not None else ""
-    html = _content(html_part) if html_part is not None else None
+    text = _content(text_part) if isinstance(text_part, EmailMessage) else ""
+    html = _content(html_part) if isinstance(html_part, EmailMessage) else None
     attachments = [
         Attachment(
             index=index,
@@ -266,13 +266,16 @@ def _payload_bytes(part: EmailMessage) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def _content(part: object) -> str:
-    """Decoded text with plain line ends (mail carries CRLF; pages want LF)."""
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, ValueError, AssertionError):
+def _content(part: EmailMessage) -> str:
+    """Decoded text with plain line ends (mail carries CRLF; pages want LF).
+
+    Decoded as the inbound store and the secure page decode (`decode_text`): a label
+    that names no usable codec (`idna`, `undefined`, a NUL) reads as UTF-8, where
+    `get_content` raised and the body showed as empty."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
         return ""
-    return content.replace("\r\n", "\n") if isinstance(content, str) else ""
+    return decode_text(payload, part.get_content_charset()).replace("\r\n", "\n")
 
 
 def mark_seen(row: MailboxMessage) -> None:
