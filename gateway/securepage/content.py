@@ -1,8 +1,10 @@
 """A decrypted message as the secure page shows it: a few headers, bodies, attachments.
 
 HTML goes through nh3 (ammonia) with a short allow-list: no images, no styles,
-no forms, no scripts, no meta refresh, no frames; links keep only http(s) and
-mailto and get `rel="noopener noreferrer"`. Each HTML part is cleaned on its
+no forms, no scripts, no meta refresh, no frames; a link stays a link only when it
+is absolute http(s) or mailto (gateway.securepage.mail_links: nothing points into the
+portal's own origin), and opens outside the page (`target="_blank"`,
+`rel="noopener noreferrer"`). Each HTML part is cleaned on its
 own, so markup split across parts (EFAIL's unterminated `<img src="…` in one
 part, closed in another) cannot join into one element. The page's CSP refuses
 whatever might slip through, as a second wall.
@@ -25,6 +27,7 @@ import nh3
 
 from gateway import mimepolicy
 from gateway.charsets import decode_text, without_bidi_controls
+from gateway.securepage.mail_links import keep_outside_links
 
 MAX_DEPTH = 64
 MAX_FILENAME = 150
@@ -58,7 +61,9 @@ def sanitize_html(html: str) -> str:
         attributes=SAFE_ATTRIBUTES,
         clean_content_tags=DROPPED_WITH_CONTENT,
         url_schemes=URL_SCHEMES,
+        attribute_filter=keep_outside_links,
         link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
     )
 

@@ -73,9 +73,11 @@ def test_nothing_that_loads_or_runs_survives(html: str) -> None:
     assert EVIL not in cleaned or cleaned.count(EVIL) == cleaned.count(f'href="{EVIL}/ok"')
 
 
-def test_links_get_noopener_noreferrer() -> None:
-    cleaned = content.sanitize_html('<a href="https://example.org/x" target="_blank">x</a>')
-    assert cleaned == '<a href="https://example.org/x" rel="noopener noreferrer">x</a>'
+def test_links_open_outside_with_noopener_noreferrer() -> None:
+    cleaned = content.sanitize_html('<a href="https://example.org/x" target="_self">x</a>')
+    assert cleaned == (
+        '<a href="https://example.org/x" target="_blank" rel="noopener noreferrer">x</a>'
+    )
 
 
 def message(*parts: tuple[str, str, str | None]) -> bytes:

@@ -91,7 +91,7 @@ def test_html_is_sanitized_and_attachments_are_safe_downloads(
     for pattern in ("<img", "<script", "<form", "<style", "style=", "<link", "http-equiv", EVIL):
         assert pattern not in body, pattern
     assert "onclick" not in body and "javascript:" not in body
-    assert '<a href="https://example.org/info" rel="noopener noreferrer">' in body
+    assert '<a href="https://example.org/info" target="_blank" rel="noopener noreferrer">' in body
     assert "Not encrypted" in page.text
     assert page.headers["Cache-Control"] == "no-store"
     assert "img-src 'self' data:" in page.headers["Content-Security-Policy"]
