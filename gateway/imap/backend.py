@@ -407,25 +407,38 @@ class LoadedMessage(BaseLoadedMessage):
         subset: Collection[bytes] | None = None,
         inverse: bool = False,
     ) -> Writeable:
-        if section and not self._holds_message(section):
+        if not section:
+            return super().get_message_headers(section, subset, inverse)
+        held = self._held_message(section)
+        if held is None:
             return Writeable.empty()
-        return super().get_message_headers(section, subset, inverse)
+        if subset is None:
+            return held.header
+        headers = Writeable.concat(
+            Writeable.wrap(bytes(value))
+            for key, value in held.header.folded
+            if inverse != (key.upper() in subset)
+        )
+        return Writeable.concat((headers, Writeable.wrap(b"\r\n")))
 
     def get_message_text(self, section: Sequence[int] | None = None) -> Writeable:
-        if section and not self._holds_message(section):
-            return Writeable.empty()
-        return super().get_message_text(section)
+        if not section:
+            return super().get_message_text(section)
+        held = self._held_message(section)
+        return Writeable.empty() if held is None else held.body
 
-    def _holds_message(self, section: Sequence[int]) -> bool:
-        """Whether N.HEADER and N.TEXT have a message to serve: pymap asks the part's
-        header, which still says message/rfc822 past `mime.MAX_DEPTH`, where the part
-        is opaque bytes."""
+    def _held_message(self, section: Sequence[int]) -> MessageContent | None:
+        """The message N.HEADER and N.TEXT serve, if part N holds one. pymap asked the
+        part's header, which says message/rfc822 past `mime.MAX_DEPTH` (where the part
+        is opaque bytes) and says nothing for a digest's part without a Content-Type
+        (a message all the same, RFC 2046 §5.1.5); the parsed type is the one to ask."""
         if self._content is None:
-            return False
+            return None
         try:
-            return mime.holds_message(mime.part(self._content, section))
+            entity = mime.part(self._content, section)
         except IndexError:
-            return False
+            return None
+        return entity.body.nested[0] if mime.holds_message(entity) else None
 
     def get_envelope_structure(self) -> EnvelopeStructure:
         if self._envelope is not None:

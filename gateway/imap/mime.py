@@ -9,7 +9,10 @@ line the whole message less its last byte instead.
 Here every entity is a byte range of the stored message: its header runs to and with
 its first blank line (all of it when there is none, as Dovecot reads it), its body is
 the rest. A multipart without a part (no boundary, or no line that is one) holds one
-empty text/plain part, as Dovecot shows it.
+empty text/plain part, as Dovecot shows it. A part without a Content-Type is
+text/plain, but in a multipart/digest it is message/rfc822 (RFC 2046 §5.1.5), taken
+apart as one: pymap's parse made it text/plain, so a client saw a digest's messages
+as text and BODY[n.1], BODY[n.HEADER] served the wrong bytes or none.
 
 Entities nested deeper than `MAX_DEPTH` are not taken apart: each is one opaque
 application/octet-stream part, so no parse of it and no recursion over the tree
@@ -36,6 +39,10 @@ from pymap.mime import MessageBody, MessageContent, MessageHeader
 # (start, end without the line end, start of the next line), as pymap counts lines.
 _Line = tuple[int, int, int]
 _DEFAULT_TYPE = cast(ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", "text/plain"))
+# RFC 2046 §5.1.5: in a multipart/digest, a part without a Content-Type is a message.
+_DIGEST_DEFAULT_TYPE = cast(
+    ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", "message/rfc822")
+)
 _OPAQUE_TYPE = cast(
     ContentTypeHeader, SMTP.header_fetch_parse("Content-Type", "application/octet-stream")
 )
@@ -85,7 +92,14 @@ def _lines(data: bytes, start: int, end: int) -> list[_Line]:
     return out
 
 
-def _entity(data: bytes, view: memoryview, start: int, end: int, depth: int) -> MessageContent:
+def _entity(
+    data: bytes,
+    view: memoryview,
+    start: int,
+    end: int,
+    depth: int,
+    default_type: ContentTypeHeader = _DEFAULT_TYPE,
+) -> MessageContent:
     lines = _lines(data, start, end)
     # pymap's blank line, as `backend._PYMAP_HEADER_END` finds it: white space only.
     split = next((i + 1 for i, (s, e, _) in enumerate(lines) if not data[s:e].strip()), None)
@@ -96,7 +110,7 @@ def _entity(data: bytes, view: memoryview, start: int, end: int, depth: int) -> 
     body_start = header_lines[-1][2] if header_lines else start
     header = MessageHeader._parse(data, view, header_lines)
     header._raw = view[start:body_start]
-    content_type = header.parsed.content_type or _DEFAULT_TYPE
+    content_type = header.parsed.content_type or default_type
     nested: list[MessageContent] = []
     is_message = (content_type.maintype, content_type.subtype) == ("message", "rfc822")
     if depth >= MAX_DEPTH and (content_type.maintype == "multipart" or is_message):
@@ -104,7 +118,8 @@ def _entity(data: bytes, view: memoryview, start: int, end: int, depth: int) -> 
     elif content_type.maintype == "multipart":
         boundary = MessageBody._get_boundary(content_type)
         ranges = _part_ranges(data, body_lines, boundary, end) if boundary else []
-        nested = [_entity(data, view, s, e, depth + 1) for s, e in ranges]
+        inner = _DIGEST_DEFAULT_TYPE if content_type.subtype == "digest" else _DEFAULT_TYPE
+        nested = [_entity(data, view, s, e, depth + 1, inner) for s, e in ranges]
         nested = nested or [_empty(data, view, end)]
     elif is_message:
         nested = [_entity(data, view, body_start, end, depth + 1)]

@@ -17,6 +17,9 @@ RFC 3501 §6.4.5: inside a message/rfc822 part N, N.1 is the first part of the
 attached message's multipart, or its body when it has none; N.HEADER and N.TEXT are
 the attached message's. What the drawn messages expect was checked against Dovecot
 2.3 (300 drawn messages, line ends made CRLF, as Dovecot stores them).
+
+RFC 2046 §5.1.5: in a multipart/digest a part without a Content-Type is a
+message/rfc822, as Dovecot 2.3 shows it (checked with its imap run preauth).
 """
 
 from __future__ import annotations
@@ -205,6 +208,53 @@ ATTACHED_PARTS = {
     "2.2": "<p>h</p>",
 }
 
+# RFC 2046 §5.1.5: a digest's part without a Content-Type is a message/rfc822.
+DIGEST = (
+    "From: a@example.test\r\nSubject: digest\r\n"
+    "Content-Type: multipart/digest; boundary=d\r\n\r\n"
+    "--d\r\n\r\nFrom: b@example.test\r\nSubject: one\r\n\r\nBody one\r\n"
+    "--d\r\nContent-Type: text/plain\r\n\r\nplain part\r\n"
+    "--d\r\n\r\nFrom: c@example.test\r\nSubject: three\r\n"
+    "Content-Type: multipart/mixed; boundary=e\r\n\r\n--e\r\n\r\ninner\r\n--e--\r\n"
+    "--d--\r\n"
+)
+# As Dovecot 2.3 serves them.
+DIGEST_PARTS = {
+    "1": "From: b@example.test\r\nSubject: one\r\n\r\nBody one",
+    "1.MIME": "\r\n",
+    "1.1": "Body one",
+    "1.HEADER": "From: b@example.test\r\nSubject: one\r\n\r\n",
+    "1.TEXT": "Body one",
+    "2": "plain part",
+    "2.HEADER": "",
+    "3.1": "inner",
+    "3.1.MIME": "\r\n",
+    "3.HEADER": (
+        "From: c@example.test\r\nSubject: three\r\n"
+        "Content-Type: multipart/mixed; boundary=e\r\n\r\n"
+    ),
+}
+
+
+def test_a_digests_parts_without_a_type_are_messages(
+    client: imapclient.IMAPClient, runtime: Runtime
+) -> None:
+    """BODYSTRUCTURE of a digest, as Dovecot 2.3 answers it: parts 1 and 3 (no
+    Content-Type) are message/rfc822 with their envelope and structure; part 2 says
+    text/plain and is."""
+    uid = deliver(runtime, ALICE, DIGEST.encode())
+    client.select_folder("INBOX")
+    body = client.fetch([uid], ["BODYSTRUCTURE"])[uid][b"BODYSTRUCTURE"]
+    parts, subtype = body[0], body[1]
+    assert subtype == b"digest"
+    assert [(bytes(p[0]).lower(), bytes(p[1]).lower()) for p in parts] == [
+        (b"message", b"rfc822"),
+        (b"text", b"plain"),
+        (b"message", b"rfc822"),
+    ]
+    assert parts[0][7][1] == b"one" and parts[2][7][1] == b"three"  # the envelopes' subjects
+    assert BodyData.create(parts[2][8]).is_multipart
+
 
 @settings(
     max_examples=60,
@@ -230,6 +280,7 @@ ATTACHED_PARTS = {
     )
 )
 @example(drawn=(ATTACHED, ATTACHED_PARTS))
+@example(drawn=(DIGEST, DIGEST_PARTS))
 def test_each_section_serves_the_part_rfc_3501_names(
     client: imapclient.IMAPClient, runtime: Runtime, drawn: tuple[str, Expected]
 ) -> None:
