@@ -262,6 +262,13 @@ def _split(entity: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
 
 
 def _payload_bytes(part: EmailMessage) -> bytes:
+    """The bytes a download gives; for an attached message (a digest's parts among
+    them), the message itself, where `get_payload(decode=True)` gave nothing."""
+    if part.is_multipart():
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
+            return inner[0].as_bytes(policy=email.policy.SMTP)
+        return b""
     payload = part.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""
 

@@ -394,3 +394,21 @@ def test_bidi_overrides_in_subject_and_names_do_not_reorder_the_page(
         assert "Invoice fdp.exe x" in page.text and "Bob liam" in page.text
         for control in ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067"):
             assert control not in page.text
+
+
+def test_a_digests_messages_download_whole(alice: Webmail, runtime: Runtime) -> None:
+    """RFC 2046 §5.1.5: a digest's parts without a Content-Type are messages; each is
+    an attachment whose download is that message, not zero bytes."""
+    raw = (
+        f"From: list@elsewhere.example\r\nTo: {ALICE}\r\nSubject: digest\r\n"
+        "Content-Type: multipart/digest; boundary=d\r\n\r\n"
+        "--d\r\n\r\nFrom: b@example.org\r\nSubject: one\r\n\r\nBody one\r\n"
+        "--d\r\nContent-Type: text/plain\r\n\r\nplain part\r\n--d--\r\n"
+    ).encode()
+    message_id = deliver(runtime, ALICE, raw)
+    page = alice.get(f"/mail/{message_id}")
+    assert page.status_code == 200 and "plain part" in page.text
+    download = alice.get(f"/mail/{message_id}/attachments/0")
+    assert download.status_code == 200
+    # The line end before the boundary is the boundary's (RFC 2046 §5.1.1).
+    assert download.data == b"From: b@example.org\r\nSubject: one\r\n\r\nBody one"
