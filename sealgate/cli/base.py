@@ -143,3 +143,15 @@ def obtain_password(from_stdin: bool) -> tuple[str, bool]:
     from gateway.passwords import generate_password
 
     return generate_password(), True
+
+
+def unreadable_tls_file(path: Path, exc: OSError) -> str:
+    """One line for a TLS file this user cannot reach (or, for init, cannot write)."""
+    import getpass
+
+    problem = exc.strerror or str(exc)
+    return (
+        f"TLS file {exc.filename or path}: {problem} (running as {getpass.getuser()}, which"
+        " must be able to read [smtp] tls_cert and tls_key: copy them into the data dir, as"
+        " docs/deployment.md shows)"
+    )

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state, unreadable_tls_file
 
 DEFAULT_DOMAIN = "example.test"
 
@@ -64,9 +64,12 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
         done.append(f"master key written to {ring_path(settings.data_dir)} (mode 0600)")
 
     cert, key = settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
-    if not cert.exists() or not key.exists():
-        create_self_signed(cert, key, settings.smtp.hostname)
-        done.append(f"self-signed TLS certificate written to {cert}")
+    try:
+        if not cert.exists() or not key.exists():
+            create_self_signed(cert, key, settings.smtp.hostname)
+            done.append(f"self-signed TLS certificate written to {cert}")
+    except OSError as exc:  # /etc/letsencrypt/live is root's alone, a read-only place
+        raise click.ClickException(unreadable_tls_file(cert, exc)) from None
 
     changed = filemodes.tighten(settings)
     if changed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ import click
 from gateway.settings import SettingsError
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing, load_ring, ring_path
 from sealgate.cli.backfill import backfill_keys
-from sealgate.cli.base import CliState, cli, pass_state
+from sealgate.cli.base import CliState, cli, pass_state, unreadable_tls_file
 from sealgate.cli.stopsignal import StopSignals
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def serve(state: CliState, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
+    _enterable_working_dir(runtime)
     _tighten_file_modes(runtime)
     # backfill_keys: for addresses restored, or made by an older version
     for step in (_preflight, backfill_keys):
@@ -56,6 +58,14 @@ def serve(state: CliState, debug: bool) -> None:
         log.info("stopped")
         return
     asyncio.run(_serve(runtime, level, signals))
+
+
+def _enterable_working_dir(runtime: Runtime) -> None:
+    """Leave a working directory this user may not enter (`sudo -u sealgate` from
+    /root keeps root's): the worker processes start in the parent's and died there
+    with a traceback. Every path sealgate uses is absolute or relative to the data dir."""
+    if not os.access(".", os.X_OK):
+        os.chdir(runtime.settings.data_dir)
 
 
 def _tighten_file_modes(runtime: Runtime) -> None:
@@ -78,7 +88,11 @@ def _preflight(runtime: Runtime) -> None:
     except MasterKeyError as exc:
         raise click.ClickException(str(exc)) from None
     for name in (settings.smtp.tls_cert, settings.smtp.tls_key):
-        if not settings.path(name).is_file():
+        try:
+            found = settings.path(name).is_file()
+        except OSError as exc:  # a directory on the way this user may not enter
+            raise click.ClickException(unreadable_tls_file(settings.path(name), exc)) from None
+        if not found:
             raise click.ClickException(f"TLS file {settings.path(name)} is missing")
     from gateway.relay import client_tls_context
 

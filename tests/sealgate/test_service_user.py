@@ -1,0 +1,81 @@
+"""Run as the service user, as docs/deployment.md does, the commands say what is wrong.
+
+Two things an admin meets there: a certificate in a directory only root may enter
+(`/etc/letsencrypt/live`), and `sudo -u sealgate` keeping root's working directory,
+which the user may not enter. Tests run as root, for whom every directory opens, so
+the refusal the kernel gives the service user is played by a patched `stat`.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sealgate.cli import cli
+from sealgate.cli.serve import _enterable_working_dir, _preflight
+
+
+@pytest.fixture
+def locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory whose contents cannot be looked at (as /etc/letsencrypt/live)."""
+    locked = tmp_path / "letsencrypt" / "live" / "mail.example.org"
+    real_stat = Path.stat
+
+    def stat(self: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+        if self.is_relative_to(locked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    return locked
+
+
+def _env(test_env: dict[str, str], locked: Path) -> dict[str, str]:
+    return {
+        **test_env,
+        "SEALGATE_SMTP_TLS_CERT": str(locked / "fullchain.pem"),
+        "SEALGATE_SMTP_TLS_KEY": str(locked / "privkey.pem"),
+    }
+
+
+def test_init_names_a_certificate_it_may_not_read(test_env: dict[str, str], locked: Path) -> None:
+    result = CliRunner().invoke(cli, ["init"], env=_env(test_env, locked))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException, not a traceback
+    assert f"TLS file {locked / 'fullchain.pem'}: Permission denied" in result.output
+    assert "copy them into the data dir" in result.output
+
+
+def test_serve_names_a_certificate_it_may_not_read(test_env: dict[str, str], locked: Path) -> None:
+    assert CliRunner().invoke(cli, ["init"], env=test_env).exit_code == 0
+    from gateway.runtime import Runtime
+    from gateway.settings import load_settings
+
+    runtime = Runtime.open(load_settings(env=_env(test_env, locked)))
+    try:
+        with pytest.raises(Exception, match="Permission denied") as caught:
+            _preflight(runtime)
+    finally:
+        runtime.close()
+    assert type(caught.value).__name__ == "ClickException"
+    assert f"TLS file {locked / 'fullchain.pem'}: Permission denied" in str(caught.value)
+
+
+def test_serve_leaves_a_working_dir_it_may_not_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.chdir(tmp_path)
+    runtime = types.SimpleNamespace(settings=types.SimpleNamespace(data_dir=data_dir))
+
+    _enterable_working_dir(runtime)  # type: ignore[arg-type]
+    assert Path.cwd() == tmp_path  # enterable: left alone
+
+    monkeypatch.setattr(os, "access", lambda path, mode: path != ".")
+    _enterable_working_dir(runtime)  # type: ignore[arg-type]
+    assert Path.cwd() == data_dir
