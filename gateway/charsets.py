@@ -9,16 +9,25 @@ answered with 451 (retried by the sender for days).
 
 from __future__ import annotations
 
+import codecs
+
 FALLBACK = "utf-8"
+
+# Python text codecs that are no character set of mail: they undo a transformation
+# (IDNA, Punycode, Python's escapes) or refuse everything. "punycode" decodes most text
+# to nothing or to other letters; a sender who writes such a label gets UTF-8.
+NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
     """`data` decoded in `charset` with bad bytes replaced; in UTF-8 when the label names
-    no text codec Python has, or one that cannot decode with replacement."""
+    no character set Python has, or one that cannot decode with replacement."""
     try:
-        return data.decode(charset or FALLBACK, "replace")
+        if charset and codecs.lookup(charset).name not in NOT_CHARSETS:
+            return data.decode(charset, "replace")
     except (LookupError, ValueError):  # UnicodeError is a ValueError
-        return data.decode(FALLBACK, "replace")
+        pass
+    return data.decode(FALLBACK, "replace")
 
 
 # Embeddings, overrides and isolates (and their ends): U+202A..U+202E, U+2066..U+2069.

@@ -21,7 +21,7 @@ from gateway.runtime import Runtime
 
 from .webmail_support import ALICE, Webmail, deliver, textarea, webmail_app
 
-ODD_LABELS = ["idna", "undefined", "no-such-charset", "x\x00y", "rot13", "base64", ""]
+ODD_LABELS = ["idna", "punycode", "undefined", "no-such-charset", "x\x00y", "rot13", "base64", ""]
 MARKER = "Hallo Welt"
 
 
