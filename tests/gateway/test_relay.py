@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway import db, relay
@@ -649,6 +649,11 @@ def test_8bit_header_fields_to_a_7bit_relay_become_encoded_words_or_bounce(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw=any_messages())
+@example(  # a part ending in a bare CR (CI, once): it travels as a line end
+    raw=b"From: <alice@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;"
+    b' boundary="=b="\r\n\r\n--=b=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+    b"\r\r\n--=b=--\r\n"
+)
 def test_nothing_8bit_reaches_a_relay_without_8bitmime(
     runtime: Runtime, smarthost_factory: SmarthostFactory, raw: bytes
 ) -> None:
@@ -669,10 +674,16 @@ def test_nothing_8bit_reaches_a_relay_without_8bitmime(
     assert sevenbit.is_7bit(msg.content)
 
     def payloads(raw: bytes) -> list[tuple[str, bytes]]:
-        # DATA ends in a line end: one may follow the last part's content.
-        return [(kind, data.rstrip(b"\n")) for kind, data in decoded_leaves(raw)]
+        # SMTP carries lines: a bare CR or LF goes as CRLF (as every relay sends it), and
+        # DATA ends in a line end, so one may follow the last part's content.
+        return [(kind, _lines(data).rstrip(b"\n")) for kind, data in decoded_leaves(raw)]
 
     assert payloads(msg.content) == payloads(raw)
+
+
+def _lines(data: bytes) -> bytes:
+    """`data` with each line end (CRLF, bare CR, bare LF) as LF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 def test_utf8_header_fields_to_a_relay_without_smtputf8_bounce_with_5_6_9(
