@@ -10,6 +10,7 @@ import pytest
 
 from gateway.runtime import Runtime
 from tests.keystore.conftest import run_sealgate
+from tests.sealgate.test_file_modes import BACKED_UP_DATABASE
 
 
 def data_dir_of(test_env: dict[str, str]) -> Path:
@@ -48,7 +49,7 @@ def test_a_backup_beside_the_data_dir_is_made(runtime: Runtime, test_env: dict[s
     beside = data_dir_of(test_env).parent / "data-backup"
     done = run_sealgate(test_env, "backup", str(beside))
     assert done.returncode == 0, done.stderr
-    assert (beside / "sealgate.db").is_file()
+    assert (beside / BACKED_UP_DATABASE).is_file()
 
 
 @pytest.mark.parametrize("inside", ["", "backups/today"], ids=["its-directory", "below-it"])

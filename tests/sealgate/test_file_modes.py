@@ -15,9 +15,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import TEST_DATABASE_URL, reset_database
 from tests.sealgate.test_serve import start_serve
 
 ADMIN_UMASK = 0o022
+# The database's own files live in the data dir on SQLite only.
+SQLITE_FILES = () if TEST_DATABASE_URL else ("sealgate.db", "sealgate.db-writers.lock")
+BACKED_UP_DATABASE = "database.pgdump" if TEST_DATABASE_URL else "sealgate.db"
+
+
+@pytest.fixture(autouse=True)
+def _empty_database() -> None:
+    """Each test runs `init` on a new installation: on PostgreSQL, an empty database."""
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
 
 
 def sealgate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,12 +72,15 @@ def test_init_serve_and_backup_write_nothing_others_can_read(
     assert done.returncode == 0, done.stderr
 
     made = {p.name for p in data_dir.rglob("*")}
-    assert {"sealgate.db", "sealgate.db-writers.lock", "master.keys", "key.pem"} <= made
-    assert "sealgate.db" in {p.name for p in backup_dir.iterdir()}
+    assert {*SQLITE_FILES, "master.keys", "key.pem"} <= made
+    assert BACKED_UP_DATABASE in {p.name for p in backup_dir.iterdir()}
     assert open_to_others(data_dir) == []
     assert open_to_others(backup_dir) == []
 
 
+@pytest.mark.skipif(
+    bool(TEST_DATABASE_URL), reason="a restored SQLite file's mode; PostgreSQL's is the server's"
+)
 def test_a_restored_database_is_the_owners_only(test_env: dict[str, str], tmp_path: Path) -> None:
     data_dir = Path(test_env["SEALGATE_DATA_DIR"])
     assert sealgate(test_env, "init").returncode == 0
@@ -77,7 +93,7 @@ def test_a_restored_database_is_the_owners_only(test_env: dict[str, str], tmp_pa
     assert open_to_others(data_dir) == []
 
 
-OLD_PRIVATE_FILES = ("sealgate.db", "sealgate.db-writers.lock", "master.keys", "session.key")
+OLD_PRIVATE_FILES = (*SQLITE_FILES, "master.keys", "session.key")
 
 
 def loosen(data_dir: Path) -> None:

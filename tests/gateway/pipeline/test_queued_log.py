@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import sqlite3
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +40,8 @@ class Disk:
         self.full = False
         self._commit = runtime.engine.dialect.do_commit
         self._stored = 0
+        # The driver's own error (sqlite3's or psycopg's), which SQLAlchemy wraps.
+        self._error = runtime.engine.dialect.loaded_dbapi.OperationalError
 
     def fill(self, stored_now: int) -> None:
         self.full, self._stored = True, stored_now
@@ -53,7 +54,7 @@ class Disk:
             )
             if cursor.fetchone()[0] > self._stored:
                 self.events.append("commit failed")
-                raise sqlite3.OperationalError("database or disk is full")
+                raise self._error("database or disk is full")
         self._commit(dbapi_connection)
         self.events.append("commit")
 
