@@ -17,6 +17,14 @@ from click.testing import CliRunner
 
 from sealgate.cli import cli
 from sealgate.cli.serve import _enterable_working_dir, _preflight
+from tests.conftest import TEST_DATABASE_URL, reset_database
+
+
+@pytest.fixture(autouse=True)
+def _empty_database() -> None:
+    """Each test runs `init` on a new installation: on PostgreSQL, an empty database."""
+    if TEST_DATABASE_URL:
+        reset_database(TEST_DATABASE_URL)
 
 
 @pytest.fixture
