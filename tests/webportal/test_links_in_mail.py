@@ -57,8 +57,9 @@ OUTSIDE = [
     "ht\ttps://example.org/tab",
     " https://example.org/space",
 ]
-# Kept hrefs, as the browser reads them: a scheme with a host, or mailto.
-ABSOLUTE = re.compile(r"(?i)(https?://[^/\\?#@\s][^\s]*|mailto:\S*)")
+# Kept hrefs, as the browser reads them: a scheme with a host, or mailto (whatever
+# follows it, blanks included, goes to the mail program, never to the portal).
+ABSOLUTE = re.compile(r"(?i)(https?://[^/\\?#@\s][^\s]*|mailto:[\s\S]*)")
 
 
 class Anchors(HTMLParser):
