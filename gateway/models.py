@@ -440,6 +440,10 @@ class SecureLink(Base):
 
     `failures` counts wrong passwords (an attempt is counted before the password
     is checked, so parallel guesses in several processes cannot pass the limit).
+    `grant_generation` counts the recipient's "Close": a browser's grant (the
+    message key in its signed cookie) is bound to the value it was issued under,
+    so a Close voids every earlier grant of the link, on every device, copies of
+    the cookie included; the cookie alone cannot be called back.
     """
 
     __tablename__ = "secure_links"
@@ -460,6 +464,7 @@ class SecureLink(Base):
     open_count: so.Mapped[int] = so.mapped_column(default=0)
     reply_count: so.Mapped[int] = so.mapped_column(default=0)
     last_reply_at: so.Mapped[dt.datetime | None]
+    grant_generation: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     message: so.Mapped[SecureMessage] = so.relationship(back_populates="links")
 
