@@ -8,8 +8,10 @@ Recipient side (public; the link token is the credential):
   the try is given back or, at the limit, the link locks and the sender is told;
 - the right password leaves a short-lived *grant* in the session cookie: the
   message key sealed under a portal key and bound to the link, the message's
-  seal generation and an expiry, so downloads and the reply need no second
-  password entry, and a new password (a new seal) ends old grants;
+  seal generation, the link's grant generation and an expiry, so downloads and
+  the reply need no second password entry; a new password (a new seal) ends old
+  grants, and so does Close, on every device and in every copy of the cookie
+  (`gateway.securepage.access`);
 - unknown, expired, locked, revoked and purged links all get the same static
   page, byte for byte: it holds no token, no CSRF field, and sets no cookie.
 
@@ -30,7 +32,6 @@ import datetime as dt
 import functools
 import logging
 import re
-import struct
 import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -55,7 +56,7 @@ from gateway import db, metrics
 from gateway.admin import policy as admin_policy
 from gateway.models import SecureLink
 from gateway.pipeline.secure_page import generate_password
-from gateway.securepage import content, crypto, links, reply, store
+from gateway.securepage import access, content, crypto, links, reply, store
 from gateway.securepage.crypto import MessageKey
 from gateway.settings import SecurePageSettings, SettingsError
 from keystore import pgp
@@ -163,18 +164,15 @@ def unavailable() -> Response:
 GRANT_KIND = "page"
 
 
-def _grant_binding(public_id: str, generation: int) -> bytes:
-    return struct.pack(">I", generation) + public_id.encode()
-
-
-def _store_grant(attempt: store.Attempt, key: MessageKey, now: dt.datetime) -> None:
-    binding = _grant_binding(attempt.public_id, attempt.generation)
+def _store_grant(
+    attempt: store.Attempt, grant_generation: int, key: MessageKey, now: dt.datetime
+) -> None:
+    binding = access.binding(attempt.public_id, attempt.generation, grant_generation)
     grants.grant(GRANT_KIND, attempt.link_id, binding, key, now, _settings().unlock_minutes)
 
 
 def _grant(link: SecureLink, now: dt.datetime) -> MessageKey | None:
-    binding = _grant_binding(link.message.public_id, link.message.generation)
-    return grants.granted(GRANT_KIND, link.id, binding, now)
+    return grants.granted(GRANT_KIND, link.id, access.link_binding(link), now)
 
 
 # -- the recipient's page -------------------------------------------------------------
@@ -273,10 +271,10 @@ def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
             return unavailable()
         opened = _open(token, now)
         return unavailable() if opened is None else _unlock_page(opened[0], WRONG_PASSWORD, 403)
-    store.record_success(s, attempt, now)
+    grant_generation = store.record_success(s, attempt, now)
     s.commit()
     metrics.PORTAL_UNLOCKS.labels("opened").inc()
-    _store_grant(attempt, key, now)
+    _store_grant(attempt, grant_generation, key, now)
     log.info("secure page %s opened", links.log_name(token))
     return redirect(url_for("secure.page", token=token), code=303)
 
@@ -382,13 +380,19 @@ def _answer(
 @public
 @guarded
 def close(token: str) -> ResponseReturnValue:
-    """End this browser's access before `unlock_minutes` run out: on a shared computer
-    the next person must not find the message open."""
-    with db.read_only(runtime().sessions) as s:
-        link = store.usable_link(s, token, clock.now(), _settings())
-        link_id = link.id if link is not None else None
-    if link_id is None:
+    """End access before `unlock_minutes` run out: on a shared computer the next
+    person must not find the message open, nor reopen it from a saved copy of the
+    cookie. A browser whose grant is valid voids every grant of the link, on every
+    device; one without (only the link, not the password) just forgets its own."""
+    now = clock.now()
+    s = db_session()
+    link = store.usable_link(s, token, now, _settings())
+    if link is None:
         return unavailable()
+    link_id = link.id
+    if _grant(link, now) is not None and access.close(s, link_id, link.grant_generation):
+        s.commit()
+        log.info("secure page %s closed on every device", links.log_name(token))
     grants.forget(GRANT_KIND, link_id)
     flash(CLOSED)
     return redirect(url_for("secure.page", token=token), code=303)

@@ -28,7 +28,7 @@ from gateway.accounts import find_address
 from gateway.imap import folders
 from gateway.models import Account, Address, MailboxMessage, SecureLink, SecureMessage
 from gateway.pipeline import pgpmime
-from gateway.securepage import crypto, links, notify, sent_copy
+from gateway.securepage import access, crypto, links, notify, sent_copy
 from gateway.securepage.crypto import KdfParams, MessageKey, Sealed
 from gateway.settings import SecurePageSettings, Settings
 
@@ -215,8 +215,12 @@ def try_password(
         return None
 
 
-def record_success(session: so.Session, attempt: Attempt, now: dt.datetime) -> None:
-    """Give the counted try back and note the opening."""
+def record_success(session: so.Session, attempt: Attempt, now: dt.datetime) -> int:
+    """Give the counted try back and note the opening; the grant generation to grant under.
+
+    The generation is read after the UPDATE, which holds the row until commit: a
+    Close committed before it counts, a Close after it voids the new grant too.
+    """
     session.execute(
         sa.update(SecureLink)
         .where(SecureLink.id == attempt.link_id)
@@ -228,6 +232,7 @@ def record_success(session: so.Session, attempt: Attempt, now: dt.datetime) -> N
         )
         .execution_options(synchronize_session=False)
     )
+    return access.current_generation(session, attempt.link_id)
 
 
 def record_failure(
