@@ -352,6 +352,7 @@ class SubmissionHandler:
             client=submission.client,
             received_at=submission.received_at,
             log_id=logs.current_id(),
+            queue_id=submission.queue_id,
         )
         try:
             outcome = await self.pool.run(job)

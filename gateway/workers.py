@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.logs import LogFormat
-from gateway.pipeline.context import ClientInfo, Sender, Submission
+from gateway.pipeline.context import ClientInfo, Sender, Submission, new_queue_id
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class Job:
     client: ClientInfo
     received_at: dt.datetime
     log_id: str
+    # Chosen by serve, not by the worker: if the worker dies before it answers, serve
+    # can still ask the database whether this message was committed (`_settle`).
+    queue_id: str = field(default_factory=new_queue_id)
 
     def submission(self) -> Submission:
         return Submission(
@@ -86,6 +89,7 @@ class Job:
             raw=self.raw,
             client=self.client,
             received_at=self.received_at,
+            queue_id=self.queue_id,
         )
 
 
