@@ -32,12 +32,18 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "sealgate_read_only"
 
 
-def create_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> sa.Engine:
+def create_engine(
+    url: str, *, echo: bool = False, pre_ping: bool = True, application_name: str | None = None
+) -> sa.Engine:
     """pre_ping: test each pooled PostgreSQL connection before use (one round trip per
     transaction), so a database restart costs no request. The SMTP worker processes
     turn it off: for them the round trip was one in seven per message, and a message
     that meets a dead connection is answered 451 before anything is written, retried
-    by its client, and finds the pool renewed."""
+    by its client, and finds the pool renewed.
+
+    application_name: what PostgreSQL shows for these connections in pg_stat_activity.
+    Each SMTP worker process names its own, so that serve can find (and end) the
+    sessions of a worker that died (gateway.workers). Not used on SQLite."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -54,7 +60,14 @@ def create_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> sa.
         # lock at BEGIN instead so two writers do not deadlock on lock upgrade.
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=pre_ping, hide_parameters=True)
+    connect_args = {} if application_name is None else {"application_name": application_name}
+    return sa.create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=pre_ping,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def create_private_file(path: Path) -> None:

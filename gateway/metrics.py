@@ -80,16 +80,17 @@ def record_submission(submission: Submission, seconds: float) -> None:
 
 
 def record_handling(
-    methods: Iterable[str], *, recipients: int, encrypted: bool, seconds: float
+    methods: Iterable[str], *, recipients: int, encrypted: bool, seconds: float | None
 ) -> None:
     """`record_submission` from what a worker process reports (gateway.workers): the
-    counters live in the serve process that answers /metrics."""
+    counters live in the serve process that answers /metrics. `seconds` is None for a
+    message whose worker died after storing it: it is counted, but was not timed."""
     methods = list(methods)
     for method in methods:
         MESSAGES.labels(method if method in HANDLINGS else "plain").inc()
     if not methods:
         MESSAGES.labels("plain").inc(recipients)
-    if encrypted or any(m in ("pgp", "secure-page") for m in methods):
+    if seconds is not None and (encrypted or any(m in ("pgp", "secure-page") for m in methods)):
         ENCRYPT_SECONDS.observe(seconds)
 
 

@@ -36,9 +36,14 @@ class Runtime:
     )
 
     @classmethod
-    def open(cls, settings: Settings, *, pre_ping: bool = True) -> Runtime:
+    def open(
+        cls, settings: Settings, *, pre_ping: bool = True, application_name: str | None = None
+    ) -> Runtime:
         engine = db.create_engine(
-            settings.database_url, echo=settings.database.echo, pre_ping=pre_ping
+            settings.database_url,
+            echo=settings.database.echo,
+            pre_ping=pre_ping,
+            application_name=application_name,
         )
         ring = RingFile(settings.data_dir)
         sessions = db.session_factory(engine, ring=ring)

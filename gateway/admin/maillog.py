@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -79,6 +80,26 @@ def submission_rows(submission: Submission) -> list[dict[str, object]]:
         }
         for handled in submission.handling
     ]
+
+
+def handled(session: so.Session, queue_ids: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """Which of `queue_ids` were committed, each with its recipients' handlings.
+
+    A submission's entries are written in the transaction that stores the message
+    (`gateway.pipeline.deliver.store_all`), one per recipient: entries under a queue
+    id mean its message is on disk. The SMTP server asks this when a worker process
+    died before it answered (gateway.workers), through the (queue_id, recipient) index.
+    """
+    found: dict[str, list[str]] = {}
+    if queue_ids:
+        rows = session.execute(
+            sa.select(MailLogEntry.queue_id, MailLogEntry.handling)
+            .where(MailLogEntry.queue_id.in_(sorted(queue_ids)))
+            .order_by(MailLogEntry.id)
+        )
+        for queue_id, handling in rows:
+            found.setdefault(queue_id, []).append(handling)
+    return {queue_id: tuple(methods) for queue_id, methods in found.items()}
 
 
 def insert(conn: sa.Connection, rows: list[dict[str, object]]) -> None:

@@ -83,7 +83,12 @@ def store_all(session: so.Session, submissions: Sequence[Submission]) -> None:
     rows' locks on PostgreSQL) is held while this runs, and each statement costs its
     round through SQLAlchemy and the driver whatever its number of rows. Raises
     RejectMessage, leaving the transaction to be rolled back, if a recipient is no
-    longer hosted."""
+    longer hosted.
+
+    The mail log entries (one per recipient, so at least one per message) are also
+    the record that a message was committed: the SMTP server reads them when a worker
+    process dies between its commit and its answer (`maillog.handled`), so they must
+    stay in this transaction."""
     queued: list[dict[str, Any]] = []
     logged: list[dict[str, Any]] = []
     for submission in submissions:
