@@ -357,7 +357,8 @@ class SubmissionHandler:
         try:
             outcome = await self.pool.run(job)
         except WorkerLost:
-            # Not committed, not answered: the client still has the message and retries.
+            # Not committed (the pool looked), not answered: the client still has the
+            # message and retries.
             log.warning("a worker ended while it held a message from %s", job.sender)
             return TEMPORARY_FAILURE
         if outcome is None:
@@ -369,7 +370,7 @@ class SubmissionHandler:
             outcome.methods,
             recipients=outcome.recipients,
             encrypted=outcome.encrypted,
-            seconds=outcome.seconds,
+            seconds=None if outcome.recovered else outcome.seconds,
         )
         return QUEUED.format(queue_id=outcome.queue_id)
 

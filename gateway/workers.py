@@ -28,8 +28,19 @@ Messages that wait while every worker is busy travel together as one batch, and
 the worker stores the ones that pass in one group commit (gateway.groupcommit):
 each gets its answer only after that commit.
 
-A worker that dies fails the messages it held before their commit, so their clients
-were not answered `250`: they get `451` and send again. The serve process carries on.
+A worker that dies (killed, out of memory) takes its answers with it, but it may have
+committed first. So serve gives each message its queue id before it goes out, and
+when a worker is lost, serve asks the database (on its own engine, in a thread) which
+of the messages it held were stored: the store writes mail log entries under the
+queue id in the same transaction (`maillog.handled`). Those messages get their `250`
+with that queue id; the others were not committed, so their clients get `451` and
+send them again, and no message is both answered `451` and stored. The success path
+costs nothing more: only a lost batch is looked up. On PostgreSQL, a COMMIT the
+worker sent just before it died can still be running in its database session: serve
+first ends that worker's sessions (found by the application name the worker gave
+them) and waits until they are gone, so what it then reads is final. On SQLite the
+worker's own process commits, and serve reads once that process has ended. The serve
+process carries on, and a new worker takes the dead one's place.
 """
 
 from __future__ import annotations
@@ -42,19 +53,25 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import secrets
 import signal
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import db
+from gateway.admin import maillog
 from gateway.logs import LogFormat
 from gateway.pipeline.context import ClientInfo, Sender, Submission, new_queue_id
 
@@ -107,6 +124,9 @@ class Outcome:
     # to the store, and the store (one commit) of the group it was in.
     prepare_seconds: float = 0.0
     store_seconds: float = 0.0
+    # Stored, but its worker died before it answered: serve found it in the database
+    # (the methods are read there too; nothing was timed).
+    recovered: bool = False
 
 
 # --- in the worker process -------------------------------------------------------------
@@ -115,8 +135,11 @@ _runtime: object = None
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _init_worker(data_dir: str, log_level: int, log_format: LogFormat) -> None:
-    """Runs once in each new worker: its own settings, logging, database and ring."""
+def _init_worker(data_dir: str, log_level: int, log_format: LogFormat, name: str) -> None:
+    """Runs once in each new worker: its own settings, logging, database and ring.
+
+    `name` (unique to this worker) names its database sessions, for serve to find
+    should this worker die (`_end_sessions`)."""
     # Ctrl-C and SIGTERM reach the whole process group; serve decides when work stops
     # (it finishes what is in flight, then shuts the pool down).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -131,7 +154,7 @@ def _init_worker(data_dir: str, log_level: int, log_format: LogFormat) -> None:
     global _runtime
     # No ping before each transaction (see db.create_engine): a dead connection fails
     # its message before the commit, and the client sends it again.
-    _runtime = Runtime.open(load_settings(data_dir), pre_ping=False)
+    _runtime = Runtime.open(load_settings(data_dir), pre_ping=False, application_name=name)
 
 
 def _exit_with_parent() -> None:
@@ -157,10 +180,11 @@ _READY = b"ready"
 def _worker_main(
     channel: socket.socket,
     initargs: tuple[str, int, LogFormat],
+    name: str,
     batch: Callable[[Sequence[Job]], list[Outcome | None]],
 ) -> None:
     """A worker's life: set up, say so, then one batch at a time until told to stop."""
-    _init_worker(*initargs)
+    _init_worker(*initargs, name)
     channel.setblocking(True)
     _send_frame(channel, _READY)
     while True:
@@ -258,6 +282,7 @@ Waiting = tuple[Job, "asyncio.Future[Outcome | None]"]
 class _Worker:
     process: BaseProcess
     channel: socket.socket
+    name: str  # its database sessions' application name
     held: list[Waiting] = field(default_factory=list)  # the batch it runs now
 
     @property
@@ -278,7 +303,10 @@ class WorkerPool:
         log_level: int = logging.INFO,
         log_format: LogFormat = "text",
         batch: Batch = run_batch,
+        sessions: so.sessionmaker[so.Session],
     ) -> None:
+        """`sessions`: serve's own database, where it looks up what a worker that died
+        had stored (`_settle`)."""
         if processes < 1:
             raise ValueError("a worker pool needs at least one process")
         self.processes = processes
@@ -286,6 +314,7 @@ class WorkerPool:
         self._backlog = backlog
         self._initargs = (str(data_dir), log_level, log_format)
         self._batch = batch
+        self._sessions = sessions
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._waiting: deque[Waiting] = deque()
@@ -308,9 +337,11 @@ class WorkerPool:
     async def _spawn(self) -> _Worker | None:
         """A new worker, once it has opened its database and ring; None if it could not."""
         ours, theirs = socket.socketpair()
+        # Random, not the pid: several gateway hosts may share one PostgreSQL.
+        name = f"sealgate-worker-{secrets.token_hex(8)}"
         process = self._context.Process(
             target=_worker_main,
-            args=(theirs, self._initargs, self._batch),
+            args=(theirs, self._initargs, name, self._batch),
             name="sealgate-worker",
             daemon=True,
         )
@@ -327,7 +358,7 @@ class WorkerPool:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             theirs.close()  # the worker has its own copy: its death ends our stream
         ours.setblocking(False)
-        worker = _Worker(process, ours)
+        worker = _Worker(process, ours, name)
         if await self._receive(worker) != _READY:
             await self._end(worker)
             return None
@@ -409,7 +440,9 @@ class WorkerPool:
             batch, worker.held = worker.held, []
             outcomes: list[Outcome | None] | None = pickle.loads(answer)  # noqa: S301  (our worker)
             if outcomes is None:
-                _fail(batch)
+                # The batch failed as a whole, maybe after its commit. The worker lives
+                # on, so its transaction is over: what the database holds is final.
+                await self._settle(batch, worker, died=False)
             else:
                 self.costs.learn(outcomes)
                 for (_job, future), outcome in zip(batch, outcomes, strict=True):
@@ -418,11 +451,15 @@ class WorkerPool:
             self._dispatch()
         # Its stream ended: it died (or was told to stop, then nothing is held).
         batch, worker.held = worker.held, []
-        _fail(batch)
         replace = worker in self._workers and not self._closed
         if worker in self._workers:
             self._workers.remove(worker)  # no batch goes to it from here on
         await self._end(worker)
+        if worker.process.exitcode is None:  # it would not end: it might still commit
+            log.error("a worker process that lost its channel would not end")
+            _fail(batch)
+        else:  # only now: a process still alive could yet commit
+            await self._settle(batch, worker, died=True)
         if not replace:
             return
         log.error("a worker process ended unexpectedly; starting a new one")
@@ -439,6 +476,50 @@ class WorkerPool:
             _fail(list(self._waiting))
             self._waiting.clear()
         self._dispatch()
+
+    async def _settle(self, batch: list[Waiting], worker: _Worker, *, died: bool) -> None:
+        """Answer the messages of a batch `worker` gave no outcomes for: as queued
+        those the database holds, WorkerLost (451) the others.
+
+        `died`: its process has ended (its PostgreSQL sessions are ended before the
+        lookup); else it is alive and answered that the batch failed as a whole, after
+        its transaction was over. Should the lookup itself fail, every message gets
+        451: the client may send a stored one again, but none is lost."""
+        waiting = [(job, future) for job, future in batch if not future.done()]
+        if not waiting:
+            return
+        found: dict[str, tuple[str, ...]] = {}
+        try:
+            found = await asyncio.to_thread(
+                committed,
+                self._sessions,
+                [job.queue_id for job, _future in waiting],
+                ended=worker.name if died else None,
+            )
+        except Exception:
+            log.exception("could not look up what a lost worker batch had stored")
+        if found:
+            log.warning(
+                "%d of the %d messages of a lost worker batch were stored: answered as queued",
+                len(found),
+                len(waiting),
+            )
+        for job, future in waiting:
+            methods = found.get(job.queue_id)
+            if future.done():  # the client went meanwhile
+                continue
+            if methods is None:
+                future.set_exception(WorkerLost("the worker process ended"))
+            else:
+                future.set_result(
+                    Outcome(
+                        queue_id=job.queue_id,
+                        methods=methods,
+                        recipients=len(methods),
+                        encrypted=any(m in ("pgp", "secure-page") for m in methods),
+                        recovered=True,
+                    )
+                )
 
     async def _receive(self, worker: _Worker) -> bytes | None:
         """One frame from `worker`, or None at the end of its stream."""
@@ -462,8 +543,9 @@ class WorkerPool:
 
     async def close(self, grace: float = 60.0) -> None:
         """Finish what was handed out (for up to `grace` seconds), then stop every worker
-        and wait for it to exit. A worker still busy after that is killed: its message
-        was not committed, so it was not answered, and the client sends it again."""
+        and wait for it to exit. A worker still busy after that is killed: its messages
+        are answered as any lost worker's (`_settle`), as queued those it had committed,
+        451 the others (their clients send them again)."""
         self._closed = True
         deadline = time.monotonic() + grace
         while self._busy() and time.monotonic() < deadline:
@@ -479,7 +561,7 @@ class WorkerPool:
         self._waiting.clear()
 
     async def _stop(self, worker: _Worker) -> None:
-        """Ask an idle worker to stop; kill a busy one (its batch was not committed)."""
+        """Ask an idle worker to stop; kill a busy one (its watch settles its batch)."""
         if worker.busy:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.process.pid or 0, signal.SIGKILL)
@@ -537,3 +619,50 @@ def _fail(batch: list[Waiting]) -> None:
     for _job, future in batch:
         if not future.done():
             future.set_exception(WorkerLost("the worker process ended"))
+
+
+# The longest serve waits for PostgreSQL to end a dead worker's session (a COMMIT under
+# way finishes first: an fsync, or a synchronous standby's answer).
+SESSION_END_WAIT = dt.timedelta(seconds=10)
+_END_SESSIONS = sa.text(
+    "SELECT pg_terminate_backend(pid, :wait_ms) FROM pg_stat_activity"
+    " WHERE application_name = :name"
+)
+_SESSIONS_LEFT = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+
+
+class SessionsLeft(RuntimeError):
+    """A dead worker's database session did not end: what it holds is not final yet."""
+
+
+def committed(
+    sessions: so.sessionmaker[so.Session], queue_ids: Collection[str], *, ended: str | None
+) -> dict[str, tuple[str, ...]]:
+    """Which of `queue_ids` are stored, each with its recipients' handlings. Blocking.
+
+    `ended`: the application name of a worker that died; on PostgreSQL its sessions
+    are ended first (SessionsLeft if one would not end).
+    """
+    if ended is not None:
+        _end_sessions(sessions, ended)
+    with db.read_only(sessions) as session:
+        return maillog.handled(session, queue_ids)
+
+
+def _end_sessions(sessions: so.sessionmaker[so.Session], name: str) -> None:
+    """End the PostgreSQL sessions named `name` and wait until they are gone.
+
+    The worker may have died just after it sent a COMMIT: the session goes on with
+    it (PostgreSQL sees the client gone only when it answers), and the transaction
+    becomes visible some milliseconds later. Ended, a session's transaction is
+    committed or rolled back for good (pg_terminate_backend waits for that)."""
+    with db.read_only(sessions) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return  # SQLite: the worker's own process committed, and it has ended
+        wait_ms = int(SESSION_END_WAIT.total_seconds() * 1000)
+        session.execute(_END_SESSIONS, {"wait_ms": wait_ms, "name": name})
+    # A transaction reads pg_stat_activity once: a new one sees the sessions gone.
+    with db.read_only(sessions) as session:
+        left = session.scalar(_SESSIONS_LEFT, {"name": name})
+    if left:
+        raise SessionsLeft(f"{left} database session(s) of a dead worker did not end")

@@ -186,6 +186,7 @@ async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.E
             backlog=workers.backlog,
             log_level=log_level,
             log_format=runtime.settings.logging.format,
+            sessions=runtime.sessions,
         )
         if workers.processes
         else None

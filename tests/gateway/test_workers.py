@@ -98,7 +98,7 @@ def pooled(
     worker_env: dict[str, str],
     loop_thread: LoopThread,
 ) -> Iterator[tuple[SubmissionServer, WorkerPool]]:
-    pool = WorkerPool(runtime.settings.data_dir, 2, max_group=8)
+    pool = WorkerPool(runtime.settings.data_dir, 2, max_group=8, sessions=runtime.sessions)
     with pool_server(runtime, loop_thread, pool) as server:
         yield server, pool
 
@@ -150,7 +150,13 @@ def test_a_worker_killed_mid_message_gets_451_and_the_retry_is_stored_once(
     client_ssl_context: ssl.SSLContext,
     tmp_path: Path,
 ) -> None:
-    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, batch=stall_first_batch)
+    pool = WorkerPool(
+        runtime.settings.data_dir,
+        1,
+        max_group=8,
+        batch=stall_first_batch,
+        sessions=runtime.sessions,
+    )
     with pool_server(runtime, loop_thread, pool) as server:
         first_workers = pool.pids()
         replies: list[tuple[int, bytes]] = []
@@ -271,7 +277,9 @@ def test_a_batch_that_fails_answers_its_messages_451_and_the_worker_stays(
     worker_env: dict[str, str],
     loop_thread: LoopThread,
 ) -> None:
-    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, batch=raise_on_boom)
+    pool = WorkerPool(
+        runtime.settings.data_dir, 1, max_group=8, batch=raise_on_boom, sessions=runtime.sessions
+    )
     loop_thread.run(pool.start())
     try:
         workers = pool.pids()
@@ -293,7 +301,7 @@ def test_workers_that_cannot_start_fail_the_start_with_a_message(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "sealgate.toml").write_text("[smtp\n")  # a worker cannot load its settings
-    pool = WorkerPool(broken, 2, max_group=8)
+    pool = WorkerPool(broken, 2, max_group=8, sessions=runtime.sessions)
     with pytest.raises(RuntimeError, match="could not start"):
         loop_thread.run(pool.start())
     loop_thread.run(pool.close())
@@ -312,7 +320,7 @@ def test_a_worker_whose_database_connection_died_answers_451_once_then_stores(
     loss or a duplicate, and the next message finds the pool renewed."""
     if runtime.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no server connection to lose")
-    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8)
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, sessions=runtime.sessions)
     with (
         pool_server(runtime, loop_thread, pool) as server,
         smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp,
@@ -353,7 +361,12 @@ def test_a_second_worker_is_woken_only_for_a_backlog(
     same_worker: bool,
 ) -> None:
     pool = WorkerPool(
-        runtime.settings.data_dir, 2, max_group=8, backlog=backlog, batch=worker_pid_after_pause
+        runtime.settings.data_dir,
+        2,
+        max_group=8,
+        backlog=backlog,
+        batch=worker_pid_after_pause,
+        sessions=runtime.sessions,
     )
     loop_thread.run(pool.start())
 
@@ -386,7 +399,12 @@ def test_waiting_messages_go_to_a_second_worker_only_when_their_prepare_outweigh
     same_worker: bool,
 ) -> None:
     pool = WorkerPool(
-        runtime.settings.data_dir, 2, max_group=8, backlog=2, batch=worker_pid_after_pause
+        runtime.settings.data_dir,
+        2,
+        max_group=8,
+        backlog=2,
+        batch=worker_pid_after_pause,
+        sessions=runtime.sessions,
     )
     loop_thread.run(pool.start())
     pool.costs.prepare, pool.costs.store = prepare_ms / 1000, 0.7 / 1000  # a group's store
