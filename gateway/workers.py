@@ -554,9 +554,13 @@ class WorkerPool:
             log.warning("worker processes still busy after %.0f s; stopping them", grace)
         for worker in self._workers:
             await self._stop(worker)
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A replacement for a worker that died just before may still be starting: its
+        # watch task is made once it is up (and stopped at once, the pool being closed).
+        while self._tasks:
+            done, _pending = await asyncio.wait(list(self._tasks))
+            for task in done:
+                with contextlib.suppress(asyncio.CancelledError):
+                    task.result()
         _fail(list(self._waiting))
         self._waiting.clear()
 
