@@ -1,5 +1,6 @@
 """Worker batches for tests: one that hangs on its first call, so a test can kill the
-worker mid-message, and one that fails.
+worker mid-message; ones whose worker dies on its first batch, before or after the
+commit; one that waits for the test; and one that fails.
 
 It runs in a worker process (gateway.workers, spawn start method), which imports it
 by name; the directory it reports to comes from the environment it inherited.
@@ -8,6 +9,7 @@ by name; the directory it reports to comes from the environment it inherited.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,3 +51,52 @@ def worker_pid_after_pause(jobs: Sequence[Job]) -> list[Outcome | None]:
     if any(job.log_id == SLOW for job in jobs):
         time.sleep(1.0)
     return [Outcome(queue_id=str(os.getpid())) for _job in jobs]
+
+
+FIRST_BATCH = "first-batch"
+
+
+def _first_batch() -> bool:
+    """True for the first batch any worker of this test gets, exactly once."""
+    try:
+        (Path(os.environ[STALL_DIR_ENV]) / FIRST_BATCH).open("x").close()
+    except FileExistsError:
+        return False
+    return True
+
+
+def _die() -> None:
+    """End this worker as the kernel would (SIGKILL, the OOM killer): no cleanup, no answer."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("a SIGKILLed process went on")
+
+
+def die_after_commit(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """The first batch is prepared and committed by the real pipeline, then its worker
+    dies before it answers; later batches run as usual."""
+    outcomes = run_batch(jobs)
+    if _first_batch():
+        _die()
+    return outcomes
+
+
+def die_before_commit(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """The first batch's worker dies before it stores anything; later batches run as usual."""
+    if _first_batch():
+        _die()
+    return run_batch(jobs)
+
+
+GATE = "gate"
+GATE_FIFO = "gate.fifo"
+
+
+def gate_then_die_after_commit(jobs: Sequence[Job]) -> list[Outcome | None]:
+    """A batch with a job whose log id is "gate" waits until the test writes to the FIFO
+    (so the jobs sent meanwhile travel as the next batch) and stores nothing; the next
+    batch is stored by the real pipeline, then its worker dies before it answers."""
+    if any(job.log_id == GATE for job in jobs):
+        with (Path(os.environ[STALL_DIR_ENV]) / GATE_FIFO).open("rb") as fifo:
+            fifo.read()
+        return [Outcome(queue_id=job.queue_id) for job in jobs]
+    return die_after_commit(jobs)

@@ -2,7 +2,8 @@
 
 Threats: a worker that dies mid-message must not lose a message its client was
 told is queued (no `250` before the commit), must not store it twice when the
-client sends it again, and must not take the server down; one message that fails
+client sends it again (a worker that dies after its commit but before it answers:
+the client gets `250`, not `451`), and must not take the server down; one message that fails
 in a shared commit must not fail the others; no worker outlives the pool.
 """
 
@@ -32,9 +33,14 @@ from gateway.workers import Job, Outcome, WorkerLost, WorkerPool, _Costs
 from tests.conftest import LoopThread
 from tests.fakes.stall import (
     BOOM,
+    GATE,
+    GATE_FIFO,
     PID_FILE,
     SLOW,
     STALL_DIR_ENV,
+    die_after_commit,
+    die_before_commit,
+    gate_then_die_after_commit,
     raise_on_boom,
     stall_first_batch,
     worker_pid_after_pause,
@@ -195,6 +201,121 @@ def test_a_worker_killed_mid_message_gets_451_and_the_retry_is_stored_once(
         assert pool.restarts == 1
         assert stalled not in pool.pids()
         assert wait_gone(first_workers) == []
+
+
+def _send(smtp: smtplib.SMTP, n: int) -> tuple[int, str]:
+    """One message from Alice to Bob: the reply code and its last word (the queue id)."""
+    smtp.mail(ALICE)
+    smtp.rcpt(BOB)
+    code, reply = smtp.data(message(n))
+    if code != 250:
+        smtp.rset()
+    return code, reply.decode().rsplit(" ", 1)[1]
+
+
+def test_a_worker_killed_after_its_commit_answers_250_and_the_message_is_stored_once(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """The worker commits, then dies before it answers: serve finds the message stored
+    and answers `250` with its queue id, so the client has no reason to send it again."""
+    pool = WorkerPool(
+        runtime.settings.data_dir,
+        1,
+        max_group=8,
+        batch=die_after_commit,
+        sessions=runtime.sessions,
+    )
+    with pool_server(runtime, loop_thread, pool) as server:
+        first_workers = pool.pids()
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp:
+            smtp.starttls(context=client_ssl_context)
+            smtp.login(ALICE, mail_users[ALICE])
+            code, queue_id = _send(smtp, 1)
+            assert code == 250, queue_id
+            assert queue_ids_in_mailbox(runtime, BOB) == [queue_id]
+            # The connection goes on, to the new worker.
+            code, second = _send(smtp, 2)
+            assert code == 250, second
+        assert sorted(queue_ids_in_mailbox(runtime, BOB)) == sorted([queue_id, second])
+        assert pool.restarts == 1
+        assert wait_gone(first_workers) == []
+
+
+def test_a_worker_killed_before_its_commit_answers_451_and_the_retry_is_stored_once(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    pool = WorkerPool(
+        runtime.settings.data_dir,
+        1,
+        max_group=8,
+        batch=die_before_commit,
+        sessions=runtime.sessions,
+    )
+    with pool_server(runtime, loop_thread, pool) as server:
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as smtp:
+            smtp.starttls(context=client_ssl_context)
+            smtp.login(ALICE, mail_users[ALICE])
+            code, reply = _send(smtp, 1)
+            assert code == 451, reply
+            assert queue_ids_in_mailbox(runtime, BOB) == []
+            code, queue_id = _send(smtp, 1)  # the client sends it again
+            assert code == 250, queue_id
+        assert queue_ids_in_mailbox(runtime, BOB) == [queue_id]
+        assert pool.restarts == 1
+
+
+def test_a_lost_batch_answers_each_message_by_what_the_database_holds(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    tmp_path: Path,
+) -> None:
+    """Two messages travel as one batch; one is stored, one fails in the pipeline; then
+    the worker dies before it answers: queued for the first, 451 for the second."""
+    fifo = tmp_path / GATE_FIFO
+    os.mkfifo(fifo)
+    pool = WorkerPool(
+        runtime.settings.data_dir,
+        1,
+        max_group=8,
+        batch=gate_then_die_after_commit,
+        sessions=runtime.sessions,
+    )
+    loop_thread.run(pool.start())
+    alice = _account_id(runtime, ALICE)
+    stored, failed = _job(alice, 1, "stored"), _job(999_999, 2, "no such account")
+
+    def open_the_gate() -> None:
+        with fifo.open("wb"):
+            pass
+
+    async def one_batch_lost() -> list[Outcome | BaseException | None]:
+        # Tasks start in order: the gate takes the idle worker, the two others wait
+        # for it and then go out together.
+        gate = asyncio.ensure_future(pool.run(_job(alice, 0, GATE)))
+        both = [asyncio.ensure_future(pool.run(job)) for job in (stored, failed)]
+        await asyncio.to_thread(open_the_gate)
+        await gate
+        return list(await asyncio.gather(*both, return_exceptions=True))
+
+    try:
+        first, second = loop_thread.run(one_batch_lost())
+    finally:
+        loop_thread.run(pool.close())
+    assert isinstance(first, Outcome) and first.recovered
+    assert first.queue_id == stored.queue_id and first.methods == ("plain",)
+    assert isinstance(second, WorkerLost)
+    assert queue_ids_in_mailbox(runtime, BOB) == [stored.queue_id]
+    assert pool.restarts == 1
 
 
 def _submission(n: int, account_id: int) -> Submission:
