@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, db, groupcommit
+from gateway.admin import maillog
 from gateway.models import MailboxMessage
 from gateway.pipeline import ClientInfo, Copy, RejectMessage, Sender, Submission, prepare, submit
 from gateway.runtime import Runtime
@@ -316,6 +317,78 @@ def test_a_lost_batch_answers_each_message_by_what_the_database_holds(
     assert isinstance(second, WorkerLost)
     assert queue_ids_in_mailbox(runtime, BOB) == [stored.queue_id]
     assert pool.restarts == 1
+
+
+# A COMMIT that takes a minute: a deferred trigger runs inside it, before it is final.
+_SLOW_COMMIT = (
+    "CREATE FUNCTION test_slow_commit() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$",
+    "CREATE CONSTRAINT TRIGGER test_slow_commit AFTER INSERT ON mail_log"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow_commit()",
+)
+_NO_SLOW_COMMIT = (
+    "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+    " WHERE wait_event = 'PgSleep' AND application_name LIKE 'sealgate-worker-%'",
+    "DROP TRIGGER IF EXISTS test_slow_commit ON mail_log",
+    "DROP FUNCTION IF EXISTS test_slow_commit()",
+)
+
+
+def _session_in_commit(runtime: Runtime) -> str:
+    """The application name of the worker session that is in its (slow) COMMIT, once it is."""
+    deadline = time.monotonic() + 60
+    while True:
+        with runtime.engine.connect() as conn:  # pg_stat_activity is read once a transaction
+            name = conn.scalar(
+                sa.text(
+                    "SELECT application_name FROM pg_stat_activity WHERE query = 'COMMIT'"
+                    " AND wait_event = 'PgSleep' AND application_name LIKE 'sealgate-worker-%'"
+                )
+            )
+        if name:
+            return str(name)
+        assert time.monotonic() < deadline, "the worker never reached its COMMIT"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_during_its_commit_is_answered_once_that_commit_is_over(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+) -> None:
+    """PostgreSQL carries on with a COMMIT whose client died, and would make it visible
+    after serve had looked and answered 451. Serve ends the dead worker's session
+    first: here the COMMIT is cut short, rolled back, and the answer 451 is right."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite commits in the worker's own process, over when it is")
+    with runtime.engine.begin() as conn:
+        for statement in _SLOW_COMMIT:
+            conn.execute(sa.text(statement))
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, sessions=runtime.sessions)
+    try:
+        loop_thread.run(pool.start())
+        [worker] = pool.pids()
+        job = _job(_account_id(runtime, ALICE), 1, "slow commit")
+        answer = asyncio.run_coroutine_threadsafe(pool.run(job), loop_thread.loop)
+        session_name = _session_in_commit(runtime)
+        os.kill(worker, signal.SIGKILL)
+        with pytest.raises(WorkerLost):
+            answer.result(60)
+        with runtime.engine.connect() as conn:
+            left = conn.scalar(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                {"n": session_name},
+            )
+        assert left == 0, "serve answered while the dead worker's COMMIT could still finish"
+        with db.read_only(runtime.sessions) as session:
+            assert maillog.handled(session, [job.queue_id]) == {}
+        assert queue_ids_in_mailbox(runtime, BOB) == []
+    finally:
+        loop_thread.run(pool.close())
+        with runtime.engine.begin() as conn:
+            for statement in _NO_SLOW_COMMIT:
+                conn.execute(sa.text(statement))
 
 
 def _submission(n: int, account_id: int) -> Submission:
