@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.runtime import Runtime
+from tests.conftest import TEST_DATABASE_URL
 from tests.processes import children, wait_gone
 
 # Whether serve (its pid) has reached a point; `where` holds data/ and serve.log.
@@ -37,18 +39,47 @@ def catches_sigterm(pid: int, _where: Path) -> bool:
 
 
 def has_the_database_open(pid: int, where: Path) -> bool:
+    """SQLite: the database file among its open files; PostgreSQL: a TCP connection of
+    its own to the database server's port."""
+    if TEST_DATABASE_URL:
+        port = sa.engine.make_url(TEST_DATABASE_URL).port or 5432
+        return bool(_sockets(pid) & _tcp_inodes_to(port))
     database = str(where / "data" / "sealgate.db")
+    return database in _open_files(pid)
+
+
+def _open_files(pid: int) -> set[str]:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except FileNotFoundError:
-        return False
+        return set()
+    found = set()
     for fd in fds:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == database:
-                return True
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
             continue
-    return False
+    return found
+
+
+def _sockets(pid: int) -> set[str]:
+    """The inodes of `pid`'s sockets (`socket:[N]` links in /proc/PID/fd)."""
+    return {name[8:-1] for name in _open_files(pid) if name.startswith("socket:[")}
+
+
+def _tcp_inodes_to(port: int) -> set[str]:
+    """The inodes of the machine's TCP sockets connected to `port` (IPv4 and IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
 
 
 def starts_workers(pid: int, _where: Path) -> bool:
