@@ -38,6 +38,8 @@ _CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\
 _NOT_ASCII = re.compile(rb"[\x00\x80-\xff]")
 _FIELD_START = re.compile(rb"(?m)^(?![ \t])")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+# A line of encoded text that starts with "--": its first dash is written =2D.
+_DASHES = re.compile(rb"(?m)^-(?=-)")
 _IDENTITY = ("7bit", "8bit", "binary")
 
 # RFC 3463: X.6.3 conversion required but not supported; X.6.7 non-ASCII address.
@@ -94,8 +96,7 @@ def _entity(entity: bytes, depth: int, *, top: bool = False) -> bytes:
     if depth < MAX_DEPTH and ctype == "message/rfc822":
         return _with_cte(head, "7bit", top) + b"\n" + _entity(body, depth + 1)
     if fields.get_content_maintype() == "text":
-        encoded = binascii.b2a_qp(body, quotetabs=False, istext=True, header=False)
-        return _with_cte(head, "quoted-printable", top) + b"\n" + encoded
+        return _with_cte(head, "quoted-printable", top) + b"\n" + _qp(body, istext=True)
     lines = base64.encodebytes(body.replace(b"\n", b"\r\n"))
     return _with_cte(head, "base64", top) + b"\n" + lines
 
@@ -104,14 +105,14 @@ def _multipart(body: bytes, boundary: bytes, depth: int) -> bytes:
     delimiter = re.compile(rb"(?m)^--" + re.escape(boundary) + rb"(--)?[ \t]*$")
     marks = list(delimiter.finditer(body))
     if not marks:
-        return _NOT_ASCII.sub(b"?", body)
-    out = [_NOT_ASCII.sub(b"?", body[: marks[0].start()])]  # the preamble: never shown
+        return _outside(body)
+    out = [_outside(body[: marks[0].start()])]  # the preamble
     for mark, following in zip(marks, [*marks[1:], None], strict=True):
         out.append(mark.group(0))
         end = following.start() if following is not None and not mark.group(1) else len(body)
         segment = body[mark.end() : end]
         if mark.group(1):
-            out.append(_NOT_ASCII.sub(b"?", segment))  # the epilogue
+            out.append(_outside(segment))  # the epilogue
             break
         if segment.startswith(b"\n") and len(segment) > 1:
             tail = b"\n" if following is not None and segment.endswith(b"\n") else b""
@@ -121,15 +122,36 @@ def _multipart(body: bytes, boundary: bytes, depth: int) -> bytes:
     return b"".join(out)
 
 
+def _outside(text: bytes) -> bytes:
+    """A multipart's preamble or epilogue in 7 bits, nothing lost.
+
+    RFC 2046 5.1.1 has MIME readers ignore both; only a reader without MIME shows
+    them (the "This is a multi-part message in MIME format." line). Postfix and
+    sendmail convert body parts only and pass these through, 8-bit bytes and all;
+    that is not 7-bit data. Of what is, dropping the text loses it all, and a "?"
+    for each 8-bit byte (what this did before) loses those bytes for good, and can
+    even make a delimiter line ("?" is a boundary character: "--b\\xe9" became
+    "--b?"). Quoted-printable loses nothing: the ASCII reads as before, every other
+    byte (a NUL among them) is an =XX that decodes back. No MIME reader decodes it,
+    and none needs to. Text in 7 bits already stays as it is; in the encoded text no
+    line starts with "--" (its first dash is =2D), so it cannot make a delimiter.
+    """
+    return text if is_7bit(text) else _qp(text, istext=True)
+
+
+def _qp(data: bytes, *, istext: bool) -> bytes:
+    """`data` in quoted-printable, no line of it starting with "--" (see `_outside`)."""
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=istext, header=False)
+    return _DASHES.sub(b"=2D", encoded)
+
+
 def _reencoded(body: bytes, cte: str, fields: Message) -> bytes:
     """A body declared quoted-printable or base64 that holds 8-bit bytes anyway,
     decoded as a lenient reader does (8-bit bytes kept in quoted-printable, bytes
     outside the alphabet skipped in base64, RFC 2045 6.8) and encoded again."""
     if cte == "quoted-printable":
         decoded = binascii.a2b_qp(body)
-        return binascii.b2a_qp(
-            decoded, quotetabs=False, istext=fields.get_content_maintype() == "text"
-        )
+        return _qp(decoded, istext=fields.get_content_maintype() == "text")
     if cte == "base64":
         letters = re.sub(rb"[^A-Za-z0-9+/]", b"", body.split(b"=", 1)[0])
         letters = letters[: len(letters) - len(letters) % 4 if len(letters) % 4 == 1 else None]

@@ -8,6 +8,7 @@ retrying a permanent failure, bouncing a bounce, and leaking the relay password.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import dataclasses
 import datetime as dt
@@ -643,6 +644,31 @@ def test_8bit_header_fields_to_a_7bit_relay_become_encoded_words_or_bounce(
     [bounce] = mailbox_of(rt, ALICE)
     _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
     assert per_recipient["Status"] == "5.6.7"
+
+
+PREAMBLE = b"Vorspann: Gr\xc3\xbc\xc3\x9fe, caf\xe9 = 1\r\n"
+EPILOGUE = b"Nachspann \xe9\r\n"
+
+
+def test_an_8bit_preamble_and_epilogue_reach_a_7bit_relay_whole(
+    runtime: Runtime, smarthost_factory: SmarthostFactory
+) -> None:
+    """They went with each 8-bit byte a "?", for good; now they are quoted-printable
+    (no MIME reader decodes them, RFC 2046 5.1.1, but nothing is lost)."""
+    raw = MIXED.replace(b"\r\n--b1\r\n", b"\r\n" + PREAMBLE + b"--b1\r\n", 1) + EPILOGUE
+    old_mta = smarthost_factory(withhold=("8BITMIME",))
+    rt = with_relay(runtime, old_mta)
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = old_mta.messages
+    assert msg.content.isascii()
+    assert leaves(msg.content) == leaves(raw)
+    parsed = email.message_from_bytes(msg.content, policy=default_policy)
+    assert isinstance(parsed.preamble, str) and isinstance(parsed.epilogue, str)
+    assert binascii.a2b_qp(parsed.preamble) == PREAMBLE.rstrip(b"\r\n")
+    assert binascii.a2b_qp(parsed.epilogue).replace(b"\r\n", b"\n") == EPILOGUE.replace(
+        b"\r\n", b"\n"
+    )
 
 
 @settings(

@@ -8,6 +8,7 @@ raises Unconvertible, and only for what 7 bits cannot carry.
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.header
 import email.message
@@ -95,6 +96,47 @@ def test_what_encoded_words_cannot_carry_is_unconvertible(field: bytes, status: 
     with pytest.raises(sevenbit.Unconvertible) as caught:
         sevenbit.downgrade(b"From: a@example.test\r\n" + field + b"\r\n\r\nhello\r\n")
     assert caught.value.status == status
+
+
+def multipart(preamble: bytes, epilogue: bytes, boundary: bytes = b"b") -> bytes:
+    return (
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n'
+        b"\r\n" + preamble + b"--" + boundary + b"\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"\r\n"
+        b"Gr\xc3\xbc\xc3\x9fe\r\n"
+        b"--" + boundary + b"--\r\n" + epilogue
+    )
+
+
+def test_an_8bit_preamble_and_epilogue_are_quoted_printable_and_decode_back() -> None:
+    """RFC 2046 5.1.1: readers ignore them, yet each 8-bit byte was a "?" for good."""
+    preamble = b"Vorspann: Gr\xc3\xbc\xc3\x9fe = 1 \x00\r\n"
+    epilogue = b"\xe9" * 1200 + b"\r\n"
+    out = sevenbit.downgrade(multipart(preamble, epilogue))
+    assert sevenbit.is_7bit(out)
+    msg = parsed(out)
+    assert isinstance(msg.preamble, str) and isinstance(msg.epilogue, str)
+    assert binascii.a2b_qp(msg.preamble) == preamble.rstrip(b"\r\n")
+    assert binascii.a2b_qp(msg.epilogue).replace(b"\r\n", b"\n") == b"\xe9" * 1200 + b"\n"
+
+
+def test_a_7bit_preamble_stays_as_it_is() -> None:
+    raw = multipart(b"This is a multi-part message in MIME format.\r\n", b"")
+    assert b"\r\nThis is a multi-part message in MIME format.\r\n--b\r\n" in (
+        sevenbit.downgrade(raw)
+    )
+
+
+def test_an_encoded_preamble_does_not_make_a_delimiter_line() -> None:
+    """A "?" is a boundary character: a preamble line "--b\\xe9" became "--b?", the
+    delimiter line of boundary "b?", and a hidden part appeared that was not there."""
+    raw = multipart(b"--b\xe9\r\nContent-Type: text/html\r\n\r\n<b>hidden</b>\r\n", b"", b"b?")
+    assert leaves(raw) == [("text/plain", "Grüße".encode())]
+    out = sevenbit.downgrade(raw)
+    assert leaves(out) == leaves(raw)
+    assert binascii.a2b_qp(parsed(out).preamble).startswith(b"--b\xe9\r\n")
 
 
 # -- generative ---------------------------------------------------------------------
