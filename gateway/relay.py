@@ -1,8 +1,9 @@
 """The outbound relay: hands queued mail to the configured smarthost, byte for byte.
 
-Byte for byte, but for two things: a smarthost without 8BITMIME gets an 8-bit
-message converted to 7 bits (gateway.transport.sevenbit), and DKIM signatures
-are added last, over what goes on the wire.
+Byte for byte, but for two things: a message that is not valid data for the
+smarthost is converted (gateway.transport.sevenbit): 8-bit data to one without
+8BITMIME, a NUL or a line over 998 octets to any; and DKIM signatures are added
+last, over what goes on the wire.
 
 One sweep claims a batch of due rows (gateway.queue), sends each on its own
 connection with aiosmtplib, and records the outcome: delivered rows go, a
@@ -478,20 +479,22 @@ class Relay:
                     )
                 )
             options.append("SMTPUTF8")
-        if client.supports_extension("8bitmime"):
-            if not item.raw.isascii():
-                options.append("BODY=8BITMIME")
-        elif not sevenbit.is_7bit(item.raw):
-            # RFC 6152 3: convert (as Postfix does) rather than return it; what
-            # cannot be converted faithfully is returned.
+        eightbit = client.supports_extension("8bitmime")
+        if not sevenbit.fits(item.raw, eightbit=eightbit):
+            # 8-bit data to a relay without 8BITMIME (RFC 6152 3), and a NUL or a line
+            # over 998 octets to any (not 8bit data either, RFC 6152 2), is converted
+            # (as Postfix does) rather than returned; what cannot be converted
+            # faithfully is returned.
             try:
-                item = dataclasses.replace(item, raw=sevenbit.downgrade(item.raw))
+                item = dataclasses.replace(item, raw=sevenbit.convert(item.raw, eightbit=eightbit))
             except sevenbit.Unconvertible as exc:
                 raise _Permanent(
                     dsn.Failure(
                         exc.status, "X-Sealgate", exc.reason, self.relay.host, peer_address(client)
                     )
                 ) from None
+        if eightbit and not item.raw.isascii():
+            options.append("BODY=8BITMIME")
         item = await self._dkim_signed(item)  # over what goes on the wire
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:

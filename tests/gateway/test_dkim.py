@@ -282,6 +282,32 @@ def test_converted_to_7bit_then_signed(
     assert_signed_and_aligned(relayed.content, zone)
 
 
+def test_a_nul_converted_for_an_8bitmime_relay_then_signed(
+    runtime: Runtime, mail_users: dict[str, str], smarthost: FakeSmarthost, zone: FakeDns
+) -> None:
+    """A NUL is not 8bit data (RFC 6152 2), so even a relay with 8BITMIME gets the part
+    converted; the signatures are made over the converted bytes and verify."""
+    raw = (
+        b"From: Alice <alice@example.test>\r\nTo: x@elsewhere.example\r\n"
+        b"Subject: a NUL\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        b"\r\nGr\xc3\xbc\xc3\x9fe \x00\r\n"
+    )
+    with db.transaction(runtime.sessions) as session:
+        outbound.enqueue(
+            session,
+            queue_id="Q8N",
+            mail_from=ALICE,
+            rcpt_to="x@elsewhere.example",
+            raw=raw,
+            now=dt.datetime.now(dt.UTC),
+        )
+    [relayed] = relay_all(runtime, smarthost, 1)
+    assert b"\x00" not in relayed.content
+    assert b"Gr=C3=BC=C3=9Fe =00" in relayed.content
+    assert_signed_and_aligned(relayed.content, zone)
+
+
 @pytest.mark.parametrize(
     ("hosted", "from_domain", "a_label"),
     [

@@ -40,6 +40,7 @@ from tests.fakes.rogue_smtp import RogueSmtp
 from tests.fakes.smarthost import FakeSmarthost, SmarthostFactory, relay_settings_for
 from tests.gateway.test_sevenbit import leaves as decoded_leaves
 from tests.gateway.test_sevenbit import messages as any_messages
+from tests.gateway.test_sevenbit import valid_for
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ALICE = "alice@example.test"
@@ -505,7 +506,7 @@ ODD_LINES = (
     b".one dot\r\n"
     b"a bare\rCR\r\n"
     b"a bare\nLF\r\n"
-    b"a NUL \x00 here\r\n"
+    b"caf\xc3\xa9\r\n"
     b"."  # the last line: a dot, and no line end
 )
 
@@ -514,13 +515,14 @@ def test_odd_lines_reach_the_smarthost_as_stored(
     runtime: Runtime, smarthost: FakeSmarthost
 ) -> None:
     """Dot-stuffing is undone at the other end; a bare CR or LF is a line end (CRLF) on
-    the wire, as SMTP has no other; a last line without one gets one; a NUL passes."""
+    the wire, as SMTP has no other; a last line without one gets one."""
     rt = with_relay(runtime, smarthost)
     enqueue(rt, raw=ODD_LINES)
     assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
     [msg] = smarthost.messages
     assert msg.content == relay.wire_form(ODD_LINES)
-    assert msg.content.endswith(b"a NUL \x00 here\r\n.\r\n")
+    assert msg.content.endswith(b"caf\xc3\xa9\r\n.\r\n")
+    assert "BODY=8BITMIME" in msg.mail_options
 
 
 @settings(
@@ -528,15 +530,16 @@ def test_odd_lines_reach_the_smarthost_as_stored(
 )
 @given(
     body=st.lists(
-        st.sampled_from([b".", b"..", b"x", b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b" "]),
+        st.sampled_from([b".", b"..", b"x", b"\r", b"\n", b"\r\n", b"\xe9", b" "]),
         max_size=40,
     ).map(b"".join)
 )
 def test_any_body_reaches_the_smarthost_as_stored(
     runtime: Runtime, smarthost_factory: SmarthostFactory, body: bytes
 ) -> None:
-    """Whatever the bytes, the smarthost receives the stored message with only its line
-    ends made CRLF (and a last one added): DATA's dot-stuffing is invisible."""
+    """Whatever the bytes (a NUL aside: it is converted, see below), the smarthost
+    receives the stored message with only its line ends made CRLF (and a last one
+    added): DATA's dot-stuffing is invisible."""
     peer = smarthost_factory()
     rt = with_relay(runtime, peer)
     with db.transaction(rt.sessions) as session:
@@ -646,6 +649,61 @@ def test_8bit_header_fields_to_a_7bit_relay_become_encoded_words_or_bounce(
     assert per_recipient["Status"] == "5.6.7"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        RAW.replace(b"secret body text", b"secret \x00 body text"),
+        RAW + b"a long line: " + b"0123456789" * 120 + b"\r\n",
+        RAW + b"Gr\xc3\xbc\xc3\x9fe " * 400 + b"\r\n",
+    ],
+    ids=["nul", "overlong-ascii", "overlong-8bit"],
+)
+def test_what_8bitmime_does_not_allow_is_converted_for_an_8bitmime_relay(
+    runtime: Runtime, smarthost: FakeSmarthost, raw: bytes
+) -> None:
+    """RFC 6152 2: 8bit data is lines of at most 998 octets without a NUL. A NUL or an
+    overlong line went unchanged to a relay with 8BITMIME, which may refuse it (this
+    one, aiosmtpd, answers an overlong line with 500: the mail bounced); now the part
+    becomes quoted-printable, as for a 7-bit relay, and decodes to the same bytes."""
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert valid_for(msg.content, eightbit=True)
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n" in msg.content
+    assert leaves(msg.content) == leaves(raw)
+
+
+def test_only_the_part_8bitmime_does_not_allow_is_converted(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """A NUL in the binary part of MIXED makes that part base64; its 8-bit text part
+    is valid 8bit data and leaves byte for byte, declared with BODY=8BITMIME."""
+    raw = MIXED.replace(b"\x01\xff\xfe\x80 raw", b"\x01\xff\x00\x80 raw")
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert valid_for(msg.content, eightbit=True)
+    assert "BODY=8BITMIME" in msg.mail_options
+    assert b"Gr\xc3\xbc\xc3\x9fe = 1 \r\n" in msg.content
+    assert b"Content-Transfer-Encoding: base64\r\n" in msg.content
+    assert leaves(msg.content) == leaves(raw)
+
+
+def test_a_nul_in_a_header_field_is_a_space_for_an_8bitmime_relay(
+    runtime: Runtime, smarthost: FakeSmarthost
+) -> None:
+    """No header field holds a NUL (RFC 5322 2.2); the field went as it was."""
+    raw = RAW.replace(b"Subject: quarterly numbers", b"Subject: quarterly\x00numbers")
+    rt = with_relay(runtime, smarthost)
+    enqueue(rt, raw=raw)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
+    [msg] = smarthost.messages
+    assert msg.content == relay.wire_form(RAW)  # the NUL a space
+    assert "BODY=8BITMIME" in msg.mail_options
+
+
 PREAMBLE = b"Vorspann: Gr\xc3\xbc\xc3\x9fe, caf\xe9 = 1\r\n"
 EPILOGUE = b"Nachspann \xe9\r\n"
 
@@ -661,7 +719,7 @@ def test_an_8bit_preamble_and_epilogue_reach_a_7bit_relay_whole(
     enqueue(rt, raw=raw)
     assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.SENT]
     [msg] = old_mta.messages
-    assert msg.content.isascii()
+    assert valid_for(msg.content, eightbit=False)
     assert leaves(msg.content) == leaves(raw)
     parsed = email.message_from_bytes(msg.content, policy=default_policy)
     assert isinstance(parsed.preamble, str) and isinstance(parsed.epilogue, str)

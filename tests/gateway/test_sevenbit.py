@@ -47,6 +47,17 @@ def header_texts(raw: bytes, name: str) -> list[str]:
     return [" ".join(str(v).split()) for p in parsed(raw).walk() for v in p.get_all(name, [])]
 
 
+def valid_for(data: bytes, *, eightbit: bool) -> bool:
+    """RFC 5321 / RFC 6152: CRLF line ends only, lines of at most 998 octets, no NUL, and
+    7-bit unless the relay announced 8BITMIME."""
+    lines = data.split(b"\r\n")
+    return (
+        b"\x00" not in data
+        and not any(b"\r" in line or b"\n" in line or len(line) > 998 for line in lines)
+        and (eightbit or data.isascii())
+    )
+
+
 def test_a_latin_1_subject_and_display_name_become_encoded_words() -> None:
     """Postfix sends such header bytes as they are; a 7-bit relay got them 8-bit."""
     raw = b"From: J\xf6rg <joerg@example.test>\r\nSubject: caf\xe9 cr\xe8me\r\n\r\nhello\r\n"
@@ -115,7 +126,7 @@ def test_an_8bit_preamble_and_epilogue_are_quoted_printable_and_decode_back() ->
     preamble = b"Vorspann: Gr\xc3\xbc\xc3\x9fe = 1 \x00\r\n"
     epilogue = b"\xe9" * 1200 + b"\r\n"
     out = sevenbit.downgrade(multipart(preamble, epilogue))
-    assert sevenbit.is_7bit(out)
+    assert sevenbit.fits(out, eightbit=False)
     msg = parsed(out)
     assert isinstance(msg.preamble, str) and isinstance(msg.epilogue, str)
     assert binascii.a2b_qp(msg.preamble) == preamble.rstrip(b"\r\n")
@@ -137,6 +148,45 @@ def test_an_encoded_preamble_does_not_make_a_delimiter_line() -> None:
     out = sevenbit.downgrade(raw)
     assert leaves(out) == leaves(raw)
     assert binascii.a2b_qp(parsed(out).preamble).startswith(b"--b\xe9\r\n")
+
+
+def test_for_an_8bitmime_relay_only_what_8bit_data_may_not_hold_is_converted() -> None:
+    """RFC 6152 2: no NUL, no line over 998 octets; 8-bit bytes are fine."""
+    valid = b"Content-Type: text/plain; charset=utf-8\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n"
+    nul = b"Content-Type: application/octet-stream\r\n\r\n\xff\x00\r\n"
+    raw = (
+        b"Subject: caf\xe9 \x00 cr\xe8me\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n'
+        b"\r\n--b\r\n" + valid + b"--b\r\n" + nul + b"--b--\r\n"
+    )
+    assert not sevenbit.fits(raw, eightbit=True)
+    out = sevenbit.convert(raw, eightbit=True)
+    assert sevenbit.fits(out, eightbit=True)
+    assert out.startswith(b"Subject: caf\xe9   cr\xe8me\r\n")
+    assert b"\r\n--b\r\n" + valid + b"--b\r\n" in out
+    assert leaves(out) == leaves(raw)
+    assert sevenbit.convert(valid, eightbit=True) == valid
+
+
+def test_a_long_header_line_is_folded_at_its_white_space() -> None:
+    """A line over 998 octets is valid for no relay. Folding before white space changes
+    nothing; a line without any (X-Note) is written in encoded words, which can break."""
+    words = b" ".join([b"word%d" % n for n in range(300)])
+    raw = b"Subject: " + words + b"\r\nX-Note: " + b"x" * 1200 + b"\r\n\r\nhello\r\n"
+    for eightbit in (False, True):
+        out = sevenbit.convert(raw, eightbit=eightbit)
+        assert sevenbit.fits(out, eightbit=False)
+        assert parsed_raw(out)["Subject"].replace("\r\n", "") == words.decode()
+        assert header_texts(out, "X-Note") == ["x" * 1200]
+
+
+def test_a_message_id_longer_than_a_line_is_unconvertible() -> None:
+    """A message id may not be an encoded word, nor be folded inside: the mail is returned."""
+    raw = b"Message-ID: <" + b"x" * 1200 + b"@example.test>\r\n\r\nhello\r\n"
+    with pytest.raises(sevenbit.Unconvertible) as caught:
+        sevenbit.convert(raw, eightbit=True)
+    assert caught.value.status == sevenbit.CONVERSION_NOT_SUPPORTED
 
 
 # -- generative ---------------------------------------------------------------------
