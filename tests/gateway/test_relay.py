@@ -738,31 +738,54 @@ def test_an_8bit_preamble_and_epilogue_reach_a_7bit_relay_whole(
     b' boundary="=b="\r\n\r\n--=b=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
     b"\r\r\n--=b=--\r\n"
 )
-def test_nothing_8bit_reaches_a_relay_without_8bitmime(
-    runtime: Runtime, smarthost_factory: SmarthostFactory, raw: bytes
+@example(  # a NUL, a bare CR and LF, an overlong line, an 8-bit preamble and epilogue
+    raw=b"From: <alice@example.test>\r\nSubject: a\x00b\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="=b="\r\n\r\ncaf\xe9\r\n--=b=\r\n'
+    b"Content-Type: application/octet-stream\r\n\r\n\x00\xff\rx\ny\r\n--=b=\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + b"\xc3\xa9" * 600 + b"\r\n"
+    b"--=b=--\r\n\xe9\x00"
+)
+@pytest.mark.parametrize(
+    "withhold",
+    [(), ("SMTPUTF8",), ("8BITMIME",), ("8BITMIME", "SMTPUTF8")],
+    ids=["8bitmime-smtputf8", "8bitmime", "smtputf8", "neither"],
+)
+def test_what_reaches_a_relay_is_valid_for_what_it_announced(
+    runtime: Runtime,
+    smarthost_factory: SmarthostFactory,
+    withhold: tuple[str, ...],
+    raw: bytes,
 ) -> None:
-    """Whatever the message, a server offering neither 8BITMIME nor SMTPUTF8 gets 7-bit
-    data (no byte above 127, no NUL) that decodes to the same parts, or nothing and
-    the message is returned."""
-    old_mta = smarthost_factory(withhold=("8BITMIME", "SMTPUTF8"))
-    rt = with_relay(runtime, old_mta)
+    """Whatever the message, a relay gets data valid for what it announced (CRLF line
+    ends only, lines of at most 998 octets, no NUL; 7-bit without 8BITMIME, declared
+    BODY=8BITMIME where it is 8-bit), whose parts decode to the same bytes; a message
+    that is valid already goes as stored. Or it gets nothing, and the message is
+    returned: UTF-8 header fields need SMTPUTF8 (5.6.9)."""
+    peer = smarthost_factory(withhold=withhold)
+    eightbit = "8BITMIME" not in withhold
+    rt = with_relay(runtime, peer)
     with db.transaction(rt.sessions) as session:
         session.execute(sa.delete(QueueItem))
     enqueue(rt, raw=raw)
     [result] = sweep(rt, FakeClock())
-    if result.outcome is Outcome.BOUNCED:  # UTF-8 header fields need SMTPUTF8 (5.6.9)
-        assert old_mta.messages == []
+    if result.outcome is Outcome.BOUNCED:
+        assert "SMTPUTF8" in withhold and relay._utf8_headers(raw)
+        assert peer.messages == []
         return
     assert result.outcome is Outcome.SENT
-    [msg] = old_mta.messages
-    assert sevenbit.is_7bit(msg.content)
+    [msg] = peer.messages
+    assert msg.content.endswith(b"\r\n")
+    assert valid_for(msg.content, eightbit=eightbit)
+    assert ("BODY=8BITMIME" in msg.mail_options) == (not msg.content.isascii())
+    if sevenbit.fits(raw, eightbit=eightbit):
+        assert msg.content == relay.wire_form(raw)
 
     def payloads(raw: bytes) -> list[tuple[str, bytes]]:
         # SMTP carries lines: a bare CR or LF goes as CRLF (as every relay sends it), and
         # DATA ends in a line end, so one may follow the last part's content.
         return [(kind, _lines(data).rstrip(b"\n")) for kind, data in decoded_leaves(raw)]
 
-    assert payloads(msg.content) == payloads(raw)
+    assert payloads(msg.content) == payloads(relay.wire_form(raw))
 
 
 def _lines(data: bytes) -> bytes:

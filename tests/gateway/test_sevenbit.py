@@ -1,9 +1,12 @@
-"""The 7-bit form of a message for a relay without 8BITMIME (gateway.transport.sevenbit).
+"""The form of a message a relay can take (gateway.transport.sevenbit).
 
-The promise, for any message: what `downgrade` returns is 7-bit data (no byte
-above 127, no NUL), header fields included, and it says the same thing (each
-part decodes to the same bytes, each header field to the same text); or it
-raises Unconvertible, and only for what 7 bits cannot carry.
+The promise, for any message and a relay with or without 8BITMIME: what
+`convert` returns is valid data for that relay (no NUL, lines of at most 998
+octets, CRLF line ends only; 7-bit, header fields included, without 8BITMIME),
+and it says the same thing (each part decodes to the same bytes, each header
+field to the same text, the preamble and epilogue are as they were or
+quoted-printable for them); a message that fits already is not changed. Or it
+raises Unconvertible, and only for what cannot be carried faithfully.
 """
 
 from __future__ import annotations
@@ -197,7 +200,23 @@ display_names = st.lists(
     st.sampled_from([b"a", b"Z", b"0", b" ", b"\xe9", b"\xc3\xbc", b"\xff", b"\x80", b"-"]),
     max_size=20,
 ).map(b"".join)
-body_bytes = st.binary(max_size=300)
+# A header line past 998 octets: words to fold at, or one word too long to fold.
+long_header_values = st.one_of(
+    st.integers(170, 400).map(lambda n: b" ".join([b"w%d" % i for i in range(n)])),
+    st.tuples(st.sampled_from([b"x", b"\xe9", b"\xc3\xbc"]), st.integers(999, 1400)).map(
+        lambda t: t[0] * t[1]
+    ),
+)
+# Lines past 998 octets, in any bytes: not 8bit data even for an 8BITMIME relay.
+long_lines = st.tuples(
+    st.binary(max_size=40), st.sampled_from([b"y", b"\xe9", b"\xc3\xbc"]), st.integers(500, 1400)
+).map(lambda t: t[0] + t[1] * t[2])
+body_bytes = st.one_of(
+    st.binary(max_size=300),
+    st.lists(st.one_of(st.binary(max_size=60), long_lines), max_size=3).map(b"\r\n".join),
+)
+# A multipart's preamble or epilogue: no line of it a delimiter.
+outside_bytes = st.binary(max_size=80).filter(lambda b: b"--" not in b)
 identity_cte = st.sampled_from([None, "7bit", "8bit", "binary"])
 content_type = st.sampled_from(["text/plain; charset=utf-8", "application/octet-stream"])
 
@@ -225,26 +244,28 @@ def messages(draw: st.DrawFn) -> bytes:
     top = b"From: " + draw(display_names)
     top += b" <alice@example.test>\r\nSubject: " + draw(header_bytes) + b"\r\n"
     top += b"X-Note: " + draw(header_bytes) + b"\r\nMIME-Version: 1.0\r\n"
+    if draw(st.booleans()):
+        top += b"X-Long: " + draw(long_header_values) + b"\r\n"
     chosen = draw(st.lists(parts(), min_size=1, max_size=3))
     if len(chosen) == 1:
         head, body = chosen[0]
         return top + head + b"\r\n" + body
     top += b'Content-Type: multipart/mixed; boundary="=b="\r\n\r\n'
+    preamble = draw(outside_bytes)
+    top += preamble + b"\r\n" if preamble else b""
     for head, body in chosen:
         top += b"--=b=\r\n" + head + b"\r\n" + body + b"\r\n"
-    return top + b"--=b=--\r\n"
+    return top + b"--=b=--\r\n" + draw(outside_bytes)
 
 
-@given(messages())
-def test_nothing_8bit_reaches_a_7bit_relay_and_the_message_says_the_same(raw: bytes) -> None:
-    out = sevenbit.downgrade(raw)
-    assert sevenbit.is_7bit(out)
-    wire = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    assert leaves(out) == leaves(wire)
-    for name in ("Subject", "X-Note", "Content-Description"):
-        before = header_texts(wire, name)
-        assert header_texts(out, name) == [" ".join(t.replace("\x00", " ").split()) for t in before]
-    assert filenames(out) == filenames(wire)
+def outside(raw: bytes) -> tuple[bytes | None, bytes | None]:
+    """The preamble and epilogue of `raw`, as bytes (None where there is none)."""
+    msg = parsed(raw)
+
+    def as_bytes(text: str | None) -> bytes | None:
+        return None if text is None else text.encode("ascii", "surrogateescape")
+
+    return as_bytes(msg.preamble), as_bytes(msg.epilogue)
 
 
 def filenames(raw: bytes) -> list[str | None]:
@@ -254,6 +275,28 @@ def filenames(raw: bytes) -> list[str | None]:
         name and " ".join(name.replace("\x00", " ").split())
         for name in (p.get_filename() for p in parsed(raw).walk())
     ]
+
+
+@given(messages(), st.booleans())
+def test_what_a_relay_gets_is_valid_for_it_and_says_the_same(raw: bytes, eightbit: bool) -> None:
+    """For a relay with or without 8BITMIME: the converted message is valid for it (no
+    NUL, lines of at most 998 octets, CRLF only, 7-bit without 8BITMIME), its parts
+    decode to the same bytes, header fields to the same text (a NUL a space), and the
+    preamble and epilogue are as they were or quoted-printable for them; a message
+    that fits already is not changed."""
+    wire = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    out = sevenbit.convert(raw, eightbit=eightbit)
+    assert valid_for(out, eightbit=eightbit)
+    assert sevenbit.fits(out, eightbit=eightbit)
+    if sevenbit.fits(raw, eightbit=eightbit):
+        assert out == wire
+    assert leaves(out) == leaves(wire)
+    for name in ("Subject", "X-Note", "X-Long", "Content-Description"):
+        before = header_texts(wire, name)
+        assert header_texts(out, name) == [" ".join(t.replace("\x00", " ").split()) for t in before]
+    assert filenames(out) == filenames(wire)
+    for after, before in zip(outside(out), outside(wire), strict=True):
+        assert after == before or (after is not None and binascii.a2b_qp(after) == before)
 
 
 @pytest.mark.parametrize(
