@@ -2,8 +2,9 @@
 
 Byte for byte, but for two things: a message that is not valid data for the
 smarthost is converted (gateway.transport.sevenbit): 8-bit data to one without
-8BITMIME, a NUL or a line over 998 octets to any; and DKIM signatures are added
-last, over what goes on the wire.
+8BITMIME; a NUL, a line over 998 octets, or a bare CR in the header section (which
+DATA would make a line end the gateway's checks did not see) to any; and DKIM
+signatures are added last, over what goes on the wire.
 
 One sweep claims a batch of due rows (gateway.queue), sends each on its own
 connection with aiosmtplib, and records the outcome: delivered rows go, a

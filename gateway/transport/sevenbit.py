@@ -18,7 +18,11 @@ Line ends are what SMTP makes of them: DATA has no other line end than CRLF,
 so a bare CR or LF is a line end on the wire (gateway.relay.wire_form), and
 here too. A text part's line ends are CRLF in its canonical form anyway
 (RFC 2046 4.1.1); a non-text part with an identity encoding had no other
-way to travel.
+way to travel. But not in the message's header section: the gateway reads a
+bare CR there as part of its line (gateway.rawheaders, as Postfix does), and
+checks the fields so (check-header-sender among others). Sent as a line end,
+"X-Note: x<CR>From: ceo@bank.example" would put a From field on the wire
+that no check saw; so there a bare CR is a space, as rawheaders reads it.
 
 Header fields, the message's and its parts', are where Postfix stops: it sends
 8-bit header bytes as they are (unless the message needs SMTPUTF8, which it
@@ -54,6 +58,9 @@ _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\n)*")
 _NOT_ASCII = re.compile(rb"[\x00\x80-\xff]")
 _LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+_BARE_CR = re.compile(rb"\r(?!\n)")
+# The empty line that ends the message's header section (a bare CR is no line end there).
+_EMPTY_LINE = re.compile(rb"(?:\A|(?<=\n))\r?\n")
 _FIELD_START = re.compile(rb"(?m)^(?![ \t])")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 # A line of encoded text that starts with "--": its first dash is written =2D.
@@ -83,9 +90,12 @@ def fits(raw: bytes, *, eightbit: bool) -> bool:
     """Whether `raw`, as DATA sends it, is valid for a relay with (or without) 8BITMIME:
     no NUL, no line over 998 octets, and no byte above 127 unless `eightbit`.
 
-    A bare CR or LF counts as the line end DATA makes of it.
+    A bare CR or LF counts as the line end DATA makes of it, but a bare CR in the
+    header section does not fit: it is no line end there (see the module docstring).
     """
     if b"\x00" in raw or _LONG_LINE.search(raw):
+        return False
+    if b"\r" in raw and _BARE_CR.search(raw[: _header_end(raw)]):
         return False
     return eightbit or is_7bit(raw)
 
@@ -96,7 +106,8 @@ def convert(raw: bytes, *, eightbit: bool) -> bytes:
     Parts and header fields that are valid already stay as they are. Raises
     Unconvertible when the conversion cannot be done faithfully.
     """
-    text = _LINE_ENDS.sub(b"\n", raw)
+    end = _header_end(raw)
+    text = _LINE_ENDS.sub(b"\n", _BARE_CR.sub(b" ", raw[:end]) + raw[end:])
     return _Converter(eightbit).entity(text, 0, top=True).replace(b"\n", b"\r\n")
 
 
@@ -106,6 +117,13 @@ def downgrade(raw: bytes) -> bytes:
     Raises Unconvertible when that cannot be done faithfully.
     """
     return convert(raw, eightbit=False)
+
+
+def _header_end(raw: bytes) -> int:
+    """Where the message's header section ends: at its first empty line, which a lenient
+    reader takes for the end (the section holds every field any reader may see)."""
+    empty = _EMPTY_LINE.search(raw)
+    return empty.start() if empty is not None else len(raw)
 
 
 def _split(entity: bytes) -> tuple[bytes, bytes]:

@@ -192,6 +192,19 @@ def test_a_message_id_longer_than_a_line_is_unconvertible() -> None:
     assert caught.value.status == sevenbit.CONVERSION_NOT_SUPPORTED
 
 
+def test_a_bare_cr_in_the_header_section_is_a_space_not_a_line_end() -> None:
+    """The gateway reads it as part of the line (gateway.rawheaders); sent as a line end it
+    made a field no check had seen. In the body it is a line end, as DATA makes it."""
+    raw = b"X-Note: x\rFrom: ceo@bank.example\r\nFrom: a@example.test\r\n\r\nb\rc\r\n"
+    for eightbit in (False, True):
+        assert not sevenbit.fits(raw, eightbit=eightbit)
+        out = sevenbit.convert(raw, eightbit=eightbit)
+        assert out == (
+            b"X-Note: x From: ceo@bank.example\r\nFrom: a@example.test\r\n\r\nb\r\nc\r\n"
+        )
+    assert sevenbit.fits(b"X-Note: x\r\n\r\nb\rc\r\n", eightbit=False)
+
+
 # -- generative ---------------------------------------------------------------------
 
 header_bytes = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
