@@ -481,19 +481,16 @@ class Relay:
                 )
             options.append("SMTPUTF8")
         eightbit = client.supports_extension("8bitmime")
-        if not sevenbit.fits(item.raw, eightbit=eightbit):
-            # 8-bit data to a relay without 8BITMIME (RFC 6152 3), and a NUL or a line
-            # over 998 octets to any (not 8bit data either, RFC 6152 2), is converted
-            # (as Postfix does) rather than returned; what cannot be converted
-            # faithfully is returned.
-            try:
-                item = dataclasses.replace(item, raw=sevenbit.convert(item.raw, eightbit=eightbit))
-            except sevenbit.Unconvertible as exc:
-                raise _Permanent(
-                    dsn.Failure(
-                        exc.status, "X-Sealgate", exc.reason, self.relay.host, peer_address(client)
-                    )
-                ) from None
+        try:
+            # Off the event loop: both read the whole message, which may be tens of MiB.
+            raw = await asyncio.to_thread(_valid_for_relay, item.raw, eightbit)
+        except sevenbit.Unconvertible as exc:
+            raise _Permanent(
+                dsn.Failure(
+                    exc.status, "X-Sealgate", exc.reason, self.relay.host, peer_address(client)
+                )
+            ) from None
+        item = dataclasses.replace(item, raw=raw)
         if eightbit and not item.raw.isascii():
             options.append("BODY=8BITMIME")
         item = await self._dkim_signed(item)  # over what goes on the wire
@@ -525,6 +522,19 @@ class Relay:
                 dsn.smtp_failure(code, message, remote_mta=self.relay.host, remote_address=peer)
             )
         raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+def _valid_for_relay(raw: bytes, eightbit: bool) -> bytes:
+    """`raw` as it may go to a relay with (or without) 8BITMIME.
+
+    8-bit data to a relay without 8BITMIME (RFC 6152 3), and a NUL or a line over 998
+    octets to any (not 8bit data either, RFC 6152 2), is converted (as Postfix does)
+    rather than returned; raises sevenbit.Unconvertible for what cannot be converted
+    faithfully, and the mail is returned.
+    """
+    return (
+        raw if sevenbit.fits(raw, eightbit=eightbit) else sevenbit.convert(raw, eightbit=eightbit)
+    )
 
 
 def _reply_text(code: int, message: str, where: str) -> str:
