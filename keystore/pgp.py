@@ -325,7 +325,8 @@ RejectCode = Literal[
 class VettedKey:
     """An outside key that holds for one address: its minimal re-serialisation (primary
     key, the address's user id and self-signature, one encryption subkey and its
-    binding signature; nothing else from the input survives)."""
+    binding signature; nothing else from the input survives). `expires_at` is when the
+    first of the key, the user id self-signature or the binding runs out."""
 
     address: str
     fingerprint: str
@@ -376,6 +377,21 @@ def _expiry(created: dt.datetime, lifetime: dt.timedelta | None) -> dt.datetime 
     if lifetime is None or lifetime.total_seconds() <= 0:
         return None
     return created + lifetime
+
+
+def _signature_end(sig: Any) -> dt.datetime | None:
+    """When a self-signature or binding stops holding by its own expiry (RFC 9580
+    section 5.2.3.18), None if never. The key it certifies ends with it: Sequoia, which
+    encrypts, takes no key whose self-signature has run out, so a vetted key must not be
+    used past this moment either (a stored key Sequoia refuses fails every message)."""
+    expires: dt.datetime | None = sig.expires_at
+    if expires is None or expires == sig.created:  # an expiry of zero: never
+        return None
+    return expires
+
+
+def _earliest(*ends: dt.datetime | None) -> dt.datetime | None:
+    return min((e for e in ends if e is not None), default=None)
 
 
 def _signature_holds(
@@ -507,9 +523,10 @@ def _valid_uids(key: Any, now: dt.datetime, address: str | None) -> list[_Uid]:
         if expires is not None and expires <= now:
             problems.append(("expired", f"the key expired on {expires:%Y-%m-%d}"))
             continue
+        ends = _earliest(expires, _signature_end(selfsig))
         previous = found.get(named)
         if previous is None or selfsig.created > previous.selfsig.created:
-            found[named] = _Uid(named, uid, selfsig, expires)
+            found[named] = _Uid(named, uid, selfsig, ends)
     if found:
         return list(found.values())
     if problems:
@@ -557,7 +574,7 @@ def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetim
         if expires is not None and expires <= now:
             problems.append(("expired", f"the encryption subkey expired on {expires:%Y-%m-%d}"))
             continue
-        usable.append((subkey, binding, expires))
+        usable.append((subkey, binding, _earliest(expires, _signature_end(binding))))
     if usable:
         return max(usable, key=lambda u: u[0].created)
     if problems:
