@@ -9,7 +9,8 @@ recent lookup for the address failed (remembered for `wkd_failure_ttl`), the
 recipient's domain is asked, several recipients at once. Each answer is vetted
 in the sandboxed parser; what it yields is stored (with the lookup failures) in
 one short transaction of its own, so the cache survives whatever happens to the
-message. A revoked or expired key is never returned. Recipients without a
+message. A revoked or expired key is never returned, nor a stored one Sequoia
+no longer encrypts to (it would fail the message at every retry). Recipients without a
 usable key are simply left out: the caller decides what they get instead.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ from gateway.pipeline.encrypt import RecipientKey
 from gateway.runtime import Runtime
 from gateway.settings import KeysSettings
 from gateway.wkd_client import WkdClient, WkdError, WkdNotFound
-from keystore import directory, pgp, untrusted
+from keystore import directory, messages, pgp, untrusted
 from keystore.models import SOURCE_IMPORT, SOURCE_WKD
 from keystore.store import KeystoreError
 
@@ -87,17 +89,39 @@ def lookup_external_keys(
 def _stored_key(
     session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
 ) -> RecipientKey | None:
+    """The first stored key, in the order of precedence, that Sequoia encrypts to now.
+
+    A key Sequoia refuses (vetted by older rules, or judged otherwise by Sequoia) would
+    fail the whole message with a temporary error, at every retry: it is passed over,
+    as if it were not there, and the recipient gets the next key or a secure page.
+    """
+    for found in _stored_keys(session, rcpt, now, keys):
+        if messages.encrypts_to(found.key):
+            return found
+        log.warning(
+            "the %s key %s of %s cannot be encrypted to; not used",
+            found.source,
+            found.fingerprint,
+            rcpt,
+        )
+    return None
+
+
+def _stored_keys(
+    session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
+) -> Iterator[RecipientKey]:
+    """The recipient's usable stored keys, best first (each read only when asked for)."""
     row = directory.usable(session, rcpt, SOURCE_IMPORT, now)
-    if row is None:
-        peer = peers.usable_key(session, rcpt, now)
-        if peer is not None:
-            return RecipientKey(rcpt, peers.public_key_of(peer), SOURCE_AUTOCRYPT)
-    if row is None and keys.wkd:
+    if row is not None:
+        yield RecipientKey(rcpt, directory.public_key_of(row), row.source)
+    peer = peers.usable_key(session, rcpt, now)
+    if peer is not None:
+        yield RecipientKey(rcpt, peers.public_key_of(peer), SOURCE_AUTOCRYPT)
+    if keys.wkd:
         fresh_since = now - dt.timedelta(seconds=keys.wkd_cache_ttl)
         row = directory.usable(session, rcpt, SOURCE_WKD, now, checked_since=fresh_since)
-    if row is None:
-        return None
-    return RecipientKey(rcpt, directory.public_key_of(row), row.source)
+        if row is not None:
+            yield RecipientKey(rcpt, directory.public_key_of(row), row.source)
 
 
 def discover_all(runtime: Runtime, addresses: list[str], now: dt.datetime) -> list[Discovery]:

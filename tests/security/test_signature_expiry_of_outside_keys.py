@@ -28,12 +28,15 @@ import time
 import warnings
 
 import pytest
+import sqlalchemy as sa
 
+from gateway import db
 from gateway.inbound import InboundServer
 from gateway.pipeline import pgpmime
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
-from keystore import messages, pgp, untrusted
+from keystore import directory, messages, pgp, untrusted
+from keystore.models import ExternalKey
 from tests.fakes.smarthost import FakeSmarthost
 from tests.gateway.test_autocrypt import (  # noqa: F401  (fixtures)
     ALICE,
@@ -45,6 +48,7 @@ from tests.gateway.test_autocrypt import (  # noqa: F401  (fixtures)
     rt,
     servers,
 )
+from tests.keystore.conftest import audit_sink
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -162,6 +166,36 @@ def test_a_planted_autocrypt_key_that_runs_out_never_blocks_mail_to_the_address(
     row = peer_row(rt, CAROL)
     assert row is not None and row.fingerprint is not None  # the key was taken
     assert row.expires_at is not None and row.expires_at.replace(tzinfo=dt.UTC) == ends
+
+    time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds() + 1))
+    try:
+        copy = reply(rt, submission, client_ssl_context, mail_users[ALICE], CAROL, smarthost)
+    except smtplib.SMTPDataError as exc:
+        pytest.fail(f"the message was refused: {exc.smtp_code} {exc.smtp_error!r}")
+    assert pgpmime.encrypted_payload(copy) is None
+    assert b"The secret answer." not in copy
+    assert "secure page" in last_report(rt)
+
+
+def test_a_stored_key_that_sequoia_no_longer_takes_is_passed_over(
+    rt: Runtime,  # noqa: F811
+    servers: tuple[InboundServer, SubmissionServer],  # noqa: F811
+    smarthost: FakeSmarthost,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """The backstop for keys stored before vetting knew of signature expiry (or any
+    other point where key vetting and Sequoia part ways): a stored key Sequoia refuses
+    when the message is encrypted is not used, and the message goes as a secure page
+    instead of failing with `451`."""
+    _inbound, submission = servers
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ends = now + dt.timedelta(seconds=3)
+    vetted = vet(carol_key(now, binding_ends=ends), now)
+    with db.transaction(rt.sessions) as session:
+        directory.save(session, vetted, "import", now, events=audit_sink)
+        # As the vetting before signature expiry stored it: valid for ever.
+        session.execute(sa.update(ExternalKey).values(expires_at=None))
 
     time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds() + 1))
     try:
