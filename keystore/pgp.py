@@ -42,6 +42,42 @@ from pgpy.constants import (  # noqa: E402
     SignatureType,
     SymmetricKeyAlgorithm,
 )
+from pgpy.packet.subpackets.signature import ByteFlag as _ByteFlag  # noqa: E402
+from pgpy.packet.subpackets.signature import Features as _FeaturesSubpacket  # noqa: E402
+
+
+def _keep_feature_octets() -> None:
+    """Make pgpy write a parsed Features subpacket back exactly as it read it.
+
+    pgpy knows one feature bit (0x01, MDC) and drops the others when it writes a
+    signature again: SEIPDv2 (0x08, which Sequoia sets) and AEAD (0x02, which GnuPG 2.3
+    and later set). The data a signature is checked over is that rewrite, so every
+    self-signature of such a key failed vetting, and the minimal key that is stored
+    would have carried a signature its owner never made. The subpacket now keeps its
+    octets and writes them back while its flags are the ones read; a Features
+    subpacket pgpy makes (hosted keys) is written as before.
+    """
+    parse, write = _FeaturesSubpacket.parse, _FeaturesSubpacket.__bytearray__
+
+    def parse_keeping(self: Any, packet: bytearray) -> None:
+        before = bytes(packet)
+        parse(self, packet)
+        body = int(self.header.length) - 1  # the length counts the type octet
+        consumed = len(before) - len(packet)
+        self._sealgate_octets = before[consumed - body : consumed] if body > 0 else b""
+        self._sealgate_flags = frozenset(self.flags)
+
+    def write_keeping(self: Any) -> bytearray:
+        octets: bytes | None = getattr(self, "_sealgate_octets", None)
+        if octets is None or frozenset(self.flags) != self._sealgate_flags:
+            return bytearray(write(self))
+        return bytearray(super(_ByteFlag, self).__bytearray__()) + octets
+
+    _FeaturesSubpacket.parse = parse_keeping
+    _FeaturesSubpacket.__bytearray__ = write_keeping
+
+
+_keep_feature_octets()
 
 MESSAGE_CIPHER = SymmetricKeyAlgorithm.AES256
 SIGNATURE_HASH = HashAlgorithm.SHA512
@@ -103,9 +139,10 @@ class PublicKey:
     key_id: str
     subkey_ids: tuple[str, ...]
     _key: Any = field(repr=False)
-    # The key as it arrived, when that was exactly this one key: pgpy rewrites the
+    # The key as it arrived, when that was exactly this one key: pgpy rewrote the
     # Features subpacket of keys that advertise SEIPDv2 (Sequoia's do) when it
-    # serialises, and their self-signatures then fail for Sequoia, which encrypts.
+    # serialised, and their self-signatures then failed for Sequoia, which encrypts
+    # (`_keep_feature_octets` now prevents that; the bytes as they came stay exact).
     _raw: bytes | None = field(default=None, repr=False)
 
     def to_bytes(self) -> bytes:
