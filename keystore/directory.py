@@ -6,8 +6,9 @@ usable while it is not revoked and not expired at the caller's `now`; a WKD key 
 usable only while its last confirmation is younger than the caller's cache TTL.
 
 Revocation sticks: once a key is seen revoked (an admin imports the revocation, or
-WKD serves the revoked key), every row with its fingerprint is marked, and a later
-copy of the same key without the revocation is refused.
+WKD serves the revoked key), every row with its fingerprint is marked (a key no row
+holds gets a revoked row of its own, without key material), and a later copy of the
+same key without the revocation is refused.
 
 Every change is reported to a `KeyEventSink` the caller binds to its audit log.
 """
@@ -154,9 +155,42 @@ def save(
 
 
 def mark_revoked(
-    session: so.Session, fingerprint: str, now: dt.datetime, *, events: KeyEventSink
+    session: so.Session,
+    fingerprint: str,
+    now: dt.datetime,
+    *,
+    events: KeyEventSink,
+    seen_for: tuple[str, Source] | None = None,
 ) -> list[str]:
-    """Stop using every stored copy of the key; returns the addresses that lose it."""
+    """Stop using every stored copy of the key; returns the addresses that lose it.
+
+    With `seen_for` (the address and source whose answer showed the revocation), a key
+    no row remembers yet (never stored, or replaced before it was revoked) gets a
+    revoked row of its own, a tombstone without key material, so that a later copy
+    without the revocation is refused as `is_revoked` promises.
+    """
+    if seen_for is not None and not is_revoked(session, fingerprint):
+        address, source = normalize_address(seen_for[0]), seen_for[1]
+        known = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ExternalKey)
+            .where(ExternalKey.fingerprint == fingerprint, ExternalKey.revoked_at.is_(None))
+        )
+        if not known:
+            session.add(
+                ExternalKey(
+                    address=address,
+                    fingerprint=fingerprint,
+                    subkey_id="",
+                    public_key=b"",
+                    source=source,
+                    fetched_at=now,
+                    last_checked=now,
+                    expires_at=None,
+                    revoked_at=now,
+                )
+            )
+            events(session, ACTION_REVOKE, address, f"{source} key {fingerprint} seen revoked")
     rows = session.scalars(
         sa.select(ExternalKey).where(
             ExternalKey.fingerprint == fingerprint, ExternalKey.revoked_at.is_(None)

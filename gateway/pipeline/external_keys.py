@@ -175,7 +175,9 @@ def _remember(runtime: Runtime, discoveries: list[Discovery], now: dt.datetime) 
     with db.transaction(runtime.sessions) as session:
         for found in discoveries:
             for fingerprint in found.revoked:
-                directory.mark_revoked(session, fingerprint, now, events=sink)
+                directory.mark_revoked(
+                    session, fingerprint, now, events=sink, seen_for=(found.address, SOURCE_WKD)
+                )
             failure, gone = found.failure, found.gone
             if found.vetted is not None:
                 outcome = directory.save(session, found.vetted, SOURCE_WKD, now, events=sink)
