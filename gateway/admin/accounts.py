@@ -193,6 +193,7 @@ def set_disabled(
     """Disable: no portal login (open sessions end) and no SMTP AUTH; mail still arrives."""
     account = get(session, email)
     if disabled and account.disabled_at is None:
+        _keep_an_admin(session, account)
         account.disabled_at = now
         credential_cache.forget_account(account.id)
         ended = sessions.end_all(session, account.id, reason=sessions.END_BY_ADMIN, now=now)
@@ -231,8 +232,8 @@ def set_role(session: so.Session, email: str, role: str, *, actor: Actor) -> Acc
         raise AdminError(f"role must be one of {', '.join(ROLES)}")
     account = get(session, email)
     make_admin = role == "admin"
-    if account.is_admin and not make_admin and _admin_count(session) <= 1:
-        raise AdminError(f"{account.email} is the last admin; make another admin first")
+    if not make_admin:
+        _keep_an_admin(session, account)
     if account.is_admin != make_admin:
         account.is_admin = make_admin
         actor.record(
@@ -299,8 +300,7 @@ def delete(
     account = get(session, email)
     if confirm.strip().lower() != account.email:
         raise AdminError(f"type the login {account.email} to confirm the deletion")
-    if account.is_admin and _admin_count(session) <= 1:
-        raise AdminError(f"{account.email} is the last admin; make another admin first")
+    _keep_an_admin(session, account)
     gone = [a.address for a in account.addresses]
     for address in gone:
         delete_address(session, address, actor=actor, now=now)
@@ -423,10 +423,25 @@ def owner_of(session: so.Session, address: str) -> int | None:
     )
 
 
-def _admin_count(session: so.Session) -> int:
+def _keep_an_admin(session: so.Session, account: Account) -> None:
+    """Refuse to disable, demote or delete the last admin who can still sign in.
+
+    A disabled admin cannot sign in, so counting every admin would let the only one left
+    who can be disabled, and the console would have nobody to open it.
+    """
+    if account.is_admin and account.disabled_at is None and _enabled_admin_count(session) <= 1:
+        raise AdminError(
+            f"{account.email} is the last admin who can sign in; make another admin"
+            " (or enable a disabled one) first"
+        )
+
+
+def _enabled_admin_count(session: so.Session) -> int:
     return int(
         session.scalar(
-            sa.select(sa.func.count()).select_from(Account).where(Account.is_admin.is_(True))
+            sa.select(sa.func.count())
+            .select_from(Account)
+            .where(Account.is_admin.is_(True), Account.disabled_at.is_(None))
         )
         or 0
     )

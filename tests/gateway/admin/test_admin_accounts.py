@@ -62,6 +62,36 @@ def test_the_last_admin_cannot_be_demoted_or_deleted(runtime: Runtime) -> None:
             )
 
 
+def test_the_last_enabled_admin_cannot_be_disabled_demoted_or_deleted(runtime: Runtime) -> None:
+    """A disabled admin cannot sign in, so an admin count that includes disabled ones let
+    the only admin who can still sign in be disabled, demoted or deleted: nobody could
+    reach the console any more."""
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "example.test", actor="test")
+        for login in ("root@example.test", "old@example.test"):
+            admin_accounts.create(
+                session, runtime.settings, runtime.hasher, login, "pw-long-enough",
+                actor=ADMIN, role="admin",
+            )  # fmt: skip
+        admin_accounts.set_disabled(session, "old@example.test", True, actor=ADMIN, now=NOW)
+        with pytest.raises(AdminError, match="last admin who can sign in"):
+            admin_accounts.set_disabled(session, "root@example.test", True, actor=ADMIN, now=NOW)
+        with pytest.raises(AdminError, match="last admin who can sign in"):
+            admin_accounts.set_role(session, "root@example.test", "user", actor=ADMIN)
+        with pytest.raises(AdminError, match="last admin who can sign in"):
+            admin_accounts.delete(
+                session, "root@example.test", actor=ADMIN, now=NOW, confirm="root@example.test"
+            )
+        # The disabled admin can go: the one who signs in stays.
+        admin_accounts.set_role(session, "old@example.test", "user", actor=ADMIN)
+        admin_accounts.set_role(session, "old@example.test", "admin", actor=ADMIN)
+        admin_accounts.delete(
+            session, "old@example.test", actor=ADMIN, now=NOW, confirm="old@example.test"
+        )
+        root = accounts.find_account(session, "root@example.test")
+        assert root is not None and root.is_admin and root.disabled_at is None
+
+
 def test_created_accounts_and_addresses_are_audited_with_the_client(
     runtime: Runtime, mail_users: dict[str, str]
 ) -> None:
