@@ -428,7 +428,30 @@ def load_settings(
         if not isinstance(raw, dict):
             raise SettingsError(f"[{name}] must be a table")
         sections[name] = _build_section(name, cls, raw, env)
+    _refuse_unknown_env(env)
     return Settings(data_dir=root, **sections)
+
+
+def _refuse_unknown_env(env: Mapping[str, str]) -> None:
+    """An unknown `SEALGATE_<SECTION>_<KEY>` is an error, as an unknown key in the file is.
+
+    Otherwise a typo (`SEALGATE_SMTP_SUBMISION_PORT`) leaves the default in place without
+    a word. Only names that start with a section are checked: the secrets, the data dir
+    and the test switches share the prefix but name no section.
+    """
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name.removeprefix(ENV_PREFIX)
+        for section in sorted(SECTIONS, key=len, reverse=True):
+            if not rest.startswith(section.upper() + "_"):
+                continue
+            key = rest.removeprefix(section.upper() + "_").lower()
+            if key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+                raise SettingsError(
+                    f"{name}: [{section}] has no key {key} (see docs/configuration.md)"
+                )
+            break
 
 
 def _build_section(

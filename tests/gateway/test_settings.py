@@ -68,6 +68,36 @@ def test_bad_values_name_the_key(
 
 
 @pytest.mark.parametrize(
+    ("name", "named"),
+    [
+        # A typo in the environment was ignored while the same typo in the file stopped
+        # start-up: the admin's port or relay silently stayed the default.
+        ("SEALGATE_SMTP_SUBMISION_PORT", "SEALGATE_SMTP_SUBMISION_PORT: [smtp] has no key"),
+        ("SEALGATE_RELAY_HOSTNAME", "[relay] has no key hostname"),
+        ("SEALGATE_SECUREPAGE_VALID_DAY", "[securepage] has no key valid_day"),
+    ],
+)
+def test_an_unknown_setting_in_the_environment_is_named(
+    tmp_path: Path, name: str, named: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(named)):
+        load_settings(tmp_path, env={name: "1"})
+
+
+def test_environment_variables_that_are_not_settings_are_left_alone(tmp_path: Path) -> None:
+    """Secrets, the data dir and the test and benchmark switches share the prefix but name
+    no section."""
+    env = {
+        name: "x"
+        for name in (
+            "SEALGATE_MASTER_KEYS", "SEALGATE_SESSION_KEY", "SEALGATE_TEST_DATABASE_URL",
+            "SEALGATE_SCREENSHOTS_DIR", "SEALGATE_HYPOTHESIS_SEED", "SEALGATE_BENCH_PROFILE_DIR",
+        )
+    }  # fmt: skip
+    assert load_settings(tmp_path, env=env).smtp.submission_port == 2587
+
+
+@pytest.mark.parametrize(
     ("key", "value"),
     [
         ("login_cache_seconds", "901"),
