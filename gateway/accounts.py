@@ -21,8 +21,8 @@ from gateway import address_keys, audit, credential_cache, db
 from gateway.addresses import (
     domain_of,
     in_domain_form,
-    normalize_address,
     normalize_hosted_domain,
+    normalize_new_address,
     other_domain,
     other_form,
 )
@@ -94,7 +94,7 @@ def add_account(
     is_admin: bool = False,
     language: str = "en",
 ) -> Account:
-    email = normalize_address(email)
+    email = normalize_new_address(email)
     if find_account(session, email):
         raise AccountError(f"account {email} exists already")
     account = Account(
@@ -145,7 +145,7 @@ def add_address(
     meets an address without one. `ring` defaults to the master-key ring bound to
     the session by the runtime (`gateway.address_keys`).
     """
-    address = normalize_address(address)
+    address = normalize_new_address(address)
     domain = find_domain(session, domain_of(address))
     if domain is None:
         raise AccountError(

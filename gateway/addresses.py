@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection
 
 from gateway.idn import InvalidDomainName, a_label, u_label
@@ -28,6 +29,34 @@ def normalize_address(value: str) -> str:
     if not _ADDRESS_RE.fullmatch(value) or ".." in value:
         raise InvalidAddress(f"not a valid mail address: {value!r}")
     return value.lower()
+
+
+# Unicode categories a name an admin creates may not hold: controls (C0 and C1), format
+# characters (bidi overrides, zero-width joiners and spaces, the soft hyphen), separators
+# (no-break space, line separator), and unassigned, private-use or surrogate code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs"})
+
+
+def normalize_new_address(value: str) -> str:
+    """`normalize_address`, for a login, address or alias about to be created: also no
+    character a reader cannot see or that reorders the text, and in Unicode NFC.
+
+    Outside addresses are only compared, so `normalize_address` takes what SMTP may
+    bring; a hosted name is shown, typed and trusted, and "\u202eadmin" or two
+    spellings of "éve" in two rows would be spoofs."""
+    address = normalize_address(value)
+    hidden = next((c for c in address if unicodedata.category(c) in _HIDDEN_CATEGORIES), None)
+    if hidden is not None:
+        raise InvalidAddress(
+            f"not a valid mail address: {address[:320]!r} (U+{ord(hidden):04X} is an invisible"
+            " or control character)"
+        )
+    if unicodedata.normalize("NFC", address) != address:
+        raise InvalidAddress(
+            f"not a valid mail address: {address[:320]!r} (not in Unicode NFC; type it as"
+            f" {unicodedata.normalize('NFC', address)[:320]})"
+        )
+    return address
 
 
 def normalize_domain(value: str) -> str:

@@ -22,6 +22,7 @@ from gateway.addresses import (
     domain_of,
     in_domain_form,
     normalize_address,
+    normalize_new_address,
     other_form,
 )
 from gateway.admin import Actor, AdminError, NotFound, Page, clamp_page, valid_id
@@ -379,7 +380,7 @@ def aliases_by_address(session: so.Session, account: Account) -> dict[str, list[
 def add_alias(session: so.Session, alias: str, address: str, *, actor: Actor) -> Alias:
     """Mail to `alias` (in a hosted domain) goes to the hosted `address`."""
     try:
-        name = normalize_address(alias)
+        name = normalize_new_address(alias)
     except InvalidAddress as exc:
         raise AdminError(str(exc)) from None
     target = accounts.find_address(session, address[:320])

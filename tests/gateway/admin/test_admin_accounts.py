@@ -123,3 +123,38 @@ def test_csv_export_cannot_smuggle_a_formula_into_a_spreadsheet(runtime: Runtime
     with db.read_only(runtime.sessions) as session:
         exported = audit_log.export_csv(session, audit_log.AuditFilter(action="login"))
     assert "'=HYPERLINK" in exported and ",=HYPERLINK" not in exported
+
+
+@pytest.mark.parametrize(
+    "login",
+    [
+        "\u202eadmin@example.test",  # right-to-left override: the login reads backwards
+        "ad\u200bmin@example.test",  # zero-width space: looks like admin@
+        "ad\u00admin@example.test",  # soft hyphen, invisible
+        "ad\u0085min@example.test",  # a C1 control (NEL)
+        "ad\u2028min@example.test",  # line separator
+        "ad\u00a0min@example.test",  # no-break space
+        "e\u0301ve@example.test",  # "éve" not in NFC: a second row for one address
+    ],
+)
+def test_a_new_login_address_or_alias_with_invisible_or_unnormalised_characters_is_refused(
+    runtime: Runtime, mail_users: dict[str, str], login: str
+) -> None:
+    """Non-ASCII local parts are welcome (RFC 6531), but a hosted name an admin cannot see
+    whole, one that reorders what follows it, or two spellings of one name, are spoofs."""
+    with db.transaction(runtime.sessions) as session:
+        with pytest.raises(AdminError, match="not a valid mail address"):
+            admin_accounts.create(
+                session, runtime.settings, runtime.hasher, login, "pw-long-enough", actor=ADMIN
+            )
+        with pytest.raises(AdminError, match="not a valid mail address"):
+            admin_accounts.add_address(
+                session, runtime.hasher, login, "alice@example.test", "pw-long-1", actor=ADMIN
+            )
+        with pytest.raises(AdminError, match="not a valid mail address"):
+            admin_accounts.add_alias(session, login, "alice@example.test", actor=ADMIN)
+        # Plain non-ASCII stays fine.
+        admin_accounts.create(
+            session, runtime.settings, runtime.hasher, "jörg@example.test", "pw-long-enough",
+            actor=ADMIN,
+        )  # fmt: skip
