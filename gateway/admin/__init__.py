@@ -72,7 +72,11 @@ class Actor:
         actor's name only; once stamped, the session tells `audit.record` the
         client for that name, and events already pending get it too.
         """
-        session.info.setdefault(audit.CLIENT_KEY, {})[self.name] = (self.ip, self.user_agent)
+        # A copy: the session's info starts as a shallow copy of its sessionmaker's, and
+        # the client of one session must not leak into the next.
+        clients = dict(session.info.get(audit.CLIENT_KEY, {}))
+        clients[self.name] = (self.ip, self.user_agent)
+        session.info[audit.CLIENT_KEY] = clients
         for obj in session.new:
             if isinstance(obj, AuditEvent) and obj.actor == self.name and not obj.ip:
                 obj.ip = self.ip

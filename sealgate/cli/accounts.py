@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from sealgate.cli.base import CLI_ACTOR, CliState, cli, obtain_password, pass_state, password_option
+from sealgate.cli.base import (
+    CLI_ACTOR,
+    CliState,
+    cli,
+    cli_client,
+    obtain_password,
+    pass_state,
+    password_option,
+)
 
 
 @cli.group()
@@ -83,7 +91,7 @@ def user_add(
                 runtime.hasher,
                 email,
                 password,
-                actor=Actor(CLI_ACTOR),
+                actor=Actor(CLI_ACTOR, user_agent=cli_client()),
                 role="admin" if admin else "user",
                 language=language,
                 external_login=external_login,
@@ -189,7 +197,10 @@ def user_unlock(state: CliState, email: str) -> None:
     try:
         with state.transaction() as session:
             account = admin_accounts.unlock(
-                session, state.settings.security, email, actor=Actor(CLI_ACTOR)
+                session,
+                state.settings.security,
+                email,
+                actor=Actor(CLI_ACTOR, user_agent=cli_client()),
             )
             click.echo(f"sign-in for {account.email} unlocked")
     except AdminError as exc:

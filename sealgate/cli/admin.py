@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sealgate.cli.accounts import address, domain, user
-from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, cli_client, pass_state
 from sealgate.cli.queue import queue
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ ROLES = ("user", "admin")
 def _actor() -> Actor:
     from gateway.admin import Actor
 
-    return Actor(CLI_ACTOR)
+    return Actor(CLI_ACTOR, user_agent=cli_client())
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from sealgate.cli.base import CliState, cli, pass_state
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
 
 
 class _Bars:
@@ -34,6 +34,19 @@ class _Bars:
         for bar in self._bars.values():
             bar.__exit__(None, None, None)
         self._bars.clear()
+
+
+def _audit(state: CliState, action: str, directory: Path, detail: str) -> None:
+    from gateway import audit
+
+    with state.transaction() as session:
+        audit.record(
+            session,
+            action,
+            actor=CLI_ACTOR,
+            target=str(directory.resolve())[:300],
+            detail=detail if action != "backup.make" else f"{detail} master.keys",
+        )
 
 
 @cli.command()
@@ -64,6 +77,10 @@ def backup(state: CliState, directory: Path, without_master_keys: bool) -> None:
     finally:
         bars.close()
     counts = ", ".join(f"{n} {what}" for what, n in manifest.counts.items())
+    # A backup holds every mailbox (and, by default, the keys that open them): who
+    # took one, and where to, belongs in the log. Recorded after the copy, so the
+    # backup itself does not hold it.
+    _audit(state, "backup.make", directory, "without" if without_master_keys else "with")
     click.echo(f"backup written to {directory}: {counts}")
     versions = ", ".join(map(str, manifest.master_key_versions)) or "none"
     click.echo(f"the data is wrapped under master-key version(s) {versions}")
@@ -98,6 +115,8 @@ def restore(state: CliState, directory: Path, force: bool) -> None:
     finally:
         bars.close()
     counts = ", ".join(f"{n} {what}" for what, n in result.manifest.counts.items())
+    # Into the restored database: the log that was there before is the backup's now.
+    _audit(state, "backup.restore", directory, f"made {result.manifest.created_at}")
     click.echo(f"restored the backup of {result.manifest.created_at}: {counts}")
     versions = ", ".join(map(str, result.ring_versions))
     written = "written to master.keys" if result.ring_written else "unchanged"

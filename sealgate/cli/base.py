@@ -8,6 +8,8 @@ them (see sealgate/cli/__init__.py).
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -54,6 +56,7 @@ class CliState:
 
             try:
                 self._runtime = Runtime.open(self.settings)
+                stamp_cli_client(self._runtime)
             except (sa.exc.ArgumentError, ImportError) as exc:
                 # A URL SQLAlchemy cannot parse, an unknown dialect, a driver that is
                 # not installed. The URL may hold a password: name the key, not the value.
@@ -101,6 +104,32 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+def cli_client() -> str:
+    """Who runs this command, for the audit log's client column.
+
+    The console's events carry the admin's login and address; a command's would say
+    only "cli", and several people with a shell on the host could not be told apart.
+    """
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (a bare container)
+        user = "unknown"
+    return f"sealgate cli, os user {user} (uid {os.getuid()})"
+
+
+def stamp_cli_client(runtime: Runtime) -> None:
+    """Every session the command opens names its OS user on the events of `cli`.
+
+    Commands pass the actor "cli" to shared functions (gateway.accounts, the keystore's
+    events) that record by name; gateway.audit looks the client up in the session's info.
+    """
+    from gateway import audit
+
+    info = dict(runtime.sessions.kw.get("info") or {})
+    info[audit.CLIENT_KEY] = {CLI_ACTOR: ("", cli_client())}
+    runtime.sessions.configure(info=info)
 
 
 @click.group()

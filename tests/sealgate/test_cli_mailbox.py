@@ -101,9 +101,14 @@ def test_export_of_unknown_address_or_empty_folder(
     assert result.exit_code == 1
     assert "no hosted address nobody@example.test" in result.output
     assert "Traceback" not in result.output
-    empty = run(test_env, "mailbox", "export", "bob@example.test", "--folder", "Archive")
+    empty = run(test_env, "mailbox", "export", "bob@example.test", "--folder", "Trash")
     assert empty.exit_code == 0 and empty.stdout_bytes == b""
     assert "0 message(s) exported" in empty.stderr
+    # A folder the mailbox does not have (a typo) is named, not exported as empty.
+    typo = run(test_env, "mailbox", "export", "bob@example.test", "--folder", "Inbx")
+    assert typo.exit_code == 1 and typo.stdout_bytes == b""
+    assert "bob@example.test has no folder 'Inbx'" in typo.output
+    assert "Traceback" not in typo.output
 
 
 def test_writer_quotes_mboxrd_style() -> None:
