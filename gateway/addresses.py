@@ -19,6 +19,10 @@ _ADDRESS_RE = re.compile(rf"{_LOCAL}@{_DOMAIN}")
 _DOMAIN_RE = re.compile(_DOMAIN)
 
 
+# The longest value an error message repeats whole (an address is at most 320 octets).
+MAX_SHOWN = 320
+
+
 class InvalidAddress(ValueError):
     pass
 
@@ -27,6 +31,10 @@ def normalize_address(value: str) -> str:
     """Lower-case it (hosted addresses are case-insensitive), refuse anything that is not one."""
     value = value.strip()
     if not _ADDRESS_RE.fullmatch(value) or ".." in value:
+        if len(value) > MAX_SHOWN:  # a pasted file or a runaway script: not all of it back
+            raise InvalidAddress(
+                f"not a valid mail address: {value[:80]!r}... ({len(value)} characters)"
+            )
         raise InvalidAddress(f"not a valid mail address: {value!r}")
     return value.lower()
 

@@ -44,7 +44,8 @@ def _records(state: CliState, name: str) -> list[Record]:
         domain = accounts.find_domain(session, name.strip().rstrip(".").lower())
         if domain is None:
             raise click.ClickException(
-                f"{name} is not a hosted domain (see `sealgate domain list`)"
+                f"{name.strip()[:253] or repr(name)} is not a hosted domain"
+                " (see `sealgate domain list`)"
             )
         try:
             dkim_keys.ensure_keys(session, runtime.ring.get(), domain, utcnow())

@@ -122,3 +122,16 @@ def test_sharp_s_is_one_domain_under_both_forms_and_not_ss() -> None:
     assert owned_form("anna@strasse.test", {"anna@straße.test"}) is None
     assert owned_form("anna@strasse.test", {"anna@xn--strae-oqa.test"}) is None
     assert owned_form("anna@xn--strae-oqa.test", {"anna@strasse.test"}) is None
+
+
+def test_an_over_long_value_is_cut_short_in_the_error() -> None:
+    """A 5000-character argument came back whole in "not a valid mail address: ...",
+    filling the admin's terminal (and any log of the command) with it."""
+    import pytest
+
+    from gateway.addresses import InvalidAddress, normalize_address
+
+    with pytest.raises(InvalidAddress) as caught:
+        normalize_address("a" * 5000 + "@example.org")
+    assert len(str(caught.value)) < 400
+    assert "(5012 characters)" in str(caught.value)
