@@ -2,7 +2,8 @@
 
 It relays nothing: a RCPT outside the hosted domains is refused with 550 5.7.1,
 an unknown hosted address with 550 5.1.1. Accepted mail gets the same checks as
-submitted mail (MIME structure, X-Sealgate-* headers removed), one Received
+submitted mail (odd line ends in the header section made plain, see
+gateway.mail.header_line_ends; MIME structure; X-Sealgate-* headers removed), one Received
 header, and is stored in each recipient's INBOX, where the autoresponder sees it,
 in one transaction before the `250`. A message that carries more than
 MAX_RECEIVED `Received:` fields is in a mail loop (RFC 5321 §6.3) and is refused
@@ -36,6 +37,7 @@ from gateway import (
 from gateway.addresses import other_form
 from gateway.admin import maillog
 from gateway.autocrypt import inbound as autocrypt_inbound
+from gateway.mail import header_line_ends
 from gateway.models import Address
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
@@ -86,6 +88,8 @@ def receive(
 ) -> str:
     """Store one inbound message for its hosted recipients; returns the queue id."""
     smtp = runtime.settings.smtp
+    # Before anything reads a header: the checks, the mailbox and IMAP clients read it alike.
+    raw = header_line_ends.normalize(raw)
     check_structure(raw, max_depth=smtp.max_mime_depth, max_parts=smtp.max_mime_parts)
     hops = sum(1 for field in rawheaders.headers(raw) if field.name.lower() == "received")
     if hops > MAX_RECEIVED:

@@ -24,6 +24,7 @@ import sqlalchemy.orm as so
 from gateway import mailbox, rawheaders
 from gateway.imap import folders
 from gateway.imap.folders import FolderError
+from gateway.mail import header_line_ends
 from gateway.models import Address, MailboxMessage, MailFolder
 
 
@@ -196,7 +197,11 @@ def append(
     flags: Iterable[str],
     when: dt.datetime,
 ) -> tuple[int, int]:
-    """Store the message in the folder; (UIDVALIDITY, UID) of what the folder now holds."""
+    """Store the message in the folder; (UIDVALIDITY, UID) of what the folder now holds.
+
+    Its header section's odd line ends are made plain first, as for mail that arrives
+    by SMTP (gateway.mail.header_line_ends): the same readers show the folder."""
+    raw = header_line_ends.normalize(raw)
     target = _folder_row(session, account_id, folder_name)
     wanted = folders.format_flags(flags)
     message_id = message_id_of(raw)

@@ -2,8 +2,9 @@
 
 Read top to bottom, it is the flow in DESIGN.md:
 
-    check-structure → check-header-sender → classify-recipients → decide-encryption
-    (strips control headers) → add-missing-headers → add-received
+    normalize-header-line-ends → check-structure → check-header-sender
+    → classify-recipients → decide-encryption (strips control headers)
+    → add-missing-headers → add-received
     → check-already-encrypted (pass-through by structure)
     → [encrypted: resolve-keys → encrypt-pgp
     → seal-for-secure-page → delivery-report | plain copies] → describe-copies
@@ -28,6 +29,7 @@ import logging
 import time
 
 from gateway import groupcommit, lookups, metrics, rawheaders
+from gateway.mail import header_line_ends
 from gateway.pipeline.classify import classify_recipients
 from gateway.pipeline.context import ClientInfo, Copy, Sender, Submission
 from gateway.pipeline.deliver import describe_copies, plain_copies
@@ -80,6 +82,8 @@ def prepare(runtime: Runtime, submission: Submission) -> None:
 
 def _prepare(runtime: Runtime, submission: Submission) -> None:
     settings = runtime.settings
+    # Before any step reads a header: they, the mailbox and the relay then read it alike.
+    submission.raw = header_line_ends.normalize(submission.raw)
     check_structure(
         submission.raw,
         max_depth=settings.smtp.max_mime_depth,

@@ -47,6 +47,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from gateway import mimepolicy
+from gateway.mail.header_line_ends import header_section_end
 
 # Nesting deeper than this is encoded whole, as one opaque leaf.
 MAX_DEPTH = 32
@@ -58,8 +59,6 @@ _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:.*\n(?:[ \t].*\n)*")
 _NOT_ASCII = re.compile(rb"[\x00\x80-\xff]")
 _BARE_CR = re.compile(rb"\r(?!\n)")
-# The empty line that ends the message's header section (a bare CR is no line end there).
-_EMPTY_LINE = re.compile(rb"(?:\A|(?<=\n))\r?\n")
 _FIELD_START = re.compile(rb"(?m)^(?![ \t])")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 # A line of encoded text that starts with "--": its first dash is written =2D.
@@ -94,7 +93,7 @@ def fits(raw: bytes, *, eightbit: bool) -> bool:
     """
     if b"\x00" in raw or _has_long_line(raw):
         return False
-    if b"\r" in raw and _BARE_CR.search(raw[: _header_end(raw)]):
+    if b"\r" in raw and _BARE_CR.search(raw[: header_section_end(raw)]):
         return False
     return eightbit or is_7bit(raw)
 
@@ -105,7 +104,7 @@ def convert(raw: bytes, *, eightbit: bool) -> bytes:
     Parts and header fields that are valid already stay as they are. Raises
     Unconvertible when the conversion cannot be done faithfully.
     """
-    end = _header_end(raw)
+    end = header_section_end(raw)
     text = _LINE_ENDS.sub(b"\n", _BARE_CR.sub(b" ", raw[:end]) + raw[end:])
     return _Converter(eightbit).entity(text, 0, top=True).replace(b"\n", b"\r\n")
 
@@ -125,13 +124,6 @@ def _has_long_line(data: bytes) -> bool:
     every octet, seconds for a large attachment of lines just below the limit.
     """
     return max(map(len, data.splitlines()), default=0) > MAX_LINE
-
-
-def _header_end(raw: bytes) -> int:
-    """Where the message's header section ends: at its first empty line, which a lenient
-    reader takes for the end (the section holds every field any reader may see)."""
-    empty = _EMPTY_LINE.search(raw)
-    return empty.start() if empty is not None else len(raw)
 
 
 def _split(entity: bytes) -> tuple[bytes, bytes]:
