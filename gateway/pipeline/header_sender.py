@@ -21,7 +21,11 @@ The decisions for odd shapes:
   all (an empty group, an empty field) is refused, as the recipient could not
   see who wrote;
 - an address the parser cannot read (`<<<`, an encoded word standing for the
-  address itself) is refused rather than guessed.
+  address itself) is refused rather than guessed;
+- a From or Sender after a line that is no field, before the empty line, must
+  show owned addresses as well: the pipeline and Python's parser take it for
+  body, but IMAP servers and many mail programs read up to the empty line as
+  header.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ _REGISTRY = HeaderRegistry()
 # Something a reader would take for an address, in decoded (NFKC) text.
 _LOOKS_LIKE_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@\\]+@[^\s<>()\[\]\"',;:@\\]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[^?\s]*\?[^?\s]*\?=")
+_FIELD_PAST_END = re.compile(rb"[ \t]*(from|sender)[ \t]*:", re.IGNORECASE)
 _MAX_SHOWN = 200
 _MEMO_LIMIT = 1024  # bytes of a field whose parse is remembered
 
@@ -64,16 +69,42 @@ def check_header_sender(submission: Submission, owned: Collection[str]) -> None:
     for name, found in (("From", from_fields), ("Sender", sender_fields)):
         if len(found) > 1:
             raise RejectMessage(HEADER_FIELD_REPEATED.format(count=len(found), field=name))
-    if not from_fields:
-        return  # add-missing-headers writes the envelope sender
+    if from_fields:
+        _check_from(from_fields[0], sender_fields, mine)
+    _check_past_header_end(submission.raw, mine)
+    # No From: add-missing-headers writes the envelope sender.
 
-    authors = _mailboxes(from_fields[0], "From", mine, HEADER_FROM_NOT_OWNED)
+
+def _check_from(
+    from_field: rawheaders.RawHeader, sender_fields: list[rawheaders.RawHeader], mine: set[str]
+) -> None:
+    """The From's mailboxes are owned; a Sender, if any, names one owned mailbox."""
+    authors = _mailboxes(from_field, "From", mine, HEADER_FROM_NOT_OWNED)
     if sender_fields:
         senders = _mailboxes(sender_fields[0], "Sender", mine, HEADER_SENDER_NOT_OWNED)
         if len(senders) != 1:
             raise RejectMessage(HEADER_SENDER_NOT_ONE)
     elif len(authors) > 1:
         raise RejectMessage(HEADER_FROM_NEEDS_SENDER)
+
+
+def _check_past_header_end(raw: bytes, mine: set[str]) -> None:
+    """A From or Sender that only some readers take for a header field (after a line
+    that is no field, before the empty line) must show owned addresses too."""
+    past = list(rawheaders.lines_past_header_end(raw))
+    for index, (_number, line) in enumerate(past):
+        match = _FIELD_PAST_END.match(line)
+        if not match:
+            continue
+        folded = [line]
+        for _n, more in past[index + 1 :]:
+            if more[:1] not in (b" ", b"\t"):
+                break
+            folded.append(more)
+        name = match.group(1).decode("ascii").capitalize()
+        field = rawheaders.RawHeader(name, b"\r\n".join(folded) + b"\r\n")
+        not_owned = HEADER_FROM_NOT_OWNED if name == "From" else HEADER_SENDER_NOT_OWNED
+        _mailboxes(field, name, mine, not_owned)
 
 
 def _mailboxes(field: rawheaders.RawHeader, name: str, mine: set[str], not_owned: str) -> list[str]:

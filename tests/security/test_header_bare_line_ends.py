@@ -10,6 +10,8 @@ reader, and is stored as the CRLF it stands for; a first line that starts with w
 space (a bare CR there becomes one) lost its white space, or a prepended Received or
 From made the fields after it header for everyone, unchecked. Now every entry point
 (gateway.mail.header_line_ends) makes the header section plain before anything reads it.
+A From after a line that is no field, which IMAP clients read up to the empty line as
+header, is checked as a From (check-header-sender).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 CR_FROM = f"X-Note: x\rFrom: {CEO}\r\nFrom: {ALICE}\r\nTo: {BOB}\r\nSubject: cr\r\n\r\nhi\r\n"
 CR_FIRST = f"\rFrom: {CEO}\r\nTo: {BOB}\r\nSubject: cr first\r\n\r\nhi\r\n"
-WSP_FIRST = f" x\r\nFrom: {CEO}\r\nTo: {BOB}\r\nSubject: space first\r\n\r\nhi\r\n"
+WSP_FIRST = f" x\r\nFrom: {CEO}\r\nTo: {BOB}\r\n\r\nhi\r\n"
+NO_FIELD_FIRST = f"From: {ALICE}\r\nnot a field\r\nFrom: {CEO}\r\n\r\nhi\r\n"
 LF_ONLY = f"From: {ALICE}\nTo: {BOB}\nX-Note: x\rFrom: {CEO}\nSubject: lf\n\nhi\n"
 
 
@@ -93,7 +96,7 @@ def assert_one_reading(header: bytes, author: str | None = None) -> None:
         assert first == [author], header
 
 
-@pytest.mark.parametrize("raw", [CR_FROM, CR_FIRST, WSP_FIRST, LF_ONLY])
+@pytest.mark.parametrize("raw", [CR_FROM, CR_FIRST, WSP_FIRST, NO_FIELD_FIRST, LF_ONLY])
 def test_submission_to_a_hosted_recipient_is_stored_and_served_with_one_from(
     submission_server: SubmissionServer,
     imap_server: ImapServer,
