@@ -48,6 +48,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from gateway import db, rawheaders
+from gateway.mail import header_line_ends
 from gateway.models import Account, Address, MailboxMessage
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, pgpmime, submit
 from gateway.pipeline.passthrough import is_already_encrypted
@@ -609,13 +610,22 @@ def _no_events(session: object, action: str, target: str, detail: str) -> None:
 
 def breaks_the_sender_rule(raw: bytes) -> bool:
     """Whether the header, as a lenient reader takes it, has two From or Sender fields or
-    one naming someone else: the header check refuses that with 553 5.7.1 (a shape such
-    as a whitespace-only "separator" makes a forwarded message's From a second field)."""
+    one naming someone else, or a foreign From or Sender stands past a line that is no
+    field before the blank line: the header check refuses that with 553 5.7.1 (a shape
+    such as a whitespace-only "separator" makes a forwarded message's From a second
+    field)."""
     fields = rawheaders.lenient_headers(raw)
     froms = [f for f in fields if f.name.lower() == "from"]
     senders = [f for f in fields if f.name.lower() == "sender"]
     foreign = any(ALICE not in f.value.lower() for f in froms + senders)
-    return len(froms) > 1 or len(senders) > 1 or foreign
+    # Past a line that is no field, up to the blank line, IMAP servers and many mail
+    # programs still read header: a From or Sender there must be one's own as well.
+    foreign_past = any(
+        re.match(rb"[ \t]*(from|sender)[ \t]*:", line, re.IGNORECASE)
+        and ALICE.encode() not in line.lower()
+        for _number, line in rawheaders.lines_past_header_end(raw)
+    )
+    return len(froms) > 1 or len(senders) > 1 or foreign or foreign_past
 
 
 def hides_a_field(raw: bytes) -> bool:
@@ -634,7 +644,10 @@ def subjects(raw: bytes) -> int:
 
 def refused_as_it_should_be(status: str, raw: bytes) -> bool:
     """A refusal the header checks owe this message: two From or Sender fields or a
-    foreign one (553 5.7.1), a hidden field or two Subjects (554 5.6.0)."""
+    foreign one (553 5.7.1), a hidden field or two Subjects (554 5.6.0). Judged on the
+    message as the checks read it, after intake made its header's line ends plain (a
+    "CR CR LF" separator is then a white-space line, and what followed it header)."""
+    raw = header_line_ends.normalize(raw)
     return (
         (status.startswith("553 5.7.1 ") and breaks_the_sender_rule(raw))
         or (status.startswith("554 5.6.0 Line ") and hides_a_field(raw))
