@@ -17,11 +17,14 @@ pipeline (encrypted to the sender's key).
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import email.utils
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.errors import NonASCIILocalPartDefect
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 import sqlalchemy.orm as so
@@ -39,7 +42,8 @@ WEBMAIL_HELO = "webmail"
 WEBMAIL_PROTOCOL = "HTTPS"
 MAX_SUBJECT = 998
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
-_SPLIT = re.compile(r"[,;\n]")
+MAX_NAME = 200
+_ADDRESS_FIELD = email.policy.default.header_factory
 HEADER_REFUSED = "A header field of this message could not be written safely."
 
 
@@ -73,6 +77,8 @@ class Outgoing:
     encrypt: bool = False
     in_reply_to: str = ""
     references: str = ""
+    # The display names typed, by address (lower-case): headers only, never the envelope.
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def recipients(self) -> list[str]:
@@ -90,24 +96,112 @@ class Outgoing:
         return sum(len(a.data) for a in self.attachments)
 
 
-def parse_addresses(text: str) -> list[str]:
-    """The addresses of a To/Cc/Bcc field: comma-, semicolon- or line-separated,
-    bare or as `Name <address>`. A bad entry is refused, naming it."""
-    found: list[str] = []
-    for entry in _SPLIT.split(text):
-        entry = entry.strip()
-        if not entry:
+def _entries(text: str) -> list[str]:
+    """The entries of an address field, split where a mail program would split them.
+
+    Line ends (CR, LF or both) always separate, top-level commas too; so do semicolons (a
+    habit of some mail programs), which also close a group. Nothing inside a quoted
+    string, a comment, angle brackets or a domain literal separates, so `"Doe, John"
+    <john@example.test>` stays one entry. A group's name (`friends: a@x, b@y;`, the
+    empty `undisclosed-recipients:;`) is dropped: it names nobody, and its members
+    are entries of their own.
+    """
+    entries: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    depth = 0  # comments nest
+    closer = ""  # the ">" or "]" that ends an angle address or a domain literal
+
+    def end_entry() -> None:
+        entries.append("".join(current))
+        current.clear()
+
+    for char in text:
+        if char in "\r\n":  # a field is one line: a line end ends whatever is open
+            quoted = escaped = False
+            depth, closer = 0, ""
+            end_entry()
             continue
-        _name, address = email.utils.parseaddr(entry)
+        if escaped:
+            escaped = False
+        elif quoted or depth:
+            if char == "\\":
+                escaped = True
+            elif quoted and char == '"':
+                quoted = False
+            elif not quoted and char == "(":
+                depth += 1
+            elif not quoted and char == ")":
+                depth -= 1
+        elif closer:
+            if char == closer:
+                closer = ""
+            elif char == '"':
+                quoted = True
+        elif char in ",;":
+            end_entry()
+            continue
+        elif char == ":" and "@" not in "".join(current):
+            current.clear()  # a group's name (an address before a colon stays, and is refused)
+            continue
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif char == "<":
+            closer = ">"
+        elif char == "[":
+            closer = "]"
+        current.append(char)
+    end_entry()
+    return [entry.strip() for entry in entries if entry.strip()]
+
+
+def _display_name(name: str) -> str:
+    """A typed display name as one printable line that no reader decodes as something else."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in name).split())
+    return mimepolicy.no_encoded_words(flat[:MAX_NAME])
+
+
+def parse_field(text: str) -> list[Address]:
+    """The mailboxes of a To/Cc/Bcc field, names as typed. An entry that is not exactly
+    one address (a second address with no comma before it, a name with no address,
+    a control character) is refused, naming it: a recipient is never dropped unseen."""
+    found: list[Address] = []
+    for entry in _entries(text):
+        refusal = ComposeError("{address} is not a valid mail address.", address=entry[:320])
+        # An encoded word is text the user typed, not something to decode into an address.
+        try:
+            parsed = _ADDRESS_FIELD("To", mimepolicy.no_encoded_words(entry))
+        except Exception:  # noqa: BLE001  (the parser's own bugs on odd input: gateway.mimepolicy)
+            raise refusal from None
+        defects = [d for d in parsed.defects if not isinstance(d, NonASCIILocalPartDefect)]
+        if defects or len(parsed.addresses) != 1:
+            raise refusal
+        (typed,) = parsed.addresses
+        address = typed.addr_spec
         try:
             normalize_address(address)
         except InvalidAddress:
-            raise ComposeError(
-                "{address} is not a valid mail address.", address=entry[:320]
-            ) from None
+            raise refusal from None
         # External local parts keep their case (only the remote server may fold it).
-        found.append(address.strip())
+        found.append(Address(_display_name(typed.display_name), *_split_address(address)))
     return found
+
+
+def parse_addresses(text: str) -> list[str]:
+    """The addresses of a To/Cc/Bcc field (`parse_field` without the names)."""
+    return [typed.addr_spec for typed in parse_field(text)]
+
+
+def display_names(*fields: str) -> dict[str, str]:
+    """The names typed in `fields` by address (lower-case), the first one for each."""
+    names: dict[str, str] = {}
+    for text in fields:
+        for entry in parse_field(text):
+            if entry.display_name:
+                names.setdefault(entry.addr_spec.lower(), entry.display_name)
+    return names
 
 
 def one_line(text: str, limit: int = MAX_SUBJECT) -> str:
@@ -143,12 +237,13 @@ def build(
     author can read); the lock as the control header the pipeline reads and strips."""
     message = EmailMessage(policy=mimepolicy.DEFAULT)
     message["From"] = outgoing.sender
-    if outgoing.to:
-        message["To"] = ", ".join(outgoing.to)
-    if outgoing.cc:
-        message["Cc"] = ", ".join(outgoing.cc)
-    if include_bcc and outgoing.bcc:
-        message["Bcc"] = ", ".join(outgoing.bcc)
+    for name, addresses in (
+        ("To", outgoing.to),
+        ("Cc", outgoing.cc),
+        ("Bcc", outgoing.bcc if include_bcc else []),
+    ):
+        if addresses:
+            message[name] = _mailboxes(addresses, outgoing.names)
     message["Subject"] = one_line(outgoing.subject)
     message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
     message["Message-ID"] = message_id or f"<{secrets.token_hex(16)}@{domain_of(outgoing.sender)}>"
@@ -183,6 +278,22 @@ def build(
         return message.as_bytes(policy=policy)
     except mimepolicy.HeaderInjection:
         raise ComposeError(HEADER_REFUSED) from None
+
+
+def _mailboxes(addresses: list[str], names: dict[str, str]) -> list[Address]:
+    """Header mailboxes, given as objects: no typed text is parsed again as a header."""
+    try:
+        return [
+            Address(_display_name(names.get(a.lower(), "")), *_split_address(a)) for a in addresses
+        ]
+    except (ValueError, IndexError):  # an address the header parser cannot hold
+        raise ComposeError(HEADER_REFUSED) from None
+
+
+def _split_address(address: str) -> tuple[str, str]:
+    """(local part, domain): given apart, a non-ASCII local part (RFC 6531) is no defect."""
+    local, _at, domain = address.rpartition("@")
+    return local, domain
 
 
 def check(session: so.Session, runtime: Runtime, account_id: int, outgoing: Outgoing) -> None:

@@ -404,6 +404,7 @@ def _outgoing(form: ComposeForm) -> Outgoing:
         to=mailcompose.parse_addresses(form.to),
         cc=mailcompose.parse_addresses(form.cc),
         bcc=mailcompose.parse_addresses(form.bcc),
+        names=mailcompose.display_names(form.to, form.cc, form.bcc),
         subject=form.subject,
         text=form.text,
         attachments=uploads,
