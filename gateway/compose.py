@@ -43,6 +43,8 @@ WEBMAIL_PROTOCOL = "HTTPS"
 MAX_SUBJECT = 998
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 MAX_NAME = 200
+# RFC 2045 token: printable ASCII but SPACE and tspecials.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,127}")
 _ADDRESS_FIELD = email.policy.default.header_factory
 HEADER_REFUSED = "A header field of this message could not be written safely."
 
@@ -226,6 +228,21 @@ def references_or_empty(value: str) -> str:
     return " ".join(ids[-20:])
 
 
+def attachment_type(claimed: str) -> tuple[str, str]:
+    """The type an upload is sent as: what the browser claimed, when it is a plain MIME
+    type; else application/octet-stream. A container type (multipart/*, message/*) is
+    never a claim to take: its body would be base64, which RFC 2045 forbids for them,
+    and readers differ on what such a part holds (a nested message, or its bytes)."""
+    maintype, _, subtype = claimed.strip().lower().partition("/")
+    if (
+        _TOKEN.fullmatch(maintype) is None
+        or _TOKEN.fullmatch(subtype) is None
+        or maintype in ("multipart", "message")
+    ):
+        return "application", "octet-stream"
+    return maintype, subtype
+
+
 def build(
     outgoing: Outgoing,
     *,
@@ -262,13 +279,11 @@ def build(
         # Quoted-printable travels through any relay, 8BITMIME or not.
         message.set_content(text, cte="quoted-printable")
     for index, upload in enumerate(outgoing.attachments):
-        maintype, _, subtype = upload.content_type.partition("/")
-        if not (maintype.isascii() and subtype.isascii() and maintype and subtype):
-            maintype, subtype = "application", "octet-stream"
+        maintype, subtype = attachment_type(upload.content_type)
         message.add_attachment(
             upload.data,
-            maintype=maintype.lower(),
-            subtype=subtype.lower(),
+            maintype=maintype,
+            subtype=subtype,
             filename=safe_filename(upload.filename, index),
         )
     addresses = [outgoing.sender, *outgoing.to, *outgoing.cc, *outgoing.bcc]

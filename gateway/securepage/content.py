@@ -31,6 +31,7 @@ from gateway.securepage.mail_links import keep_outside_links
 
 MAX_DEPTH = 64
 MAX_FILENAME = 150
+_NOT_IN_A_NAME = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _MESSAGE_ID = re.compile(r"<[^<>\s\"]{1,900}>")
 
 _REMOVED_TAGS = {"img", "map", "area"}
@@ -109,10 +110,17 @@ def _parse(content: bytes) -> EmailMessage:
 
 
 def safe_filename(name: str | None, index: int) -> str:
-    """A file name a browser may save as: no path, no control characters, bounded."""
+    """A file name a browser may save as: no path, no control characters, one line
+    (U+2028 and U+2029 end a line for some readers), bounded with its extension kept."""
     text = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    text = "".join(c for c in text if unicodedata.category(c)[0] != "C").strip(" .")
-    return text[:MAX_FILENAME] or f"attachment-{index}.bin"
+    text = "".join(c for c in text if unicodedata.category(c) not in _NOT_IN_A_NAME).strip(" .")
+    if len(text) > MAX_FILENAME:
+        stem, dot, extension = text.rpartition(".")
+        if dot and 0 < len(extension) <= 16:
+            text = f"{stem[: MAX_FILENAME - len(extension) - 1]}.{extension}"
+        else:
+            text = text[:MAX_FILENAME]
+    return text or f"attachment-{index}.bin"
 
 
 def _text_of(part: Message) -> str:

@@ -146,3 +146,40 @@ def test_plain_send_files_the_sent_copy_in_the_same_transaction(
             client_ip="198.51.100.7",
             now=NOW,
         )
+
+
+@pytest.mark.parametrize(
+    ("claimed", "sent_as"),
+    [
+        ("application/pdf", ("application", "pdf")),
+        ("Image/PNG", ("image", "png")),
+        ("multipart/mixed", ("application", "octet-stream")),
+        ("message/rfc822", ("application", "octet-stream")),
+        ("text/plain; charset=x", ("application", "octet-stream")),
+        ("text/pla in", ("application", "octet-stream")),
+        ("téxt/plain", ("application", "octet-stream")),
+        ("text/", ("application", "octet-stream")),
+    ],
+)
+def test_an_upload_is_sent_as_its_claimed_type_only_when_plain(
+    claimed: str, sent_as: tuple[str, str]
+) -> None:
+    assert compose.attachment_type(claimed) == sent_as
+
+
+def test_a_long_attachment_name_keeps_its_extension_and_one_line() -> None:
+    raw = compose.build(
+        Outgoing(
+            sender=ALICE,
+            to=[BOB],
+            attachments=[
+                Upload("a" * 400 + ".pdf", "application/pdf", b"x"),
+                Upload("line\u2028sep\u2029ara\x85tor.txt", "text/plain", b"y"),
+            ],
+        ),
+        now=NOW,
+    )
+    first, second = parsed(raw).iter_attachments()
+    name = first.get_filename()
+    assert name is not None and name.endswith(".pdf") and len(name) == 150
+    assert second.get_filename() == "lineseparator.txt"
