@@ -330,9 +330,14 @@ def check(session: so.Session, runtime: Runtime, account_id: int, outgoing: Outg
     for rcpt in recipients:
         if accounts.is_hosted(session, rcpt) and accounts.find_address(session, rcpt) is None:
             raise ComposeError("There is no mailbox {address} here.", address=rcpt)
-    max_attachments = runtime.settings.webmail.max_attachment_bytes
-    if outgoing.attachment_bytes > max_attachments:
-        raise ComposeError("The attachments are larger than {limit} bytes.", limit=max_attachments)
+    check_attachments(outgoing, runtime.settings.webmail.max_attachment_bytes)
+
+
+def check_attachments(outgoing: Outgoing, limit: int) -> None:
+    """The attachments within `limit`: for a draft too, which is read back and sent later
+    (an upload is read only to limit + 1 bytes, so past it the bytes are not all there)."""
+    if outgoing.attachment_bytes > limit:
+        raise ComposeError("The attachments are larger than {limit} bytes.", limit=limit)
 
 
 def send(

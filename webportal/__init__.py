@@ -95,6 +95,9 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
         WTF_CSRF_SECRET_KEY=session_key.derive(root_key, "csrf"),
         # Nothing the portal accepts is bigger than a message.
         MAX_CONTENT_LENGTH=settings.smtp.max_message_size,
+        # A form field (a message's text) up to that too: past Flask's 500 kB default
+        # the webmail answered 413 and the text written was lost.
+        MAX_FORM_MEMORY_SIZE=settings.smtp.max_message_size,
     )
     security.configure(app, portal)
     proxy.init_app(app, portal.trusted_proxies)

@@ -22,6 +22,7 @@ import email.utils
 import html
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -71,6 +72,7 @@ bp = Blueprint("compose", __name__)
 noop = gettext_noop
 RECIPIENT_LOOKUP_RATE = "120/minute"
 MAX_TEXT = 1_000_000
+MAX_QUOTE = 200_000
 MAX_FIELD = 10_000
 
 SENT_OK = noop("Your message was sent.")
@@ -93,6 +95,7 @@ SERVER_BUSY = noop(
     " Please try again in a minute."
 )
 LOOKING_UP = noop("looking up…")
+TEXT_TOO_LONG = noop("The text is longer than {limit} characters: please shorten it.")
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
 noop("A header field of this message could not be written safely.")
@@ -167,6 +170,14 @@ def _prefixed(prefix: str, subject: str) -> str:
     return f"{prefix}: {subject}"
 
 
+def _shortened(text: str) -> str:
+    """At most MAX_QUOTE characters of another message's text, for a reply or forward:
+    the whole of a huge one would make a form that cannot be sent (MAX_TEXT)."""
+    if len(text) <= MAX_QUOTE:
+        return text
+    return text[:MAX_QUOTE].rsplit("\n", 1)[0] + "\n[…]"
+
+
 def _carried_from(
     opened: reading.OpenedMessage, keep: set[int] | None
 ) -> list[tuple[int, str, int, bool]]:
@@ -194,7 +205,7 @@ def _reply_form(
         for v in (mailcompose.references_or_empty(headers.get("In-Reply-To", "")), message_id)
         if v
     )
-    quoted = "\n".join("> " + line for line in _text_of(opened).splitlines())
+    quoted = _shortened("\n".join("> " + line for line in _text_of(opened).splitlines()))
     intro = gettext(
         "On {date}, {sender} wrote:", date=headers.get("Date", ""), sender=headers.get("From", "")
     )
@@ -225,7 +236,7 @@ def _forward_form(opened: reading.OpenedMessage, row_address: str, owned: list[s
     return ComposeForm(
         sender=row_address if row_address in owned else _default_sender(owned),
         subject=_prefixed("Fwd", headers.get("Subject", "")),
-        text="\n\n" + "\n".join(lines) + "\n\n" + _text_of(opened) + "\n",
+        text="\n\n" + "\n".join(lines) + "\n\n" + _shortened(_text_of(opened)) + "\n",
         encrypt=opened.encrypted,
         carry_from=opened.id,
         carried=_carried_from(opened, None),
@@ -363,7 +374,9 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
         cc=data.get("cc", "")[:MAX_FIELD],
         bcc=data.get("bcc", "")[:MAX_FIELD],
         subject=data.get("subject", "")[:MAX_FIELD],
-        text=data.get("text", "")[:MAX_TEXT],
+        # Whole (the form memory limit bounds it): past MAX_TEXT the page says so, and
+        # gives the text back rather than sending less than was written.
+        text=data.get("text", ""),
         encrypt=data.get("encrypt") == "yes",
         password=data.get("password", ""),
         in_reply_to=data.get("in_reply_to", "")[:1000],
@@ -456,6 +469,8 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
             message = f"{message} {gettext(ATTACH_AGAIN)}"
         return _render(form, owned, message, status, need_password=need_password)
 
+    if len(form.text) > MAX_TEXT:
+        return refuse(gettext(TEXT_TOO_LONG, limit=MAX_TEXT))
     try:
         outgoing = _outgoing(form)
     except ComposeError as exc:
@@ -471,7 +486,7 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
         return refuse(gettext(SERVER_BUSY), 503)
 
     if request.form.get("action") == "draft":
-        return _save_draft(form, outgoing, owned, now)
+        return _save_draft(form, outgoing, owned, now, refuse)
 
     password: str | None = None
     if form.encrypt:
@@ -538,7 +553,11 @@ def _needs_password(outgoing: Outgoing, now: dt.datetime) -> list[str]:
 
 
 def _save_draft(
-    form: ComposeForm, outgoing: Outgoing, owned: list[str], now: dt.datetime
+    form: ComposeForm,
+    outgoing: Outgoing,
+    owned: list[str],
+    now: dt.datetime,
+    refuse: Callable[[str], ResponseReturnValue],
 ) -> ResponseReturnValue:
     s = db_session()
     sender = accounts.find_address(s, outgoing.sender)
@@ -550,7 +569,11 @@ def _save_draft(
             gettext("You cannot send from {address}.", address=outgoing.sender[:320]),
             400,
         )
-    raw = mailcompose.build(outgoing, now=now, include_bcc=True)
+    try:
+        mailcompose.check_attachments(outgoing, runtime().settings.webmail.max_attachment_bytes)
+        raw = mailcompose.build(outgoing, now=now, include_bcc=True)
+    except ComposeError as exc:
+        return refuse(gettext(exc.message, **exc.params))
     replaces = form.draft_id
     if replaces is not None:
         try:

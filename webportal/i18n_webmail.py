@@ -145,6 +145,9 @@ DE: dict[str, str] = {
     "Sunday": "Sonntag",
     "Switch off": "Ausschalten",
     "The attachments are larger than {limit} bytes.": "Die Anhänge sind größer als {limit} Bytes.",
+    "The text is longer than {limit} characters: please shorten it.": (
+        "Der Text ist länger als {limit} Zeichen: Bitte kürzen Sie ihn."
+    ),
     "The away message for {address} is switched off.": (
         "Die Abwesenheitsnotiz für {address} ist ausgeschaltet."
     ),
@@ -383,6 +386,9 @@ FR: dict[str, str] = {
     "Start (UTC)": "Début (UTC)",
     "Sunday": "dimanche",
     "Switch off": "Désactiver",
+    "The text is longer than {limit} characters: please shorten it.": (
+        "Le texte dépasse {limit} caractères : veuillez le raccourcir."
+    ),
     "The attachments are larger than {limit} bytes.": (
         "Les pièces jointes dépassent {limit} octets."
     ),
