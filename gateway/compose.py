@@ -27,10 +27,13 @@ from email.errors import NonASCIILocalPartDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
 
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, db, mailbox, mimepolicy
 from gateway.addresses import InvalidAddress, domain_of, normalize_address
+from gateway.models import Address as AddressRow
+from gateway.models import MailboxMessage
 from gateway.pipeline import ClientInfo, Sender, Submission, submit
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.triggers import ENCRYPT_HEADER
@@ -43,10 +46,15 @@ WEBMAIL_PROTOCOL = "HTTPS"
 MAX_SUBJECT = 998
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 MAX_NAME = 200
+_SEND_TOKEN = re.compile(r"[0-9a-f]{32}")
 # RFC 2045 token: printable ASCII but SPACE and tspecials.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,127}")
 _ADDRESS_FIELD = email.policy.default.header_factory
 HEADER_REFUSED = "A header field of this message could not be written safely."
+
+
+class AlreadySent(Exception):  # a disposition, like RejectMessage
+    """This form's message was sent before (a second click on Send): nothing is sent again."""
 
 
 class ComposeError(ValueError):
@@ -81,6 +89,9 @@ class Outgoing:
     references: str = ""
     # The display names typed, by address (lower-case): headers only, never the envelope.
     names: dict[str, str] = field(default_factory=dict)
+    # The compose form's send token (`send_token`): the Message-ID, and what makes a
+    # second post of the same form find the message already sent.
+    send_token: str = ""
 
     @property
     def recipients(self) -> list[str]:
@@ -228,6 +239,32 @@ def references_or_empty(value: str) -> str:
     return " ".join(ids[-20:])
 
 
+def new_send_token() -> str:
+    """A compose form's token: 128 random bits, the local part of its Message-ID."""
+    return secrets.token_hex(16)
+
+
+def send_token_or_new(value: str) -> str:
+    """A posted send token if well-formed, else a new one (the form still works)."""
+    value = value.strip()
+    return value if _SEND_TOKEN.fullmatch(value) else new_send_token()
+
+
+def send_token_of(message_id: str) -> str:
+    """The send token inside a Message-ID made by `message_id_of` (a draft's, reopened),
+    else a new one."""
+    return send_token_or_new(message_id.strip().removeprefix("<").partition("@")[0])
+
+
+def message_id_of(outgoing: Outgoing) -> str:
+    """The Message-ID the message goes out with: from its send token when it has a
+    well-formed one (a form posted twice is one message), else a new random one."""
+    token = outgoing.send_token
+    if _SEND_TOKEN.fullmatch(token) is None:
+        token = new_send_token()
+    return f"<{token}@{domain_of(outgoing.sender)}>"
+
+
 def attachment_type(claimed: str) -> tuple[str, str]:
     """The type an upload is sent as: what the browser claimed, when it is a plain MIME
     type; else application/octet-stream. A container type (multipart/*, message/*) is
@@ -263,7 +300,7 @@ def build(
             message[name] = _mailboxes(addresses, outgoing.names)
     message["Subject"] = one_line(outgoing.subject)
     message["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
-    message["Message-ID"] = message_id or f"<{secrets.token_hex(16)}@{domain_of(outgoing.sender)}>"
+    message["Message-ID"] = message_id or message_id_of(outgoing)
     in_reply_to = message_id_or_empty(outgoing.in_reply_to)
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
@@ -356,7 +393,12 @@ def send(
     """
     with db.read_only(runtime.sessions) as session:
         check(session, runtime, account_id, outgoing)
-    raw = build(outgoing, now=now)
+    message_id = message_id_of(outgoing)
+    if _SEND_TOKEN.fullmatch(outgoing.send_token) is not None:
+        with db.read_only(runtime.sessions) as session:
+            if _sent_copies(session, outgoing.sender, message_id):
+                raise AlreadySent(message_id)
+    raw = build(outgoing, now=now, message_id=message_id)
     limit = runtime.settings.smtp.max_message_size
     if len(raw) > limit:
         raise ComposeError("The message is larger than {limit} bytes.", limit=limit)
@@ -370,6 +412,7 @@ def send(
         password=password or None,
     )
     submission.finalizers.append(_plain_sent_copy(submission))
+    submission.finalizers.append(_sent_once(submission, message_id))
     return submit(runtime, submission)
 
 
@@ -391,3 +434,36 @@ def _plain_sent_copy(submission: Submission) -> Callable[[so.Session], None]:
         )
 
     return file_sent_copy
+
+
+def _sent_copies(session: so.Session, sender: str, message_id: str) -> int:
+    """How many Sent copies of `sender`'s carry `message_id`."""
+    count = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(MailboxMessage)
+        .join(AddressRow, MailboxMessage.address_id == AddressRow.id)
+        .where(
+            AddressRow.address == sender,
+            MailboxMessage.folder == mailbox.SENT,
+            MailboxMessage.message_id == message_id,
+        )
+    )
+    return count or 0
+
+
+def _sent_once(submission: Submission, message_id: str) -> Callable[[so.Session], None]:
+    """The last word in the message's transaction: its Sent copy is the only one with
+    its Message-ID, or nothing of it is written. Two posts racing past the check in
+    `send` meet here: the sender's address row is locked first (PostgreSQL; SQLite
+    has one writer anyway), so the second counts after the first committed."""
+
+    def refuse_a_second(session: so.Session) -> None:
+        session.execute(
+            sa.select(AddressRow.id)
+            .where(AddressRow.address == submission.sender.address)
+            .with_for_update()
+        )
+        if _sent_copies(session, submission.sender.address, message_id) > 1:
+            raise AlreadySent(message_id)
+
+    return refuse_a_second

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import audit, mailbox, reading
@@ -52,6 +53,24 @@ def save(
     )
     session.flush()
     return row
+
+
+def find(session: so.Session, account_id: int, message_id: str) -> int | None:
+    """The account's draft with `message_id`, if any: a second post of one compose
+    page (a double click on Save) replaces it instead of making another."""
+    if not message_id:
+        return None
+    return session.scalar(
+        sa.select(MailboxMessage.id)
+        .join(Address, MailboxMessage.address_id == Address.id)
+        .where(
+            Address.account_id == account_id,
+            MailboxMessage.folder == DRAFTS,
+            MailboxMessage.message_id == message_id,
+        )
+        .order_by(MailboxMessage.id)
+        .limit(1)
+    )
 
 
 def load(

@@ -45,7 +45,7 @@ from flask_login import current_user
 
 from gateway import accounts, drafts, mimepolicy, reading, recipients
 from gateway import compose as mailcompose
-from gateway.compose import ComposeError, Outgoing, Upload
+from gateway.compose import AlreadySent, ComposeError, Outgoing, Upload
 from gateway.inflight import Reservation
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
@@ -138,6 +138,9 @@ class ComposeForm:
     in_reply_to: str = ""
     references: str = ""
     draft_id: int | None = None
+    # One per compose page, kept through refusals: the message's Message-ID, so a
+    # second post of the same page finds it sent (gateway.compose.AlreadySent).
+    send_token: str = field(default_factory=mailcompose.new_send_token)
     carry_from: int | None = None
     carried: list[tuple[int, str, int, bool]] = field(
         default_factory=list
@@ -274,6 +277,7 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
         in_reply_to=header("In-Reply-To"),
         references=header("References"),
         draft_id=draft_id,
+        send_token=mailcompose.send_token_of(header("Message-ID")),
         carry_from=draft_id if opened.attachments else None,
         carried=_carried_from(opened, None),
     )
@@ -382,6 +386,7 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
         in_reply_to=data.get("in_reply_to", "")[:1000],
         references=data.get("references", "")[:MAX_FIELD],
         draft_id=form_id("draft_id"),
+        send_token=mailcompose.send_token_or_new(data.get("send_token", "")),
         carry_from=carry_from,
         carried=carried,
     )
@@ -424,6 +429,7 @@ def _outgoing(form: ComposeForm) -> Outgoing:
         encrypt=form.encrypt,
         in_reply_to=form.in_reply_to,
         references=form.references,
+        send_token=form.send_token,
     )
 
 
@@ -524,6 +530,16 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
         )
     except ComposeError as exc:
         return refuse(gettext(exc.message, **exc.params))
+    except AlreadySent:
+        # The first post of this page sent it: this one answers as that one did.
+        log.info(
+            "webmail send of an already sent form ignored (account %s)", current_user.account_id
+        )
+        discard_db_session()
+        if form.draft_id:
+            _drop_draft(form.draft_id)
+        flash(SENT_OK)
+        return redirect(url_for("mail.inbox", slug="sent"), code=303)
     except RejectMessage as exc:
         log.info("webmail message from %s refused: %s", outgoing.sender, exc.status)
         return refuse(_reject_text(exc.status))
@@ -571,7 +587,8 @@ def _save_draft(
         )
     try:
         mailcompose.check_attachments(outgoing, runtime().settings.webmail.max_attachment_bytes)
-        raw = mailcompose.build(outgoing, now=now, include_bcc=True)
+        message_id = mailcompose.message_id_of(outgoing)
+        raw = mailcompose.build(outgoing, now=now, include_bcc=True, message_id=message_id)
     except ComposeError as exc:
         return refuse(gettext(exc.message, **exc.params))
     replaces = form.draft_id
@@ -580,6 +597,8 @@ def _save_draft(
             reading.owned_message(s, current_user.account_id, replaces)
         except reading.MessageNotFound:
             replaces = None
+    if replaces is None:
+        replaces = drafts.find(s, current_user.account_id, message_id)
     row = drafts.save(s, runtime().ring.get(), sender, raw, now=now, replaces=replaces)
     flash(DRAFT_SAVED)
     return redirect(url_for("compose.compose", draft=row.id), code=303)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import threading
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -183,3 +185,53 @@ def test_a_long_attachment_name_keeps_its_extension_and_one_line() -> None:
     name = first.get_filename()
     assert name is not None and name.endswith(".pdf") and len(name) == 150
     assert second.get_filename() == "lineseparator.txt"
+
+
+def test_two_sends_of_one_form_racing_each_other_send_once(
+    runtime: Runtime, mail_users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both posts pass the early look at the Sent folder before either commits: the
+    check inside the transaction lets one through and refuses the other whole."""
+    with db.read_only(runtime.sessions) as session:
+        account_id = session.scalar(sa.select(Address.account_id).where(Address.address == ALICE))
+    assert account_id is not None
+    both_checked = threading.Barrier(2, timeout=30)
+    real_build = compose.build
+
+    def build_after_both_checked(*args: Any, **kwargs: Any) -> bytes:
+        both_checked.wait()
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(compose, "build", build_after_both_checked)
+    token = compose.new_send_token()
+    outcomes: list[str] = []
+
+    def send() -> None:
+        try:
+            outcomes.append(
+                compose.send(
+                    runtime,
+                    account_id,
+                    Outgoing(sender=ALICE, to=[BOB], subject="Einmal", send_token=token),
+                    password=None,
+                    client_ip="198.51.100.7",
+                    now=NOW,
+                )
+            )
+        except compose.AlreadySent:
+            outcomes.append("already sent")
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(o == "already sent" for o in outcomes) == [False, True]
+    with db.read_only(runtime.sessions) as session:
+        stored = session.execute(
+            sa.select(Address.address, MailboxMessage.folder, MailboxMessage.message_id).join(
+                Address, MailboxMessage.address_id == Address.id
+            )
+        ).all()
+    assert sorted((s.address, s.folder) for s in stored) == [(ALICE, "Sent"), (BOB, "INBOX")]
+    assert {s.message_id for s in stored} == {f"<{token}@example.test>"}
