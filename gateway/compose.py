@@ -348,6 +348,20 @@ def _split_address(address: str) -> tuple[str, str]:
     return local, domain
 
 
+def bcc_field(outgoing: Outgoing) -> bytes:
+    """The Bcc field the sender's Sent copy keeps (no other copy has it), folded as
+    `build` folds the others; empty without Bcc recipients."""
+    if not outgoing.bcc:
+        return b""
+    field_only = EmailMessage(policy=mimepolicy.DEFAULT)
+    field_only["Bcc"] = _mailboxes(outgoing.bcc, outgoing.names)
+    policy = mimepolicy.SMTP if all(a.isascii() for a in outgoing.bcc) else mimepolicy.SMTPUTF8
+    try:
+        return field_only.as_bytes(policy=policy).removesuffix(b"\r\n")
+    except mimepolicy.HeaderInjection:
+        raise ComposeError(HEADER_REFUSED) from None
+
+
 def check(session: so.Session, runtime: Runtime, account_id: int, outgoing: Outgoing) -> None:
     """Everything the SMTP edge would refuse before DATA, as errors the page can show."""
     owned = accounts.owned_addresses(session, account_id)
@@ -411,6 +425,7 @@ def send(
         received_at=now,
         password=password or None,
     )
+    submission.sent_headers = bcc_field(outgoing)
     submission.finalizers.append(_plain_sent_copy(submission))
     submission.finalizers.append(_sent_once(submission, message_id))
     return submit(runtime, submission)
@@ -426,7 +441,7 @@ def _plain_sent_copy(submission: Submission) -> Callable[[so.Session], None]:
         mailbox.store(
             session,
             address,
-            submission.raw,
+            submission.for_sender(submission.raw),
             queue_id=submission.queue_id,
             envelope_from=submission.envelope_from,
             now=submission.received_at,

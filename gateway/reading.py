@@ -215,6 +215,10 @@ def open_message(
         decrypted = decrypt_stored(session, ring, row, armored, limits, sender=sender)
         entity = BytesParser(policy=mimepolicy.READING).parsebytes(decrypted.data)
         signature = decrypted.signature
+    if entity["Bcc"] is not None and "Bcc" not in headers:
+        # A Sent copy's Bcc (the sender's own record; gateway.compose), also when it
+        # is inside the encryption.
+        headers["Bcc"] = shown(entity["Bcc"])
     text, html, attachments = _split(entity)
     return OpenedMessage(
         id=row.id,

@@ -84,7 +84,15 @@ class Submission:
     # Rows a step prepared for the final transaction (the secure page's, the
     # delivery report): `store-and-queue` calls each inside it, after the copies.
     finalizers: list[Callable[[so.Session], None]] = field(default_factory=list, repr=False)
+    # Header fields that only the sender's own Sent copy carries (the webmail's Bcc, kept
+    # there as mail programs keep it): complete folded lines, each ending in CRLF.
+    sent_headers: bytes = field(default=b"", repr=False)
     _forgotten_size: int | None = field(default=None, repr=False)
+
+    def for_sender(self, entity: bytes) -> bytes:
+        """`entity` (the message, or the inner entity to encrypt) as the Sent copy holds
+        it: with `sent_headers` on top of its header."""
+        return self.sent_headers + entity
 
     @property
     def size(self) -> int:

@@ -72,6 +72,9 @@ def encrypt_copies(
     )
     sent: bytes | None = None
     sent_message: bytes | None = None
+    # The Sent copy can share the visible recipients' ciphertext only if it holds
+    # nothing more (a Bcc field for the sender is encrypted to the sender alone).
+    shared_sent = not submission.sent_headers
     groups = ([visible] if visible else []) + [[r] for r in hidden]
     for number, group in enumerate(groups):
         # The sender is in From for everyone who sees To/Cc, so the visible group's
@@ -80,6 +83,7 @@ def encrypt_copies(
         group_keys = [keys[r].key for r in group]
         if (
             sent_copy
+            and shared_sent
             and is_visible
             and all(k.fingerprint != sender.public.fingerprint for k in group_keys)
         ):
@@ -90,19 +94,19 @@ def encrypt_copies(
             content = gossip_headers(gossip) + inner
         ciphertext = messages.encrypt(content, group_keys, sender.signer)
         del content
-        if number == len(groups) - 1 and (not sent_copy or visible):
+        if number == len(groups) - 1 and (not sent_copy or (visible and shared_sent)):
             inner = b""  # not needed any more: a large message's entity is freed early
         hosted = [r for r in group if keys[r].source == "hosted"]
         external = [r for r in group if keys[r].source != "hosted"]
         if hosted:
             mailbox_copy = pgpmime.build_encrypted(raw, ciphertext)
-            if is_visible:
+            if is_visible and shared_sent:
                 sent_message = mailbox_copy  # the same outer message: no second copy
             submission.copies.append(Copy("mailbox", hosted, mailbox_copy, encrypted=True))
         if external:
             message = pgpmime.build_encrypted(raw, ciphertext, extra_headers=autocrypt)
             submission.copies.extend(Copy("queue", [r], message, encrypted=True) for r in external)
-        if is_visible and sent_message is None:
+        if is_visible and shared_sent and sent_message is None:
             sent = ciphertext
         del ciphertext
 
@@ -110,6 +114,6 @@ def encrypt_copies(
         return
     if sent_message is None:
         if sent is None:
-            sent = messages.encrypt(inner, [sender.public], sender.signer)
+            sent = messages.encrypt(submission.for_sender(inner), [sender.public], sender.signer)
         sent_message = pgpmime.build_encrypted(raw, sent)
     submission.copies.append(Copy("sent", [submission.sender.address], sent_message, True))

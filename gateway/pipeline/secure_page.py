@@ -89,7 +89,10 @@ def seal_for_secure_page(
     kek = crypto.password_key(password, page)
     sealed = crypto.seal_with(store.page_content(submission.raw), kek, public_id=public_id)
     sent = sent_copy.build(
-        submission.raw, kek, queue_id=submission.queue_id, sender=submission.sender.address
+        submission.for_sender(submission.raw),
+        kek,
+        queue_id=submission.queue_id,
+        sender=submission.sender.address,
     )
     submission.copies.append(Copy("sent", [submission.sender.address], sent, encrypted=True))
 
