@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
+import logging
 import re
 import secrets
 from collections.abc import Callable
@@ -39,7 +40,9 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.runtime import Runtime
 from gateway.securepage.content import safe_filename
-from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
+from gateway.smtp_codes import TEMPORARY_FAILURE, UNKNOWN_LOCAL_RECIPIENT
+
+log = logging.getLogger(__name__)
 
 WEBMAIL_HELO = "webmail"
 WEBMAIL_PROTOCOL = "HTTPS"
@@ -435,6 +438,12 @@ def _plain_sent_copy(submission: Submission) -> Callable[[so.Session], None]:
     def file_sent_copy(session: so.Session) -> None:
         if any(copy.destination == "sent" for copy in submission.copies):
             return  # the pipeline made an encrypted one
+        if submission.encrypt:
+            # With the lock on, a Sent copy in clear is never the fallback (DESIGN:
+            # plaintext of a message to be encrypted never reaches disk): the whole
+            # message is refused, and the page keeps what was written.
+            log.error("no encrypted Sent copy for %s: not sent", submission.queue_id)
+            raise RejectMessage(TEMPORARY_FAILURE)
         address = accounts.find_address(session, submission.sender.address)
         if address is None:
             raise RejectMessage(UNKNOWN_LOCAL_RECIPIENT.format(rcpt=submission.sender.address))

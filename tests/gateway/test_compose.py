@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import compose, db
+from gateway import compose, db, pipeline
 from gateway.compose import ComposeError, Outgoing, Upload
 from gateway.models import Address, MailboxMessage
+from gateway.pipeline.errors import RejectMessage
 from gateway.runtime import Runtime
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -235,3 +236,30 @@ def test_two_sends_of_one_form_racing_each_other_send_once(
         ).all()
     assert sorted((s.address, s.folder) for s in stored) == [(ALICE, "Sent"), (BOB, "INBOX")]
     assert {s.message_id for s in stored} == {f"<{token}@example.test>"}
+
+
+def test_with_the_lock_a_missing_encrypted_sent_copy_is_no_clear_one(
+    runtime: Runtime, mail_users: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the pipeline ever leave an encrypted message without its Sent copy, the
+    webmail's fallback (a plain Sent copy) must not file the text in clear."""
+    real = pipeline.encrypt_copies
+
+    def without_sent_copy(*args: Any, **kwargs: Any) -> None:
+        real(*args, **{**kwargs, "sent_copy": False})
+
+    monkeypatch.setattr(pipeline, "encrypt_copies", without_sent_copy)
+    with db.read_only(runtime.sessions) as session:
+        account_id = session.scalar(sa.select(Address.account_id).where(Address.address == ALICE))
+    assert account_id is not None
+    with pytest.raises(RejectMessage):
+        compose.send(
+            runtime,
+            account_id,
+            Outgoing(sender=ALICE, to=[BOB], subject="Geheim", text="Tresor 4711", encrypt=True),
+            password=None,
+            client_ip="198.51.100.7",
+            now=NOW,
+        )
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalars(sa.select(MailboxMessage)).all() == []
