@@ -95,6 +95,10 @@ SERVER_BUSY = noop(
     " Please try again in a minute."
 )
 LOOKING_UP = noop("looking up…")
+ALREADY_SENT = noop(
+    "This message was sent already: it is in your Sent folder, and was not sent again."
+    " To send it once more, press Send again."
+)
 TEXT_TOO_LONG = noop("The text is longer than {limit} characters: please shorten it.")
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
@@ -531,15 +535,14 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
     except ComposeError as exc:
         return refuse(gettext(exc.message, **exc.params))
     except AlreadySent:
-        # The first post of this page sent it: this one answers as that one did.
+        # An earlier post of this page sent it (a double click, a re-post): nothing is
+        # sent again, but nothing is dropped unseen either (the user may have come
+        # back to change and resend it): the page says so, with a new token.
         log.info(
-            "webmail send of an already sent form ignored (account %s)", current_user.account_id
+            "webmail: a form already sent was posted again (account %s)", current_user.account_id
         )
-        discard_db_session()
-        if form.draft_id:
-            _drop_draft(form.draft_id)
-        flash(SENT_OK)
-        return redirect(url_for("mail.inbox", slug="sent"), code=303)
+        form.send_token = mailcompose.new_send_token()
+        return refuse(gettext(ALREADY_SENT), 409)
     except RejectMessage as exc:
         log.info("webmail message from %s refused: %s", outgoing.sender, exc.status)
         return refuse(_reject_text(exc.status))

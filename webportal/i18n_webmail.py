@@ -148,6 +148,12 @@ DE: dict[str, str] = {
     "The text is longer than {limit} characters: please shorten it.": (
         "Der Text ist länger als {limit} Zeichen: Bitte kürzen Sie ihn."
     ),
+    "This message was sent already: it is in your Sent folder, and was not sent again."
+    " To send it once more, press Send again.": (
+        "Diese Nachricht wurde bereits gesendet: Sie ist in Ihrem Ordner Gesendet und wurde"
+        " nicht noch einmal gesendet. Um sie erneut zu senden, klicken Sie noch einmal auf"
+        " Senden."
+    ),
     "The away message for {address} is switched off.": (
         "Die Abwesenheitsnotiz für {address} ist ausgeschaltet."
     ),
@@ -388,6 +394,11 @@ FR: dict[str, str] = {
     "Switch off": "Désactiver",
     "The text is longer than {limit} characters: please shorten it.": (
         "Le texte dépasse {limit} caractères : veuillez le raccourcir."
+    ),
+    "This message was sent already: it is in your Sent folder, and was not sent again."
+    " To send it once more, press Send again.": (
+        "Ce message a déjà été envoyé : il se trouve dans votre dossier Envoyés et n'a pas"
+        " été renvoyé. Pour l'envoyer une nouvelle fois, cliquez encore sur Envoyer."
     ),
     "The attachments are larger than {limit} bytes.": (
         "Les pièces jointes dépassent {limit} octets."

@@ -53,16 +53,75 @@
   form.classList.add("js");
   lock.hidden = false;
 
+  // The entries of an address field, split as the server splits them
+  // (gateway.compose._entries): line ends, and commas or semicolons outside quotes,
+  // comments and angle brackets; a group's name ("team:") names nobody.
+  function entries(value) {
+    var found = [];
+    var current = "";
+    var quoted = false;
+    var escaped = false;
+    var depth = 0;
+    var closer = "";
+    function end() {
+      if (current.trim()) {
+        found.push(current.trim());
+      }
+      current = "";
+    }
+    for (var i = 0; i < value.length; i += 1) {
+      var c = value.charAt(i);
+      if (c === "\r" || c === "\n") {
+        quoted = escaped = false;
+        depth = 0;
+        closer = "";
+        end();
+        continue;
+      }
+      if (escaped) {
+        escaped = false;
+      } else if (quoted || depth > 0) {
+        if (c === "\\") {
+          escaped = true;
+        } else if (quoted && c === '"') {
+          quoted = false;
+        } else if (!quoted && c === "(") {
+          depth += 1;
+        } else if (!quoted && c === ")") {
+          depth -= 1;
+        }
+      } else if (closer) {
+        if (c === closer) {
+          closer = "";
+        } else if (c === '"') {
+          quoted = true;
+        }
+      } else if (c === "," || c === ";") {
+        end();
+        continue;
+      } else if (c === ":" && current.indexOf("@") < 0) {
+        current = "";
+        continue;
+      } else if (c === '"') {
+        quoted = true;
+      } else if (c === "(") {
+        depth += 1;
+      } else if (c === "<") {
+        closer = ">";
+      } else if (c === "[") {
+        closer = "]";
+      }
+      current += c;
+    }
+    end();
+    return found;
+  }
+
   function addresses(input) {
-    return input.value
-      .split(/[,;\n]/)
-      .map(function (entry) {
-        var inside = entry.match(/<([^<>]*)>/);
-        return (inside ? inside[1] : entry).trim();
-      })
-      .filter(function (entry) {
-        return entry.length > 0;
-      });
+    return entries(input.value).map(function (entry) {
+      var inside = entry.match(/<([^<>]*)>\s*$/);
+      return (inside ? inside[1] : entry).trim();
+    });
   }
 
   function allAddresses() {
