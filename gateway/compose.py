@@ -33,6 +33,7 @@ import sqlalchemy.orm as so
 
 from gateway import accounts, db, mailbox, mimepolicy
 from gateway.addresses import InvalidAddress, domain_of, normalize_address
+from gateway.idn import InvalidDomainName, a_label
 from gateway.models import Address as AddressRow
 from gateway.models import MailboxMessage
 from gateway.pipeline import ClientInfo, Sender, Submission, submit
@@ -198,11 +199,23 @@ def parse_field(text: str) -> list[Address]:
         address = typed.addr_spec
         try:
             normalize_address(address)
-        except InvalidAddress:
+            address = _ascii_domain(address)
+        except (InvalidAddress, InvalidDomainName):
             raise refusal from None
         # External local parts keep their case (only the remote server may fold it).
         found.append(Address(_display_name(typed.display_name), *_split_address(address)))
     return found
+
+
+def _ascii_domain(address: str) -> str:
+    """An address with an ASCII local part and an internationalized domain, with the
+    domain as its A-label (IDNA 2008): the same address, and one that any relay can
+    carry, where the U-label needs SMTPUTF8 all the way. A non-ASCII local part
+    needs SMTPUTF8 anyway and is kept as typed."""
+    local, domain = _split_address(address)
+    if not local.isascii() or domain.isascii():
+        return address
+    return f"{local}@{a_label(domain)}"
 
 
 def parse_addresses(text: str) -> list[str]:

@@ -387,3 +387,19 @@ def test_a_long_text_is_sent_whole_and_one_too_long_comes_back_whole(
     assert "The text is longer than 1000000 characters" in refused.text
     assert textarea(refused.text, "text") == too_long
     assert len(rows(runtime, BOB)) == 1
+
+
+def test_a_hosted_idn_address_typed_in_either_form_is_delivered(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "straße.test", actor="test")
+        account = accounts.add_account(
+            session, runtime.hasher, "jo@straße.test", "jo-pw", actor="test"
+        )
+        accounts.add_address(session, runtime.hasher, "jo@straße.test", account, "x", actor="t")
+    for typed in ("Jo <jo@straße.test>", "jo@xn--strae-oqa.test"):
+        sent = alice.compose(**{"from": ALICE, "to": typed, "subject": "IDN", "text": "t"})
+        assert sent.status_code == 303, sent.text
+    assert len(rows(runtime, "jo@straße.test")) == 2
+    assert queued(runtime) == []
