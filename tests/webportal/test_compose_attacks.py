@@ -403,3 +403,40 @@ def test_a_hosted_idn_address_typed_in_either_form_is_delivered(
         assert sent.status_code == 303, sent.text
     assert len(rows(runtime, "jo@straße.test")) == 2
     assert queued(runtime) == []
+
+
+def test_carrying_attachments_of_another_accounts_message_carries_nothing(
+    alice: Webmail, bob: Webmail, runtime: Runtime
+) -> None:
+    sent = alice.compose(
+        **{"from": ALICE, "to": CAROL, "subject": "privat", "text": "t"},
+        files=[(SECRET_TEXT.encode(), "geheim.txt", "text/plain")],
+    )
+    assert sent.status_code == 303
+    (alices,) = rows(runtime, ALICE, SENT)
+    forged = bob.compose(
+        **{
+            "from": BOB,
+            "to": BOB,
+            "subject": "mine now?",
+            "text": "t",
+            "carry_from": str(alices.id),
+            "carry": "0",
+        }
+    )
+    assert forged.status_code in (303, 404)
+    for row in rows(runtime, BOB) + rows(runtime, BOB, SENT):
+        assert SECRET_TEXT.encode() not in row.raw and b"geheim.txt" not in row.raw
+
+
+@pytest.mark.parametrize("action", ["send", "draft"])
+def test_a_draft_id_naming_a_message_that_is_no_draft_deletes_nothing(
+    alice: Webmail, runtime: Runtime, action: str
+) -> None:
+    kept = deliver(runtime, ALICE, b"From: m@elsewhere.example\r\nSubject: keep\r\n\r\nhi\r\n")
+    answer = alice.compose(
+        action=action,
+        **{"from": ALICE, "to": BOB, "subject": "s", "text": "t", "draft_id": str(kept)},
+    )
+    assert answer.status_code == 303, answer.text
+    assert [row.id for row in rows(runtime, ALICE)] == [kept]
