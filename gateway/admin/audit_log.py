@@ -118,3 +118,20 @@ def parse_day(value: str, *, end: bool = False) -> dt.datetime | None:
     if day == dt.date.max:  # the day after 9999-12-31 is past what a datetime holds
         return None  # no end at all
     return start + dt.timedelta(days=1)
+
+
+def parse_days(
+    since: str, until: str, *, names: tuple[str, str] = ("since", "until")
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Both ends of a day range, as `parse_day` reads them.
+
+    A start after the end matches nothing, which looks like an empty log rather than
+    a typo: it is refused, naming both fields (`names`: as the caller spells them).
+    """
+    start, end = parse_day(since), parse_day(until, end=True)
+    if start is not None and end is not None and start >= end:
+        raise ValueError(
+            f"{names[0]} {since.strip()[:10]} is later than {names[1]} {until.strip()[:10]}:"
+            " no event can match"
+        )
+    return start, end

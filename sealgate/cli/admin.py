@@ -500,15 +500,12 @@ def audit_list(
     from gateway.admin import audit_log
 
     try:
-        filters = audit_log.AuditFilter(
-            actor=actor,
-            action=action,
-            address=address,
-            since=audit_log.parse_day(since),
-            until=audit_log.parse_day(until, end=True),
-        )
+        start, end = audit_log.parse_days(since, until, names=("--since", "--until"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    filters = audit_log.AuditFilter(
+        actor=actor, action=action, address=address, since=start, until=end
+    )
     with admin_transaction(state) as session:
         if as_csv:
             click.echo(audit_log.export_csv(session, filters), nl=False)

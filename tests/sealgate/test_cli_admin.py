@@ -263,6 +263,11 @@ def test_audit_list(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> N
     assert as_json(run("audit", "list", "--since", today, "--json"))["total"] >= 3
     assert as_json(run("audit", "list", "--until", "2000-01-01", "--json"))["total"] == 0
     assert "not a date" in run("audit", "list", "--since", "yesterday", ok=False).output
+    backwards = run("audit", "list", "--since", "2026-12-05", "--until", "2026-12-01", ok=False)
+    assert backwards.exit_code == 2  # a usage error, as for a date that is no date
+    assert "--since 2026-12-05 is later than --until 2026-12-01" in backwards.output
+    one_day = as_json(run("audit", "list", "--since", today, "--until", today, "--json"))
+    assert one_day["total"] >= 3  # one day: the same day at both ends is no error
     exported = run("audit", "list", "--actor", "cli", "--csv").stdout.splitlines()
     assert exported[0] == "at,actor,action,target,success,ip,user_agent,detail"
     assert len(exported) == 3 and ",cli,rule.add,partner.example,True," in exported[2]

@@ -394,6 +394,11 @@ def test_the_audit_viewer_filters_pages_and_exports_csv(
     assert by_address.text.count('data-action="rule.add"') == 1
     bad = client.get("/admin/audit", query_string={"since": "last week"})
     assert bad.status_code == 200 and "not a date" in bad.text
+    backwards = client.get(
+        "/admin/audit", query_string={"since": "2026-11-05", "until": "2026-11-03"}
+    )
+    assert backwards.status_code == 200
+    assert "since 2026-11-05 is later than until 2026-11-03" in backwards.text
     exported = client.get("/admin/audit.csv", query_string={"action": "rule"})
     assert exported.mimetype == "text/csv"
     assert "attachment" in exported.headers["Content-Disposition"]

@@ -17,8 +17,7 @@ FILTER_KEYS = ("actor", "action", "address", "since", "until")
 def _filters() -> tuple[audit_log.AuditFilter, dict[str, str]]:
     raw = {key: request.args.get(key, "")[:320] for key in FILTER_KEYS}
     try:
-        since = audit_log.parse_day(raw["since"])
-        until = audit_log.parse_day(raw["until"], end=True)
+        since, until = audit_log.parse_days(raw["since"], raw["until"])
     except ValueError as exc:
         flash(str(exc), ERROR)
         since = until = None
