@@ -32,8 +32,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RefreshResult:
     checked: int
-    confirmed: int
+    confirmed: int  # still served a usable key (changed ones included)
     dropped: tuple[str, ...]  # addresses whose WKD key is no longer used
+    changed: int = 0  # of the confirmed: another key, or new bytes (an expiry moved)
+
+    def summary(self) -> str:
+        """The counts, for the log and the audit entry of a refresh run by hand."""
+        return (
+            f"{self.checked} checked, {self.confirmed} confirmed, {self.changed} changed,"
+            f" {len(self.dropped)} dropped"
+        )
 
 
 def stale_addresses(runtime: Runtime, now: dt.datetime) -> list[str]:
@@ -58,7 +66,9 @@ def refresh(runtime: Runtime, now: dt.datetime) -> RefreshResult:
     addresses = stale_addresses(runtime, now)
     if not addresses:
         return RefreshResult(0, 0, ())
-    usable = {d.address for d in discover_all(runtime, addresses, now)}
+    found = discover_all(runtime, addresses, now)
+    usable = {d.address for d in found}
+    changed = sum(1 for d in found if d.outcome not in (None, "unchanged"))
     # A directory that is merely unreachable drops nothing: the key stays, stale,
     # until an answer says otherwise.
     with db.read_only(runtime.sessions) as session:
@@ -67,7 +77,7 @@ def refresh(runtime: Runtime, now: dt.datetime) -> RefreshResult:
         )
     for address in dropped:
         log.info("WKD refresh: the key of %s is no longer used", address)
-    return RefreshResult(len(addresses), len(usable), dropped)
+    return RefreshResult(len(addresses), len(usable), dropped, changed)
 
 
 async def run_refresh(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:
@@ -79,12 +89,7 @@ async def run_refresh(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcn
         try:
             result = await asyncio.to_thread(refresh, runtime, clock())
             if result.checked:
-                log.info(
-                    "WKD refresh: %d checked, %d confirmed, %d dropped",
-                    result.checked,
-                    result.confirmed,
-                    len(result.dropped),
-                )
+                log.info("WKD refresh: %s", result.summary())
         except Exception as exc:  # noqa: BLE001  (a failed refresh must not stop the server)
             log.error("WKD refresh failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):

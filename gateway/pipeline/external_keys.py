@@ -16,6 +16,7 @@ usable key are simply left out: the caller decides what they get instead.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ class Discovery:
     revoked: tuple[str, ...] = ()  # fingerprints the answer showed revoked
     failure: str = ""
     gone: bool = False  # the directory has no usable key: drop a cached one
+    # What storing the key did (set on the discoveries `discover_all` returns), so a
+    # refresh can say how many keys changed.
+    outcome: directory.SaveOutcome | None = None
 
 
 def lookup_external_keys(
@@ -183,7 +187,7 @@ def _remember(runtime: Runtime, discoveries: list[Discovery], now: dt.datetime) 
                 outcome = directory.save(session, found.vetted, SOURCE_WKD, now, events=sink)
                 if outcome != "revoked":
                     directory.clear_miss(session, found.address)
-                    usable.append(found)
+                    usable.append(dataclasses.replace(found, outcome=outcome))
                     log.info(
                         "WKD (%s): key %s for %s (%s)",
                         found.method,

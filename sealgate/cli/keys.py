@@ -42,6 +42,8 @@ def _ring(state: CliState) -> MasterKeyRing:
 
 
 ACTION_IMPORT = "external-key.import"
+ACTION_REFRESH = "external-key.refresh"
+MAX_NAMED = 50  # dropped addresses named in a refresh's audit entry
 
 
 @cli.group()
@@ -396,14 +398,28 @@ def list_external(state: CliState, address: str | None) -> None:
 def refresh(state: CliState) -> None:
     """Ask Web Key Directories again for every WKD key older than [keys] wkd_cache_ttl;
     revoked keys and keys the directory no longer serves stop being used."""
-    from gateway import wkd_refresh
+    from gateway import audit, wkd_refresh
     from gateway.timeutil import utcnow
 
     runtime = state.require_initialised()
     result = wkd_refresh.refresh(runtime, utcnow())
+    # New keys and revocations the answers bring are audited as the directory's doing
+    # (actor "wkd"), as in serve's hourly run. This entry says who asked for the run and
+    # what it did; it names the dropped addresses, since a key the directory stopped
+    # serving is dropped without an event of its own. No key material, no fingerprint.
+    dropped = ", ".join(result.dropped[:MAX_NAMED])
+    if len(result.dropped) > MAX_NAMED:
+        dropped += f" and {len(result.dropped) - MAX_NAMED} more"
+    with state.transaction() as session:
+        audit.record(
+            session,
+            ACTION_REFRESH,
+            actor=CLI_ACTOR,
+            detail=result.summary() + (f" ({dropped})" if dropped else ""),
+        )
     for address in result.dropped:
         click.echo(f"{address}: WKD key no longer used")
     click.echo(
-        f"{result.checked} WKD key(s) checked, {result.confirmed} confirmed,"
-        f" {len(result.dropped)} dropped"
+        f"{result.checked} WKD key(s) checked, {result.confirmed} confirmed"
+        f" ({result.changed} changed), {len(result.dropped)} dropped"
     )

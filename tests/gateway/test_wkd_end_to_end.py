@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import getpass
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -23,14 +24,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import trustme
+from click.testing import CliRunner
 
 from gateway import db, wkd_refresh
+from gateway.models import AuditEvent
 from gateway.pipeline import pgpmime
+from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from gateway.wkd_client import Transport
 from keystore import store
 from keystore.models import ExternalKey, WkdMiss
+from sealgate.cli import cli
 from tests.conftest import LoopThread
 from tests.fakes.smarthost import FakeSmarthost, relay_settings_for
 from tests.fakes.wkd_server import WkdServer, wkd_path
@@ -171,6 +176,54 @@ def test_the_running_gateway_finds_remembers_and_refreshes_wkd_keys(
     notification = relay(rt, smarthost, 4)[CAROL].content
     assert pgpmime.encrypted_payload(notification) is None
     assert "secure page" in last_report(rt)
+
+
+def test_a_refresh_run_by_hand_is_audited_with_who_ran_it_and_what_it_did(
+    rt: Runtime,
+    wkd: WkdServer,
+    partner: GnuPG,
+    test_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threat: keys of correspondents changed or dropped by an admin nobody can name.
+    Serve's hourly refresh is the gateway's own doing; `sealgate keys refresh` is an
+    admin's, and its entry says who ran it and how many keys it checked, changed and
+    dropped, without any key material."""
+    carol, dan = make_key(partner, f"Carol <{CAROL}>"), make_key(partner, f"Dan <{DAN}>")
+    wkd.publish(CAROL, export(partner, carol))
+    wkd.publish(DAN, export(partner, dan), method="direct")
+    now = dt.datetime.now(dt.UTC)
+    assert set(lookup_external_keys(rt, [CAROL, DAN], now)) == {CAROL, DAN}
+    # Carol revokes her key, Dan replaces his; the stored answers are two days old.
+    wkd.publish(CAROL, revoke_key(partner, carol))
+    dan_new = make_key(partner, f"Dan again <{DAN}>")
+    wkd.publish(DAN, export(partner, dan_new), method="direct")
+    with db.transaction(rt.sessions) as session:
+        session.execute(sa.update(ExternalKey).values(last_checked=now - dt.timedelta(days=2)))
+        first = int(session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0)
+    real = wkd_refresh.refresh  # the command's own runtime, reaching the test directory
+
+    def through_test_directory(runtime: Runtime, at: dt.datetime) -> wkd_refresh.RefreshResult:
+        return real(dataclasses.replace(runtime, wkd_transport=rt.wkd_transport), at)
+
+    monkeypatch.setattr(wkd_refresh, "refresh", through_test_directory)
+    result = CliRunner(env=test_env).invoke(
+        cli, ["--data-dir", str(rt.settings.data_dir), "keys", "refresh"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 WKD key(s) checked, 1 confirmed (1 changed), 1 dropped" in result.output
+    with db.read_only(rt.sessions) as session:
+        events = session.scalars(sa.select(AuditEvent).where(AuditEvent.id > first)).all()
+    [run] = [e for e in events if e.action == "external-key.refresh"]
+    assert run.actor == "cli" and getpass.getuser() in run.user_agent
+    assert run.detail == f"2 checked, 1 confirmed, 1 changed, 1 dropped ({CAROL})"
+    # The keys' own events stay the directory's, as in serve's hourly refresh.
+    assert {(e.action, e.actor) for e in events if e.action != run.action} == {
+        ("external-key.revoke", "wkd"),
+        ("external-key.replace", "wkd"),
+    }
+    for fingerprint in (carol, dan, dan_new):
+        assert fingerprint not in run.detail
 
 
 def test_a_directory_that_never_answers_costs_the_timeout_and_the_mail_goes_as_a_secure_page(
