@@ -28,6 +28,7 @@ from gateway.timeutil import Clock, utcnow
 log = logging.getLogger(__name__)
 
 ACTOR = "purge"
+ACTION = "securepage.purge"
 BATCH = 200
 
 
@@ -60,8 +61,14 @@ def due_for_purge(session: so.Session, now: dt.datetime) -> list[int]:
     )
 
 
-def purge_messages(session: so.Session, ids: list[int], now: dt.datetime) -> int:
-    """Drop the blobs of these messages (re-checked: a link extended meanwhile keeps them)."""
+def purge_messages(
+    session: so.Session, ids: list[int], now: dt.datetime, *, actor: str = ACTOR
+) -> int:
+    """Drop the blobs of these messages (re-checked: a link extended meanwhile keeps them).
+
+    Each batch is audited in its own transaction, as `actor`: the scheduled job's name
+    in serve, "cli" (with the OS user) when an admin runs `sealgate purge`.
+    """
     if not ids:
         return 0
     result = session.execute(
@@ -76,9 +83,7 @@ def purge_messages(session: so.Session, ids: list[int], now: dt.datetime) -> int
     )
     count = int(getattr(result, "rowcount", 0))
     if count:
-        audit.record(
-            session, "securepage.purge", actor=ACTOR, detail=f"{count} ciphertexts deleted"
-        )
+        audit.record(session, ACTION, actor=actor, detail=f"{count} ciphertexts deleted")
     return count
 
 
@@ -102,6 +107,7 @@ def purge(
     runtime: Runtime,
     now: dt.datetime,
     *,
+    actor: str = ACTOR,
     progress: Callable[[int], None] | None = None,
 ) -> PurgeResult:
     """Purge in batches, one transaction each, so a large backlog never holds a long lock."""
@@ -111,7 +117,7 @@ def purge(
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
         with db.transaction(runtime.sessions) as session:
-            deleted += purge_messages(session, batch, now)
+            deleted += purge_messages(session, batch, now, actor=actor)
         if progress is not None:
             progress(len(batch))
     with db.transaction(runtime.sessions) as session:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import click
 
-from sealgate.cli.base import CliState, cli, pass_state
+from sealgate.cli.base import CLI_ACTOR, CliState, cli, pass_state
+
+# Prefix-matched by `sealgate audit list --action securepage.purge`, with the batches.
+ACTION_RUN = "securepage.purge.run"
 
 
 @cli.command()
@@ -19,6 +22,7 @@ def purge(state: CliState, dry_run: bool) -> None:
 
     Rows purged longer ago than `[securepage] history_days` are forgotten too.
     """
+    from gateway import audit
     from gateway.securepage import purge as securepage_purge
     from gateway.timeutil import utcnow
 
@@ -29,7 +33,19 @@ def purge(state: CliState, dry_run: bool) -> None:
         click.echo(f"{due} secure-page message(s) would be purged")
         return
     with click.progressbar(length=due, label="purging secure pages", show_pos=True) as bar:
-        result = securepage_purge.purge(runtime, now, progress=bar.update)
+        result = securepage_purge.purge(runtime, now, actor=CLI_ACTOR, progress=bar.update)
+    # The batches' events say what each deleted; this one that an admin ran the purge,
+    # and what it removed in all, also when that was nothing.
+    with state.transaction() as session:
+        audit.record(
+            session,
+            ACTION_RUN,
+            actor=CLI_ACTOR,
+            detail=(
+                f"{result.ciphertexts} ciphertexts deleted,"
+                f" {result.forgotten} purged messages forgotten"
+            ),
+        )
     click.echo(
         f"purged {result.ciphertexts} secure-page message(s);"
         f" forgot {result.forgotten} purged more than"

@@ -8,6 +8,7 @@ sender revokes it) is a message a later break-in can still take.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import signal
 import time
 
@@ -50,6 +51,16 @@ def message_of(runtime: Runtime, token: str) -> SecureMessage:
         return message
 
 
+def purge_events(runtime: Runtime) -> list[tuple[str, str, str]]:
+    with db.read_only(runtime.sessions) as session:
+        events = session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.action.startswith("securepage.purge"))
+            .order_by(AuditEvent.id)
+        ).all()
+        return [(e.action, e.actor, e.detail) for e in events]
+
+
 def test_purge_deletes_only_what_nobody_can_open(
     runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
 ) -> None:
@@ -79,12 +90,22 @@ def test_purge_deletes_only_what_nobody_can_open(
     # A locked link can still be unlocked by a new password; q can still open theirs.
     for kept in (active, locked, both["q@x.example"]):
         assert message_of(runtime, kept).ciphertext is not None
-    with db.read_only(runtime.sessions) as session:
-        events = session.scalars(
-            sa.select(AuditEvent).where(AuditEvent.action == "securepage.purge")
-        ).all()
-    assert [e.detail for e in events] == ["2 ciphertexts deleted"]
+    assert purge_events(runtime) == [
+        ("securepage.purge", "cli", "2 ciphertexts deleted"),
+        ("securepage.purge.run", "cli", "2 ciphertexts deleted, 0 purged messages forgotten"),
+    ]
     assert "purged 0" in run(test_env, "purge").output  # idempotent
+    # An admin who ran it finds that they did, and that it removed nothing this time.
+    assert purge_events(runtime)[2:] == [
+        ("securepage.purge.run", "cli", "0 ciphertexts deleted, 0 purged messages forgotten")
+    ]
+    with db.read_only(runtime.sessions) as session:
+        clients = session.scalars(
+            sa.select(AuditEvent.user_agent).where(AuditEvent.action.startswith("securepage."))
+        ).all()
+    assert len(clients) == 3 and all(getpass.getuser() in c for c in clients)
+    assert run(test_env, "purge", "--dry-run").exit_code == 0
+    assert len(purge_events(runtime)) == 3  # a dry run changes nothing, so records nothing
 
 
 def test_a_link_extended_before_the_purge_keeps_its_message(
@@ -130,3 +151,6 @@ def test_serve_purges_when_it_starts_and_stops_cleanly(
         assert server.wait_and_close() == 0
     assert message_of(runtime, token).ciphertext is None
     assert not any("purge failed" in line for line in server.output), server.output
+    # The scheduled purge is the gateway's own doing: audited under the job's name,
+    # and only when it deleted something (no entry every hour for nothing).
+    assert purge_events(runtime) == [("securepage.purge", "purge", "1 ciphertexts deleted")]
