@@ -5,10 +5,10 @@ re-serialisation, so reading them back is parsing data we wrote ourselves. A key
 usable while it is not revoked and not expired at the caller's `now`; a WKD key is
 usable only while its last confirmation is younger than the caller's cache TTL.
 
-Revocation sticks: once a key is seen revoked (an admin imports the revocation, or
-WKD serves the revoked key), every row with its fingerprint is marked (a key no row
-holds gets a revoked row of its own, without key material), and a later copy of the
-same key without the revocation is refused.
+Revocation sticks: once a key is seen revoked (an admin imports the revocation, WKD
+serves the revoked key, or an `Autocrypt:` header carries it), every row with its
+fingerprint is marked (a key no row holds gets a revoked row of its own, without key
+material), and a later copy of the same key without the revocation is refused.
 
 Every change is reported to a `KeyEventSink` the caller binds to its audit log.
 """
@@ -25,7 +25,14 @@ import sqlalchemy.exc
 import sqlalchemy.orm as so
 
 from keystore import pgp
-from keystore.models import SOURCE_IMPORT, SOURCE_WKD, AutocryptPeer, ExternalKey, WkdMiss
+from keystore.models import (
+    SOURCE_AUTOCRYPT,
+    SOURCE_IMPORT,
+    SOURCE_WKD,
+    AutocryptPeer,
+    ExternalKey,
+    WkdMiss,
+)
 from keystore.store import KeyEventSink, PublicKeyCache, normalize_address
 
 ACTION_ADD = "external-key.add"
@@ -34,6 +41,9 @@ ACTION_REVOKE = "external-key.revoke"
 MAX_REASON = 200
 
 Source = Literal["import", "wkd"]
+# Where a revocation may be seen first: also in an Autocrypt header, whose keys in use
+# are peer state (gateway.autocrypt.peers), so only its tombstones are rows here.
+SeenSource = Literal["import", "wkd", "autocrypt"]
 SaveOutcome = Literal["added", "replaced", "updated", "unchanged", "revoked"]
 
 # Parsed keys by (fingerprint, digest of the stored bytes): a WKD refresh that
@@ -160,7 +170,7 @@ def mark_revoked(
     now: dt.datetime,
     *,
     events: KeyEventSink,
-    seen_for: tuple[str, Source] | None = None,
+    seen_for: tuple[str, SeenSource] | None = None,
 ) -> list[str]:
     """Stop using every stored copy of the key; returns the addresses that lose it.
 
@@ -252,6 +262,7 @@ def list_keys(session: so.Session, address: str | None = None) -> list[ExternalK
 
 
 __all__: Sequence[str] = (
+    "SOURCE_AUTOCRYPT",
     "SOURCE_IMPORT",
     "SOURCE_WKD",
     "active_miss",

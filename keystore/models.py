@@ -113,9 +113,14 @@ class MasterKeyVersion(KeystoreBase):
 
 SOURCE_IMPORT: Final = "import"
 SOURCE_WKD: Final = "wkd"
+# Autocrypt keys in use live in `AutocryptPeer`; `ExternalKey` holds only the revoked
+# rows of keys a header showed revoked before any row held them (see the constraint).
+SOURCE_AUTOCRYPT: Final = "autocrypt"
 EXTERNAL_SOURCES = (SOURCE_IMPORT, SOURCE_WKD)
 
 _NOT_REVOKED = sa.text("revoked_at IS NULL")
+# Migration 0017 writes the same text: keep the two alike.
+SOURCE_KNOWN = "source IN ('import', 'wkd') OR (source = 'autocrypt' AND revoked_at IS NOT NULL)"
 
 
 class ExternalKey(KeystoreBase):
@@ -126,7 +131,9 @@ class ExternalKey(KeystoreBase):
     and its binding), never the bytes that came from outside. At most one row per
     address and source is in use (a partial unique index over rows not revoked); a
     revoked row stays as a tombstone, so re-importing the same key without its
-    revocation does not bring it back.
+    revocation does not bring it back. A key an `Autocrypt:` header first showed
+    revoked gets such a tombstone too, with the source "autocrypt": the peer table
+    has one row per address, which holds the key in use, not past revocations.
     """
 
     __tablename__ = "keystore_external_keys"
@@ -139,7 +146,7 @@ class ExternalKey(KeystoreBase):
             sqlite_where=_NOT_REVOKED,
             postgresql_where=_NOT_REVOKED,
         ),
-        sa.CheckConstraint("source IN ('import', 'wkd')", name="source_known"),
+        sa.CheckConstraint(SOURCE_KNOWN, name="source_known"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)

@@ -26,6 +26,8 @@ from gateway.autocrypt.header import PreferEncrypt
 from gateway.pipeline.external_keys import parse_budget
 from gateway.runtime import Runtime
 from keystore import directory, pgp, untrusted
+from keystore.models import SOURCE_AUTOCRYPT
+from keystore.store import KeystoreError, normalize_address
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,19 @@ def _observe(runtime: Runtime, raw: bytes, now: dt.datetime) -> Observation | No
 def record(session: so.Session, observation: Observation, now: dt.datetime) -> peers.Outcome:
     """Apply the observation to the sender's peer state, in the caller's transaction."""
     sink = audit.key_event_sink(AUTOCRYPT_ACTOR)
+    # A key first seen revoked here gets a revoked row, so that a later header with an
+    # older copy of it (no revocation yet) is refused. The header's addr passed a looser
+    # check than the keystore's ("a@" is one): such an address gets no row, and the
+    # message is stored all the same.
+    try:
+        seen_for: tuple[str, directory.SeenSource] | None = (
+            normalize_address(observation.sender),
+            SOURCE_AUTOCRYPT,
+        )
+    except KeystoreError:
+        seen_for = None
     for fingerprint in observation.revoked:
-        directory.mark_revoked(session, fingerprint, now, events=sink)
+        directory.mark_revoked(session, fingerprint, now, events=sink, seen_for=seen_for)
     outcome = peers.update(
         session,
         observation.sender,

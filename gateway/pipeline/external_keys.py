@@ -32,13 +32,12 @@ from gateway.runtime import Runtime
 from gateway.settings import KeysSettings
 from gateway.wkd_client import WkdClient, WkdError, WkdNotFound
 from keystore import directory, messages, pgp, untrusted
-from keystore.models import SOURCE_IMPORT, SOURCE_WKD
+from keystore.models import SOURCE_AUTOCRYPT, SOURCE_IMPORT, SOURCE_WKD
 from keystore.store import KeystoreError
 
 log = logging.getLogger(__name__)
 
 WKD_ACTOR = "wkd"
-SOURCE_AUTOCRYPT = "autocrypt"
 MAX_PARALLEL_LOOKUPS = 8
 
 

@@ -44,7 +44,7 @@ from tests.gateway.test_external_delivery import (
 )
 from tests.gnupg import GnuPG
 from tests.keystore.conftest import run_sealgate
-from tests.keystore.gpgkeys import export, make_key
+from tests.keystore.gpgkeys import export, make_key, revoke_key
 
 ALICE = "alice@example.test"
 CAROL, DAVE, MALLORY = "carol@partner.example", "dave@partner.example", "mallory@partner.example"
@@ -452,3 +452,54 @@ def test_headers_naming_a_hosted_address_change_nothing(
     assert encrypted_to_key(stored.raw) == set(keystore_public(rt, bob).subkey_ids) | set(
         keystore_public(rt, ALICE).subkey_ids
     )
+
+
+def plain_mail(sender: str, date: dt.datetime, autocrypt: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {ALICE}\r\nSubject: hello\r\n"
+        f"Date: {email.utils.format_datetime(date)}\r\n"
+        f"Message-ID: <{date.timestamp()}@partner.example>\r\n{autocrypt}"
+        "\r\nHello Alice.\r\n"
+    ).encode()
+
+
+def test_a_key_first_seen_revoked_in_a_header_stays_revoked(
+    rt: Runtime,
+    servers: tuple[InboundServer, SubmissionServer],
+    smarthost: FakeSmarthost,
+    partner: GnuPG,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    test_env: dict[str, str],
+) -> None:
+    """Threat: a copy of a correspondent's key made before its revocation (a replayed
+    old message, a forger who kept it) brings a key the gateway has already seen
+    revoked back into use. The revocation is the first the gateway learns of the key,
+    so no row holds the key to mark: a revoked row is left for it all the same."""
+    inbound, submission = servers
+    carol = make_key(partner, f"Carol <{CAROL}>")
+    old_copy = export(partner, carol)
+    revoked = revoke_key(partner, carol)
+    deliver_inbound(
+        inbound,
+        client_ssl_context,
+        CAROL,
+        plain_mail(CAROL, NOW - dt.timedelta(days=2), autocrypt_header(CAROL, revoked)),
+    )
+    deliver_inbound(
+        inbound,
+        client_ssl_context,
+        CAROL,
+        plain_mail(CAROL, NOW - dt.timedelta(days=1), autocrypt_header(CAROL, old_copy)),
+    )
+    with db.read_only(rt.sessions) as session:
+        assert directory.is_revoked(session, carol)
+        assert peers.usable_key(session, CAROL, NOW) is None
+    relayed = reply(rt, submission, client_ssl_context, mail_users[ALICE], CAROL, smarthost)
+    assert pgpmime.encrypted_payload(relayed) is None
+    assert "secure page" in last_report(rt)
+    # The admin sees the revocation among Carol's keys, learnt from her header.
+    listed = run_sealgate(test_env, "keys", "list-external", CAROL)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert [(r[1], r[2], r[-1]) for r in rows] == [(carol, "autocrypt", "revoked")]

@@ -14,7 +14,7 @@ from gateway import db
 from gateway.models import Base
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from keystore.models import KeystoreBase
+from keystore.models import ExternalKey, KeystoreBase
 from tests.conftest import TEST_DATABASE_URL, reset_database
 
 
@@ -100,3 +100,48 @@ def test_large_message_columns_compress_with_lz4_on_postgresql(runtime: Runtime)
         "outbound_queue.raw": "l",
         "secure_messages.ciphertext": "l",
     }
+
+
+def test_the_migrated_check_constraints_are_the_models(runtime: Runtime) -> None:
+    """compare_metadata does not look at CHECK constraints: their names are compared
+    here, and what the one on external-key sources allows is tried below."""
+    expected = {
+        (table.name, constraint.name)
+        for metadata in (Base.metadata, KeystoreBase.metadata)
+        for table in metadata.tables.values()
+        for constraint in table.constraints
+        if isinstance(constraint, sa.CheckConstraint) and constraint.name
+    }
+    inspector = sa.inspect(runtime.engine)
+    found = {
+        (table, check["name"])
+        for table, _name in expected
+        for check in inspector.get_check_constraints(table)
+    }
+    assert found == expected
+
+
+def tombstone(source: str, revoked_at: dt.datetime | None) -> ExternalKey:
+    now = dt.datetime.now(dt.UTC)
+    return ExternalKey(
+        address="carol@partner.example",
+        fingerprint="A" * 40,
+        subkey_id="",
+        public_key=b"",
+        source=source,
+        fetched_at=now,
+        last_checked=now,
+        expires_at=None,
+        revoked_at=revoked_at,
+    )
+
+
+def test_an_autocrypt_source_is_allowed_for_revoked_rows_only(runtime: Runtime) -> None:
+    """Migration 0017: a key first seen revoked in an Autocrypt header leaves a revoked
+    row; keys in use from Autocrypt are peer state, never rows of this table."""
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(runtime.sessions) as session:
+        session.add(tombstone("autocrypt", now))
+    for refused in (tombstone("autocrypt", None), tombstone("gossip", now)):
+        with pytest.raises(sa.exc.IntegrityError), db.transaction(runtime.sessions) as session:
+            session.add(refused)
