@@ -310,8 +310,13 @@ def import_keys(state: CliState, file: Any) -> None:
             label = _key_label(rejected.fingerprint, rejected.addresses)
             if rejected.code == "revoked":
                 revoked += 1
+                # A key no row holds yet gets a revoked row for its (first) address, so
+                # that an older copy (imported, from WKD or Autocrypt) is refused later.
+                seen_for: tuple[str, directory.SeenSource] | None = (
+                    (rejected.addresses[0], directory.SOURCE_IMPORT) if rejected.addresses else None
+                )
                 stopped = directory.mark_revoked(
-                    session, rejected.fingerprint, now, events=audit_sink
+                    session, rejected.fingerprint, now, events=audit_sink, seen_for=seen_for
                 )
                 used = (
                     f"no longer used for {', '.join(stopped)}" if stopped else "it was not in use"

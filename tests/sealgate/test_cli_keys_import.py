@@ -112,6 +112,32 @@ def test_importing_a_revocation_stops_the_key(
     assert ("external-key.revoke", "cli", CAROL, f"import key {carol} revoked") in audit(runtime)
 
 
+def test_a_revocation_imported_first_refuses_the_key_later(
+    runtime: Runtime, test_env: dict[str, str], partner: GnuPG, tmp_path: Path
+) -> None:
+    """Threat: the revocation reaches the admin before the key ever did (Carol sends it
+    round after losing her device); an old copy imported, served by WKD or sent in an
+    Autocrypt header later must not be used."""
+    carol = make_key(partner, f"Carol <{CAROL}>")
+    keyfile, revocation = tmp_path / "carol.pgp", tmp_path / "carol-rev.asc"
+    keyfile.write_bytes(export(partner, carol))
+    partner.import_key(revocation_certificate(partner, carol))
+    revocation.write_bytes(export(partner, carol, armor=True))
+
+    result = run_sealgate(test_env, "keys", "import", str(revocation))
+    assert result.returncode == 0, result.stderr
+    assert f"key {carol} ({CAROL}) is revoked: it was not in use" in result.stdout
+    again = run_sealgate(test_env, "keys", "import", str(keyfile))
+    assert again.returncode == 1
+    assert f"rejected key {carol} for {CAROL}: it was revoked earlier" in again.stderr
+    with db.read_only(runtime.sessions) as session:
+        assert directory.is_revoked(session, carol)
+        assert directory.usable(session, CAROL, "import", dt.datetime.now(dt.UTC)) is None
+    assert ("external-key.revoke", "cli", CAROL, f"import key {carol} seen revoked") in audit(
+        runtime
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
