@@ -407,6 +407,10 @@ def refresh(state: CliState) -> None:
     from gateway.timeutil import utcnow
 
     runtime = state.require_initialised()
+    if not runtime.settings.keys.wkd:
+        # serve skips its hourly refresh then; asking the directories by hand would
+        # contact the very servers the admin turned off.
+        raise click.ClickException("WKD lookups are off ([keys] wkd = false): nothing refreshed")
     result = wkd_refresh.refresh(runtime, utcnow())
     # New keys and revocations the answers bring are audited as the directory's doing
     # (actor "wkd"), as in serve's hourly run. This entry says who asked for the run and

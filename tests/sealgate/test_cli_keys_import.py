@@ -174,3 +174,16 @@ def test_missing_file_is_a_usage_error(runtime: Runtime, test_env: dict[str, str
     result = run_sealgate(test_env, "keys", "import", "/nonexistent/keys.asc")
     assert result.returncode == 2
     assert "No such file or directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refresh_with_wkd_off_contacts_nothing_and_says_so(
+    test_env: dict[str, str], runtime: Runtime
+) -> None:
+    """serve skips its refresh when `[keys] wkd = false`; by hand it must not ask the
+    directories either, and must say why nothing happened (and audit nothing)."""
+    before = audit(runtime)
+    refused = run_sealgate({**test_env, "SEALGATE_KEYS_WKD": "false"}, "keys", "refresh")
+    assert refused.returncode == 1, refused.stdout
+    assert "WKD lookups are off ([keys] wkd = false)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert audit(runtime) == before
