@@ -38,6 +38,7 @@ from keystore.store import KeyEventSink, PublicKeyCache, normalize_address
 ACTION_ADD = "external-key.add"
 ACTION_REPLACE = "external-key.replace"
 ACTION_REVOKE = "external-key.revoke"
+ACTION_FORGET = "external-key.forget"
 MAX_REASON = 200
 
 Source = Literal["import", "wkd"]
@@ -220,11 +221,21 @@ def mark_revoked(
     return sorted({row.address for row in rows} | {peer.address for peer in peers})
 
 
-def forget(session: so.Session, address: str, source: Source) -> ExternalKey | None:
-    """Drop the key in use for `address` from `source` (a WKD answer that no longer has it)."""
+def forget(
+    session: so.Session, address: str, source: Source, *, events: KeyEventSink
+) -> ExternalKey | None:
+    """Drop the key in use for `address` from `source` (a WKD answer that no longer has
+    it). Reported like every other change of the keys mail is encrypted to: a message to
+    that address goes as a secure page from now on, and the admin can see why."""
     row = _current(session, normalize_address(address), source)
     if row is not None:
         session.delete(row)
+        events(
+            session,
+            ACTION_FORGET,
+            row.address,
+            f"{source} key {row.fingerprint} no longer served; not used any more",
+        )
     return row
 
 

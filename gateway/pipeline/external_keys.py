@@ -197,7 +197,7 @@ def _remember(runtime: Runtime, discoveries: list[Discovery], now: dt.datetime) 
                     continue
                 failure, gone = f"key {found.vetted.fingerprint} was revoked earlier", True
             if gone:
-                directory.forget(session, found.address, SOURCE_WKD)
+                directory.forget(session, found.address, SOURCE_WKD, events=sink)
             directory.record_miss(session, found.address, failure, now, retry_after)
             log.info("WKD: no key for %s: %s", found.address, failure)
     return usable

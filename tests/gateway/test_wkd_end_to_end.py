@@ -226,6 +226,31 @@ def test_a_refresh_run_by_hand_is_audited_with_who_ran_it_and_what_it_did(
         assert fingerprint not in run.detail
 
 
+def test_a_key_the_directory_stops_serving_is_dropped_with_an_audit_event(
+    rt: Runtime, wkd: WkdServer, partner: GnuPG
+) -> None:
+    """Threat: an outside recipient's mail silently stops being encrypted (their key
+    dropped because the directory answers 404) and no admin can see when or why. Every
+    other change of the keys mail is encrypted to is an event; so is this one."""
+    carol = make_key(partner, f"Carol <{CAROL}>")
+    wkd.publish(CAROL, export(partner, carol))
+    now = dt.datetime.now(dt.UTC)
+    assert set(lookup_external_keys(rt, [CAROL], now)) == {CAROL}
+    wkd.respond(*wkd_path(CAROL, "advanced"), status=404)
+    with db.transaction(rt.sessions) as session:
+        first = int(session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0)
+    later = now + dt.timedelta(seconds=TTL + 60)
+    result = wkd_refresh.refresh(rt, later)
+    assert result.dropped == (CAROL,)
+    assert wkd_row(rt, CAROL) is None
+    with db.read_only(rt.sessions) as session:
+        events = session.scalars(sa.select(AuditEvent).where(AuditEvent.id > first)).all()
+    assert [(e.action, e.actor, e.target) for e in events] == [
+        ("external-key.forget", "wkd", CAROL)
+    ]
+    assert "no longer served" in events[0].detail
+
+
 def test_a_directory_that_never_answers_costs_the_timeout_and_the_mail_goes_as_a_secure_page(
     rt: Runtime,
     server: SubmissionServer,
