@@ -12,14 +12,21 @@ name takes mail in both forms of it, the A-label (`xn--…`, all a sender withou
 SMTPUTF8 may write) and the U-label, whichever of them an admin added. An
 `Autocrypt:` header from an external
 sender updates that sender's peer state in the same transaction (gateway.autocrypt).
+A session that collects ERROR_LIMIT refusals or sends JUNK_LIMIT commands that carry
+no mail since its last accepted message is closed with 421 (InboundSMTP): RCPT
+answers would otherwise enumerate the users at wire speed, and NOOP would keep a
+connection for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import sqlalchemy.orm as so
 from aiosmtpd.smtp import Envelope, Session
@@ -49,6 +56,8 @@ from gateway.smtp_codes import (
     QUEUED,
     RELAY_DENIED,
     TEMPORARY_FAILURE,
+    TOO_MANY_IDLE_COMMANDS,
+    TOO_MANY_REFUSALS,
     UNKNOWN_LOCAL_RECIPIENT,
 )
 from gateway.smtp_server import (
@@ -68,6 +77,15 @@ log = logging.getLogger(__name__)
 # RFC 5321 6.3: "a large rejection threshold, normally at least 100 Received entries".
 MAX_RECEIVED = 100
 TOO_MANY_HOPS = "554 5.4.6 Too many hops ({count} Received header fields): a mail loop"
+
+# Per session, since its last accepted message (Postfix's smtpd_hard_error_limit and
+# smtpd_junk_command_limit): past these the next command gets 421 and the connection
+# ends. Refused commands are what a prober collects (RCPT answers 550 5.1.1 for an
+# unknown address); commands that carry no mail restart the idle timer, so without a
+# limit a client could keep its connection for ever.
+ERROR_LIMIT = 20
+JUNK_LIMIT = 100
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP", "HELO", "EHLO"})
 
 
 def _deliverable(session: so.Session, rcpt: str) -> Address | None:
@@ -140,7 +158,7 @@ class InboundHandler:
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd hook name)
         self,
-        server: SubmissionSMTP,
+        server: InboundSMTP,
         session: Session,
         envelope: Envelope,
         address: str,
@@ -157,7 +175,7 @@ class InboundHandler:
         return refusal or accept_recipient(envelope, address, rcpt_options)
 
     async def handle_DATA(  # noqa: N802
-        self, server: SubmissionSMTP, session: Session, envelope: Envelope
+        self, server: InboundSMTP, session: Session, envelope: Envelope
     ) -> str:
         smtputf8 = "SMTPUTF8" in (opt.upper() for opt in envelope.mail_options)
         tls = session.ssl is not None
@@ -179,11 +197,66 @@ class InboundHandler:
             return reject.status
         finally:
             self.inflight -= 1
+        server.message_accepted()
         return QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("inbound SMTP session error", exc_info=error)
         return TEMPORARY_FAILURE
+
+
+class InboundSMTP(SubmissionSMTP):
+    """The MX session: the submission protocol plus the per-session error and junk limits.
+
+    Submission clients are logged in and limited by their account; an MX client is
+    anyone, so what one session may cost without carrying mail is bounded here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused = 0  # 5xx replies since the last accepted message
+        self._junk = 0  # JUNK_COMMANDS since the last accepted message
+        self._smtp_methods = {
+            name: self._counted(name, method) for name, method in self._smtp_methods.items()
+        }
+
+    def message_accepted(self) -> None:
+        """A message was stored: the client is a sender, not a prober; both counts restart."""
+        self._refused = self._junk = 0
+
+    def _counted(
+        self, name: str, method: Callable[[str], Awaitable[None]]
+    ) -> Callable[[str], Awaitable[None]]:
+        # functools.wraps keeps aiosmtpd's syntax attributes, which HELP and EHLO read.
+        @functools.wraps(method)
+        async def counted(arg: str) -> None:
+            if name != "QUIT":
+                if self._refused >= ERROR_LIMIT:
+                    return await self._hang_up(TOO_MANY_REFUSALS)
+                if name in JUNK_COMMANDS:
+                    if self._junk >= JUNK_LIMIT:
+                        return await self._hang_up(TOO_MANY_IDLE_COMMANDS)
+                    self._junk += 1
+            await method(arg)
+
+        return counted
+
+    async def _hang_up(self, status: str) -> None:
+        ip = peer_ip(self.session) if self.session else "unknown"
+        log.info(
+            "closing the MX session of %s: %d refused, %d junk commands",
+            ip,
+            self._refused,
+            self._junk,
+        )
+        await self.push(status)
+        if self.transport is not None:
+            self.transport.close()
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith("5"):
+            self._refused += 1
+        await super().push(status)
 
 
 class InboundServer:
@@ -208,8 +281,8 @@ class InboundServer:
         context = server_context(settings.path(smtp.tls_cert), settings.path(smtp.tls_key))
         self.ssl_context = context  # SIGHUP reloads its certificate
 
-        def protocol() -> SubmissionSMTP:
-            session = SubmissionSMTP(
+        def protocol() -> InboundSMTP:
+            session = InboundSMTP(
                 self.handler,
                 connections=self._connections,
                 implicit_tls=False,

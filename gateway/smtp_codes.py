@@ -9,6 +9,8 @@ AUTH_TOO_MANY_FAILURES = "454 4.7.0 Too many failed logins from your address; tr
 AUTH_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 IDLE_TIMEOUT = "421 4.4.2 Idle for too long; closing the connection"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address; try again later"
+TOO_MANY_REFUSALS = "421 4.7.0 Too many refused commands without a message; closing the connection"
+TOO_MANY_IDLE_COMMANDS = "421 4.7.0 Too many commands without a message; closing the connection"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address <{sender}> is not one of your addresses"
 HEADER_FROM_NOT_OWNED = (
     "553 5.7.1 The From header names {address}, which is not one of your addresses;"
