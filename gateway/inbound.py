@@ -297,6 +297,7 @@ class InboundServer:
                 auth_required=False,
                 auth_exclude_mechanism=["LOGIN", "PLAIN"],
                 timeout=smtp.idle_timeout,
+                min_data_rate=smtp.min_data_rate,
             )
             self._sessions.add(session)
             return session

@@ -40,6 +40,10 @@ class SmtpSettings:
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
     idle_timeout: float = 300.0
+    # During DATA the deadline grows by each chunk's size over this rate (bytes per
+    # second, as Postfix's smtpd_min_data_rate): a slow but steady upload of a large
+    # message is not cut at idle_timeout, a trickle is.
+    min_data_rate: int = 500
     max_connections_per_client: int = 20
     max_auth_failures_per_client: int = 10
     auth_failure_window: float = 600.0
@@ -572,6 +576,8 @@ def _validate(name: str, section: Any) -> None:
         _validate_hostname(f"[{name}] hostname", section.hostname)
     if name == "smtp" and section.max_message_size < 1024:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
+    if name == "smtp" and section.min_data_rate < 1:
+        raise SettingsError("[smtp] min_data_rate: must be at least 1 (bytes per second)")
     if name == "security":
         _validate_security(section)
     if name == "passwords":

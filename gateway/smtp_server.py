@@ -402,9 +402,12 @@ class SubmissionSMTP(SMTP):
         connections: ConnectionLimiter,
         implicit_tls: bool,
         budget: InFlightBudget | None = None,
+        min_data_rate: float = 500.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, auth_require_tls=True, **kwargs)
+        self._min_data_rate = min_data_rate
+        self._data_progress: Callable[[int], None] | None = None  # while DATA is read
         self._budget = budget
         self._hold: Reservation | None = None
         self.log_id = logs.new_id("s")
@@ -516,6 +519,7 @@ class SubmissionSMTP(SMTP):
 
     async def _receive_data(self, envelope: Envelope) -> None:
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._data_progress = self._data_deadline()
         try:
             text = await read_data(
                 self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
@@ -524,6 +528,8 @@ class SubmissionSMTP(SMTP):
             log.info("connection lost during DATA")
             self._writer.close()
             raise
+        finally:
+            self._data_progress = None
         if text.outcome is not Outcome.COMPLETE:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(
@@ -538,6 +544,30 @@ class SubmissionSMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
+
+    def data_received(self, data: bytes) -> None:
+        # The bytes as they arrive (after TLS): the reader hands DATA's text over only
+        # at its end or at its buffer's limit, too late to move the deadline.
+        if self._data_progress is not None:
+            self._data_progress(len(data))
+        super().data_received(data)
+
+    def _data_deadline(self) -> Callable[[int], None]:
+        """The deadline of DATA: `idle_timeout` from the 354, plus each chunk's size over
+        `[smtp] min_data_rate` (Postfix's smtpd_min_data_rate). aiosmtpd restarts its
+        idle timer only per command, so a 25 MiB message on a link slower than about
+        85 kB/s was cut off at `idle_timeout`; restarting it per chunk instead would let
+        a client trickling a byte at a time hold the connection for ever."""
+        loop = self.loop
+        deadline = loop.time() + self._timeout_duration
+
+        def progress(size: int) -> None:
+            nonlocal deadline
+            deadline += size / self._min_data_rate
+            # At least a moment: aiosmtpd takes a duration of 0 for "the full timeout".
+            self._reset_timeout(max(deadline - loop.time(), 0.001))
+
+        return progress
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         # A client whose data outgrew its declared SIZE holds the real size before the
@@ -719,6 +749,7 @@ class SubmissionServer:
             require_starttls=not implicit_tls,
             auth_required=True,
             timeout=smtp.idle_timeout,
+            min_data_rate=smtp.min_data_rate,
         )
         self._sessions.add(protocol)
         return protocol

@@ -248,7 +248,36 @@ def test_a_trickle_inside_data_is_cut_at_the_idle_timeout(
                 except TimeoutError:
                     continue
             assert answer.startswith(b"421 4.4.2")
-            assert time.monotonic() - start < 5
+        finally:
+            wire.close()
+    finally:
+        loop_thread.run(server.stop(grace=1))
+        quick.close()
+
+
+def test_a_steady_upload_longer_than_the_idle_timeout_is_not_cut(
+    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread
+) -> None:
+    """A large message on a slow link takes longer than `idle_timeout` to send; each
+    chunk extends the deadline of DATA by its size over `[smtp] min_data_rate` (as
+    Postfix's smtpd_min_data_rate), so a client sending steadily above that rate gets
+    its 250 however long the upload takes, while the trickle above is still cut."""
+    quick = Runtime.open(runtime.settings.replace(smtp={"idle_timeout": 1.0, "min_data_rate": 100}))
+    server = InboundServer(quick)
+    loop_thread.run(server.start())
+    try:
+        wire = Wire(server.port)
+        try:
+            wire.send("EHLO slow.example", "MAIL FROM:<a@elsewhere.example>", f"RCPT TO:<{BOB}>")
+            assert wire.send("DATA")[0].startswith(b"354")
+            wire.sock.sendall(f"From: a@elsewhere.example\r\nTo: {BOB}\r\n\r\n".encode())
+            line = b"x" * 298 + b"\r\n"  # 3 s of deadline each, sent every 0.5 s
+            for _ in range(6):  # 3 s in all: three times the idle timeout
+                wire.sock.sendall(line)
+                time.sleep(0.5)
+            wire.sock.settimeout(30)
+            wire.sock.sendall(b".\r\n")
+            assert wire.sock.recv(1024).startswith(b"250 "), "cut off before the end"
         finally:
             wire.close()
     finally:
