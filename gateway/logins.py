@@ -21,6 +21,8 @@ Rules, the same for every protocol: a name under an IDN domain is the same login
 in both forms of the domain (A-label and U-label, `gateway.addresses.other_form`),
 and counts as one; an unknown name costs a full Argon2 verify
 and is counted under its own name; a locked account is refused and not counted;
+a mail program's right login does not clear the account's count (only a portal
+login that passed every factor does);
 an account with two-factor login lets mail programs in with app passwords only,
 and the portal only after its second step (webportal.auth).
 """
@@ -381,8 +383,11 @@ def _write(
         )
     if decision.app_password_id is not None:
         app_passwords.note_use(session, decision.app_password_id, now, ip=attempt.ip)
-    if result.ok and protocol != "portal" and known is not None:
-        counters.clear(lockout.account_key(known))
+    # A mail program's right login leaves the count alone: it proves an address or
+    # app password, not the account password or the second factor that may be being
+    # guessed meanwhile, and a phone logging in every few minutes would otherwise
+    # keep the lockout from ever tripping. Only a portal login that passed every
+    # factor clears it (webportal.auth.start_session); quiet counts end with the window.
     if decision.counted:
         if known is not None:
             key: str | None = lockout.account_key(known)
