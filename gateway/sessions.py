@@ -31,6 +31,7 @@ END_LOGOUT = "logout"
 END_BY_USER = "ended by user"
 END_PASSWORD_CHANGED = "password changed"  # noqa: S105  (a reason, not a password)
 END_BY_ADMIN = "ended by admin"
+END_2FA_ENABLED = "two-factor login turned on"
 
 
 def new_nonce() -> str:

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway import audit
+from gateway import audit, sessions
 from gateway.models import Account, AccountSecurity, RecoveryCode
 from gateway.settings import Settings
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
@@ -288,12 +288,17 @@ def confirm_enrolment(
     typed: str,
     now: dt.datetime,
     *,
+    keep_session_id: int | None = None,
     ip: str = "",
     user_agent: str = "",
 ) -> list[str] | None:
     """Turn 2FA on if `typed` is a current code of the pending secret; the recovery codes.
 
-    None when the code is wrong (nothing changes).
+    None when the code is wrong (nothing changes). Every portal session of the
+    account but `keep_session_id` (the one that just proved the code) ends: they
+    passed no second factor, and whoever turns 2FA on may do so because someone
+    else knows the password (mail programs on address passwords stop too, in
+    `gateway.logins.still_valid`).
     """
     row = _security_row(session, account.id, lock=True)
     if row.totp_secret is not None:
@@ -310,6 +315,9 @@ def confirm_enrolment(
     row.totp_last_step = step
     row.totp_enabled_at = now
     codes = replace_recovery_codes(session, account.id, now)
+    ended = sessions.end_all(
+        session, account.id, reason=sessions.END_2FA_ENABLED, now=now, except_id=keep_session_id
+    )
     audit.record(
         session,
         "2fa.enable",
@@ -318,6 +326,7 @@ def confirm_enrolment(
         account_id=account.id,
         ip=ip,
         user_agent=user_agent,
+        detail=f"{ended} other session(s) ended",
     )
     return codes
 

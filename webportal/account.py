@@ -251,16 +251,33 @@ def enable_2fa() -> ResponseReturnValue:
     ring = totp.ring_for(rt.settings)
     error = None
     if request.method == "POST":
+        # Shown with the codes: the live sessions on other devices, which turning 2FA on ends.
+        others = [
+            row.id
+            for row in sessions.list_active(
+                db, account.id, now=_now(), idle=session_idle_limit(rt.settings)
+            )
+            if row.id != current_user.session_id
+        ]
         try:
             codes = totp.confirm_enrolment(
-                db, ring, account, _field("code"), _now(), **request_meta()
+                db,
+                ring,
+                account,
+                _field("code"),
+                _now(),
+                keep_session_id=current_user.session_id,
+                **request_meta(),
             )
         except totp.TotpError:
             # No set-up waiting (it expired, or the form came from elsewhere): start over.
             return redirect(url_for("account.enable_2fa"))
         if codes is not None:
             return render_template(
-                "portal/account/recovery_codes.html", codes=codes, just_enabled=True
+                "portal/account/recovery_codes.html",
+                codes=codes,
+                just_enabled=True,
+                other_sessions_ended=len(others),
             )
         error = gettext(WRONG_CODE)
     secret = totp.start_enrolment(db, ring, account.id, _now())

@@ -243,6 +243,10 @@ DE: dict[str, str] = {
     "Your account password": "Ihr Kontopasswort",
     "Your account password was changed.": "Ihr Kontopasswort wurde geändert.",
     "Your alert settings were saved.": "Ihre Einstellungen für Warnungen wurden gespeichert.",
+    "Your other sessions were signed out: {count}. Sign in there again with a code.": (
+        "Ihre anderen Sitzungen wurden abgemeldet: {count}. Melden Sie sich dort mit einem"
+        " Code wieder an."
+    ),
     "failed": "fehlgeschlagen",
     "never": "nie",
     "succeeded": "erfolgreich",
@@ -497,6 +501,9 @@ FR: dict[str, str] = {
     "Your account password": "Le mot de passe de votre compte",
     "Your account password was changed.": "Le mot de passe de votre compte a été modifié.",
     "Your alert settings were saved.": "Vos réglages d'alerte ont été enregistrés.",
+    "Your other sessions were signed out: {count}. Sign in there again with a code.": (
+        "Vos autres sessions ont été déconnectées : {count}. Reconnectez-vous-y avec un code."
+    ),
     "failed": "échec",
     "never": "jamais",
     "succeeded": "réussi",
