@@ -341,6 +341,15 @@ def second_factor() -> ResponseReturnValue:
         if account is None:
             session.pop(PENDING_KEY, None)
             return redirect(url_for("auth.login"))
+        if account.disabled_at is not None:
+            # Disabled while the code was awaited: a session made now would be a live
+            # registry row that an admin's later re-enable would bring back to life.
+            session.pop(PENDING_KEY, None)
+            _audit_login(
+                db, account, account.email, success=False, detail="account disabled", **meta
+            )
+            flash(LOGIN_FAILED)
+            return redirect(url_for("auth.login"))
         counters = lockout.store_for(db, rt.settings.security)
         key = lockout.account_key(account.id)
         if counters.locked_until(key, now) is not None:
