@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
@@ -36,7 +37,7 @@ from gateway.passwords import PasswordTooLong
 from webportal import clock
 from webportal.access import fresh_login_required, login_required
 from webportal.auth import LOGIN_LOCKED, safe_next, session_idle_limit
-from webportal.extensions import db_session, request_meta, runtime
+from webportal.extensions import db_session, limiter, request_meta, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
 from webportal.ids import page_number
 
@@ -692,5 +693,25 @@ def end_other_sessions() -> ResponseReturnValue:
     return redirect(safe_next(request.form.get("back")) or url_for("account.sessions_page"))
 
 
+# The views that check the account password or a second-factor code: each is a login
+# in all but name, so each POST meets the sign-in form's per-client limit.
+PASSWORD_CHECKS = (
+    "account.reauth",
+    "account.change_password",
+    "account.disable_2fa",
+    "account.address_password",
+    "account.secret_key",
+)
+
+
 def init_app(app: Flask) -> None:
+    """Register the blueprint; limit the password and code checks per client, as sign-in is.
+
+    Their failures count towards the account's lockout already; without the limit a
+    stolen session cookie could still spend the lockout's whole allowance in a burst."""
     app.register_blueprint(bp)
+    rate = runtime(app).settings.portal.login_rate_limit
+    for endpoint in PASSWORD_CHECKS:
+        # Wrapping keeps the view's access rule (functools.wraps copies attributes).
+        limited: Any = limiter(app).limit(rate, methods=["POST"])(app.view_functions[endpoint])
+        app.view_functions[endpoint] = limited

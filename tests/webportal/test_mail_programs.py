@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import plistlib
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from gateway import db
 from gateway.models import AppPassword, AuditEvent
 from gateway.runtime import Runtime
 from keystore import store
+from webportal import create_app
 from webportal.clock import set_clock
 
 from .account_support import ALICE, Browser, FakeClock, enable_2fa, queued, text_of
@@ -89,12 +91,31 @@ def test_with_two_factor_login_the_download_needs_a_current_code(
     assert done.status_code == 200 and b"PRIVATE KEY BLOCK" in done.data
 
 
+@pytest.fixture
+def unlimited_alice(
+    runtime: Runtime, clock: FakeClock, mail_users: dict[str, str]
+) -> Iterator[tuple[Runtime, Browser]]:
+    """`alice` on a portal whose per-client limit is out of the way: the lockout's
+    whole allowance is sent at once."""
+    rt = Runtime.open(runtime.settings.replace(portal={"login_rate_limit": "1000/minute"}))
+    app = create_app(rt, testing=True)
+    set_clock(app, clock)
+    with db.transaction(rt.sessions) as session:
+        store.get_or_create(session, rt.ring.get(), ALICE, clock.now, events=_no_events)
+    browser = Browser(app.test_client())
+    assert browser.login().status_code == 302
+    yield rt, browser
+    rt.close()
+
+
 def test_wrong_codes_on_the_download_count_towards_the_lockout(
-    alice: Browser, runtime: Runtime, clock: FakeClock
+    unlimited_alice: tuple[Runtime, Browser], clock: FakeClock
 ) -> None:
     """A stolen cookie plus the password (a fresh login needs no code) must not get
     unlimited guesses at the 2FA code that guards the secret key: wrong codes here
-    count towards the account's one lockout, as wrong codes at sign-in do."""
+    count towards the account's one lockout, as wrong codes at sign-in do (and are
+    limited per client too, tests/webportal/test_password_checks_rate_limited.py)."""
+    runtime, alice = unlimited_alice
     secret, _codes = enable_2fa(alice, clock)
     clock.advance(seconds=30)
     form = {"address": ALICE, "passphrase": PASSPHRASE, "repeat": PASSPHRASE}
