@@ -10,6 +10,9 @@ An internationalized domain is hosted under whichever form an admin typed (U-lab
 `bücher.example` or A-label `xn--bcher-kva.example`) and a From may name either:
 both forms find it, and `d=` is always the A-label (RFC 6376 §3.5, RFC 8616 §4),
 the name its key is published under in DNS.
+
+Importing this module puts in `openssl_rsa`'s hook: dkimpy signs, OpenSSL does the
+RSA arithmetic under it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import idn, rawheaders
-from gateway.dkim import keys
+from gateway.dkim import keys, openssl_rsa
 from gateway.models import Domain
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
 
 log = logging.getLogger(__name__)
+openssl_rsa.install()
 
 # RFC 1035: 253 characters of domain; more is not a domain worth looking up.
 MAX_DOMAIN_CHARS = 253
