@@ -24,7 +24,10 @@ and is counted under its own name; a locked account is refused and not counted;
 a mail program's right login does not clear the account's count (only a portal
 login that passed every factor does);
 an account with two-factor login lets mail programs in with app passwords only,
-and the portal only after its second step (webportal.auth).
+and the portal only after its second step (webportal.auth); a mail program is told
+to use an app password only when the address password it sent was right (verified
+as any other), so the reply names no account with two-factor login to a guesser, and
+a wrong one is refused and counted as any wrong password.
 """
 
 from __future__ import annotations
@@ -301,9 +304,15 @@ def _decide(
             ),
             app_password_id=app_id,
         )
-    if protocol != "portal" and seen.two_factor:
-        return refused("app_password_required", "two-factor login: no app password")
     stored = seen.stored_hash
+    if protocol != "portal" and seen.two_factor:
+        # The hint only for the right address password: told to anyone, it would name
+        # every account with two-factor login. One Argon2 run either way, never the
+        # cache (which keeps no address password of such an account).
+        if not hasher.verify(stored, password):
+            detail = "password too long" if _too_long(hasher, password) else ""
+            return refused("wrong", detail)
+        return refused("app_password_required", "two-factor login: no app password")
     kind = _CACHE_KIND[protocol]
     if stored is None:
         hasher.verify(None, password)
