@@ -4,7 +4,8 @@ The activity page lists what the audit log holds for the account: logins and
 their failures, password and 2FA changes, app-password use, key events. After
 `[security] activity_days` those rows go, together with everything else that
 records where a person logged in from: ended portal sessions, devices not seen
-since, failed logins for names that are no account, stale lockout records.
+since, mail programs' networks no longer known (gateway.known_clients), failed
+logins for names that are no account, stale lockout records.
 Admin and system events without an account (domains, relay, master key) stay.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, lockout, login_alerts, sessions
+from gateway import db, known_clients, lockout, login_alerts, sessions
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -95,7 +96,8 @@ def purge(session: so.Session, settings: Settings, now: dt.datetime) -> PurgeRes
     return PurgeResult(
         events=int(getattr(events, "rowcount", 0)),
         sessions=sessions.purge(session, cutoff),
-        devices=login_alerts.forget_devices_unseen_since(session, cutoff),
+        devices=login_alerts.forget_devices_unseen_since(session, cutoff)
+        + known_clients.purge(session, settings.security, now),
         lockouts=lockout.purge(session, now, lockout.Policy.from_settings(settings.security)),
     )
 

@@ -19,12 +19,30 @@ a mail program with an old password can lock its owner out of the portal too
 `name:<name as typed, normalised>` (an IDN domain's two forms as one), in every
 protocol alike, so a lock says nothing about whether an account exists. While a key
 is locked its attempts are refused without a password check and are not counted.
+
+Known clients (OWASP's "device cookies"). Counted that way alone, about
+`lockout_threshold` wrong passwords per lock, from anyone, would keep the owner out
+for ever: in the portal and in their own mail programs. So a client that has proven
+itself for the account is "known" (`gateway.known_clients`): a browser holding the
+account's device cookie (set after a portal login that passed every factor), or a
+mail program's network (its IPv4 address, its IPv6 /64) from which the account
+logged in over SMTP or IMAP within `[security] known_client_days`. A known client
+counts under a key of its own, `account:<id>:<client>` (`client_key`), which locks
+only that client; it does not add to, and is not refused by, the account's count.
+Everyone else keeps counting under `account:<id>`, so guesses spread over many
+unknown addresses still lock the account for all of them. The trade-off: during an
+attack, the owner on a network and in a browser not yet known (a new phone, a
+hotel) is locked out like the attacker; and whoever shares a known network (a
+carrier NAT, an office) gets its guesses counted under that network's key, which
+then locks the owner's mail programs there too. `sealgate user unlock` clears the
+account's key and every client key under it (`clear_account`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,6 +96,12 @@ def account_key(account_id: int) -> str:
     return f"account:{account_id}"
 
 
+def client_key(account_id: int, client: str) -> str:
+    """The count of one known client of an account (`gateway.known_clients`): its
+    failures lock that client alone."""
+    return f"{account_key(account_id)}:{client}"[:MAX_KEY_LENGTH]
+
+
 def name_key(login: str) -> str:
     """The count of a login name that is no account (as typed, normalised): an address
     under an IDN domain counts once under both forms of that domain (`one_form`)."""
@@ -91,8 +115,14 @@ class Store(Protocol):
     def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
         """Count one failure; the end of the lock it started, if it started one."""
 
+    def locked_among(self, keys: Sequence[str], now: dt.datetime) -> frozenset[str]:
+        """Those of `keys` locked now, in one round trip (a login asks for two)."""
+
     def clear(self, key: str) -> None:
         """Forget the failures and the lock (a successful login, an admin's unlock)."""
+
+    def clear_account(self, account_id: int) -> None:
+        """Forget the account's count and those of all its known clients (an unlock)."""
 
 
 def _counted(key: str, until: dt.datetime) -> dt.datetime:
@@ -102,7 +132,8 @@ def _counted(key: str, until: dt.datetime) -> dt.datetime:
     from gateway import metrics  # rare, and the CLI need not load prometheus_client
 
     metrics.LOCKOUTS.labels(metrics.lockout_key_kind(key)).inc()
-    kind, _, account_id = key.partition(":")
+    kind, _, rest = key.partition(":")
+    account_id = rest.partition(":")[0]  # a known client's key too: `client_key`
     if kind == "account" and account_id.isdigit():
         credential_cache.forget_account(int(account_id))
     return until
@@ -130,6 +161,14 @@ class DatabaseStore:
         if until is None or until <= now:
             return None
         return until
+
+    def locked_among(self, keys: Sequence[str], now: dt.datetime) -> frozenset[str]:
+        rows = self.session.execute(
+            sa.select(LoginLockout.key).where(
+                LoginLockout.key.in_(list(keys)), LoginLockout.locked_until > now
+            )
+        )
+        return frozenset(rows.scalars())
 
     def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
         row = self._row(key, lock=True)
@@ -167,6 +206,14 @@ class DatabaseStore:
 
     def clear(self, key: str) -> None:
         self.session.execute(sa.delete(LoginLockout).where(LoginLockout.key == key))
+
+    def clear_account(self, account_id: int) -> None:
+        key = account_key(account_id)
+        self.session.execute(
+            sa.delete(LoginLockout).where(
+                sa.or_(LoginLockout.key == key, LoginLockout.key.startswith(key + ":"))
+            )
+        )
 
 
 # Atomic in Redis: read the record, count the failure, maybe lock, write it back.
@@ -220,6 +267,16 @@ class RedisStore:
         until = dt.datetime.fromtimestamp(int(float(raw)), dt.UTC)
         return until if until > now else None
 
+    def locked_among(self, keys: Sequence[str], now: dt.datetime) -> frozenset[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(self._name(key), "until")
+        locked = set()
+        for key, raw in zip(keys, pipe.execute(), strict=True):
+            if raw is not None and int(float(raw)) > now.timestamp():
+                locked.add(key)
+        return frozenset(locked)
+
     def record_failure(self, key: str, now: dt.datetime) -> dt.datetime | None:
         policy = self.policy
         result = self._script(
@@ -239,6 +296,11 @@ class RedisStore:
 
     def clear(self, key: str) -> None:
         self.client.delete(self._name(key))
+
+    def clear_account(self, account_id: int) -> None:
+        key = account_key(account_id)
+        names = [self._name(key), *self.client.scan_iter(match=self._name(key) + ":*")]
+        self.client.delete(*names)
 
 
 _redis_clients: dict[str, redis.Redis] = {}

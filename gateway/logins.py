@@ -13,14 +13,17 @@ held, and runs at most once:
    a hit only against the very hash just read), or verified by Argon2 once. A
    right password made with an outdated Argon2 cost is rehashed here too;
 3. write (one short transaction): the lockout count (one per account, for all
-   protocols, `gateway.lockout`), the activity entry naming the protocol, the
-   failed-login alert mail, an app password's last use, and the new hash (only
-   if the stored one is still the one verified).
+   protocols, or a known client's own, `gateway.lockout`), a mail program's
+   network as known (`gateway.known_clients`, at most daily), the activity entry
+   naming the protocol, the failed-login alert mail, an app password's last use,
+   and the new hash (only if the stored one is still the one verified).
 
 Rules, the same for every protocol: a name under an IDN domain is the same login
 in both forms of the domain (A-label and U-label, `gateway.addresses.other_form`),
 and counts as one; an unknown name costs a full Argon2 verify
-and is counted under its own name; a locked account is refused and not counted;
+and is counted under its own name; a locked account is refused and not counted,
+except by its known clients (a browser with its device cookie, a mail program's
+network it logged in from), which answer to locks of their own;
 a mail program's right login does not clear the account's count (only a portal
 login that passed every factor does);
 an account with two-factor login lets mail programs in with app passwords only,
@@ -42,7 +45,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import accounts, app_passwords, audit, db, lockout, login_alerts, smtp_codes, totp
+from gateway import (
+    accounts,
+    app_passwords,
+    audit,
+    db,
+    known_clients,
+    lockout,
+    login_alerts,
+    smtp_codes,
+    totp,
+)
 from gateway.addresses import InvalidAddress, normalize_address, other_form
 from gateway.credential_cache import CredentialCache
 from gateway.models import Account, AccountSecurity, Address, AppPassword, Domain
@@ -74,13 +87,16 @@ _CACHE_KIND: dict[Protocol, str] = {"portal": "account", "SMTP": "address", "IMA
 
 @dataclass(frozen=True)
 class Attempt:
-    """One login as the client sent it; `user_agent` only from browsers."""
+    """One login as the client sent it; `user_agent` and `devices` only from browsers:
+    (account id, device id) of each device cookie the portal verified
+    (`gateway.known_clients`)."""
 
     protocol: Protocol
     login: str
     password: str
     ip: str
     user_agent: str = ""
+    devices: frozenset[tuple[int, str]] = frozenset()
 
     def __repr__(self) -> str:
         return f"Attempt({self.protocol}, {self.login[:80]!r}, ip={self.ip!r})"
@@ -144,9 +160,11 @@ class _Seen:
     stored_hash: str | None
     disabled: bool
     two_factor: bool
-    locked: bool
+    locked: bool  # for this client: the account's lock, or a known client's own
     app_password: tuple[int, str] | None
     addresses: frozenset[str]
+    client: str | None = None  # the client's name under the account (`lockout.client_key`)
+    known: bool | None = None  # whether it is known; None when not looked up yet
 
 
 def _clean_login(login: str) -> str:
@@ -175,10 +193,11 @@ def _read(
     counters = lockout.store_for(session, settings.security)
     login = _clean_login(attempt.login)
     if login and attempt.protocol != "portal":
-        return _read_address(session, counters, attempt, login, now)
+        return _read_address(session, settings, counters, attempt, login, now)
     account = accounts.find_account(session, login) if login else None
     if account is None:
         return _unknown(counters, login, now)
+    client, known, locked = _lock_state(session, settings, counters, attempt, account.id, now)
     return _Seen(
         account_id=account.id,
         subject_id=account.id,
@@ -187,10 +206,46 @@ def _read(
         stored_hash=account.password_hash,
         disabled=account.disabled_at is not None,
         two_factor=totp.is_enabled(session, account.id),
-        locked=counters.locked_until(lockout.account_key(account.id), now) is not None,
+        locked=locked,
         app_password=None,
         addresses=frozenset(),
+        client=client,
+        known=known,
     )
+
+
+def _lock_state(
+    session: so.Session,
+    settings: Settings,
+    counters: lockout.Store,
+    attempt: Attempt,
+    account_id: int,
+    now: dt.datetime,
+) -> tuple[str | None, bool | None, bool]:
+    """(the client's name, whether it is known, whether it is locked out) for a login
+    to this account (`gateway.lockout`): a known client answers to its own key alone,
+    anyone else to the account's. Whether a mail program's network is known is read
+    only when a lock makes it matter (one statement reads both locks)."""
+    security = settings.security
+    client: str | None = None
+    known: bool | None = False
+    if known_clients.enabled(security):
+        if attempt.protocol == "portal":
+            device = next((d for a, d in attempt.devices if a == account_id), None)
+            if device is not None:
+                client, known = known_clients.device_client(device), True
+        else:
+            client, known = known_clients.mail_client(attempt.ip), None
+    own = lockout.client_key(account_id, client) if client is not None else None
+    shared = lockout.account_key(account_id)
+    locked = counters.locked_among([shared] if own is None else [shared, own], now)
+    if not locked:
+        return client, known, False
+    if known is None:
+        known = known_clients.is_known_mail_client(session, security, account_id, attempt.ip, now)
+    if known:
+        return client, True, own in locked
+    return client, False, shared in locked
 
 
 def _unknown(counters: lockout.Store, login: str, now: dt.datetime) -> _Seen | None:
@@ -227,7 +282,12 @@ _ADDRESS_LOGIN = _address_state(
 
 
 def _read_address(
-    session: so.Session, counters: lockout.Store, attempt: Attempt, login: str, now: dt.datetime
+    session: so.Session,
+    settings: Settings,
+    counters: lockout.Store,
+    attempt: Attempt,
+    login: str,
+    now: dt.datetime,
 ) -> _Seen | None:
     """`_read` for SMTP and IMAP, whose logins are hosted addresses."""
     name = login.strip().lower()
@@ -237,6 +297,7 @@ def _read_address(
     if row is None:
         return _unknown(counters, login, now)
     found = app_passwords.find(session, row.account_id, attempt.password)
+    client, known, locked = _lock_state(session, settings, counters, attempt, row.account_id, now)
     return _Seen(
         account_id=row.account_id,
         subject_id=row.id,
@@ -245,9 +306,11 @@ def _read_address(
         stored_hash=row.password_hash,
         disabled=row.account_disabled_at is not None or row.domain_disabled_at is not None,
         two_factor=bool(row.two_factor),
-        locked=counters.locked_until(lockout.account_key(row.account_id), now) is not None,
+        locked=locked,
         app_password=(found.id, found.name) if found is not None else None,
         addresses=frozenset(accounts.owned_addresses(session, row.account_id)),
+        client=client,
+        known=known,
     )
 
 
@@ -374,8 +437,8 @@ def _write(
     seen: _Seen | None,
     decision: _Decision,
     now: dt.datetime,
-) -> None:
-    """Step 3, in one short transaction."""
+) -> known_clients.Noted | None:
+    """Step 3, in one short transaction; a mail program's network it noted as known."""
     result = decision.result
     protocol = attempt.protocol
     counters = lockout.store_for(session, settings.security)
@@ -398,14 +461,19 @@ def _write(
     # keep the lockout from ever tripping. Only a portal login that passed every
     # factor clears it (webportal.auth.start_session); quiet counts end with the window.
     if decision.counted:
-        if known is not None:
-            key: str | None = lockout.account_key(known)
+        if known is not None and seen is not None:
+            key: str | None = _failure_key(session, settings, attempt, seen, known, now)
         else:
             key = _unknown_name_key(_clean_login(attempt.login))
         if key is not None:
             counters.record_failure(key, now)
+    noted = None
+    if result.ok and protocol != "portal" and result.account_id is not None:
+        noted = known_clients.note_mail_login(
+            session, settings.security, result.account_id, attempt.ip, now
+        )
     if result.ok and protocol == "portal" and not result.needs_second_factor:
-        return  # webportal.auth.start_session writes the login and clears the count
+        return None  # webportal.auth.start_session writes the login and clears the count
     actor = _actor(attempt, seen)
     action = AUDIT_ACTIONS[protocol]
     if result.needs_second_factor:
@@ -434,6 +502,26 @@ def _write(
                 ),
                 reason="password",
             )
+    return noted
+
+
+def _failure_key(
+    session: so.Session,
+    settings: Settings,
+    attempt: Attempt,
+    seen: _Seen,
+    account_id: int,
+    now: dt.datetime,
+) -> str:
+    """Where a failure for the account counts: a known client's own key, else the account's."""
+    known = seen.known
+    if known is None and seen.client is not None:
+        known = known_clients.is_known_mail_client(
+            session, settings.security, account_id, attempt.ip, now
+        )
+    if known and seen.client is not None:
+        return lockout.client_key(account_id, seen.client)
+    return lockout.account_key(account_id)
 
 
 def check(
@@ -456,7 +544,9 @@ def check(
         seen = _read(session, settings, attempt, now)
     decision = _decide(hasher, cache, attempt, seen, now)
     with db.transaction(sessions) as session:
-        _write(session, settings, attempt, seen, decision, now)
+        noted = _write(session, settings, attempt, seen, decision, now)
+    if noted is not None:
+        known_clients.noted(noted, now)
     return decision.result
 
 

@@ -371,6 +371,20 @@ class KnownDevice(Base):
     last_seen_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
 
+class KnownMailClient(Base):
+    """A network (an IPv4 address, an IPv6 /64) from which the account's mail program
+    logged in; `last_seen_at` is refreshed at most daily per process. While it is
+    recent, that network's failures lock only itself (gateway.known_clients)."""
+
+    __tablename__ = "known_mail_clients"
+
+    account_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    network: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    last_seen_at: so.Mapped[dt.datetime]
+
+
 class AlertSent(Base):
     """When the last alert mail of a kind went to an account (the rate limit's memory)."""
 

@@ -165,6 +165,9 @@ class PasswordSettings:
     login_cache_entries: int = 10000
 
 
+MAX_KNOWN_CLIENT_DAYS = 3650
+
+
 @dataclass(frozen=True)
 class SecuritySettings:
     """Account security: second factor, lockout, login alerts, activity retention."""
@@ -180,6 +183,9 @@ class SecuritySettings:
     alert_interval: float = 900.0
     alert_sender: str = ""
     activity_days: int = 90
+    # How long a client stays "known" after a successful login (gateway.known_clients):
+    # its failures then lock only itself, not the account. 0 turns known clients off.
+    known_client_days: int = 30
     # How long an open SMTP or IMAP connection goes on its login before asking again
     # whether it holds (account and domain enabled, password or app password
     # unchanged): at most this many seconds after `user disable`, the connection is
@@ -668,6 +674,10 @@ def _validate_security(section: SecuritySettings) -> None:
             raise SettingsError(f"[security] {key}: must be at least 1")
     if section.lockout_first > section.lockout_max:
         raise SettingsError("[security] lockout_first: must not exceed lockout_max")
+    if not 0 <= section.known_client_days <= MAX_KNOWN_CLIENT_DAYS:
+        raise SettingsError(
+            f"[security] known_client_days: between 0 (off) and {MAX_KNOWN_CLIENT_DAYS}"
+        )
     storage = section.lockout_storage
     if storage != "database" and not storage.startswith(("redis://", "rediss://", "unix://")):
         # The URL may hold a Redis password: name the key, not the value.

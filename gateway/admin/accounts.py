@@ -282,10 +282,11 @@ def reset_address_password(
 
 
 def unlock(session: so.Session, security: SecuritySettings, email: str, *, actor: Actor) -> Account:
-    """Lift the account's lockout after failed logins (one for the portal, SMTP and IMAP)."""
+    """Lift the account's lockout after failed logins (one for the portal, SMTP and IMAP),
+    and the locks of each of its known clients."""
     account = get(session, email)
     counters = lockout.store_for(session, security)
-    counters.clear(lockout.account_key(account.id))
+    counters.clear_account(account.id)
     counters.clear(lockout.name_key(account.email))
     actor.record(session, "account.unlock", target=account.email, account_id=account.id)
     return account

@@ -10,8 +10,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from gateway import activity, audit, db, login_alerts, sessions
-from gateway.models import Account, AuditEvent, KnownDevice, PortalSession
+from gateway import activity, audit, db, known_clients, login_alerts, sessions
+from gateway.models import Account, AuditEvent, KnownDevice, KnownMailClient, PortalSession
 from gateway.runtime import Runtime
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -95,6 +95,38 @@ def test_purge_drops_old_personal_records_and_keeps_system_events(
         assert "domain.add" in left and left.count("login") == 1
         assert session.scalar(sa.select(sa.func.count()).select_from(PortalSession)) == 1
         assert session.scalars(sa.select(KnownDevice.network)).all() == ["198.51.100.0/24"]
+
+
+def test_purge_forgets_mail_networks_no_longer_known(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """A mail program's network (gateway.known_clients) is kept `known_client_days`."""
+    account_id = alice_id(runtime)
+    days = runtime.settings.security.known_client_days
+    with db.transaction(runtime.sessions) as session:
+        for ip, seen in (
+            ("203.0.113.5", NOW - dt.timedelta(days=days + 1)),
+            ("2001:db8:1:2::5", NOW - dt.timedelta(days=days - 1)),
+        ):
+            written = known_clients.note_mail_login(
+                session, runtime.settings.security, account_id, ip, seen
+            )
+            assert written is not None
+    with db.transaction(runtime.sessions) as session:
+        result = activity.purge(session, runtime.settings, NOW)
+        assert result.devices == 1
+        assert not known_clients.is_known_mail_client(
+            session, runtime.settings.security, account_id, "203.0.113.5", NOW
+        )
+        # The IPv6 client is known by its /64.
+        assert known_clients.is_known_mail_client(
+            session, runtime.settings.security, account_id, "2001:db8:1:2:aaaa::1", NOW
+        )
+        assert not known_clients.is_known_mail_client(
+            session, runtime.settings.security, account_id, "2001:db8:1:3::5", NOW
+        )
+    with runtime.sessions() as session:
+        assert session.scalars(sa.select(KnownMailClient.network)).all() == ["2001:db8:1:2::/64"]
 
 
 def test_the_serve_task_purges_and_stops(runtime: Runtime, mail_users: dict[str, str]) -> None:

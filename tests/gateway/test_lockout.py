@@ -52,6 +52,14 @@ class Counters:
         with db.transaction(self.runtime.sessions) as session:
             self._store(session).clear(key)
 
+    def locked_among(self, keys: list[str], now: dt.datetime) -> frozenset[str]:
+        with db.transaction(self.runtime.sessions) as session:
+            return self._store(session).locked_among(keys, now)
+
+    def clear_account(self, account_id: int) -> None:
+        with db.transaction(self.runtime.sessions) as session:
+            self._store(session).clear_account(account_id)
+
     def close(self) -> None:
         if self.client is not None:
             for name in self.client.scan_iter(f"{self.prefix}:*"):
@@ -117,6 +125,26 @@ def test_clear_forgets_failures_and_lock(counters: Counters) -> None:
         counters.fail(key, T0 + dt.timedelta(minutes=2, seconds=i))
     until = counters.fail(key, T0 + dt.timedelta(minutes=3))
     assert until == T0 + dt.timedelta(minutes=3) + POLICY.first_lock
+
+
+def test_client_keys_lock_apart_and_an_unlock_clears_the_account_and_its_clients(
+    counters: Counters,
+) -> None:
+    """A known client's key (gateway.known_clients) is one more count under the account:
+    read with the account's in one go, cleared with it, and nothing else."""
+    account, device = lockout.account_key(7), lockout.client_key(7, "device:abc")
+    network = lockout.client_key(7, "net:192.0.2.1/32")
+    neighbour = lockout.account_key(70)  # "account:70" starts with "account:7"
+    assert device == "account:7:device:abc"
+    for key in (device, network, neighbour):
+        for i in range(POLICY.threshold):
+            counters.fail(key, T0 + dt.timedelta(seconds=i))
+    now = T0 + dt.timedelta(minutes=1)
+    assert counters.locked_among([account, device, network], now) == {device, network}
+    assert counters.locked_among([account], now) == frozenset()
+    assert counters.locked_among([device], T0 + dt.timedelta(hours=1)) == frozenset()
+    counters.clear_account(7)
+    assert counters.locked_among([account, device, network, neighbour], now) == {neighbour}
 
 
 def test_lock_count_is_forgotten_after_a_quiet_spell(counters: Counters) -> None:

@@ -137,18 +137,24 @@ def test_disable_or_a_lock_by_another_process_ends_the_cached_login(
     assert login(runtime, watched, "IMAP", ALICE, password).refusal == "disabled"
     with db.transaction(runtime.sessions) as session:
         session.execute(sa.update(Account).where(Account.id == account_id).values(disabled_at=None))
-        # Another process locked the account: a row in the shared counters, nothing more.
+        # Another process locked the account, and this mail program's network (known
+        # since its login above, so the account's lock alone would not refuse it): rows
+        # in the shared counters, nothing more.
         now = utcnow()
-        session.add(
-            LoginLockout(
-                key=lockout.account_key(account_id),
-                failures=0,
-                window_started_at=now,
-                locked_until=now + dt.timedelta(minutes=5),
-                lock_count=1,
-                last_failure_at=now,
+        for key in (
+            lockout.account_key(account_id),
+            lockout.client_key(account_id, "net:192.0.2.9/32"),
+        ):
+            session.add(
+                LoginLockout(
+                    key=key,
+                    failures=0,
+                    window_started_at=now,
+                    locked_until=now + dt.timedelta(minutes=5),
+                    lock_count=1,
+                    last_failure_at=now,
+                )
             )
-        )
     verifies = watched.verifies
     locked = login(runtime, watched, "SMTP", ALICE, password)
     assert locked.refusal == "locked" and watched.verifies == verifies  # no Argon2 at all

@@ -57,6 +57,8 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         ("[relay]\npoll_interval = inf\n", {}, "[relay] poll_interval"),
         ("", {"SEALGATE_PASSWORDS_LOGIN_CACHE_SECONDS": "nan"}, "[passwords] login_cache"),
         ("", {"SEALGATE_RELAY_TIMEOUT": "1e400"}, "SEALGATE_RELAY_TIMEOUT"),
+        ("[security]\nknown_client_days = -1\n", {}, "[security] known_client_days"),
+        ("", {"SEALGATE_SECURITY_KNOWN_CLIENT_DAYS": "99999"}, "[security] known_client_days"),
     ],
 )
 def test_bad_values_name_the_key(
