@@ -25,6 +25,7 @@ from webportal import (
     autoreply,
     bodies,
     compose,
+    devices,
     errors,
     i18n,
     ids,
@@ -100,6 +101,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.smtp.max_message_size,
     )
     security.configure(app, portal)
+    devices.init_app(app, root_key)
     proxy.init_app(app, portal.trusted_proxies)
 
     csrf.init_app(app)

@@ -34,7 +34,7 @@ from gateway import (
 )
 from gateway.models import Account, AccountSecurity, Address, AuditEvent
 from gateway.passwords import PasswordTooLong
-from webportal import clock
+from webportal import clock, devices
 from webportal.access import fresh_login_required, login_required
 from webportal.auth import LOGIN_LOCKED, safe_next, session_idle_limit
 from webportal.extensions import db_session, limiter, request_meta, runtime
@@ -142,7 +142,7 @@ def _reauthenticate(
     db = db_session()
     now = _now()
     counters = lockout.store_for(db, runtime().settings.security)
-    key = lockout.account_key(account.id)
+    key = devices.lockout_key(account.id, now)
     if counters.locked_until(key, now) is not None:
         return gettext(LOGIN_LOCKED)
     if right():
@@ -306,7 +306,7 @@ def disable_2fa() -> ResponseReturnValue:
             ring = totp.ring_for(runtime().settings)
             if totp.check_second_factor(db, ring, account.id, _field("code"), now) is None:
                 counters = lockout.store_for(db, runtime().settings.security)
-                counters.record_failure(lockout.account_key(account.id), now)
+                counters.record_failure(devices.lockout_key(account.id, now), now)
                 error = gettext(WRONG_CODE)
             else:
                 totp.disable(db, account, now, **request_meta())

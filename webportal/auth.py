@@ -9,7 +9,8 @@ A right password for an account with two-factor login does not log in: it
 parks the account id in the (signed) session for a few minutes, and only a
 right TOTP or recovery code on the second page starts the session. Failed
 passwords and codes count towards the account's lockout (gateway.lockout: one
-count for the portal, SMTP and IMAP together) and
+count for the portal, SMTP and IMAP together; a browser holding the account's
+device cookie, which each full login sets (webportal.devices), counts on its own) and
 can send a failed-login alert; a login from a new device sends a new-device
 alert (gateway.login_alerts).
 
@@ -44,7 +45,7 @@ from gateway.addresses import InvalidAddress, normalize_address
 from gateway.models import Account
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from webportal import clock
+from webportal import clock, devices
 from webportal.access import login_required, public
 from webportal.extensions import (
     db_session,
@@ -179,7 +180,7 @@ def check_login(
         rt.hasher,
         rt.credentials,
         rt.settings,
-        logins.Attempt("portal", email, password, ip, user_agent),
+        logins.Attempt("portal", email, password, ip, user_agent, devices.verified(now)),
         now=now,
     )
     if result.account_id is None:
@@ -228,7 +229,11 @@ def start_session(account: Account, *, detail: str = "") -> None:
     settings = runtime().settings
     now = clock.now()
     meta = request_meta()
-    lockout.store_for(db, settings.security).clear(lockout.account_key(account.id))
+    # Every factor passed: the count this browser answers to starts afresh. A browser
+    # known already has its own; the account's, which others' guesses fill, keeps
+    # lengthening its locks (an owner signing in daily must not reset a guesser's).
+    lockout.store_for(db, settings.security).clear(devices.lockout_key(account.id, now))
+    devices.remember(account.id, now)  # a known client of the account from now on
     # A fresh session at login: nothing planted before it (a fixed session id,
     # a known CSRF token) survives into the logged-in session.
     session.clear()
@@ -351,7 +356,7 @@ def second_factor() -> ResponseReturnValue:
             flash(LOGIN_FAILED)
             return redirect(url_for("auth.login"))
         counters = lockout.store_for(db, rt.settings.security)
-        key = lockout.account_key(account.id)
+        key = devices.lockout_key(account.id, now)
         if counters.locked_until(key, now) is not None:
             session.pop(PENDING_KEY, None)
             _audit_login(db, account, account.email, success=False, detail="locked", **meta)

@@ -83,8 +83,11 @@ def test_enable_2fa_then_sign_in_with_code_replay_and_recovery_code(
 
     sign_in(page, portal)
     expect(page).to_have_url(f"{portal.url}/inbox")
-    cookie_names = {c["name"] for c in context.cookies()}
-    assert cookie_names == {"__Host-sealgate"}
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert set(cookies) == {"__Host-sealgate", "__Host-sealgate_device"}
+    # Chromium took the device cookie (webportal.devices) as sent: HttpOnly, Secure, Strict.
+    device = cookies["__Host-sealgate_device"]
+    assert (device["httpOnly"], device["secure"], device["sameSite"]) == (True, True, "Strict")
 
     page.click("text=Security")
     expect(page.locator("#two-factor")).to_contain_text("Off.")

@@ -83,8 +83,13 @@ def test_session_cookie_flags_over_tls(
     client: FlaskClient, runtime: Runtime, mail_users: dict[str, str], login: LoginFn
 ) -> None:
     response = login("alice@example.test", "portal-alice-smtp-pw")
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith("__Host-sealgate=")
+    cookies = response.headers.getlist("Set-Cookie")
+    [cookie] = [c for c in cookies if c.startswith("__Host-sealgate=")]
+    # The device cookie (webportal.devices): as locked down, longer lived, Strict.
+    [device] = [c for c in cookies if c.startswith("__Host-sealgate_device=")]
+    assert "; Secure" in device and "; HttpOnly" in device and "; SameSite=Strict" in device
+    assert "; Path=/" in device and "Domain=" not in device
+    assert f"Max-Age={runtime.settings.security.known_client_days * 86400}" in device
     assert "; Secure" in cookie and "; HttpOnly" in cookie and "; SameSite=Lax" in cookie
     assert "; Path=/" in cookie and "Domain=" not in cookie
     expires = re.search(r"Expires=([^;]+)", cookie)

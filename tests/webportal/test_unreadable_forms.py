@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -39,12 +39,16 @@ class Answer:
 
 @dataclass
 class Browser:
-    """One session against the portal: its cookie and the login form's CSRF token."""
+    """One session against the portal: its cookies and the login form's CSRF token."""
 
     portal: PortalServer
     context: ssl.SSLContext
-    cookie: str = ""
+    cookies: dict[str, str] = field(default_factory=dict)
     token: str = ""
+
+    @property
+    def cookie(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
     def send(self, method: str, path: str, body: bytes = b"", content_type: str = "") -> Answer:
         conn = http.client.HTTPSConnection(
@@ -59,8 +63,9 @@ class Browser:
             answer = Answer(reply.status, reply.read().decode(), reply.headers)
         finally:
             conn.close()
-        if set_cookie := answer.headers.get("Set-Cookie"):
-            self.cookie = set_cookie.split(";", 1)[0]
+        for set_cookie in answer.headers.get_all("Set-Cookie") or []:
+            name, _, value = set_cookie.split(";", 1)[0].partition("=")
+            self.cookies[name] = value
         return answer
 
     def open_login_form(self) -> None:
