@@ -5,8 +5,9 @@ Counters are shared by every process: in the database (the default) or in Redis
 guesses over several portal or gateway processes gains nothing. Each lock lasts
 twice as long as the one before (from `lockout_first` up to `lockout_max`);
 a successful portal login (every factor passed), or `sealgate user unlock`, clears
-the record. A mail program's right login does not: it proves an address or app
-password, not what may be being guessed in the portal meanwhile.
+the record (a login from a known browser, below, clears only that browser's). A mail
+program's right login does not: it proves an address or app password, not what may
+be being guessed in the portal meanwhile.
 
 Keys name what is being guessed. A login name that belongs to an account counts
 under `account:<account id>`, whichever protocol it came by: wrong passwords in

@@ -25,7 +25,7 @@ and is counted under its own name; a locked account is refused and not counted,
 except by its known clients (a browser with its device cookie, a mail program's
 network it logged in from), which answer to locks of their own;
 a mail program's right login does not clear the account's count (only a portal
-login that passed every factor does);
+login that passed every factor does, from a browser not yet known);
 an account with two-factor login lets mail programs in with app passwords only,
 and the portal only after its second step (webportal.auth); a mail program is told
 to use an app password only when the address password it sent was right (verified
