@@ -15,13 +15,15 @@ sender updates that sender's peer state in the same transaction (gateway.autocry
 A session that collects ERROR_LIMIT refusals or sends JUNK_LIMIT commands that carry
 no mail since its last accepted message is closed with 421 (InboundSMTP): RCPT
 answers would otherwise enumerate the users at wire speed, and NOOP would keep a
-connection for ever.
+connection for ever. Refusals are also counted per client across its connections
+(ProbeGuard), so reconnecting does not buy a prober more guesses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import ssl
 import weakref
@@ -52,7 +54,10 @@ from gateway.pipeline.received import trace_header
 from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import strip_control_headers
 from gateway.runtime import Runtime
+from gateway.settings import Network, networks
 from gateway.smtp_codes import (
+    PROBING_AT_CONNECT,
+    PROBING_AT_RCPT,
     QUEUED,
     RELAY_DENIED,
     TEMPORARY_FAILURE,
@@ -86,6 +91,75 @@ TOO_MANY_HOPS = "554 5.4.6 Too many hops ({count} Received header fields): a mai
 ERROR_LIMIT = 20
 JUNK_LIMIT = 100
 JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP", "HELO", "EHLO"})
+
+
+class ProbeGuard:
+    """Refused commands per client over all its connections: Postfix's anvil, for refusals.
+
+    The per-session limits end one connection, but a prober who reconnects starts them
+    afresh. Here every 5xx reply the MX gives (unknown address, relaying denied, bad
+    syntax, a refused message) counts for the client, an IPv4 address or an IPv6 /64
+    (`ratelimit.client_key`), for `[smtp] inbound_refusal_window` seconds, whatever
+    connection it came on; an accepted message does not reset it, or one message to a
+    known address between two rounds of guesses would. A client with
+    `inbound_refusal_limit` refusals in the window is refused until the oldest of them
+    leaves it: at connect with `421 4.7.0` (as Postfix's anvil answers a client over its
+    connection rate, smtpd_client_connection_rate_limit), and each RCPT of a connection
+    already open with `450 4.7.1` (as Postfix answers a client over its recipient rate,
+    smtpd_client_recipient_rate_limit). The RCPT answer is checked before the address
+    is looked up and is the same for every address, so it tells nothing.
+
+    Both replies are temporary, as Postfix's are, because the count is a rate, not a
+    verdict on the client or the message: a real mail server that shares its address
+    (a large provider's outbound pool, a NAT) and was pushed over by others, or that sent
+    a burst to old addresses, keeps the mail in its queue and delivers it once the
+    window has passed; a 5xx would bounce real mail for another sender's guesses.
+
+    The counts live where `[limits] storage` says (gateway.ratelimit): in the serve
+    process's memory by default, read on the event loop without I/O, or in Redis, one
+    round trip per RCPT and per refusal, shared by every serve process. Clients in
+    `inbound_refusal_exempt` (loopback by default: Postfix in front relays everyone's
+    mail from one address, docs/postfix.md) are never counted.
+    """
+
+    def __init__(
+        self, counter: ratelimit.RefusalCounter | None, exempt: tuple[Network, ...] = ()
+    ) -> None:
+        self.counter = counter
+        self._exempt = exempt
+
+    def key(self, ip: str) -> str | None:
+        """The name the client at `ip` is counted under; None when it is not counted."""
+        if self.counter is None:
+            return None
+        try:
+            address = ipaddress.ip_address(ip.partition("%")[0])
+        except ValueError:
+            return ratelimit.client_key(ip)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self._exempt):
+            return None
+        return ratelimit.client_key(ip)
+
+    async def blocked(self, key: str | None) -> bool:
+        counter = self.counter
+        if key is None or counter is None:
+            return False
+        if counter.in_process:
+            return counter.blocked(key)
+        return await asyncio.to_thread(counter.blocked, key)
+
+    async def record(self, key: str | None) -> bool:
+        """Count a refusal; whether the client has now reached the limit."""
+        counter = self.counter
+        if key is None or counter is None:
+            return False
+        if counter.in_process:
+            count = counter.record(key)
+        else:
+            count = await asyncio.to_thread(counter.record, key)
+        return count >= counter.limit
 
 
 def _deliverable(session: so.Session, rcpt: str) -> Address | None:
@@ -164,6 +238,8 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if await server.probing_blocked():
+            return PROBING_AT_RCPT
         if postmaster.names_postmaster(address):
             address = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
@@ -206,19 +282,37 @@ class InboundHandler:
 
 
 class InboundSMTP(SubmissionSMTP):
-    """The MX session: the submission protocol plus the per-session error and junk limits.
+    """The MX session: the submission protocol plus the per-session error and junk limits,
+    and the per-client refusal count over all sessions (ProbeGuard).
 
     Submission clients are logged in and limited by their account; an MX client is
     anyone, so what one session may cost without carrying mail is bounded here.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, guard: ProbeGuard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._refused = 0  # 5xx replies since the last accepted message
+        self._guard = guard or ProbeGuard(None)
+        self._probe_key: str | None = None  # the client's name in the guard's count
+        self._over_limit_logged = False
+        self._refused = 0  # 5xx replies (and PROBING_AT_RCPT) since the last accepted message
         self._junk = 0  # JUNK_COMMANDS since the last accepted message
         self._smtp_methods = {
             name: self._counted(name, method) for name, method in self._smtp_methods.items()
         }
+
+    async def _handle_client(self) -> None:
+        self._probe_key = self._guard.key(peer_ip(self.session) if self.session else "unknown")
+        if await self._guard.blocked(self._probe_key):
+            # Before the connection is counted or greeted: a refused prober costs little.
+            await self.push(PROBING_AT_CONNECT)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def probing_blocked(self) -> bool:
+        """Whether this client is past the refusal limit over all its connections."""
+        return await self._guard.blocked(self._probe_key)
 
     def message_accepted(self) -> None:
         """A message was stored: the client is a sender, not a prober; both counts restart."""
@@ -256,6 +350,15 @@ class InboundSMTP(SubmissionSMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and status.startswith("5"):
             self._refused += 1
+            # Counted before the client reads the reply, so its next connection sees it.
+            if await self._guard.record(self._probe_key) and not self._over_limit_logged:
+                self._over_limit_logged = True
+                log.info(
+                    "MX client %s reached the refusal limit; refused until the window passes",
+                    self._probe_key,
+                )
+        elif status == PROBING_AT_RCPT:
+            self._refused += 1  # the session limit still ends a blocked client's session
         await super().push(status)
 
 
@@ -265,6 +368,19 @@ class InboundServer:
     def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
         self.runtime = runtime
         self.handler = InboundHandler(runtime, clock=clock)
+        smtp = runtime.settings.smtp
+        counter = None
+        if smtp.inbound_refusal_limit:
+            counter = ratelimit.refusal_counter(
+                runtime.settings.limits.storage,
+                smtp.inbound_refusal_limit,
+                smtp.inbound_refusal_window,
+                smtp.inbound_refusal_clients,
+                "inbound",
+                clock=lambda: clock().timestamp(),
+            )
+        exempt = networks(smtp.inbound_refusal_exempt, "[smtp] inbound_refusal_exempt")
+        self.guard = ProbeGuard(counter, exempt)
         self._connections = ratelimit.connection_limiter(
             runtime.settings.limits.storage,
             runtime.settings.smtp.max_connections_per_client,
@@ -285,6 +401,7 @@ class InboundServer:
             session = InboundSMTP(
                 self.handler,
                 connections=self._connections,
+                guard=self.guard,
                 implicit_tls=False,
                 budget=self.runtime.inflight,
                 hostname=smtp.hostname,

@@ -47,6 +47,15 @@ class SmtpSettings:
     max_connections_per_client: int = 20
     max_auth_failures_per_client: int = 10
     auth_failure_window: float = 600.0
+    # The MX's refusals (550 unknown address, relaying denied, ...) per client IP (an
+    # IPv6 /64 as one) within the window, over every connection: past the limit, 421 at
+    # connect and 450 per RCPT until older refusals leave the window (0 turns it off).
+    inbound_refusal_limit: int = 50
+    inbound_refusal_window: float = 3600.0
+    # With [limits] storage = "memory://": how many clients the serve process keeps counts of.
+    inbound_refusal_clients: int = 50_000
+    # Clients never counted: a mail server in front that relays everyone's mail (Postfix).
+    inbound_refusal_exempt: str = "127.0.0.1, ::1"
     max_mime_depth: int = 32
     max_mime_parts: int = 1000
     tls_cert: str = "tls/cert.pem"
@@ -584,6 +593,8 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[smtp] max_message_size: must be at least 1024 bytes")
     if name == "smtp" and section.min_data_rate < 1:
         raise SettingsError("[smtp] min_data_rate: must be at least 1 (bytes per second)")
+    if name == "smtp":
+        _validate_refusal_limit(section)
     if name == "security":
         _validate_security(section)
     if name == "passwords":
@@ -615,6 +626,31 @@ def _validate(name: str, section: Any) -> None:
         raise SettingsError("[workers] max_group: must be at least 1")
     if name == "workers" and section.backlog < 1:
         raise SettingsError("[workers] backlog: must be at least 1")
+
+
+def _validate_refusal_limit(section: SmtpSettings) -> None:
+    if section.inbound_refusal_limit and section.inbound_refusal_window <= 0:
+        raise SettingsError("[smtp] inbound_refusal_window: must be more than 0")
+    if section.inbound_refusal_clients < 1:
+        raise SettingsError("[smtp] inbound_refusal_clients: must be at least 1")
+    networks(section.inbound_refusal_exempt, "[smtp] inbound_refusal_exempt")
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(value: str, label: str) -> tuple[Network, ...]:
+    """A list of addresses or networks ("127.0.0.1, ::1, 10.0.0.0/8") read; SettingsError
+    naming `label` and the entry that is neither."""
+    found: list[Network] = []
+    for item in value.replace(",", " ").split():
+        try:
+            found.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"{label}: {item[:60]!r} is not an address or a network such as 10.0.0.0/8"
+            ) from None
+    return tuple(found)
 
 
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

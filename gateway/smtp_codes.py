@@ -10,6 +10,11 @@ AUTH_TOO_LONG = "500 5.5.6 Authentication exchange line is too long"
 IDLE_TIMEOUT = "421 4.4.2 Idle for too long; closing the connection"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address; try again later"
 TOO_MANY_REFUSALS = "421 4.7.0 Too many refused commands without a message; closing the connection"
+# A client past `[smtp] inbound_refusal_limit` (gateway.inbound.ProbeGuard): refused at
+# connect as Postfix's anvil refuses a client over a connection rate, and per RCPT as
+# over a recipient rate (smtpd_client_recipient_rate_limit).
+PROBING_AT_CONNECT = "421 4.7.0 Too many refused commands from your network; try again later"
+PROBING_AT_RCPT = "450 4.7.1 Too many refused commands from your network; try again later"
 TOO_MANY_IDLE_COMMANDS = "421 4.7.0 Too many commands without a message; closing the connection"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address <{sender}> is not one of your addresses"
 HEADER_FROM_NOT_OWNED = (

@@ -59,6 +59,9 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         ("", {"SEALGATE_RELAY_TIMEOUT": "1e400"}, "SEALGATE_RELAY_TIMEOUT"),
         ("[security]\nknown_client_days = -1\n", {}, "[security] known_client_days"),
         ("", {"SEALGATE_SECURITY_KNOWN_CLIENT_DAYS": "99999"}, "[security] known_client_days"),
+        ("[smtp]\ninbound_refusal_window = 0\n", {}, "[smtp] inbound_refusal_window"),
+        ("[smtp]\ninbound_refusal_clients = 0\n", {}, "[smtp] inbound_refusal_clients"),
+        ("[smtp]\ninbound_refusal_exempt = 'postfix.lan'\n", {}, "'postfix.lan' is not"),
     ],
 )
 def test_bad_values_name_the_key(
