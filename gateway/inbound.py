@@ -56,6 +56,7 @@ from gateway.pipeline.triggers import strip_control_headers
 from gateway.runtime import Runtime
 from gateway.settings import Network, networks
 from gateway.smtp_codes import (
+    POSTMASTER_UNSET,
     PROBING_AT_CONNECT,
     PROBING_AT_RCPT,
     QUEUED,
@@ -241,7 +242,10 @@ class InboundHandler:
         if await server.probing_blocked():
             return PROBING_AT_RCPT
         if postmaster.names_postmaster(address):
-            address = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            target = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            if target is None:
+                return POSTMASTER_UNSET.format(rcpt=address[:320])
+            address = target
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
             found = await lookups.destination_at_rcpt(self.runtime.sessions, address)

@@ -48,6 +48,10 @@ ACCOUNT_DISABLED = "535 5.7.8 This account is disabled; ask your administrator"
 # RFC 4954 §6: the session's login stopped holding (disabled, password changed, app
 # password revoked, address gone); the client must authenticate again.
 LOGIN_NO_LONGER_VALID = "530 5.7.0 The login of this session is no longer valid; authenticate again"
+# gateway.postmaster: RFC 5321 §4.5.1 says postmaster must be taken, and there is no mailbox.
+POSTMASTER_UNSET = (
+    "451 4.3.0 <{rcpt}>: no mailbox takes the postmaster's mail here yet; please try again later"
+)
 UNKNOWN_LOCAL_RECIPIENT = "550 5.1.1 <{rcpt}>: no such mailbox here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients (at most {limit} per message)"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds the limit of {limit} bytes"

@@ -43,6 +43,7 @@ from gateway.smtp_codes import (
     LOGIN_NO_LONGER_VALID,
     MESSAGE_TOO_BIG,
     OK_AUTH,
+    POSTMASTER_UNSET,
     QUEUED,
     SENDER_EMPTY,
     SENDER_NOT_OWNED,
@@ -295,7 +296,10 @@ class SubmissionHandler:
         rcpt_options: list[str],
     ) -> str:
         if postmaster.names_postmaster(address):
-            address = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            target = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            if target is None:
+                return POSTMASTER_UNSET.format(rcpt=address[:320])
+            address = target
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
             found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
