@@ -3,10 +3,20 @@
 Several messages can be saved per address, one is active at a time. It answers
 within its start/end window and on its weekdays, at most once per sender per 7
 days (a reset forgets who was answered), never to excluded addresses or
-`@domain` entries, and never where RFC 3834 §2 says an automatic reply must not
-go: `Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, `List-Id`,
-an empty return path, or mail from the address itself. It answers encrypted
-mail too: it needs only the headers, which stay in clear.
+`@domain` entries, and never where RFC 3834 §2 says a personal responder must not
+or should not answer (`rfc3834_allows`):
+
+- `Auto-Submitted` other than `no` in any of the message's fields of that name;
+- `Precedence: bulk|list|junk`, any `List-*` field (RFC 2369, RFC 2919), or
+  Exchange's `X-Auto-Response-Suppress: OOF|All`;
+- an empty return path, or one that is a program's (MAILER-DAEMON, LISTSERV,
+  majordomo, owner-*, *-request, *-owner, *-bounces);
+- mail from the account itself (any of its addresses or their aliases);
+- mail that names none of the account's addresses or aliases in To, Cc, Bcc,
+  Resent-To, Resent-Cc or Resent-Bcc: it came by a Bcc or through a list, and an
+  away notice would tell the list or the hidden sender.
+
+It answers encrypted mail too: it needs only the headers, which stay in clear.
 """
 
 from __future__ import annotations
@@ -15,21 +25,29 @@ import datetime as dt
 import email.utils
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import local_delivery, mails, mimepolicy, rawheaders
-from gateway.addresses import domain_of
-from gateway.models import Address, AutoreplySent, Autoresponder
+from gateway.addresses import domain_of, other_form
+from gateway.models import Address, Alias, AutoreplySent, Autoresponder
 
 REPLY_INTERVAL = dt.timedelta(days=7)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_WEEKDAYS = (1 << 7) - 1
-_BULK_PRECEDENCE = {"bulk", "list", "junk"}
+_BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
+# The fields a reply quotes (the first of each is used).
+_QUOTED = frozenset({"subject", "message-id"})
+# RFC 3834 §2: the fields that name the recipients of the message.
+_RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"})
+# Microsoft's MS-OXCMAIL 2.2.3.2.20: the sender asks for no out-of-office reply.
+_SUPPRESS_TOKENS = frozenset({"oof", "all"})
+_TOKEN = re.compile(r"[^\s;,()]+")
 
 
 class AutoresponderError(ValueError):
@@ -42,30 +60,78 @@ class Incoming:
 
     envelope_from: str
     recipient: str
-    headers: dict[str, str]  # lower-cased names of the fields that matter, decoded
+    headers: dict[str, str]  # the first Subject and Message-ID, lower-cased names, decoded
+    auto_submitted: tuple[str, ...] = ()  # every Auto-Submitted value
+    precedence: tuple[str, ...] = ()
+    response_suppress: tuple[str, ...] = ()  # X-Auto-Response-Suppress values
+    list_fields: bool = False  # any List-* field
+    named: frozenset[str] = field(default_factory=frozenset)  # To, Cc, Bcc, Resent-*, lower
 
     @classmethod
     def from_raw(cls, raw: bytes, envelope_from: str, recipient: str) -> Incoming:
-        wanted = ("auto-submitted", "precedence", "list-id", "subject", "message-id", "references")
         found: dict[str, str] = {}
-        for field in rawheaders.headers(raw):
-            key = field.name.lower()
-            if key in wanted and key not in found:
-                found[key] = field.value
-        return cls(envelope_from=envelope_from, recipient=recipient, headers=found)
+        values: dict[str, list[str]] = {}
+        named: set[str] = set()
+        list_fields = False
+        for raw_field in rawheaders.headers(raw):
+            key = raw_field.name.lower()
+            if key in _QUOTED:
+                found.setdefault(key, raw_field.value)
+            elif key in ("auto-submitted", "precedence", "x-auto-response-suppress"):
+                values.setdefault(key, []).append(raw_field.value)
+            elif key in _RECIPIENT_FIELDS:
+                named.update(_addresses(raw_field.clean_value))
+            elif key.startswith("list-"):
+                list_fields = True
+        return cls(
+            envelope_from=envelope_from,
+            recipient=recipient,
+            headers=found,
+            auto_submitted=tuple(values.get("auto-submitted", ())),
+            precedence=tuple(values.get("precedence", ())),
+            response_suppress=tuple(values.get("x-auto-response-suppress", ())),
+            list_fields=list_fields,
+            named=frozenset(named),
+        )
 
 
-def rfc3834_allows(incoming: Incoming) -> bool:
-    """Whether RFC 3834 lets an automatic reply go to this message at all."""
+def _addresses(value: bytes) -> Iterable[str]:
+    """The addresses of an address-list field, lower-cased. Read from the raw value, so
+    an encoded word in a display name stays a display name. A sender can name anyone
+    in To anyway: the rule keeps honest Bcc and list mail unanswered, no more."""
+    text = value.decode("utf-8", "surrogateescape")
+    for _name, address in email.utils.getaddresses([text]):
+        if "@" in address:
+            yield address.strip().lower()
+
+
+def rfc3834_allows(incoming: Incoming, own: Collection[str] = ()) -> bool:
+    """Whether RFC 3834 §2 lets a personal automatic reply go to this message.
+
+    `own` holds the account's addresses and aliases (lower-cased, both IDN forms); the
+    recipient address alone when it is empty.
+    """
+    names = frozenset(own) or frozenset({incoming.recipient.lower()})
     sender = incoming.envelope_from.strip().lower()
-    if not sender or sender == incoming.recipient.lower() or _machine_sender(sender):
+    if not sender or sender in names or _machine_sender(sender):
         return False
-    auto = incoming.headers.get("auto-submitted", "no").split(";", 1)[0].strip().lower()
-    if auto != "no":
+    if any(_first_token(v) != "no" for v in incoming.auto_submitted):
         return False
-    if incoming.headers.get("precedence", "").strip().lower() in _BULK_PRECEDENCE:
+    if any(_first_token(v) in _BULK_PRECEDENCE for v in incoming.precedence):
         return False
-    return "list-id" not in incoming.headers
+    for value in incoming.response_suppress:
+        if _SUPPRESS_TOKENS & {t.lower() for t in _TOKEN.findall(value)}:
+            return False
+    if incoming.list_fields:
+        return False
+    return not incoming.named.isdisjoint(names)
+
+
+def _first_token(value: str) -> str:
+    """`auto-replied` of `auto-replied; owner-email=…`, `bulk` of `Bulk (newsletter)`;
+    "" for an empty value, which is then no `no`."""
+    token = _TOKEN.match(value.strip())
+    return token.group().lower() if token else ""
 
 
 # RFC 3834 §2: senders that are programs, not people (bounce daemons, list managers).
@@ -75,12 +141,30 @@ _MACHINE_SUFFIXES = ("-request", "-owner", "-bounces")
 
 
 def _machine_sender(sender: str) -> bool:
-    local = sender.rpartition("@")[0].strip('"')
+    local = sender.rpartition("@")[0] if "@" in sender else sender  # "MAILER-DAEMON" alone
+    local = local.strip('"')
     return (
         local in _MACHINE_LOCAL_PARTS
         or local.startswith(_MACHINE_PREFIXES)
         or local.endswith(_MACHINE_SUFFIXES)
     )
+
+
+def account_names(session: so.Session, account_id: int) -> frozenset[str]:
+    """Every address of the account and every alias of them, lower-cased, in both IDN
+    forms: the names under which mail reaches this person."""
+    addresses = session.scalars(sa.select(Address.address).where(Address.account_id == account_id))
+    aliases = session.scalars(
+        sa.select(Alias.alias)
+        .join(Address, Alias.address_id == Address.id)
+        .where(Address.account_id == account_id)
+    )
+    names: set[str] = set()
+    for name in (*addresses, *aliases):
+        names.add(name.lower())
+        if (other := other_form(name.lower())) is not None:
+            names.add(other)
+    return frozenset(names)
 
 
 def in_window(responder: Autoresponder, now: dt.datetime) -> bool:
@@ -160,8 +244,8 @@ def respond(
     incoming = Incoming.from_raw(raw, envelope_from, address.address)
     sender = envelope_from.lower()
     if (
-        not rfc3834_allows(incoming)
-        or not in_window(responder, now)
+        not in_window(responder, now)
+        or not rfc3834_allows(incoming, account_names(session, address.account_id))
         or excluded(responder, sender)
         or answered_recently(session, address.id, sender, now)
     ):

@@ -22,11 +22,13 @@ DE: dict[str, str] = {
     "Away message “{name}”": "Abwesenheitsnotiz „{name}“",
     "Away messages answer mail to one of your addresses automatically. Each address can"
     " keep several; one at a time is active. A sender gets the answer at most once in 7"
-    " days; mailing lists, bulk mail and automatic mail never get one.": (
+    " days; mailing lists, bulk mail, automatic mail and mail that names none of your"
+    " addresses in To or Cc (a Bcc) never get one.": (
         "Abwesenheitsnotizen beantworten E-Mails an eine Ihrer Adressen automatisch. Jede"
         " Adresse kann mehrere speichern; aktiv ist jeweils eine. Ein Absender erhält die"
-        " Antwort höchstens einmal in 7 Tagen; Mailinglisten, Massen-E-Mails und automatische"
-        " E-Mails erhalten nie eine."
+        " Antwort höchstens einmal in 7 Tagen; Mailinglisten, Massen-E-Mails, automatische"
+        " E-Mails und E-Mails, die keine Ihrer Adressen in An oder Kopie nennen (eine"
+        " Blindkopie), erhalten nie eine."
     ),
     "Bcc": "Blindkopie",
     "Cancel": "Abbrechen",
@@ -268,11 +270,13 @@ FR: dict[str, str] = {
     "Away message “{name}”": "Message d'absence « {name} »",
     "Away messages answer mail to one of your addresses automatically. Each address can"
     " keep several; one at a time is active. A sender gets the answer at most once in 7"
-    " days; mailing lists, bulk mail and automatic mail never get one.": (
+    " days; mailing lists, bulk mail, automatic mail and mail that names none of your"
+    " addresses in To or Cc (a Bcc) never get one.": (
         "Les messages d'absence répondent automatiquement aux e-mails reçus par l'une de vos"
         " adresses. Chaque adresse peut en garder plusieurs ; un seul est actif à la fois. Un"
         " expéditeur reçoit la réponse au plus une fois en 7 jours ; les listes de diffusion,"
-        " les envois en masse et les e-mails automatiques n'en reçoivent jamais."
+        " les envois en masse, les e-mails automatiques et ceux qui ne nomment aucune de vos"
+        " adresses en À ou Cc (une Cci) n'en reçoivent jamais."
     ),
     "Bcc": "Cci",
     "Cancel": "Annuler",
