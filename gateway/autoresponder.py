@@ -16,7 +16,11 @@ or should not answer (`rfc3834_allows`):
   Resent-To, Resent-Cc or Resent-Bcc: it came by a Bcc or through a list, and an
   away notice would tell the list or the hidden sender.
 
-It answers encrypted mail too: it needs only the headers, which stay in clear.
+The header fields are read as a lenient reader (Postfix, RFC 5322 §4.5.3) reads
+them, obsolete syntax included (`Auto-Submitted : auto-replied`,
+`rawheaders.lenient_headers`): a field another program takes as a loop marker is one
+here too. It answers encrypted mail too: it needs only the headers, which stay in
+clear.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class Incoming:
         values: dict[str, list[str]] = {}
         named: set[str] = set()
         list_fields = False
-        for raw_field in rawheaders.headers(raw):
+        for raw_field in rawheaders.lenient_headers(raw):
             key = raw_field.name.lower()
             if key in _QUOTED:
                 found.setdefault(key, raw_field.value)

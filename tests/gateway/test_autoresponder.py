@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import email.policy
+import itertools
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway import accounts, autoresponder, db
 from gateway.models import Address, Autoresponder, MailboxMessage, QueueItem
@@ -230,3 +234,80 @@ def test_reply_threading_cannot_inject_headers(session: so.Session, bob: Address
     parsed = email.message_from_bytes(reply.raw, policy=email.policy.default)
     assert parsed["Reply-To"] is None and b"mallory" not in reply.raw
     assert parsed["In-Reply-To"] is None and parsed["References"] is None
+
+
+_SENDERS = itertools.count()
+# Loop markers (RFC 3834 §2, RFC 2369/2919, Exchange) and values that mean "do not answer".
+MARKERS = {
+    "Auto-Submitted": ["auto-replied", "auto-generated", "auto-notified", "Auto-Replied; x=y"],
+    "Precedence": ["bulk", "list", "junk", "bulk (newsletter)"],
+    "List-Id": ["<team.lists.example>"],
+    "List-Unsubscribe": ["<mailto:leave@lists.example>"],
+    "List-Post": ["<mailto:team@lists.example>"],
+    "X-Auto-Response-Suppress": ["OOF", "All", "DR, OOF"],
+}
+
+
+def _case(draw: st.DrawFn, text: str) -> str:
+    flips = draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
+    return "".join(c.swapcase() if flip else c for c, flip in zip(text, flips, strict=True))
+
+
+@st.composite
+def marker_fields(draw: st.DrawFn) -> tuple[str, str, str, bool]:
+    """(field text without line end, its name, its value, whether it is in the obsolete
+    syntax): any spelling a lenient reader takes as that field."""
+    name = draw(st.sampled_from(sorted(MARKERS)))
+    value = draw(st.sampled_from(MARKERS[name]))
+    spelled_value = _case(draw, value)
+    if draw(st.booleans()) and ";" not in value and "," not in value:
+        # An RFC 2047 encoded word: Python's default policy hands the value decoded.
+        spelled_value = draw(
+            st.sampled_from(
+                [
+                    f"=?us-ascii?q?{value.replace(' ', '_')}?=",
+                    f"=?utf-8?b?{base64.b64encode(value.encode()).decode()}?=",
+                ]
+            )
+        )
+    before_colon = draw(st.text(alphabet=" \t", max_size=3))  # RFC 5322 §4.5.3
+    after_colon = draw(st.sampled_from(["", " ", "\t", "  ", "\r\n ", " \r\n\t"]))
+    text = f"{_case(draw, name)}{before_colon}:{after_colon}{spelled_value}"
+    return text, name, value, bool(before_colon)
+
+
+@pytest.fixture
+def bob_away(session: so.Session, bob: Address) -> Address:
+    away(session, bob)
+    return bob
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(marker=marker_fields(), position=st.integers(0, 3), line_end=st.sampled_from(["\r\n", "\n"]))
+def test_no_away_reply_to_a_loop_marker_in_any_spelling(
+    session: so.Session,
+    bob_away: Address,
+    marker: tuple[str, str, str, bool],
+    position: int,
+    line_end: str,
+) -> None:
+    """Whatever the spelling of a loop marker that a lenient reader (Python's email with
+    the default policy; Postfix, which also reads the obsolete syntax with white space
+    before the colon) takes as the field, no away reply goes out. The same message
+    without the marker is answered, so the marker alone made the difference."""
+    text, name, value, obsolete = marker
+    sender = f"s{next(_SENDERS)}@elsewhere.example"  # a new one: answered once per 7 days
+
+    def message(*extra: str) -> bytes:
+        fields = [f"From: {sender}", f"To: {BOB}", "Subject: question", "Message-ID: <q@x>"]
+        fields[position:position] = list(extra)
+        return (line_end.join(fields) + line_end + line_end + "hello" + line_end).encode()
+
+    marked = message(text.replace("\r\n", line_end))
+    if not obsolete:  # the premise, for Python's reader: it takes the field, value intact
+        parsed = email.message_from_bytes(marked, policy=email.policy.default)
+        assert str(parsed[name]).strip().lower() == value.lower()
+    assert not respond(session, bob_away, marked, sender)
+    assert respond(session, bob_away, message(), sender)

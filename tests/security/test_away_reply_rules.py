@@ -3,9 +3,12 @@
 RFC 3834 §2: a personal responder SHOULD NOT answer unless an address of the recipient
 is in To, Cc, Bcc, Resent-To, Resent-Cc or Resent-Bcc. It answered mail that reached
 the user by Bcc or through a list without List-* fields (telling a list, or whoever
-sent a Bcc, that the user is away), and mail from a program or a list whose marker
-it did not look for (a second Auto-Submitted field, `Precedence: bulk (comment)`,
-List-* fields other than List-Id, a sender `MAILER-DAEMON` without a domain).
+sent a Bcc, that the user is away); mail from a program or a list whose marker it
+did not look for (a second Auto-Submitted field, `Precedence: bulk (comment)`, List-*
+fields other than List-Id, a sender `MAILER-DAEMON` without a domain); and mail whose
+`Auto-Submitted` field was in the obsolete syntax (`Auto-Submitted : auto-replied`,
+RFC 5322 §4.5.3, which Postfix reads as the field): another responder's reply was
+answered, the start of a mail loop.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def test_mail_that_does_not_name_bob_gets_no_away_reply(
         "To: robert@example.test\r\n",  # another address of the account
         "Cc: rob@example.test\r\n",  # an alias of another address of the account
         f"To: {ALICE},\r\n {BOB}\r\n",  # folded
+        f"To : {BOB}\r\n",  # obsolete syntax, read as a lenient reader reads it
     ],
 )
 def test_mail_that_names_bob_is_answered(
@@ -110,6 +114,11 @@ def test_mail_that_names_bob_is_answered(
 @pytest.mark.parametrize(
     "header",
     [
+        "Auto-Submitted : auto-replied\r\n",
+        "Auto-Submitted\t: auto-replied\r\n",
+        "auto-submitted   :auto-generated\r\n",
+        "Precedence : bulk\r\n",
+        "List-Id : <team.lists.example>\r\n",
         "Auto-Submitted: no\r\nAuto-Submitted: auto-replied\r\n",  # every field counts
         "Precedence: bulk (newsletter)\r\n",
         "X-Auto-Response-Suppress: OOF, AutoReply\r\n",  # Exchange's own signal
@@ -118,7 +127,7 @@ def test_mail_that_names_bob_is_answered(
         "List-Help: <mailto:team-help@lists.example>\r\n",
     ],
 )
-def test_automatic_and_list_mail_gets_no_away_reply(
+def test_automatic_and_list_mail_in_any_spelling_gets_no_away_reply(
     bob_away: InboundServer, runtime: Runtime, header: str
 ) -> None:
     send(bob_away, f"To: {BOB}\r\n{header}")
