@@ -18,12 +18,15 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import redis
 
+from gateway import ratelimit
 from gateway.inbound import ERROR_LIMIT, InboundServer, ProbeGuard
 from gateway.ratelimit import RefusalWindow
 from gateway.runtime import Runtime
 from gateway.settings import networks
 from tests.conftest import LoopThread
+from tests.gateway.test_ratelimit import REDIS_URL
 
 BOB = "bob@example.test"
 PROBER, NEIGHBOUR = "127.0.0.2", "127.0.0.3"  # on Linux all of 127/8 is this machine
@@ -209,3 +212,38 @@ def test_an_ipv6_client_is_its_64_and_mapped_loopback_stays_exempt() -> None:
         )
 
     assert asyncio.run(probe()) == (True, False, False)
+
+
+def test_serve_processes_sharing_redis_share_the_count(
+    runtime: Runtime, mail_users: dict[str, str], loop_thread: LoopThread, clock: Clock
+) -> None:
+    """With `[limits] storage` on Redis, a prober spreading its guesses over several
+    serve processes (behind one address) meets one limit: refused at one, refused at all."""
+    shared = runtime.settings.replace(
+        limits={"storage": REDIS_URL}, smtp={"inbound_refusal_limit": 3}
+    )
+    key = f"{ratelimit.PREFIX}:inbound:refused:{PROBER}"
+    store = redis.Redis.from_url(REDIS_URL)
+    store.delete(key)
+    first, second = Runtime.open(shared), Runtime.open(shared)
+    one, two = InboundServer(first, clock=clock), InboundServer(second, clock=clock)
+    loop_thread.run(one.start())
+    loop_thread.run(two.start())
+    try:
+        assert all(r.startswith(b"550") for r in guesses(one.port, PROBER, 0, 2))
+        assert guesses(two.port, PROBER, 2, 1)[0].startswith(b"550")
+        for server in (one, two):
+            wire = Wire(server.port, PROBER)
+            try:
+                assert wire.greeting.startswith(b"421 4.7.0")
+            finally:
+                wire.close()
+        clock.now += dt.timedelta(seconds=shared.smtp.inbound_refusal_window)
+        assert guesses(one.port, PROBER, 3, 1)[0].startswith(b"550")
+    finally:
+        loop_thread.run(one.stop(grace=5))
+        loop_thread.run(two.stop(grace=5))
+        first.close()
+        second.close()
+        store.delete(key)
+        store.close()
