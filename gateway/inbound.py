@@ -240,10 +240,12 @@ class InboundHandler:
         rcpt_options: list[str],
     ) -> str:
         if await server.probing_blocked():
+            server.refused_for_now()
             return PROBING_AT_RCPT
         if postmaster.names_postmaster(address):
             target = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
             if target is None:
+                server.refused_for_now()
                 return POSTMASTER_UNSET.format(rcpt=address[:320])
             address = target
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
@@ -298,7 +300,7 @@ class InboundSMTP(SubmissionSMTP):
         self._guard = guard or ProbeGuard(None)
         self._probe_key: str | None = None  # the client's name in the guard's count
         self._over_limit_logged = False
-        self._refused = 0  # 5xx replies (and PROBING_AT_RCPT) since the last accepted message
+        self._refused = 0  # 5xx replies (and `refused_for_now`) since the last accepted message
         self._junk = 0  # JUNK_COMMANDS since the last accepted message
         self._smtp_methods = {
             name: self._counted(name, method) for name, method in self._smtp_methods.items()
@@ -361,9 +363,14 @@ class InboundSMTP(SubmissionSMTP):
                     "MX client %s reached the refusal limit; refused until the window passes",
                     self._probe_key,
                 )
-        elif status == PROBING_AT_RCPT:
-            self._refused += 1  # the session limit still ends a blocked client's session
         await super().push(status)
+
+    def refused_for_now(self) -> None:
+        """A RCPT refused with a 4xx that a prober could ask again and again at no cost
+        (PROBING_AT_RCPT, POSTMASTER_UNSET): it counts towards the session's limit, so the
+        session still ends, but not towards the client's window (ProbeGuard), which a
+        temporary refusal of ours must not lengthen."""
+        self._refused += 1
 
 
 class InboundServer:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, db, postmaster
-from gateway.inbound import InboundServer
+from gateway.inbound import ERROR_LIMIT, InboundServer
 from gateway.models import Account, Address, Alias, Domain, MailboxMessage
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
@@ -183,3 +183,17 @@ def test_bare_postmaster_of_an_idn_primary_domain_needs_no_smtputf8(
     finally:
         loop_thread.run(server.stop(grace=5))
     assert inbox(runtime, anna) == ["idn report"]
+
+
+def test_asking_for_a_postmaster_without_mailbox_still_ends_the_session(
+    inbound: InboundServer,
+) -> None:
+    """Each such RCPT costs a database read and a warning: the 451s count towards the
+    session's refusal limit like a 5xx, so one connection cannot ask without end."""
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.ehlo("reports.example")
+        client.mail("reports@outside.example")
+        codes = {client.rcpt("postmaster")[0] for _ in range(ERROR_LIMIT)}
+        assert codes == {451}
+        code, reply = client.rcpt("postmaster")
+    assert (code, reply[:5]) == (421, b"4.7.0")
