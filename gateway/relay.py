@@ -30,7 +30,7 @@ import random
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -313,9 +313,7 @@ class Relay:
 
             def sent(s: so.Session) -> None:
                 outbound.mark_sent(s, item)
-                # aiosmtplib hands over the text of DATA's reply; its code is 250.
-                answer = f"250 {reply}"
-                maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.SENT, answer, now)
+                maillog.record_relay(s, item.queue_id, item.rcpt_to, maillog.SENT, reply, now)
 
             await self._db(sent)
             log.info(
@@ -398,7 +396,7 @@ class Relay:
     # -- SMTP --------------------------------------------------------------------
 
     async def _send(self, item: ClaimedItem) -> tuple[str, aiosmtplib.SMTP]:
-        """Deliver the row: the reply to DATA and the still-open client.
+        """Deliver the row: the reply after the final dot ("250 ...") and the still-open client.
 
         Raises _Temporary or _Permanent; the caller QUITs once the delivery is recorded.
         """
@@ -497,10 +495,12 @@ class Relay:
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         try:
             relay = self.relay
-            await client.mail(
-                item.mail_from, options=options, encoding=encoding, timeout=relay.mail_timeout
-            )
-            await client.rcpt(item.rcpt_to, encoding=encoding, timeout=relay.rcpt_timeout)
+            async with _any_positive_reply():
+                await client.mail(
+                    item.mail_from, options=options, encoding=encoding, timeout=relay.mail_timeout
+                )
+            async with _any_positive_reply():
+                await client.rcpt(item.rcpt_to, encoding=encoding, timeout=relay.rcpt_timeout)
             response = await send_data(client, wire_form(item.raw), data_timeouts(relay))
         except aiosmtplib.SMTPResponseException as exc:
             self._classify(exc.code, exc.message, peer_address(client))
@@ -508,7 +508,7 @@ class Relay:
             raise _Temporary(f"timed out talking to the relay: {_describe(exc)}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _Temporary(f"connection to relay lost: {_describe(exc)}") from None
-        return response.message
+        return f"{response.code} {response.message}"
 
     def _classify(self, code: int, message: str, peer: str) -> NoReturn:
         if code < 200:
@@ -522,6 +522,20 @@ class Relay:
                 dsn.smtp_failure(code, message, remote_mta=self.relay.host, remote_address=peer)
             )
         raise _Temporary(f"{code} {dsn.clean(message)}")
+
+
+@contextlib.asynccontextmanager
+async def _any_positive_reply() -> AsyncIterator[None]:
+    """Take any 2xx as the success it is (RFC 5321 4.2.1).
+
+    aiosmtplib wants 250 for MAIL and 250 or 251 for RCPT; a 252 or a 251 to MAIL
+    was retried as a temporary failure until `max_age` and then bounced.
+    """
+    try:
+        yield
+    except aiosmtplib.SMTPResponseException as exc:
+        if not 200 <= exc.code < 300:
+            raise
 
 
 def _valid_for_relay(raw: bytes, eightbit: bool) -> bytes:

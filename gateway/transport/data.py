@@ -36,7 +36,7 @@ class DataTimeouts:
 async def send_data(client: aiosmtplib.SMTP, wire: bytes, timeouts: DataTimeouts) -> SMTPResponse:
     """Send DATA, the message (`wire`: CRLF line ends, ending in CRLF) and the final dot.
 
-    Returns the 250 reply; raises SMTPDataError for any other reply and
+    Returns the 2xx reply; raises SMTPDataError for any other reply and
     SMTPTimeoutError (a TimeoutError) when a stage runs out of time. On an error
     the connection is closed: its state is no longer known.
     """
@@ -66,7 +66,9 @@ async def send_data(client: aiosmtplib.SMTP, wire: bytes, timeouts: DataTimeouts
         reply.cancel()
         client.close()
         raise
-    if response.code != 250:
+    # Any 2xx is a delivery (RFC 5321 4.2.1): a 251 or 252 taken for a failure was
+    # sent again on every retry, then bounced although it had arrived.
+    if not 200 <= response.code < 300:
         raise aiosmtplib.SMTPDataError(response.code, response.message)
     return response
 
