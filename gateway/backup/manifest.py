@@ -56,12 +56,55 @@ def read(directory: Path) -> Manifest:
         raise BackupError(f"{directory} is not a sealgate backup (no {MANIFEST})") from None
     except (ValueError, UnicodeDecodeError):
         raise BackupError(f"{path} is not valid JSON") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict):
+        raise BackupError(f"{path}: malformed manifest (not a JSON object)")
+    if data.get("format") != FORMAT:
         raise BackupError(f"{path}: unknown backup format {data.get('format')!r}")
     try:
-        return Manifest(**data)
+        manifest = Manifest(**data)
     except TypeError:
         raise BackupError(f"{path}: malformed manifest") from None
+    problem = _malformed(manifest)
+    if problem:
+        raise BackupError(f"{path}: malformed manifest ({problem})")
+    return manifest
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _malformed(manifest: Manifest) -> str:
+    """What in a parsed manifest has the wrong shape ("" if nothing).
+
+    The manifest is read before anything else, from a directory that may have been
+    damaged or edited: a wrong type must be a clear refusal, not a traceback later.
+    """
+    for name in ("created_at", "sealgate_version", "database"):
+        if not isinstance(getattr(manifest, name), str):
+            return f"{name} is not a string"
+    if not isinstance(manifest.schema_revisions, list) or not all(
+        isinstance(r, str) for r in manifest.schema_revisions
+    ):
+        return "schema_revisions is not a list of strings"
+    if not isinstance(manifest.master_key_versions, list) or not all(
+        _is_int(v) for v in manifest.master_key_versions
+    ):
+        return "master_key_versions is not a list of numbers"
+    if not isinstance(manifest.counts, dict) or not all(
+        isinstance(k, str) and _is_int(v) for k, v in manifest.counts.items()
+    ):
+        return "counts is not a table of numbers"
+    if not isinstance(manifest.files, dict):
+        return "files is not a table"
+    for name, entry in manifest.files.items():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not _is_int(entry.get("size"))
+        ):
+            return f"the entry of {name!r} in files has no sha256 and size"
+    return ""
 
 
 def verify(directory: Path, manifest: Manifest) -> None:

@@ -23,7 +23,15 @@ import sqlalchemy as sa
 
 from gateway import db, master_records
 from gateway.backup import database
-from gateway.backup.manifest import BackupError, Manifest, describe, read, verify, write
+from gateway.backup.manifest import (
+    MANIFEST,
+    BackupError,
+    Manifest,
+    describe,
+    read,
+    verify,
+    write,
+)
 from gateway.models import Domain, MailboxMessage, SecureMessage
 from gateway.settings import SETTINGS_FILE, Settings
 from keystore import ringcheck
@@ -253,11 +261,17 @@ def restore(
             f"the backup holds a {manifest.database} database; [database] url is"
             f" {database.kind(url)}"
         )
+    db_files = [n for n in manifest.files if n in (database.SQLITE_FILE, database.PG_FILE)]
+    if len(db_files) != 1:
+        raise BackupError(
+            f"{MANIFEST} lists {len(db_files)} database files; a backup holds exactly one"
+            " (the backup is damaged); nothing was changed"
+        )
+    [db_file] = db_files
     try:
         ring, write_ring = _ring_after(settings, directory, manifest)
     except MasterKeyError as exc:
         raise BackupError(f"{exc}; nothing was changed") from None
-    [db_file] = [n for n in manifest.files if n in (database.SQLITE_FILE, database.PG_FILE)]
     _check_ring_opens_backup(settings, directory, manifest, db_file, ring)
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
