@@ -288,3 +288,13 @@ def head_revisions() -> frozenset[str]:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this release's migrations know (the heads and all before them)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return frozenset(rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions())

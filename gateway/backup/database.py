@@ -7,6 +7,7 @@ the work; the password goes to them in the environment, never on the command lin
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import re
@@ -159,6 +160,43 @@ def _sqlite_key_sample(
         engine.dispose()
 
 
+def schema_revisions(directory: Path, name: str) -> frozenset[str]:
+    """The Alembic revisions the backup's database copy `name` is at, read without
+    loading it (empty when it has no alembic_version table)."""
+    if name == SQLITE_FILE:
+        uri = f"file:{urllib.parse.quote(str(directory / name))}?mode=ro&immutable=1"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                found = conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (_ALEMBIC_TABLE,),
+                ).fetchone()
+                if found is None:
+                    return frozenset()
+                rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.Error as exc:
+            raise BackupError(f"{name} cannot be read ({exc})") from None
+        return frozenset(str(row[0]) for row in rows)
+    command = [_tool("pg_restore"), "--data-only", "--table", _ALEMBIC_TABLE, "--file", "-",
+               str(directory / name)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        reason = result.stderr.decode("utf-8", "replace").strip()[:500]
+        raise BackupError(f"pg_restore cannot read {name}: {reason}")
+    revisions: set[str] = set()
+    in_copy = False
+    for line in result.stdout.splitlines():
+        if not in_copy:
+            match = _COPY_HEADER.match(line)
+            in_copy = bool(match and match.group(1).decode().strip('"') == _ALEMBIC_TABLE)
+        elif line == b"\\.":
+            in_copy = False
+        else:
+            revisions.add(_copy_field(line).decode("utf-8", "replace"))
+    return frozenset(revisions)
+
+
+_ALEMBIC_TABLE = "alembic_version"
 _COPY_ESCAPES = {ord(k): v for k, v in zip("bfnrtv", b"\b\f\n\r\t\v", strict=True)}
 _OCTAL = frozenset(b"01234567")
 _HEX = frozenset(b"0123456789abcdefABCDEF")

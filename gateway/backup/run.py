@@ -244,6 +244,23 @@ def _check_ring_opens_backup(
         raise BackupError(str(exc)) from None
 
 
+def _refuse_unknown_schema(directory: Path, manifest: Manifest, db_file: str) -> None:
+    """Refuse a database whose schema this release's migrations do not know.
+
+    A backup from a newer release was loaded, and only then did the migration fail
+    with a traceback, leaving the live database at a schema this release cannot run.
+    The copy itself is read (the manifest could say otherwise).
+    """
+    found = set(manifest.schema_revisions) | database.schema_revisions(directory, db_file)
+    unknown = sorted(found - db.known_revisions())
+    if unknown:
+        raise BackupError(
+            f"the backup's database is at schema revision {', '.join(unknown)}, which"
+            f" sealgate {_version()} does not know: it was made by a newer release;"
+            " restore it with that release (or a newer one); nothing was changed"
+        )
+
+
 def restore(
     settings: Settings,
     directory: Path,
@@ -268,6 +285,7 @@ def restore(
             " (the backup is damaged); nothing was changed"
         )
     [db_file] = db_files
+    _refuse_unknown_schema(directory, manifest, db_file)
     try:
         ring, write_ring = _ring_after(settings, directory, manifest)
     except MasterKeyError as exc:

@@ -1,17 +1,21 @@
-"""`sealgate restore` of a backup whose manifest is damaged or edited.
+"""`sealgate restore` of a backup that is damaged, edited, or from a newer release.
 
-Threat: an admin restoring such a backup gets a traceback instead of the reason.
-It must be refused before anything changes, naming the problem.
+Threat: an admin restoring such a backup gets a traceback instead of the reason, or,
+worse, a live database replaced by one this release cannot run (a backup from a
+newer release was loaded before its schema was looked at, and the migration then
+failed). Each must be refused before anything changes, naming the problem.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gateway import db
 from gateway.runtime import Runtime
@@ -69,3 +73,44 @@ def test_an_edited_manifest_is_refused_by_name_without_a_traceback(
     [line] = [x for x in refused.stderr.splitlines() if x.startswith("Error:")]
     assert expected in line
     assert live_revisions(runtime) == db.head_revisions()
+
+
+def test_a_backup_from_a_newer_release_is_refused_before_anything_changes(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The backup's copy is read, not only its manifest: both say the newer schema."""
+    heads = db.head_revisions()
+    future = "9999_from_a_newer_release"
+
+    def set_revision(revision: str) -> None:
+        with runtime.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+        runtime.engine.dispose()
+
+    set_revision(future)
+    target = tmp_path / "backup"
+    try:
+        made = run_sealgate(test_env, "backup", str(target))
+    finally:
+        set_revision(sorted(heads)[0])
+    assert made.returncode == 0, made.stderr
+    assert json.loads((target / "manifest.json").read_text())["schema_revisions"] == [future]
+
+    refused = run_sealgate(test_env, "restore", "--force", str(target))
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert f"schema revision {future}" in refused.stderr
+    assert "newer release" in refused.stderr and "nothing was changed" in refused.stderr
+    assert live_revisions(runtime) == heads
+
+    # The manifest edited to say a known revision (and its checksums kept right):
+    # the copy's own revision still stops it.
+    path = target / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["schema_revisions"] = sorted(heads)
+    path.write_text(json.dumps(manifest))
+    refused = run_sealgate(test_env, "restore", "--force", str(target))
+    assert refused.returncode == 1 and f"schema revision {future}" in refused.stderr
+    assert live_revisions(runtime) == heads
+    dump = next(p for p in target.iterdir() if p.name in ("sealgate.db", "database.pgdump"))
+    assert manifest["files"][dump.name]["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
