@@ -245,13 +245,21 @@ def _check_ring_opens_backup(
 
 
 def _refuse_unknown_schema(directory: Path, manifest: Manifest, db_file: str) -> None:
-    """Refuse a database whose schema this release's migrations do not know.
+    """Refuse a database copy that is no sealgate database, or whose schema this
+    release's migrations do not know.
 
     A backup from a newer release was loaded, and only then did the migration fail
     with a traceback, leaving the live database at a schema this release cannot run.
     The copy itself is read (the manifest could say otherwise).
     """
-    found = set(manifest.schema_revisions) | database.schema_revisions(directory, db_file)
+    in_copy = database.schema_revisions(directory, db_file)
+    if not in_copy:
+        # Loaded, it would be migrated into an empty installation in place of the live one.
+        raise BackupError(
+            f"{db_file} in the backup holds no sealgate database (no schema revision):"
+            " the backup is damaged or not a sealgate backup; nothing was changed"
+        )
+    found = set(manifest.schema_revisions) | in_copy
     unknown = sorted(found - db.known_revisions())
     if unknown:
         raise BackupError(

@@ -8,8 +8,11 @@ failed). Each must be refused before anything changes, naming the problem.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import sqlalchemy as sa
 
 from gateway import db
 from gateway.runtime import Runtime
+from tests.conftest import TEST_DATABASE_URL
 from tests.keystore.conftest import run_sealgate
 
 Edit = Callable[[dict[str, Any]], object]
@@ -114,3 +118,40 @@ def test_a_backup_from_a_newer_release_is_refused_before_anything_changes(
     assert live_revisions(runtime) == heads
     dump = next(p for p in target.iterdir() if p.name in ("sealgate.db", "database.pgdump"))
     assert manifest["files"][dump.name]["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
+
+
+def test_a_database_copy_that_is_no_sealgate_database_is_refused(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A copy with the right checksum in its manifest but no sealgate schema in it (a
+    wrong file, a partial dump): restore --force loaded it and then migrated it into an
+    empty installation in place of the live one, and said it restored the manifest's
+    counts."""
+    target = tmp_path / "backup"
+    assert run_sealgate(test_env, "backup", str(target)).returncode == 0
+    dump = next(p for p in target.iterdir() if p.name in ("sealgate.db", "database.pgdump"))
+    dump.unlink()
+    if TEST_DATABASE_URL:  # only one table of the live database: no alembic_version
+        url = sa.engine.make_url(TEST_DATABASE_URL).set(drivername="postgresql")
+        subprocess.run(
+            ["pg_dump", "--format=custom", "--table=domains", "--file", str(dump),
+             url.render_as_string(hide_password=False)],
+            check=True,
+        )  # fmt: skip
+    else:
+        with contextlib.closing(sqlite3.connect(dump)) as conn:
+            conn.execute("CREATE TABLE notes (text TEXT)")
+            conn.commit()
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"][dump.name] = {
+        "sha256": hashlib.sha256(dump.read_bytes()).hexdigest(),
+        "size": dump.stat().st_size,
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest))
+
+    refused = run_sealgate(test_env, "restore", "--force", str(target))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{dump.name} in the backup holds no sealgate database" in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    listed = run_sealgate(test_env, "user", "list")
+    assert "alice@example.test" in listed.stdout, listed.stderr
