@@ -21,7 +21,8 @@ from gateway import rawheaders
 MAX_HEADER_BYTES = 64 * 1024
 MAX_DIAGNOSTIC_CHARS = 900
 
-_ENHANCED_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+# ASCII digits only (RFC 3463); `\d` alone takes any script's digits from a peer's reply.
+_ENHANCED_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b", re.ASCII)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -54,7 +55,7 @@ def smtp_failure(
 
 def expired_failure(last_error: str, *, remote_mta: str = "") -> Failure:
     """Gave up after the maximum age: 4.4.7 "delivery time expired" (RFC 3463)."""
-    is_reply = re.match(r"^[2-5]\d\d[ -]", last_error) is not None
+    is_reply = re.match(r"^[2-5]\d\d[ -]", last_error, re.ASCII) is not None
     return Failure(
         "4.4.7",
         "smtp" if is_reply else "X-Sealgate",

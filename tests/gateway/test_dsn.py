@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.message
+import re
 from email.policy import default as default_policy
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import dsn
 
@@ -153,3 +157,17 @@ def test_remote_mta_is_a_host_name_or_an_address_literal() -> None:
     assert dsn.remote_mta_field("2001:db8::1") == "dns; [IPv6:2001:db8::1]"
     assert dsn.remote_mta_field("[2001:db8::1]") == "dns; [IPv6:2001:db8::1]"
     assert dsn.remote_mta_field("mx.example.test", "x\r\nInjected: 1") == "dns; mx.example.test"
+
+
+_ANY_DIGITS = st.text(st.characters(categories=["Nd"]), min_size=1, max_size=3)
+_REPLIES = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda a, b, rest: f"5.{a}.{b} {rest}", _ANY_DIGITS, _ANY_DIGITS, st.text()),
+)
+
+
+@given(code=st.integers(500, 599), message=_REPLIES)
+def test_the_status_of_any_permanent_reply_is_an_ascii_status_code(code: int, message: str) -> None:
+    """RFC 3464 2.3.4 / RFC 3463: whatever a peer writes, Status is 5.d.d in ASCII."""
+    failure = dsn.smtp_failure(code, message)
+    assert re.fullmatch(r"5\.[0-9]{1,3}\.[0-9]{1,3}", failure.status)

@@ -19,6 +19,7 @@ from tests.gateway.test_relay import (
     ALICE,
     RAW,
     FakeClock,
+    delivery_status,
     enqueue,
     mailbox_of,
     rows,
@@ -65,3 +66,18 @@ def test_any_2xx_is_a_positive_reply(
         [sent] = peer.messages
         assert sent.endswith(RAW)  # after the DKIM signatures
         assert mailbox_of(rt, ALICE) == []
+
+
+def test_an_enhanced_code_in_other_digits_gives_a_valid_status(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """RFC 3464 2.3.4: Status is ASCII digits. The enhanced code was matched with
+    Unicode `\\d`, so a peer's "5.١.1" (an Arabic-Indic one) became "Status: 5.?.1"."""
+    reply = "550 5.\u0661.1 no such user\r\n".encode()
+    with ScriptedSmtp({"RCPT": reply}) as peer:
+        rt = via(runtime, peer)
+        enqueue(rt)
+        assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.BOUNCED]
+    [bounce] = mailbox_of(rt, ALICE)
+    _msg, (_per_message, per_recipient) = delivery_status(bounce.raw)
+    assert per_recipient["Status"] == "5.0.0"
