@@ -95,8 +95,17 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _address_field(address: str) -> str:
+    """An address for Final-Recipient: `rfc822`, or RFC 6533's `utf-8` type in its
+    xtext form, since message/delivery-status is 7-bit (RFC 3464 2.1; IANA: "7bit
+    ... MUST be used"): a non-ASCII character, "+", "=" or "\\" is written
+    `\\x{HEX}`. The address went in as raw UTF-8, so the part held 8-bit bytes
+    under a 7-bit label."""
     addr = _UNSAFE.sub("", address)
-    return f"utf-8; {addr}" if not addr.isascii() else f"rfc822; {addr}"
+    if addr.isascii():
+        return f"rfc822; {addr}"
+    return "utf-8; " + "".join(
+        f"\\x{{{ord(ch):02X}}}" if not ch.isascii() or ch in " +=\\" else ch for ch in addr
+    )
 
 
 def header_block(raw: bytes) -> bytes:

@@ -100,11 +100,18 @@ def test_expiry_reports_4_4_7_with_the_last_error() -> None:
     assert "could not be delivered in time" in human.get_content()
 
 
-def test_utf8_recipient_uses_the_utf8_address_type() -> None:
-    report = build(recipient="jörg@exämple.test")
+def test_utf8_recipient_uses_the_utf8_address_type_in_its_7bit_form() -> None:
+    """RFC 6533 3: in message/delivery-status, which is 7-bit, the utf-8 address type
+    takes its xtext form; the address was written as raw UTF-8 under a 7-bit label."""
+    report = build(recipient="jörg+x=y@exämple.test")
     _human, status, _headers = parts(report)
     _per_message, per_recipient = status.get_payload()  # type: ignore[misc]
-    assert per_recipient["Final-Recipient"] == "utf-8; jörg@exämple.test"
+    assert per_recipient["Final-Recipient"] == (
+        "utf-8; j\\x{F6}rg\\x{2B}x\\x{3D}y@ex\\x{E4}mple.test"
+    )
+    start = report.index(b"Content-Type: message/delivery-status")
+    end = report.index(b"Content-Type: text/rfc822-headers")
+    assert report[start:end].isascii()
 
 
 def test_header_block_stops_at_the_body_and_normalises_line_ends() -> None:
