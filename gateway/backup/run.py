@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway import db, master_records
+from gateway import db, master_records, runlock
 from gateway.backup import database
 from gateway.backup.manifest import (
     MANIFEST,
@@ -301,6 +301,29 @@ def restore(
     _check_ring_opens_backup(settings, directory, manifest, db_file, ring)
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        with runlock.exclusive(settings.data_dir):
+            return _replace(
+                settings, directory, manifest, db_file, ring, write_ring, force, progress
+            )
+    except runlock.DataDirBusy as exc:
+        raise BackupError(
+            f"{exc}: stop it first (what it accepted meanwhile would be lost); nothing was changed"
+        ) from None
+
+
+def _replace(
+    settings: Settings,
+    directory: Path,
+    manifest: Manifest,
+    db_file: str,
+    ring: MasterKeyRing,
+    write_ring: bool,
+    force: bool,
+    progress: Progress,
+) -> RestoreResult:
+    """The part of a restore that changes things, once every check has passed."""
+    url = settings.database_url
     engine = db.create_engine(url)
     try:
         try:

@@ -46,6 +46,7 @@ def serve(state: CliState, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO
     logs.configure(level, state.settings.logging.format)
     runtime = state.require_initialised()
+    _hold_the_data_dir(runtime)
     _enterable_working_dir(runtime)
     _tighten_file_modes(runtime)
     # backfill_keys: for addresses restored, or made by an older version
@@ -58,6 +59,16 @@ def serve(state: CliState, debug: bool) -> None:
         log.info("stopped")
         return
     asyncio.run(_serve(runtime, level, signals))
+
+
+def _hold_the_data_dir(runtime: Runtime) -> None:
+    """Tell `sealgate restore` that serve runs here, for as long as this process lives."""
+    from gateway import runlock
+
+    try:
+        runlock.hold_for_serve(runtime.settings.data_dir)
+    except runlock.DataDirBusy as exc:
+        raise click.ClickException(f"{exc}: start serve once it has finished") from None
 
 
 def _enterable_working_dir(runtime: Runtime) -> None:

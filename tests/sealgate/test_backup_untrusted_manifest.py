@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import signal
+import smtplib
 import sqlite3
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +23,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import db
+from gateway import db, runlock
+from gateway.models import MailboxMessage
 from gateway.runtime import Runtime
 from tests.conftest import TEST_DATABASE_URL
 from tests.keystore.conftest import run_sealgate
+from tests.sealgate.test_serve import refused_start, running
 
 Edit = Callable[[dict[str, Any]], object]
 
@@ -155,3 +160,40 @@ def test_a_database_copy_that_is_no_sealgate_database_is_refused(
     assert "nothing was changed" in refused.stderr
     listed = run_sealgate(test_env, "user", "list")
     assert "alice@example.test" in listed.stdout, listed.stderr
+
+
+def test_a_restore_under_a_running_serve_is_refused_and_no_mail_is_lost(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    test_env: dict[str, str],
+    tmp_path: Path,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """Threat: the admin forgets to stop serve. restore --force replaced the SQLite file
+    under it; serve went on writing into the unlinked file, and every message it
+    answered 250 afterwards was gone once it stopped (DESIGN: after a 250, nothing is
+    lost). Restore must refuse while serve runs, and serve must not start while a
+    restore runs."""
+    target = tmp_path / "backup"
+    assert run_sealgate(test_env, "backup", str(target)).returncode == 0
+    with running(test_env) as server:
+        refused = run_sealgate(test_env, "restore", "--force", str(target))
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "sealgate serve is running on" in refused.stderr
+        assert "nothing was changed" in refused.stderr
+        raw = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: after\r\n\r\nhi\r\n"
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60) as client:
+            client.starttls(context=client_ssl_context)
+            client.login("alice@example.test", mail_users["alice@example.test"])
+            assert client.sendmail("alice@example.test", ["bob@example.test"], raw) == {}
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait_and_close() == 0
+    runtime.engine.dispose()
+    with db.read_only(runtime.sessions) as session:
+        subjects = list(session.scalars(sa.select(MailboxMessage.subject)))
+    assert "after" in subjects
+
+    # And the other way: serve does not start while a restore holds the data dir.
+    with runlock.exclusive(Path(test_env["SEALGATE_DATA_DIR"])):
+        done = refused_start(test_env)
+    assert "a restore is running on" in done.stderr
