@@ -14,6 +14,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import shutil
+import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,25 @@ def make_backup(
     now: dt.datetime | None = None,
 ) -> Manifest:
     _refuse_inside_data_dir(settings, directory)
+    try:
+        return _make_backup(settings, directory, include_ring, progress, now)
+    except OSError as exc:
+        # A target under a file, on a read-only or full file system, not the user's.
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BackupError(
+            f"cannot write the backup into {directory}: {exc.strerror or exc}{where}"
+        ) from None
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot write the backup into {directory}: {exc}") from None
+
+
+def _make_backup(
+    settings: Settings,
+    directory: Path,
+    include_ring: bool,
+    progress: Progress,
+    now: dt.datetime | None,
+) -> Manifest:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BackupError(f"{directory} exists and is not an empty directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)

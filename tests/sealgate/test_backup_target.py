@@ -70,3 +70,25 @@ def test_a_backup_beside_a_database_kept_elsewhere_is_refused(
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"is inside the directory of the database {db_dir}" in done.stderr, done.stderr
     assert sorted(db_dir.rglob("*")) == before
+
+
+@pytest.mark.usefixtures("runtime")
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (lambda tmp: tmp / "a-file" / "backup", "Not a directory"),
+        (lambda tmp: Path("/proc/sealgate-backup"), "No such file or directory"),
+    ],
+    ids=["under-a-file", "on-proc"],
+)
+def test_a_target_that_cannot_be_written_is_named_without_a_traceback(
+    target: Callable[[Path], Path], reason: str, test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A typo that puts the target under a file, or on a file system that takes no
+    directory: the backup ended in an OSError traceback."""
+    (tmp_path / "a-file").write_text("not a directory\n")
+    path = target(tmp_path)
+    done = run_sealgate(test_env, "backup", str(path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"Error: cannot write the backup into {path}: {reason}")
