@@ -320,15 +320,27 @@ def restore(
         raise BackupError(f"{exc}; nothing was changed") from None
     _check_ring_opens_backup(settings, directory, manifest, db_file, ring)
 
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with runlock.exclusive(settings.data_dir):
-            return _replace(
-                settings, directory, manifest, db_file, ring, write_ring, force, progress
-            )
+            try:
+                return _replace(
+                    settings, directory, manifest, db_file, ring, write_ring, force, progress
+                )
+            except (OSError, sqlite3.Error) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise BackupError(
+                    f"the restore stopped part-way: {reason}; the backup is intact: fix that"
+                    " and run the restore again (with --force)"
+                ) from None
     except runlock.DataDirBusy as exc:
         raise BackupError(
             f"{exc}: stop it first (what it accepted meanwhile would be lost); nothing was changed"
+        ) from None
+    except OSError as exc:
+        raise BackupError(
+            f"cannot use the data dir {settings.data_dir}: {exc.strerror or exc};"
+            " nothing was changed"
         ) from None
 
 

@@ -92,3 +92,43 @@ def test_a_target_that_cannot_be_written_is_named_without_a_traceback(
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith(f"Error: cannot write the backup into {path}: {reason}")
+
+
+@pytest.mark.usefixtures("runtime")
+def test_a_restore_into_a_data_dir_that_cannot_be_made_is_named_without_a_traceback(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup"
+    assert run_sealgate(test_env, "backup", str(backup)).returncode == 0
+    (tmp_path / "a-file").write_text("not a directory\n")
+    elsewhere = tmp_path / "a-file" / "data"
+    done = run_sealgate({**test_env, "SEALGATE_DATA_DIR": str(elsewhere)}, "restore", str(backup))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert (
+        line == f"Error: cannot use the data dir {elsewhere}: Not a directory; nothing was changed"
+    )
+
+
+def test_a_restore_that_fails_part_way_says_so_and_runs_again(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The ring cannot be written after the database was loaded (here: its temporary
+    file's name is taken by a directory): a traceback said nothing of the state left.
+    Now restore says it stopped part-way, and running it again finishes it."""
+    backup = tmp_path / "backup"
+    assert run_sealgate(test_env, "backup", str(backup)).returncode == 0
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o700)
+    (fresh / "master.tmp").mkdir()  # where save_ring writes before it renames
+    env = {**test_env, "SEALGATE_DATA_DIR": str(fresh)}
+    done = run_sealgate(env, "restore", "--force", str(backup))  # PostgreSQL: one database
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "the restore stopped part-way" in done.stderr
+    assert "run the restore again" in done.stderr
+    (fresh / "master.tmp").rmdir()
+    again = run_sealgate(env, "restore", "--force", str(backup))
+    assert again.returncode == 0, again.stderr
+    listed = run_sealgate(env, "user", "list")
+    assert listed.returncode == 0 and "alice@example.test" in listed.stdout, listed.stderr
