@@ -9,6 +9,8 @@ session limits that did not hold are in test_mx_session_abuse.py.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import smtplib
 import ssl
 import time
@@ -18,9 +20,11 @@ import sqlalchemy as sa
 
 from gateway import accounts, autoresponder, db, reading
 from gateway.inbound import InboundServer
-from gateway.models import Address, Autoresponder, MailboxMessage, QueueItem
+from gateway.models import Address, AuditEvent, Autoresponder, MailboxMessage, QueueItem
+from gateway.relay import Outcome, Relay
 from gateway.runtime import Runtime
 from tests.conftest import LoopThread
+from tests.fakes.scripted_smtp import ScriptedSmtp
 from tests.security.test_mx_session_abuse import Wire
 
 BOB = "bob@example.test"
@@ -283,3 +287,31 @@ def test_a_steady_upload_longer_than_the_idle_timeout_is_not_cut(
     finally:
         loop_thread.run(server.stop(grace=1))
         quick.close()
+
+
+@pytest.mark.usefixtures("bob_away")
+def test_no_backscatter_when_an_auto_reply_to_a_forged_sender_bounces(
+    inbound: InboundServer, runtime: Runtime
+) -> None:
+    """A forged outside sender gets Bob's auto-reply (RFC 3834 allows one), sent with
+    a null sender; its refusal is dropped, not bounced to anyone."""
+    raw = f"From: v@victim.example\r\nTo: {BOB}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        assert client.sendmail("v@victim.example", [BOB], raw) == {}
+    [reply] = queued(runtime)
+    assert (reply.mail_from, reply.rcpt_to) == ("", "v@victim.example")
+    with ScriptedSmtp({"RCPT": b"550 5.1.1 no such user, it was forged\r\n"}) as peer:
+        relayed = dataclasses.replace(
+            runtime,
+            settings=runtime.settings.replace(
+                relay={"host": peer.host, "port": peer.port, "security": "none"}
+            ),
+        )
+        results = asyncio.run(Relay(relayed).sweep())
+    assert [r.outcome for r in results] == [Outcome.BOUNCED]
+    assert queued(runtime) == [] and len(stored(runtime)) == 1  # Bob's, nothing more
+    with db.read_only(runtime.sessions) as session:
+        [dropped] = session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "relay.bounce_dropped")
+        )
+    assert "null sender" in dropped.detail
