@@ -205,7 +205,18 @@ def _ring_after(
     elif backup_ring is None:
         ring, write_ring = current, False
     else:
-        ring = current.merged_with(backup_ring)
+        try:
+            ring = current.merged_with(backup_ring)
+        except MasterKeyError as exc:
+            # Most often a `sealgate init` on the new machine before the restore: its
+            # fresh ring is version 1 too. Say what to do, not only what is wrong.
+            where = MASTER_KEYS_ENV if from_env else str(ring_path(settings.data_dir))
+            raise BackupError(
+                f"{exc}: the ring in {where} is not the one this backup was made with."
+                f" If it is a fresh `sealgate init`'s that nothing needs yet, move"
+                f" {MASTER_KEYS_FILE} aside and restore again with --force; nothing was"
+                " changed"
+            ) from None
         write_ring = sorted(ring.keys) != sorted(current.keys)
     missing = sorted(set(manifest.master_key_versions) - set(ring.keys))
     if missing:
