@@ -710,7 +710,7 @@ def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
 
 def _describe(exc: BaseException) -> str:
     text = dsn.clean(str(exc), 300)
-    return re.sub(r"^\[Errno \d+\] ", "", text) or type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\] ", "", text) or type(exc).__name__
 
 
 async def run_relay(

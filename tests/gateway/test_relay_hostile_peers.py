@@ -304,3 +304,21 @@ def test_the_bounce_of_a_sealed_notification_holds_neither_its_body_nor_its_link
     [bounce] = mailbox_of(rt, ALICE)
     assert link not in bounce.raw and b"T" * 43 not in bounce.raw
     assert b"desk of Alice" not in bounce.raw
+
+
+def test_a_relay_name_that_does_not_resolve_is_said_plainly(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """A resolver error (getaddrinfo's negative errno) reached last_error as
+    "[Errno -2] Name or service not known"; other errors had the prefix cut."""
+    rt = dataclasses.replace(
+        runtime,
+        settings=runtime.settings.replace(
+            relay={"host": "relay.nonexistent.invalid", "port": 25, "security": "none"}
+        ),
+    )
+    enqueue(rt)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+    [row] = rows(rt)
+    assert row.last_error.startswith("connection to relay relay.nonexistent.invalid:25 failed: ")
+    assert "[Errno" not in row.last_error
