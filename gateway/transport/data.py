@@ -38,7 +38,7 @@ async def send_data(client: aiosmtplib.SMTP, wire: bytes, timeouts: DataTimeouts
 
     Returns the 2xx reply; raises SMTPDataError for any other reply and
     SMTPTimeoutError (a TimeoutError) when a stage runs out of time. On an error
-    the connection is closed: its state is no longer known.
+    the connection is aborted: its state is no longer known.
     """
     start = await client.execute_command(b"DATA", timeout=timeouts.init)
     if start.code != 354:
@@ -64,6 +64,10 @@ async def send_data(client: aiosmtplib.SMTP, wire: bytes, timeouts: DataTimeouts
         if reply.done() and not reply.cancelled():
             reply.exception()  # seen: the error raised here says enough
         reply.cancel()
+        # Aborted, not closed: a close waits to send what is still buffered, so a peer
+        # that reads nothing held the socket and up to the whole message for as long
+        # as it liked (client.close() also drops the handles anyone could abort later).
+        transport.abort()
         client.close()
         raise
     # Any 2xx is a delivery (RFC 5321 4.2.1): a 251 or 252 taken for a failure was

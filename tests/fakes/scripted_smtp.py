@@ -14,8 +14,9 @@ as they are: the test writes the CRLFs, or leaves them out), or an action:
 
 For "STARTTLS", a reply of exactly b"220 ...\\r\\n" with `tls_context` set starts TLS
 on the server side; `garble_tls=True` answers the client's handshake with junk
-instead. `received` holds every command line as it came; `messages` the data of
-each transaction whose final dot arrived (also when the reply then was a close).
+instead. `deaf_after_data=True` reads nothing after its reply to DATA. `received`
+holds every command line as it came; `messages` the data of each transaction whose
+final dot arrived (also when the reply then was a close).
 """
 
 from __future__ import annotations
@@ -65,12 +66,14 @@ class ScriptedSmtp:
         *,
         tls_context: ssl.SSLContext | None = None,
         garble_tls: bool = False,
+        deaf_after_data: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = 0
         self.script = dict(script or {})
         self.tls_context = tls_context
         self.garble_tls = garble_tls
+        self.deaf_after_data = deaf_after_data
         self.received: list[bytes] = []
         self.messages: list[bytes] = []
         self.connections = 0
@@ -145,6 +148,9 @@ class ScriptedSmtp:
                         return
                     assert self.tls_context is not None
                     await writer.start_tls(self.tls_context)
+                if step == "DATA" and self.deaf_after_data:
+                    await asyncio.sleep(3600)  # reads nothing more: the buffers fill up
+                    return
                 if step == "DATA" and self.script.get("DATA", DEFAULTS["DATA"]) == DEFAULTS["DATA"]:
                     data = bytearray()
                     while (chunk := await reader.readline()) not in (b".\r\n", b""):

@@ -8,7 +8,9 @@ the body it was to keep encrypted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import ssl
 from pathlib import Path
 
@@ -322,3 +324,36 @@ def test_a_relay_name_that_does_not_resolve_is_said_plainly(
     [row] = rows(rt)
     assert row.last_error.startswith("connection to relay relay.nonexistent.invalid:25 failed: ")
     assert "[Errno" not in row.last_error
+
+
+def test_a_peer_that_stops_reading_the_data_is_given_up_on(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """RFC 5321 4.5.3.2.5's data block timeout: a peer that says 354 and then reads
+    nothing holds the transfer only that long once every buffer between is full."""
+    big = RAW + (b"y" * 998 + b"\r\n") * 24_000  # about 24 MB, more than the buffers
+    with ScriptedSmtp(deaf_after_data=True) as peer:
+        rt = via(runtime, peer, data_block_timeout=1.0)
+        enqueue(rt, raw=big)
+        assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
+        # The relay let go of its socket: closed gracefully, it stayed open (with the
+        # message in its buffer) for as long as the peer read nothing.
+        assert sockets_to(peer.port) == 0
+    [row] = rows(rt)
+    assert "the relay took none of the data for 1 s" in row.last_error
+
+
+def sockets_to(port: int) -> int:
+    """How many of this process's open file descriptors are TCP sockets to `port`."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port and fields[9] in inodes:
+            count += 1
+    return count
