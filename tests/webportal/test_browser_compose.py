@@ -1,11 +1,12 @@
-"""The compose page in a real headless Chromium: a double click sends once, and the
-recipient chips read a field as the server does.
+"""The compose page in a real headless Chromium: a double click sends once, the
+recipient chips read a field as the server does, and Back brings the page back whole.
 
 Threats covered: a double click on Send sending the message twice (Chromium
 posts it once; re-posts are test_compose_double_send's); the chips splitting a
 quoted display name at its comma or showing a group's name as an address, so
 that what the lock says it will do (who needs a password) differs from what the
-server then does.
+server then does; Back to the compose page losing the recipients or showing a lock
+that differs from the one the form sends.
 """
 
 from __future__ import annotations
@@ -56,3 +57,47 @@ def test_a_double_click_on_send_sends_once_and_chips_follow_the_server(
     assert len(rows(rt, ALICE, SENT)) == 1
     assert [item.rcpt_to for item in queued(rt)] == [CAROL]
     assert posts  # Chromium posts a double click once; the server's guard is for re-posts
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_back_to_the_compose_page_brings_back_recipients_chips_and_lock(
+    browsers: Browsers, portal: PortalServer, rt: Runtime
+) -> None:
+    """Threat: after Back, Chromium refilled the subject and text but not To, Cc and Bcc
+    (autocomplete="off" keeps a field out of the restored form state), so the chips and
+    the recipients were gone; and the lock button, drawn before the restore, could show
+    open over a closed lock checkbox. The recipients, their chips and the lock come back,
+    and the restored page sends."""
+    page = browsers.page()
+    sign_in(page, portal, ALICE)
+    page.goto(f"{portal.url}/compose")
+    page.fill("#to", BOB)
+    page.fill("#cc", CAROL)
+    page.fill("#bcc", "dora@elsewhere.example")
+    page.fill("#subject", "Zurück")
+    page.fill("#text", "Nach dem Zurück noch da.")
+    page.click("#lock")
+    page.click("#confirm-lock")
+    expect(chip(page, "cc", CAROL)).to_have_attribute("data-kind", "password")
+    page.click("#cancel-password")
+
+    page.goto(f"{portal.url}/inbox")
+    page.go_back()
+    expect(page).to_have_url(f"{portal.url}/compose")
+    expect(page.locator("#text")).to_have_value("Nach dem Zurück noch da.")
+    expect(page.locator("#to")).to_have_value(BOB)
+    expect(page.locator("#cc")).to_have_value(CAROL)
+    expect(page.locator("#bcc")).to_have_value("dora@elsewhere.example")
+    expect(page.locator("#lock")).to_have_attribute("aria-pressed", "true")
+    expect(chip(page, "to", BOB)).to_have_attribute("data-kind", "hosted")
+    expect(chip(page, "cc", CAROL)).to_have_attribute("data-kind", "password")
+    expect(chip(page, "bcc", "dora@elsewhere.example")).to_have_attribute("data-kind", "password")
+
+    dialog = page.locator("#password-dialog")
+    expect(dialog).to_be_visible()
+    page.click("#use-password")
+    page.click("#send")
+    expect(page).to_have_url(f"{portal.url}/sent")
+    assert len(rows(rt, BOB)) == 1
+    assert sorted(item.rcpt_to for item in queued(rt)) == [CAROL, "dora@elsewhere.example"]

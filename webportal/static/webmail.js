@@ -49,6 +49,7 @@
   var passwordSet = passwordField.value.length >= minPassword;
   var tooLarge = false;
   var dialogDismissed = false;
+  var drawnFrom = "";
 
   form.classList.add("js");
   lock.hidden = false;
@@ -212,7 +213,19 @@
     lock.setAttribute("aria-label", lock.title);
   }
 
+  // What the lock and recipient fields held when the lock and chips were last drawn.
+  function fieldState() {
+    return JSON.stringify(
+      [checkbox.checked].concat(
+        recipientInputs.map(function (input) {
+          return input.value;
+        })
+      )
+    );
+  }
+
   function update() {
+    drawnFrom = fieldState();
     renderLock();
     renderChips();
     var needing = needingPassword();
@@ -401,5 +414,15 @@
   if (document.getElementById("server-needs-password")) {
     passwordSet = false;
   }
+
+  // Back (or a reload) refills the form after this script has run: Chromium restores
+  // a page's form state once it has loaded, and "pageshow" comes after that (and again
+  // when the page comes back from the back/forward cache). Draw the lock and the
+  // chips again from the fields as they are now.
+  window.addEventListener("pageshow", function () {
+    if (fieldState() !== drawnFrom) {
+      lookup();
+    }
+  });
   lookup();
 })();
