@@ -9,6 +9,7 @@ not a lie); a view that raises, or aborts with an HTTP error, has them rolled ba
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from typing import Any
 
 import sqlalchemy.orm as so
@@ -18,6 +19,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from gateway.runtime import Runtime
+from gateway.securepage.mail_links import own_host_forms
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,14 @@ csrf = CSRFProtect()
 def runtime(app: Flask | None = None) -> Runtime:
     rt: Runtime = (app or current_app).extensions[RUNTIME_KEY]
     return rt
+
+
+def portal_hosts() -> frozenset[str]:
+    """The hosts this portal is reached under (its base_url's and this request's), in
+    every form a link in a shown mail might name them (gateway.securepage.mail_links)."""
+    names = (runtime().settings.portal.base_url, f"//{request.host}")
+    hosts = [urllib.parse.urlsplit(name).hostname or "" for name in names]
+    return own_host_forms([host for host in hosts if host])
 
 
 def db_session() -> so.Session:

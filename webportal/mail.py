@@ -47,7 +47,7 @@ from gateway.securepage.content import safe_filename, sanitize_html
 from gateway.securepage.crypto import MessageKey
 from webportal import clock, grants
 from webportal.access import login_required, public
-from webportal.extensions import db_session, runtime
+from webportal.extensions import db_session, portal_hosts, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
 from webportal.ids import page_number
 from webportal.secure import EXTEND_CHOICES, STATES, content_disposition
@@ -295,7 +295,7 @@ def message(message_id: int) -> ResponseReturnValue:
     return render_template(
         "portal/mail/message.html",
         opened=opened,
-        html=sanitize_html(opened.html) if opened.html is not None else None,
+        html=sanitize_html(opened.html, portal_hosts()) if opened.html is not None else None,
         attachments=[
             (a.index, safe_filename(a.filename, a.index), len(a.data)) for a in opened.attachments
         ],

@@ -68,6 +68,7 @@ from webportal.extensions import (
     db_session,
     discard_db_session,
     limiter,
+    portal_hosts,
     request_size_bound,
     runtime,
 )
@@ -213,7 +214,7 @@ def _message_page(
         render_template(
             "portal/secure/message.html",
             token=token,
-            message=content.parse(data),
+            message=content.parse(data, portal_hosts()),
             sender=link.message.sender_address,
             recipient=link.recipient,
             expires=link.expires_at,

@@ -2,8 +2,8 @@
 
 HTML goes through nh3 (ammonia) with a short allow-list: no images, no styles,
 no forms, no scripts, no meta refresh, no frames; a link stays a link only when it
-is absolute http(s) or mailto (gateway.securepage.mail_links: nothing points into the
-portal's own origin), and opens outside the page (`target="_blank"`,
+is absolute http(s) or mailto and leads nowhere on the portal's own host
+(gateway.securepage.mail_links), and opens outside the page (`target="_blank"`,
 `rel="noopener noreferrer"`). Each HTML part is cleaned on its
 own, so markup split across parts (EFAIL's unterminated `<img src="…` in one
 part, closed in another) cannot join into one element. The page's CSP refuses
@@ -19,6 +19,7 @@ import email
 import email.policy
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from typing import Literal
@@ -27,7 +28,7 @@ import nh3
 
 from gateway import mimepolicy
 from gateway.charsets import decode_text, without_bidi_controls
-from gateway.securepage.mail_links import keep_outside_links
+from gateway.securepage.mail_links import link_filter
 
 MAX_DEPTH = 64
 MAX_FILENAME = 150
@@ -55,14 +56,16 @@ DROPPED_WITH_CONTENT = {
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
-def sanitize_html(html: str) -> str:
+def sanitize_html(html: str, own_hosts: Collection[str] = ()) -> str:
+    """`html` as the page may show it; links to `own_hosts` (the portal's, as
+    `mail_links.own_host_forms` gives them) are no links."""
     return nh3.clean(
         html,
         tags=SAFE_TAGS,
         attributes=SAFE_ATTRIBUTES,
         clean_content_tags=DROPPED_WITH_CONTENT,
         url_schemes=URL_SCHEMES,
-        attribute_filter=keep_outside_links,
+        attribute_filter=link_filter(own_hosts),
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
@@ -180,7 +183,7 @@ def _attachment_info(part: Message, index: int) -> Attachment:
     )
 
 
-def parse(content: bytes) -> PageMessage:
+def parse(content: bytes, own_hosts: Collection[str] = ()) -> PageMessage:
     msg = _parse(content)
     bodies: list[Body] = []
     attachments: list[Attachment] = []
@@ -188,7 +191,7 @@ def parse(content: bytes) -> PageMessage:
         if _is_attachment(leaf):
             attachments.append(_attachment_info(leaf, len(attachments)))
         elif leaf.get_content_type() == "text/html":
-            bodies.append(Body("html", sanitize_html(_text_of(leaf))))
+            bodies.append(Body("html", sanitize_html(_text_of(leaf), own_hosts)))
         else:
             bodies.append(Body("text", _text_of(leaf)))
     message_id = _header(msg, "Message-ID").strip()
