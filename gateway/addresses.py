@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.headerregistry
 import re
 import unicodedata
 from collections.abc import Collection
@@ -22,6 +23,14 @@ _DOMAIN_RE = re.compile(_DOMAIN)
 # The longest value an error message repeats whole (an address is at most 320 octets).
 MAX_SHOWN = 320
 
+# RFC 5321 4.1.2: a Dot-string local part (RFC 6531: non-ASCII too), and a
+# Quoted-string one (printable ASCII and space; `"` and `\\` as quoted pairs).
+# RFC 5321 4.5.3.1.1: at most 64 octets.
+_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~{_U}-]+"
+_DOT_STRING = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
+MAX_LOCAL_PART = 64
+
 
 class InvalidAddress(ValueError):
     pass
@@ -37,6 +46,55 @@ def normalize_address(value: str) -> str:
             )
         raise InvalidAddress(f"not a valid mail address: {value!r}")
     return value.lower()
+
+
+def quote_local_part(local: str) -> str:
+    """`local` (unquoted) as RFC 5321 writes it: as it is when a Dot-string, else as a
+    Quoted-string; the one spelling of it (`"alice"` is `alice`, RFC 5322 3.2.4)."""
+    if _DOT_STRING.fullmatch(local):
+        return local
+    return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote_local_part(local: str) -> str:
+    """A local part as the mailbox names it: a Quoted-string's content, pairs undone."""
+    if _QUOTED_STRING.fullmatch(local):
+        return re.sub(r"\\(.)", r"\1", local[1:-1])
+    return local
+
+
+def canonical_recipient(value: str) -> str:
+    """A recipient address as typed, case kept, its local part spelt once (see
+    `quote_local_part`): what `normalize_address` takes, and an address whose local
+    part is a Quoted-string (`"john doe"@example.com`, `"a@b"@example.com`).
+
+    A quoted local part holds printable ASCII and spaces only (RFC 5321; no control
+    character, so no line break reaches a header or an SMTP command; nor does an
+    unquoted one hold a character Python calls unprintable), and only one
+    that Python's email package writes back the same way: it writes `"a..b"` and
+    `".a"` without their quotes, which would be another, invalid, address."""
+    value = value.strip()
+    if not value.isprintable():  # a line or paragraph separator, NEL, a format character
+        raise InvalidAddress(f"not a valid mail address: {value[:MAX_SHOWN]!r}")
+    local, _at, domain = value.rpartition("@")
+    if not local.startswith('"'):
+        normalize_address(value)
+        return value
+    if not _QUOTED_STRING.fullmatch(local):
+        raise InvalidAddress(f"not a valid mail address: {value[:MAX_SHOWN]!r}")
+    canonical = quote_local_part(unquote_local_part(local))
+    if not canonical.startswith('"'):
+        return canonical_recipient(f"{canonical}@{domain}")
+    normalize_address(f"x@{domain}")
+    written = email.headerregistry.Address(username=unquote_local_part(canonical), domain=domain)
+    if len(canonical.encode()) > MAX_LOCAL_PART or written.addr_spec != f"{canonical}@{domain}":
+        raise InvalidAddress(f"not a valid mail address: {value[:MAX_SHOWN]!r}")
+    return f"{canonical}@{domain}"
+
+
+def normalize_recipient(value: str) -> str:
+    """`canonical_recipient`, lower-cased for comparing (as `normalize_address`)."""
+    return canonical_recipient(value).lower()
 
 
 # Unicode categories a name an admin creates may not hold: controls (C0 and C1), format

@@ -32,7 +32,14 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, db, mailbox, mimepolicy
-from gateway.addresses import InvalidAddress, domain_of, normalize_address
+from gateway.addresses import (
+    InvalidAddress,
+    canonical_recipient,
+    domain_of,
+    normalize_address,
+    quote_local_part,
+    unquote_local_part,
+)
 from gateway.idn import InvalidDomainName, a_label
 from gateway.models import Address as AddressRow
 from gateway.models import MailboxMessage
@@ -196,10 +203,12 @@ def parse_field(text: str) -> list[Address]:
         if defects or len(parsed.addresses) != 1:
             raise refusal
         (typed,) = parsed.addresses
-        address = typed.addr_spec
+        if "=?" in entry and "= ?" in typed.username:
+            raise refusal  # a quoted local part that `no_encoded_words` changed
+        # Python's addr_spec drops the quotes of `"a..b"`: the local part is quoted here.
+        address = f"{quote_local_part(typed.username)}@{typed.domain}"
         try:
-            normalize_address(address)
-            address = _ascii_domain(address)
+            address = _ascii_domain(canonical_recipient(address))
         except (InvalidAddress, InvalidDomainName):
             raise refusal from None
         # External local parts keep their case (only the remote server may fold it).
@@ -212,7 +221,7 @@ def _ascii_domain(address: str) -> str:
     domain as its A-label (IDNA 2008): the same address, and one that any relay can
     carry, where the U-label needs SMTPUTF8 all the way. A non-ASCII local part
     needs SMTPUTF8 anyway and is kept as typed."""
-    local, domain = _split_address(address)
+    local, _at, domain = address.rpartition("@")
     if not local.isascii() or domain.isascii():
         return address
     return f"{local}@{a_label(domain)}"
@@ -359,9 +368,10 @@ def _mailboxes(addresses: list[str], names: dict[str, str]) -> list[Address]:
 
 
 def _split_address(address: str) -> tuple[str, str]:
-    """(local part, domain): given apart, a non-ASCII local part (RFC 6531) is no defect."""
+    """(local part, domain): given apart, a non-ASCII local part (RFC 6531) is no defect;
+    a quoted local part without its quotes (the header writes them again)."""
     local, _at, domain = address.rpartition("@")
-    return local, domain
+    return unquote_local_part(local), domain
 
 
 def bcc_field(outgoing: Outgoing) -> bytes:

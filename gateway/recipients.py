@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway import accounts, db
-from gateway.addresses import InvalidAddress, normalize_address
+from gateway.addresses import InvalidAddress, normalize_recipient
 from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.report import format_fingerprint
 from gateway.runtime import Runtime
@@ -50,7 +50,7 @@ def classify(
             if raw in known or raw in external:
                 continue
             try:
-                address = normalize_address(raw)
+                address = normalize_recipient(raw)
             except InvalidAddress:
                 known[raw] = RecipientClass(raw, "invalid")
                 continue

@@ -4,8 +4,10 @@ Threats covered: a recipient typed but silently left out of the envelope (a seco
 address after the first with no comma, a bare CR between two addresses: the old
 `parseaddr` split kept only the first); a recipient that was never typed (a display
 name or an encoded word carrying an address); a legitimate field refused (a quoted
-display name with a comma, the empty group `undisclosed-recipients:;`); the names
-the user typed lost, or written so a reader decodes them as something else.
+display name with a comma, the empty group `undisclosed-recipients:;`, a quoted
+local part `"john doe"@example.com`); the names the user typed lost, or written so a
+reader decodes them as something else; a quoted local part that changes on the way
+to the header or the envelope, or carries a line break, a NUL or an open quote there.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import datetime as dt
 import email
 import email.policy
 import re
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import getaddresses
 
 import pytest
+from aiosmtplib.email import quote_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import compose
+from gateway.addresses import unquote_local_part
 from gateway.compose import ComposeError, Outgoing
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -46,7 +51,6 @@ def parsed(raw: bytes) -> EmailMessage:
         "bob@example.test\u2028eve@evil.example",
         "bob@example.test\x85eve@evil.example",
         "bob@example.test\x00",
-        '"john doe"@example.test',
         "<>",
         "bob@example.test: eve@evil.example",
         "Bob <bob@example.test>: eve@evil.example",
@@ -200,3 +204,113 @@ def test_an_idn_domain_is_sent_as_its_a_label_when_the_local_part_is_ascii() -> 
     assert raw.isascii() and b"To: bob@xn--bcher-kva.example\r\n" in raw
     with pytest.raises(ComposeError):
         compose.parse_addresses("bob@bü_cher.example")
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ('"john doe"@example.com', ['"john doe"@example.com']),
+        ('"a@b"@example.com', ['"a@b"@example.com']),
+        ('"John Doe" <"john doe"@example.com>', ['"john doe"@example.com']),
+        ('"a,b"@example.com, c@example.com', ['"a,b"@example.com', "c@example.com"]),
+        ('"a;b"@example.com; c@example.com', ['"a;b"@example.com', "c@example.com"]),
+        ('"say \\"hi\\""@example.com', ['"say \\"hi\\""@example.com']),
+        ('"back\\\\slash"@example.com', ['"back\\\\slash"@example.com']),
+        ('" "@example.com', ['" "@example.com']),
+        # The same mailbox as the unquoted one (RFC 5322 3.2.4): spelt once.
+        ('"alice"@example.com', ["alice@example.com"]),
+        ('"John Doe"@Bücher.example', ['"John Doe"@xn--bcher-kva.example']),
+    ],
+)
+def test_a_quoted_local_part_is_an_address(typed: str, expected: list[str]) -> None:
+    assert compose.parse_addresses(typed) == expected
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        '"john doe@example.com',
+        'john"doe@example.com',
+        '"john"doe"@example.com',
+        '"a"b@example.com',
+        '"a".b@example.com',
+        '"a\r\nBcc: eve@evil.example"@example.com',
+        '"a\nBcc: eve@evil.example"@example.com',
+        '"a\rb"@example.com',
+        '"a\x00b"@example.com',
+        '"a\\\x00b"@example.com',
+        '"a\tb"@example.com',
+        '"a\x7fb"@example.com',
+        '"a\u2028b"@example.com',
+        '"jörg doe"@example.com',
+        '""@example.com',
+        '"a..b"@example.com',
+        '".a"@example.com',
+        '"a=?b"@example.com',
+        '"john doe"@',
+        '"john doe"@example',
+        '"' + "x y" * 22 + '"@example.com',
+    ],
+)
+def test_a_quoted_local_part_that_is_not_one_plain_line_is_refused(typed: str) -> None:
+    with pytest.raises(ComposeError):
+        compose.parse_addresses(typed)
+
+
+_LOCAL_PARTS = st.text(
+    st.sampled_from(
+        [*"ab Z09.@,;:<>()[]\\\"!#=?%'", "\r", "\n", "\x00", "\t", "\x7f", "ä", "\u2028", "\x85"]
+    ),
+    max_size=20,
+)
+# RFC 5321 4.1.2 Dot-string (RFC 6531: UTF-8 beyond ASCII) or Quoted-string: no
+# control character, no lone quote or backslash.
+_ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+"
+RFC5321_LOCAL_PART = re.compile(
+    rf"{_ATEXT}(?:\.{_ATEXT})*|\"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*\""
+)
+_DOMAINS = st.sampled_from(["example.com", "Bücher.example", "x.example", "example"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    local=_LOCAL_PARTS,
+    domain=_DOMAINS,
+    form=st.sampled_from(["quoted", "escaped", "bare", "angle"]),
+)
+def test_an_accepted_address_reaches_header_and_envelope_unchanged(
+    local: str, domain: str, form: str
+) -> None:
+    """Generative: any address the scanner accepts is written into To and Cc exactly as
+    it accepted it, is exactly the envelope's recipient (the RCPT TO argument the relay
+    writes), and Python's email.headerregistry reads the header back as that mailbox;
+    the message has no header field the form did not ask for."""
+    escaped = local.replace("\\", "\\\\").replace('"', '\\"')
+    typed = {
+        "quoted": f'"{local}"@{domain}',
+        "escaped": f'"{escaped}"@{domain}',
+        "bare": f"{local}@{domain}",
+        "angle": f'Name <"{escaped}"@{domain}>',
+    }[form]
+    try:
+        (address,) = compose.parse_addresses(typed)
+    except ComposeError:
+        return
+    outgoing = Outgoing(sender=ALICE, to=[address], cc=[address.upper()], subject="s")
+    raw = compose.build(outgoing, now=NOW)
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    assert f"\r\nTo: {address}\r\n" in head
+    assert f"\r\nCc: {address.upper()}\r\n" in head
+    message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+    assert {name.lower() for name in message} == {
+        "from", "to", "cc", "subject", "date", "message-id",
+        "content-type", "content-transfer-encoding", "mime-version",
+    }  # fmt: skip
+    (read,) = message["To"].addresses
+    local_part, _at, domain_part = address.rpartition("@")
+    assert (read.username, read.domain) == (unquote_local_part(local_part), domain_part)
+    assert read.addr_spec == address
+    assert Address(username=read.username, domain=read.domain).addr_spec == address
+    assert outgoing.recipients == [address]
+    assert quote_address(address) == f"<{address}>"
+    assert RFC5321_LOCAL_PART.fullmatch(local_part), local_part

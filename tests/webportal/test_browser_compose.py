@@ -11,11 +11,17 @@ that differs from the one the form sends.
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 from playwright.sync_api import expect
 
 from gateway.mailbox import SENT
+from gateway.relay import Relay
 from gateway.runtime import Runtime
+from tests.conftest import LoopThread
+from tests.fakes.smarthost import FakeSmarthost
 from webportal.server import PortalServer
 
 from . import test_browser_webmail as webmail
@@ -101,3 +107,46 @@ def test_back_to_the_compose_page_brings_back_recipients_chips_and_lock(
     expect(page).to_have_url(f"{portal.url}/sent")
     assert len(rows(rt, BOB)) == 1
     assert sorted(item.rcpt_to for item in queued(rt)) == [CAROL, "dora@elsewhere.example"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_quoted_local_parts_are_sent_quoted_to_header_and_envelope(
+    browsers: Browsers,
+    portal: PortalServer,
+    rt: Runtime,
+    smarthost: FakeSmarthost,
+    loop_thread: LoopThread,
+) -> None:
+    """Threat: `"john doe"@example.com` and `"a@b"@example.com` (valid RFC 5321/5322
+    addresses) were refused as not valid, and their chips said "invalid". They are
+    sent, quoted exactly so, in RCPT TO and in the To field."""
+    john, ab = '"john doe"@elsewhere.example', '"a@b"@elsewhere.example'
+    page = browsers.page()
+    sign_in(page, portal, ALICE)
+    page.goto(f"{portal.url}/compose")
+    page.fill("#to", f'"Doe, John" <{john}>, {ab}')
+    page.fill("#subject", "Zitiert")
+    page.fill("#text", "Mit Anführungszeichen.")
+    chips = page.locator("#chips-to .chip")
+    expect(chips).to_have_count(2)
+    page.click("#lock")
+    page.click("#confirm-lock")
+    expect(chips.nth(0)).to_have_attribute("data-kind", "password")
+    expect(chips.nth(1)).to_have_attribute("data-kind", "password")
+    assert [chips.nth(i).get_attribute("data-address") for i in range(2)] == [john, ab]
+    page.click("#cancel-password")
+    page.click("#lock")  # open again: sent as it is, through the relay
+    expect(page.locator("#lock")).to_have_attribute("aria-pressed", "false")
+    page.click("#send")
+    expect(page).to_have_url(f"{portal.url}/sent")
+
+    assert sorted(item.rcpt_to for item in queued(rt)) == sorted([john, ab])
+    loop_thread.run(Relay(rt).sweep())
+    received = smarthost.wait_for(2)
+    assert sorted(rcpt for m in received for rcpt in m.rcpt_tos) == sorted([john, ab])
+    for message in received:
+        head = message.content.split(b"\r\n\r\n", 1)[0]
+        assert f'\r\nTo: "Doe, John" <{john}>, {ab}\r\n'.encode() in head
+        parsed = email.message_from_bytes(message.content, policy=email.policy.default)
+        assert [a.addr_spec for a in parsed["To"].addresses] == [john, ab]

@@ -452,3 +452,28 @@ def test_the_compose_page_runs_under_the_strict_csp(alice: Webmail, app: Flask) 
         r'<option value="([^"]+)"', page.text.split('id="from"')[1].split("</select>")[0]
     )
     assert owned == [ALICE]
+
+
+def test_closed_lock_seals_for_a_quoted_local_part_and_notifies_it_quoted(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """A recipient `"john doe"@...` with the lock closed: a secure page, opened with the
+    password, and a notification to the address written quoted, in RCPT TO and To."""
+    john = '"john doe"@elsewhere.example'
+    sent = alice.compose(
+        **{
+            "from": ALICE,
+            "to": john,
+            "subject": "Vertrag",
+            "text": SECRET_TEXT,
+            "encrypt": "yes",
+            "password": PASSWORD,
+        }
+    )
+    assert sent.status_code == 303, sent.text
+    (item,) = queued(runtime)
+    assert item.rcpt_to == john
+    assert SECRET_TEXT.encode() not in item.raw
+    assert parse(item.raw)["To"].addresses[0].addr_spec == john
+    opened = open_with(runtime, token_of(item.raw), PASSWORD)
+    assert opened is not None and SECRET_TEXT.encode() in opened
