@@ -42,6 +42,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway import accounts, drafts, mimepolicy, reading, recipients
 from gateway import compose as mailcompose
@@ -51,8 +52,9 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
-from webportal import clock
+from webportal import bodies, clock
 from webportal.access import login_required
+from webportal.errors import render_error
 from webportal.extensions import (
     client_address,
     db_session,
@@ -63,7 +65,7 @@ from webportal.extensions import (
 )
 from webportal.i18n import gettext, gettext_noop
 from webportal.ids import MAX_INDEX, form_id, parse_int, query_id
-from webportal.mail import CANNOT_SHOW, abort_cannot_show, open_owned
+from webportal.mail import CANNOT_SHOW, abort_cannot_show, filesize, open_owned
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,25 @@ ALREADY_SENT = noop(
     " To send it once more, press Send again."
 )
 TEXT_TOO_LONG = noop("The text is longer than {limit} characters: please shorten it.")
+MESSAGE_TOO_LARGE = noop(
+    "The message is too large: it may hold at most {size} in all, its attachments at most"
+    " {attachments} together. Nothing was sent."
+)
+MESSAGE_TOO_LARGE_TITLE = noop("Message too large")
+NOT_KEPT = noop("Not kept: {files}.")
+TOO_LARGE_TO_READ = noop(
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Nothing was sent. Go back to it with your browser's Back button and"
+    " attach fewer or smaller files."
+)
+CHECK_BEFORE_SENDING = noop(
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Remove attachments or shorten the text."
+)
+# How far past [smtp] max_message_size the compose form is still read, to give it back
+# filled in (its uploads past the attachment limit read and dropped, not kept). Its
+# other fields are held in memory: twice a message at most, for a signed-in user.
+READ_PAST_THE_LIMIT = 2
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
 noop("A header field of this message could not be written safely.")
@@ -314,6 +335,9 @@ def _render(
             "The attachments are larger than {limit} bytes.",
             limit=settings.webmail.max_attachment_bytes,
         ),
+        "messageTooLarge": gettext(
+            CHECK_BEFORE_SENDING, size=filesize(settings.smtp.max_message_size)
+        ),
     }
     return (
         render_template(
@@ -324,6 +348,7 @@ def _render(
             need_password=need_password,
             strings=strings,
             max_attachment_bytes=settings.webmail.max_attachment_bytes,
+            max_message_bytes=settings.smtp.max_message_size,
             min_password_length=settings.securepage.min_password_length,
             password_length=settings.securepage.generated_password_length,
             password_alphabet=PASSWORD_ALPHABET,
@@ -447,9 +472,43 @@ def _reject_text(status: str) -> str:
     return gettext(NOT_SENT, reason=parts[2] if len(parts) == 3 else status)
 
 
+def _too_large() -> ResponseReturnValue:
+    """The page back, filled in, for a form larger than a message may be (read anyway,
+    webportal.bodies): what was typed is all there; the uploads past the limit are
+    named, and none is kept (a file field cannot be filled in again)."""
+    settings = runtime().settings
+    owned = _owned()
+    form = _form_from_request(owned)
+    status = 413
+    message = gettext(
+        MESSAGE_TOO_LARGE,
+        size=filesize(settings.smtp.max_message_size),
+        attachments=filesize(settings.webmail.max_attachment_bytes),
+    )
+    if not bodies.over_the_limit():  # a message's size, but too much attached
+        status = 400
+        message = gettext(
+            "The attachments are larger than {limit} bytes.",
+            limit=settings.webmail.max_attachment_bytes,
+        )
+    dropped = bodies.dropped_uploads()
+    if dropped:
+        files = ", ".join(
+            f"{safe_filename(name, i)} ({filesize(size)})" for i, (name, size) in enumerate(dropped)
+        )
+        message = f"{message} {gettext(NOT_KEPT, files=files)}"
+    if any(f.filename for f in request.files.getlist("attachments")):
+        message = f"{message} {gettext(ATTACH_AGAIN)}"
+    log.info("webmail form over the size limit (account %s)", current_user.account_id)
+    discard_db_session()
+    return _render(form, owned, message, status)
+
+
 def _send() -> ResponseReturnValue:
     """Send or save, holding the request's size in the process's in-flight budget
     (gateway.inflight) meanwhile; past the budget the page comes back, filled in."""
+    if bodies.over_the_limit() or bodies.dropped_uploads():
+        return _too_large()
     hold = runtime().inflight.try_reserve(request_size_bound())
     if hold is None:
         log.info("webmail send refused for now: the in-flight budget is spent")
@@ -641,7 +700,26 @@ def recipient_classes() -> ResponseReturnValue:
     return jsonify(payload)
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large_to_read(_exc: RequestEntityTooLarge) -> ResponseReturnValue:
+    """Past even what the form is read to (or a text field past MAX_FORM_MEMORY_SIZE):
+    nothing of the form is at hand, so the page says how to get it back."""
+    discard_db_session()
+    size = filesize(runtime().settings.smtp.max_message_size)
+    return render_error(
+        413, gettext_noop("Message too large"), gettext(TOO_LARGE_TO_READ, size=size)
+    )
+
+
 def init_app(app: Flask) -> None:
+    bodies.read_uploads_past_the_limit(
+        app,
+        "compose.compose",
+        bodies.LargeForm(
+            body_limit=lambda: runtime().settings.smtp.max_message_size * READ_PAST_THE_LIMIT,
+            upload_budget=lambda: runtime().settings.webmail.max_attachment_bytes,
+        ),
+    )
     app.register_blueprint(bp)
     limited: Any = limiter(app).limit(RECIPIENT_LOOKUP_RATE)
     app.view_functions["compose.recipient_classes"] = limited(

@@ -169,6 +169,25 @@ DE: dict[str, str] = {
         "Die Nachricht konnte nicht gesendet werden. Bitte versuchen Sie es gleich noch einmal."
     ),
     "The message is larger than {limit} bytes.": "Die Nachricht ist größer als {limit} Bytes.",
+    "Message too large": "Nachricht zu groß",
+    "Not kept: {files}.": "Nicht übernommen: {files}.",
+    "The message is too large: it may hold at most {size} in all, its attachments at most"
+    " {attachments} together. Nothing was sent.": (
+        "Die Nachricht ist zu groß: sie darf insgesamt höchstens {size} umfassen, ihre Anhänge"
+        " zusammen höchstens {attachments}. Es wurde nichts gesendet."
+    ),
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Nothing was sent. Go back to it with your browser's Back button and"
+    " attach fewer or smaller files.": (
+        "Die Nachricht ist zu groß: Text und Anhänge dürfen zusammen höchstens {size} umfassen."
+        " Es wurde nichts gesendet. Gehen Sie mit der Zurück-Schaltfläche Ihres Browsers zur"
+        " Nachricht zurück und hängen Sie weniger oder kleinere Dateien an."
+    ),
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Remove attachments or shorten the text.": (
+        "Die Nachricht ist zu groß: Text und Anhänge dürfen zusammen höchstens {size} umfassen."
+        " Entfernen Sie Anhänge oder kürzen Sie den Text."
+    ),
     "The message was deleted for good.": "Die Nachricht wurde endgültig gelöscht.",
     "The message was moved to the trash.": "Die Nachricht wurde in den Papierkorb verschoben.",
     "The message was moved to {folder}.": "Die Nachricht wurde nach {folder} verschoben.",
@@ -420,6 +439,25 @@ FR: dict[str, str] = {
         "Le message n'a pas pu être envoyé. Veuillez réessayer dans un instant."
     ),
     "The message is larger than {limit} bytes.": "Le message dépasse {limit} octets.",
+    "Message too large": "Message trop volumineux",
+    "Not kept: {files}.": "Non conservés : {files}.",
+    "The message is too large: it may hold at most {size} in all, its attachments at most"
+    " {attachments} together. Nothing was sent.": (
+        "Le message est trop volumineux : il peut contenir au plus {size} au total, et ses"
+        " pièces jointes au plus {attachments} ensemble. Rien n'a été envoyé."
+    ),
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Nothing was sent. Go back to it with your browser's Back button and"
+    " attach fewer or smaller files.": (
+        "Le message est trop volumineux : texte et pièces jointes peuvent faire au plus {size}"
+        " ensemble. Rien n'a été envoyé. Revenez au message avec le bouton Retour de votre"
+        " navigateur et joignez moins de fichiers ou des fichiers plus petits."
+    ),
+    "The message is too large: it may hold at most {size} in all, text and attachments"
+    " together. Remove attachments or shorten the text.": (
+        "Le message est trop volumineux : texte et pièces jointes peuvent faire au plus {size}"
+        " ensemble. Retirez des pièces jointes ou raccourcissez le texte."
+    ),
     "The message was deleted for good.": "Le message a été supprimé définitivement.",
     "The message was moved to the trash.": "Le message a été placé dans la corbeille.",
     "The message was moved to {folder}.": "Le message a été déplacé vers {folder}.",

@@ -35,11 +35,13 @@
   var lockConfirm = document.getElementById("lock-confirm");
   var attachments = document.getElementById("attachments");
   var attachmentsError = document.getElementById("attachments-error");
+  var sizeError = document.getElementById("size-error");
   var icons = document.getElementById("chip-icons").content;
   var recipientInputs = Array.prototype.slice.call(form.querySelectorAll("input[data-recipients]"));
 
   var lookupUrl = form.getAttribute("data-lookup-url");
   var maxAttachments = parseInt(form.getAttribute("data-max-attachments"), 10);
+  var maxMessage = parseInt(form.getAttribute("data-max-message"), 10);
   var minPassword = parseInt(form.getAttribute("data-min-password"), 10);
   var passwordLength = parseInt(form.getAttribute("data-password-length"), 10);
   var alphabet = form.getAttribute("data-password-alphabet");
@@ -408,6 +410,39 @@
     attachmentsError.textContent = tooLarge ? strings.attachmentsTooLarge : "";
     attachmentsError.hidden = !tooLarge;
     update();
+  });
+
+  // What the form will post, in bytes, near enough: every field as UTF-8 with the
+  // CRLF line ends a browser sends, every file, and room for the multipart framing.
+  function postedSize() {
+    var total = 4096;
+    Array.prototype.forEach.call(form.elements, function (element) {
+      if (!element.name || element.disabled) {
+        return;
+      }
+      if (element.type === "file") {
+        Array.prototype.forEach.call(element.files, function (file) {
+          total += file.size + file.name.length * 3 + 512;
+        });
+      } else if ((element.type === "checkbox" || element.type === "radio") && !element.checked) {
+        return;
+      } else {
+        total += new Blob([element.value.replace(/\r?\n/g, "\r\n")]).size + 256;
+      }
+    });
+    return total;
+  }
+
+  // A form larger than the server reads would come back as an error page with what was
+  // written gone: it is not posted, and the page says why (nothing typed is lost).
+  form.addEventListener("submit", function (event) {
+    var tooBig = postedSize() > maxMessage;
+    sizeError.textContent = tooBig ? strings.messageTooLarge : "";
+    sizeError.hidden = !tooBig;
+    if (tooBig || tooLarge) {
+      event.preventDefault();
+      (tooBig ? sizeError : attachmentsError).scrollIntoView({ block: "center" });
+    }
   });
 
   // The server asked for a password (sent without this script's help): show it.
