@@ -143,6 +143,24 @@ def dropped_uploads() -> list[tuple[str, int]]:
     return list(budget.dropped) if isinstance(budget, UploadBudget) else []
 
 
+def drain(limit: int) -> None:
+    """Read and forget what is left of this request's body, when that is at most `limit`
+    bytes (or its length is unknown: then `limit` bytes at most).
+
+    A 413 makes cheroot close the connection after the answer; with bytes of the body
+    still unread, closing resets it, and the browser (still sending) shows a connection
+    error instead of the page. Read first, the page arrives."""
+    if (request.content_length or 0) > limit:
+        return
+    stream = request.environ.get("wsgi.input")
+    left = limit
+    while stream is not None and left > 0:
+        chunk = stream.read(min(64 * 1024, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 def _allow_large_form() -> None:
     form: LargeForm | None = current_app.extensions.get(_LARGE_FORMS, {}).get(
         request.endpoint or ""

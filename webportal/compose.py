@@ -121,6 +121,9 @@ CHECK_BEFORE_SENDING = noop(
 # filled in (its uploads past the attachment limit read and dropped, not kept). Its
 # other fields are held in memory: twice a message at most, for a signed-in user.
 READ_PAST_THE_LIMIT = 2
+# And how far it is read and dropped unread, so that the page saying so arrives (see
+# `bodies.drain`); past this the browser may show a connection error instead.
+DRAIN_PAST_THE_LIMIT = 4
 # gateway.compose messages, shown translated (they are message ids).
 noop("{address} is not a valid mail address.")
 noop("A header field of this message could not be written safely.")
@@ -501,6 +504,7 @@ def _too_large() -> ResponseReturnValue:
         message = f"{message} {gettext(ATTACH_AGAIN)}"
     log.info("webmail form over the size limit (account %s)", current_user.account_id)
     discard_db_session()
+    bodies.drain(settings.smtp.max_message_size * READ_PAST_THE_LIMIT)
     return _render(form, owned, message, status)
 
 
@@ -705,10 +709,11 @@ def _too_large_to_read(_exc: RequestEntityTooLarge) -> ResponseReturnValue:
     """Past even what the form is read to (or a text field past MAX_FORM_MEMORY_SIZE):
     nothing of the form is at hand, so the page says how to get it back."""
     discard_db_session()
-    size = filesize(runtime().settings.smtp.max_message_size)
-    return render_error(
-        413, gettext_noop("Message too large"), gettext(TOO_LARGE_TO_READ, size=size)
-    )
+    limit = runtime().settings.smtp.max_message_size
+    if current_user.is_authenticated:
+        bodies.drain(limit * DRAIN_PAST_THE_LIMIT)
+    size = filesize(limit)
+    return render_error(413, MESSAGE_TOO_LARGE_TITLE, gettext(TOO_LARGE_TO_READ, size=size))
 
 
 def init_app(app: Flask) -> None:
