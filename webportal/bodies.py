@@ -14,6 +14,10 @@ before the view ran, and everything the user had typed was lost. Its uploads are
 held in memory (never spooled to a temporary file) while a budget for them lasts;
 an upload past the budget is read and dropped, and named in `dropped_uploads`, so
 the view can say the message is too large and give the rest of the form back.
+
+Every other form's uploads are held in memory too: Werkzeug would spool one past
+500 KB to a temporary file, and an upload may be the clear attachment of a message
+to be encrypted.
 """
 
 from __future__ import annotations
@@ -105,10 +109,12 @@ class PortalRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
+        """Every upload in memory, never Werkzeug's temporary file past 500 KB: an upload
+        may be the clear attachment of a message to be encrypted (an outside
+        recipient's answer on the secure page), which must not reach disk. The body
+        is bounded (MAX_CONTENT_LENGTH, or a large form's own bound)."""
         if self.upload_budget is None:
-            return super()._get_file_stream(
-                total_content_length, content_type, filename, content_length
-            )
+            return io.BytesIO()
         return _HeldUpload(self.upload_budget, filename or "")
 
 

@@ -9,20 +9,26 @@ shown to another account.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import email
 import email.policy
+import io
 import logging
+import os
 import re
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.test import TestResponse, encode_multipart
 
 from gateway import db, reading
 from gateway.models import (
@@ -271,6 +277,79 @@ def test_answer_reaches_the_sender_encrypted_and_threaded(
     assert attached.get_filename() == "signed.pdf"
     assert attached.get_payload(decode=True) == b"signed contract \x00\xff"
     assert link_row(runtime, carol_token).reply_count == 1
+
+
+class _FileWrites:
+    """Files this thread opens for writing while `watching`, seen through Python's audit
+    hooks (so whatever library spools an upload, through `tempfile` or `open`, is seen).
+    A hook cannot be removed: it stays installed and idle outside `watching`."""
+
+    installed: _FileWrites | None = None
+
+    def __init__(self) -> None:
+        self.thread: int | None = None
+        self.seen: list[tuple[str, str]] = []
+        sys.addaudithook(self._hook)
+
+    @classmethod
+    def hook(cls) -> _FileWrites:
+        if cls.installed is None:
+            cls.installed = cls()
+        return cls.installed
+
+    def _hook(self, event: str, args: tuple[object, ...]) -> None:
+        if self.thread != threading.get_ident():
+            return
+        if event.startswith("tempfile."):
+            self.seen.append((event, repr(args[:1])))
+        elif event == "open" and len(args) == 3:
+            path, mode, flags = args
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR)
+            )
+            if writes:
+                self.seen.append((event, repr(path)))
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[list[tuple[str, str]]]:
+        self.seen = []
+        self.thread = threading.get_ident()
+        try:
+            yield self.seen
+        finally:
+            self.thread = None
+
+
+def test_an_answers_attachment_is_never_spooled_to_disk(
+    client: FlaskClient, carol_token: str, runtime: Runtime
+) -> None:
+    """Werkzeug writes an upload past 500 KB to a temporary file: the clear attachment
+    of an answer that is to reach its sender encrypted would be on disk (DESIGN.md,
+    message flow 4). The portal keeps every upload in memory (its body is bounded)."""
+    assert unlock(client, carol_token, PASSWORD).status_code == 303
+    page = client.get(f"/s/{carol_token}")
+    large = MARKER.encode() + bytes(range(256)) * 4096  # 1 MiB, past the spool size
+    # Encoded here, not by the test client inside the watch: it spools a body past
+    # 500 KB itself.
+    boundary, body = encode_multipart(
+        MultiDict(
+            [
+                ("csrf_token", csrf_from(page.text)),
+                ("text", "The scan, attached."),
+                ("files", FileStorage(io.BytesIO(large), "scan.bin")),
+            ]
+        )
+    )
+    with _FileWrites.hook().watching() as writes:
+        sent = client.post(
+            f"/s/{carol_token}/reply",
+            data=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+    assert sent.status_code == 303
+    assert writes == [], "\n".join(map(str, writes))
+    (stored,) = inbox(runtime, ALICE)
+    assert stored.encrypted and MARKER.encode() not in stored.raw
 
 
 def test_answer_without_the_password_is_not_taken(
