@@ -17,9 +17,11 @@ a brake, and the account lockout still guards the passwords.
 The MX's refusal counts (gateway.inbound) follow the same pattern: in the serve
 process's memory by default (the MX runs on its event loop, and a read costs no
 I/O), in Redis when `[limits] storage` names one, so every process behind one
-address sees the same count. A client is an IPv4 address or an IPv6 /64
-(`client_key`): one host usually holds a whole /64, and counting its addresses
-one by one would give it 2^64 allowances.
+address sees the same count.
+
+Every counter here counts a client as an IPv4 address or an IPv6 /64 (`client_key`):
+one host usually holds a whole /64, and counting its addresses one by one would give
+it 2^64 connections and password guesses.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import secrets
 import threading
 import time
 from array import array
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 MEMORY = "memory://"
 PREFIX = "sealgate:smtp"
 CONNECTION_LEASE = 3600
+# The most clients one process keeps AUTH failure times for (about a kilobyte each at
+# the default limit): past it, the one that failed longest ago is forgotten first.
+FAILURE_CLIENTS = 50_000
 
 
 class ConnectionLimiter(Protocol):
@@ -96,6 +101,7 @@ class ConnectionCounter:
         self._lock = threading.Lock()
 
     def acquire(self, client: str) -> bool:
+        client = client_key(client)
         with self._lock:
             if self._open[client] >= self.limit:
                 return False
@@ -103,6 +109,7 @@ class ConnectionCounter:
             return True
 
     def release(self, client: str) -> None:
+        client = client_key(client)
         with self._lock:
             self._open[client] -= 1
             if self._open[client] <= 0:
@@ -110,34 +117,32 @@ class ConnectionCounter:
 
 
 class FailureWindow:
-    """At most `limit` failures per client within `window` seconds."""
+    """In one process: at most `limit` AUTH failures per client within `window` seconds.
+
+    Kept as `RefusalWindow` keeps its clients (the latest `limit` times each, at most
+    `capacity` clients): a table keyed by every address that ever failed once would
+    grow for as long as new addresses keep failing, and IPv6 gives any attacker
+    enough of those to fill the process's memory."""
 
     def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        capacity: int = FAILURE_CLIENTS,
     ) -> None:
         self.limit = limit
         self.window = window
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._times = RefusalWindow(limit, window, capacity, clock)
 
-    def _recent(self, client: str) -> deque[float]:
-        now = self._clock()
-        entries = self._failures.setdefault(client, deque())
-        while entries and now - entries[0] > self.window:
-            entries.popleft()
-        return entries
+    def __len__(self) -> int:
+        return len(self._times)
 
     def blocked(self, client: str) -> bool:
-        with self._lock:
-            recent = self._recent(client)
-            if not recent:
-                self._failures.pop(client, None)
-            return len(recent) >= self.limit
+        return self._times.blocked(client_key(client))
 
     def record(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(self._clock())
+        self._times.record(client_key(client))
 
 
 class RefusalWindow:
@@ -249,7 +254,7 @@ class RedisConnectionCounter:
         self._acquire: Any = client.register_script(_ACQUIRE)
 
     def _key(self, client: str) -> str:
-        return f"{PREFIX}:{self._name}:conn:{client}"
+        return f"{PREFIX}:{self._name}:conn:{client_key(client)}"
 
     def acquire(self, client: str) -> bool:
         member = f"{self._token}:{next(self._serial)}"
@@ -302,7 +307,7 @@ class RedisFailureWindow:
         self._record: Any = client.register_script(_RECORD)
 
     def _key(self, client: str) -> str:
-        return f"{PREFIX}:{self._name}:authfail:{client}"
+        return f"{PREFIX}:{self._name}:authfail:{client_key(client)}"
 
     def blocked(self, client: str) -> bool:
         try:

@@ -3,6 +3,7 @@ the MX's refusal window, in memory, stays within its bounds under any load."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 import pytest
@@ -170,3 +171,64 @@ def test_the_refusal_window_stays_bounded_and_agrees_with_a_full_log(
                 times.clear()
             recent = [t for t in times if clock.now - t < 100.0]
             assert window.blocked(known) == (len(recent) >= limit)
+
+
+def _same_64(n: int) -> str:
+    return f"2001:db8:7:1::{n:x}"
+
+
+def test_auth_failures_from_one_ipv6_64_count_together() -> None:
+    """An attacker holding a /64 (every IPv6 host does) rotated its source address to
+    get ten fresh guesses per address: the per-client limit must see one client."""
+    clock = Clock()
+    window = ratelimit.FailureWindow(3, 600, clock)
+    for n in range(3):
+        assert not window.blocked(_same_64(n))
+        window.record(_same_64(n))
+    assert window.blocked(_same_64(99))
+    assert window.blocked("2001:db8:7:1:ffff:ffff:ffff:ffff")
+    assert not window.blocked("2001:db8:7:2::1")  # the next /64 is another client
+    clock.now += 601
+    assert not window.blocked(_same_64(99))
+
+
+def test_redis_auth_failures_and_connections_from_one_64_count_together(
+    client: redis.Redis,
+) -> None:
+    clock = Clock()
+    failures = RedisFailureWindow(client, 2, 600, "rl-auth64", clock=clock)
+    failures.record(_same_64(1))
+    failures.record(_same_64(2))
+    assert failures.blocked(_same_64(3))
+    connections = RedisConnectionCounter(client, 2, "rl-conn64", clock=clock, lease=60)
+    assert connections.acquire(_same_64(1)) and connections.acquire(_same_64(2))
+    assert not connections.acquire(_same_64(3))
+    connections.release(_same_64(2))  # released under the address it came from
+    assert connections.acquire(_same_64(4))
+
+
+def test_connections_from_one_64_count_together_in_memory() -> None:
+    counter = ratelimit.ConnectionCounter(2)
+    assert counter.acquire(_same_64(1)) and counter.acquire(_same_64(2))
+    assert not counter.acquire(_same_64(3))
+    assert counter.acquire("2001:db8:7:2::1")
+    counter.release(_same_64(1))
+    assert counter.acquire(_same_64(5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    addresses=st.lists(st.integers(min_value=0, max_value=2**32 - 1), min_size=1, max_size=400),
+    capacity=st.integers(min_value=1, max_value=50),
+)
+def test_the_memory_auth_failure_table_stays_within_its_capacity(
+    addresses: list[int], capacity: int
+) -> None:
+    """Failures from ever new addresses, none of which is checked again, must not grow
+    the table without bound (it did: a client was forgotten only when checked)."""
+    clock = Clock()
+    window = ratelimit.FailureWindow(5, 600, clock, capacity=capacity)
+    for n in addresses:
+        window.record(str(ipaddress.IPv4Address(n)))
+        clock.now += 0.5
+        assert len(window) <= capacity
