@@ -31,9 +31,9 @@ Where = Literal["mailbox", "queue", "dropped"]
 def hosted_mailbox(
     session: so.Session, recipient: str, account: Account | None = None
 ) -> Address | Literal[False] | None:
-    """The address to store in; None if the recipient is not hosted; False if hosted but
-    there is no mailbox to put it in."""
-    address = accounts.find_address(session, recipient)
+    """The address to store in (an alias's, for an alias); None if the recipient is not
+    hosted; False if hosted but there is no mailbox to put it in."""
+    address = accounts.find_deliverable(session, recipient)
     if address is not None:
         return address
     if not accounts.is_hosted(session, recipient):

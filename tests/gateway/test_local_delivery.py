@@ -10,7 +10,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from gateway import accounts, db, local_delivery, login_alerts, queue
-from gateway.models import Account, AuditEvent, MailboxMessage, QueueItem
+from gateway.models import Account, Alias, AuditEvent, MailboxMessage, QueueItem
 from gateway.relay import Relay
 from gateway.runtime import Runtime
 
@@ -52,6 +52,19 @@ def test_hosted_address_is_stored_and_external_one_queued(
         [("alice@example.test", "INBOX")],
         ["carol@elsewhere.example"],
     )
+
+
+def test_an_alias_is_delivered_to_the_address_it_names(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """A bounce or an away reply to a hosted user who wrote from an alias was dropped
+    (an audited `local.undeliverable`): the alias is hosted, but it is no address row."""
+    with db.transaction(runtime.sessions) as session:
+        bob = accounts.find_address(session, "bob@example.test")
+        assert bob is not None
+        session.add(Alias(alias="robert@example.test", address_id=bob.id))
+    assert deliver(runtime, "Robert@Example.test") == "mailbox"
+    assert where(runtime) == ([("bob@example.test", "INBOX")], [])
 
 
 def test_account_login_without_its_own_address_uses_the_accounts_first_address(
