@@ -194,6 +194,7 @@ def receive(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
     with db.transaction(runtime.sessions) as session:
+        answerable: bool | None = None  # asked once, and only of an away reply
         delivered: set[int] = set()
         for rcpt in dict.fromkeys(r.lower() for r in recipients):
             address = _deliverable(session, rcpt)
@@ -208,15 +209,27 @@ def receive(
             mailbox.store(
                 session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
             )
-            autoresponder.respond(
-                session, address, raw, envelope_from=envelope_from, now=now, queue_id=queue_id
-            )
+            if not lookups.has_autoresponder(session, address.id):
+                continue
+            if answerable is None:
+                answerable = _answerable(session, envelope_from)
+            if answerable:
+                autoresponder.respond(
+                    session, address, raw, envelope_from=envelope_from, now=now, queue_id=queue_id
+                )
         if learnt is not None:
             autocrypt_inbound.record(session, learnt, now)
     log.info(
         "received %s for %d hosted recipient(s), %d bytes", queue_id, len(recipients), len(raw)
     )
     return queue_id
+
+
+def _answerable(session: so.Session, envelope_from: str) -> bool:
+    """Whether an away reply may go to this return path. Hosted users' own mail comes by
+    submission: over the MX, a hosted return path is a stranger's choice, and the reply
+    would put an answer to a message they never sent into a hosted user's mailbox."""
+    return not (envelope_from and accounts.is_hosted(session, envelope_from))
 
 
 def _reverse_path(mail_from: str | None) -> str:

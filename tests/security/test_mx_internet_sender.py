@@ -210,6 +210,21 @@ def test_no_auto_reply_where_rfc_3834_forbids_one(
     assert queued(runtime) == []
 
 
+@pytest.mark.usefixtures("bob_away")
+def test_an_internet_message_with_a_hosted_return_path_gets_no_away_reply(
+    inbound: InboundServer, runtime: Runtime
+) -> None:
+    """Hosted users' own mail comes by submission. Over the MX, `MAIL FROM:<alice@…>` is
+    a stranger's choice: Bob's away reply to it was stored in Alice's mailbox, an answer
+    to a message she never sent, and a way for anyone to put text into hosted inboxes."""
+    raw = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        assert client.sendmail(ALICE.upper(), [BOB], raw) == {}
+    (row,) = stored(runtime)
+    assert row.envelope_from.lower() == ALICE
+    assert queued(runtime) == []
+
+
 def test_a_forged_hosted_from_gets_no_trust_mark(inbound: InboundServer, runtime: Runtime) -> None:
     """docs/security.md: the MX checks no From header (no SPF, DKIM or DMARC). What keeps
     `From: alice@…` from the Internet apart from Alice's own mail is that only mail
