@@ -18,7 +18,8 @@ brings, over every synchronizing literal too: pymap holds a whole command in mem
 so a MULTIAPPEND of many messages, each within the append limit, would otherwise fill
 it (Dovecot takes any number, as it streams each message to disk). Bytes a client pipelines
 behind STARTTLS end the connection too: they came in clear, and would otherwise run
-as if they had come through TLS.
+as if they had come through TLS. An AUTHENTICATE answer that is no UTF-8 is a BAD,
+as a malformed one is.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from pymap.parsing.response import (
 from pymap.parsing.specials import Tag
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingState
 from pymap.selected import SelectedMailbox
+from pysasl.creds.server import ServerCredentials
+from pysasl.exception import AuthenticationError
 
 from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend, Session
@@ -330,6 +333,17 @@ class _Connection(IMAPConnection):
             await self._refuse(b"of %d bytes" % literal_length)
         self._brought += literal_length
         return await super().read_continuation(literal_length)
+
+    async def authenticate(
+        self, state: ConnectionState, mech_name: bytes
+    ) -> ServerCredentials | None:
+        """pymap's SASL exchange, with an answer that is no UTF-8 refused as a malformed
+        one (BAD): pysasl decodes names and passwords unguarded, and the session ended in
+        SERVERBUG, a traceback logged for each try of a client not yet logged in."""
+        try:
+            return await super().authenticate(state, mech_name)
+        except UnicodeDecodeError:
+            raise AuthenticationError("Invalid auth response") from None
 
     async def start_tls(self) -> None:
         if cast(_TimedReader, self.reader).buffered():

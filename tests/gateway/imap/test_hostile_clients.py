@@ -10,6 +10,7 @@ The APPEND limit is small here (`APPEND_LIMIT`), so a test can pass it cheaply.
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import logging
 import re
@@ -574,3 +575,73 @@ def test_a_search_of_many_literals_is_refused_past_the_limit(
     logged_in.sendall(b"n NOOP\r\n")
     assert b"n OK" in read_until(logged_in, rb"n (OK|NO|BAD)")
     assert still_serving(imap_server)
+
+
+def authenticate(
+    imap_server: ImapServer, tls: ssl.SSLContext, mechanism: bytes, responses: list[bytes]
+) -> bytes:
+    """AUTHENTICATE `mechanism` on the TLS port, each of `responses` sent base64-encoded
+    as the answer to one challenge, and "*" (cancel) to a challenge past them; all the
+    server said from the first challenge on."""
+    raw = socket.create_connection(("127.0.0.1", imap_server.tls_port))
+    with tls.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        sock.sendall(b"a AUTHENTICATE " + mechanism + b"\r\n")
+        answer = b""
+        for response in responses:
+            answer += read_until(sock, rb"(\+|a (OK|NO|BAD)|\* BYE)[^\n]*\n")
+            if not answer.endswith(b"\n") or not answer.splitlines()[-1].startswith(b"+"):
+                return answer
+            sock.sendall(base64.b64encode(response) + b"\r\n")
+        answer += read_until(sock, rb"(\+|a (OK|NO|BAD)|\* BYE)[^\n]*\n")
+        if answer.splitlines()[-1].startswith(b"+"):
+            sock.sendall(b"*\r\n")
+            answer += read_until(sock, rb"(a (OK|NO|BAD)|\* BYE)[^\n]*\n")
+        return answer
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    mechanism=st.sampled_from([b"PLAIN", b"LOGIN"]),
+    responses=st.lists(st.binary(max_size=80), min_size=1, max_size=2),
+)
+@example(mechanism=b"PLAIN", responses=[b"\xff\x00\xff\x00\xff"])
+@example(mechanism=b"PLAIN", responses=[b"\x00alice@example.test\x00\xff"])
+@example(mechanism=b"LOGIN", responses=[b"\xc3", b"pw"])
+@example(mechanism=b"LOGIN", responses=[b"alice@example.test", b"\xed\xa0\x80"])
+def test_any_sasl_answer_gets_a_tagged_refusal(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+    mechanism: bytes,
+    responses: list[bytes],
+) -> None:
+    """Threat: bytes that are no UTF-8 in an AUTHENTICATE answer, sent before any login;
+    pysasl decoded them unguarded, and the session ended in BYE [SERVERBUG] with a
+    traceback in the error log, as often as a client liked. Whatever the answer, it is
+    a tagged NO or BAD (RFC 9051 §6.2.2), and the server goes on."""
+    caplog.clear()
+    answer = authenticate(imap_server, client_ssl_context, mechanism, responses)
+    last = answer.splitlines()[-1] if answer else b""
+    assert re.match(rb"a (NO|BAD) ", last), answer
+    assert b"BYE" not in answer, answer
+    assert still_serving(imap_server)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def test_a_right_sasl_plain_answer_still_logs_in(
+    imap_server: ImapServer, mail_users: dict[str, str], client_ssl_context: ssl.SSLContext
+) -> None:
+    answer = authenticate(
+        imap_server,
+        client_ssl_context,
+        b"PLAIN",
+        [b"\x00" + ALICE.encode() + b"\x00" + mail_users[ALICE].encode()],
+    )
+    assert re.search(rb"^a OK ", answer, re.M), answer
