@@ -73,6 +73,7 @@ from gateway.addresses import owned_form
 from gateway.imap import mime, store
 from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
 from gateway.imap.notify import Notifier
+from gateway.imap.patterns import FolderTree
 from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.structure import check_structure
 from gateway.ratelimit import FailureWindow
@@ -803,11 +804,11 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
 
     async def list_subscribed(self) -> ListTree:
         names = [f.name for f in await self.folders() if f.subscribed]
-        return ListTree(self.delimiter).update(INBOX, *names)
+        return FolderTree(self.delimiter).update(INBOX, *names)
 
     async def list_mailboxes(self) -> ListTree:
         names = [f.name for f in await self.folders()]
-        return ListTree(self.delimiter).update(INBOX, *names)
+        return FolderTree(self.delimiter).update(INBOX, *names)
 
     async def get_mailbox(self, name: str) -> MailboxData:
         info = await self.access.write(store.get_folder, self.who.account_id, _inbox(name))

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH
+from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH, MAX_NAME_LENGTH
 from gateway.imap.server import COMMAND_ROOM, PRE_LOGIN_COMMAND, ImapServer
 from gateway.runtime import Runtime
 from tests.gateway.imap import conftest
@@ -645,3 +645,22 @@ def test_a_right_sasl_plain_answer_still_logs_in(
         [b"\x00" + ALICE.encode() + b"\x00" + mail_users[ALICE].encode()],
     )
     assert re.search(rb"^a OK ", answer, re.M), answer
+
+
+@pytest.mark.parametrize("command", [b"LIST", b"LSUB"])
+def test_a_list_pattern_of_many_wildcards_holds_no_one_up(
+    imap_server: ImapServer, logged_in: ssl.SSLSocket, command: bytes
+) -> None:
+    """Threat: pymap matched LIST patterns with a regular expression that backtracks
+    once per wildcard. A folder of 200 characters and a pattern of a few wildcards held
+    the event loop, and every listener of serve with it, for minutes (five here; ten
+    for longer than anyone waits). The answer comes, and others are served meanwhile."""
+    name = b"a" * MAX_NAME_LENGTH
+    logged_in.sendall(b"c CREATE %b\r\n" % name)
+    assert b"c OK" in read_until(logged_in, rb"c (OK|NO|BAD)[^\n]*\n")
+    logged_in.sendall(b'l %b "" "%b*b"\r\n' % (command, b"*a" * 5))
+    assert still_serving(imap_server)
+    answer = read_until(logged_in, rb"l (OK|NO|BAD)[^\n]*\n")
+    assert re.fullmatch(rb"l OK [^\n]*\n", answer), answer
+    logged_in.sendall(b'm %b "" "%b*"\r\n' % (command, b"*a" * 5))
+    assert name in read_until(logged_in, rb"m (OK|NO|BAD)[^\n]*\n")
