@@ -77,6 +77,11 @@ DE: dict[str, str] = {
         "Dieser Name geht nicht: Wählen Sie einen anderen (höchstens 200 Zeichen, keiner der"
         " Standardordner, kein leerer Teil zwischen Schrägstrichen)."
     ),
+    "No more folders: an account has at most 1000, each level of a name counted."
+    " Delete one first.": (
+        "Keine weiteren Ordner: Ein Konto hat höchstens 1000, jede Ebene eines Namens"
+        " mitgezählt. Löschen Sie zuerst einen."
+    ),
     "The folder was created.": "Der Ordner wurde angelegt.",
     "The folder was deleted.": "Der Ordner wurde gelöscht.",
     "The folder was renamed.": "Der Ordner wurde umbenannt.",
@@ -155,6 +160,11 @@ FR: dict[str, str] = {
     " standard folders, no empty part between slashes).": (
         "Ce nom ne convient pas : choisissez-en un autre (200 caractères au plus, pas un des"
         " dossiers standard, pas de partie vide entre des barres obliques)."
+    ),
+    "No more folders: an account has at most 1000, each level of a name counted."
+    " Delete one first.": (
+        "Plus de nouveaux dossiers : un compte en a 1000 au plus, chaque niveau d'un nom"
+        " compté. Supprimez-en un d'abord."
     ),
     "The folder was created.": "Le dossier a été créé.",
     "The folder was deleted.": "Le dossier a été supprimé.",

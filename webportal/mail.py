@@ -37,7 +37,7 @@ from flask_login import current_user
 
 from gateway import reading
 from gateway.imap import store as folder_store
-from gateway.imap.folders import FolderError
+from gateway.imap.folders import FolderError, FolderLimitError
 from gateway.mailbox import INBOX, SENT
 from gateway.mailbox_queries import SearchQuery, list_folder, search
 from gateway.models import MailboxMessage, MailFolder, SecureMessage
@@ -90,6 +90,9 @@ FOLDER_DELETED = gettext_noop("The folder was deleted.")
 FOLDER_REFUSED = gettext_noop(
     "That name cannot be used: choose another one (at most 200 characters, not one of the"
     " standard folders, no empty part between slashes)."
+)
+FOLDER_LIMIT = gettext_noop(
+    "No more folders: an account has at most 1000, each level of a name counted. Delete one first."
 )
 
 
@@ -164,6 +167,9 @@ def create_folder() -> ResponseReturnValue:
     name = request.form.get("name", "")[:300]
     try:
         info = folder_store.create_folder(db_session(), current_user.account_id, name)
+    except FolderLimitError:
+        flash(FOLDER_LIMIT)
+        return redirect(url_for("mail.inbox"), code=303)
     except FolderError:
         flash(FOLDER_REFUSED)
         return redirect(url_for("mail.inbox"), code=303)
@@ -179,6 +185,8 @@ def rename_folder(folder_id: int) -> ResponseReturnValue:
         folder_store.rename_folder(
             db_session(), current_user.account_id, row.name, request.form.get("name", "")[:300]
         )
+    except FolderLimitError:
+        flash(FOLDER_LIMIT)
     except FolderError:
         flash(FOLDER_REFUSED)
     else:

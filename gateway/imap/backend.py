@@ -71,7 +71,7 @@ from pysasl.hashing import BuiltinHash
 from gateway import db, logins, rawheaders
 from gateway.addresses import owned_form
 from gateway.imap import mime, store
-from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError
+from gateway.imap.folders import DELIMITER, INBOX, FlagsError, FolderError, FolderLimitError
 from gateway.imap.notify import Notifier
 from gateway.imap.patterns import FolderTree
 from gateway.pipeline.errors import RejectMessage
@@ -819,6 +819,8 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
     async def add_mailbox(self, name: str) -> ObjectId:
         try:
             info = await self.access.write(store.create_folder, self.who.account_id, name)
+        except FolderLimitError as exc:
+            raise Refused(str(exc), b"LIMIT") from None
         except FolderError as exc:
             if "exists" in str(exc):
                 raise ValueError(name) from None
@@ -834,6 +836,8 @@ class MailboxSet(MailboxSetInterface[MailboxData]):
     async def rename_mailbox(self, before: str, after: str) -> None:
         try:
             await self.access.write(store.rename_folder, self.who.account_id, before, after)
+        except FolderLimitError as exc:
+            raise Refused(str(exc), b"LIMIT") from None
         except FolderError as exc:
             if "exists" in str(exc):
                 raise ValueError(after) from None

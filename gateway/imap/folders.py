@@ -33,6 +33,11 @@ SPECIAL_FOLDERS = {INBOX: "", SENT: "Sent", DRAFTS: "Drafts", TRASH: "Trash"}
 NOTIFY_CHANNEL = "sealgate_mail"
 DELIMITER = "/"
 MAX_NAME_LENGTH = 200
+# What LIST shows of an account: its folders and each level above one ("a" of "a/b").
+# pymap answers LIST at about half a millisecond an entry on the event loop, every
+# listener of serve waiting meanwhile: unbounded, one client's folders (a few thousand
+# CREATEs a minute) held every other for seconds, then minutes.
+MAX_FOLDERS = 1000
 # A message's flags together, as stored: a client cannot grow a row.
 MAX_FLAGS_LENGTH = 4000
 # One keyword. Dovecot refuses past 50 (mail_max_keyword_length), so no mail program
@@ -50,6 +55,10 @@ SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
 
 class FolderError(ValueError):
     """A folder request that cannot be carried out; the text is safe to show."""
+
+
+class FolderLimitError(FolderError):
+    """A folder request refused because the account would pass MAX_FOLDERS."""
 
 
 class FlagsError(ValueError):
@@ -92,6 +101,23 @@ def check_name(name: str) -> str:
     if any(not p.strip() for p in parts):
         raise FolderError("a folder name has no empty part between slashes")
     return name
+
+
+def listed_names(names: Iterable[str]) -> set[str]:
+    """Every name LIST shows for these folders: each one, and each level above it."""
+    shown: set[str] = set()
+    for name in names:
+        parts = name.split(DELIMITER)
+        shown.update(DELIMITER.join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    return shown
+
+
+def check_room(names: Iterable[str]) -> None:
+    """Refuse folders (FolderLimitError) that LIST would show as more than MAX_FOLDERS."""
+    if len(listed_names(names)) > MAX_FOLDERS:
+        raise FolderLimitError(
+            f"an account has at most {MAX_FOLDERS} folders, each level of a name counted"
+        )
 
 
 def new_uid_validity() -> int:

@@ -353,6 +353,8 @@ def create_folder(session: so.Session, account_id: int, name: str) -> FolderInfo
     )
     if exists is not None:
         raise FolderError(f"a folder {name} exists already")
+    names = session.scalars(sa.select(MailFolder.name).where(MailFolder.account_id == account_id))
+    folders.check_room([*names, name])
     row = MailFolder(
         account_id=account_id, name=name, special_use="", uid_validity=folders.new_uid_validity()
     )
@@ -389,6 +391,10 @@ def rename_folder(session: so.Session, account_id: int, before: str, after: str)
     if after in by_name:
         raise FolderError(f"a folder {after} exists already")
     prefix = before + folders.DELIMITER
+    folders.check_room(
+        after + name[len(before) :] if name == before or name.startswith(prefix) else name
+        for name in by_name
+    )
     for row in rows:
         if row.name == before or row.name.startswith(prefix):
             new_name = after + row.name[len(before) :]

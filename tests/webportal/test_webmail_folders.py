@@ -10,8 +10,10 @@ from flask import Flask
 
 from gateway import accounts, db
 from gateway.imap import store
+from gateway.imap.folders import MAX_FOLDERS
 from gateway.runtime import Runtime
 from tests.gateway.imap.conftest import deliver, plain
+from tests.gateway.imap.test_hostile_clients import fill_folders
 
 from .webmail_support import ALICE, BOB, Webmail, rows
 
@@ -74,3 +76,18 @@ def test_someone_elses_folder_is_not_found(
     assert alice.get(f"/folders/{bobs}").status_code == 404
     assert alice.post(f"/folders/{bobs}/delete", {}, page="/inbox").status_code == 404
     assert FOLDER_LINK.findall(alice.get("/inbox").text) == []
+
+
+def test_a_folder_past_the_limit_is_refused_with_the_reason(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """The webmail shares the folders, and their limit, with IMAP
+    (tests/gateway/imap/test_hostile_clients.py): past it, the page says why."""
+    fill_folders(runtime, ALICE, room=0)
+    refused = alice.post("/folders", {"name": "One more"}, page="/inbox")
+    assert refused.status_code == 303
+    page = alice.get("/inbox").text
+    assert f"at most {MAX_FOLDERS}" in page
+    with db.read_only(runtime.sessions) as session:
+        names = [f.name for f in store.list_folders(session, account_of(runtime, ALICE))]
+    assert "One more" not in names

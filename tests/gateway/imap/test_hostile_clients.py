@@ -24,7 +24,14 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.imap.folders import MAX_FLAGS_LENGTH, MAX_KEYWORD_LENGTH, MAX_NAME_LENGTH
+from gateway import accounts, db
+from gateway.imap import store
+from gateway.imap.folders import (
+    MAX_FLAGS_LENGTH,
+    MAX_FOLDERS,
+    MAX_KEYWORD_LENGTH,
+    MAX_NAME_LENGTH,
+)
 from gateway.imap.server import COMMAND_ROOM, PRE_LOGIN_COMMAND, ImapServer
 from gateway.runtime import Runtime
 from tests.gateway.imap import conftest
@@ -664,3 +671,43 @@ def test_a_list_pattern_of_many_wildcards_holds_no_one_up(
     assert re.fullmatch(rb"l OK [^\n]*\n", answer), answer
     logged_in.sendall(b'm %b "" "%b*"\r\n' % (command, b"*a" * 5))
     assert name in read_until(logged_in, rb"m (OK|NO|BAD)[^\n]*\n")
+
+
+def fill_folders(runtime: Runtime, address: str, room: int) -> None:
+    """Give the account folders until LIST would show `room` fewer than MAX_FOLDERS."""
+    with db.transaction(runtime.sessions) as session:
+        row = accounts.find_address(session, address)
+        assert row is not None
+        names = [f.name for f in store.list_folders(session, row.account_id)]
+        shown = {n.rsplit("/", depth)[0] for n in names for depth in range(n.count("/") + 1)}
+        for index in range(MAX_FOLDERS - len(shown) - room):
+            store.create_folder(session, row.account_id, f"filled-{index}")
+
+
+def test_folders_past_the_limit_get_no_limit(
+    imap_server: ImapServer, logged_in: ssl.SSLSocket, runtime: Runtime
+) -> None:
+    """Threat: a folder flood. pymap answers LIST at about half a millisecond an entry
+    on the event loop: 10,000 folders (a minute of CREATEs) held every other client of
+    serve for seconds at each LIST, and nothing stopped a client at 10,000. LIST shows
+    each level above a folder too, so a name of 99 levels is 99 entries: every level
+    counts. Past MAX_FOLDERS, CREATE and RENAME get NO [LIMIT] (RFC 9051 §7.1)."""
+    fill_folders(runtime, ALICE, room=1)
+    commands = [
+        b'CREATE "last"',  # the last one that fits
+        b'CREATE "one-more"',
+        b'CREATE "last/below"',  # one level more
+        b'CREATE "' + b"/".join([b"deep"] * 40) + b'"',
+        b'RENAME "last" "new/level"',  # "new" is a level more
+        b'RENAME "last" "renamed"',  # as many as before
+    ]
+    expected = [b"OK", b"NO [LIMIT]", b"NO [LIMIT]", b"NO [LIMIT]", b"NO [LIMIT]", b"OK"]
+    for index, (command, answer) in enumerate(zip(commands, expected, strict=True)):
+        tag = b"c%d" % index
+        logged_in.sendall(tag + b" " + command + b"\r\n")
+        got = read_until(logged_in, tag + rb" (OK|NO|BAD)[^\n]*\n")
+        assert re.search(tag + b" " + re.escape(answer), got), (command, got)
+    logged_in.sendall(b'l LIST "" "*"\r\n')
+    listed = read_until(logged_in, rb"l (OK|NO|BAD)[^\n]*\n")
+    assert listed.count(b"* LIST ") == MAX_FOLDERS
+    assert still_serving(imap_server)
