@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import sys
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Iterable
 from contextlib import AsyncExitStack, closing
@@ -344,6 +345,15 @@ class _Connection(IMAPConnection):
             return await super().authenticate(state, mech_name)
         except UnicodeDecodeError:
             raise AuthenticationError("Invalid auth response") from None
+
+    async def send_error_disconnect(self) -> None:
+        """pymap's BYE [SERVERBUG] for an error that ends the session, but for the end
+        of the stream: an IDLE that reached the autologout (`_TimedReader`, which said
+        BYE already) or a client that left. pymap read that as a failure of the IDLE and
+        said a second BYE, of a server bug."""
+        if isinstance(sys.exc_info()[1], EOFError | ConnectionError):
+            return
+        await super().send_error_disconnect()
 
     async def start_tls(self) -> None:
         if cast(_TimedReader, self.reader).buffered():

@@ -32,8 +32,10 @@ from gateway.imap.folders import (
     MAX_KEYWORD_LENGTH,
     MAX_NAME_LENGTH,
 )
+from gateway.imap.notify import Notifier
 from gateway.imap.server import COMMAND_ROOM, PRE_LOGIN_COMMAND, ImapServer
 from gateway.runtime import Runtime
+from tests.conftest import LoopThread
 from tests.gateway.imap import conftest
 from tests.gateway.imap.conftest import ALICE, deliver
 
@@ -711,3 +713,35 @@ def test_folders_past_the_limit_get_no_limit(
     listed = read_until(logged_in, rb"l (OK|NO|BAD)[^\n]*\n")
     assert listed.count(b"* LIST ") == MAX_FOLDERS
     assert still_serving(imap_server)
+
+
+@contextmanager
+def imap_with(runtime: Runtime, loop_thread: LoopThread, **imap: object) -> Iterator[ImapServer]:
+    """A server of its own, with these `[imap]` settings."""
+    changed = Runtime.open(runtime.settings.replace(imap=imap))
+    server = ImapServer(changed, Notifier())
+    loop_thread.run(server.start())
+    try:
+        yield server
+    finally:
+        loop_thread.run(server.stop())
+        changed.close()
+
+
+def test_an_idle_held_past_the_autologout_ends_in_one_bye(
+    runtime: Runtime,
+    loop_thread: LoopThread,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    """An IDLE with nothing said past `[imap] idle_timeout` (a phone gone to sleep) ends
+    as any silent session: BYE Autologout, and the connection closes. pymap took the end
+    of the stream for a failure of the IDLE and said a second BYE, [SERVERBUG]."""
+    with imap_with(runtime, loop_thread, idle_timeout=1.0) as server:
+        raw = socket.create_connection(("127.0.0.1", server.tls_port))
+        with client_ssl_context.wrap_socket(raw, server_hostname="localhost") as idle:
+            assert read_until(idle, rb"\r\n").startswith(b"* OK")
+            login = b'a LOGIN "%s" "%s"\r\n' % (ALICE.encode(), mail_users[ALICE].encode())
+            idle.sendall(login + b"b SELECT INBOX\r\nc IDLE\r\n")
+            answer = read_until(idle, rb"never")  # all until the server closes
+        assert answer.endswith(b"\r\n+ Idling.\r\n* BYE Autologout; idle for too long\r\n"), answer
