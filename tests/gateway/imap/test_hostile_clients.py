@@ -37,7 +37,7 @@ from gateway.imap.server import COMMAND_ROOM, PRE_LOGIN_COMMAND, ImapServer
 from gateway.runtime import Runtime
 from tests.conftest import LoopThread
 from tests.gateway.imap import conftest
-from tests.gateway.imap.conftest import ALICE, deliver
+from tests.gateway.imap.conftest import ALICE, BOB, deliver
 
 APPEND_LIMIT = 64 * 1024
 
@@ -715,6 +715,73 @@ def test_folders_past_the_limit_get_no_limit(
     assert still_serving(imap_server)
 
 
+# Commands that held when probed (2026-12-06), each with the answer it must get.
+HELD = [
+    (b"SELECT Trash", b"OK"),
+    (b"FETCH 1:* FLAGS", b"OK"),  # an empty folder
+    (b"FETCH *:* FLAGS", b"OK"),
+    (b"SELECT INBOX", b"OK"),
+    (b"UID FETCH 1:4294967295 FLAGS", b"OK"),
+    (b"FETCH 4294967296 FLAGS", b"OK"),
+    (b"FETCH 0 FLAGS", b"BAD"),
+    (b"FETCH 1 BODY[" + b".".join([b"1"] * 5000) + b"]", b"OK"),
+    (b"FETCH 1 BODY[1.2.3.4.5.6.7.8]", b"OK"),
+    (b"FETCH 1 BODY[]<99999999999.5>", b"OK"),
+    (
+        b"FETCH 1 BODY.PEEK[HEADER.FIELDS (" + b" ".join(b"X%d" % i for i in range(3000)) + b")]",
+        b"OK",
+    ),
+    (b"FETCH 1:* (" + b" ".join([b"BODY.PEEK[]"] * 2000) + b")", b"OK"),
+    (b"SEARCH " + b"NOT " * 2000 + b"ALL", b"BAD"),
+    (b'COPY 1 "bob@example.test/INBOX"', b"NO [TRYCREATE]"),
+    (b'MOVE 1 "../../INBOX"', b"NO [TRYCREATE]"),
+    (b'STATUS "bob@example.test" (MESSAGES)', b"NO"),
+    (b'CREATE "x\x01y"', b"BAD"),
+    (b'CREATE "' + b"b" * (MAX_NAME_LENGTH + 1) + b'"', b"NO"),
+    (b"RENAME INBOX Other", b"NO"),
+    (b"DELETE Trash", b"NO"),
+    (b'SELECT "../bob@example.test/INBOX"', b"NO"),  # (a failed SELECT leaves none selected)
+    (b'SELECT "bob@example.test/INBOX"', b"NO"),
+]
+
+
+def test_odd_fetch_search_and_names_get_their_answer_and_reach_no_other_account(
+    imap_server: ImapServer, logged_in: ssl.SSLSocket, runtime: Runtime
+) -> None:
+    """Ranges on an empty folder, UIDs and sequence numbers past 2^32, sections thousands
+    of parts deep, thousands of attributes or header names, names that climb with `..`
+    or name another account: each gets its tagged answer, no SERVERBUG, and Bob's mail
+    stays where it was, unseen by Alice's session."""
+    deliver(runtime, ALICE, conftest.plain("Alice's"))
+    deliver(runtime, BOB, conftest.plain("Bob's secret"))
+    for index, (command, expected) in enumerate(HELD):
+        tag = b"h%d" % index
+        logged_in.sendall(tag + b" " + command + b"\r\n")
+        answer = read_until(logged_in, tag + rb" (OK|NO|BAD)[^\n]*\n")
+        assert b"SERVERBUG" not in answer and b"Bob's secret" not in answer, command[:60]
+        assert re.search(tag + b" " + re.escape(expected), answer), (command[:60], answer[-200:])
+    assert [r.subject for r in conftest.rows(runtime, BOB, "INBOX")] == ["Bob's secret"]
+    assert [r.subject for r in conftest.rows(runtime, ALICE, "INBOX")] == ["Alice's"]
+    assert still_serving(imap_server)
+
+
+def test_no_login_in_clear_on_the_starttls_port(
+    plain: socket.socket, mail_users: dict[str, str]
+) -> None:
+    """Before STARTTLS: LOGINDISABLED (RFC 9051 §6.2.3), no mechanism, nothing selected."""
+    password = mail_users[ALICE].encode()
+    plain.sendall(
+        b"a LOGIN " + ALICE.encode() + b" " + password + b"\r\n"
+        b"b AUTHENTICATE PLAIN\r\n"
+        b"c SELECT INBOX\r\n"
+    )
+    answer = read_until(plain, rb"c (OK|NO|BAD)[^\n]*\n")
+    assert re.search(rb"^a NO ", answer, re.M), answer
+    assert re.search(rb"^b (NO|BAD) ", answer, re.M), answer
+    assert re.search(rb"^c BAD ", answer, re.M), answer
+    assert password not in answer
+
+
 @contextmanager
 def imap_with(runtime: Runtime, loop_thread: LoopThread, **imap: object) -> Iterator[ImapServer]:
     """A server of its own, with these `[imap]` settings."""
@@ -726,6 +793,25 @@ def imap_with(runtime: Runtime, loop_thread: LoopThread, **imap: object) -> Iter
     finally:
         loop_thread.run(server.stop())
         changed.close()
+
+
+def test_connections_past_the_per_client_limit_are_told_bye(
+    runtime: Runtime, loop_thread: LoopThread, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Threat: one address holding many connections open. Past `[imap]
+    max_connections_per_client` (both ports together) a connection is told BYE and
+    closed; a connection that ends frees its place."""
+    with imap_with(runtime, loop_thread, max_connections_per_client=3) as server:
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        raw = socket.create_connection(("127.0.0.1", server.tls_port))
+        with client_ssl_context.wrap_socket(raw, server_hostname="localhost") as tls:
+            for sock in [*held, tls]:
+                assert read_until(sock, rb"\r\n").startswith(b"* OK")
+            with socket.create_connection(("127.0.0.1", server.port)) as extra:
+                assert read_until(extra, rb"never").startswith(b"* BYE Too many connections")
+            held[0].close()
+            assert still_serving(server)  # in the freed place
+        held[1].close()
 
 
 def test_an_idle_held_past_the_autologout_ends_in_one_bye(
