@@ -368,7 +368,7 @@ def envelope_of(content: MessageContent) -> EnvelopeStructure:
 
 def envelope_bytes(raw: bytes) -> bytes:
     """The IMAP ENVELOPE of a message as pymap writes it, computed from its header alone."""
-    return bytes(envelope_of(MessageContent.parse(rawheaders.header_block(raw))))
+    return bytes(envelope_of(mime.parse(rawheaders.header_block(raw))))
 
 
 def _envelopes_of(raws: dict[int, bytes]) -> dict[int, bytes]:

@@ -25,16 +25,23 @@ message/rfc822 part the numbers go on in the message it holds, so N.1 is the fir
 part of that message's multipart, or its body when it has no parts. pymap took the
 message itself for N.1, and so served every part of an attached multipart message
 one number too deep.
+
+The address fields (From, To, Cc, ...) one message's ENVELOPE and BODYSTRUCTURE parse
+are bounded, all its parts together (`MAX_ADDRESS_BYTES`): Python's address parser
+takes about a millisecond an address, pymap runs it on the event loop, and a message
+from anywhere may carry thousands of addresses in itself and in each message attached
+to it. Past the bound a field shows its first addresses only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from email.headerregistry import ContentTypeHeader
+from email.headerregistry import BaseHeader, ContentTypeHeader
 from email.policy import SMTP
 from typing import cast
 
 from pymap.mime import MessageBody, MessageContent, MessageHeader
+from pymap.mime.parsed import ParsedHeaders
 
 # (start, end without the line end, start of the next line), as pymap counts lines.
 _Line = tuple[int, int, int]
@@ -49,11 +56,59 @@ _OPAQUE_TYPE = cast(
 # Levels of multipart and message/rfc822 taken apart; the default `[smtp] max_mime_depth`
 # is 32. Each level costs a few stack frames in each walk over the tree.
 MAX_DEPTH = 64
+# The bytes of address fields that the ENVELOPE and BODYSTRUCTURE of one message may
+# parse, all its parts together (about a thousand addresses): Python's address parser
+# takes about a millisecond an address, and pymap runs it on the event loop.
+MAX_ADDRESS_BYTES = 16 * 1024
+_ADDRESS_FIELDS = frozenset({b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"})
 
 
 def parse(raw: bytes) -> MessageContent:
     """The whole message, its parts nested as pymap serves them."""
-    return _entity(raw, memoryview(raw), 0, len(raw), 0)
+    return _entity(raw, memoryview(raw), 0, len(raw), 0, [MAX_ADDRESS_BYTES])
+
+
+class _BoundedHeaders(ParsedHeaders):
+    """pymap's parsed header fields, with the address fields of one message parsed
+    within a budget shared by all its parts (`MAX_ADDRESS_BYTES`): a field past it is
+    cut after its last whole address that fits, and one with none left is missing."""
+
+    __slots__ = ["_budget"]
+
+    def __init__(self, headers: ParsedHeaders, budget: list[int]) -> None:
+        super().__init__(headers._headers)
+        self._budget = budget
+
+    def __getitem__(self, name: bytes) -> Sequence[BaseHeader]:
+        name_lower = name.lower()
+        if name_lower in _ADDRESS_FIELDS and name_lower not in self._parsed:
+            kept = _within(self._headers[name_lower], self._budget)
+            if not kept:
+                raise KeyError(name)
+            self._parsed[name_lower] = list(self._parse(kept))
+        return super().__getitem__(name)
+
+
+def _within(values: Sequence[Sequence[bytes]], budget: list[int]) -> list[list[bytes]]:
+    """The field's values (each a list of folded lines) as far as `budget` goes, cut at
+    the last comma that fits; `budget` is spent."""
+    kept: list[list[bytes]] = []
+    for value in values:
+        lines: list[bytes] = []
+        for line in value:
+            if len(line) > budget[0]:
+                cut = line[: budget[0]].rfind(b",")
+                if cut > 0 and (lines or b":" in line[:cut]):  # not in the field's name
+                    lines.append(line[:cut])
+                budget[0] = 0
+                break
+            budget[0] -= len(line)
+            lines.append(line)
+        if lines:
+            kept.append(lines)
+        if budget[0] == 0:
+            break
+    return kept
 
 
 def part(content: MessageContent, section: Sequence[int]) -> MessageContent:
@@ -98,6 +153,7 @@ def _entity(
     start: int,
     end: int,
     depth: int,
+    budget: list[int],
     default_type: ContentTypeHeader = _DEFAULT_TYPE,
 ) -> MessageContent:
     lines = _lines(data, start, end)
@@ -110,6 +166,7 @@ def _entity(
     body_start = header_lines[-1][2] if header_lines else start
     header = MessageHeader._parse(data, view, header_lines)
     header._raw = view[start:body_start]
+    header.parsed = _BoundedHeaders(header.parsed, budget)  # type: ignore[misc]
     content_type = header.parsed.content_type or default_type
     nested: list[MessageContent] = []
     is_message = (content_type.maintype, content_type.subtype) == ("message", "rfc822")
@@ -119,10 +176,10 @@ def _entity(
         boundary = MessageBody._get_boundary(content_type)
         ranges = _part_ranges(data, body_lines, boundary, end) if boundary else []
         inner = _DIGEST_DEFAULT_TYPE if content_type.subtype == "digest" else _DEFAULT_TYPE
-        nested = [_entity(data, view, s, e, depth + 1, inner) for s, e in ranges]
+        nested = [_entity(data, view, s, e, depth + 1, budget, inner) for s, e in ranges]
         nested = nested or [_empty(data, view, end)]
     elif is_message:
-        nested = [_entity(data, view, body_start, end, depth + 1)]
+        nested = [_entity(data, view, body_start, end, depth + 1, budget)]
     body = MessageBody(data, body_lines, content_type, nested)
     body._raw = view[body_start:end]
     content = MessageContent(data, header, body)

@@ -831,3 +831,43 @@ def test_an_idle_held_past_the_autologout_ends_in_one_bye(
             idle.sendall(login + b"b SELECT INBOX\r\nc IDLE\r\n")
             answer = read_until(idle, rb"never")  # all until the server closes
         assert answer.endswith(b"\r\n+ Idling.\r\n* BYE Autologout; idle for too long\r\n"), answer
+
+
+def many_recipients(count: int, attached: int) -> bytes:
+    """A message to `count` addresses with `attached` messages to as many attached: each
+    header within what SMTP takes (256 KiB a header block)."""
+    to = b", ".join(b"r%d@example.net" % i for i in range(count))
+    inner = b"From: x@example.net\r\nTo: " + to + b"\r\nSubject: inner\r\n\r\nhi\r\n"
+    parts = b"".join(
+        b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner for _ in range(attached)
+    )
+    return (
+        b"From: x@example.net\r\nTo: " + to + b"\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + parts + b"--B--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [b"BODYSTRUCTURE", b"(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])", b"(FLAGS ENVELOPE)"],
+)
+def test_a_message_to_thousands_holds_no_one_up(
+    imap_server: ImapServer,
+    logged_in: ssl.SSLSocket,
+    runtime: Runtime,
+    fetch: bytes,
+) -> None:
+    """Threat: mail from anywhere with thousands of addresses in To, in itself and in
+    messages it carries. Python's address parser takes about a millisecond an address,
+    and pymap ran it for ENVELOPE and for each attached message's envelope in
+    BODYSTRUCTURE on the event loop: a message of 300 KB held every client of serve
+    for seconds at each FETCH (a message of 25 MB, for minutes). The addresses one
+    message's answers parse are bounded (`mime.MAX_ADDRESS_BYTES`, the first ones
+    shown); the answer comes, and others are served meanwhile."""
+    deliver(runtime, ALICE, many_recipients(6000, 20))
+    logged_in.sendall(b"s SELECT INBOX\r\nf FETCH 1 " + fetch + b"\r\n")
+    assert b"s OK" in read_until(logged_in, rb"s (OK|NO|BAD)[^\n]*\n")
+    assert still_serving(imap_server)
+    answer = read_until(logged_in, rb"f (OK|NO|BAD)[^\n]*\n")
+    assert re.search(rb"^f OK ", answer, re.M), answer[-300:]
+    assert b'("" NIL "r0" "example.net")' in answer
