@@ -18,6 +18,7 @@ from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
+from gateway import ratelimit
 from gateway.runtime import Runtime
 from gateway.securepage.mail_links import own_host_forms
 
@@ -85,6 +86,13 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def client_limit_key() -> str:
+    """The client as per-client limits count it: an IPv4 address, an IPv6 /64 (every
+    IPv6 host holds one, and counted per address it would have 2^64 times the limit);
+    the audit log keeps the whole address (`client_address`)."""
+    return ratelimit.client_key(client_address())
+
+
 def make_login_manager() -> LoginManager:
     manager = LoginManager()
     manager.login_view = "auth.login"
@@ -97,7 +105,7 @@ def make_login_manager() -> LoginManager:
 def make_limiter(app: Flask, storage_uri: str, key_prefix: str = "sealgate") -> Limiter:
     """One limiter per app (its storage is per app); blueprints fetch it with `limiter()`."""
     limiter = Limiter(
-        key_func=client_address,
+        key_func=client_limit_key,
         storage_uri=storage_uri,
         key_prefix=key_prefix,
         strategy="moving-window",

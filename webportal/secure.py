@@ -65,6 +65,7 @@ from webportal import clock, grants
 from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, render_error
 from webportal.extensions import (
+    client_limit_key,
     db_session,
     discard_db_session,
     limiter,
@@ -580,4 +581,4 @@ def init_app(app: Flask) -> None:
 def _account_key() -> str:
     if current_user.is_authenticated:
         return f"account:{current_user.account_id}"
-    return f"client:{request.remote_addr}"
+    return f"client:{client_limit_key()}"

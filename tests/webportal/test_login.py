@@ -290,6 +290,27 @@ def test_login_form_is_rate_limited_per_client(
         limited.close()
 
 
+def test_addresses_of_one_ipv6_64_are_one_client_for_the_login_limit(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """Every IPv6 host holds a /64: counted per address, it had 2^64 times the limit."""
+    limited = Runtime.open(runtime.settings.replace(portal={"login_rate_limit": "3/minute"}))
+    try:
+        app = create_app(limited, testing=True)
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = "2001:db8:5:9::1"
+        token = csrf_from(client.get("/login").text)
+        form = {"email": ALICE, "password": "wrong", "csrf_token": token}
+        for n in range(2, 5):
+            client.environ_base["REMOTE_ADDR"] = f"2001:db8:5:9::{n}"
+            assert client.post("/login", data=form).status_code == 200
+        client.environ_base["REMOTE_ADDR"] = "2001:db8:5:9:abcd::77"
+        assert client.post("/login", data={**form, "password": ALICE_PW}).status_code == 429
+        _assert_rate_limited(app, limited_ip="2001:db8:5:a::1", other_ip="2001:db8:5:b::1")
+    finally:
+        limited.close()
+
+
 def test_rate_limit_counters_can_live_in_redis(
     runtime: Runtime, mail_users: dict[str, str]
 ) -> None:
