@@ -164,7 +164,7 @@ def user_folder(folder_id: int) -> ResponseReturnValue:
 @bp.post("/folders")
 @login_required
 def create_folder() -> ResponseReturnValue:
-    name = request.form.get("name", "")[:300]
+    name = request.form.get("name", "")[:300].strip()
     try:
         info = folder_store.create_folder(db_session(), current_user.account_id, name)
     except FolderLimitError:
@@ -183,7 +183,10 @@ def rename_folder(folder_id: int) -> ResponseReturnValue:
     row = _owned_folder(folder_id)
     try:
         folder_store.rename_folder(
-            db_session(), current_user.account_id, row.name, request.form.get("name", "")[:300]
+            db_session(),
+            current_user.account_id,
+            row.name,
+            request.form.get("name", "")[:300].strip(),
         )
     except FolderLimitError:
         flash(FOLDER_LIMIT)

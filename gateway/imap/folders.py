@@ -91,8 +91,13 @@ def is_seen(stored: str) -> bool:
 
 
 def check_name(name: str) -> str:
-    """A user folder name as stored; refuses what IMAP or the webmail could not show."""
-    name = name.strip()
+    """A user folder name as stored; refuses what IMAP or the webmail could not show.
+
+    A name is stored exactly as given, or refused: white space around it is refused
+    rather than trimmed, or an IMAP client told OK for `" spaced "` could not find the
+    folder by that name (the webmail trims what its users type before it asks)."""
+    if name != name.strip():
+        raise FolderError("a folder name does not begin or end with white space")
     if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise FolderError("a folder name is 1 to 200 printable characters")
     if name.upper() == INBOX and name != INBOX:

@@ -91,3 +91,26 @@ def test_a_folder_past_the_limit_is_refused_with_the_reason(
     with db.read_only(runtime.sessions) as session:
         names = [f.name for f in store.list_folders(session, account_of(runtime, ALICE))]
     assert "One more" not in names
+
+
+def test_white_space_around_a_typed_folder_name_is_trimmed(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """IMAP refuses a name with white space around it (tests/gateway/imap/
+    test_hostile_clients.py); the webmail trims what its user typed instead."""
+    created = alice.post("/folders", {"name": "  Projects \t"}, page="/inbox")
+    assert created.status_code == 303
+    with db.read_only(runtime.sessions) as session:
+        (folder,) = [
+            f
+            for f in store.list_folders(session, account_of(runtime, ALICE))
+            if "Projects" in f.name
+        ]
+    assert folder.name == "Projects"
+    renamed = alice.post(
+        f"/folders/{folder.id}/rename", {"name": " Plans "}, page=f"/folders/{folder.id}"
+    )
+    assert renamed.status_code == 303
+    with db.read_only(runtime.sessions) as session:
+        names = [f.name for f in store.list_folders(session, account_of(runtime, ALICE))]
+    assert "Plans" in names and "Projects" not in names

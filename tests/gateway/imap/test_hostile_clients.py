@@ -308,6 +308,38 @@ def test_an_append_beyond_the_limit_gets_no_toobig_and_no_go_ahead(
     assert still_serving(imap_server)
 
 
+_name_counter = iter(range(10**9))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(name=" spaced ")
+@example(name="a/ b ")
+@given(name=st.text(alphabet=st.sampled_from("ab /-\t"), min_size=1, max_size=12))
+def test_a_folder_created_is_found_by_the_name_it_was_created_with(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    name: str,
+) -> None:
+    """CREATE answered OK to `" spaced "` but stored `spaced`: the client then could not
+    SELECT, RENAME or DELETE the folder by the name the server had accepted. What
+    CREATE accepts, SELECT finds under that very name. (A connection per example:
+    refusals in a row end a session.)"""
+    unique = f"{next(_name_counter)}{name}".encode()
+    quoted = b'"' + unique + b'"'
+    with session(imap_server, mail_users[ALICE], client_ssl_context) as sock:
+        sock.sendall(b"c CREATE " + quoted + b"\r\ns SELECT " + quoted + b"\r\n")
+        answer = read_until(sock, rb"s (OK|NO|BAD)[^\n]*\n")
+    created = re.search(rb"^c OK", answer, re.M) is not None
+    assert b"SERVERBUG" not in answer
+    if created:
+        assert re.search(rb"^s OK", answer, re.M), answer
+
+
 @settings(
     max_examples=40,
     deadline=None,
