@@ -223,12 +223,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
 """
 
-_RECORD = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
 
 class RedisConnectionCounter:
     """Concurrent connections per client, counted over every process sharing Redis."""
@@ -287,47 +281,6 @@ class RedisConnectionCounter:
             log.warning("connection not released in Redis (%s)", type(exc).__name__)
 
 
-class RedisFailureWindow:
-    """At most `limit` AUTH failures per client within `window` seconds, over every process."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        limit: int,
-        window: float,
-        name: str,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self._name = name
-        self._clock = clock
-        self._blocked: Any = client.register_script(_BLOCKED)
-        self._record: Any = client.register_script(_RECORD)
-
-    def _key(self, client: str) -> str:
-        return f"{PREFIX}:{self._name}:authfail:{client_key(client)}"
-
-    def blocked(self, client: str) -> bool:
-        try:
-            count = self._blocked(keys=[self._key(client)], args=[self._clock() - self.window])
-        except redis.RedisError as exc:
-            log.warning("AUTH failure limit not checked (Redis: %s)", type(exc).__name__)
-            return False
-        return int(count) >= self.limit
-
-    def record(self, client: str) -> None:
-        member = secrets.token_hex(8)
-        try:
-            self._record(
-                keys=[self._key(client)],
-                args=[self._clock(), member, max(int(self.window) + 1, 1)],
-            )
-        except redis.RedisError as exc:
-            log.warning("AUTH failure not counted (Redis: %s)", type(exc).__name__)
-
-
 _REFUSE = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -352,22 +305,26 @@ class RedisRefusalWindow:
         name: str,
         *,
         clock: Callable[[], float] = time.time,
+        kind: str = "refused",
     ) -> None:
+        """`kind` names what is counted, in the keys and in the log ("refused": the MX's
+        refusals; "authfail": `RedisFailureWindow`'s AUTH failures)."""
         self.limit = limit
         self.window = window
         self._name = name
+        self._kind = kind
         self._clock = clock
         self._blocked: Any = client.register_script(_BLOCKED)
         self._refuse: Any = client.register_script(_REFUSE)
 
     def _key(self, client: str) -> str:
-        return f"{PREFIX}:{self._name}:refused:{client}"
+        return f"{PREFIX}:{self._name}:{self._kind}:{client_key(client)}"
 
     def blocked(self, client: str) -> bool:
         try:
             count = self._blocked(keys=[self._key(client)], args=[self._clock() - self.window])
         except redis.RedisError as exc:
-            log.warning("refusal limit not checked (Redis: %s)", type(exc).__name__)
+            log.warning("%s limit not checked (Redis: %s)", self._kind, type(exc).__name__)
             return False
         return int(count) >= self.limit
 
@@ -385,9 +342,33 @@ class RedisRefusalWindow:
                 ],
             )
         except redis.RedisError as exc:
-            log.warning("refusal not counted (Redis: %s)", type(exc).__name__)
+            log.warning("%s not counted (Redis: %s)", self._kind, type(exc).__name__)
             return 0
         return int(count)
+
+
+class RedisFailureWindow:
+    """`FailureWindow` over every process sharing Redis: AUTH failures kept as the MX's
+    refusals are (`RedisRefusalWindow`), under keys of their own."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        limit: int,
+        window: float,
+        name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._times = RedisRefusalWindow(client, limit, window, name, clock=clock, kind="authfail")
+
+    def blocked(self, client: str) -> bool:
+        return self._times.blocked(client)
+
+    def record(self, client: str) -> None:
+        self._times.record(client)
 
 
 _clients: dict[str, redis.Redis] = {}
