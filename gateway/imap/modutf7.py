@@ -6,6 +6,13 @@ listener of serve), and lets a bad base64 run escape as an unhandled error. This
 decoder reads the name once, left to right, and raises ValueError for anything
 malformed; `install` puts it where pymap's parsers call theirs, turned into
 pymap's parse error, so the client gets a BAD and the server goes on.
+
+A name is 7-bit (RFC 3501 §5.1.3, RFC 9051 §5.1.3): pymap read a raw 8-bit byte as
+the Latin-1 character of that value, so a client sending UTF-8 (`CREATE "Café"`)
+made a folder "CafÃ©" that no other client and no webmail user would recognise.
+Raw UTF-8 is a name only after ENABLE UTF8=ACCEPT (RFC 6855), which this server
+neither offers nor accepts (pymap knows no ENABLE): such a name is refused
+(`EightBitName`, a BAD saying why) and nothing is created or selected.
 """
 
 from __future__ import annotations
@@ -19,26 +26,39 @@ from pymap.parsing.specials import mailbox as _mailbox
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+,]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+class EightBitError(ValueError):
+    """A mailbox name with a byte over 127: a name is 7-bit modified UTF-7."""
+
+
+class EightBitName(NotParseable):
+    """pymap's parse error for a name `EightBitError` refused, told apart from other
+    malformed names so the BAD can say what to send instead."""
 
 
 def decode(data: bytes) -> str:
-    """The name `data` stands for; ValueError when it is not modified UTF-7.
+    """The name `data` stands for; ValueError when it is not modified UTF-7
+    (EightBitError for a byte over 127).
 
-    Bytes outside a shift sequence are taken one character each, as pymap did, so
-    names that mail programs send today decode as before. A control character (a NUL
-    above all, which no PostgreSQL text holds) is no part of a mailbox name.
+    ASCII bytes outside a shift sequence are taken one character each, as pymap did,
+    so names that mail programs send today decode as before. A control character (a
+    NUL above all, which no PostgreSQL text holds) is no part of a mailbox name.
     """
+    if _EIGHT_BIT.search(data):
+        raise EightBitError("an 8-bit byte in a mailbox name")
     parts: list[str] = []
     position = 0
     while True:
         shift = data.find(b"&", position)
         if shift < 0:
-            parts.append(data[position:].decode("latin-1"))
+            parts.append(data[position:].decode("ascii"))
             name = "".join(parts)
             if _CONTROL.search(name):
                 raise ValueError("a control character in a mailbox name")
             return name
-        parts.append(data[position:shift].decode("latin-1"))
+        parts.append(data[position:shift].decode("ascii"))
         end = data.find(b"-", shift + 1)
         if end < 0:
             raise ValueError("a shift sequence with no closing '-'")
@@ -65,6 +85,8 @@ def _decode_run(run: bytes) -> str:
 def _pymap_decode(data: bytes) -> str:
     try:
         return decode(bytes(data))
+    except EightBitError:
+        raise EightBitName(memoryview(bytes(data))) from None
     except ValueError:
         raise NotParseable(memoryview(bytes(data))) from None
 

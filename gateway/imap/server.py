@@ -64,6 +64,7 @@ from pysasl.exception import AuthenticationError
 
 from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend, Session
+from gateway.imap.modutf7 import EightBitName
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import ConnectionCounter
 from gateway.runtime import Runtime
@@ -82,6 +83,10 @@ COMMAND_ROOM = 64 * 1024
 # a longer count is more than any limit, and one of over 4300 digits int() refuses.
 _MAX_COUNT_DIGITS = 19
 _TOO_MANY_BAD = ResponseBye(b"Too many invalid commands.")
+EIGHT_BIT_NAME = (
+    b"A mailbox name is 7-bit: 8-bit characters are sent in modified UTF-7"
+    b" (RFC 3501 5.1.3); this server does not offer UTF8=ACCEPT."
+)
 
 
 class _NoProtocolTrace(logging.Filter):
@@ -222,6 +227,14 @@ class _Commands(Commands):
         # PostgreSQL text holds one: a NUL in a name, a search or a flag is a BAD.
         if not isinstance(command, AppendCommand) and b"\x00" in buf.tobytes():
             return self._invalid(buf, params)
+        if isinstance(command, InvalidCommand) and isinstance(command.parse_exc, EightBitName):
+            refusal = _EightBitNameCommand(
+                params.copy(tag=command.tag),
+                command.parse_exc,
+                command.command_name,
+                command.command_type,
+            )
+            return refusal, rest
         return command, rest
 
     def too_big(self, buf: memoryview, params: Params) -> Command:
@@ -246,6 +259,16 @@ class _Commands(Commands):
         name = atom.value.upper()
         refusal = NotParseable(buf, code)
         return InvalidCommand(params, refusal, name, self.commands.get(name)), buf[0:0]
+
+
+class _EightBitNameCommand(InvalidCommand):
+    """A command refused for raw 8-bit bytes in a mailbox name (`modutf7.EightBitName`),
+    whose BAD says what to send instead: pymap's "Invalid arguments." left a client
+    that sent UTF-8 guessing."""
+
+    @property
+    def message(self) -> bytes:
+        return b"%b: %b" % (self.command_name or b"", EIGHT_BIT_NAME)
 
 
 class _Connection(IMAPConnection):

@@ -64,3 +64,16 @@ def test_any_bytes_give_a_name_or_a_value_error(data: bytes) -> None:
     except ValueError:
         return
     assert isinstance(name, str)
+
+
+@pytest.mark.parametrize("raw", [b"Caf\xc3\xa9", b"Caf\xe9", b"\xff", b"&AOk-\x80", b"a/\xc3\xbc"])
+def test_a_raw_8_bit_byte_is_refused_not_read_as_latin_1(raw: bytes) -> None:
+    with pytest.raises(modutf7.EightBitError):
+        modutf7.decode(raw)
+
+
+@given(st.binary(max_size=60), st.integers(0x80, 0xFF), st.binary(max_size=60))
+def test_no_name_with_an_8_bit_byte_decodes(before: bytes, byte: int, after: bytes) -> None:
+    """Whatever surrounds it, one byte over 127 refuses the name (RFC 3501 §5.1.3)."""
+    with pytest.raises(modutf7.EightBitError):
+        modutf7.decode(before + bytes([byte]) + after)
