@@ -18,18 +18,20 @@ brings, over every synchronizing literal too: pymap holds a whole command in mem
 so a MULTIAPPEND of many messages, each within the append limit, would otherwise fill
 it (Dovecot takes any number, as it streams each message to disk). Bytes a client pipelines
 behind STARTTLS end the connection too: they came in clear, and would otherwise run
-as if they had come through TLS. An AUTHENTICATE answer that is no UTF-8 is a BAD,
-as a malformed one is.
+as if they had come through TLS. An AUTHENTICATE answer that is no strict base64, or
+no UTF-8, is a BAD before any login is tried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import logging
 import ssl
 import sys
 from asyncio import StreamReader, StreamWriter
+from base64 import b64decode, b64encode
 from collections.abc import Iterable
 from contextlib import AsyncExitStack, closing
 from typing import Any, cast
@@ -53,6 +55,7 @@ from pymap.parsing.response import (
     Response,
     ResponseBye,
     ResponseCode,
+    ResponseContinuation,
     ResponseNo,
     ResponseOk,
 )
@@ -61,6 +64,7 @@ from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingSta
 from pymap.selected import SelectedMailbox
 from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
+from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
 from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend, Session
@@ -204,6 +208,15 @@ class _AppendCommand(AppendCommand):
             return super().parse(buf, params)
         except _TooBig as too_big:
             raise too_big.refusal from None
+
+
+def _sasl_answer(line: bytes) -> bytes:
+    """The bytes of one AUTHENTICATE answer, which must be base64 with its padding and
+    nothing else (an empty line is an empty answer); AuthenticationError, a BAD, if not."""
+    try:
+        return b64decode(line, validate=True)
+    except binascii.Error:
+        raise AuthenticationError("Invalid base64 in the AUTHENTICATE answer.") from None
 
 
 def _is_too_big(exc: NotParseable | None) -> bool:
@@ -361,11 +374,34 @@ class _Connection(IMAPConnection):
     async def authenticate(
         self, state: ConnectionState, mech_name: bytes
     ) -> ServerCredentials | None:
-        """pymap's SASL exchange, with an answer that is no UTF-8 refused as a malformed
-        one (BAD): pysasl decodes names and passwords unguarded, and the session ended in
-        SERVERBUG, a traceback logged for each try of a client not yet logged in."""
+        """pymap's SASL exchange, with malformed answers refused as RFC 3501 §6.2.2 asks,
+        by a tagged BAD, before any login is tried.
+
+        pymap decoded each answer with `b64decode`, which skips what is no base64: an
+        answer of "!!!!" was an empty user name, tried as a login, logged and counted
+        as a failure of the client's address. Here an answer must be strict base64
+        (`_sasl_answer`). An answer that is no UTF-8 is a BAD too: pysasl decodes names
+        and passwords unguarded, and the session ended in SERVERBUG, a traceback logged
+        for each try of a client not yet logged in."""
+        mech = state.auth.get_server(mech_name)
+        if not mech:
+            return None
+        responses: list[ChallengeResponse] = []
         try:
-            return await super().authenticate(state, mech_name)
+            while True:
+                try:
+                    creds, final = mech.server_attempt(responses)
+                except ServerChallenge as chal:
+                    await self.write_response(ResponseContinuation(b64encode(chal.data)))
+                    answer = bytes(await self.read_continuation(0)).rstrip(b"\r\n")
+                    if answer == b"*":
+                        raise AuthenticationError("Authentication canceled.") from None
+                    responses.append(ChallengeResponse(chal.data, _sasl_answer(answer)))
+                    continue
+                if final is not None:
+                    await self.write_response(ResponseContinuation(b64encode(final)))
+                    await self.read_continuation(0)
+                return creds
         except UnicodeDecodeError:
             raise AuthenticationError("Invalid auth response") from None
 

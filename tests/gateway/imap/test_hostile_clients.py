@@ -676,6 +676,71 @@ def test_any_sasl_answer_gets_a_tagged_refusal(
     assert not errors, [r.getMessage() for r in errors]
 
 
+def authenticate_raw(
+    imap_server: ImapServer, tls: ssl.SSLContext, mechanism: bytes, lines: list[bytes]
+) -> bytes:
+    """As `authenticate`, with each answer line sent as given, not base64-encoded."""
+    raw = socket.create_connection(("127.0.0.1", imap_server.tls_port))
+    with tls.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert read_until(sock, rb"\r\n").startswith(b"* OK")
+        sock.sendall(b"a AUTHENTICATE " + mechanism + b"\r\n")
+        answer = b""
+        for line in lines:
+            answer += read_until(sock, rb"(\+|a (OK|NO|BAD)|\* BYE)[^\n]*\n")
+            if not answer.splitlines()[-1].startswith(b"+"):
+                return answer
+            sock.sendall(line + b"\r\n")
+        return answer + read_until(sock, rb"(a (OK|NO|BAD)|\* BYE)[^\n]*\n")
+
+
+NOT_BASE64 = [b"!!!!", b"YWxpY2U", b"YWxp Y2U=", b"YWxpY2U=\x00", b"=YWxp", b"\xc3\xa9"]
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "at"), [(b"PLAIN", 0), (b"LOGIN", 0), (b"LOGIN", 1)], ids=["plain", "user", "pw"]
+)
+@pytest.mark.parametrize("bad", NOT_BASE64)
+def test_an_sasl_answer_that_is_no_base64_gets_bad_and_counts_as_no_login(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+    mechanism: bytes,
+    bad: bytes,
+    at: int,
+) -> None:
+    """Threat: pymap decoded answers with `b64decode`, which drops what is no base64:
+    "!!!!" to AUTHENTICATE LOGIN's "Username:" became an empty user name, tried as a
+    login, logged, and counted against the client's address, so a broken client (or a
+    prober) used up the address's allowance. RFC 3501 §6.2.2: a tagged BAD, no login."""
+    right = base64.b64encode(ALICE.encode()), base64.b64encode(mail_users[ALICE].encode())
+    lines = [right[0], right[1]][: 1 if mechanism == b"PLAIN" else 2]
+    lines[at] = bad
+    caplog.set_level(logging.INFO, logger="gateway.imap")
+    answer = authenticate_raw(imap_server, client_ssl_context, mechanism, lines)
+    last = answer.splitlines()[-1]
+    assert re.fullmatch(rb"a BAD Invalid base64[^\n]*", last), answer
+    assert len(imap_server.backend.login.failures) == 0
+    assert not [r for r in caplog.records if "login failed" in r.getMessage()]
+    assert still_serving(imap_server)
+
+
+@pytest.mark.parametrize("mechanism", [b"LOGIN", b"PLAIN"])
+def test_strict_base64_sasl_answers_still_log_in(
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    mechanism: bytes,
+) -> None:
+    user, password = ALICE.encode(), mail_users[ALICE].encode()
+    if mechanism == b"PLAIN":
+        lines = [base64.b64encode(b"\x00" + user + b"\x00" + password)]
+    else:
+        lines = [base64.b64encode(user), base64.b64encode(password)]
+    answer = authenticate_raw(imap_server, client_ssl_context, mechanism, lines)
+    assert re.search(rb"^a OK ", answer, re.M), answer
+
+
 def test_a_right_sasl_plain_answer_still_logs_in(
     imap_server: ImapServer, mail_users: dict[str, str], client_ssl_context: ssl.SSLContext
 ) -> None:
