@@ -44,7 +44,7 @@ from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params, Space
 from pymap.parsing.command import Command
-from pymap.parsing.command.auth import AppendCommand
+from pymap.parsing.command.auth import AppendCommand, ListCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
@@ -68,6 +68,7 @@ from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
 from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend, Session
+from gateway.imap.listlines import ListLines
 from gateway.imap.modutf7 import EightBitName
 from gateway.imap.notify import Notifier
 from gateway.ratelimit import ConnectionCounter
@@ -471,6 +472,17 @@ class _State(ConnectionState):
                 ResponseCode.of(b"TOOBIG"),
             )
         return await super().do_command(cmd)
+
+    async def do_list(self, cmd: ListCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
+        """pymap's LIST and LSUB, the entries written as bytes (`listlines`), not one
+        `ListResponse` each formatted on the event loop."""
+        entries, updates = await self.session.list_mailboxes(
+            cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected
+        )
+        resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        kind = b"LSUB" if cmd.only_subscribed else b"LIST"
+        resp.add_untagged(ListLines(kind, entries))
+        return resp, updates
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
         """A listing is answered from kept bytes (`listing`); anything else by pymap."""
