@@ -934,14 +934,20 @@ class Session(BaseSession[Message]):
         subscribed: bool = False,
         selected: SelectedMailbox | None = None,
     ) -> tuple[Iterable[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
-        """LIST with the RFC 6154 attributes of Sent, Drafts and Trash."""
-        entries, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
-        special = {f.name: f.special_use for f in await self._mailbox_set.folders()}
+        """pymap's LIST, with the RFC 6154 attributes of Sent, Drafts and Trash, from one
+        query of the folders (pymap's asked for the names, this for the special uses)."""
+        if not filter_:  # RFC 3501 §6.3.8: the delimiter and the root
+            return [("", DELIMITER, [b"Noselect"])], await self._load_updates(selected, None)
+        infos = await self._mailbox_set.folders()
+        names = [f.name for f in infos if f.subscribed or not subscribed]
+        tree = FolderTree(DELIMITER).update(INBOX, *names)
+        special = {f.name: f.special_use.encode() for f in infos if f.special_use}
         out: list[tuple[str, str | None, Sequence[bytes]]] = []
-        for name, delimiter, attributes in entries:
-            use = special.get(name, "")
-            out.append((name, delimiter, [*attributes, use.encode()] if use else attributes))
-        return out, updates
+        for entry in tree.list_matching(ref_name, filter_):
+            attributes = entry.attributes
+            use = special.get(entry.name)
+            out.append((entry.name, DELIMITER, [*attributes, use] if use else attributes))
+        return out, await self._load_updates(selected, None)
 
     async def append_messages(
         self,

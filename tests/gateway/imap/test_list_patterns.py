@@ -4,6 +4,8 @@ event loop (the threat: tests/gateway/imap/test_hostile_clients.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pymap.listtree import ListTree
@@ -29,6 +31,26 @@ def reference(pattern: str, name: str) -> bool:
 @example(pattern="%%", name="")
 def test_a_pattern_matches_what_pymap_matched(pattern: str, name: str) -> None:
     assert matches(compile_pattern(pattern, "/"), name) == reference(pattern, name)
+
+
+@given(
+    text=st.text(NAME_CHARS, max_size=6),
+    wildcard=st.sampled_from(["", "*", "%", "%%", "*%", "%*"]),
+    prefixed=st.booleans(),
+    rest=st.text(NAME_CHARS, max_size=8),
+)
+@example(text="a", wildcard="%", prefixed=True, rest="/b")
+@example(text="a/", wildcard="%", prefixed=True, rest="")
+def test_the_common_shapes_are_matched_by_comparing_strings_with_the_same_answer(
+    text: str, wildcard: str, prefixed: bool, rest: str
+) -> None:
+    """`*`, a name, a name and then `*` or `%`: what mail programs send, compared as
+    strings (`Pattern.simple`) rather than walked, with the walk's and pymap's answer."""
+    pattern = compile_pattern(text + wildcard, "/")
+    assert pattern.simple is not None
+    name = (text if prefixed else "") + rest
+    walked = matches(dataclasses.replace(pattern, simple=None), name)
+    assert matches(pattern, name) == walked == reference(text + wildcard, name)
 
 
 @given(names=st.lists(st.text(NAME_CHARS, min_size=1, max_size=8), max_size=6))
