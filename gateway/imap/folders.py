@@ -34,9 +34,11 @@ NOTIFY_CHANNEL = "sealgate_mail"
 DELIMITER = "/"
 MAX_NAME_LENGTH = 200
 # What LIST shows of an account: its folders and each level above one ("a" of "a/b").
-# pymap answers LIST at about half a millisecond an entry on the event loop, every
+# pymap answered LIST at about half a millisecond an entry on the event loop, every
 # listener of serve waiting meanwhile: unbounded, one client's folders (a few thousand
-# CREATEs a minute) held every other for seconds, then minutes.
+# CREATEs a minute) held every other for seconds, then minutes. Written as bytes
+# (`listlines`) an entry costs about a fiftieth of that, but a LIST still grows with
+# the folders, and so does every client's sync of them: the bound stays.
 MAX_FOLDERS = 1000
 # A message's flags together, as stored: a client cannot grow a row.
 MAX_FLAGS_LENGTH = 4000
