@@ -22,11 +22,35 @@ import re
 
 from pymap.parsing.command import auth as _auth_commands
 from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.response import specials as _response_specials
 from pymap.parsing.specials import mailbox as _mailbox
 
 _BASE64 = re.compile(rb"[A-Za-z0-9+,]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+_RUNS = re.compile(r"[\x20-\x7e]+|[^\x20-\x7e]+")
+
+
+def encode(name: str) -> bytes:
+    """`name` in modified UTF-7, as `decode` reads it back.
+
+    pymap's encoder (0.36) walks the name one character at a time in Python and writes
+    an "&" that follows a non-ASCII run bare (`日&x` as `&ZeU-&x`), which no decoder
+    reads back: a folder so named was listed under a name that could not be selected.
+    Here a run of printable ASCII costs one `replace`, and any other run goes through
+    Python's UTF-7 codec (the control characters it would leave unshifted are never
+    part of a name, `decode` refuses them)."""
+    if name.isascii() and name.isprintable():  # every character within 0x20-0x7E
+        return name.encode("ascii").replace(b"&", b"&-")
+    out = bytearray()
+    for run in _RUNS.findall(name):
+        if "\x20" <= run[0] <= "\x7e":
+            out += run.encode("ascii").replace(b"&", b"&-")
+        else:
+            out += b"&" + run.encode("utf-7")[1:-1].replace(b"/", b",") + b"-"
+    return bytes(out)
 
 
 class EightBitError(ValueError):
@@ -92,6 +116,10 @@ def _pymap_decode(data: bytes) -> str:
 
 
 def install() -> None:
-    """Make pymap's mailbox-name and LIST-pattern parsers use `decode`."""
+    """Make pymap's mailbox-name and LIST-pattern parsers use `decode`, and its
+    responses (a mailbox name in STATUS, the delimiter) use `encode`."""
+    # The same call as pymap's (its parameter has another name).
+    _mailbox.modutf7_encode = encode  # type: ignore[attr-defined,assignment]
+    _response_specials.modutf7_encode = encode  # type: ignore[attr-defined,assignment]
     _mailbox.modutf7_decode = _pymap_decode  # type: ignore[attr-defined]
     _auth_commands.modutf7_decode = _pymap_decode  # type: ignore[attr-defined]
