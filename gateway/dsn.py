@@ -4,7 +4,9 @@ Built by hand rather than with `email.mime`: the standard library's handling of
 message/delivery-status is quirky, and every byte here is either ours or
 sanitised text from a remote server, which must never be able to add a header
 line or a MIME boundary. Only the original's header block goes back to the
-sender (as text/rfc822-headers), never its body.
+sender (as text/rfc822-headers), never its body; when the gateway can no longer
+open its stored copy (sealed under a destroyed master-key version), the report
+has no third part (RFC 3464 2.1 makes it optional) and says so.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def _why(failure: Failure) -> str:
 
 def build_bounce(
     *,
-    original: bytes,
+    original: bytes | None,
     envelope_from: str,
     recipient: str,
     failure: Failure,
@@ -138,13 +140,19 @@ def build_bounce(
     queue_id: str,
     arrival_date: dt.datetime,
     now: dt.datetime,
+    original_message_id: str = "",
 ) -> bytes:
-    """The complete bounce message for one failed recipient, CRLF line ends."""
+    """The complete bounce message for one failed recipient, CRLF line ends.
+
+    `original` None: the message's content is lost to the gateway, so nothing of
+    it is attached; the report names what is known in clear instead (the queue
+    id, when it was submitted, and `original_message_id` if one was noted).
+    """
     mta = clean(reporting_mta, 253) or "localhost"
     rcpt = _UNSAFE.sub("", recipient)
     sender = _UNSAFE.sub("", envelope_from)
     diagnostic = clean(failure.diagnostic)
-    headers = header_block(original)
+    headers = header_block(original) if original is not None else b""
     boundary = f"=_sealgate-dsn-{secrets.token_hex(12)}"
     while boundary.encode() in headers:  # pragma: no cover  (96 random bits)
         boundary = f"=_sealgate-dsn-{secrets.token_hex(12)}"
@@ -157,9 +165,18 @@ def build_bounce(
         "",
         f"Reason: {diagnostic}",
         f"Queue id: {clean(queue_id, 64)}",
-        "",
-        "The headers of your message are attached.",
     ]
+    if original is not None:
+        human += ["", "The headers of your message are attached."]
+    else:
+        human.append(f"Submitted: {email.utils.format_datetime(arrival_date)}")
+        if message_id := clean(original_message_id, 900):
+            human.append(f"Message-ID: {message_id}")
+        human += [
+            "",
+            "The gateway can no longer open its stored copy of your message, so neither",
+            "its text nor its headers are attached. Send it again if it still matters.",
+        ]
     per_message = [
         f"Reporting-MTA: dns; {mta}",
         f"X-Sealgate-Queue-ID: {clean(queue_id, 64)}",
@@ -204,6 +221,10 @@ def build_bounce(
         "",
         *per_recipient,
         "",
+    ]
+    if original is None:
+        return "\r\n".join([*top, f"--{boundary}--", ""]).encode("utf-8")
+    top += [
         f"--{boundary}",
         "Content-Type: text/rfc822-headers",
         "Content-Transfer-Encoding: " + ("7bit" if headers.isascii() else "8bit"),

@@ -15,7 +15,11 @@ the delivery record.
 A row that carries a secret (a secure-page notification holds its link) is
 sealed at rest under the master key (`seal_raw`); `claim` hands the relay the
 bytes to send, opened, and a master-key rotation moves such rows with
-`rewrap_sealed`.
+`rewrap_sealed`. A sealed row the ring cannot open (its master-key version was
+destroyed, or the ring came from an older backup) is claimed all the same, with
+no bytes and the reason (`ClaimedItem.unopenable`): the relay retries it like a
+failed delivery, in case the admin restores the ring, and bounces it at the
+queue's maximum age with what the row holds in clear (envelope, queue id, dates).
 
 Every function takes the caller's session and `now`; the caller commits.
 """
@@ -34,7 +38,7 @@ import sqlalchemy.orm as so
 from gateway import accounts, audit, dsn, mailbox
 from gateway.admin import valid_id
 from gateway.inflight import InFlightBudget, Reservation
-from gateway.models import QueueItem
+from gateway.models import MailLogEntry, QueueItem
 from gateway.settings import RelaySettings
 from keystore import seal
 from keystore.masterkey import MasterKeyRing
@@ -56,6 +60,8 @@ class ClaimedItem:
 
     `lease` is the `leased_until` value this claim wrote: finishing a row checks it,
     so a worker whose lease ran out cannot overwrite the next worker's outcome.
+    `unopenable` says why a sealed row's bytes could not be opened ("" when they
+    were); `raw` is then empty and the row must not be sent.
     """
 
     id: int
@@ -66,6 +72,7 @@ class ClaimedItem:
     attempts: int
     created_at: dt.datetime
     lease: dt.datetime
+    unopenable: str = ""
     # Its size held in the in-flight budget until the relay is done with it.
     hold: Reservation | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -86,6 +93,36 @@ def open_raw(ring: MasterKeyRing, row: QueueItem) -> bytes:
     return seal.open_sealed(
         ring, row.raw, purpose=SEAL_PURPOSE, binding=_binding(row.queue_id, row.rcpt_to)
     )
+
+
+def why_unopenable(ring: MasterKeyRing | None, row: QueueItem) -> str:
+    """Why a sealed row does not open with `ring`, for the admin, the log and the bounce.
+
+    Names the master-key version (no secret) so the admin knows which ring would
+    open it; "" when the row is not sealed or opens.
+    """
+    if not row.sealed:
+        return ""
+    if ring is None:
+        return "sealed at rest, and no master key ring is loaded"
+    try:
+        version = seal.blob_version(row.raw)
+    except seal.SealedRecordError:
+        return "sealed at rest, but the sealed record is damaged"
+    if version in ring.destroyed_versions:
+        return f"sealed at rest under master-key version {version}, which was destroyed"
+    if version not in ring.keys:
+        return (
+            f"sealed at rest under master-key version {version}, which the key ring does not hold"
+        )
+    try:
+        open_raw(ring, row)
+    except seal.SealedRecordError:
+        return (
+            f"sealed at rest under master-key version {version}, but it does not open"
+            " (damaged, or not sealed for this row)"
+        )
+    return ""
 
 
 def rewrap_sealed(session: so.Session, ring: MasterKeyRing) -> int:
@@ -156,7 +193,9 @@ def claim(
     """Lease up to `limit` due rows to the caller; commit promptly so others skip them.
 
     Sealed rows are opened with `ring`; one that does not open (no ring, or its
-    master-key version is gone) is not claimed and is marked with the reason.
+    master-key version is gone) is claimed too, with no bytes and the reason in
+    `unopenable` (and `last_error`): left unclaimed, it would never reach the
+    maximum age that bounces it.
     With `budget`, each row's size is reserved in it before its bytes are loaded
     (the item's `hold`, for the caller to release); rows past the budget stay
     queued for a later claim.
@@ -189,14 +228,16 @@ def claim(
             hold = budget.try_reserve(sizes.get(row.id, 0))
             if hold is None:
                 break
+        unopenable = ""
         try:
             raw = open_raw(ring, row) if ring is not None else _unsealed(row)
         except seal.SealedRecordError:
+            raw = b""
+            unopenable = why_unopenable(ring, row) or "sealed at rest, and it does not open"
+            row.last_error = unopenable[:MAX_ERROR_CHARS]
             if hold is not None:
-                hold.release()
-            row.last_error = "sealed at rest under a master-key version this ring does not hold"
-            row.next_attempt_at = now + dt.timedelta(hours=1)
-            continue
+                hold.release()  # nothing of it is loaded
+                hold = None
         row.status = SENDING
         row.leased_until = lease
         claimed.append(
@@ -209,6 +250,7 @@ def claim(
                 attempts=row.attempts,
                 created_at=row.created_at,
                 lease=lease,
+                unopenable=unopenable,
                 hold=hold,
             )
         )
@@ -299,7 +341,9 @@ def give_up(
 
     Returns where the bounce went: "mailbox", "dropped" (sender not hosted, or a
     null sender: a bounce is never bounced), or None if the lease was lost and
-    nothing was changed.
+    nothing was changed. A row whose sealed bytes do not open bounces without
+    them: the report then carries what the gateway holds in clear (envelope,
+    queue id, dates, and the Message-ID the mail log noted).
     """
     result = session.execute(sa.delete(QueueItem).where(_still_ours(item)))
     if _rowcount(result) != 1:
@@ -318,7 +362,8 @@ def give_up(
         )
         return "dropped"
     report = dsn.build_bounce(
-        original=item.raw,
+        original=None if item.unopenable else item.raw,
+        original_message_id=_logged_message_id(session, item) if item.unopenable else "",
         envelope_from=item.mail_from,
         recipient=item.rcpt_to,
         failure=failure,
@@ -338,6 +383,17 @@ def give_up(
         detail=detail,
     )
     return "mailbox"
+
+
+def _logged_message_id(session: so.Session, item: ClaimedItem) -> str:
+    """The Message-ID the mail log noted in clear for this message and recipient, or ""."""
+    found = session.scalar(
+        sa.select(MailLogEntry.message_id)
+        .where(MailLogEntry.queue_id == item.queue_id, MailLogEntry.recipient == item.rcpt_to)
+        .order_by(MailLogEntry.id)
+        .limit(1)
+    )
+    return found or ""
 
 
 def _rowcount(result: sa.Result[object]) -> int:

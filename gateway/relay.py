@@ -11,7 +11,9 @@ connection with aiosmtplib, and records the outcome: delivered rows go, a
 temporary failure (4xx, no connection, timeout, no STARTTLS, bad certificate)
 is retried with back-off, a 5xx to MAIL/RCPT/DATA or the maximum age bounces
 to the sender. A 5xx anywhere else (EHLO, STARTTLS, AUTH) means our own relay
-configuration is wrong, so the mail waits instead of bouncing.
+configuration is wrong, so the mail waits instead of bouncing. A sealed row the
+master key ring cannot open is retried the same way without a connection (the
+admin may put the ring back), and bounced at the maximum age without its content.
 
 With `security = starttls` the relay never sends in clear: a server that does
 not offer STARTTLS, or whose certificate does not verify, gets nothing. Logs
@@ -262,6 +264,8 @@ class Relay:
                 item.hold.release()
 
     async def _deliver(self, item: ClaimedItem) -> Result:
+        if item.unopenable:
+            return await self._defer(item, item.unopenable, hint=_RING_HINT)
         attempt = item.attempts + 1
         log.info(
             "relay: queue %s to %s: attempt %d via %s:%d",
@@ -330,11 +334,17 @@ class Relay:
         await self._db(lambda s: outbound.release(s, item, now=now))
         log.info("relay: queue %s to %s: released unsent", item.queue_id, item.rcpt_to)
 
-    async def _defer(self, item: ClaimedItem, error: str) -> Result:
+    async def _defer(self, item: ClaimedItem, error: str, *, hint: str = "") -> Result:
+        """Retry later with back-off, or bounce once the row is `max_age` old.
+
+        `hint` (for the admin) goes to the log line only, not to last_error or the bounce.
+        """
         now = self.clock()
         age = (now - item.created_at).total_seconds()
         if age >= self.relay.max_age:
-            failure = dsn.expired_failure(error, remote_mta=self.relay.host)
+            # A row whose bytes never opened was never offered to the smarthost.
+            remote = "" if item.unopenable else self.relay.host
+            failure = dsn.expired_failure(error, remote_mta=remote)
             log.warning(
                 "relay: queue %s to %s: giving up after %d attempts over %.0f s: %s",
                 item.queue_id,
@@ -353,11 +363,12 @@ class Relay:
         if next_at is None:
             return self._lease_lost(item)
         log.warning(
-            "relay: queue %s to %s: deferred until %s: %s",
+            "relay: queue %s to %s: deferred until %s: %s%s",
             item.queue_id,
             item.rcpt_to,
             next_at.isoformat(timespec="seconds"),
             error,
+            hint.format(expires=_expiry(item, self.relay)),
         )
         return Result(item.id, item.queue_id, Outcome.DEFERRED)
 
@@ -566,6 +577,19 @@ def _reply_text(code: int, message: str, where: str) -> str:
             f"protocol error: relay {where} sent a reply longer than 32 KiB (or a line over 8 KiB)"
         )
     return f"protocol error: relay {where} sent no valid SMTP reply: {dsn.clean(message, 200)}"
+
+
+# What the admin can do about a row whose sealed bytes do not open (see gateway.queue).
+_RING_HINT = (
+    "; it opens again once master.keys holds that version again (a copy of the ring"
+    " from before), else it bounces to its sender, without its content, at {expires}"
+)
+
+
+def _expiry(item: ClaimedItem, relay: RelaySettings) -> str:
+    """When the row reaches `max_age` and bounces (at the first try after it)."""
+    expires = item.created_at + dt.timedelta(seconds=relay.max_age)
+    return expires.isoformat(timespec="seconds")
 
 
 def _bounce_fate(where: str, mail_from: str) -> str:

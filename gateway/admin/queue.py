@@ -31,6 +31,8 @@ class QueueRow:
     last_error: str
     in_flight: bool
     size: int
+    # Why its sealed bytes do not open with the ring ("" if they do, or no ring was given).
+    unopenable: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,10 +47,18 @@ class QueueRow:
             "last_error": self.last_error,
             "in_flight": self.in_flight,
             "size": self.size,
+            "unopenable": self.unopenable,
         }
 
 
-def list_rows(session: so.Session, now: dt.datetime, page: int, per_page: int) -> Page[QueueRow]:
+def list_rows(
+    session: so.Session,
+    now: dt.datetime,
+    page: int,
+    per_page: int,
+    ring: MasterKeyRing | None = None,
+) -> Page[QueueRow]:
+    """One page of the queue; with `ring`, each sealed row says if it cannot be opened."""
     items = outbound.list_items(session)
     page = clamp_page(page, per_page, len(items))
     chosen = items[(page - 1) * per_page : page * per_page]
@@ -65,6 +75,7 @@ def list_rows(session: so.Session, now: dt.datetime, page: int, per_page: int) -
             i.last_error,
             outbound.in_flight(i, now),
             len(i.raw),
+            outbound.why_unopenable(ring, i) if ring is not None else "",
         )
         for i in chosen
     ]
@@ -104,10 +115,12 @@ def give_up(
         )
     outcome: dict[str, str] = {}
     for row in rows:
+        unopenable = ""
         try:
             raw = outbound.open_raw(ring, row)
         except seal.SealedRecordError:
-            raw = b""  # the bounce then carries the headers we have: none
+            # The bounce then says the content is lost, and carries what is in clear.
+            raw, unopenable = b"", outbound.why_unopenable(ring, row) or "it does not open"
         # Lease the row to ourselves, so the relay's own give_up (which checks the
         # lease) removes exactly this row, in this transaction.
         lease = now + dt.timedelta(minutes=5)
@@ -122,6 +135,7 @@ def give_up(
             attempts=row.attempts,
             created_at=row.created_at,
             lease=lease,
+            unopenable=unopenable,
         )
         reason = row.last_error or GIVE_UP_TEXT
         failure = dsn.Failure(GIVE_UP_STATUS, "X-Sealgate", f"{GIVE_UP_TEXT}; last error: {reason}")

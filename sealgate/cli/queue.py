@@ -15,11 +15,25 @@ def queue() -> None:
 @queue.command("list")
 @pass_state
 def queue_list(state: CliState) -> None:
-    """Every queued row: queue id, row id, state, attempts, next try, envelope, last error."""
+    """Every queued row: queue id, row id, state, attempts, next try, envelope, last error.
+
+    A sealed row the master key ring cannot open is named, with its master-key
+    version and when it bounces, so the admin can still put the ring back.
+    """
+    import datetime as dt
+
     from gateway import queue as outbound
     from gateway.timeutil import utcnow
+    from keystore.masterkey import MasterKeyError
 
     now = utcnow()
+    runtime = state.require_initialised()
+    try:
+        ring = runtime.ring.get()
+    except MasterKeyError as exc:
+        ring = None
+        click.echo(f"the master key ring cannot be loaded: {exc}", err=True)
+    max_age = dt.timedelta(seconds=state.settings.relay.max_age)
     with state.transaction() as session:
         rows = outbound.list_items(session)
         if not rows:
@@ -32,7 +46,14 @@ def queue_list(state: CliState) -> None:
                 f"next {row.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC\t"
                 f"{row.mail_from or '<>'} -> {row.rcpt_to}\t{len(row.raw)} bytes"
             )
-            if row.last_error:
+            unopenable = outbound.why_unopenable(ring, row) if ring is not None else ""
+            if unopenable:
+                click.echo(
+                    f"\tcannot be opened: {unopenable}; unless master.keys holds that"
+                    " version again, it bounces without its content at"
+                    f" {row.created_at + max_age:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            elif row.last_error:
                 click.echo(f"\tlast error: {row.last_error}")
         click.echo(f"{len(rows)} row(s) queued")
 

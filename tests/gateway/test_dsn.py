@@ -178,3 +178,28 @@ def test_the_status_of_any_permanent_reply_is_an_ascii_status_code(code: int, me
     """RFC 3464 2.3.4 / RFC 3463: whatever a peer writes, Status is 5.d.d in ASCII."""
     failure = dsn.smtp_failure(code, message)
     assert re.fullmatch(r"5\.[0-9]{1,3}\.[0-9]{1,3}", failure.status)
+
+
+@given(message_id=st.text(max_size=300))
+def test_a_lost_original_gives_a_two_part_report_naming_what_is_known(message_id: str) -> None:
+    """The gateway can no longer open the message (its master-key version is gone): no
+    third part, the text says so, and whatever the noted Message-ID holds stays one line."""
+    report = build(
+        original=None,
+        original_message_id=message_id,
+        failure=dsn.expired_failure(
+            "sealed at rest under master-key version 1, which was destroyed"
+        ),
+    )
+    human, status = parts(report)
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, per_recipient = status.get_payload()  # type: ignore[misc]
+    assert per_message["X-Sealgate-Queue-ID"] == "ABC123"
+    assert per_recipient["Status"] == "4.4.7"
+    text = human.get_content().replace("\r\n", "\n")
+    assert "Queue id: ABC123" in text and "Submitted: Mon, 02 Mar 2026 09:00:00 +0000" in text
+    assert "neither\nits text nor its headers are attached" in text
+    assert "The headers of your message are attached." not in text
+    lines = text.splitlines()
+    assert len(lines) == 11 + (1 if dsn.clean(message_id, 900) else 0)
+    assert b"confidential" not in report and b"the plan" not in report

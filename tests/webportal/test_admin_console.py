@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import accounts, db, queue
-from gateway.models import Account, AuditEvent, Domain, MasterRotationJob
+from gateway.models import Account, AuditEvent, Domain, MailboxMessage, MasterRotationJob, QueueItem
 from gateway.runtime import Runtime
 from keystore import store
+from keystore.masterkey import save_ring
 from webportal import admin as admin_views
 from webportal import clock
 from webportal.access import access_rule
@@ -498,3 +499,50 @@ def test_a_nul_in_a_query_form_or_path_is_a_bad_request(admin_client: FlaskClien
         "/admin/policy", data={"subject_tag": "[sec\x00ure]", "csrf_token": token}
     )
     assert refused.status_code == 400
+
+
+def test_a_row_the_ring_cannot_open_is_named_and_given_up_without_its_content(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """A notification sealed under a master-key version since destroyed (see
+    tests/gateway/test_queue_lost_master_key.py): the queue page says so, and giving
+    it up bounces a report to the sender that says the content is lost."""
+    ring = runtime.ring.get()
+    notification = b"Subject: a link inside\r\n\r\nhttps://portal.example/s/secret-token\r\n"
+    rcpt = "dan@partner.example"
+    sealed = queue.seal_raw(ring, notification, queue_id="QSEALED", rcpt_to=rcpt)
+    with db.transaction(runtime.sessions) as session:
+        queue.enqueue(
+            session, queue_id="QSEALED", mail_from="alice@example.test", rcpt_to=rcpt,
+            raw=sealed, now=dt.datetime.now(dt.UTC), sealed=True,
+        )  # fmt: skip
+    old = ring.primary
+    save_ring(
+        runtime.settings.data_dir,
+        ring.with_new_primary().with_retired(old).with_destroyed(old),
+    )
+
+    page = admin_client.get("/admin/queue")
+    assert page.status_code == 200
+    assert (
+        f"<strong>Cannot be opened:</strong> sealed at rest under master-key version {old},"
+        " which was destroyed; it bounces without its content when it expires"
+    ) in page.text
+    given_up = admin_client.post(
+        "/admin/queue/give-up",
+        data={"ident": "QSEALED", "confirm": "on", "csrf_token": csrf_from(page.text)},
+    )
+    assert given_up.status_code == 302
+    with db.read_only(runtime.sessions) as session:
+        assert (
+            session.scalars(sa.select(QueueItem).where(QueueItem.queue_id == "QSEALED")).all() == []
+        )
+        bounces = [
+            m.raw
+            for m in session.scalars(sa.select(MailboxMessage))
+            if m.address.address == "alice@example.test"
+        ]
+    [bounce] = bounces
+    assert b"can no longer open its stored copy" in bounce
+    assert b"text/rfc822-headers" not in bounce
+    assert b"a link inside" not in bounce and b"secret-token" not in bounce

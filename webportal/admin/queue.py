@@ -17,7 +17,11 @@ from webportal.extensions import db_session, runtime
 @bp.get("/queue")
 @admin_required
 def queue() -> ResponseReturnValue:
-    found = admin_queue.list_rows(db_session(), now(), page_arg(), per_page())
+    try:
+        ring = runtime().ring.get()
+    except MasterKeyError:
+        ring = None  # the page still lists the rows; the relay logs why the ring is missing
+    found = admin_queue.list_rows(db_session(), now(), page_arg(), per_page(), ring=ring)
     return render_template("admin/queue.html", found=found)
 
 
