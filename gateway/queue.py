@@ -126,13 +126,22 @@ def why_unopenable(ring: MasterKeyRing | None, row: QueueItem) -> str:
 
 
 def rewrap_sealed(session: so.Session, ring: MasterKeyRing) -> int:
-    """Re-seal every sealed row under the ring's primary version; how many moved."""
+    """Re-seal every sealed row under the ring's primary version; how many moved.
+
+    A row that does not open (its version destroyed) stays as it is: it is lost
+    either way, and the relay bounces it at the queue's maximum age; failing here
+    would stop every later master-key rotation until then.
+    """
     moved = 0
     for row in session.scalars(sa.select(QueueItem).where(QueueItem.sealed.is_(True))):
-        if seal.blob_version(row.raw) != ring.primary:
+        try:
+            if seal.blob_version(row.raw) == ring.primary:
+                continue
             binding = _binding(row.queue_id, row.rcpt_to)
             row.raw = seal.reseal(ring, row.raw, purpose=SEAL_PURPOSE, binding=binding)
-            moved += 1
+        except seal.SealedRecordError:
+            continue
+        moved += 1
     return moved
 
 

@@ -43,6 +43,7 @@ from sealgate.cli import cli
 from tests.fakes.smarthost import FakeSmarthost
 from tests.gateway.test_relay import RAW, FakeClock, enqueue_sealed, rows, sweep, with_relay
 from tests.gateway.test_secure_page import MARKER, PASSWORD, folder, message_with_attachment, send
+from tests.keystore.conftest import run_sealgate
 
 ALICE, CAROL, DAN = "alice@example.test", "carol@elsewhere.example", "dan@elsewhere.example"
 DAY = 24 * 3600.0
@@ -229,3 +230,20 @@ def test_the_admin_console_lists_it(runtime: Runtime) -> None:
     assert shown.as_dict()["unopenable"] == (
         "sealed at rest under master-key version 1, which was destroyed"
     )
+
+
+def test_a_later_master_key_rotation_leaves_it_and_finishes(
+    runtime: Runtime, smarthost: FakeSmarthost, test_env: dict[str, str]
+) -> None:
+    """The rotation re-seals queued rows; one that cannot be opened stopped it with a
+    traceback (SealedRecordError) until the row was gone."""
+    enqueue_sealed(runtime, runtime.ring.get(), queue_id="QSEALED")
+    destroy_version_1(runtime)
+    rotated = run_sealgate(test_env, "keys", "rotate-master")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "Traceback" not in rotated.stderr
+    assert "every secret key is wrapped under version 3" in rotated.stdout
+    [row] = rows(runtime)
+    assert seal.blob_version(row.raw) == 1  # left as it was, to bounce at the lifetime
+    rt = with_relay(runtime, smarthost)
+    assert [r.outcome for r in sweep(rt, FakeClock())] == [Outcome.DEFERRED]
