@@ -30,7 +30,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from keystore import wrap
-from keystore.masterkey import MasterKeyRing, load_ring, save_ring
+from keystore.masterkey import MasterKeyError, MasterKeyRing, load_ring, ring_path, save_ring
 from keystore.models import VERSION_RETIRED, MasterKeyVersion, StoredKey
 from keystore.store import KeyEventSink, ensure_master_version_usable
 
@@ -38,6 +38,7 @@ ACTION_MASTER_ROTATE = "master.rotate"
 ACTION_MASTER_RESUME = "master.resume"
 ACTION_MASTER_RETIRE = "master.retire"
 ACTION_MASTER_DESTROY = "master.destroy"
+ACTION_MASTER_DESTROY_FAILED = "master.destroy_failed"
 TARGET = "master-key"
 DEFAULT_BATCH_SIZE = 100
 # Each pass re-wraps what appeared since the last; keys made meanwhile by processes
@@ -222,15 +223,39 @@ def retired_at(session: so.Session, version: int) -> dt.datetime | None:
 
 
 def destroy(
-    data_dir: Path, session: so.Session, version: int, events: KeyEventSink
+    data_dir: Path, sessions: so.sessionmaker[so.Session], version: int, events: KeyEventSink
 ) -> MasterKeyRing:
     """Forget a retired version's key in the ring file; nothing wrapped under it opens again.
 
     The caller has shown the admin what that makes unreadable and had it confirmed.
+    The audit entry is committed before the ring file is rewritten, so no kill leaves
+    a destroyed key without one: a kill between the two leaves the entry and the key
+    (running the command again destroys it, with an entry of its own). A rewrite that
+    fails is recorded as well (`master.destroy_failed`) and raises MasterKeyError.
     """
     ring = load_ring(data_dir, {})
     destroyed = ring.with_destroyed(version)
-    events(session, ACTION_MASTER_DESTROY, TARGET, f"version {version} destroyed")
-    session.flush()
-    save_ring(data_dir, destroyed)
+    with sessions.begin() as session:
+        events(
+            session,
+            ACTION_MASTER_DESTROY,
+            TARGET,
+            f"version {version} destroyed (its key is removed from the ring file next)",
+        )
+    try:
+        save_ring(data_dir, destroyed)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        with sessions.begin() as session:
+            events(
+                session,
+                ACTION_MASTER_DESTROY_FAILED,
+                TARGET,
+                f"version {version} not destroyed: the ring file could not be rewritten"
+                f" ({reason}); its key is still in the ring",
+            )
+        raise MasterKeyError(
+            f"master-key version {version} was not destroyed: {ring_path(data_dir)} could"
+            f" not be rewritten ({reason}); its key is still in the ring"
+        ) from None
     return destroyed

@@ -268,11 +268,10 @@ def destroy_master(state: CliState, version: int, yes: bool) -> None:
     )
     if not yes:
         click.confirm(f"Destroy master-key version {version}?", abort=True)
-    with state.transaction() as session:
-        try:
-            rotation.destroy(state.settings.data_dir, session, version, audit_sink)
-        except MasterKeyError as exc:
-            raise click.ClickException(str(exc)) from None
+    try:
+        rotation.destroy(state.settings.data_dir, runtime.sessions, version, audit_sink)
+    except MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"master-key version {version} destroyed")
 
 
