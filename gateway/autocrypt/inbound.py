@@ -6,6 +6,15 @@ memory budget, as for an imported key), so no transaction waits on pgpy.
 `record` runs inside the transaction that stores the message, so the peer state
 changes exactly when the message is accepted. Neither ever refuses a message:
 a bad header is logged and ignored, as the spec asks.
+
+Anyone on the Internet can send a header, and a hostile key costs the whole parse
+budget (`[keys] parse_timeout`), so at most one header per process is vetted at a
+time, and a message that arrives meanwhile with another header not yet vetted is
+stored without reading it. Otherwise a few such messages a second held every
+sandbox slot (`keystore.untrusted.MAX_PARALLEL`), which the webmail's decryption and
+WKD lookups wait for, and every thread of the event loop's pool, which the MX,
+submission and IMAP servers wait for. A header skipped so teaches nothing, not even
+"no header": the peer state stays as it was, and the peer's next message counts.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ class _VettingCache:
 
 
 vetting_cache = _VettingCache()
+_vetting_slot = threading.BoundedSemaphore(1)
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,15 @@ def _observe(runtime: Runtime, raw: bytes, now: dt.datetime) -> Observation | No
         return Observation(facts.sender, effective, note=facts.problem)
     vetting = vetting_cache.get(found.addr, found.keydata)
     if vetting is None:
+        if not _vetting_slot.acquire(blocking=False):
+            log.info("Autocrypt: the header from %s was not read (another is vetted)", facts.sender)
+            return None
         try:
             vetting = untrusted.vet_keys(found.keydata, now, parse_budget(keys), address=found.addr)
         except untrusted.UntrustedDataError as exc:
             return Observation(facts.sender, effective, note=f"keydata refused: {exc}")
+        finally:
+            _vetting_slot.release()
         vetting_cache.put(found.addr, found.keydata, vetting)
     revoked = tuple(r.fingerprint for r in vetting.rejected if r.code == "revoked")
     mine = [
