@@ -280,7 +280,9 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
     try:
         limits = runtime().settings.limits
         data = drafts.load(s, ring, current_user.account_id, draft_id, limits)
-        opened = reading.open_message(s, ring, current_user.account_id, draft_id, limits=limits)
+        opened = reading.open_message(
+            s, ring, current_user.account_id, draft_id, limits=limits, smtp=runtime().settings.smtp
+        )
     except reading.CannotShow:
         abort_cannot_show(draft_id)
     except (reading.MessageNotFound, reading.CannotDecrypt):
@@ -442,6 +444,7 @@ def _outgoing(form: ComposeForm) -> Outgoing:
             current_user.account_id,
             form.carry_from,
             limits=runtime().settings.limits,
+            smtp=runtime().settings.smtp,
         )
         kept = {index for index, _name, _size, keep in form.carried if keep}
         uploads = [

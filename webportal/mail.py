@@ -258,6 +258,7 @@ def open_owned(message_id: int) -> reading.OpenedMessage:
             message_id,
             sealed_key=sealed_key(row),
             limits=runtime().settings.limits,
+            smtp=runtime().settings.smtp,
         )
     except reading.MessageNotFound:
         abort(404)
