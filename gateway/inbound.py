@@ -5,7 +5,11 @@ an unknown hosted address with 550 5.1.1. Accepted mail gets the same checks as
 submitted mail (odd line ends in the header section made plain, see
 gateway.mail.header_line_ends; MIME structure; X-Sealgate-* headers removed), one Received
 header, and is stored in each recipient's INBOX, where the autoresponder sees it,
-in one transaction before the `250`. A message that carries more than
+in one transaction before the `250`. A message that is exactly one RFC 3156
+PGP/MIME encrypted message (gateway.pipeline.passthrough.is_pgp_mime) is stored as
+encrypted, so the webmail decrypts it for its reader (gateway.reading, in the
+sandbox) as it does mail encrypted here; anything else, a clear part beside an
+encrypted one included, is stored and shown as not encrypted. A message that carries more than
 MAX_RECEIVED `Received:` fields is in a mail loop (RFC 5321 §6.3) and is refused
 before anything is stored or answered. A hosted domain with an internationalized
 name takes mail in both forms of it, the A-label (`xn--…`, all a sender without
@@ -50,6 +54,7 @@ from gateway.mail import header_line_ends
 from gateway.models import Address
 from gateway.pipeline.context import ClientInfo, new_queue_id
 from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.passthrough import is_pgp_mime
 from gateway.pipeline.received import trace_header
 from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import strip_control_headers
@@ -193,6 +198,7 @@ def receive(
     raw = trace_header(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
+    encrypted = is_pgp_mime(raw)
     with db.transaction(runtime.sessions) as session:
         answerable: bool | None = None  # asked once, and only of an away reply
         delivered: set[int] = set()
@@ -207,7 +213,13 @@ def receive(
                 session, queue_id, raw, envelope_from=envelope_from, recipient=rcpt, now=now
             )
             mailbox.store(
-                session, address, raw, queue_id=queue_id, envelope_from=envelope_from, now=now
+                session,
+                address,
+                raw,
+                queue_id=queue_id,
+                envelope_from=envelope_from,
+                now=now,
+                encrypted=encrypted,
             )
             if not lookups.has_autoresponder(session, address.id):
                 continue

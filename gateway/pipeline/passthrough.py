@@ -121,6 +121,18 @@ def is_already_encrypted(raw: bytes) -> bool:
     return False
 
 
+def is_pgp_mime(raw: bytes) -> bool:
+    """Whether the whole message is one RFC 3156 PGP/MIME encrypted message (the first
+    shape above): the one shape a reader decrypts as a whole, with nothing in clear
+    beside the ciphertext but the header fields."""
+    try:
+        entity = _Entity(raw)
+        holder = entity.content_type()
+        return holder.get_content_type() == "multipart/encrypted" and _is_pgp_mime(entity, holder)
+    except ValueError:
+        return False
+
+
 def _is_armored_message(text: bytes) -> bool:
     data = packets.dearmor_whole(text)
     return data is not None and packets.is_encrypted_message(data)

@@ -124,8 +124,11 @@ def build_encrypted(raw: bytes, ciphertext: bytes, *, extra_headers: bytes = b""
 
 
 def encrypted_payload(raw: bytes) -> bytes | None:
-    """The armored OpenPGP message inside a PGP/MIME message built as above, or None."""
-    start = raw.find(b"-----BEGIN PGP MESSAGE-----")
+    """The armored OpenPGP message inside a PGP/MIME message built as above, or None.
+
+    Looked for in the body only: a header field of mail from outside may hold an
+    armor line too."""
+    start = raw.find(b"-----BEGIN PGP MESSAGE-----", rawheaders.header_bounds(raw)[1])
     end = raw.find(b"-----END PGP MESSAGE-----", start + 1)
     if start == -1 or end == -1:
         return None
