@@ -130,6 +130,40 @@ def test_mail_from_outside_naming_a_hosted_sender_is_never_shown_as_validly_sign
     assert translate("en", SIGNATURES[status]) in shown
 
 
+@pytest.mark.parametrize("revoked", ["compromised", "superseded", None])
+def test_a_signature_by_a_revoked_hosted_key_is_never_valid(
+    inbound: InboundServer,
+    runtime: Runtime,
+    bob_public: pgp.PublicKey,
+    bob: Webmail,
+    revoked: pgp.RevocationCode | None,
+) -> None:
+    """Whoever holds a hosted key an admin revoked (a lost laptop) signs nothing valid with
+    it; a key merely rotated away still verifies what it signed."""
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(runtime.sessions) as session:
+        row = store.get_or_create(session, runtime.ring.get(), ALICE, now, events=lambda *_a: None)
+        old_secret = store.unlock_row(runtime.ring.get(), row)
+        if revoked is not None:
+            store.revoke(
+                session,
+                runtime.ring.get(),
+                ALICE,
+                "lost laptop",
+                now,
+                events=lambda *_a: None,
+                code=revoked,
+            )
+        else:
+            store.rotate(session, runtime.ring.get(), ALICE, now, events=lambda *_a: None)
+    entity = f"Content-Type: text/plain\r\n\r\n{SECRET}\r\n".encode()
+    raw = pgp_mime(ALICE, "old key", encrypt(entity, [bob_public], old_secret))
+    shown = text_of(bob.get(f"/mail/{mx(inbound, ALICE, raw)}").text)
+    assert SECRET in shown
+    valid = translate("en", SIGNATURES["valid"])
+    assert (valid in shown) is (revoked is None)
+
+
 def test_a_clear_part_beside_an_encrypted_one_is_never_shown_as_encrypted(
     inbound: InboundServer, outsider: GnuPG, bob: Webmail
 ) -> None:
