@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import trustme
+from hypothesis import settings as hypothesis_settings
 
 from gateway import accounts, db
 from gateway.imap.notify import Notifier
@@ -32,6 +33,12 @@ from keystore.masterkey import MasterKeyRing, save_ring
 from tests.gnupg import stop_agents
 
 pytest_plugins = ["tests.fakes.smarthost"]
+
+# Hypothesis's default deadline (200 ms an example) is a timing assertion: on a loaded
+# machine a slow example failed a property that held ("unreliable test timings"). Speed
+# is measured by bench/, not by the tests.
+hypothesis_settings.register_profile("sealgate", deadline=None)
+hypothesis_settings.load_profile("sealgate")
 
 
 def _worker_database(url: str) -> str:
