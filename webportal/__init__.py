@@ -36,6 +36,7 @@ from webportal import (
     security,
     session_key,
     setup,
+    typed_text,
     wkd,
 )
 from webportal.extensions import RUNTIME_KEY, csrf, init_db_session, make_limiter
@@ -116,13 +117,14 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
     init_db_session(app)
     i18n.init_app(app)
     errors.init_app(app)
+    typed_text.init_app(app)
 
     ids.init_app(app)
     auth.init_app(app)
     account.init_app(app)
     app.register_blueprint(mail.bp)
     compose.init_app(app)
-    app.register_blueprint(autoreply.bp)
+    autoreply.init_app(app)
     app.register_blueprint(wkd.bp)
     app.register_blueprint(setup.bp)
     secure.init_app(app)

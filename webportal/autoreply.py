@@ -11,13 +11,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from gateway import autoresponder
 from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
 from gateway.models import Address, AutoreplySent, Autoresponder
+from webportal import typed_text
 from webportal.access import login_required
 from webportal.extensions import db_session
 from webportal.i18n import gettext, gettext_noop
@@ -239,6 +240,8 @@ def _edit_page(
 def _save(address: Address, responder: Autoresponder | None) -> ResponseReturnValue:
     form = _read_form()
     owned = _addresses()
+    if typed_text.replaced():
+        return _edit_page(address, form, responder, typed_text.note())
     problem, values = _validate(form, owned)
     if problem is not None:
         return _edit_page(address, form, responder, gettext(problem, **values))
@@ -317,3 +320,10 @@ def reset(address_id: int) -> ResponseReturnValue:
     count = autoresponder.reset(db_session(), address.id)
     flash(gettext(RESET_DONE, count=count))
     return redirect(url_for("autoreply.overview"), code=303)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    # What the user writes; a NUL in it comes back shown, never the 400 page.
+    for endpoint in ("autoreply.new", "autoreply.edit"):
+        typed_text.keep_fields(app, endpoint, ["name", "subject", "body", "excluded"])

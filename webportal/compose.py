@@ -52,7 +52,7 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
-from webportal import bodies, clock
+from webportal import bodies, clock, typed_text
 from webportal.access import login_required
 from webportal.errors import render_error
 from webportal.extensions import (
@@ -545,6 +545,8 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
             message = f"{message} {gettext(ATTACH_AGAIN)}"
         return _render(form, owned, message, status, need_password=need_password)
 
+    if typed_text.replaced():
+        return refuse(typed_text.note())
     if len(form.text) > MAX_TEXT:
         return refuse(gettext(TEXT_TOO_LONG, limit=MAX_TEXT))
     try:
@@ -729,6 +731,10 @@ def init_app(app: Flask) -> None:
         ),
     )
     app.register_blueprint(bp)
+    # What the user writes; a NUL in it comes back shown, never the 400 page.
+    typed_text.keep_fields(
+        app, "compose.compose", ["to", "cc", "bcc", "subject", "text", "password"]
+    )
     limited: Any = limiter(app).limit(RECIPIENT_LOOKUP_RATE)
     app.view_functions["compose.recipient_classes"] = limited(
         app.view_functions["compose.recipient_classes"]

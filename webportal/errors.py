@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, abort, render_template, request
+from flask import Flask, Response, render_template
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -108,19 +108,7 @@ def _server_error(_exc: InternalServerError) -> Response:
     return render_error(500, *PAGES[500])
 
 
-def refuse_nul() -> None:
-    """No text a person types holds a NUL, and no PostgreSQL text column takes one: a
-    request whose query string, form fields or path carry one is a bad request, answered
-    before any view reads it (a filter with %00 was a 500 on PostgreSQL)."""
-    values = [*request.args.listvalues(), *request.form.listvalues()]
-    texts = [v for vs in values for v in vs]
-    texts += [v for v in (request.view_args or {}).values() if isinstance(v, str)]
-    if any("\x00" in text for text in texts):
-        abort(400)
-
-
 def init_app(app: Flask) -> None:
-    app.before_request(refuse_nul)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(UnreadableForm, _unreadable_form)

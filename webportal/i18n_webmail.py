@@ -108,6 +108,12 @@ DE: dict[str, str] = {
     "Password for recipients without a key": "Passwort für Empfänger ohne Schlüssel",
     "Password set for recipients without a key.": "Passwort für Empfänger ohne Schlüssel gesetzt.",
     "Please attach your files again.": "Bitte hängen Sie Ihre Dateien erneut an.",
+    "Your text held {count} NUL character(s), an invisible control character that mail"
+    " cannot carry. Each is now shown as � in your text: check it and send it again.": (
+        "Ihr Text enthielt {count} NUL-Zeichen, ein unsichtbares Steuerzeichen, das E-Mail"
+        " nicht transportieren kann. Jedes wird in Ihrem Text als � angezeigt: prüfen Sie"
+        " ihn und senden Sie ihn noch einmal."
+    ),
     "Recipients hosted here and recipients with an OpenPGP key get the message encrypted."
     " Everyone else gets a link to a secure page that opens with a password you set.": (
         "Hier gehostete Empfänger und Empfänger mit OpenPGP-Schlüssel erhalten die Nachricht"
@@ -377,6 +383,12 @@ FR: dict[str, str] = {
         "Mot de passe défini pour les destinataires sans clé."
     ),
     "Please attach your files again.": "Veuillez joindre à nouveau vos fichiers.",
+    "Your text held {count} NUL character(s), an invisible control character that mail"
+    " cannot carry. Each is now shown as � in your text: check it and send it again.": (
+        "Votre texte contenait {count} caractère(s) NUL, un caractère de contrôle invisible"
+        " que le courrier ne peut pas transporter. Chacun est maintenant affiché comme � dans"
+        " votre texte : vérifiez-le et envoyez-le à nouveau."
+    ),
     "Recipients hosted here and recipients with an OpenPGP key get the message encrypted."
     " Everyone else gets a link to a secure page that opens with a password you set.": (
         "Les destinataires hébergés ici et ceux qui ont une clé OpenPGP reçoivent le message"

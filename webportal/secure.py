@@ -61,7 +61,7 @@ from gateway.securepage.crypto import MessageKey
 from gateway.settings import SecurePageSettings, SettingsError
 from keystore import pgp
 from keystore import store as keystore
-from webportal import clock, grants
+from webportal import clock, grants, typed_text
 from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, render_error
 from webportal.extensions import (
@@ -90,6 +90,7 @@ NO_PASSWORD = gettext_noop("Enter the password.")
 REPLY_SENT = gettext_noop("Your answer was sent, encrypted.")
 CLOSED = gettext_noop("The message is closed. Its password opens it again.")
 REPLY_AGAIN = gettext_noop("Please enter the password again.")
+ATTACH_AGAIN = gettext_noop("Please attach your files again.")
 REPLY_BUSY = gettext_noop(
     "The server is busy right now; your answer was not sent. Please try again in a minute."
 )
@@ -209,8 +210,16 @@ def _unlock_page(link: SecureLink, error: str | None, status: int = 200) -> Resp
 
 
 def _message_page(
-    token: str, link: SecureLink, data: bytes, error: str | None = None, status: int = 200
+    token: str,
+    link: SecureLink,
+    data: bytes,
+    error: str | None = None,
+    status: int = 200,
+    *,
+    answer: str = "",
 ) -> ResponseReturnValue:
+    """The message and the answer form; `answer` fills the form in again after a
+    refusal, so that what the recipient wrote is never lost to one."""
     return (
         render_template(
             "portal/secure/message.html",
@@ -221,8 +230,21 @@ def _message_page(
             expires=link.expires_at,
             max_reply_bytes=_settings().max_reply_bytes,
             error=error,
+            answer=answer,
         ),
         status,
+    )
+
+
+def _answer_again(
+    token: str, link: SecureLink, data: bytes, error: str, status: int
+) -> ResponseReturnValue:
+    """The page with the answer form filled in as it came, and `error` said; files
+    cannot be put back into a file field, so the page asks for them again."""
+    if any(upload.filename for upload in request.files.getlist("files")):
+        error = f"{gettext(error)} {gettext(ATTACH_AGAIN)}"
+    return _message_page(
+        token, link, data, error=error, status=status, answer=request.form.get("text", "")
     )
 
 
@@ -330,7 +352,9 @@ def answer(token: str) -> ResponseReturnValue:
     hold = rt.inflight.try_reserve(request_size_bound())
     if hold is None:
         log.info("secure page %s: answer refused for now (busy)", links.log_name(token))
-        return _message_page(token, link, data, error=REPLY_BUSY, status=503)
+        return _answer_again(token, link, data, REPLY_BUSY, 503)
+    if typed_text.replaced():
+        return _answer_again(token, link, data, typed_text.note(), 400)
     with hold:
         return _answer(token, link, data, sender_key, now)
 
@@ -372,7 +396,7 @@ def _answer(
         s.commit()
     except reply.ReplyError as exc:
         discard_db_session()
-        return _message_page(token, link, data, error=str(exc), status=400)
+        return _answer_again(token, link, data, str(exc), 400)
     log.info("secure page %s: answer stored for the sender", links.log_name(token))
     flash(REPLY_SENT)
     return redirect(url_for("secure.page", token=token), code=303)
@@ -564,6 +588,7 @@ def init_app(app: Flask) -> None:
             f"[securepage] rate_limit: {rate!r} is not a rate such as '10/minute;60/hour'"
         ) from None
     app.register_blueprint(bp)
+    typed_text.keep_fields(app, "secure.answer", ["text"])
     # One budget per client for password tries and answers together, the sender's
     # own password entries (a new password, a sealed Sent copy) included.
     shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])

@@ -133,7 +133,7 @@ def test_control_characters_are_an_ordinary_failure(
 def test_a_nul_is_a_bad_request_and_checks_no_password(
     client: FlaskClient, runtime: Runtime, mail_users: dict[str, str], login: LoginFn, email: str
 ) -> None:
-    """No form field holds a NUL (webportal.errors.refuse_nul): no account can be named
+    """No form field holds a NUL (webportal.typed_text): no account can be named
     with one, so nothing is checked and nobody is logged in."""
     response = login(email, ALICE_PW)
     assert response.status_code == 400

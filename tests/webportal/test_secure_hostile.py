@@ -114,7 +114,7 @@ def test_a_hostile_answer_reaches_the_sender_with_its_names_and_types_made_safe(
     """File names with paths and direction marks, types that would make a file MIME
     structure or carry parameters, a text with a lone CR and header-like lines: the
     sender gets one encrypted message from Carol, nothing injected into its header.
-    (A NUL in a form field is a 400 before any view: webportal.errors.refuse_nul.)"""
+    (A NUL in a form field is a 400 before any view: webportal.typed_text.)"""
     token = send(runtime, compose(), [CAROL])[CAROL]
     assert unlock(client, token, PASSWORD).status_code == 303
     page = client.get(f"/s/{token}")
