@@ -57,6 +57,14 @@ DE: dict[str, str] = {
     "Open the message": "Nachricht öffnen",
     "Opened": "Geöffnet",
     "Please enter the password again.": "Bitte geben Sie das Passwort erneut ein.",
+    "Please enter the password again. Your answer is kept, not sent: it is back in its"
+    " form once the message is open.": (
+        "Bitte geben Sie das Passwort erneut ein. Ihre Antwort ist aufbewahrt, nicht"
+        " gesendet: Sie steht wieder in ihrem Formular, sobald die Nachricht offen ist."
+    ),
+    "Your answer is not sent yet: check it and send it.": (
+        "Ihre Antwort ist noch nicht gesendet: Prüfen Sie sie und senden Sie sie."
+    ),
     "The server is busy right now; your answer was not sent. Please try again in a minute.": (
         "Der Server ist gerade ausgelastet; Ihre Antwort wurde nicht gesendet. Bitte versuchen"
         " Sie es in einer Minute noch einmal."
@@ -208,6 +216,14 @@ FR: dict[str, str] = {
     "Open the message": "Ouvrir le message",
     "Opened": "Ouvert",
     "Please enter the password again.": "Veuillez saisir à nouveau le mot de passe.",
+    "Please enter the password again. Your answer is kept, not sent: it is back in its"
+    " form once the message is open.": (
+        "Veuillez saisir à nouveau le mot de passe. Votre réponse est conservée, non"
+        " envoyée : elle revient dans son formulaire dès que le message est ouvert."
+    ),
+    "Your answer is not sent yet: check it and send it.": (
+        "Votre réponse n'est pas encore envoyée : vérifiez-la et envoyez-la."
+    ),
     "The server is busy right now; your answer was not sent. Please try again in a minute.": (
         "Le serveur est occupé en ce moment ; votre réponse n’a pas été envoyée. Veuillez"
         " réessayer dans une minute."

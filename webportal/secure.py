@@ -90,6 +90,11 @@ NO_PASSWORD = gettext_noop("Enter the password.")
 REPLY_SENT = gettext_noop("Your answer was sent, encrypted.")
 CLOSED = gettext_noop("The message is closed. Its password opens it again.")
 REPLY_AGAIN = gettext_noop("Please enter the password again.")
+ANSWER_KEPT = gettext_noop(
+    "Please enter the password again. Your answer is kept, not sent: it is back in its"
+    " form once the message is open."
+)
+ANSWER_NOT_SENT = gettext_noop("Your answer is not sent yet: check it and send it.")
 ATTACH_AGAIN = gettext_noop("Please attach your files again.")
 REPLY_BUSY = gettext_noop(
     "The server is busy right now; your answer was not sent. Please try again in a minute."
@@ -197,13 +202,18 @@ def _open(token: str, now: dt.datetime) -> tuple[SecureLink, bytes | None] | Non
     return link, message
 
 
-def _unlock_page(link: SecureLink, error: str | None, status: int = 200) -> ResponseReturnValue:
+def _unlock_page(
+    link: SecureLink, error: str | None, status: int = 200, *, answer: str | None = None
+) -> ResponseReturnValue:
+    """The password form; `answer` is an answer written while the grant ran out, carried
+    in the form (hidden) until the message is open again."""
     return (
         render_template(
             "portal/secure/unlock.html",
             sender=link.message.sender_address,
             expires=link.expires_at,
             error=error,
+            answer=answer,
         ),
         status,
     )
@@ -267,9 +277,12 @@ def page(token: str) -> ResponseReturnValue:
 def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
     rt = runtime()
     password = request.form.get("password", "")
+    answer = _carried_answer()
     if not password:
         opened = _open(token, now)
-        return unavailable() if opened is None else _unlock_page(opened[0], NO_PASSWORD, 400)
+        if opened is None:
+            return unavailable()
+        return _unlock_page(opened[0], NO_PASSWORD, 400, answer=answer)
     if len(password.encode("utf-8", "replace")) > rt.settings.passwords.max_password_bytes:
         password = ""  # counts as a wrong password, without hashing a huge input
 
@@ -294,13 +307,27 @@ def _unlock(token: str, now: dt.datetime) -> ResponseReturnValue:
         if locked:
             return unavailable()
         opened = _open(token, now)
-        return unavailable() if opened is None else _unlock_page(opened[0], WRONG_PASSWORD, 403)
+        if opened is None:
+            return unavailable()
+        return _unlock_page(opened[0], WRONG_PASSWORD, 403, answer=answer)
     grant_generation = store.record_success(s, attempt, now)
     s.commit()
     metrics.PORTAL_UNLOCKS.labels("opened").inc()
     _store_grant(attempt, grant_generation, key, now)
     log.info("secure page %s opened", links.log_name(token))
+    if answer is not None:
+        # The form again, with the answer in it: not sent, and nowhere else to keep
+        # it (the session is a cookie). Sending it is the recipient's next step.
+        opened = _open(token, now)
+        if opened is not None and opened[1] is not None:
+            return _message_page(token, opened[0], opened[1], error=ANSWER_NOT_SENT, answer=answer)
     return redirect(url_for("secure.page", token=token), code=303)
+
+
+def _carried_answer() -> str | None:
+    """The answer the password form carries, if it carries one that holds anything."""
+    answer = request.form.get("text")
+    return answer if answer is not None and answer.strip() else None
 
 
 def content_disposition(filename: str) -> str:
@@ -337,6 +364,10 @@ def download(token: str, index: int) -> ResponseReturnValue:
 def answer(token: str) -> ResponseReturnValue:
     rt = runtime()
     now = clock.now()
+    if "password" in request.form:
+        # The password form that carries an answer (`_answer_kept`) posts back here,
+        # to its own URL, as the page's own does: the page holds no token.
+        return _unlock(token, now)
     with db.read_only(rt.sessions) as s:
         link = store.usable_link(s, token, now, rt.settings.securepage)
         if link is None:
@@ -346,8 +377,7 @@ def answer(token: str) -> ResponseReturnValue:
         sender_key = keystore.public_key(s, link.message.sender_address)
         s.expunge_all()
     if data is None:
-        flash(REPLY_AGAIN)
-        return redirect(url_for("secure.page", token=token), code=303)
+        return _answer_kept(token, link)
     # The answer is a message in flight: its size is held in the process's budget.
     hold = rt.inflight.try_reserve(request_size_bound())
     if hold is None:
@@ -357,6 +387,21 @@ def answer(token: str) -> ResponseReturnValue:
         return _answer_again(token, link, data, typed_text.note(), 400)
     with hold:
         return _answer(token, link, data, sender_key, now)
+
+
+def _answer_kept(token: str, link: SecureLink) -> ResponseReturnValue:
+    """No grant (it ran out while the answer was written, or Close ended it): the
+    password form, carrying the answer so that it is not lost with the grant."""
+    answer = _carried_answer()
+    if answer is None:
+        flash(REPLY_AGAIN)
+        return redirect(url_for("secure.page", token=token), code=303)
+    notes = [gettext(ANSWER_KEPT)]
+    if typed_text.replaced():
+        notes.append(typed_text.note())
+    if any(upload.filename for upload in request.files.getlist("files")):
+        notes.append(gettext(ATTACH_AGAIN))
+    return _unlock_page(link, " ".join(notes), 403, answer=answer)
 
 
 def _answer(
@@ -588,7 +633,8 @@ def init_app(app: Flask) -> None:
             f"[securepage] rate_limit: {rate!r} is not a rate such as '10/minute;60/hour'"
         ) from None
     app.register_blueprint(bp)
-    typed_text.keep_fields(app, "secure.answer", ["text"])
+    for endpoint in ("secure.answer", "secure.page"):  # the page carries an answer
+        typed_text.keep_fields(app, endpoint, ["text"])
     # One budget per client for password tries and answers together, the sender's
     # own password entries (a new password, a sealed Sent copy) included.
     shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])
