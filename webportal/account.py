@@ -47,6 +47,9 @@ noop = gettext_noop
 MIN_PASSWORD_LENGTH = 10
 MAX_FIELD = 1100
 ACTIVITY_PER_PAGE = 50
+# The password-changed page: when this browser changed the password (a time, no secret).
+CHANGED_AT_KEY = "password_changed_at"
+CHANGED_PAGE_SECONDS = 3600
 
 WRONG_PASSWORD = noop("The password is wrong.")
 WRONG_CODE = noop("The code is wrong or was already used.")
@@ -437,21 +440,34 @@ def change_password() -> ResponseReturnValue:
             else:
                 # The password just proven is the new one: this session is fresh.
                 sessions.confirm_password(db, current_user.session_id, _now())
-                others = (
-                    len(
-                        sessions.list_active(
-                            db, account.id, now=_now(), idle=session_idle_limit(rt.settings)
-                        )
-                    )
-                    - 1
-                )
-                return render_template(
-                    "portal/account/password_changed.html",
-                    other_sessions=max(others, 0),
-                    app_password_count=len(app_passwords.list_for(db, account.id)),
-                    two_factor=totp.is_enabled(db, account.id),
-                )
+                cookie_session[CHANGED_AT_KEY] = int(_now().timestamp())
+                return redirect(url_for("account.password_changed"), code=303)
     return render_template("portal/account/password.html", error=error)
+
+
+@bp.get("/password/changed")
+@login_required
+def password_changed() -> ResponseReturnValue:
+    """The steps after a password change, on a page of its own (Post/Redirect/Get): Back
+    to it from the step a user takes next (ending the other sessions, say) asked to send
+    the change form again, whose old password then counted as a wrong one. It is shown
+    for a while after this browser changed the password; later, the Security page."""
+    changed = cookie_session.get(CHANGED_AT_KEY)
+    age = _now().timestamp() - changed if isinstance(changed, int) else None
+    if age is None or not 0 <= age <= CHANGED_PAGE_SECONDS:
+        cookie_session.pop(CHANGED_AT_KEY, None)
+        return redirect(url_for("account.security"))
+    db = db_session()
+    account = _account()
+    active = sessions.list_active(
+        db, account.id, now=_now(), idle=session_idle_limit(runtime().settings)
+    )
+    return render_template(
+        "portal/account/password_changed.html",
+        other_sessions=sum(1 for row in active if row.id != current_user.session_id),
+        app_password_count=len(app_passwords.list_for(db, account.id)),
+        two_factor=totp.is_enabled(db, account.id),
+    )
 
 
 @bp.route("/address-password", methods=["GET", "POST"])

@@ -202,8 +202,10 @@ def test_changing_the_account_password_offers_the_compromise_steps(
         "/account/password",
         {"current": ALICE_PW, "new": "a-new-password", "repeat": "a-new-password"},
     )
-    assert changed.status_code == 200
-    steps = text_of(changed.text)
+    # Post/Redirect/Get: Back to the steps never sends the change form again.
+    assert changed.status_code == 303
+    assert changed.headers["Location"] == "/account/password/changed"
+    steps = text_of(alice.get("/account/password/changed").text)
     assert "Your account password was changed." in steps
     assert "Other sessions now: 1." in steps and "App passwords now: 1." in steps
 
@@ -218,9 +220,19 @@ def test_changing_the_account_password_offers_the_compromise_steps(
     with runtime.sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(AppPassword)) == 0
 
+    # After the steps, the page counts what is left, for as long as it is shown.
+    again = text_of(alice.get("/account/password/changed").text)
+    assert "Other sessions now: 0." in again and "App passwords now: 0." in again
+    clock.advance(minutes=61)
+    later = alice.get("/account/password/changed")
+    assert later.status_code == 302 and later.headers["Location"] == "/account/security"
+
     alice.logout()
     assert "Email or password is wrong." in alice.login(ALICE, ALICE_PW).text
     assert alice.login(ALICE, "a-new-password").status_code == 302
+    # Only a browser that changed the password is shown that it was changed.
+    unchanged = alice.get("/account/password/changed")
+    assert unchanged.status_code == 302 and unchanged.headers["Location"] == "/account/security"
 
 
 def test_changing_an_address_password_needs_the_account_password(
