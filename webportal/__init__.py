@@ -21,6 +21,7 @@ from webportal import (
     access,
     account,
     admin,
+    after_post,
     auth,
     autoreply,
     bodies,
@@ -116,6 +117,7 @@ def create_app(runtime: Runtime, *, testing: bool = False) -> Flask:
         ) from None
     init_db_session(app)
     i18n.init_app(app)
+    after_post.init_app(app)
     errors.init_app(app)
     typed_text.init_app(app)
 

@@ -34,7 +34,7 @@ from gateway import (
 )
 from gateway.models import Account, AccountSecurity, Address, AuditEvent
 from gateway.passwords import PasswordTooLong
-from webportal import clock, devices
+from webportal import after_post, clock, devices
 from webportal.access import fresh_login_required, login_required
 from webportal.auth import LOGIN_LOCKED, safe_next, session_idle_limit
 from webportal.extensions import db_session, limiter, request_meta, runtime
@@ -328,6 +328,7 @@ def new_recovery_codes() -> ResponseReturnValue:
     if not totp.is_enabled(db, account.id):
         return redirect(url_for("account.security"))
     codes = totp.replace_recovery_codes(db, account.id, _now())
+    after_post.come_back_to(url_for("account.security"))
     audit.record(
         db,
         "2fa.recovery_codes",

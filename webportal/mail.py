@@ -45,7 +45,7 @@ from gateway.reading import TRASH
 from gateway.securepage import store as pages
 from gateway.securepage.content import safe_filename, sanitize_html
 from gateway.securepage.crypto import MessageKey
-from webportal import clock, grants
+from webportal import after_post, clock, grants
 from webportal.access import login_required, public
 from webportal.extensions import db_session, portal_hosts, runtime
 from webportal.i18n import current_language, gettext, gettext_noop
@@ -368,6 +368,7 @@ def unlock(message_id: int) -> ResponseReturnValue:
     if not reading.is_sealed(row):
         return redirect(url_for("mail.message", message_id=message_id), code=303)
     page = _page_context(row)
+    after_post.come_back_to(url_for("mail.message", message_id=message_id))
     password = request.form.get("password", "")
     if not password:
         return _sealed(page, SEALED_EMPTY, 400)

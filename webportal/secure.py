@@ -358,6 +358,14 @@ def download(token: str, index: int) -> ResponseReturnValue:
     return response
 
 
+@bp.get("/s/<token>/reply")
+@public
+def answer_page(token: str) -> ResponseReturnValue:
+    """The page an answer was posted from: Back or a reload to a page that answered
+    that POST (webportal.after_post) comes here, and goes on to the page."""
+    return redirect(url_for("secure.page", token=token), code=303)
+
+
 @bp.post("/s/<token>/reply")
 @public
 @guarded

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from gateway.admin import AdminError
 from gateway.admin import accounts as admin_accounts
 from gateway.passwords import generate_password
+from webportal import after_post
 from webportal.access import admin_required
 from webportal.admin import bp
 from webportal.admin.common import actor, checked, fail, field, found, now, page_arg, per_page
@@ -137,6 +138,7 @@ def reset_password(account_id: int) -> ResponseReturnValue:
     except AdminError as exc:
         fail(exc)
         return redirect(url_for("admin.accounts"))
+    after_post.come_back_to(url_for("admin.account", account_id=account_id))
     return render_template(
         "admin/password_shown.html",
         what=f"new portal password of {email} (its sessions were ended)",
@@ -175,6 +177,7 @@ def add_address(account_id: int) -> ResponseReturnValue:
     except AdminError as exc:
         fail(exc)
         return redirect(url_for("admin.account", account_id=account_id))
+    after_post.come_back_to(url_for("admin.account", account_id=account_id))
     return render_template(
         "admin/password_shown.html",
         what=f"address (SMTP) password of {row.address}",
@@ -195,6 +198,7 @@ def reset_address_password(address_id: int) -> ResponseReturnValue:
     except AdminError as exc:
         fail(exc)
         return redirect(url_for("admin.accounts"))
+    after_post.come_back_to(url_for("admin.account", account_id=row.account_id))
     return render_template(
         "admin/password_shown.html",
         what=f"new address (SMTP) password of {row.address}",
