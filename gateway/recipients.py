@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway import accounts, db
-from gateway.addresses import InvalidAddress, normalize_recipient
+from gateway.addresses import InvalidAddress, canonical_recipient, normalize_recipient
 from gateway.pipeline.external_keys import lookup_external_keys
 from gateway.pipeline.report import format_fingerprint
 from gateway.runtime import Runtime
@@ -44,7 +44,7 @@ def classify(
     """One class per address, in order (duplicates kept, so callers can zip)."""
     wanted = list(addresses)
     known: dict[str, RecipientClass] = {}
-    external: list[str] = []
+    external: dict[str, str] = {}  # as written -> as the send spells it
     with db.read_only(runtime.sessions) as session:
         for raw in wanted:
             if raw in known or raw in external:
@@ -58,17 +58,21 @@ def classify(
                 found = accounts.find_address(session, address) is not None
                 known[raw] = RecipientClass(raw, "hosted" if found else "unknown-mailbox")
             else:
-                external.append(raw)
+                # Looked up as the send spells it (`"john"@x` is john@x): one address, one
+                # key and one WKD name, whichever way it was typed.
+                external[raw] = canonical_recipient(raw)
     if external:
         known.update(_external(runtime, external, now, timeout))
     return [known[raw] for raw in wanted]
 
 
 def _external(
-    runtime: Runtime, addresses: list[str], now: dt.datetime, timeout: float
+    runtime: Runtime, spelt: dict[str, str], now: dt.datetime, timeout: float
 ) -> dict[str, RecipientClass]:
+    """The class of each address written (a key of `spelt`), looked up as spelt."""
+    addresses = list(spelt)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rcpt-keys")
-    future = pool.submit(lookup_external_keys, runtime, addresses, now)
+    future = pool.submit(lookup_external_keys, runtime, list(dict.fromkeys(spelt.values())), now)
     # The lookup may outlive the answer; it finishes on its own (within the WKD
     # timeout) and caches what it found for the send.
     pool.shutdown(wait=False)
@@ -81,7 +85,7 @@ def _external(
         return {a: RecipientClass(a, "password", pending=True) for a in addresses}
     result: dict[str, RecipientClass] = {}
     for address in addresses:
-        key = keys.get(address)
+        key = keys.get(spelt[address])
         if key is None:
             result[address] = RecipientClass(address, "password")
         else:

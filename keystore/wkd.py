@@ -3,6 +3,16 @@
 The keystore stores this hash beside each key so the directory finds a key with
 one indexed lookup; the HTTP side lives in `webportal.wkd` (serving) and
 `gateway.wkd_client` (asking other domains).
+
+The local part is hashed as the address spells it, with only A-Z lower-cased
+(draft-koch-openpgp-webkey-service, section 3.1): a quoted one keeps its quotes
+and its backslashes. That is GnuPG's name too (dirmngr's WKD_GET, gpg
+--with-wkd-hash and the gpg-wks tools hash the local part of the mailbox as the
+user id writes it), so a key GnuPG publishes for `<"a..b"@example.org>` is found;
+unquoting would look elsewhere. One address has one spelling here, though: a
+local part that needs no quotes is written without them before it is looked up
+(`gateway.addresses.canonical_recipient`), as the key's own user id writes it.
+`tests/gateway/test_wkd_gnupg_parity.py` holds both sides to gpg's output.
 """
 
 from __future__ import annotations
