@@ -361,6 +361,13 @@ def test_refusals_keep_what_was_written(
     assert rows(runtime, BOB) == [] and rows(runtime, ALICE, SENT) == [] and queued(runtime) == []
 
 
+def test_a_text_that_starts_with_an_empty_line_comes_back_as_written(alice: Webmail) -> None:
+    text = "\n\nGleich nach zwei Leerzeilen."
+    refused = alice.compose(**{"from": ALICE, "to": "", "subject": "Betreff", "text": text})
+    assert refused.status_code == 400
+    assert html.unescape(textarea(refused.text, "text")) == text
+
+
 def test_a_pipeline_refusal_is_a_friendly_error_with_the_text_kept(
     runtime: Runtime, mail_users: dict[str, str]
 ) -> None:

@@ -176,6 +176,9 @@ def field_value(page: str, name: str) -> str:
 
 
 def textarea(page: str, name: str) -> str:
+    """The text a browser puts in the textarea: HTML drops one newline right after
+    the start tag, so a text that starts with a line break must be written after one."""
     match = re.search(rf'name="{name}"[^>]*>([^<]*)</textarea>', page)
     assert match, f"no textarea {name}"
-    return match.group(1)
+    text = match.group(1)
+    return text[1:] if text.startswith("\n") else text
