@@ -167,17 +167,36 @@ def ring_path(data_dir: Path) -> Path:
 def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKeyRing:
     env = os.environ if env is None else env
     if env.get(MASTER_KEYS_ENV):
-        return MasterKeyRing.from_json(env[MASTER_KEYS_ENV])
+        return _parsed(env[MASTER_KEYS_ENV], MASTER_KEYS_ENV)
     path = ring_path(data_dir)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise MasterKeyError(f"{path} does not exist (run `sealgate init`)") from None
+    except OSError as exc:  # a directory on the way that this user may not enter
+        raise MasterKeyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if stat.S_IMODE(mode) & 0o077:
         raise MasterKeyError(
             f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 on it"
         )
-    return MasterKeyRing.from_json(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MasterKeyError(f"{path}: the master key ring is malformed (not UTF-8)") from None
+    except OSError as exc:
+        # A file a command run as root left behind for the service user, or a directory
+        # of that name: one line naming it, as for every other ring problem, not a traceback.
+        raise MasterKeyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return _parsed(text, str(path))
+
+
+def _parsed(text: str, source: str) -> MasterKeyRing:
+    """The ring read from `source`, whose name a malformed ring's error carries: with a
+    ring file and the environment both possible, the admin must learn which one is bad."""
+    try:
+        return MasterKeyRing.from_json(text)
+    except MasterKeyError as exc:
+        raise MasterKeyError(f"{source}: {exc}") from None
 
 
 def save_ring(data_dir: Path, ring: MasterKeyRing) -> None:

@@ -73,3 +73,28 @@ def test_retired_versions_stay_decrypt_only_and_merging_keeps_destroyed_ones_des
     # Rings of two installations share version numbers with other keys: refused.
     with pytest.raises(MasterKeyError, match="different installations"):
         rotated.merged_with(MasterKeyRing.generate())
+
+
+@pytest.mark.parametrize("damage", ["directory", "not-utf8", "not-json"])
+def test_a_ring_file_that_cannot_be_read_is_one_error_naming_it(
+    tmp_path: Path, damage: str
+) -> None:
+    """A `master.keys` a command run as root left unreadable for the service user, or one
+    that is no text, ended every command that opens the ring in a traceback."""
+    path = ring_path(tmp_path)
+    if damage == "directory":
+        path.mkdir(mode=0o700)
+    else:
+        path.write_bytes(b"\xff\xfe" if damage == "not-utf8" else b"not json\n")
+        path.chmod(0o600)
+    with pytest.raises(MasterKeyError) as caught:
+        load_ring(tmp_path, env={})
+    assert str(caught.value).startswith(f"{path}: ")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_malformed_ring_in_the_environment_names_the_variable(tmp_path: Path) -> None:
+    save_ring(tmp_path, MasterKeyRing.generate())  # a good file, which the variable overrides
+    expected = f"^{MASTER_KEYS_ENV}: the master key ring is malformed"
+    with pytest.raises(MasterKeyError, match=expected):
+        load_ring(tmp_path, env={MASTER_KEYS_ENV: "{not json"})
