@@ -421,15 +421,23 @@ def in_flight(item: QueueItem, now: dt.datetime) -> bool:
 
 
 def find(session: so.Session, ident: str) -> list[QueueItem]:
-    """The rows of queue id `ident` (one per recipient); else, if it is a number, that row."""
+    """The rows of queue id `ident` (one per recipient); else, if it is a number, that row.
+
+    Taken as an admin copies it: the row number with the `#` that `queue list` prints
+    before it, the queue id also in lower case (it is upper-case hex).
+    """
+    wanted = ident.strip()
     rows = list(
         session.scalars(
-            sa.select(QueueItem).where(QueueItem.queue_id == ident).order_by(QueueItem.id)
+            sa.select(QueueItem)
+            .where(QueueItem.queue_id.in_({wanted, wanted.upper()}))
+            .order_by(QueueItem.id)
         )
     )
+    number = wanted.removeprefix("#")
     # A row id only if it can be one: a larger number overflows the column's type.
-    if not rows and ident.isascii() and ident.isdigit() and valid_id(int(ident)):
-        row = session.get(QueueItem, int(ident))
+    if not rows and number.isascii() and number.isdigit() and valid_id(int(number)):
+        row = session.get(QueueItem, int(number))
         rows = [row] if row is not None else []
     if not rows:
         raise QueueError(f"no queued message {ident}")

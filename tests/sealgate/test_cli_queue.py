@@ -119,3 +119,25 @@ def test_unknown_and_in_flight_ids_are_clear_errors(
     assert "is being sent right now" in result.output
     assert "Traceback" not in result.output
     assert len(rows(runtime)) == 1
+
+
+def test_an_id_is_taken_as_queue_list_prints_it_or_in_lower_case(
+    runtime: Runtime, test_env: dict[str, str]
+) -> None:
+    """`queue list` shows the row number as `#7`, and the help says "a row number from
+    `queue list`": `retry '#7'` answered "no queued message #7". A queue id copied in
+    lower case (it is hex) was not found either."""
+    now = utcnow()
+    add(runtime, "3D21C69A7F405E4A", "carol@elsewhere.test", now)
+    add(runtime, "46A2B813D0C638D1", "dave@elsewhere.test", now)
+    first = rows(runtime)[0].id
+    listed = run(test_env, "queue", "list").output
+    assert f"3D21C69A7F405E4A\t#{first}\t" in listed
+    result = run(test_env, "queue", "retry", f"#{first}")
+    assert result.exit_code == 0, result.output
+    assert result.output == "3D21C69A7F405E4A to carol@elsewhere.test: due now\n"
+    result = run(test_env, "queue", "delete", "46a2b813d0c638d1")
+    assert result.exit_code == 0, result.output
+    assert result.output == "46A2B813D0C638D1 to dave@elsewhere.test: deleted\n"
+    assert [row.queue_id for row in rows(runtime)] == ["3D21C69A7F405E4A"]
+    assert run(test_env, "queue", "retry", "#").output == "Error: no queued message #\n"
