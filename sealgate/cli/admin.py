@@ -573,15 +573,20 @@ def queue_give_up(state: CliState, ident: str, as_json: bool) -> None:
     """Stop trying ID (a queue id or row number) and bounce it to its sender."""
     from gateway.admin import queue as admin_queue
     from gateway.timeutil import utcnow
+    from keystore.masterkey import MasterKeyError
 
     runtime = state.require_initialised()
+    try:
+        ring = runtime.ring.get()  # a sealed row opens with it, for the bounce to quote
+    except MasterKeyError as exc:
+        raise click.ClickException(str(exc)) from None
     with admin_transaction(state) as session:
         outcome = admin_queue.give_up(
             session,
             ident,
             actor=_actor(),
             now=utcnow(),
-            ring=runtime.ring.get(),
+            ring=ring,
             reporting_mta=state.settings.smtp.hostname,
         )
         emit(

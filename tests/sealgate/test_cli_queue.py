@@ -12,6 +12,7 @@ from gateway import queue as outbound
 from gateway.models import AuditEvent, QueueItem
 from gateway.runtime import Runtime
 from gateway.timeutil import utcnow
+from keystore.masterkey import ring_path
 from sealgate.cli import cli
 
 RAW = b"Subject: hello\r\n\r\nbody text that must not be listed\r\n"
@@ -141,3 +142,17 @@ def test_an_id_is_taken_as_queue_list_prints_it_or_in_lower_case(
     assert result.output == "46A2B813D0C638D1 to dave@elsewhere.test: deleted\n"
     assert [row.queue_id for row in rows(runtime)] == ["3D21C69A7F405E4A"]
     assert run(test_env, "queue", "retry", "#").output == "Error: no queued message #\n"
+
+
+def test_give_up_with_a_ring_that_does_not_open_is_one_line(
+    runtime: Runtime, test_env: dict[str, str]
+) -> None:
+    """Giving up opens a sealed row with the master key for its bounce; a ring file in a bad state
+    (here: readable by others) ended `queue give-up` in a traceback, unlike every other
+    command that needs the ring."""
+    add(runtime, "QE1", "carol@elsewhere.test", utcnow())
+    ring_path(runtime.settings.data_dir).chmod(0o644)
+    result = run(test_env, "queue", "give-up", "QE1")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "readable by others" in result.output
+    assert [row.queue_id for row in rows(runtime)] == ["QE1"]
