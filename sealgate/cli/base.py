@@ -71,29 +71,33 @@ class CliState:
         return self.settings.data_dir
 
     def require_initialised(self) -> Runtime:
-        import sqlalchemy as sa
-
-        from gateway import db
-
         missing = click.ClickException(
             f"{self.settings.data_dir} is not initialised (run `sealgate init` first)"
         )
         if not self.settings.data_dir.is_dir():
             raise missing
         runtime = self.runtime
+        if not self.schema_revisions():
+            raise missing
+        return runtime
+
+    def schema_revisions(self) -> frozenset[str]:
+        """The database's schema revisions (none: not made yet); a database that does not
+        open is one line saying why, for `init` as for every other command."""
+        import sqlalchemy as sa
+
+        from gateway import db
+
         try:
-            revisions = db.schema_revisions(runtime.engine)
+            return db.schema_revisions(self.runtime.engine)
         except sa.exc.OperationalError as exc:
             # The driver's first line says why (a read-only data dir, a refused
-            # connection, a wrong password); it names no password itself.
+            # connection, a wrong password, no such database); it names no password.
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no reason given"
             raise click.ClickException(
                 f"cannot open the database of {self.settings.data_dir} ({reason});"
                 " check [database] url, and that the data dir is writable"
             ) from None
-        if not revisions:
-            raise missing
-        return runtime
 
     @contextmanager
     def transaction(self) -> Iterator[so.Session]:

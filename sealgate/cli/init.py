@@ -52,7 +52,7 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
     done: list[str] = []
 
     runtime = state.runtime
-    before = db.schema_revisions(runtime.engine)
+    before = state.schema_revisions()
     db.migrate(runtime.engine)
     if not before:
         done.append("database created")

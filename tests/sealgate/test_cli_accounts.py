@@ -177,13 +177,16 @@ def test_init_where_the_data_dir_cannot_be_made_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_a_database_that_does_not_open_says_why(data_dir: Path) -> None:
+@pytest.mark.parametrize("command", [["user", "list"], ["init"]])
+def test_a_database_that_does_not_open_says_why(data_dir: Path, command: list[str]) -> None:
+    """`init` above all: it is the first command to meet a PostgreSQL database that is
+    not there yet (a `createdb` forgotten), and it ended in a traceback."""
     pytest.importorskip("psycopg")
     data_dir.mkdir()
     url = "postgresql+psycopg://sealgate:s3cret-pw@127.0.0.1:1/sealgate"  # nothing listens
     env = {k: v for k, v in os.environ.items() if k != "SEALGATE_DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), "user", "list"],
+        [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), *command],
         capture_output=True,
         text=True,
         env={**env, **CHEAP_ARGON2, "SEALGATE_DATABASE_URL": url},
@@ -194,6 +197,23 @@ def test_a_database_that_does_not_open_says_why(data_dir: Path) -> None:
     assert f"cannot open the database of {data_dir} (connection failed:" in done.stderr
     assert "Connection refused" in done.stderr
     assert "s3cret-pw" not in done.stderr and "Traceback" not in done.stderr
+    assert list(data_dir.iterdir()) == []  # no master key or certificate without a database
+
+
+def test_init_where_the_sqlite_file_cannot_be_opened_says_why(data_dir: Path) -> None:
+    (data_dir / "sealgate.db").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "SEALGATE_DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), "init"],
+        capture_output=True,
+        text=True,
+        env={**env, **CHEAP_ARGON2},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"cannot open the database of {data_dir} (unable to open database file)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
