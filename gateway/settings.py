@@ -15,6 +15,7 @@ import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -583,9 +584,8 @@ def _validate(name: str, section: Any) -> None:
             raise SettingsError(f"[{name}] {f.name}: {value} is not a TCP port")
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise SettingsError(f"[{name}] {f.name}: must not be negative")
-    if name == "portal" and not section.base_url.startswith(("https://", "http://")):
-        raise SettingsError("[portal] base_url: must start with https:// or http://")
     if name == "portal":
+        _validate_base_url(section.base_url)
         trusted_proxies(section.trusted_proxies)
     if name in ("smtp", "imap") and (name == "smtp" or section.hostname):
         _validate_hostname(f"[{name}] hostname", section.hostname)
@@ -666,6 +666,40 @@ def _validate_hostname(label: str, value: str) -> None:
             f"{label}: {value[:80]!r} is not a host name such as mail.example.org"
             " (letters, digits, hyphens and dots; IDN in its xn-- form)"
         )
+
+
+def _validate_base_url(value: str) -> None:
+    """Every link in a mail (secure pages, alerts, key downloads) is this URL and a path,
+    and `sealgate dns` points the openpgpkey and autoconfig names at its host: without
+    a host the links read https:///s/… and the records fell back to localhost, a query
+    or fragment swallowed the path, a space broke the link, and a user:password in it
+    went into every notification."""
+    if not value.startswith(("https://", "http://")):
+        raise SettingsError("[portal] base_url: must start with https:// or http://")
+    parts = urllib.parse.urlsplit(value)
+    if "@" in parts.netloc:  # the value holds the credentials: name the key, not the value
+        raise SettingsError("[portal] base_url: must hold no user or password (user:pw@)")
+    problem = f"[portal] base_url: {value[:80]!r} is not a URL such as https://mail.example.org"
+    odd = next((c for c in value if not "!" <= c <= "~"), None)
+    if odd is not None:
+        hint = "" if odd.isascii() else "; an IDN host goes in its xn-- form"
+        raise SettingsError(f"{problem} ({odd!r} in it{hint})")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise SettingsError(f"{problem} (no ? or #: links are made by adding a path to it)")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is none)
+    except ValueError:
+        raise SettingsError(f"{problem} (its port is not a number up to 65535)") from None
+    host = parts.hostname or ""
+    if not host:
+        raise SettingsError(f"{problem} (it names no host)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            _validate_hostname("[portal] base_url", host)
+        except SettingsError:
+            raise SettingsError(f"{problem} ({host[:80]!r} is not a host name)") from None
 
 
 def _validate_keys(section: KeysSettings) -> None:

@@ -113,4 +113,4 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
         click.echo("First admin (shown once; store these now):")
         for line in secrets_to_print:
             click.echo("  " + line)
-        click.echo(f"  portal:        {settings.portal.base_url}/")
+        click.echo(f"  portal:        {settings.portal.base_url.rstrip('/')}/")

@@ -176,3 +176,49 @@ def test_a_dns_record_that_loads_prints_as_itself(tmp_path: Path, key: str, rest
     printed = records.txt_value(getattr(loaded.dns, key))
     strings = re.findall(r'"([^"]*)"', printed)
     assert "".join(strings) == value and all(len(s.encode()) <= 255 for s in strings)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        # Links read https:///s/… and `sealgate dns` pointed openpgpkey. at localhost.
+        ("https://", "it names no host"),
+        ("https://secure.example.org?x=1", "no ? or #"),  # the link's path became a query
+        ("https://secure.example.org#top", "no ? or #"),
+        ("https://secure example.org", "' ' in it"),  # a link cut in two
+        ("https://secure.example.org/\nX-Evil: 1", "'\\n' in it"),
+        ("https://bücher.example", "xn-- form"),
+        ("https://secure.example.org:99999", "its port"),
+        ("https://secure..example.org", "is not a host name"),
+    ],
+)
+def test_a_base_url_no_link_can_be_built_on_is_refused(
+    tmp_path: Path, base_url: str, reason: str
+) -> None:
+    with pytest.raises(
+        SettingsError, match=re.escape("[portal] base_url: ") + ".*" + re.escape(reason)
+    ):
+        load_settings(tmp_path, env={"SEALGATE_PORTAL_BASE_URL": base_url})
+
+
+def test_a_base_url_with_a_password_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    """Every notification mail would carry it; the error must not print it either."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(tmp_path, env={"SEALGATE_PORTAL_BASE_URL": "https://u:s3cret@x.example"})
+    assert "no user or password" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://localhost:8080",
+        "https://secure.example.org/",
+        "https://secure.example.org/mail",
+        "http://127.0.0.1:8080",
+        "https://[::1]:8443",
+        "https://xn--bcher-kva.example",
+    ],
+)
+def test_base_urls_that_links_can_be_built_on_are_taken(tmp_path: Path, base_url: str) -> None:
+    loaded = load_settings(tmp_path, env={"SEALGATE_PORTAL_BASE_URL": base_url})
+    assert loaded.portal.base_url == base_url

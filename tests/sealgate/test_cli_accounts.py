@@ -39,9 +39,12 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_init_creates_everything_once(data_dir: Path) -> None:
-    first = sealgate(data_dir, "init", "--domain", "mail.example.org")
+    # A base_url written with its trailing slash: the printed link had two.
+    env = {"SEALGATE_PORTAL_BASE_URL": "https://secure.example.org/"}
+    first = sealgate(data_dir, "init", "--domain", "mail.example.org", env=env)
     assert first.returncode == 0, first.stderr
     assert "portal login:  admin@mail.example.org / " in first.stdout
+    assert first.stdout.endswith("  portal:        https://secure.example.org/\n")
     assert "SMTP login:    admin@mail.example.org / " in first.stdout
     assert stat.S_IMODE((data_dir / "master.keys").stat().st_mode) == 0o600
     assert stat.S_IMODE((data_dir / "tls" / "key.pem").stat().st_mode) == 0o600
