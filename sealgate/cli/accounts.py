@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from sealgate.cli.base import (
@@ -9,10 +11,29 @@ from sealgate.cli.base import (
     CliState,
     cli,
     cli_client,
+    emit,
+    json_option,
     obtain_password,
     pass_state,
     password_option,
 )
+
+if TYPE_CHECKING:
+    from gateway.admin import accounts as admin_accounts
+
+
+def account_data(info: admin_accounts.AccountInfo) -> dict[str, Any]:
+    """An account as `user show`, `user add` and the other `--json` commands print it."""
+    return {
+        "email": info.email,
+        "role": info.role,
+        "language": info.language,
+        "always_encrypt": info.always_encrypt,
+        "disabled": info.disabled,
+        "two_factor": info.two_factor,
+        "addresses": list(info.addresses),
+        "created_at": info.created_at.isoformat(),
+    }
 
 
 @cli.group()
@@ -68,6 +89,7 @@ def user() -> None:
     help="Allow a login outside the hosted domains (else it is refused).",
 )
 @password_option
+@json_option
 @pass_state
 def user_add(
     state: CliState,
@@ -76,6 +98,7 @@ def user_add(
     language: str | None,
     external_login: bool,
     password_stdin: bool,
+    as_json: bool,
 ) -> None:
     """Create the portal account EMAIL (a login in a hosted domain)."""
     from gateway.admin import Actor, AdminError
@@ -96,11 +119,16 @@ def user_add(
                 language=language,
                 external_login=external_login,
             )
-            click.echo(f"account {account.email} added")
+            session.flush()
+            data = account_data(admin_accounts.info(session, account.email))
     except AdminError as exc:
         raise click.ClickException(str(exc)) from None
+    # The generated password is printed once, here, as in the text form; a chosen one never.
+    data["password"] = password if generated else None
+    text = f"account {data['email']} added"
     if generated:
-        click.echo(f"password: {password}  (shown once; store it now)")
+        text += f"\npassword: {password}  (shown once; store it now)"
+    emit(as_json, data, text)
 
 
 @user.command("list")

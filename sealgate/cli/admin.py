@@ -11,15 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sealgate.cli.accounts import address, domain, user
-from sealgate.cli.base import CLI_ACTOR, CliState, cli, cli_client, pass_state
+from sealgate.cli.accounts import account_data, address, domain, user
+from sealgate.cli.base import (
+    CLI_ACTOR,
+    CliState,
+    cli,
+    cli_client,
+    emit,
+    json_option,
+    pass_state,
+)
 from sealgate.cli.queue import queue
 
 if TYPE_CHECKING:
     import sqlalchemy.orm as so
 
     from gateway.admin import Actor, policy
-    from gateway.admin import accounts as admin_accounts
 
 # The choices of `user set`, here so that `--help` needs no database layer
 # (tests/sealgate/test_cli_admin.py checks they match gateway.admin.accounts').
@@ -31,13 +38,6 @@ def _actor() -> Actor:
     from gateway.admin import Actor
 
     return Actor(CLI_ACTOR, user_agent=cli_client())
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-
-
-def emit(as_json: bool, data: Any, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
 
 
 @contextmanager
@@ -140,19 +140,6 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
 # -- accounts ----------------------------------------------------------------------
 
 
-def _account_data(info: admin_accounts.AccountInfo) -> dict[str, Any]:
-    return {
-        "email": info.email,
-        "role": info.role,
-        "language": info.language,
-        "always_encrypt": info.always_encrypt,
-        "disabled": info.disabled,
-        "two_factor": info.two_factor,
-        "addresses": list(info.addresses),
-        "created_at": info.created_at.isoformat(),
-    }
-
-
 @user.command("show")
 @click.argument("email")
 @json_option
@@ -163,7 +150,7 @@ def user_show(state: CliState, email: str, as_json: bool) -> None:
 
     with admin_transaction(state) as session:
         info = admin_accounts.info(session, email)
-        data = _account_data(info)
+        data = account_data(info)
         emit(as_json, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
@@ -185,7 +172,7 @@ def user_search(state: CliState, query: str, page: int, as_json: bool) -> None:
             "page": found.page,
             "pages": found.pages,
             "total": found.total,
-            "accounts": [_account_data(i) for i in found.items],
+            "accounts": [account_data(i) for i in found.items],
         }
         lines = [
             f"{i.email}\t{i.role}\t{'disabled' if i.disabled else 'active'}" for i in found.items
@@ -281,7 +268,7 @@ def user_set(
             admin_accounts.set_always_encrypt(
                 session, email, always_encrypt == "on", actor=_actor()
             )
-        data = _account_data(admin_accounts.info(session, email))
+        data = account_data(admin_accounts.info(session, email))
         emit(as_json, data, f"account {data['email']} updated")
 
 

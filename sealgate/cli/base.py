@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -149,6 +149,15 @@ def cli(ctx: click.Context, data_dir: str | None) -> None:
     """sealgate: an end-to-end encrypted mail gateway."""
     ctx.obj = CliState(data_dir=data_dir)
     ctx.call_on_close(lambda: ctx.obj._runtime and ctx.obj._runtime.close())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str) if as_json else text)
 
 
 def password_option(fn: click.decorators.FC) -> click.decorators.FC:

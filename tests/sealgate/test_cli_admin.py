@@ -154,6 +154,34 @@ def test_user_add_refuses_a_login_outside_the_hosted_domains(
     run("user", "add", "carol@example.test")  # a hosted login needs no flag
 
 
+def test_user_add_takes_json_as_the_readme_says_every_admin_command_does(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The README lists `user add` among the commands that "every one of them takes
+    --json"; it answered "No such option". The generated password is in it once, as in
+    the text form; a password chosen on standard input is not repeated."""
+    added = as_json(run("user", "add", "carol@example.test", "--language", "fr", "--json"))
+    password = added.pop("password")
+    assert len(password) >= 16
+    assert added == as_json(run("user", "show", "carol@example.test", "--json"))
+    assert (added["email"], added["role"], added["language"]) == (
+        "carol@example.test",
+        "user",
+        "fr",
+    )
+    with db.read_only(runtime.sessions) as session:
+        carol = accounts.find_account(session, "carol@example.test")
+        assert carol is not None and runtime.hasher.verify(carol.password_hash, password)
+    chosen = as_json(
+        run("user", "add", "dave@example.test", "--admin", "--password-stdin", "--json",
+            input="a password dave chose\n")
+    )  # fmt: skip
+    assert chosen["password"] is None and chosen["role"] == "admin"
+    text = run("user", "add", "erin@example.test").output.splitlines()
+    assert text[0] == "account erin@example.test added"
+    assert text[1].startswith("password: ") and text[1].endswith("(shown once; store it now)")
+
+
 def test_new_accounts_take_the_policy_defaults(
     run: Any, runtime: Runtime, mail_users: dict[str, str]
 ) -> None:
