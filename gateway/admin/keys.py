@@ -23,7 +23,7 @@ from typing import cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit, master_records
+from gateway import accounts, audit, master_records
 from gateway.admin import Actor, AdminError, NotFound, valid_id
 from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
@@ -85,11 +85,15 @@ def _sink(actor: Actor) -> store.KeyEventSink:
     return sink
 
 
-def _key_error(exc: Exception, address: str) -> AdminError:
+def _key_error(session: so.Session, exc: Exception, address: str) -> AdminError:
     if isinstance(exc, store.NoKeyError):
+        # Every address gets its key when it is made; none means no such address (the
+        # console's form takes any text), or one made before that, which serve fills in.
+        if accounts.find_address(session, address.strip().lower()) is None:
+            return AdminError(f"no hosted address {address.strip()[:320]}")
         return AdminError(
-            f"{address} has no key yet (one is made when the address first sends or receives"
-            " encrypted mail)"
+            f"{address} has no key yet (sealgate serve and sealgate init give one to every"
+            " address that has none)"
         )
     if isinstance(exc, DecryptionError):
         return AdminError(f"the secret key of {address} cannot be opened with the master key ring")
@@ -103,7 +107,7 @@ def rotate_address_key(
     try:
         return store.rotate(session, ring, address.strip().lower(), now, events=_sink(actor))
     except (store.KeystoreError, DecryptionError, MasterKeyError) as exc:
-        raise _key_error(exc, address) from None
+        raise _key_error(session, exc, address) from None
 
 
 def revoke_address_key(
@@ -131,7 +135,7 @@ def revoke_address_key(
             code=cast(pgp.RevocationCode, code),
         )
     except (store.KeystoreError, DecryptionError, MasterKeyError) as exc:
-        raise _key_error(exc, address) from None
+        raise _key_error(session, exc, address) from None
 
 
 # -- master-key rotation jobs -------------------------------------------------------

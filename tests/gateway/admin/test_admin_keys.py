@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
 from gateway import db
-from gateway.admin import Actor, keys
+from gateway.admin import Actor, AdminError, keys
 from gateway.models import AuditEvent, MasterRotationJob
 from gateway.runtime import Runtime
 from keystore import rotation, store
@@ -127,3 +128,25 @@ def test_a_stopping_server_pauses_the_job_and_the_next_one_resumes_it(runtime: R
     finished = keys.run_job(rt, job_id)
     assert finished.state == keys.DONE
     assert versions(rt) == {load_ring(rt.settings.data_dir).primary}
+
+
+def test_rotating_the_key_of_no_hosted_address_says_so(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The console's form takes any text: for a typo it answered "has no key yet (one is
+    made when the address first sends or receives encrypted mail)", which is neither
+    true (every address gets its key when made) nor the problem."""
+    now = dt.datetime.now(dt.UTC)
+    ring = runtime.ring.get()
+    for act in (
+        lambda s, a: keys.rotate_address_key(s, ring, a, actor=ADMIN, now=now),
+        lambda s, a: keys.revoke_address_key(s, ring, a, "lost", actor=ADMIN, now=now),
+    ):
+        expected = r"^no hosted address nobody@example\.test$"
+        with db.transaction(runtime.sessions) as session, pytest.raises(AdminError, match=expected):
+            act(session, "nobody@example.test")
+    with db.transaction(runtime.sessions) as session:  # an address from before keys at birth
+        session.execute(sa.delete(StoredKey).where(StoredKey.address == "alice@example.test"))
+    expected = r"^alice@example\.test has no key yet \(sealgate serve and sealgate init"
+    with db.transaction(runtime.sessions) as session, pytest.raises(AdminError, match=expected):
+        keys.rotate_address_key(session, ring, "alice@example.test", actor=ADMIN, now=now)
