@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 from typing import TYPE_CHECKING
 
@@ -142,6 +143,23 @@ def _check_ring_opens_the_keys(runtime: Runtime, ring: MasterKeyRing) -> None:
             raise click.ClickException(str(exc)) from None
 
 
+# cheroot (the portal, the metrics listener) gives no errno, only a message holding it:
+# "No socket could be created -- (('127.0.0.1', 8080): [Errno 98] Address already in use)".
+_CHEROOT_BIND = re.compile(r"\((\(.*?\)): \[Errno (\d+)\] ([^)]*)\)")
+
+
+def _listen_failure(exc: OSError) -> str:
+    """Why a listener could not start, with the same hint for a port in use whichever
+    listener it was (aiosmtpd's errors carry the errno, cheroot's only name it)."""
+    number, reason = exc.errno, exc.strerror or str(exc)
+    found = _CHEROOT_BIND.search(str(exc)) if number is None else None
+    if found:
+        number, reason = int(found[2]), f"{found[1]}: {found[3]}"
+    if number == errno.EADDRINUSE:
+        reason += " (another program, perhaps another `sealgate serve`, listens there)"
+    return reason
+
+
 def _reload_tls(reloader: CertificateReloader) -> None:
     """SIGHUP: new handshakes get the renewed certificate; open connections keep theirs."""
     try:
@@ -263,10 +281,7 @@ async def _serve_until_stopped(runtime: Runtime, log_level: int, stop: asyncio.E
             await imap.stop()
         if pool is not None:
             await pool.close()
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            reason += " (another program, perhaps another `sealgate serve`, listens there)"
-        raise click.ClickException(f"cannot listen ({where}): {reason}") from None
+        raise click.ClickException(f"cannot listen ({where}): {_listen_failure(exc)}") from None
     reloader = CertificateReloader(
         settings.path(settings.smtp.tls_cert), settings.path(settings.smtp.tls_key)
     )

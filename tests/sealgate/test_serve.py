@@ -396,7 +396,19 @@ def test_an_address_serve_cannot_listen_on_is_named_with_its_setting(
     assert "cannot listen" in done.stderr and expected in done.stderr, done.stderr
 
 
-def test_a_port_taken_by_another_program_says_so(serve_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("port_setting", "more", "where"),
+    [
+        ("SEALGATE_SMTP_SUBMISSION_PORT", {}, "[smtp] listen = '127.0.0.1'"),
+        # cheroot's own words were the whole message here: "No socket could be created
+        # -- (('127.0.0.1', 8080): [Errno 98] Address already in use)", without the hint.
+        ("SEALGATE_PORTAL_PORT", {}, "[portal] host = '127.0.0.1'"),
+        ("SEALGATE_METRICS_PORT", {"SEALGATE_METRICS_ENABLED": "true"}, "[metrics] host"),
+    ],
+)
+def test_a_port_taken_by_another_program_says_so(
+    serve_env: dict[str, str], port_setting: str, more: dict[str, str], where: str
+) -> None:
     """A second `serve` on the same ports (or any program there) used to get the bare
     "Address already in use": the new admin did not learn what to look for."""
     with socket.socket() as taken:
@@ -407,8 +419,11 @@ def test_a_port_taken_by_another_program_says_so(serve_env: dict[str, str]) -> N
             **serve_env,
             "SEALGATE_WORKERS_PROCESSES": "1",
             "SEALGATE_SMTP_LISTEN": "127.0.0.1",
-            "SEALGATE_SMTP_SUBMISSION_PORT": str(port),
+            port_setting: str(port),
+            **more,
         }
         done = refused_start(env)
-    assert "cannot listen ([smtp] listen = '127.0.0.1')" in done.stderr, done.stderr
-    assert "perhaps another `sealgate serve`, listens there" in done.stderr, done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert f"cannot listen ({where}" in line and str(port) in line, done.stderr
+    assert "perhaps another `sealgate serve`, listens there" in line, done.stderr
+    assert "No socket could be created" not in line
