@@ -105,7 +105,9 @@ def _preflight(runtime: Runtime) -> None:
         except OSError as exc:  # a directory on the way this user may not enter
             raise click.ClickException(unreadable_tls_file(settings.path(name), exc)) from None
         if not found:
-            raise click.ClickException(f"TLS file {settings.path(name)} is missing")
+            # A directory at the path (a `mkdir -p` one level too deep) is no missing file.
+            what = "is not a file" if settings.path(name).exists() else "is missing"
+            raise click.ClickException(f"TLS file {settings.path(name)} {what}")
     from gateway.relay import client_tls_context
 
     try:

@@ -334,6 +334,17 @@ def test_a_tls_pair_that_does_not_load_stops_serve_before_it_listens(
     assert "listening" not in done.stderr
 
 
+def test_a_tls_path_that_is_a_directory_is_named_as_such(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
+    """It was called missing, and the admin looked for a file that was there."""
+    (tmp_path / "privkey.pem").mkdir()
+    done = refused_start({**serve_env, "SEALGATE_SMTP_TLS_KEY": str(tmp_path / "privkey.pem")})
+    assert f"Error: TLS file {tmp_path / 'privkey.pem'} is not a file" in done.stderr
+    done = refused_start({**serve_env, "SEALGATE_SMTP_TLS_KEY": str(tmp_path / "none.pem")})
+    assert f"Error: TLS file {tmp_path / 'none.pem'} is missing" in done.stderr
+
+
 def test_a_master_key_ring_of_another_installation_is_refused(
     serve_env: dict[str, str], mail_users: dict[str, str]
 ) -> None:
