@@ -405,6 +405,11 @@ def test_the_audit_viewer_filters_pages_and_exports_csv(
     assert "attachment" in exported.headers["Content-Disposition"]
     lines = exported.text.splitlines()
     assert lines[0].startswith("at,actor,action") and len(lines) == 61
+    # A day that is no date: the export held every event, the filter silently dropped.
+    refused = client.get("/admin/audit.csv", query_string={"action": "rule", "since": "2026-11-31"})
+    assert refused.status_code == 302 and refused.mimetype != "text/csv"
+    shown = client.get(refused.headers["Location"])
+    assert "not a date" in shown.text and 'value="2026-11-31"' in shown.text
 
 
 def test_odd_ids_and_names_never_reach_a_500(
