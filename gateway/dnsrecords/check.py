@@ -9,6 +9,7 @@ records instead of a CNAME) the same addresses as the portal's name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,8 @@ import dns.rrset
 from gateway.dnsrecords.records import Record
 
 Status = Literal["ok", "missing", "different", "error"]
+NO_ANSWER = "no answer in time"
+NOT_ASKED = "not asked: the name server did not answer the query before"
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ def check_record(resolver: dns.resolver.Resolver, record: Record) -> Finding:
             ok = False
         else:
             ok = any(f.lower() == record.value.lower() for f in found)
+    except dns.exception.Timeout:
+        return Finding(record, "error", (), NO_ANSWER)
     except dns.exception.DNSException as exc:
         return Finding(record, "error", (), type(exc).__name__)
     if ok:
@@ -124,5 +129,17 @@ def check_record(resolver: dns.resolver.Resolver, record: Record) -> Finding:
     return Finding(record, "different" if found else "missing", tuple(found))
 
 
-def check(resolver: dns.resolver.Resolver, records: list[Record]) -> list[Finding]:
-    return [check_record(resolver, record) for record in records]
+def check(resolver: dns.resolver.Resolver, records: list[Record]) -> Iterator[Finding]:
+    """Each record's finding as soon as it is known, so the command prints while it asks.
+
+    After a query that got no answer in time the others are not asked: the name server
+    (or the system's resolver) is not answering, and a dozen more timeouts only made the
+    admin wait a minute, with nothing printed, to learn the same thing."""
+    silent = False
+    for record in records:
+        if silent:
+            yield Finding(record, "error", (), NOT_ASKED)
+            continue
+        finding = check_record(resolver, record)
+        silent = finding.detail == NO_ANSWER
+        yield finding

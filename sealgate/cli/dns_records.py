@@ -96,8 +96,9 @@ def check(state: CliState, domain: str, nameserver: str | None, timeout: float) 
         resolver = dns_check.resolver_for(nameserver, timeout=timeout)
     except ValueError:
         raise click.ClickException(f"--nameserver {nameserver!r}: expected IP or IP:PORT") from None
-    findings = dns_check.check(resolver, found)
-    for finding in findings:
+    findings = []
+    for finding in dns_check.check(resolver, found):
+        findings.append(finding)
         record = finding.record
         line = f"{finding.status.upper():<9} {record.name} {record.rtype}"
         if finding.status == "ok":

@@ -3,9 +3,12 @@ with a real DNS server (a fake name server on 127.0.0.1 speaking the wire protoc
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 from pathlib import Path
 
+import dns.message
 import dns.name
 import dns.rdatatype
 import dns.zone
@@ -138,6 +141,34 @@ def test_dns_check_says_when_dns_cannot_be_asked(
     )
     assert result.exit_code == 2, result.output
     assert "ERROR" in result.output and "Traceback" not in result.output
+
+
+def test_dns_check_stops_asking_a_name_server_that_does_not_answer(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """A name server that takes the queries and never answers: each of the 13 records
+    waited its whole --timeout (a minute at the default 5 s) before anything was
+    printed. The first silence now ends the asking; the rest are reported unasked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as deaf:
+        deaf.bind(("127.0.0.1", 0))
+        port = deaf.getsockname()[1]
+        result = run(
+            test_env, "dns", "check", DOMAIN, "--nameserver", f"127.0.0.1:{port}", "--timeout", "1"
+        )
+        deaf.setblocking(False)
+        asked = set()
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                asked.add(dns.message.from_wire(deaf.recv(4096)).question[0].name.to_text())
+    assert result.exit_code == 2, result.output
+    assert asked == {f"{DOMAIN}."}  # the MX, first in the list
+    lines = result.output.splitlines()
+    assert lines[:2] == [f"ERROR     {DOMAIN}. MX", "          want: 10 mail.example.test."]
+    assert "          (no answer in time)" in lines
+    assert (
+        lines.count("          (not asked: the name server did not answer the query before)") == 12
+    )
+    assert lines[-1] == "0 of 13 records as expected"
 
 
 def test_dns_prints_an_internationalized_domain_as_its_a_label(
