@@ -44,10 +44,18 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
         raise click.ClickException(f"the data dir {settings.data_dir} is a file, not a directory")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.data_dir.chmod(0o700)
     except OSError as exc:  # a file of that name, a read-only disk, no permission
         raise click.ClickException(
             f"cannot create the data dir {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
+    try:
+        settings.data_dir.chmod(0o700)
+    except OSError as exc:
+        # It exists but is not this user's: `sudo -u sealgate … init` on a directory root
+        # made without the `install -d -o sealgate` of docs/deployment.md.
+        raise click.ClickException(
+            f"cannot make the data dir {settings.data_dir} private (chmod 700):"
+            f" {exc.strerror or exc}; it must belong to the user that runs sealgate"
         ) from None
     done: list[str] = []
 

@@ -1,9 +1,10 @@
 """Run as the service user, as docs/deployment.md does, the commands say what is wrong.
 
-Two things an admin meets there: a certificate in a directory only root may enter
-(`/etc/letsencrypt/live`), and `sudo -u sealgate` keeping root's working directory,
-which the user may not enter. Tests run as root, for whom every directory opens, so
-the refusal the kernel gives the service user is played by a patched `stat`.
+What an admin meets there: a certificate in a directory only root may enter
+(`/etc/letsencrypt/live`), `sudo -u sealgate` keeping root's working directory,
+which the user may not enter, and a data dir root made for it. Tests run as root,
+for whom every directory opens, so the refusal the kernel gives the service user is
+played by a patched `stat` (or `chmod`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,29 @@ def test_init_names_a_certificate_it_may_not_read(test_env: dict[str, str], lock
     assert isinstance(result.exception, SystemExit)  # a ClickException, not a traceback
     assert f"TLS file {locked / 'fullchain.pem'}: Permission denied" in result.output
     assert "copy them into the data dir" in result.output
+
+
+def test_init_on_a_data_dir_of_another_user_says_whose_it_must_be(
+    test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data dir made by root without `install -d -o sealgate`: the service user's
+    `chmod 700` is refused, and init said "cannot create the data dir", which exists."""
+    data_dir = Path(test_env["SEALGATE_DATA_DIR"])
+    data_dir.mkdir()
+    real_chmod = Path.chmod
+
+    def chmod(self: Path, mode: int, *, follow_symlinks: bool = True) -> None:
+        if self == data_dir:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        real_chmod(self, mode, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(Path, "chmod", chmod)
+    result = CliRunner().invoke(cli, ["init"], env=test_env)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"cannot make the data dir {data_dir} private (chmod 700)" in result.output
+    assert "must belong to the user that runs sealgate" in result.output
+    assert list(data_dir.iterdir()) == []
 
 
 def test_serve_names_a_certificate_it_may_not_read(test_env: dict[str, str], locked: Path) -> None:
