@@ -159,6 +159,11 @@ def _listen_failure(exc: OSError) -> str:
         number, reason = int(found[2]), f"{found[1]}: {found[3]}"
     if number == errno.EADDRINUSE:
         reason += " (another program, perhaps another `sealgate serve`, listens there)"
+    elif number == errno.EACCES:
+        reason += (
+            " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the unit in"
+            " contrib/systemd gives; see docs/deployment.md)"
+        )
     return reason
 
 

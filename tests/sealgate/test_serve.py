@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from gateway import db
 from gateway.models import MailboxMessage, QueueItem
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from sealgate.cli.serve import _listen_failure
 from tests.fakes.smarthost import FakeSmarthost
 from tests.gateway.test_passthrough import strip_gateway_signatures
 from tests.processes import children, wait_gone
@@ -332,6 +334,26 @@ def test_a_tls_pair_that_does_not_load_stops_serve_before_it_listens(
     done = refused_start(env)
     assert f"Error: TLS certificate not usable: {expected}" in done.stderr
     assert "listening" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # aiosmtpd's error, as the service user without the unit's capability gets it
+        OSError(
+            errno.EACCES,
+            "error while attempting to bind on address ('0.0.0.0', 25): permission denied",
+        ),
+        # cheroot's, for [portal] port = 443
+        OSError("No socket could be created -- (('0.0.0.0', 443): [Errno 13] Permission denied)"),
+    ],
+)
+def test_a_privileged_port_refused_says_what_grants_it(failure: OSError) -> None:
+    """`sealgate serve` run by hand as the service user on 25, 465, 587 or 443 got a bare
+    "permission denied"; the admin is pointed to the capability the unit grants."""
+    reason = _listen_failure(failure)
+    assert "ermission denied (a port below 1024 needs CAP_NET_BIND_SERVICE" in reason
+    assert "No socket could be created" not in reason
 
 
 def test_a_tls_path_that_is_a_directory_is_named_as_such(
