@@ -56,14 +56,18 @@ def admin_transaction(state: CliState) -> Iterator[so.Session]:
 
 
 @domain.command("show")
+@click.argument("name", required=False)
 @json_option
 @pass_state
-def domain_show(state: CliState, as_json: bool) -> None:
-    """Every hosted domain with its state and number of addresses."""
+def domain_show(state: CliState, name: str | None, as_json: bool) -> None:
+    """Every hosted domain (or NAME) with its state and number of addresses."""
     from gateway.admin import domains as admin_domains
 
     with admin_transaction(state) as session:
         rows = admin_domains.list_domains(session)
+        if name is not None:  # as `user show EMAIL` shows one account
+            wanted = admin_domains.get(session, name).name
+            rows = [r for r in rows if r.name == wanted]
         data = [
             {
                 "name": r.name,
@@ -77,7 +81,7 @@ def domain_show(state: CliState, as_json: bool) -> None:
             f"{r.name}\t{'disabled' if r.disabled else 'active'}\t{r.addresses} address(es)"
             for r in rows
         )
-        emit(as_json, data, text or "no hosted domains")
+        emit(as_json, data[0] if name is not None else data, text or "no hosted domains")
 
 
 @domain.command("disable")

@@ -65,6 +65,12 @@ def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
             "created_at": shown[0]["created_at"],
         }
     ]
+    # One domain, as `user show EMAIL` shows one account: the name was "an unexpected
+    # extra argument".
+    assert as_json(run("domain", "show", "Example.TEST", "--json")) == shown[0]
+    assert run("domain", "show", "example.test").output.startswith("example.test\tactive\t2 ")
+    refused = run("domain", "show", "nowhere.test", ok=False)
+    assert refused.output == "Error: no hosted domain nowhere.test\n"
     assert as_json(run("domain", "disable", "example.test", "--json")) == {
         "domain": "example.test",
         "disabled": True,
