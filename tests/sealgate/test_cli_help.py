@@ -7,6 +7,7 @@ measured in bench/cli_startup.py and recorded in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -113,3 +114,41 @@ def test_cli_constants_match_the_keystore() -> None:
 
     assert tuple(sorted(pgp.REVOCATION_REASONS)) == keys.REVOCATION_CODES
     assert keys.DEFAULT_BATCH_SIZE == rotation.DEFAULT_BATCH_SIZE
+
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "cli_startup.py"
+
+
+def test_the_startup_bench_runs_without_a_baseline() -> None:
+    """docs/benchmarks.md's `python bench/cli_startup.py` ended in a traceback: its
+    baseline revision imports crcmod, no longer installed. `--baseline none` times this
+    tree alone (the numbers are the bench's business; here only that it runs)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--baseline", "none", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [row[:2] for row in rows] == [
+        ["sealgate", "--help"],
+        ["sealgate", "keys"],
+        ["sealgate", "user"],
+        ["sealgate", "queue"],
+    ]
+
+
+def test_a_baseline_that_does_not_run_is_one_line_naming_why(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("cli_startup", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (tmp_path / "sealgate").mkdir()
+    (tmp_path / "sealgate" / "__init__.py").write_text("")
+    (tmp_path / "sealgate" / "__main__.py").write_text("import crcmod\n")
+    refused = bench.refuse_baseline("2fa0a15", tmp_path)
+    assert refused.startswith("the baseline 2fa0a15 does not run with the installed packages")
+    assert "No module named 'crcmod'" in refused and "--baseline none" in refused
+    assert bench.refuse_baseline("HEAD", BENCH.parents[1]) is None
