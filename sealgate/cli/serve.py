@@ -104,10 +104,16 @@ def _preflight(runtime: Runtime) -> None:
             found = settings.path(name).is_file()
         except OSError as exc:  # a directory on the way this user may not enter
             raise click.ClickException(unreadable_tls_file(settings.path(name), exc)) from None
-        if not found:
+        if settings.path(name).exists() and not found:
             # A directory at the path (a `mkdir -p` one level too deep) is no missing file.
-            what = "is not a file" if settings.path(name).exists() else "is missing"
-            raise click.ClickException(f"TLS file {settings.path(name)} {what}")
+            raise click.ClickException(f"TLS file {settings.path(name)} is not a file")
+        if not found:
+            # Met after a restore onto a new machine: backups hold no certificate.
+            raise click.ClickException(
+                f"TLS file {settings.path(name)} is missing: put the certificate and key"
+                " there ([smtp] tls_cert, tls_key), or run `sealgate init`, which makes a"
+                " self-signed pair"
+            )
     from gateway.relay import client_tls_context
 
     try:

@@ -365,6 +365,8 @@ def test_a_tls_path_that_is_a_directory_is_named_as_such(
     assert f"Error: TLS file {tmp_path / 'privkey.pem'} is not a file" in done.stderr
     done = refused_start({**serve_env, "SEALGATE_SMTP_TLS_KEY": str(tmp_path / "none.pem")})
     assert f"Error: TLS file {tmp_path / 'none.pem'} is missing" in done.stderr
+    # What serve meets after a restore onto a new machine (backups hold no certificate).
+    assert "or run `sealgate init`, which makes a self-signed pair" in done.stderr
 
 
 def test_a_master_key_ring_of_another_installation_is_refused(
