@@ -8,6 +8,7 @@ because a typo in a mail gateway's configuration should never be silently ignore
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import math
 import os
@@ -440,7 +441,16 @@ def load_settings(
             raise SettingsError(f"{settings_file}: cannot read it ({exc.strerror})") from None
     unknown = set(file_values) - set(SECTIONS)
     if unknown:
-        raise SettingsError(f"unknown section [{sorted(unknown)[0]}] in {settings_file}")
+        name = sorted(unknown)[0]
+        if not isinstance(file_values[name], dict):
+            # A key above the first [section] header: TOML puts it at the top level.
+            owners = [f"[{s}]" for s, cls in SECTIONS.items() if name in _keys(cls)]
+            where = f"it is a key of {', '.join(owners)}" if owners else "no section has it"
+            raise SettingsError(
+                f"{name} in {settings_file} is outside any [section] ({where}; see"
+                " docs/configuration.md)"
+            )
+        raise SettingsError(f"unknown section [{name}] in {settings_file}")
 
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -467,11 +477,24 @@ def _refuse_unknown_env(env: Mapping[str, str]) -> None:
             if not rest.startswith(section.upper() + "_"):
                 continue
             key = rest.removeprefix(section.upper() + "_").lower()
-            if key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+            if key not in _keys(SECTIONS[section]):
                 raise SettingsError(
-                    f"{name}: [{section}] has no key {key} (see docs/configuration.md)"
+                    f"{name}: [{section}] has no key {key}"
+                    f"{_did_you_mean(key, SECTIONS[section])} (see docs/configuration.md)"
                 )
             break
+
+
+def _keys(cls: type[Any]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _did_you_mean(key: str, cls: type[Any]) -> str:
+    """The section's keys a typo is close to (`submision_port`, `port`), for the error."""
+    keys = _keys(cls)
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    close += [k for k in keys if k.endswith("_" + key) and k not in close][: 3 - len(close)]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def _build_section(
@@ -481,7 +504,7 @@ def _build_section(
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in known:
-            raise SettingsError(f"unknown setting [{name}] {key}")
+            raise SettingsError(f"unknown setting [{name}] {key}{_did_you_mean(key, cls)}")
     values: dict[str, Any] = {}
     for key in known:
         env_key = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"

@@ -222,3 +222,30 @@ def test_a_base_url_with_a_password_is_refused_without_repeating_it(tmp_path: Pa
 def test_base_urls_that_links_can_be_built_on_are_taken(tmp_path: Path, base_url: str) -> None:
     loaded = load_settings(tmp_path, env={"SEALGATE_PORTAL_BASE_URL": base_url})
     assert loaded.portal.base_url == base_url
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        # Above the first [section] header: it was "unknown section [hostname]".
+        (
+            'hostname = "mail.example.org"\n',
+            "is outside any [section] (it is a key of [smtp], [imap]",
+        ),
+        ("colour = 1\n", "colour in"),
+        ("[smtp]\nport = 587\n", "[smtp] port; did you mean tls_port or submission_port"),
+        ("[database]\nuri = 'x'\n", "[database] uri; did you mean url?"),
+        ("[relay]\npass = 'x'\n", "[relay] pass; did you mean password?"),
+    ],
+)
+def test_a_misplaced_or_misspelt_key_is_named_with_where_it_belongs(
+    tmp_path: Path, toml: str, expected: str
+) -> None:
+    (tmp_path / "sealgate.toml").write_text(toml)
+    with pytest.raises(SettingsError, match=re.escape(expected)):
+        load_settings(tmp_path, env={})
+
+
+def test_a_misspelt_environment_variable_gets_the_key_it_is_close_to(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=re.escape("has no key pass; did you mean password?")):
+        load_settings(tmp_path, env={"SEALGATE_RELAY_PASS": "x"})
