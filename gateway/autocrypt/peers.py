@@ -12,7 +12,9 @@ external address with effective date D:
 Two rules of this gateway come first: a key an admin imported for the address is
 never displaced (a header carrying another key changes nothing at all), and a
 key seen revoked is never taken again. A message without a header from an
-address never seen with one creates no row.
+address never seen with one creates no row. A header's key is learnt even where
+the peer's domain serves another key by WKD, but the domain's key is the one used
+(gateway.pipeline.external_keys): anyone can send a header.
 
 A peer whose `autocrypt_timestamp` is more than 35 days older than `last_seen`
 has been writing without Autocrypt for a while (a new mail program, a lost

@@ -1,17 +1,33 @@
 """Step `find-external-keys`: OpenPGP keys of external recipients.
 
 Runs before any transaction: a Web Key Directory lookup goes to the network.
-For each recipient, in this order: an admin-imported key; the key the recipient
-sent in an `Autocrypt:` header (gateway.autocrypt.peers, unless the peer is in
-the spec's "reset" state); a WKD key confirmed within `[keys] wkd_cache_ttl`
-from the database; otherwise, unless a
-recent lookup for the address failed (remembered for `wkd_failure_ttl`), the
-recipient's domain is asked, several recipients at once. Each answer is vetted
-in the sandboxed parser; what it yields is stored (with the lookup failures) in
-one short transaction of its own, so the cache survives whatever happens to the
-message. A revoked or expired key is never returned, nor a stored one Sequoia
-no longer encrypts to (it would fail the message at every retry). Recipients without a
-usable key are simply left out: the caller decides what they get instead.
+For each recipient, in this order:
+
+1. an imported key (an admin chose it: `sealgate keys import`);
+2. the key the recipient's own domain serves by WKD (over HTTPS, its certificate
+   checked): confirmed within `[keys] wkd_cache_ttl` from the database, otherwise
+   asked now, unless a recent lookup for the address failed (remembered for
+   `wkd_failure_ttl`), several recipients at once;
+3. the key the recipient sent in an `Autocrypt:` header (gateway.autocrypt.peers,
+   unless the peer is in the spec's "reset" state), only when the domain has not
+   contradicted it: a WKD key the domain served for the address (of any age, not
+   revoked, not expired) that is another key keeps the Autocrypt key out of use.
+
+The domain's key comes before the header's because anyone can send a header: one
+forged message `From:` the recipient over the MX (no SPF, DKIM or DMARC is checked
+there) would otherwise decide where every hosted user's mail to the recipient is
+encrypted to. A WKD key is vouched for by whoever runs the recipient's mail domain,
+which delivers the recipient's mail anyway; Autocrypt Level 1 defends against
+passive eavesdroppers only and leaves other key sources to the implementation. When
+the directory cannot be asked now and its last answer was another key, neither key
+is used: the recipient gets a secure page, never clear text (docs/autocrypt.md).
+
+Each WKD answer is vetted in the sandboxed parser; what it yields is stored (with
+the lookup failures) in one short transaction of its own, so the cache survives
+whatever happens to the message. A revoked or expired key is never returned, nor a
+stored one Sequoia no longer encrypts to (it would fail the message at every retry).
+Recipients without a usable key are simply left out: the caller decides what they
+get instead.
 """
 
 from __future__ import annotations
@@ -19,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -75,56 +90,93 @@ def lookup_external_keys(
         for rcpt in recipients:
             try:
                 stored = _stored_key(session, rcpt, now, keys)
+                if (
+                    stored is None
+                    and keys.wkd
+                    and directory.active_miss(session, rcpt, now) is None
+                ):
+                    to_fetch.append(rcpt)  # the domain is asked before any Autocrypt key is
+                    continue
+                if stored is None:
+                    stored = _autocrypt_key(session, rcpt, now, keys)
             except KeystoreError:
                 continue  # not an address a key can belong to
             if stored is not None:
                 found[rcpt] = stored
-            elif keys.wkd and directory.active_miss(session, rcpt, now) is None:
-                to_fetch.append(rcpt)
     if to_fetch:
         for discovery in discover_all(runtime, to_fetch, now):
             if discovery.vetted is not None:
                 public = directory.parsed(discovery.vetted.fingerprint, discovery.vetted.data)
                 found[discovery.address] = RecipientKey(discovery.address, public, SOURCE_WKD)
+        unanswered = [rcpt for rcpt in to_fetch if rcpt not in found]
+        if unanswered:
+            # Read after the answers were stored: a directory that said "no key" has
+            # had its old key forgotten; one that could not be reached has not.
+            with db.read_only(runtime.sessions) as session:
+                for rcpt in unanswered:
+                    peer_key = _autocrypt_key(session, rcpt, now, keys)
+                    if peer_key is not None:
+                        found[rcpt] = peer_key
     return found
 
 
-def _stored_key(
-    session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
-) -> RecipientKey | None:
-    """The first stored key, in the order of precedence, that Sequoia encrypts to now.
+def _encryptable(found: RecipientKey | None, rcpt: str) -> RecipientKey | None:
+    """`found`, if Sequoia encrypts to it now.
 
     A key Sequoia refuses (vetted by older rules, or judged otherwise by Sequoia) would
     fail the whole message with a temporary error, at every retry: it is passed over,
     as if it were not there, and the recipient gets the next key or a secure page.
     """
-    for found in _stored_keys(session, rcpt, now, keys):
-        if messages.encrypts_to(found.key):
-            return found
-        log.warning(
-            "the %s key %s of %s cannot be encrypted to; not used",
-            found.source,
-            found.fingerprint,
-            rcpt,
-        )
+    if found is None or messages.encrypts_to(found.key):
+        return found
+    log.warning(
+        "the %s key %s of %s cannot be encrypted to; not used",
+        found.source,
+        found.fingerprint,
+        rcpt,
+    )
     return None
 
 
-def _stored_keys(
+def _stored_key(
     session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
-) -> Iterator[RecipientKey]:
-    """The recipient's usable stored keys, best first (each read only when asked for)."""
+) -> RecipientKey | None:
+    """The imported key, else the WKD key confirmed within the cache time: the first
+    of them Sequoia encrypts to now."""
     row = directory.usable(session, rcpt, SOURCE_IMPORT, now)
     if row is not None:
-        yield RecipientKey(rcpt, directory.public_key_of(row), row.source)
-    peer = peers.usable_key(session, rcpt, now)
-    if peer is not None:
-        yield RecipientKey(rcpt, peers.public_key_of(peer), SOURCE_AUTOCRYPT)
+        imported = _encryptable(RecipientKey(rcpt, directory.public_key_of(row), row.source), rcpt)
+        if imported is not None:
+            return imported
     if keys.wkd:
         fresh_since = now - dt.timedelta(seconds=keys.wkd_cache_ttl)
         row = directory.usable(session, rcpt, SOURCE_WKD, now, checked_since=fresh_since)
         if row is not None:
-            yield RecipientKey(rcpt, directory.public_key_of(row), row.source)
+            return _encryptable(RecipientKey(rcpt, directory.public_key_of(row), row.source), rcpt)
+    return None
+
+
+def _autocrypt_key(
+    session: so.Session, rcpt: str, now: dt.datetime, keys: KeysSettings
+) -> RecipientKey | None:
+    """The recipient's usable Autocrypt key, unless their domain's directory served
+    another key for them (one not revoked or expired, however long ago it was
+    confirmed): a header cannot outvote the domain, even while the domain is out of
+    reach."""
+    peer = peers.usable_key(session, rcpt, now)
+    if peer is None:
+        return None
+    if keys.wkd:
+        served = directory.usable(session, rcpt, SOURCE_WKD, now)
+        if served is not None and served.fingerprint != peer.fingerprint:
+            log.info(
+                "the Autocrypt key %s of %s is not used: its domain served %s",
+                peer.fingerprint,
+                rcpt,
+                served.fingerprint,
+            )
+            return None
+    return _encryptable(RecipientKey(rcpt, peers.public_key_of(peer), SOURCE_AUTOCRYPT), rcpt)
 
 
 def discover_all(runtime: Runtime, addresses: list[str], now: dt.datetime) -> list[Discovery]:
