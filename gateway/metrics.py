@@ -61,6 +61,7 @@ LOCKOUTS = Counter(
     registry=REGISTRY,
 )
 HANDLINGS = ("pgp", "secure-page", "plain", "passthrough")
+ENCRYPTING = ("pgp", "secure-page")  # the handlings in which the gateway encrypts
 for _handling in HANDLINGS:
     MESSAGES.labels(_handling)
 for _result in ("opened", "wrong", "locked"):
@@ -69,12 +70,20 @@ for _kind in ("login", "secure-link"):
     LOCKOUTS.labels(_kind)
 
 
+def encrypted_here(submission: Submission) -> bool:
+    """Whether the gateway encrypted anything of the submission (PGP or a secure page).
+
+    Not whether a copy is stored encrypted: PGP/MIME that the sender's own mail program
+    made passes through, stored encrypted, and its time is no encryption time."""
+    return any(handling.method in ENCRYPTING for handling in submission.handling)
+
+
 def record_submission(submission: Submission, seconds: float) -> None:
     """Count each recipient's handling; time the submission when it encrypted anything."""
     record_handling(
         [handling.method for handling in submission.handling],
         recipients=len(submission.recipients),
-        encrypted=any(copy.encrypted for copy in submission.copies),
+        encrypted=encrypted_here(submission),
         seconds=seconds,
     )
 
@@ -90,7 +99,7 @@ def record_handling(
         MESSAGES.labels(method if method in HANDLINGS else "plain").inc()
     if not methods:
         MESSAGES.labels("plain").inc(recipients)
-    if seconds is not None and (encrypted or any(m in ("pgp", "secure-page") for m in methods)):
+    if seconds is not None and (encrypted or any(m in ENCRYPTING for m in methods)):
         ENCRYPT_SECONDS.observe(seconds)
 
 

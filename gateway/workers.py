@@ -70,7 +70,7 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db
+from gateway import db, metrics
 from gateway.admin import maillog
 from gateway.logs import LogFormat
 from gateway.pipeline.context import ClientInfo, Sender, Submission, new_queue_id
@@ -264,7 +264,7 @@ def run_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
                     queue_id=submission.queue_id,
                     methods=tuple(h.method for h in submission.handling),
                     recipients=len(submission.recipients),
-                    encrypted=any(c.encrypted for c in submission.copies),
+                    encrypted=metrics.encrypted_here(submission),
                     seconds=time.monotonic() - started,
                     prepare_seconds=preparing,
                     store_seconds=stored,
@@ -516,7 +516,7 @@ class WorkerPool:
                         queue_id=job.queue_id,
                         methods=methods,
                         recipients=len(methods),
-                        encrypted=any(m in ("pgp", "secure-page") for m in methods),
+                        encrypted=any(m in metrics.ENCRYPTING for m in methods),
                         recovered=True,
                     )
                 )

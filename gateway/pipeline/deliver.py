@@ -26,6 +26,7 @@ from gateway.imap import folders
 from gateway.models import Address, MailboxMessage, QueueItem
 from gateway.pipeline.context import Copy, Handling, Submission
 from gateway.pipeline.errors import RejectMessage
+from gateway.pipeline.passthrough import is_pgp_mime
 from gateway.smtp_codes import UNKNOWN_LOCAL_RECIPIENT
 
 # Core statements: the rows need no ORM bookkeeping.
@@ -44,11 +45,21 @@ def _addresses_statement(count: int) -> sa.Select[str, int, int]:
 
 
 def plain_copies(submission: Submission, *, already_encrypted: bool = False) -> None:
-    """Unencrypted mail: the same bytes for everyone, exactly as submitted (plus Received)."""
+    """Mail the gateway does not encrypt: the same bytes for everyone, exactly as
+    submitted (plus Received).
+
+    A message the sender's own mail program encrypted as one RFC 3156 PGP/MIME message
+    is stored for hosted recipients as encrypted, as the MX stores such mail from
+    outside (gateway.inbound), so the webmail decrypts it for its reader; any other
+    shape passed through (inline PGP, S/MIME) is stored and shown as it came. Its
+    handling stays "passthrough": the gateway encrypted nothing (gateway.metrics)."""
     method: Literal["passthrough", "plain"] = "passthrough" if already_encrypted else "plain"
     submission.handling.extend(Handling(r, method) for r in submission.hosted + submission.external)
     if submission.hosted:
-        submission.copies.append(Copy("mailbox", list(submission.hosted), submission.raw))
+        encrypted = already_encrypted and is_pgp_mime(submission.raw)
+        submission.copies.append(
+            Copy("mailbox", list(submission.hosted), submission.raw, encrypted=encrypted)
+        )
     submission.copies.extend(Copy("queue", [r], submission.raw) for r in submission.external)
 
 
