@@ -199,6 +199,7 @@ def receive(
         client, hostname=smtp.hostname, queue_id=queue_id, recipients=recipients, when=now
     ) + strip_control_headers(raw)
     encrypted = is_pgp_mime(raw)
+    logged = maillog.inbound_message(queue_id, raw, envelope_from=envelope_from)
     with db.transaction(runtime.sessions) as session:
         answerable: bool | None = None  # asked once, and only of an away reply
         delivered: set[int] = set()
@@ -209,9 +210,7 @@ def receive(
             if address.id in delivered:  # an alias and its address: one copy
                 continue
             delivered.add(address.id)
-            maillog.record_inbound(
-                session, queue_id, raw, envelope_from=envelope_from, recipient=rcpt, now=now
-            )
+            maillog.record_inbound(session, logged, recipient=rcpt, now=now)
             mailbox.store(
                 session,
                 address,

@@ -107,23 +107,40 @@ def insert(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
         driversql.run(conn, _INSERT_MAIL_LOG, rows, columns=tuple(rows[0]))
 
 
+@dataclass(frozen=True)
+class InboundMessage:
+    """What the mail log keeps of one message from outside, the same for each of its
+    hosted recipients: read once per message (`inbound_message`), before the
+    transaction that stores it, and not once per copy inside it."""
+
+    queue_id: str
+    message_id: str
+    sender: str
+    handling: str
+
+
+def inbound_message(queue_id: str, raw: bytes, *, envelope_from: str) -> InboundMessage:
+    """The mail log's view of `raw`; its structural "already encrypted" check parses the
+    whole message (gateway.pipeline.passthrough), so it runs here, once."""
+    return InboundMessage(
+        queue_id=queue_id,
+        message_id=message_id_of(raw),
+        sender=envelope_from[:320],
+        handling="passthrough" if is_already_encrypted(raw) else "plain",
+    )
+
+
 def record_inbound(
-    session: so.Session,
-    queue_id: str,
-    raw: bytes,
-    *,
-    envelope_from: str,
-    recipient: str,
-    now: dt.datetime,
+    session: so.Session, message: InboundMessage, *, recipient: str, now: dt.datetime
 ) -> None:
     """Mail from outside (the MX listener), stored as it came for a hosted recipient."""
     session.add(
         MailLogEntry(
-            queue_id=queue_id,
-            message_id=message_id_of(raw),
-            sender=envelope_from[:320],
+            queue_id=message.queue_id,
+            message_id=message.message_id,
+            sender=message.sender,
             recipient=recipient[:320],
-            handling="passthrough" if is_already_encrypted(raw) else "plain",
+            handling=message.handling,
             status=DELIVERED,
             last_reply="",
             created_at=now,

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+from pathlib import Path
+from types import FrameType
 
 import pytest
 import sqlalchemy as sa
 
 from gateway import accounts, autoresponder, db
 from gateway.inbound import InboundServer
-from gateway.models import Address, Autoresponder, MailboxMessage, QueueItem
+from gateway.models import Address, Autoresponder, MailboxMessage, MailLogEntry, QueueItem
+from gateway.pipeline.passthrough import is_already_encrypted
 from gateway.runtime import Runtime
+from tests.conftest import LoopThread
+from tests.gnupg import GnuPG
+from tests.keystore.gpgkeys import make_key
 
 BOB = "bob@example.test"
 OUTSIDER = "news@elsewhere.example"
@@ -182,3 +189,61 @@ def test_odd_charset_labels_are_stored_not_answered_with_451(
         assert client.sendmail(OUTSIDER, [BOB], f"From: {OUTSIDER}\r\n".encode() + raw) == {}
     (stored,) = inbox(runtime, BOB)
     assert stored.raw.endswith(raw.split(b"\r\n\r\n", 1)[1])
+
+
+def test_one_message_for_many_hosted_recipients_is_checked_once(
+    runtime: Runtime, mail_users: dict[str, str], tmp_path: Path
+) -> None:
+    """MX write amplification: the mail log's "already encrypted" check parses the whole
+    message, and ran again for every hosted recipient's copy, inside the one write
+    transaction that stores them (max_recipients copies of a max_message_size message).
+    It runs once per message now, before the transaction. Counted with the
+    interpreter's own profile hook in every thread the MX server runs in, over SMTP."""
+    home = tmp_path / "outsider"
+    home.mkdir(mode=0o700)
+    gpg = GnuPG(home)
+    make_key(gpg, f"Outsider <{OUTSIDER}>")
+    armored = gpg.run("--armor", "--encrypt", "--recipient", OUTSIDER, input=b"hi\r\n").stdout
+    raw = (
+        (
+            f"From: {OUTSIDER}\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            ' boundary="b"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
+            "Version: 1\r\n\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + armored.replace(b"\n", b"\r\n")
+        + b"\r\n--b--\r\n"
+    )
+    recipients = [f"user{n}@example.test" for n in range(20)]
+    with db.transaction(runtime.sessions) as session:
+        owner = accounts.find_account(session, BOB)
+        assert owner is not None
+        for address in recipients:
+            accounts.add_address(
+                session, runtime.hasher, address, owner, "pw-" + address, actor="t"
+            )
+
+    checks = [0]
+    check = is_already_encrypted.__code__
+
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "call" and frame.f_code is check:
+            checks[0] += 1
+
+    threading.setprofile(profile)  # every thread started from now on: the loop, its pool
+    try:
+        loop = LoopThread()
+        server = InboundServer(runtime)
+        try:
+            loop.run(server.start())
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
+                assert client.sendmail(OUTSIDER, recipients, raw) == {}
+        finally:
+            loop.run(server.stop(grace=5))
+            loop.close()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    with db.read_only(runtime.sessions) as session:
+        handlings = session.scalars(sa.select(MailLogEntry.handling)).all()
+    assert handlings == ["passthrough"] * len(recipients)
+    assert checks[0] == 1
