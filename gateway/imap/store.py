@@ -26,6 +26,7 @@ from gateway.imap import folders
 from gateway.imap.folders import FolderError
 from gateway.mail import header_line_ends
 from gateway.models import Address, MailboxMessage, MailFolder
+from gateway.pipeline.passthrough import is_pgp_mime
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,10 @@ def append(
 ) -> tuple[int, int]:
     """Store the message in the folder; (UIDVALIDITY, UID) of what the folder now holds.
 
+    A message that is one RFC 3156 PGP/MIME encrypted message (a mail program's own
+    encrypted Sent copy, say) is stored as encrypted, as the MX and the submission
+    store such mail, so the webmail decrypts it for its reader.
+
     Its header section's odd line ends are made plain first, as for mail that arrives
     by SMTP (gateway.mail.header_line_ends): the same readers show the folder."""
     raw = header_line_ends.normalize(raw)
@@ -242,6 +247,7 @@ def append(
             envelope_from="",
             now=when,
             folder=folder_name,
+            encrypted=is_pgp_mime(raw),
         )
         row.flags = wanted
         session.add(row)

@@ -14,6 +14,7 @@ encrypt it: it counts as "passthrough" and adds nothing to the encryption time.
 from __future__ import annotations
 
 import datetime as dt
+import imaplib
 import smtplib
 import ssl
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import db, metrics
+from gateway.imap.server import ImapServer
 from gateway.models import MailLogEntry
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
@@ -102,3 +104,44 @@ def test_pgp_mime_from_a_hosted_users_mail_program_is_read_decrypted_in_the_webm
         assert session.scalars(sa.select(MailLogEntry.handling)).all() == ["passthrough"]
     assert sample("sealgate_messages_total", {"handling": "passthrough"}) == passed + 1
     assert sample("sealgate_encrypt_seconds_count") == timed
+
+
+def test_an_encrypted_copy_a_mail_program_saves_over_imap_is_read_decrypted(
+    runtime: Runtime,
+    imap_server: ImapServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    alices_program: GnuPG,
+) -> None:
+    """Her program keeps its Sent copy encrypted to her own key, saved with APPEND."""
+    entity = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{SECRET}\r\n".encode()
+    armored = alices_program.run(
+        "--armor",
+        "--trust-model",
+        "always",
+        "--sign",
+        "--local-user",
+        ALICE,
+        "--encrypt",
+        "--recipient",
+        ALICE,
+        "--recipient",
+        BOB,
+        input=entity,
+    ).stdout
+    raw = pgp_mime(ALICE, "figures", armored.replace(b"\n", b"\r\n"))
+
+    with imaplib.IMAP4_SSL(
+        "127.0.0.1", imap_server.tls_port, ssl_context=client_ssl_context
+    ) as client:
+        client.login(ALICE, mail_users[ALICE])
+        status, _ = client.append("Sent", r"(\Seen)", None, raw)
+        assert status == "OK"
+
+    (row,) = rows(runtime, ALICE, "Sent")
+    assert row.encrypted and row.search_text is None and row.raw == raw
+    alice = Webmail(webmail_app(runtime).test_client()).login(ALICE)
+    shown = text_of(alice.get(f"/mail/{row.id}").text)
+    assert "Encrypted" in shown and "Not encrypted" not in shown
+    assert SECRET in shown
+    assert translate("en", SIGNATURES["valid"]) in shown
