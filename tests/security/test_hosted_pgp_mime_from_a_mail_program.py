@@ -57,6 +57,24 @@ def no_events(*_args: object) -> None:
     pass
 
 
+def signed_and_encrypted(program: GnuPG, *recipients: str) -> bytes:
+    """Alice's message as her mail program makes it: signed, encrypted, PGP/MIME."""
+    entity = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{SECRET}\r\n".encode()
+    to = [arg for recipient in recipients for arg in ("--recipient", recipient)]
+    armored = program.run(
+        "--armor",
+        "--trust-model",
+        "always",
+        "--sign",
+        "--local-user",
+        ALICE,
+        "--encrypt",
+        *to,
+        input=entity,
+    ).stdout
+    return pgp_mime(ALICE, "figures", armored.replace(b"\n", b"\r\n"))
+
+
 def sample(name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
@@ -68,20 +86,7 @@ def test_pgp_mime_from_a_hosted_users_mail_program_is_read_decrypted_in_the_webm
     client_ssl_context: ssl.SSLContext,
     alices_program: GnuPG,
 ) -> None:
-    entity = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{SECRET}\r\n".encode()
-    armored = alices_program.run(
-        "--armor",
-        "--trust-model",
-        "always",
-        "--sign",
-        "--local-user",
-        ALICE,
-        "--encrypt",
-        "--recipient",
-        BOB,
-        input=entity,
-    ).stdout
-    raw = pgp_mime(ALICE, "figures", armored.replace(b"\n", b"\r\n"))
+    raw = signed_and_encrypted(alices_program, BOB)
     timed = sample("sealgate_encrypt_seconds_count")
     passed = sample("sealgate_messages_total", {"handling": "passthrough"})
 
@@ -114,22 +119,7 @@ def test_an_encrypted_copy_a_mail_program_saves_over_imap_is_read_decrypted(
     alices_program: GnuPG,
 ) -> None:
     """Her program keeps its Sent copy encrypted to her own key, saved with APPEND."""
-    entity = f"Content-Type: text/plain; charset=utf-8\r\n\r\n{SECRET}\r\n".encode()
-    armored = alices_program.run(
-        "--armor",
-        "--trust-model",
-        "always",
-        "--sign",
-        "--local-user",
-        ALICE,
-        "--encrypt",
-        "--recipient",
-        ALICE,
-        "--recipient",
-        BOB,
-        input=entity,
-    ).stdout
-    raw = pgp_mime(ALICE, "figures", armored.replace(b"\n", b"\r\n"))
+    raw = signed_and_encrypted(alices_program, ALICE, BOB)
 
     with imaplib.IMAP4_SSL(
         "127.0.0.1", imap_server.tls_port, ssl_context=client_ssl_context
