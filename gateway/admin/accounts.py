@@ -302,6 +302,18 @@ def delete(
     account = get(session, email)
     if confirm.strip().lower() != account.email:
         raise AdminError(f"type the login {account.email} to confirm the deletion")
+    return delete_account(session, account, actor=actor, now=now)
+
+
+def delete_account(
+    session: so.Session, account: Account, *, actor: Actor, now: dt.datetime, why: str = ""
+) -> list[str]:
+    """Delete `account` with its addresses and everything it owns, once confirmed.
+
+    Its 2FA secret, recovery codes, app passwords, sessions, devices, folders and
+    secure pages go with the row (foreign keys ON DELETE CASCADE); its audit events
+    stay, unlinked. `why` is added to the audit entry (a purged domain names itself).
+    """
     _keep_an_admin(session, account)
     gone = [a.address for a in account.addresses]
     for address in gone:
@@ -313,7 +325,8 @@ def delete(
         session,
         "account.delete",
         target=login,
-        detail=f"id {account_id}; addresses: {', '.join(gone) or 'none'}",
+        detail=f"id {account_id}; addresses: {', '.join(gone) or 'none'}"
+        + (f"; {why}" if why else ""),
     )
     return gone
 

@@ -10,10 +10,10 @@ import sqlalchemy.orm as so
 
 from gateway import accounts
 from gateway.accounts import AccountError
-from gateway.addresses import InvalidAddress
+from gateway.addresses import InvalidAddress, other_domain
 from gateway.admin import Actor, AdminError, NotFound
 from gateway.admin import accounts as admin_accounts
-from gateway.models import Address, Alias, Domain, MailboxMessage
+from gateway.models import Account, Address, Alias, Domain, MailboxMessage
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,45 @@ class DomainInfo:
 
 @dataclass(frozen=True)
 class DeletePreview:
-    """What deleting a domain removes: shown before the admin confirms a purge."""
+    """What deleting a domain removes: shown before the admin confirms a purge.
+
+    An account goes with the domain when nothing of it is left elsewhere: all its
+    addresses are in the domain (or it has none and its login is there). Kept, an
+    account would sign in with a login in no hosted domain, holding its 2FA secret,
+    app passwords and sessions. An account that still has an address in another
+    domain stays (`kept_accounts`), losing only its addresses here.
+    """
 
     domain: str
     addresses: tuple[str, ...]
     aliases: int
     messages: int
+    accounts: tuple[str, ...]
+    kept_accounts: tuple[str, ...]
+    # The enabled admin among `accounts` when no other enabled admin would be left.
+    last_admin: str | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.addresses and not self.accounts
+
+    def refusal(self, *, purge: bool) -> str | None:
+        """Why the deletion cannot go ahead as asked, or None."""
+        if not self.empty and not purge:
+            held = [f"{len(self.addresses)} address(es)"] if self.addresses else []
+            if self.accounts:
+                held.append(f"{len(self.accounts)} account(s) with no address elsewhere")
+            return (
+                f"domain {self.domain} still has {' and '.join(held)}; delete them first, or"
+                " purge the domain (its mail is deleted, its keys retired, and accounts with"
+                " no address elsewhere deleted)"
+            )
+        if purge and self.last_admin is not None:
+            return (
+                f"purging {self.domain} would delete {self.last_admin}, the last admin who"
+                " can sign in; make an account outside this domain an admin first"
+            )
+        return None
 
 
 def list_domains(session: so.Session) -> list[DomainInfo]:
@@ -94,32 +127,77 @@ def preview_delete(session: so.Session, name: str) -> DeletePreview:
     aliases = session.scalar(
         sa.select(sa.func.count()).select_from(Alias).where(Alias.alias.like(f"%@{row.name}"))
     )
-    return DeletePreview(row.name, addresses, int(aliases or 0), int(messages or 0))
+    deleted, kept = _accounts_of(session, row)
+    return DeletePreview(
+        row.name,
+        addresses,
+        int(aliases or 0),
+        int(messages or 0),
+        accounts=tuple(a.email for a in deleted),
+        kept_accounts=tuple(a.email for a in kept),
+        last_admin=_last_admin(session, deleted),
+    )
+
+
+def _accounts_of(session: so.Session, domain: Domain) -> tuple[list[Account], list[Account]]:
+    """The accounts the domain's deletion touches: (deleted with it, kept), by login.
+
+    Touched: an account with an address in the domain, or with its login there (in
+    either IDNA form). Kept: one that still has an address in another domain.
+    """
+    forms = [domain.name] + [f for f in (other_domain(domain.name),) if f is not None]
+    owning = sa.select(Address.account_id).where(Address.domain_id == domain.id)
+    in_domain = sa.or_(*(Account.email.endswith(f"@{f}", autoescape=True) for f in forms))
+    touched = session.scalars(
+        sa.select(Account).where(sa.or_(Account.id.in_(owning), in_domain)).order_by(Account.email)
+    ).all()
+    elsewhere = set(
+        session.scalars(
+            sa.select(Address.account_id)
+            .where(Address.domain_id != domain.id)
+            .where(Address.account_id.in_([a.id for a in touched]))
+        )
+    )
+    deleted = [a for a in touched if a.id not in elsewhere]
+    kept = [a for a in touched if a.id in elsewhere]
+    return deleted, kept
+
+
+def _last_admin(session: so.Session, deleted: list[Account]) -> str | None:
+    gone = {a.id for a in deleted}
+    enabled_admins = session.scalars(
+        sa.select(Account).where(Account.is_admin.is_(True), Account.disabled_at.is_(None))
+    ).all()
+    if any(a.id not in gone for a in enabled_admins):
+        return None
+    return next((a.email for a in enabled_admins), None)
 
 
 def delete(
     session: so.Session, name: str, *, actor: Actor, now: dt.datetime, purge: bool = False
 ) -> DeletePreview:
-    """Delete an empty domain; with `purge`, first delete every address in it (mail purged,
-    keys retired), as `preview_delete` listed."""
+    """Delete an empty domain; with `purge`, first what `preview_delete` listed: the
+    accounts with nothing outside the domain (with everything they own), then the
+    domain's other addresses (mail purged, keys retired) and its aliases."""
     preview = preview_delete(session, name)
-    if preview.addresses and not purge:
-        raise AdminError(
-            f"domain {preview.domain} still has {len(preview.addresses)} address(es);"
-            " delete them first, or purge the domain (its mail is deleted, its keys retired)"
+    if (refusal := preview.refusal(purge=purge)) is not None:
+        raise AdminError(refusal)
+    why = f"purged with domain {preview.domain}"
+    for login in preview.accounts:
+        admin_accounts.delete_account(
+            session, admin_accounts.get(session, login), actor=actor, now=now, why=why
         )
     for address in preview.addresses:
-        admin_accounts.delete_address(session, address, actor=actor, now=now)
+        if accounts.find_address(session, address) is not None:
+            admin_accounts.delete_address(session, address, actor=actor, now=now)
     session.execute(sa.delete(Alias).where(Alias.alias.like(f"%@{preview.domain}")))
     session.delete(get(session, name))
-    actor.record(
-        session,
-        "domain.delete",
-        target=preview.domain,
-        detail=(
-            f"purged {len(preview.addresses)} address(es), {preview.messages} message(s)"
-            if preview.addresses
-            else "empty"
-        ),
-    )
+    detail = "empty"
+    if not preview.empty:
+        detail = (
+            f"purged {len(preview.addresses)} address(es), {preview.messages} message(s);"
+            f" {len(preview.accounts)} account(s) deleted, {len(preview.kept_accounts)} kept"
+            " (addresses in other domains)"
+        )
+    actor.record(session, "domain.delete", target=preview.domain, detail=detail)
     return preview

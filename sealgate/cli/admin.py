@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import sqlalchemy.orm as so
 
     from gateway.admin import Actor, policy
+    from gateway.admin import domains as admin_domains
 
 # The choices of `user set`, here so that `--help` needs no database layer
 # (tests/sealgate/test_cli_admin.py checks they match gateway.admin.accounts').
@@ -114,31 +115,61 @@ def domain_enable(state: CliState, name: str, as_json: bool) -> None:
 
 @domain.command("delete")
 @click.argument("name")
-@click.option("--purge", is_flag=True, help="Also delete every address in it, with its mail.")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete every address in it, with its mail, and every account left with no"
+    " address (with its 2FA, app passwords and sessions).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask (for scripts).")
 @json_option
 @pass_state
 def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: bool) -> None:
-    """Delete NAME; refused while it has addresses unless --purge (mail purged, keys retired)."""
+    """Delete NAME; refused while it has addresses or accounts unless --purge.
+
+    A purge deletes the domain's addresses (mail purged, keys retired) and every
+    account that then has no address left, with all it owns; an account that still
+    has an address in another domain stays. The question before it, and the output
+    after, give both numbers.
+    """
     from gateway.admin import domains as admin_domains
     from gateway.timeutil import utcnow
 
     with admin_transaction(state) as session:
         preview = admin_domains.preview_delete(session, name)
-    if purge and preview.addresses and not yes:
+    if (refusal := preview.refusal(purge=purge)) is not None:
+        raise click.ClickException(refusal)
+    if purge and not preview.empty and not yes:
         click.confirm(
             f"delete {preview.domain} with {len(preview.addresses)} address(es) and"
-            f" {preview.messages} message(s)?",
+            f" {preview.messages} message(s), and {len(preview.accounts)} account(s) left"
+            f" with no address ({len(preview.kept_accounts)} account(s) with addresses in"
+            " other domains stay)?",
             abort=True,
         )
     with admin_transaction(state) as session:
         done = admin_domains.delete(session, name, actor=_actor(), now=utcnow(), purge=purge)
         emit(
             as_json,
-            {"domain": done.domain, "addresses": list(done.addresses), "messages": done.messages},
+            {
+                "domain": done.domain,
+                "addresses": list(done.addresses),
+                "messages": done.messages,
+                "accounts_deleted": list(done.accounts),
+                "accounts_kept": list(done.kept_accounts),
+            },
             f"domain {done.domain} deleted"
-            + (f" with {len(done.addresses)} address(es)" if done.addresses else ""),
+            + (
+                f" with {len(done.addresses)} address(es); {_accounts_text(done)}"
+                if not done.empty
+                else ""
+            ),
         )
+
+
+def _accounts_text(preview: admin_domains.DeletePreview) -> str:
+    kept = len(preview.kept_accounts)
+    return f"{len(preview.accounts)} account(s) deleted, {kept} kept (addresses in other domains)"
 
 
 # -- accounts ----------------------------------------------------------------------

@@ -15,9 +15,19 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
-from gateway import accounts, db
+from gateway import accounts, app_passwords, db, sessions, totp
 from gateway.admin import maillog
-from gateway.models import Account, Address, AuditEvent, MailboxMessage, MailLogEntry
+from gateway.models import (
+    Account,
+    AccountSecurity,
+    Address,
+    AppPassword,
+    AuditEvent,
+    Base,
+    MailboxMessage,
+    MailLogEntry,
+    PortalSession,
+)
 from gateway.relay import Relay
 from gateway.runtime import Runtime
 from keystore import store
@@ -84,9 +94,12 @@ def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
         "domain": "empty.test",
         "addresses": [],
         "messages": 0,
+        "accounts_deleted": [],
+        "accounts_kept": [],
     }
     purged = as_json(run("domain", "delete", "example.test", "--purge", "--yes", "--json"))
     assert purged["addresses"] == ["alice@example.test", "bob@example.test"]
+    assert purged["accounts_deleted"] == ["alice@example.test", "bob@example.test"]
     with db.read_only(runtime.sessions) as session:
         assert accounts.list_domains(session) == []
         assert session.scalar(sa.select(sa.func.count()).select_from(Address)) == 0
@@ -97,12 +110,116 @@ def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
         "domain.add",
         "domain.delete",
         "address.delete",
+        "account.delete",
         "address.delete",
+        "account.delete",
         "domain.delete",
     ]
     assert (
         "no hosted domain nowhere.test" in run("domain", "disable", "nowhere.test", ok=False).output
     )
+
+
+def _account_rows(runtime: Runtime, account_id: int) -> dict[str, int]:
+    """The account's row, and how many rows of each kind it owns (2FA, app passwords, ...)."""
+    with db.read_only(runtime.sessions) as session:
+
+        def count(model: type[Base], where: sa.ColumnElement[bool]) -> int:
+            query = sa.select(sa.func.count()).select_from(model).where(where)
+            return int(session.scalar(query) or 0)
+
+        rows = {"accounts": count(Account, Account.id == account_id)}
+        for model in (AccountSecurity, AppPassword, PortalSession):
+            rows[model.__tablename__] = count(model, model.account_id == account_id)
+        return rows
+
+
+def test_domain_purge_deletes_the_accounts_it_leaves_with_no_address(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """An account kept after its addresses were purged signed in with a login in no hosted
+    domain, holding its 2FA secret, app passwords and sessions. Now: an account left with
+    no address goes with everything it owns; one with an address in another domain stays;
+    the question before and the output after say how many of each."""
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "other.test", actor="test")
+        alice = accounts.find_account(session, "alice@example.test")
+        bob = accounts.find_account(session, "bob@example.test")
+        assert alice is not None and bob is not None
+        accounts.add_address(
+            session, runtime.hasher, "bob@other.test", bob, "bob-other-pw", actor="t"
+        )
+        # A login in the domain and no address at all.
+        carol = accounts.add_account(session, runtime.hasher, "carol@example.test", "pw", actor="t")
+        ring = totp.ring_for(runtime.settings)
+        then = now - dt.timedelta(minutes=2)
+        secret = totp.start_enrolment(session, ring, alice.id, then)
+        code = totp.code_at(secret, totp.time_step(then))
+        assert totp.confirm_enrolment(session, ring, alice, code, then) is not None
+        app_passwords.create(session, alice, "laptop", now)
+        sessions.create(session, alice.id, "nonce-alice", ip="192.0.2.7", user_agent="ua", now=now)
+        sessions.create(session, bob.id, "nonce-bob", ip="192.0.2.8", user_agent="ua", now=now)
+        session.flush()
+        alice_id, bob_id, carol_id = alice.id, bob.id, carol.id
+    assert _account_rows(runtime, alice_id) == {
+        "accounts": 1, "account_security": 1, "app_passwords": 1, "portal_sessions": 1,
+    }  # fmt: skip
+
+    asked = run("domain", "delete", "example.test", "--purge", input="n\n", ok=False)
+    assert (
+        "delete example.test with 2 address(es) and 0 message(s), and 2 account(s) left with"
+        " no address (1 account(s) with addresses in other domains stay)?"
+    ) in asked.output
+    assert "Aborted" in asked.output
+    assert _account_rows(runtime, alice_id)["accounts"] == 1
+
+    done = run("domain", "delete", "example.test", "--purge", input="y\n")
+    assert done.output.splitlines()[-1] == (
+        "domain example.test deleted with 2 address(es);"
+        " 2 account(s) deleted, 1 kept (addresses in other domains)"
+    )
+    for gone in (alice_id, carol_id):
+        assert set(_account_rows(runtime, gone).values()) == {0}, gone
+    assert _account_rows(runtime, bob_id) == {
+        "accounts": 1, "account_security": 0, "app_passwords": 0, "portal_sessions": 1,
+    }  # fmt: skip
+    shown = as_json(run("user", "show", "bob@example.test", "--json"))
+    assert shown["addresses"] == ["bob@other.test"]
+    with db.read_only(runtime.sessions) as session:
+        events = {
+            (e.action, e.target): e.detail
+            for e in session.scalars(sa.select(AuditEvent).where(AuditEvent.actor == "cli"))
+        }
+    assert "purged with domain example.test" in events[("account.delete", "alice@example.test")]
+    assert ("account.delete", "carol@example.test") in events
+    assert ("account.delete", "bob@example.test") not in events
+    assert events[("domain.delete", "example.test")] == (
+        "purged 2 address(es), 0 message(s); 2 account(s) deleted, 1 kept"
+        " (addresses in other domains)"
+    )
+
+
+def test_domain_delete_refuses_what_would_strand_accounts_or_the_last_admin(
+    run: Any, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "empty.test", actor="test")
+        accounts.add_account(session, runtime.hasher, "dora@empty.test", "pw", actor="t")
+        alice = accounts.find_account(session, "alice@example.test")
+        assert alice is not None
+        alice.is_admin = True
+    # No address, but an account whose login is there: deleted alone, it would be stranded.
+    refused = run("domain", "delete", "empty.test", "--yes", ok=False)
+    assert "still has 1 account(s) with no address elsewhere" in refused.output
+    purged = as_json(run("domain", "delete", "empty.test", "--purge", "--yes", "--json"))
+    assert (purged["accounts_deleted"], purged["accounts_kept"]) == (["dora@empty.test"], [])
+    # Alice is the only admin: purging her domain would lock everyone out of the console.
+    refused = run("domain", "delete", "example.test", "--purge", "--yes", ok=False)
+    assert "would delete alice@example.test, the last admin who can sign in" in refused.output
+    with db.read_only(runtime.sessions) as session:
+        assert accounts.find_account(session, "alice@example.test") is not None
+        assert accounts.find_address(session, "bob@example.test") is not None
 
 
 def test_user_commands(run: Any, runtime: Runtime, mail_users: dict[str, str]) -> None:

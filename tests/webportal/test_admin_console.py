@@ -22,8 +22,16 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import accounts, db, queue
-from gateway.models import Account, AuditEvent, Domain, MailboxMessage, MasterRotationJob, QueueItem
+from gateway import accounts, app_passwords, db, queue
+from gateway.models import (
+    Account,
+    AppPassword,
+    AuditEvent,
+    Domain,
+    MailboxMessage,
+    MasterRotationJob,
+    QueueItem,
+)
 from gateway.runtime import Runtime
 from keystore import store
 from keystore.masterkey import save_ring
@@ -551,3 +559,59 @@ def test_a_row_the_ring_cannot_open_is_named_and_given_up_without_its_content(
     assert b"can no longer open its stored copy" in bounce
     assert b"text/rfc822-headers" not in bounce
     assert b"a link inside" not in bounce and b"secret-token" not in bounce
+
+
+def test_purging_a_domain_deletes_the_accounts_it_leaves_with_no_address(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """The console's purge does what `sealgate domain delete --purge` does: an account
+    left with no address goes with its app passwords and sessions, one with an address
+    elsewhere stays; the page says so before, the notice after, and the last admin who
+    can sign in is never purged."""
+    url = "/admin/domains/example.test/delete"
+    with db.transaction(runtime.sessions) as session:
+        alice = accounts.find_account(session, "alice@example.test")
+        assert alice is not None
+        app_passwords.create(session, alice, "phone", dt.datetime.now(dt.UTC))
+        alice_id = alice.id
+
+    # Root (login in example.test, no address) is the only admin: purging would delete it.
+    page = admin_client.get(url)
+    assert f"{ROOT} is the last admin who can sign in" in page.text
+    refused = admin_client.post(
+        url, data={"confirm": "example.test", "purge": "on", "csrf_token": csrf_from(page.text)}
+    )
+    assert refused.headers["Location"].endswith(url)
+    assert "the last admin who can sign in" in admin_client.get(url).text
+    with db.read_only(runtime.sessions) as session:
+        assert session.get(Account, alice_id) is not None
+
+    with db.transaction(runtime.sessions) as session:
+        accounts.add_domain(session, "other.test", actor="test")
+        root = accounts.find_account(session, ROOT)
+        assert root is not None
+        accounts.add_address(session, runtime.hasher, "root@other.test", root, "root-pw", actor="t")
+    page = admin_client.get(url)
+    deleted, kept = page.text.split("would be left with no address")[1].split("stay, without")
+    assert "alice@example.test" in deleted and "bob@example.test" in deleted
+    assert ROOT in kept and ROOT not in deleted
+    assert "last admin" not in page.text
+    done = admin_client.post(
+        url, data={"confirm": "example.test", "purge": "on", "csrf_token": csrf_from(page.text)}
+    )
+    assert done.headers["Location"].endswith("/admin/domains")
+    notice = admin_client.get("/admin/domains").text
+    assert (
+        "Domain example.test deleted with 2 address(es) and 0 message(s); 2 account(s)"
+        " deleted, 1 kept (they have addresses in other domains)."
+    ) in notice
+    with db.read_only(runtime.sessions) as session:
+        logins = set(session.scalars(sa.select(Account.email)))
+        assert logins == {ROOT}
+        assert session.scalar(sa.select(sa.func.count()).select_from(AppPassword)) == 0
+        events = session.scalars(
+            sa.select(AuditEvent.target).where(
+                AuditEvent.action == "account.delete", AuditEvent.actor == ROOT
+            )
+        ).all()
+        assert sorted(events) == ["alice@example.test", "bob@example.test"]

@@ -59,10 +59,20 @@ def delete_domain(name: str) -> ResponseReturnValue:
             fail(AdminError(f"type {preview.domain} to confirm"))
             return redirect(url_for("admin.delete_domain", name=preview.domain))
         try:
-            admin_domains.delete(db, name, actor=actor(), now=now(), purge=checked("purge"))
-            flash(f"Domain {preview.domain} deleted.")
+            done = admin_domains.delete(db, name, actor=actor(), now=now(), purge=checked("purge"))
+            flash(f"Domain {done.domain} deleted{_purged(done)}.")
             return redirect(url_for("admin.domains"))
         except AdminError as exc:
             fail(exc)
             return redirect(url_for("admin.delete_domain", name=preview.domain))
     return render_template("admin/domain_delete.html", preview=preview)
+
+
+def _purged(done: admin_domains.DeletePreview) -> str:
+    if done.empty:
+        return ""
+    return (
+        f" with {len(done.addresses)} address(es) and {done.messages} message(s);"
+        f" {len(done.accounts)} account(s) deleted, {len(done.kept_accounts)} kept"
+        " (they have addresses in other domains)"
+    )
