@@ -548,9 +548,35 @@ def audit_list(
         emit(as_json, data, "\n".join(lines))
 
 
-@cli.group("log")
+class MailLogGroup(click.Group):
+    """`log --help` names how long entries are kept here, read from the settings.
+
+    The settings are a TOML file and the environment (gateway.settings, imported
+    already): no database, so help stays as cheap as any other.
+    """
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(kept_for(ctx))
+
+
+def kept_for(ctx: click.Context) -> str:
+    state = ctx.find_object(CliState)
+    try:
+        days = state.settings.admin.mail_log_days if state is not None else None
+    except click.ClickException:  # a settings file with a mistake: help still works
+        days = None
+    where = "[admin] mail_log_days"
+    if days is None:
+        return f"Entries are kept for {where} days; `sealgate serve` purges older ones."
+    return f"Entries are kept for {days} days ({where}); `sealgate serve` purges older ones."
+
+
+@cli.group("log", cls=MailLogGroup)
 def log_group() -> None:
-    """The mail log: per message and recipient, handling and delivery (last 20 days)."""
+    """The mail log: per message and recipient, handling and delivery."""
 
 
 @log_group.command("show")

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from sealgate.cli import cli
+from tests.keystore.conftest import run_sealgate
 
 # Top-level packages that make a `sealgate` run slow to start; none is needed to
 # print help or the version.
@@ -93,12 +94,34 @@ def _modules_loaded_by(*args: str, may_fail: bool = False) -> set[str]:
         ("keys", "--help"),
         ("serve", "--help"),
         ("user", "add", "--help"),
+        ("log", "--help"),  # reads the settings file for its number of days
     ],
 )
 def test_help_and_version_load_no_heavy_package(args: tuple[str, ...]) -> None:
     loaded = _modules_loaded_by(*args)
     assert "click" in loaded and "sealgate" in loaded
     assert not loaded & set(HEAVY), f"`sealgate {' '.join(args)}` imported {loaded & set(HEAVY)}"
+
+
+def test_the_mail_log_help_says_how_long_this_host_keeps_entries(tmp_path: Path) -> None:
+    """`log --help` said "last 20 days" whatever `[admin] mail_log_days` was set to."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    env = {"SEALGATE_DATA_DIR": str(data_dir)}
+
+    def log_help() -> str:
+        done = run_sealgate(env, "log", "--help")
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "Entries are kept for 20 days ([admin] mail_log_days)" in log_help()
+    (data_dir / "sealgate.toml").write_text("[admin]\nmail_log_days = 9\n")
+    shown = log_help()
+    assert "Entries are kept for 9 days ([admin] mail_log_days)" in shown
+    assert "20" not in shown
+    # A settings file with a mistake: help still answers, naming the setting, not a number.
+    (data_dir / "sealgate.toml").write_text("[admin]\nmail_log_days = 0\n")
+    assert "Entries are kept for [admin] mail_log_days days;" in log_help()
 
 
 def test_a_database_command_does_load_the_stack(tmp_path: Path) -> None:
