@@ -198,6 +198,20 @@ def show(session: so.Session, settings: Settings) -> list[PolicyValue]:
     ]
 
 
+@dataclass(frozen=True)
+class PolicyUpdate:
+    """The policy after a `set_values`, and which of the keys given changed it.
+
+    A key whose value was in force already changes nothing and gets no audit event
+    (as a role or language set to what it is), so the front ends can say "unchanged"
+    rather than "updated".
+    """
+
+    policy: Policy
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
 def set_values(
     session: so.Session,
     settings: Settings,
@@ -205,7 +219,7 @@ def set_values(
     *,
     actor: Actor,
     now: dt.datetime,
-) -> Policy:
+) -> PolicyUpdate:
     """Check and store several values at once (they are checked together, e.g. the two
     lifetimes); a value equal to the settings file's default removes the override."""
     unknown = sorted(set(changes) - set(FIELDS))
@@ -223,9 +237,9 @@ def set_values(
     if problem:
         raise AdminError(problem)
     base = defaults(settings)
-    for key, value in checked.items():
-        if getattr(current, key) == value:
-            continue
+    changed = tuple(key for key, value in checked.items() if getattr(current, key) != value)
+    for key in changed:
+        value = checked[key]
         row = session.get(PolicySetting, key)
         if value == getattr(base, key):
             if row is not None:
@@ -240,7 +254,8 @@ def set_values(
             row.value, row.updated_at, row.updated_by = json.dumps(value), now, actor.name
         actor.record(session, "policy.set", target=key, detail=json.dumps(value))
     session.flush()
-    return proposed
+    unchanged = tuple(key for key in checked if key not in changed)
+    return PolicyUpdate(proposed, changed, unchanged)
 
 
 # -- per recipient domain "require encryption" rules --------------------------------

@@ -436,9 +436,18 @@ def policy_set(state: CliState, pairs: tuple[str, ...], as_json: bool) -> None:
             raise click.UsageError(f"{pair!r}: write KEY=VALUE")
         changes[key.strip()] = value
     with admin_transaction(state) as session:
-        policy.set_values(session, state.settings, changes, actor=_actor(), now=utcnow())
+        update = policy.set_values(session, state.settings, changes, actor=_actor(), now=utcnow())
         values = policy.show(session, state.settings)
-        emit(as_json, _policy_data(values), f"policy updated: {', '.join(changes)}")
+        emit(as_json, _policy_data(values), _policy_outcome(update))
+
+
+def _policy_outcome(update: policy.PolicyUpdate) -> str:
+    """Which keys changed the policy; a key set to the value in force is "unchanged"."""
+    in_force = f"already in force: {', '.join(update.unchanged)}"
+    if not update.changed:
+        return f"policy unchanged ({in_force})"
+    text = f"policy updated: {', '.join(update.changed)}"
+    return f"{text} ({in_force})" if update.unchanged else text
 
 
 @cli.group()

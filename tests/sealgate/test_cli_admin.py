@@ -383,6 +383,29 @@ def test_policy_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
     assert 'subject_tag = "[secure]"  (default "[encrypt]")' in text
 
 
+def test_policy_set_to_the_values_in_force_says_unchanged_and_audits_nothing(
+    run: Any, runtime: Runtime
+) -> None:
+    """`policy set` said "policy updated" for values that were in force already."""
+
+    def policy_events() -> list[str]:
+        return [t for a, _actor, t in audit_actions(runtime) if a == "policy.set"]
+
+    done = run("policy", "set", "subject_tag=[secure]")
+    assert done.output == "policy updated: subject_tag\n"
+    assert policy_events() == ["subject_tag"]
+    again = run("policy", "set", "subject_tag=[secure]", "securepage_valid_days=30")
+    assert again.output == (
+        "policy unchanged (already in force: subject_tag, securepage_valid_days)\n"
+    )
+    assert policy_events() == ["subject_tag"]
+    mixed = run("policy", "set", "subject_tag=[secure]", "securepage_valid_days=14")
+    assert mixed.output == (
+        "policy updated: securepage_valid_days (already in force: subject_tag)\n"
+    )
+    assert policy_events() == ["subject_tag", "securepage_valid_days"]
+
+
 def test_rule_commands(run: Any, runtime: Runtime) -> None:
     assert as_json(run("rule", "add", "Partner.Example", "--json")) == {
         "domain": "partner.example",

@@ -615,3 +615,18 @@ def test_purging_a_domain_deletes_the_accounts_it_leaves_with_no_address(
             )
         ).all()
         assert sorted(events) == ["alice@example.test", "bob@example.test"]
+
+
+def test_saving_the_policy_in_force_says_unchanged_and_audits_nothing(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """The console said "Encryption policy saved." for a form that changed nothing."""
+    before = audit_count(runtime)
+    token = csrf_from(admin_client.get("/admin/policy").text)
+    admin_client.post("/admin/policy", data={"subject_tag": "[encrypt]", "csrf_token": token})
+    page = admin_client.get("/admin/policy").text
+    assert "Encryption policy unchanged: every value was in force already." in page
+    assert audit_count(runtime) == before
+    admin_client.post("/admin/policy", data={"subject_tag": "[secure]", "csrf_token": token})
+    assert "Encryption policy saved: subject_tag changed." in admin_client.get("/admin/policy").text
+    assert audit_count(runtime) == before + 1

@@ -26,8 +26,11 @@ def policy_page() -> ResponseReturnValue:
             if key in request.form or key in BOOLEAN_KEYS
         }
         try:
-            policy.set_values(db, settings, changes, actor=actor(), now=now())
-            flash("Encryption policy saved.")
+            update = policy.set_values(db, settings, changes, actor=actor(), now=now())
+            if update.changed:
+                flash(f"Encryption policy saved: {', '.join(update.changed)} changed.")
+            else:
+                flash("Encryption policy unchanged: every value was in force already.")
         except AdminError as exc:
             fail(exc)
         return redirect(url_for("admin.policy_page"))
