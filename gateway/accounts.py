@@ -37,6 +37,18 @@ class AccountError(ValueError):
     """A request about accounts that cannot be carried out; the text is safe to show."""
 
 
+class DomainNotHosted(AccountError):
+    """An address in a domain that is not hosted here.
+
+    The text names no remedy: the command line and the console each say how to add a
+    domain in their own terms (sealgate/cli/base.py, webportal/admin/common.py).
+    """
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        super().__init__(f"{domain} is not a hosted domain")
+
+
 def add_domain(
     session: so.Session,
     name: str,
@@ -148,9 +160,7 @@ def add_address(
     address = normalize_new_address(address)
     domain = find_domain(session, domain_of(address))
     if domain is None:
-        raise AccountError(
-            f"{domain_of(address)} is not a hosted domain (add it with `sealgate domain add`)"
-        )
+        raise DomainNotHosted(domain_of(address))
     # One form per address: the domain's as stored (lookups try the other form).
     address = in_domain_form(address, domain.name)
     if find_address(session, address):

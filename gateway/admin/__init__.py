@@ -31,6 +31,22 @@ class NotFound(AdminError):
     """The account, address, domain or job a request names by its id or name is not there."""
 
 
+class NotHosted(AdminError):
+    """A name outside the hosted domains where the request needs a hosted one.
+
+    `login` is set when an account's login was refused (an outside login can be
+    allowed). The text names no remedy: each front end adds its own (a command and
+    its option, or a console page and its checkbox), so neither gives the other's.
+    """
+
+    def __init__(self, domain: str, *, login: str | None = None) -> None:
+        self.domain = domain
+        self.login = login
+        super().__init__(
+            f"{login} is not in a hosted domain" if login else f"{domain} is not a hosted domain"
+        )
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who acts, and from where: every audit event of an admin action carries both.

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, credential_cache, lockout, sessions, totp
-from gateway.accounts import AccountError
+from gateway.accounts import AccountError, DomainNotHosted
 from gateway.addresses import (
     InvalidAddress,
     domain_of,
@@ -25,7 +25,7 @@ from gateway.addresses import (
     normalize_new_address,
     other_form,
 )
-from gateway.admin import Actor, AdminError, NotFound, Page, clamp_page, valid_id
+from gateway.admin import Actor, AdminError, NotFound, NotHosted, Page, clamp_page, valid_id
 from gateway.admin import policy as admin_policy
 from gateway.models import Account, Address, Alias, MailboxMessage
 from gateway.passwords import PasswordHasher, PasswordTooLong, generate_password
@@ -133,10 +133,7 @@ def create(
     except InvalidAddress as exc:
         raise AdminError(str(exc)) from None
     if not external_login and not accounts.is_hosted(session, login):
-        raise AdminError(
-            f"{login} is not in a hosted domain (add the domain first, or allow an"
-            " outside login with --external-login)"
-        )
+        raise NotHosted(domain_of(login), login=login)
     if role not in ROLES:
         raise AdminError(f"role must be one of {', '.join(ROLES)}")
     policy = admin_policy.effective(session, settings)
@@ -181,6 +178,8 @@ def add_address(
         raise AdminError(f"{normalized} is an alias already")
     try:
         row = accounts.add_address(session, hasher, normalized, account, password, actor=actor.name)
+    except DomainNotHosted as exc:
+        raise NotHosted(exc.domain) from None
     except (AccountError, InvalidAddress, PasswordTooLong) as exc:
         raise AdminError(str(exc)) from None
     actor.stamp(session)
@@ -402,7 +401,7 @@ def add_alias(session: so.Session, alias: str, address: str, *, actor: Actor) ->
         raise AdminError(f"no address {address.strip()[:320]}")
     domain = accounts.find_domain(session, domain_of(name))
     if domain is None:
-        raise AdminError(f"{domain_of(name)} is not a hosted domain")
+        raise NotHosted(domain_of(name))
     name = in_domain_form(name, domain.name)
     if accounts.find_address(session, name) is not None or _find_alias(session, name):
         raise AdminError(f"{name} exists already")

@@ -92,8 +92,7 @@ def _key_error(session: so.Session, exc: Exception, address: str) -> AdminError:
         if accounts.find_address(session, address.strip().lower()) is None:
             return AdminError(f"no hosted address {address.strip()[:320]}")
         return AdminError(
-            f"{address} has no key yet (sealgate serve and sealgate init give one to every"
-            " address that has none)"
+            f"{address} has no key yet; every address without one gets it when the gateway starts"
         )
     if isinstance(exc, DecryptionError):
         return AdminError(f"the secret key of {address} cannot be opened with the master key ring")

@@ -16,6 +16,7 @@ from sealgate.cli.base import (
     obtain_password,
     pass_state,
     password_option,
+    refused,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def user_add(
             session.flush()
             data = account_data(admin_accounts.info(session, account.email))
     except AdminError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise refused(exc) from None
     # The generated password is printed once, here, as in the text form; a chosen one never.
     data["password"] = password if generated else None
     text = f"account {data['email']} added"
@@ -173,7 +174,7 @@ def address_add(state: CliState, address_: str, user_email: str, password_stdin:
             )
             click.echo(f"address {row.address} added for {account.email}")
     except (AccountError, InvalidAddress, PasswordTooLong) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise refused(exc) from None
     if generated:
         click.echo(f"address password: {password}  (shown once; store it now)")
 

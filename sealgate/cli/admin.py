@@ -20,6 +20,7 @@ from sealgate.cli.base import (
     emit,
     json_option,
     pass_state,
+    refused,
 )
 from sealgate.cli.queue import queue
 
@@ -50,7 +51,7 @@ def admin_transaction(state: CliState) -> Iterator[so.Session]:
         with state.transaction() as session:
             yield session
     except AdminError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise refused(exc) from None
 
 
 # -- domains -----------------------------------------------------------------------

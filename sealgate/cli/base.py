@@ -151,6 +151,28 @@ def cli(ctx: click.Context, data_dir: str | None) -> None:
     ctx.call_on_close(lambda: ctx.obj._runtime and ctx.obj._runtime.close())
 
 
+def refused(exc: Exception) -> click.ClickException:
+    """A refusal of the shared layer (gateway.admin, gateway.accounts) as the CLI says it.
+
+    Their texts name no command: where the remedy depends on the front end (host the
+    domain first, or allow an outside login), the CLI adds its command and option here,
+    as the console adds its page and checkbox (webportal/admin/common.py).
+    """
+    # Imported here: an exception of theirs means they are loaded already.
+    from gateway.accounts import DomainNotHosted
+    from gateway.admin import NotHosted
+
+    hint = ""
+    if isinstance(exc, NotHosted) and exc.login:
+        hint = (
+            " (add the domain with `sealgate domain add`, or allow an outside login with"
+            " --external-login)"
+        )
+    elif isinstance(exc, NotHosted | DomainNotHosted):
+        hint = " (add it with `sealgate domain add`)"
+    return click.ClickException(f"{exc}{hint}")
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 

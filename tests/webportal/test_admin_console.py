@@ -9,6 +9,7 @@ walked from the app's own URL map, so a view added later is covered too.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -630,3 +631,36 @@ def test_saving_the_policy_in_force_says_unchanged_and_audits_nothing(
     admin_client.post("/admin/policy", data={"subject_tag": "[secure]", "csrf_token": token})
     assert "Encryption policy saved: subject_tag changed." in admin_client.get("/admin/policy").text
     assert audit_count(runtime) == before + 1
+
+
+def test_a_login_or_address_outside_the_hosted_domains_says_what_to_do_in_the_console(
+    admin_client: FlaskClient, runtime: Runtime, world: dict[str, int]
+) -> None:
+    """The console relayed the shared layer's CLI hints ("with --external-login", "add it
+    with `sealgate domain add`"): an admin in the browser has no such option."""
+    account = world["account_id"]
+    posts = [
+        (
+            "/admin/accounts",
+            {"email": "someone@elsewhere.test"},
+            "someone@elsewhere.test is not in a hosted domain (add the domain on the Domains"
+            " page first, or tick “Allow a login outside the hosted domains”)",
+        ),
+        (
+            f"/admin/accounts/{account}/addresses",
+            {"address": "alice@elsewhere.test"},
+            "elsewhere.test is not a hosted domain (add it on the Domains page first)",
+        ),
+        (
+            "/admin/aliases",
+            {"alias": "info@elsewhere.test", "address": "alice@example.test"},
+            "elsewhere.test is not a hosted domain (add it on the Domains page first)",
+        ),
+    ]
+    for url, data, said in posts:
+        token = csrf_from(admin_client.get("/admin/").text)
+        response = admin_client.post(url, data={**data, "csrf_token": token})
+        assert response.status_code == 302, url
+        page = admin_client.get(response.headers["Location"]).text
+        assert html.escape(said, quote=False) in page, (url, page)
+        assert "--external-login" not in page and "sealgate domain add" not in page, url

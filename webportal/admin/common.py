@@ -11,7 +11,7 @@ import sqlalchemy.orm as so
 from flask import abort, flash, request
 from flask_login import current_user
 
-from gateway.admin import Actor, AdminError, NotFound
+from gateway.admin import Actor, AdminError, NotFound, NotHosted
 from webportal import clock, ids
 from webportal.extensions import db_session, request_meta, runtime
 
@@ -62,4 +62,21 @@ def per_page() -> int:
 def fail(exc: AdminError) -> None:
     """Show why, and undo whatever the request changed before the refusal."""
     db_session().rollback()
-    flash(str(exc), ERROR)
+    flash(f"{exc}{remedy(exc)}", ERROR)
+
+
+def remedy(exc: AdminError) -> str:
+    """What to do about a refusal, in the console's terms.
+
+    The shared layer names no remedy where it depends on the front end; the
+    command line adds its command and option (sealgate/cli/base.py), the console
+    its page and checkbox here.
+    """
+    if isinstance(exc, NotHosted) and exc.login:
+        return (
+            " (add the domain on the Domains page first, or tick “Allow a login outside"
+            " the hosted domains”)"
+        )
+    if isinstance(exc, NotHosted):
+        return " (add it on the Domains page first)"
+    return ""
