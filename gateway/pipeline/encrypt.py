@@ -5,7 +5,10 @@ recipient's key); each Bcc recipient gets a ciphertext of their own, naming only
 their key. The sender's key is added to the visible group's ciphertext, which then
 also serves as the Sent copy (one encryption instead of two); with only Bcc
 recipients the Sent copy is encrypted on its own. Everything is signed with the
-sender's key. Output is always SEIPD with MDC, AES-256.
+sender's key. Output is always SEIPD with MDC, AES-256. The signed entity carries the
+message's From, To, Cc, Subject, Date and the other clear fields (RFC 9788, see
+gateway.mail.header_protection), so its signature cannot be passed on under other
+ones.
 
 With two or more visible recipients, the encrypted part of their copy carries an
 `Autocrypt-Gossip:` header for each of them (Autocrypt Level 1, section 2.7), so
@@ -58,7 +61,7 @@ def encrypt_copies(
     its headers as soon as the entity to encrypt is made: a large message's text is
     then in memory once, not twice, while it is encrypted.
     """
-    inner = pgpmime.inner_entity(submission.raw)
+    inner = pgpmime.inner_entity(submission.raw, protect_headers=True)
     if forget_plaintext:
         submission.forget_plaintext()
     raw = submission.raw  # the outer headers and To/Cc are read from it

@@ -9,7 +9,9 @@ lost and a body line that happens to look like a field never leaks. Bcc is
 dropped. Both header sections are rebuilt from the parsed fields of the
 gateway's one header/body split (gateway.rawheaders), never copied as raw lines.
 The outer message carries the standard two parts: the version part and the
-encrypted data.
+encrypted data. A signed copy's entity also carries the clear fields a writer sets,
+so that the signature covers them (RFC 9788 header protection,
+gateway.mail.header_protection).
 
 A large message is copied as few times as the steps allow: the inner entity is
 made in one join (no line-end rewrite when the body has CRLF already), and the
@@ -26,6 +28,7 @@ import io
 import secrets
 
 from gateway import rawheaders
+from gateway.mail import header_protection
 from keystore import packets
 
 _NEVER = {"bcc", "mime-version"}
@@ -53,23 +56,54 @@ OUTSIDE = frozenset(
 )
 
 
+# The OUTSIDE fields a signed copy also carries inside (RFC 9788 header protection): what a
+# writer sets. Trace fields and Autocrypt are the transport's; Bcc is never written.
+PROTECTED = OUTSIDE - {"received", "return-path", "autocrypt"}
+# In a signed copy the HP-Outer records are the gateway's account of its own outer header:
+# one that came with the submitted message would be a claim about a header it never saw.
+_NEVER_PROTECTED = OUTSIDE | _NEVER | {"hp-outer"}
+
+
 def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def inner_entity(raw: bytes) -> bytes:
+def inner_entity(raw: bytes, *, protect_headers: bool = False) -> bytes:
     """The message's MIME entity: Content-* headers, every field not OUTSIDE, and the body
     (what gets encrypted).
 
     The body is everything `rawheaders.split_message` does not take for a header
     field, a line that is no header field included: every byte of text goes inside.
+
+    With `protect_headers` (a signed copy) the entity also carries the PROTECTED fields
+    and their `HP-Outer` records, and says so on its Content-Type (RFC 9788, see
+    gateway.mail.header_protection): the signature then covers them too.
     """
     end, start = rawheaders.header_bounds(raw)  # the body is copied once, into the entity
     block = raw[:end]
     fields = list(rawheaders.iter_headers(block))
-    inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
-    if not any(f.name.lower() == "content-type" for f in fields):
-        inside.insert(0, b"Content-Type: text/plain; charset=us-ascii\r\n")
+    inside: list[bytes]
+    if protect_headers:
+        inside, records = [], []
+        typed = False
+        for f in fields:
+            name = f.name.lower()
+            if name in PROTECTED:
+                line = f.canonical()
+                inside.append(line)
+                records.append(header_protection.outer_record(f, line))
+            elif name == "content-type" and not typed:
+                inside.append(header_protection.content_type(f))
+                typed = True
+            elif name not in _NEVER_PROTECTED:
+                inside.append(f.canonical())
+        if not typed:
+            inside.insert(0, header_protection.DEFAULT_CONTENT_TYPE)
+        inside += records
+    else:
+        inside = [f.canonical() for f in fields if f.name.lower() not in OUTSIDE | _NEVER]
+        if not any(f.name.lower() == "content-type" for f in fields):
+            inside.insert(0, b"Content-Type: text/plain; charset=us-ascii\r\n")
     if raw.count(b"\n", start) == raw.count(b"\r\n", start):
         return b"".join([*inside, b"\r\n", memoryview(raw)[start:]])
     return b"".join([*inside, b"\r\n", to_crlf(raw[start:])])

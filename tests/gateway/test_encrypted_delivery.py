@@ -246,3 +246,78 @@ def test_subject_tag_removal_cannot_add_a_header(
     outer = email.message_from_bytes(stored.raw, policy=email.policy.default)
     assert outer["Bcc"] is None and b"\nBcc:" not in stored.raw
     assert stored.subject == "hi Bcc: x@y.example"
+
+
+PROTECTED_NAMES = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID")
+
+
+def test_gpg_and_sequoia_open_a_copy_whose_signed_entity_protects_its_headers(
+    submission_server: SubmissionServer,
+    mail_users: dict[str, str],
+    client_ssl_context: ssl.SSLContext,
+    runtime: Runtime,
+    gpg: GnuPG,
+) -> None:
+    """RFC 9788 as two other OpenPGP implementations see it: the root of the decrypted
+    entity says `hp="cipher"`, carries From, To, Cc, Reply-To, Subject, Date and
+    Message-ID as the outer header has them (no Bcc), and an `HP-Outer` record of each;
+    the signature over it is Alice's."""
+    import pysequoia
+
+    from gateway import accounts
+    from keystore import pgp
+
+    carol, dave = "carol@example.test", "dave@example.test"
+    with db.transaction(runtime.sessions) as session:
+        for who in (carol, dave):
+            acct = accounts.add_account(session, runtime.hasher, who, "pw-" + who, actor="t")
+            accounts.add_address(session, runtime.hasher, who, acct, "smtp-" + who, actor="t")
+    raw = (
+        f"From: =?utf-8?q?Alice_M=C3=BCller?= <{ALICE}>\r\nTo: Bob <{BOB}>\r\n"
+        f'Cc: "Carol, the chair" <{carol}>\r\nBcc: {dave}\r\nReply-To: {ALICE}\r\n'
+        "Subject: [encrypt] =?utf-8?q?Protokoll_der_Sitzung_vom_M=C3=A4rz_mit_allen_?=\r\n"
+        " =?utf-8?q?Beschl=C3=BCssen_und_einer_sehr_langen_Zeile?=\r\n"
+        "Date: Tue, 03 Mar 2026 09:15:00 +0100\r\nMessage-ID: <minutes-7@example.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nBeschlüsse: keine.\r\n"
+    ).encode()
+    submit(submission_server, client_ssl_context, mail_users[ALICE], raw, [BOB, carol, dave])
+    gpg.import_key(export_secret(runtime, BOB))
+    gpg.import_key(export_secret(runtime, dave))
+    gpg.import_key(export_secret(runtime, ALICE))
+    with db.transaction(runtime.sessions) as session:
+        alice_key = store.current_key(session, ALICE)
+    assert alice_key is not None
+
+    (to_bob,) = mailbox(runtime, BOB)
+    (to_dave,) = mailbox(runtime, dave)
+    for row in (to_bob, to_dave):
+        plaintext, status = gpg_decrypt(gpg, row.raw)
+        assert f"[GNUPG:] VALIDSIG {alice_key.fingerprint}" in status
+        outer = {f.name: f for f in rawheaders.iter_headers(rawheaders.header_block(row.raw))}
+        inner_fields = list(rawheaders.iter_headers(rawheaders.header_block(plaintext)))
+        inner = {f.name: f.raw for f in inner_fields if f.name != "HP-Outer"}
+        for name in PROTECTED_NAMES:
+            assert inner[name] == outer[name].raw, name
+        assert "Bcc" not in inner and dave.encode() not in plaintext
+        records = [f.clean_value for f in inner_fields if f.name == "HP-Outer"]
+        assert records == [f"{n}: ".encode() + outer[n].clean_value for n in PROTECTED_NAMES]
+        entity = email.message_from_bytes(plaintext, policy=email.policy.default)
+        assert entity.get_param("hp") == "cipher"
+        assert entity.get_param("protected-headers") == "v1"
+        assert entity.get_content_type() == "text/plain"
+        assert str(entity["Subject"]) == (
+            "Protokoll der Sitzung vom März mit allen Beschlüssen und einer sehr langen Zeile"
+        )
+        assert entity.get_content() == "Beschlüsse: keine.\r\n"
+
+    # Sequoia opens Bob's copy to the same entity, with Alice's signature valid.
+    bob_tsk = pysequoia.Tsk.from_bytes(export_secret(runtime, BOB))
+    alice_cert = pysequoia.Cert.from_bytes(pgp.parse_public_key(alice_key.public_key).to_bytes())
+    armored = pgpmime.encrypted_payload(to_bob.raw)
+    assert armored is not None
+    result = pysequoia.decrypt(
+        armored, decryptor=bob_tsk.decryptor(), store=lambda _ids: [alice_cert]
+    )
+    assert bytes(result.bytes) == gpg_decrypt(gpg, to_bob.raw)[0]
+    assert [s.certificate.upper() for s in result.valid_sigs] == [alice_key.fingerprint]
