@@ -35,6 +35,7 @@ import sqlalchemy.orm as so
 from gateway import mimepolicy
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.charsets import decode_text, without_bidi_controls
+from gateway.mail import header_protection
 from gateway.models import Address, MailboxMessage
 from gateway.pipeline import pgpmime
 from gateway.pipeline.errors import RejectMessage
@@ -47,7 +48,17 @@ from keystore.wrap import DecryptionError
 
 log = logging.getLogger(__name__)
 
-SignatureStatus = Literal["valid", "invalid", "unknown-key", "unsigned", "not-encrypted", "sealed"]
+SignatureStatus = Literal[
+    "valid",  # and the header fields shown are the signed ones, as they arrived
+    "valid-text-only",  # the message signs no header field (older mail, other programs)
+    "valid-other-sender",  # signed by `signed_by`, the message's other From is `sent_as`
+    "valid-headers-differ",  # the signed fields are shown; it arrived with others
+    "invalid",
+    "unknown-key",
+    "unsigned",
+    "not-encrypted",
+    "sealed",
+]
 HEADERS_SHOWN = ("From", "To", "Cc", "Date", "Subject", "Reply-To", "Message-ID", "In-Reply-To")
 
 
@@ -117,6 +128,10 @@ class OpenedMessage:
     text: str = field(repr=False)
     html: str | None = field(repr=False)
     attachments: list[Attachment]
+    # `headers` are the fields the signature covers (RFC 9788), not the outer ones.
+    headers_signed: bool = False
+    signed_by: str | None = None  # for "valid-other-sender": whose key signed
+    sent_as: str | None = None  # ... and the other From the message names
 
 
 def read_budget(limits: LimitsSettings) -> untrusted.Budget:
@@ -201,6 +216,7 @@ def open_message(
     armored = pgpmime.encrypted_payload(row.raw) if row.encrypted and not sealed else None
     entity: EmailMessage
     signature: SignatureStatus
+    verdict = _Verdict("not-encrypted")
     if sealed:
         blob = sent_copy.blob_of(row.raw)
         if blob is None:
@@ -222,7 +238,14 @@ def open_message(
         decrypted = decrypt_stored(session, ring, row, armored, limits, sender=sender)
         _check_decrypted_structure(row, decrypted.data, smtp or SmtpSettings())
         entity = BytesParser(policy=mimepolicy.READING).parsebytes(decrypted.data)
-        signature = decrypted.signature
+        verdict = _verdict(session, ring, row, armored, limits, outer, entity, decrypted, sender)
+        signature = verdict.signature
+        if verdict.headers_signed:
+            # RFC 9788 §4.2: the protected fields, and none of the outer ones merged in.
+            headers = {
+                name: shown(value)
+                for name, value in header_protection.shown(entity, HEADERS_SHOWN).items()
+            }
     if entity["Bcc"] is not None and "Bcc" not in headers:
         # A Sent copy's Bcc (the sender's own record; gateway.compose), also when it
         # is inside the encryption.
@@ -238,7 +261,62 @@ def open_message(
         text=text,
         html=html,
         attachments=attachments,
+        headers_signed=verdict.headers_signed,
+        signed_by=verdict.signed_by,
+        sent_as=verdict.sent_as,
     )
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    signature: SignatureStatus
+    headers_signed: bool = False
+    signed_by: str | None = None
+    sent_as: str | None = None
+
+
+def _verdict(
+    session: so.Session,
+    ring: MasterKeyRing,
+    row: MailboxMessage,
+    armored: bytes,
+    limits: LimitsSettings | None,
+    outer: EmailMessage,
+    entity: EmailMessage,
+    decrypted: messages.Decrypted,
+    sender: str | None,
+) -> _Verdict:
+    """What a decrypted message's signature vouches for: the text alone, or the header
+    fields too (RFC 9788), and whether they are the ones it arrived with.
+
+    A signed part passed on by someone else under new outer fields (another Subject,
+    To, or From) must not read as signed for those: the signed fields are shown, and
+    the status says how the outer ones differ. When the signed From names another
+    address than the outer one, the signature is checked against that address's keys
+    as well (a second decryption, only then): "signed by X, but sent as Y".
+    """
+    signature = decrypted.signature
+    if not header_protection.is_protected(entity):
+        return _Verdict("valid-text-only" if signature == "valid" else signature)
+    signer = sender
+    named = _address_in(str(entity["From"] or ""))
+    if (
+        signature != "valid"
+        and named is not None
+        and named != sender
+        and store.keys_of(session, named)
+    ):
+        again = decrypt_stored(session, ring, row, armored, limits, sender=named)
+        if again.signature == "valid":
+            signature, signer = "valid", named
+    if signature != "valid":
+        return _Verdict(signature)
+    other = named if signer == sender else sender
+    if other is not None and other != signer:
+        return _Verdict("valid-other-sender", True, signed_by=signer, sent_as=other)
+    if named != signer or header_protection.arrived_otherwise(outer, entity):
+        return _Verdict("valid-headers-differ", True)
+    return _Verdict("valid", True)
 
 
 def _check_decrypted_structure(row: MailboxMessage, data: bytes, smtp: SmtpSettings) -> None:

@@ -146,6 +146,22 @@ DE: dict[str, str] = {
     "Signed by the sender: the signature is valid.": (
         "Vom Absender signiert: die Signatur ist gültig."
     ),
+    "Signed by the sender: the signature is valid for the text only; the subject, date"
+    " and recipients shown are not signed.": (
+        "Vom Absender signiert: die Signatur gilt nur für den Text; Betreff, Datum und"
+        " Empfänger, wie angezeigt, sind nicht signiert."
+    ),
+    "Signed by the sender, but the message arrived with other header fields (another"
+    " subject or other recipients, for example) than the signed ones shown here: someone"
+    " may have passed on a message that was written for someone else.": (
+        "Vom Absender signiert, aber die Nachricht kam mit anderen Kopfzeilen an (etwa einem"
+        " anderen Betreff oder anderen Empfängern) als den hier angezeigten signierten:"
+        " vielleicht hat jemand eine Nachricht weitergeschickt, die für jemand anderen"
+        " geschrieben wurde."
+    ),
+    "Signed by {signer}, but sent as {sender}.": (
+        "Signiert von {signer}, aber gesendet als {sender}."
+    ),
     "Signed with a key this server does not know.": (
         "Mit einem Schlüssel signiert, den dieser Server nicht kennt."
     ),
@@ -420,6 +436,21 @@ FR: dict[str, str] = {
     "Show or change": "Afficher ou modifier",
     "Signed by the sender: the signature is valid.": (
         "Signé par l'expéditeur : la signature est valide."
+    ),
+    "Signed by the sender: the signature is valid for the text only; the subject, date"
+    " and recipients shown are not signed.": (
+        "Signé par l'expéditeur : la signature ne vaut que pour le texte ; l'objet, la date"
+        " et les destinataires affichés ne sont pas signés."
+    ),
+    "Signed by the sender, but the message arrived with other header fields (another"
+    " subject or other recipients, for example) than the signed ones shown here: someone"
+    " may have passed on a message that was written for someone else.": (
+        "Signé par l'expéditeur, mais le message est arrivé avec d'autres en-têtes (un autre"
+        " objet ou d'autres destinataires, par exemple) que ceux, signés, affichés ici :"
+        " quelqu'un a peut-être transmis un message écrit pour une autre personne."
+    ),
+    "Signed by {signer}, but sent as {sender}.": (
+        "Signé par {signer}, mais envoyé en tant que {sender}."
     ),
     "Signed with a key this server does not know.": (
         "Signé avec une clé que ce serveur ne connaît pas."

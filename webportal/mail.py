@@ -67,6 +67,16 @@ FOLDER_NAMES = {
 MOVE_TARGETS = (INBOX, SENT, TRASH)
 SIGNATURES = {
     "valid": gettext_noop("Signed by the sender: the signature is valid."),
+    "valid-text-only": gettext_noop(
+        "Signed by the sender: the signature is valid for the text only; the subject, date"
+        " and recipients shown are not signed."
+    ),
+    "valid-other-sender": gettext_noop("Signed by {signer}, but sent as {sender}."),
+    "valid-headers-differ": gettext_noop(
+        "Signed by the sender, but the message arrived with other header fields (another"
+        " subject or other recipients, for example) than the signed ones shown here: someone"
+        " may have passed on a message that was written for someone else."
+    ),
     "invalid": gettext_noop("The signature does not match: the message may have been changed."),
     "unknown-key": gettext_noop("Signed with a key this server does not know."),
     "unsigned": gettext_noop("Not signed."),
@@ -311,10 +321,21 @@ def message(message_id: int) -> ResponseReturnValue:
         attachments=[
             (a.index, safe_filename(a.filename, a.index), len(a.data)) for a in opened.attachments
         ],
-        signature=SIGNATURES.get(opened.signature),
+        signature=signature_text(opened),
+        subject=opened.headers.get("Subject", "") if opened.headers_signed else row.subject,
         error=None,
         **page,
     )
+
+
+def signature_text(opened: reading.OpenedMessage) -> str | None:
+    """What the page says of the signature, in the reader's language."""
+    message = SIGNATURES.get(opened.signature)
+    if message is None:
+        return None
+    if opened.signature == "valid-other-sender":
+        return gettext(message, signer=opened.signed_by or "", sender=opened.sent_as or "")
+    return gettext(message)
 
 
 def cannot_show(page: dict[str, object]) -> ResponseReturnValue:

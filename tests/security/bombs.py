@@ -1,4 +1,5 @@
-"""Compression bombs as real OpenPGP messages, built by hand so they cost the test no memory.
+"""Compression bombs (and other hostile contents) as real OpenPGP messages, built by hand so
+they cost the test no memory.
 
 The message is what a hostile sender could mail a hosted user: the user's own
 session-key packet (made by pgpy for a small probe, so the key and its format are
@@ -75,12 +76,22 @@ def compression_bomb(
 ) -> bytes:
     """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes
     (with `nested`, the compressed ZLIB packet sits inside a second one, of
-    `outer_algorithm`).
+    `outer_algorithm`). `secret` is not needed."""
+    del secret
+    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
+    if nested:
+        packets_inside = _wrapped(packets_inside, outer_algorithm)
+    return sealed_packets(public, packets_inside)
+
+
+def sealed_packets(public: pgp.PublicKey, packets_inside: bytes) -> bytes:
+    """A binary OpenPGP message to `public` whose encrypted data holds `packets_inside` as
+    they are: a signed message a recipient unwrapped (`gpg --unwrap`) is sealed again,
+    its signature untouched, for someone else.
 
     The session key is chosen here and wrapped for `public` by pgpy (the key
-    library), so the session-key packet is a real one; `secret` is not needed.
+    library), so the session-key packet is a real one.
     """
-    del secret
     session_key = os.urandom(32)
     probe = public._key.encrypt(
         pgpy.PGPMessage.new(b"probe", format="b", compression=CompressionAlgorithm.Uncompressed),
@@ -89,9 +100,6 @@ def compression_bomb(
     )
     found = packets.session_key_packets(bytes(probe))
     random_prefix = os.urandom(16)
-    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
-    if nested:
-        packets_inside = _wrapped(packets_inside, outer_algorithm)
     body = random_prefix + random_prefix[-2:] + packets_inside + b"\xd3\x14"
     plain = body + hashlib.sha1(body).digest()  # noqa: S324  (the MDC is SHA-1 by RFC 4880)
     encryptor = Cipher(algorithms.AES(session_key), CFB(bytes(16))).encryptor()

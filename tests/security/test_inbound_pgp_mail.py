@@ -160,8 +160,10 @@ def test_a_signature_by_a_revoked_hosted_key_is_never_valid(
     raw = pgp_mime(ALICE, "old key", encrypt(entity, [bob_public], old_secret))
     shown = text_of(bob.get(f"/mail/{mx(inbound, ALICE, raw)}").text)
     assert SECRET in shown
-    valid = translate("en", SIGNATURES["valid"])
+    # The entity signs no header field: valid is "valid for the text only" at best.
+    valid = translate("en", SIGNATURES["valid-text-only"])
     assert (valid in shown) is (revoked is None)
+    assert translate("en", SIGNATURES["valid"]) not in shown
 
 
 def test_a_clear_part_beside_an_encrypted_one_is_never_shown_as_encrypted(
