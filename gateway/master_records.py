@@ -19,6 +19,7 @@ from gateway import queue, totp
 from gateway.dkim import keys as dkim_keys
 from gateway.models import AccountSecurity, DkimKey, QueueItem
 from keystore import ringcheck, seal
+from keystore.leftbehind import Rewrapped
 from keystore.masterkey import MasterKeyRing
 
 # Rows read to find a few two-factor secrets or queued notifications per version (their
@@ -26,8 +27,9 @@ from keystore.masterkey import MasterKeyRing
 TRIAL_SCAN = 200
 
 
-def rewrap(session: so.Session, ring: MasterKeyRing) -> int:
-    """Move every gateway record to the ring's primary version; how many moved."""
+def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
+    """Move every gateway record to the ring's primary version: how many moved, and
+    the records that do not open (left as they are, each named for the admin)."""
     return (
         totp.rewrap_secrets(session, ring)
         + queue.rewrap_sealed(session, ring)

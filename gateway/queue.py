@@ -40,7 +40,8 @@ from gateway.admin import valid_id
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.models import MailLogEntry, QueueItem
 from gateway.settings import RelaySettings
-from keystore import seal
+from keystore import leftbehind, seal
+from keystore.leftbehind import LeftBehind, Rewrapped
 from keystore.masterkey import MasterKeyRing
 
 SEAL_PURPOSE = "outbound queue"
@@ -125,24 +126,38 @@ def why_unopenable(ring: MasterKeyRing | None, row: QueueItem) -> str:
     return ""
 
 
-def rewrap_sealed(session: so.Session, ring: MasterKeyRing) -> int:
-    """Re-seal every sealed row under the ring's primary version; how many moved.
+def rewrap_sealed(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
+    """Re-seal every sealed row under the ring's primary version.
 
-    A row that does not open (its version destroyed) stays as it is: it is lost
-    either way, and the relay bounces it at the queue's maximum age; failing here
-    would stop every later master-key rotation until then.
+    A row that does not open (its version destroyed) stays as it is and is named
+    in the result: it is lost either way, and the relay bounces it at the queue's
+    maximum age; failing here would stop every later master-key rotation until then.
     """
     moved = 0
-    for row in session.scalars(sa.select(QueueItem).where(QueueItem.sealed.is_(True))):
+    left: list[LeftBehind] = []
+    rows = session.scalars(
+        sa.select(QueueItem).where(QueueItem.sealed.is_(True)).order_by(QueueItem.id)
+    )
+    for row in rows:
+        version: int | None = None
         try:
-            if seal.blob_version(row.raw) == ring.primary:
+            version = seal.blob_version(row.raw)
+            if version == ring.primary:
                 continue
             binding = _binding(row.queue_id, row.rcpt_to)
             row.raw = seal.reseal(ring, row.raw, purpose=SEAL_PURPOSE, binding=binding)
         except seal.SealedRecordError:
+            left.append(
+                LeftBehind(
+                    f"the queued notification {row.queue_id} to {row.rcpt_to}",
+                    leftbehind.why_unopenable(ring, version),
+                    "it is never sent; the relay bounces it to its sender at the queue's"
+                    " maximum age ([relay] max_age)",
+                )
+            )
             continue
         moved += 1
-    return moved
+    return Rewrapped(moved, tuple(left))
 
 
 def enqueue(

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway import audit, sessions
 from gateway.models import Account, AccountSecurity, RecoveryCode
 from gateway.settings import Settings
+from keystore.leftbehind import LeftBehind, Rewrapped, why_unopenable
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
 
 STEP_SECONDS = 30
@@ -132,29 +133,61 @@ def open_secret(ring: MasterKeyRing, blob: bytes, account_id: int) -> str:
     return plain.decode("ascii")
 
 
-def rewrap_secrets(session: so.Session, ring: MasterKeyRing) -> int:
-    """Re-wrap every TOTP secret under the ring's primary version; how many moved.
+def rewrap_secrets(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
+    """Re-wrap every TOTP secret under the ring's primary version.
 
     A master-key rotation must run this before it retires a version, or the
-    secrets wrapped under it can no longer be opened.
+    secrets wrapped under it can no longer be opened. A secret that does not open
+    (its version was destroyed) stays as it is and is named in the result by its
+    account: its codes are refused either way, and failing here would stop the
+    rotation of everything else.
     """
     moved = 0
-    rows = session.scalars(
-        sa.select(AccountSecurity).where(
+    left: list[LeftBehind] = []
+    rows = session.execute(
+        sa.select(AccountSecurity, Account.email)
+        .join(Account, Account.id == AccountSecurity.account_id)
+        .where(
             sa.or_(
                 AccountSecurity.totp_secret.is_not(None), AccountSecurity.totp_pending.is_not(None)
             )
         )
+        .order_by(Account.email)
     ).all()
-    for row in rows:
+    for row, email in rows:
         for column in ("totp_secret", "totp_pending"):
             blob: bytes | None = getattr(row, column)
-            if blob is not None and blob_version(blob) != ring.primary:
+            if blob is None:
+                continue
+            version: int | None = None
+            try:
+                version = blob_version(blob)
+                if version == ring.primary:
+                    continue
                 secret = open_secret(ring, blob, row.account_id)
-                setattr(row, column, seal_secret(ring, secret, row.account_id))
-                moved += 1
+            except SecretUnavailable:
+                left.append(_left_behind(ring, email, column, version))
+                continue
+            setattr(row, column, seal_secret(ring, secret, row.account_id))
+            moved += 1
     session.flush()
-    return moved
+    return Rewrapped(moved, tuple(left))
+
+
+def _left_behind(ring: MasterKeyRing, email: str, column: str, version: int | None) -> LeftBehind:
+    why = why_unopenable(ring, version)
+    if column == "totp_pending":
+        return LeftBehind(
+            f"the unconfirmed two-factor set-up of {email}",
+            why,
+            "it starts over with a new secret when they next set it up",
+        )
+    return LeftBehind(
+        f"the two-factor secret of {email}",
+        why,
+        f"{email} signs in with a recovery code, then turns two-factor login off and on"
+        " again (portal: Security) to get a new one",
+    )
 
 
 # -- codes --------------------------------------------------------------------------

@@ -17,6 +17,11 @@ are each safe to interrupt:
 
 Running it again after an interruption sees an active non-primary version in the
 ring and finishes that rotation instead of starting a new one.
+
+A record under a version destroyed earlier (`sealgate keys destroy-master` run while
+something still used it) can never be opened again. It is left as it is and named in
+the result (`RotationPlan.left`, a `LeftBehind` each): failing on it would stop this
+and every later rotation, for a record that is lost either way.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from keystore import wrap
+from keystore.leftbehind import LeftBehind, Rewrapped, why_unopenable
 from keystore.masterkey import MasterKeyError, MasterKeyRing, load_ring, ring_path, save_ring
-from keystore.models import VERSION_RETIRED, MasterKeyVersion, StoredKey
+from keystore.models import STATUS_ACTIVE, VERSION_RETIRED, MasterKeyVersion, StoredKey
 from keystore.store import KeyEventSink, ensure_master_version_usable
 
 ACTION_MASTER_ROTATE = "master.rotate"
@@ -55,6 +61,8 @@ class RotationPlan:
     ring: MasterKeyRing
     old_versions: tuple[int, ...]
     resumed: bool
+    # Records that could not be re-wrapped and were left as they are (a finished rotation).
+    left: tuple[LeftBehind, ...] = ()
 
 
 def plan(data_dir: Path, env: dict[str, str] | None = None) -> RotationPlan:
@@ -81,15 +89,40 @@ def record_start(
         events(session, ACTION_MASTER_ROTATE, TARGET, detail)
 
 
+def _movable(ring: MasterKeyRing) -> sa.ColumnElement[bool]:
+    """Keys to re-wrap: under another version than the primary, and not a destroyed one."""
+    return sa.and_(
+        StoredKey.master_version != ring.primary,
+        StoredKey.master_version.not_in(ring.destroyed_versions),
+    )
+
+
 def count_pending(session: so.Session, ring: MasterKeyRing) -> int:
     return int(
-        session.scalar(
-            sa.select(sa.func.count())
-            .select_from(StoredKey)
-            .where(StoredKey.master_version != ring.primary)
-        )
-        or 0
+        session.scalar(sa.select(sa.func.count()).select_from(StoredKey).where(_movable(ring))) or 0
     )
+
+
+def lost_keys(session: so.Session, ring: MasterKeyRing) -> list[LeftBehind]:
+    """The secret keys under a destroyed version: no rotation can move them."""
+    rows = session.scalars(
+        sa.select(StoredKey)
+        .where(StoredKey.master_version.in_(ring.destroyed_versions))
+        .order_by(StoredKey.address, StoredKey.id)
+    )
+    return [
+        LeftBehind(
+            f"the secret key {row.fingerprint} of {row.address}",
+            why_unopenable(ring, row.master_version),
+            "what was encrypted to it stays unreadable"
+            + (
+                f"; `sealgate keys rotate {row.address}` gives the address a new key"
+                if row.status == STATUS_ACTIVE
+                else ""
+            ),
+        )
+        for row in rows
+    ]
 
 
 def rewrap_batch(
@@ -99,7 +132,7 @@ def rewrap_batch(
     ensure_master_version_usable(session, ring.primary, now)
     rows = session.scalars(
         sa.select(StoredKey)
-        .where(StoredKey.master_version != ring.primary)
+        .where(_movable(ring))
         .order_by(StoredKey.id)
         .limit(batch_size)
         .options(so.undefer(StoredKey.wrapped_secret))
@@ -168,12 +201,14 @@ def rotate_master(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_start: Callable[[RotationPlan, int], None] = lambda plan, total: None,
     on_batch: Callable[[int], None] = lambda done: None,
-    other_blobs: Callable[[so.Session, MasterKeyRing], int] = lambda session, ring: 0,
+    other_blobs: Callable[[so.Session, MasterKeyRing], Rewrapped] = lambda s, r: Rewrapped(),
 ) -> RotationPlan:
     """Run (or finish) a master-key rotation; returns the plan with the final ring.
 
     `other_blobs` re-wraps what other parts of the system keep under the ring (the
-    gateway's TOTP secrets); it runs before each attempt to retire a version.
+    gateway's TOTP secrets); it runs before each attempt to retire a version. What
+    it could not open, and the address keys under a destroyed version, are in the
+    result's `left`.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -183,6 +218,7 @@ def rotate_master(
         total = count_pending(session, rotation.ring)
     on_start(rotation, total)
     ring = rotation.ring
+    others = Rewrapped()
     for _ in range(MAX_PASSES):
         while True:
             with sessions.begin() as session:
@@ -191,7 +227,7 @@ def rotate_master(
                 break
             on_batch(done)
         with sessions.begin() as session:
-            other_blobs(session, ring)
+            others = other_blobs(session, ring)
         if all(try_retire(sessions, v, now, events) for v in rotation.old_versions):
             break
     else:
@@ -202,7 +238,14 @@ def rotate_master(
     for version in rotation.old_versions:
         ring = ring.with_retired(version)
     save_ring(data_dir, ring)
-    return RotationPlan(ring=ring, old_versions=rotation.old_versions, resumed=rotation.resumed)
+    with sessions() as session:
+        lost = lost_keys(session, ring)
+    return RotationPlan(
+        ring=ring,
+        old_versions=rotation.old_versions,
+        resumed=rotation.resumed,
+        left=(*lost, *others.left),
+    )
 
 
 def blobs_under(session: so.Session, version: int) -> int:

@@ -29,6 +29,7 @@ from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
 from gateway.timeutil import Clock, utcnow
 from keystore import pgp, rotation, store
+from keystore.leftbehind import LeftBehind
 from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyError, MasterKeyRing
 from keystore.models import StoredKey
 from keystore.wrap import DecryptionError
@@ -40,6 +41,8 @@ RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 ROTATION_ACTOR = "master-key rotation"
+# Records a finished job names on its page; the log has every one.
+MAX_LEFT_NAMED = 3
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,7 @@ def run_job(
                 f"the master key ring comes from {MASTER_KEYS_ENV}; a rotation rewrites the"
                 " ring file in the data dir, so this server cannot run it"
             )
-        rotation.rotate_master(
+        result = rotation.rotate_master(
             runtime.settings.data_dir,
             sessions,
             clock(),
@@ -330,10 +333,27 @@ def run_job(
         update(state=FAILED, error=str(exc)[:1000], finished_at=clock())
         log.error("master-key rotation job %d failed: %s", job_id, exc)
     else:
-        update(state=DONE, finished_at=clock())
+        for left in result.left:
+            log.warning("master-key rotation job %d: skipped: %s", job_id, left)
+        # Shown on the console's progress page: the job is done, but not for these.
+        note = _left_note(result.left)
+        update(state=DONE, finished_at=clock(), error=note[:1000])
         log.info("master-key rotation job %d done", job_id)
     with sessions.begin() as session:
         return progress(session, job_id)
+
+
+def _left_note(left: tuple[LeftBehind, ...]) -> str:
+    """The finished job's note on records it could not re-wrap ("" when there were none)."""
+    if not left:
+        return ""
+    named = "; ".join(str(item) for item in left[:MAX_LEFT_NAMED])
+    more = (
+        f"; and {len(left) - MAX_LEFT_NAMED} more (see the log)"
+        if len(left) > MAX_LEFT_NAMED
+        else ""
+    )
+    return f"{len(left)} record(s) cannot be opened and were left as they are: {named}{more}"
 
 
 async def run_rotations(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from gateway.models import DkimKey, Domain
 from keystore import seal
+from keystore.leftbehind import LeftBehind, Rewrapped, why_unopenable
 from keystore.masterkey import MasterKeyRing
 
 Algorithm = Literal["ed25519", "rsa"]
@@ -147,25 +148,42 @@ def open_key(ring: MasterKeyRing, row: DkimKey, domain: str) -> SigningKey:
     )
 
 
-def rewrap(session: so.Session, ring: MasterKeyRing) -> int:
-    """Re-seal every private key under the ring's primary version; how many moved."""
+def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
+    """Re-seal every private key under the ring's primary version.
+
+    A key that does not open (its master-key version was destroyed) stays as it is
+    and is named in the result by domain and selector: it cannot sign either way,
+    and failing here would stop the rotation of everything else.
+    """
     moved = 0
+    left: list[LeftBehind] = []
     rows = session.scalars(
         sa.select(DkimKey)
         .where(DkimKey.master_version != ring.primary)
         .options(so.undefer(DkimKey.sealed_private_key), so.joinedload(DkimKey.domain))
+        .order_by(DkimKey.id)
     ).all()
     for row in rows:
-        row.sealed_private_key = seal.reseal(
-            ring,
-            row.sealed_private_key,
-            purpose=SEAL_PURPOSE,
-            binding=_binding(row.domain.name, row.selector),
-        )
+        try:
+            row.sealed_private_key = seal.reseal(
+                ring,
+                row.sealed_private_key,
+                purpose=SEAL_PURPOSE,
+                binding=_binding(row.domain.name, row.selector),
+            )
+        except seal.SealedRecordError:
+            left.append(
+                LeftBehind(
+                    f"the DKIM key {row.selector} ({row.algorithm}) of {row.domain.name}",
+                    why_unopenable(ring, row.master_version),
+                    f"it signs nothing: mail from {row.domain.name} goes out without it",
+                )
+            )
+            continue
         row.master_version = ring.primary
         moved += 1
     session.flush()
-    return moved
+    return Rewrapped(moved, tuple(left))
 
 
 def count_under(session: so.Session, version: int) -> int:

@@ -215,10 +215,19 @@ def rotate_master(state: CliState, batch_size: int) -> None:
         except (MasterKeyError, rotation.RotationError) as exc:
             raise click.ClickException(str(exc)) from None
     retired = ", ".join(str(v) for v in result.old_versions)
-    click.echo(
-        f"done: every secret key is wrapped under version {result.ring.primary};"
-        f" version {retired} retired"
-    )
+    for left in result.left:
+        click.echo(f"skipped: {left}", err=True)
+    if result.left:
+        click.echo(
+            f"done: version {retired} retired; everything is wrapped under version"
+            f" {result.ring.primary} except {len(result.left)} record(s) that cannot be"
+            " opened (listed above, left as they are)"
+        )
+    else:
+        click.echo(
+            f"done: every secret key is wrapped under version {result.ring.primary};"
+            f" version {retired} retired"
+        )
     click.echo(
         f"version {retired} stays in {MASTER_KEYS_FILE}, decrypt-only, so backups made"
         " before this rotation still open; `sealgate keys destroy-master VERSION` forgets it"

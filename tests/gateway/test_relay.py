@@ -1108,9 +1108,9 @@ def test_master_key_rotation_moves_sealed_rows_with_the_totp_secrets(runtime: Ru
     enqueue_sealed(runtime, old)
     rotated = old.with_new_primary()
     with db.transaction(runtime.sessions) as session:
-        assert rewrap_gateway_records(session, rotated) == 1
+        assert rewrap_gateway_records(session, rotated).moved == 1
     with db.transaction(runtime.sessions) as session:
-        assert rewrap_gateway_records(session, rotated) == 0  # already moved
+        assert rewrap_gateway_records(session, rotated).moved == 0  # already moved
     [row] = rows(runtime)
     assert seal.blob_version(row.raw) == rotated.primary
     assert outbound.open_raw(rotated.with_retired(old.primary), row) == RAW

@@ -156,7 +156,7 @@ def test_rewrap_moves_secrets_to_a_new_master_key_version(
     old = load_ring(runtime.settings.data_dir)
     rotated = old.with_new_primary()
     with db.transaction(runtime.sessions) as session:
-        assert totp.rewrap_secrets(session, rotated) == 1
+        assert totp.rewrap_secrets(session, rotated).moved == 1
     retired = rotated.with_retired(old.primary)
     with runtime.sessions() as session:
         row = session.get(AccountSecurity, alice.id)
