@@ -2,7 +2,7 @@
 
 TOTP secrets, queued secure-page notifications and DKIM private keys: a master-key
 rotation re-wraps them with the address keys (`rewrap`), destroying a retired
-version first counts what would become unreadable (`count_under`), and `check_ring`
+version first names what would become unreadable (`owners_under`), and `check_ring`
 refuses another installation's ring before anything is sealed under it, also in a
 database that holds none of these records' address keys yet. One list, so a new kind
 of sealed record is added in one place.
@@ -17,7 +17,7 @@ import sqlalchemy.orm as so
 
 from gateway import queue, totp
 from gateway.dkim import keys as dkim_keys
-from gateway.models import AccountSecurity, DkimKey, QueueItem
+from gateway.models import Account, AccountSecurity, DkimKey, Domain, QueueItem
 from keystore import ringcheck, seal
 from keystore.leftbehind import Rewrapped
 from keystore.masterkey import MasterKeyRing
@@ -37,35 +37,58 @@ def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
     )
 
 
-def _totp_under(session: so.Session, version: int) -> int:
-    count = 0
-    for row in session.scalars(sa.select(AccountSecurity)):
-        for blob in (row.totp_secret, row.totp_pending):
+def _totp_under(session: so.Session, version: int) -> list[str]:
+    owners = []
+    rows = session.execute(
+        sa.select(Account.email, AccountSecurity.totp_secret, AccountSecurity.totp_pending)
+        .join(Account, Account.id == AccountSecurity.account_id)
+        .order_by(Account.email)
+    )
+    for email, secret, pending in rows:
+        for blob in (secret, pending):
             if blob is None:
                 continue
             try:
-                count += totp.blob_version(blob) == version
+                if totp.blob_version(blob) == version:
+                    owners.append(email)
             except totp.SecretUnavailable:
                 continue
-    return count
+    return owners
 
 
-def _queue_under(session: so.Session, version: int) -> int:
-    count = 0
-    for blob in session.scalars(sa.select(QueueItem.raw).where(QueueItem.sealed.is_(True))):
+def _queue_under(session: so.Session, version: int) -> list[str]:
+    owners = []
+    rows = session.execute(
+        sa.select(QueueItem.queue_id, QueueItem.rcpt_to, QueueItem.raw)
+        .where(QueueItem.sealed.is_(True))
+        .order_by(QueueItem.id)
+    )
+    for queue_id, rcpt_to, blob in rows:
         try:
-            count += seal.blob_version(blob) == version
+            if seal.blob_version(blob) == version:
+                owners.append(f"{queue_id} to {rcpt_to}")
         except seal.SealedRecordError:
             continue
-    return count
+    return owners
 
 
-def count_under(session: so.Session, version: int) -> dict[str, int]:
-    """Records sealed under `version`, by kind (what destroying it makes unreadable)."""
+def _dkim_under(session: so.Session, version: int) -> list[str]:
+    rows = session.execute(
+        sa.select(DkimKey.selector, Domain.name)
+        .join(Domain, Domain.id == DkimKey.domain_id)
+        .where(DkimKey.master_version == version)
+        .order_by(Domain.name, DkimKey.selector)
+    )
+    return [f"{selector} of {domain}" for selector, domain in rows]
+
+
+def owners_under(session: so.Session, version: int) -> dict[str, list[str]]:
+    """Records sealed under `version`, by kind, each named by whom it belongs to (never
+    a secret): what destroying the version makes unreadable, for the admin to judge."""
     return {
         "TOTP secrets": _totp_under(session, version),
         "queued secure-page notifications": _queue_under(session, version),
-        "DKIM private keys": dkim_keys.count_under(session, version),
+        "DKIM private keys": _dkim_under(session, version),
     }
 
 

@@ -248,15 +248,15 @@ def rotate_master(
     )
 
 
-def blobs_under(session: so.Session, version: int) -> int:
-    """How many secret keys are still wrapped under `version` (they die with it)."""
-    return int(
-        session.scalar(
-            sa.select(sa.func.count())
-            .select_from(StoredKey)
+def keys_under(session: so.Session, version: int) -> list[str]:
+    """The addresses whose secret keys are still wrapped under `version` (they die
+    with it), one entry per key."""
+    return list(
+        session.scalars(
+            sa.select(StoredKey.address)
             .where(StoredKey.master_version == version)
+            .order_by(StoredKey.address, StoredKey.id)
         )
-        or 0
     )
 
 

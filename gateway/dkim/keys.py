@@ -184,12 +184,3 @@ def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
         moved += 1
     session.flush()
     return Rewrapped(moved, tuple(left))
-
-
-def count_under(session: so.Session, version: int) -> int:
-    return int(
-        session.scalar(
-            sa.select(sa.func.count()).select_from(DkimKey).where(DkimKey.master_version == version)
-        )
-        or 0
-    )

@@ -236,13 +236,20 @@ def rotate_master(state: CliState, batch_size: int) -> None:
 
 @keys.command("destroy-master")
 @click.argument("version", type=int)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Destroy it although records in the database still use it (they are lost).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
-def destroy_master(state: CliState, version: int, yes: bool) -> None:
+def destroy_master(state: CliState, version: int, force: bool, yes: bool) -> None:
     """Forget the retired master-key VERSION for good.
 
     Lists what becomes unreadable first (records still under it, and every backup
-    made before it was retired) and asks for confirmation. There is no undo.
+    made before it was retired) and asks for confirmation. While records in the
+    database still use it, it refuses unless --force: `sealgate keys rotate-master`
+    moves them first. There is no undo.
     """
     from gateway import db, master_records
     from keystore import rotation
@@ -264,17 +271,26 @@ def destroy_master(state: CliState, version: int, yes: bool) -> None:
             why = "the ring has no such version"
         raise click.ClickException(f"cannot destroy master-key version {version}: {why}")
     with db.read_only(runtime.sessions) as session:
-        counts = {"secret keys of hosted addresses": rotation.blobs_under(session, version)}
-        counts.update(master_records.count_under(session, version))
+        owners = {"secret keys of hosted addresses": rotation.keys_under(session, version)}
+        owners.update(master_records.owners_under(session, version))
         retired_at = rotation.retired_at(session, version)
     click.echo(f"Destroying master-key version {version} makes these unreadable for good:")
-    for kind, count in counts.items():
-        click.echo(f"  {count} {kind} in the database")
+    for kind, names in owners.items():
+        click.echo(f"  {len(names)} {kind} in the database{_named(names)}")
     since = f" before {retired_at:%Y-%m-%d %H:%M}Z" if retired_at else ""
     click.echo(
         f"  every backup made{since} (its secret keys, TOTP secrets, DKIM keys and queued"
         " notifications are wrapped under this version)"
     )
+    in_use = [f"{len(names)} {kind}" for kind, names in owners.items() if names]
+    if in_use and not force:
+        # Sealed after the rotation by a process that had not yet read the new ring,
+        # or put back from a backup: a rotation moves them, nothing is lost then.
+        raise click.ClickException(
+            f"master-key version {version} still wraps {', '.join(in_use)} in the database"
+            " (listed above): run `sealgate keys rotate-master` to move them under the"
+            " primary version first, or pass --force to destroy them with it"
+        )
     if not yes:
         click.confirm(f"Destroy master-key version {version}?", abort=True)
     try:
@@ -282,6 +298,14 @@ def destroy_master(state: CliState, version: int, yes: bool) -> None:
     except MasterKeyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"master-key version {version} destroyed")
+
+
+def _named(names: list[str], shown: int = 5) -> str:
+    """(the first few owners, and how many more)"; "" for none."""
+    if not names:
+        return ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f" ({', '.join(names[:shown])}{more})"
 
 
 @keys.command("import")

@@ -204,13 +204,17 @@ def test_rotate_master_killed_half_way_and_run_again_finishes(
         assert store.unlock_row(final, row).fingerprint == row.fingerprint
 
     # Destroying it is a separate command: it lists what dies with it and asks first.
-    declined = run_sealgate(test_env, "keys", "destroy-master", "1", input="n\n")
+    declined = run_sealgate(test_env, "keys", "destroy-master", "1", "--force", input="n\n")
     assert declined.returncode == 1
     assert "1 secret keys of hosted addresses in the database" in declined.stdout
     assert "every backup made before" in declined.stdout
     assert load_ring(settings.data_dir, env={}).decrypt_only_versions == [1]
     assert run_sealgate(test_env, "keys", "destroy-master", "2").returncode == 1  # primary
-    destroyed = run_sealgate(test_env, "keys", "destroy-master", "1", input="y\n")
+    # Version 1 still wraps that key: refused without --force (and asked with it).
+    refused = run_sealgate(test_env, "keys", "destroy-master", "1", input="y\n")
+    assert refused.returncode == 1 and "pass --force" in refused.stderr
+    assert load_ring(settings.data_dir, env={}).decrypt_only_versions == [1]
+    destroyed = run_sealgate(test_env, "keys", "destroy-master", "1", "--force", input="y\n")
     assert destroyed.returncode == 0, destroyed.stderr
     final = load_ring(settings.data_dir, env={})
     assert final.destroyed_versions == [1] and 1 not in final.keys

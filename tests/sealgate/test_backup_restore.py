@@ -148,9 +148,14 @@ def test_backup_wipe_restore_and_a_backup_from_before_a_rotation(
     assert everything_opens(runtime) == before
 
     # 3. Once version 1 is destroyed the old backup cannot open; restore says so and
-    #    leaves the installation as it was.
+    #    leaves the installation as it was. The restored data is all under version 1,
+    #    so destroying it is refused until a rotation has moved that data.
+    refused = run_sealgate(test_env, "keys", "destroy-master", "1", "--yes")
+    assert refused.returncode == 1 and "pass --force" in refused.stderr
+    assert run_sealgate(test_env, "keys", "rotate-master").returncode == 0
     destroyed = run_sealgate(test_env, "keys", "destroy-master", "1", "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
+    assert everything_opens(runtime) == before  # nothing of the live data was under it
     refused = run_sealgate(test_env, "restore", "--force", str(old))
     assert refused.returncode == 1
     assert "master-key version(s) 1" in refused.stderr and "destroyed" in refused.stderr
