@@ -126,6 +126,7 @@ class Relay:
         self.tls_context = client_tls_context(self.relay) if self.relay.security != "none" else None
         self._warned_no_host = False
         self._announced = False
+        self.dkim_errors = dkim_sign.ErrorThrottle()
 
     @property
     def configured(self) -> bool:
@@ -303,7 +304,9 @@ class Relay:
 
         def work() -> ClaimedItem:
             with db.read_only(self.sessions) as session:
-                signing = dkim_sign.signing_keys(session, ring, item.raw)
+                signing = dkim_sign.signing_keys(
+                    session, ring, item.raw, now=self.clock(), errors=self.dkim_errors
+                )
             if not signing:
                 return item
             wire = wire_form(item.raw)

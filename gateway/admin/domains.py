@@ -13,7 +13,9 @@ from gateway.accounts import AccountError
 from gateway.addresses import InvalidAddress, other_domain
 from gateway.admin import Actor, AdminError, NotFound
 from gateway.admin import accounts as admin_accounts
+from gateway.dkim import keys as dkim_keys
 from gateway.models import Account, Address, Alias, Domain, MailboxMessage
+from keystore.masterkey import MasterKeyRing
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class DomainInfo:
     created_at: dt.datetime
     disabled_at: dt.datetime | None
     addresses: int
+    # What is wrong with its DKIM keys ("" when they sign, or no ring was given).
+    dkim_problem: str = ""
 
     @property
     def disabled(self) -> bool:
@@ -71,11 +75,18 @@ class DeletePreview:
         return None
 
 
-def list_domains(session: so.Session) -> list[DomainInfo]:
+def list_domains(session: so.Session, ring: MasterKeyRing | None = None) -> list[DomainInfo]:
+    """Every hosted domain; with `ring`, each says if a DKIM key of it cannot be opened."""
     query = sa.select(Address.domain_id, sa.func.count()).group_by(Address.domain_id)
     counts = {domain_id: int(n) for domain_id, n in session.execute(query)}
     return [
-        DomainInfo(d.name, d.created_at, d.disabled_at, counts.get(d.id, 0))
+        DomainInfo(
+            d.name,
+            d.created_at,
+            d.disabled_at,
+            counts.get(d.id, 0),
+            dkim_keys.problem(session, ring, d) if ring is not None else "",
+        )
         for d in accounts.list_domains(session)
     ]
 

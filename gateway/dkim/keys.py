@@ -4,6 +4,11 @@ A key's selector names its algorithm and the month it was made (`ed202612`,
 `rsa202612`), so a later key can be published next to the old one before it
 takes over. The private key is sealed with keystore.seal, bound to the domain and
 selector: a blob copied to another row does not open.
+
+A key the ring can no longer open (its master-key version was destroyed) signs
+nothing; `renew` replaces it with a new one under a selector of its own (the
+minute it was made: `ed202612061430`), never one a receiver may still hold a
+cached record of.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ SEAL_PURPOSE = "dkim private key"
 RSA_BITS = 2048
 SIGNATURE_ALGORITHMS: dict[str, bytes] = {"ed25519": b"ed25519-sha256", "rsa": b"rsa-sha256"}
 _SELECTOR_PREFIX: dict[str, str] = {"ed25519": "ed", "rsa": "rsa"}
+# The way out for a key that no longer opens (its master-key version was destroyed).
+RENEW_HINT = (
+    "`sealgate keys renew-dkim {domain}` replaces what does not open (then publish the new record)"
+)
 
 
 @dataclass(frozen=True)
@@ -90,20 +99,32 @@ def domain_keys(session: so.Session, domain_id: int) -> list[DkimKey]:
 
 
 def ensure_keys(
-    session: so.Session, ring: MasterKeyRing, domain: Domain, now: dt.datetime
+    session: so.Session,
+    ring: MasterKeyRing,
+    domain: Domain,
+    now: dt.datetime,
+    *,
+    renewing: frozenset[str] = frozenset(),
 ) -> list[DkimKey]:
-    """The domain's keys, making the ones it lacks (one per algorithm)."""
-    have = {row.algorithm for row in domain_keys(session, domain.id)} if domain.id else set()
+    """The domain's keys, making the ones it lacks (one per algorithm).
+
+    `renewing`: selectors of keys just removed as unusable; a new key gets a
+    selector of the minute instead of the month's, unlike any of these.
+    """
+    rows = domain_keys(session, domain.id) if domain.id else []
+    have = {row.algorithm for row in rows}
     if set(ALGORITHMS) - have:
         # Sealed under the same ring as the address keys: not under another installation's.
         from gateway import master_records  # it reads DKIM keys too (this module)
 
         master_records.check_ring(session, ring)
+    taken = renewing | {row.selector for row in rows}
     for algorithm in ALGORITHMS:
         if algorithm in have:
             continue
         private, public = _generate(algorithm)
-        selector = selector_for(algorithm, now)
+        selector = _new_selector(algorithm, now, taken, renewing=bool(renewing))
+        taken |= {selector}
         session.add(
             DkimKey(
                 domain=domain,
@@ -120,6 +141,19 @@ def ensure_keys(
         del private
     session.flush()
     return domain_keys(session, domain.id)
+
+
+def _new_selector(
+    algorithm: Algorithm, now: dt.datetime, taken: frozenset[str], *, renewing: bool
+) -> str:
+    base = selector_for(algorithm, now)
+    if renewing:
+        base += f"{now.astimezone(dt.UTC):%d%H%M}"
+    for suffix in ("", *"bcdefghijklmnopqrstuvwxyz"):
+        selector: str = base + suffix
+        if selector not in taken:
+            return selector
+    raise ValueError(f"no free DKIM selector left for {base}")  # 26 renewals in a minute
 
 
 def current_keys(session: so.Session, domain_id: int) -> list[DkimKey]:
@@ -146,6 +180,75 @@ def open_key(ring: MasterKeyRing, row: DkimKey, domain: str) -> SigningKey:
     return SigningKey(
         domain=domain, selector=row.selector, algorithm=row.algorithm, private=private
     )
+
+
+def unopenable(
+    session: so.Session, ring: MasterKeyRing, domain: Domain
+) -> list[tuple[DkimKey, str]]:
+    """The domain's keys the ring cannot open, each with why (no secret in it)."""
+    found = []
+    rows = session.scalars(
+        sa.select(DkimKey)
+        .where(DkimKey.domain_id == domain.id)
+        .options(so.undefer(DkimKey.sealed_private_key))
+        .order_by(DkimKey.algorithm, DkimKey.created_at.desc(), DkimKey.id.desc())
+    )
+    for row in rows:
+        try:
+            open_key(ring, row, domain.name)
+        except seal.SealedRecordError:
+            found.append((row, why_unopenable(ring, row.master_version)))
+    return found
+
+
+def problem(session: so.Session, ring: MasterKeyRing, domain: Domain) -> str:
+    """What an admin must know about the domain's signing keys ("" when all is well)."""
+    current = current_keys(session, domain.id)
+    bad = {row.id: why for row, why in unopenable(session, ring, domain)}
+    broken = [row for row in current if row.id in bad]
+    if not broken:
+        return ""
+    named = ", ".join(f"{row.selector} ({bad[row.id]})" for row in broken)
+    good = [row.selector for row in current if row.id not in bad]
+    signed = f"signed by {', '.join(good)} only" if good else "sent without a DKIM signature"
+    keys = "key" if len(broken) == 1 else "keys"
+    return (
+        f"DKIM {keys} {named} cannot be opened: mail from {domain.name} is {signed};"
+        f" {RENEW_HINT.format(domain=domain.name)}"
+    )
+
+
+@dataclass(frozen=True)
+class Renewed:
+    old_selector: str
+    key: DkimKey
+
+
+def renew(
+    session: so.Session, ring: MasterKeyRing, domain: Domain, now: dt.datetime
+) -> list[Renewed]:
+    """Replace every key of `domain` the ring cannot open with a new one of its algorithm.
+
+    The unusable rows go (nothing can ever sign with them); each new key gets a
+    selector none of them had, so a receiver's cached record of an old one cannot
+    get in the way. The new keys sign from now on: their records must be published.
+    """
+    gone = unopenable(session, ring, domain)
+    if not gone:
+        return []
+    for row, _why in gone:
+        session.delete(row)
+    session.flush()
+    before = {row.id for row in domain_keys(session, domain.id)}
+    made = [
+        row
+        for row in ensure_keys(
+            session, ring, domain, now, renewing=frozenset(row.selector for row, _ in gone)
+        )
+        if row.id not in before
+    ]
+    replaced = {row.algorithm: row.selector for row, _why in gone}
+    return [Renewed(replaced[row.algorithm], row) for row in made]
 
 
 def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
@@ -176,7 +279,7 @@ def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
                 LeftBehind(
                     f"the DKIM key {row.selector} ({row.algorithm}) of {row.domain.name}",
                     why_unopenable(ring, row.master_version),
-                    f"it signs nothing: mail from {row.domain.name} goes out without it",
+                    f"it signs nothing; {RENEW_HINT.format(domain=row.domain.name)}",
                 )
             )
             continue

@@ -18,8 +18,10 @@ RSA arithmetic under it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import email.utils
 import logging
+import threading
 
 import dkim
 import sqlalchemy as sa
@@ -28,7 +30,7 @@ import sqlalchemy.orm as so
 from gateway import idn, rawheaders
 from gateway.dkim import keys, openssl_rsa
 from gateway.models import Domain
-from keystore import seal
+from keystore import leftbehind, seal
 from keystore.masterkey import MasterKeyRing
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ openssl_rsa.install()
 
 # RFC 1035: 253 characters of domain; more is not a domain worth looking up.
 MAX_DOMAIN_CHARS = 253
+# How often a DKIM key that cannot be opened is said again in the log (per domain).
+ERROR_EVERY = dt.timedelta(hours=1)
 
 
 def from_domain(raw: bytes) -> str | None:
@@ -80,24 +84,81 @@ def signing_domain(session: so.Session, domain: str) -> Domain | None:
     return None
 
 
-def signing_keys(session: so.Session, ring: MasterKeyRing, raw: bytes) -> list[keys.SigningKey]:
-    """The opened keys that should sign `raw` (none if its From is not ours)."""
+class ErrorThrottle:
+    """One error line per subject per `every`, in this process.
+
+    A DKIM key that cannot be opened fails for every message from its domain: one
+    line an hour tells the admin as much as one per message, and does not bury the
+    rest of the log.
+    """
+
+    def __init__(self, every: dt.timedelta = ERROR_EVERY) -> None:
+        self.every = every
+        self._last: dict[str, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def due(self, subject: str, now: dt.datetime) -> bool:
+        """True (and noted) if nothing was said about `subject` within `every` of `now`."""
+        with self._lock:
+            last = self._last.get(subject)
+            if last is not None and now - last < self.every:
+                return False
+            self._last[subject] = now
+            return True
+
+
+def signing_keys(
+    session: so.Session,
+    ring: MasterKeyRing,
+    raw: bytes,
+    *,
+    now: dt.datetime,
+    errors: ErrorThrottle,
+) -> list[keys.SigningKey]:
+    """The opened keys that should sign `raw` (none if its From is not ours).
+
+    A key that does not open is left out (the message goes out with the others, or
+    unsigned: only a new key and its DNS record mend that, so holding the mail back
+    would only delay it) and said at error level, once per domain per `errors.every`.
+    """
     domain = from_domain(raw)
     hosted = signing_domain(session, domain) if domain else None
     if hosted is None:
         return []
     opened = []
+    failed = []
     for row in keys.current_keys(session, hosted.id):
         try:
             opened.append(keys.open_key(ring, row, hosted.name))
         except seal.SealedRecordError:
-            log.error(
-                "dkim: the %s key %s of %s cannot be opened with this master key ring",
-                row.algorithm,
-                row.selector,
-                hosted.name,
-            )
+            failed.append(row)
+    if failed and errors.due(hosted.name, now):
+        named = ", ".join(
+            f"{row.algorithm} key {row.selector}"
+            f" ({leftbehind.why_unopenable(ring, row.master_version)})"
+            for row in failed
+        )
+        signed = (
+            f"signed by {', '.join(k.selector for k in opened)} only"
+            if opened
+            else "sent without a DKIM signature"
+        )
+        log.error(
+            "dkim: the %s of %s cannot be opened: mail from %s is %s; %s; said again in %s"
+            " if still so",
+            named,
+            hosted.name,
+            hosted.name,
+            signed,
+            keys.RENEW_HINT.format(domain=hosted.name),
+            _every_text(errors.every),
+        )
     return opened
+
+
+def _every_text(every: dt.timedelta) -> str:
+    minutes = round(every.total_seconds() / 60)
+    return "an hour" if minutes == 60 else f"{minutes} minutes"
 
 
 def sign(raw: bytes, signing: list[keys.SigningKey]) -> bytes:

@@ -62,11 +62,19 @@ def admin_transaction(state: CliState) -> Iterator[so.Session]:
 @json_option
 @pass_state
 def domain_show(state: CliState, name: str | None, as_json: bool) -> None:
-    """Every hosted domain (or NAME) with its state and number of addresses."""
+    """Every hosted domain (or NAME) with its state and number of addresses, and what
+    is wrong with its DKIM keys if one cannot be opened."""
     from gateway.admin import domains as admin_domains
+    from keystore.masterkey import MasterKeyError, MasterKeyRing
 
+    ring: MasterKeyRing | None
+    try:
+        ring = state.require_initialised().ring.get()
+    except MasterKeyError as exc:
+        ring = None
+        click.echo(f"warning: DKIM keys not checked: {exc}", err=True)
     with admin_transaction(state) as session:
-        rows = admin_domains.list_domains(session)
+        rows = admin_domains.list_domains(session, ring)
         if name is not None:  # as `user show EMAIL` shows one account
             wanted = admin_domains.get(session, name).name
             rows = [r for r in rows if r.name == wanted]
@@ -76,11 +84,13 @@ def domain_show(state: CliState, name: str | None, as_json: bool) -> None:
                 "disabled": r.disabled,
                 "addresses": r.addresses,
                 "created_at": r.created_at.isoformat(),
+                "dkim_problem": r.dkim_problem,
             }
             for r in rows
         ]
         text = "\n".join(
             f"{r.name}\t{'disabled' if r.disabled else 'active'}\t{r.addresses} address(es)"
+            + (f"\t{r.dkim_problem}" if r.dkim_problem else "")
             for r in rows
         )
         emit(as_json, data[0] if name is not None else data, text or "no hosted domains")

@@ -52,6 +52,8 @@ def _records(state: CliState, name: str) -> list[Record]:
         except MasterKeyError as exc:
             message = f"cannot make the DKIM keys of {domain.name}: {exc}"
             raise click.ClickException(message) from None
+        if problem := dkim_keys.problem(session, runtime.ring.get(), domain):
+            click.echo(f"warning: {problem}", err=True)
         return records.domain_records(
             state.settings, domain.name, dkim_keys.current_keys(session, domain.id)
         )

@@ -43,13 +43,14 @@ def _ring(state: CliState) -> MasterKeyRing:
 
 ACTION_IMPORT = "external-key.import"
 ACTION_REFRESH = "external-key.refresh"
+ACTION_DKIM_RENEW = "dkim.renew"
 MAX_NAMED = 50  # dropped addresses named in a refresh's audit entry
 
 
 @cli.group()
 def keys() -> None:
-    """OpenPGP keys of the hosted addresses, the master key that wraps them, and
-    imported keys of external recipients."""
+    """OpenPGP keys of the hosted addresses, the master key that wraps them, imported
+    keys of external recipients, and the domains' DKIM keys."""
 
 
 @keys.command("list")
@@ -306,6 +307,56 @@ def _named(names: list[str], shown: int = 5) -> str:
         return ""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return f" ({', '.join(names[:shown])}{more})"
+
+
+@keys.command("renew-dkim")
+@click.argument("domain")
+@pass_state
+def renew_dkim(state: CliState, domain: str) -> None:
+    """Replace DOMAIN's DKIM keys that can no longer be opened with new ones.
+
+    A key whose master-key version was destroyed signs nothing (the relay logs it,
+    and `sealgate domain show` and the console name it). The new keys sign from now
+    on under new selectors: publish the records this prints (`sealgate dns DOMAIN`
+    prints them too). Keys that open are left alone.
+    """
+    from gateway import accounts, audit
+    from gateway.dkim import keys as dkim_keys
+    from gateway.dnsrecords import records
+    from gateway.timeutil import utcnow
+
+    state.require_initialised()
+    ring = _ring(state)
+    with state.transaction() as session:
+        row = accounts.find_domain(session, domain.strip().rstrip("."))
+        if row is None:
+            raise click.ClickException(
+                f"{domain.strip()[:253] or repr(domain)} is not a hosted domain"
+                " (see `sealgate domain list`)"
+            )
+        try:
+            renewed = dkim_keys.renew(session, ring, row, utcnow())
+        except MasterKeyError as exc:
+            raise click.ClickException(f"cannot make DKIM keys for {row.name}: {exc}") from None
+        if not renewed:
+            click.echo(f"every DKIM key of {row.name} opens: nothing to renew")
+            return
+        changes = [f"{r.old_selector} -> {r.key.selector} ({r.key.algorithm})" for r in renewed]
+        audit.record(
+            session, ACTION_DKIM_RENEW, actor=CLI_ACTOR, target=row.name, detail="; ".join(changes)
+        )
+        for change in changes:
+            click.echo(f"{row.name}: DKIM key {change}")
+        published = [
+            record
+            for record in records.domain_records(state.settings, row.name, [r.key for r in renewed])
+            if "._domainkey." in record.name
+        ]
+    click.echo(
+        f"; publish these in the zone of {row.name} (the new keys sign from now on; the old"
+        " records can go)"
+    )
+    click.echo(records.zone_text(published, state.settings.dns.ttl), nl=False)
 
 
 @keys.command("import")

@@ -44,6 +44,7 @@ from tests.keystore.conftest import run_sealgate
 from tests.keystore.gpgkeys import export, make_key
 
 ALICE = "alice@example.test"
+NOW = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
 CAROL = "carol@partner.example"  # has an imported key: gets PGP/MIME
 DAN = "dan@elsewhere.example"  # no key: gets a secure-page notification
 
@@ -197,10 +198,22 @@ def test_mail_from_a_subdomain_is_signed_as_the_hosted_parent_and_others_not_at_
     foreign = b"From: someone@elsewhere.example\r\nSubject: a\r\n\r\nb\r\n"
     two_froms = b"From: a@example.test, b@example.test\r\nSubject: a\r\n\r\nb\r\n"
     with db.read_only(runtime.sessions) as session:
-        keys = dkim_sign.signing_keys(session, ring, alert)
+        keys = dkim_sign.signing_keys(
+            session, ring, alert, now=NOW, errors=dkim_sign.ErrorThrottle()
+        )
         assert {k.domain for k in keys} == {"example.test"}
-        assert dkim_sign.signing_keys(session, ring, foreign) == []
-        assert dkim_sign.signing_keys(session, ring, two_froms) == []
+        assert (
+            dkim_sign.signing_keys(
+                session, ring, foreign, now=NOW, errors=dkim_sign.ErrorThrottle()
+            )
+            == []
+        )
+        assert (
+            dkim_sign.signing_keys(
+                session, ring, two_froms, now=NOW, errors=dkim_sign.ErrorThrottle()
+            )
+            == []
+        )
     signed = dkim_sign.sign(alert, keys)
     verifier = dkim.DKIM(signed)
     assert verifier.verify(idx=0, dnsfunc=zone.txt_lookup)
@@ -338,7 +351,7 @@ def test_an_internationalized_domain_is_signed_with_its_a_label(
         "Subject: Grüße\r\n\r\nbody\r\n"
     ).encode()
     with db.read_only(runtime.sessions) as session:
-        keys = dkim_sign.signing_keys(session, ring, raw)
+        keys = dkim_sign.signing_keys(session, ring, raw, now=NOW, errors=dkim_sign.ErrorThrottle())
     assert len(keys) == 2
     signed = dkim_sign.sign(raw, keys)
     sigs = signatures(signed)

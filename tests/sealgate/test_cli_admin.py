@@ -73,6 +73,7 @@ def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
             "disabled": False,
             "addresses": 2,
             "created_at": shown[0]["created_at"],
+            "dkim_problem": "",  # its DKIM keys open
         }
     ]
     # One domain, as `user show EMAIL` shows one account: the name was "an unexpected

@@ -119,8 +119,8 @@ ALICE_2FA = (
 def dkim_line(selector: str) -> str:
     return (
         f"skipped: the DKIM key {selector} (ed25519) of example.test: not re-wrapped,"
-        " master-key version 1 was destroyed; it signs nothing: mail from example.test goes"
-        " out without it"
+        " master-key version 1 was destroyed; it signs nothing; `sealgate keys renew-dkim"
+        " example.test` replaces what does not open (then publish the new record)"
     )
 
 

@@ -664,3 +664,32 @@ def test_a_login_or_address_outside_the_hosted_domains_says_what_to_do_in_the_co
         page = admin_client.get(response.headers["Location"]).text
         assert html.escape(said, quote=False) in page, (url, page)
         assert "--external-login" not in page and "sealgate domain add" not in page, url
+
+
+def test_a_dkim_key_that_cannot_be_opened_is_named_on_the_domains_page(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """A DKIM key under a destroyed master-key version signs nothing (see
+    tests/gateway/test_dkim_lost_key.py): the domain list says which, and the fix."""
+    from gateway.dkim import keys as dkim_keys
+    from gateway.models import DkimKey
+
+    assert "DKIM:" not in admin_client.get("/admin/domains").text
+    ring = runtime.ring.get()
+    old, rotated = ring.primary, ring.with_new_primary()
+    with db.transaction(runtime.sessions) as session:
+        rsa = session.scalar(sa.select(DkimKey).where(DkimKey.algorithm == "rsa"))
+        assert rsa is not None
+        selector, blob = rsa.selector, rsa.sealed_private_key
+        assert dkim_keys.rewrap(session, rotated).moved == 2
+        rsa.sealed_private_key, rsa.master_version = blob, old  # as a backup held it
+    save_ring(runtime.settings.data_dir, rotated.with_retired(old).with_destroyed(old))
+
+    page = admin_client.get("/admin/domains")
+    assert page.status_code == 200
+    ed = selector.replace("rsa", "ed")
+    assert (
+        f"<strong>DKIM:</strong> DKIM key {selector} (master-key version {old} was destroyed)"
+        f" cannot be opened: mail from example.test is signed by {ed} only;"
+        " `sealgate keys renew-dkim example.test` replaces what does not open"
+    ) in page.text

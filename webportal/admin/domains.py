@@ -7,10 +7,11 @@ from flask.typing import ResponseReturnValue
 
 from gateway.admin import AdminError
 from gateway.admin import domains as admin_domains
+from keystore.masterkey import MasterKeyError
 from webportal.access import admin_required
 from webportal.admin import bp
 from webportal.admin.common import actor, checked, fail, field, found, now
-from webportal.extensions import db_session
+from webportal.extensions import db_session, runtime
 
 
 @bp.route("/domains", methods=["GET", "POST"])
@@ -24,7 +25,11 @@ def domains() -> ResponseReturnValue:
         except AdminError as exc:
             fail(exc)
         return redirect(url_for("admin.domains"))
-    return render_template("admin/domains.html", domains=admin_domains.list_domains(db))
+    try:
+        ring = runtime().ring.get()
+    except MasterKeyError:
+        ring = None  # the list still shows; serve's log says why the ring is missing
+    return render_template("admin/domains.html", domains=admin_domains.list_domains(db, ring))
 
 
 @bp.post("/domains/<name>/disable")
