@@ -213,6 +213,7 @@ def claim(
     limit: int,
     ring: MasterKeyRing | None = None,
     budget: InFlightBudget | None = None,
+    created_before: dt.datetime | None = None,
 ) -> list[ClaimedItem]:
     """Lease up to `limit` due rows to the caller; commit promptly so others skip them.
 
@@ -222,11 +223,13 @@ def claim(
     maximum age that bounces it.
     With `budget`, each row's size is reserved in it before its bytes are loaded
     (the item's `hold`, for the caller to release); rows past the budget stay
-    queued for a later claim.
+    queued for a later claim. With `created_before`, only rows queued by then
+    (a relay with no smarthost claims only those past the maximum age, to bounce).
     """
     query = (
         sa.select(QueueItem)
         .where(_claimable(now))
+        .where(sa.true() if created_before is None else QueueItem.created_at <= created_before)
         .order_by(QueueItem.next_attempt_at, QueueItem.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

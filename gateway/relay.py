@@ -15,6 +15,14 @@ configuration is wrong, so the mail waits instead of bouncing. A sealed row the
 master key ring cannot open is retried the same way without a connection (the
 admin may put the ring back), and bounced at the maximum age without its content.
 
+Mail still ages when it cannot leave at all. With no smarthost configured, rows
+wait (as the README promises) and each bounces at the maximum age, saying why.
+When the ring file stops loading while serve runs (it refuses to start without
+one), the relay says so at error level once an hour, naming the file and the fix,
+and goes on: sealed rows wait as above, and mail that would be DKIM-signed waits
+for the ring rather than leaving unsigned (the ring is likely back soon, unlike a
+key whose version was destroyed, gateway.dkim.sign); everything else is sent.
+
 With `security = starttls` the relay never sends in clear: a server that does
 not offer STARTTLS, or whose certificate does not verify, gets nothing. Logs
 name queue ids and recipients only; never a body or the relay password.
@@ -48,9 +56,10 @@ from gateway.dkim import sign as dkim_sign
 from gateway.queue import ClaimedItem
 from gateway.runtime import Runtime
 from gateway.settings import LEASE_SHARE, RelaySettings, SettingsError
-from gateway.timeutil import Clock, utcnow
+from gateway.timeutil import Clock, describe_seconds, utcnow
 from gateway.transport import sevenbit
 from gateway.transport.data import DataTimeouts, send_data
+from keystore.masterkey import MasterKeyError, MasterKeyRing
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +136,9 @@ class Relay:
         self._warned_no_host = False
         self._announced = False
         self.dkim_errors = dkim_sign.ErrorThrottle()
+        # Why the ring did not load at this sweep ("" when it did), and when that was said.
+        self._no_ring = ""
+        self._ring_errors = dkim_sign.ErrorThrottle()
 
     @property
     def configured(self) -> bool:
@@ -152,9 +164,6 @@ class Relay:
             log.info("relay: %d queued message(s) for hosted addresses stored locally", moved)
         if not self._announced:
             self.announce()
-        if not self.configured:
-            await stop.wait()
-            return
         while not stop.is_set():
             try:
                 results = await self.sweep(stop)
@@ -189,25 +198,54 @@ class Relay:
     def _warn_no_host(self) -> None:
         if not self._warned_no_host:
             self._warned_no_host = True
-            log.warning(
-                "relay: no smarthost configured ([relay] host is empty); outbound mail "
-                "stays queued until one is set"
+            log.error(
+                "relay: %s: mail to other domains cannot leave; it stays queued and bounces"
+                " to its sender %s after it was queued ([relay] max_age). Set [relay] host"
+                " (and port, security) in sealgate.toml, or SEALGATE_RELAY_HOST, and restart",
+                NO_HOST,
+                describe_seconds(self.relay.max_age),
             )
 
+    def _ring_or_none(self, now: dt.datetime) -> MasterKeyRing | None:
+        """The ring, or None (said at error level once an hour) when it does not load."""
+        try:
+            ring = self.ring.get()
+        except MasterKeyError as exc:
+            self._no_ring = str(exc)
+            if self._ring_errors.due("ring", now):
+                log.error(
+                    "relay: the master key ring cannot be loaded: %s. Until it loads again,"
+                    " sealed notifications and mail to be DKIM-signed wait (and bounce to"
+                    " their senders at [relay] max_age); other mail is sent. Said again in"
+                    " an hour if still so",
+                    exc,
+                )
+            return None
+        if self._no_ring:
+            self._no_ring = ""
+            self._ring_errors = dkim_sign.ErrorThrottle()
+            log.info("relay: the master key ring loads again")
+        return ring
+
     async def sweep(self, stop: asyncio.Event | None = None) -> list[Result]:
-        """Claim one batch of due rows and deliver them concurrently; the outcomes."""
+        """Claim one batch of due rows and deliver them concurrently; the outcomes.
+
+        With no smarthost, only rows past the maximum age are claimed, to bounce.
+        """
+        now = self.clock()
         if not self.configured:
             self._warn_no_host()
-            return []
-        now = self.clock()
+        ring = self._ring_or_none(now)
+        cutoff = None if self.configured else now - dt.timedelta(seconds=self.relay.max_age)
         items = await self._db(
             lambda s: outbound.claim(
                 s,
                 now=now,
                 lease_seconds=self.relay.lease_seconds,
                 limit=self.relay.batch_size,
-                ring=self.ring.get(),
+                ring=ring,
                 budget=self.inflight,
+                created_before=cutoff,
             )
         )
         if not items:
@@ -265,8 +303,15 @@ class Relay:
                 item.hold.release()
 
     async def _deliver(self, item: ClaimedItem) -> Result:
+        if not self.configured:  # claimed only once past the maximum age
+            return await self._bounce(item, dsn.expired_failure(NO_HOST))
         if item.unopenable:
-            return await self._defer(item, item.unopenable, hint=_RING_HINT)
+            hint = _NO_RING_HINT if self._no_ring else _RING_HINT
+            return await self._defer(item, item.unopenable, hint=hint)
+        if self._no_ring:
+            signed: bool = await self._db(lambda s: _signed_by_us(s, item.raw))
+            if signed:  # the sender's report says why, not where the keys are kept
+                return await self._defer(item, WAITING_FOR_RING, hint=_NO_RING_HINT, sent=False)
         attempt = item.attempts + 1
         log.info(
             "relay: queue %s to %s: attempt %d via %s:%d",
@@ -300,7 +345,12 @@ class Relay:
 
     async def _dkim_signed(self, item: ClaimedItem) -> ClaimedItem:
         """The row with DKIM signatures prepended: signed last, over the bytes that leave."""
-        ring = self.ring.get()
+        ring = self._ring_or_none(self.clock())
+        if ring is None:  # it stopped loading since this sweep began
+            signed: bool = await self._db(lambda s: _signed_by_us(s, item.raw))
+            if not signed:
+                return item
+            raise _Temporary(WAITING_FOR_RING)
 
         def work() -> ClaimedItem:
             with db.read_only(self.sessions) as session:
@@ -337,16 +387,19 @@ class Relay:
         await self._db(lambda s: outbound.release(s, item, now=now))
         log.info("relay: queue %s to %s: released unsent", item.queue_id, item.rcpt_to)
 
-    async def _defer(self, item: ClaimedItem, error: str, *, hint: str = "") -> Result:
+    async def _defer(
+        self, item: ClaimedItem, error: str, *, hint: str = "", sent: bool = True
+    ) -> Result:
         """Retry later with back-off, or bounce once the row is `max_age` old.
 
         `hint` (for the admin) goes to the log line only, not to last_error or the bounce.
+        `sent` False: this try never reached the smarthost (the bounce names no server).
         """
         now = self.clock()
         age = (now - item.created_at).total_seconds()
         if age >= self.relay.max_age:
             # A row whose bytes never opened was never offered to the smarthost.
-            remote = "" if item.unopenable else self.relay.host
+            remote = "" if item.unopenable or not sent else self.relay.host
             failure = dsn.expired_failure(error, remote_mta=remote)
             log.warning(
                 "relay: queue %s to %s: giving up after %d attempts over %.0f s: %s",
@@ -587,6 +640,17 @@ _RING_HINT = (
     "; it opens again once master.keys holds that version again (a copy of the ring"
     " from before), else it bounces to its sender, without its content, at {expires}"
 )
+_NO_RING_HINT = (
+    "; it goes once the master key ring loads again, else it bounces to its sender at {expires}"
+)
+NO_HOST = "no smarthost configured ([relay] host is empty)"
+WAITING_FOR_RING = "waiting for the master key ring to sign it (DKIM)"
+
+
+def _signed_by_us(session: so.Session, raw: bytes) -> bool:
+    """Whether the relay would DKIM-sign `raw` (its From is under a hosted domain)."""
+    domain = dkim_sign.from_domain(raw)
+    return domain is not None and dkim_sign.signing_domain(session, domain) is not None
 
 
 def _expiry(item: ClaimedItem, relay: RelaySettings) -> str:

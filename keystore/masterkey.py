@@ -164,6 +164,14 @@ def ring_path(data_dir: Path) -> Path:
     return data_dir / MASTER_KEYS_FILE
 
 
+def _missing(path: Path) -> MasterKeyError:
+    """Not "run init" alone: a new ring opens none of an installation's existing keys."""
+    return MasterKeyError(
+        f"{path} does not exist (`sealgate init` writes one for a new installation; one"
+        " that holds keys needs its own copy back from a backup, see docs/backup.md)"
+    )
+
+
 def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKeyRing:
     env = os.environ if env is None else env
     if env.get(MASTER_KEYS_ENV):
@@ -172,9 +180,9 @@ def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKey
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise MasterKeyError(f"{path} does not exist (run `sealgate init`)") from None
+        raise _missing(path) from None
     except OSError as exc:  # a directory on the way that this user may not enter
-        raise MasterKeyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise _unreadable(path, exc) from None
     if stat.S_IMODE(mode) & 0o077:
         raise MasterKeyError(
             f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 on it"
@@ -186,17 +194,24 @@ def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKey
     except OSError as exc:
         # A file a command run as root left behind for the service user, or a directory
         # of that name: one line naming it, as for every other ring problem, not a traceback.
-        raise MasterKeyError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    return _parsed(text, str(path))
+        raise _unreadable(path, exc) from None
+    return _parsed(text, str(path), hint="put back a good copy from a backup (docs/backup.md)")
 
 
-def _parsed(text: str, source: str) -> MasterKeyRing:
+def _unreadable(path: Path, exc: OSError) -> MasterKeyError:
+    return MasterKeyError(
+        f"{path}: cannot read it ({exc.strerror or exc}); it must be a file the user sealgate"
+        " runs as can read (mode 600)"
+    )
+
+
+def _parsed(text: str, source: str, *, hint: str = "") -> MasterKeyRing:
     """The ring read from `source`, whose name a malformed ring's error carries: with a
     ring file and the environment both possible, the admin must learn which one is bad."""
     try:
         return MasterKeyRing.from_json(text)
     except MasterKeyError as exc:
-        raise MasterKeyError(f"{source}: {exc}") from None
+        raise MasterKeyError(f"{source}: {exc}" + (f"; {hint}" if hint else "")) from None
 
 
 def save_ring(data_dir: Path, ring: MasterKeyRing) -> None:
@@ -245,8 +260,11 @@ class RingFile:
             try:
                 st = ring_path(self._data_dir).stat()
             except FileNotFoundError:
+                raise _missing(ring_path(self._data_dir)) from None
+            except OSError as exc:
                 raise MasterKeyError(
-                    f"{ring_path(self._data_dir)} does not exist (run `sealgate init`)"
+                    f"{ring_path(self._data_dir)} cannot be read ({exc.strerror}): it must be"
+                    " a file the user sealgate runs as can read (mode 600)"
                 ) from None
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
             if self._ring is None or stamp != self._stamp:

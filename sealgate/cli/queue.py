@@ -23,7 +23,7 @@ def queue_list(state: CliState) -> None:
     import datetime as dt
 
     from gateway import queue as outbound
-    from gateway.timeutil import utcnow
+    from gateway.timeutil import describe_seconds, utcnow
     from keystore.masterkey import MasterKeyError
 
     now = utcnow()
@@ -39,6 +39,13 @@ def queue_list(state: CliState) -> None:
         if not rows:
             click.echo("queue is empty")
             return
+        if not state.settings.relay.host:
+            click.echo(
+                "no smarthost is configured ([relay] host is empty): mail to other domains"
+                " cannot leave; it waits here and bounces to its sender"
+                f" {describe_seconds(state.settings.relay.max_age)} after it was queued",
+                err=True,
+            )
         for row in rows:
             status = "sending" if outbound.in_flight(row, now) else "queued"
             click.echo(

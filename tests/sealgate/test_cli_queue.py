@@ -53,7 +53,9 @@ def test_list_shows_envelope_state_and_last_error_not_bodies(
         )
     result = run(test_env, "queue", "list")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # No smarthost in these settings: said on stderr, before the rows on stdout.
+    assert result.stderr.startswith("no smarthost is configured ([relay] host is empty)")
+    lines = result.stdout.splitlines()
     assert lines[0].startswith("QA1\t#")
     assert "\tqueued\tattempts 1\t" in lines[0]
     assert "alice@example.test -> carol@elsewhere.test" in lines[0]

@@ -693,3 +693,27 @@ def test_a_dkim_key_that_cannot_be_opened_is_named_on_the_domains_page(
         f" cannot be opened: mail from example.test is signed by {ed} only;"
         " `sealgate keys renew-dkim example.test` replaces what does not open"
     ) in page.text
+
+
+def test_the_queue_page_says_when_mail_cannot_leave(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """No smarthost, or no master key ring: the queued rows wait (and bounce at their
+    lifetime, tests/gateway/test_relay_cannot_send.py); the page says why."""
+    from keystore.masterkey import ring_path
+
+    assert not runtime.settings.relay.host
+    page = admin_client.get("/admin/queue")
+    assert (
+        "<strong>No smarthost is configured</strong> (<code>[relay] host</code> is empty): mail"
+        " to other domains cannot leave. It waits here and bounces to its sender 5 day(s)"
+        " after it was queued."
+    ) in page.text
+    assert "The master key ring cannot be loaded" not in page.text
+    ring_path(runtime.settings.data_dir).write_text("{not a ring\n")
+    page = admin_client.get("/admin/queue")
+    assert page.status_code == 200
+    assert (
+        "<strong>The master key ring cannot be loaded:</strong> the master key ring is"
+        " malformed (JSONDecodeError)"
+    ) in page.text

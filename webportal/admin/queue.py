@@ -17,12 +17,21 @@ from webportal.extensions import db_session, runtime
 @bp.get("/queue")
 @admin_required
 def queue() -> ResponseReturnValue:
+    ring_problem = ""
     try:
         ring = runtime().ring.get()
-    except MasterKeyError:
-        ring = None  # the page still lists the rows; the relay logs why the ring is missing
+    except MasterKeyError as exc:
+        ring = None  # the page still lists the rows, and says why the ring is missing
+        ring_problem = str(exc)
     found = admin_queue.list_rows(db_session(), now(), page_arg(), per_page(), ring=ring)
-    return render_template("admin/queue.html", found=found)
+    relay = runtime().settings.relay
+    return render_template(
+        "admin/queue.html",
+        found=found,
+        no_host=not relay.host,
+        max_age_days=relay.max_age / 86400,
+        ring_problem=ring_problem,
+    )
 
 
 @bp.post("/queue/retry")
