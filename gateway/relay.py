@@ -198,7 +198,9 @@ class Relay:
     def _warn_no_host(self) -> None:
         if not self._warned_no_host:
             self._warned_no_host = True
-            log.error(
+            # A warning, not an error: hosted mail works without a smarthost (the
+            # README's first run has none), only mail to other domains waits.
+            log.warning(
                 "relay: %s: mail to other domains cannot leave; it stays queued and bounces"
                 " to its sender %s after it was queued ([relay] max_age). Set [relay] host"
                 " (and port, security) in sealgate.toml, or SEALGATE_RELAY_HOST, and restart",

@@ -146,7 +146,7 @@ def test_with_no_smarthost_mail_waits_and_bounces_at_the_lifetime(
             None,  # no server was ever asked
         )
     said = [r for r in caplog.records if "no smarthost configured" in r.getMessage()]
-    assert said[0].levelno == logging.ERROR
+    assert said[0].levelno == logging.WARNING
     assert said[0].getMessage() == (
         "relay: no smarthost configured ([relay] host is empty): mail to other domains cannot"
         " leave; it stays queued and bounces to its sender 5 day(s) after it was queued"
