@@ -103,7 +103,8 @@ def test_pgp_mime_from_a_hosted_users_mail_program_is_read_decrypted_in_the_webm
     shown = text_of(page.text)
     assert "Encrypted" in shown and "Not encrypted" not in shown
     assert SECRET in shown
-    assert translate("en", SIGNATURES["valid"]) in shown
+    # Her program signs the text only (no protected header fields, RFC 9788).
+    assert translate("en", SIGNATURES["valid-text-only"]) in shown
     # Not the gateway's encryption: handled as passthrough, no encryption time.
     with db.read_only(runtime.sessions) as session:
         assert session.scalars(sa.select(MailLogEntry.handling)).all() == ["passthrough"]
@@ -134,4 +135,5 @@ def test_an_encrypted_copy_a_mail_program_saves_over_imap_is_read_decrypted(
     shown = text_of(alice.get(f"/mail/{row.id}").text)
     assert "Encrypted" in shown and "Not encrypted" not in shown
     assert SECRET in shown
-    assert translate("en", SIGNATURES["valid"]) in shown
+    # Her program signs the text only (no protected header fields, RFC 9788).
+    assert translate("en", SIGNATURES["valid-text-only"]) in shown

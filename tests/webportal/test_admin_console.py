@@ -713,7 +713,8 @@ def test_the_queue_page_says_when_mail_cannot_leave(
     ring_path(runtime.settings.data_dir).write_text("{not a ring\n")
     page = admin_client.get("/admin/queue")
     assert page.status_code == 200
+    path = ring_path(runtime.settings.data_dir)
     assert (
-        "<strong>The master key ring cannot be loaded:</strong> the master key ring is"
+        f"<strong>The master key ring cannot be loaded:</strong> {path}: the master key ring is"
         " malformed (JSONDecodeError)"
     ) in page.text
