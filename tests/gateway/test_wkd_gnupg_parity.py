@@ -88,6 +88,7 @@ local_parts = st.one_of(dot_string, quoted_string)
 @example(local='"John.Doe"')  # the quoted forms gpg hashes, always among the examples
 @example(local='"a\\b"')
 @example(local="Joe.Doe")  # the draft's own example
+@example(local='"@!>"')  # gpg takes `"@!` for the mailbox in `<"@!>"@...>`
 def test_our_lookup_urls_carry_the_name_gpg_computes(local: str) -> None:
     """For every address gpg computes a name for (its user-id form `<...>` and the bare
     address), both URLs we ask carry that name, quotes and case handled as gpg does."""
@@ -97,7 +98,11 @@ def test_our_lookup_urls_carry_the_name_gpg_computes(local: str) -> None:
         found = gpg_wkd_name(user_id)
         if found is None:
             continue
-        name, _mailbox = found
+        name, mailbox = found
+        if mailbox.lower() != address.lower():
+            # gpg read another mailbox out of it (`<"@!>"@x>` is `"@!` to gpg): no name
+            # of this address to compare with.
+            continue
         assert local_part_hash(local) == name
         assert f"/hu/{name}?" in advanced and f"/hu/{name}?" in direct
     if local.startswith('"'):
