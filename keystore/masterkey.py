@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import logging
 import os
 import secrets
 import stat
@@ -30,6 +31,8 @@ from typing import Any, NoReturn
 MASTER_KEYS_FILE = "master.keys"
 MASTER_KEYS_ENV = "SEALGATE_MASTER_KEYS"
 KEY_BYTES = 32
+
+log = logging.getLogger(__name__)
 
 
 class MasterKeyError(RuntimeError):
@@ -239,6 +242,11 @@ class RingFile:
     unit of work, so they start wrapping under the new version and unwrapping
     re-wrapped blobs without a restart. The check costs one `stat()`. A ring from
     `SEALGATE_MASTER_KEYS` is fixed for the life of the process.
+
+    The mode is part of what is watched: a chmod that opens the file to others (it
+    changes no content, size or inode) makes the next `get()` refuse the ring as a
+    start does (`load_ring`), until the file is back at 0600. That a loaded ring
+    stopped loading is logged once per change of the file, at error level.
     """
 
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
@@ -246,7 +254,8 @@ class RingFile:
         self._env = dict(os.environ if env is None else env)
         self._lock = threading.Lock()
         self._ring: MasterKeyRing | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
+        self._refused: tuple[int, int, int, int] | None = None
 
     def __repr__(self) -> str:
         return f"RingFile({ring_path(self._data_dir)})"
@@ -266,8 +275,16 @@ class RingFile:
                     f"{ring_path(self._data_dir)} cannot be read ({exc.strerror}): it must be"
                     " a file the user sealgate runs as can read (mode 600)"
                 ) from None
-            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
-            if self._ring is None or stamp != self._stamp:
-                self._ring = load_ring(self._data_dir, self._env)
-                self._stamp = stamp
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_mode)
+            if self._ring is not None and stamp == self._stamp:
+                self._refused = None  # back as it was loaded (a chmod undone)
+            else:
+                try:
+                    ring = load_ring(self._data_dir, self._env)
+                except MasterKeyError as exc:
+                    if self._ring is not None and stamp != self._refused:
+                        log.error("the master key ring no longer loads: %s", exc)
+                    self._refused = stamp
+                    raise
+                self._ring, self._stamp, self._refused = ring, stamp, None
             return self._ring

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,32 @@ def test_ring_file_checks_the_mode_on_every_reload(tmp_path: Path) -> None:
     ring_path(tmp_path).unlink()
     with pytest.raises(MasterKeyError, match="does not exist"):
         ring_file.get()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644], ids=lambda m: f"{m:o}")
+def test_a_chmod_alone_while_running_is_noticed_and_refused(
+    tmp_path: Path, mode: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file's content stays, only its mode opens it to others (an admin's chmod, a
+    backup tool's copy-back): the next `get()` refuses it as a start does, says so once
+    at error level, and loads it again once it is back at 600."""
+    save_ring(tmp_path, MasterKeyRing.generate())
+    ring_file = RingFile(tmp_path, env={})
+    first = ring_file.get()
+    ring_path(tmp_path).chmod(mode)
+    with (
+        caplog.at_level(logging.ERROR, logger="keystore.masterkey"),
+        pytest.raises(MasterKeyError, match=f"readable by others \\(mode {mode:o}\\)"),
+    ):
+        ring_file.get()
+    with pytest.raises(MasterKeyError, match="readable by others"):
+        ring_file.get()  # still refused while the mode stays, not said again
+    said = [r.getMessage() for r in caplog.records if r.name == "keystore.masterkey"]
+    assert len(said) == 1
+    assert "readable by others" in said[0] and "chmod 600" in said[0]
+    assert all(key.hex() not in said[0] for key in first.keys.values())
+    ring_path(tmp_path).chmod(0o600)
+    assert ring_file.get().keys == first.keys
 
 
 def test_ring_from_the_environment_is_fixed(tmp_path: Path) -> None:
