@@ -72,6 +72,13 @@ class TotpError(ValueError):
     """A 2FA request that cannot be carried out; the text is safe to show."""
 
 
+class SetUpExpired(TotpError):
+    """The unconfirmed set-up no longer opens (its master-key version was destroyed)."""
+
+    def __init__(self) -> None:
+        super().__init__("the two-factor set-up had expired: start it again")
+
+
 class SecretUnavailable(Exception):
     """The wrapped secret cannot be opened (wrong row, tampered, or master key retired)."""
 
@@ -140,7 +147,9 @@ def rewrap_secrets(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
     secrets wrapped under it can no longer be opened. A secret that does not open
     (its version was destroyed) stays as it is and is named in the result by its
     account: its codes are refused either way, and failing here would stop the
-    rotation of everything else.
+    rotation of everything else. An unconfirmed set-up that does not open is named and
+    dropped: it holds nothing the owner relies on, and kept it would name a destroyed
+    version in every later rotation and backup.
     """
     moved = 0
     left: list[LeftBehind] = []
@@ -167,6 +176,8 @@ def rewrap_secrets(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
                 secret = open_secret(ring, blob, row.account_id)
             except SecretUnavailable:
                 left.append(_left_behind(ring, email, column, version))
+                if column == "totp_pending":
+                    _discard_pending(row)  # unconfirmed: nothing is lost, a new one is made
                 continue
             setattr(row, column, seal_secret(ring, secret, row.account_id))
             moved += 1
@@ -180,7 +191,7 @@ def _left_behind(ring: MasterKeyRing, email: str, column: str, version: int | No
         return LeftBehind(
             f"the unconfirmed two-factor set-up of {email}",
             why,
-            "it starts over with a new secret when they next set it up",
+            "discarded, a new one is made when they next set up two-factor login",
         )
     return LeftBehind(
         f"the two-factor secret of {email}",
@@ -304,7 +315,7 @@ def start_enrolment(
         try:
             return open_secret(ring, pending, account_id)
         except SecretUnavailable:
-            pass  # wrapped under a retired version: start over
+            pass  # its version destroyed, or damaged: start over with a new one
     from gateway import master_records  # it opens two-factor secrets too (this module)
 
     master_records.check_ring(session, ring)  # not sealed under another installation's
@@ -312,6 +323,11 @@ def start_enrolment(
     row.totp_pending = seal_secret(ring, secret, account_id)
     row.totp_pending_at = now
     return secret
+
+
+def _discard_pending(row: AccountSecurity) -> None:
+    row.totp_pending = None
+    row.totp_pending_at = None
 
 
 def confirm_enrolment(
@@ -338,7 +354,13 @@ def confirm_enrolment(
         raise TotpError("two-factor login is already on")
     if row.totp_pending is None:
         raise TotpError("start the set-up again: no secret is waiting for confirmation")
-    secret = open_secret(ring, row.totp_pending, account.id)
+    try:
+        secret = open_secret(ring, row.totp_pending, account.id)
+    except SecretUnavailable:
+        # Its master-key version was destroyed (or the blob is damaged): no code can ever
+        # match it. Dropped here, in the caller's transaction; the next start makes a new one.
+        _discard_pending(row)
+        raise SetUpExpired() from None
     step = matching_step(secret, typed, now, None)
     if step is None:
         return None

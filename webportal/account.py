@@ -56,6 +56,9 @@ WRONG_CODE = noop("The code is wrong or was already used.")
 PASSWORD_TOO_SHORT = noop("The new password must have at least {count} characters.")
 PASSWORD_TOO_LONG = noop("The new password is too long.")
 PASSWORDS_DIFFER = noop("The two new passwords are not the same.")
+SET_UP_EXPIRED = noop(
+    "Your two-factor set-up had expired. Scan the new code below and enter a code from it."
+)
 
 ACTION_LABELS = {
     "login": noop("Sign-in"),
@@ -273,6 +276,10 @@ def enable_2fa() -> ResponseReturnValue:
                 keep_session_id=current_user.session_id,
                 **request_meta(),
             )
+        except totp.SetUpExpired:
+            # Its secret no longer opens and was dropped: the page shows a new one.
+            flash(SET_UP_EXPIRED)
+            return redirect(url_for("account.enable_2fa"))
         except totp.TotpError:
             # No set-up waiting (it expired, or the form came from elsewhere): start over.
             return redirect(url_for("account.enable_2fa"))

@@ -247,6 +247,10 @@ DE: dict[str, str] = {
         "Ihre anderen Sitzungen wurden abgemeldet: {count}. Melden Sie sich dort mit einem"
         " Code wieder an."
     ),
+    "Your two-factor set-up had expired. Scan the new code below and enter a code from it.": (
+        "Ihre Einrichtung der Zwei-Faktor-Anmeldung war abgelaufen. Scannen Sie den neuen Code"
+        " unten und geben Sie einen Code daraus ein."
+    ),
     "failed": "fehlgeschlagen",
     "never": "nie",
     "succeeded": "erfolgreich",
@@ -503,6 +507,10 @@ FR: dict[str, str] = {
     "Your alert settings were saved.": "Vos réglages d'alerte ont été enregistrés.",
     "Your other sessions were signed out: {count}. Sign in there again with a code.": (
         "Vos autres sessions ont été déconnectées : {count}. Reconnectez-vous-y avec un code."
+    ),
+    "Your two-factor set-up had expired. Scan the new code below and enter a code from it.": (
+        "Votre configuration de la connexion à deux facteurs avait expiré. Scannez le nouveau"
+        " code ci-dessous et saisissez un code qu'il affiche."
     ),
     "failed": "échec",
     "never": "jamais",

@@ -256,3 +256,71 @@ def test_a_secret_under_an_old_version_is_rewrapped_when_used(
         row = session.get(AccountSecurity, account(runtime).id)
         assert row is not None and row.totp_secret is not None
         assert totp.blob_version(row.totp_secret) == old.primary + 1
+
+
+def _destroy_version_of_the_pending_set_up(runtime: Runtime, account_id: int) -> None:
+    """The unconfirmed set-up sealed under a version that is then destroyed (`keys
+    destroy-master` after a rotation that named it); every other record stays openable."""
+    base = load_ring(runtime.settings.data_dir)
+    doomed = base.with_new_primary()
+    with db.transaction(runtime.sessions) as session:
+        row = totp.security_row(session, account_id)
+        row.totp_pending = totp.seal_secret(doomed, totp.new_secret(), account_id)
+    rest = doomed.with_new_primary().with_retired(doomed.primary)
+    save_ring(runtime.settings.data_dir, rest.with_destroyed(doomed.primary))
+
+
+def test_a_set_up_whose_version_was_destroyed_is_discarded_on_confirm(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The code typed for it is refused with "start again" (no SecretUnavailable
+    escaping as an error page), the dead set-up is gone, and a new one opens and
+    confirms."""
+    acct = account(runtime)
+    with db.transaction(runtime.sessions) as session:
+        totp.start_enrolment(session, totp.ring_for(runtime.settings), acct.id, T0)
+    _destroy_version_of_the_pending_set_up(runtime, acct.id)
+    ring = totp.ring_for(runtime.settings)
+    # The caller's transaction commits (as the portal's request does): the drop stays.
+    with (
+        db.transaction(runtime.sessions) as session,
+        pytest.raises(totp.TotpError, match="set-up had expired"),
+    ):
+        totp.confirm_enrolment(session, ring, acct, "123456", T0)
+    with runtime.sessions() as session:
+        row = session.get(AccountSecurity, acct.id)
+        assert row is not None
+        assert (row.totp_pending, row.totp_pending_at, row.totp_secret) == (None, None, None)
+    later = T0 + dt.timedelta(minutes=1)
+    with db.transaction(runtime.sessions) as session:
+        fresh = totp.start_enrolment(session, ring, acct.id, later)
+    with db.transaction(runtime.sessions) as session:
+        codes = totp.confirm_enrolment(
+            session, ring, acct, totp.code_at(fresh, totp.time_step(later)), later
+        )
+        assert codes is not None and totp.is_enabled(session, acct.id)
+
+
+def test_a_rotation_discards_a_set_up_whose_version_was_destroyed(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """Nothing is lost with it (the owner never confirmed it; the page makes a new one),
+    and kept it would name a destroyed version forever: in every rotation's report and
+    in every backup's list of versions in use."""
+    from gateway import master_records
+
+    acct = account(runtime)
+    _destroy_version_of_the_pending_set_up(runtime, acct.id)
+    ring = totp.ring_for(runtime.settings)
+    with db.transaction(runtime.sessions) as session:
+        done = totp.rewrap_secrets(session, ring)
+    assert done.moved == 0
+    assert [str(left) for left in done.left] == [
+        f"the unconfirmed two-factor set-up of {ALICE}: not re-wrapped, master-key version"
+        f" {ring.primary - 1} was destroyed; discarded, a new one is made when they next"
+        " set up two-factor login"
+    ]
+    with runtime.sessions() as session:
+        row = session.get(AccountSecurity, acct.id)
+        assert row is not None and (row.totp_pending, row.totp_pending_at) == (None, None)
+        assert ring.primary - 1 not in master_records.versions_in_use(session)

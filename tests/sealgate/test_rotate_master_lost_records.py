@@ -275,7 +275,8 @@ def test_every_record_is_moved_or_named_once(
     """Whatever mix of two-factor secrets, DKIM keys and queued notifications: each one
     under an old version the ring holds moves to the primary and opens there; each one
     that does not open (version destroyed, not in the ring, or a damaged blob) is named
-    once by its owner and left byte for byte; nothing raises."""
+    once by its owner and left byte for byte (an unconfirmed set-up: dropped); nothing
+    raises."""
     base = load_ring(runtime.settings.data_dir, env={})
     v1 = base.primary
     old = MasterKeyRing(primary=v1, keys={v1: base.key(v1)})
@@ -351,7 +352,8 @@ def test_every_record_is_moved_or_named_once(
             ident = account_id(session, email)
             blob = getattr(totp.security_row(session, ident), column)
             if state in lost:
-                assert blob == before[f"{email} {column}"]
+                # An unconfirmed set-up is dropped (a new one is made on the next visit).
+                assert blob == (None if column == "totp_pending" else before[f"{email} {column}"])
             else:
                 assert totp.blob_version(blob) == ring.primary
                 assert totp.open_secret(ring, blob, ident) == secrets_by_slot[email, column]
