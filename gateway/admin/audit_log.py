@@ -34,9 +34,13 @@ class AuditFilter:
             parts.append(AuditEvent.actor == self.actor.strip().lower()[:MAX_FILTER])
         if self.action:
             action = self.action.strip()[:64]
-            # "key" finds key.rotate, key.revoke, ...; "key.rotate" finds exactly that.
+            # "key" finds key.rotate, key.revoke, ...; "key.rotate" finds exactly that; a
+            # typed `_` or `%` is that character, not a LIKE wildcard.
             parts.append(
-                sa.or_(AuditEvent.action == action, AuditEvent.action.startswith(action + "."))
+                sa.or_(
+                    AuditEvent.action == action,
+                    AuditEvent.action.startswith(action + ".", autoescape=True),
+                )
             )
         if self.address:
             needle = self.address.strip().lower()[:MAX_FILTER]

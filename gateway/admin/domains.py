@@ -135,9 +135,7 @@ def preview_delete(session: so.Session, name: str) -> DeletePreview:
         .join(Address, MailboxMessage.address_id == Address.id)
         .where(Address.domain_id == row.id)
     )
-    aliases = session.scalar(
-        sa.select(sa.func.count()).select_from(Alias).where(Alias.alias.like(f"%@{row.name}"))
-    )
+    aliases = session.scalar(sa.select(sa.func.count()).select_from(Alias).where(_in(row.name)))
     deleted, kept = _accounts_of(session, row)
     return DeletePreview(
         row.name,
@@ -148,6 +146,11 @@ def preview_delete(session: so.Session, name: str) -> DeletePreview:
         kept_accounts=tuple(a.email for a in kept),
         last_admin=_last_admin(session, deleted),
     )
+
+
+def _in(domain: str) -> sa.ColumnElement[bool]:
+    """An alias in `domain`: LIKE with the name's `_` and `%` taken literally."""
+    return Alias.alias.endswith(f"@{domain}", autoescape=True)
 
 
 def _accounts_of(session: so.Session, domain: Domain) -> tuple[list[Account], list[Account]]:
@@ -201,7 +204,7 @@ def delete(
     for address in preview.addresses:
         if accounts.find_address(session, address) is not None:
             admin_accounts.delete_address(session, address, actor=actor, now=now)
-    session.execute(sa.delete(Alias).where(Alias.alias.like(f"%@{preview.domain}")))
+    session.execute(sa.delete(Alias).where(_in(preview.domain)))
     session.delete(get(session, name))
     detail = "empty"
     if not preview.empty:
