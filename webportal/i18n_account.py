@@ -161,6 +161,7 @@ DE: dict[str, str] = {
     "Sign-in": "Anmeldung",
     "Sign-in failed: wrong password": "Anmeldung fehlgeschlagen: falsches Passwort",
     "Sign-in failed: wrong two-factor code": "Anmeldung fehlgeschlagen: falscher Zwei-Faktor-Code",
+    "Sign-in name changed by an administrator": "Anmeldename von einem Administrator geändert",
     "Sign-in refused: too many failed attempts": "Anmeldung abgewiesen: zu viele Fehlversuche",
     "Sign-in unlocked by an administrator": "Anmeldung von einem Administrator entsperrt",
     "Sign-ins, password and two-factor changes, app-password use and key events of the last"
@@ -418,6 +419,9 @@ FR: dict[str, str] = {
     "Sign-in": "Connexion",
     "Sign-in failed: wrong password": "Échec de connexion : mauvais mot de passe",
     "Sign-in failed: wrong two-factor code": "Échec de connexion : mauvais code à deux facteurs",
+    "Sign-in name changed by an administrator": (
+        "Identifiant de connexion modifié par un administrateur"
+    ),
     "Sign-in refused: too many failed attempts": "Connexion refusée : trop de tentatives échouées",
     "Sign-in unlocked by an administrator": "Connexion débloquée par un administrateur",
     "Sign-ins, password and two-factor changes, app-password use and key events of the last"

@@ -41,6 +41,12 @@ class DeletePreview:
     account would sign in with a login in no hosted domain, holding its 2FA secret,
     app passwords and sessions. An account that still has an address in another
     domain stays (`kept_accounts`), losing only its addresses here.
+
+    A kept account whose login is in the domain signs in afterwards with one of the
+    addresses it keeps (`moved_logins`: old, new): the one with the login's local
+    part, else the first. Left, the login would name a domain hosted no more, where
+    its security alerts and key exports would be sent. When each address it keeps
+    is already another account's login, the purge is refused (`stuck_logins`).
     """
 
     domain: str
@@ -51,6 +57,8 @@ class DeletePreview:
     kept_accounts: tuple[str, ...]
     # The enabled admin among `accounts` when no other enabled admin would be left.
     last_admin: str | None
+    moved_logins: tuple[tuple[str, str], ...] = ()
+    stuck_logins: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -71,6 +79,12 @@ class DeletePreview:
             return (
                 f"purging {self.domain} would delete {self.last_admin}, the last admin who"
                 " can sign in; make an account outside this domain an admin first"
+            )
+        if purge and self.stuck_logins:
+            return (
+                f"purging {self.domain} would leave the login of {', '.join(self.stuck_logins)}"
+                " in it, and every address it keeps is another account's login; delete"
+                " those accounts or give it another address first"
             )
         return None
 
@@ -137,6 +151,7 @@ def preview_delete(session: so.Session, name: str) -> DeletePreview:
     )
     aliases = session.scalar(sa.select(sa.func.count()).select_from(Alias).where(_in(row.name)))
     deleted, kept = _accounts_of(session, row)
+    moved, stuck = _new_logins(session, row, kept)
     return DeletePreview(
         row.name,
         addresses,
@@ -145,7 +160,38 @@ def preview_delete(session: so.Session, name: str) -> DeletePreview:
         accounts=tuple(a.email for a in deleted),
         kept_accounts=tuple(a.email for a in kept),
         last_admin=_last_admin(session, deleted),
+        moved_logins=moved,
+        stuck_logins=stuck,
     )
+
+
+def _forms(domain: Domain) -> list[str]:
+    """The domain's name in both IDNA forms (a login may be stored in either)."""
+    return [domain.name] + [f for f in (other_domain(domain.name),) if f is not None]
+
+
+def _new_logins(
+    session: so.Session, domain: Domain, kept: list[Account]
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """For each kept account with its login in `domain`: (old, new) where one of its
+    other addresses is no other account's login, else its login among the stuck."""
+    forms = _forms(domain)
+    moved: list[tuple[str, str]] = []
+    stuck: list[str] = []
+    for account in kept:
+        local, _, where = account.email.rpartition("@")
+        if where not in forms:
+            continue
+        left = sorted(
+            (a.address for a in account.addresses if a.domain_id != domain.id),
+            key=lambda address: (address.rpartition("@")[0] != local, address),
+        )
+        free = next((a for a in left if accounts.find_account(session, a) is None), None)
+        if free is None:
+            stuck.append(account.email)
+        else:
+            moved.append((account.email, free))
+    return tuple(moved), tuple(stuck)
 
 
 def _in(domain: str) -> sa.ColumnElement[bool]:
@@ -159,7 +205,7 @@ def _accounts_of(session: so.Session, domain: Domain) -> tuple[list[Account], li
     Touched: an account with an address in the domain, or with its login there (in
     either IDNA form). Kept: one that still has an address in another domain.
     """
-    forms = [domain.name] + [f for f in (other_domain(domain.name),) if f is not None]
+    forms = _forms(domain)
     owning = sa.select(Address.account_id).where(Address.domain_id == domain.id)
     in_domain = sa.or_(*(Account.email.endswith(f"@{f}", autoescape=True) for f in forms))
     touched = session.scalars(
@@ -204,6 +250,12 @@ def delete(
     for address in preview.addresses:
         if accounts.find_address(session, address) is not None:
             admin_accounts.delete_address(session, address, actor=actor, now=now)
+    for old, new in preview.moved_logins:
+        account = admin_accounts.get(session, old)
+        account.email = new
+        actor.record(
+            session, "account.login", target=new, account_id=account.id, detail=f"was {old}; {why}"
+        )
     session.execute(sa.delete(Alias).where(_in(preview.domain)))
     session.delete(get(session, name))
     detail = "empty"
@@ -212,6 +264,7 @@ def delete(
             f"purged {len(preview.addresses)} address(es), {preview.messages} message(s);"
             f" {len(preview.accounts)} account(s) deleted, {len(preview.kept_accounts)} kept"
             " (addresses in other domains)"
+            + (f", {len(preview.moved_logins)} login(s) moved" if preview.moved_logins else "")
         )
     actor.record(session, "domain.delete", target=preview.domain, detail=detail)
     return preview

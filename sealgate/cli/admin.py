@@ -141,7 +141,8 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
     A purge deletes the domain's addresses (mail purged, keys retired) and every
     account that then has no address left, with all it owns; an account that still
     has an address in another domain stays. The question before it, and the output
-    after, give both numbers.
+    after, give both numbers. A kept account whose login was in the domain signs in
+    with one of its remaining addresses from then on; both name each such move.
     """
     from gateway.admin import domains as admin_domains
     from gateway.timeutil import utcnow
@@ -151,6 +152,8 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
     if (refusal := preview.refusal(purge=purge)) is not None:
         raise click.ClickException(refusal)
     if purge and not preview.empty and not yes:
+        for line in _moves_text(preview, "will sign in as"):
+            click.echo(line)
         click.confirm(
             f"delete {preview.domain} with {len(preview.addresses)} address(es) and"
             f" {preview.messages} message(s), and {len(preview.accounts)} account(s) left"
@@ -168,12 +171,18 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
                 "messages": done.messages,
                 "accounts_deleted": list(done.accounts),
                 "accounts_kept": list(done.kept_accounts),
+                "logins_moved": [{"from": old, "to": new} for old, new in done.moved_logins],
             },
-            f"domain {done.domain} deleted"
-            + (
-                f" with {len(done.addresses)} address(es); {_accounts_text(done)}"
-                if not done.empty
-                else ""
+            "\n".join(
+                [
+                    f"domain {done.domain} deleted"
+                    + (
+                        f" with {len(done.addresses)} address(es); {_accounts_text(done)}"
+                        if not done.empty
+                        else ""
+                    ),
+                    *_moves_text(done, "now signs in as"),
+                ]
             ),
         )
 
@@ -181,6 +190,14 @@ def domain_delete(state: CliState, name: str, purge: bool, yes: bool, as_json: b
 def _accounts_text(preview: admin_domains.DeletePreview) -> str:
     kept = len(preview.kept_accounts)
     return f"{len(preview.accounts)} account(s) deleted, {kept} kept (addresses in other domains)"
+
+
+def _moves_text(preview: admin_domains.DeletePreview, verb: str) -> list[str]:
+    """One line per kept account whose login was in the domain (tell its owner)."""
+    return [
+        f"{old} {verb} {new} (its login was in {preview.domain})"
+        for old, new in preview.moved_logins
+    ]
 
 
 # -- accounts ----------------------------------------------------------------------

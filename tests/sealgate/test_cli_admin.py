@@ -97,10 +97,12 @@ def test_domain_commands(run: Any, runtime: Runtime, mail_users: dict[str, str])
         "messages": 0,
         "accounts_deleted": [],
         "accounts_kept": [],
+        "logins_moved": [],
     }
     purged = as_json(run("domain", "delete", "example.test", "--purge", "--yes", "--json"))
     assert purged["addresses"] == ["alice@example.test", "bob@example.test"]
     assert purged["accounts_deleted"] == ["alice@example.test", "bob@example.test"]
+    assert purged["logins_moved"] == []
     with db.read_only(runtime.sessions) as session:
         assert accounts.list_domains(session) == []
         assert session.scalar(sa.select(sa.func.count()).select_from(Address)) == 0
@@ -141,7 +143,9 @@ def test_domain_purge_deletes_the_accounts_it_leaves_with_no_address(
     """An account kept after its addresses were purged signed in with a login in no hosted
     domain, holding its 2FA secret, app passwords and sessions. Now: an account left with
     no address goes with everything it owns; one with an address in another domain stays;
-    the question before and the output after say how many of each."""
+    the question before and the output after say how many of each. The one kept signs in
+    with its address there from then on (its login was in the purged domain): the
+    question and the output name the move, the audit log records it."""
     now = dt.datetime.now(dt.UTC)
     with db.transaction(runtime.sessions) as session:
         accounts.add_domain(session, "other.test", actor="test")
@@ -172,20 +176,25 @@ def test_domain_purge_deletes_the_accounts_it_leaves_with_no_address(
         "delete example.test with 2 address(es) and 0 message(s), and 2 account(s) left with"
         " no address (1 account(s) with addresses in other domains stay)?"
     ) in asked.output
+    assert (
+        "bob@example.test will sign in as bob@other.test (its login was in example.test)"
+    ) in asked.output
     assert "Aborted" in asked.output
     assert _account_rows(runtime, alice_id)["accounts"] == 1
 
     done = run("domain", "delete", "example.test", "--purge", input="y\n")
-    assert done.output.splitlines()[-1] == (
+    assert done.output.splitlines()[-2:] == [
         "domain example.test deleted with 2 address(es);"
-        " 2 account(s) deleted, 1 kept (addresses in other domains)"
-    )
+        " 2 account(s) deleted, 1 kept (addresses in other domains)",
+        "bob@example.test now signs in as bob@other.test (its login was in example.test)",
+    ]
     for gone in (alice_id, carol_id):
         assert set(_account_rows(runtime, gone).values()) == {0}, gone
     assert _account_rows(runtime, bob_id) == {
         "accounts": 1, "account_security": 0, "app_passwords": 0, "portal_sessions": 1,
     }  # fmt: skip
-    shown = as_json(run("user", "show", "bob@example.test", "--json"))
+    run("user", "show", "bob@example.test", ok=False)
+    shown = as_json(run("user", "show", "bob@other.test", "--json"))
     assert shown["addresses"] == ["bob@other.test"]
     with db.read_only(runtime.sessions) as session:
         events = {
@@ -195,9 +204,12 @@ def test_domain_purge_deletes_the_accounts_it_leaves_with_no_address(
     assert "purged with domain example.test" in events[("account.delete", "alice@example.test")]
     assert ("account.delete", "carol@example.test") in events
     assert ("account.delete", "bob@example.test") not in events
+    assert events[("account.login", "bob@other.test")] == (
+        "was bob@example.test; purged with domain example.test"
+    )
     assert events[("domain.delete", "example.test")] == (
         "purged 2 address(es), 0 message(s); 2 account(s) deleted, 1 kept"
-        " (addresses in other domains)"
+        " (addresses in other domains), 1 login(s) moved"
     )
 
 

@@ -596,6 +596,7 @@ def test_purging_a_domain_deletes_the_accounts_it_leaves_with_no_address(
     deleted, kept = page.text.split("would be left with no address")[1].split("stay, without")
     assert "alice@example.test" in deleted and "bob@example.test" in deleted
     assert ROOT in kept and ROOT not in deleted
+    assert f"{ROOT} → root@other.test" in kept  # its login is in the domain: it moves
     assert "last admin" not in page.text
     done = admin_client.post(
         url, data={"confirm": "example.test", "purge": "on", "csrf_token": csrf_from(page.text)}
@@ -604,11 +605,12 @@ def test_purging_a_domain_deletes_the_accounts_it_leaves_with_no_address(
     notice = admin_client.get("/admin/domains").text
     assert (
         "Domain example.test deleted with 2 address(es) and 0 message(s); 2 account(s)"
-        " deleted, 1 kept (they have addresses in other domains)."
+        " deleted, 1 kept (they have addresses in other domains);"
+        f" {ROOT} now signs in as root@other.test."
     ) in notice
     with db.read_only(runtime.sessions) as session:
         logins = set(session.scalars(sa.select(Account.email)))
-        assert logins == {ROOT}
+        assert logins == {"root@other.test"}  # the admin's own: its session goes on
         assert session.scalar(sa.select(sa.func.count()).select_from(AppPassword)) == 0
         events = session.scalars(
             sa.select(AuditEvent.target).where(
@@ -616,6 +618,8 @@ def test_purging_a_domain_deletes_the_accounts_it_leaves_with_no_address(
             )
         ).all()
         assert sorted(events) == ["alice@example.test", "bob@example.test"]
+    # The owner of a moved login learns it from their recent activity.
+    assert "Sign-in name changed by an administrator" in admin_client.get("/account/activity").text
 
 
 def test_saving_the_policy_in_force_says_unchanged_and_audits_nothing(

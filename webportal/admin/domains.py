@@ -76,8 +76,9 @@ def delete_domain(name: str) -> ResponseReturnValue:
 def _purged(done: admin_domains.DeletePreview) -> str:
     if done.empty:
         return ""
+    moved = "".join(f"; {old} now signs in as {new}" for old, new in done.moved_logins)
     return (
         f" with {len(done.addresses)} address(es) and {done.messages} message(s);"
         f" {len(done.accounts)} account(s) deleted, {len(done.kept_accounts)} kept"
-        " (they have addresses in other domains)"
+        f" (they have addresses in other domains){moved}"
     )
