@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     # database, few migrate it.
     from alembic.config import Config as AlembicConfig
 
-from gateway import driversql
+from gateway import driversql, outages
 from gateway.imap import folders
+from gateway.settings import DEAD_SERVER_SECONDS
 from keystore.masterkey import MasterKeyError, MasterKeyRing, RingFile
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -33,7 +34,12 @@ READ_ONLY = "sealgate_read_only"
 
 
 def create_engine(
-    url: str, *, echo: bool = False, pre_ping: bool = True, application_name: str | None = None
+    url: str,
+    *,
+    echo: bool = False,
+    pre_ping: bool = True,
+    application_name: str | None = None,
+    dead_server_seconds: int = DEAD_SERVER_SECONDS,
 ) -> sa.Engine:
     """pre_ping: test each pooled PostgreSQL connection before use (one round trip per
     transaction), so a database restart costs no request. The SMTP worker processes
@@ -43,7 +49,10 @@ def create_engine(
 
     application_name: what PostgreSQL shows for these connections in pg_stat_activity.
     Each SMTP worker process names its own, so that serve can find (and end) the
-    sessions of a worker that died (gateway.workers). Not used on SQLite."""
+    sessions of a worker that died (gateway.workers). Not used on SQLite.
+
+    dead_server_seconds: on PostgreSQL, how soon a server that stops answering
+    without closing the connection counts as down (`dead_server_options`)."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -60,7 +69,9 @@ def create_engine(
         # lock at BEGIN instead so two writers do not deadlock on lock upgrade.
         sa.event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    connect_args = {} if application_name is None else {"application_name": application_name}
+    connect_args: dict[str, Any] = dead_server_options(url, dead_server_seconds)
+    if application_name is not None:
+        connect_args["application_name"] = application_name
     return sa.create_engine(
         url,
         echo=echo,
@@ -68,6 +79,33 @@ def create_engine(
         hide_parameters=True,
         connect_args=connect_args,
     )
+
+
+def dead_server_options(url: str, seconds: int) -> dict[str, Any]:
+    """libpq options under which a PostgreSQL server that stops answering, without
+    closing the connection (its host paused, the network cut), is given up on after
+    about `seconds`, and the request meets an OperationalError (an outage,
+    gateway.outages) instead of hanging.
+
+    Without them a connection attempt waits out the kernel's SYN retries (about two
+    minutes), or for ever once TCP is up and the server says nothing; a query on an
+    open connection waits for TCP's retransmissions (about 15 minutes). Here:
+    `connect_timeout` bounds a connection attempt; keepalives find a silent peer of an
+    idle or waiting connection (idle a third of the time, then 3 probes a sixth apart);
+    `tcp_user_timeout` bounds how long sent data may go unacknowledged. An option the
+    URL already names is left to the URL. 0: none set."""
+    if seconds <= 0:
+        return {}
+    given = set(sa.engine.make_url(url).query)
+    options: dict[str, Any] = {
+        "connect_timeout": seconds,
+        "keepalives": 1,
+        "keepalives_idle": max(1, seconds // 3),
+        "keepalives_interval": max(1, seconds // 6),
+        "keepalives_count": 3,
+        "tcp_user_timeout": seconds * 1000,
+    }
+    return {name: value for name, value in options.items() if name not in given}
 
 
 def create_private_file(path: Path) -> None:
@@ -238,6 +276,8 @@ def transaction(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
     """
     with _sqlite_writer_turn(factory), factory() as session, session.begin():
         yield session
+    # Committed: the database (and the disk under it) is back, if it was away.
+    outages.ended(outages.Kind.DATABASE, outages.Kind.DISK_FULL)
 
 
 @contextlib.contextmanager
@@ -246,6 +286,7 @@ def read_only(factory: so.sessionmaker[so.Session]) -> Iterator[so.Session]:
     with factory() as session, session.begin():
         session.connection(execution_options={READ_ONLY: True})
         yield session
+    outages.ended(outages.Kind.DATABASE)
 
 
 def alembic_config(engine: sa.Engine) -> AlembicConfig:

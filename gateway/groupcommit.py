@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db
+from gateway import db, outages
 from gateway.pipeline.context import Submission
 from gateway.pipeline.deliver import store_all
 from gateway.runtime import Runtime
@@ -51,6 +51,10 @@ def store_group(
         with db.transaction(sessions) as session:
             store_all(session, group)
     except Exception as exc:  # noqa: BLE001  (each message is stored again, alone)
+        if outages.classify(exc) is not None:
+            # The database or the disk is away, not one message at fault: storing each
+            # alone would only meet it again, once per message.
+            return [exc] * len(group)
         log.info(
             "a group of %d messages did not commit together (%s); storing each alone",
             len(group),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, lookups
+from gateway import db, lookups, outages
 from gateway.credential_cache import CredentialCache
 from gateway.inflight import InFlightBudget
 from gateway.passwords import PasswordHasher
@@ -44,8 +44,9 @@ class Runtime:
             echo=settings.database.echo,
             pre_ping=pre_ping,
             application_name=application_name,
+            dead_server_seconds=settings.database.dead_server_seconds,
         )
-        ring = RingFile(settings.data_dir)
+        ring = outages.WatchedRingFile(settings.data_dir)
         sessions = db.session_factory(engine, ring=ring)
         lookups.install(sessions, settings.database.lookup_cache_seconds)
         return cls(

@@ -147,6 +147,10 @@ class KeysSettings:
     parse_memory_mb: int = 256
 
 
+# [database] dead_server_seconds (see gateway.db.dead_server_options).
+DEAD_SERVER_SECONDS = 12
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = ""
@@ -154,6 +158,11 @@ class DatabaseSettings:
     # How long a process trusts what it read about senders, recipients, rules, the
     # policy and current keys (gateway.lookups); its own writes drop them at once.
     lookup_cache_seconds: float = 5.0
+    # PostgreSQL: how long a server that stops answering (host paused, network cut,
+    # without closing the connection) may hold a request before it counts as down
+    # (gateway.db.dead_server_options: libpq's connect_timeout, TCP keepalives and
+    # tcp_user_timeout); 0 leaves libpq's defaults (a hang of minutes, or for ever).
+    dead_server_seconds: int = DEAD_SERVER_SECONDS
 
 
 @dataclass(frozen=True)
@@ -645,6 +654,8 @@ def _validate(name: str, section: Any) -> None:
             f"[relay] lease_seconds: {section.lease_seconds:g} is too short for the relay's"
             f" timeouts; {section.longest_attempt() / LEASE_SHARE:g} at least"
         )
+    if name == "database" and 0 < section.dead_server_seconds < 3:
+        raise SettingsError("[database] dead_server_seconds: must be 0 (off) or at least 3")
     if name == "workers" and section.max_group < 1:
         raise SettingsError("[workers] max_group: must be at least 1")
     if name == "workers" and section.backlog < 1:

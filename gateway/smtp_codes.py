@@ -79,3 +79,10 @@ OVERLONG_SECURE_PAGE_KEY = (
 )
 QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
 SERVER_BUSY = "451 4.3.1 Too many messages in progress on this server; please try again shortly"
+# gateway.outages: the database or the master key ring cannot be reached just now (RFC
+# 3463 4.3.0, "other or undefined mail system status"), or the disk is full (4.3.1,
+# "mail system full"). Answered at the command that met it; nothing of it was kept.
+SERVICE_UNAVAILABLE = (
+    "451 4.3.0 The mail system is temporarily unavailable (a local problem); please try again later"
+)
+STORAGE_FULL = "452 4.3.1 The mail system's storage is full just now; please try again later"

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
-from gateway import logins, logs, lookups, metrics, postmaster, ratelimit
+from gateway import logins, logs, lookups, metrics, outages, postmaster, ratelimit
 from gateway.addresses import InvalidAddress, normalize_address, owned_form
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
@@ -48,7 +48,9 @@ from gateway.smtp_codes import (
     SENDER_EMPTY,
     SENDER_NOT_OWNED,
     SERVER_BUSY,
+    SERVICE_UNAVAILABLE,
     SMTPUTF8_REQUIRED,
+    STORAGE_FULL,
     TEMPORARY_FAILURE,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_RECIPIENTS,
@@ -121,6 +123,11 @@ def accept_recipient(envelope: Envelope, address: str, rcpt_options: list[str]) 
     envelope.rcpt_tos.append(address)
     envelope.rcpt_options.extend(rcpt_options)
     return "250 2.1.5 Recipient OK"
+
+
+def outage_reply(outage: outages.Outage) -> str:
+    """The reply for a command that met an outage: a full disk 452 4.3.1, else 451 4.3.0."""
+    return STORAGE_FULL if outage.kind is outages.Kind.DISK_FULL else SERVICE_UNAVAILABLE
 
 
 def _identity(session: Session) -> SmtpIdentity:
@@ -335,6 +342,13 @@ class SubmissionHandler:
         except RejectMessage as reject:
             log.info("rejected message from %s: %s", submission.sender.address, reject.status)
             return reject.status
+        except Exception as error:
+            # Answered here, not in handle_exception: a reply from this hook ends the
+            # mail transaction, so the client's next MAIL FROM starts a new one.
+            outage = outages.report(error)
+            if outage is None:
+                raise
+            return outage_reply(outage)
         finally:
             self.inflight -= 1
         return QUEUED.format(queue_id=queue_id)
@@ -367,6 +381,8 @@ class SubmissionHandler:
             return TEMPORARY_FAILURE
         if outcome is None:
             return TEMPORARY_FAILURE  # the worker logged why
+        if outcome.outage is not None:
+            return outage_reply(outcome.outage)  # the worker logged it
         if outcome.reject:
             log.info("rejected message from %s: %s", job.sender, outcome.reject)
             return outcome.reject
@@ -379,6 +395,9 @@ class SubmissionHandler:
         return QUEUED.format(queue_id=outcome.queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
+        outage = outages.report(error)
+        if outage is not None:
+            return outage_reply(outage)  # one line per outage, not a traceback per session
         log.error("SMTP session error", exc_info=error)
         return TEMPORARY_FAILURE
 

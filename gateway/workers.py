@@ -70,7 +70,7 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, metrics
+from gateway import db, metrics, outages
 from gateway.admin import maillog
 from gateway.logs import LogFormat
 from gateway.pipeline.context import ClientInfo, Sender, Submission, new_queue_id
@@ -127,6 +127,8 @@ class Outcome:
     # Stored, but its worker died before it answered: serve found it in the database
     # (the methods are read there too; nothing was timed).
     recovered: bool = False
+    # Met an outage (gateway.outages), logged in the worker: serve answers 451 or 452.
+    outage: outages.Outage | None = None
 
 
 # --- in the worker process -------------------------------------------------------------
@@ -197,8 +199,9 @@ def _worker_main(
         jobs = pickle.loads(_receive_exactly(channel, length))  # noqa: S301  (from serve, over our own socket pair)
         try:
             outcomes: list[Outcome | None] | None = batch(jobs)
-        except Exception:
-            log.exception("a worker batch failed")
+        except Exception as exc:
+            if outages.report(exc) is None:
+                log.exception("a worker batch failed")
             outcomes = None  # serve answers every message of it 451
         del jobs
         _send_frame(channel, pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL))
@@ -243,8 +246,12 @@ def run_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
                 prepare(runtime, submission)
             except RejectMessage as reject:
                 outcomes[index] = Outcome(reject=reject.status)
-            except Exception:
-                log.exception("the pipeline failed on a message from %s", job.sender)
+            except Exception as exc:
+                outage = outages.report(exc)
+                if outage is not None:
+                    outcomes[index] = Outcome(outage=outage)
+                else:
+                    log.exception("the pipeline failed on a message from %s", job.sender)
             else:
                 prepared.append((index, submission, started, time.thread_time() - cpu))
     cpu = time.thread_time()
@@ -254,6 +261,8 @@ def run_batch(jobs: Sequence[Job]) -> list[Outcome | None]:
         with logs.event_id(jobs[index].log_id):
             if isinstance(error, RejectMessage):
                 outcomes[index] = Outcome(reject=error.status)
+            elif error is not None and (outage := outages.report(error)) is not None:
+                outcomes[index] = Outcome(outage=outage)
             elif error is not None:
                 log.error(
                     "storing a message from %s failed", submission.sender.address, exc_info=error

@@ -39,6 +39,12 @@ class MasterKeyError(RuntimeError):
     """The ring is missing, malformed, or its file is readable by others."""
 
 
+class RingUnavailable(MasterKeyError):
+    """A running process could not load the ring it had (`RingFile.get`): the file went
+    missing, unreadable, malformed or too open. An outage of the process, not a fault of
+    the record being opened; the message names the file and why, never key material."""
+
+
 @dataclass(frozen=True)
 class MasterKeyRing:
     primary: int
@@ -261,6 +267,14 @@ class RingFile:
         return f"RingFile({ring_path(self._data_dir)})"
 
     def get(self) -> MasterKeyRing:
+        try:
+            return self._get()
+        except RingUnavailable:
+            raise
+        except MasterKeyError as exc:
+            raise RingUnavailable(str(exc)) from None
+
+    def _get(self) -> MasterKeyRing:
         with self._lock:
             if self._env.get(MASTER_KEYS_ENV):
                 if self._ring is None:
