@@ -15,6 +15,7 @@ import limits
 from flask import Flask, request
 from limits.errors import ConfigurationError
 
+from gateway import outages
 from gateway.runtime import Runtime
 from gateway.settings import SettingsError
 from webportal import (
@@ -72,7 +73,10 @@ def templates_dir() -> Path:
 class Portal(Flask):
     def log_exception(self, exc_info: Any) -> None:
         """Flask's "Exception on <path>" line, without a secure-page token: errors in the
-        hooks and limits around a view (a rate-limit store that is down) land here."""
+        hooks and limits around a view (a rate-limit store that is down) land here.
+        An outage (gateway.outages) is said once by its watch, not per request."""
+        if outages.report(exc_info[1]) is not None:
+            return
         self.logger.error(
             "Exception on %s [%s]",
             secure.loggable_path(request.path),

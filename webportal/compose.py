@@ -44,7 +44,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from gateway import accounts, drafts, mimepolicy, reading, recipients
+from gateway import accounts, drafts, mimepolicy, outages, reading, recipients
 from gateway import compose as mailcompose
 from gateway.compose import AlreadySent, ComposeError, Outgoing, Upload
 from gateway.inflight import Reservation
@@ -54,7 +54,7 @@ from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
 from webportal import bodies, clock, typed_text
 from webportal.access import login_required
-from webportal.errors import render_error
+from webportal.errors import outage_page, render_error
 from webportal.extensions import (
     client_address,
     db_session,
@@ -614,7 +614,9 @@ def _send_held(hold: Reservation) -> ResponseReturnValue:
     except RejectMessage as exc:
         log.info("webmail message from %s refused: %s", outgoing.sender, exc.status)
         return refuse(_reject_text(exc.status))
-    except Exception:  # the page keeps what was written; the log has the cause
+    except Exception as exc:  # the page keeps what was written; the log has the cause
+        if outages.report(exc) is not None:
+            return outage_page()  # the account cannot be loaded to show the form again
         log.exception("webmail send from %s failed", outgoing.sender)
         return refuse(gettext(SEND_FAILED), 500)
     log.info("webmail message %s sent by account %s", queue_id, current_user.account_id)

@@ -3,20 +3,25 @@
 No traceback, exception text or request data ever reaches the browser; the
 unexpected ones are logged (by Flask, with the traceback) for the admin. Each
 handler first rolls back the request's database work.
+
+An outage (the database, the disk or the master key ring away, gateway.outages) is
+no bug: a 503 page with Retry-After, in the browser's language (the account's cannot
+be loaded), and one log line per outage rather than a traceback per request.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, render_template
+from flask import Flask, Response, current_app, g, render_template
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from gateway import outages
 from webportal.bodies import UnreadableForm
 from webportal.extensions import discard_db_session
-from webportal.i18n import gettext, gettext_noop
+from webportal.i18n import browser_language, gettext, gettext_noop
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,15 @@ UNREADABLE_FORM_PAGE = (
     noop("Bad request"),
     noop("The form data could not be read. Go back, reload the page and send the form again."),
 )
+OUTAGE_PAGE = (
+    noop("Temporarily unavailable"),
+    noop(
+        "The service is temporarily unavailable, so your request was not carried out."
+        " Please try again in a few minutes."
+    ),
+)
+# What the 503 asks a browser or a monitor to wait before trying again.
+OUTAGE_RETRY_AFTER = 60
 
 # Last resort when even the error template fails (a broken database while
 # loading the user, say): static text, nothing from the request.
@@ -64,7 +78,7 @@ def render_error(code: int, title: str, message: str) -> Response:
             title=gettext(title),
             message=gettext(message),
             # A server error may come from the database: do not load the user again.
-            show_account=code != 500,
+            show_account=code < 500,
         )
     except Exception:
         log.exception("rendering the error page for %s failed", code)
@@ -103,9 +117,31 @@ def _unreadable_form(_exc: UnreadableForm) -> Response:
     return render_error(400, *UNREADABLE_FORM_PAGE)
 
 
-def _server_error(_exc: InternalServerError) -> Response:
+def _server_error(exc: InternalServerError) -> Response:
+    original = exc.original_exception
+    outage = outages.classify(original) if original is not None else None
+    if outage is not None:
+        return outage_page()  # logged by Portal.log_exception
     discard_db_session()
     return render_error(500, *PAGES[500])
+
+
+def outage_page() -> Response:
+    """The 503 page for a request that met an outage (reported by the caller)."""
+    try:
+        discard_db_session()
+    except Exception as exc:
+        if outages.classify(exc) is None:
+            raise
+    if "sealgate_language" not in g:
+        g.sealgate_language = browser_language()
+    if "_login_user" not in g:
+        # Flask-Login's template context loads the user, which needs the database:
+        # the page is drawn for nobody in particular.
+        g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    response = render_error(503, *OUTAGE_PAGE)
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -18,7 +18,7 @@ from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
-from gateway import ratelimit
+from gateway import outages, ratelimit
 from gateway.runtime import Runtime
 from gateway.securepage.mail_links import own_host_forms
 
@@ -67,6 +67,7 @@ def init_db_session(app: Flask) -> None:
         if session is not None and not g.get("sealgate_db_discarded"):
             # An exception here reaches the 500 handler, which rolls back.
             session.commit()
+            outages.ended(outages.Kind.DATABASE, outages.Kind.DISK_FULL)
         return response
 
     @app.teardown_request

@@ -73,6 +73,12 @@ _BASE: Mapping[str, Mapping[str, str]] = {
             " noch einmal."
         ),
         "Back to the start page": "Zur Startseite",
+        "Temporarily unavailable": "Vorübergehend nicht verfügbar",
+        "The service is temporarily unavailable, so your request was not carried out."
+        " Please try again in a few minutes.": (
+            "Der Dienst ist vorübergehend nicht verfügbar, daher wurde Ihre Anfrage nicht"
+            " ausgeführt. Bitte versuchen Sie es in einigen Minuten noch einmal."
+        ),
     },
     "fr": {
         "Sign in": "Se connecter",
@@ -126,6 +132,12 @@ _BASE: Mapping[str, Mapping[str, str]] = {
             "Le serveur n'a pas pu traiter votre requête. Veuillez réessayer plus tard."
         ),
         "Back to the start page": "Retour à l'accueil",
+        "Temporarily unavailable": "Temporairement indisponible",
+        "The service is temporarily unavailable, so your request was not carried out."
+        " Please try again in a few minutes.": (
+            "Le service est temporairement indisponible ; votre requête n'a donc pas été"
+            " exécutée. Veuillez réessayer dans quelques minutes."
+        ),
     },
 }
 CATALOGS: Mapping[str, Mapping[str, str]] = {
@@ -168,6 +180,12 @@ def select_language() -> str:
         chosen = normalize_language(getattr(current_user, "language", None))
         if chosen:
             return chosen
+    return browser_language()
+
+
+def browser_language() -> str:
+    """The browser's best match (Accept-Language), without asking who is logged in: the
+    outage page's language, when the account cannot be loaded (webportal.errors)."""
     # By quality, primary subtag only: "de-CH, en;q=0.5" is German (werkzeug's
     # best_match would pick the exact "en" over the regional "de-CH").
     for value, _quality in request.accept_languages:

@@ -52,7 +52,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from gateway import db, metrics
+from gateway import db, metrics, outages
 from gateway.admin import policy as admin_policy
 from gateway.models import SecureLink
 from gateway.pipeline.secure_page import generate_password
@@ -63,7 +63,7 @@ from keystore import pgp
 from keystore import store as keystore
 from webportal import clock, grants, typed_text
 from webportal.access import fresh_login_required, login_required, public
-from webportal.errors import PAGES, render_error
+from webportal.errors import PAGES, outage_page, render_error
 from webportal.extensions import (
     client_limit_key,
     db_session,
@@ -617,6 +617,8 @@ def new_password(message_id: int) -> ResponseReturnValue:
 
 def _error(exc: Exception) -> Response:
     """Log without the request path (it holds the token); answer the usual 500 page."""
+    if outages.report(exc) is not None:
+        return outage_page()
     discard_db_session()
     token = (request.view_args or {}).get("token")
     where = f"link {links.log_name(token)}" if isinstance(token, str) else str(request.endpoint)
