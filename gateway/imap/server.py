@@ -32,14 +32,15 @@ import ssl
 import sys
 from asyncio import StreamReader, StreamWriter
 from base64 import b64decode, b64encode
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from contextlib import AsyncExitStack, closing
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from proxyprotocol.noop import ProxyProtocolNoop
 from proxyprotocol.reader import ProxyProtocolReader
 from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
+from pymap.exceptions import ResponseError
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params, Space
@@ -66,6 +67,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
 from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
+from gateway import outages
 from gateway.imap import listing, modutf7
 from gateway.imap.backend import Message, SealgateBackend, Session
 from gateway.imap.listlines import ListLines
@@ -77,6 +79,7 @@ from gateway.timeutil import Clock, utcnow
 from gateway.tls import server_context
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _PYMAP_LOG = logging.getLogger("pymap")
 
 # The most a command line, literals included, may hold before login: LOGIN or an
@@ -308,6 +311,12 @@ class _Connection(IMAPConnection):
         self._state = state
         await super().run(state)
 
+    def _exec(self, future: Awaitable[T]) -> Awaitable[T]:
+        """Every command (LOGIN and AUTHENTICATE too) runs through here: one that meets
+        an outage (gateway.outages) is answered NO [UNAVAILABLE] (RFC 5530) and the
+        session goes on; pymap would end it with BYE [SERVERBUG] and a traceback."""
+        return _unavailable_on_outage(super()._exec(future))
+
     def _logged_in_now(self) -> bool:
         if not self._logged_in:
             self._logged_in = getattr(self._state, "_session", None) is not None
@@ -502,6 +511,25 @@ class _State(ConnectionState):
             resp.code = ResponseCode.of(b"EXPUNGEISSUED")
         resp.add_untagged(*answers)
         return resp, updates
+
+
+UNAVAILABLE = b"The mail store is temporarily unavailable; please try again later."
+
+
+class _Unavailable(ResponseError):
+    def get_response(self, tag: bytes) -> Response:
+        return ResponseNo(tag, UNAVAILABLE, ResponseCode.of(b"UNAVAILABLE"))
+
+
+async def _unavailable_on_outage(work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except ResponseError:
+        raise
+    except Exception as exc:
+        if outages.report(exc) is None:
+            raise
+        raise _Unavailable from None
 
 
 def _too_big_append(cmd: Command) -> bool:
