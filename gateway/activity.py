@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, known_clients, lockout, login_alerts, sessions
+from gateway import db, known_clients, lockout, login_alerts, outages, sessions
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -126,6 +126,7 @@ async def run_purge(
                     result.devices,
                 )
         except Exception as exc:  # noqa: BLE001  (a failed purge must not stop the server)
-            log.error("activity purge failed: %s", type(exc).__name__)
+            if outages.report(exc) is None:  # an outage is said once, not per attempt
+                log.error("activity purge failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

@@ -111,7 +111,8 @@ def _database(exc: sa.exc.DBAPIError) -> Outage | None:
         return Outage(Kind.DATABASE, f"SQLSTATE {sqlstate}")
     if exc.connection_invalidated:
         return Outage(Kind.DATABASE, "the connection was lost")
-    if sqlstate is None and isinstance(exc, sa.exc.OperationalError):
+    libpq = type(orig).__module__.partition(".")[0] in ("psycopg", "psycopg2")
+    if libpq and sqlstate is None and isinstance(exc, sa.exc.OperationalError):
         # libpq's own errors (no server answer): connection refused, timed out, closed.
         # They name the host and port, never a password or a statement.
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -49,7 +49,7 @@ import aiosmtplib.email
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import db, dsn, local_delivery, rawheaders
+from gateway import db, dsn, local_delivery, outages, rawheaders
 from gateway import queue as outbound
 from gateway.admin import maillog
 from gateway.dkim import sign as dkim_sign
@@ -158,7 +158,8 @@ class Relay:
         try:
             moved = await self._db(lambda s: local_delivery.take_home(s, self.clock()))
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            log.error("relay: could not check the queue for local mail: %s", type(exc).__name__)
+            if outages.report(exc) is None:
+                log.error("relay: could not check the queue for local mail: %s", type(exc).__name__)
             moved = 0
         if moved:
             log.info("relay: %d queued message(s) for hosted addresses stored locally", moved)
@@ -167,12 +168,14 @@ class Relay:
         while not stop.is_set():
             try:
                 results = await self.sweep(stop)
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                # Only the type: driver messages can quote statement parameters (bodies).
-                log.error("relay: database error, retrying shortly: %s", type(exc).__name__)
-                results = []
-            except Exception:
-                log.exception("relay: sweep failed, retrying shortly")
+            except Exception as exc:
+                if outages.report(exc) is not None:
+                    pass  # said once by the outage watch; the next sweep tries again
+                elif isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+                    # Only the type: driver messages can quote statement parameters (bodies).
+                    log.error("relay: database error, retrying shortly: %s", type(exc).__name__)
+                else:
+                    log.exception("relay: sweep failed, retrying shortly")
                 results = []
             if len(results) >= self.relay.batch_size and not stop.is_set():
                 continue
@@ -263,8 +266,10 @@ class Relay:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         for item, outcome in zip(items, results, strict=True):
-            if isinstance(outcome, BaseException) and not isinstance(
-                outcome, asyncio.CancelledError
+            if (
+                isinstance(outcome, BaseException)
+                and not isinstance(outcome, asyncio.CancelledError)
+                and outages.report(outcome) is None
             ):
                 # Most likely the database went away while recording the outcome;
                 # the lease runs out and the row is tried again.
@@ -338,6 +343,8 @@ class Relay:
         except TimeoutError:
             return await self._defer(item, "timed out talking to the relay")
         except Exception as exc:  # a bug or an odd peer must not stop the worker
+            if outages.classify(exc) is not None:
+                raise  # the database or disk is away: the lease runs out, tried again
             log.exception("relay: queue %s to %s: unexpected error", item.queue_id, item.rcpt_to)
             return await self._defer(item, f"internal error ({type(exc).__name__})")
         # Accepted: from here on a stop must not release the row (that would send it

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from gateway import db
+from gateway import db, outages
 from gateway.pipeline.external_keys import discover_all
 from gateway.runtime import Runtime
 from gateway.timeutil import Clock, utcnow
@@ -91,6 +91,7 @@ async def run_refresh(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcn
             if result.checked:
                 log.info("WKD refresh: %s", result.summary())
         except Exception as exc:  # noqa: BLE001  (a failed refresh must not stop the server)
-            log.error("WKD refresh failed: %s", type(exc).__name__)
+            if outages.report(exc) is None:  # an outage is said once, not per attempt
+                log.error("WKD refresh failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), keys.wkd_refresh_interval)

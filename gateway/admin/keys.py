@@ -23,7 +23,7 @@ from typing import cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import accounts, audit, master_records
+from gateway import accounts, audit, master_records, outages
 from gateway.admin import Actor, AdminError, NotFound, valid_id
 from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
@@ -368,6 +368,7 @@ async def run_rotations(runtime: Runtime, stop: asyncio.Event, clock: Clock = ut
                 await asyncio.to_thread(run_job, runtime, job_id, clock, stop.is_set)
                 continue
         except Exception as exc:  # noqa: BLE001  (a failed check must not stop the server)
-            log.error("master-key rotation check failed: %s", type(exc).__name__)
+            if outages.report(exc) is None:  # an outage is said once, not per attempt
+                log.error("master-key rotation check failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), admin.rotation_poll_interval)

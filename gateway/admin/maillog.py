@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, driversql, dsn
+from gateway import db, driversql, dsn, outages
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
 from gateway.pipeline.passthrough import is_already_encrypted
@@ -255,6 +255,7 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
                     "purged %d mail log entries older than %d days", purged, admin.mail_log_days
                 )
         except Exception as exc:  # noqa: BLE001  (a failed purge must not stop the server)
-            log.error("mail log purge failed: %s", type(exc).__name__)
+            if outages.report(exc) is None:  # an outage is said once, not per attempt
+                log.error("mail log purge failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), admin.mail_log_purge_interval)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit, db
+from gateway import audit, db, outages
 from gateway.models import SecureLink, SecureMessage
 from gateway.runtime import Runtime
 from gateway.settings import SecurePageSettings
@@ -143,6 +143,7 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
                     result.forgotten,
                 )
         except Exception as exc:  # noqa: BLE001  (a failed purge must not stop the server)
-            log.error("secure-page purge failed: %s", type(exc).__name__)
+            if outages.report(exc) is None:  # an outage is said once, not per attempt
+                log.error("secure-page purge failed: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
