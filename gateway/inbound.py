@@ -43,6 +43,7 @@ from gateway import (
     db,
     lookups,
     mailbox,
+    outages,
     postmaster,
     ratelimit,
     rawheaders,
@@ -75,6 +76,7 @@ from gateway.smtp_server import (
     SubmissionSMTP,
     accept_recipient,
     hosted_refusal,
+    outage_reply,
     peer_ip,
     refuse_recipient,
     stop_servers,
@@ -301,12 +303,21 @@ class InboundHandler:
             )
         except RejectMessage as reject:
             return reject.status
+        except Exception as error:
+            # Answered by this hook, so the mail transaction ends (see smtp_server).
+            outage = outages.report(error)
+            if outage is None:
+                raise
+            return outage_reply(outage)
         finally:
             self.inflight -= 1
         server.message_accepted()
         return QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
+        outage = outages.report(error)
+        if outage is not None:
+            return outage_reply(outage)
         log.error("inbound SMTP session error", exc_info=error)
         return TEMPORARY_FAILURE
 

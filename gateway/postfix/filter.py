@@ -27,7 +27,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway import accounts, db
+from gateway import accounts, db, outages
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionCounter
@@ -37,6 +37,7 @@ from gateway.smtp_codes import QUEUED, SENDER_EMPTY, TEMPORARY_FAILURE, UNKNOWN_
 from gateway.smtp_server import (
     SubmissionSMTP,
     accept_recipient,
+    outage_reply,
     refuse_recipient,
     stop_servers,
     take_content,
@@ -248,6 +249,11 @@ class FilterHandler:
             log.info("content filter: rejected mail from %s: %s", submission.sender.address,
                      reject.status)  # fmt: skip
             return reject.status
+        except Exception as error:
+            outage = outages.report(error)
+            if outage is None:
+                raise
+            return outage_reply(outage)
         finally:
             self.inflight -= 1
             server.xforward = {}  # Postfix forwards the client again for the next message
@@ -261,6 +267,9 @@ class FilterHandler:
         return QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
+        outage = outages.report(error)
+        if outage is not None:
+            return outage_reply(outage)
         log.error("content filter SMTP session error", exc_info=error)
         return TEMPORARY_FAILURE
 

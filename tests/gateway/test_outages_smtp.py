@@ -10,11 +10,13 @@ ends, saying that too. A full disk: tests/gateway/test_outage_disk_full.py.
 
 from __future__ import annotations
 
+import smtplib
 import ssl
 
 import pytest
 
 from gateway import outages
+from gateway.inbound import InboundServer
 from gateway.smtp_server import SubmissionServer
 from tests.gateway.outage_support import (
     capture,
@@ -101,3 +103,26 @@ def test_ring_unavailable_is_451_once_logged_and_recovers(
     assert lines[1].startswith("outage ended: master key ring unavailable")
     assert tracebacks(caplog) == []
     assert outages.WATCH.current == frozenset()
+
+
+@pytest.mark.usefixtures("fresh_watch")
+@pytest.mark.skipif(
+    bool(__import__("tests.conftest").conftest.TEST_DATABASE_URL),
+    reason="the SQLite file; PostgreSQL: tests/gateway/test_outage_postgres.py",
+)
+def test_inbound_mx_answers_451_in_an_outage_and_recovers(
+    inbound: InboundServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The MX (mail from anywhere) alike: other mail servers retry a 451 later."""
+    capture(caplog)
+    carol = "carol@elsewhere.test"
+    with smtplib.SMTP("127.0.0.1", inbound.port, timeout=30) as client:
+        client.ehlo("mx.elsewhere.test")
+        with sqlite_file_unavailable(inbound.runtime):
+            replies = [first_refusal(client, carol, BOB, message(carol, BOB, "mx")) for _ in "ab"]
+        assert [(code, text[:5]) for code, text in replies] == [(451, "4.3.0")] * 2, replies
+        assert first_refusal(client, carol, BOB, message(carol, BOB, "mx"))[0] == 250
+    assert [m.subject for m in mailbox_rows(inbound.runtime, BOB)] == ["mx"]
+    lines = outage_lines(caplog)
+    assert len(lines) == 2, lines
+    assert tracebacks(caplog) == []
