@@ -17,7 +17,11 @@ import pytest
 
 from gateway import outages
 from gateway.inbound import InboundServer
+from gateway.runtime import Runtime
+from gateway.smtp_codes import SERVICE_UNAVAILABLE
 from gateway.smtp_server import SubmissionServer
+from gateway.workers import WorkerPool
+from tests.conftest import LoopThread
 from tests.gateway.outage_support import (
     capture,
     first_refusal,
@@ -29,8 +33,10 @@ from tests.gateway.outage_support import (
 )
 from tests.gateway.test_smtp_2fa import auth, starttls_client
 from tests.gateway.test_smtp_submission import mailbox_rows, message
+from tests.gateway.test_workers import pool_server, worker_env
 
-__all__ = ["fresh_watch"]
+__all__ = ["fresh_watch", "worker_env"]
+UNAVAILABLE_TEXT = SERVICE_UNAVAILABLE[10:]
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -126,3 +132,32 @@ def test_inbound_mx_answers_451_in_an_outage_and_recovers(
     lines = outage_lines(caplog)
     assert len(lines) == 2, lines
     assert tracebacks(caplog) == []
+
+
+@pytest.mark.usefixtures("fresh_watch")
+def test_worker_processes_answer_an_outage_451_and_say_it_once(
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    worker_env: dict[str, str],
+    loop_thread: LoopThread,
+    client_ssl_context: ssl.SSLContext,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """With the pipeline in worker processes (as under serve), the worker that meets
+    the outage logs it (once) and serve answers what it sent back."""
+    pool = WorkerPool(runtime.settings.data_dir, 1, max_group=8, sessions=runtime.sessions)
+    with (
+        pool_server(runtime, loop_thread, pool) as server,
+        starttls_client(server, client_ssl_context) as client,
+    ):
+        assert auth(client, ALICE, mail_users[ALICE])[0] == 235
+        with ring_unavailable(runtime):
+            replies = [first_refusal(client, ALICE, BOB, encrypted(f"w{n}")) for n in "abc"]
+        assert first_refusal(client, ALICE, BOB, encrypted("after"))[0] == 250
+    assert [(code, text[:5]) for code, text in replies] == [(451, "4.3.0")] * 3, replies
+    assert all(UNAVAILABLE_TEXT in text for _code, text in replies), replies
+    assert [m.encrypted for m in mailbox_rows(runtime, BOB)] == [True]
+    err = capfd.readouterr().err
+    assert err.count("outage: master key ring unavailable") == 1, err
+    assert "outage ended: master key ring unavailable" in err
+    assert "Traceback" not in err
