@@ -18,15 +18,19 @@ bounds; the keepalive and tcp_user_timeout options are checked on a live connect
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import socket
 import ssl
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from gateway.imap.server import ImapServer
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from tests.conftest import TEST_DATABASE_URL
@@ -39,6 +43,9 @@ from tests.gateway.outage_support import (
 )
 from tests.gateway.test_smtp_2fa import auth, starttls_client
 from tests.gateway.test_smtp_submission import mailbox_rows, message
+from tests.webportal.test_outage_page import _logged_in
+from webportal import create_app
+from webportal.server import PortalServer
 
 __all__ = ["fresh_watch"]
 
@@ -201,3 +208,43 @@ DEAD_SERVER_KEYS = (
     "keepalives_count",
     "tcp_user_timeout",
 )
+
+
+@pytest.mark.usefixtures("fresh_watch")
+def test_portal_and_imap_with_postgres_down(
+    proxy: TcpProxy,
+    runtime: Runtime,
+    mail_users: dict[str, str],
+    imap_server: ImapServer,
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The portal answers its 503 page, IMAP NO [UNAVAILABLE]; both recover."""
+    capture(caplog)
+    portal = PortalServer(create_app(runtime), runtime.settings)
+    portal.start()
+    imap = imaplib.IMAP4_SSL("127.0.0.1", imap_server.tls_port, ssl_context=client_ssl_context)
+    try:
+        assert imap.login(ALICE, mail_users[ALICE])[0] == "OK"
+        assert imap.select("INBOX")[0] == "OK"
+        opener = _logged_in(portal, client_ssl_context)
+        proxy.down()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            opener.open(f"{portal.url}/inbox")
+        with caught.value as error:
+            assert (error.code, error.headers["Retry-After"]) == (503, "60")
+            assert "Temporarily unavailable" in error.read().decode()
+        typ, data = imap.status("INBOX", "(MESSAGES)")
+        assert (typ, data[0][:13]) == ("NO", b"[UNAVAILABLE]")
+        proxy.up()
+        with opener.open(f"{portal.url}/inbox") as response:
+            assert response.status == 200
+        typ, data = imap.status("INBOX", "(MESSAGES)")
+        assert (typ, data[0][:16]) == ("OK", b"INBOX (MESSAGES ")
+    finally:
+        imap.logout()
+        portal.stop()
+    lines = outage_lines(caplog)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("outage: database unavailable (")
+    assert tracebacks(caplog) == []
