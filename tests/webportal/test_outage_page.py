@@ -89,13 +89,17 @@ def test_database_unavailable_is_a_503_page_in_the_browsers_language(
         german = _get(opener, f"{portal.url}/inbox", "de-CH, en;q=0.5")
         french = _get(opener, f"{portal.url}/login", "fr")
         english = _get(opener, f"{portal.url}/inbox", "en")
+        # A secure page logs its own errors (by the link's digest, never its token).
+        secure = _get(opener, f"{portal.url}/s/{'A' * 43}", "fr")
     assert german[:2] == (503, "60")
     assert "Vorübergehend nicht verfügbar" in german[2]
     assert french[:2] == (503, "60")
     assert "Temporairement indisponible" in french[2]
     assert english[:2] == (503, "60")
     assert "Temporarily unavailable" in english[2]
-    assert "Traceback" not in german[2] + french[2] + english[2]
+    assert secure[:2] == (503, "60")
+    assert "Temporairement indisponible" in secure[2]
+    assert "Traceback" not in german[2] + french[2] + english[2] + secure[2]
 
     status, _, page = _get(opener, f"{portal.url}/inbox", "en")
     assert status == 200 and "Signed in as alice@example.test" in page
