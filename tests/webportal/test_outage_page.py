@@ -24,6 +24,7 @@ from tests.gateway.outage_support import (
     capture,
     fresh_watch,
     outage_lines,
+    ring_unavailable,
     sqlite_file_unavailable,
     tracebacks,
 )
@@ -31,6 +32,7 @@ from webportal import create_app
 from webportal.server import PortalServer
 
 from .conftest import csrf_from
+from .webmail_support import ALICE, BOB, Webmail, field_value, rows, webmail_app
 
 __all__ = ["fresh_watch"]
 
@@ -107,4 +109,35 @@ def test_database_unavailable_is_a_503_page_in_the_browsers_language(
     assert len(lines) == 2, lines
     assert lines[0].startswith("outage: database unavailable (SQLITE_CANTOPEN)")
     assert lines[1].startswith("outage ended: database unavailable")
+    assert tracebacks(caplog) == []
+
+
+@pytest.mark.usefixtures("fresh_watch")
+def test_webmail_send_with_the_ring_away_is_the_503_page_and_sends_nothing(
+    runtime: Runtime, mail_users: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Send needs the ring to seal the message: without it, nothing is sent, the
+    outage page answers, and the log has one line, not a traceback per click."""
+    capture(caplog)
+    alice = Webmail(webmail_app(runtime).test_client()).login(ALICE)
+    page = alice.get("/compose").text
+    fields = {
+        "from": ALICE,
+        "to": BOB,
+        "subject": "Versiegelt",
+        "text": "t",
+        "encrypt": "yes",
+        "action": "send",
+        "send_token": field_value(page, "send_token"),
+        "csrf_token": csrf_from(page),
+    }
+    with ring_unavailable(runtime):
+        answers = [alice.client.post("/compose", data=fields) for _ in range(2)]
+    assert [(a.status_code, a.headers.get("Retry-After")) for a in answers] == [(503, "60")] * 2
+    assert rows(runtime, BOB) == []
+    assert alice.client.post("/compose", data=fields).status_code == 303
+    assert len(rows(runtime, BOB)) == 1
+    lines = outage_lines(caplog)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("outage: master key ring unavailable")
     assert tracebacks(caplog) == []
