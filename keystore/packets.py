@@ -10,6 +10,8 @@ contents:
   of a message (RFC 9580 §5.1), so a reader picks the one key of the address the
   message names before anything is decrypted (in the sandbox of
   `keystore.untrusted`);
+- `key_packets` splits binary key data into its packets, so the vetting of outside
+  keys can leave out subkeys its key library cannot read;
 - `is_encrypted_message` decides from headers alone whether data is exactly one
   encrypted OpenPGP message (§10.3);
 - `dearmor` (lenient, bounded, for stored mail) and `dearmor_whole` (strict: the
@@ -34,6 +36,15 @@ from typing import BinaryIO
 import anycrc
 
 PKESK, SKESK, SED, MARKER, SEIPD, OCB = 1, 3, 9, 10, 18, 20
+SIGNATURE, SECRET_KEY, PUBLIC_KEY, SECRET_SUBKEY, USER_ID, PUBLIC_SUBKEY, USER_ATTRIBUTE = (
+    2,
+    5,
+    6,
+    7,
+    13,
+    14,
+    17,
+)
 PKESK_TAG, SKESK_TAG = PKESK, SKESK
 MAX_HEAD_BYTES = 64 * 1024
 MAX_SESSION_KEY_PACKETS = 64
@@ -169,6 +180,51 @@ def _walk(data: bytes) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Packet:
+    """One packet of key data: its tag and its bytes, header included."""
+
+    tag: int
+    raw: bytes
+    body_start: int
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[self.body_start :]
+
+
+def key_packets(data: bytes) -> list[Packet]:
+    """The packets of binary key data (one or more transferable keys), in order.
+
+    Key packets have definite lengths: a partial or indeterminate length, or a packet
+    that runs past the end, raises `PacketError`. One pass over the headers; the
+    number of packets is bounded by the size of the data.
+    """
+    found: list[Packet] = []
+    position = 0
+    while position < len(data):
+        header = _header(data, position)
+        if header.partial or header.indeterminate or header.body_end > len(data):
+            raise PacketError("not a key: a packet has no definite length")
+        found.append(
+            Packet(header.tag, data[position : header.body_end], header.body_start - position)
+        )
+        position = header.body_end
+    return found
+
+
+def armor_kind(block: bytes) -> str | None:
+    """The kind of the first armored block in `block` ("PUBLIC KEY BLOCK", "MESSAGE"),
+    None when there is no armor line."""
+    start = block.find(b"-----BEGIN PGP ")
+    if start < 0:
+        return None
+    end = block.find(b"-----", start + 15)
+    if end < 0 or end - start > 64:
+        return None
+    return block[start + 15 : end].decode("ascii", "replace")
+
+
 def session_key_packets(message: bytes) -> list[SessionKeyPacket]:
     """The PKESK packets that open the message (armored or binary), in order; SKESK
     packets are skipped. Reads at most `MAX_HEAD_BYTES` of the binary message.
@@ -244,15 +300,15 @@ def armor(data: bytes, kind: str = "MESSAGE") -> bytes:
     return out.getvalue()
 
 
-def dearmor(message: bytes, limit: int | None = None) -> bytes:
+def dearmor(message: bytes, limit: int | None = None, *, kind: str = "MESSAGE") -> bytes:
     """The binary message (at most about `limit` bytes of it when given), dearmored when
-    it is armored; binary data is returned as it is.
+    it is armored (as a PGP `kind`); binary data is returned as it is.
 
     A linear scan over lines, no regular expression: the armor header lines are
     skipped up to the first empty line, then base64 lines are decoded until the
     checksum or END line. The checksum is not checked; the MDC protects the data.
     """
-    start = message.find(ARMOR_BEGIN)
+    start = message.find(f"-----BEGIN PGP {kind}-----".encode())
     if start < 0:
         if message[:1] and message[0] & 0x80:
             return message if limit is None else message[:limit]

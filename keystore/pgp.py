@@ -17,6 +17,7 @@ with a message that is safe to show and never contains key or message bytes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,8 +43,12 @@ from pgpy.constants import (  # noqa: E402
     SignatureType,
     SymmetricKeyAlgorithm,
 )
+from pgpy.packet import Packet as _PgpyPacket  # noqa: E402
 from pgpy.packet.subpackets.signature import ByteFlag as _ByteFlag  # noqa: E402
 from pgpy.packet.subpackets.signature import Features as _FeaturesSubpacket  # noqa: E402
+from pgpy.packet.types import Opaque as _OpaquePacket  # noqa: E402
+
+from keystore import packets  # noqa: E402
 
 
 def _keep_feature_octets() -> None:
@@ -573,7 +578,9 @@ def _valid_uids(key: Any, now: dt.datetime, address: str | None) -> list[_Uid]:
     raise _Rejected("no-user-id", "the key has no user id with a mail address")
 
 
-def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetime | None]:
+def _encryption_subkey(
+    key: Any, now: dt.datetime, *, left_out: bool = False
+) -> tuple[Any, Any, dt.datetime | None]:
     problems: list[tuple[RejectCode, str]] = []
     usable: list[tuple[Any, Any, dt.datetime | None]] = []
     for subkey in key.subkeys.values():
@@ -616,6 +623,11 @@ def _encryption_subkey(key: Any, now: dt.datetime) -> tuple[Any, Any, dt.datetim
         return max(usable, key=lambda u: u[0].created)
     if problems:
         raise _Rejected(*problems[0])
+    if left_out:
+        raise _Rejected(
+            "no-encryption-subkey",
+            "the key has no encryption subkey of an algorithm this gateway supports",
+        )
     raise _Rejected("no-encryption-subkey", "the key has no encryption subkey")
 
 
@@ -636,7 +648,9 @@ def _check_minimal(data: bytes, fingerprint: str, subkey_id: str) -> None:
         raise _Rejected("unusable", "the key cannot be encrypted to")
 
 
-def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]:
+def _vet_one(
+    key: Any, now: dt.datetime, address: str | None, *, left_out: bool = False
+) -> list[VettedKey]:
     if not key.is_public:
         raise _Rejected("secret-key", "a secret key was given; import its public key instead")
     fingerprint = _ids(key)[0]
@@ -657,7 +671,7 @@ def _vet_one(key: Any, now: dt.datetime, address: str | None) -> list[VettedKey]
     if direct_expiry is not None and direct_expiry <= now:
         raise _Rejected("expired", f"the key expired on {direct_expiry:%Y-%m-%d}")
     uids = _valid_uids(key, now, address)
-    subkey, binding, subkey_expiry = _encryption_subkey(key, now)
+    subkey, binding, subkey_expiry = _encryption_subkey(key, now, left_out=left_out)
     subkey_id = str(subkey.fingerprint.keyid).upper()
     vetted = []
     for uid in uids:
@@ -704,6 +718,63 @@ def _armor_blocks(data: bytes) -> list[bytes]:
     return blocks
 
 
+def _pgpy_reads(packet: packets.Packet) -> bool:
+    """Whether pgpy parses this one packet (a subkey) into something it knows."""
+    try:
+        parsed = _PgpyPacket(bytearray(packet.raw))
+    except Exception as exc:  # noqa: BLE001  (pgpy raises anything on what it does not know)
+        if _out_of_memory(exc):
+            raise MemoryError from None
+        return False
+    return not isinstance(parsed, _OpaquePacket)
+
+
+def _readable_subkeys(block: bytes) -> tuple[bytes, frozenset[str]]:
+    """`block` without the subkeys pgpy cannot read, and the fingerprints of the keys
+    that lost one.
+
+    pgpy refuses a whole key when one subkey has an algorithm (X448, Ed448, the
+    post-quantum ones of RFC 9580's successors) or a curve it does not know, so a
+    correspondent who added such a subkey beside a Curve25519 one could not be
+    written to. Such a subkey is left out with the signatures that follow it (its
+    binding and any revocation of it: they concern that subkey alone); nothing else
+    of the key is touched, so no revocation or signature on the key or a user id is
+    ever dropped. Data that does not split into key packets is returned unchanged,
+    for pgpy to judge as before.
+    """
+    kind = packets.armor_kind(block)
+    try:
+        binary = block if kind is None else packets.dearmor(block, kind=kind)
+        parts = packets.key_packets(binary)
+    except packets.PacketError:
+        return block, frozenset()
+    kept: list[bytes] = []
+    lost: set[str] = set()
+    primary: packets.Packet | None = None
+    skipping = False
+    for part in parts:
+        if part.tag in (packets.PUBLIC_KEY, packets.SECRET_KEY):
+            primary = part
+        if part.tag != packets.SIGNATURE:
+            skipping = False
+        if part.tag in (packets.PUBLIC_SUBKEY, packets.SECRET_SUBKEY) and not _pgpy_reads(part):
+            skipping = True
+            if primary is not None:
+                lost.add(_packet_fingerprint(primary))
+        if not skipping:
+            kept.append(part.raw)
+    if not lost:
+        return block, frozenset()
+    return b"".join(kept), frozenset(lost)
+
+
+def _packet_fingerprint(key: packets.Packet) -> str:
+    """The v4 fingerprint of a key packet (RFC 9580 section 5.5.4.2), as `_ids` writes it."""
+    body = key.body
+    prefix = b"\x99" + len(body).to_bytes(2, "big")
+    return hashlib.sha1(prefix + body, usedforsecurity=False).hexdigest().upper()
+
+
 def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None) -> KeyVetting:
     """Every key in `data` (armored or binary, one or more), sorted into the usable
     (per address) and the refused (with the reason). With `address`, only user ids
@@ -714,8 +785,11 @@ def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None
     wanted = address.lower() if address is not None else None
     primaries: dict[str, Any] = {}
     broken: list[RejectedKey] = []
+    left_out: set[str] = set()
     blocks = _armor_blocks(data)
     for number, block in enumerate(blocks, start=1):
+        block, lost = _readable_subkeys(block)
+        left_out |= lost
         try:
             with _untrusted("not a valid OpenPGP key"):
                 first, others = pgpy.PGPKey.from_blob(block)
@@ -736,7 +810,7 @@ def vet_public_keys(data: bytes, now: dt.datetime, *, address: str | None = None
     rejected: list[RejectedKey] = []
     for fingerprint, key in primaries.items():
         try:
-            accepted.extend(_vet_one(key, now, wanted))
+            accepted.extend(_vet_one(key, now, wanted, left_out=fingerprint in left_out))
         except _Rejected as exc:
             rejected.append(RejectedKey(fingerprint, _named_addresses(key), exc.code, exc.reason))
         except Exception as exc:  # noqa: BLE001  (pgpy raises anything on odd packets)

@@ -1,0 +1,116 @@
+"""A correspondent's key with a subkey of an algorithm pgpy does not know (X448, the
+ML-KEM + X25519 composite of the post-quantum drafts) beside a usable Curve25519 one.
+
+pgpy refuses the whole key when one subkey has an algorithm it cannot parse, so the
+correspondent's mail went to the secure page instead of being encrypted to a key
+they publish. Such a subkey (with its signatures) is now ignored, the Curve25519
+subkey is vetted as any other, and what is stored is the usual minimal key: gpg
+encrypts to it and the correspondent opens what the gateway (Sequoia) encrypts to it.
+
+The keys are made the way correspondents make them: Sequoia (pysequoia) generates
+the key with the new subkey, GnuPG adds a Curve25519 subkey, and the two
+certificates are merged by Sequoia.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pysequoia
+import pytest
+
+from keystore import messages, packets, pgp, untrusted
+from tests.gnupg import GnuPG
+from tests.keystore.gpgkeys import PUBLIC_SUBKEY, export
+from tests.keystore.gpgkeys import packets as split
+
+BUDGET = untrusted.Budget(max_bytes=512 * 1024, timeout=10.0, memory_mb=256)
+CAROL = "carol@partner.example"
+NEW_ALGORITHMS = {
+    "x448": pysequoia.EncryptionAlgorithm.X448,
+    "mlkem768-x25519": pysequoia.EncryptionAlgorithm.MLKEM768_X25519,
+}
+
+
+def _home(tmp_path: Path, name: str) -> GnuPG:
+    home = tmp_path / name
+    home.mkdir(mode=0o700)
+    return GnuPG(home)
+
+
+def _key_with(
+    partner: GnuPG, algorithm: pysequoia.EncryptionAlgorithm, *, cv25519: bool = True
+) -> tuple[bytes, str | None]:
+    """Carol's public key (binary) with a subkey of `algorithm`, and (with `cv25519`) a
+    Curve25519 encryption subkey that gpg added; returns the key and that subkey's id."""
+    tsk = pysequoia.Tsk.generate(
+        f"Carol <{CAROL}>",
+        profile=pysequoia.Profile.RFC4880,
+        cipher_suite=pysequoia.CipherSuite.Cv25519,
+        encryption_algorithm=algorithm,
+    )
+    cert = tsk.extract_certificate()
+    if not cv25519:
+        return bytes(cert), None
+    fingerprint = cert.fingerprint.upper()
+    partner.run("--import", input=bytes(tsk))
+    partner.run("--quick-add-key", fingerprint, "cv25519", "encr", "never")
+    listing = partner.run("--with-colons", "--list-keys", fingerprint).stdout.decode()
+    added = [line.split(":")[4] for line in listing.splitlines() if line.startswith("sub:")]
+    merged = cert.merge(pysequoia.Cert.from_bytes(export(partner, fingerprint)))
+    return bytes(merged), added[-1].upper()
+
+
+def _vet(data: bytes) -> pgp.KeyVetting:
+    return untrusted.vet_keys(data, dt.datetime.now(dt.UTC), BUDGET)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_ALGORITHMS))
+@pytest.mark.parametrize("armored", [False, True])
+def test_the_curve25519_subkey_is_used_and_the_unknown_one_ignored(
+    tmp_path: Path, name: str, armored: bool
+) -> None:
+    partner = _home(tmp_path, "partner")
+    data, cv25519 = _key_with(partner, NEW_ALGORITHMS[name])
+    algorithms = [
+        str(p.key_algorithm)
+        for p in pysequoia.packet.PacketPile.from_bytes(data)
+        if p.tag == pysequoia.packet.Tag.PublicSubkey
+    ]
+    # The key really carries the subkey pgpy cannot read, beside Ed25519 and Curve25519.
+    known = {"PublicKeyAlgorithm.EdDSA", "PublicKeyAlgorithm.ECDH"}
+    assert sorted(a in known for a in algorithms) == [False, True, True]
+    assert "PublicKeyAlgorithm.ECDH" in algorithms
+    if armored:
+        data = packets.armor(data, "PUBLIC KEY BLOCK")
+
+    vetting = _vet(data)
+
+    assert vetting.rejected == ()
+    (vetted,) = vetting.accepted
+    assert (vetted.address, vetted.subkey_id) == (CAROL, cv25519)
+    assert [p.tag for p in split(vetted.data)].count(PUBLIC_SUBKEY) == 1
+    # gpg takes the stored key and encrypts to it; what Sequoia encrypts to it, Carol reads.
+    check = _home(tmp_path, "check")
+    assert "IMPORT_OK" in check.import_key(vetted.data)
+    check.run("--encrypt", "--recipient", vetted.fingerprint, input=b"probe")
+    sealed = messages.encrypt(b"for carol", [pgp.parse_public_key(vetted.data)], None)
+    # Carol's key advertises SEIPDv2, which gpg 2.2 cannot read: her Sequoia opens it,
+    # with the secret keys gpg holds (the Curve25519 one among them).
+    carol = pysequoia.Tsk.from_bytes(partner.run("--export-secret-keys", vetted.fingerprint).stdout)
+    assert pysequoia.decrypt(sealed, carol.decryptor()).bytes == b"for carol"
+
+
+def test_a_key_whose_only_encryption_subkey_is_unknown_is_refused_plainly(
+    tmp_path: Path,
+) -> None:
+    data, _ = _key_with(
+        _home(tmp_path, "partner"), pysequoia.EncryptionAlgorithm.X448, cv25519=False
+    )
+    vetting = _vet(data)
+    assert vetting.accepted == ()
+    (rejected,) = vetting.rejected
+    assert rejected.addresses == (CAROL,)
+    assert rejected.code == "no-encryption-subkey"
+    assert "algorithm this gateway supports" in rejected.reason
