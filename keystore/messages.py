@@ -188,6 +188,14 @@ def open_message(message: bytes, secret_keys: Sequence[bytes], senders: Sequence
     raise PgpError("the OpenPGP message cannot be decrypted")
 
 
+def open_unencrypted(data: bytes, secret: bytes, senders: Sequence[bytes]) -> Opened | None:
+    """The literal data of `data`, an unencrypted message (the packets a message decrypted
+    by `keystore.bzip2_messages` held), its signatures verified against `senders` as
+    `open_message` does; None when Sequoia does not read it. Sandbox child only."""
+    certs = [cert for cert in map(_parsed_cert, senders) if cert is not None]
+    return _open_with(data, secret, certs)
+
+
 def _parsed_cert(data: bytes) -> Any:
     try:
         return pysequoia.Cert.from_bytes(data)

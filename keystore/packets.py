@@ -213,6 +213,57 @@ def key_packets(data: bytes) -> list[Packet]:
     return found
 
 
+def _body(data: bytes, header: _Header) -> bytes:
+    """The whole body of the packet with `header`, its partial chunks joined."""
+    if not header.partial:
+        if header.body_end > len(data):
+            raise PacketError("a packet is cut short")
+        return data[header.body_start : header.body_end]
+    chunks = [data[header.body_start : header.body_end]]
+    end = header.body_end
+    for _ in range(MAX_CHUNKS):
+        start, end, partial = _new_length(data, end)
+        if end > len(data):
+            raise PacketError("a packet is cut short")
+        chunks.append(data[start:end])
+        if not partial:
+            return b"".join(chunks)
+    raise PacketError("too many partial chunks")
+
+
+def encrypted_data(message: bytes) -> tuple[int, bytes]:
+    """The tag and body of the encrypted-data packet that follows the session-key packets
+    of a binary message (partial chunks joined). Raises `PacketError`."""
+    position = 0
+    for _ in range(MAX_PACKETS + 2):
+        header = _header(message, position)
+        if header.tag in _ENCRYPTED_DATA:
+            return header.tag, _body(message, header)
+        if header.tag not in (PKESK, SKESK, MARKER) or header.partial:
+            raise PacketError("not an encrypted OpenPGP message")
+        position = header.body_end
+    raise PacketError("the message names too many session keys")
+
+
+COMPRESSED = 8
+
+
+def compressed_packet(data: bytes) -> tuple[int, bytes] | None:
+    """(algorithm, compressed data) when `data` is exactly one compressed-data packet
+    (RFC 9580 section 5.6), else None."""
+    try:
+        header = _header(data, 0)
+        if header.tag != COMPRESSED:
+            return None
+        body = _body(data, header)
+        end = header.body_end if not header.partial else _partial_chain(data, header.body_end)
+    except PacketError:
+        return None
+    if end != len(data) or not body:
+        return None
+    return body[0], body[1:]
+
+
 def armor_kind(block: bytes) -> str | None:
     """The kind of the first armored block in `block` ("PUBLIC KEY BLOCK", "MESSAGE"),
     None when there is no armor line."""

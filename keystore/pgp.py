@@ -1,7 +1,9 @@
 """Keys: every use of pgpy in the project (generation, parsing, rotation, revocation, export).
 
 pgpy makes and manages the hosted keys; everything done to messages (sign,
-encrypt, decrypt, verify) is Sequoia's, in `keystore.messages`. Keeping pgpy
+encrypt, decrypt, verify) is Sequoia's, in `keystore.messages`, but for one step
+Sequoia cannot take: opening the session key of a BZip2 message
+(`open_session_key`, for `keystore.bzip2_messages`). Keeping pgpy
 behind this one module means its quirks (warnings, str-or-bytes results,
 exceptions of every type on malformed input) stop here, and the rest of the code
 deals in `PublicKey`, `SecretKey` and bytes. The keys it makes: Ed25519 primary
@@ -268,6 +270,26 @@ def parse_secret_key(data: bytes) -> SecretKey:
     if key.is_protected:
         _fail("the secret key is passphrase-protected")
     return _secret(key)
+
+
+def open_session_key(secret: SecretKey, key_id: str, packet: bytes) -> tuple[int, bytes] | None:
+    """The cipher (its RFC 9580 number) and session key of a public-key encrypted
+    session-key packet addressed to `secret`'s subkey `key_id`, None when it does not
+    open. Only for BZip2 messages, which Sequoia cannot read (`keystore.bzip2_messages`);
+    the sandbox child calls it."""
+    subkey = next(
+        (sub for kid, sub in secret._key.subkeys.items() if str(kid).upper() == key_id), None
+    )
+    if subkey is None:
+        return None
+    try:
+        parsed = _PgpyPacket(bytearray(packet))
+        cipher, session_key = parsed.decrypt_sk(subkey._key)
+    except Exception as exc:  # noqa: BLE001  (pgpy raises anything on a foreign packet)
+        if _out_of_memory(exc):
+            raise MemoryError from None
+        return None
+    return int(cipher), bytes(session_key)
 
 
 def parse_public_key(data: bytes | str) -> PublicKey:

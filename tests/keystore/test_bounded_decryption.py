@@ -70,10 +70,32 @@ def test_input_over_the_budget_is_refused_before_any_child(bob: pgp.SecretKey) -
     assert packets.is_encrypted_message(message)
 
 
-def test_bzip2_is_refused_as_undecryptable(bob: pgp.SecretKey) -> None:
+@pytest.mark.parametrize("nested", [False, True], ids=["bzip2", "zlib inside bzip2"])
+def test_bzip2_within_the_limit_comes_back_whole(bob: pgp.SecretKey, nested: bool) -> None:
     """Sequoia, as pysequoia builds it, reads no BZip2 (RFC 9580 §9.4 lists it; GnuPG
-    writes ZIP or ZLIB): such a message is one the reader cannot open, never a crash."""
-    message = compression_bomb(bob.public, inflated=MIB, nested=True, outer_algorithm=BZIP2)
+    writes it with --compress-algo bzip2); the sandbox inflates it under the same bound."""
+    kind = {"nested": True, "outer_algorithm": BZIP2} if nested else {"algorithm": BZIP2}
+    message = compression_bomb(bob.public, inflated=3 * MIB, prefix=b"P", **kind)
+    opened = decrypt(message, [bob], max_output=4 * MIB)
+    assert (opened.data, opened.signature) == (b"P" + bytes(3 * MIB - 1), "unsigned")
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["bzip2", "zlib inside bzip2"])
+@pytest.mark.parametrize("inflated", [5 * MIB, 256 * MIB], ids=["past the limit", "bomb"])
+def test_a_bzip2_bomb_stops_at_the_output_limit(
+    bob: pgp.SecretKey, nested: bool, inflated: int
+) -> None:
+    kind = {"nested": True, "outer_algorithm": BZIP2} if nested else {"algorithm": BZIP2}
+    bomb = compression_bomb(bob.public, inflated=inflated, **kind)
     with pytest.raises(untrusted.UntrustedDataError) as refused:
-        decrypt(message, [bob], max_output=4 * MIB)
+        decrypt(bomb, [bob], max_output=4 * MIB)
+    assert refused.value.kind == "too-large"
+
+
+def test_bzip2_data_without_integrity_protection_is_not_opened(bob: pgp.SecretKey) -> None:
+    """The MDC is checked before anything is inflated: a changed byte refuses the message."""
+    message = bytearray(compression_bomb(bob.public, inflated=MIB, algorithm=BZIP2))
+    message[-30] ^= 0x01
+    with pytest.raises(untrusted.UntrustedDataError) as refused:
+        decrypt(bytes(message), [bob], max_output=4 * MIB)
     assert refused.value.kind == "invalid"

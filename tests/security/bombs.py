@@ -4,9 +4,9 @@ they cost the test no memory.
 The message is what a hostile sender could mail a hosted user: the user's own
 session-key packet (made by pgpy for a small probe, so the key and its format are
 the real ones) followed by an integrity-protected data packet
-(SEIPD with MDC, AES-256) whose plaintext is one ZLIB-compressed packet holding a
-literal data packet of `prefix` and then zeros. The zeros are compressed in 1 MiB
-steps, so 1 GiB of them never exists in the test's memory.
+(SEIPD with MDC, AES-256) whose plaintext is one ZLIB- (or BZip2-) compressed packet
+holding a literal data packet of `prefix` and then zeros. The zeros are compressed in
+1 MiB steps, so 1 GiB of them never exists in the test's memory.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import os
 import zlib
+from typing import Any
 
 import pgpy
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -36,9 +37,9 @@ def _packet(tag: int, body_length: int) -> bytes:
     return bytes([0xC0 | tag, 0xFF]) + body_length.to_bytes(4, "big")
 
 
-def _compressed_literal(prefix: bytes, zeros: int) -> bytes:
+def _compressed_literal(prefix: bytes, zeros: int, algorithm: int = ZLIB) -> bytes:
     literal_body_length = 6 + len(prefix) + zeros  # format, name length, date, content
-    squeezer = zlib.compressobj(9)
+    squeezer: Any = bz2.BZ2Compressor(9) if algorithm == BZIP2 else zlib.compressobj(9)
     out = [
         squeezer.compress(
             _packet(11, literal_body_length) + b"b\x00" + (0).to_bytes(4, "big") + prefix
@@ -52,7 +53,7 @@ def _compressed_literal(prefix: bytes, zeros: int) -> bytes:
         left -= step
     out.append(squeezer.flush())
     compressed = b"".join(out)
-    return _packet(8, 1 + len(compressed)) + bytes([ZLIB]) + compressed
+    return _packet(8, 1 + len(compressed)) + bytes([algorithm]) + compressed
 
 
 def _wrapped(inner: bytes, algorithm: int = ZIP) -> bytes:
@@ -73,12 +74,13 @@ def compression_bomb(
     prefix: bytes = b"",
     nested: bool = False,
     outer_algorithm: int = ZIP,
+    algorithm: int = ZLIB,
 ) -> bytes:
     """A binary OpenPGP message to `public` whose literal data inflates to `inflated` bytes
-    (with `nested`, the compressed ZLIB packet sits inside a second one, of
-    `outer_algorithm`). `secret` is not needed."""
+    in one compressed packet of `algorithm` (with `nested`, that packet sits inside a
+    second one, of `outer_algorithm`). `secret` is not needed."""
     del secret
-    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)))
+    packets_inside = _compressed_literal(prefix, max(0, inflated - len(prefix)), algorithm)
     if nested:
         packets_inside = _wrapped(packets_inside, outer_algorithm)
     return sealed_packets(public, packets_inside)
