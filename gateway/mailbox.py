@@ -14,6 +14,7 @@ import sqlalchemy.orm as so
 
 from gateway import rawheaders
 from gateway.charsets import decode_text, without_bidi_controls
+from gateway.mail import served_line_ends
 from gateway.models import Address, MailboxMessage
 
 SEARCH_INDEX_LIMIT = 2 * 1024 * 1024
@@ -76,7 +77,7 @@ def message_values(
         "message_id": fields.get("message-id", "")[:250],
         "date": _header_date(fields.get("date", "")),
         "received_at": now,
-        "size": len(raw),
+        "size": served_line_ends.served_size(raw),  # RFC822.SIZE: what IMAP serves
         "encrypted": encrypted,
         "raw": raw,
     }

@@ -24,7 +24,7 @@ import sqlalchemy.orm as so
 from gateway import mailbox, rawheaders
 from gateway.imap import folders
 from gateway.imap.folders import FolderError
-from gateway.mail import header_line_ends
+from gateway.mail import header_line_ends, served_line_ends
 from gateway.models import Address, MailboxMessage, MailFolder
 from gateway.pipeline.passthrough import is_pgp_mime
 
@@ -124,6 +124,7 @@ def metas(session: so.Session, folder_id: int) -> list[MessageMeta]:
 
 
 def raw_messages(session: so.Session, folder_id: int, uids: Sequence[int]) -> dict[int, bytes]:
+    """The messages as IMAP serves them: CRLF line ends only (gateway.mail.served_line_ends)."""
     out: dict[int, bytes] = {}
     for start in range(0, len(uids), 500):
         chunk = list(uids[start : start + 500])
@@ -133,7 +134,7 @@ def raw_messages(session: so.Session, folder_id: int, uids: Sequence[int]) -> di
             )
         ):
             if uid is not None:
-                out[uid] = raw
+                out[uid] = served_line_ends.served(raw)
     return out
 
 
