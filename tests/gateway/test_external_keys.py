@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import pysequoia
 import pytest
 import sqlalchemy as sa
 import trustme
@@ -30,7 +31,7 @@ from keystore.models import ExternalKey, WkdMiss
 from tests.fakes.wkd_server import WkdServer
 from tests.gnupg import GnuPG
 from tests.keystore.conftest import audit_sink
-from tests.keystore.gpgkeys import export, make_key, revoke_key
+from tests.keystore.gpgkeys import export, key_with_new_subkey, make_key, revoke_key
 from tests.keystore.hostile import hostile_armor
 
 CAROL, DAN = "carol@partner.example", "dan@direct.example"
@@ -93,6 +94,19 @@ def test_imported_key_wins_and_wkd_is_not_asked(
     found = lookup_external_keys(rt, [CAROL], NOW)
     assert (found[CAROL].source, found[CAROL].fingerprint) == ("import", imported)
     assert wkd.requests == []
+
+
+def test_a_wkd_key_with_an_x448_subkey_is_used_by_its_curve25519_one(
+    rt: Runtime, wkd: WkdServer, partner: GnuPG
+) -> None:
+    """pgpy knows no X448: the whole key was refused, and Carol got the secure page."""
+    data, cv25519 = key_with_new_subkey(
+        partner, f"Carol <{CAROL}>", pysequoia.EncryptionAlgorithm.X448
+    )
+    wkd.publish(CAROL, data)
+    found = lookup_external_keys(rt, [CAROL], NOW)
+    assert found[CAROL].source == "wkd"
+    assert found[CAROL].key.subkey_ids == (cv25519,)
 
 
 def test_wkd_key_is_stored_and_reused_until_the_ttl(

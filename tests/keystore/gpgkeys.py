@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pysequoia
+
 from tests.gnupg import GnuPG
 
 PUBLIC_KEY, USER_ID, SIGNATURE, PUBLIC_SUBKEY = 6, 13, 2, 14
@@ -34,6 +36,31 @@ def make_key(
     extra = ("--faked-system-time", faked_time) if faked_time else ()
     gpg.run(*extra, "--quick-gen-key", uid, algo, usage, expire)
     return fingerprint_of(gpg, uid)
+
+
+def key_with_new_subkey(
+    gpg: GnuPG, uid: str, algorithm: pysequoia.EncryptionAlgorithm, *, cv25519: bool = True
+) -> tuple[bytes, str | None]:
+    """A public key (binary) whose encryption subkey is of `algorithm` (X448, an ML-KEM
+    composite: algorithms pgpy does not know), made by Sequoia; with `cv25519`, GnuPG
+    adds a Curve25519 encryption subkey (the secret key stays in `gpg`) and Sequoia
+    merges the two certificates. Returns the key and the id of that added subkey."""
+    tsk = pysequoia.Tsk.generate(
+        uid,
+        profile=pysequoia.Profile.RFC4880,
+        cipher_suite=pysequoia.CipherSuite.Cv25519,
+        encryption_algorithm=algorithm,
+    )
+    cert = tsk.extract_certificate()
+    if not cv25519:
+        return bytes(cert), None
+    fingerprint = cert.fingerprint.upper()
+    gpg.run("--import", input=bytes(tsk))
+    gpg.run("--quick-add-key", fingerprint, "cv25519", "encr", "never")
+    listing = gpg.run("--with-colons", "--list-keys", fingerprint).stdout.decode()
+    added = [line.split(":")[4] for line in listing.splitlines() if line.startswith("sub:")]
+    merged = cert.merge(pysequoia.Cert.from_bytes(export(gpg, fingerprint)))
+    return bytes(merged), added[-1].upper()
 
 
 def fingerprint_of(gpg: GnuPG, uid: str) -> str:

@@ -22,7 +22,7 @@ import pytest
 
 from keystore import messages, packets, pgp, untrusted
 from tests.gnupg import GnuPG
-from tests.keystore.gpgkeys import PUBLIC_SUBKEY, export
+from tests.keystore.gpgkeys import PUBLIC_SUBKEY, key_with_new_subkey
 from tests.keystore.gpgkeys import packets as split
 
 BUDGET = untrusted.Budget(max_bytes=512 * 1024, timeout=10.0, memory_mb=256)
@@ -39,29 +39,6 @@ def _home(tmp_path: Path, name: str) -> GnuPG:
     return GnuPG(home)
 
 
-def _key_with(
-    partner: GnuPG, algorithm: pysequoia.EncryptionAlgorithm, *, cv25519: bool = True
-) -> tuple[bytes, str | None]:
-    """Carol's public key (binary) with a subkey of `algorithm`, and (with `cv25519`) a
-    Curve25519 encryption subkey that gpg added; returns the key and that subkey's id."""
-    tsk = pysequoia.Tsk.generate(
-        f"Carol <{CAROL}>",
-        profile=pysequoia.Profile.RFC4880,
-        cipher_suite=pysequoia.CipherSuite.Cv25519,
-        encryption_algorithm=algorithm,
-    )
-    cert = tsk.extract_certificate()
-    if not cv25519:
-        return bytes(cert), None
-    fingerprint = cert.fingerprint.upper()
-    partner.run("--import", input=bytes(tsk))
-    partner.run("--quick-add-key", fingerprint, "cv25519", "encr", "never")
-    listing = partner.run("--with-colons", "--list-keys", fingerprint).stdout.decode()
-    added = [line.split(":")[4] for line in listing.splitlines() if line.startswith("sub:")]
-    merged = cert.merge(pysequoia.Cert.from_bytes(export(partner, fingerprint)))
-    return bytes(merged), added[-1].upper()
-
-
 def _vet(data: bytes) -> pgp.KeyVetting:
     return untrusted.vet_keys(data, dt.datetime.now(dt.UTC), BUDGET)
 
@@ -72,7 +49,7 @@ def test_the_curve25519_subkey_is_used_and_the_unknown_one_ignored(
     tmp_path: Path, name: str, armored: bool
 ) -> None:
     partner = _home(tmp_path, "partner")
-    data, cv25519 = _key_with(partner, NEW_ALGORITHMS[name])
+    data, cv25519 = key_with_new_subkey(partner, f"Carol <{CAROL}>", NEW_ALGORITHMS[name])
     algorithms = [
         str(p.key_algorithm)
         for p in pysequoia.packet.PacketPile.from_bytes(data)
@@ -105,8 +82,11 @@ def test_the_curve25519_subkey_is_used_and_the_unknown_one_ignored(
 def test_a_key_whose_only_encryption_subkey_is_unknown_is_refused_plainly(
     tmp_path: Path,
 ) -> None:
-    data, _ = _key_with(
-        _home(tmp_path, "partner"), pysequoia.EncryptionAlgorithm.X448, cv25519=False
+    data, _ = key_with_new_subkey(
+        _home(tmp_path, "partner"),
+        f"Carol <{CAROL}>",
+        pysequoia.EncryptionAlgorithm.X448,
+        cv25519=False,
     )
     vetting = _vet(data)
     assert vetting.accepted == ()
