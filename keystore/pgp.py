@@ -47,24 +47,26 @@ from pgpy.constants import (  # noqa: E402
 )
 from pgpy.packet import Packet as _PgpyPacket  # noqa: E402
 from pgpy.packet.subpackets.signature import ByteFlag as _ByteFlag  # noqa: E402
-from pgpy.packet.subpackets.signature import Features as _FeaturesSubpacket  # noqa: E402
 from pgpy.packet.types import Opaque as _OpaquePacket  # noqa: E402
 
 from keystore import packets  # noqa: E402
 
 
-def _keep_feature_octets() -> None:
-    """Make pgpy write a parsed Features subpacket back exactly as it read it.
+def _keep_flag_octets() -> None:
+    """Make pgpy write a parsed flag subpacket back exactly as it read it.
 
-    pgpy knows one feature bit (0x01, MDC) and drops the others when it writes a
-    signature again: SEIPDv2 (0x08, which Sequoia sets) and AEAD (0x02, which GnuPG 2.3
-    and later set). The data a signature is checked over is that rewrite, so every
-    self-signature of such a key failed vetting, and the minimal key that is stored
-    would have carried a signature its owner never made. The subpacket now keeps its
-    octets and writes them back while its flags are the ones read; a Features
-    subpacket pgpy makes (hosted keys) is written as before.
+    pgpy reads every octet of a flag subpacket (Key Flags, Features, Key Server
+    Preferences: its `ByteFlag`) as if it were the first, keeps the bits it knows and
+    writes one octet back: SEIPDv2 (Features 0x08, which Sequoia sets) and AEAD (0x02,
+    which GnuPG 2.3 and later set) were dropped, and so were Key Flags in a second
+    octet (RFC 9580 section 5.2.3.29: 0x0C 0x08 became 0x0C 0x00) and Key Server
+    Preferences past 0x80. The data a signature is checked over is that rewrite, so
+    every self-signature or binding carrying such a subpacket failed vetting, and the
+    minimal key that is stored would have carried a signature its owner never made.
+    The subpacket now keeps its octets and writes them back while its flags are the
+    ones read; a flag subpacket pgpy makes (hosted keys) is written as before.
     """
-    parse, write = _FeaturesSubpacket.parse, _FeaturesSubpacket.__bytearray__
+    parse, write = _ByteFlag.parse, _ByteFlag.__bytearray__
 
     def parse_keeping(self: Any, packet: bytearray) -> None:
         before = bytes(packet)
@@ -80,11 +82,11 @@ def _keep_feature_octets() -> None:
             return bytearray(write(self))
         return bytearray(super(_ByteFlag, self).__bytearray__()) + octets
 
-    _FeaturesSubpacket.parse = parse_keeping
-    _FeaturesSubpacket.__bytearray__ = write_keeping
+    _ByteFlag.parse = parse_keeping
+    _ByteFlag.__bytearray__ = write_keeping
 
 
-_keep_feature_octets()
+_keep_flag_octets()
 
 MESSAGE_CIPHER = SymmetricKeyAlgorithm.AES256
 SIGNATURE_HASH = HashAlgorithm.SHA512
@@ -149,7 +151,7 @@ class PublicKey:
     # The key as it arrived, when that was exactly this one key: pgpy rewrote the
     # Features subpacket of keys that advertise SEIPDv2 (Sequoia's do) when it
     # serialised, and their self-signatures then failed for Sequoia, which encrypts
-    # (`_keep_feature_octets` now prevents that; the bytes as they came stay exact).
+    # (`_keep_flag_octets` now prevents that; the bytes as they came stay exact).
     _raw: bytes | None = field(default=None, repr=False)
 
     def to_bytes(self) -> bytes:
