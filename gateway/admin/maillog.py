@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, driversql, dsn, outages
+from gateway import db, driversql, dsn, outages, purging
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
 from gateway.pipeline.passthrough import is_already_encrypted
@@ -232,11 +232,18 @@ def search(
     return Page([_row(r) for r in rows], page, per_page, total)
 
 
-def purge(session: so.Session, now: dt.datetime, days: int) -> int:
-    """Delete entries older than `days`; how many went."""
+def purge(
+    sessions: so.sessionmaker[so.Session],
+    now: dt.datetime,
+    days: int,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Delete entries older than `days`, in short transactions (gateway.purging); how
+    many went."""
     cutoff = now - dt.timedelta(days=days)
-    result = session.execute(sa.delete(MailLogEntry).where(MailLogEntry.created_at < cutoff))
-    return int(getattr(result, "rowcount", 0))
+    return purging.delete_in_batches(
+        sessions, MailLogEntry, MailLogEntry.created_at < cutoff, batches
+    )
 
 
 async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:
@@ -244,8 +251,7 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
     admin = runtime.settings.admin
 
     def once() -> int:
-        with db.transaction(runtime.sessions) as session:
-            return purge(session, clock(), admin.mail_log_days)
+        return purge(runtime.sessions, clock(), admin.mail_log_days)
 
     while not stop.is_set():
         try:

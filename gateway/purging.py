@@ -1,0 +1,92 @@
+"""Deleting many rows without holding the database's write lock for long.
+
+Every purge (mail log, activity, portal sessions, devices, known mail clients,
+lockout records, secure-page history) deletes through `delete_in_batches`: at most
+`BATCH_ROWS` rows per transaction, committed before the next batch begins. One
+DELETE of a 2M-row mail log held SQLite's only write lock for 37 s, and every SMTP
+transaction and portal request that wanted to write waited out its busy timeout;
+in batches, other writers take their turn between two commits (`PAUSE_SECONDS`
+lets a writer woken by the release get the lock before the purge takes it again).
+On PostgreSQL short transactions keep row locks and the WAL of one statement small.
+
+Batches walk the table's primary key upwards (keyset, not OFFSET), so each batch
+reads only where the last ended: the whole purge reads the table once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from gateway import db
+
+# Rows deleted per transaction: a batch holds SQLite's write lock for tens of ms.
+BATCH_ROWS = 5000
+# Between two batches, with the lock released: long enough for a waiting writer to take it.
+PAUSE_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Batches:
+    """How a purge deletes: `size` rows per transaction; `progress` is told, after each
+    commit and before the next batch begins, how many rows that batch deleted."""
+
+    size: int = BATCH_ROWS
+    progress: Callable[[int], None] | None = None
+    pause: float = PAUSE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError("a batch deletes at least one row")
+
+
+def delete_in_batches(
+    factory: so.sessionmaker[so.Session],
+    model: type[Any],
+    condition: sa.ColumnElement[bool],
+    batches: Batches | None = None,
+) -> int:
+    """Delete the rows of `model` that match `condition`, `batches.size` per transaction;
+    how many went. Each batch re-checks `condition` as it deletes, so a row that stopped
+    matching meanwhile (a session used again) stays."""
+    plan = batches or Batches()
+    keys = tuple(model.__mapper__.primary_key)
+    key: sa.ColumnElement[Any] = keys[0] if len(keys) == 1 else sa.tuple_(*keys)
+    after: tuple[Any, ...] | None = None
+    total = 0
+    while True:
+        where = condition if after is None else sa.and_(condition, key > _bound(keys, after))
+        with db.transaction(factory) as session:
+            found = session.execute(
+                sa.select(*keys).where(where).order_by(*keys).limit(plan.size)
+            ).all()
+            if not found:
+                return total
+            last = tuple(found[-1])
+            result = session.execute(
+                sa.delete(model)
+                .where(where, key <= _bound(keys, last))
+                .execution_options(synchronize_session=False)
+            )
+            deleted = int(getattr(result, "rowcount", 0))
+        total += deleted
+        if plan.progress is not None:
+            plan.progress(deleted)
+        if len(found) < plan.size:
+            return total
+        after = last
+        if plan.pause > 0:
+            time.sleep(plan.pause)
+
+
+def _bound(keys: tuple[sa.Column[Any], ...], values: tuple[Any, ...]) -> sa.ColumnElement[Any]:
+    """A primary key's value as bound parameters of its columns' types."""
+    bound = [
+        sa.literal(value, type_=column.type) for column, value in zip(keys, values, strict=True)
+    ]
+    return bound[0] if len(bound) == 1 else sa.tuple_(*bound)
