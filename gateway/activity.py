@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, known_clients, lockout, login_alerts, outages, sessions
+from gateway import db, known_clients, lockout, login_alerts, outages, purging, sessions
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -85,20 +85,28 @@ class PurgeResult:
     lockouts: int
 
 
-def purge(session: so.Session, settings: Settings, now: dt.datetime) -> PurgeResult:
+def purge(
+    factory: so.sessionmaker[so.Session],
+    settings: Settings,
+    now: dt.datetime,
+    batches: purging.Batches | None = None,
+) -> PurgeResult:
+    """Delete what records where a person logged in from, once older than
+    `[security] activity_days`: each kind in short transactions of its own
+    (gateway.purging), so a long backlog never holds the write lock for long."""
     cutoff = now - dt.timedelta(days=settings.security.activity_days)
-    events = session.execute(
-        sa.delete(AuditEvent).where(
-            AuditEvent.at < cutoff,
-            sa.or_(AuditEvent.account_id.is_not(None), AuditEvent.action.in_(PERSONAL_ACTIONS)),
-        )
+    personal = sa.and_(
+        AuditEvent.at < cutoff,
+        sa.or_(AuditEvent.account_id.is_not(None), AuditEvent.action.in_(PERSONAL_ACTIONS)),
     )
     return PurgeResult(
-        events=int(getattr(events, "rowcount", 0)),
-        sessions=sessions.purge(session, cutoff),
-        devices=login_alerts.forget_devices_unseen_since(session, cutoff)
-        + known_clients.purge(session, settings.security, now),
-        lockouts=lockout.purge(session, now, lockout.Policy.from_settings(settings.security)),
+        events=purging.delete_in_batches(factory, AuditEvent, personal, batches),
+        sessions=sessions.purge(factory, cutoff, batches),
+        devices=login_alerts.forget_devices_unseen_since(factory, cutoff, batches)
+        + known_clients.purge(factory, settings.security, now, batches),
+        lockouts=lockout.purge(
+            factory, now, lockout.Policy.from_settings(settings.security), batches
+        ),
     )
 
 
@@ -111,8 +119,7 @@ async def run_purge(
     """Purge now and then every `interval` seconds until `stop` is set (for `sealgate serve`)."""
 
     def once() -> PurgeResult:
-        with db.transaction(runtime.sessions) as session:
-            return purge(session, runtime.settings, clock())
+        return purge(runtime.sessions, runtime.settings, clock())
 
     while not stop.is_set():
         try:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
+from gateway import purging
 from gateway.models import KnownMailClient
 from gateway.settings import SecuritySettings
 
@@ -160,9 +161,13 @@ def noted(written: Noted, now: dt.datetime) -> None:
     _memo(bind).note(key, now)
 
 
-def purge(session: so.Session, security: SecuritySettings, now: dt.datetime) -> int:
-    """Drop networks not seen within the known period (they know nothing any more)."""
-    result = session.execute(
-        sa.delete(KnownMailClient).where(KnownMailClient.last_seen_at < now - period(security))
-    )
-    return int(getattr(result, "rowcount", 0))
+def purge(
+    factory: so.sessionmaker[so.Session],
+    security: SecuritySettings,
+    now: dt.datetime,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Drop networks not seen within the known period (they know nothing any more), in
+    short transactions of their own (gateway.purging)."""
+    stale = KnownMailClient.last_seen_at < now - period(security)
+    return purging.delete_in_batches(factory, KnownMailClient, stale, batches)

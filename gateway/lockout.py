@@ -51,7 +51,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import credential_cache
+from gateway import credential_cache, purging
 from gateway.addresses import one_form
 from gateway.models import LoginLockout
 from gateway.settings import SecuritySettings
@@ -327,12 +327,16 @@ def store_for(session: so.Session, security: SecuritySettings) -> Store:
     return RedisStore(_redis_client(security.lockout_storage), policy)
 
 
-def purge(session: so.Session, now: dt.datetime, policy: Policy) -> int:
-    """Drop database records that no longer lock and whose lock count has been forgotten."""
-    result = session.execute(
-        sa.delete(LoginLockout).where(
-            LoginLockout.last_failure_at < now - policy.memory,
-            sa.or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
-        )
+def purge(
+    factory: so.sessionmaker[so.Session],
+    now: dt.datetime,
+    policy: Policy,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Drop database records that no longer lock and whose lock count has been forgotten,
+    in short transactions of their own (gateway.purging)."""
+    forgotten = sa.and_(
+        LoginLockout.last_failure_at < now - policy.memory,
+        sa.or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
     )
-    return int(getattr(result, "rowcount", 0))
+    return purging.delete_in_batches(factory, LoginLockout, forgotten, batches)

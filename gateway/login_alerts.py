@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 import sqlalchemy.orm as so
 
-from gateway import local_delivery, mails, totp
+from gateway import local_delivery, mails, purging, totp
 from gateway.models import Account, AccountSecurity, AlertSent, KnownDevice
 from gateway.settings import Settings
 
@@ -262,6 +262,11 @@ def set_preferences(
     row.alert_failed_login = failed_login
 
 
-def forget_devices_unseen_since(session: so.Session, cutoff: dt.datetime) -> int:
-    result = session.execute(sa.delete(KnownDevice).where(KnownDevice.last_seen_at < cutoff))
-    return int(getattr(result, "rowcount", 0))
+def forget_devices_unseen_since(
+    factory: so.sessionmaker[so.Session],
+    cutoff: dt.datetime,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Forget devices not seen since `cutoff`, in short transactions (gateway.purging)."""
+    stale = KnownDevice.last_seen_at < cutoff
+    return purging.delete_in_batches(factory, KnownDevice, stale, batches)

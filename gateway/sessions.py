@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from gateway import purging
 from gateway.models import PortalSession
 
 NONCE_BYTES = 24
@@ -161,11 +162,12 @@ def end_all(
     return int(getattr(result, "rowcount", 0))
 
 
-def purge(session: so.Session, cutoff: dt.datetime) -> int:
-    """Forget sessions that ended, or were last used, before `cutoff`."""
-    result = session.execute(
-        sa.delete(PortalSession).where(
-            sa.or_(PortalSession.ended_at < cutoff, PortalSession.last_seen_at < cutoff)
-        )
-    )
-    return int(getattr(result, "rowcount", 0))
+def purge(
+    factory: so.sessionmaker[so.Session],
+    cutoff: dt.datetime,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Forget sessions that ended, or were last used, before `cutoff` (in short
+    transactions of their own, gateway.purging)."""
+    stale = sa.or_(PortalSession.ended_at < cutoff, PortalSession.last_seen_at < cutoff)
+    return purging.delete_in_batches(factory, PortalSession, stale, batches)

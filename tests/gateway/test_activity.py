@@ -10,8 +10,15 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from gateway import activity, audit, db, known_clients, login_alerts, sessions
-from gateway.models import Account, AuditEvent, KnownDevice, KnownMailClient, PortalSession
+from gateway import activity, audit, db, known_clients, lockout, login_alerts, purging, sessions
+from gateway.models import (
+    Account,
+    AuditEvent,
+    KnownDevice,
+    KnownMailClient,
+    LoginLockout,
+    PortalSession,
+)
 from gateway.runtime import Runtime
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
@@ -87,8 +94,7 @@ def test_purge_drops_old_personal_records_and_keeps_system_events(
         login_alerts.remember_device(session, account_id, "203.0.113.5", "Firefox/1", OLD)
         login_alerts.remember_device(session, account_id, "198.51.100.5", "Firefox/1", RECENT)
 
-    with db.transaction(runtime.sessions) as session:
-        result = activity.purge(session, runtime.settings, NOW)
+    result = activity.purge(runtime.sessions, runtime.settings, NOW)
     assert (result.events, result.sessions, result.devices) == (3, 1, 1)
     with runtime.sessions() as session:
         left = session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.id)).all()
@@ -112,9 +118,9 @@ def test_purge_forgets_mail_networks_no_longer_known(
                 session, runtime.settings.security, account_id, ip, seen
             )
             assert written is not None
-    with db.transaction(runtime.sessions) as session:
-        result = activity.purge(session, runtime.settings, NOW)
-        assert result.devices == 1
+    result = activity.purge(runtime.sessions, runtime.settings, NOW)
+    assert result.devices == 1
+    with db.read_only(runtime.sessions) as session:
         assert not known_clients.is_known_mail_client(
             session, runtime.settings.security, account_id, "203.0.113.5", NOW
         )
@@ -150,3 +156,86 @@ def test_the_serve_task_purges_and_stops(runtime: Runtime, mail_users: dict[str,
     asyncio.run(main())
     with runtime.sessions() as session:
         assert session.scalars(sa.select(AuditEvent.action)).all().count("login") == 0
+
+
+def test_purge_of_more_rows_than_a_batch_commits_batch_by_batch(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """Each kind of record goes in batches, one transaction each (gateway.purging): the
+    audit log, portal sessions, devices (integer keys), mail networks (a two-column
+    key) and lockout records (a text key) alike; the recent ones stay."""
+    account_id = alice_id(runtime)
+    forget_setup_events(runtime)
+    days = runtime.settings.security.known_client_days
+    stale_client = NOW - dt.timedelta(days=days + 1)
+    forgotten = NOW - lockout.Policy.from_settings(runtime.settings.security).memory
+    with db.transaction(runtime.sessions) as session:
+        for n in range(5):
+            audit.record(session, "login", actor="x", account_id=account_id).at = OLD
+            sessions.create(session, account_id, f"old{n}", ip="", user_agent="", now=OLD)
+            session.add(
+                KnownDevice(
+                    account_id=account_id,
+                    network=f"10.{n}.0.0/24",
+                    browser="Firefox",
+                    first_seen_at=OLD,
+                    last_seen_at=OLD,
+                )
+            )
+            session.add(
+                KnownMailClient(
+                    account_id=account_id, network=f"10.0.0.{n}/32", last_seen_at=stale_client
+                )
+            )
+            stale = forgotten - dt.timedelta(hours=1)
+            session.add(
+                LoginLockout(
+                    key=f"name:n{n}@x.test",
+                    failures=1,
+                    window_started_at=stale,
+                    locked_until=None,
+                    last_failure_at=stale,
+                )
+            )
+        audit.record(session, "login", actor="x", account_id=account_id).at = RECENT
+        sessions.create(session, account_id, "recent", ip="", user_agent="", now=RECENT)
+        session.add(KnownMailClient(account_id=account_id, network="10.0.0.9/32", last_seen_at=NOW))
+        session.add(
+            LoginLockout(
+                key="name:recent@x.test",
+                failures=1,
+                window_started_at=NOW,
+                locked_until=None,
+                last_failure_at=NOW,
+            )
+        )
+    committed: list[int] = []
+    batches: list[int] = []
+
+    def commit(_conn: sa.Connection) -> None:
+        committed.append(1)
+
+    sa.event.listen(runtime.engine, "commit", commit)
+    try:
+        result = activity.purge(
+            runtime.sessions,
+            runtime.settings,
+            NOW,
+            purging.Batches(size=2, progress=batches.append, pause=0),
+        )
+    finally:
+        sa.event.remove(runtime.engine, "commit", commit)
+
+    assert result == activity.PurgeResult(events=5, sessions=5, devices=10, lockouts=5)
+    assert batches == [2, 2, 1] * 5  # five kinds, three batches each
+    assert len(committed) == len(batches)
+    with db.read_only(runtime.sessions) as session:
+        for model, left in (
+            (AuditEvent, 1),
+            (PortalSession, 1),
+            (KnownDevice, 0),
+            (KnownMailClient, 1),
+            (LoginLockout, 1),
+        ):
+            count = session.scalar(sa.select(sa.func.count()).select_from(model))
+            assert (model.__name__, count) == (model.__name__, left)
