@@ -5,6 +5,9 @@ any more (each expired or revoked). A locked link keeps them until it expires:
 the sender may still set a new password, which unlocks it. The rows themselves
 stay for the sender's view (who opened what, when) for `history_days` more,
 then go too.
+
+Both steps work in short transactions (a batch of ciphertexts, a batch of
+forgotten messages), so other writers take the lock in between (gateway.purging).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import audit, db, outages
+from gateway import audit, db, outages, purging
 from gateway.models import SecureLink, SecureMessage
 from gateway.runtime import Runtime
 from gateway.settings import SecurePageSettings
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "purge"
 ACTION = "securepage.purge"
+# Ciphertexts dropped per transaction: fewer than gateway.purging's rows, each is large.
 BATCH = 200
 
 
@@ -87,20 +92,20 @@ def purge_messages(
     return count
 
 
-def forget_history(session: so.Session, now: dt.datetime, settings: SecurePageSettings) -> int:
+def _forgettable(now: dt.datetime, settings: SecurePageSettings) -> sa.ColumnElement[bool]:
     cutoff = now - dt.timedelta(days=settings.history_days)
-    ids = list(
-        session.scalars(
-            sa.select(SecureMessage.id).where(
-                SecureMessage.purged_at.is_not(None), SecureMessage.purged_at < cutoff
-            )
-        )
-    )
-    if not ids:
-        return 0
-    session.execute(sa.delete(SecureLink).where(SecureLink.message_id.in_(ids)))
-    session.execute(sa.delete(SecureMessage).where(SecureMessage.id.in_(ids)))
-    return len(ids)
+    return sa.and_(SecureMessage.purged_at.is_not(None), SecureMessage.purged_at < cutoff)
+
+
+def forget_history(
+    factory: so.sessionmaker[so.Session],
+    now: dt.datetime,
+    settings: SecurePageSettings,
+    batches: purging.Batches | None = None,
+) -> int:
+    """Forget messages purged more than `history_days` ago, in batches; their links go
+    with them (ON DELETE CASCADE, migration 0005)."""
+    return purging.delete_in_batches(factory, SecureMessage, _forgettable(now, settings), batches)
 
 
 def purge(
@@ -115,19 +120,33 @@ def purge(
         ids = due_for_purge(session, now)
     deleted = 0
     for start in range(0, len(ids), BATCH):
+        if start:
+            time.sleep(purging.PAUSE_SECONDS)  # the lock is free: let a waiting writer in
         batch = ids[start : start + BATCH]
         with db.transaction(runtime.sessions) as session:
             deleted += purge_messages(session, batch, now, actor=actor)
         if progress is not None:
             progress(len(batch))
-    with db.transaction(runtime.sessions) as session:
-        forgotten = forget_history(session, now, runtime.settings.securepage)
+    forgotten = forget_history(
+        runtime.sessions, now, runtime.settings.securepage, purging.Batches(progress=progress)
+    )
     return PurgeResult(ciphertexts=deleted, forgotten=forgotten)
 
 
 def pending(runtime: Runtime, now: dt.datetime) -> int:
+    """How many messages' ciphertexts are due (what `purge` would drop now)."""
     with db.read_only(runtime.sessions) as session:
         return len(due_for_purge(session, now))
+
+
+def pending_history(runtime: Runtime, now: dt.datetime) -> int:
+    """How many purged messages `purge` would forget now."""
+    condition = _forgettable(now, runtime.settings.securepage)
+    with db.read_only(runtime.sessions) as session:
+        return int(
+            session.scalar(sa.select(sa.func.count()).select_from(SecureMessage).where(condition))
+            or 0
+        )
 
 
 async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:

@@ -31,8 +31,12 @@ def purge(state: CliState, dry_run: bool) -> None:
     due = securepage_purge.pending(runtime, now)
     if dry_run:
         click.echo(f"{due} secure-page message(s) would be purged")
+        forgettable = securepage_purge.pending_history(runtime, now)
+        click.echo(f"{forgettable} purged secure-page message(s) would be forgotten")
         return
-    with click.progressbar(length=due, label="purging secure pages", show_pos=True) as bar:
+    # Both steps count on one bar: the ciphertexts due, then the rows to forget.
+    total = due + securepage_purge.pending_history(runtime, now)
+    with click.progressbar(length=total, label="purging secure pages", show_pos=True) as bar:
         result = securepage_purge.purge(runtime, now, actor=CLI_ACTOR, progress=bar.update)
     # The batches' events say what each deleted; this one that an admin ran the purge,
     # and what it removed in all, also when that was nothing.

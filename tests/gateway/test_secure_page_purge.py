@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import os
+import pty
 import signal
+import subprocess
+import sys
 import time
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from click.testing import CliRunner, Result
 
-from gateway import db
+from gateway import db, purging
 from gateway.models import AuditEvent, SecureLink, SecureMessage
 from gateway.runtime import Runtime
 from gateway.securepage import links, purge
@@ -154,3 +158,80 @@ def test_serve_purges_when_it_starts_and_stops_cleanly(
     # The scheduled purge is the gateway's own doing: audited under the job's name,
     # and only when it deleted something (no entry every hour for nothing).
     assert purge_events(runtime) == [("securepage.purge", "purge", "1 ciphertexts deleted")]
+
+
+def run_in_terminal(test_env: dict[str, str], *args: str) -> str:
+    """The real command line with a terminal for its output, as an admin sees it (click
+    draws a progress bar only on a terminal)."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "sealgate", *args],
+        env={**os.environ, **test_env, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    ) as proc:
+        os.close(follower)
+        out = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(300) == 0, out.decode(errors="replace")
+    os.close(leader)
+    return out.decode(errors="replace")
+
+
+def test_the_cli_shows_progress_over_ciphertexts_and_forgotten_history(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """Long work shows progress: the bar counts the ciphertexts due and then the
+    purged messages forgotten, and both steps delete in batches."""
+    now = utcnow()
+    tokens = {
+        rcpt: send(runtime, compose(to=rcpt), [rcpt])[rcpt]
+        for rcpt in ("a@x.example", "b@x.example", "c@x.example")
+    }
+    old = now - dt.timedelta(days=runtime.settings.securepage.history_days + 1)
+    for address in ("a@x.example", "b@x.example"):  # purged long ago: to be forgotten
+        change(runtime, tokens[address], revoked_at=old)
+    assert purge.purge(runtime, old).ciphertexts == 2
+    change(runtime, tokens["c@x.example"], revoked_at=now)  # due now
+    dry = run(test_env, "purge", "--dry-run").output
+    assert "1 secure-page message(s) would be purged" in dry
+    assert "2 purged secure-page message(s) would be forgotten" in dry
+
+    shown = run_in_terminal(test_env, "purge")
+
+    assert "purging secure pages" in shown
+    assert "3/3" in shown  # 1 ciphertext + 2 forgotten, not only the first step's 1/1
+    assert "purged 1 secure-page message(s); forgot 2 purged" in shown
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(SecureMessage)) == 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(SecureLink)) == 1
+
+
+def test_forgetting_history_deletes_in_batches(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    now = utcnow()
+    rcpts = [f"r{n}@x.example" for n in range(5)]
+    tokens = {rcpt: send(runtime, compose(to=rcpt), [rcpt])[rcpt] for rcpt in rcpts}
+    for token in tokens.values():
+        change(runtime, token, revoked_at=now)
+    assert purge.purge(runtime, now).ciphertexts == 5
+    later = now + dt.timedelta(days=runtime.settings.securepage.history_days, minutes=1)
+    batches: list[int] = []
+    forgotten = purge.forget_history(
+        runtime.sessions,
+        later,
+        runtime.settings.securepage,
+        purging.Batches(size=2, progress=batches.append, pause=0),
+    )
+    assert (forgotten, batches) == (5, [2, 2, 1])
+    with db.read_only(runtime.sessions) as session:
+        assert session.scalars(sa.select(SecureLink)).all() == []
