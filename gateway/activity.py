@@ -119,7 +119,9 @@ async def run_purge(
     """Purge now and then every `interval` seconds until `stop` is set (for `sealgate serve`)."""
 
     def once() -> PurgeResult:
-        return purge(runtime.sessions, runtime.settings, clock())
+        result = purge(runtime.sessions, runtime.settings, clock())
+        purging.reclaim(runtime.sessions, "activity purge")
+        return result
 
     while not stop.is_set():
         try:

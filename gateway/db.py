@@ -167,8 +167,43 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # Deleted rows (purged mail log entries, forgotten secure pages, expunged mail) are
+    # overwritten with zeros instead of lingering in free pages. Debian builds SQLite
+    # with this on; other builds (python.org's, Homebrew's) do not.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+BUSY_TIMEOUT_MS = 30000
+# How long a checkpoint waits for readers to leave the WAL: it holds the write lock
+# meanwhile, so briefly; a busy checkpoint is tried again after the next purge.
+CHECKPOINT_BUSY_MS = 1000
+
+
+def checkpoint(factory: so.sessionmaker[so.Session]) -> bool:
+    """On a SQLite file: copy the WAL into the database and truncate it to zero bytes;
+    whether it got through (False: a reader kept it from finishing; try again later).
+
+    The WAL keeps the pages that purges and deletions overwrote until it is reused,
+    and SQLite's own checkpoints never shrink it: deleted mail log entries and secure
+    pages stayed readable in the -wal file, and its disk was never returned. Run after
+    every purge (`sealgate purge` and serve's periodic purges). It takes the writer's
+    turn, so sealgate's writers wait in the kernel while it runs. A no-op elsewhere.
+    """
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, sa.Engine) or bind.dialect.name != "sqlite":
+        return True
+    if bind.url.database in (None, "", ":memory:"):
+        return True
+    with _sqlite_writer_turn(factory), bind.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        driver.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
+        try:
+            busy, _frames, _copied = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return not busy
 
 
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:

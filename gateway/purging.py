@@ -15,6 +15,7 @@ reads only where the last ended: the whole purge reads the table once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import db
+
+log = logging.getLogger(__name__)
 
 # Rows deleted per transaction: a batch holds SQLite's write lock for tens of ms.
 BATCH_ROWS = 5000
@@ -82,6 +85,13 @@ def delete_in_batches(
         after = last
         if plan.pause > 0:
             time.sleep(plan.pause)
+
+
+def reclaim(factory: so.sessionmaker[so.Session], what: str) -> None:
+    """After a purge: truncate SQLite's WAL, so what was deleted leaves the disk
+    (`gateway.db.checkpoint`); a checkpoint a reader kept busy is tried after the next."""
+    if not db.checkpoint(factory):
+        log.info("%s: readers kept the WAL checkpoint from finishing; trying after the next", what)
 
 
 def _bound(keys: tuple[sa.Column[Any], ...], values: tuple[Any, ...]) -> sa.ColumnElement[Any]:

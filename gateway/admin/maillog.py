@@ -251,7 +251,9 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
     admin = runtime.settings.admin
 
     def once() -> int:
-        return purge(runtime.sessions, clock(), admin.mail_log_days)
+        purged = purge(runtime.sessions, clock(), admin.mail_log_days)
+        purging.reclaim(runtime.sessions, "mail log purge")
+        return purged
 
     while not stop.is_set():
         try:

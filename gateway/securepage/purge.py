@@ -115,7 +115,8 @@ def purge(
     actor: str = ACTOR,
     progress: Callable[[int], None] | None = None,
 ) -> PurgeResult:
-    """Purge in batches, one transaction each, so a large backlog never holds a long lock."""
+    """Purge in batches, one transaction each, so a large backlog never holds a long lock;
+    then truncate SQLite's WAL, so the deleted ciphertexts leave the disk."""
     with db.read_only(runtime.sessions) as session:
         ids = due_for_purge(session, now)
     deleted = 0
@@ -130,6 +131,7 @@ def purge(
     forgotten = forget_history(
         runtime.sessions, now, runtime.settings.securepage, purging.Batches(progress=progress)
     )
+    purging.reclaim(runtime.sessions, "secure-page purge")
     return PurgeResult(ciphertexts=deleted, forgotten=forgotten)
 
 

@@ -61,3 +61,14 @@ def test_an_existing_database_keeps_its_content(tmp_path: Path) -> None:
             assert conn.execute(sa.text("SELECT x FROM t")).scalar() == 7
     finally:
         engine.dispose()
+
+
+def test_sqlite_overwrites_deleted_content(tmp_path: Path) -> None:
+    """Deleted rows must not linger in free pages whichever SQLite build runs: the
+    engine turns secure_delete on itself rather than trust the build's default."""
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'sealgate.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    finally:
+        engine.dispose()

@@ -8,9 +8,12 @@ writer that wants the lock while a batch runs must commit before the purge ends.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +140,41 @@ def test_a_writer_waiting_for_the_lock_commits_between_two_batches(
 def test_a_batch_needs_at_least_one_row() -> None:
     with pytest.raises(ValueError, match="at least one row"):
         purging.Batches(size=0)
+
+
+MARKER = b"purge-marker-5f1c"
+
+
+def database_files(runtime: Runtime) -> bytes:
+    path = Path(str(runtime.engine.url.database))
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_purged_entries_leave_neither_the_database_nor_its_wal(runtime: Runtime) -> None:
+    """Threat: a copy of the data directory (a backup, a stolen disk) still shows the
+    addresses of mail-log entries purged long ago: in free pages of the database, or in
+    the WAL, which SQLite reuses but never truncates."""
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("about SQLite's own files; PostgreSQL keeps no -wal file beside them")
+    with db.transaction(runtime.sessions) as session:
+        session.add_all(entry(f"{MARKER.decode()}-{n}@x.test", OLD) for n in range(200))
+        session.add(entry("kept@x.test", NOW))
+    raw = sqlite3.connect(str(runtime.engine.url.database))
+    try:  # some of it into the database file too
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        raw.close()
+    assert MARKER in database_files(runtime)
+
+    async def serve_purge() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(maillog.run_purge(runtime, stop, clock=lambda: NOW))
+        while recipients(runtime) != ["kept@x.test"] and not task.done():
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task  # the run that purged ends with its checkpoint
+
+    asyncio.run(serve_purge())
+    assert recipients(runtime) == ["kept@x.test"]
+    assert MARKER not in database_files(runtime)

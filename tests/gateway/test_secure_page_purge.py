@@ -12,10 +12,13 @@ import getpass
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from click.testing import CliRunner, Result
@@ -235,3 +238,36 @@ def test_forgetting_history_deletes_in_batches(
     assert (forgotten, batches) == (5, [2, 2, 1])
     with db.read_only(runtime.sessions) as session:
         assert session.scalars(sa.select(SecureLink)).all() == []
+
+
+def test_a_purged_ciphertext_leaves_neither_the_database_nor_its_wal(
+    runtime: Runtime, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    """Threat: a copy of the data directory taken after the purge still holds the
+    ciphertext that was promised gone (in free pages, or in SQLite's WAL)."""
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("about SQLite's own files; PostgreSQL keeps no -wal file beside them")
+    token = send(runtime, compose(), ["carol@elsewhere.example"])["carol@elsewhere.example"]
+    change(runtime, token, revoked_at=utcnow())
+    with db.read_only(runtime.sessions) as session:
+        stored = session.execute(sa.text("SELECT ciphertext FROM secure_messages")).scalar_one()
+    piece = bytes(stored)[64:96]
+    path = Path(str(runtime.engine.url.database))
+    wal = path.with_name(path.name + "-wal")
+
+    def on_disk() -> bytes:
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+    assert piece in on_disk()
+    # A running server keeps the database open (as this test's runtime does): the
+    # purge's connection is not the last one, so SQLite does not checkpoint and delete
+    # the WAL when the command ends.
+    serve = sqlite3.connect(path)
+    try:
+        serve.execute("SELECT count(*) FROM secure_messages").fetchone()
+        purged = run(test_env, "purge")
+        assert purged.exit_code == 0, purged.output
+        assert message_of(runtime, token).ciphertext is None
+        assert piece not in on_disk()
+    finally:
+        serve.close()
