@@ -59,6 +59,7 @@ from gateway.pipeline.passthrough import is_pgp_mime
 from gateway.pipeline.received import trace_header
 from gateway.pipeline.structure import check_structure
 from gateway.pipeline.triggers import strip_control_headers
+from gateway.readers import ReadPool
 from gateway.runtime import Runtime
 from gateway.settings import Network, networks
 from gateway.smtp_codes import (
@@ -255,6 +256,8 @@ class InboundHandler:
     def __init__(self, runtime: Runtime, *, clock: Clock = utcnow) -> None:
         self.runtime = runtime
         self.clock = clock
+        # RCPT's reads never queue behind DATA's writes waiting for the lock (gateway.readers).
+        self.readers = ReadPool("mx-read")
         self.inflight = 0
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd hook name)
@@ -269,16 +272,18 @@ class InboundHandler:
             server.refused_for_now()
             return PROBING_AT_RCPT
         if postmaster.names_postmaster(address):
-            target = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            target = await self.readers.run(postmaster.resolve, self.runtime.sessions, address)
             if target is None:
                 server.refused_for_now()
                 return POSTMASTER_UNSET.format(rcpt=address[:320])
             address = target
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
-            found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
+            found = await lookups.destination_at_rcpt(self.runtime.sessions, address, self.readers)
             if not found.hosted and (other := other_form(address)) is not None:
-                found = await lookups.destination_at_rcpt(self.runtime.sessions, other)
+                found = await lookups.destination_at_rcpt(
+                    self.runtime.sessions, other, self.readers
+                )
             refusal = RELAY_DENIED if not found.hosted else hosted_refusal(found, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
 
@@ -447,6 +452,7 @@ class InboundServer:
             session = InboundSMTP(
                 self.handler,
                 connections=self._connections,
+                readers=self.handler.readers,
                 guard=self.guard,
                 implicit_tls=False,
                 budget=self.runtime.inflight,
@@ -474,3 +480,4 @@ class InboundServer:
     async def stop(self, grace: float = 30.0) -> None:
         await stop_servers(self._servers, self._sessions, lambda: self.handler.inflight, grace)
         self._servers = []
+        self.handler.readers.close()

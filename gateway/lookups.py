@@ -38,6 +38,7 @@ import sqlalchemy.orm as so
 
 from gateway import db
 from gateway.models import Account, Address, Autoresponder, EncryptionRule
+from gateway.readers import ReadPool
 from keystore.unlocked import UnlockedKeys
 
 if TYPE_CHECKING:
@@ -320,12 +321,18 @@ def load_destination(factory: so.sessionmaker[so.Session], rcpt: str) -> Destina
         return known.destination(rcpt)
 
 
-async def destination_at_rcpt(factory: so.sessionmaker[so.Session], rcpt: str) -> Destination:
+async def destination_at_rcpt(
+    factory: so.sessionmaker[so.Session], rcpt: str, readers: ReadPool | None = None
+) -> Destination:
     """For an SMTP server's RCPT, on its event loop: the cached answer at once, or one
-    read in a thread on a miss."""
+    read in a thread on a miss: one of `readers` (the server's pool for reads, which no
+    writer waiting for the lock can fill: gateway.readers), else the default pool."""
     found = cached_destination(factory, rcpt)
     if found is None:
-        found = await asyncio.to_thread(load_destination, factory, rcpt)
+        if readers is None:
+            found = await asyncio.to_thread(load_destination, factory, rcpt)
+        else:
+            found = await readers.run(load_destination, factory, rcpt)
     return found
 
 

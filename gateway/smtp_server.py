@@ -31,6 +31,7 @@ from gateway.addresses import InvalidAddress, normalize_address, owned_form
 from gateway.inflight import InFlightBudget, Reservation
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionLimiter, FailureCounter
+from gateway.readers import ReadPool
 from gateway.runtime import Runtime
 from gateway.smtp_codes import (
     AUTH_INVALID,
@@ -152,11 +153,15 @@ class SubmissionHandler:
         clock: Clock = utcnow,
         failed_logins: FailureCounter,
         pool: WorkerPool | None = None,
+        readers: ReadPool | None = None,
     ) -> None:
         self.runtime = runtime
         self.clock = clock
         self.failed_logins = failed_logins
         self.pool = pool
+        # Reads (MAIL's login re-check, RCPT's lookups) never queue behind AUTH's and
+        # DATA's writes, which wait for the write lock in the default pool's threads.
+        self.readers = readers or ReadPool("smtp-read")
         self.inflight = 0
 
     # AUTH PLAIN / LOGIN, parsed here so the password check can run off the event loop.
@@ -165,7 +170,7 @@ class SubmissionHandler:
     ) -> str | None:
         ip = peer_ip(session)
         # In a thread: with [limits] storage on Redis this is a network round trip.
-        if await asyncio.to_thread(self.failed_logins.blocked, ip):
+        if await self.readers.run(self.failed_logins.blocked, ip):
             return AUTH_TOO_MANY_FAILURES
         credentials = await self._read_credentials(server, args)
         if credentials is None:
@@ -282,7 +287,7 @@ class SubmissionHandler:
             elapsed = (now - identity.checked_at).total_seconds()
             if 0 <= elapsed < self.runtime.settings.security.session_recheck_seconds:
                 return identity
-        addresses = await asyncio.to_thread(
+        addresses = await self.readers.run(
             logins.still_valid, self.runtime.sessions, identity.credential
         )
         if addresses is None:
@@ -303,13 +308,13 @@ class SubmissionHandler:
         rcpt_options: list[str],
     ) -> str:
         if postmaster.names_postmaster(address):
-            target = await asyncio.to_thread(postmaster.resolve, self.runtime.sessions, address)
+            target = await self.readers.run(postmaster.resolve, self.runtime.sessions, address)
             if target is None:
                 return POSTMASTER_UNSET.format(rcpt=address[:320])
             address = target
         refusal = refuse_recipient(envelope, address, self.runtime.settings.smtp.max_recipients)
         if refusal is None:
-            found = await lookups.destination_at_rcpt(self.runtime.sessions, address)
+            found = await lookups.destination_at_rcpt(self.runtime.sessions, address, self.readers)
             refusal = hosted_refusal(found, address)
         return refusal or accept_recipient(envelope, address, rcpt_options)
 
@@ -423,6 +428,7 @@ class SubmissionSMTP(SMTP):
         self,
         *args: Any,
         connections: ConnectionLimiter,
+        readers: ReadPool,
         implicit_tls: bool,
         budget: InFlightBudget | None = None,
         min_data_rate: float = 500.0,
@@ -441,6 +447,7 @@ class SubmissionSMTP(SMTP):
             # (aiosmtpd issue #281) and would never offer AUTH here.
             self._auth_require_tls = False
         self._connections = connections
+        self._readers = readers
         self._counted_ip: str | None = None
         self._lost = False
         self._quit = False
@@ -471,7 +478,7 @@ class SubmissionSMTP(SMTP):
         ip, self._counted_ip = self._counted_ip, None
         if ip is not None:
             # Off the loop: with [limits] storage on Redis this is a network round trip.
-            asyncio.get_running_loop().run_in_executor(None, self._connections.release, ip)
+            self._readers.spawn(self._connections.release, ip)
 
     async def smtp_QUIT(self, arg: str) -> None:  # noqa: N802  (aiosmtpd's name)
         self._quit = not arg  # "QUIT x" is answered 501 and the session goes on
@@ -491,7 +498,7 @@ class SubmissionSMTP(SMTP):
         ip = peer_ip(self.session) if self.session else "unknown"
         log.debug("connection from %s", ip)
         # Counted here rather than in connection_made, which cannot wait for Redis.
-        if not await asyncio.to_thread(self._connections.acquire, ip):
+        if not await self._readers.run(self._connections.acquire, ip):
             await self.push(TOO_MANY_CONNECTIONS)
             if self.transport is not None:
                 self.transport.close()
@@ -761,6 +768,7 @@ class SubmissionServer:
         protocol = SubmissionSMTP(
             self.handler,
             connections=self._connections,
+            readers=self.handler.readers,
             budget=self.runtime.inflight,
             hostname=smtp.hostname,
             ident="sealgate ESMTP",
@@ -813,6 +821,7 @@ class SubmissionServer:
     async def stop(self, grace: float = 30.0) -> None:
         await stop_servers(self._servers, self._sessions, lambda: self.handler.inflight, grace)
         self._servers = []
+        self.handler.readers.close()
 
 
 async def stop_servers(
