@@ -119,7 +119,8 @@ async def run_purge(
     """Purge now and then every `interval` seconds until `stop` is set (for `sealgate serve`)."""
 
     def once() -> PurgeResult:
-        result = purge(runtime.sessions, runtime.settings, clock())
+        batches = purging.Batches(stop=stop.is_set)  # a stopping serve waits for one batch
+        result = purge(runtime.sessions, runtime.settings, clock(), batches)
         purging.reclaim(runtime.sessions, "activity purge")
         return result
 

@@ -6,7 +6,7 @@ lockout records, secure-page history) deletes through `delete_in_batches`: at mo
 DELETE of a 2M-row mail log held SQLite's only write lock for 37 s, and every SMTP
 transaction and portal request that wanted to write waited out its busy timeout;
 in batches, other writers take their turn between two commits (`PAUSE_SECONDS`
-lets a writer woken by the release get the lock before the purge takes it again).
+lets a waiting writer get the lock before the purge takes it again).
 On PostgreSQL short transactions keep row locks and the WAL of one statement small.
 
 Batches walk the table's primary key upwards (keyset, not OFFSET), so each batch
@@ -30,18 +30,24 @@ log = logging.getLogger(__name__)
 
 # Rows deleted per transaction: a batch holds SQLite's write lock for tens of ms.
 BATCH_ROWS = 5000
-# Between two batches, with the lock released: long enough for a waiting writer to take it.
-PAUSE_SECONDS = 0.01
+# Between two batches, with the lock released. Sealgate's own writers wait for it in
+# the kernel and take it at once (gateway.db); others (the portal's requests) wait in
+# SQLite's busy handler, which sleeps up to 100 ms between tries: a gap this long
+# lets each of them try once.
+PAUSE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class Batches:
     """How a purge deletes: `size` rows per transaction; `progress` is told, after each
-    commit and before the next batch begins, how many rows that batch deleted."""
+    commit and before the next batch begins, how many rows that batch deleted; once
+    `stop` answers True (serve is stopping), no further batch begins: the rest waits
+    for the next run."""
 
     size: int = BATCH_ROWS
     progress: Callable[[int], None] | None = None
     pause: float = PAUSE_SECONDS
+    stop: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -80,7 +86,7 @@ def delete_in_batches(
         total += deleted
         if plan.progress is not None:
             plan.progress(deleted)
-        if len(found) < plan.size:
+        if len(found) < plan.size or (plan.stop is not None and plan.stop()):
             return total
         after = last
         if plan.pause > 0:

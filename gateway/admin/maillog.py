@@ -251,7 +251,8 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
     admin = runtime.settings.admin
 
     def once() -> int:
-        purged = purge(runtime.sessions, clock(), admin.mail_log_days)
+        batches = purging.Batches(stop=stop.is_set)  # a stopping serve waits for one batch
+        purged = purge(runtime.sessions, clock(), admin.mail_log_days, batches)
         purging.reclaim(runtime.sessions, "mail log purge")
         return purged
 

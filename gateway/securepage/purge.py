@@ -114,23 +114,28 @@ def purge(
     *,
     actor: str = ACTOR,
     progress: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PurgeResult:
     """Purge in batches, one transaction each, so a large backlog never holds a long lock;
-    then truncate SQLite's WAL, so the deleted ciphertexts leave the disk."""
+    then truncate SQLite's WAL, so the deleted ciphertexts leave the disk. Once `stop`
+    answers True (serve is stopping), no further batch begins."""
     with db.read_only(runtime.sessions) as session:
         ids = due_for_purge(session, now)
     deleted = 0
     for start in range(0, len(ids), BATCH):
         if start:
+            if stop is not None and stop():
+                break
             time.sleep(purging.PAUSE_SECONDS)  # the lock is free: let a waiting writer in
         batch = ids[start : start + BATCH]
         with db.transaction(runtime.sessions) as session:
             deleted += purge_messages(session, batch, now, actor=actor)
         if progress is not None:
             progress(len(batch))
-    forgotten = forget_history(
-        runtime.sessions, now, runtime.settings.securepage, purging.Batches(progress=progress)
-    )
+    forgotten = 0
+    if stop is None or not stop():
+        batches = purging.Batches(progress=progress, stop=stop)
+        forgotten = forget_history(runtime.sessions, now, runtime.settings.securepage, batches)
     purging.reclaim(runtime.sessions, "secure-page purge")
     return PurgeResult(ciphertexts=deleted, forgotten=forgotten)
 
@@ -156,7 +161,7 @@ async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow
     interval = runtime.settings.securepage.purge_interval
     while not stop.is_set():
         try:
-            result = await asyncio.to_thread(purge, runtime, clock())
+            result = await asyncio.to_thread(purge, runtime, clock(), stop=stop.is_set)
             if result.ciphertexts or result.forgotten:
                 log.info(
                     "secure pages: %d ciphertexts deleted, %d old messages forgotten",

@@ -178,3 +178,14 @@ def test_purged_entries_leave_neither_the_database_nor_its_wal(runtime: Runtime)
     asyncio.run(serve_purge())
     assert recipients(runtime) == ["kept@x.test"]
     assert MARKER not in database_files(runtime)
+
+
+def test_a_stopping_server_waits_for_one_batch_only(runtime: Runtime) -> None:
+    """`serve` hands its stop event in: once set, no further batch begins (the rest goes
+    at the next run), so stopping does not wait for a whole backlog."""
+    fill(runtime, old=6, kept=0)
+    progress: list[int] = []
+    stopping = purging.Batches(size=2, progress=progress.append, pause=0, stop=lambda: True)
+    assert maillog.purge(runtime.sessions, NOW, 20, stopping) == 2
+    assert progress == [2] and len(recipients(runtime)) == 4
+    assert maillog.purge(runtime.sessions, NOW, 20, purging.Batches(size=2, pause=0)) == 4
