@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, known_clients, lockout, login_alerts, outages, purging, sessions
+from gateway import known_clients, lockout, login_alerts, outages, purging, sessions
 from gateway.models import AuditEvent
 from gateway.runtime import Runtime
 from gateway.settings import Settings

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import db, driversql, dsn, outages, purging
+from gateway import driversql, dsn, outages, purging
 from gateway.admin import Page, clamp_page
 from gateway.models import MailLogEntry
 from gateway.pipeline.passthrough import is_already_encrypted
