@@ -92,27 +92,55 @@ def owners_under(session: so.Session, version: int) -> dict[str, list[str]]:
     }
 
 
+def _tables_with(session: so.Session, wanted: dict[str, tuple[str, ...]]) -> set[str]:
+    """Which of the `wanted` tables exist with all of their listed columns."""
+    inspector = sa.inspect(session.connection())
+    tables = set(inspector.get_table_names())
+    return {
+        table
+        for table, columns in wanted.items()
+        if table in tables
+        and set(columns) <= {column["name"] for column in inspector.get_columns(table)}
+    }
+
+
 def versions_in_use(session: so.Session) -> set[int]:
     """Every master-key version some record (an address key or a gateway record) is under.
 
-    A backup notes them, so a restore can refuse a ring that would not open it.
+    A backup notes them, so a restore can refuse a ring that would not open it. The
+    database may be at an older schema than this release's (a backup taken after an
+    upgrade is installed and before `sealgate init` migrates, or init's own check for
+    a lost ring): a kind of record whose table or column is not there yet has none.
     """
     from keystore.models import StoredKey
 
-    versions = set(session.scalars(sa.select(StoredKey.master_version).distinct()))
-    versions |= set(session.scalars(sa.select(DkimKey.master_version).distinct()))
-    for row in session.scalars(sa.select(AccountSecurity)):
-        for blob in (row.totp_secret, row.totp_pending):
+    present = _tables_with(
+        session,
+        {
+            StoredKey.__tablename__: ("master_version",),
+            DkimKey.__tablename__: ("master_version",),
+            AccountSecurity.__tablename__: ("totp_secret", "totp_pending"),
+            QueueItem.__tablename__: ("raw", "sealed"),
+        },
+    )
+    versions: set[int] = set()
+    for model in (StoredKey, DkimKey):
+        if model.__tablename__ in present:
+            versions |= set(session.scalars(sa.select(model.master_version).distinct()))
+    if AccountSecurity.__tablename__ in present:
+        rows = session.execute(sa.select(AccountSecurity.totp_secret, AccountSecurity.totp_pending))
+        for blob in (blob for row in rows for blob in row):
             if blob is not None:
                 try:
                     versions.add(totp.blob_version(blob))
                 except totp.SecretUnavailable:
                     continue
-    for blob in session.scalars(sa.select(QueueItem.raw).where(QueueItem.sealed.is_(True))):
-        try:
-            versions.add(seal.blob_version(blob))
-        except seal.SealedRecordError:
-            continue
+    if QueueItem.__tablename__ in present:
+        for blob in session.scalars(sa.select(QueueItem.raw).where(QueueItem.sealed.is_(True))):
+            try:
+                versions.add(seal.blob_version(blob))
+            except seal.SealedRecordError:
+                continue
     return versions
 
 

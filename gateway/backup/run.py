@@ -61,8 +61,13 @@ class RestoreResult:
 def _counts(engine: sa.Engine) -> tuple[dict[str, int], list[int], list[str]]:
     sessions = db.session_factory(engine)
     with db.read_only(sessions) as session:
+        # The schema may be older than the code's (a backup before `sealgate init`
+        # migrates): a table that is not there yet holds nothing.
+        tables = set(sa.inspect(session.connection()).get_table_names())
 
-        def count(model: type[object]) -> int:
+        def count(model: type[Domain | MailboxMessage | StoredKey | SecureMessage]) -> int:
+            if model.__tablename__ not in tables:
+                return 0
             return int(session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
 
         counts = {
