@@ -77,9 +77,33 @@ class CliState:
         if not self.settings.data_dir.is_dir():
             raise missing
         runtime = self.runtime
-        if not self.schema_revisions():
+        revisions = self.schema_revisions()
+        if not revisions:
             raise missing
+        self.refuse_newer_schema(revisions)
         return runtime
+
+    def refuse_newer_schema(self, revisions: frozenset[str]) -> None:
+        """Refuse a database that a newer release migrated (a revision this code's
+        migrations do not know): this code would misread it, and `init` cannot migrate
+        it back. The way out is that release, or the backup taken before the upgrade."""
+        import importlib.metadata
+
+        from gateway import db
+
+        unknown = sorted(revisions - db.known_revisions())
+        if not unknown:
+            return
+        try:
+            version = importlib.metadata.version("sealgate")
+        except importlib.metadata.PackageNotFoundError:
+            version = "(unknown version)"
+        raise click.ClickException(
+            f"the database of {self.settings.data_dir} was migrated by a newer sealgate"
+            f" release (schema revision {', '.join(unknown)}, which sealgate {version} does"
+            " not know): install that release again, or restore a backup made before the"
+            " upgrade (`sealgate restore --force DIR`, docs/backup.md); nothing was changed"
+        )
 
     def schema_revisions(self) -> frozenset[str]:
         """The database's schema revisions (none: not made yet); a database that does not

@@ -61,6 +61,7 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
 
     runtime = state.runtime
     before = state.schema_revisions()
+    state.refuse_newer_schema(before)
     db.migrate(runtime.engine)
     if not before:
         done.append("database created")

@@ -9,9 +9,14 @@ leaving the admin no hint that the code, not the database, is behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 
 from gateway import db
@@ -23,6 +28,7 @@ from tests.sealgate.test_backup_restore import wipe
 # The schema of an install from before the DKIM keys (migration 0013): the keys table
 # is there, the dkim_keys table and later columns are not.
 OLD_RELEASE = "0012"
+FUTURE_REVISION = "0099_from_a_newer_release"
 
 
 def downgrade(runtime: Runtime, revision: str) -> frozenset[str]:
@@ -59,3 +65,47 @@ def test_a_backup_of_an_older_schema_is_made_and_restores_brought_up_to_date(
     assert db.schema_revisions(runtime.engine) == db.head_revisions()
     listed = run_sealgate(test_env, "user", "list")
     assert all(address in listed.stdout for address in mail_users), listed.stderr
+
+
+def snapshot(runtime: Runtime, settings: Settings) -> dict[str, str]:
+    """The data dir's files (name, digest) and the database's tables and revisions."""
+    state = {
+        str(path.relative_to(settings.data_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(settings.data_dir.rglob("*"))
+        # SQLite's own files change when anyone reads; the database is compared below.
+        if path.is_file() and not path.name.startswith("sealgate.db")
+    }
+    state["revisions"] = ",".join(sorted(db.schema_revisions(runtime.engine)))
+    with runtime.engine.connect() as conn:
+        state["tables"] = ",".join(sorted(sa.inspect(conn).get_table_names()))
+        state["accounts"] = str(conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar())
+    return state
+
+
+def test_serve_and_init_on_a_schema_a_newer_release_made_say_so_and_change_nothing(
+    runtime: Runtime, settings: Settings, mail_users: dict[str, str], test_env: dict[str, str]
+) -> None:
+    with runtime.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE_REVISION})
+        conn.execute(sa.text("CREATE TABLE newer_release_things (id INTEGER PRIMARY KEY)"))
+    before = snapshot(runtime, settings)
+
+    for args in (["serve"], ["init"], ["user", "list"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "sealgate", *args],
+            env={**os.environ, **test_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, (args, done.stderr)
+        assert f"schema revision {FUTURE_REVISION}" in lines[0]
+        assert "migrated by a newer sealgate release" in lines[0]
+        assert "install that release" in lines[0]
+        assert "restore a backup made before the upgrade" in lines[0]
+        assert "run `sealgate init`" not in lines[0]
+        assert "sealgate ready" not in done.stdout
+    assert snapshot(runtime, settings) == before
