@@ -1,11 +1,12 @@
 """Whether a `sealgate serve` runs on a data dir, so a restore does not replace its
-database underneath it.
+database underneath it (nor an init migrate it).
 
 A restore that replaced the SQLite file under a running serve left serve writing to
 the unlinked file: every message it answered with 250 afterwards was gone when it
 stopped. serve holds a shared `flock` on `<data dir>/serve.lock` for its whole life;
 restore takes the lock exclusively, without waiting, for as long as it works, and
-serve does not start while a restore holds it. The kernel drops a lock with its
+serve does not start while a restore holds it. `sealgate init` takes it exclusively
+too: it must not migrate the schema under a running serve. The kernel drops a lock with its
 process, so a killed serve leaves nothing to clean up.
 """
 
@@ -21,7 +22,7 @@ LOCK_FILE = "serve.lock"
 
 
 class DataDirBusy(RuntimeError):
-    """The lock is held the other way (serve runs, or a restore does)."""
+    """The lock is held the other way (serve runs, or a restore or an init does)."""
 
 
 def _open(data_dir: Path) -> int:
@@ -31,14 +32,14 @@ def _open(data_dir: Path) -> int:
 def hold_for_serve(data_dir: Path) -> int:
     """Take the shared lock for this process's life; the descriptor holding it.
 
-    Raises DataDirBusy while a restore runs on `data_dir`.
+    Raises DataDirBusy while a restore or an init runs on `data_dir`.
     """
     fd = _open(data_dir)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DataDirBusy(f"a restore is running on {data_dir}") from None
+        raise DataDirBusy(f"a restore or `sealgate init` is running on {data_dir}") from None
     return fd
 
 

@@ -66,6 +66,9 @@ def backup(state: CliState, directory: Path, without_master_keys: bool) -> None:
     from gateway.backup import run
     from gateway.backup.manifest import BackupError
 
+    # A database a newer release migrated is copied as it is: its manifest names the
+    # revision, and only that release (or a newer one) restores it.
+    state.newer_schema_ok = True
     state.require_initialised()
     bars = _Bars()
     try:

@@ -37,6 +37,8 @@ class CliState:
     data_dir: str | None
     _settings: Settings | None = None
     _runtime: Runtime | None = field(default=None, repr=False)
+    # `sealgate backup` only reads: it may copy a database a newer release migrated.
+    newer_schema_ok: bool = False
 
     @property
     def settings(self) -> Settings:
@@ -80,7 +82,8 @@ class CliState:
         revisions = self.schema_revisions()
         if not revisions:
             raise missing
-        self.refuse_newer_schema(revisions)
+        if not self.newer_schema_ok:
+            self.refuse_newer_schema(revisions)
         return runtime
 
     def refuse_newer_schema(self, revisions: frozenset[str]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import click
 
@@ -22,17 +24,11 @@ DEFAULT_DOMAIN = "example.test"
 @click.option("--admin", "admin_email", default=None, help="Default: admin@DOMAIN.")
 @pass_state
 def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
-    """Create the data dir, database, master key, TLS certificate and first admin."""
-    import sqlalchemy as sa
+    """Create the data dir, database, master key, TLS certificate and first admin.
 
-    from gateway import accounts, db, filemodes
-    from gateway.accounts import AccountError
+    Refused while `sealgate serve` runs on the data dir: stop it first.
+    """
     from gateway.addresses import InvalidAddress, normalize_address, normalize_hosted_domain
-    from gateway.models import Account
-    from gateway.passwords import generate_password
-    from gateway.tls import create_self_signed
-    from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
-    from sealgate.cli.backfill import backfill_keys
 
     try:
         domain_name = normalize_hosted_domain(domain_name)
@@ -57,11 +53,50 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
             f"cannot make the data dir {settings.data_dir} private (chmod 700):"
             f" {exc.strerror or exc}; it must belong to the user that runs sealgate"
         ) from None
+    with contextlib.ExitStack() as held:
+        _initialise(state, held, domain_name, admin_email)
+
+
+def _hold_the_data_dir(stack: contextlib.ExitStack, data_dir: Path) -> None:
+    """The data dir's run lock, alone, for the rest of init: a new release's init
+    migrated the schema under the old serve, whose code expects the old one."""
+    from gateway import runlock
+
+    try:
+        stack.enter_context(runlock.exclusive(data_dir))
+    except runlock.DataDirBusy as exc:
+        raise click.ClickException(
+            f"{exc}: stop it first (`systemctl stop sealgate`), then run `sealgate init`"
+            " again; nothing was changed"
+        ) from None
+    except OSError as exc:  # the lock file cannot be made: a read-only disk, not ours
+        raise click.ClickException(
+            f"cannot use the data dir {data_dir}: {exc.strerror or exc}; it must be"
+            " writable by the user that runs sealgate"
+        ) from None
+
+
+def _initialise(
+    state: CliState, held: contextlib.ExitStack, domain_name: str, admin_email: str
+) -> None:
+    import sqlalchemy as sa
+
+    from gateway import accounts, db, filemodes
+    from gateway.accounts import AccountError
+    from gateway.models import Account
+    from gateway.passwords import generate_password
+    from gateway.tls import create_self_signed
+    from keystore.masterkey import MASTER_KEYS_ENV, MasterKeyRing, ring_path, save_ring
+    from sealgate.cli.backfill import backfill_keys
+
+    settings = state.settings
     done: list[str] = []
 
     runtime = state.runtime
+    # Before the lock file is made: a refusal here leaves the data dir as it was.
     before = state.schema_revisions()
     state.refuse_newer_schema(before)
+    _hold_the_data_dir(held, settings.data_dir)
     db.migrate(runtime.engine)
     if not before:
         done.append("database created")

@@ -196,4 +196,4 @@ def test_a_restore_under_a_running_serve_is_refused_and_no_mail_is_lost(
     # And the other way: serve does not start while a restore holds the data dir.
     with runlock.exclusive(Path(test_env["SEALGATE_DATA_DIR"])):
         done = refused_start(test_env)
-    assert "a restore is running on" in done.stderr
+    assert "a restore or `sealgate init` is running on" in done.stderr
