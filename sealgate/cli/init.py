@@ -96,6 +96,9 @@ def _initialise(
     # Before the lock file is made: a refusal here leaves the data dir as it was.
     before = state.schema_revisions()
     state.refuse_newer_schema(before)
+    fresh_ring = not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists()
+    if fresh_ring and before:
+        _refuse_a_ring_for_lost_versions(state)
     _hold_the_data_dir(held, settings.data_dir)
     db.migrate(runtime.engine)
     if not before:
@@ -103,7 +106,7 @@ def _initialise(
     elif before != db.schema_revisions(runtime.engine):
         done.append("database schema upgraded")
 
-    if not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists():
+    if fresh_ring:
         save_ring(settings.data_dir, MasterKeyRing.generate())
         done.append(f"master key written to {ring_path(settings.data_dir)} (mode 0600)")
 
@@ -158,3 +161,22 @@ def _initialise(
         for line in secrets_to_print:
             click.echo("  " + line)
         click.echo(f"  portal:        {settings.portal.base_url.rstrip('/')}/")
+
+
+def _refuse_a_ring_for_lost_versions(state: CliState) -> None:
+    """No fresh ring for a database whose records are wrapped under a ring that was
+    lost: none of them would ever open, and the new ring would hide that until serve
+    met it (and wrap new keys under the wrong ring meanwhile)."""
+    from gateway import db, master_records
+    from keystore.masterkey import ring_path
+
+    with db.read_only(state.runtime.sessions) as session:
+        versions = master_records.versions_in_use(session)  # also on an older schema
+    if versions:
+        raise click.ClickException(
+            f"{ring_path(state.settings.data_dir)} does not exist, and the database holds"
+            f" records wrapped under master-key version(s) {', '.join(map(str, sorted(versions)))}"
+            " that only that ring opens: a new ring would open none of them. Put the"
+            " installation's master.keys back from a backup (docs/backup.md), or set"
+            " $SEALGATE_MASTER_KEYS, and run init again; nothing was changed"
+        )
