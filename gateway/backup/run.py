@@ -385,6 +385,15 @@ def _replace(
             )
     finally:
         engine.dispose()
+    extra = database.tables_not_in_archive(url, directory, db_file)
+    if extra:
+        raise BackupError(
+            f"the database holds tables the backup does not hold: {', '.join(extra)} (made"
+            " after the backup, by a newer schema, or not sealgate's); pg_restore would"
+            " fail on them. Restore into an empty database (dropdb and createdb it, see"
+            " docs/deployment.md), or drop those tables if they are sealgate's, and run"
+            " the restore again; nothing was changed"
+        )
     database.load(url, directory, db_file, lambda d, t: progress("database", d, t))
     if write_ring:
         save_ring(settings.data_dir, ring)
