@@ -6,8 +6,8 @@ the unlinked file: every message it answered with 250 afterwards was gone when i
 stopped. serve holds a shared `flock` on `<data dir>/serve.lock` for its whole life;
 restore takes the lock exclusively, without waiting, for as long as it works, and
 serve does not start while a restore holds it. `sealgate init` takes it exclusively
-too: it must not migrate the schema under a running serve. The kernel drops a lock with its
-process, so a killed serve leaves nothing to clean up.
+too: it must not migrate the schema under a running serve. The kernel drops a lock
+with its process, so a killed serve leaves nothing to clean up.
 """
 
 from __future__ import annotations

@@ -389,10 +389,10 @@ def _replace(
     if extra:
         raise BackupError(
             f"the database holds tables the backup does not hold: {', '.join(extra)} (made"
-            " after the backup, by a newer schema, or not sealgate's); pg_restore would"
-            " fail on them. Restore into an empty database (dropdb and createdb it, see"
-            " docs/deployment.md), or drop those tables if they are sealgate's, and run"
-            " the restore again; nothing was changed"
+            " after the backup, by a newer schema, or not sealgate's); pg_restore or the"
+            " migrations after it would fail on them. Restore into an empty database"
+            " (dropdb and createdb it, see docs/deployment.md), or drop those tables if"
+            " they are sealgate's, and run the restore again; nothing was changed"
         )
     database.load(url, directory, db_file, lambda d, t: progress("database", d, t))
     if write_ring:
