@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+from collections.abc import Iterable
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -23,6 +24,14 @@ _TAGS = re.compile(r"<[^>]*>")
 
 # The header fields a message list shows (the first of each counts).
 _LISTED = frozenset({"subject", "from", "to", "cc", "message-id", "date"})
+# The columns the list shows that the header fields give, and the fields of each.
+LISTED_COLUMNS = ("subject", "from_addr", "to_addr", "date")
+COLUMN_FIELDS: dict[str, tuple[str, ...]] = {
+    "subject": ("Subject",),
+    "from_addr": ("From",),
+    "to_addr": ("To", "Cc"),
+    "date": ("Date",),
+}
 
 INBOX = "INBOX"
 SENT = "Sent"
@@ -61,25 +70,44 @@ def message_values(
     own split (gateway.rawheaders) instead of the MIME parser's header registry, which
     parsed each field into a syntax tree and cost more than the rest of a plain
     message's path."""
+    fields = _listed_fields(raw)
+    return {
+        "flags": "",
+        "queue_id": queue_id,
+        **_list_columns(fields),
+        "search_text": None if encrypted else searchable_text(raw),
+        "envelope_from": envelope_from,
+        "message_id": fields.get("message-id", "")[:250],
+        "received_at": now,
+        "size": served_line_ends.served_size(raw),  # RFC822.SIZE: what IMAP serves
+        "encrypted": encrypted,
+        "raw": raw,
+    }
+
+
+def list_columns(message: bytes, *, names: Iterable[str] = LISTED_COLUMNS) -> dict[str, Any]:
+    """The list columns `names` (of LISTED_COLUMNS) as the header block of `message` gives
+    them: a stored message, or the decrypted entity whose signed fields a reader verified
+    (gateway.reading), read alike so that both show alike."""
+    columns = _list_columns(_listed_fields(message))
+    return {name: columns[name] for name in names}
+
+
+def _listed_fields(raw: bytes) -> dict[str, str]:
     fields: dict[str, str] = {}
     for field in rawheaders.iter_headers(rawheaders.header_block(raw)):
         name = field.name.lower()
         if name in _LISTED and name not in fields:
             fields[name] = _shown(field)
+    return fields
+
+
+def _list_columns(fields: dict[str, str]) -> dict[str, Any]:
     return {
-        "flags": "",
-        "queue_id": queue_id,
         "subject": fields.get("subject", ""),
         "from_addr": fields.get("from", ""),
         "to_addr": ", ".join(v for v in (fields.get("to"), fields.get("cc")) if v),
-        "search_text": None if encrypted else searchable_text(raw),
-        "envelope_from": envelope_from,
-        "message_id": fields.get("message-id", "")[:250],
         "date": _header_date(fields.get("date", "")),
-        "received_at": now,
-        "size": served_line_ends.served_size(raw),  # RFC822.SIZE: what IMAP serves
-        "encrypted": encrypted,
-        "raw": raw,
     }
 
 

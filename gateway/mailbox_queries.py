@@ -31,6 +31,13 @@ class MessageSummary:
     flags: str
     to_addr: str = ""
     folder: str = ""
+    # The row's `signed_fields`: "differ" when its reader found it arrived under other
+    # outer fields than the signed ones it now lists (gateway.reading).
+    signed_fields: str = ""
+
+    @property
+    def fields_differ(self) -> bool:
+        return self.signed_fields == "differ"
 
     @property
     def seen(self) -> bool:
@@ -95,6 +102,7 @@ def _page(
             MailboxMessage.flags,
             MailboxMessage.to_addr,
             MailboxMessage.folder,
+            MailboxMessage.signed_fields,
         )
         .join(Address, MailboxMessage.address_id == Address.id)
         .where(*conditions)
@@ -115,6 +123,7 @@ def _page(
             flags=row.flags,
             to_addr=row.to_addr,
             folder=row.folder,
+            signed_fields=row.signed_fields,
         )
         for row in rows
     ]

@@ -224,6 +224,12 @@ class MailboxMessage(Base):
     received_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
     size: so.Mapped[int]
     encrypted: so.Mapped[bool] = so.mapped_column(default=False)
+    # Whether subject, from_addr, to_addr and date are the fields the message's signature
+    # covers (RFC 9788), as its owner's reading last verified them (gateway.reading):
+    # "" not verified (or nothing signed: the outer fields), "signed" as they arrived,
+    # "differ" arrived under other outer fields. Only a reader decrypts, so the list
+    # learns it when the message is first opened, never at delivery.
+    signed_fields: so.Mapped[str] = so.mapped_column(sa.String(16), default="", server_default="")
     raw: so.Mapped[bytes] = so.mapped_column(sa.LargeBinary)
 
     address: so.Mapped[Address] = so.relationship()

@@ -32,7 +32,7 @@ from typing import Literal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from gateway import mimepolicy
+from gateway import mailbox, mimepolicy
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.charsets import decode_text, without_bidi_controls
 from gateway.mail import header_protection
@@ -240,6 +240,7 @@ def open_message(
         entity = BytesParser(policy=mimepolicy.READING).parsebytes(decrypted.data)
         verdict = _verdict(session, ring, row, armored, limits, outer, entity, decrypted, sender)
         signature = verdict.signature
+        _list_as_verified(row, decrypted.data, entity, verdict)
         if verdict.headers_signed:
             # RFC 9788 §4.2: the protected fields, and none of the outer ones merged in.
             headers = {
@@ -317,6 +318,37 @@ def _verdict(
     if named != signer or header_protection.arrived_otherwise(outer, entity):
         return _Verdict("valid-headers-differ", True)
     return _Verdict("valid", True)
+
+
+def _list_as_verified(
+    row: MailboxMessage, decrypted: bytes, entity: EmailMessage, verdict: _Verdict
+) -> None:
+    """Bring the row's list columns to what this reading verified, so the message list
+    and search show what the page shows (only a reader decrypts: they learn it here).
+
+    With signed fields (RFC 9788) the list shows those, and `signed_fields` says whether
+    the message arrived with them ("signed") or under others ("differ", which the list
+    marks); a field the writer kept confidential stays out of the clear columns (its
+    outer value stays). Otherwise, the outer fields, as delivery stored them. The columns
+    are written only when they change; a message never verified costs nothing here."""
+    state = ""
+    if verdict.headers_signed:
+        state = "signed" if verdict.signature == "valid" else "differ"
+    if state == row.signed_fields == "":
+        return
+    columns = mailbox.list_columns(row.raw)
+    if state:
+        clear = header_protection.in_clear(entity)
+        names = [
+            column
+            for column, fields in mailbox.COLUMN_FIELDS.items()
+            if all(f.lower() in clear for f in fields)
+        ]
+        columns.update(mailbox.list_columns(decrypted, names=names))
+    columns["signed_fields"] = state
+    for name, value in columns.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def _check_decrypted_structure(row: MailboxMessage, data: bytes, smtp: SmtpSettings) -> None:

@@ -159,6 +159,9 @@ DE: dict[str, str] = {
         " vielleicht hat jemand eine Nachricht weitergeschickt, die für jemand anderen"
         " geschrieben wurde."
     ),
+    "Signed, but it arrived with other header fields": (
+        "Signiert, aber mit anderen Kopfzeilen angekommen"
+    ),
     "Signed by {signer}, but sent as {sender}.": (
         "Signiert von {signer}, aber gesendet als {sender}."
     ),
@@ -448,6 +451,9 @@ FR: dict[str, str] = {
         "Signé par l'expéditeur, mais le message est arrivé avec d'autres en-têtes (un autre"
         " objet ou d'autres destinataires, par exemple) que ceux, signés, affichés ici :"
         " quelqu'un a peut-être transmis un message écrit pour une autre personne."
+    ),
+    "Signed, but it arrived with other header fields": (
+        "Signé, mais arrivé avec d'autres en-têtes"
     ),
     "Signed by {signer}, but sent as {sender}.": (
         "Signé par {signer}, mais envoyé en tant que {sender}."

@@ -307,6 +307,7 @@ def _clone(row: MailboxMessage, folder_name: str) -> MailboxMessage:
         received_at=row.received_at,
         size=row.size,
         encrypted=row.encrypted,
+        signed_fields=row.signed_fields,
         raw=row.raw,
     )
 

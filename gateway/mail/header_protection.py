@@ -25,7 +25,9 @@ What a reader does with a decrypted entity (gateway.reading): `is_protected`
 says whether its signer signed header fields at all; `shown` gives them, and
 nothing from outside is merged in (RFC 9788 §4.2); `arrived_otherwise` says
 whether the fields the message arrived with are other than the ones the writer
-recorded in `HP-Outer` (or, with no records, than the protected ones).
+recorded in `HP-Outer` (or, with no records, than the protected ones); `in_clear`
+which of them the writer put outside as they are, so that the message list may show
+them (gateway.reading sets the list columns from them when a reader verified them).
 """
 
 from __future__ import annotations
@@ -96,21 +98,44 @@ def arrived_otherwise(outer: EmailMessage, entity: EmailMessage) -> bool:
     A record's value is parsed as the outer field of its name is, so both read alike;
     addresses are then compared as sets of addr-specs, dates as instants, the rest
     with white space runs counted as one space (a transport may refold a field)."""
-    expected: dict[str, list[object]] = {}
-    records = [value for name, value in entity.raw_items() if name.lower() == "hp-outer"]
-    if records:
-        for record in records:
-            name, _colon, value = str(record).partition(":")
-            field = entity.policy.header_fetch_parse(name.strip(), value.lstrip(" \t"))
-            expected.setdefault(name.strip().lower(), []).append(field)
-    else:
-        for name in COMPARED:
-            expected[name.lower()] = list(entity.get_all(name) or [])
+    expected = _outer_records(entity)
+    if expected is None:
+        expected = {name.lower(): list(entity.get_all(name) or []) for name in COMPARED}
     for name in COMPARED:
         arrived = list(outer.get_all(name) or [])
         if _normal(name, arrived) != _normal(name, expected.get(name.lower(), [])):
             return True
     return False
+
+
+def in_clear(entity: EmailMessage) -> frozenset[str]:
+    """The fields of COMPARED (lower case) that the writer put outside as they are inside,
+    by its `HP-Outer` records: those a clear store may hold (a message list). A field the
+    writer kept confidential (another record, or none) is not among them, and with no
+    records at all none is: such a writer's intent cannot be told from a replay."""
+    records = _outer_records(entity)
+    if records is None:
+        return frozenset()
+    return frozenset(
+        name.lower()
+        for name in COMPARED
+        if _normal(name, list(entity.get_all(name) or []))
+        == _normal(name, records.get(name.lower(), []))
+    )
+
+
+def _outer_records(entity: EmailMessage) -> dict[str, list[object]] | None:
+    """The entity's `HP-Outer` records by field name (lower case), each value parsed as
+    the outer field of its name is; None when it has none."""
+    records = [value for name, value in entity.raw_items() if name.lower() == "hp-outer"]
+    if not records:
+        return None
+    expected: dict[str, list[object]] = {}
+    for record in records:
+        name, _colon, value = str(record).partition(":")
+        field = entity.policy.header_fetch_parse(name.strip(), value.lstrip(" \t"))
+        expected.setdefault(name.strip().lower(), []).append(field)
+    return expected
 
 
 def _normal(name: str, fields: Sequence[object]) -> object:

@@ -230,3 +230,27 @@ def test_unsigned_entities_stay_as_they_were(protect: bool) -> None:
         assert b"Subject: s\r\n" in entity and b"HP-Outer: Subject: s\r\n" in entity
     else:
         assert entity == b"Content-Type: text/plain; charset=us-ascii\r\nX-Note: n\r\n\r\nbody\r\n"
+
+
+@given(raw=message())
+def test_every_field_the_gateway_signs_may_be_listed_in_clear(raw: bytes) -> None:
+    """Its policy keeps every field readable outside (hcp_no_confidentiality): the list
+    may show each signed field (gateway.reading sets the list columns from them)."""
+    _outer, entity = copy_of(raw)
+    assert header_protection.in_clear(entity) == {n.lower() for n in header_protection.COMPARED}
+
+
+def test_a_field_the_writer_kept_confidential_is_not_listed_in_clear() -> None:
+    """A writer that hid its Subject (RFC 9788 hcp_baseline: `[...]` outside) meant it
+    kept off every clear store; with no records at all, intent cannot be told."""
+    hidden = parse(
+        b'Content-Type: text/plain; hp="cipher"\r\nFrom: a@example.test\r\nTo: b@example.test\r\n'
+        b"Subject: the real plans\r\nHP-Outer: From: a@example.test\r\n"
+        b"HP-Outer: To: b@example.test\r\nHP-Outer: Subject: [...]\r\n\r\nx\r\n"
+    )
+    assert header_protection.in_clear(hidden) == {"from", "to", "cc", "reply-to", "date"}
+    legacy = parse(
+        b'Content-Type: text/plain; hp="clear"\r\nFrom: a@example.test\r\n'
+        b"Subject: signed\r\n\r\nx\r\n"
+    )
+    assert header_protection.in_clear(legacy) == frozenset()

@@ -146,3 +146,67 @@ def test_a_signed_part_that_protects_no_field_is_valid_for_its_text_only(
     assert status("valid") not in shown
     assert status("valid-text-only") in shown
     assert h1(page) == NEW_SUBJECT  # the outer one: nothing else is there to show
+
+
+def listed(page: str) -> list[tuple[str, str]]:
+    """Each row of a message list: (its class, its subject), as the page shows them."""
+    found = re.findall(r'<tr class="([^"]*)">.*?<td class="subject"><a [^>]*>(.*?)</a>', page, re.S)
+    return [(cls, html.unescape(subject)) for cls, subject in found]
+
+
+def test_the_list_and_search_show_the_signed_subject_once_the_reader_verified_it(
+    inbound: InboundServer, bob_public: pgp.PublicKey, signed_part: bytes, bob: Webmail
+) -> None:
+    """The page showed Alice's signed Subject, the inbox and search Dave's outer one:
+    the list rows follow what the reader has verified, and say that it arrived otherwise."""
+    message_id = replay(inbound, bob_public, signed_part, ALICE)
+    # Unopened, nothing is verified yet (the list decrypts nothing): the outer fields.
+    ((cls, subject),) = listed(bob.get("/inbox").text)
+    assert subject == NEW_SUBJECT and "signed-fields-differ" not in cls
+    assert h1(bob.get(f"/mail/{message_id}").text) == SUBJECT
+    ((cls, subject),) = listed(bob.get("/inbox").text)
+    assert subject == SUBJECT
+    assert "signed-fields-differ" in cls
+    inbox = bob.get("/inbox").text
+    assert NEW_SUBJECT not in html.unescape(inbox)
+    assert "Signed, but it arrived with other header fields" in text_of(inbox)
+    # Search matches what the page shows: Alice's subject, not Dave's.
+    found = bob.get("/search?q=Angebot").text
+    assert [s for _c, s in listed(found)] == [SUBJECT]
+    assert "signed-fields-differ" in listed(found)[0][0]
+    assert listed(bob.get("/search?q=invoice").text) == []
+    # The recipient search too: Alice wrote to Dave, Dave's outer To named Bob.
+    found = bob.get("/search?recipient=dave%40").text
+    assert [s for _c, s in listed(found)] == [SUBJECT]
+
+
+def test_a_message_that_arrived_as_signed_is_listed_unmarked(
+    runtime: Runtime, mail_users: dict[str, str], bob: Webmail
+) -> None:
+    alice = Webmail(webmail_app(runtime).test_client()).login(ALICE)
+    sent = alice.compose(
+        **{"from": ALICE, "to": BOB, "subject": SUBJECT, "text": TEXT, "encrypt": "yes"}
+    )
+    assert sent.status_code == 303, sent.text
+    (row,) = rows(runtime, BOB)
+    page = bob.get(f"/mail/{row.id}").text
+    assert status("valid") in text_of(page)
+    ((cls, subject),) = listed(bob.get("/inbox").text)
+    assert subject == SUBJECT and "signed-fields-differ" not in cls
+    (again,) = rows(runtime, BOB)
+    assert again.signed_fields == "signed"
+
+
+def test_a_part_that_protects_no_field_keeps_its_outer_subject_in_the_list(
+    inbound: InboundServer, runtime: Runtime, bob_public: pgp.PublicKey, bob: Webmail
+) -> None:
+    with db.transaction(runtime.sessions) as session:
+        signer = store.signing_key(
+            session, runtime.ring.get(), ALICE, dt.datetime.now(dt.UTC), events=lambda *_a: None
+        )
+    entity = pgpmime.inner_entity(f"Subject: {SUBJECT}\r\n\r\n{TEXT}\r\n".encode())
+    raw = pgp_mime(ALICE, NEW_SUBJECT, encrypt(entity, [bob_public], signer))
+    message_id = mx(inbound, ALICE, raw)
+    assert status("valid-text-only") in text_of(bob.get(f"/mail/{message_id}").text)
+    ((cls, subject),) = listed(bob.get("/inbox").text)
+    assert subject == NEW_SUBJECT and "signed-fields-differ" not in cls
