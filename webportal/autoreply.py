@@ -18,7 +18,7 @@ from flask_login import current_user
 from gateway import autoresponder
 from gateway.addresses import InvalidAddress, normalize_address, normalize_domain
 from gateway.models import Address, AutoreplySent, Autoresponder
-from webportal import typed_text
+from webportal import expired_form, typed_text
 from webportal.access import login_required
 from webportal.extensions import db_session
 from webportal.i18n import gettext, gettext_noop
@@ -237,6 +237,21 @@ def _edit_page(
     )
 
 
+def _expired(note: str) -> ResponseReturnValue | None:
+    """The away message form as it was posted after its token expired
+    (webportal.expired_form), with `note` said: nothing is saved."""
+    if not current_user.is_authenticated:
+        return None
+    args = request.view_args or {}
+    responder = None
+    if "responder_id" in args:
+        responder = _owned_responder(args["responder_id"])
+        address = _owned_address(responder.address_id)
+    else:
+        address = _owned_address(args["address_id"])
+    return _edit_page(address, _read_form(), responder, note)
+
+
 def _save(address: Address, responder: Autoresponder | None) -> ResponseReturnValue:
     form = _read_form()
     owned = _addresses()
@@ -327,3 +342,4 @@ def init_app(app: Flask) -> None:
     # What the user writes; a NUL in it comes back shown, never the 400 page.
     for endpoint in ("autoreply.new", "autoreply.edit"):
         typed_text.keep_fields(app, endpoint, ["name", "subject", "body", "excluded"])
+        expired_form.refill_with(app, endpoint, _expired)

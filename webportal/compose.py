@@ -52,7 +52,7 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
-from webportal import bodies, clock, typed_text
+from webportal import bodies, clock, expired_form, typed_text
 from webportal.access import login_required
 from webportal.errors import outage_page, render_error
 from webportal.extensions import (
@@ -511,6 +511,18 @@ def _too_large() -> ResponseReturnValue:
     return _render(form, owned, message, status)
 
 
+def _expired(note: str) -> ResponseReturnValue | None:
+    """The form as it was posted after its token expired (webportal.expired_form), with
+    `note` said: nothing is sent or saved."""
+    if not current_user.is_authenticated:
+        return None
+    owned = _owned()
+    form = _form_from_request(owned)
+    if any(f.filename for f in request.files.getlist("attachments")):
+        note = f"{note} {gettext(ATTACH_AGAIN)}"
+    return _render(form, owned, note, 400)
+
+
 def _send() -> ResponseReturnValue:
     """Send or save, holding the request's size in the process's in-flight budget
     (gateway.inflight) meanwhile; past the budget the page comes back, filled in."""
@@ -737,6 +749,7 @@ def init_app(app: Flask) -> None:
     typed_text.keep_fields(
         app, "compose.compose", ["to", "cc", "bcc", "subject", "text", "password"]
     )
+    expired_form.refill_with(app, "compose.compose", _expired)
     limited: Any = limiter(app).limit(RECIPIENT_LOOKUP_RATE)
     app.view_functions["compose.recipient_classes"] = limited(
         app.view_functions["compose.recipient_classes"]

@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from gateway import outages
+from webportal import expired_form
 from webportal.bodies import UnreadableForm
 from webportal.extensions import discard_db_session
 from webportal.i18n import browser_language, gettext, gettext_noop
@@ -107,8 +108,11 @@ def _rate_limited(exc: RateLimitExceeded) -> Response:
     return response
 
 
-def _csrf_error(_exc: CSRFError) -> Response:
+def _csrf_error(exc: CSRFError) -> Response:
     discard_db_session()
+    again = expired_form.answer(exc)
+    if again is not None:  # the form of typed text back, filled in (nothing done)
+        return current_app.make_response(again)
     return render_error(400, *CSRF_PAGE)
 
 

@@ -45,6 +45,12 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         "Bad request": "Ungültige Anfrage",
         "The request could not be understood.": "Die Anfrage konnte nicht verstanden werden.",
         "Form expired": "Formular abgelaufen",
+        "This page was open too long for its form to be sent, so nothing was done. What you"
+        " wrote is back in the form: check it and send it again.": (
+            "Diese Seite war zu lange geöffnet, um ihr Formular noch zu senden; es ist nichts"
+            " geschehen. Was Sie geschrieben haben, steht wieder im Formular: Prüfen Sie es und"
+            " senden Sie es noch einmal."
+        ),
         "This form has expired or was sent from another site."
         " Go back, reload the page and try again.": "Dieses Formular ist abgelaufen oder"
         " wurde von einer anderen Website gesendet. Gehen Sie zurück, laden Sie die Seite"
@@ -106,6 +112,12 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         "Bad request": "Requête invalide",
         "The request could not be understood.": "La requête n'a pas pu être comprise.",
         "Form expired": "Formulaire expiré",
+        "This page was open too long for its form to be sent, so nothing was done. What you"
+        " wrote is back in the form: check it and send it again.": (
+            "Cette page est restée ouverte trop longtemps pour que son formulaire soit envoyé :"
+            " rien n'a été fait. Ce que vous avez écrit est de nouveau dans le formulaire :"
+            " vérifiez-le et envoyez-le à nouveau."
+        ),
         "This form has expired or was sent from another site."
         " Go back, reload the page and try again.": "Ce formulaire a expiré ou a été envoyé"
         " depuis un autre site. Revenez en arrière, rechargez la page et réessayez.",

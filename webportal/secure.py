@@ -61,7 +61,7 @@ from gateway.securepage.crypto import MessageKey
 from gateway.settings import SecurePageSettings, SettingsError
 from keystore import pgp
 from keystore import store as keystore
-from webportal import clock, grants, typed_text
+from webportal import clock, expired_form, grants, typed_text
 from webportal.access import fresh_login_required, login_required, public
 from webportal.errors import PAGES, outage_page, render_error
 from webportal.extensions import (
@@ -397,6 +397,29 @@ def answer(token: str) -> ResponseReturnValue:
         return _answer(token, link, data, sender_key, now)
 
 
+def _answer_expired(note: str) -> ResponseReturnValue | None:
+    """An answer posted after the page's form expired (webportal.expired_form): the page
+    again with the answer filled in and `note` said, or the password form carrying it
+    when this browser's grant ran out too. Nothing is sent; no password is tried."""
+    token = (request.view_args or {}).get("token")
+    if not isinstance(token, str):
+        return None
+    now = clock.now()
+    with db.read_only(runtime().sessions) as s:
+        link = store.usable_link(s, token, now, runtime().settings.securepage)
+        if link is None:
+            return None
+        key = _grant(link, now)
+        data = store.open_message(link, key) if key is not None else None
+        s.expunge_all()
+    if data is None or "password" in request.form:
+        answer = _carried_answer()
+        if answer is None:
+            return None
+        return _unlock_page(link, note, 400, answer=answer)
+    return _answer_again(token, link, data, note, 400)
+
+
 def _answer_kept(token: str, link: SecureLink) -> ResponseReturnValue:
     """No grant (it ran out while the answer was written, or Close ended it): the
     password form, carrying the answer so that it is not lost with the grant."""
@@ -645,6 +668,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     for endpoint in ("secure.answer", "secure.page"):  # the page carries an answer
         typed_text.keep_fields(app, endpoint, ["text"])
+        expired_form.refill_with(app, endpoint, _answer_expired)
     # One budget per client for password tries and answers together, the sender's
     # own password entries (a new password, a sealed Sent copy) included.
     shared: Any = limiter(app).shared_limit(rate, scope="securepage", methods=["POST"])
