@@ -21,16 +21,24 @@ class LeftBehind:
 
     `what` names it by its owner (an address, an account, a domain, a queue id),
     never by anything secret; `why` says why it does not open (`why_unopenable`);
-    `fix` what the admin can do about it ("" when nothing needs doing).
+    `fix` what the admin can do about it ("" when nothing needs doing), in commands;
+    `console` the same for an admin without a shell (the console), where it differs.
     """
 
     what: str
     why: str
     fix: str = ""
+    console: str = ""
 
     def __str__(self) -> str:
         text = f"{self.what}: not re-wrapped, {self.why}"
         return f"{text}; {self.fix}" if self.fix else text
+
+    def for_console(self) -> str:
+        """As `str()`, with the console's fix."""
+        fix = self.console or self.fix
+        text = f"{self.what}: not re-wrapped, {self.why}"
+        return f"{text}; {fix}" if fix else text
 
 
 @dataclass(frozen=True)

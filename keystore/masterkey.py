@@ -36,7 +36,17 @@ log = logging.getLogger(__name__)
 
 
 class MasterKeyError(RuntimeError):
-    """The ring is missing, malformed, or its file is readable by others."""
+    """The ring is missing, malformed, or its file is readable by others.
+
+    `str()` is the whole message, for the command line and the log: what is wrong and
+    the step on the server that puts it right (a command, a file mode). A front end
+    without a shell (the admin console) shows `fact`, what is wrong, and asks the
+    server's operator to take `step`, that step in words ("" when there is none)."""
+
+    def __init__(self, message: str, *, fact: str | None = None, step: str = "") -> None:
+        super().__init__(message)
+        self.fact = message if fact is None else fact
+        self.step = step
 
 
 class RingUnavailable(MasterKeyError):
@@ -110,7 +120,9 @@ class MasterKeyRing:
         if version not in self.retired:
             raise MasterKeyError(
                 f"master key version {version} is not retired; finish `sealgate keys"
-                " rotate-master` first"
+                " rotate-master` first",
+                fact=f"master key version {version} is not retired",
+                step="finish the master-key rotation first",
             )
         keys = {v: k for v, k in self.keys.items() if v != version}
         return MasterKeyRing(primary=self.primary, keys=keys, retired=self.retired)
@@ -173,11 +185,19 @@ def ring_path(data_dir: Path) -> Path:
     return data_dir / MASTER_KEYS_FILE
 
 
+# The operator's step for a ring file that is gone or damaged (MasterKeyError.step).
+_FROM_BACKUP = "put this installation's master key ring back from a backup (docs/backup.md)"
+# ... and for one the service cannot read, or others can.
+_MODE = "make it a file that the user sealgate runs as, and no other, can read (mode 600)"
+
+
 def _missing(path: Path) -> MasterKeyError:
     """Not "run init" alone: a new ring opens none of an installation's existing keys."""
     return MasterKeyError(
         f"{path} does not exist (`sealgate init` writes one for a new installation; one"
-        " that holds keys needs its own copy back from a backup, see docs/backup.md)"
+        " that holds keys needs its own copy back from a backup, see docs/backup.md)",
+        fact=f"{path} does not exist",
+        step=_FROM_BACKUP,
     )
 
 
@@ -194,12 +214,16 @@ def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKey
         raise _unreadable(path, exc) from None
     if stat.S_IMODE(mode) & 0o077:
         raise MasterKeyError(
-            f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 on it"
+            f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); run chmod 600 on it",
+            fact=f"{path} is readable by others (mode {stat.S_IMODE(mode):o})",
+            step=_MODE,
         )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise MasterKeyError(f"{path}: the master key ring is malformed (not UTF-8)") from None
+        raise MasterKeyError(
+            f"{path}: the master key ring is malformed (not UTF-8)", step=_FROM_BACKUP
+        ) from None
     except OSError as exc:
         # A file a command run as root left behind for the service user, or a directory
         # of that name: one line naming it, as for every other ring problem, not a traceback.
@@ -210,7 +234,9 @@ def load_ring(data_dir: Path, env: Mapping[str, str] | None = None) -> MasterKey
 def _unreadable(path: Path, exc: OSError) -> MasterKeyError:
     return MasterKeyError(
         f"{path}: cannot read it ({exc.strerror or exc}); it must be a file the user sealgate"
-        " runs as can read (mode 600)"
+        " runs as can read (mode 600)",
+        fact=f"{path}: cannot read it ({exc.strerror or exc})",
+        step=_MODE,
     )
 
 
@@ -220,7 +246,11 @@ def _parsed(text: str, source: str, *, hint: str = "") -> MasterKeyRing:
     try:
         return MasterKeyRing.from_json(text)
     except MasterKeyError as exc:
-        raise MasterKeyError(f"{source}: {exc}" + (f"; {hint}" if hint else "")) from None
+        raise MasterKeyError(
+            f"{source}: {exc}" + (f"; {hint}" if hint else ""),
+            fact=f"{source}: {exc}",
+            step=_FROM_BACKUP if hint else f"set {MASTER_KEYS_ENV} to this installation's ring",
+        ) from None
 
 
 def save_ring(data_dir: Path, ring: MasterKeyRing) -> None:
@@ -287,7 +317,9 @@ class RingFile:
             except OSError as exc:
                 raise MasterKeyError(
                     f"{ring_path(self._data_dir)} cannot be read ({exc.strerror}): it must be"
-                    " a file the user sealgate runs as can read (mode 600)"
+                    " a file the user sealgate runs as can read (mode 600)",
+                    fact=f"{ring_path(self._data_dir)} cannot be read ({exc.strerror})",
+                    step=_MODE,
                 ) from None
             stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_mode)
             if self._ring is not None and stamp == self._stamp:

@@ -120,6 +120,12 @@ def lost_keys(session: so.Session, ring: MasterKeyRing) -> list[LeftBehind]:
                 if row.status == STATUS_ACTIVE
                 else ""
             ),
+            console="what was encrypted to it stays unreadable"
+            + (
+                f"; rotating the key of {row.address} on the Keys page gives it a new one"
+                if row.status == STATUS_ACTIVE
+                else ""
+            ),
         )
         for row in rows
     ]

@@ -19,12 +19,21 @@ import sqlalchemy.orm as so
 
 from gateway import audit
 from gateway.models import AuditEvent
+from keystore.masterkey import MasterKeyError
 
 T = TypeVar("T")
 
 
 class AdminError(ValueError):
     """An admin request that cannot be carried out; the text is safe to show to the admin."""
+
+
+def ring_problem(exc: MasterKeyError) -> str:
+    """A master-key ring problem as an admin without a shell (the console) reads it: what
+    is wrong, and the step the server's operator takes, in words (the ring is a file on
+    the server, out of the console's reach). The command line shows `str(exc)`."""
+    step = exc.step or "look into the master key ring on the server"
+    return f"{exc.fact}; ask the server's operator to {step}"
 
 
 class NotFound(AdminError):

@@ -89,8 +89,14 @@ class DeletePreview:
         return None
 
 
-def list_domains(session: so.Session, ring: MasterKeyRing | None = None) -> list[DomainInfo]:
-    """Every hosted domain; with `ring`, each says if a DKIM key of it cannot be opened."""
+def list_domains(
+    session: so.Session,
+    ring: MasterKeyRing | None = None,
+    *,
+    dkim_remedy: str = dkim_keys.RENEW_HINT,
+) -> list[DomainInfo]:
+    """Every hosted domain; with `ring`, each says if a DKIM key of it cannot be opened,
+    and `dkim_remedy` (gateway.dkim.keys.problem)."""
     query = sa.select(Address.domain_id, sa.func.count()).group_by(Address.domain_id)
     counts = {domain_id: int(n) for domain_id, n in session.execute(query)}
     return [
@@ -99,7 +105,7 @@ def list_domains(session: so.Session, ring: MasterKeyRing | None = None) -> list
             d.created_at,
             d.disabled_at,
             counts.get(d.id, 0),
-            dkim_keys.problem(session, ring, d) if ring is not None else "",
+            dkim_keys.problem(session, ring, d, remedy=dkim_remedy) if ring is not None else "",
         )
         for d in accounts.list_domains(session)
     ]

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import accounts, audit, master_records, outages
-from gateway.admin import Actor, AdminError, NotFound, valid_id
+from gateway.admin import Actor, AdminError, NotFound, ring_problem, valid_id
 from gateway.models import MasterRotationJob
 from gateway.runtime import Runtime
 from gateway.timeutil import Clock, utcnow
@@ -330,7 +330,9 @@ def run_job(
             )
         log.info("master-key rotation job %d paused for shutdown; it resumes on restart", job_id)
     except (MasterKeyError, rotation.RotationError) as exc:
-        update(state=FAILED, error=str(exc)[:1000], finished_at=clock())
+        # Shown on the console's progress page: a ring problem in the console's terms.
+        shown = ring_problem(exc) if isinstance(exc, MasterKeyError) else str(exc)
+        update(state=FAILED, error=shown[:1000], finished_at=clock())
         log.error("master-key rotation job %d failed: %s", job_id, exc)
     else:
         for left in result.left:
@@ -347,7 +349,7 @@ def _left_note(left: tuple[LeftBehind, ...]) -> str:
     """The finished job's note on records it could not re-wrap ("" when there were none)."""
     if not left:
         return ""
-    named = "; ".join(str(item) for item in left[:MAX_LEFT_NAMED])
+    named = "; ".join(item.for_console() for item in left[:MAX_LEFT_NAMED])
     more = (
         f"; and {len(left) - MAX_LEFT_NAMED} more (see the log)"
         if len(left) > MAX_LEFT_NAMED

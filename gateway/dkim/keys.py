@@ -40,6 +40,12 @@ RENEW_HINT = (
     "`sealgate keys renew-dkim {domain}` replaces what does not open (then publish the new record)"
 )
 
+# ... for an admin without a shell (the console): the server's operator runs it.
+CONSOLE_RENEW_HINT = (
+    "ask the server's operator to renew the DKIM keys of {domain} that do not open,"
+    " then publish the new DNS record"
+)
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -201,8 +207,12 @@ def unopenable(
     return found
 
 
-def problem(session: so.Session, ring: MasterKeyRing, domain: Domain) -> str:
-    """What an admin must know about the domain's signing keys ("" when all is well)."""
+def problem(
+    session: so.Session, ring: MasterKeyRing, domain: Domain, *, remedy: str = RENEW_HINT
+) -> str:
+    """What an admin must know about the domain's signing keys ("" when all is well), and
+    `remedy` (its `{domain}` filled in): the command's by default, a front end without a
+    shell passes its own (CONSOLE_RENEW_HINT)."""
     current = current_keys(session, domain.id)
     bad = {row.id: why for row, why in unopenable(session, ring, domain)}
     broken = [row for row in current if row.id in bad]
@@ -214,7 +224,7 @@ def problem(session: so.Session, ring: MasterKeyRing, domain: Domain) -> str:
     keys = "key" if len(broken) == 1 else "keys"
     return (
         f"DKIM {keys} {named} cannot be opened: mail from {domain.name} is {signed};"
-        f" {RENEW_HINT.format(domain=domain.name)}"
+        f" {remedy.format(domain=domain.name)}"
     )
 
 
@@ -280,6 +290,8 @@ def rewrap(session: so.Session, ring: MasterKeyRing) -> Rewrapped:
                     f"the DKIM key {row.selector} ({row.algorithm}) of {row.domain.name}",
                     why_unopenable(ring, row.master_version),
                     f"it signs nothing; {RENEW_HINT.format(domain=row.domain.name)}",
+                    console="it signs nothing; "
+                    + CONSOLE_RENEW_HINT.format(domain=row.domain.name),
                 )
             )
             continue

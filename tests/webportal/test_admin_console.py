@@ -692,11 +692,14 @@ def test_a_dkim_key_that_cannot_be_opened_is_named_on_the_domains_page(
     page = admin_client.get("/admin/domains")
     assert page.status_code == 200
     ed = selector.replace("rsa", "ed")
+    # The console's admin has no shell: the step is the server operator's, in words.
     assert (
         f"<strong>DKIM:</strong> DKIM key {selector} (master-key version {old} was destroyed)"
         f" cannot be opened: mail from example.test is signed by {ed} only;"
-        " `sealgate keys renew-dkim example.test` replaces what does not open"
+        " ask the server&#39;s operator to renew the DKIM keys of example.test that do not"
+        " open, then publish the new DNS record"
     ) in page.text
+    assert "sealgate keys" not in page.text
 
 
 def test_the_queue_page_says_when_mail_cannot_leave(
@@ -720,5 +723,41 @@ def test_the_queue_page_says_when_mail_cannot_leave(
     path = ring_path(runtime.settings.data_dir)
     assert (
         f"<strong>The master key ring cannot be loaded:</strong> {path}: the master key ring is"
-        " malformed (JSONDecodeError)"
+        " malformed (JSONDecodeError); ask the server&#39;s operator to put this installation&#39;s"
+        " master key ring back from a backup (docs/backup.md)."
     ) in page.text
+
+
+def test_master_key_ring_problems_are_told_in_the_console_s_terms(
+    admin_client: FlaskClient, runtime: Runtime
+) -> None:
+    """The ring is a file on the server: the console's admin cannot run chmod or
+    `sealgate init`, so the console names what is wrong and asks the server's operator
+    for the step, where the command line names the command (tests/keystore)."""
+    import os
+
+    from keystore.masterkey import ring_path
+
+    path = ring_path(runtime.settings.data_dir)
+    path.write_text(path.read_text() + "\n")  # a changed file is read again, and checked
+    os.chmod(path, 0o644)
+    page = admin_client.get("/admin/queue").text
+    assert (
+        f"{path} is readable by others (mode 644); ask the server&#39;s operator to make it a"
+        " file that the user sealgate runs as, and no other, can read (mode 600)."
+    ) in page
+    assert "chmod" not in page
+    os.chmod(path, 0o600)
+    path.rename(path.with_suffix(".away"))
+    for url, data in (
+        ("/admin/keys/rotate", {"address": "alice@example.test"}),
+        ("/admin/queue/give-up", {"ident": "1", "confirm": "on"}),
+    ):
+        token = csrf_from(admin_client.get("/admin/").text)
+        done = admin_client.post(url, data={**data, "csrf_token": token})
+        page = admin_client.get(done.headers["Location"]).text
+        assert (
+            f"{path} does not exist; ask the server&#39;s operator to put this installation&#39;s"
+            " master key ring back from a backup (docs/backup.md)"
+        ) in page, url
+        assert "sealgate init" not in page and "sealgate keys" not in page, url

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from gateway.admin import AdminError
 from gateway.admin import domains as admin_domains
+from gateway.dkim import keys as dkim_keys
 from keystore.masterkey import MasterKeyError
 from webportal.access import admin_required
 from webportal.admin import bp
@@ -29,7 +30,8 @@ def domains() -> ResponseReturnValue:
         ring = runtime().ring.get()
     except MasterKeyError:
         ring = None  # the list still shows; serve's log says why the ring is missing
-    return render_template("admin/domains.html", domains=admin_domains.list_domains(db, ring))
+    listed = admin_domains.list_domains(db, ring, dkim_remedy=dkim_keys.CONSOLE_RENEW_HINT)
+    return render_template("admin/domains.html", domains=listed)
 
 
 @bp.post("/domains/<name>/disable")

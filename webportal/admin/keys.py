@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from gateway.admin import AdminError, NotFound
+from gateway.admin import AdminError, NotFound, ring_problem
 from gateway.admin import keys as admin_keys
 from keystore import pgp
 from keystore.masterkey import MasterKeyError
@@ -45,8 +45,10 @@ def rotate_key() -> ResponseReturnValue:
             db_session(), runtime().ring.get(), address, actor=actor(), now=now()
         )
         flash(f"New key {new.fingerprint} for {new.address}; the old one stays for reading.")
-    except (AdminError, MasterKeyError) as exc:
-        fail(AdminError(str(exc)))
+    except AdminError as exc:
+        fail(exc)
+    except MasterKeyError as exc:
+        fail(AdminError(ring_problem(exc)))
     return redirect(url_for("admin.keys", address=address))
 
 
@@ -65,8 +67,10 @@ def revoke_key() -> ResponseReturnValue:
             code=field("code") or "compromised",
         )
         flash(f"Key of {new.address} revoked; new key {new.fingerprint}.")
-    except (AdminError, MasterKeyError) as exc:
-        fail(AdminError(str(exc)))
+    except AdminError as exc:
+        fail(exc)
+    except MasterKeyError as exc:
+        fail(AdminError(ring_problem(exc)))
     return redirect(url_for("admin.keys", address=address))
 
 

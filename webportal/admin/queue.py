@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from gateway.admin import AdminError
 from gateway.admin import queue as admin_queue
+from gateway.admin import ring_problem as admin_ring_problem
 from keystore.masterkey import MasterKeyError
 from webportal.access import admin_required
 from webportal.admin import bp
@@ -22,7 +23,7 @@ def queue() -> ResponseReturnValue:
         ring = runtime().ring.get()
     except MasterKeyError as exc:
         ring = None  # the page still lists the rows, and says why the ring is missing
-        ring_problem = str(exc)
+        ring_problem = admin_ring_problem(exc)
     found = admin_queue.list_rows(db_session(), now(), page_arg(), per_page(), ring=ring)
     relay = runtime().settings.relay
     return render_template(
@@ -62,6 +63,8 @@ def give_up() -> ResponseReturnValue:
             reporting_mta=rt.settings.smtp.hostname,
         )
         flash("; ".join(f"{rcpt}: given up, bounce {where}" for rcpt, where in outcome.items()))
-    except (AdminError, MasterKeyError) as exc:
-        fail(AdminError(str(exc)))
+    except AdminError as exc:
+        fail(exc)
+    except MasterKeyError as exc:
+        fail(AdminError(admin_ring_problem(exc)))
     return redirect(url_for("admin.queue"))
