@@ -22,7 +22,8 @@ import email.utils
 import html
 import logging
 import re
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -52,7 +53,7 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
-from webportal import bodies, clock, expired_form, typed_text
+from webportal import after_post, bodies, clock, expired_form, typed_text
 from webportal.access import login_required
 from webportal.errors import outage_page, render_error
 from webportal.extensions import (
@@ -64,7 +65,7 @@ from webportal.extensions import (
     runtime,
 )
 from webportal.i18n import gettext, gettext_noop
-from webportal.ids import MAX_INDEX, form_id, parse_int, query_id
+from webportal.ids import MAX_INDEX, form_id, parse_id, parse_int, query_id
 from webportal.mail import CANNOT_SHOW, abort_cannot_show, filesize, open_owned
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,9 @@ class ComposeForm:
     carried: list[tuple[int, str, int, bool]] = field(
         default_factory=list
     )  # index, name, size, kept
+    # The query the page was built from ("reply=5&all=1", "forward=5", "draft=7"; ""
+    # for a new message), kept through refusals: see `_come_back_to`.
+    origin: str = ""
 
 
 def _owned() -> list[str]:
@@ -313,6 +317,33 @@ def _draft_form(draft_id: int, owned: list[str]) -> ComposeForm:
     )
 
 
+_ORIGIN_IDS = ("reply", "forward", "draft")
+
+
+def _origin(values: Mapping[str, str]) -> str:
+    """The reply, forward or draft a compose page was built from, as a query: only its
+    ids and the reply-all switch, each checked (a form field is outside data)."""
+    kept: list[tuple[str, str]] = []
+    for name in _ORIGIN_IDS:
+        number = parse_id(values.get(name))
+        if number is not None:
+            kept.append((name, str(number)))
+            break
+    if kept and kept[0][0] == "reply" and values.get("all"):
+        kept.append(("all", "1"))
+    return urllib.parse.urlencode(kept)
+
+
+def _come_back_to(form: ComposeForm) -> None:
+    """Back to a compose page that answered its post (a refusal) loads the page the form
+    was built from, as a GET (webportal.after_post): the reply's threading, the
+    forward's attachments, the draft; webmail.js puts the fields back over it as they
+    were left. A GET of the bare /compose had lost the threading and the forwarded
+    attachments, and Chromium's form state the fields the refusal had filled in."""
+    args: dict[str, Any] = dict(urllib.parse.parse_qsl(form.origin))
+    after_post.come_back_to(url_for("compose.compose", **args))
+
+
 def _render(
     form: ComposeForm,
     owned: list[str],
@@ -322,6 +353,8 @@ def _render(
     need_password: bool = False,
 ) -> ResponseReturnValue:
     settings = runtime().settings
+    if request.method == "POST":
+        _come_back_to(form)
     strings = {
         "titles": {k: gettext(v, fingerprint="{fingerprint}") for k, v in CHIP_TITLES.items()},
         "labels": {k: gettext(v) for k, v in CHIP_LABELS.items()},
@@ -391,6 +424,7 @@ def compose() -> ResponseReturnValue:
             form = _reply_form(opened, row.address.address, bool(args.get("all")), owned)
     else:
         form = ComposeForm(sender=_default_sender(owned), to=args.get("to", "")[:MAX_FIELD])
+    form.origin = _origin(args)
     return _render(form, owned)
 
 
@@ -423,6 +457,7 @@ def _form_from_request(owned: list[str]) -> ComposeForm:
         send_token=mailcompose.send_token_or_new(data.get("send_token", "")),
         carry_from=carry_from,
         carried=carried,
+        origin=_origin(dict(urllib.parse.parse_qsl(data.get("origin", "")[:200]))),
     )
 
 

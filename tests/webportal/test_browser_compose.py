@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from email.message import EmailMessage
 
 import pytest
 from playwright.sync_api import expect
@@ -26,7 +27,7 @@ from webportal.server import PortalServer
 
 from . import test_browser_webmail as webmail
 from .test_browser_webmail import Browsers, chip, sign_in
-from .webmail_support import ALICE, BOB, CAROL, queued, rows
+from .webmail_support import ALICE, BOB, CAROL, deliver, queued, rows
 
 # The portal, its runtime and the browsers of the webmail's browser test.
 served = webmail.served
@@ -150,3 +151,65 @@ def test_quoted_local_parts_are_sent_quoted_to_header_and_envelope(
         assert f'\r\nTo: "Doe, John" <{john}>, {ab}\r\n'.encode() in head
         parsed = email.message_from_bytes(message.content, policy=email.policy.default)
         assert [a.addr_spec for a in parsed["To"].addresses] == [john, ab]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_back_to_a_refused_reply_or_forward_brings_back_everything_it_showed(
+    browsers: Browsers, portal: PortalServer, rt: Runtime
+) -> None:
+    """Threat: a send refused (a mistyped address) answered with the form filled in;
+    the user went to look the address up, and Back loaded a blank /compose over which
+    Chromium put back only the fields typed into after the refusal: the recipients, the
+    subject and the text typed before were gone, and so were a reply's threading and a
+    forward's attachments, which a send from that page then silently lacked."""
+    original = EmailMessage()
+    original["From"] = BOB
+    original["To"] = ALICE
+    original["Subject"] = "Unterlagen"
+    original["Message-ID"] = "<unterlagen@example.test>"
+    original.set_content("Hier die Unterlagen.")
+    original.add_attachment(
+        b"%PDF-1.4 plan", maintype="application", subtype="pdf", filename="plan.pdf"
+    )
+    ident = deliver(rt, ALICE, original)
+    page = browsers.page()
+    sign_in(page, portal, ALICE)
+    for kind in ("reply", "forward"):
+        page.goto(f"{portal.url}/compose?{kind}={ident}")
+        page.fill("#to", "bob at example")
+        page.fill("#bcc", "dora@elsewhere.example")
+        page.fill("#subject", f"{kind}: Unterlagen, zweiter Versuch")
+        page.fill("#text", f"{kind}: written before the refusal")
+        page.click("#send")
+        expect(page.locator("#compose-error")).to_contain_text("not a valid mail address")
+        page.fill("#cc", CAROL)  # typed after the refusal
+        page.goto(f"{portal.url}/inbox")  # to look the address up
+        page.go_back()
+        expect(page.locator("#to")).to_have_value("bob at example")
+        expect(page.locator("#cc")).to_have_value(CAROL)
+        expect(page.locator("#bcc")).to_have_value("dora@elsewhere.example")
+        expect(page.locator("#subject")).to_have_value(f"{kind}: Unterlagen, zweiter Versuch")
+        expect(page.locator("#text")).to_have_value(f"{kind}: written before the refusal")
+        # Forward, then Back again: the same.
+        page.go_forward()
+        expect(page).to_have_url(f"{portal.url}/inbox")
+        page.go_back()
+        expect(page.locator("#to")).to_have_value("bob at example")
+        if kind == "reply":
+            expect(page.locator("input[name=in_reply_to]")).to_have_value(
+                "<unterlagen@example.test>"
+            )
+        else:
+            expect(page.locator("input[name=carry]")).to_be_checked()
+        page.fill("#to", BOB)
+        page.fill("#cc", "")
+        page.fill("#bcc", "")
+        page.click("#send")
+        expect(page).to_have_url(f"{portal.url}/sent")
+        sent = email.message_from_bytes(rows(rt, BOB)[-1].raw, policy=email.policy.default)
+        assert sent["Subject"] == f"{kind}: Unterlagen, zweiter Versuch"
+        if kind == "reply":
+            assert sent["In-Reply-To"] == "<unterlagen@example.test>"
+        else:
+            assert [p.get_filename() for p in sent.iter_attachments()] == ["plan.pdf"]  # type: ignore[attr-defined]

@@ -484,3 +484,26 @@ def test_closed_lock_seals_for_a_quoted_local_part_and_notifies_it_quoted(
     assert parse(item.raw)["To"].addresses[0].addr_spec == john
     opened = open_with(runtime, token_of(item.raw), PASSWORD)
     assert opened is not None and SECRET_TEXT.encode() in opened
+
+
+def test_a_refused_form_comes_back_to_the_page_it_was_built_from_and_no_other(
+    alice: Webmail,
+) -> None:
+    """Back to a refusal loads the reply, forward or draft page the form came from
+    (webportal.compose._come_back_to): its `origin` field is outside data, so only
+    ids and the reply-all switch pass, into a URL of the compose page itself."""
+
+    def back_url(origin: str) -> str:
+        refused = alice.compose(**{"from": ALICE, "to": "no address", "origin": origin})
+        assert refused.status_code == 400
+        found = re.search(r'after_post\.js" data-url="([^"]*)"', refused.text)
+        assert found, refused.text
+        return html.unescape(found.group(1))
+
+    assert back_url("") == "/compose"
+    assert back_url("reply=5&all=1") == "/compose?reply=5&all=1"
+    assert back_url("forward=7") == "/compose?forward=7"
+    assert back_url("draft=9&all=1") == "/compose?draft=9"
+    assert back_url("reply=x&next=https://evil.example/") == "/compose"
+    assert back_url("reply=0") == "/compose"
+    assert back_url("//evil.example/?reply=5") == "/compose"

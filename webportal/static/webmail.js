@@ -450,6 +450,66 @@
     passwordSet = false;
   }
 
+  // Back to this page brings its fields back as they were left. Chromium's own form
+  // state holds only fields a user typed into: on a page that answered a refused post
+  // (webportal/after_post.py), what the server filled in (the recipients, the subject,
+  // a text not touched again) was gone after Back. So the fields are kept in this
+  // history entry's state when the page is left, and put back when Back or Forward
+  // comes to it; the page itself (a GET of the reply, forward or draft it was built
+  // from) gives the hidden fields and the list of carried attachments. Neither the
+  // password nor a file is kept (a file field cannot be filled in).
+  var KEPT_STATE = "sealgate.compose";
+
+  function keptField(element) {
+    return (
+      element.name &&
+      element.type !== "file" &&
+      element.type !== "hidden" &&
+      element.type !== "submit" &&
+      element.type !== "button" &&
+      element !== passwordField
+    );
+  }
+
+  function keptKey(element) {
+    return element.type === "checkbox" ? element.name + "=" + element.value : element.name;
+  }
+
+  window.addEventListener("pagehide", function () {
+    var fields = {};
+    Array.prototype.forEach.call(form.elements, function (element) {
+      if (keptField(element)) {
+        fields[keptKey(element)] = element.type === "checkbox" ? element.checked : element.value;
+      }
+    });
+    var state = Object.assign({}, window.history.state || {});
+    state[KEPT_STATE] = fields;
+    try {
+      window.history.replaceState(state, "");
+    } catch (error) {
+      // Too large for the browser's history: Back gives what Chromium keeps.
+    }
+  });
+
+  window.addEventListener("pageshow", function () {
+    var navigation = (performance.getEntriesByType("navigation") || [])[0];
+    var kept = window.history.state && window.history.state[KEPT_STATE];
+    if (!kept || !navigation || navigation.type !== "back_forward") {
+      return;
+    }
+    Array.prototype.forEach.call(form.elements, function (element) {
+      var key = keptField(element) ? keptKey(element) : null;
+      if (key === null || !Object.prototype.hasOwnProperty.call(kept, key)) {
+        return;
+      }
+      if (element.type === "checkbox") {
+        element.checked = kept[key] === true;
+      } else {
+        element.value = String(kept[key]);
+      }
+    });
+  });
+
   // Back (or a reload) refills the form after this script has run: Chromium restores
   // a page's form state once it has loaded, and "pageshow" comes after that (and again
   // when the page comes back from the back/forward cache). Draw the lock and the
