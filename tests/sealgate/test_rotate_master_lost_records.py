@@ -375,3 +375,32 @@ def test_every_record_is_moved_or_named_once(
     finally:
         session.rollback()
         session.close()
+
+
+def test_the_console_s_rotation_names_the_console_s_way_out_for_a_lost_address_key(
+    runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The console's rotation job (its progress page shows the note) says what the
+    console's admin does: rotate the key on the Keys page, not a command."""
+    with db.transaction(runtime.sessions) as session:
+        key = store.get_or_create(session, runtime.ring.get(), ALICE, NOW, events=audit_sink)
+        fingerprint, blob = key.fingerprint, key.wrapped_secret
+    rotation.rotate_master(
+        runtime.settings.data_dir, runtime.sessions, NOW, events=audit_sink,
+        other_blobs=master_records.rewrap,
+    )  # fmt: skip
+    with db.transaction(runtime.sessions) as session:  # an old backup's blob, put back
+        row = store.current_key(session, ALICE)
+        assert row is not None
+        row.wrapped_secret, row.master_version = blob, 1
+    destroy_version_1(runtime)
+    with db.transaction(runtime.sessions) as session:
+        job_id = admin_keys.request_master_rotation(session, actor=ADMIN, now=NOW).id
+    progress = admin_keys.run_job(runtime, job_id)
+    assert progress.state == admin_keys.DONE
+    assert (
+        f"the secret key {fingerprint} of {ALICE}: not re-wrapped, master-key version 1 was"
+        " destroyed; what was encrypted to it stays unreadable; rotating the key of"
+        f" {ALICE} on the Keys page gives it a new one"
+    ) in progress.error
+    assert "sealgate " not in progress.error
