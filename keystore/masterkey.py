@@ -302,7 +302,7 @@ class RingFile:
         except RingUnavailable:
             raise
         except MasterKeyError as exc:
-            raise RingUnavailable(str(exc)) from None
+            raise RingUnavailable(str(exc), fact=exc.fact, step=exc.step) from None
 
     def _get(self) -> MasterKeyRing:
         with self._lock:

@@ -12,6 +12,7 @@ from keystore.masterkey import (
     MasterKeyError,
     MasterKeyRing,
     RingFile,
+    RingUnavailable,
     load_ring,
     ring_path,
     save_ring,
@@ -125,3 +126,19 @@ def test_a_malformed_ring_in_the_environment_names_the_variable(tmp_path: Path) 
     expected = f"^{MASTER_KEYS_ENV}: the master key ring is malformed"
     with pytest.raises(MasterKeyError, match=expected):
         load_ring(tmp_path, env={MASTER_KEYS_ENV: "{not json"})
+
+
+def test_a_ring_that_stops_loading_keeps_its_console_wording(tmp_path: Path) -> None:
+    """RingFile turns a load error into RingUnavailable (an outage); the admin console
+    still needs the fact and the operator's step the load error carried."""
+    save_ring(tmp_path, MasterKeyRing.generate())
+    ring_file = RingFile(tmp_path, env={})
+    ring_file.get()
+    ring_path(tmp_path).unlink()
+    with pytest.raises(MasterKeyError) as direct:
+        load_ring(tmp_path, env={})
+    with pytest.raises(RingUnavailable) as running:
+        ring_file.get()
+    assert direct.value.step  # the missing ring names a step: its copy from a backup
+    assert (running.value.fact, running.value.step) == (direct.value.fact, direct.value.step)
+    assert str(running.value) == str(direct.value)
