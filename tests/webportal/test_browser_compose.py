@@ -213,3 +213,10 @@ def test_back_to_a_refused_reply_or_forward_brings_back_everything_it_showed(
             assert sent["In-Reply-To"] == "<unterlagen@example.test>"
         else:
             assert [p.get_filename() for p in sent.iter_attachments()] == ["plan.pdf"]  # type: ignore[attr-defined]
+        # Back to the page that sent it, and Send again: told so, not sent twice.
+        delivered = len(rows(rt, BOB))
+        page.go_back()
+        expect(page.locator("#subject")).to_have_value(f"{kind}: Unterlagen, zweiter Versuch")
+        page.click("#send")
+        expect(page.locator("#compose-error")).to_contain_text("This message was sent already")
+        assert len(rows(rt, BOB)) == delivered

@@ -460,11 +460,14 @@
   // password nor a file is kept (a file field cannot be filled in).
   var KEPT_STATE = "sealgate.compose";
 
+  // The send token is kept too: Back to a page whose message went out brings back its
+  // token, so a second Send is told "sent already" (webportal/compose.py) rather than
+  // sending the message again under the fresh token the reloaded page carries.
   function keptField(element) {
     return (
       element.name &&
       element.type !== "file" &&
-      element.type !== "hidden" &&
+      (element.type !== "hidden" || element.name === "send_token") &&
       element.type !== "submit" &&
       element.type !== "button" &&
       element !== passwordField
