@@ -21,7 +21,14 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from gateway import known_clients, lockout, login_alerts, outages, purging, sessions
-from gateway.models import AuditEvent
+from gateway.models import (
+    AuditEvent,
+    Base,
+    KnownDevice,
+    KnownMailClient,
+    LoginLockout,
+    PortalSession,
+)
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.timeutil import Clock, utcnow
@@ -32,6 +39,9 @@ log = logging.getLogger(__name__)
 # name that is no account carries the typed name, an IP and a browser.
 PERSONAL_ACTIONS = ("login", "logout", "smtp.auth", "imap.auth")
 PURGE_INTERVAL_SECONDS = 3600.0
+
+# A table and the condition of its rows the purge deletes.
+Stale = tuple[type[Base], sa.ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,31 @@ def recent(
 class PurgeResult:
     events: int
     sessions: int
-    devices: int
+    devices: int  # browsers' (gateway.login_alerts) and mail programs' networks
     lockouts: int
+
+    @property
+    def total(self) -> int:
+        return self.events + self.sessions + self.devices + self.lockouts
+
+
+def _stale(settings: Settings, now: dt.datetime) -> dict[str, list[Stale]]:
+    """What goes, by kind of `PurgeResult`: each table with the condition of its rows."""
+    cutoff = now - dt.timedelta(days=settings.security.activity_days)
+    personal = sa.and_(
+        AuditEvent.at < cutoff,
+        sa.or_(AuditEvent.account_id.is_not(None), AuditEvent.action.in_(PERSONAL_ACTIONS)),
+    )
+    policy = lockout.Policy.from_settings(settings.security)
+    return {
+        "events": [(AuditEvent, personal)],
+        "sessions": [(PortalSession, sessions.stale(cutoff))],
+        "devices": [
+            (KnownDevice, login_alerts.unseen_since(cutoff)),
+            (KnownMailClient, known_clients.stale(settings.security, now)),
+        ],
+        "lockouts": [(LoginLockout, lockout.forgotten(now, policy))],
+    }
 
 
 def purge(
@@ -94,19 +127,26 @@ def purge(
     """Delete what records where a person logged in from, once older than
     `[security] activity_days`: each kind in short transactions of its own
     (gateway.purging), so a long backlog never holds the write lock for long."""
-    cutoff = now - dt.timedelta(days=settings.security.activity_days)
-    personal = sa.and_(
-        AuditEvent.at < cutoff,
-        sa.or_(AuditEvent.account_id.is_not(None), AuditEvent.action.in_(PERSONAL_ACTIONS)),
-    )
     return PurgeResult(
-        events=purging.delete_in_batches(factory, AuditEvent, personal, batches),
-        sessions=sessions.purge(factory, cutoff, batches),
-        devices=login_alerts.forget_devices_unseen_since(factory, cutoff, batches)
-        + known_clients.purge(factory, settings.security, now, batches),
-        lockouts=lockout.purge(
-            factory, now, lockout.Policy.from_settings(settings.security), batches
-        ),
+        **{
+            kind: sum(
+                purging.delete_in_batches(factory, model, condition, batches)
+                for model, condition in tables
+            )
+            for kind, tables in _stale(settings, now).items()
+        }
+    )
+
+
+def pending(
+    factory: so.sessionmaker[so.Session], settings: Settings, now: dt.datetime
+) -> PurgeResult:
+    """How many rows of each kind `purge` would delete now (for a dry run)."""
+    return PurgeResult(
+        **{
+            kind: sum(purging.count(factory, model, condition) for model, condition in tables)
+            for kind, tables in _stale(settings, now).items()
+        }
     )
 
 

@@ -169,5 +169,9 @@ def purge(
 ) -> int:
     """Drop networks not seen within the known period (they know nothing any more), in
     short transactions of their own (gateway.purging)."""
-    stale = KnownMailClient.last_seen_at < now - period(security)
-    return purging.delete_in_batches(factory, KnownMailClient, stale, batches)
+    return purging.delete_in_batches(factory, KnownMailClient, stale(security, now), batches)
+
+
+def stale(security: SecuritySettings, now: dt.datetime) -> sa.ColumnElement[bool]:
+    """The networks `purge` drops."""
+    return KnownMailClient.last_seen_at < now - period(security)

@@ -335,8 +335,12 @@ def purge(
 ) -> int:
     """Drop database records that no longer lock and whose lock count has been forgotten,
     in short transactions of their own (gateway.purging)."""
-    forgotten = sa.and_(
+    return purging.delete_in_batches(factory, LoginLockout, forgotten(now, policy), batches)
+
+
+def forgotten(now: dt.datetime, policy: Policy) -> sa.ColumnElement[bool]:
+    """The records `purge` drops."""
+    return sa.and_(
         LoginLockout.last_failure_at < now - policy.memory,
         sa.or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until < now),
     )
-    return purging.delete_in_batches(factory, LoginLockout, forgotten, batches)

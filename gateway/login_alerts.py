@@ -268,5 +268,9 @@ def forget_devices_unseen_since(
     batches: purging.Batches | None = None,
 ) -> int:
     """Forget devices not seen since `cutoff`, in short transactions (gateway.purging)."""
-    stale = KnownDevice.last_seen_at < cutoff
-    return purging.delete_in_batches(factory, KnownDevice, stale, batches)
+    return purging.delete_in_batches(factory, KnownDevice, unseen_since(cutoff), batches)
+
+
+def unseen_since(cutoff: dt.datetime) -> sa.ColumnElement[bool]:
+    """The devices `forget_devices_unseen_since` forgets."""
+    return KnownDevice.last_seen_at < cutoff

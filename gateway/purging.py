@@ -94,6 +94,16 @@ def delete_in_batches(
             time.sleep(plan.pause)
 
 
+def count(
+    factory: so.sessionmaker[so.Session], model: type[Any], condition: sa.ColumnElement[bool]
+) -> int:
+    """How many rows `delete_in_batches` would delete now (for a dry run)."""
+    with db.read_only(factory) as session:
+        return int(
+            session.scalar(sa.select(sa.func.count()).select_from(model).where(condition)) or 0
+        )
+
+
 def reclaim(factory: so.sessionmaker[so.Session], what: str) -> None:
     """After a purge: truncate SQLite's WAL, so what was deleted leaves the disk
     (`gateway.db.checkpoint`); a checkpoint a reader kept busy is tried after the next."""

@@ -169,5 +169,9 @@ def purge(
 ) -> int:
     """Forget sessions that ended, or were last used, before `cutoff` (in short
     transactions of their own, gateway.purging)."""
-    stale = sa.or_(PortalSession.ended_at < cutoff, PortalSession.last_seen_at < cutoff)
-    return purging.delete_in_batches(factory, PortalSession, stale, batches)
+    return purging.delete_in_batches(factory, PortalSession, stale(cutoff), batches)
+
+
+def stale(cutoff: dt.datetime) -> sa.ColumnElement[bool]:
+    """The sessions `purge` forgets."""
+    return sa.or_(PortalSession.ended_at < cutoff, PortalSession.last_seen_at < cutoff)

@@ -240,10 +240,16 @@ def purge(
 ) -> int:
     """Delete entries older than `days`, in short transactions (gateway.purging); how
     many went."""
-    cutoff = now - dt.timedelta(days=days)
-    return purging.delete_in_batches(
-        sessions, MailLogEntry, MailLogEntry.created_at < cutoff, batches
-    )
+    return purging.delete_in_batches(sessions, MailLogEntry, _expired(now, days), batches)
+
+
+def pending(sessions: so.sessionmaker[so.Session], now: dt.datetime, days: int) -> int:
+    """How many entries `purge` would delete now."""
+    return purging.count(sessions, MailLogEntry, _expired(now, days))
+
+
+def _expired(now: dt.datetime, days: int) -> sa.ColumnElement[bool]:
+    return MailLogEntry.created_at < now - dt.timedelta(days=days)
 
 
 async def run_purge(runtime: Runtime, stop: asyncio.Event, clock: Clock = utcnow) -> None:
