@@ -90,7 +90,9 @@ RECIPES: dict[tuple[str, ...], Recipe] = {
     ("keys", "refresh"): Recipe((), ("external-key.refresh",)),
     ("mailbox", "export"): Recipe(("carol@new.test",), ("mailbox.export",)),
     ("backup",): Recipe(("{backup_dir}",), ("backup.make",)),
-    ("purge",): Recipe((), ("securepage.purge.run",)),  # also when nothing was due
+    ("purge",): Recipe(
+        (), ("securepage.purge.run", "maillog.purge.run", "activity.purge.run")
+    ),  # also when nothing was due
     ("queue", "retry"): Recipe(("QAUDIT1",), ("queue.retry",)),
     ("queue", "delete"): Recipe(("QAUDIT1",), ("queue.delete",)),
     ("queue", "give-up"): Recipe(("QAUDIT2",), ("queue.give_up",)),
