@@ -216,6 +216,8 @@ def test_the_cli_shows_progress_for_each_purge(
         assert line is not None, (label, done, shown)
     assert count(runtime, MailLogEntry) == 3  # the kept one, and the two pages' notices
     assert count(runtime, SecureMessage) == 2
+    # Nothing left: empty bars, no error.
+    assert "purged 0 mail log entries" in run_in_terminal(test_env, "purge")
 
 
 def test_a_purged_mail_log_entry_leaves_the_wal(
