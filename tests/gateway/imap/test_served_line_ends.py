@@ -128,5 +128,8 @@ def test_migration_0019_lists_messages_stored_before_at_their_served_size(
     config = db.alembic_config(runtime.engine)
     command.downgrade(config, "0018")
     command.upgrade(config, "0019")
-    assert [r.size for r in rows(runtime, ALICE, "INBOX")] == [len(served(odd)), len(plain)]
+    with runtime.engine.connect() as conn:  # at 0019: later columns are not there yet
+        sizes = conn.execute(sa.text("SELECT size FROM mailbox_messages ORDER BY uid"))
+        assert [size for (size,) in sizes] == [len(served(odd)), len(plain)]
+    command.upgrade(config, "head")
     assert len(served(odd)) != len(odd)
