@@ -53,7 +53,7 @@ from gateway.pipeline.errors import RejectMessage
 from gateway.pipeline.secure_page import PASSWORD_ALPHABET, generate_password
 from gateway.pipeline.triggers import ENCRYPT_HEADER
 from gateway.securepage.content import safe_filename
-from webportal import after_post, bodies, clock, expired_form, typed_text
+from webportal import after_post, bodies, clock, expired_form, outage_form, typed_text
 from webportal.access import login_required
 from webportal.errors import outage_page, render_error
 from webportal.extensions import (
@@ -428,11 +428,13 @@ def compose() -> ResponseReturnValue:
     return _render(form, owned)
 
 
-def _form_from_request(owned: list[str]) -> ComposeForm:
+def _form_from_request(owned: list[str], *, offline: bool = False) -> ComposeForm:
+    """The form as posted; `offline`, without the database (nor the attachments carried
+    over from a forward or a draft, which are read from the store)."""
     data = request.form
     carried: list[tuple[int, str, int, bool]] = []
     keep = {n for v in data.getlist("carry") if (n := parse_int(v, 0, MAX_INDEX)) is not None}
-    carry_from = form_id("carry_from")
+    carry_from = None if offline else form_id("carry_from")
     if carry_from:
         try:
             opened = open_owned(carry_from)
@@ -556,6 +558,18 @@ def _expired(note: str) -> ResponseReturnValue | None:
     if any(f.filename for f in request.files.getlist("attachments")):
         note = f"{note} {gettext(ATTACH_AGAIN)}"
     return _render(form, owned, note, 400)
+
+
+def _outage(note: str) -> ResponseReturnValue:
+    """The form as it was posted when the send met an outage (webportal.outage_form),
+    drawn without the database: From offers the posted address only (the account's
+    are not at hand; sending again checks it as ever), and the attachments, uploaded
+    or carried over, are asked for again."""
+    form = _form_from_request([], offline=True)
+    uploaded = any(f.filename for f in request.files.getlist("attachments"))
+    if uploaded or request.form.get("carry_from"):
+        note = f"{note} {gettext(ATTACH_AGAIN)}"
+    return _render(form, [form.sender] if form.sender else [], note, 503)
 
 
 def _send() -> ResponseReturnValue:
@@ -785,6 +799,7 @@ def init_app(app: Flask) -> None:
         app, "compose.compose", ["to", "cc", "bcc", "subject", "text", "password"]
     )
     expired_form.refill_with(app, "compose.compose", _expired)
+    outage_form.refill_with(app, "compose.compose", _outage)
     limited: Any = limiter(app).limit(RECIPIENT_LOOKUP_RATE)
     app.view_functions["compose.recipient_classes"] = limited(
         app.view_functions["compose.recipient_classes"]

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from gateway import outages
-from webportal import expired_form
+from webportal import expired_form, outage_form
 from webportal.bodies import UnreadableForm
 from webportal.extensions import discard_db_session
 from webportal.i18n import browser_language, gettext, gettext_noop
@@ -71,7 +71,10 @@ FALLBACK_HTML = (
 )
 
 
-def render_error(code: int, title: str, message: str) -> Response:
+def render_error(
+    code: int, title: str, message: str, kept: list[tuple[str, str]] | None = None
+) -> Response:
+    """The error page; `kept` is what a post held, shown read-only (an outage's)."""
     try:
         body = render_template(
             "portal/error.html",
@@ -80,6 +83,8 @@ def render_error(code: int, title: str, message: str) -> Response:
             message=gettext(message),
             # A server error may come from the database: do not load the user again.
             show_account=code < 500,
+            kept=kept or [],
+            kept_note=gettext(outage_form.NOTE) if kept else "",
         )
     except Exception:
         log.exception("rendering the error page for %s failed", code)
@@ -131,7 +136,9 @@ def _server_error(exc: InternalServerError) -> Response:
 
 
 def outage_page() -> Response:
-    """The 503 page for a request that met an outage (reported by the caller)."""
+    """The 503 page for a request that met an outage (reported by the caller); for a
+    post of typed text, its form filled in again or what it held to copy
+    (webportal.outage_form)."""
     try:
         discard_db_session()
     except Exception as exc:
@@ -143,7 +150,12 @@ def outage_page() -> Response:
         # Flask-Login's template context loads the user, which needs the database:
         # the page is drawn for nobody in particular.
         g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
-    response = render_error(503, *OUTAGE_PAGE)
+    again = outage_form.answer()
+    if again is not None:
+        response = current_app.make_response(again)
+        response.status_code = 503
+    else:
+        response = render_error(503, *OUTAGE_PAGE, kept=outage_form.kept_texts())
     response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
     return response
 

@@ -53,7 +53,7 @@ def answer(exc: CSRFError) -> ResponseReturnValue | None:
     Called by the CSRF error handler, after the request's database work was rolled
     back; the view never ran."""
     refill: Refill | None = current_app.extensions.get(_REFILLS, {}).get(request.endpoint or "")
-    if refill is None or exc.description != EXPIRED or not _own_but_old():
+    if refill is None or exc.description != EXPIRED or not own_token():
         return None
     try:
         typed_text.screen()  # NULs as in any post of this form (its hook has not run)
@@ -65,8 +65,9 @@ def answer(exc: CSRFError) -> ResponseReturnValue | None:
         return None
 
 
-def _own_but_old() -> bool:
-    """Whether the posted token is this session's own, its age put aside."""
+def own_token() -> bool:
+    """Whether the posted token is this session's own, its age put aside (also asked by
+    webportal.outage_form before it shows posted text back)."""
     field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
     try:
         validate_csrf(request.form.get(field, ""), time_limit=NO_AGE_LIMIT)

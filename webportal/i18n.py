@@ -80,6 +80,13 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         ),
         "Back to the start page": "Zur Startseite",
         "Temporarily unavailable": "Vorübergehend nicht verfügbar",
+        "The server cannot store or send anything right now, so nothing was sent."
+        " Try again in a minute: what you wrote is kept here.": (
+            "Der Server kann gerade nichts speichern oder senden; es wurde nichts gesendet."
+            " Versuchen Sie es in einer Minute noch einmal: Was Sie geschrieben haben, steht"
+            " hier."
+        ),
+        "What you wrote": "Was Sie geschrieben haben",
         "The service is temporarily unavailable, so your request was not carried out."
         " Please try again in a few minutes.": (
             "Der Dienst ist vorübergehend nicht verfügbar, daher wurde Ihre Anfrage nicht"
@@ -145,6 +152,12 @@ _BASE: Mapping[str, Mapping[str, str]] = {
         ),
         "Back to the start page": "Retour à l'accueil",
         "Temporarily unavailable": "Temporairement indisponible",
+        "The server cannot store or send anything right now, so nothing was sent."
+        " Try again in a minute: what you wrote is kept here.": (
+            "Le serveur ne peut rien enregistrer ni envoyer pour le moment : rien n'a été"
+            " envoyé. Réessayez dans une minute : ce que vous avez écrit est conservé ici."
+        ),
+        "What you wrote": "Ce que vous avez écrit",
         "The service is temporarily unavailable, so your request was not carried out."
         " Please try again in a few minutes.": (
             "Le service est temporairement indisponible ; votre requête n'a donc pas été"

@@ -41,6 +41,12 @@ def keep_fields(app: Flask, endpoint: str, fields: Iterable[str]) -> None:
     kept[endpoint] = kept.get(endpoint, frozenset()) | frozenset(fields)
 
 
+def kept_fields(endpoint: str) -> frozenset[str]:
+    """The fields of typed text of `endpoint`'s form (none for other endpoints)."""
+    kept: frozenset[str] = current_app.extensions.get(_KEPT, {}).get(endpoint, frozenset())
+    return kept
+
+
 def replaced() -> int:
     """How many NULs this request's kept fields held (each now U+FFFD)."""
     count = g.get(_REPLACED, 0)
@@ -61,7 +67,7 @@ def screen() -> None:
     form = request.form
     if not any(NUL in v for vs in form.listvalues() for v in vs):
         return
-    kept = current_app.extensions.get(_KEPT, {}).get(request.endpoint or "", frozenset())
+    kept = kept_fields(request.endpoint or "")
     count = 0
     items: list[tuple[str, str]] = []
     for name, values in form.lists():

@@ -43,7 +43,10 @@ from tests.gateway.outage_support import (
 )
 from tests.gateway.test_smtp_2fa import auth, starttls_client
 from tests.gateway.test_smtp_submission import mailbox_rows, message
+from tests.webportal.conftest import csrf_from
 from tests.webportal.test_outage_page import _logged_in
+from tests.webportal.test_outage_typed_text import assert_compose_back, compose_fields
+from tests.webportal.webmail_support import Webmail, queued, rows, webmail_app
 from webportal import create_app
 from webportal.server import PortalServer
 
@@ -248,3 +251,30 @@ def test_portal_and_imap_with_postgres_down(
     assert len(lines) == 2, lines
     assert lines[0].startswith("outage: database unavailable (")
     assert tracebacks(caplog) == []
+
+
+@pytest.mark.usefixtures("fresh_watch")
+@pytest.mark.parametrize("how", ["down", "stall"])
+def test_webmail_send_with_postgres_lost_gives_the_form_back_and_sends_after(
+    how: str, proxy: TcpProxy, runtime: Runtime, mail_users: dict[str, str]
+) -> None:
+    """The account cannot be loaded: the compose form comes back drawn from the post,
+    503 with Retry-After, nothing stored or queued; sent again after, it goes."""
+    app = webmail_app(runtime)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as `serve`: errors go to their handlers
+    alice = Webmail(app.test_client()).login(ALICE)
+    fields = compose_fields(alice)
+    getattr(proxy, how)()
+    try:
+        answer = alice.client.post("/compose", data=fields, content_type="multipart/form-data")
+    finally:
+        proxy.up()
+    page = assert_compose_back(answer)
+    assert rows(runtime, BOB) == [] and queued(runtime) == []
+    sent = alice.client.post(
+        "/compose",
+        data={**fields, "csrf_token": csrf_from(page)},
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 303
+    assert len(rows(runtime, BOB)) == 1
