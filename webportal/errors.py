@@ -115,7 +115,12 @@ def _rate_limited(exc: RateLimitExceeded) -> Response:
 
 def _csrf_error(exc: CSRFError) -> Response:
     discard_db_session()
-    again = expired_form.answer(exc)
+    try:
+        again = expired_form.answer(exc)
+    except Exception as error:
+        if outages.report(error) is None:
+            raise
+        return outage_page()  # the form back from the post alone, or its text to copy
     if again is not None:  # the form of typed text back, filled in (nothing done)
         return current_app.make_response(again)
     return render_error(400, *CSRF_PAGE)

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import HTTPException
 
+from gateway import outages
 from webportal import typed_text
 from webportal.i18n import gettext, gettext_noop
 
@@ -60,7 +61,10 @@ def answer(exc: CSRFError) -> ResponseReturnValue | None:
         return refill(gettext(NOTE))
     except HTTPException:  # the form's object is gone, or not this visitor's
         return None
-    except Exception:  # the error page, logged by endpoint: a secure page's URL holds its token
+    except Exception as exc:
+        if outages.classify(exc) is not None:
+            raise  # the outage page, which gives the text back its own way
+        # The error page, logged by endpoint: a secure page's URL holds its token.
         log.exception("the expired form of %s could not be given back", request.endpoint)
         return None
 

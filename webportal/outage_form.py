@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask.typing import ResponseReturnValue
 
+from gateway import outages
 from webportal import expired_form, typed_text
 from webportal.i18n import gettext, gettext_noop
 
@@ -61,14 +62,19 @@ def answer() -> ResponseReturnValue | None:
     """The form back, filled in from the post, for an outage page; else None.
 
     Called by webportal.errors.outage_page after the request's database work was
-    discarded; a form that cannot be drawn is logged, and None is given."""
+    discarded; a form that cannot be drawn is logged (unless the outage stopped it),
+    and None is given."""
     refill: Refill | None = current_app.extensions.get(_REFILLS, {}).get(request.endpoint or "")
     if refill is None or not _own_post():
         return None
+    # Drawn for nobody in particular, even when the account was loaded before the
+    # outage began: the page's account parts (its folders) would need the database.
+    g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
     try:
         return refill(gettext(NOTE))
-    except Exception:  # the page with the text to copy instead; logged by endpoint
-        log.exception("the form of %s could not be given back in an outage", request.endpoint)
+    except Exception as exc:  # the page with the text to copy instead; logged by endpoint
+        if outages.classify(exc) is None:
+            log.exception("the form of %s could not be given back in an outage", request.endpoint)
         return None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from email.message import EmailMessage
 
 import pytest
 from flask.testing import FlaskClient
@@ -22,13 +23,20 @@ from gateway import db
 from gateway.models import Autoresponder
 from gateway.runtime import Runtime
 from tests.conftest import TEST_DATABASE_URL
-from tests.gateway.outage_support import fresh_watch, ring_unavailable, sqlite_file_unavailable
+from tests.gateway.outage_support import (
+    fresh_watch,
+    ring_unavailable,
+    sqlite_file_unavailable,
+    tracebacks,
+)
 from tests.webportal.conftest import csrf_from
+from tests.webportal.test_expired_form import aged_token
 from tests.webportal.test_nul_in_typed_text import opened  # noqa: F401
 from tests.webportal.test_secure import ALICE, inbox
 from tests.webportal.webmail_support import (
     BOB,
     Webmail,
+    deliver,
     field_value,
     queued,
     rows,
@@ -197,3 +205,48 @@ def test_an_away_message_with_the_database_away_is_kept_to_copy(
     assert saved.status_code == 303
     with db.read_only(runtime.sessions) as session:
         assert session.query(Autoresponder).count() == 1
+
+
+@pytest.mark.usefixtures("fresh_watch")
+@on_sqlite
+def test_an_expired_form_sent_during_an_outage_still_comes_back(
+    alice: Webmail, runtime: Runtime
+) -> None:
+    """Its form cannot be drawn as an expired one (that needs the database): the
+    outage's way gives it back, with a fresh token."""
+    fields = {**compose_fields(alice), "csrf_token": aged_token(alice.client, "/compose")}
+    with sqlite_file_unavailable(runtime):
+        answer = alice.client.post("/compose", data=fields, content_type="multipart/form-data")
+    page = assert_compose_back(answer)
+    assert rows(runtime, BOB) == [] and queued(runtime) == []
+    sent = alice.client.post(
+        "/compose",
+        data={**fields, "csrf_token": csrf_from(page)},
+        content_type="multipart/form-data",
+    )
+    assert sent.status_code == 303
+
+
+@pytest.mark.usefixtures("fresh_watch")
+def test_an_expired_forward_sent_with_the_ring_away_comes_back_not_as_a_500(
+    alice: Webmail, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Drawing the expired form reads the forwarded message (the ring is needed): the
+    outage page gives the form back instead of "Form expired" with the text lost."""
+    original = EmailMessage()
+    original["From"], original["To"], original["Subject"] = BOB, ALICE, "Anhang"
+    original.set_content("see attached")
+    original.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="a.pdf")
+    forwarded = deliver(runtime, ALICE, original)
+    fields = {
+        **compose_fields(alice),
+        "carry_from": str(forwarded),
+        "carry": "1",
+        "csrf_token": aged_token(alice.client, "/compose"),
+    }
+    with ring_unavailable(runtime):
+        answer = alice.client.post("/compose", data=fields, content_type="multipart/form-data")
+    assert_compose_back(answer)
+    assert "Please attach your files again." in answer.text
+    assert rows(runtime, BOB) == [] and queued(runtime) == []
+    assert tracebacks(caplog) == []
