@@ -18,7 +18,9 @@ bounds; the keepalive and tcp_user_timeout options are checked on a live connect
 from __future__ import annotations
 
 import contextlib
+import html
 import imaplib
+import re
 import socket
 import ssl
 import threading
@@ -29,8 +31,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
+from gateway import db
 from gateway.imap.server import ImapServer
+from gateway.models import Autoresponder
 from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from tests.conftest import TEST_DATABASE_URL
@@ -44,13 +49,21 @@ from tests.gateway.outage_support import (
 from tests.gateway.test_smtp_2fa import auth, starttls_client
 from tests.gateway.test_smtp_submission import mailbox_rows, message
 from tests.webportal.conftest import csrf_from
+from tests.webportal.test_nul_in_typed_text import opened
 from tests.webportal.test_outage_page import _logged_in
-from tests.webportal.test_outage_typed_text import assert_compose_back, compose_fields
+from tests.webportal.test_outage_typed_text import (
+    NOTE,
+    TEXT,
+    assert_compose_back,
+    compose_fields,
+    readonly_box,
+)
+from tests.webportal.test_secure import inbox as secure_inbox
 from tests.webportal.webmail_support import Webmail, queued, rows, webmail_app
 from webportal import create_app
 from webportal.server import PortalServer
 
-__all__ = ["fresh_watch"]
+__all__ = ["fresh_watch", "opened"]
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -278,3 +291,38 @@ def test_webmail_send_with_postgres_lost_gives_the_form_back_and_sends_after(
     )
     assert sent.status_code == 303
     assert len(rows(runtime, BOB)) == 1
+
+
+@pytest.mark.usefixtures("fresh_watch")
+def test_a_secure_page_answer_and_an_away_message_with_postgres_down_are_kept_to_copy(
+    proxy: TcpProxy, runtime: Runtime, opened: tuple[FlaskClient, str]
+) -> None:
+    """Their forms need the database to be drawn: the 503 page holds the text."""
+    client, token = opened
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    answer_csrf = csrf_from(client.get(f"/s/{token}").text)
+    alice = Webmail(webmail_app(runtime).test_client()).login(ALICE)
+    alice.client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    match = re.search(r'href="(/autoresponder/new/\d+)"', alice.get("/autoresponder").text)
+    assert match
+    away_csrf = csrf_from(alice.get(match.group(1)).text)
+    proxy.down()
+    try:
+        answer = client.post(
+            f"/s/{token}/reply",
+            data={"csrf_token": answer_csrf, "text": TEXT},
+            content_type="multipart/form-data",
+        )
+        away = alice.client.post(
+            match.group(1),
+            data={"name": "Urlaub", "body": TEXT, "weekday": "0", "csrf_token": away_csrf},
+        )
+    finally:
+        proxy.up()
+    for page, field in ((answer, "text"), (away, "body")):
+        assert (page.status_code, page.headers.get("Retry-After")) == (503, "60")
+        assert NOTE in html.unescape(page.text)
+        assert readonly_box(page.text, field) == TEXT
+    assert secure_inbox(runtime, ALICE) == []
+    with db.read_only(runtime.sessions) as session:
+        assert session.query(Autoresponder).count() == 0

@@ -84,6 +84,7 @@ def assert_compose_back(answer: object, note: str = NOTE) -> str:
     assert html.unescape(textarea(page, "text")).replace("\r\n", "\n") == TEXT
     assert 'value="Zahlen"' in page and BOB in page and f'value="{ALICE}"' in page
     assert "<b>" not in page  # escaped, as everywhere
+    assert "after_post.js" in page  # Back or a reload gets the form, never a re-post
     return page
 
 
