@@ -10,6 +10,7 @@ its versions (keystore.ringcheck), read from the backup's copy of the database.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
@@ -296,7 +297,7 @@ def _refuse_unknown_schema(directory: Path, manifest: Manifest, db_file: str) ->
             " the backup is damaged or not a sealgate backup; nothing was changed"
         )
     found = set(manifest.schema_revisions) | in_copy
-    unknown = sorted(found - db.known_revisions())
+    unknown = sorted(db.unknown_revisions(frozenset(found)))
     if unknown:
         raise BackupError(
             f"the backup's database is at schema revision {', '.join(unknown)}, which"
@@ -338,7 +339,18 @@ def restore(
 
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with runlock.exclusive(settings.data_dir):
+        with contextlib.ExitStack() as held:
+            held.enter_context(runlock.exclusive(settings.data_dir))
+            try:
+                held.enter_context(
+                    runlock.exclusive_database(settings.database_url, "sealgate restore")
+                )
+            except sa.exc.OperationalError as exc:  # the run lock's own connection
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no reason given"
+                raise BackupError(
+                    f"cannot open {runlock.describe_database(settings.database_url)}"
+                    f" ({reason}); nothing was changed"
+                ) from None
             try:
                 return _replace(
                     settings, directory, manifest, db_file, ring, write_ring, force, progress

@@ -57,13 +57,22 @@ def init(state: CliState, domain_name: str, admin_email: str | None) -> None:
         _initialise(state, held, domain_name, admin_email)
 
 
-def _hold_the_data_dir(stack: contextlib.ExitStack, data_dir: Path) -> None:
+def _hold_the_data_dir(stack: contextlib.ExitStack, data_dir: Path, url: str) -> None:
     """The data dir's run lock, alone, for the rest of init: a new release's init
-    migrated the schema under the old serve, whose code expects the old one."""
+    migrated the schema under the old serve, whose code expects the old one. On
+    PostgreSQL the database's too: a serve on another host shares it."""
+    import sqlalchemy as sa
+
     from gateway import runlock
 
     try:
         stack.enter_context(runlock.exclusive(data_dir))
+        stack.enter_context(runlock.exclusive_database(url, "sealgate init"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no reason given"
+        raise click.ClickException(
+            f"cannot open the database of {data_dir} ({reason}); nothing was changed"
+        ) from None
     except runlock.DataDirBusy as exc:
         raise click.ClickException(
             f"{exc}: stop it first (`systemctl stop sealgate`), then run `sealgate init`"
@@ -99,7 +108,7 @@ def _initialise(
     fresh_ring = not os.environ.get(MASTER_KEYS_ENV) and not ring_path(settings.data_dir).exists()
     if fresh_ring and before:
         _refuse_a_ring_for_lost_versions(state)
-    _hold_the_data_dir(held, settings.data_dir)
+    _hold_the_data_dir(held, settings.data_dir, settings.database_url)
     db.migrate(runtime.engine)
     if not before:
         done.append("database created")

@@ -63,13 +63,25 @@ def serve(state: CliState, debug: bool) -> None:
 
 
 def _hold_the_data_dir(runtime: Runtime) -> None:
-    """Tell `sealgate restore` that serve runs here, for as long as this process lives."""
+    """Tell `sealgate restore` and `init` that serve runs here, for as long as this
+    process lives; on PostgreSQL also every host that shares the database, on a
+    connection of its own that serve's exit (or PostgreSQL, when serve is killed) ends."""
+    import sqlalchemy as sa
+
     from gateway import runlock
 
     try:
         runlock.hold_for_serve(runtime.settings.data_dir)
+        hold = runlock.hold_database_for_serve(runtime.settings.database_url, "sealgate serve")
     except runlock.DataDirBusy as exc:
         raise click.ClickException(f"{exc}: start serve once it has finished") from None
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no reason given"
+        raise click.ClickException(
+            f"cannot open the database of {runtime.settings.data_dir} ({reason})"
+        ) from None
+    if hold is not None:
+        click.get_current_context().call_on_close(hold.release)
 
 
 def _enterable_working_dir(runtime: Runtime) -> None:
