@@ -3,6 +3,7 @@
     python bench/cli_startup.py                      # baseline: 2fa0a15 (before lazy imports)
     python bench/cli_startup.py --baseline HEAD~3 --runs 30
     python bench/cli_startup.py --baseline none      # this tree alone
+    python bench/cli_startup.py --baseline HEAD~1 --database   # commands that open it
 
 The baseline revision is exported with `git archive` into a temp dir and run with
 the same interpreter and installed dependencies (PYTHONPATH puts it first), so
@@ -27,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Commands both trees have (the baseline had no --version).
 COMMANDS = [["--help"], ["keys", "--help"], ["user", "add", "--help"], ["queue", "list", "--help"]]
+# Commands that open the database (and check its schema revisions), on a SQLite data
+# dir that `sealgate init` made with this tree; both trees must share its schema.
+DATABASE_COMMANDS = [["domain", "list"], ["user", "list"]]
 COUNT_MODULES = (
     "import sys, runpy; sys.argv = ['sealgate', *{args!r}]\n"
     "try:\n    runpy.run_module('sealgate', run_name='__main__')\n"
@@ -113,11 +117,27 @@ def main() -> None:
         "--baseline", default="2fa0a15", help="git revision to compare with, or none"
     )
     parser.add_argument("--runs", type=int, default=20, help="runs per command and tree")
+    parser.add_argument(
+        "--database",
+        action="store_true",
+        help="time commands that open a (SQLite) database instead of help texts",
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this tree": ROOT}
+        commands = COMMANDS
+        if options.database:
+            data_dir = Path(tmp) / "data"
+            subprocess.run(
+                [sys.executable, "-m", "sealgate", "--data-dir", str(data_dir), "init"],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            commands = [["--data-dir", str(data_dir), *args] for args in DATABASE_COMMANDS]
         if options.baseline != "none":
-            base = Path(tmp)
+            base = Path(tmp) / "baseline"
+            base.mkdir()
             export(options.baseline, base)
             refused = refuse_baseline(options.baseline, base)
             if refused:
@@ -126,11 +146,11 @@ def main() -> None:
         measure = hyperfine if shutil.which("hyperfine") else loop
         print(f"baseline {options.baseline}; {options.runs} runs each; {measure.__name__}")
         print(f"{'command':28} {'baseline ms':>12} {'now ms':>8} {'ratio':>6} {'modules':>13}")
-        for args in COMMANDS:
+        for args in commands:
             means = measure(trees, args, options.runs)
             counts = [modules_imported(tree, args) for tree in trees.values()]
             after = means["this tree"] * 1000
-            label = "sealgate " + " ".join(args)
+            label = "sealgate " + " ".join(args[2:] if options.database else args)
             if "baseline" not in means:
                 print(f"{label:28} {'-':>12} {after:8.0f} {'-':>6} {counts[0]:>13}")
                 continue

@@ -94,7 +94,7 @@ class CliState:
 
         from gateway import db
 
-        unknown = sorted(revisions - db.known_revisions())
+        unknown = sorted(db.unknown_revisions(revisions))
         if not unknown:
             return
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -30,6 +31,27 @@ def test_database_is_at_every_head(runtime: Runtime) -> None:
     assert db.schema_revisions(runtime.engine) == db.head_revisions()
     db.migrate(runtime.engine)  # a second run changes nothing
     assert db.schema_revisions(runtime.engine) == db.head_revisions()
+
+
+def test_each_migration_file_is_named_for_its_revision() -> None:
+    """db.unknown_revisions takes the file names for Alembic's answer: a migration whose
+    revision is not its file's number would make the newer-release check wrong."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    for script in ScriptDirectory.from_config(cfg).walk_revisions():
+        assert script.path is not None
+        assert Path(script.path).name.startswith(f"{script.revision}_"), script.path
+    assert db.migration_file_revisions() == db.known_revisions()
+
+
+def test_unknown_revisions_are_those_no_migration_makes() -> None:
+    heads = db.head_revisions()
+    assert db.unknown_revisions(heads) == frozenset()
+    assert db.unknown_revisions(frozenset({"0001"})) == frozenset()
+    assert db.unknown_revisions(heads | {"9999", "ab12cd"}) == {"9999", "ab12cd"}
 
 
 def test_upgrading_an_existing_database_keeps_rows_that_refer_to_altered_tables(
