@@ -31,6 +31,7 @@ from gateway import accounts, db, outages
 from gateway.addresses import InvalidAddress, normalize_address
 from gateway.pipeline import ClientInfo, RejectMessage, Sender, Submission, submit
 from gateway.ratelimit import ConnectionCounter
+from gateway.readers import ReadPool
 from gateway.runtime import Runtime
 from gateway.settings import SettingsError
 from gateway.smtp_codes import QUEUED, SENDER_EMPTY, TEMPORARY_FAILURE, UNKNOWN_LOCAL_RECIPIENT
@@ -157,6 +158,9 @@ class FilterHandler:
         self.runtime = runtime
         self.clock = clock
         self.inflight = 0
+        # The connection count runs apart from DATA's writes waiting for the lock
+        # (gateway.readers), as on the other SMTP servers.
+        self.readers = ReadPool("filter-read")
 
     async def handle_EHLO(  # noqa: N802  (aiosmtpd hook name)
         self,
@@ -292,6 +296,7 @@ class FilterServer:
             trusted=self.trusted,
             # Postfix opens as many connections as its filter transport allows.
             connections=ConnectionCounter(10_000),
+            readers=self.handler.readers,
             implicit_tls=False,
             hostname=smtp.hostname,
             ident="sealgate content filter",
@@ -322,3 +327,4 @@ class FilterServer:
     async def stop(self, grace: float = 30.0) -> None:
         await stop_servers(self._servers, self._sessions, lambda: self.handler.inflight, grace)
         self._servers = []
+        self.handler.readers.close()
