@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import sqlite3
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import accounts, compose, db, workers
+from gateway import accounts, compose, db, outages, workers
 from gateway.compose import Outgoing
 from gateway.models import MailboxMessage
 from gateway.pipeline import ClientInfo
@@ -26,6 +27,8 @@ from gateway.runtime import Runtime
 from gateway.smtp_server import SubmissionServer
 from gateway.timeutil import utcnow
 from gateway.workers import Job
+
+SQLITE_FULL = 13  # SQLite's primary result code for a full disk
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
@@ -40,8 +43,7 @@ class Disk:
         self.full = False
         self._commit = runtime.engine.dialect.do_commit
         self._stored = 0
-        # The driver's own error (sqlite3's or psycopg's), which SQLAlchemy wraps.
-        self._error = runtime.engine.dialect.loaded_dbapi.OperationalError
+        self._sqlite = runtime.engine.dialect.name == "sqlite"
 
     def fill(self, stored_now: int) -> None:
         self.full, self._stored = True, stored_now
@@ -54,9 +56,21 @@ class Disk:
             )
             if cursor.fetchone()[0] > self._stored:
                 self.events.append("commit failed")
-                raise self._error("database or disk is full")
+                raise self._full_disk()
         self._commit(dbapi_connection)
         self.events.append("commit")
+
+    def _full_disk(self) -> Exception:
+        """The driver's own error for a full disk, as each driver raises it (SQLAlchemy
+        wraps it): SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100."""
+        if self._sqlite:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = SQLITE_FULL
+            error.sqlite_errorname = "SQLITE_FULL"
+            return error
+        import psycopg
+
+        return psycopg.errors.DiskFull("could not extend file: No space left on device")
 
     def queued_lines(self) -> list[str]:
         return [e for e in self.events if e.startswith("queued ")]
@@ -102,7 +116,7 @@ def assert_logged_after_its_commit(disk: Disk) -> None:
     assert disk.events[where - 1] == "commit", disk.events
 
 
-def test_smtp_in_process_full_disk_451_and_no_queued_line(
+def test_smtp_in_process_full_disk_452_and_no_queued_line(
     runtime: Runtime,
     mail_users: dict[str, str],
     submission_server: SubmissionServer,
@@ -115,7 +129,7 @@ def test_smtp_in_process_full_disk_451_and_no_queued_line(
         disk.fill(stored(runtime))
         with pytest.raises(smtplib.SMTPDataError) as refused:
             client.sendmail(ALICE, [BOB], message("lost"))
-        assert refused.value.smtp_code == 451
+        assert refused.value.smtp_code == 452  # 4.3.1: the disk, not the message
         assert "commit failed" in disk.events
         assert disk.queued_lines() == []
         assert stored(runtime) == 0
@@ -156,8 +170,14 @@ def test_a_workers_batch_on_a_full_disk_fails_each_message_and_logs_no_queued_li
     monkeypatch.setattr(workers, "_runtime", runtime)
     jobs = [_job(runtime, "one"), _job(runtime, "two")]
     disk.fill(stored(runtime))
-    assert workers.run_batch(jobs) == [None, None]  # the SMTP edge answers None with 451
-    assert disk.events.count("commit failed") == 3  # the group, then each alone
+    # An outage, said per message (the SMTP edge answers 452 4.3.1); the group is not
+    # tried again message by message, since each would meet the same full disk.
+    outcomes = workers.run_batch(jobs)
+    assert [o.outage.kind if o and o.outage else o for o in outcomes] == [
+        outages.Kind.DISK_FULL,
+        outages.Kind.DISK_FULL,
+    ]
+    assert disk.events.count("commit failed") == 1
     assert disk.queued_lines() == []
     assert stored(runtime) == 0
 
@@ -173,7 +193,7 @@ def test_webmail_send_on_a_full_disk_fails_and_logs_no_queued_line(
     account_id = alice_account(runtime)
     outgoing = Outgoing(sender=ALICE, to=[BOB], subject="Webmail", text="Hallo")
     disk.fill(stored(runtime))
-    with pytest.raises(sa.exc.OperationalError, match="disk is full"):
+    with pytest.raises(sa.exc.OperationalError, match=r"disk is full|No space left"):
         compose.send(
             runtime, account_id, outgoing, password=None, client_ip="127.0.0.1", now=utcnow()
         )
